@@ -1,0 +1,21 @@
+"""The built-in CLI commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from envkit.plugins import hookimpl
+from envkit.plugins.interfaces import Command
+
+
+@hookimpl
+def envkit_commands() -> Sequence[Command]:
+    from envkit.cli import archive, config_cmd, doctor, images, plugins_cmd
+
+    return [
+        *config_cmd.COMMANDS,
+        *images.COMMANDS,
+        *archive.COMMANDS,
+        *plugins_cmd.COMMANDS,
+        *doctor.COMMANDS,
+    ]

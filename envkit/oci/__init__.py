@@ -1,0 +1,1 @@
+"""OCI image-spec types, digests and layer tars."""

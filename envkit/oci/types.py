@@ -1,0 +1,238 @@
+"""OCI image-spec documents as small typed values.
+
+Only the fields envkit uses are modelled; unknown fields read from a document are kept in
+``extra`` so that a manifest or config read and written again keeps its digest.
+Serialisation is canonical: sorted keys, no insignificant white space.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from envkit.oci.digest import sha256_bytes
+
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MT_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+
+MANIFEST_TYPES = frozenset({MT_OCI_MANIFEST, MT_DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({MT_OCI_INDEX, MT_DOCKER_LIST})
+LAYER_TYPES = frozenset(
+    {
+        MT_OCI_LAYER,
+        MT_OCI_LAYER_GZIP,
+        MT_OCI_LAYER_ZSTD,
+        MT_DOCKER_LAYER,
+        MT_DOCKER_LAYER_GZIP,
+    }
+)
+
+#: Annotation holding a ref name in an OCI layout's index.json.
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+#: Annotation docker/podman use for the full image name in an OCI archive.
+ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, compact separators, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def compression_of(media_type: str) -> str:
+    """``"gzip"``, ``"zstd"`` or ``""`` for a layer media type."""
+    if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
+        return "gzip"
+    if media_type.endswith("+zstd"):
+        return "zstd"
+    return ""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """An OS and architecture an image is built for."""
+
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Platform:
+        return cls(
+            os=str(data.get("os", "linux")),
+            architecture=str(data.get("architecture", "amd64")),
+            variant=str(data.get("variant", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A typed pointer to content: media type, digest and size."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    platform: Platform | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform is not None:
+            out["platform"] = self.platform.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Descriptor:
+        plat = data.get("platform")
+        return cls(
+            media_type=str(data["mediaType"]),
+            digest=str(data["digest"]),
+            size=int(data["size"]),
+            annotations=dict(data.get("annotations") or {}),
+            platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An image manifest: one config and an ordered list of layers."""
+
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    media_type: str = MT_OCI_MANIFEST
+    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "config": self.config.to_json(),
+            "layers": [layer.to_json() for layer in self.layers],
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        return cls(
+            config=Descriptor.from_json(data["config"]),
+            layers=tuple(Descriptor.from_json(d) for d in data.get("layers", [])),
+            media_type=str(data.get("mediaType", MT_OCI_MANIFEST)),
+            annotations=dict(data.get("annotations") or {}),
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        return cls.from_json(json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Index:
+    """An image index: a list of manifests (per platform, or per ref in a layout)."""
+
+    manifests: tuple[Descriptor, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_INDEX,
+            "manifests": [m.to_json() for m in self.manifests],
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Index:
+        return cls(
+            manifests=tuple(Descriptor.from_json(d) for d in data.get("manifests", [])),
+            annotations=dict(data.get("annotations") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The image configuration document (``application/vnd.oci.image.config.v1+json``).
+
+    ``raw`` is the whole parsed document; the properties read the fields envkit uses.
+    Build it with :meth:`from_json` / :meth:`to_bytes`; the digest of an image's config is
+    the image id, as in docker.
+    """
+
+    raw: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        value = self.raw.get("config") or {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def diff_ids(self) -> list[str]:
+        rootfs = self.raw.get("rootfs") or {}
+        return [str(d) for d in rootfs.get("diff_ids", [])]
+
+    @property
+    def platform(self) -> Platform:
+        return Platform(
+            os=str(self.raw.get("os", "linux")),
+            architecture=str(self.raw.get("architecture", "amd64")),
+            variant=str(self.raw.get("variant", "")),
+        )
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.raw)
+
+    @property
+    def digest(self) -> str:
+        return sha256_bytes(self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ImageConfig:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("image config is not a JSON object")
+        return cls(raw=data)
+
+    @classmethod
+    def empty(cls, platform: Platform | None = None) -> ImageConfig:
+        """The config of a scratch image: no layers, no settings."""
+        plat = platform or Platform()
+        raw: dict[str, Any] = {
+            "architecture": plat.architecture,
+            "os": plat.os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        }
+        if plat.variant:
+            raw["variant"] = plat.variant
+        return cls(raw=raw)

@@ -1,0 +1,47 @@
+"""The hooks envkit calls. Plugins implement any subset of them.
+
+Every hook that contributes parts returns a sequence; envkit flattens the results of all
+plugins and rejects two parts with the same name, naming both plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from envkit.plugins import hookspec
+
+if TYPE_CHECKING:
+    from envkit.plugins.interfaces import Command, ImageSource, SecretProvider, VolumeBackend
+
+
+@hookspec
+def envkit_commands() -> Sequence[Command]:
+    """Return CLI commands to add to ``envkit``.
+
+    Each has a unique ``name``; it becomes ``envkit <name>``. Commands are built cheaply:
+    import heavy modules inside ``run`` so that ``envkit --help`` stays fast.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def envkit_image_sources() -> Sequence[ImageSource]:
+    """Return image sources: ways to obtain the base of an Image.
+
+    The built-ins are ``ref`` (a name or digest, from the local store) and ``oci-archive``
+    (``Image.load``); registries and Debian bootstraps come through this hook too.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def envkit_secret_providers() -> Sequence[SecretProvider]:
+    """Return secret providers, selected by scheme (``env``, ``file``, ...)."""
+    raise NotImplementedError
+
+
+@hookspec
+def envkit_volume_backends() -> Sequence[VolumeBackend]:
+    """Return volume storage backends, selected by ``Volume(backend=name)``."""
+    raise NotImplementedError

@@ -1,0 +1,176 @@
+"""Loading plugins and looking up what they contribute.
+
+Built-in parts are plugins like any other: :data:`BUILTIN_PLUGINS` names their modules,
+registered before the ``envkit`` entry points. A third-party plugin that fails to load
+(import error, bad hook signature) is reported with its name and cause in
+:attr:`PluginManager.failures` and in ``envkit plugins``; the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pluggy
+
+from envkit.errors import PluginError
+from envkit.plugins import NAME, hookspecs
+from envkit.plugins.interfaces import Command, ImageSource, SecretProvider, VolumeBackend
+
+#: Modules of envkit's own parts, registered as plugins in this order.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "envkit.builtin.commands",
+    "envkit.builtin.image_sources",
+    "envkit.builtin.secrets",
+    "envkit.builtin.volumes",
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded (or failed) plugin, as ``envkit plugins`` lists it."""
+
+    name: str
+    origin: str  # "builtin" or "<distribution> <version>"
+    module: str
+    error: str = ""
+
+
+class PluginManager:
+    """envkit's pluggy manager with typed look-ups of the parts plugins contribute."""
+
+    def __init__(self, *, load_entry_points: bool = True) -> None:
+        self.pm = pluggy.PluginManager(NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: list[PluginInfo] = []
+        for modname in BUILTIN_PLUGINS:
+            module = importlib.import_module(modname)
+            self.pm.register(module, name=modname)
+            self.infos.append(PluginInfo(modname.rsplit(".", 1)[1], "builtin", modname))
+        if load_entry_points:
+            self._load_entry_points()
+        if os.environ.get("ENVKIT_TRACE_PLUGINS", "") not in ("", "0"):
+            self._enable_tracing()
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        """Plugins that could not be loaded."""
+        return [info for info in self.infos if info.error]
+
+    def _load_entry_points(self) -> None:
+        for dist in importlib.metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != NAME:
+                    continue
+                origin = f"{dist.metadata['Name']} {dist.version}"
+                if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.pm.register(plugin, name=ep.name)
+                except Exception as exc:  # a broken plugin must not break envkit
+                    self.infos.append(
+                        PluginInfo(ep.name, origin, ep.value, f"{type(exc).__name__}: {exc}")
+                    )
+                    continue
+                self.infos.append(PluginInfo(ep.name, origin, ep.value))
+
+    def _enable_tracing(self) -> None:
+        def write(*args: object) -> None:
+            print("envkit-trace:", *args, file=sys.stderr)
+
+        self.pm.trace.root.setwriter(lambda text: write(text.rstrip()))
+        self.pm.enable_tracing()
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register an in-process plugin (tests, embedding applications)."""
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name or plugin!r} is invalid: {exc}") from None
+        self.infos.append(PluginInfo(name or repr(plugin), "registered", repr(plugin)))
+
+    def _collect(
+        self, hook: Callable[[], list[Sequence[T]]], key: Callable[[T], str], what: str
+    ) -> dict[str, T]:
+        found: dict[str, T] = {}
+        # pluggy calls the last registered first; reverse so built-ins come first and a
+        # third-party part with a clashing name is the one reported.
+        for contributed in reversed(hook()):
+            for part in contributed:
+                name = key(part)
+                if name in found:
+                    raise PluginError(
+                        f"two plugins provide the {what} {name!r}",
+                        hint="uninstall one of them (see `envkit plugins`)",
+                    )
+                found[name] = part
+        return found
+
+    def commands(self) -> dict[str, Command]:
+        """CLI commands by name."""
+        return self._collect(self.pm.hook.envkit_commands, lambda c: c.name, "command")
+
+    def image_sources(self) -> dict[str, ImageSource]:
+        """Image sources by kind."""
+        return self._collect(self.pm.hook.envkit_image_sources, lambda s: s.kind, "image source")
+
+    def secret_providers(self) -> dict[str, SecretProvider]:
+        """Secret providers by scheme."""
+        return self._collect(
+            self.pm.hook.envkit_secret_providers, lambda s: s.scheme, "secret provider"
+        )
+
+    def volume_backends(self) -> dict[str, VolumeBackend]:
+        """Volume backends by name."""
+        return self._collect(
+            self.pm.hook.envkit_volume_backends, lambda b: b.name, "volume backend"
+        )
+
+    def image_source(self, kind: str) -> ImageSource:
+        return _lookup(self.image_sources(), kind, "image source")
+
+    def secret_provider(self, scheme: str) -> SecretProvider:
+        return _lookup(self.secret_providers(), scheme, "secret provider")
+
+    def volume_backend(self, name: str) -> VolumeBackend:
+        return _lookup(self.volume_backends(), name, "volume backend")
+
+
+def _lookup(parts: dict[str, T], name: str, what: str) -> T:
+    try:
+        return parts[name]
+    except KeyError:
+        known = ", ".join(sorted(parts)) or "none"
+        raise PluginError(
+            f"no {what} named {name!r} (known: {known})",
+            hint="install the plugin that provides it; `envkit plugins` lists what is loaded",
+        ) from None
+
+
+_lock = threading.Lock()
+_manager: PluginManager | None = None
+
+
+def get_manager() -> PluginManager:
+    """The process-wide plugin manager, created on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            _manager = PluginManager()
+        return _manager
+
+
+def reset_manager(manager: PluginManager | None = None) -> None:
+    """Replace the process-wide manager (tests)."""
+    global _manager
+    with _lock:
+        _manager = manager

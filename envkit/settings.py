@@ -1,0 +1,62 @@
+"""Configuration from the environment and ``$ENVKIT_HOME/config.toml``.
+
+The environment wins over the file. Values are read on each call (cheap), so tests can
+point ``ENVKIT_HOME`` at a temporary directory with ``monkeypatch.setenv``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from envkit.errors import EnvkitError
+
+
+def home() -> Path:
+    """The envkit home: store, state and volumes live below it."""
+    value = os.environ.get("ENVKIT_HOME")
+    if value:
+        return Path(value).expanduser().absolute()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "envkit"
+
+
+def _file_config() -> dict[str, Any]:
+    path = home() / "config.toml"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise EnvkitError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EnvkitError(
+            f"{path}: not valid TOML: {exc}", hint="fix the file or remove it"
+        ) from None
+
+
+def get(name: str, default: str = "") -> str:
+    """A setting: environment ``ENVKIT_<NAME>`` first, then ``name`` in config.toml."""
+    env = os.environ.get("ENVKIT_" + name.upper())
+    if env is not None:
+        return env
+    value = _file_config().get(name.lower())
+    if value is None:
+        return default
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def debug() -> bool:
+    """Whether ``ENVKIT_DEBUG`` asks for tracebacks."""
+    return os.environ.get("ENVKIT_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def store_root() -> Path:
+    """Where the OCI image layout of the local store lives."""
+    return home() / "store"
