@@ -1,0 +1,64 @@
+"""Side-by-side timing of envkit and its nearest peer, for `nox -s bench`.
+
+Each ``bench_*.py`` module defines ``main() -> list[Result]``; ``run_all.py`` runs them
+in one process run and prints one table with the envkit/peer ratio of medians.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    """One capability timed for envkit and (when installed) its peer."""
+
+    name: str
+    envkit_s: float
+    peer: str = ""
+    peer_s: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.peer_s is None or self.peer_s == 0:
+            return None
+        return self.envkit_s / self.peer_s
+
+
+def median_time(fn: Callable[[], object], runs: int = 5, setup: Callable[[], object] | None = None
+                ) -> float:
+    """Median wall time of ``fn`` over ``runs`` runs (``setup`` runs before each, untimed)."""
+    times = []
+    for _ in range(runs):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+def sh(argv: Sequence[str]) -> None:
+    """Run a peer's command, failing loudly (a broken peer must not time as fast)."""
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def table(results: Sequence[Result]) -> str:
+    lines = [f"{'capability':44} {'envkit':>10} {'peer':>22} {'ratio':>7}"]
+    for r in results:
+        peer = f"{r.peer} {r.peer_s * 1000:.1f} ms" if r.peer_s is not None else "(not installed)"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        lines.append(f"{r.name:44} {r.envkit_s * 1000:8.1f}ms {peer:>22} {ratio:>7}")
+        if r.note:
+            lines.append(f"    {r.note}")
+    return "\n".join(lines)
