@@ -31,8 +31,9 @@ class Result:
         return self.envkit_s / self.peer_s
 
 
-def median_time(fn: Callable[[], object], runs: int = 5, setup: Callable[[], object] | None = None
-                ) -> float:
+def median_time(
+    fn: Callable[[], object], runs: int = 5, setup: Callable[[], object] | None = None
+) -> float:
     """Median wall time of ``fn`` over ``runs`` runs (``setup`` runs before each, untimed)."""
     times = []
     for _ in range(runs):

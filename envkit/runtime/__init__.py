@@ -1,0 +1,1 @@
+"""The rootless container runtime: namespaces, rootfs, spawn, exec (see issue 3)."""

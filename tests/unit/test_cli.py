@@ -1,0 +1,70 @@
+"""The CLI frame: exit codes and error rendering."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+
+import pytest
+
+from envkit.cli import main
+from envkit.errors import SpecError
+from envkit.plugins import hookimpl
+from envkit.plugins.manager import PluginManager, reset_manager
+
+
+class Failing:
+    name = "fail"
+    help = "raise a SpecError"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise SpecError(
+            "Service('web').ports", "port out of range", value=70000, hint="use 1-65535"
+        )
+
+
+class Plugin:
+    @hookimpl
+    def envkit_commands(self) -> list[Failing]:
+        return [Failing()]
+
+
+@pytest.fixture
+def manager() -> Iterator[PluginManager]:
+    m = PluginManager(load_entry_points=False)
+    m.register(Plugin(), name="failing")
+    reset_manager(m)
+    yield m
+    reset_manager()
+
+
+def test_envkit_error_is_one_message_exit_2(
+    manager: PluginManager, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENVKIT_DEBUG", raising=False)
+    assert main(["fail"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("envkit: error: Service('web').ports: port out of range (got 70000)")
+    assert "hint: use 1-65535" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(manager: PluginManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVKIT_DEBUG", "1")
+    with pytest.raises(SpecError):
+        main(["fail"])
+
+
+def test_no_command_prints_help_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: envkit" in capsys.readouterr().out
+
+
+def test_unknown_command_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
