@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a development machine: the host packages envkit's tests use (when root and
+# apt-get is there), then .venv with envkit installed editable plus its dev tools.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HOST_PACKAGES=(uidmap busybox-static podman skopeo python3-venv util-linux iproute2)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=()
+    for pkg in "${HOST_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "bootstrap: installing ${missing[*]}"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+fi
+
+# Debian's interpreter, not a pyenv shim: unprivileged test users must be able to run it.
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+echo "bootstrap: ready (.venv/bin/envkit)"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): lint, types, the test suite, and, when run as root,
+# the suite again as an unprivileged user so the runtime is proven rootless.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+
+echo "== ruff";  .venv/bin/ruff check envkit tests && .venv/bin/ruff format --check envkit tests
+echo "== mypy";  .venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest -m "not slow" "$@"
+
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/test-rootless.sh
+fi
