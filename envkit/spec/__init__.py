@@ -1,22 +1,19 @@
-"""(placeholder until the spec objects land)"""
+"""The spec objects: what the user wants, as immutable, validated values (no I/O).
 
+:class:`Image` (a recipe), :class:`Service`, :class:`Volume`, :class:`Network`,
+:class:`Secret`, :class:`Healthcheck` and :class:`Stack`. Each has ``canonical()``, a
+stable JSON-able form, and ``cache_key()``, its sha256. Bad values raise
+:class:`envkit.errors.SpecError` naming the field, the value and the fix.
+"""
 
-class Image: ...
+from __future__ import annotations
 
+from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.image import Image
+from envkit.spec.network import Network
+from envkit.spec.secret import Secret
+from envkit.spec.service import Service
+from envkit.spec.stack import Stack
+from envkit.spec.volume import Volume
 
-class Service: ...
-
-
-class Volume: ...
-
-
-class Network: ...
-
-
-class Secret: ...
-
-
-class Stack: ...
-
-
-class Healthcheck: ...
+__all__ = ["Healthcheck", "Image", "Network", "Secret", "Service", "Stack", "Volume"]

@@ -1,0 +1,83 @@
+"""What an Image starts from: a registry ref, nothing, a Debian bootstrap, an archive, a Dockerfile.
+
+Each base has a ``kind``, the name of the image source plugin that provides it
+(:class:`envkit.plugins.interfaces.ImageSource`), and ``params()``, what that plugin is
+given. Paths are kept as given; the build resolves relative ones against the stack file's
+directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FromRef:
+    """``Image.from_(ref)``: an image by name or digest (normalised reference)."""
+
+    ref: str
+    kind = "ref"
+
+    def params(self) -> dict[str, Any]:
+        return {"ref": self.ref}
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """``Image.scratch()``: an empty root file system."""
+
+    kind = "scratch"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Debian:
+    """``Image.debian(...)``: a Debian root file system bootstrapped from a mirror."""
+
+    suite: str
+    packages: tuple[str, ...]
+    variant: str
+    mirror: str | None
+    kind = "debian"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "packages": list(self.packages),
+            "variant": self.variant,
+            "mirror": self.mirror,
+        }
+
+
+@dataclass(frozen=True)
+class Archive:
+    """``Image.load(path)``: an OCI archive or a docker-archive on disk."""
+
+    path: str
+    kind = "oci-archive"
+
+    def params(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """``Image.from_dockerfile(...)``: recorded now, imported by a later build stage."""
+
+    path: str
+    context: str
+    kind = "dockerfile"
+
+    def params(self) -> dict[str, Any]:
+        return {"path": self.path, "context": self.context}
+
+
+Base = FromRef | Scratch | Debian | Archive | Dockerfile
+
+
+def base_canonical(base: Base) -> dict[str, Any]:
+    """``{"kind": ..., **params}``."""
+    return {"kind": base.kind, **base.params()}

@@ -1,0 +1,91 @@
+"""``Healthcheck``: how to tell that a container is ready."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Never
+
+from envkit.errors import SpecError
+from envkit.spec import validate
+from envkit.spec.canonical import SpecObject, versioned
+
+_FORMS = ("CMD", "CMD-SHELL", "NONE")
+
+
+@dataclass(frozen=True, init=False)
+class Healthcheck(SpecObject):
+    """A command run in the container; exit code 0 means healthy.
+
+    ``test`` is a list (exec form, run without a shell) or a string (run by ``/bin/sh -c``).
+    It is stored in docker's form: ``("CMD", prog, *args)`` or ``("CMD-SHELL", script)``;
+    a list that already starts with ``"CMD"``/``"CMD-SHELL"`` is kept, and ``["NONE"]``
+    disables a check inherited from the base image.
+
+    The check first runs ``start_period`` seconds after start, then every ``interval``
+    seconds; a run longer than ``timeout`` fails; ``retries`` failures in a row make the
+    container unhealthy. Failures during ``start_period`` do not count.
+    """
+
+    test: tuple[str, ...]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+    def __init__(
+        self,
+        test: Sequence[str] | str,
+        interval: float = 30.0,
+        timeout: float = 30.0,
+        retries: int = 3,
+        start_period: float = 0.0,
+        **unknown: Never,
+    ) -> None:
+        validate.reject_unknown("Healthcheck", unknown, Healthcheck.__init__)
+        field = "Healthcheck.test"
+        if isinstance(test, str):
+            form: tuple[str, ...] = ("CMD-SHELL", validate.string(field, test))
+        else:
+            form = validate.argv(field, test)
+            if form[0] not in _FORMS:
+                form = ("CMD", *form)
+            if form == ("NONE",):
+                pass
+            elif form[0] == "NONE" or len(form) < 2:
+                raise SpecError(field, "has no command", value=list(test))
+            elif form[0] == "CMD-SHELL" and len(form) != 2:
+                raise SpecError(
+                    field,
+                    "CMD-SHELL takes exactly one shell script",
+                    value=list(test),
+                    hint='pass the script as one string: Healthcheck("pg_isready -q")',
+                )
+        set_ = object.__setattr__
+        set_(self, "test", form)
+        set_(self, "interval", validate.number("Healthcheck.interval", interval))
+        set_(self, "timeout", validate.number("Healthcheck.timeout", timeout))
+        set_(self, "retries", validate.count("Healthcheck.retries", retries))
+        set_(
+            self,
+            "start_period",
+            validate.number("Healthcheck.start_period", start_period, positive=False),
+        )
+
+    @property
+    def disabled(self) -> bool:
+        """Whether this check turns an inherited one off (``["NONE"]``)."""
+        return self.test == ("NONE",)
+
+    def canonical(self) -> dict[str, Any]:
+        """Test in docker's form; durations in seconds."""
+        return versioned(
+            "healthcheck",
+            {
+                "test": list(self.test),
+                "interval": self.interval,
+                "timeout": self.timeout,
+                "retries": self.retries,
+                "start_period": self.start_period,
+            },
+        )

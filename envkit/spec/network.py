@@ -1,0 +1,70 @@
+"""``Network``: a network the services of a stack share."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Never
+
+from envkit.errors import SpecError
+from envkit.spec import validate
+from envkit.spec.canonical import SpecObject, versioned
+
+#: The network services join when they name none (as in compose).
+DEFAULT_NETWORK = "default"
+
+
+@dataclass(frozen=True, init=False)
+class Network(SpecObject):
+    """A network of a stack; services on it reach each other by service name and alias.
+
+    ``internal=True`` gives no route to the outside. ``subnet`` (CIDR, e.g.
+    ``"10.89.0.0/24"``) fixes the address range; by default one is picked.
+    """
+
+    name: str
+    internal: bool
+    subnet: str | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        internal: bool = False,
+        subnet: str | None = None,
+        **unknown: Never,
+    ) -> None:
+        field = f"Network({name!r})"
+        validate.reject_unknown(field, unknown, Network.__init__)
+        object.__setattr__(self, "name", validate.name(f"{field}.name", name, what="network name"))
+        if not isinstance(internal, bool):
+            raise SpecError(f"{field}.internal", "expected True or False", value=internal)
+        object.__setattr__(self, "internal", internal)
+        object.__setattr__(self, "subnet", None if subnet is None else _cidr(field, subnet))
+
+    def canonical(self) -> dict[str, Any]:
+        """Name, internal flag and subnet."""
+        return versioned(
+            "network", {"name": self.name, "internal": self.internal, "subnet": self.subnet}
+        )
+
+
+def _cidr(field: str, value: object) -> str:
+    text = validate.string(f"{field}.subnet", value)
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise SpecError(
+            f"{field}.subnet",
+            f"not a network in CIDR form: {exc}",
+            value=value,
+            hint='write the network address and prefix length, e.g. "10.89.0.0/24"',
+        ) from None
+    if net.num_addresses < 4:
+        raise SpecError(
+            f"{field}.subnet",
+            "too small: it needs room for a gateway and a container",
+            value=value,
+            hint="use a prefix of /30 or shorter (IPv6: /126)",
+        )
+    return str(net)

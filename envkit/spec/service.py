@@ -1,0 +1,275 @@
+"""``Service``: one container of a stack, with everything it needs to run."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Never, cast
+
+from envkit.errors import SpecError
+from envkit.spec import validate
+from envkit.spec.canonical import SpecObject, pairs_to_dict, versioned
+from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.image import Image
+from envkit.spec.mounts import Mount, parse_mounts
+from envkit.spec.network import Network
+from envkit.spec.ports import PortMapping, parse_ports
+from envkit.spec.secret import Secret, secret_list
+from envkit.spec.volume import Volume
+
+Condition = Literal["started", "healthy", "completed"]
+CONDITIONS: tuple[Condition, ...] = ("started", "healthy", "completed")
+
+_RESTART_RE = re.compile(r"^(?:no|always|unless-stopped|on-failure(?::[1-9][0-9]*)?)$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_MEMORY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True, init=False)
+class Service(SpecObject):
+    """A container of a stack. See docs/reference/spec.md for every option.
+
+    Mappings and lists whose order carries no meaning (env, ports, volumes, secrets,
+    networks, ...) are stored sorted, so two Services built from the same description in
+    another order are equal and have the same cache key.
+    """
+
+    name: str
+    image: Image
+    command: tuple[str, ...] | None
+    entrypoint: tuple[str, ...] | None
+    env: tuple[tuple[str, str], ...]
+    ports: tuple[PortMapping, ...]
+    volumes: tuple[Mount, ...]
+    secrets: tuple[Secret, ...]
+    healthcheck: Healthcheck | None
+    depends_on: tuple[tuple[str, Condition], ...]
+    restart: str
+    networks: tuple[Network, ...]
+    user: str | None
+    workdir: str | None
+    hostname: str | None
+    tmpfs: tuple[str, ...]
+    read_only: bool
+    memory: int | None
+    cpus: float | None
+    pids_limit: int | None
+    aliases: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        image: Image | str,
+        command: Sequence[str] | str | None = None,
+        entrypoint: Sequence[str] | str | None = None,
+        env: Mapping[str, str | int | float] | None = None,
+        ports: Mapping[int | str, int | str] | Sequence[str | int] | None = None,
+        volumes: Mapping[Volume | str, str] | None = None,
+        secrets: Sequence[Secret] = (),
+        healthcheck: Healthcheck | None = None,
+        depends_on: Mapping[Service | str, Condition] | Sequence[Service | str] | None = None,
+        restart: str = "no",
+        networks: Sequence[Network | str] = (),
+        user: str | int | None = None,
+        workdir: str | None = None,
+        hostname: str | None = None,
+        tmpfs: Sequence[str] = (),
+        read_only: bool = False,
+        memory: str | int | None = None,
+        cpus: float | None = None,
+        pids_limit: int | None = None,
+        aliases: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        **unknown: Never,
+    ) -> None:
+        svc = f"Service({name!r})"
+        validate.reject_unknown(svc, unknown, Service.__init__)
+        set_ = object.__setattr__
+        set_(self, "name", validate.name(f"{svc}.name", name, what="service name"))
+        set_(self, "image", _image(f"{svc}.image", image))
+        set_(self, "command", _command(f"{svc}.command", command))
+        set_(self, "entrypoint", _command(f"{svc}.entrypoint", entrypoint))
+        set_(
+            self,
+            "env",
+            validate.str_mapping(f"{svc}.env", env or {}, key_check=validate.env_name),
+        )
+        set_(self, "ports", parse_ports(f"{svc}.ports", ports or {}))
+        set_(self, "volumes", parse_mounts(f"{svc}.volumes", volumes or {}))
+        set_(self, "secrets", secret_list(f"{svc}.secrets", secrets))
+        if healthcheck is not None and not isinstance(healthcheck, Healthcheck):
+            raise SpecError(
+                f"{svc}.healthcheck",
+                f"expected a Healthcheck, not {type(healthcheck).__name__}",
+                value=healthcheck,
+            )
+        set_(self, "healthcheck", healthcheck)
+        set_(self, "depends_on", _depends_on(f"{svc}.depends_on", self.name, depends_on))
+        if not isinstance(restart, str) or not _RESTART_RE.match(restart):
+            raise SpecError(
+                f"{svc}.restart",
+                "invalid restart policy",
+                value=restart,
+                hint='use "no", "on-failure", "on-failure:N", "always" or "unless-stopped"',
+            )
+        set_(self, "restart", restart)
+        set_(self, "networks", _networks(f"{svc}.networks", networks))
+        set_(self, "user", None if user is None else validate.user(f"{svc}.user", user))
+        set_(
+            self,
+            "workdir",
+            None if workdir is None else validate.absolute_path(f"{svc}.workdir", workdir),
+        )
+        if hostname is not None and (
+            not isinstance(hostname, str) or not _HOSTNAME_RE.match(hostname)
+        ):
+            raise SpecError(
+                f"{svc}.hostname",
+                "invalid host name",
+                value=hostname,
+                hint="use letters, digits and '-', in labels separated by dots",
+            )
+        set_(self, "hostname", hostname)
+        set_(self, "tmpfs", _tmpfs(f"{svc}.tmpfs", tmpfs))
+        if not isinstance(read_only, bool):
+            raise SpecError(f"{svc}.read_only", "expected True or False", value=read_only)
+        set_(self, "read_only", read_only)
+        set_(self, "memory", None if memory is None else _memory(f"{svc}.memory", memory))
+        set_(self, "cpus", None if cpus is None else validate.number(f"{svc}.cpus", cpus))
+        set_(
+            self,
+            "pids_limit",
+            None if pids_limit is None else validate.count(f"{svc}.pids_limit", pids_limit),
+        )
+        names = validate.strings(f"{svc}.aliases", aliases)
+        for alias in names:
+            if not _HOSTNAME_RE.match(alias):
+                raise SpecError(f"{svc}.aliases", "invalid network alias", value=alias)
+        set_(self, "aliases", tuple(sorted(set(names))))
+        set_(self, "labels", validate.str_mapping(f"{svc}.labels", labels or {}))
+
+    @property
+    def volume_objects(self) -> tuple[Volume, ...]:
+        """The named volumes this service mounts."""
+        return tuple(m.source for m in self.volumes if isinstance(m.source, Volume))
+
+    def canonical(self) -> dict[str, Any]:
+        """Every option, normalised; the image as its canonical form."""
+        return versioned(
+            "service",
+            {
+                "name": self.name,
+                "image": self.image.canonical(),
+                "command": None if self.command is None else list(self.command),
+                "entrypoint": None if self.entrypoint is None else list(self.entrypoint),
+                "env": pairs_to_dict(self.env),
+                "ports": [str(p) for p in self.ports],
+                "volumes": [m.canonical() for m in self.volumes],
+                "secrets": [s.canonical() for s in self.secrets],
+                "healthcheck": None if self.healthcheck is None else self.healthcheck.canonical(),
+                "depends_on": dict(self.depends_on),
+                "restart": self.restart,
+                "networks": [n.name for n in self.networks],
+                "user": self.user,
+                "workdir": self.workdir,
+                "hostname": self.hostname,
+                "tmpfs": list(self.tmpfs),
+                "read_only": self.read_only,
+                "memory": self.memory,
+                "cpus": self.cpus,
+                "pids_limit": self.pids_limit,
+                "aliases": list(self.aliases),
+                "labels": pairs_to_dict(self.labels),
+            },
+        )
+
+
+def _image(field: str, value: object) -> Image:
+    if isinstance(value, Image):
+        return value
+    if isinstance(value, str):
+        return Image.from_(value)
+    raise SpecError(
+        field,
+        f"expected an Image or an image reference, not {type(value).__name__}",
+        value=value,
+        hint='e.g. image=Image.from_("busybox") or image="busybox"',
+    )
+
+
+def _command(field: str, value: object) -> tuple[str, ...] | None:
+    """A list as is; a string split like a shell would (compose's rule), no shell run."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            words = shlex.split(validate.string(field, value))
+        except ValueError as exc:
+            raise SpecError(field, f"cannot split into words: {exc}", value=value) from None
+        return validate.argv(field, words)
+    return validate.argv(field, value, allow_empty=True)
+
+
+def _depends_on(field: str, own: str, value: object) -> tuple[tuple[str, Condition], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items = [(v, "started") for v in value]
+    else:
+        raise SpecError(
+            field,
+            "expected a mapping {service: condition} or a list of services",
+            value=value,
+            hint='e.g. depends_on={db: "healthy"}',
+        )
+    out: dict[str, Condition] = {}
+    for target, condition in items:
+        target_name = target.name if isinstance(target, Service) else target
+        target_name = validate.name(field, target_name, what="service name")
+        if target_name == own:
+            raise SpecError(field, "a service cannot depend on itself", value=own)
+        checked = validate.choice(f"{field}[{target_name!r}]", condition, CONDITIONS)
+        out[target_name] = cast(Condition, checked)
+    return tuple(sorted(out.items()))
+
+
+def _networks(field: str, value: object) -> tuple[Network, ...]:
+    if isinstance(value, Network | str | bytes) or not isinstance(value, Sequence):
+        raise SpecError(field, "expected a list of Network", value=value, hint="networks=[net]")
+    by_name: dict[str, Network] = {}
+    for item in value:
+        net = item if isinstance(item, Network) else Network(validate.string(field, item))
+        if by_name.get(net.name, net) != net:
+            raise SpecError(field, f"two different networks are named {net.name!r}")
+        by_name[net.name] = net
+    return tuple(by_name[n] for n in sorted(by_name))
+
+
+def _tmpfs(field: str, value: object) -> tuple[str, ...]:
+    entries = validate.strings(field, value)
+    for entry in entries:
+        validate.absolute_path(field, entry.split(":", 1)[0])
+    return tuple(sorted(set(entries)))
+
+
+def _memory(field: str, value: object) -> int:
+    """Bytes from ``268435456``, ``"256m"``, ``"1.5g"``, ``"512MiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    elif isinstance(value, str) and (match := _MEMORY_RE.match(value.strip())):
+        amount = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    else:
+        raise SpecError(field, "invalid memory size", value=value, hint='e.g. "256m" or "1g"')
+    if amount <= 0:
+        raise SpecError(field, "must be > 0", value=value)
+    return amount

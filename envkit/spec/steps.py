@@ -1,0 +1,148 @@
+"""The steps of an Image, one frozen value per builder method.
+
+Values here are already validated and normalised by the :class:`~envkit.spec.image.Image`
+method that made them; the build matches on their types. ``canonical()`` of each is one
+entry of the Image's ``"steps"`` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from envkit.spec.canonical import pairs_to_dict
+from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.secret import Secret
+
+if TYPE_CHECKING:
+    from envkit.spec.image import Image
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run ``argv`` in the image being built (a shell command is ``/bin/sh -c``)."""
+
+    argv: tuple[str, ...]
+    secrets: tuple[Secret, ...] = ()
+    caches: Pairs = ()  # (target path, cache id)
+    network: Literal["host", "none"] | None = None
+    env: Pairs = ()
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "op": "run",
+            "argv": list(self.argv),
+            "secrets": [s.canonical() for s in self.secrets],
+            "caches": pairs_to_dict(self.caches),
+            "network": self.network,
+            "env": pairs_to_dict(self.env),
+        }
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Copy ``src`` (build context, or ``from_``'s file system) to ``dst``."""
+
+    src: str
+    dst: str
+    from_: Image | None = None
+    ignore: tuple[str, ...] = ()
+    chown: str | None = None
+    chmod: int | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "op": "copy",
+            "src": self.src,
+            "dst": self.dst,
+            "from": None if self.from_ is None else self.from_.canonical(),
+            "ignore": list(self.ignore),
+            "chown": self.chown,
+            "chmod": None if self.chmod is None else f"{self.chmod:04o}",
+        }
+
+
+@dataclass(frozen=True)
+class Env:
+    """Set environment variables."""
+
+    values: Pairs
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "env", "values": pairs_to_dict(self.values)}
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Set (and create) the working directory."""
+
+    path: str
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "workdir", "path": self.path}
+
+
+@dataclass(frozen=True)
+class User:
+    """Set the user later steps and containers run as."""
+
+    user: str
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "user", "user": self.user}
+
+
+@dataclass(frozen=True)
+class Expose:
+    """Declare a port the image listens on."""
+
+    port: int
+    proto: str = "tcp"
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "expose", "port": self.port, "proto": self.proto}
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    """Set the entrypoint (exec form; a shell command is ``/bin/sh -c``)."""
+
+    argv: tuple[str, ...]
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "entrypoint", "argv": list(self.argv)}
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """Set the default command (arguments of the entrypoint, if any)."""
+
+    argv: tuple[str, ...]
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "cmd", "argv": list(self.argv)}
+
+
+@dataclass(frozen=True)
+class Label:
+    """Add labels to the image config."""
+
+    values: Pairs
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "label", "values": pairs_to_dict(self.values)}
+
+
+@dataclass(frozen=True)
+class SetHealthcheck:
+    """Set the image's health check."""
+
+    healthcheck: Healthcheck
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "healthcheck", "healthcheck": self.healthcheck.canonical()}
+
+
+Step = Run | Copy | Env | Workdir | User | Expose | Entrypoint | Cmd | Label | SetHealthcheck

@@ -1,0 +1,46 @@
+"""``Volume``: named storage that outlives containers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Never
+
+from envkit.spec import validate
+from envkit.spec.canonical import SpecObject, pairs_to_dict, versioned
+
+
+@dataclass(frozen=True, init=False)
+class Volume(SpecObject):
+    """A named volume, stored by a volume backend plugin (``"local"`` by default).
+
+    ``options`` are passed to the backend, which rejects the ones it does not know when
+    the volume is created (not here: building a spec does no I/O).
+    """
+
+    name: str
+    backend: str
+    options: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backend: str = "local",
+        options: Mapping[str, str] | None = None,
+        **unknown: Never,
+    ) -> None:
+        field = f"Volume({name!r})"
+        validate.reject_unknown(field, unknown, Volume.__init__)
+        object.__setattr__(self, "name", validate.name(f"{field}.name", name, what="volume name"))
+        object.__setattr__(
+            self, "backend", validate.name(f"{field}.backend", backend, what="backend name")
+        )
+        object.__setattr__(self, "options", validate.str_mapping(f"{field}.options", options or {}))
+
+    def canonical(self) -> dict[str, Any]:
+        """Name, backend and options."""
+        return versioned(
+            "volume",
+            {"name": self.name, "backend": self.backend, "options": pairs_to_dict(self.options)},
+        )
