@@ -2,12 +2,87 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from envkit.errors import ArchiveError, ImageNotFoundError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
+
+if TYPE_CHECKING:
+    from envkit.oci.types import Descriptor
+    from envkit.store.layout import Store
+
+
+def _param(params: Mapping[str, Any], key: str, kind: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise ArchiveError(
+            f"image source {kind!r}: parameter {key!r} missing or not a string (got {value!r})",
+            hint="an envkit bug if it came from an Image; plugins must pass it",
+        )
+    return value
+
+
+class RefSource:
+    """An image already in the local store, by ref, manifest digest or id.
+
+    ``params``: ``{"ref": "busybox:1"}``; with ``"digest": "sha256:..."`` too, the
+    digest wins (a pinned base), as ``name@digest`` does.
+    """
+
+    kind = "ref"
+
+    def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
+        digest = params.get("digest")
+        ref = params.get("ref")
+        wanted = digest if isinstance(digest, str) and digest else _param(params, "ref", "ref")
+        try:
+            return store.resolve(wanted)
+        except ImageNotFoundError as exc:
+            raise ImageNotFoundError(
+                f"base image {ref or wanted!r} is not in the local store",
+                hint="`envkit pull` or `envkit load` it first",
+            ) from exc
+
+
+class OciArchiveSource:
+    """An image from an archive file (``Image.load("x.tar")``), loaded into the store.
+
+    ``params``: ``{"path": "/abs/x.tar"}``, optionally ``"ref"`` to choose one image of
+    an archive holding several. OCI and docker archives are read, compressed or not; the
+    archive's refs are tagged, as ``envkit load`` does.
+    """
+
+    kind = "oci-archive"
+
+    def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
+        from envkit.oci.archive_read import load_archive
+        from envkit.oci.reference import parse
+
+        path = Path(_param(params, "path", self.kind))
+        images = load_archive(path, store)
+        wanted = params.get("ref")
+        if isinstance(wanted, str) and wanted:
+            normal = str(parse(wanted))
+            for image in images:
+                if normal in image.refs:
+                    return image.manifest
+            named = sorted(parse(r).familiar for image in images for r in image.refs)
+            raise ArchiveError(
+                f"{path}: no image named {wanted!r} in the archive "
+                f"(it has: {', '.join(named) or 'unnamed images only'})",
+                hint="pick one of the names it has",
+            )
+        if len(images) != 1:
+            raise ArchiveError(
+                f"{path}: the archive holds {len(images)} images, which one is the base?",
+                hint='name it: Image.load(path, ref="name:tag")',
+            )
+        return images[0].manifest
 
 
 @hookimpl
 def envkit_image_sources() -> Sequence[ImageSource]:
-    return []
+    return [RefSource(), OciArchiveSource()]
