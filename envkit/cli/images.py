@@ -1,7 +1,229 @@
-"""(placeholder: filled in by its owner)"""
+"""Store commands: ``images``, ``inspect``, ``tag``, ``rmi``, ``prune``, ``fsck``."""
 
 from __future__ import annotations
 
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
 from envkit.plugins.interfaces import Command
 
-COMMANDS: list[Command] = []
+if TYPE_CHECKING:
+    from envkit.store.layout import ImageRecord, Store
+
+
+def _store() -> Store:
+    from envkit.store.layout import Store
+
+    return Store.default()
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """(repository, tag) as docker shows them, ``<none>`` for an untagged image."""
+    from envkit.oci.reference import parse
+
+    if not ref:
+        return "<none>", "<none>"
+    parsed = parse(ref)
+    repo = parsed.familiar.rsplit(":", 1)[0] if parsed.tag else parsed.familiar
+    return repo, parsed.tag or "<none>"
+
+
+def _short_id(digest: str, no_trunc: bool) -> str:
+    return digest if no_trunc else digest.split(":", 1)[1][:12]
+
+
+class ImagesCommand:
+    name = "images"
+    help = "list the images in the local store"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "repository", nargs="?", help="only images of this repository (name or name:tag)"
+        )
+        parser.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+        parser.add_argument("--digests", action="store_true", help="show manifest digests")
+        parser.add_argument("--no-trunc", action="store_true", help="show full image ids")
+        parser.add_argument("--format", choices=["table", "json"], default="table")
+
+    def run(self, args: argparse.Namespace) -> int:
+        records = _filter(_store().images(), args.repository)
+        if args.quiet:
+            seen: set[str] = set()
+            for r in records:
+                short = _short_id(r.config_digest, args.no_trunc)
+                if short not in seen:
+                    seen.add(short)
+                    print(short)
+            return 0
+        rows = [_row(r, args.no_trunc) for r in records]
+        if args.format == "json":
+            # One object per line, as `docker images --format json` prints.
+            for row in rows:
+                print(json.dumps(row, sort_keys=True))
+            return 0
+        columns = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else [])]
+        columns += ["IMAGE ID", "CREATED", "SIZE"]
+        keys = ["Repository", "Tag", *(["Digest"] if args.digests else [])]
+        keys += ["ID", "CreatedSince", "Size"]
+        table = [columns, *([str(row[k]) for k in keys] for row in rows)]
+        widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+        for line in table:
+            cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
+            print("   ".join(cells).rstrip())
+        return 0
+
+
+def _filter(records: list[ImageRecord], wanted: str | None) -> list[ImageRecord]:
+    if not wanted:
+        return records
+    from envkit.oci.reference import parse
+
+    parsed = parse(wanted, default_tag=False)
+    out = []
+    for r in records:
+        if not r.ref:
+            continue
+        ref = parse(r.ref)
+        if ref.name == parsed.name and (parsed.tag is None or parsed.tag == ref.tag):
+            out.append(r)
+    return out
+
+
+def _row(record: ImageRecord, no_trunc: bool) -> dict[str, Any]:
+    from envkit.store.timestamps import human_size, since
+
+    repo, tag = _split_ref(record.ref)
+    return {
+        "Repository": repo,
+        "Tag": tag,
+        "Ref": record.ref,
+        "Digest": record.manifest.digest,
+        "ID": _short_id(record.config_digest, no_trunc),
+        "CreatedAt": record.created,
+        "CreatedSince": since(record.created),
+        "Size": human_size(record.size),
+        "SizeBytes": record.size,
+    }
+
+
+class InspectCommand:
+    name = "inspect"
+    help = "show an image's refs, manifest, config and layers as JSON"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("images", nargs="+", metavar="IMAGE", help="name, id or digest")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.store.inspect import inspect_image
+
+        store = _store()
+        with store.shared():
+            found = [inspect_image(store, image) for image in args.images]
+        print(json.dumps(found, indent=4))
+        return 0
+
+
+class TagCommand:
+    name = "tag"
+    help = "give an image another name: envkit tag SOURCE TARGET"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("source", help="name, id or digest of an image in the store")
+        parser.add_argument("target", help="new name[:tag]")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.oci.reference import parse
+
+        parse(args.target)  # reject a bad target before touching the store
+        store = _store()
+        with store.shared():
+            store.tag(args.target, store.resolve(args.source))
+        return 0
+
+
+class RmiCommand:
+    name = "rmi"
+    help = "remove image names; an image's content goes with its last name"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("images", nargs="+", metavar="IMAGE", help="name, id or digest")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.oci.reference import parse
+
+        store = _store()
+        with store.shared():
+            for image in args.images:  # all must exist before anything is removed
+                store.resolve(image)
+        for image in args.images:
+            report = store.remove(image)
+            for ref in report.untagged:
+                print(f"Untagged: {parse(ref).familiar}")
+            for digest in report.deleted:
+                print(f"Deleted: {digest}")
+        return 0
+
+
+class PruneCommand:
+    name = "prune"
+    help = "remove content no image name reaches, and leftovers of interrupted writes"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.store.timestamps import human_size
+
+        report = _store().prune()
+        for digest in report.removed_blobs:
+            print(f"Deleted: {digest}")
+        for name in report.removed_tmp:
+            print(f"Deleted: {name}")
+        print(f"Total reclaimed space: {human_size(report.freed_bytes)}")
+        return 0
+
+
+class FsckCommand:
+    name = "fsck"
+    help = "check the store for corrupt, missing or half-written content"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--repair",
+            action="store_true",
+            help="remove what is broken (and the names of images left incomplete)",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        store = _store()
+        report = store.fsck(repair=args.repair)
+        problems = [
+            *report.layout_errors,
+            *(f"corrupt blob {d}" for d in report.corrupt_blobs),
+            *(f"missing blob {d}" for d in report.missing_blobs),
+            *(f"leftover {p}" for p in report.partial_files),
+            *(f"broken ref {r} (image incomplete)" for r in report.broken_refs),
+        ]
+        for line in problems:
+            print(line)
+        for line in report.repaired:
+            print(f"repaired: {line}")
+        for line in report.remaining:
+            print(f"still broken: {line}")
+        if report.healthy:
+            print(f"{store.root}: ok" + (" (repaired)" if report.repaired else ""))
+            return 0
+        if not args.repair:
+            print("run `envkit fsck --repair` to remove what is broken")
+        return 1
+
+
+COMMANDS: list[Command] = [
+    ImagesCommand(),
+    InspectCommand(),
+    TagCommand(),
+    RmiCommand(),
+    PruneCommand(),
+    FsckCommand(),
+]
