@@ -1,0 +1,562 @@
+"""Safe extraction of OCI layer tars, whiteouts applied.
+
+Nothing is ever written outside the destination: member names are split into components
+(leading ``/`` stripped, ``..`` and NUL refused), and every file, link and directory is
+created fd-relative from the destination, one ``O_NOFOLLOW`` step at a time
+(:mod:`envkit.oci.tarsafe`). A symlink in the layer is stored as it is, but nothing is
+ever written through one; hardlinks are made to entries inside the destination only,
+never following a symlink. The rules, and what privileged and unprivileged extraction
+keep, are in docs/reference/layers.md.
+
+:func:`extract_layer` applies a layer onto ``dest`` in place (onto the layers below it,
+already extracted there), so a failure leaves ``dest`` half-applied: extract into a
+private copy and rename it when done, or use :func:`extract_layer_atomic`, which does
+that for a fresh directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import lzma
+import os
+import stat
+import tarfile
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO, TypeVar, cast
+
+import zstandard
+
+from envkit.errors import LayerError
+from envkit.oci.compression import detect, open_decompressed
+from envkit.oci.hashing_io import HashingReader
+from envkit.oci.tarsafe import (
+    Parts,
+    display,
+    lstat_at,
+    member_parts,
+    open_dir,
+    open_dir_lenient,
+    remove_at,
+)
+from envkit.oci.whiteouts import WH_META_PREFIX, WH_OPAQUE, is_overlay_xattr, whiteout_target
+
+#: Name infix of the temporary siblings :func:`extract_layer_atomic` works in; one left
+#: behind (the process was killed) is garbage and may be removed.
+PARTIAL_INFIX = ".partial-"
+
+_XATTR_PAX = "SCHILY.xattr."
+_O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+#: What a corrupt tar or compressed stream raises while being read.
+_MALFORMED: tuple[type[Exception], ...] = (
+    tarfile.TarError,
+    EOFError,
+    ValueError,
+    gzip.BadGzipFile,
+    zlib.error,
+    lzma.LZMAError,
+    zstandard.ZstdError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction did.
+
+    ``diff_id`` and ``size`` describe the uncompressed tar (compare ``diff_id`` with the
+    image config's ``rootfs.diff_ids``); ``skipped`` lists entries not created, each with
+    its reason; ``notes`` sums up what was created with less than the layer asked for
+    (ownership, xattrs, set-id bits).
+    """
+
+    diff_id: str = ""
+    size: int = 0
+    compression: str = ""
+    entries: int = 0
+    whiteouts: int = 0
+    opaque_dirs: int = 0
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def extract_layer(
+    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None
+) -> ExtractReport:
+    """Extract the layer tar in ``stream`` (compression detected) into ``dest``.
+
+    ``dest`` is created when missing; content already there is the layers below and
+    whiteouts apply to it. Privileged extraction (default when running as root,
+    including root of a user namespace) restores owners, set-id bits, device nodes and
+    ``trusted.``/``security.`` xattrs; with ``unprivileged`` (default for other users)
+    files belong to the caller, set-id bits are dropped and device nodes are skipped.
+    Raises :class:`LayerError` for a malformed or hostile layer.
+    """
+    privileged = os.geteuid() == 0 if unprivileged is None else not unprivileged
+    head = stream.read(8)
+    kind = detect(head)
+    plain = HashingReader(open_decompressed(cast(BinaryIO, _Prefixed(head, stream)), kind))
+    report = ExtractReport(compression=kind or "none")
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LayerError(
+            f"{dest}: cannot extract a layer here: {exc.strerror}",
+            hint="pass a writable directory",
+        ) from None
+    extractor = _Extractor(root_fd, privileged, report)
+    try:
+        extractor.run(cast(BinaryIO, plain))
+        plain.drain()
+    except LayerError:
+        raise
+    except _MALFORMED as exc:
+        raise LayerError(
+            f"{dest}: the layer is not a valid tar: {exc}",
+            hint="the blob is corrupt or not a layer; check its digest",
+        ) from None
+    except OSError as exc:
+        raise LayerError(
+            f"{dest}: cannot extract {extractor.current!r}: {exc.strerror or exc}",
+            hint="check free space and permissions of the destination",
+        ) from None
+    finally:
+        extractor.close()
+    report.diff_id = plain.digest
+    report.size = plain.size
+    return report
+
+
+def extract_layer_atomic(
+    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None
+) -> ExtractReport:
+    """Extract into a temporary sibling of ``dest``, then rename it to ``dest``.
+
+    ``dest`` must not exist (an empty directory is replaced). After a crash at any
+    moment ``dest`` is either absent or complete; a leftover sibling named
+    ``.<dest name>.partial-*`` is garbage. A failed extraction removes its sibling.
+    """
+    if dest.exists() and any(dest.iterdir()):
+        raise LayerError(
+            f"{dest}: already exists and is not empty",
+            hint="extract into a new path, or remove the old one first",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL_INFIX}", dir=dest.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a fresh root should have
+        report = extract_layer(stream, tmp, unprivileged=unprivileged)
+        os.rename(tmp, dest)
+    except BaseException:
+        parent_fd = os.open(tmp.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            remove_at(parent_fd, tmp.name)
+        finally:
+            os.close(parent_fd)
+        raise
+    return report
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by the rest of ``stream`` (detection needs no seek or peek).
+
+    Closing it leaves ``stream`` open: the caller owns that.
+    """
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            data, self._head = self._head[: len(buffer)], self._head[len(buffer) :]
+        else:
+            data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _chunks(source: IO[bytes]) -> Callable[[], bytes]:
+    return lambda: source.read(_CHUNK)
+
+
+class _Extractor:
+    """One layer applied to one destination."""
+
+    def __init__(self, root_fd: int, privileged: bool, report: ExtractReport) -> None:
+        self.root_fd = root_fd
+        self.privileged = privileged
+        self.report = report
+        self.current = ""
+        # Paths this layer created (implicit parents included): an opaque marker or a
+        # whiteout hides lower content only.
+        self.ours: set[Parts] = set()
+        # Directory metadata is applied last: creating children changes mtimes, and a
+        # read-only mode would stop an unprivileged extractor from creating them.
+        self.dir_meta: dict[Parts, tarfile.TarInfo] = {}
+        self.restore_modes: dict[Parts, int] = {}
+        self.issues: Counter[str] = Counter()
+        self._parent_cache: tuple[Parts, int] | None = None
+
+    def close(self) -> None:
+        self._drop_cache()
+        os.close(self.root_fd)
+
+    def run(self, plain: BinaryIO) -> None:
+        with tarfile.open(fileobj=plain, mode="r|") as tar:
+            for member in tar:
+                self.current = member.name
+                self.report.entries += 1
+                self._member(tar, member)
+        self.current = ""
+        self._finish()
+
+    # -- dispatch ---------------------------------------------------------------------
+
+    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        parts = member_parts(member.name)
+        if not parts:
+            if not member.isdir():
+                raise LayerError(
+                    f"layer entry {member.name!r} names the root but is not a directory",
+                    hint="the layer is corrupt or hostile",
+                )
+            self.dir_meta[()] = member
+            return
+        parent, leaf = parts[:-1], parts[-1]
+        if leaf == WH_OPAQUE:
+            self._opaque(parent)
+            return
+        target = whiteout_target(leaf)
+        if target is not None:
+            self._whiteout(parent, target, member.name)
+            return
+        if leaf.startswith(WH_META_PREFIX):
+            self.report.skipped.append(f"{display(parts)}: aufs metadata, ignored")
+            return
+        if member.isdir():
+            self._directory(parts, member)
+        elif member.isreg():
+            self._regular(parts, member, tar)
+        elif member.islnk():
+            self._hardlink(parts, member)
+        elif member.issym():
+            self._symlink(parts, member)
+        elif member.isfifo() or member.ischr() or member.isblk():
+            self._special(parts, member)
+        else:
+            self.report.skipped.append(f"{display(parts)}: unknown tar type {member.type!r}")
+
+    # -- directories we write into ------------------------------------------------------
+
+    def _drop_cache(self) -> None:
+        if self._parent_cache is not None:
+            os.close(self._parent_cache[1])
+            self._parent_cache = None
+
+    def _parent(self, parent: Parts) -> int:
+        """An fd of directory ``parent`` (created when missing); owned by the cache."""
+        if self._parent_cache is not None and self._parent_cache[0] == parent:
+            return self._parent_cache[1]
+        self._drop_cache()
+        for depth in range(1, len(parent) + 1):
+            # Parents made here are this layer's, so an opaque marker keeps them.
+            if parent[:depth] not in self.ours and self._missing(parent[:depth]):
+                self.ours.add(parent[:depth])
+        fd = self._writable(parent, lambda: open_dir(self.root_fd, parent, create=True))
+        assert fd is not None
+        self._parent_cache = (parent, fd)
+        return fd
+
+    def _missing(self, parts: Parts) -> bool:
+        fd = open_dir_lenient(self.root_fd, parts[:-1])
+        if fd is None:
+            return True
+        try:
+            return lstat_at(fd, parts[-1]) is None
+        finally:
+            os.close(fd)
+
+    def _writable(self, parent: Parts, action: Callable[[], T]) -> T:
+        """Run ``action``; unprivileged, retry once after making a read-only ancestor
+        directory from a lower layer writable (its mode is restored at the end)."""
+        try:
+            return action()
+        except PermissionError:
+            if self.privileged or not self._unlock(parent):
+                raise
+            return action()
+
+    def _unlock(self, parent: Parts) -> bool:
+        changed = False
+        for depth in range(len(parent) + 1):
+            fd = open_dir_lenient(self.root_fd, parent[:depth])
+            if fd is None:
+                break
+            try:
+                mode = stat.S_IMODE(os.fstat(fd).st_mode)
+                if mode & 0o700 != 0o700:
+                    self.restore_modes.setdefault(parent[:depth], mode)
+                    os.fchmod(fd, mode | 0o700)
+                    changed = True
+            finally:
+                os.close(fd)
+        return changed
+
+    def _create(self, parts: Parts, make: Callable[[int], T]) -> T:
+        """Replace whatever is at ``parts`` by what ``make(parent_fd)`` creates."""
+        dirfd = self._parent(parts[:-1])
+
+        def attempt() -> T:
+            self._replace(dirfd, parts)
+            return make(dirfd)
+
+        result = self._writable(parts[:-1], attempt)
+        self.ours.add(parts)
+        return result
+
+    def _clear_leaf(self, dirfd: int, parts: Parts) -> os.stat_result | None:
+        """Remove what is at ``parts`` unless it is a directory; returns its old stat."""
+        existing = lstat_at(dirfd, parts[-1])
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            os.unlink(parts[-1], dir_fd=dirfd)
+        return existing
+
+    def _replace(self, dirfd: int, parts: Parts) -> None:
+        """Make room for a non-directory at ``parts``: whatever is there goes."""
+        existing = self._clear_leaf(dirfd, parts)
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            self._drop_cache_below(parts)
+            remove_at(dirfd, parts[-1])
+
+    def _drop_cache_below(self, parts: Parts) -> None:
+        cached = self._parent_cache
+        if cached is not None and cached[0][: len(parts)] == parts:
+            self._drop_cache()
+
+    # -- entries ----------------------------------------------------------------------
+
+    def _directory(self, parts: Parts, member: tarfile.TarInfo) -> None:
+        dirfd = self._parent(parts[:-1])
+
+        def attempt() -> None:
+            existing = self._clear_leaf(dirfd, parts)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(parts[-1], 0o700, dir_fd=dirfd)
+
+        self._writable(parts[:-1], attempt)
+        self.ours.add(parts)
+        self.dir_meta[parts] = member
+
+    def _regular(self, parts: Parts, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        fd = self._create(parts, lambda dirfd: os.open(parts[-1], _O_NEW_FILE, 0o600, dir_fd=dirfd))
+        try:
+            source = tar.extractfile(member)
+            if source is not None:
+                for chunk in iter(_chunks(source), b""):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            self._apply(member, parts, fd=fd)
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, parts: Parts, member: tarfile.TarInfo) -> None:
+        target = member_parts(member.linkname, "hardlink target")
+        if not target or target == parts:
+            raise LayerError(
+                f"layer hardlink {member.name!r} -> {member.linkname!r} has no valid target",
+                hint="the layer is corrupt or hostile",
+            )
+        target_dir = open_dir(self.root_fd, target[:-1])
+        try:
+            found = lstat_at(target_dir, target[-1]) if target_dir is not None else None
+            if found is None or stat.S_ISDIR(found.st_mode):
+                raise LayerError(
+                    f"layer hardlink {member.name!r} -> {member.linkname!r}: the target is "
+                    + ("a directory" if found is not None else "not in the layer or below it"),
+                    hint="hardlinks must point to a file written earlier inside the root",
+                )
+            source_dir = cast(int, target_dir)
+            # follow_symlinks=False: a link to a symlink is another symlink, never its target.
+            self._create(
+                parts,
+                lambda dirfd: os.link(
+                    target[-1],
+                    parts[-1],
+                    src_dir_fd=source_dir,
+                    dst_dir_fd=dirfd,
+                    follow_symlinks=False,
+                ),
+            )
+        finally:
+            if target_dir is not None:
+                os.close(target_dir)
+
+    def _symlink(self, parts: Parts, member: tarfile.TarInfo) -> None:
+        if "\x00" in member.linkname:
+            raise LayerError(f"layer symlink {member.name!r} has a NUL byte in its target")
+        self._create(parts, lambda dirfd: os.symlink(member.linkname, parts[-1], dir_fd=dirfd))
+        self._apply(member, parts, dirfd=self._parent(parts[:-1]), symlink=True)
+
+    def _special(self, parts: Parts, member: tarfile.TarInfo) -> None:
+        if member.isfifo():
+            file_type = stat.S_IFIFO
+        elif not self.privileged:
+            self.report.skipped.append(f"{display(parts)}: device node, unprivileged")
+            return
+        else:
+            file_type = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+        device = os.makedev(member.devmajor, member.devminor) if file_type != stat.S_IFIFO else 0
+        try:
+            self._create(
+                parts, lambda dirfd: os.mknod(parts[-1], file_type | 0o600, device, dir_fd=dirfd)
+            )
+        except PermissionError:
+            if file_type == stat.S_IFIFO:
+                raise
+            # Root of a user namespace may not create devices.
+            self.report.skipped.append(f"{display(parts)}: device node, mknod not permitted")
+            return
+        self._apply(member, parts, dirfd=self._parent(parts[:-1]))
+
+    # -- whiteouts --------------------------------------------------------------------
+
+    def _whiteout(self, parent: Parts, target: str, name: str) -> None:
+        if target in ("", ".", "..") or "/" in target:
+            raise LayerError(
+                f"layer whiteout {name!r} names no valid entry",
+                hint="the layer is corrupt or hostile",
+            )
+        self.report.whiteouts += 1
+        parts = (*parent, target)
+        if parts in self.ours:
+            return  # a whiteout hides lower layers' content, never its own layer's
+        dirfd = open_dir(self.root_fd, parent)
+        if dirfd is None:
+            return
+        try:
+            self._drop_cache_below(parts)
+            self._writable(parent, lambda: remove_at(dirfd, target))
+        finally:
+            os.close(dirfd)
+
+    def _opaque(self, parent: Parts) -> None:
+        self.report.opaque_dirs += 1
+        top = os.dup(self._parent(parent))
+        self.ours.add(parent)
+        self._drop_cache()
+        # Walk the directory: drop every entry this layer did not write; descend into
+        # this layer's directories, which may have been merged onto lower ones.
+        pending: list[tuple[Parts, int]] = [(parent, top)]
+        try:
+            while pending:
+                path, fd = pending.pop()
+                try:
+                    for name in os.listdir(fd):
+                        child = (*path, name)
+                        if child not in self.ours:
+                            self._writable(path, functools.partial(remove_at, fd, name))
+                            continue
+                        child_fd = open_dir_lenient(fd, (name,))
+                        if child_fd is not None:
+                            pending.append((child, child_fd))
+                finally:
+                    os.close(fd)
+        finally:
+            for _, fd in pending:
+                os.close(fd)
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def _apply(
+        self,
+        member: tarfile.TarInfo,
+        parts: Parts,
+        *,
+        fd: int | None = None,
+        dirfd: int | None = None,
+        symlink: bool = False,
+    ) -> None:
+        """Owner, mode, xattrs, mtime, in that order (chown clears set-id bits and
+        file capabilities)."""
+        owned = False
+        if self.privileged:
+            try:
+                if fd is not None:
+                    os.fchown(fd, member.uid, member.gid)
+                else:
+                    os.chown(parts[-1], member.uid, member.gid, dir_fd=dirfd, follow_symlinks=False)
+                owned = True
+            except OSError as exc:  # EINVAL: the id is not mapped in this user namespace
+                self.issues[f"ownership not restored ({exc.strerror})"] += 1
+        if not symlink:
+            mode = stat.S_IMODE(member.mode)
+            if not owned and not member.isdir() and mode & (stat.S_ISUID | stat.S_ISGID):
+                mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                self.issues["set-id bits dropped (file owned by the extractor)"] += 1
+            if fd is not None:
+                os.fchmod(fd, mode)
+            else:
+                # The entry was just created by us and is no symlink: following is safe.
+                os.chmod(parts[-1], mode, dir_fd=dirfd)
+        self._xattrs(member, fd if fd is not None else f"/proc/self/fd/{dirfd}/{parts[-1]}")
+        mtime_ns = int(member.mtime * 1_000_000_000)
+        try:
+            if fd is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            else:
+                os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=dirfd, follow_symlinks=False)
+        except (OSError, OverflowError, ValueError):
+            self.issues["mtime out of range, not set"] += 1
+
+    def _xattrs(self, member: tarfile.TarInfo, target: int | str) -> None:
+        for key, value in sorted(member.pax_headers.items()):
+            if not key.startswith(_XATTR_PAX):
+                continue
+            name = key[len(_XATTR_PAX) :]
+            if is_overlay_xattr(name):
+                # Would steer overlayfs when this tree becomes a lower layer.
+                self.issues[f"xattr {name} refused (overlayfs bookkeeping)"] += 1
+                continue
+            try:
+                os.setxattr(
+                    target,
+                    name,
+                    value.encode("utf-8", "surrogateescape"),
+                    follow_symlinks=isinstance(target, int),  # an fd refuses False
+                )
+            except OSError as exc:
+                self.issues[f"xattr {name} not set ({exc.strerror})"] += 1
+
+    def _finish(self) -> None:
+        self._drop_cache()
+        # Deepest first: a directory's mtime is final once its children are done.
+        for parts in sorted(self.dir_meta, key=len, reverse=True):
+            self.restore_modes.pop(parts, None)
+            fd = open_dir_lenient(self.root_fd, parts)
+            if fd is None:
+                continue  # replaced or whited out later in the layer
+            try:
+                self._apply(self.dir_meta[parts], parts, fd=fd)
+            finally:
+                os.close(fd)
+        for parts, mode in self.restore_modes.items():
+            fd = open_dir_lenient(self.root_fd, parts)
+            if fd is not None:
+                os.fchmod(fd, mode)
+                os.close(fd)
+        for issue, count in sorted(self.issues.items()):
+            self.report.notes.append(f"{issue}: {count} entr{'y' if count == 1 else 'ies'}")
