@@ -391,25 +391,20 @@ def _buffered(stream: BinaryIO) -> BinaryIO:
     return cast(BinaryIO, io.BufferedReader(cast(io.RawIOBase, stream)))
 
 
-@contextmanager
-def _archive_errors(name: str) -> Iterator[None]:
-    """Turn what a broken tar or compressed stream raises into one :class:`ArchiveError`."""
+def decompression_errors() -> tuple[type[BaseException], ...]:
+    """What reading a corrupt or truncated compressed stream raises."""
     import lzma
     import zlib
 
-    errors: tuple[type[BaseException], ...] = (
-        tarfile.TarError,
-        EOFError,
-        zlib.error,
-        lzma.LZMAError,
-        OSError,
-    )
-    try:
-        import zstandard
+    import zstandard
 
-        errors = (*errors, zstandard.ZstdError)
-    except ImportError:  # pragma: no cover - zstandard is a dependency
-        pass
+    return (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+
+
+@contextmanager
+def _archive_errors(name: str) -> Iterator[None]:
+    """Turn what a broken tar or compressed stream raises into one :class:`ArchiveError`."""
+    errors: tuple[type[BaseException], ...] = (tarfile.TarError, *decompression_errors())
     try:
         yield
     except ArchiveError:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 from envkit.errors import ArchiveError, ReferenceError_, StoreError
 from envkit.oci import compression
+from envkit.oci.archive_read import decompression_errors
 from envkit.oci.digest import CHUNK, hex_of
 from envkit.oci.reference import parse as parse_ref
 from envkit.oci.types import (
@@ -263,10 +264,13 @@ class DeterministicTar:
             h = hashlib.sha256()
             packed = _HashingReader(store.open_blob(blob.digest))
             buffered = cast(BinaryIO, io.BufferedReader(packed, CHUNK))
-            with packed.stream, compression.open_decompressed(buffered) as raw:
-                while chunk := raw.read(CHUNK):
-                    h.update(chunk)
-                    spool.write(chunk)
+            try:
+                with packed.stream, compression.open_decompressed(buffered) as raw:
+                    while chunk := raw.read(CHUNK):
+                        h.update(chunk)
+                        spool.write(chunk)
+            except decompression_errors() as exc:
+                raise _corrupt(blob.digest, f"cannot decompress it: {exc}") from None
             if packed.digest != blob.digest:
                 raise _corrupt(blob.digest, f"content hashes to {packed.digest}")
             if "sha256:" + h.hexdigest() != diff_id:
