@@ -116,7 +116,11 @@ def _scalar(value: Any) -> str:
             return ".nan"
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
-        return repr(value)
+        text = repr(value)
+        # YAML 1.1 readers (PyYAML) take "1e+300" for a string; "1.0e+300" for a float.
+        if "e" in text and "." not in text:
+            text = text.replace("e", ".0e", 1)
+        return text
     if isinstance(value, dict):
         return "{}"
     if isinstance(value, list):
