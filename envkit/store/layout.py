@@ -62,7 +62,7 @@ from envkit.oci.types import (
 )
 from envkit.store import graph
 from envkit.store.atomic import TempFile, atomic_write
-from envkit.store.locks import lock_for
+from envkit.store.locks import FileLock, lock_for
 from envkit.store.timestamps import parse_created
 
 OCTET_STREAM = "application/octet-stream"
@@ -149,8 +149,6 @@ class Store:
         self.tmp_dir = self.root / "tmp"
         self.index_path = self.root / "index.json"
         self.layout_path = self.root / "oci-layout"
-        self._lock = lock_for(self.root / "lock")
-        self._index_lock = lock_for(self.root / "index.lock")
 
     @classmethod
     def default(cls) -> Store:
@@ -170,6 +168,15 @@ class Store:
     def exclusive(self) -> AbstractContextManager[None]:
         """Hold the store lock exclusive (prune, remove, repair)."""
         return self._locked(self._lock.exclusive)
+
+    @property
+    def _lock(self) -> FileLock:
+        # Looked up on each use: after a fork the child must not reuse its parent's lock.
+        return lock_for(self.root / "lock")
+
+    @property
+    def _index_lock(self) -> FileLock:
+        return lock_for(self.root / "index.lock")
 
     @contextlib.contextmanager
     def _locked(self, take: Callable[[], AbstractContextManager[None]]) -> Iterator[None]:
