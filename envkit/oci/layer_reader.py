@@ -16,6 +16,7 @@ that for a fresh directory.
 
 from __future__ import annotations
 
+import errno
 import functools
 import gzip
 import io
@@ -54,6 +55,13 @@ PARTIAL_INFIX = ".partial-"
 _XATTR_PAX = "SCHILY.xattr."
 _O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
+_OS_HINTS = {
+    errno.ENAMETOOLONG: "a name in the layer is longer than the file system allows "
+    "(255 bytes); the layer is corrupt or hostile",
+    errno.ENOSPC: "free space on the destination's file system",
+    errno.EDQUOT: "free space (quota) on the destination's file system",
+    errno.EACCES: "check the permissions of the destination directory",
+}
 #: What a corrupt tar or compressed stream raises while being read.
 _MALFORMED: tuple[type[Exception], ...] = (
     tarfile.TarError,
@@ -125,9 +133,13 @@ def extract_layer(
             hint="the blob is corrupt or not a layer; check its digest",
         ) from None
     except OSError as exc:
+        name = extractor.current
+        shown = name if len(name) <= 120 else name[:120] + "..."
         raise LayerError(
-            f"{dest}: cannot extract {extractor.current!r}: {exc.strerror or exc}",
-            hint="check free space and permissions of the destination",
+            f"{dest}: cannot extract layer entry {shown!r}: {exc.strerror or exc}",
+            hint=_OS_HINTS.get(
+                exc.errno or 0, "check free space and permissions of the destination"
+            ),
         ) from None
     finally:
         extractor.close()

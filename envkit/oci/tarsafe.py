@@ -73,10 +73,10 @@ def open_dir(root_fd: int, parts: Sequence[str], *, create: bool = False) -> int
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
                 raise LayerError(
-                    f"{display(parts[: depth + 1])} is a symlink or not a directory, "
-                    f"so {display(parts)} cannot be reached inside the root",
-                    hint="layer entries may not be written through symlinks; "
-                    "the layer is hostile or expects symlinks to be followed",
+                    f"{display(parts[: depth + 1])} is a symlink or not a directory: "
+                    "nothing is written through it",
+                    hint="layer paths may not go through symlinks (they could leave the "
+                    "root); the layer is hostile, or was made expecting symlinks followed",
                 ) from None
             os.close(fd)
             fd = child
