@@ -277,6 +277,10 @@ def test_truncated_archive_is_refused_and_nothing_tagged(tmp_path: Path, store: 
         with pytest.raises(ArchiveError, match=str(short)):
             load_archive(short, store)
         assert store.refs() == {}
+    # What was stored before the failure is unreferenced: prune frees all of it.
+    store.prune()
+    assert list(store.blobs()) == []
+    assert store.fsck().ok
 
 
 def test_missing_blob_is_refused(tmp_path: Path, store: Store) -> None:
