@@ -70,6 +70,7 @@ class Image(SpecObject):
         packages: Sequence[str] = (),
         variant: str = "minbase",
         mirror: str | None = None,
+        **unknown: Never,
     ) -> Image:
         """Bootstrap a Debian ``suite`` with ``packages`` installed.
 
@@ -78,6 +79,7 @@ class Image(SpecObject):
         not matter: the list is sorted and de-duplicated.
         """
         field = "Image.debian"
+        validate.reject_unknown(field, unknown, Image.debian)
         if not isinstance(suite, str) or not _SUITE_RE.match(suite):
             raise SpecError(f"{field}(suite)", "invalid suite", value=suite, hint='e.g. "bookworm"')
         names = validate.strings(f"{field}(packages)", packages)
@@ -109,12 +111,16 @@ class Image(SpecObject):
 
     @classmethod
     def from_dockerfile(
-        cls, path: str | os.PathLike[str] = "Dockerfile", context: str | os.PathLike[str] = "."
+        cls,
+        path: str | os.PathLike[str] = "Dockerfile",
+        context: str | os.PathLike[str] = ".",
+        **unknown: Never,
     ) -> Image:
         """Build from a Dockerfile with ``context`` as build context.
 
         Recorded now; the Dockerfile importer arrives with a later build stage.
         """
+        validate.reject_unknown("Image.from_dockerfile", unknown, Image.from_dockerfile)
         return cls(
             Dockerfile(
                 validate.path("Image.from_dockerfile(path)", path),

@@ -36,7 +36,7 @@ class Secret(SpecObject):
     location: str
     required: bool
 
-    def __init__(self, name: str, *, source: str, required: bool = True, **unknown: Never) -> None:
+    def __init__(self, name: str, source: str, *, required: bool = True, **unknown: Never) -> None:
         validate.reject_unknown(f"Secret({name!r})", unknown, Secret.__init__)
         field = f"Secret({name!r})"
         checked = validate.name(f"{field}.name", name, what="secret name")
@@ -57,18 +57,26 @@ class Secret(SpecObject):
         object.__setattr__(self, "required", required)
 
     @classmethod
-    def from_env(cls, name: str, *, required: bool = True, as_name: str | None = None) -> Secret:
+    def from_env(
+        cls, name: str, *, required: bool = True, as_name: str | None = None, **unknown: Never
+    ) -> Secret:
         """The value of environment variable ``name``, read when needed.
 
         The secret is named after the variable, unchanged (``/run/secrets/DB_PASSWORD``),
         unless ``as_name`` is given.
         """
+        validate.reject_unknown("Secret.from_env", unknown, Secret.from_env)
         var = validate.env_name("Secret.from_env(name)", name)
         return cls(as_name if as_name is not None else var, source=f"env:{var}", required=required)
 
     @classmethod
     def from_file(
-        cls, path: str | os.PathLike[str], *, name: str | None = None, required: bool = True
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        required: bool = True,
+        **unknown: Never,
     ) -> Secret:
         """The bytes of the file at ``path``, read when needed.
 
@@ -76,6 +84,7 @@ class Secret(SpecObject):
         after the file's base name (``./db_password.txt`` -> ``db_password.txt``) unless
         ``name`` is given.
         """
+        validate.reject_unknown("Secret.from_file", unknown, Secret.from_file)
         text = validate.path("Secret.from_file(path)", path)
         base = Path(text).name
         if name is None and not base:

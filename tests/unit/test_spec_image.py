@@ -191,3 +191,14 @@ def test_equal_images_have_equal_keys_and_hashes() -> None:
 def test_repr_is_short() -> None:
     text = repr(Image.from_("busybox").cmd(["sh"]))
     assert text == "<Image ref(ref='docker.io/library/busybox:latest') +1 steps>"
+
+
+def test_constructor_typos_suggest_the_option() -> None:
+    with pytest.raises(SpecError) as info:
+        Image.debian(packges=["curl"])  # type: ignore[call-arg]
+    assert (info.value.field, info.value.hint) == (
+        "Image.debian.packges",
+        "did you mean 'packages'?",
+    )
+    with pytest.raises(SpecError, match="did you mean 'context'"):
+        Image.from_dockerfile(contxt=".")  # type: ignore[call-arg]

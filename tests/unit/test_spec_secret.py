@@ -107,3 +107,15 @@ def test_cache_key_depends_on_source_not_value(monkeypatch: pytest.MonkeyPatch) 
     assert image.cache_key() == key
     other = Image.scratch().run("make", secrets=[Secret.from_env("ENVKIT_TEST_OTHER")])
     assert other.cache_key() != key
+
+
+def test_constructor_typos_suggest_the_option() -> None:
+    with pytest.raises(SpecError) as info:
+        Secret.from_env("X", asname="y")  # type: ignore[call-arg]
+    assert (info.value.field, info.value.hint) == (
+        "Secret.from_env.asname",
+        "did you mean 'as_name'?",
+    )
+    with pytest.raises(SpecError, match="did you mean 'required'"):
+        Secret.from_file("x", requird=False)  # type: ignore[call-arg]
+    assert Secret("x", "env:X") == Secret("x", source="env:X")
