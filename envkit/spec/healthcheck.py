@@ -50,11 +50,11 @@ class Healthcheck(SpecObject):
             form = validate.argv(field, test)
             if form[0] not in _FORMS:
                 form = ("CMD", *form)
-            if form == ("NONE",):
-                pass
-            elif form[0] == "NONE" or len(form) < 2:
+            if form[0] == "NONE" and len(form) > 1:
+                raise SpecError(field, '["NONE"] takes no command', value=list(test))
+            if form[0] != "NONE" and len(form) < 2:
                 raise SpecError(field, "has no command", value=list(test))
-            elif form[0] == "CMD-SHELL" and len(form) != 2:
+            if form[0] == "CMD-SHELL" and len(form) != 2:
                 raise SpecError(
                     field,
                     "CMD-SHELL takes exactly one shell script",
