@@ -248,6 +248,9 @@ class _Extractor:
             self.dir_meta[()] = member
             return
         parent, leaf = parts[:-1], parts[-1]
+        if any(part.startswith(WH_META_PREFIX) for part in parent):
+            self.report.skipped.append(f"{display(parts)}: aufs metadata, ignored")
+            return
         if leaf == WH_OPAQUE:
             self._opaque(parent)
             return

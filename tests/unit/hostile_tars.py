@@ -47,10 +47,11 @@ class TarBuilder:
         info.pax_headers = {"path": name}
         return self._add(info, data)
 
-    def dir(self, name: str, mode: int = 0o755) -> TarBuilder:
+    def dir(self, name: str, mode: int = 0o755, xattrs: dict[str, str] | None = None) -> TarBuilder:
         info = tarfile.TarInfo(name)
         info.type = tarfile.DIRTYPE
         info.mode = mode
+        info.pax_headers = {"SCHILY.xattr." + k: v for k, v in (xattrs or {}).items()}
         return self._add(info)
 
     def symlink(self, name: str, target: str) -> TarBuilder:
