@@ -11,8 +11,12 @@ content-addressed OCI builds and runs them on its own rootless runtime::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from envkit.errors import EnvkitError, SpecError
-from envkit.spec import Healthcheck, Image, Network, Secret, Service, Stack, Volume
+
+if TYPE_CHECKING:
+    from envkit.spec import Healthcheck, Image, Network, Secret, Service, Stack, Volume
 
 __all__ = [
     "EnvkitError",
@@ -25,3 +29,17 @@ __all__ = [
     "Stack",
     "Volume",
 ]
+
+_SPEC_NAMES = frozenset({"Healthcheck", "Image", "Network", "Secret", "Service", "Stack", "Volume"})
+
+
+def __getattr__(name: str) -> Any:
+    # The spec objects load on first use, so `envkit` commands that never touch them
+    # (run, exec, ps) do not pay for importing them.
+    if name in _SPEC_NAMES:
+        from envkit import spec
+
+        value = getattr(spec, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'envkit' has no attribute {name!r}")
