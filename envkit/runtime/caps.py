@@ -1,0 +1,94 @@
+"""Linux capabilities: reduce a container process to docker's default set.
+
+Used in the container's command process just before exec, while it is still root of its
+user namespace (so it holds every capability there and CAP_SETPCAP for the bounding set).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from envkit.runtime.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, prctl
+
+NAMES = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
+CAP = {name: number for number, name in enumerate(NAMES)}
+
+#: Docker's default capabilities (moby oci/caps/defaults.go) without NET_RAW, as podman
+#: 4 ships them: raw sockets let a container forge packets on its network.
+DEFAULT = frozenset(
+    CAP[name]
+    for name in (
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+    )
+)
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _Header(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _Data(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return len(NAMES) - 1
+
+
+def capset(
+    effective: frozenset[int], permitted: frozenset[int], inheritable: frozenset[int]
+) -> None:
+    """``capset(2)`` for the calling thread (version 3: 64 capability bits)."""
+    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_Data * 2)()
+    for index in (0, 1):
+        lo = 32 * index
+
+        def bits(caps: frozenset[int], lo: int = lo) -> int:
+            return sum(1 << (c - lo) for c in caps if lo <= c < lo + 32)
+
+        data[index] = _Data(bits(effective), bits(permitted), bits(inheritable))
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def limit_bounding_set(keep: frozenset[int], last: int) -> None:
+    """Drop every capability not in ``keep`` from the bounding set, and clear ambient."""
+    for cap in range(last + 1):
+        if cap not in keep:
+            prctl(PR_CAPBSET_DROP, cap)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def parse_mask(hex_mask: str) -> frozenset[int]:
+    """The capability numbers of a ``CapEff:``-style hex mask from /proc/PID/status."""
+    value = int(hex_mask, 16)
+    return frozenset(bit for bit in range(64) if value >> bit & 1)

@@ -1,0 +1,129 @@
+"""The container's pid 1 and the last steps of its command process before exec.
+
+pid 1 in a pid namespace has duties a normal command does not expect: the kernel drops
+signals it has no handler for, orphans are re-parented to it, and when it exits every
+other process of the namespace is killed. So, like tini and docker's ``--init``, envkit
+keeps its own small init as pid 1: it starts the command as pid 2, forwards signals to
+it, reaps zombies, and exits with the command's exit code (128+N when a signal killed it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+from typing import NoReturn
+
+from envkit.runtime import caps, seccomp
+from envkit.runtime.config import ContainerConfig
+from envkit.runtime.prctl import PR_SET_NO_NEW_PRIVS, prctl
+
+SI_KERNEL = 0x80
+#: Signals pid 1 passes on to the command: all but those it cannot catch, the faults a
+#: process raises against itself, and SIGCHLD (init's own business).
+FORWARDED = frozenset(
+    s
+    for s in signal.valid_signals()
+    if s < signal.SIGRTMIN
+    and s
+    not in (
+        signal.SIGKILL,
+        signal.SIGSTOP,
+        signal.SIGCHLD,
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGILL,
+        signal.SIGFPE,
+        signal.SIGTRAP,
+        signal.SIGSYS,
+    )
+)
+
+
+def fail(err_fd: int, code: int, message: str) -> NoReturn:
+    """Report a start failure to the spawner (``CODE\\nMESSAGE`` on the error pipe), exit."""
+    try:
+        os.write(err_fd, f"{code}\n{message}".encode(errors="replace")[:8192])
+    finally:
+        os._exit(code)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def exec_command(config: ContainerConfig, err_fd: int) -> NoReturn:
+    """In pid 2: become the requested user with docker's privileges, then exec."""
+    stage = "prepare"
+    try:
+        if config.new_session:
+            os.setsid()
+        # exec keeps ignored signals ignored (Python ignores SIGPIPE and SIGXFSZ).
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP) and sig < signal.SIGRTMIN:
+                signal.signal(sig, signal.SIG_DFL)
+        stage = f"working directory {config.cwd}"
+        if config.cwd != "/":
+            os.makedirs(config.cwd, exist_ok=True)
+        stage = "capabilities"
+        caps.limit_bounding_set(caps.DEFAULT, caps.last_cap())
+        stage = f"user {config.uid}:{config.gid}"
+        try:
+            os.setgroups(list(config.groups))
+        except PermissionError:
+            if config.groups:
+                raise  # a single-id map denies setgroups; without groups that is fine
+        os.setresgid(config.gid, config.gid, config.gid)
+        os.setresuid(config.uid, config.uid, config.uid)
+        if config.uid == 0:
+            caps.capset(caps.DEFAULT, caps.DEFAULT, frozenset())
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        stage = f"working directory {config.cwd}"
+        os.chdir(config.cwd)
+        os.closerange(3, err_fd)
+        os.closerange(err_fd + 1, 1 << 16)
+        stage = "seccomp"
+        if config.seccomp and seccomp.supported():
+            seccomp.install()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        stage = "exec"
+        os.execvpe(config.argv[0], list(config.argv), dict(config.env))
+    except OSError as exc:
+        if stage == "exec":
+            code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            fail(err_fd, code, f"exec {config.argv[0]!r}: {exc.strerror}")
+        fail(err_fd, 1, f"{stage}: {exc.strerror or exc}")
+    except BaseException as exc:
+        fail(err_fd, 1, f"{stage}: {exc}")
+
+
+def run_init(config: ContainerConfig, err_fd: int) -> NoReturn:
+    """pid 1: start the command, forward signals, reap, exit with the command's code."""
+    waited = FORWARDED | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    child = os.fork()
+    if child == 0:
+        exec_command(config, err_fd)
+    os.close(err_fd)
+    os.closerange(3, 1 << 16)
+    while True:
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo != signal.SIGCHLD:
+            # A terminal's signal (SI_KERNEL) already reached the command's process group.
+            if info.si_code != SI_KERNEL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, info.si_signo)
+            continue
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                os._exit(1)
+            if pid == 0:
+                break
+            if pid == child:
+                # Leaving kills whatever else runs in the pid namespace, as docker does.
+                os._exit(exit_code(status))

@@ -1,0 +1,275 @@
+"""The container's file system view, built inside its new mount namespace.
+
+Called by the container's pid 1 before it starts the command; see docs/dev/runtime.md for
+the order of operations and the reasons behind it. Every mount made here lives in the
+container's mount namespace and disappears with it. The working directory is the
+private tmpfs the spawner mounted over the state dir; host paths arrive as
+``/proc/self/fd/N`` links to ``O_PATH`` descriptors opened before the ids changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Sequence
+
+from envkit.errors import RuntimeError_
+from envkit.runtime import syscalls
+from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
+from envkit.runtime.syscalls import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+)
+
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
+# statvfs f_flag bit -> the mount flag a bind remount must repeat (locked flags).
+_STATVFS_TO_MS = {
+    os.ST_NOSUID: MS_NOSUID,
+    os.ST_NODEV: MS_NODEV,
+    os.ST_NOEXEC: MS_NOEXEC,
+    os.ST_NOATIME: MS_NOATIME,
+    os.ST_NODIRATIME: MS_NODIRATIME,
+    os.ST_RELATIME: MS_RELATIME,
+}
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "core": "/proc/kcore",
+    "ptmx": "pts/ptmx",
+}
+#: runc's defaults (libcontainer/specconv): hidden behind /dev/null or an empty tmpfs.
+MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+ROOT = "root"  # the new root's mount point, relative to the private tmpfs
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def secure_join(root: str, path: str) -> str:
+    """``root/path`` with every symlink resolved as if ``root`` were ``/``.
+
+    A mount target inside an image must never follow a symlink out of the image (an
+    image with ``/data -> /etc`` must not get a volume mounted on the host's /etc).
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        if os.path.islink(candidate):
+            links += 1
+            if links > 40:
+                raise RuntimeError_(f"too many symlinks resolving {path!r} in the rootfs")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            pending[:0] = [p for p in target.split("/") if p not in ("", ".")]
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
+
+
+def _mountpoint(root: str, path: str, directory: bool = True) -> str:
+    """The host-side path of container ``path``, created (dir or empty file) if missing."""
+    target = secure_join(root, path)
+    if os.path.lexists(target):
+        return target
+    try:
+        os.makedirs(target if directory else os.path.dirname(target), exist_ok=True)
+        if not directory:
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    except OSError as exc:
+        raise RuntimeError_(
+            f"cannot create mount point {path} in the container root: {exc.strerror}",
+            hint="a read-only root needs the mount point in the image",
+        ) from None
+    return target
+
+
+def remount_readonly(path: str, extra: int = 0) -> None:
+    """Make the mount at ``path`` read-only, keeping the flags the kernel locks."""
+    current = os.statvfs(path).f_flag
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | extra
+    for bit, ms in _STATVFS_TO_MS.items():
+        if current & bit:
+            flags |= ms
+    syscalls.mount(None, path, None, flags)
+
+
+def mount_root(
+    config: ContainerConfig, layers: Sequence[str], upper: str | None, work: str | None
+) -> None:
+    """Mount the container's root at :data:`ROOT`: overlay, or a plain read-only bind."""
+    os.mkdir(ROOT, 0o755)
+    lower = ":".join(layers)
+    if upper is not None and work is not None:
+        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        try:
+            syscalls.mount("overlay", ROOT, "overlay", 0, opts + ",userxattr")
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            syscalls.mount("overlay", ROOT, "overlay", 0, opts)  # kernels before 5.11
+    elif len(layers) > 1:
+        syscalls.mount("overlay", ROOT, "overlay", MS_RDONLY, f"lowerdir={lower}")
+    else:
+        syscalls.mount(layers[0], ROOT, None, MS_BIND | MS_REC)
+        remount_readonly(ROOT)
+
+
+def mount_proc(root: str) -> None:
+    """A procfs of the new pid namespace (the caller must be in it: pid 1)."""
+    syscalls.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_dev(root: str) -> None:
+    """A tmpfs /dev with the host's harmless devices bound in, devpts, shm and mqueue."""
+    dev = _mountpoint(root, "/dev")
+    syscalls.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k")
+    for name in DEVICES:
+        node = os.path.join(dev, name)
+        os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
+        # A user namespace may not mknod devices; binding the host's nodes is allowed.
+        syscalls.mount(f"/dev/{name}", node, None, MS_BIND)
+    for name in ("pts", "shm", "mqueue"):
+        os.mkdir(os.path.join(dev, name), 0o755)
+    pts = os.path.join(dev, "pts")
+    opts = "newinstance,ptmxmode=0666,mode=0620"
+    try:
+        syscalls.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts + ",gid=5")
+    except OSError:  # gid 5 (tty) is not mapped under a single-id map
+        syscalls.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts)
+    syscalls.mount(
+        "shm",
+        os.path.join(dev, "shm"),
+        "tmpfs",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "mode=1777,size=65536k",
+    )
+    syscalls.mount(
+        "mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC
+    )
+    for name, target in DEV_LINKS.items():
+        os.symlink(target, os.path.join(dev, name))
+
+
+def mount_sys(root: str) -> None:
+    """A read-only /sys: a fresh sysfs (allowed as we own the net namespace), else a bind."""
+    target = _mountpoint(root, "/sys")
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    try:
+        syscalls.mount("sysfs", target, "sysfs", flags)
+    except OSError:
+        syscalls.mount("/sys", target, None, MS_BIND)
+        remount_readonly(target)
+
+
+def mount_user(
+    root: str, mounts: Sequence[BindMount | TmpfsMount], sources: Sequence[str | None]
+) -> None:
+    """The caller's bind and tmpfs mounts; ``sources`` are the bind sources' fd links."""
+    for mount, source in zip(mounts, sources, strict=True):
+        if isinstance(mount, TmpfsMount):
+            target = _mountpoint(root, mount.target)
+            opts = f"mode={mount.mode:o}" + (f",size={mount.size}" if mount.size else "")
+            syscalls.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+            continue
+        assert source is not None
+        target = _mountpoint(root, mount.target, directory=os.path.isdir(source))
+        syscalls.mount(source, target, None, MS_BIND | MS_REC)
+        if mount.readonly:
+            remount_readonly(target)
+
+
+def mask_paths(root: str) -> None:
+    """runc's masked paths (hidden) and read-only paths (remounted read-only)."""
+    for path in MASKED_PATHS:
+        target = secure_join(root, path)
+        if not os.path.exists(target):
+            continue
+        if os.path.isdir(target):
+            syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+        else:
+            syscalls.mount("/dev/null", target, None, MS_BIND)
+    for path in READONLY_PATHS:
+        target = secure_join(root, path)
+        if os.path.exists(target):
+            syscalls.mount(target, target, None, MS_BIND | MS_REC)
+            remount_readonly(target)
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the new network namespace (SIOCSIFFLAGS, as ``ip link`` does)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        current = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", current | _IFF_UP))
+
+
+def pivot(readonly: bool) -> None:
+    """Make :data:`ROOT` the root and detach the old one (``pivot_root(".", ".")``).
+
+    pivot_root(2) stacks the old root on top of the new one when both are "."; a lazy
+    unmount of "." then drops it, so no directory is needed inside a read-only image.
+    """
+    os.chdir(ROOT)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount(".", MNT_DETACH)
+    os.chdir("/")
+    if readonly:
+        remount_readonly("/")
+
+
+def build(
+    config: ContainerConfig,
+    layers: Sequence[str],
+    upper: str | None,
+    work: str | None,
+    bind_sources: Sequence[str | None],
+) -> None:
+    """Every mount of the container, the hostname and loopback, then pivot_root."""
+    mount_root(config, layers, upper, work)
+    root = os.path.abspath(ROOT)
+    mount_proc(root)
+    mount_dev(root)
+    mount_sys(root)
+    mount_user(root, config.mounts, bind_sources)
+    mask_paths(root)
+    socket.sethostname(config.hostname)
+    loopback_up()
+    pivot(config.readonly_root or upper is None)

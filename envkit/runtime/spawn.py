@@ -1,0 +1,394 @@
+"""Start a container: the process tree, the namespaces and the id-map handshake.
+
+Three processes stand between the caller and the command (see docs/dev/runtime.md):
+
+* the **monitor** (forked from the caller): unshares the user, mount, pid, uts, ipc,
+  net and cgroup namespaces, waits while the caller writes its id maps, mounts a private
+  tmpfs over the state dir, opens the host paths it needs, becomes container root,
+  forks pid 1 and waits for it. It lives outside the new pid namespace.
+* **pid 1** (:mod:`envkit.runtime.init`): builds the root file system
+  (:mod:`envkit.runtime.rootfs`), pivots into it and runs the init loop.
+* the **command** (pid 2): drops to the configured user and privileges and execs.
+
+Failures before exec come back over a close-on-exec pipe, so :func:`start` returns
+only once the command runs (or raises :class:`StartError` saying what failed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import NoReturn
+
+from envkit.errors import EnvkitError, RuntimeError_
+from envkit.runtime import idmap, init, rootfs, syscalls
+from envkit.runtime.config import BindMount, ContainerConfig
+from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+
+NAMESPACES = (
+    syscalls.CLONE_NEWUSER
+    | syscalls.CLONE_NEWNS
+    | syscalls.CLONE_NEWPID
+    | syscalls.CLONE_NEWUTS
+    | syscalls.CLONE_NEWIPC
+    | syscalls.CLONE_NEWNET
+    | syscalls.CLONE_NEWCGROUP
+)
+#: Signals :func:`run` passes to the container while it waits, as ``docker run`` does.
+PROXIED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+#: Terminal signals: proxied only when the terminal did not already send them to the
+#: container (which shares the caller's foreground process group).
+TERMINAL = (signal.SIGINT, signal.SIGQUIT)
+
+
+class StartError(RuntimeError_):
+    """The container could not start; ``exit_code`` is 127/126 when exec itself failed."""
+
+    def __init__(self, message: str, *, exit_code: int = 1, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
+class Container:
+    """A started container: its pid 1 on the host, ``wait()`` and ``kill()``.
+
+    Use as a context manager to make sure it is stopped and cleaned up.
+    """
+
+    def __init__(self, monitor: int, init_pid: int, state_dir: str) -> None:
+        self.pid = init_pid  #: host pid of the container's init (pid 1 inside)
+        self._monitor = monitor
+        self._state_dir = state_dir
+        self._returncode: int | None = None
+        self._pidfd = _pidfd_of_child(init_pid, monitor)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once :meth:`wait` returned, else ``None``."""
+        return self._returncode
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig`` to the container's init, which passes it on to the command.
+
+        SIGKILL ends the init itself and with it every process of the container.
+        """
+        if self._returncode is not None or self._pidfd is None:
+            return
+        with suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, sig)
+
+    def wait(self) -> int:
+        """Wait for the container to exit; its command's exit code (128+N for signal N)."""
+        if self._returncode is None:
+            _, status = os.waitpid(self._monitor, 0)
+            self._returncode = init.exit_code(status)
+            self._release()
+        return self._returncode
+
+    def _release(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        _remove_state_dir(self._state_dir)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._returncode is None:
+            self.kill(signal.SIGKILL)
+            self.wait()
+
+
+def run(config: ContainerConfig) -> int:
+    """Run a container in the foreground, like ``docker run``; its exit code.
+
+    stdio is inherited (or ``config.stdio``). While waiting, SIGTERM, SIGHUP, SIGUSR1 and
+    SIGUSR2 sent to the caller are passed to the container; so are SIGINT and SIGQUIT
+    unless they came from the terminal, which already delivered them to the command.
+    """
+    with start(config) as container, _proxy_signals(container):
+        return container.wait()
+
+
+def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Container:
+    """Start a container and return once its command was exec'd.
+
+    Raises :class:`StartError` (with the step that failed) when it cannot start.
+    """
+    maps = maps or idmap.plan()
+    if maps.warning:
+        import logging
+
+        logging.getLogger("envkit.runtime").warning(maps.warning)
+    maps.to_host_uid(config.uid)
+    maps.to_host_gid(config.gid)
+    for gid in config.groups:
+        maps.to_host_gid(gid)
+    for mount in config.mounts:
+        if isinstance(mount, BindMount) and not os.path.exists(mount.source):
+            raise StartError(
+                f"bind mount source {mount.source} does not exist",
+                hint="create it first (docker would create a directory; envkit does not guess)",
+            )
+    if os.geteuid() == 0:
+        _give_to_container_root(config, maps)
+    state_dir = tempfile.mkdtemp(prefix="envkit-ctr-")
+    sync_r, sync_w = os.pipe()
+    go_r, go_w = os.pipe()
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
+    monitor = os.fork()
+    if monitor == 0:
+        os.close(sync_r)
+        os.close(go_w)
+        os.close(err_r)
+        _monitor(config, state_dir, sync_w, go_r, err_w, parent)
+    for fd in (sync_w, go_r, err_w):
+        os.close(fd)
+    try:
+        init_pid = _handshake(monitor, maps, sync_r, go_w, err_r)
+    except BaseException:
+        os.close(err_r)
+        _reap(monitor, kill=True)
+        _remove_state_dir(state_dir)
+        raise
+    finally:
+        os.close(sync_r)
+        os.close(go_w)
+    container = Container(monitor, init_pid, state_dir)
+    try:
+        report = _read_all(err_r)
+    finally:
+        os.close(err_r)
+    if report:
+        container.wait()
+        code_text, _, message = report.partition("\n")
+        raise StartError(
+            f"container did not start: {message}",
+            exit_code=int(code_text) if code_text.isdigit() else 1,
+            hint="ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
+        )
+    return container
+
+
+def _handshake(monitor: int, maps: idmap.IdMaps, sync_r: int, go_w: int, err_r: int) -> int:
+    """Write the monitor's id maps when it has unshared; return the init's host pid."""
+    if os.read(sync_r, 1) != b"u":
+        raise _early_failure(err_r)
+    maps.write(monitor)
+    os.write(go_w, b"g")
+    pid_text = os.read(sync_r, 32)
+    if not pid_text:
+        raise _early_failure(err_r)
+    return int(pid_text)
+
+
+def _early_failure(err_r: int) -> StartError:
+    report = _read_all(err_r)
+    _, _, message = report.partition("\n")
+    return StartError(
+        f"container did not start: {message or 'the monitor process died'}",
+        hint="`envkit doctor` checks user namespaces, overlayfs and subordinate ids",
+    )
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _reap(pid: int, kill: bool) -> None:
+    if kill:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _remove_state_dir(path: str) -> None:
+    try:
+        os.rmdir(path)  # normally empty: the tmpfs over it died with the mount namespace
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _pidfd_of_child(pid: int, parent: int) -> int | None:
+    """A pidfd for ``pid`` if it still is ``parent``'s child (not a recycled pid)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        ppid = -1
+    if ppid != parent:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _give_to_container_root(config: ContainerConfig, maps: idmap.IdMaps) -> None:
+    """As root: hand the upper and work dirs to the host id of container root.
+
+    Container root is an unprivileged subordinate id, and overlayfs writes the upper dir
+    with the mounter's credentials, so the upper dir must belong to it.
+    """
+    uid, gid = maps.to_host_uid(0), maps.to_host_gid(0)
+    for path in (config.upper_dir, config.work_dir):
+        if path is not None:
+            st = os.stat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.chown(path, uid, gid)
+
+
+def _monitor(
+    config: ContainerConfig, state_dir: str, sync_w: int, go_r: int, err_w: int, parent: int
+) -> NoReturn:
+    """The forked monitor process (never returns into the caller's code)."""
+    step = "prepare"
+    try:
+        if config.stdio is not None:
+            for target, fd in enumerate(config.stdio):
+                os.dup2(fd, target)
+        if config.die_with_parent:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
+        step = "unshare namespaces"
+        syscalls.unshare(NAMESPACES)
+        os.write(sync_w, b"u")
+        if os.read(go_r, 1) != b"g":
+            os._exit(1)  # the caller failed to write the maps and says why itself
+        os.close(go_r)
+        step = "private tmpfs over the state dir"
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("tmpfs", state_dir, "tmpfs", 0, "mode=0700,uid=0,gid=0")
+        os.chdir(state_dir)
+        # Opened now, in the new mount namespace, with the caller's ids (root's 0700
+        # dirs stay reachable after the switch to container root): pid 1 uses the
+        # /proc/self/fd links, which skip permission checks on the path's directories.
+        step = "open layers"
+        layers = [_path_fd(p, directory=True) for p in config.layers]
+        upper = _path_fd(config.upper_dir, directory=True) if config.upper_dir else None
+        work = _path_fd(config.work_dir, directory=True) if config.work_dir else None
+        binds = [
+            _path_fd(m.source, directory=False) if isinstance(m, BindMount) else None
+            for m in config.mounts
+        ]
+        step = "become container root"
+        try:
+            os.setgroups([])
+        except PermissionError:
+            pass  # setgroups is denied under a single-id map; no groups to drop then
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        if config.die_with_parent:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared it
+            if os.getppid() != parent:
+                os._exit(1)
+        step = "fork pid 1"
+        init_pid = os.fork()
+        if init_pid == 0:
+            os.close(sync_w)
+            _pid1(config, layers, upper, work, binds, err_w)
+        os.write(sync_w, str(init_pid).encode())
+        os.close(sync_w)
+        os.close(err_w)
+        os.closerange(3, 1 << 16)
+        for sig in init.FORWARDED:
+            signal.signal(sig, signal.SIG_IGN)  # the caller or init deals with them
+        _, status = os.waitpid(init_pid, 0)
+        os._exit(init.exit_code(status))
+    except BaseException as exc:
+        init.fail(err_w, 1, f"{step}: {_describe(exc)}")
+
+
+def _pid1(
+    config: ContainerConfig,
+    layers: list[str],
+    upper: str | None,
+    work: str | None,
+    binds: list[str | None],
+    err_w: int,
+) -> NoReturn:
+    step = "root file system"
+    try:
+        # Not dumpable: the container's processes run as the same uid, and must not
+        # read this process's memory, fds (host paths) or environment through /proc/1.
+        prctl(PR_SET_DUMPABLE, 0)
+        if config.die_with_parent:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        rootfs.build(config, layers, upper, work, binds)
+        step = "init"
+        init.run_init(config, err_w)
+    except BaseException as exc:
+        init.fail(err_w, 1, f"{step}: {_describe(exc)}")
+
+
+def _path_fd(path: str, *, directory: bool) -> str:
+    flags = os.O_PATH | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise RuntimeError_(f"cannot open {path}: {exc.strerror}") from None
+    return f"/proc/self/fd/{fd}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EnvkitError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    text = f"{type(exc).__name__}: {exc}"
+    if os.environ.get("ENVKIT_DEBUG"):
+        import traceback
+
+        text += "\n" + "".join(traceback.format_exception(exc))
+    return text
+
+
+@contextmanager
+def _proxy_signals(container: Container) -> Iterator[None]:
+    """Pass signals the caller receives to the container while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def proxy(sig: int, _frame: object) -> None:
+        container.kill(sig)
+
+    def proxy_unless_from_terminal(sig: int, _frame: object) -> None:
+        try:
+            foreground = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            foreground = False
+        if not foreground:
+            container.kill(sig)
+
+    saved = {sig: signal.getsignal(sig) for sig in (*PROXIED, *TERMINAL)}
+    try:
+        for sig in PROXIED:
+            signal.signal(sig, proxy)
+        for sig in TERMINAL:
+            signal.signal(sig, proxy_unless_from_terminal)
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
