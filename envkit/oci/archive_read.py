@@ -135,6 +135,8 @@ def load_archive(
             for image in images:
                 for ref in image.refs:
                     store.tag(ref, image.manifest)
+                if not image.refs:
+                    store.keep(image.manifest)
     return images
 
 

@@ -424,6 +424,24 @@ class Store:
 
             self._update_index(retag)
 
+    def keep(self, manifest: Descriptor) -> None:
+        """Keep ``manifest`` without a name (an index.json entry with no ref), so that
+        ``prune`` spares an image loaded or built without a tag, as docker keeps
+        ``<none>`` images. Does nothing when an entry already points at it."""
+        with self.shared():
+            if not self.has_blob(manifest.digest):
+                raise StoreError(
+                    f"cannot keep manifest {manifest.digest}: it is not in the store",
+                    hint="store the manifest with put_manifest first",
+                )
+
+            def add(entries: list[Descriptor]) -> list[Descriptor]:
+                if any(e.digest == manifest.digest for e in entries):
+                    return entries
+                return [*entries, _plain(manifest)]
+
+            self._update_index(add)
+
     def untag(self, ref: str) -> Descriptor:
         """Remove ``ref``; returns what it pointed to. :class:`ImageNotFoundError` if absent."""
         name = str(parse(ref))

@@ -142,6 +142,17 @@ def test_unnamed_image_reports_its_id(
     assert capsys.readouterr().out == f"Loaded image ID: {config}\n"
 
 
+def test_unnamed_image_survives_prune(tmp_path: Path, store: Store) -> None:
+    blobs, raw = image_blobs(small_layers())
+    write_layout(tmp_path / "layout", blobs, [(raw, MT_MANIFEST, {})])
+    tar_directory(tmp_path / "layout", tmp_path / "img.tar")
+    [loaded] = load_archive(tmp_path / "img.tar", store)
+    assert store.prune().removed_blobs == []
+    config = json.loads(raw)["config"]["digest"]
+    assert store.resolve(config.split(":")[1][:12]).digest == loaded.manifest.digest
+    assert [r.ref for r in store.images()] == [""]
+
+
 def _multi_platform_layout(tmp_path: Path, nested: bool) -> tuple[Path, dict[str, str]]:
     blobs: dict[str, bytes] = {}
     children = []
