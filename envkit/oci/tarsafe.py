@@ -69,6 +69,7 @@ def open_dir(root_fd: int, parts: Sequence[str], *, create: bool = False) -> int
                     return None
                 os.mkdir(part, 0o755, dir_fd=fd)
                 child = os.open(part, _O_DIR, dir_fd=fd)
+                os.fchmod(child, 0o755)  # whatever the umask
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise

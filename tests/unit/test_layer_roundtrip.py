@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,22 @@ def test_atomic_extraction_refuses_a_non_empty_destination(tmp_path: Path) -> No
     (dest / "old").write_bytes(b"")
     with pytest.raises(LayerError, match="not empty"):
         extract_layer_atomic(io.BytesIO(b""), dest)
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar not installed")
+@pytest.mark.parametrize("flag", ["--gzip", "--xz", "--bzip2"])
+def test_extracts_what_gnu_tar_writes_like_gnu_tar(tmp_path: Path, flag: str) -> None:
+    src, ours, theirs = tmp_path / "src", tmp_path / "ours", tmp_path / "theirs"
+    for path in (src, ours, theirs):
+        path.mkdir()
+    make_tree(src)
+    archive = tmp_path / "layer.tar"
+    tar = ["tar", "--format=posix", "--numeric-owner", flag]
+    subprocess.run([*tar, "-cf", str(archive), "-C", str(src), "."], check=True)
+    subprocess.run(
+        [*tar, "-xpf", str(archive), "-C", str(theirs)], check=True, stderr=subprocess.DEVNULL
+    )
+    with open(archive, "rb") as stream:
+        report = extract_layer(stream, ours)
+    assert describe(ours) == describe(theirs) == describe(src)
+    assert report.compression == flag.lstrip("-")
