@@ -293,10 +293,8 @@ def _monitor(
             for m in config.mounts
         ]
         step = "become container root"
-        try:
+        with suppress(PermissionError):  # denied under a single-id map: nothing to drop
             os.setgroups([])
-        except PermissionError:
-            pass  # setgroups is denied under a single-id map; no groups to drop then
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
         if config.die_with_parent:
