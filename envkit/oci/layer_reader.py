@@ -157,7 +157,7 @@ def extract_layer_atomic(
     moment ``dest`` is either absent or complete; a leftover sibling named
     ``.<dest name>.partial-*`` is garbage. A failed extraction removes its sibling.
     """
-    if dest.exists() and any(dest.iterdir()):
+    if dest.is_symlink() or (dest.exists() and (not dest.is_dir() or any(dest.iterdir()))):
         raise LayerError(
             f"{dest}: already exists and is not empty",
             hint="extract into a new path, or remove the old one first",
@@ -296,7 +296,10 @@ class _Extractor:
         return fd
 
     def _missing(self, parts: Parts) -> bool:
-        fd = open_dir_lenient(self.root_fd, parts[:-1])
+        try:
+            fd = open_dir_lenient(self.root_fd, parts[:-1])
+        except PermissionError:  # an unreadable lower directory: it exists
+            return False
         if fd is None:
             return True
         try:
@@ -317,18 +320,35 @@ class _Extractor:
     def _unlock(self, parent: Parts) -> bool:
         changed = False
         for depth in range(len(parent) + 1):
-            fd = open_dir_lenient(self.root_fd, parent[:depth])
-            if fd is None:
+            # Opened as parent + lstat, never as the directory itself: a 0000
+            # directory cannot be opened until it has been made accessible.
+            path = parent[:depth]
+            if not path:
+                changed |= self._add_owner_rwx(path, os.fstat(self.root_fd), self.root_fd, None)
+                continue
+            above = open_dir_lenient(self.root_fd, path[:-1])
+            if above is None:
                 break
             try:
-                mode = stat.S_IMODE(os.fstat(fd).st_mode)
-                if mode & 0o700 != 0o700:
-                    self.restore_modes.setdefault(parent[:depth], mode)
-                    os.fchmod(fd, mode | 0o700)
-                    changed = True
+                st = lstat_at(above, path[-1])
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    break
+                changed |= self._add_owner_rwx(path, st, above, path[-1])
             finally:
-                os.close(fd)
+                os.close(above)
         return changed
+
+    def _add_owner_rwx(self, path: Parts, st: os.stat_result, fd: int, name: str | None) -> bool:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o700 == 0o700:
+            return False
+        self.restore_modes.setdefault(path, mode)
+        if name is None:
+            os.fchmod(fd, mode | 0o700)
+        else:
+            # Just lstat'ed as a directory, and nothing else writes here: no symlink race.
+            os.chmod(name, mode | 0o700, dir_fd=fd)
+        return True
 
     def _create(self, parts: Parts, make: Callable[[int], T]) -> T:
         """Replace whatever is at ``parts`` by what ``make(parent_fd)`` creates."""
@@ -568,7 +588,8 @@ class _Extractor:
                 self._apply(self.dir_meta[parts], parts, fd=fd)
             finally:
                 os.close(fd)
-        for parts, mode in self.restore_modes.items():
+        # Deepest first: a restored 0000 parent would lock its children out.
+        for parts, mode in sorted(self.restore_modes.items(), key=lambda i: -len(i[0])):
             fd = open_dir_lenient(self.root_fd, parts)
             if fd is not None:
                 os.fchmod(fd, mode)

@@ -110,18 +110,31 @@ def test_directory_metadata_is_applied_after_children(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_unprivileged_writes_into_read_only_lower_dir(tmp_path: Path) -> None:
-    (tmp_path / "ro").mkdir()
+@pytest.mark.parametrize("mode", [0o555, 0o000])
+def test_unprivileged_writes_into_read_only_lower_dir(tmp_path: Path, mode: int) -> None:
+    (tmp_path / "ro" / "sub").mkdir(parents=True)
     (tmp_path / "ro" / "old").write_bytes(b"o")
-    os.chmod(tmp_path / "ro", 0o555)
+    os.chmod(tmp_path / "ro" / "sub", mode)
+    os.chmod(tmp_path / "ro", mode)
     try:
-        data = TarBuilder().file("ro/new", b"n").file("ro/.wh.old", b"").bytes()
+        data = (
+            TarBuilder()
+            .file("ro/new", b"n")
+            .file("ro/sub/deeper/new", b"d")
+            .file("ro/.wh.old", b"")
+            .bytes()
+        )
         extract_layer(io.BytesIO(data), tmp_path, unprivileged=True)
+        assert stat.S_IMODE((tmp_path / "ro").stat().st_mode) == mode
+        os.chmod(tmp_path / "ro", 0o755)
+        assert stat.S_IMODE((tmp_path / "ro" / "sub").stat().st_mode) == mode
+        os.chmod(tmp_path / "ro" / "sub", 0o755)
         assert (tmp_path / "ro" / "new").read_bytes() == b"n"
+        assert (tmp_path / "ro" / "sub" / "deeper" / "new").read_bytes() == b"d"
         assert not (tmp_path / "ro" / "old").exists()
-        assert stat.S_IMODE((tmp_path / "ro").stat().st_mode) == 0o555
     finally:
         os.chmod(tmp_path / "ro", 0o755)
+        os.chmod(tmp_path / "ro" / "sub", 0o755)
 
 
 def test_implicit_parents_and_root_entry(tmp_path: Path) -> None:
