@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, TypeVar, cast
+from typing import BinaryIO, TypeVar, cast
 
 import zstandard
 
@@ -198,10 +198,6 @@ class _Prefixed(io.RawIOBase):
             data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-
-def _chunks(source: IO[bytes]) -> Callable[[], bytes]:
-    return lambda: source.read(_CHUNK)
 
 
 class _Extractor:
@@ -400,7 +396,7 @@ class _Extractor:
         try:
             source = tar.extractfile(member)
             if source is not None:
-                for chunk in iter(_chunks(source), b""):
+                while chunk := source.read(_CHUNK):
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
