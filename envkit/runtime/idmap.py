@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from envkit.errors import RuntimeError_
 
@@ -72,6 +70,8 @@ class IdMaps:
     def write(self, pid: int) -> None:
         """Install both maps on the process ``pid`` that just unshared its user namespace."""
         if self.use_helpers:
+            import subprocess
+
             for tool, extents in (("newuidmap", self.uids), ("newgidmap", self.gids)):
                 argv = [tool, str(pid)]
                 for e in extents:
@@ -84,18 +84,22 @@ class IdMaps:
                         "(envkit doctor shows them)",
                     )
             return
-        proc = Path(f"/proc/{pid}")
         try:
             if os.geteuid() != 0:
                 # An unprivileged writer must give up setgroups before writing gid_map.
-                (proc / "setgroups").write_text("deny")
-            (proc / "uid_map").write_text(_lines(self.uids))
-            (proc / "gid_map").write_text(_lines(self.gids))
+                _write(f"/proc/{pid}/setgroups", "deny")
+            _write(f"/proc/{pid}/uid_map", _lines(self.uids))
+            _write(f"/proc/{pid}/gid_map", _lines(self.gids))
         except OSError as exc:
             raise RuntimeError_(
                 f"cannot write the id maps of process {pid}: {exc.strerror}",
                 hint="envkit doctor checks user namespace support",
             ) from None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _lines(extents: tuple[Extent, ...]) -> str:
@@ -115,7 +119,8 @@ def _to_host(extents: tuple[Extent, ...], cid: int, kind: str) -> int:
 def subordinate_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
     """The first range in ``path`` for ``user`` (by name or uid) with >= 65536 ids."""
     try:
-        lines = Path(path).read_text().splitlines()
+        with open(path) as f:
+            lines = f.read().splitlines()
     except OSError:
         return None
     for line in lines:
