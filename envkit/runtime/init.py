@@ -84,7 +84,7 @@ def exec_command(config: ContainerConfig, err_fd: int) -> NoReturn:
         stage = f"working directory {config.cwd}"
         os.chdir(config.cwd)
         os.closerange(3, err_fd)
-        os.closerange(err_fd + 1, 1 << 16)
+        os.closerange(err_fd + 1, os.sysconf("SC_OPEN_MAX"))
         stage = "seccomp"
         if config.seccomp and seccomp.supported():
             seccomp.install()
@@ -108,7 +108,7 @@ def run_init(config: ContainerConfig, err_fd: int) -> NoReturn:
     if child == 0:
         exec_command(config, err_fd)
     os.close(err_fd)
-    os.closerange(3, 1 << 16)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     while True:
         info = signal.sigwaitinfo(waited)
         if info.si_signo != signal.SIGCHLD:

@@ -309,7 +309,7 @@ def _monitor(
         os.write(sync_w, str(init_pid).encode())
         os.close(sync_w)
         os.close(err_w)
-        os.closerange(3, 1 << 16)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         for sig in init.FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # the caller or init deals with them
         _, status = os.waitpid(init_pid, 0)
