@@ -1,0 +1,180 @@
+"""Extracted image layers ("snapshots") that containers stack as overlay lower dirs.
+
+Each layer is extracted once into ``$ENVKIT_HOME/snapshots/<diff_id hex>/`` and shared,
+read-only, by every container of every image that has it. A layer is extracted on its
+own into an empty directory, so its whiteouts have nothing to delete there; the count of
+whiteouts and opaque directories is kept beside it (``<hex>.json``).
+
+Overlayfs wants a lower layer's whiteouts as 0/0 character devices or overlay xattrs,
+which the layer extractor does not write. So an image where a layer above the base has
+whiteouts or opaque directories is instead materialised once, all layers applied in
+order, into ``snapshots/chain-<chain id hex>/`` (the OCI ChainID of its diff_ids), and
+runs on that single lower dir. Images without such layers share per-layer snapshots.
+
+Ownership: as root, container root is a subordinate id (:func:`envkit.runtime.idmap.plan`),
+so after a privileged extraction every file's owner is shifted into that range (owner
+``u`` becomes the host id of container ``u``); otherwise container root could not write
+through the overlay. As an unprivileged user the extraction is unprivileged: every file
+belongs to the caller, who is container root.
+
+Every snapshot is created under an exclusive per-snapshot lock and renamed into place
+when complete, so concurrent ``envkit run`` processes extract a layer once, and a crash
+leaves either nothing or a whole snapshot (``.partial-`` leftovers are garbage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from envkit.errors import LayerError, StoreError
+from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer, extract_layer_atomic
+from envkit.store.layout import Store
+from envkit.store.locks import lock_for
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The lower dirs of one image, **top first** (overlayfs' ``lowerdir`` order)."""
+
+    layers: tuple[str, ...]
+    #: True when the image was materialised into one chain snapshot (see module doc).
+    flattened: bool = False
+
+
+def snapshots_dir() -> Path:
+    """``$ENVKIT_HOME/snapshots``."""
+    from envkit.settings import home
+
+    return home() / "snapshots"
+
+
+def chain_id(diff_ids: Sequence[str]) -> str:
+    """The OCI ChainID of a layer stack: ``sha256(chain(n-1) + " " + diff_id(n))``."""
+    if not diff_ids:
+        raise StoreError("an image without layers has no chain id")
+    chain = diff_ids[0]
+    for diff_id in diff_ids[1:]:
+        chain = "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+    return chain
+
+
+def prepare(store: Store, layer_digests: Sequence[str], diff_ids: Sequence[str]) -> Snapshot:
+    """Make sure the snapshots of an image exist; its lower dirs, top first.
+
+    ``layer_digests`` are the manifest's layer blobs, ``diff_ids`` the config's, both
+    base first. Raises :class:`LayerError` when a layer does not match its diff_id.
+    """
+    if len(layer_digests) != len(diff_ids):
+        raise StoreError(
+            f"the manifest lists {len(layer_digests)} layers but the config "
+            f"{len(diff_ids)} diff_ids",
+            hint="the image is corrupt; `envkit fsck` checks the store",
+        )
+    if not diff_ids:
+        raise StoreError(
+            "the image has no layers: there is no root file system to run",
+            hint="run an image with at least one layer",
+        )
+    root = snapshots_dir()
+    hides = False
+    dirs = []
+    for index, (digest, diff_id) in enumerate(zip(layer_digests, diff_ids, strict=True)):
+        path, marks = _layer(store, root, digest, diff_id)
+        dirs.append(str(path))
+        hides = hides or (index > 0 and marks > 0)
+    if not hides:
+        return Snapshot(tuple(reversed(dirs)))
+    return Snapshot((str(_chain(store, root, layer_digests, diff_ids)),), flattened=True)
+
+
+def _layer(store: Store, root: Path, digest: str, diff_id: str) -> tuple[Path, int]:
+    """The snapshot of one layer and its whiteout + opaque-dir count."""
+    hexd = _hex(diff_id)
+    dest, meta = root / hexd, root / f"{hexd}.json"
+    if meta.exists():
+        return dest, _marks(meta)
+    root.mkdir(parents=True, exist_ok=True)
+    with lock_for(root / f"{hexd}.lock").exclusive():
+        if meta.exists():
+            return dest, _marks(meta)
+        if dest.exists():  # extracted, but the process died before writing the count
+            shutil.rmtree(dest)
+        with store.shared(), store.open_blob(digest) as stream:
+            report = extract_layer_atomic(stream, dest, unprivileged=os.geteuid() != 0)
+        if report.diff_id != diff_id:
+            shutil.rmtree(dest)
+            raise LayerError(
+                f"layer {digest} uncompresses to {report.diff_id}, not the image's "
+                f"diff_id {diff_id}",
+                hint="the image is corrupt; load or pull it again",
+            )
+        _shift_owners(dest)
+        marks = report.whiteouts + report.opaque_dirs
+        tmp = meta.with_name(f".{meta.name}{PARTIAL_INFIX}")
+        tmp.write_text(json.dumps({"diff_id": diff_id, "whiteouts": marks}))
+        os.replace(tmp, meta)
+    return dest, marks
+
+
+def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Sequence[str]) -> Path:
+    """All layers applied in order into one snapshot named by the chain id."""
+    dest = root / f"chain-{_hex(chain_id(diff_ids))}"
+    if dest.exists():
+        return dest
+    with lock_for(root / f"{dest.name}.lock").exclusive():
+        if dest.exists():
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL_INFIX}", dir=root))
+        try:
+            os.chmod(tmp, 0o755)
+            for digest in layer_digests:
+                with store.shared(), store.open_blob(digest) as stream:
+                    extract_layer(stream, tmp, unprivileged=os.geteuid() != 0)
+            _shift_owners(tmp)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+def _shift_owners(top: Path) -> None:
+    """As root: give every file to the host ids its container owner maps to."""
+    if os.geteuid() != 0:
+        return
+    from envkit.runtime import idmap
+
+    maps = idmap.plan()
+    paths = [str(top)]
+    for dirpath, dirnames, filenames in os.walk(top):
+        paths += [os.path.join(dirpath, name) for name in (*dirnames, *filenames)]
+    for path in paths:
+        st = os.lstat(path)
+        os.lchown(path, maps.to_host_uid(st.st_uid), maps.to_host_gid(st.st_gid))
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared the set-id bits
+
+
+def _marks(meta: Path) -> int:
+    try:
+        return int(json.loads(meta.read_text())["whiteouts"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"snapshot metadata {meta} is unreadable: {exc}",
+            hint=f"remove {meta} and its directory; the layer is extracted again",
+        ) from None
+
+
+def _hex(digest: str) -> str:
+    algo, _, hexd = digest.partition(":")
+    if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+        raise StoreError(f"unsupported layer digest {digest!r}", hint="only sha256 is supported")
+    return hexd
