@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from envkit.errors import EnvkitError, SpecError
 
 if TYPE_CHECKING:
+    from envkit.containers import run
     from envkit.spec import Healthcheck, Image, Network, Secret, Service, Stack, Volume
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "SpecError",
     "Stack",
     "Volume",
+    "run",
 ]
 
 _SPEC_NAMES = frozenset({"Healthcheck", "Image", "Network", "Secret", "Service", "Stack", "Volume"})
@@ -42,4 +44,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(spec, name)
         globals()[name] = value
         return value
+    if name == "run":
+        from envkit.containers import run
+
+        globals()[name] = run
+        return run
     raise AttributeError(f"module 'envkit' has no attribute {name!r}")
