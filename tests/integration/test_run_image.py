@@ -1,0 +1,248 @@
+"""``envkit run`` and ``envkit.run()``: busybox images from the store, as root and rootless."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import envkit
+from envkit.errors import ImageNotFoundError, RuntimeError_
+from envkit.runtime.spawn import StartError
+from envkit.store import snapshots
+from tests import images
+
+pytestmark = pytest.mark.rootless
+
+BUSYBOX = "busybox:1"
+WHITEOUT = "whiteout:1"
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ENVKIT_HOME holding busybox:1 and whiteout:1 (busybox, then a layer deleting
+    /etc/motd and making /data opaque), loaded through ``envkit load``."""
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    work = tmp_path_factory.mktemp("run-image")
+    home = work / "home"
+    base = images.busybox_layer()
+    extra = images.layer_tar(
+        {"etc/motd": b"hello\n", "data/old.txt": b"old\n", "data/keep.txt": b"keep\n"}
+    )
+    hide = images.layer_tar({"etc/.wh.motd": b"", "data/.wh..wh..opq": b"", "data/new": b"n"})
+    for name, ref, layers in (
+        ("bb.tar", BUSYBOX, [base]),
+        ("wh.tar", WHITEOUT, [base, extra, hide]),
+    ):
+        images.build_archive(work / name, layers, ref=ref)
+        done = _cli(home, ["load", "-i", str(work / name)])
+        assert done.returncode == 0, done.stderr
+    return home
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    before = _mounts()
+    yield loaded_home
+    assert list((loaded_home / "containers").iterdir()) == []  # upper/work dirs removed
+    assert _mounts() == before  # nothing leaked into the host's mount table
+
+
+def _mounts() -> int:
+    return len(Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    env.pop("ENVKIT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _api(tmp_path: Path, image: str, cmd: list[str], **kw: Any) -> tuple[int, str]:
+    """Run through ``envkit.run``; exit code and stdout+stderr."""
+    out = tmp_path / "out.txt"
+    with open(os.devnull, "rb") as stdin, open(out, "wb") as f:
+        stdio = (stdin.fileno(), f.fileno(), f.fileno())
+        code = envkit.run(image, cmd, stdio=stdio, **kw).wait()
+    return code, out.read_text()
+
+
+def test_cli_runs_as_root_with_exit_code_and_stdio(home: Path) -> None:
+    done = _cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "id -u; echo err >&2; exit 3"])
+    assert done.returncode == 3
+    assert done.stdout == "0\n"
+    assert done.stderr == "err\n"
+
+
+def test_cli_unknown_image_exits_2_with_one_message(home: Path) -> None:
+    done = _cli(home, ["run", "nope:1", "true"])
+    assert done.returncode == 2
+    assert "no image 'nope:1'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_refuses_resource_limits(home: Path) -> None:
+    done = _cli(home, ["run", "--memory", "64m", BUSYBOX, "true"])
+    assert done.returncode == 2
+    assert "--memory" in done.stderr
+    assert "cgroup" in done.stderr
+
+
+def test_cli_options(home: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=f\nBOTH=file\n")
+    script = "echo $FROM_FILE $BOTH $PATH; pwd; hostname; cat /etc/hostname 2>/dev/null; true"
+    done = _cli(
+        home,
+        [
+            "run",
+            "--env-file",
+            str(env_file),
+            "-e",
+            "BOTH=cli",
+            "-w",
+            "/made/here",
+            "--hostname",
+            "web-1",
+            "--entrypoint",
+            "/bin/sh",
+            BUSYBOX,
+            "-c",
+            script,
+        ],
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "f cli /bin"  # PATH=/bin from the image config
+    assert lines[1] == "/made/here"  # -w created when missing
+    assert lines[2] == "web-1"
+
+
+def test_default_hostname_is_short_id(home: Path, tmp_path: Path) -> None:
+    code, out = _api(tmp_path, BUSYBOX, ["hostname"])
+    assert code == 0
+    assert len(out.strip()) == 12
+    assert all(c in "0123456789abcdef" for c in out.strip())
+
+
+def test_image_cmd_is_the_default(home: Path, tmp_path: Path) -> None:
+    # busybox:1's Cmd is /bin/sh; with stdin at EOF it exits 0 at once.
+    code, out = _api(tmp_path, BUSYBOX, [])
+    assert (code, out) == (0, "")
+
+
+def test_user_from_passwd_and_numeric(home: Path, tmp_path: Path) -> None:
+    from envkit.runtime import idmap
+
+    if idmap.plan().single_id:
+        pytest.skip("single-id map: only root exists in the container")
+    code, out = _api(tmp_path, BUSYBOX, ["sh", "-c", "id -u; id -g; echo $HOME"], user="nobody")
+    assert (code, out.split()) == (0, ["65534", "65534", "/"])
+    code, out = _api(tmp_path, BUSYBOX, ["id"], user="1234:5678")
+    assert code == 0
+    assert out.startswith("uid=1234 gid=5678")
+
+
+def test_bind_mount_visible_and_written_to_host(home: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # as root, container root is a subordinate id, not host root
+    (shared / "in.txt").write_text("from host\n")
+    code, out = _api(
+        tmp_path,
+        BUSYBOX,
+        ["sh", "-c", "cat /mnt/in.txt; echo from container > /mnt/out.txt"],
+        volumes=[f"{shared}:/mnt"],
+    )
+    assert (code, out) == (0, "from host\n")
+    assert (shared / "out.txt").read_text() == "from container\n"
+    code, out = _api(
+        tmp_path, BUSYBOX, ["sh", "-c", "echo x > /ro/y"], volumes=[f"{shared}:/ro:ro"]
+    )
+    assert code != 0
+    assert not (shared / "y").exists()
+
+
+def test_each_container_gets_a_fresh_upper(home: Path, tmp_path: Path) -> None:
+    code, _ = _api(tmp_path, BUSYBOX, ["sh", "-c", "echo 1 > /root/mark; rm /bin/ls"])
+    assert code == 0
+    code, out = _api(tmp_path, BUSYBOX, ["sh", "-c", "cat /root/mark; test -e /bin/ls"])
+    assert code == 0
+    assert "No such file" in out
+
+
+def test_read_only_root_and_tmpfs(home: Path, tmp_path: Path) -> None:
+    script = "touch /root/x || echo refused; touch /scratch/y && echo tmpfs-ok"
+    code, out = _api(tmp_path, BUSYBOX, ["sh", "-c", script], read_only=True, tmpfs=["/scratch"])
+    assert code == 0
+    assert out.splitlines()[-2:] == ["refused", "tmpfs-ok"]
+
+
+def test_whiteouts_hide_lower_files(home: Path, tmp_path: Path) -> None:
+    code, out = _api(tmp_path, WHITEOUT, ["sh", "-c", "test -e /etc/motd && echo motd; ls /data"])
+    assert code == 0
+    assert out.split() == ["new"]  # motd deleted, /data opaque: only the top layer's file
+
+
+def test_snapshots_shared_and_flattened_when_whiteouts(home: Path, tmp_path: Path) -> None:
+    _api(tmp_path, BUSYBOX, ["true"])
+    names = {p.name for p in (home / "snapshots").iterdir() if p.is_dir()}
+    assert any(n.startswith("chain-") for n in names)  # the whiteout image, materialised
+    assert sum(len(n) == 64 for n in names) == 3  # one per distinct layer, busybox shared
+
+
+def test_chain_id_follows_the_oci_spec() -> None:
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    import hashlib
+
+    assert snapshots.chain_id([a]) == a
+    assert snapshots.chain_id([a, b]) == "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+
+
+def test_exit_codes_and_signals(home: Path, tmp_path: Path) -> None:
+    import signal
+
+    assert _api(tmp_path, BUSYBOX, ["sh", "-c", "exit 42"])[0] == 42
+    with pytest.raises(StartError) as info:
+        envkit.run(BUSYBOX, ["no-such-command"])
+    assert info.value.exit_code == 127
+    done = _cli(home, ["run", BUSYBOX, "no-such-command"])
+    assert done.returncode == 127
+    assert "no-such-command" in done.stderr
+    with envkit.run(BUSYBOX, ["sleep", "30"], stdio=(0, 1, 2)) as c:
+        assert c.pid > 0
+        c.kill(signal.SIGKILL)
+        assert c.wait() == 128 + signal.SIGKILL
+
+
+def test_api_errors(home: Path) -> None:
+    with pytest.raises(ImageNotFoundError):
+        envkit.run("nope:1", ["true"])
+    with pytest.raises(RuntimeError_, match="later issue"):
+        envkit.run(envkit.Image.from_(BUSYBOX).run("true"), ["true"])
+
+
+def test_api_accepts_image_from_ref(home: Path, tmp_path: Path) -> None:
+    code, out = _api(tmp_path, BUSYBOX, ["echo", "ok"])
+    assert (code, out) == (0, "ok\n")
+    with envkit.run(envkit.Image.from_("busybox:1"), ["true"], stdio=(0, 1, 2)) as c:
+        assert c.wait() == 0
