@@ -1,0 +1,108 @@
+"""``envkit run --rm IMAGE true`` of a store image beside ``podman run --rm``.
+
+Both run the same busybox OCI archive, loaded into a private store each (envkit: a temp
+``ENVKIT_HOME``; podman: a private ``--root``/``--runroot``). The layer snapshot is made
+by a warm-up run, so the figures are steady state: resolve the image, read its config,
+fresh upper dir, start, wait, clean up. podman uses runc (crun refuses this host's
+hybrid cgroups).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.benchmarks.common import Result, have, median_time, sh
+
+RUNS = 10
+REF = "busybox:1"
+
+
+def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
+    if not (have("podman") and have("runc")):
+        return None, "podman or runc not installed"
+    cmd = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
+    cmd += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    try:
+        loaded = subprocess.run(
+            [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
+        )
+        image = loaded.stdout.strip().rsplit(" ", 1)[-1]
+        run = [*cmd, "run", "--rm", "--network=none", *_host_ulimits(), image, "true"]
+        sh(run)
+        return median_time(lambda: sh(run), RUNS), ""
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr if isinstance(exc.stderr, str) else exc.stderr.decode(errors="replace")
+        return None, f"podman failed: {err.strip()[-160:]}"
+
+
+def _host_ulimits() -> list[str]:
+    """podman raises NOFILE and NPROC above this host's hard limits unless told not to."""
+    import resource
+
+    args = []
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            args += ["--ulimit", f"{name}={soft}:{hard}"]
+    return args
+
+
+def _unmount_below(base: Path) -> None:
+    """Lazily unmount what podman's storage driver left mounted under ``base`` (as root)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(f"{base}/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def main() -> list[Result]:
+    import envkit
+    from tests.images import build_archive
+
+    # Cleanup errors ignored: podman's storage may still be busy for a moment.
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-run-", ignore_cleanup_errors=True) as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        archive = base / "busybox.tar"
+        build_archive(archive, ref=REF)
+        saved = os.environ.get("ENVKIT_HOME")
+        os.environ["ENVKIT_HOME"] = str(base / "home")
+        try:
+            cli = [sys.executable, "-m", "envkit", "run", "--rm", REF, "true"]
+            sh([sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)])
+            sh(cli)  # warm-up: extracts the layer snapshot once
+            cli_s = median_time(lambda: sh(cli), RUNS)
+            stdio = (0, 1, 2)
+            api_s = median_time(lambda: envkit.run(REF, ["true"], stdio=stdio).wait(), RUNS)
+        finally:
+            if saved is None:
+                os.environ.pop("ENVKIT_HOME", None)
+            else:
+                os.environ["ENVKIT_HOME"] = saved
+        podman_s, note = _podman(base, archive)
+        _unmount_below(base)
+        if os.geteuid() != 0 and have("podman"):
+            # Rootless podman's store holds files of subordinate ids: remove them inside
+            # its user namespace, or the temp dir cannot be cleaned.
+            store = [str(base / "podman"), str(base / "podman-run")]
+            subprocess.run(["podman", "unshare", "rm", "-rf", *store], check=False)
+    return [
+        Result(
+            "run: envkit run --rm IMAGE true (CLI)",
+            cli_s,
+            "podman run --rm",
+            podman_s,
+            note or "same OCI archive; warm layer snapshot; podman with runc",
+        ),
+        Result("run: envkit.run(IMAGE, ['true']).wait() (API)", api_s, "podman run --rm", podman_s),
+    ]
+
+
+if __name__ == "__main__":
+    from tests.benchmarks.common import table
+
+    print(table(main()))
