@@ -10,7 +10,7 @@ from envkit.plugins.interfaces import Command
 
 @hookimpl
 def envkit_commands() -> Sequence[Command]:
-    from envkit.cli import archive, config_cmd, doctor, images, plugins_cmd, run
+    from envkit.cli import archive, config_cmd, doctor, images, plugins_cmd, registry_cmds, run
 
     return [
         *config_cmd.COMMANDS,
@@ -18,5 +18,6 @@ def envkit_commands() -> Sequence[Command]:
         *archive.COMMANDS,
         *plugins_cmd.COMMANDS,
         *doctor.COMMANDS,
+        *registry_cmds.COMMANDS,
         *run.COMMANDS,
     ]

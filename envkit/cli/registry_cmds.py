@@ -1,0 +1,123 @@
+"""Registry commands: ``pull``, ``push``, ``login``, ``logout``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from envkit.errors import RegistryError
+from envkit.plugins.interfaces import Command
+
+
+class PullCommand:
+    """``envkit pull REF [--platform os/arch]``."""
+
+    name = "pull"
+    help = "pull an image from a registry into the local store"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("ref", metavar="REF", help="name[:tag] or name@sha256:...")
+        parser.add_argument(
+            "--platform", metavar="OS/ARCH", help="platform to pull (default: this host's)"
+        )
+        parser.add_argument("-q", "--quiet", action="store_true", help="print only the ref")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.registry.progress import Progress, for_terminal
+        from envkit.registry.pull import pull
+
+        progress = Progress.silent() if args.quiet else for_terminal()
+        image = pull(args.ref, platform=args.platform, progress=progress)
+        if not args.quiet:
+            verb = "Downloaded newer image" if image.downloaded else "Image is up to date"
+            print(f"Status: {verb} for {image.ref.familiar}")
+        print(str(image.ref))
+        return 0
+
+
+class PushCommand:
+    """``envkit push IMAGE [REF]``."""
+
+    name = "push"
+    help = "push an image of the local store to a registry"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("image", metavar="IMAGE", help="name, id or digest in the store")
+        parser.add_argument(
+            "ref", nargs="?", metavar="REF", help="where to push (default: the image's name)"
+        )
+        parser.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.registry.progress import Progress, for_terminal
+        from envkit.registry.push import push
+
+        progress = Progress.silent() if args.quiet else for_terminal()
+        pushed = push(args.image, args.ref, progress=progress)
+        if args.quiet:
+            print(pushed.digest)
+        return 0
+
+
+class LoginCommand:
+    """``envkit login REGISTRY [-u USER] [--password-stdin]``."""
+
+    name = "login"
+    help = "log in to a registry (credentials kept in $ENVKIT_HOME/auth.json, mode 0600)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("registry", metavar="REGISTRY", help="host[:port], e.g. docker.io")
+        parser.add_argument("-u", "--username", metavar="USER", help="user name")
+        parser.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.registry.credentials import Credentials
+        from envkit.registry.login import login
+
+        user = args.username
+        if not user:
+            if not sys.stdin.isatty() or args.password_stdin:
+                raise RegistryError(
+                    "no user name given", hint="envkit login -u USER --password-stdin REGISTRY"
+                )
+            user = input("Username: ").strip()
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        elif sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+        else:
+            raise RegistryError(
+                "stdin is not a terminal and --password-stdin was not given",
+                hint="pipe the password with --password-stdin",
+            )
+        if not user or not password:
+            raise RegistryError("empty user name or password")
+        path = login(args.registry, Credentials(user, password))
+        print(f"Login Succeeded (credentials kept in {path})")
+        return 0
+
+
+class LogoutCommand:
+    """``envkit logout REGISTRY``."""
+
+    name = "logout"
+    help = "forget the credentials envkit keeps for a registry"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("registry", metavar="REGISTRY", help="host[:port], e.g. docker.io")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.registry.login import logout, registry_name
+
+        name = registry_name(args.registry)
+        if logout(name):
+            print(f"Removing login credentials for {name}")
+        else:
+            print(f"Not logged in to {name}")
+        return 0
+
+
+COMMANDS: list[Command] = [PullCommand(), PushCommand(), LoginCommand(), LogoutCommand()]

@@ -1,0 +1,162 @@
+"""The registry auth flows: ``WWW-Authenticate`` challenges, bearer tokens, basic auth.
+
+A registry answers an unauthenticated request with 401 and a challenge. ``Basic`` asks
+for the user and password on every request; ``Bearer realm=...,service=...,scope=...``
+asks for a token from the realm, fetched anonymously or with the credentials (or, for an
+identity token, by the OAuth2 refresh-token grant), then sent as ``Authorization: Bearer``.
+Tokens are cached per scope until shortly before they expire.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from envkit.errors import RegistryError
+from envkit.registry.credentials import Credentials
+
+_PARAM_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+#: Lifetime assumed when a token response names none (the distribution spec's default).
+DEFAULT_TOKEN_SECONDS = 60
+CLIENT_ID = "envkit"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One parsed ``WWW-Authenticate`` challenge."""
+
+    scheme: str  # lower case: "bearer" or "basic"
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """Parse the first challenge of a ``WWW-Authenticate`` header (None when empty)."""
+    header = header.strip()
+    if not header:
+        return None
+    scheme, _, rest = header.partition(" ")
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)).replace(
+            '\\"', '"'
+        )
+        for m in _PARAM_RE.finditer(rest)
+    }
+    return Challenge(scheme.lower(), params)
+
+
+def basic_header(creds: Credentials) -> str:
+    """The ``Authorization`` value for basic auth."""
+    raw = f"{creds.username}:{creds.secret}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float
+
+
+class Authenticator:
+    """Answers challenges for one registry and remembers the answers.
+
+    ``registry`` is only used in messages; ``credentials`` may be None (anonymous).
+    """
+
+    def __init__(
+        self, registry: str, credentials: Credentials | None, session: requests.Session
+    ) -> None:
+        self.registry = registry
+        self.credentials = credentials
+        self._session = session
+        self._tokens: dict[str, _Token] = {}
+        self._basic = False
+        self._lock = threading.Lock()
+
+    def header(self, scope: str) -> str | None:
+        """The ``Authorization`` value to send for ``scope``, if one is known."""
+        with self._lock:
+            if self._basic and self.credentials is not None:
+                return basic_header(self.credentials)
+            token = self._tokens.get(scope)
+            if token is not None and token.expires > time.monotonic():
+                return "Bearer " + token.value
+        return None
+
+    def answer(self, challenge: Challenge, scope: str, verify: bool | str) -> bool:
+        """Obtain what ``challenge`` asks for; returns False when there is nothing to try
+        (basic auth without credentials)."""
+        if challenge.scheme == "basic":
+            if self.credentials is None or self.credentials.is_identity_token:
+                return False
+            with self._lock:
+                self._basic = True
+            return True
+        if challenge.scheme != "bearer":
+            raise RegistryError(
+                f"{self.registry}: unsupported authentication scheme {challenge.scheme!r}",
+                hint="envkit speaks Basic and Bearer token authentication",
+            )
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise RegistryError(f"{self.registry}: bearer challenge without a realm")
+        wanted = scope or challenge.params.get("scope", "")
+        token = self._fetch_token(realm, challenge.params.get("service", ""), wanted, verify)
+        with self._lock:
+            self._tokens[scope] = token
+        return True
+
+    def _fetch_token(self, realm: str, service: str, scope: str, verify: bool | str) -> _Token:
+        creds = self.credentials
+        scopes = scope.split() if scope else []
+        try:
+            if creds is not None and creds.is_identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.secret,
+                    "service": service,
+                    "client_id": CLIENT_ID,
+                    "scope": " ".join(scopes),
+                }
+                resp = self._session.post(realm, data=form, verify=verify, timeout=30)
+            else:
+                query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+                if service:
+                    query.append(("service", service))
+                headers = {}
+                if creds is not None:
+                    headers["Authorization"] = basic_header(creds)
+                    query.append(("account", creds.username))
+                resp = self._session.get(
+                    realm, params=query, headers=headers, verify=verify, timeout=30
+                )
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"{self.registry}: token server {realm} unreachable: {type(exc).__name__}",
+                hint="check the network and the registry's auth service",
+            ) from None
+        if resp.status_code in (401, 403):
+            raise RegistryError(
+                f"{self.registry}: the token server refused "
+                + ("the stored credentials" if creds else "anonymous access"),
+                hint=f"run `envkit login {self.registry}`",
+            )
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"{self.registry}: token server {realm} answered HTTP {resp.status_code}"
+            )
+        try:
+            data = resp.json()
+            value = data.get("token") or data.get("access_token")
+            lifetime = int(data.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+        except (ValueError, AttributeError, TypeError):
+            value = None
+        if not isinstance(value, str) or not value:
+            raise RegistryError(f"{self.registry}: token server {realm} sent no token")
+        # Renew a little early so a token does not expire in flight.
+        expires = time.monotonic() + max(lifetime - 10, 5)
+        return _Token(value, expires)

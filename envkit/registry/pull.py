@@ -1,0 +1,106 @@
+"""``envkit pull``: a reference from its registry (or a mirror) into the local store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from envkit.errors import RegistryError, StoreError
+from envkit.oci.reference import Reference, parse
+from envkit.oci.types import Descriptor, Manifest, Platform
+from envkit.registry import blobs, manifests
+from envkit.registry.client import RegistryClient
+from envkit.registry.endpoints import mirrors_for
+from envkit.registry.progress import Progress
+from envkit.store.graph import host_platform
+from envkit.store.layout import Store
+
+#: Layers transferred at once.
+PARALLEL = 3
+
+ClientFactory = Callable[[str], RegistryClient]
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """What a pull stored: the ref, the top descriptor (an index or a manifest, as the
+    registry serves the ref), the platform's manifest, and the registry used."""
+
+    ref: Reference
+    descriptor: Descriptor
+    manifest: Descriptor
+    source: str
+    downloaded: int  # blobs fetched (0: everything was present)
+
+
+def pull(
+    ref: str,
+    store: Store | None = None,
+    *,
+    platform: str | Platform | None = None,
+    progress: Progress | None = None,
+    client_factory: ClientFactory = RegistryClient,
+) -> PulledImage:
+    """Pull ``ref`` (``busybox``, ``host:5000/app:1``, ``name@sha256:...``) into ``store``.
+
+    Mirrors configured for the registry are tried first. A tag is tagged in the store;
+    a pull by digest only keeps the image (as docker, without a name). Every blob and
+    manifest is checked against its digest before anything is tagged.
+    """
+    parsed = parse(ref)
+    store = store or Store.default()
+    progress = progress or Progress.silent()
+    want = manifests.parse_platform(platform) if isinstance(platform, str) else platform
+    want = want or host_platform()
+    errors: list[str] = []
+    for mirror in mirrors_for(parsed.registry):
+        try:
+            return _pull_from(client_factory(mirror), parsed, store, want, progress)
+        except RegistryError as exc:
+            errors.append(f"mirror {mirror}: {exc.message}")
+            progress.message(f"mirror {mirror} failed, trying {parsed.registry}")
+    try:
+        return _pull_from(client_factory(parsed.registry), parsed, store, want, progress)
+    except RegistryError as exc:
+        if errors:
+            exc.message += " (also tried " + "; ".join(errors) + ")"
+        raise
+
+
+def _pull_from(
+    client: RegistryClient, ref: Reference, store: Store, want: Platform, progress: Progress
+) -> PulledImage:
+    repo = ref.path
+    where = f"{client.name}/{repo}"
+    top = manifests.fetch(client, repo, ref.digest or ref.tag or "latest")
+    if ref.digest and top.digest != ref.digest:
+        raise RegistryError(f"{where}: served {top.digest} for {ref.digest}")
+    chosen = top
+    if top.is_index:
+        child = manifests.select(top, want, where)
+        chosen = manifests.fetch(client, repo, child.digest)
+        if chosen.is_index:
+            raise RegistryError(f"{where}: index {top.digest} nests another index for {want}")
+    try:
+        manifest = Manifest.from_json(chosen.data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: manifest {chosen.digest} is malformed: {exc}") from None
+    progress.message(f"{ref.tag or ref.digest}: Pulling from {repo}")
+    wanted = [manifest.config, *manifest.layers]
+    with store.shared():
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            jobs = [pool.submit(blobs.download, client, repo, d, store, progress) for d in wanted]
+            fetched = sum(1 for job in jobs if job.result())
+        try:
+            store.put_manifest(chosen.raw, chosen.media_type)
+            if top.is_index:
+                store.put_manifest(top.raw, top.media_type)
+            if ref.tag:
+                store.tag(str(ref.with_tag(ref.tag)), top.descriptor)
+            else:
+                store.keep(top.descriptor)
+        except StoreError as exc:
+            raise RegistryError(f"{where}: cannot store the image: {exc.message}") from None
+    progress.message(f"Digest: {top.digest}")
+    return PulledImage(ref, top.descriptor, chosen.descriptor, client.name, fetched)
