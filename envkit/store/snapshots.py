@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.errors import LayerError, StoreError
-from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer, extract_layer_atomic
 from envkit.store.layout import Store
 from envkit.store.locks import lock_for
 
@@ -102,6 +101,8 @@ def _layer(store: Store, root: Path, digest: str, diff_id: str) -> tuple[Path, i
     if meta.exists():
         return dest, _marks(meta)
     root.mkdir(parents=True, exist_ok=True)
+    from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer_atomic
+
     with lock_for(root / f"{hexd}.lock").exclusive():
         if meta.exists():
             return dest, _marks(meta)
@@ -129,6 +130,9 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
     dest = root / f"chain-{_hex(chain_id(diff_ids))}"
     if dest.exists():
         return dest
+    # Imported here: runs with every snapshot in place never pay for the tar machinery.
+    from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer
+
     with lock_for(root / f"{dest.name}.lock").exclusive():
         if dest.exists():
             return dest
