@@ -221,24 +221,68 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
 
 
 def remove_state(state_dir: Path) -> None:
-    """Remove a container's dirs, including overlay's mode-0 ``work/work``."""
+    """Remove a container's dirs, including overlay's mode-0 ``work/work``.
+
+    Files a non-root container user wrote belong to subordinate ids, which an
+    unprivileged caller cannot remove; those are removed from inside a user namespace
+    with the container's id maps, where the caller is root over them.
+    """
     if not state_dir.exists():
         return
-    for dirpath, dirnames, _ in os.walk(state_dir):
+    try:
+        _remove_tree(state_dir)
+    except OSError as exc:
+        if os.geteuid() == 0 or not _remove_in_userns(state_dir):
+            log.warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
+
+
+def _remove_tree(top: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(top):
         for name in dirnames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 with suppress(OSError):
                     os.chmod(path, 0o700)
+    shutil.rmtree(top)
+
+
+def _remove_in_userns(top: Path) -> bool:
+    """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
+    from envkit.runtime import idmap, syscalls
+
+    maps = idmap.plan()
+    if maps.single_id:
+        return False  # every file already belongs to the caller: nothing more to gain
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                _remove_tree(top)
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
     try:
-        shutil.rmtree(state_dir)
-    except OSError as exc:
-        log.warning(
-            "cannot remove container dir %s: %s (files owned by another container user; "
-            "remove it as root)",
-            state_dir,
-            exc.strerror or exc,
-        )
+        if os.read(ready_r, 1) == b"u":
+            maps.write(pid)
+            os.write(go_w, b"g")
+    except (OSError, RuntimeError_) as exc:
+        log.debug("user namespace for removing %s failed: %s", top, exc)
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0 and not top.exists()
 
 
 def _image_ref(image: object) -> str:

@@ -246,3 +246,14 @@ def test_api_accepts_image_from_ref(home: Path, tmp_path: Path) -> None:
     assert (code, out) == (0, "ok\n")
     with envkit.run(envkit.Image.from_("busybox:1"), ["true"], stdio=(0, 1, 2)) as c:
         assert c.wait() == 0
+
+
+def test_files_of_other_container_users_are_removed(home: Path, tmp_path: Path) -> None:
+    from envkit.runtime import idmap
+
+    if idmap.plan().single_id:
+        pytest.skip("single-id map: only root exists in the container")
+    script = "mkdir /tmp/d && touch /tmp/d/f && chmod 500 /tmp/d && echo made"
+    code, out = _api(tmp_path, BUSYBOX, ["sh", "-c", script], user="nobody")
+    assert (code, out) == (0, "made\n")
+    # the `home` fixture checks $ENVKIT_HOME/containers is empty afterwards
