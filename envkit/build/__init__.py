@@ -1,0 +1,1 @@
+"""The build engine: ignore rules, build-context hashing, Dockerfile import, step cache keys."""
