@@ -80,12 +80,6 @@ class RegistryClient:
                 return base
             first_error = first_error or self._error(resp, "", "ping")
         assert first_error is not None
-        if not self.endpoint.plain_http_allowed:
-            raise RegistryError(
-                f"{self.name}: not reachable over HTTPS ({first_error})",
-                hint=f"put the registry's CA in certs.d/{self.name}/ca.crt under "
-                f"ENVKIT_HOME, or add {self.name} to ENVKIT_INSECURE_REGISTRIES",
-            ) from None
         raise first_error
 
     def _send_once(
