@@ -1,4 +1,5 @@
-"""Built-in image sources: ``ref`` (local store) and ``oci-archive`` (Image.load)."""
+"""Built-in image sources: ``ref`` (local store, else a registry) and ``oci-archive``
+(Image.load)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _param(params: Mapping[str, Any], key: str, kind: str) -> str:
 
 
 class RefSource:
-    """An image already in the local store, by ref, manifest digest or id.
+    """An image by ref, manifest digest or id: from the local store, else pulled from its
+    registry (``envkit pull``).
 
     ``params``: ``{"ref": "busybox:1"}``; with ``"digest": "sha256:..."`` too, the
     digest wins (a pinned base), as ``name@digest`` does.
@@ -41,10 +43,42 @@ class RefSource:
         try:
             return store.resolve(wanted)
         except ImageNotFoundError as exc:
-            raise ImageNotFoundError(
-                f"base image {ref or wanted!r} is not in the local store",
-                hint="`envkit pull` or `envkit load` it first",
-            ) from exc
+            remote = _remote_ref(ref, digest)
+            if remote is None:
+                raise ImageNotFoundError(
+                    f"base image {ref or wanted!r} is not in the local store",
+                    hint="`envkit pull` or `envkit load` it first",
+                ) from exc
+            return _pull(remote, ref or wanted, store)
+
+
+def _remote_ref(ref: object, digest: object) -> str | None:
+    """What to pull for a base missing from the store (None: not a registry reference)."""
+    from envkit.errors import ReferenceError_
+    from envkit.oci.reference import parse
+
+    if not isinstance(ref, str) or not ref:
+        return None
+    try:
+        parsed = parse(ref)
+    except ReferenceError_:
+        return None
+    if isinstance(digest, str) and digest:
+        return f"{parsed.name}@{digest}"
+    return str(parsed)
+
+
+def _pull(remote: str, asked: str, store: Store) -> Descriptor:
+    from envkit.errors import RegistryError
+    from envkit.registry.pull import pull
+
+    try:
+        return pull(remote, store).descriptor
+    except RegistryError as exc:
+        raise ImageNotFoundError(
+            f"base image {asked!r} is not in the local store, and pulling it failed: {exc.message}",
+            hint=exc.hint or "`envkit pull` or `envkit load` it first",
+        ) from exc
 
 
 class OciArchiveSource:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 
 from envkit.errors import RegistryError
 from envkit.registry.auth import Authenticator, parse_challenge
@@ -111,6 +112,11 @@ class RegistryClient:
                     hint=f"put the registry's CA in $ENVKIT_HOME/certs.d/{self.name}/ca.crt",
                 ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if _unresolvable(exc):
+                    raise RegistryError(
+                        f"{self.name}: cannot resolve the host name",
+                        hint="check the registry name, DNS and the network",
+                    ) from None
                 if last:
                     raise RegistryError(
                         f"{self.name}: cannot connect ({type(exc).__name__} after "
@@ -195,6 +201,20 @@ def scope(repo: str, actions: str = "pull") -> str:
 
 def _for(what: str) -> str:
     return f" ({what})" if what else ""
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a connection failed on the host name (not worth retrying)."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, urllib3.exceptions.NameResolutionError):
+            return True
+        reason = getattr(seen, "reason", None)
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = reason if isinstance(reason, BaseException) else nested
+    return False
 
 
 def _reason(exc: BaseException) -> str:

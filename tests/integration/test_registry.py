@@ -232,3 +232,19 @@ def test_killed_pull_resumes_and_never_leaves_a_corrupt_blob(
     assert pulled.descriptor.digest == digest
     assert not partial[0].exists()
     assert store.fsck().ok
+
+
+def test_ref_image_source_pulls_a_missing_base(
+    registry: RegistryServer, store: Store, tmp_path: Path
+) -> None:
+    from envkit.plugins.manager import PluginManager
+
+    digest = load_busybox(store, tmp_path)
+    push("busybox:1", f"{registry.host}/bases/busybox:1", store)
+    other = fresh_store(tmp_path, "other")
+    source = PluginManager(load_entry_points=False).image_source("ref")
+    desc = source.provide({"ref": f"{registry.host}/bases/busybox:1"}, other)
+    assert desc.digest == digest
+    assert other.resolve(f"{registry.host}/bases/busybox:1").digest == digest
+    pinned = source.provide({"ref": f"{registry.host}/bases/busybox:9", "digest": digest}, other)
+    assert pinned.digest == digest
