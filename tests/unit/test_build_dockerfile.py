@@ -40,9 +40,13 @@ def _copy(src: str, dst: str, **kw: Any) -> dict[str, Any]:
 TABLE = [
     ("FROM busybox\nRUN echo hi", [_run([*SH, "echo hi"])]),
     ('FROM busybox\nRUN ["echo", "hi"]', [_run(["echo", "hi"])]),
-    ("FROM busybox\nRUN echo a \\\n  # comment\n    && echo b", [_run([*SH, "echo a     && echo b"])]),
+    ("FROM busybox\nRUN echo a \\\n  # comment\n    && echo b", [
+        _run([*SH, "echo a     && echo b"]),
+    ]),
     ("# escape=`\nFROM busybox\nRUN echo a `\n b", [_run([*SH, "echo a  b"])]),
-    ("FROM busybox\nENV A=1 B=\"two words\"", [{"op": "env", "values": {"A": "1", "B": "two words"}}]),
+    ("FROM busybox\nENV A=1 B=\"two words\"", [
+        {"op": "env", "values": {"A": "1", "B": "two words"}},
+    ]),
     ("FROM busybox\nENV A one two", [{"op": "env", "values": {"A": "one two"}}]),
     ("FROM busybox\nENV A=x\nENV B=${A}y C=$A:${UNSET:-d} D=${A:+alt}", [
         {"op": "env", "values": {"A": "x"}},
@@ -59,7 +63,9 @@ TABLE = [
         {"op": "expose", "port": 9000, "proto": "tcp"},
         {"op": "expose", "port": 9001, "proto": "tcp"},
     ]),
-    ('FROM busybox\nLABEL a=b "c d"=\'e $f\'', [{"op": "label", "values": {"a": "b", "c d": "e $f"}}]),
+    ('FROM busybox\nLABEL a=b "c d"=\'e $f\'', [
+        {"op": "label", "values": {"a": "b", "c d": "e $f"}},
+    ]),
     ('FROM busybox\nCMD ["app", "-v"]\nENTRYPOINT /init', [
         {"op": "cmd", "argv": ["app", "-v"]},
         {"op": "entrypoint", "argv": [*SH, "/init"]},
