@@ -30,7 +30,6 @@ from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
 from envkit.errors import EnvkitError
 from envkit.oci.digest import CHUNK
-from envkit.oci.types import canonical_json
 from envkit.store.atomic import atomic_write
 
 INDEX_VERSION = 1
@@ -57,9 +56,11 @@ class Entry:
     digest: str = ""
     target: str = ""
 
-    def canonical(self) -> list[object]:
-        """What the selection digest covers of this entry."""
-        return [self.dest, self.kind, f"{self.mode:04o}", self.digest or self.target]
+    def record(self) -> bytes:
+        """What the selection digest covers of this entry, NUL-terminated fields (no
+        field can hold a NUL, so the encoding is unambiguous)."""
+        value = self.digest or self.target
+        return os.fsencode(f"{self.dest}\0{self.kind}\0{self.mode:04o}\0{value}\0")
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class ContextHasher:
         ordered = tuple(entries[d] for d in sorted(entries))
         h = hashlib.sha256()
         for entry in ordered:
-            h.update(canonical_json(entry.canonical()) + b"\n")
+            h.update(entry.record())
         return Selection(src, ordered, "sha256:" + h.hexdigest(), self._hashed)
 
     def save(self) -> None:
