@@ -69,19 +69,23 @@ class RegistryClient:
             return self._base
 
     def _discover(self) -> str:
-        """Pick the scheme that answers ``GET /v2/`` like a registry (200 or 401)."""
-        first_error: BaseException | None = None
+        """Pick the scheme that answers ``GET /v2/`` like a registry (200 or 401).
+
+        When none does, the HTTPS failure is reported (it names the TLS problem).
+        """
+        errors: dict[str, RegistryError] = {}
         for base in self.endpoint.urls():
+            scheme = base.split(":", 1)[0]
             try:
                 resp = self._send_retried("GET", base + "/v2/", {}, None, stream=False)
             except RegistryError as exc:
-                first_error = first_error or exc
+                errors[scheme] = exc
                 continue
             if resp.status_code in (200, 401):
+                resp.close()
                 return base
-            first_error = first_error or self._error(resp, "", "ping")
-        assert first_error is not None
-        raise first_error
+            errors[scheme] = self._error(resp, "", "ping")
+        raise errors.get("https") or next(iter(errors.values()))
 
     def _send_once(
         self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool

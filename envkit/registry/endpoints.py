@@ -22,8 +22,9 @@ class Endpoint:
     """How to talk to one registry.
 
     ``name`` is the registry as references spell it (``docker.io``, ``127.0.0.1:5000``);
-    ``host`` what is contacted. ``plain_http_allowed``: HTTPS is tried first, then plain
-    HTTP. ``verify`` is given to requests as is (a CA bundle path, or a bool).
+    ``host`` what is contacted. ``plain_http_allowed``: plain HTTP may be used (see
+    :meth:`urls` for the order). ``verify`` is given to requests as is (a CA bundle
+    path, or a bool).
     """
 
     name: str
@@ -33,11 +34,16 @@ class Endpoint:
     client_cert: tuple[str, str] | None = None
 
     def urls(self) -> list[str]:
-        """Base URLs to try, in order."""
-        out = [f"https://{self.host}"]
-        if self.plain_http_allowed:
-            out.append(f"http://{self.host}")
-        return out
+        """Base URLs to try, in order.
+
+        Where plain HTTP is allowed and no CA is configured for the registry, plain HTTP
+        is tried first: a local test registry usually speaks it, and a TLS one answers
+        a plain request at once with 400, so HTTPS follows without a timeout.
+        """
+        https, http = f"https://{self.host}", f"http://{self.host}"
+        if not self.plain_http_allowed:
+            return [https]
+        return [https, http] if isinstance(self.verify, str) else [http, https]
 
 
 def _split_host(host: str) -> str:

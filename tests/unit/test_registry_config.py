@@ -105,15 +105,16 @@ def test_loopback(host: str, loop: bool) -> None:
 def test_endpoints_follow_docker_rules(envkit_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hub = endpoint("docker.io")
     assert hub.host == "registry-1.docker.io" and hub.urls() == ["https://registry-1.docker.io"]
-    assert endpoint("127.0.0.1:5000").urls()[-1] == "http://127.0.0.1:5000"
+    assert endpoint("127.0.0.1:5000").urls() == ["http://127.0.0.1:5000", "https://127.0.0.1:5000"]
     assert endpoint("10.1.1.1:5000").urls() == ["https://10.1.1.1:5000"]
     monkeypatch.setenv("ENVKIT_INSECURE_REGISTRIES", "10.1.1.1:5000, other:1")
     insecure = endpoint("10.1.1.1:5000")
-    assert insecure.urls()[-1] == "http://10.1.1.1:5000" and insecure.verify is False
+    assert "http://10.1.1.1:5000" in insecure.urls() and insecure.verify is False
     ca = envkit_home / "certs.d" / "reg.test:5443" / "ca.crt"
     ca.parent.mkdir(parents=True)
     ca.write_text("pem")
     assert endpoint("reg.test:5443").verify == str(ca)
+    assert endpoint("localhost:5443").urls()[0] == "http://localhost:5443"
 
 
 def test_mirrors_by_registry(monkeypatch: pytest.MonkeyPatch, envkit_home: Path) -> None:
