@@ -207,6 +207,8 @@ class FsckCommand:
         ]
         for line in problems:
             print(line)
+        for path in report.resumable:
+            print(f"resumable download {path} (the next pull continues it; prune removes it)")
         for line in report.repaired:
             print(f"repaired: {line}")
         for line in report.remaining:

@@ -31,6 +31,7 @@ from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.progress import Progress
 from envkit.store.atomic import fsync_dir
+from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
 
 #: Blobs larger than this are uploaded in chunks of this size.
@@ -40,7 +41,7 @@ OCTET_STREAM = "application/octet-stream"
 
 def partial_path(store: Store, digest: str) -> Path:
     """Where an interrupted download of ``digest`` is kept."""
-    return store.tmp_dir / f"pull-{hex_of(digest)}.partial"
+    return store.tmp_dir / f"{RESUMABLE_PREFIX}{hex_of(digest)}{RESUMABLE_SUFFIX}"
 
 
 @contextlib.contextmanager

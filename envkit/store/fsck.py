@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from envkit.store.layout import FsckReport, Store
 
 
+#: Names of interrupted downloads the registry client resumes (envkit/registry/blobs.py).
+RESUMABLE_PREFIX = "pull-"
+RESUMABLE_SUFFIX = ".partial"
+
+
 def check(store: Store) -> FsckReport:
     """Find every problem; change nothing."""
     from envkit.store.layout import FsckReport
@@ -49,7 +54,11 @@ def check(store: Store) -> FsckReport:
         report.missing_blobs = sorted(missing)
     for name in sorted(os.listdir(store.tmp_dir)):
         path = store.tmp_dir / name
-        if not is_live(path):
+        if is_live(path):
+            continue
+        if name.startswith(RESUMABLE_PREFIX) and name.endswith(RESUMABLE_SUFFIX):
+            report.resumable.append(_rel(store, path))
+        else:
             report.partial_files.append(_rel(store, path))
     return report
 

@@ -97,6 +97,9 @@ class FsckReport:
     corrupt_blobs: list[str] = field(default_factory=list)  # content != digest
     missing_blobs: list[str] = field(default_factory=list)  # referenced, absent
     partial_files: list[str] = field(default_factory=list)  # leftovers in tmp/, stray files
+    #: Interrupted registry downloads (``tmp/pull-*.partial``): not damage; the next pull
+    #: of that blob resumes from them and verifies the digest, and ``prune`` removes them.
+    resumable: list[str] = field(default_factory=list)
     broken_refs: list[str] = field(default_factory=list)  # ref whose image is incomplete
     repaired: list[str] = field(default_factory=list)
     layout_errors: list[str] = field(default_factory=list)  # oci-layout, index.json
