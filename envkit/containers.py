@@ -1,34 +1,45 @@
-"""Run an image from the store: ``envkit.run()`` and the foreground ``envkit run``.
+"""Containers of store images: ``envkit.run()``, :class:`Container` and what the CLI's
+``run``, ``ps``, ``stop``, ``kill``, ``rm``, ``logs`` and ``exec`` do.
 
 An image's layers become shared read-only snapshots (:mod:`envkit.store.snapshots`);
-each container gets a fresh upper and work dir under ``$ENVKIT_HOME/containers/<id>/``,
-removed when it exits. Docker's image-config rules are in
-:mod:`envkit.runtime.image_config`.
+each container gets a dir ``$ENVKIT_HOME/containers/<id>/`` with its record
+(:mod:`envkit.runtime.state`), log, and overlay upper and work dirs. The dir stays after
+the container exits (``ps -a`` shows it) until it is removed, or at once with ``--rm``
+(``remove=True``). Docker's image-config rules are in :mod:`envkit.runtime.image_config`.
+
+Who holds a container: a foreground ``envkit run`` or the Python process that called
+:func:`run` (the container dies with it), or with ``detach=True`` / ``run -d`` a small
+supervisor process of its own (double fork, new session) that keeps its log and
+records its exit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
-import shutil
 import signal
+import threading
+import time
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
-from envkit.errors import RuntimeError_, SpecError
+from envkit.errors import EnvkitError, RuntimeError_, SpecError
 from envkit.runtime import image_config
+from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
 if TYPE_CHECKING:
+    from envkit.runtime.cgroups import Limits
+    from envkit.runtime.nsexec import ExecProcess
     from envkit.runtime.spawn import Container as Engine
     from envkit.spec import Image
 
 log = logging.getLogger("envkit.containers")
+
+#: Kept for callers of the former name.
+remove_state = st.remove_dir
 
 
 @dataclass(frozen=True)
@@ -45,52 +56,190 @@ class RunOptions:
     hostname: str | None = None
     read_only: bool = False
     name: str | None = None
+    #: Host fds for the command's 0, 1, 2; ``None``: captured into the container's log.
     stdio: tuple[int, int, int] | None = None
+    remove: bool = False
+    tty: bool = False
+    limits: Limits | None = None
+
+
+class ExecResult(NamedTuple):
+    """What :meth:`Container.exec` returns (docker-py's ``exec_run`` shape)."""
+
+    exit_code: int
+    output: str
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A container ready to start: its id, its state dir and the engine's config."""
+    """A container ready to start: its record and the engine's config."""
 
-    id: str
-    state_dir: Path
+    state: st.ContainerState
     config: ContainerConfig
+
+    @property
+    def id(self) -> str:
+        return self.state.id
 
 
 class Container:
-    """A running container started by :func:`run`.
+    """A container: started by :func:`run`, or found by name or id with :func:`get`.
 
-    ``wait()`` returns the exit code, ``kill(sig)`` signals it, ``pid`` is the host pid of
-    its init. Leaving the ``with`` block kills it if still running; its upper and work
-    dirs are removed once it exited.
+    Methods work from any process (they go through the record on disk); ``wait``
+    is immediate for the process that holds the container. As a context manager it is
+    stopped and removed on exit.
     """
 
-    def __init__(self, prepared: Prepared, engine: Engine, name: str | None) -> None:
-        self.id = prepared.id
-        self.name = name or prepared.id[:12]
-        self._prepared = prepared
+    def __init__(
+        self,
+        record: st.ContainerState,
+        engine: Engine | None = None,
+        pump: threading.Thread | None = None,
+    ) -> None:
+        self._state = record
         self._engine = engine
+        self._pump = pump
+
+    @property
+    def id(self) -> str:
+        """The 64-hex-digit container id."""
+        return self._state.id
+
+    @property
+    def name(self) -> str:
+        """The container's unique name (``--name`` or a generated adjective_noun)."""
+        return self._state.name
 
     @property
     def pid(self) -> int:
         """Host pid of the container's init (pid 1 inside)."""
-        return self._engine.pid
+        return self._state.pid
+
+    @property
+    def status(self) -> str:
+        """``created``, ``running`` or ``exited`` (re-read from disk)."""
+        return self.reload().status
 
     @property
     def returncode(self) -> int | None:
-        """The exit code once :meth:`wait` returned, else ``None``."""
-        return self._engine.returncode
+        """The exit code once the container exited, else ``None``."""
+        if self._engine is not None:
+            return self._engine.returncode
+        record = self.reload()
+        return record.exit_code if record.status == st.EXITED else None
 
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Send ``sig`` to the container (its init passes it to the command)."""
-        self._engine.kill(sig)
+    def reload(self) -> st.ContainerState:
+        """Re-read the record (another process may have changed it)."""
+        fresh = st.load(self._state.dir)
+        if fresh is not None:
+            self._state = fresh
+        return self._state
 
-    def wait(self) -> int:
-        """Wait for the container to exit; its exit code (128+N for signal N)."""
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the container's init, which passes it to the command.
+
+        SIGKILL (the default, as ``docker kill``) ends the init and every process.
+        """
+        if self._engine is not None:
+            self._engine.kill(sig)
+        else:
+            st.kill_init(self.reload(), sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the container to exit; its exit code (128+N for signal N).
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds (``None``: no limit).
+        """
+        if self._engine is not None:
+            if timeout is not None and not st.wait_gone(
+                self._state.pid, self._state.pid_start, timeout
+            ):
+                raise TimeoutError(f"container {self.name} still runs after {timeout} s")
+            code = self._engine.wait()
+            _finish(self._state, code, self._pump)
+            self._engine = None
+            return code
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.reload()
+            if record.status == st.EXITED and record.exit_code is not None:
+                return record.exit_code
+            if not st.alive(record.supervisor, record.supervisor_start):
+                st.reap()
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"container {self.name} still runs after {timeout} s")
+            if record.status == st.RUNNING and not st.wait_gone(
+                record.pid, record.pid_start, 1.0 if left is None else min(left, 1.0)
+            ):
+                continue
+            time.sleep(0.01)  # the supervisor is writing the exit code
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds (``docker stop``); the exit code."""
+        record = self.reload()
+        if record.status == st.RUNNING and self.returncode is None:
+            self.kill(signal.SIGTERM)
+            if not st.wait_gone(record.pid, record.pid_start, timeout):
+                self.kill(signal.SIGKILL)
+        return self.wait()
+
+    def remove(self, force: bool = False) -> None:
+        """Delete the container (its dir, log and name); ``force`` kills it first."""
+        record = self.reload()
+        if record.status == st.RUNNING and self.returncode is None:
+            if not force:
+                raise RuntimeError_(
+                    f"container {self.name} is running",
+                    hint=f"stop it first (`envkit stop {self.name}`) or force: `envkit rm -f`",
+                )
+            self.kill(signal.SIGKILL)
+            self.wait()
+        st.remove(self.reload())
+
+    def logs(self) -> str:
+        """The container's output so far (captured output only: see :func:`run`)."""
+        from envkit.runtime import logs
+
+        return logs.text(str(self._state.dir / "log"))
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> ExecResult:
+        """Run ``cmd`` in the running container; its exit code and output (stdout and
+        stderr together; ``""`` when ``stdio`` was given)."""
+        if stdio is not None:
+            process = start_exec(
+                self.reload(), cmd, env=env, workdir=workdir, user=user, stdio=stdio
+            )
+            return ExecResult(process.wait(), "")
+        read_fd, write_fd = os.pipe()
         try:
-            return self._engine.wait()
+            with open(os.devnull, "rb") as devnull:
+                process = start_exec(
+                    self.reload(),
+                    cmd,
+                    env=env,
+                    workdir=workdir,
+                    user=user,
+                    stdio=(devnull.fileno(), write_fd, write_fd),
+                )
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
-            remove_state(self._prepared.state_dir)
+            os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            output = pipe.read()
+        code = process.wait()
+        return ExecResult(code, output.decode(errors="replace") + process.error)
 
     def __enter__(self) -> Container:
         return self
@@ -101,12 +250,24 @@ class Container:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.returncode is None:
-            self.kill(signal.SIGKILL)
-        self.wait()
+        self.stop(timeout=10)
+        if st.load(self._state.dir) is not None:
+            self.remove()
 
     def __repr__(self) -> str:
         return f"<Container {self.name} {self.id[:12]}>"
+
+
+def get(name_or_id: str) -> Container:
+    """The container with that name, id or unique id prefix (``envkit ps -a`` lists them)."""
+    st.reap()
+    return Container(st.find(name_or_id))
+
+
+def list_containers(all: bool = False) -> list[Container]:
+    """Running containers (with ``all``: every container), oldest first."""
+    st.reap()
+    return [Container(s) for s in st.all_states() if all or s.status == st.RUNNING]
 
 
 def run(
@@ -123,19 +284,36 @@ def run(
     read_only: bool = False,
     name: str | None = None,
     stdio: tuple[int, int, int] | None = None,
+    detach: bool = False,
+    remove: bool = False,
+    memory: str | None = None,
+    cpus: str | float | None = None,
+    pids_limit: int | None = None,
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
 
     ``cmd`` replaces the image's Cmd, ``entrypoint`` its Entrypoint (and clears Cmd);
     ``volumes`` are ``"SRC:DST[:ro]"`` strings or :class:`BindMount`; ``tmpfs`` are
-    container paths; ``stdio`` host fds for 0, 1, 2 (default: inherited)::
+    container paths. Output goes to the container's log (:meth:`Container.logs`) unless
+    ``stdio`` gives host fds for 0, 1, 2. The container belongs to this process and dies
+    with it, unless ``detach=True``: then a supervisor process of its own holds it and
+    it runs on after this process (``envkit ps`` shows it). ``remove=True`` deletes it
+    when it exits (``--rm``). ``memory`` (``"256m"``), ``cpus`` and ``pids_limit`` need
+    a delegated cgroup v2 subtree::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
-            assert c.wait() == 0
+            assert c.wait() == 0 and c.logs() == "hi\\n"
     """
-    from envkit.runtime.spawn import start
+    limits = None
+    if memory is not None or cpus is not None or pids_limit is not None:
+        from envkit.runtime.cgroups import Limits
 
+        limits = Limits.parse(
+            memory,
+            None if cpus is None else str(cpus),
+            None if pids_limit is None else str(pids_limit),
+        )
     options = RunOptions(
         cmd=cmd,
         entrypoint=entrypoint,
@@ -148,39 +326,270 @@ def run(
         read_only=read_only,
         name=name,
         stdio=stdio,
+        remove=remove,
+        limits=limits,
     )
     prepared = prepare(image, options)
+    if detach:
+        return Container(start_detached(prepared))
+    return _start_attached(prepared)
+
+
+def _start_attached(prepared: Prepared) -> Container:
+    """Start a container held by this process; output to its log when no stdio given."""
+    from envkit.runtime.spawn import start
+
+    config, pipes = prepared.config, None
+    if config.stdio is None:
+        pipes = _log_pipes()
+        config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
     try:
-        engine = start(prepared.config)
+        engine = start(config, runtime_dir=str(prepared.state.dir / "rt"))
     except BaseException:
-        remove_state(prepared.state_dir)
+        st.remove(prepared.state)
         raise
-    return Container(prepared, engine, name)
+    finally:
+        if pipes is not None:
+            for fd in (pipes[0], pipes[2], pipes[4]):
+                os.close(fd)
+    prepared.state.mark_running(engine.pid)
+    pump = None
+    if pipes is not None:
+        pump = threading.Thread(
+            target=_pump_logs,
+            args=(str(prepared.state.dir / "log"), {pipes[1]: "stdout", pipes[3]: "stderr"}),
+            name=f"envkit-log-{prepared.id[:12]}",
+            daemon=True,
+        )
+        pump.start()
+    return Container(prepared.state, engine, pump)
 
 
-def run_foreground(image: str | Image, options: RunOptions) -> int:
+def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool = False) -> int:
     """Run a container in the foreground, as ``docker run`` does; its exit code.
 
-    stdio is inherited and signals sent to the caller are passed on
-    (:func:`envkit.runtime.spawn.run`). The container's dirs are removed afterwards.
+    stdout and stderr are the caller's; stdin too with ``interactive`` (else
+    /dev/null); ``options.tty`` connects the caller's terminal to a pty of the
+    container. Signals sent to the caller are passed on. The container's record stays
+    (exited) unless ``options.remove``.
     """
-    from envkit.runtime.spawn import run as run_engine
+    from envkit.runtime.spawn import proxy_signals, start
 
+    st.reap()
     prepared = prepare(image, options)
+    config = prepared.config
+    with open(os.devnull, "rb") as devnull:
+        if config.stdio is None and not config.tty:
+            stdin = 0 if interactive else devnull.fileno()
+            config = _with_stdio(config, (stdin, 1, 2))
+        try:
+            engine = start(config, runtime_dir=str(prepared.state.dir / "rt"))
+        except BaseException:
+            st.remove(prepared.state)
+            raise
+    code: int | None = None
     try:
-        return run_engine(prepared.config)
+        prepared.state.mark_running(engine.pid)
+        with proxy_signals(engine, terminal=not config.tty):
+            if engine.console is not None:
+                from envkit.runtime import tty
+
+                try:
+                    tty.attach(engine.console, 0 if interactive else None, 1)
+                finally:
+                    os.close(engine.console)
+            code = engine.wait()
     finally:
-        remove_state(prepared.state_dir)
+        if code is None:  # interrupted: make sure nothing of it outlives this call
+            engine.kill(signal.SIGKILL)
+            code = engine.wait()
+        _finish(prepared.state, code, None)
+    return code
 
 
-def prepare(image: str | Image, options: RunOptions) -> Prepared:
-    """Snapshots of the image's layers, a fresh state dir and the engine's config."""
-    from envkit.settings import home
+def start_detached(prepared: Prepared) -> st.ContainerState:
+    """Hand the container to a supervisor process of its own and return once it runs.
+
+    The supervisor (double fork, new session, stdio on /dev/null) starts the container,
+    writes its output to the log, records the exit code and removes ``--rm``
+    containers. Start failures come back here as :class:`StartError`.
+    """
+    from envkit.runtime.spawn import StartError
+
+    status_r, status_w = os.pipe()
+    middle = os.fork()
+    if middle == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(status_r)
+            os.setsid()
+            if os.fork() == 0:
+                _supervise(prepared, status_w)
+        finally:
+            os._exit(0)
+    os.close(status_w)
+    os.waitpid(middle, 0)
+    with os.fdopen(status_r, "rb") as f:
+        report = f.read().decode(errors="replace")
+    record = st.load(prepared.state.dir)
+    if report.startswith("ok") and record is not None:
+        return record
+    code_text, _, message = report.partition("\n")
+    if record is not None:
+        st.remove(record)
+    raise StartError(
+        message or "the supervisor process died before the container started",
+        exit_code=int(code_text) if code_text.isdigit() else 1,
+        hint="ENVKIT_DEBUG=1 shows more; `envkit doctor` checks the host",
+    )
+
+
+def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
+    """The detached supervisor: start, pump the log, record the exit, then leave."""
+    from envkit.runtime.spawn import StartError, start
+
+    code = 1
+    try:
+        os.chdir("/")
+        fd = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+        os.close(fd)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_IGN)
+        record = prepared.state
+        record.supervisor, record.supervisor_start = os.getpid(), st.process_start(os.getpid()) or 0
+        record.detached = True
+        record.save()
+        config = prepared.config
+        pipes = None
+        if config.stdio is None and not config.tty:
+            pipes = _log_pipes()
+            config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
+        try:
+            engine = start(config, runtime_dir=str(record.dir / "rt"))
+        except StartError as exc:
+            os.write(status_w, f"{exc.exit_code}\n{exc.message}".encode())
+            st.remove(record)
+            os._exit(1)
+        except EnvkitError as exc:
+            os.write(status_w, f"1\n{exc.message}".encode())
+            st.remove(record)
+            os._exit(1)
+        if pipes is not None:
+            for fd in (pipes[0], pipes[2], pipes[4]):
+                os.close(fd)
+            streams = {pipes[1]: "stdout", pipes[3]: "stderr"}
+        else:
+            streams = {engine.console: "stdout"} if engine.console is not None else {}
+        record.mark_running(engine.pid)
+        os.write(status_w, b"ok")
+        os.close(status_w)
+        _pump_logs(str(record.dir / "log"), streams)
+        code = engine.wait()
+        _finish(record, code, None)
+    except BaseException as exc:  # the supervisor has no one to tell but the log
+        log.error("supervisor of %s failed: %s", prepared.state.name, exc)
+    finally:
+        os._exit(code)
+
+
+def _pump_logs(path: str, streams: dict[int, str]) -> None:
+    from envkit.runtime import logs
+
+    writer = logs.LogWriter(path)
+    try:
+        logs.pump(writer, streams)
+    finally:
+        writer.close()
+
+
+def _finish(record: st.ContainerState, code: int, pump: threading.Thread | None) -> None:
+    """After the container exited: end the log, record the code, ``--rm`` it."""
+    if pump is not None:
+        pump.join()
+    if record.auto_remove:
+        st.remove(record)
+        return
+    record.mark_exited(code)
+
+
+def _log_pipes() -> tuple[int, int, int, int, int]:
+    """stdin (/dev/null) and two pipes: ``(null, out_r, out_w, err_r, err_w)``."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    return null, out_r, out_w, err_r, err_w
+
+
+def _with_stdio(config: ContainerConfig, stdio: tuple[int, int, int]) -> ContainerConfig:
+    from dataclasses import replace
+
+    return replace(config, stdio=stdio)
+
+
+def start_exec(
+    record: st.ContainerState,
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    stdio: tuple[int, int, int] | None = None,
+    tty: bool = False,
+) -> ExecProcess:
+    """Start ``cmd`` in a running container as ``docker exec``: the container's env,
+    working dir and user unless overridden; returns an
+    :class:`envkit.runtime.nsexec.ExecProcess`."""
+    from envkit.runtime import nsexec
+    from envkit.runtime.config import ExecConfig
+
+    if not record.running:
+        raise RuntimeError_(
+            f"container {record.name} is not running",
+            hint="`envkit ps -a` shows its state; start a new one with `envkit run`",
+        )
+    uid, gid, groups = record.uid, record.gid, record.groups
+    if user is not None:
+        layers = _layers_of(record)
+        who = image_config.resolve_user(
+            user,
+            image_config.read_image_file(layers, "/etc/passwd"),
+            image_config.read_image_file(layers, "/etc/group"),
+        )
+        uid, gid, groups = who.uid, who.gid, list(who.groups)
+    config = ExecConfig(
+        argv=list(cmd),
+        env={**record.env, **(env or {})},
+        cwd=workdir or record.cwd,
+        uid=uid,
+        gid=gid,
+        groups=groups,
+        stdio=stdio,
+        tty=tty,
+    )
+    return nsexec.start(record.pid, config)
+
+
+def _layers_of(record: st.ContainerState) -> list[str]:
     from envkit.store import snapshots
     from envkit.store.layout import Store
 
     store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(_image_ref(image)))
+    _, manifest = store.image_manifest(store.resolve(record.image_id))
+    config = store.config(manifest)
+    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    return list(snapshot.layers)
+
+
+def prepare(image: str | Image, options: RunOptions) -> Prepared:
+    """Snapshots of the image's layers, the container's record and dirs, the engine's
+    config (and its cgroup when limits are asked for)."""
+    from envkit.store import snapshots
+    from envkit.store.layout import Store
+
+    ref = _image_ref(image)
+    store = Store.default()
+    _, manifest = store.image_manifest(store.resolve(ref))
     config = store.config(manifest)
     snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
     settings = config.config
@@ -194,95 +603,45 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     env = image_config.environment(settings, options.env, home=who.home)
     cwd = image_config.workdir(settings, options.workdir)
     mounts = _mounts(options)
-    container_id = secrets.token_hex(32)
-    state_dir = home() / "containers" / container_id
-    (state_dir / "upper").mkdir(parents=True)
-    (state_dir / "work").mkdir()
+    record = st.create(
+        name=options.name,
+        image=ref,
+        image_id=str(manifest.config.digest),
+        argv=list(argv),
+        auto_remove=options.remove,
+    )
     try:
+        (record.dir / "upper").mkdir()
+        (record.dir / "work").mkdir()
+        record.env, record.cwd = dict(env), cwd
+        record.uid, record.gid, record.groups = who.uid, who.gid, list(who.groups)
+        record.tty = options.tty
+        if options.limits:
+            from envkit.runtime import cgroups
+
+            record.cgroup = cgroups.create(options.limits, f"envkit-{record.id[:12]}")
+        record.save()
         engine_config = ContainerConfig(
             layers=layers,
             argv=argv,
-            upper_dir=str(state_dir / "upper"),
-            work_dir=str(state_dir / "work"),
+            upper_dir=str(record.dir / "upper"),
+            work_dir=str(record.dir / "work"),
             env=env,
             cwd=cwd,
             uid=who.uid,
             gid=who.gid,
             groups=who.groups,
-            hostname=options.hostname or container_id[:12],
+            hostname=options.hostname or record.id[:12],
             mounts=mounts,
             readonly_root=options.read_only,
             stdio=options.stdio,
+            tty=options.tty,
+            cgroup=record.cgroup or None,
         )
     except BaseException:
-        remove_state(state_dir)
+        st.remove(record)
         raise
-    return Prepared(container_id, state_dir, engine_config)
-
-
-def remove_state(state_dir: Path) -> None:
-    """Remove a container's dirs, including overlay's mode-0 ``work/work``.
-
-    Files a non-root container user wrote belong to subordinate ids, which an
-    unprivileged caller cannot remove; those are removed from inside a user namespace
-    with the container's id maps, where the caller is root over them.
-    """
-    if not state_dir.exists():
-        return
-    try:
-        _remove_tree(state_dir)
-    except OSError as exc:
-        if os.geteuid() == 0 or not _remove_in_userns(state_dir):
-            log.warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
-
-
-def _remove_tree(top: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(top):
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                with suppress(OSError):
-                    os.chmod(path, 0o700)
-    shutil.rmtree(top)
-
-
-def _remove_in_userns(top: Path) -> bool:
-    """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
-    from envkit.runtime import idmap, syscalls
-
-    maps = idmap.plan()
-    if maps.single_id:
-        return False  # every file already belongs to the caller: nothing more to gain
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                _remove_tree(top)
-                code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
-    try:
-        if os.read(ready_r, 1) == b"u":
-            maps.write(pid)
-            os.write(go_w, b"g")
-    except (OSError, RuntimeError_) as exc:
-        log.debug("user namespace for removing %s failed: %s", top, exc)
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0 and not top.exists()
+    return Prepared(record, engine_config)
 
 
 def _image_ref(image: object) -> str:

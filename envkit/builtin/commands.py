@@ -10,7 +10,16 @@ from envkit.plugins.interfaces import Command
 
 @hookimpl
 def envkit_commands() -> Sequence[Command]:
-    from envkit.cli import archive, config_cmd, doctor, images, plugins_cmd, registry_cmds, run
+    from envkit.cli import (
+        archive,
+        config_cmd,
+        containers,
+        doctor,
+        images,
+        plugins_cmd,
+        registry_cmds,
+        run,
+    )
 
     return [
         *config_cmd.COMMANDS,
@@ -20,4 +29,5 @@ def envkit_commands() -> Sequence[Command]:
         *doctor.COMMANDS,
         *registry_cmds.COMMANDS,
         *run.COMMANDS,
+        *containers.COMMANDS,
     ]

@@ -1,4 +1,4 @@
-"""``envkit run``: run an image from the store in the foreground, as ``docker run``."""
+"""``envkit run``: run an image from the store, as ``docker run`` (foreground or ``-d``)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,29 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.errors import SpecError
-from envkit.plugins.interfaces import Command
+
+if TYPE_CHECKING:
+    from envkit.plugins.interfaces import Command
+    from envkit.runtime.cgroups import Limits
 
 
 class RunCommand:
-    """``envkit run [OPTIONS] IMAGE [CMD...]``: stdio inherited, exit code = the container's."""
+    """``envkit run [OPTIONS] IMAGE [CMD...]``: foreground (exit code = the container's)
+    or detached (``-d``: prints the id)."""
 
     name = "run"
-    help = "run a command in a new container from an image (foreground)"
+    help = "run a command in a new container from an image"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         add = parser.add_argument
-        add("--rm", action="store_true", help="accepted; containers are always removed on exit")
-        add("--name", metavar="NAME", help="container name (informational for now)")
+        add("--rm", action="store_true", help="remove the container when it exits")
+        add("-d", "--detach", action="store_true", help="run in the background, print the id")
+        add("-i", "--interactive", action="store_true", help="keep stdin attached")
+        add("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+        add("--name", metavar="NAME", help="container name (default: a generated one)")
         add("-e", "--env", action="append", default=[], metavar="K=V", help="set a variable")
         add("--env-file", action="append", default=[], metavar="FILE", help="K=V lines")
         add("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
@@ -30,15 +38,22 @@ class RunCommand:
         add("--hostname", metavar="NAME", help="default: the short container id")
         add("--read-only", action="store_true", help="mount the root file system read-only")
         add("--entrypoint", metavar="CMD", help="replace the image's entrypoint (clears Cmd)")
-        for flag in ("--memory", "--cpus", "--pids-limit"):
-            add(flag, metavar="LIMIT", help="refused: cgroup limits are not implemented yet")
+        add("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256m (cgroup v2)")
+        add("--cpus", metavar="N", help="CPU limit, e.g. 0.5 (cgroup v2)")
+        add("--pids-limit", metavar="N", help="at most N processes (cgroup v2)")
         add("image", metavar="IMAGE", help="name, id or digest of an image in the store")
         add("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="replaces the image's Cmd")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import RunOptions, run_foreground
+        from envkit.containers import RunOptions, prepare, run_foreground, start_detached
 
-        _refuse_limits(args)
+        limits = _limits(args)
+        if args.detach and args.interactive:
+            raise SpecError("-d/-i", "a detached container has no stdin to attach")
+        if args.tty and not args.detach and not os.isatty(0) and args.interactive:
+            raise SpecError(
+                "-t", "the input device is not a TTY", hint="drop -t, or run from a terminal"
+            )
         env: dict[str, str] = {}
         for path in args.env_file:
             env.update(parse_env_file(Path(path)))
@@ -54,8 +69,18 @@ class RunCommand:
             hostname=args.hostname,
             read_only=args.read_only,
             name=args.name,
+            remove=args.rm,
+            tty=args.tty,
+            limits=limits,
         )
-        return run_foreground(args.image, options)
+        if args.detach:
+            from envkit.runtime.state import reap
+
+            reap()
+            record = start_detached(prepare(args.image, options))
+            print(record.id)
+            return 0
+        return run_foreground(args.image, options, interactive=args.interactive)
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:
@@ -91,28 +116,12 @@ def _entrypoint(value: str | None) -> list[str] | None:
     return [value] if value else []
 
 
-def _refuse_limits(args: argparse.Namespace) -> None:
-    asked = [
-        flag
-        for flag, value in (
-            ("--memory", args.memory),
-            ("--cpus", args.cpus),
-            ("--pids-limit", args.pids_limit),
-        )
-        if value is not None
-    ]
-    if not asked:
-        return
-    from envkit.runtime.probes import cgroup_delegation
+def _limits(args: argparse.Namespace) -> Limits | None:
+    if args.memory is None and args.cpus is None and args.pids_limit is None:
+        return None
+    from envkit.runtime.cgroups import Limits
 
-    check = cgroup_delegation()
-    state = f"cgroup v2 delegation here: {'ok' if check.ok else 'missing'} ({check.detail})"
-    raise SpecError(
-        ", ".join(asked),
-        f"resource limits are not implemented yet, and envkit never ignores them silently; {state}",
-        hint="drop the option for now"
-        + ("" if check.ok else f"; limits will need cgroup delegation: {check.fix}"),
-    )
+    return Limits.parse(args.memory, args.cpus, args.pids_limit)
 
 
 COMMANDS: list[Command] = [RunCommand()]

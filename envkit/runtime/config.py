@@ -76,6 +76,11 @@ class ContainerConfig:
     #: caller's process group so that the terminal's Ctrl-C and job control reach it.
     new_session: bool = False
     seccomp: bool = True
+    #: Give the command a pseudo-terminal from the container's devpts; its master comes
+    #: back to the caller as :attr:`envkit.runtime.spawn.Container.console`.
+    tty: bool = False
+    #: Host path of a cgroup v2 directory the container joins (:mod:`.cgroups`).
+    cgroup: str | None = None
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -108,3 +113,28 @@ class ContainerConfig:
             raise SpecError("uid/gid", "ids must not be negative")
         if "\0" in self.hostname or len(self.hostname.encode()) > 64:
             raise SpecError("hostname", "at most 64 bytes", value=self.hostname)
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """A command to run in an existing container (``envkit exec``): the part of a
+    :class:`ContainerConfig` that describes one process."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: Sequence[int] = ()
+    stdio: tuple[int, int, int] | None = None
+    tty: bool = False
+    seccomp: bool = True
+    new_session: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.argv or not self.argv[0]:
+            raise SpecError("argv", "an empty command cannot be run", value=list(self.argv))
+        if not self.cwd.startswith("/"):
+            raise SpecError("cwd", "must be an absolute container path", value=self.cwd)
+        if min((self.uid, self.gid, *self.groups)) < 0:
+            raise SpecError("uid/gid", "ids must not be negative")

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
+import socket
+import termios
 from typing import NoReturn
 
 from envkit.runtime import caps, seccomp
-from envkit.runtime.config import ContainerConfig
+from envkit.runtime.config import ContainerConfig, ExecConfig
 from envkit.runtime.prctl import PR_SET_NO_NEW_PRIVS, prctl
 
 SI_KERNEL = 0x80
@@ -55,11 +58,25 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def exec_command(config: ContainerConfig, err_fd: int) -> NoReturn:
-    """In pid 2: become the requested user with docker's privileges, then exec."""
+def exec_command(
+    config: ContainerConfig | ExecConfig, err_fd: int, tty: int | None = None
+) -> NoReturn:
+    """In pid 2: become the requested user with docker's privileges, then exec.
+
+    With ``tty`` (the slave side of a pty) the command gets its own session with that
+    terminal as controlling terminal and as stdin, stdout and stderr.
+    """
     stage = "prepare"
     try:
-        if config.new_session:
+        if tty is not None:
+            stage = "terminal"
+            os.setsid()
+            fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+            for target in (0, 1, 2):
+                os.dup2(tty, target)
+            if tty > 2:
+                os.close(tty)
+        elif config.new_session:
             os.setsid()
         # exec keeps ignored signals ignored (Python ignores SIGPIPE and SIGXFSZ).
         for sig in signal.valid_signals():
@@ -100,13 +117,31 @@ def exec_command(config: ContainerConfig, err_fd: int) -> NoReturn:
         fail(err_fd, 1, f"{stage}: {exc}")
 
 
-def run_init(config: ContainerConfig, err_fd: int) -> NoReturn:
+def open_console(console: socket.socket) -> int:
+    """A pty from the container's devpts: send the master to the caller, return the slave.
+
+    The runc ``--console-socket`` pattern: the terminal is allocated inside the
+    container (so ``/dev/pts/N`` exists there), the caller gets the master by SCM_RIGHTS.
+    """
+    master, slave = os.openpty()
+    try:
+        socket.send_fds(console, [b"t"], [master])
+    finally:
+        os.close(master)
+        console.close()
+    return slave
+
+
+def run_init(config: ContainerConfig, err_fd: int, console: socket.socket | None) -> NoReturn:
     """pid 1: start the command, forward signals, reap, exit with the command's code."""
     waited = FORWARDED | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    tty = open_console(console) if console is not None else None
     child = os.fork()
     if child == 0:
-        exec_command(config, err_fd)
+        exec_command(config, err_fd, tty)
+    if tty is not None:
+        os.close(tty)
     os.close(err_fd)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     while True:

@@ -264,7 +264,9 @@ def build(
 ) -> None:
     """Every mount of the container, the hostname and loopback, then pivot_root."""
     mount_root(config, layers, upper, work)
-    root = os.path.abspath(ROOT)
+    # Relative to the private tmpfs (the cwd): the absolute path may cross directories
+    # that container root, an unprivileged id, cannot search (a 0700 ENVKIT_HOME).
+    root = ROOT
     mount_proc(root)
     mount_dev(root)
     mount_sys(root)

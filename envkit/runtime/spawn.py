@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,9 @@ class Container:
 
     def __init__(self, monitor: int, init_pid: int, state_dir: str) -> None:
         self.pid = init_pid  #: host pid of the container's init (pid 1 inside)
+        #: With ``config.tty``: the master side of the command's terminal (the caller
+        #: owns and closes it), else ``None``.
+        self.console: int | None = None
         self._monitor = monitor
         self._state_dir = state_dir
         self._returncode: int | None = None
@@ -118,13 +122,17 @@ def run(config: ContainerConfig) -> int:
     SIGUSR2 sent to the caller are passed to the container; so are SIGINT and SIGQUIT
     unless they came from the terminal, which already delivered them to the command.
     """
-    with start(config) as container, _proxy_signals(container):
+    with start(config) as container, proxy_signals(container):
         return container.wait()
 
 
-def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Container:
+def start(
+    config: ContainerConfig, maps: idmap.IdMaps | None = None, runtime_dir: str | None = None
+) -> Container:
     """Start a container and return once its command was exec'd.
 
+    ``runtime_dir`` is an empty directory the monitor mounts its private tmpfs over
+    (default: a new one under $TMPDIR); it is removed when the container is waited for.
     Raises :class:`StartError` (with the step that failed) when it cannot start.
     """
     maps = maps or idmap.plan()
@@ -144,7 +152,12 @@ def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Containe
             )
     if os.geteuid() == 0:
         _give_to_container_root(config, maps)
-    state_dir = tempfile.mkdtemp(prefix="envkit-ctr-")
+    if runtime_dir is None:
+        state_dir = tempfile.mkdtemp(prefix="envkit-ctr-")
+    else:
+        os.mkdir(runtime_dir, 0o700)
+        state_dir = runtime_dir
+    console_parent, console_child = socket.socketpair() if config.tty else (None, None)
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -154,13 +167,19 @@ def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Containe
         os.close(sync_r)
         os.close(go_w)
         os.close(err_r)
-        _monitor(config, state_dir, sync_w, go_r, err_w, parent)
+        if console_parent is not None:
+            console_parent.close()
+        _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child)
     for fd in (sync_w, go_r, err_w):
         os.close(fd)
+    if console_child is not None:
+        console_child.close()
     try:
         init_pid = _handshake(monitor, maps, sync_r, go_w, err_r)
     except BaseException:
         os.close(err_r)
+        if console_parent is not None:
+            console_parent.close()
         _reap(monitor, kill=True)
         _remove_state_dir(state_dir)
         raise
@@ -172,6 +191,10 @@ def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Containe
         report = _read_all(err_r)
     finally:
         os.close(err_r)
+    if console_parent is not None:
+        with console_parent:
+            if not report:
+                container.console = _receive_console(console_parent)
     if report:
         container.wait()
         code_text, _, message = report.partition("\n")
@@ -181,6 +204,12 @@ def start(config: ContainerConfig, maps: idmap.IdMaps | None = None) -> Containe
             hint="ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
         )
     return container
+
+
+def _receive_console(sock: socket.socket) -> int | None:
+    """The pty master pid 1 sent over the console socket (runc's --console-socket)."""
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    return fds[0] if fds else None
 
 
 def _handshake(monitor: int, maps: idmap.IdMaps, sync_r: int, go_w: int, err_r: int) -> int:
@@ -259,7 +288,13 @@ def _give_to_container_root(config: ContainerConfig, maps: idmap.IdMaps) -> None
 
 
 def _monitor(
-    config: ContainerConfig, state_dir: str, sync_w: int, go_r: int, err_w: int, parent: int
+    config: ContainerConfig,
+    state_dir: str,
+    sync_w: int,
+    go_r: int,
+    err_w: int,
+    parent: int,
+    console: socket.socket | None,
 ) -> NoReturn:
     """The forked monitor process (never returns into the caller's code)."""
     step = "prepare"
@@ -271,6 +306,10 @@ def _monitor(
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
                 os._exit(1)
+        if config.cgroup:
+            step = f"join cgroup {config.cgroup}"
+            with open(os.path.join(config.cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")  # before the namespaces: the cgroup ns is rooted at it
         step = "unshare namespaces"
         syscalls.unshare(NAMESPACES)
         os.write(sync_w, b"u")
@@ -305,7 +344,9 @@ def _monitor(
         init_pid = os.fork()
         if init_pid == 0:
             os.close(sync_w)
-            _pid1(config, layers, upper, work, binds, err_w)
+            _pid1(config, layers, upper, work, binds, err_w, console)
+        if console is not None:
+            console.close()
         os.write(sync_w, str(init_pid).encode())
         os.close(sync_w)
         os.close(err_w)
@@ -325,6 +366,7 @@ def _pid1(
     work: str | None,
     binds: list[str | None],
     err_w: int,
+    console: socket.socket | None,
 ) -> NoReturn:
     step = "root file system"
     try:
@@ -335,7 +377,7 @@ def _pid1(
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         rootfs.build(config, layers, upper, work, binds)
         step = "init"
-        init.run_init(config, err_w)
+        init.run_init(config, err_w, console)
     except BaseException as exc:
         init.fail(err_w, 1, f"{step}: {_describe(exc)}")
 
@@ -363,8 +405,13 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def _proxy_signals(container: Container) -> Iterator[None]:
-    """Pass signals the caller receives to the container while it runs."""
+def proxy_signals(container: Container, terminal: bool = True) -> Iterator[None]:
+    """Pass signals the caller receives to the container while it runs.
+
+    With ``terminal`` (the container shares the caller's terminal) SIGINT and SIGQUIT
+    are passed on only when they did not come from that terminal, which already sent
+    them to the container; without, they are always passed on.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -385,7 +432,7 @@ def _proxy_signals(container: Container) -> Iterator[None]:
         for sig in PROXIED:
             signal.signal(sig, proxy)
         for sig in TERMINAL:
-            signal.signal(sig, proxy_unless_from_terminal)
+            signal.signal(sig, proxy_unless_from_terminal if terminal else proxy)
         yield
     finally:
         for sig, handler in saved.items():

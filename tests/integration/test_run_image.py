@@ -56,7 +56,16 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
     before = _mounts()
     yield loaded_home
-    assert list((loaded_home / "containers").iterdir()) == []  # upper/work dirs removed
+    from envkit.runtime import state
+
+    left = state.all_states()
+    assert all(s.status == state.EXITED for s in left)  # nothing still runs
+    if left:  # containers run without --rm stay until `envkit rm`, as docker's do
+        done = _cli(loaded_home, ["rm", *(s.name for s in left)])
+        assert done.returncode == 0, done.stderr
+    containers = loaded_home / "containers"
+    assert [p.name for p in containers.iterdir()] == [".names"]  # upper/work dirs removed
+    assert list((containers / ".names").iterdir()) == []
     assert _mounts() == before  # nothing leaked into the host's mount table
 
 

@@ -1,0 +1,287 @@
+"""``envkit ps``, ``stop``, ``kill``, ``rm``, ``logs`` and ``exec``, with docker's meanings.
+
+They work from any process through the containers' records on disk
+(:mod:`envkit.runtime.state`); each first reaps what a killed envkit left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from envkit.errors import EnvkitError, SpecError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from envkit.plugins.interfaces import Command
+    from envkit.runtime.state import ContainerState
+
+
+class PsCommand:
+    """``envkit ps [-a] [-q]``."""
+
+    name = "ps"
+    help = "list containers (running ones; -a: all)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+        parser.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+        parser.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.runtime import state as st
+
+        st.reap()
+        records = [s for s in st.all_states() if args.all or s.status == st.RUNNING]
+        if args.quiet:
+            for record in records:
+                print(record.id if args.no_trunc else record.id[:12])
+            return 0
+        rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+        now = time.time()
+        for r in records:
+            command = " ".join(r.argv)
+            if not args.no_trunc and len(command) > 20:
+                command = command[:19] + "…"
+            rows.append(
+                (
+                    r.id if args.no_trunc else r.id[:12],
+                    r.image,
+                    f'"{command}"',
+                    f"{_ago(now - r.created)} ago",
+                    status_text(r, now),
+                    r.name,
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        return 0
+
+
+class StopCommand:
+    """``envkit stop [-t N] NAME...``."""
+
+    name = "stop"
+    help = "stop containers: SIGTERM, then SIGKILL after a grace period"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-t", "--time", type=float, default=10, metavar="N", help="seconds")
+        parser.add_argument("containers", nargs="+", metavar="NAME")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import get
+
+        return _each(args.containers, lambda ref: get(ref).stop(timeout=args.time))
+
+
+class KillCommand:
+    """``envkit kill [-s SIG] NAME...``."""
+
+    name = "kill"
+    help = "send a signal (default SIGKILL) to running containers"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-s", "--signal", default="KILL", metavar="SIG", help="name or number")
+        parser.add_argument("containers", nargs="+", metavar="NAME")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import get
+
+        sig = parse_signal(args.signal)
+
+        def kill(ref: str) -> None:
+            container = get(ref)
+            if container.status != "running":
+                raise EnvkitError(f"container {container.name} is not running")
+            container.kill(sig)
+
+        return _each(args.containers, kill)
+
+
+class RmCommand:
+    """``envkit rm [-f] NAME...``."""
+
+    name = "rm"
+    help = "remove stopped containers (-f: kill running ones first)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-f", "--force", action="store_true", help="kill if running")
+        parser.add_argument("containers", nargs="+", metavar="NAME")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import get
+
+        return _each(args.containers, lambda ref: get(ref).remove(force=args.force))
+
+
+class LogsCommand:
+    """``envkit logs [-f] [--tail N] NAME``."""
+
+    name = "logs"
+    help = "print a container's output (detached containers and captured output)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-f", "--follow", action="store_true", help="keep printing")
+        parser.add_argument("--tail", default="all", metavar="N", help="only the last N lines")
+        parser.add_argument("-t", "--timestamps", action="store_true", help="show times")
+        parser.add_argument("container", metavar="NAME")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.runtime import logs
+        from envkit.runtime import state as st
+
+        st.reap()
+        record = st.find(args.container)
+        path = str(record.dir / "log")
+        tail = _parse_tail(args.tail)
+        offset = 0
+        records = []
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            offset = len(data) if data.endswith(b"\n") else data.rfind(b"\n") + 1
+            records = [logs.parse_line(ln) for ln in data[:offset].decode().splitlines()]
+        except FileNotFoundError:
+            pass
+        if tail is not None:
+            records = records[-tail:] if tail else []
+        for record_ in records:
+            _print(record_, args.timestamps)
+        if args.follow:
+            for record_ in logs.follow(path, offset, lambda: _running(record)):
+                _print(record_, args.timestamps)
+        return 0
+
+
+class ExecCommand:
+    """``envkit exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] NAME CMD...``."""
+
+    name = "exec"
+    help = "run a command in a running container"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        add = parser.add_argument
+        add("-i", "--interactive", action="store_true", help="keep stdin attached")
+        add("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+        add("-e", "--env", action="append", default=[], metavar="K=V", help="set a variable")
+        add("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+        add("-u", "--user", metavar="USER[:GROUP]", help="default: the container's user")
+        add("container", metavar="NAME")
+        add("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.cli.run import parse_env
+        from envkit.containers import start_exec
+        from envkit.runtime import state as st
+
+        if not args.cmd:
+            raise SpecError("exec", "no command given", hint="envkit exec NAME CMD [ARG...]")
+        st.reap()
+        record = st.find(args.container)
+        with open(os.devnull, "rb") as devnull:
+            stdin = 0 if args.interactive else devnull.fileno()
+            process = start_exec(
+                record,
+                args.cmd,
+                env=parse_env(args.env),
+                workdir=args.workdir,
+                user=args.user,
+                stdio=None if args.tty else (stdin, 1, 2),
+                tty=args.tty,
+            )
+        if process.error:
+            print(f"envkit: error: {process.error}", file=sys.stderr)
+        if process.console is not None:
+            from envkit.runtime import tty
+
+            try:
+                tty.attach(process.console, 0 if args.interactive else None, 1)
+            finally:
+                os.close(process.console)
+        return process.wait()
+
+
+def status_text(record: ContainerState, now: float) -> str:
+    """docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 5 minutes ago``, ``Created``."""
+    if record.status == "running":
+        return f"Up {_ago(now - record.started)}"
+    if record.status == "exited":
+        return f"Exited ({record.exit_code}) {_ago(now - record.finished)} ago"
+    return "Created"
+
+
+def parse_signal(text: str) -> int:
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9``."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise SpecError("--signal", "unknown signal", value=text) from None
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "Less than a second" if seconds < 1 else f"{seconds} seconds"
+
+
+def _each(refs: list[str], action: Callable[[str], object]) -> int:
+    """Apply ``action`` to each container, print its ref as docker does; 1 if any failed."""
+    failed = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except EnvkitError as exc:
+            print(f"envkit: error: {exc}", file=sys.stderr)
+            failed = 1
+        else:
+            print(ref)
+    return failed
+
+
+def _parse_tail(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise SpecError("--tail", "expected a number of lines or 'all'", value=text)
+    return int(text)
+
+
+def _running(record: ContainerState) -> bool:
+    from envkit.runtime import state as st
+
+    fresh = st.load(record.dir)
+    return (
+        fresh is not None
+        and fresh.status != st.EXITED
+        and st.alive(fresh.supervisor, fresh.supervisor_start)
+    )
+
+
+def _print(item: tuple[str, str, str], timestamps: bool) -> None:
+    stream, text, when = item
+    out = sys.stderr if stream == "stderr" else sys.stdout
+    out.write(f"{when} {text}" if timestamps else text)
+    out.flush()
+
+
+COMMANDS: list[Command] = [
+    PsCommand(),
+    StopCommand(),
+    KillCommand(),
+    RmCommand(),
+    LogsCommand(),
+    ExecCommand(),
+]

@@ -1,0 +1,165 @@
+"""Run another command in a running container (``envkit exec``): join its namespaces.
+
+The caller opens ``/proc/PID/ns/*`` of a process of the container, forks a helper that
+``setns``-es into them (user first: it grants the capabilities the others need; then
+mnt, pid, uts, ipc, net, cgroup), becomes container root, and forks again so that the
+command is *inside* the pid namespace (setns of a pid namespace applies to children
+only). The command then goes through the same last steps as the container's own
+command (:func:`envkit.runtime.init.exec_command`): user, capabilities, no_new_privs,
+seccomp. The helper exits with the command's exit code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+from contextlib import suppress
+from typing import NoReturn
+
+from envkit.errors import RuntimeError_
+from envkit.runtime import init
+from envkit.runtime.config import ExecConfig
+
+#: Joined in this order: the user namespace first, as runc's nsexec does.
+NAMESPACES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class ExecProcess:
+    """A command started by :func:`start`: ``wait()`` for its exit code, ``kill()``."""
+
+    def __init__(self, helper: int, console: int | None) -> None:
+        self.helper = helper  #: host pid of the helper that waits for the command
+        #: The pty master with ``tty=True`` (the caller closes it), else ``None``.
+        self.console = console
+        self.returncode: int | None = None
+        #: Why the command could not be exec'd (exit code 126 or 127), else "".
+        self.error = ""
+
+    def wait(self) -> int:
+        """The command's exit code (128+N for signal N)."""
+        if self.returncode is None:
+            _, status = os.waitpid(self.helper, 0)
+            self.returncode = init.exit_code(status)
+        return self.returncode
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the helper, which passes it on to the command."""
+        if self.returncode is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.helper, sig)
+
+
+def target_process(init_pid: int) -> int:
+    """The container process whose namespaces to join: the init's first child.
+
+    The init itself is not dumpable (it holds host paths), so an unprivileged caller
+    may not open its ``/proc/PID/ns`` links; the command it started is, and shares them.
+    """
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        children = []
+    return int(children[0]) if children else init_pid
+
+
+def start(init_pid: int, config: ExecConfig) -> ExecProcess:
+    """Start ``config.argv`` in the container whose init is ``init_pid``.
+
+    Raises :class:`RuntimeError_` naming the step that failed; a command that cannot be
+    exec'd makes :meth:`ExecProcess.wait` return 127 (not found) or 126, as docker does.
+    """
+    target = target_process(init_pid)
+    fds = []
+    try:
+        for ns in NAMESPACES:
+            fds.append(os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise RuntimeError_(
+            f"cannot open the namespaces of container process {target}: {exc.strerror}",
+            hint="the container may have just exited; `envkit ps -a` shows it",
+        ) from None
+    parent_sock, child_sock = socket.socketpair() if config.tty else (None, None)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        os.close(err_r)
+        if parent_sock is not None:
+            parent_sock.close()
+        _helper(config, fds, err_w, child_sock)
+    for fd in (*fds, err_w):
+        os.close(fd)
+    if child_sock is not None:
+        child_sock.close()
+    report = _read_all(err_r)
+    os.close(err_r)
+    process = ExecProcess(helper, None)
+    if parent_sock is not None:
+        with parent_sock:
+            if not report:
+                _, received, _, _ = socket.recv_fds(parent_sock, 1, 1)
+                process.console = received[0] if received else None
+    if report:
+        code_text, _, message = report.partition("\n")
+        code = process.wait()
+        if code not in (126, 127) or not code_text.isdigit():
+            raise RuntimeError_(f"exec failed: {message}", hint="ENVKIT_DEBUG=1 shows more")
+        process.error = message
+    return process
+
+
+def _helper(
+    config: ExecConfig, fds: list[int], err_w: int, console: socket.socket | None
+) -> NoReturn:
+    step = "prepare"
+    try:
+        if config.stdio is not None:
+            for target, fd in enumerate(config.stdio):
+                os.dup2(fd, target)
+        for ns, fd in zip(NAMESPACES, fds, strict=True):
+            step = f"join the {ns} namespace"
+            if _libc.setns(fd, 0) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            os.close(fd)
+        step = "become container root"
+        with suppress(PermissionError):  # denied under a single-id map: nothing to drop
+            os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        step = "terminal"
+        tty = init.open_console(console) if console is not None else None
+        step = "fork into the pid namespace"
+        for sig in init.FORWARDED:
+            signal.signal(sig, signal.SIG_IGN)
+        child = os.fork()
+        if child == 0:
+            init.exec_command(config, err_w, tty)
+        if tty is not None:
+            os.close(tty)
+        os.close(err_w)
+        for sig in init.FORWARDED:
+            signal.signal(sig, lambda s, _f: os.kill(child, s))
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(init.exit_code(status))
+    except BaseException as exc:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        init.fail(err_w, 1, f"{step}: {text}")
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")

@@ -1,0 +1,462 @@
+"""Containers' state on disk, so that ``ps``, ``logs``, ``stop`` and ``exec`` work from
+any process, and so that the next envkit command reaps what a killed one left.
+
+Layout under ``$ENVKIT_HOME/containers/``::
+
+    <id>/state.json     this module's :class:`ContainerState`, replaced atomically
+    <id>/log            the output of detached (and API-captured) containers, json-lines
+    <id>/upper, work    the overlay's writable layer
+    <id>/rt             the runtime dir the engine mounts a private tmpfs over
+    .names/<name>       holds the id: created with O_EXCL, so names are unique
+
+A container is *owned* by its supervisor: the foreground ``envkit run``, the Python
+process of ``envkit.run()``, or the detached supervisor of ``run -d``. Whoever finds a
+running container whose supervisor is gone (checked by pid **and** start time, so a
+recycled pid is never mistaken for it) finishes its record: :func:`reap`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from envkit.errors import EnvkitError, RuntimeError_, SpecError
+
+log = logging.getLogger("envkit.state")
+
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+#: The exit code recorded when the supervisor died and the real one is unknown.
+LOST_EXIT_CODE = 137
+
+_ADJECTIVES = [
+    "brave",
+    "calm",
+    "clever",
+    "eager",
+    "fancy",
+    "gentle",
+    "happy",
+    "jolly",
+    "keen",
+    "lucky",
+    "merry",
+    "nifty",
+    "proud",
+    "quiet",
+    "rapid",
+    "shiny",
+    "sleepy",
+    "snappy",
+    "stoic",
+    "swift",
+    "tender",
+    "vivid",
+    "wise",
+    "witty",
+    "zealous",
+    "bold",
+    "crisp",
+    "dreamy",
+    "frosty",
+    "golden",
+    "hungry",
+]
+_NOUNS = [
+    "turing",
+    "hopper",
+    "lovelace",
+    "curie",
+    "noether",
+    "darwin",
+    "euler",
+    "gauss",
+    "kepler",
+    "newton",
+    "pascal",
+    "tesla",
+    "fermi",
+    "bohr",
+    "dirac",
+    "planck",
+    "galois",
+    "hilbert",
+    "ramanujan",
+    "shannon",
+    "knuth",
+    "ritchie",
+    "thompson",
+    "lamport",
+    "dijkstra",
+    "liskov",
+    "hamilton",
+    "goodall",
+    "franklin",
+    "meitner",
+]
+
+
+@dataclass
+class ContainerState:
+    """One container's record (``state.json``). Times are Unix seconds."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    argv: list[str]
+    created: float
+    status: str = CREATED
+    started: float = 0.0
+    finished: float = 0.0
+    exit_code: int | None = None
+    #: Host pid of the container's init (pid 1 inside) and its start time (clock ticks
+    #: since boot, /proc/PID/stat field 22), which tells a recycled pid apart.
+    pid: int = 0
+    pid_start: int = 0
+    #: The process that holds the container and records its end.
+    supervisor: int = 0
+    supervisor_start: int = 0
+    auto_remove: bool = False
+    detached: bool = False
+    tty: bool = False
+    #: What ``exec`` repeats: the container's env, working dir and user.
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    groups: list[int] = field(default_factory=list)
+    #: Host path of the container's cgroup (removed at exit), "" for none.
+    cgroup: str = ""
+
+    @property
+    def dir(self) -> Path:
+        """``$ENVKIT_HOME/containers/<id>``."""
+        return containers_dir() / self.id
+
+    @property
+    def running(self) -> bool:
+        """Whether the container's init is alive (pid and start time both match)."""
+        return self.status == RUNNING and alive(self.pid, self.pid_start)
+
+    def save(self) -> None:
+        """Write ``state.json`` atomically (a reader sees the old or the new record)."""
+        path = self.dir / "state.json"
+        tmp = self.dir / f".state.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f)
+        os.replace(tmp, path)
+
+    def mark_running(self, pid: int) -> None:
+        """Record the init's pid; the caller is the supervisor."""
+        self.pid, self.pid_start = pid, process_start(pid) or 0
+        self.status, self.started = RUNNING, time.time()
+        self.save()
+
+    def mark_exited(self, code: int) -> None:
+        """Record the exit code and time, and drop the cgroup."""
+        self.status, self.exit_code, self.finished = EXITED, code, time.time()
+        if self.cgroup:
+            from envkit.runtime import cgroups
+
+            cgroups.remove(self.cgroup)
+            self.cgroup = ""
+        if self.dir.exists():
+            self.save()
+
+
+def containers_dir() -> Path:
+    """Where every container's dir lives."""
+    from envkit.settings import home
+
+    return home() / "containers"
+
+
+def create(
+    *,
+    name: str | None,
+    image: str,
+    image_id: str,
+    argv: list[str],
+    auto_remove: bool = False,
+) -> ContainerState:
+    """Make a new container's dir, claim its name and write its first record.
+
+    The calling process is recorded as the supervisor until another one takes over.
+    """
+    top = containers_dir()
+    container_id = secrets.token_hex(32)
+    (top / container_id).mkdir(parents=True)
+    try:
+        chosen = _claim_name(top, name, container_id)
+    except BaseException:
+        remove_dir(top / container_id)
+        raise
+    state = ContainerState(
+        id=container_id,
+        name=chosen,
+        image=image,
+        image_id=image_id,
+        argv=argv,
+        created=time.time(),
+        auto_remove=auto_remove,
+    )
+    state.supervisor, state.supervisor_start = os.getpid(), process_start(os.getpid()) or 0
+    state.save()
+    return state
+
+
+def load(container_dir: Path) -> ContainerState | None:
+    """The record in ``container_dir``; ``None`` if there is none (yet, or any more)."""
+    try:
+        with open(container_dir / "state.json") as f:
+            data = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s/state.json: %s", container_dir, exc)
+        return None
+    known = ContainerState.__dataclass_fields__
+    return ContainerState(**{k: v for k, v in data.items() if k in known})
+
+
+def all_states() -> list[ContainerState]:
+    """Every container's record, oldest first."""
+    top = containers_dir()
+    try:
+        names = os.listdir(top)
+    except FileNotFoundError:
+        return []
+    states = [s for n in names if not n.startswith(".") and (s := load(top / n)) is not None]
+    return sorted(states, key=lambda s: s.created)
+
+
+def find(ref: str) -> ContainerState:
+    """A container by name, full id or unique id prefix (as docker accepts them)."""
+    states = all_states()
+    for state in states:
+        if ref in (state.name, state.id):
+            return state
+    matches = [s for s in states if ref and s.id.startswith(ref.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise EnvkitError(
+            f"container id prefix {ref!r} is ambiguous ({len(matches)} containers)",
+            hint="give more characters of the id, or the name",
+        )
+    raise EnvkitError(f"no container {ref!r}", hint="`envkit ps -a` lists the containers")
+
+
+def remove(state: ContainerState) -> None:
+    """Delete a stopped container: its dir, log and name."""
+    name_file = containers_dir() / ".names" / state.name
+    with suppress(OSError):
+        if name_file.read_text() == state.id:
+            name_file.unlink()
+    if state.cgroup:
+        from envkit.runtime import cgroups
+
+        cgroups.remove(state.cgroup)
+    remove_dir(state.dir)
+
+
+def reap() -> list[ContainerState]:
+    """Finish the records of containers whose supervisor died (``kill -9`` of envkit).
+
+    Their init is killed if it still runs (pid and start time match), the record says
+    exited with :data:`LOST_EXIT_CODE`, and ``--rm`` containers are removed. Returns the
+    containers reaped.
+    """
+    reaped = []
+    for state in all_states():
+        if state.status == EXITED or alive(state.supervisor, state.supervisor_start):
+            continue
+        if alive(state.pid, state.pid_start):
+            kill_init(state, signal.SIGKILL)
+            wait_gone(state.pid, state.pid_start, timeout=5.0)
+        log.info("reaping container %s: its supervisor %d died", state.name, state.supervisor)
+        _remove_runtime_dir(state.dir / "rt")
+        state.mark_exited(LOST_EXIT_CODE)
+        if state.auto_remove:
+            remove(state)
+        reaped.append(state)
+    return reaped
+
+
+def kill_init(state: ContainerState, sig: int) -> bool:
+    """Send ``sig`` to the container's init if it is still that process; whether sent."""
+    if not state.pid or not alive(state.pid, state.pid_start):
+        return False
+    try:
+        os.kill(state.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pid: int, start: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for process ``pid`` (started at ``start``) to end."""
+    import select
+
+    if not alive(pid, start):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return not alive(pid, start)
+    try:
+        if process_start(pid) != start:
+            return True
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return not alive(pid, start)
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of ``pid`` (field 22 of /proc/PID/stat); ``None`` if no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    state, start = fields[0], int(fields[19])
+    return None if state in (b"Z", b"X") else start
+
+
+def alive(pid: int, start: int) -> bool:
+    """Whether process ``pid`` runs and is the one that started at ``start``."""
+    return pid > 0 and process_start(pid) == start
+
+
+def _claim_name(top: Path, name: str | None, container_id: str) -> str:
+    names = top / ".names"
+    names.mkdir(exist_ok=True)
+    if name is not None:
+        _check_name(name)
+        candidates: Iterator[str] = iter([name])
+    else:
+        candidates = _generated_names()
+    for candidate in candidates:
+        path = names / candidate
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if _name_is_stale(path, top):
+                    with suppress(FileNotFoundError):
+                        path.unlink()
+                    continue
+                break
+            with os.fdopen(fd, "w") as f:
+                f.write(container_id)
+            return candidate
+    raise EnvkitError(
+        f"the container name {name!r} is already in use",
+        hint=f"remove that container (`envkit rm {name}`) or choose another --name",
+    )
+
+
+def _check_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name) or len(name) > 128:
+        raise SpecError(
+            "--name",
+            "a container name is letters, digits and _ . - (first a letter or digit)",
+            value=name,
+        )
+
+
+def _generated_names() -> Iterator[str]:
+    for attempt in range(200):
+        base = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+        yield base if attempt < 20 else f"{base}{secrets.randbelow(1000)}"
+
+
+def _name_is_stale(path: Path, top: Path) -> bool:
+    """A name file whose container dir is gone (a removal interrupted midway)."""
+    try:
+        owner = path.read_text().strip()
+    except OSError:
+        return False
+    return bool(owner) and not (top / owner).exists()
+
+
+def _remove_runtime_dir(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        os.rmdir(path)
+
+
+def remove_dir(state_dir: Path) -> None:
+    """Remove a container's dir, including overlay's mode-0 ``work/work``.
+
+    Files a non-root container user wrote belong to subordinate ids, which an
+    unprivileged caller cannot remove; those are removed from inside a user namespace
+    with the container's id maps, where the caller is root over them.
+    """
+    if not state_dir.exists():
+        return
+    try:
+        _remove_tree(state_dir)
+    except OSError as exc:
+        if os.geteuid() == 0 or not _remove_in_userns(state_dir):
+            log.warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
+
+
+def _remove_tree(top: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(top):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                with suppress(OSError):
+                    os.chmod(path, 0o700)
+    shutil.rmtree(top)
+
+
+def _remove_in_userns(top: Path) -> bool:
+    """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
+    from envkit.runtime import idmap, syscalls
+
+    maps = idmap.plan()
+    if maps.single_id:
+        return False  # every file already belongs to the caller: nothing more to gain
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                _remove_tree(top)
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            maps.write(pid)
+            os.write(go_w, b"g")
+    except (OSError, RuntimeError_) as exc:
+        log.debug("user namespace for removing %s failed: %s", top, exc)
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0 and not top.exists()
