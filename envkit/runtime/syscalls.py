@@ -73,3 +73,23 @@ def pivot_root(new_root: str, put_old: str) -> None:
     if number is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {platform.machine()}")
     _check(_libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Move the calling thread into the namespace ``fd`` refers to (``setns(2)``).
+
+    Joining a user namespace needs a single-threaded caller; a network namespace can be
+    joined by one thread of a threaded process (sockets keep the namespace they were
+    created in).
+    """
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+NS_GET_USERNS = 0xB701
+
+
+def owner_userns(ns_fd: int) -> int:
+    """A new fd for the user namespace owning the namespace ``ns_fd`` (``NS_GET_USERNS``)."""
+    import fcntl
+
+    return fcntl.ioctl(ns_fd, NS_GET_USERNS)

@@ -1,0 +1,69 @@
+"""The entry points the runtime and the CLI use beside networks and endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from envkit.network import endpoints, names, ports, state
+from envkit.network.errors import NetworkError
+from envkit.network.ports import PortMapping
+
+
+def prepare() -> int:
+    """The pid of the running holder, started if needed.
+
+    A container to be networked joins ``/proc/<pid>/ns/user`` and unshares its own
+    network namespace there, then is passed to :func:`envkit.network.connect`. The
+    holder stays up for the calling process until it connects something or exits.
+    """
+    with state.locked():
+        endpoints.reap_locked()
+        pid = endpoints.ensure_running().holder.pid
+        endpoints.take_lease()
+        return pid
+
+
+def publish(container: str, mappings: Sequence[PortMapping | str]) -> list[PortMapping]:
+    """Publish ports of a connected ``container``; the mappings as bound (port 0 resolved).
+
+    A host port already in use raises :class:`NetworkError` naming it, before anything
+    starts. The forwarder stops with :func:`unpublish` or when the container is reaped.
+    """
+    parsed = [m if isinstance(m, PortMapping) else PortMapping.parse(m) for m in mappings]
+    with state.locked():
+        if not state.container_endpoints(container):
+            raise NetworkError(
+                f"container {container!r} is on no network: its ports cannot be published",
+                hint="connect it to a network first",
+            )
+        d = endpoints.ensure_running()
+        return ports.publish(container, d.holder.pid, parsed)
+
+
+def unpublish(container: str) -> None:
+    """Stop the port forwarders of ``container``."""
+    with state.locked():
+        ports.unpublish(container)
+        endpoints.stop_if_unused()
+
+
+def published(container: str) -> list[PortMapping]:
+    """The ports of ``container`` published now (``envkit port``)."""
+    return ports.published(container)
+
+
+def hosts_file(container: str) -> Path:
+    """The managed hosts file of ``container``, to bind-mount at /etc/hosts."""
+    path = names.hosts_path(container)
+    if not path.exists():
+        raise NetworkError(f"container {container!r} has no hosts file: it is on no network")
+    return path
+
+
+def resolv_conf(container: str) -> Path:
+    """The managed resolv.conf of ``container``, to bind-mount at /etc/resolv.conf."""
+    path = names.resolv_path(container)
+    if not path.exists():
+        raise NetworkError(f"container {container!r} has no resolv.conf: it is on no network")
+    return path

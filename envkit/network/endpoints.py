@@ -1,0 +1,254 @@
+"""Containers on networks: connect, disconnect, and re-attaching after a holder restart."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from envkit.network import holder, ipam, links, names, networks, ns, state
+from envkit.network.errors import NetworkError
+from envkit.network.state import Endpoint
+from envkit.runtime import syscalls
+
+
+def veth_name(network: str, container: str) -> str:
+    digest = hashlib.sha256(f"{network}\0{container}".encode()).hexdigest()
+    return "vek" + digest[:12]
+
+
+def _target(target: int | str) -> tuple[str, dict[str, int | str]]:
+    """The netns path of ``target`` (a pid or a path) and how to recognise it later."""
+    if isinstance(target, int):
+        return ns.ns_path(target, "net"), {"pid": target, "pid_start": state.Proc.of(target).start}
+    try:
+        return target, {"netns": target, "netns_ino": os.stat(target).st_ino}
+    except OSError as exc:
+        raise NetworkError(f"network namespace {target}: {exc.strerror}") from None
+
+
+def _attach(holder_pid: int, ep: Endpoint, default: bool) -> None:
+    net = networks.get(ep.network)
+    path = ns.ns_path(ep.pid, "net") if ep.pid else ep.netns
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    prefix = ipaddress.ip_network(net.subnet).prefixlen
+    try:
+        ns.in_holder(
+            holder_pid,
+            links.attach,
+            net.bridge,
+            ep.veth,
+            fd,
+            ep.ifname,
+            f"{ep.ip}/{prefix}",
+            net.gateway,
+            default,
+        )
+    finally:
+        os.close(fd)
+
+
+def connect(
+    network: str, container: str, target: int | str, aliases: Sequence[str] = ()
+) -> Endpoint:
+    """Attach ``container`` to ``network``; its endpoint (address, interface name).
+
+    ``target`` is the container's network namespace: the pid of a process in it, or the
+    path of a namespace file. The namespace must belong to the holder's user namespace
+    (see :func:`envkit.network.prepare`), so the holder's side can move a veth into it.
+    The container's first network gives it its default route.
+    """
+    state.check_name("container", container)
+    for alias in aliases:
+        state.check_name("alias", alias)
+    with state.locked():
+        net = networks.get(network)
+        old = state.load_endpoint(network, container)
+        if old is not None:
+            if old.alive():
+                raise NetworkError(
+                    f"container {container!r} is already connected to network {network!r}",
+                    hint="disconnect it first",
+                )
+            state.drop_endpoint(old)
+        reap_locked()
+        d = ensure_running()
+        _, ident = _target(target)
+        release_lease()
+        mine = state.container_endpoints(container)
+        taken = {e.ifname for e in mine}
+        ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
+        ip = ipam.allocate(net.subnet, [e.ip for e in state.endpoints(network)], net.last_ip)
+        order = max((e.order for e in state.endpoints()), default=0) + 1
+        ep = Endpoint(
+            network=network,
+            container=container,
+            ip=ip,
+            ifname=ifname,
+            veth=veth_name(network, container),
+            aliases=tuple(aliases),
+            order=order,
+            **ident,  # type: ignore[arg-type]
+        )
+        _attach(d.holder.pid, ep, default=not mine)
+        state.save_endpoint(ep)
+        state.save_network(net.__class__(**{**net.to_json(), "last_ip": ip}))
+        names.refresh(_neighbours(network, container))
+        return ep
+
+
+def _neighbours(network: str, container: str) -> list[str]:
+    """``container`` and every container sharing a network with it."""
+    nets = {e.network for e in state.container_endpoints(container)} | {network}
+    return sorted({e.container for e in state.endpoints() if e.network in nets} | {container})
+
+
+def disconnect(network: str, container: str) -> None:
+    """Detach ``container`` from ``network`` (its veth goes, its address is released)."""
+    with state.locked():
+        ep = state.load_endpoint(network, container)
+        if ep is None:
+            raise NetworkError(f"container {container!r} is not connected to network {network!r}")
+        _detach(ep)
+        stop_if_unused()
+
+
+def _detach(ep: Endpoint) -> None:
+    affected = _neighbours(ep.network, ep.container)
+    running = holder.current()
+    if running is not None:
+        ns.in_holder(running.holder.pid, links.remove_link, ep.veth)
+    state.drop_endpoint(ep)
+    names.refresh(affected)
+    if not state.container_endpoints(ep.container):
+        from envkit.network import ports
+
+        ports.unpublish(ep.container)
+        names.forget(ep.container)
+
+
+def ensure_running() -> state.Daemons:
+    """The daemons, (re)started if needed, with every live container re-attached.
+
+    Call with the state lock held, after :func:`reap_locked`.
+    """
+    if holder.current() is not None:
+        return holder.ensure()[0]
+    adopt = _userns_of_a_survivor()
+    try:
+        d, _ = holder.ensure(adopt)
+    finally:
+        if adopt is not None:
+            os.close(adopt)
+    first: set[str] = set()
+    for ep in state.endpoints():
+        try:
+            _attach(d.holder.pid, ep, default=ep.container not in first)
+            first.add(ep.container)
+        except NetworkError:
+            state.drop_endpoint(ep)
+    names.refresh()
+    return d
+
+
+def _userns_of_a_survivor() -> int | None:
+    for ep in state.endpoints():
+        path = ns.ns_path(ep.pid, "net") if ep.pid else ep.netns
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            return syscalls.owner_userns(fd)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return None
+
+
+def _lease_path(pid: int) -> Path:
+    return state.root() / "leases" / f"{pid}.json"
+
+
+def take_lease() -> None:
+    """Keep the holder up for this process until it connects something (or dies).
+
+    Between :func:`envkit.network.prepare` and the first connect, a container sits in
+    the holder's user namespace with nothing on disk saying so; without a lease another
+    command's disconnect could stop the holder under it.
+    """
+    me = state.Proc.of(os.getpid())
+    state.write_json(_lease_path(me.pid), {"pid": me.pid, "start": me.start})
+
+
+def release_lease() -> None:
+    _lease_path(os.getpid()).unlink(missing_ok=True)
+
+
+def _live_leases() -> bool:
+    folder = state.root() / "leases"
+    alive = False
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        data = state.read_json(path)
+        if data is not None and state.Proc(data["pid"], data["start"]).alive():
+            alive = True
+        else:
+            path.unlink(missing_ok=True)
+    return alive
+
+
+def reap_locked() -> None:
+    """Forget what died: endpoints of gone containers, their forwarders, a dead holder."""
+    from envkit.network import ports
+
+    for ep in state.endpoints():
+        if not ep.alive():
+            _detach(ep)
+    for container in ports.all_containers():
+        ports.prune_dead(container)
+        if not state.container_endpoints(container):
+            ports.unpublish(container)
+    d = state.load_daemons()
+    if d is not None and not d.holder.alive():
+        holder.stop_daemons(d)
+
+
+def reap() -> None:
+    """Clean up after crashed or killed envkit processes and containers (idempotent)."""
+    with state.locked():
+        reap_locked()
+        if state.endpoints():
+            ensure_running()
+        else:
+            stop_if_unused()
+
+
+def teardown() -> None:
+    """Remove everything running: forwarders, veths, bridges, daemons (networks stay)."""
+    from envkit.network import ports
+
+    with state.locked():
+        for container in ports.all_containers():
+            ports.unpublish(container)
+        for ep in state.endpoints():
+            state.drop_endpoint(ep)
+            names.forget(ep.container)
+        d = state.load_daemons()
+        if d is not None:
+            holder.stop_daemons(d)
+
+
+def stop_if_unused() -> None:
+    """Stop the holder and egress daemon when no container and no forwarder needs them."""
+    from envkit.network import ports
+
+    if state.endpoints() or any(ports.records(c) for c in ports.all_containers()):
+        return
+    if _live_leases():
+        return
+    d = state.load_daemons()
+    if d is not None:
+        holder.stop_daemons(d)

@@ -1,0 +1,72 @@
+"""iptables (legacy) rules inside the holder's network namespace.
+
+The holder never forwards between interfaces (``ip_forward`` 0, FORWARD policy DROP),
+which is what isolates networks from each other. Egress is not routed either: outbound
+TCP from a non-internal bridge is REDIRECTed to the egress proxy, which connects from the
+host's namespace (see :mod:`envkit.network.egress`). Traffic to any envkit subnet and all
+traffic from internal bridges is left alone, so it goes nowhere.
+
+The whole rule set is rewritten by one ``iptables-legacy-restore`` from the networks on
+disk each time they change: there is no incremental state to get wrong after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+
+from envkit.network.errors import NetworkError
+from envkit.network.state import NetworkInfo
+
+#: Port of the transparent egress proxy inside the holder's namespace.
+EGRESS_PORT = 15001
+RESTORE = "iptables-legacy-restore"
+
+
+def available() -> bool:
+    """Whether the egress rules can be installed (iptables-legacy is installed)."""
+    return shutil.which(RESTORE) is not None
+
+
+def lock_file() -> str:
+    """iptables' lock file: /run/xtables.lock is root's, so one of ours in the temp dir."""
+    return os.path.join(tempfile.gettempdir(), f"envkit-xtables.{os.geteuid()}.lock")
+
+
+def rules(networks: Sequence[NetworkInfo]) -> str:
+    """The ``iptables-restore`` input for ``networks``."""
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    # Where br_netfilter is loaded, frames bridged between two ports of one bridge pass
+    # FORWARD too: they must stay allowed (and only they).
+    lines += [f"-A FORWARD -i {net.bridge} -o {net.bridge} -j ACCEPT" for net in networks]
+    lines += ["COMMIT", "*nat"]
+    lines += [f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")]
+    for net in networks:
+        lines.append(f"-A PREROUTING -d {net.subnet} -j RETURN")
+    for net in networks:
+        if net.internal:
+            lines.append(f"-A PREROUTING -i {net.bridge} -j RETURN")
+    for net in networks:
+        if not net.internal:
+            lines.append(
+                f"-A PREROUTING -i {net.bridge} -p tcp -j REDIRECT --to-ports {EGRESS_PORT}"
+            )
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def apply(text: str, lock: str) -> None:
+    """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces)."""
+    done = subprocess.run(
+        [RESTORE, "-w"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "XTABLES_LOCKFILE": lock},
+    )
+    if done.returncode != 0:
+        raise NetworkError(f"{RESTORE} failed: {done.stderr.strip()}")

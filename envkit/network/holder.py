@@ -1,0 +1,148 @@
+"""The namespace holder: a sleeping process owning the user and network namespace.
+
+Every network of one ``$ENVKIT_HOME`` is a bridge inside the holder's network
+namespace, which belongs to the holder's user namespace (id maps from
+:func:`envkit.runtime.idmap.plan`, the containers' own). It is started on demand, stopped
+when nothing uses it, and when found dead it is started again and its bridges and rules
+are rebuilt from the state on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import signal
+from collections.abc import Callable
+
+from envkit.network import egress, firewall, links, ns, state
+from envkit.network.errors import NetworkError
+from envkit.runtime import idmap, syscalls
+
+SLEEP = "/bin/sleep"
+
+
+def _hold(go_r: int, done_w: int, adopt: int | None, ready: Callable[[], None]) -> None:
+    if adopt is None:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+    else:
+        syscalls.setns(adopt, syscalls.CLONE_NEWUSER)
+        os.close(adopt)
+    ready()
+    if os.read(go_r, 1) != b"g":
+        os._exit(1)
+    syscalls.unshare(syscalls.CLONE_NEWNET)
+    os.write(done_w, b"n")
+    os.close(go_r)
+    os.close(done_w)
+    # Only the namespaces matter now: exec a tiny sleeper instead of keeping a copy of
+    # the caller's Python heap alive.
+    if os.path.exists(SLEEP):
+        os.execv(SLEEP, ["sleep", "infinity"])
+    ns.never_returns()
+
+
+def _start_holder(adopt: int | None) -> state.Proc:
+    """A new holder; in the user namespace ``adopt`` (an fd) if given, else a new one."""
+    maps = idmap.plan()
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    keep = (go_r, done_w) if adopt is None else (go_r, done_w, adopt)
+    try:
+        pid = ns.daemonize("holder", lambda ready: _hold(go_r, done_w, adopt, ready), keep)
+    finally:
+        os.close(go_r)
+        os.close(done_w)
+    try:
+        proc = state.Proc.of(pid)
+        if adopt is None:
+            maps.write(pid)
+        os.write(go_w, b"g")
+        if os.read(done_r, 1) != b"n":
+            raise NetworkError("the namespace holder died while unsharing its network namespace")
+    except BaseException:
+        _kill(pid)
+        raise
+    finally:
+        os.close(go_w)
+        os.close(done_r)
+    return proc
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def setup(holder_pid: int) -> None:
+    """(Re)build loopback, bridges and rules in the holder from the networks on disk."""
+    networks = state.all_networks()
+    ns.in_holder(holder_pid, links.init_holder)
+    for net in networks:
+        prefix = ipaddress.ip_network(net.subnet).prefixlen
+        ns.in_holder(holder_pid, links.ensure_bridge, net.bridge, net.gateway, prefix)
+    sync_firewall(holder_pid)
+
+
+def sync_firewall(holder_pid: int) -> None:
+    """Rewrite the holder's iptables rules from the networks on disk."""
+    if not firewall.available():
+        return
+    text = firewall.rules(state.all_networks())
+    ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
+
+
+def current() -> state.Daemons | None:
+    """The live daemons, or ``None`` when no holder runs."""
+    d = state.load_daemons()
+    return d if d is not None and d.holder.alive() else None
+
+
+def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool]:
+    """The running daemons, started if needed; ``True`` when the holder is new.
+
+    A new holder joins the user namespace ``adopt`` (an fd) when given: containers that
+    outlived a dead holder still live in its user namespace, and only from inside it can
+    their network namespaces be reached again. Call with the state lock held.
+    """
+    d = state.load_daemons()
+    if d is not None and d.holder.alive():
+        if d.egress is None or not d.egress.alive():
+            d = state.Daemons(d.holder, egress.start(d.holder.pid))
+            state.save_daemons(d)
+        return d, False
+    if d is not None:
+        stop_daemons(d)
+    holder = _start_holder(adopt)
+    try:
+        setup(holder.pid)
+        d = state.Daemons(holder, egress.start(holder.pid))
+    except BaseException:
+        _kill(holder.pid)
+        raise
+    state.save_daemons(d)
+    return d, True
+
+
+def stop_daemons(d: state.Daemons) -> None:
+    """Kill the egress daemon and the holder (their namespaces and bridges go with them)."""
+    for proc in (d.egress, d.holder):
+        if proc is not None and proc.alive():
+            _kill(proc.pid)
+    state.holder_path().unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(firewall.lock_file())
+
+
+def require_tools() -> None:
+    """A clear error when the host lacks what the holder needs."""
+    if not os.path.exists("/proc/self/ns/user"):
+        raise NetworkError(
+            "this kernel has no user namespaces", hint="envkit doctor checks the kernel"
+        )
+    if shutil.which("iptables-legacy-restore") is None:
+        raise NetworkError(
+            "iptables-legacy-restore is not installed: containers would get no egress",
+            hint="apt-get install iptables",
+        )

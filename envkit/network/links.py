@@ -1,0 +1,85 @@
+"""Netlink work inside the holder's network namespace, through pyroute2.
+
+Every function here runs in a child that already joined the holder's namespaces (see
+:func:`envkit.network.ns.in_holder`); none of them shells out to ``ip``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from contextlib import suppress
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from envkit.network.ns import join_netns
+
+ENOENT_OR_ENODEV = (2, 19)
+EEXIST = 17
+
+
+def init_holder() -> None:
+    """Loopback up and routing between interfaces off: bridges stay islands."""
+    with IPRoute() as ip:
+        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write("0\n")
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
+    """Create bridge ``name`` holding ``gateway/prefixlen``, up (no-op if it exists)."""
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=name)
+        if not found:
+            ip.link("add", ifname=name, kind="bridge")
+            found = ip.link_lookup(ifname=name)
+        index = found[0]
+        try:
+            ip.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+        except NetlinkError as exc:
+            if exc.code != EEXIST:
+                raise
+        ip.link("set", index=index, state="up")
+
+
+def remove_link(name: str) -> None:
+    """Delete link ``name`` (a bridge or a veth end); no-op if it is gone."""
+    with IPRoute() as ip:
+        found = ip.link_lookup(ifname=name)
+        if found:
+            with suppress(NetlinkError):
+                ip.link("del", index=found[0])
+
+
+def link_names() -> list[str]:
+    """Names of every link in the holder's namespace."""
+    with IPRoute() as ip:
+        return [str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()]
+
+
+def attach(
+    bridge: str, veth: str, netns_fd: int, ifname: str, address: str, gateway: str, default: bool
+) -> None:
+    """A veth pair: ``veth`` on ``bridge`` here, ``ifname`` in the container's netns.
+
+    The container end is created directly in its namespace (no rename dance, no clash of
+    two containers' ``eth0`` here), then configured from inside it: address, up, and the
+    default route through ``gateway`` when ``default`` (the container's first network).
+    """
+    iface = ipaddress.ip_interface(address)
+    ensure_bridge(bridge, gateway, iface.network.prefixlen)
+    with IPRoute() as ip:
+        remove_stale = ip.link_lookup(ifname=veth)
+        if remove_stale:
+            ip.link("del", index=remove_stale[0])
+        ip.link("add", ifname=veth, kind="veth", peer={"ifname": ifname, "net_ns_fd": netns_fd})
+        index = ip.link_lookup(ifname=veth)[0]
+        ip.link("set", index=index, master=ip.link_lookup(ifname=bridge)[0], state="up")
+    join_netns(f"/proc/self/fd/{netns_fd}")
+    with IPRoute() as ip:
+        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+        index = ip.link_lookup(ifname=ifname)[0]
+        ip.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        ip.link("set", index=index, state="up")
+        if default:
+            ip.route("replace", dst="0.0.0.0/0", gateway=gateway)

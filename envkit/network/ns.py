@@ -1,0 +1,164 @@
+"""Getting into the holder's namespaces: forked helpers and daemons.
+
+Joining a user namespace needs a single-threaded process, so every operation inside the
+holder's namespaces runs in a freshly forked child (:func:`in_holder`), and every daemon
+(:func:`daemonize`) joins the user namespace before it starts any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from envkit.network.errors import NetworkError
+from envkit.runtime import syscalls
+
+T = TypeVar("T")
+
+
+def ns_path(pid: int, kind: str) -> str:
+    return f"/proc/{pid}/ns/{kind}"
+
+
+def join_userns(holder_pid: int, net: bool = False, become_root: bool = True) -> None:
+    """Join the holder's user namespace (and its netns) as its root; single-threaded only.
+
+    Both namespace files are opened first: once in, host root is no longer host root.
+    Root of the host is not mapped there (its container root is a subordinate id), so it
+    takes uid/gid 0 of the namespace explicitly: without that, the capabilities gained by
+    ``setns`` would be dropped by the next ``execve`` (of iptables, say). Daemons, which
+    never exec but read the caller's files, pass ``become_root=False``.
+    """
+    user_fd = os.open(ns_path(holder_pid, "user"), os.O_RDONLY | os.O_CLOEXEC)
+    net_fd = os.open(ns_path(holder_pid, "net"), os.O_RDONLY | os.O_CLOEXEC) if net else -1
+    try:
+        syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
+        if become_root and (os.getuid() != 0 or os.getgid() != 0):
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if net:
+            syscalls.setns(net_fd, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(user_fd)
+        if net:
+            os.close(net_fd)
+
+
+def join_netns(path: str) -> None:
+    """Move the calling thread into the network namespace at ``path``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(fd, syscalls.CLONE_NEWNET)
+    finally:
+        os.close(fd)
+
+
+def enter_holder(holder_pid: int) -> None:
+    """Join the holder's user and network namespaces (single-threaded callers only)."""
+    join_userns(holder_pid, net=True)
+
+
+def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in a child inside the holder's namespaces; its result.
+
+    Exceptions come back as :class:`NetworkError` with the child's message.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(r)
+        try:
+            enter_holder(holder_pid)
+            payload: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:
+            detail = str(exc) if isinstance(exc, NetworkError | OSError) else traceback.format_exc()
+            payload = (False, detail)
+        with os.fdopen(w, "wb") as out:
+            out.write(pickle.dumps(payload))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        raw = inp.read()
+    os.waitpid(pid, 0)
+    if not raw:
+        raise NetworkError(f"helper process inside the network namespace of {holder_pid} died")
+    ok, value = pickle.loads(raw)
+    if not ok:
+        raise NetworkError(f"inside the network namespace: {value}")
+    return value  # type: ignore[no-any-return]
+
+
+def daemonize(
+    name: str, body: Callable[[Callable[[], None]], None], keep: tuple[int, ...] = ()
+) -> int:
+    """Start ``body`` in a detached process (double fork, new session); its pid.
+
+    ``body`` gets a ``ready()`` callback and must call it once it serves; errors before
+    that are raised here as :class:`NetworkError`. Its stderr goes to
+    ``$ENVKIT_HOME/network/logs/<name>.log``; fds other than ``keep`` are closed.
+    """
+    from envkit.network import state
+
+    log = state.root() / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    r, w = os.pipe()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _detach(log, (*keep, w))
+
+            def ready() -> None:
+                os.write(w, b"ok %d\n" % os.getpid())
+
+            body(ready)
+            os._exit(0)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, NetworkError | OSError) else repr(exc)
+            traceback.print_exc()
+            try:
+                os.write(w, b"err " + message.encode(errors="replace") + b"\n")
+            finally:
+                os._exit(1)
+    os.close(w)
+    os.waitpid(first, 0)
+    with os.fdopen(r, "rb") as inp:
+        line = inp.readline().decode(errors="replace").strip()
+    if line.startswith("ok "):
+        return int(line[3:])
+    raise NetworkError(
+        f"the {name} daemon failed to start: {line[4:] if line else 'it died'}",
+        hint=f"see {log}",
+    )
+
+
+def _detach(log: Path, keep: tuple[int, ...]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(err, 2)
+    keep_set = {0, 1, 2, *keep}
+    for fd in _open_fds():
+        if fd not in keep_set:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _open_fds() -> list[int]:
+    return [int(n) for n in os.listdir("/proc/self/fd")]
+
+
+def never_returns() -> NoReturn:  # pragma: no cover - daemons only
+    while True:
+        signal.pause()

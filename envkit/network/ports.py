@@ -1,0 +1,206 @@
+"""Published ports: host sockets relayed into a container's address in the holder.
+
+The listening sockets are bound by the caller itself, in the host's namespace, before
+anything is started: a port already taken fails right there, naming the port (and port
+0 comes back as the port the kernel chose). They are then handed to a forwarder daemon
+that joins the holder's namespaces, so every connection it opens towards the container
+is made inside the holder, where the bridges are. The container's address is looked up
+on each new connection, so a container that was reconnected with a new address keeps
+its published ports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from envkit.network import ns, relay, state
+from envkit.network.errors import NetworkError
+
+PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """``host_ip:host_port`` on the host to ``container_port`` of the container."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = "127.0.0.1"
+
+    @classmethod
+    def parse(cls, text: str) -> PortMapping:
+        """``[IP:]HOST:CONTAINER[/udp]`` as ``-p`` takes it (HOST 0: a free port)."""
+        m = PORT_RE.match(text)
+        if m is None:
+            raise NetworkError(
+                f"bad port mapping {text!r}", hint="use [IP:]HOST:CONTAINER[/tcp|udp], e.g. 8080:80"
+            )
+        mapping = cls(int(m["host"]), int(m["ctr"]), m["proto"] or "tcp", m["ip"] or "127.0.0.1")
+        mapping.check()
+        return mapping
+
+    def check(self) -> None:
+        if not 0 <= self.host_port <= 65535 or not 1 <= self.container_port <= 65535:
+            raise NetworkError(
+                f"port out of range in {self}", hint="ports are 1-65535 (host 0: any)"
+            )
+        if self.protocol not in ("tcp", "udp"):
+            raise NetworkError(f"unknown protocol {self.protocol!r}", hint="use tcp or udp")
+        try:
+            socket.inet_aton(self.host_ip)
+        except OSError:
+            raise NetworkError(f"bad host address {self.host_ip!r} in a port mapping") from None
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}->{self.container_port}/{self.protocol}"
+
+
+def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
+    """The listening socket for ``mapping`` and the mapping with the port actually bound."""
+    mapping.check()
+    kind = socket.SOCK_STREAM if mapping.protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((mapping.host_ip, mapping.host_port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        where = f"{mapping.host_ip}:{mapping.host_port}/{mapping.protocol}"
+        if exc.errno == errno.EADDRINUSE:
+            raise NetworkError(
+                f"cannot publish {mapping}: host port {where} is already in use",
+                hint=f"choose another host port, or {'0'}:{mapping.container_port} for a free one",
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise NetworkError(
+                f"cannot publish {mapping}: binding {where} needs privileges",
+                hint="use a host port >= 1024 (or lower net.ipv4.ip_unprivileged_port_start)",
+            ) from None
+        raise NetworkError(f"cannot publish {mapping}: {where}: {exc.strerror}") from None
+    return sock, replace(mapping, host_port=sock.getsockname()[1])
+
+
+def container_ip(container: str) -> str | None:
+    """The address of ``container`` on its first network, read from disk."""
+    eps = state.container_endpoints(container)
+    return eps[0].ip if eps else None
+
+
+def _serve(
+    holder_pid: int,
+    container: str,
+    pairs: Sequence[tuple[socket.socket, PortMapping]],
+    ready: Callable[[], None],
+) -> None:
+    ns.join_userns(holder_pid, net=True, become_root=False)
+
+    def tcp_upstream(port: int) -> Callable[[socket.socket], socket.socket | None]:
+        def connect(_client: socket.socket) -> socket.socket | None:
+            ip = container_ip(container)
+            return socket.create_connection((ip, port), timeout=10) if ip else None
+
+        return connect
+
+    def udp_upstream(port: int) -> Callable[[tuple[str, int]], socket.socket | None]:
+        def connect(_client: tuple[str, int]) -> socket.socket | None:
+            ip = container_ip(container)
+            if ip is None:
+                return None
+            up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            up.connect((ip, port))
+            return up
+
+        return connect
+
+    threads = []
+    for sock, mapping in pairs:
+        if mapping.protocol == "tcp":
+            threads.append(
+                relay.in_thread(relay.serve_tcp, sock, tcp_upstream(mapping.container_port))
+            )
+        else:
+            threads.append(
+                relay.in_thread(relay.serve_udp, sock, udp_upstream(mapping.container_port))
+            )
+    ready()
+    for thread in threads:
+        thread.join()
+
+
+def _record_path(container: str) -> Path:
+    return state.root() / "forwarders" / f"{container}.json"
+
+
+def records(container: str) -> list[dict[str, Any]]:
+    """The forwarders of ``container`` on disk: ``{"pid", "start", "ports"}`` each."""
+    data = state.read_json(_record_path(container))
+    return list(data["forwarders"]) if data else []
+
+
+def all_containers() -> list[str]:
+    folder = state.root() / "forwarders"
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def publish(container: str, holder_pid: int, mappings: Sequence[PortMapping]) -> list[PortMapping]:
+    """Bind ``mappings`` now and start their forwarder; the mappings as bound.
+
+    Call with the state lock held and ``container`` attached to a network.
+    """
+    pairs: list[tuple[socket.socket, PortMapping]] = []
+    try:
+        for mapping in mappings:
+            pairs.append(bind(mapping))
+        keep = tuple(s.fileno() for s, _ in pairs)
+        pid = ns.daemonize(
+            f"ports-{container}", lambda ready: _serve(holder_pid, container, pairs, ready), keep
+        )
+    finally:
+        for sock, _ in pairs:
+            sock.close()
+    proc = state.Proc.of(pid)
+    bound = [m for _, m in pairs]
+    entry = {**asdict(proc), "ports": [asdict(m) for m in bound]}
+    state.write_json(_record_path(container), {"forwarders": [*records(container), entry]})
+    return bound
+
+
+def published(container: str) -> list[PortMapping]:
+    """The ports of ``container`` served by a live forwarder."""
+    found = []
+    for entry in records(container):
+        if state.Proc(entry["pid"], entry["start"]).alive():
+            found += [PortMapping(**m) for m in entry["ports"]]
+    return found
+
+
+def unpublish(container: str) -> None:
+    """Stop every forwarder of ``container`` (their listening sockets close with them)."""
+    for entry in records(container):
+        proc = state.Proc(entry["pid"], entry["start"])
+        if proc.alive():
+            with suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+    _record_path(container).unlink(missing_ok=True)
+
+
+def prune_dead(container: str) -> None:
+    """Forget forwarders of ``container`` that are no longer running."""
+    alive = [e for e in records(container) if state.Proc(e["pid"], e["start"]).alive()]
+    if alive:
+        state.write_json(_record_path(container), {"forwarders": alive})
+    else:
+        _record_path(container).unlink(missing_ok=True)

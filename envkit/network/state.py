@@ -1,0 +1,242 @@
+"""What the networking engine keeps on disk, under ``$ENVKIT_HOME/network``.
+
+Layout::
+
+    lock                          flock target: every change takes it exclusive
+    holder.json                   pid + start time of the namespace holder and egress daemon
+    networks/<name>.json          one network: subnet, gateway, bridge, flags, last address
+    endpoints/<name>/<ctr>.json   one container on that network: address, aliases, veth
+    forwarders/<ctr>.json         the port forwarders of a container and their bound ports
+    leases/<pid>.json             a process between prepare() and its first connect
+    hosts/<ctr>, resolv/<ctr>     files the runtime bind-mounts as /etc/hosts, resolv.conf
+    logs/                         stderr of the daemons
+
+Files are replaced atomically (write to a temp file, rename). A process is named by its
+pid *and* its start time, so a recycled pid is never mistaken for a dead holder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from envkit import settings
+from envkit.network.errors import NetworkError
+from envkit.store.locks import lock_for
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def root() -> Path:
+    """``$ENVKIT_HOME/network``."""
+    return settings.home() / "network"
+
+
+@contextmanager
+def locked() -> Iterator[None]:
+    """Hold the network state lock exclusive (reentrant in this thread)."""
+    base = root()
+    base.mkdir(parents=True, exist_ok=True)
+    with lock_for(base / "lock").exclusive():
+        yield
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a valid network or container name, else :class:`NetworkError`."""
+    if not NAME_RE.match(name):
+        raise NetworkError(
+            f"bad {kind} name {name!r}",
+            hint="use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The object in ``path``; ``None`` when the file is missing or was cut short."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically with ``data``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot; ``None`` if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] == b"Z":  # a zombie holds no namespace and serves nothing
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class Proc:
+    """A process we started, named by pid and start time."""
+
+    pid: int
+    start: int
+
+    @classmethod
+    def of(cls, pid: int) -> Proc:
+        start = start_time(pid)
+        if start is None:
+            raise NetworkError(f"process {pid} exited while it was being set up")
+        return cls(pid, start)
+
+    def alive(self) -> bool:
+        return self.pid > 0 and start_time(self.pid) == self.start
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """One user network as stored on disk (what ``network inspect`` shows)."""
+
+    name: str
+    subnet: str
+    gateway: str
+    bridge: str
+    internal: bool = False
+    #: Containers reach the host's 127.0.0.1 at :data:`HOST_LOOPBACK` (pasta's
+    #: ``--map-host-loopback``); off by default.
+    host_loopback: bool = False
+    last_ip: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One container attached to one network."""
+
+    network: str
+    container: str
+    ip: str
+    ifname: str
+    veth: str
+    aliases: tuple[str, ...] = ()
+    #: The container side: a pid (with start time) or a netns path with its inode.
+    pid: int = 0
+    pid_start: int = 0
+    netns: str = ""
+    netns_ino: int = 0
+    order: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Endpoint:
+        data = dict(data)
+        data["aliases"] = tuple(data.get("aliases", ()))
+        return cls(**data)
+
+    def alive(self) -> bool:
+        """Whether the container's network namespace still exists."""
+        if self.pid:
+            return Proc(self.pid, self.pid_start).alive()
+        try:
+            return os.stat(self.netns).st_ino == self.netns_ino
+        except OSError:
+            return False
+
+
+def network_path(name: str) -> Path:
+    return root() / "networks" / f"{name}.json"
+
+
+def load_network(name: str) -> NetworkInfo | None:
+    data = read_json(network_path(name))
+    return NetworkInfo(**data) if data is not None else None
+
+
+def all_networks() -> list[NetworkInfo]:
+    folder = root() / "networks"
+    if not folder.is_dir():
+        return []
+    found = (load_network(p.stem) for p in sorted(folder.glob("*.json")))
+    return [n for n in found if n is not None]
+
+
+def save_network(net: NetworkInfo) -> None:
+    write_json(network_path(net.name), net.to_json())
+
+
+def endpoint_path(network: str, container: str) -> Path:
+    return root() / "endpoints" / network / f"{container}.json"
+
+
+def endpoints(network: str | None = None) -> list[Endpoint]:
+    """Endpoints of one network (or of all), in the order they were connected."""
+    base = root() / "endpoints"
+    pattern = f"{network}/*.json" if network else "*/*.json"
+    found = []
+    for path in base.glob(pattern):
+        data = read_json(path)
+        if data is not None:
+            found.append(Endpoint.from_json(data))
+    return sorted(found, key=lambda e: (e.order, e.network, e.container))
+
+
+def container_endpoints(container: str) -> list[Endpoint]:
+    return [e for e in endpoints() if e.container == container]
+
+
+def load_endpoint(network: str, container: str) -> Endpoint | None:
+    data = read_json(endpoint_path(network, container))
+    return Endpoint.from_json(data) if data is not None else None
+
+
+def save_endpoint(ep: Endpoint) -> None:
+    write_json(endpoint_path(ep.network, ep.container), ep.to_json())
+
+
+def drop_endpoint(ep: Endpoint) -> None:
+    endpoint_path(ep.network, ep.container).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Daemons:
+    """The holder and the egress daemon of one ``$ENVKIT_HOME``."""
+
+    holder: Proc
+    egress: Proc | None = None
+
+
+def holder_path() -> Path:
+    return root() / "holder.json"
+
+
+def load_daemons() -> Daemons | None:
+    data = read_json(holder_path())
+    if data is None:
+        return None
+    egress = Proc(**data["egress"]) if data.get("egress") else None
+    return Daemons(Proc(**data["holder"]), egress)
+
+
+def save_daemons(d: Daemons) -> None:
+    write_json(
+        holder_path(),
+        {"holder": asdict(d.holder), "egress": asdict(d.egress) if d.egress else None},
+    )
