@@ -566,8 +566,15 @@ def start_exec(
         groups=groups,
         stdio=stdio,
         tty=tty,
+        tty_size=_terminal_size() if tty else (0, 0),
     )
     return nsexec.start(record.pid, config)
+
+
+def _terminal_size() -> tuple[int, int]:
+    from envkit.runtime.tty import window_size
+
+    return window_size(0, 1)
 
 
 def _layers_of(record: st.ContainerState) -> list[str]:
@@ -636,6 +643,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             readonly_root=options.read_only,
             stdio=options.stdio,
             tty=options.tty,
+            tty_size=_terminal_size() if options.tty else (0, 0),
             cgroup=record.cgroup or None,
         )
     except BaseException:

@@ -1,8 +1,13 @@
 """The ``envkit`` command: argparse over the commands plugins contribute.
 
 Every verb is a :class:`envkit.plugins.interfaces.Command` registered through the
-``envkit_commands`` hook, envkit's own included. ``main`` owns exit codes and error
-rendering: an :class:`~envkit.errors.EnvkitError` becomes one message on stderr and its
+``envkit_commands`` hook, envkit's own included. The container verbs (:data:`FAST_VERBS`:
+``run``, ``exec``, ``ps``...) take a fast path: a parser of that one command, without
+loading pluggy or discovering plugins, because their start-up time is the container's
+start-up time. A plugin therefore cannot replace these built-in verbs.
+
+``main`` owns exit codes and error rendering: an :class:`~envkit.errors.EnvkitError`
+becomes one message on stderr and its
 exit code (2 for bad input), never a traceback unless ``ENVKIT_DEBUG=1``.
 """
 
@@ -11,8 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from envkit.errors import EnvkitError
+
+#: Built-in verbs parsed without the plugin machinery: verb -> (module, class).
+FAST_VERBS = {
+    "run": ("envkit.cli.run", "RunCommand"),
+    "exec": ("envkit.cli.containers", "ExecCommand"),
+    "ps": ("envkit.cli.containers", "PsCommand"),
+    "stop": ("envkit.cli.containers", "StopCommand"),
+    "kill": ("envkit.cli.containers", "KillCommand"),
+    "rm": ("envkit.cli.containers", "RmCommand"),
+    "logs": ("envkit.cli.containers", "LogsCommand"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +40,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="envkit",
         description="Images and stacks described in Python, run rootless.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in sorted(get_manager().commands().items()):
         sp = sub.add_parser(name, help=command.help, description=command.help)
         command.configure(sp)
         sp.set_defaults(_command=command)
     return parser
+
+
+def fast_parser(verb: str) -> argparse.ArgumentParser:
+    """The parser of one built-in verb of :data:`FAST_VERBS` (no plugins loaded)."""
+    import importlib
+
+    module, cls = FAST_VERBS[verb]
+    command = getattr(importlib.import_module(module), cls)()
+    parser = argparse.ArgumentParser(prog=f"envkit {verb}", description=command.help)
+    command.configure(parser)
+    parser.set_defaults(_command=command)
+    return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package metadata is looked up only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
+        print(_version())
+        parser.exit()
 
 
 def _version() -> str:
@@ -50,8 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     from envkit.settings import debug
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()
+        if argv and argv[0] in FAST_VERBS:
+            parser = fast_parser(argv[0])
+            argv = argv[1:]
+        else:
+            parser = build_parser()
         args = parser.parse_args(argv)
         command = getattr(args, "_command", None)
         if command is None:

@@ -79,6 +79,8 @@ class ContainerConfig:
     #: Give the command a pseudo-terminal from the container's devpts; its master comes
     #: back to the caller as :attr:`envkit.runtime.spawn.Container.console`.
     tty: bool = False
+    #: The terminal's initial ``(rows, columns)``, set before the command starts.
+    tty_size: tuple[int, int] = (0, 0)
     #: Host path of a cgroup v2 directory the container joins (:mod:`.cgroups`).
     cgroup: str | None = None
 
@@ -128,6 +130,7 @@ class ExecConfig:
     groups: Sequence[int] = ()
     stdio: tuple[int, int, int] | None = None
     tty: bool = False
+    tty_size: tuple[int, int] = (0, 0)
     seccomp: bool = True
     new_session: bool = False
 

@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import socket
+import struct
 import termios
 from typing import NoReturn
 
@@ -117,13 +118,15 @@ def exec_command(
         fail(err_fd, 1, f"{stage}: {exc}")
 
 
-def open_console(console: socket.socket) -> int:
+def open_console(console: socket.socket, size: tuple[int, int] = (0, 0)) -> int:
     """A pty from the container's devpts: send the master to the caller, return the slave.
 
     The runc ``--console-socket`` pattern: the terminal is allocated inside the
     container (so ``/dev/pts/N`` exists there), the caller gets the master by SCM_RIGHTS.
     """
     master, slave = os.openpty()
+    if size != (0, 0):  # before the command can ask for it
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     try:
         socket.send_fds(console, [b"t"], [master])
     finally:
@@ -136,7 +139,7 @@ def run_init(config: ContainerConfig, err_fd: int, console: socket.socket | None
     """pid 1: start the command, forward signals, reap, exit with the command's code."""
     waited = FORWARDED | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    tty = open_console(console) if console is not None else None
+    tty = open_console(console, config.tty_size) if console is not None else None
     child = os.fork()
     if child == 0:
         exec_command(config, err_fd, tty)

@@ -134,7 +134,7 @@ def _helper(
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
         step = "terminal"
-        tty = init.open_console(console) if console is not None else None
+        tty = init.open_console(console, config.tty_size) if console is not None else None
         step = "fork into the pid namespace"
         for sig in init.FORWARDED:
             signal.signal(sig, signal.SIG_IGN)

@@ -13,6 +13,7 @@ import fcntl
 import os
 import select
 import signal
+import struct
 import termios
 from contextlib import suppress
 
@@ -24,6 +25,17 @@ def copy_window_size(source: int, master: int) -> None:
     with suppress(OSError):
         size = fcntl.ioctl(source, termios.TIOCGWINSZ, b"\0" * _WINSIZE_BYTES)
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+
+def window_size(*fds: int) -> tuple[int, int]:
+    """``(rows, columns)`` of the first of ``fds`` that is a terminal, else ``(0, 0)``."""
+    for fd in fds:
+        with suppress(OSError):
+            rows, cols, _, _ = struct.unpack(
+                "HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * _WINSIZE_BYTES)
+            )
+            return rows, cols
+    return 0, 0
 
 
 def attach(master: int, stdin: int | None = 0, stdout: int = 1) -> None:

@@ -1,0 +1,262 @@
+"""Containers with state on disk: run -d, ps, logs, exec, stop, kill, rm, -t, and the
+Python Container API, each used from another process than the one that started it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import envkit
+from envkit import containers
+from envkit.errors import EnvkitError, RuntimeError_
+from tests import images
+
+pytestmark = pytest.mark.rootless
+
+BUSYBOX = "busybox:1"
+LOOP = "echo started; echo to-err >&2; while true; do sleep 0.1; done"
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    work = tmp_path_factory.mktemp("containers")
+    images.build_archive(work / "bb.tar", [images.busybox_layer()], ref=BUSYBOX)
+    done = cli(work / "home", ["load", "-i", str(work / "bb.tar")])
+    assert done.returncode == 0, done.stderr
+    return work / "home"
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    yield loaded_home
+    from envkit.runtime import state
+
+    for record in state.all_states():
+        cli(loaded_home, ["rm", "-f", record.id])
+    assert state.all_states() == []
+
+
+def cli(
+    home: Path, argv: list[str], timeout: float = 60, stdin: int | None = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    env.pop("ENVKIT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=stdin,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_for(predicate: object, timeout: float = 10) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_detached_container_from_other_processes(home: Path) -> None:
+    done = cli(home, ["run", "-d", "--name", "web", BUSYBOX, "sh", "-c", LOOP])
+    assert done.returncode == 0, done.stderr
+    cid = done.stdout.strip()
+    assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
+
+    ps = cli(home, ["ps"])
+    assert cid[:12] in ps.stdout and "web" in ps.stdout and "Up " in ps.stdout
+    assert cli(home, ["ps", "-q"]).stdout.split() == [cid[:12]]
+
+    wait_for(lambda: "started" in cli(home, ["logs", "web"]).stdout)
+    logs = cli(home, ["logs", cid[:6]])  # an id prefix works too
+    assert logs.stdout == "started\n" and logs.stderr == "to-err\n"
+    assert cli(home, ["logs", "--tail", "1", "web"]).stderr == "to-err\n"
+
+    exe = cli(
+        home, ["exec", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X $(pwd); exit 4"]
+    )
+    assert (exe.returncode, exe.stdout) == (4, "1 /tmp\n")
+    who = cli(home, ["exec", "-u", "nobody", "web", "id", "-u"])
+    assert who.stdout.strip() == "65534"
+    procs = cli(home, ["exec", "web", "sh", "-c", "cat /proc/1/status | head -1; hostname"])
+    assert procs.stdout.split("\n")[1] == cid[:12]  # the container's uts namespace
+    missing = cli(home, ["exec", "web", "no-such-command"])
+    assert missing.returncode == 127 and "no-such-command" in missing.stderr
+
+    refused = cli(home, ["rm", "web"])
+    assert refused.returncode == 1 and "is running" in refused.stderr
+    dup = cli(home, ["run", "-d", "--name", "web", BUSYBOX, "true"])
+    assert dup.returncode == 2 and "already in use" in dup.stderr
+
+    stop = cli(home, ["stop", "-t", "5", "web"])
+    assert stop.returncode == 0 and stop.stdout == "web\n"
+    ps_all = cli(home, ["ps", "-a"]).stdout
+    assert "Exited (143)" in ps_all  # sh died of the SIGTERM
+    assert cli(home, ["ps", "-q"]).stdout == ""
+    gone = cli(home, ["exec", "web", "true"])
+    assert gone.returncode == 1 and "not running" in gone.stderr
+    assert cli(home, ["rm", "web"]).returncode == 0
+    assert cli(home, ["ps", "-aq"]).stdout == ""
+    assert not (home / "containers" / cid).exists()
+
+
+def test_kill_signal_and_forced_rm(home: Path) -> None:
+    trap = "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done"
+    cid = cli(home, ["run", "-d", BUSYBOX, "sh", "-c", trap]).stdout.strip()
+    wait_for(lambda: "ready" in cli(home, ["logs", cid]).stdout)
+    assert cli(home, ["kill", "-s", "USR1", cid[:10]]).returncode == 0
+    wait_for(lambda: "got-usr1" in cli(home, ["logs", cid]).stdout)
+    assert cli(home, ["rm", "-f", cid]).returncode == 0
+    assert cli(home, ["ps", "-aq"]).stdout == ""
+    assert cli(home, ["kill", "nope"]).returncode == 1
+
+
+def test_foreground_run_keeps_state_until_rm(home: Path) -> None:
+    done = cli(home, ["run", "--name", "once", BUSYBOX, "sh", "-c", "echo out; exit 3"])
+    assert (done.returncode, done.stdout) == (3, "out\n")
+    assert "Exited (3)" in cli(home, ["ps", "-a"]).stdout
+    assert cli(home, ["rm", "once"]).returncode == 0
+    assert cli(home, ["run", "--rm", BUSYBOX, "true"]).returncode == 0
+    assert cli(home, ["ps", "-aq"]).stdout == ""
+
+
+def test_logs_follow_ends_with_the_container(home: Path) -> None:
+    script = "for i in 1 2 3; do echo line $i; sleep 0.2; done"
+    cid = cli(home, ["run", "-d", BUSYBOX, "sh", "-c", script]).stdout.strip()
+    followed = cli(home, ["logs", "-f", cid], timeout=20)
+    assert followed.stdout == "line 1\nline 2\nline 3\n"
+    assert "Exited (0)" in cli(home, ["ps", "-a"]).stdout
+
+
+def test_run_with_tty_resize_and_ctrl_c(home: Path) -> None:
+    """-it under a pty as a terminal would give it: tty inside, window size, Ctrl-C."""
+    script = "tty; stty size; echo ready; sleep 30; echo not-reached"
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes envkit run -it
+        os.environ["ENVKIT_HOME"] = str(home)
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "envkit", "run", "-it", "--rm", BUSYBOX, "sh", "-c", script],
+        )
+    import fcntl
+
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    before = termios.tcgetattr(master)
+    output = _read_until(master, b"ready")
+    assert b"/dev/pts/0" in output  # a terminal from the container's own devpts
+    assert b"33 101" in output
+    os.write(master, b"\x03")  # Ctrl-C: the container's terminal turns it into SIGINT
+    output += _read_until(master, None)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert b"not-reached" not in output
+    assert termios.tcgetattr(master)[3] == before[3]  # local modes restored
+    os.close(master)
+
+
+def test_exec_with_tty(home: Path) -> None:
+    cid = cli(
+        home, ["run", "-d", BUSYBOX, "sh", "-c", "while true; do sleep 0.1; done"]
+    ).stdout.strip()
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover
+        os.environ["ENVKIT_HOME"] = str(home)
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "envkit", "exec", "-t", cid, "sh", "-c", "tty; exit 6"],
+        )
+    output = _read_until(master, None)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 6
+    assert b"/dev/pts/" in output
+    os.close(master)
+
+
+def _read_until(fd: int, marker: bytes | None, timeout: float = 20) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker is None or marker not in data:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; got {data!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if marker is None:
+                return data
+            raise AssertionError(f"EOF before {marker!r}; got {data!r}")
+        data += chunk
+    return data
+
+
+def test_python_api(home: Path) -> None:
+    with envkit.run(BUSYBOX, ["sh", "-c", "echo hi; echo err >&2"]) as c:
+        assert c.wait() == 0
+        assert c.logs() == "hi\nerr\n"  # captured when no stdio is given
+        assert c.status == "exited"
+    assert containers.list_containers(all=True) == []  # the with block removed it
+
+    c = envkit.run(BUSYBOX, ["sh", "-c", "while true; do sleep 0.1; done"], name="api", detach=True)
+    try:
+        assert c.status == "running"
+        same = containers.get("api")  # as another process would find it
+        assert same.id == c.id
+        result = same.exec(["sh", "-c", "echo $HOME; id -u; exit 2"])
+        assert result == containers.ExecResult(2, "/root\n0\n")
+        with pytest.raises(RuntimeError_, match="is running"):
+            same.remove()
+        assert same.stop(timeout=5) == 143
+        with pytest.raises(RuntimeError_, match="not running"):
+            c.exec(["true"])
+    finally:
+        c.remove(force=True)
+    with pytest.raises(EnvkitError, match="no container"):
+        containers.get("api")
+
+
+def test_python_api_kill_and_auto_remove(home: Path) -> None:
+    c = envkit.run(BUSYBOX, ["sleep", "30"], remove=True, stdio=(0, 1, 2))
+    c.kill()
+    assert c.wait() == 128 + signal.SIGKILL
+    assert containers.list_containers(all=True) == []
+    with pytest.raises(TimeoutError), envkit.run(BUSYBOX, ["sleep", "30"]) as slow:
+        slow.wait(timeout=0.2)
+
+
+def test_limits_are_refused_without_delegation(home: Path) -> None:
+    from envkit.runtime import cgroups
+
+    parent = cgroups.parent_dir()
+    if parent is not None and "memory" in (parent / "cgroup.controllers").read_text().split():
+        pytest.skip("this host delegates cgroup v2 controllers: the limit would be applied")
+    done = cli(home, ["run", "--rm", "--memory", "64m", "--pids-limit", "10", BUSYBOX, "true"])
+    assert done.returncode == 2
+    assert "--memory, --pids-limit" in done.stderr and "cgroup v2" in done.stderr
+    assert "hint:" in done.stderr
+    assert cli(home, ["ps", "-aq"]).stdout == ""  # nothing half-made is left
