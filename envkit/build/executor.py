@@ -1,0 +1,395 @@
+"""Build an Image: plan its stages and keys, reuse cached steps, execute the rest.
+
+:func:`build` plans (:func:`envkit.build.keys.plan`, the context's stat index makes this
+cheap), then finds for the requested image the last step whose result is cached. A fully
+cached image takes the fast path: its manifest and config are written (they usually
+exist already) and it is tagged; no base is provided, no container started, no layer
+written. Otherwise the steps after the last hit execute, and so do the stages that the
+executed ``copy(from_=...)`` steps read, independent stages in parallel threads. Each
+executed step holds its key's lock, looks the cache up again (a concurrent build may have
+just made it), runs, and records the state after it.
+
+Layers are gzip: zstd would be smaller and faster, but podman 4.3 and older docker
+cannot read zstd layers. Timestamps come from ``SOURCE_DATE_EPOCH`` (0 when unset), so
+the same inputs give the same image id and manifest digest, with or without the cache
+and on another machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envkit.build import copy_step
+from envkit.build.cache import StepCache
+from envkit.build.copy_layer import LayerEntry, write_entries
+from envkit.build.extra_steps import AddArchive, WriteFile
+from envkit.build.image_state import ImageState, build_epoch
+from envkit.build.keys import BuildPlan, StagePlan, StepPlan, plan, store_resolver
+from envkit.build.progress import Progress
+from envkit.build.rootfs_view import RootView
+from envkit.errors import BuildError
+from envkit.oci.layer_writer import Compression, LayerInfo
+from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
+from envkit.spec import steps as st
+from envkit.spec.bases import Archive, Base, Scratch
+from envkit.spec.image import Image
+from envkit.store.atomic import TempFile
+from envkit.store.layout import Store
+
+#: Label holding the envkit form of the health check (seconds as floats, exactly).
+HEALTHCHECK_LABEL = "io.envkit.healthcheck"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built image: its manifest in the store, its id, and what the build did."""
+
+    manifest: Descriptor
+    image_id: str
+    """The config digest, as ``docker build`` prints it."""
+    tag: str | None = None
+    executed: int = 0
+    cached: int = 0
+
+    @property
+    def digest(self) -> str:
+        """The manifest digest."""
+        return self.manifest.digest
+
+
+@dataclass
+class _Counters:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    executed: int = 0
+    cached: int = 0
+    next_id: int = 0
+
+    def sid(self) -> int:
+        with self.lock:
+            self.next_id += 1
+            return self.next_id
+
+
+def build(
+    image: Image,
+    context: str | os.PathLike[str] = ".",
+    *,
+    tag: str | None = None,
+    no_cache: bool = False,
+    progress: Progress | None = None,
+    store: Store | None = None,
+    compression: Compression = "gzip",
+) -> BuildResult:
+    """Build ``image`` with ``context`` as build context; tag it ``tag`` or keep it by
+    digest. Raises :class:`BuildError` (exit code 1) when a step fails: nothing is
+    tagged and no temporary file or container is left behind."""
+    builder = Builder(
+        store or Store.default(), no_cache=no_cache, progress=progress, compression=compression
+    )
+    return builder.build(image, Path(context), tag=tag)
+
+
+class Builder:
+    """One build session over a store; reusable for several images (a stack's)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        no_cache: bool = False,
+        progress: Progress | None = None,
+        compression: Compression = "gzip",
+    ) -> None:
+        self.store = store
+        self.no_cache = no_cache
+        self.progress = progress or Progress()
+        self.compression: Compression = compression
+        self.cache = StepCache()
+        self.epoch = build_epoch()
+        self._counters = _Counters()
+
+    def build(self, image: Image, context: Path, *, tag: str | None = None) -> BuildResult:
+        """Build one image (see :func:`build`)."""
+        context = context.absolute()
+        if tag is not None:
+            from envkit.oci.reference import parse
+
+            parse(tag)  # a bad tag fails before any work
+        with self.store.shared():
+            the_plan = plan(image, context, resolve=store_resolver(self.store))
+            finished = self._final_state(the_plan, context).finished()
+            desc = self._publish(finished, tag)
+        return BuildResult(
+            manifest=desc,
+            image_id=finished.manifest().config.digest,
+            tag=tag,
+            executed=self._counters.executed,
+            cached=self._counters.cached,
+        )
+
+    # -- stages --------------------------------------------------------------------
+
+    def _final_state(self, the_plan: BuildPlan, context: Path) -> ImageState:
+        hits: dict[int, tuple[int, ImageState | None]] = {}
+        needed: set[int] = set()
+        queue = [the_plan.final.index]
+        while queue:
+            index = queue.pop()
+            if index in needed:
+                continue
+            needed.add(index)
+            stage = the_plan.stages[index]
+            hits[index] = self._last_hit(stage)
+            first = hits[index][0] + 1
+            queue += [s.from_stage for s in stage.steps[first:] if s.from_stage is not None]
+        results: dict[int, ImageState] = {}
+        for wave in the_plan.waves():
+            todo = [i for i in wave if i in needed]
+
+            def run(i: int) -> ImageState:
+                return self._stage(the_plan.stages[i], hits[i], results, context)
+
+            if len(todo) == 1:
+                results[todo[0]] = run(todo[0])
+            elif todo:
+                with ThreadPoolExecutor(max_workers=min(len(todo), 4)) as pool:
+                    futures = {i: pool.submit(run, i) for i in todo}
+                    for i, future in futures.items():
+                        results[i] = future.result()
+        return results[the_plan.final.index]
+
+    def _last_hit(self, stage: StagePlan) -> tuple[int, ImageState | None]:
+        """The index of the last cached step of ``stage`` and its state (-1, None: none)."""
+        if self.no_cache:
+            return -1, None
+        for index in range(len(stage.steps) - 1, -1, -1):
+            found = self.cache.get(stage.steps[index].key, self.store)
+            if found is not None:
+                return index, found
+        return -1, None
+
+    def _stage(
+        self,
+        stage: StagePlan,
+        hit: tuple[int, ImageState | None],
+        results: dict[int, ImageState],
+        context: Path,
+    ) -> ImageState:
+        last, state = hit
+        total = len(stage.steps)
+        for index in range(last + 1):
+            self.progress.cached(self._counters.sid(), _label(stage, index, total))
+            with self._counters.lock:
+                self._counters.cached += 1
+        if state is None:
+            state = self._base_state(stage.base, context)
+        cmd_set = any(isinstance(s.step, st.Cmd) for s in stage.steps[: last + 1])
+        for index in range(last + 1, total):
+            planned = stage.steps[index]
+            label = _label(stage, index, total)
+            source = results.get(planned.from_stage) if planned.from_stage is not None else None
+            state = self._step(planned, state, source, label, context, cmd_set)
+            cmd_set = cmd_set or isinstance(planned.step, st.Cmd)
+        return state
+
+    def _base_state(self, base: Base, context: Path) -> ImageState:
+        if isinstance(base, Scratch):
+            return ImageState.scratch()
+        from envkit.plugins.manager import get_manager
+
+        params = dict(base.params())
+        if isinstance(base, Archive) and not os.path.isabs(base.path):
+            params["path"] = str(context / base.path)
+        desc = get_manager().image_source(base.kind).provide(params, self.store)
+        _, manifest = self.store.image_manifest(desc)
+        config = self.store.config(manifest)
+        return ImageState(manifest.layers, config.raw)
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _step(
+        self,
+        planned: StepPlan,
+        state: ImageState,
+        source: ImageState | None,
+        label: str,
+        context: Path,
+        cmd_set: bool,
+    ) -> ImageState:
+        sid = self._counters.sid()
+        with self.cache.lock(planned.key):
+            found = None if self.no_cache else self.cache.get(planned.key, self.store)
+            if found is not None:
+                self.progress.cached(sid, label)
+                with self._counters.lock:
+                    self._counters.cached += 1
+                return found
+            self.progress.start(sid, label)
+            began = time.monotonic()
+            try:
+                after = self._execute(planned, state, source, label, context, cmd_set, sid)
+            except BuildError as exc:
+                self.progress.failed(sid, exc.message.splitlines()[0])
+                raise
+            self.cache.put(planned.key, after)
+            self.progress.done(sid, time.monotonic() - began)
+            with self._counters.lock:
+                self._counters.executed += 1
+            return after
+
+    def _execute(
+        self,
+        planned: StepPlan,
+        state: ImageState,
+        source: ImageState | None,
+        label: str,
+        context: Path,
+        cmd_set: bool,
+        sid: int,
+    ) -> ImageState:
+        step = planned.step
+        created_by = label.split("] ", 1)[-1]
+        if isinstance(step, st.Run):
+            from envkit.build.run_step import execute_run
+
+            info = execute_run(
+                step,
+                state,
+                self.store,
+                label=label,
+                base_dir=context,
+                epoch=self.epoch,
+                compression=self.compression,
+                on_output=lambda line: self.progress.output(sid, line),
+            )
+            return state.with_layer(info.descriptor(), info.diff_id, created_by)
+        if isinstance(step, st.Copy):
+            entries = self._copy_entries(planned, step, state, source, context)
+            info = self._write_entries(entries)
+            return state.with_layer(info.descriptor(), info.diff_id, created_by)
+        return state.with_settings(config_change(step, state, cmd_set), created_by)
+
+    def _copy_entries(
+        self,
+        planned: StepPlan,
+        step: st.Copy,
+        state: ImageState,
+        source: ImageState | None,
+        context: Path,
+    ) -> list[LayerEntry]:
+        view = RootView.of(self.store, state)
+        if isinstance(step, WriteFile):
+            return copy_step.write_file_entries(step, state, view)
+        read_from = planned.context or context
+        if step.from_ is not None:
+            if source is None:
+                raise BuildError(f"copy {step.src}: its source stage was not built (envkit bug)")
+            return copy_step.stage_entries(step, state, view, RootView.of(self.store, source))
+        selection = copy_step.from_context(step, read_from, planned.inputs)
+        if isinstance(step, AddArchive):
+            return copy_step.archive_entries(step, state, view, selection, read_from)
+        return copy_step.context_entries(step, state, view, selection, read_from)
+
+    def _write_entries(self, entries: list[LayerEntry]) -> LayerInfo:
+        with self.store.shared(), TempFile(self.store.tmp_dir, "layer") as tmp:
+            info = write_entries(entries, tmp.file, epoch=self.epoch, compression=self.compression)
+            tmp.commit(self.store.blob_path(info.digest), replace=False)
+        return info
+
+    # -- result --------------------------------------------------------------------
+
+    def _publish(self, state: ImageState, tag: str | None) -> Descriptor:
+        self.store.write_blob(state.config_bytes())
+        desc = self.store.put_manifest(state.manifest().to_bytes(), MT_OCI_MANIFEST)
+        if tag is not None:
+            self.store.tag(tag, desc)
+        else:
+            self.store.keep(desc)
+        return desc
+
+
+def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> dict[str, Any]:
+    """What a config-only step changes in the config's ``config`` object."""
+    settings = state.settings
+    if isinstance(step, st.Env):
+        env = dict(item.partition("=")[::2] for item in settings.get("Env") or [])
+        env.update(step.values)
+        return {"Env": [f"{k}={v}" for k, v in env.items()]}
+    if isinstance(step, st.Workdir):
+        base = str(settings.get("WorkingDir") or "/")
+        return {"WorkingDir": os.path.normpath(os.path.join(base, step.path))}
+    if isinstance(step, st.User):
+        return {"User": step.user}
+    if isinstance(step, st.Expose):
+        ports = dict(settings.get("ExposedPorts") or {})
+        ports[f"{step.port}/{step.proto}"] = {}
+        return {"ExposedPorts": dict(sorted(ports.items()))}
+    if isinstance(step, st.Entrypoint):
+        change: dict[str, Any] = {"Entrypoint": list(step.argv) or None}
+        if not cmd_set:
+            change["Cmd"] = None  # as docker: ENTRYPOINT resets a Cmd inherited from the base
+        return change
+    if isinstance(step, st.Cmd):
+        return {"Cmd": list(step.argv) or None}
+    if isinstance(step, st.Label):
+        labels = dict(settings.get("Labels") or {})
+        labels.update(step.values)
+        return {"Labels": labels}
+    if isinstance(step, st.SetHealthcheck):
+        return healthcheck_change(step, settings)
+    raise BuildError(f"unknown step {type(step).__name__} (envkit bug)")
+
+
+def healthcheck_change(step: st.SetHealthcheck, settings: dict[str, Any]) -> dict[str, Any]:
+    """Docker's ``Healthcheck`` (durations in ns) plus the exact envkit form as a label."""
+    from envkit.oci.types import canonical_json
+
+    check = step.healthcheck
+    labels = dict(settings.get("Labels") or {})
+    labels[HEALTHCHECK_LABEL] = canonical_json(check.canonical()).decode()
+    docker: dict[str, Any] = {"Test": list(check.test)}
+    if not check.disabled:
+        docker.update(
+            Interval=int(check.interval * 1e9),
+            Timeout=int(check.timeout * 1e9),
+            Retries=check.retries,
+            StartPeriod=int(check.start_period * 1e9),
+        )
+    return {"Healthcheck": docker, "Labels": labels}
+
+
+def _label(stage: StagePlan, index: int, total: int) -> str:
+    return f"[{_stage_name(stage)}{index + 1}/{total}] {describe(stage.steps[index].step)}"
+
+
+def _stage_name(stage: StagePlan) -> str:
+    return f"stage-{stage.index} " if stage.index else ""
+
+
+def describe(step: st.Step) -> str:
+    """A short Dockerfile-like description of a step (never a secret's value)."""
+    if isinstance(step, st.Run):
+        argv = list(step.argv)
+        text = argv[2] if argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3 else shlex.join(argv)
+        return "RUN " + " ".join(text.split())[:100]
+    if isinstance(step, WriteFile):
+        return f"COPY <<EOF {step.dst}"
+    if isinstance(step, AddArchive):
+        return f"ADD {step.src} {step.dst}"
+    if isinstance(step, st.Copy):
+        origin = " --from=stage" if step.from_ is not None else ""
+        return f"COPY{origin} {step.src} {step.dst}"
+    canonical = step.canonical()
+    op = str(canonical.pop("op")).upper()
+    values = list(canonical.values())
+    body = (
+        str(values[0]) if len(values) == 1 else " ".join(f"{k}={v}" for k, v in canonical.items())
+    )
+    return f"{op} {body}"[:100]

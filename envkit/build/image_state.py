@@ -1,0 +1,110 @@
+"""The image a build has made so far: its layers and its config document.
+
+Each executed step turns one :class:`ImageState` into the next; the cache stores the
+state after each step, so a cached step needs nothing else to continue from. Timestamps
+come from :func:`build_epoch` (``SOURCE_DATE_EPOCH``, else 0), so the same inputs give
+the same config and manifest digests on any machine and at any time.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from envkit.oci.digest import sha256_bytes
+from envkit.oci.layer_writer import source_date_epoch_from_env
+from envkit.oci.types import MT_OCI_CONFIG, MT_OCI_MANIFEST, Descriptor, Manifest, canonical_json
+
+
+def build_epoch() -> int:
+    """Seconds since 1970 every timestamp of a build is clamped to: ``SOURCE_DATE_EPOCH``
+    when set, else 0 (reproducible by default, as ``docker buildx --source-date-epoch``)."""
+    value = source_date_epoch_from_env()
+    return 0 if value is None else value
+
+
+def rfc3339(epoch: int) -> str:
+    """``epoch`` as the ``created`` field of an image config (UTC, seconds)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """Layers (manifest descriptors, base first) and the full config document."""
+
+    layers: tuple[Descriptor, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def scratch(cls) -> ImageState:
+        """An empty image for the host's platform."""
+        from envkit.oci.types import ImageConfig
+
+        return cls((), ImageConfig.empty().raw)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The config's ``config`` object (Env, Cmd, WorkingDir...)."""
+        value = self.config.get("config")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def diff_ids(self) -> list[str]:
+        """The uncompressed digests of the layers, base first."""
+        rootfs = self.config.get("rootfs") or {}
+        return [str(d) for d in rootfs.get("diff_ids", [])]
+
+    def with_settings(self, change: dict[str, Any], created_by: str) -> ImageState:
+        """A copy with ``change`` merged into ``config`` and a history entry (no layer)."""
+        raw = copy.deepcopy(self.config)
+        settings = raw.setdefault("config", {})
+        settings.update(change)
+        _history(raw, created_by, empty=True)
+        return ImageState(self.layers, raw)
+
+    def with_layer(self, layer: Descriptor, diff_id: str, created_by: str) -> ImageState:
+        """A copy with ``layer`` on top."""
+        raw = copy.deepcopy(self.config)
+        rootfs = raw.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+        rootfs.setdefault("type", "layers")
+        rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), diff_id]
+        _history(raw, created_by, empty=False)
+        return ImageState((*self.layers, layer), raw)
+
+    def finished(self) -> ImageState:
+        """The state with ``created`` set from the build epoch (what gets stored)."""
+        raw = copy.deepcopy(self.config)
+        raw["created"] = rfc3339(build_epoch())
+        return ImageState(self.layers, raw)
+
+    def config_bytes(self) -> bytes:
+        """The config document, canonical JSON."""
+        return canonical_json(self.config)
+
+    def manifest(self) -> Manifest:
+        """The OCI manifest of this state."""
+        raw = self.config_bytes()
+        desc = Descriptor(MT_OCI_CONFIG, sha256_bytes(raw), len(raw))
+        return Manifest(config=desc, layers=self.layers, media_type=MT_OCI_MANIFEST)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as cache entries store it."""
+        return {"layers": [d.to_json() for d in self.layers], "config": self.config}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageState:
+        """Inverse of :meth:`to_json`; raises KeyError/TypeError/ValueError when malformed."""
+        layers = tuple(Descriptor.from_json(d) for d in data["layers"])
+        config = data["config"]
+        if not isinstance(config, dict):
+            raise TypeError("config is not an object")
+        return cls(layers, config)
+
+
+def _history(raw: dict[str, Any], created_by: str, *, empty: bool) -> None:
+    entry: dict[str, Any] = {"created": rfc3339(build_epoch()), "created_by": created_by}
+    if empty:
+        entry["empty_layer"] = True
+    raw["history"] = [*raw.get("history", []), entry]

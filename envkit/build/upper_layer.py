@@ -1,0 +1,149 @@
+"""A run step's overlay upper dir as a layer, written from inside its user namespace.
+
+The container wrote the upper dir as its own ids, which on the host are the subordinate
+ids of the container's id map (as root: a high range; rootless: the caller and its
+subordinate range). A forked child enters a new user namespace with the same maps and
+becomes its root, so it sees every file with its container owner and may read all of
+them: the layer gets container ids (0:0, 1000:1000...), never host ones, with one code
+path for root and rootless builds.
+
+The child also removes the mount points the runtime had to create (``/run/secrets/x``
+for a secret, the targets of cache mounts) when the image did not have them and they are
+still empty, so that no trace of a mount reaches the layer.
+
+Forks are serialised with :data:`FORK_LOCK`: the executor runs stages in threads, and a
+child forked while another thread holds an interpreter lock could deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from envkit.errors import BuildError
+from envkit.oci.layer_writer import Compression, LayerInfo, write_layer
+
+#: Held around every fork of a build (container starts and layer writers).
+FORK_LOCK = threading.Lock()
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def write_upper_layer(
+    upper: Path,
+    out: BinaryIO,
+    *,
+    stubs: Sequence[str] = (),
+    epoch: int,
+    compression: Compression,
+) -> LayerInfo:
+    """Write the upper dir ``upper`` to ``out`` (an open file) as a layer.
+
+    ``stubs`` are image paths (``/run/secrets/x``) to remove first when they are an
+    empty file or an empty directory, deepest first.
+    """
+    from envkit.runtime import idmap, syscalls
+
+    maps = idmap.plan()
+    out.flush()
+    root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    result_r, result_w = os.pipe()
+    with FORK_LOCK:
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            os.close(result_r)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                _remove_stubs(root_fd, stubs)
+                sink = os.fdopen(os.dup(out.fileno()), "wb")
+                info = write_layer(
+                    Path(f"/proc/self/fd/{root_fd}"),
+                    sink,
+                    compression=compression,
+                    source_date_epoch=epoch,
+                    overlay_upper=True,
+                )
+                sink.close()
+                body = {"ok": [info.digest, info.size, info.diff_id, info.media_type]}
+                os.write(result_w, json.dumps(body).encode())
+                code = 0
+        except BaseException as exc:
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            os.write(result_w, json.dumps({"error": message}).encode())
+        finally:
+            os._exit(code)
+    for fd in (ready_w, go_r, result_w, root_fd):
+        os.close(fd)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            maps.write(pid)
+            os.write(go_w, b"g")
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        report = _read_all(result_r)
+        os.close(result_r)
+        _, status = os.waitpid(pid, 0)
+    data = json.loads(report) if report else {}
+    if "ok" not in data or os.waitstatus_to_exitcode(status) != 0:
+        raise BuildError(
+            f"cannot write the layer of a run step: {data.get('error', 'the writer died')}",
+            hint="ENVKIT_DEBUG=1 shows more; `envkit doctor` checks user namespaces",
+        )
+    digest, size, diff_id, media_type = data["ok"]
+    out.seek(0, os.SEEK_END)
+    return LayerInfo(str(digest), int(size), str(diff_id), str(media_type))
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _remove_stubs(root_fd: int, stubs: Sequence[str]) -> None:
+    """Remove empty mount points, deepest first, never following a symlink."""
+    for path in sorted(set(stubs), key=lambda p: p.count("/"), reverse=True):
+        *parents, name = path.strip("/").split("/")
+        dir_fd = _open_below(root_fd, parents)
+        if dir_fd is None:
+            continue
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                os.rmdir(name, dir_fd=dir_fd)  # fails, and is kept, when not empty
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+
+
+def _open_below(root_fd: int, parts: Sequence[str]) -> int | None:
+    """The directory ``parts`` below ``root_fd``, each component opened without following
+    a symlink (the upper dir is the container's and may hold hostile links)."""
+    fd = os.dup(root_fd)
+    for part in parts:
+        try:
+            nxt = os.open(part, _O_DIR, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = nxt
+    return fd
