@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ from envkit.network import holder, ipam, links, names, networks, ns, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
 from envkit.runtime import syscalls
+
+log = logging.getLogger(__name__)
 
 
 def veth_name(network: str, container: str) -> str:
@@ -142,12 +145,17 @@ def ensure_running() -> state.Daemons:
     finally:
         if adopt is not None:
             os.close(adopt)
+    from envkit.network import ports
+
+    # Forwarders first: they sit in the dead holder's namespace and keep its veths alive.
+    ports.restart(d.holder.pid)
     first: set[str] = set()
     for ep in state.endpoints():
         try:
             _attach(d.holder.pid, ep, default=ep.container not in first)
             first.add(ep.container)
-        except NetworkError:
+        except NetworkError as exc:
+            log.warning("dropping %s from network %s: %s", ep.container, ep.network, exc)
             state.drop_endpoint(ep)
     names.refresh()
     return d

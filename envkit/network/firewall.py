@@ -36,8 +36,12 @@ def lock_file() -> str:
     return os.path.join(tempfile.gettempdir(), f"envkit-xtables.{os.geteuid()}.lock")
 
 
-def rules(networks: Sequence[NetworkInfo]) -> str:
-    """The ``iptables-restore`` input for ``networks``."""
+def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -> str:
+    """The ``iptables-restore`` input for ``networks``.
+
+    Whatever the egress proxy would refuse is not redirected at all, so that it fails
+    like an unreachable address (a proxy can only accept, then close).
+    """
     lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
     # Where br_netfilter is loaded, frames bridged between two ports of one bridge pass
     # FORWARD too: they must stay allowed (and only they).
@@ -49,6 +53,8 @@ def rules(networks: Sequence[NetworkInfo]) -> str:
     for net in networks:
         if net.internal:
             lines.append(f"-A PREROUTING -i {net.bridge} -j RETURN")
+        elif not net.host_loopback:
+            lines.append(f"-A PREROUTING -i {net.bridge} -d {host_loopback} -j RETURN")
     for net in networks:
         if not net.internal:
             lines.append(

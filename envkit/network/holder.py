@@ -89,7 +89,7 @@ def sync_firewall(holder_pid: int) -> None:
     """Rewrite the holder's iptables rules from the networks on disk."""
     if not firewall.available():
         return
-    text = firewall.rules(state.all_networks())
+    text = firewall.rules(state.all_networks(), egress.HOST_LOOPBACK)
     ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
 
 
@@ -128,8 +128,8 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool]:
 def stop_daemons(d: state.Daemons) -> None:
     """Kill the egress daemon and the holder (their namespaces and bridges go with them)."""
     for proc in (d.egress, d.holder):
-        if proc is not None and proc.alive():
-            _kill(proc.pid)
+        if proc is not None:
+            proc.kill()
     state.holder_path().unlink(missing_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(firewall.lock_file())

@@ -7,12 +7,14 @@ Every function here runs in a child that already joined the holder's namespaces 
 from __future__ import annotations
 
 import ipaddress
+import os
 from contextlib import suppress
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from envkit.network.ns import join_netns
+from envkit.runtime import syscalls
 
 ENOENT_OR_ENODEV = (2, 19)
 EEXIST = 17
@@ -57,6 +59,21 @@ def link_names() -> list[str]:
         return [str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()]
 
 
+def _remove_in(netns_fd: int, ifname: str) -> None:
+    """Delete ``ifname`` in the netns ``netns_fd``: the end of a pair whose holder died.
+
+    The kernel destroys a dead namespace's interfaces asynchronously, so after a holder
+    restart the container may still hold the old end for a moment.
+    """
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        join_netns(f"/proc/self/fd/{netns_fd}")
+        remove_link(ifname)
+    finally:
+        syscalls.setns(here, syscalls.CLONE_NEWNET)
+        os.close(here)
+
+
 def attach(
     bridge: str, veth: str, netns_fd: int, ifname: str, address: str, gateway: str, default: bool
 ) -> None:
@@ -68,6 +85,7 @@ def attach(
     """
     iface = ipaddress.ip_interface(address)
     ensure_bridge(bridge, gateway, iface.network.prefixlen)
+    _remove_in(netns_fd, ifname)
     with IPRoute() as ip:
         remove_stale = ip.link_lookup(ifname=veth)
         if remove_stale:

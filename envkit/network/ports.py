@@ -12,12 +12,9 @@ its published ports.
 from __future__ import annotations
 
 import errno
-import os
 import re
-import signal
 import socket
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -190,11 +187,21 @@ def published(container: str) -> list[PortMapping]:
 def unpublish(container: str) -> None:
     """Stop every forwarder of ``container`` (their listening sockets close with them)."""
     for entry in records(container):
-        proc = state.Proc(entry["pid"], entry["start"])
-        if proc.alive():
-            with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+        state.Proc(entry["pid"], entry["start"]).kill()
     _record_path(container).unlink(missing_ok=True)
+
+
+def restart(holder_pid: int) -> None:
+    """Re-publish every container's ports through a new holder, on the same host ports.
+
+    A forwarder lives in the network namespace of the holder it was started with; after
+    that holder died, its connections lead nowhere.
+    """
+    for container in all_containers():
+        bound = published(container)
+        unpublish(container)
+        if bound:
+            publish(container, holder_pid, bound)
 
 
 def prune_dead(container: str) -> None:

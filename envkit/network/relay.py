@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 from collections.abc import Callable
 
@@ -63,6 +64,10 @@ def serve_tcp(
         except OSError:
             upstream = None
         if upstream is None:
+            # Reset rather than close: the client sees a refused connection, not an
+            # empty answer.
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             return
         _tune(client)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -103,6 +105,28 @@ class Proc:
 
     def alive(self) -> bool:
         return self.pid > 0 and start_time(self.pid) == self.start
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """SIGKILL the process if it is still this one, and wait until it is gone.
+
+        Waiting matters: its sockets (a published port) and namespaces are released only
+        once it has exited, and callers promise exactly that.
+        """
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return
+        try:
+            if not self.alive():
+                return
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            with select.epoll() as poll:
+                poll.register(fd, select.EPOLLIN)
+                poll.poll(timeout)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
