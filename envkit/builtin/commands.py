@@ -12,6 +12,7 @@ from envkit.plugins.interfaces import Command
 def envkit_commands() -> Sequence[Command]:
     from envkit.cli import (
         archive,
+        build,
         config_cmd,
         containers,
         doctor,
@@ -30,4 +31,5 @@ def envkit_commands() -> Sequence[Command]:
         *registry_cmds.COMMANDS,
         *run.COMMANDS,
         *containers.COMMANDS,
+        *build.COMMANDS,
     ]

@@ -173,9 +173,15 @@ class PruneCommand:
         pass
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.build.cache import prune_cache
         from envkit.store.timestamps import human_size
 
-        report = _store().prune()
+        store = _store()
+        with store.exclusive():  # no build may add a cache entry between the two
+            steps = prune_cache(store)
+            report = store.prune()
+        if steps.removed:
+            print(f"Deleted {len(steps.removed)} cached build step(s)")
         for digest in report.removed_blobs:
             print(f"Deleted: {digest}")
         for name in report.removed_tmp:

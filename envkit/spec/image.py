@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Never
+from typing import TYPE_CHECKING, Any, Literal, Never
 from urllib.parse import urlsplit
 
 from envkit.errors import ReferenceError_, SpecError
@@ -24,6 +24,10 @@ from envkit.spec.bases import Archive, Base, Debian, Dockerfile, FromRef, Scratc
 from envkit.spec.canonical import SpecObject, versioned
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.secret import Secret, secret_list
+
+if TYPE_CHECKING:
+    from envkit.build.executor import BuildResult
+    from envkit.build.progress import Progress
 
 SHELL = ("/bin/sh", "-c")
 DEBIAN_VARIANTS = ("minbase", "buildd", "essential", "apt", "required", "important", "standard")
@@ -252,6 +256,29 @@ class Image(SpecObject):
                 hint='Healthcheck(["CMD", "true"])',
             )
         return self._then(st.SetHealthcheck(check))
+
+    # -- building ----------------------------------------------------------------------
+
+    def build(
+        self,
+        tag: str | None = None,
+        *,
+        context: str | os.PathLike[str] = ".",
+        no_cache: bool = False,
+        progress: Progress | None = None,
+        **unknown: Never,
+    ) -> BuildResult:
+        """Build this image into the local store; tagged ``tag``, else kept by digest.
+
+        ``context`` is the directory copies read (relative sources, ``.envkitignore``).
+        Returns the :class:`~envkit.build.executor.BuildResult` (``.image_id``,
+        ``.digest``); ``envkit.run(result.image_id)`` runs it. Raises
+        :class:`~envkit.errors.BuildError` when a step fails.
+        """
+        validate.reject_unknown("Image.build", unknown, Image.build)
+        from envkit.build.executor import build
+
+        return build(self, context, tag=tag, no_cache=no_cache, progress=progress)
 
     # -- identity ----------------------------------------------------------------------
 

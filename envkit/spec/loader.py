@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 from envkit.errors import SpecError, StackFileError
+from envkit.spec.image import Image
 from envkit.spec.stack import Stack
 
 #: Default stack file name, looked up in the current directory.
@@ -35,6 +36,22 @@ def load_stack(path: Path, name: str | None = None) -> Stack:
     stacks = _find_stacks(module)
     stack = _choose(stacks, name, shown)
     return stack.with_base_dir(path.absolute().parent)
+
+
+def load_image(path: Path, name: str) -> Image:
+    """Run the Python file at ``path`` (as :func:`load_stack` does) and return the Image
+    bound to ``name`` in it (``envkit build app.py:web``)."""
+    shown = str(path)
+    module = _run(path, shown)
+    value = getattr(module, name, None)
+    if not isinstance(value, Image):
+        found = sorted(k for k, v in vars(module).items() if isinstance(v, Image))
+        what = "nothing" if value is None else f"a {type(value).__name__}"
+        raise StackFileError(
+            f"{shown}: {name!r} is {what}, not an Image",
+            hint=f"images defined there: {', '.join(found) or 'none'}",
+        )
+    return value
 
 
 def _run(path: Path, shown: str) -> types.ModuleType:
