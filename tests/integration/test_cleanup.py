@@ -1,0 +1,159 @@
+"""Nothing is left behind: after --rm, a crash, Ctrl-C, and kill -9 of envkit itself
+(foreground or the detached supervisor), counted in mounts, processes, namespaces and
+dirs; the next envkit command reaps what a killed one left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import images
+from tests.integration.test_containers import cli, wait_for
+
+pytestmark = pytest.mark.rootless
+
+BUSYBOX = "busybox:1"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    mounts: int
+    user_namespaces: frozenset[str]
+    marked: frozenset[int]
+    container_dirs: frozenset[str]
+    runtime_dirs: frozenset[str]
+    children: frozenset[int]
+
+
+def snapshot(home: Path, marker: str = "") -> Snapshot:
+    """What a leak would change: host mounts, user namespaces held by processes of this
+    ENVKIT_HOME (envkit, its monitors and inits: forked, so their environment is the
+    caller's), processes running ``sleep MARKER``, container and runtime dirs."""
+    namespaces, marked = set(), set()
+    ours = f"ENVKIT_HOME={home}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if ours in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                namespaces.add(os.readlink(f"/proc/{entry}/ns/user"))
+        except OSError:
+            continue
+        if marker and cmdline.split(b"\0")[:2] == [b"sleep", marker.encode()]:
+            marked.add(int(entry))
+    containers = home / "containers"
+    dirs = {p.name for p in containers.iterdir()} if containers.exists() else set()
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    children = set()
+    for task in os.listdir("/proc/self/task"):
+        text = Path(f"/proc/self/task/{task}/children").read_text()
+        children |= {int(p) for p in text.split()}
+    return Snapshot(
+        mounts=len(Path("/proc/self/mountinfo").read_text().splitlines()),
+        user_namespaces=frozenset(namespaces),
+        marked=frozenset(marked),
+        container_dirs=frozenset(dirs - {".names"}),
+        runtime_dirs=frozenset(p.name for p in tmp.glob("envkit-ctr-*")),
+        children=frozenset(children),
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    if not probes.user_namespaces().ok:
+        pytest.skip("user namespaces unavailable")
+    work = tmp_path_factory.mktemp("cleanup")
+    images.build_archive(work / "bb.tar", [images.busybox_layer()], ref=BUSYBOX)
+    assert cli(work / "home", ["load", "-i", str(work / "bb.tar")]).returncode == 0
+    return work / "home"
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    yield loaded_home
+    from envkit.runtime import state
+
+    for record in state.all_states():
+        cli(loaded_home, ["rm", "-f", record.id])
+
+
+def _settled(home: Path, before: Snapshot, marker: str) -> Snapshot:
+    """The snapshot once processes had a moment to die (pdeathsig is asynchronous)."""
+    deadline = time.monotonic() + 10
+    while True:
+        now = snapshot(home, marker)
+        if now == before or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def test_rm_and_crash_leave_nothing(home: Path) -> None:
+    before = snapshot(home)
+    assert cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "mkdir /x; touch /x/y"]).returncode == 0
+    crash = cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "kill -SEGV $$"])
+    assert crash.returncode == 128 + signal.SIGSEGV
+    assert cli(home, ["run", "--rm", BUSYBOX, "no-such-command"]).returncode == 127
+    assert snapshot(home) == before
+
+
+def test_ctrl_c_of_envkit_run(home: Path) -> None:
+    marker = "4242.5"
+    before = snapshot(home, marker)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envkit", "run", "--rm", BUSYBOX, "sleep", marker],
+        stdin=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(snapshot(home, marker).marked) >= 1)
+    proc.send_signal(signal.SIGINT)  # as a Ctrl-C that did not come from a terminal
+    assert proc.wait(timeout=20) == 128 + signal.SIGINT
+    assert _settled(home, before, marker) == before
+
+
+@pytest.mark.parametrize("detached", [False, True], ids=["foreground", "supervisor"])
+@pytest.mark.parametrize("remove", [True, False], ids=["rm", "keep"])
+def test_kill_9_of_envkit_is_reaped(home: Path, detached: bool, remove: bool) -> None:
+    from envkit.runtime import state
+
+    marker = f"4243.{int(detached)}{int(remove)}"
+    before = snapshot(home, marker)
+    argv = [sys.executable, "-m", "envkit", "run", *(["--rm"] if remove else [])]
+    argv += ["-d", BUSYBOX, "sleep", marker] if detached else [BUSYBOX, "sleep", marker]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    wait_for(lambda: any(s.status == state.RUNNING for s in state.all_states()))
+    if detached:
+        assert proc.wait(timeout=20) == 0
+    (record,) = state.all_states()
+    assert snapshot(home, marker).marked  # the container's sleep runs
+    victim = record.supervisor
+    assert victim == (record.supervisor if detached else proc.pid)
+    os.kill(victim, signal.SIGKILL)
+    if not detached:
+        proc.wait(timeout=20)
+    wait_for(lambda: not snapshot(home, marker).marked)  # died with its supervisor
+
+    ps = cli(home, ["ps", "-a"])  # the next envkit command reaps the record
+    assert ps.returncode == 0
+    if remove:
+        assert record.id[:12] not in ps.stdout
+        assert _settled(home, before, marker) == before
+    else:
+        assert "Exited (137)" in ps.stdout
+        after = _settled(home, before, marker)
+        assert after.container_dirs == before.container_dirs | {record.id}
+        assert not (home / "containers" / record.id / "rt").exists()
+        assert cli(home, ["rm", record.id]).returncode == 0
+        assert _settled(home, before, marker) == before
