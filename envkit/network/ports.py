@@ -12,6 +12,7 @@ its published ports.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
@@ -54,8 +55,8 @@ class PortMapping:
         if self.protocol not in ("tcp", "udp"):
             raise NetworkError(f"unknown protocol {self.protocol!r}", hint="use tcp or udp")
         try:
-            socket.inet_aton(self.host_ip)
-        except OSError:
+            ipaddress.IPv4Address(self.host_ip)
+        except ValueError:
             raise NetworkError(f"bad host address {self.host_ip!r} in a port mapping") from None
 
     def __str__(self) -> str:
