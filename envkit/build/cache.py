@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -152,6 +151,8 @@ def mount_dir(cache_id: str) -> Path:
 
 def export_mounts(out: Path) -> list[str]:
     """Write every cache mount to the tar ``out``; returns the cache ids written."""
+    import tarfile
+
     root = mounts_dir()
     ids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     to_container = _id_shift(-1)
@@ -169,6 +170,8 @@ def export_mounts(out: Path) -> list[str]:
 
 def import_mounts(src: Path) -> list[str]:
     """Extract a tar written by :func:`export_mounts` into the cache mounts (merging)."""
+    import tarfile
+
     from envkit.oci.layer_reader import extract_layer
 
     root = mounts_dir()

@@ -21,27 +21,25 @@ import os
 import shlex
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envkit.build import copy_step
 from envkit.build.cache import StepCache
-from envkit.build.copy_layer import LayerEntry, write_entries
 from envkit.build.extra_steps import AddArchive, WriteFile
 from envkit.build.image_state import ImageState, build_epoch
 from envkit.build.keys import BuildPlan, StagePlan, StepPlan, plan, store_resolver
 from envkit.build.progress import Progress
-from envkit.build.rootfs_view import RootView
 from envkit.errors import BuildError
-from envkit.oci.layer_writer import Compression, LayerInfo
 from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, Scratch
 from envkit.spec.image import Image
-from envkit.store.atomic import TempFile
 from envkit.store.layout import Store
+
+if TYPE_CHECKING:
+    from envkit.build.copy_layer import LayerEntry
+    from envkit.oci.layer_writer import Compression, LayerInfo
 
 #: Label holding the envkit form of the health check (seconds as floats, exactly).
 HEALTHCHECK_LABEL = "io.envkit.healthcheck"
@@ -159,6 +157,8 @@ class Builder:
             if len(todo) == 1:
                 results[todo[0]] = run(todo[0])
             elif todo:
+                from concurrent.futures import ThreadPoolExecutor
+
                 with ThreadPoolExecutor(max_workers=min(len(todo), 4)) as pool:
                     futures = {i: pool.submit(run, i) for i in todo}
                     for i, future in futures.items():
@@ -284,6 +284,10 @@ class Builder:
         source: ImageState | None,
         context: Path,
     ) -> list[LayerEntry]:
+        # Imported here: a fully cached build never copies, and pays nothing for these.
+        from envkit.build import copy_step
+        from envkit.build.rootfs_view import RootView
+
         view = RootView.of(self.store, state)
         if isinstance(step, WriteFile):
             return copy_step.write_file_entries(step, state, view)
@@ -298,6 +302,9 @@ class Builder:
         return copy_step.context_entries(step, state, view, selection, read_from)
 
     def _write_entries(self, entries: list[LayerEntry]) -> LayerInfo:
+        from envkit.build.copy_layer import write_entries
+        from envkit.store.atomic import TempFile
+
         with self.store.shared(), TempFile(self.store.tmp_dir, "layer") as tmp:
             info = write_entries(entries, tmp.file, epoch=self.epoch, compression=self.compression)
             tmp.commit(self.store.blob_path(info.digest), replace=False)
@@ -308,11 +315,18 @@ class Builder:
     def _publish(self, state: ImageState, tag: str | None) -> Descriptor:
         self.store.write_blob(state.config_bytes())
         desc = self.store.put_manifest(state.manifest().to_bytes(), MT_OCI_MANIFEST)
-        if tag is not None:
+        if tag is None:
+            if all(d.digest != desc.digest for _, d in self.store.entries()):
+                self.store.keep(desc)
+        elif self._tagged(tag) != desc.digest:  # a rebuild of the same image: no rewrite
             self.store.tag(tag, desc)
-        else:
-            self.store.keep(desc)
         return desc
+
+    def _tagged(self, tag: str) -> str | None:
+        from envkit.oci.reference import parse
+
+        found = self.store.refs().get(str(parse(tag)))
+        return None if found is None else found.digest
 
 
 def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from envkit.oci.digest import sha256_bytes
-from envkit.oci.layer_writer import source_date_epoch_from_env
 from envkit.oci.types import MT_OCI_CONFIG, MT_OCI_MANIFEST, Descriptor, Manifest, canonical_json
 
 
 def build_epoch() -> int:
     """Seconds since 1970 every timestamp of a build is clamped to: ``SOURCE_DATE_EPOCH``
     when set, else 0 (reproducible by default, as ``docker buildx --source-date-epoch``)."""
+    from envkit.oci.layer_writer import source_date_epoch_from_env
+
     value = source_date_epoch_from_env()
     return 0 if value is None else value
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envkit.errors import BuildError
-from envkit.plugins.interfaces import Command
 
 if TYPE_CHECKING:
     from envkit.build.executor import Builder
+    from envkit.plugins.interfaces import Command
 
 PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
 

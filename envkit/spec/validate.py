@@ -7,7 +7,6 @@ and returns the value normalised (a tuple for a sequence, sorted pairs for a map
 from __future__ import annotations
 
 import difflib
-import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -27,6 +26,8 @@ def reject_unknown(owner: str, unknown: Mapping[str, object], func: Callable[...
     """
     if not unknown:
         return
+    import inspect  # only on this error path: spec objects are built at every start-up
+
     valid = [
         p.name
         for p in inspect.signature(func).parameters.values()
