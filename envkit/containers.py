@@ -15,10 +15,8 @@ records its exit.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +29,12 @@ from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
 if TYPE_CHECKING:
+    import threading
+
     from envkit.runtime.cgroups import Limits
     from envkit.runtime.nsexec import ExecProcess
     from envkit.runtime.spawn import Container as Engine
     from envkit.spec import Image
-
-log = logging.getLogger("envkit.containers")
 
 #: Kept for callers of the former name.
 remove_state = st.remove_dir
@@ -355,6 +353,8 @@ def _start_attached(prepared: Prepared) -> Container:
     prepared.state.mark_running(engine.pid)
     pump = None
     if pipes is not None:
+        import threading
+
         pump = threading.Thread(
             target=_pump_logs,
             args=(str(prepared.state.dir / "log"), {pipes[1]: "stdout", pipes[3]: "stderr"}),
@@ -488,7 +488,11 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
         code = engine.wait()
         _finish(record, code, None)
     except BaseException as exc:  # the supervisor has no one to tell but the log
-        log.error("supervisor of %s failed: %s", prepared.state.name, exc)
+        import logging
+
+        logging.getLogger("envkit.containers").error(
+            "supervisor of %s failed: %s", prepared.state.name, exc
+        )
     finally:
         os._exit(code)
 

@@ -17,10 +17,8 @@ only once the command runs (or raises :class:`StartError` saying what failed).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -153,6 +151,8 @@ def start(
     if os.geteuid() == 0:
         _give_to_container_root(config, maps)
     if runtime_dir is None:
+        import tempfile
+
         state_dir = tempfile.mkdtemp(prefix="envkit-ctr-")
     else:
         os.mkdir(runtime_dir, 0o700)
@@ -253,6 +253,8 @@ def _remove_state_dir(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError:
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
 
 

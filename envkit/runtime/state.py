@@ -18,20 +18,26 @@ recycled pid is never mistaken for it) finishes its record: :func:`reap`.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import secrets
-import shutil
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError, RuntimeError_, SpecError
 
-log = logging.getLogger("envkit.state")
+if TYPE_CHECKING:
+    import logging
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("envkit.state")
+
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 #: The exit code recorded when the supervisor died and the real one is unknown.
@@ -193,7 +199,7 @@ def create(
     The calling process is recorded as the supervisor until another one takes over.
     """
     top = containers_dir()
-    container_id = secrets.token_hex(32)
+    container_id = os.urandom(32).hex()
     (top / container_id).mkdir(parents=True)
     try:
         chosen = _claim_name(top, name, container_id)
@@ -222,7 +228,7 @@ def load(container_dir: Path) -> ContainerState | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s/state.json: %s", container_dir, exc)
+        _log().warning("ignoring unreadable %s/state.json: %s", container_dir, exc)
         return None
     known = ContainerState.__dataclass_fields__
     return ContainerState(**{k: v for k, v in data.items() if k in known})
@@ -283,7 +289,7 @@ def reap() -> list[ContainerState]:
         if alive(state.pid, state.pid_start):
             kill_init(state, signal.SIGKILL)
             wait_gone(state.pid, state.pid_start, timeout=5.0)
-        log.info("reaping container %s: its supervisor %d died", state.name, state.supervisor)
+        _log().info("reaping container %s: its supervisor %d died", state.name, state.supervisor)
         _remove_runtime_dir(state.dir / "rt")
         state.mark_exited(LOST_EXIT_CODE)
         if state.auto_remove:
@@ -379,8 +385,9 @@ def _check_name(name: str) -> None:
 
 def _generated_names() -> Iterator[str]:
     for attempt in range(200):
-        base = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
-        yield base if attempt < 20 else f"{base}{secrets.randbelow(1000)}"
+        a, n, suffix = os.urandom(3)
+        base = f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_NOUNS[n % len(_NOUNS)]}"
+        yield base if attempt < 20 else f"{base}{suffix}"
 
 
 def _name_is_stale(path: Path, top: Path) -> bool:
@@ -410,7 +417,7 @@ def remove_dir(state_dir: Path) -> None:
         _remove_tree(state_dir)
     except OSError as exc:
         if os.geteuid() == 0 or not _remove_in_userns(state_dir):
-            log.warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
+            _log().warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
 
 
 def _remove_tree(top: Path) -> None:
@@ -420,6 +427,8 @@ def _remove_tree(top: Path) -> None:
             if not os.path.islink(path):
                 with suppress(OSError):
                     os.chmod(path, 0o700)
+    import shutil
+
     shutil.rmtree(top)
 
 
@@ -454,7 +463,7 @@ def _remove_in_userns(top: Path) -> bool:
             maps.write(pid)
             os.write(go_w, b"g")
     except (OSError, RuntimeError_) as exc:
-        log.debug("user namespace for removing %s failed: %s", top, exc)
+        _log().debug("user namespace for removing %s failed: %s", top, exc)
     finally:
         os.close(ready_r)
         os.close(go_w)

@@ -29,14 +29,14 @@ class Snapshot:
     user_namespaces: frozenset[str]
     marked: frozenset[int]
     container_dirs: frozenset[str]
-    runtime_dirs: frozenset[str]
     children: frozenset[int]
 
 
 def snapshot(home: Path, marker: str = "") -> Snapshot:
-    """What a leak would change: host mounts, user namespaces held by processes of this
-    ENVKIT_HOME (envkit, its monitors and inits: forked, so their environment is the
-    caller's), processes running ``sleep MARKER``, container and runtime dirs."""
+    """What a leak would change: host mounts below ``home`` (where the runtime dirs
+    are), user namespaces held by processes of this ENVKIT_HOME (envkit, its monitors and
+    inits: forked, so their environment is the caller's), processes running
+    ``sleep MARKER``, our children, and container dirs."""
     namespaces, marked = set(), set()
     ours = f"ENVKIT_HOME={home}".encode()
     for entry in os.listdir("/proc"):
@@ -52,19 +52,23 @@ def snapshot(home: Path, marker: str = "") -> Snapshot:
             marked.add(int(entry))
     containers = home / "containers"
     dirs = {p.name for p in containers.iterdir()} if containers.exists() else set()
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     children = set()
     for task in os.listdir("/proc/self/task"):
         text = Path(f"/proc/self/task/{task}/children").read_text()
         children |= {int(p) for p in text.split()}
     return Snapshot(
-        mounts=len(Path("/proc/self/mountinfo").read_text().splitlines()),
+        mounts=_mounts_below(home),
         user_namespaces=frozenset(namespaces),
         marked=frozenset(marked),
         container_dirs=frozenset(dirs - {".names"}),
-        runtime_dirs=frozenset(p.name for p in tmp.glob("envkit-ctr-*")),
         children=frozenset(children),
     )
+
+
+def _mounts_below(home: Path) -> int:
+    """Host mounts at or below ``home`` (other sessions on this host mount elsewhere)."""
+    points = [ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sum(1 for p in points if p == str(home) or p.startswith(f"{home}/"))
 
 
 @pytest.fixture(scope="module")
