@@ -251,14 +251,12 @@ class Matcher:
         flags: list[bool] = []
         matched = False
         for i, pattern in enumerate(self.patterns):
-            hit = parent[i]
-            if not hit:
-                if pattern.exclusion != matched:
-                    flags.append(False)
-                    continue
-                hit = pattern.match(path)
+            # Record every pattern's hit, even one that cannot change this path's verdict:
+            # a child inherits it (Docker's walk skips those and so disagrees with
+            # MatchesOrParentMatches for ["b/*", "!*"] on b/a).
+            hit = parent[i] or pattern.match(path)
             flags.append(hit)
-            if hit:
+            if hit and pattern.exclusion == matched:
                 matched = not pattern.exclusion
         return matched, tuple(flags)
 

@@ -6,7 +6,7 @@ import posixpath
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from envkit.build.ignore import (
@@ -127,6 +127,7 @@ _patterns = st.lists(st.tuples(st.booleans(), _pattern), max_size=6).map(
 )
 
 
+@example(patterns=["a", "b/*", "!*"], path="b/a")
 @given(_patterns, _path)
 def test_walk_with_parent_flags_agrees_with_matching_from_scratch(
     patterns: list[str], path: str
