@@ -359,3 +359,28 @@ def test_scratch_image_from_copies_and_dockerfile(home: Path, ctx: Path) -> None
     assert {"d/app.txt", "d/copy.txt"} <= names
     scratch = build(Image.scratch().copy("app.txt", "/app.txt"), ctx)
     assert [[m.name for m in layer] for layer in _layer_members(scratch)] == [["app.txt"]]
+
+
+def test_concurrent_builds_share_entries_and_run_a_step_once(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "img.py").write_text(
+        "from envkit import Image\n"
+        f"img = Image.from_({BUSYBOX!r}).run('echo ran >> /c/runs; sleep 0.5; echo x > /x',"
+        " caches={'/c': 'count'})\n"
+    )
+    argv = [sys.executable, "-m", "envkit", "build", f"{tmp_path / 'img.py'}:img"]
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    procs = [
+        subprocess.Popen(
+            [*argv, "-t", f"same:{n}", "--progress", "plain"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in (1, 2)
+    ]
+    outputs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert outputs[0][0] == outputs[1][0]  # the same image id
+    assert (cache.mounts_dir() / "count" / "runs").read_text() == "ran\n"
+    assert sum("CACHED" in err for _, err in outputs) == 1
