@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from envkit.build import cache
@@ -76,8 +78,6 @@ def execute_run(
             for target, cache_id in step.caches:
                 mounts.append(BindMount(str(cache.mount_dir(cache_id)), target))
             stubs = _stubs(view, [m.target for m in mounts])
-            read_r, read_w = os.pipe()
-            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             config = ContainerConfig(
                 layers=view.layers,
                 argv=step.argv,
@@ -90,7 +90,6 @@ def execute_run(
                 groups=who.groups,
                 hostname="envkit-build",
                 mounts=mounts,
-                stdio=(devnull, read_w, read_w),
             )
             tail: deque[str] = deque(maxlen=TAIL_LINES)
 
@@ -98,9 +97,11 @@ def execute_run(
                 tail.append(text)
                 on_output(text)
 
+            read_r, read_w = os.pipe()
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with FORK_LOCK:
-                    container = start(config)
+                    container = start(replace(config, stdio=(devnull, read_w, read_w)))
             except StartError as exc:
                 os.close(read_r)
                 raise BuildError(f"{label}: {exc.message}", hint=exc.hint) from None
@@ -111,9 +112,15 @@ def execute_run(
                 target=_pump, args=(read_r, secret_mounts.mask, line), daemon=True
             )
             reader.start()
-            code = container.wait()
-            reader.join()
-            os.close(read_r)
+            try:
+                code = container.wait()
+            except BaseException:  # Ctrl-C: stop the step before its dirs are removed
+                container.kill(signal.SIGKILL)
+                container.wait()
+                raise
+            finally:
+                reader.join()
+                os.close(read_r)
         if code != 0:
             shown = "\n".join(f"  {t}" for t in tail)
             raise BuildError(

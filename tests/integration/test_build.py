@@ -384,3 +384,27 @@ def test_concurrent_builds_share_entries_and_run_a_step_once(home: Path, tmp_pat
     assert outputs[0][0] == outputs[1][0]  # the same image id
     assert (cache.mounts_dir() / "count" / "runs").read_text() == "ran\n"
     assert sum("CACHED" in err for _, err in outputs) == 1
+
+
+def test_same_digest_in_another_home_and_context_path(
+    home: Path, ctx: Path, tmp_path: Path, busybox_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another machine in miniature: a fresh store and the context at another path."""
+    import shutil
+
+    from envkit.oci.archive_read import load_archive
+
+    first = APP.build(context=ctx)
+    other_home = tmp_path / "other-home"
+    other_ctx = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(ctx, other_ctx)
+    for path in other_ctx.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # a checkout made at another time
+    monkeypatch.setenv("ENVKIT_HOME", str(other_home))
+    load_archive(busybox_archive, Store.default())
+    second = APP.build(context=other_ctx)
+    assert (second.executed, second.digest, second.image_id) == (
+        6,
+        first.digest,
+        first.image_id,
+    )
