@@ -408,3 +408,16 @@ def test_same_digest_in_another_home_and_context_path(
         first.digest,
         first.image_id,
     )
+
+
+def test_built_image_saves_to_an_archive_that_loads_back(
+    home: Path, ctx: Path, tmp_path: Path
+) -> None:
+    result = build(APP, ctx, tag="app:1")
+    archive = tmp_path / "app.tar"
+    done = _cli(home, ["save", "app:1", "-o", str(archive)])
+    assert done.returncode == 0, done.stderr
+    fresh = tmp_path / "fresh-home"
+    loaded = _cli(fresh, ["load", "-i", str(archive)])
+    assert loaded.returncode == 0, loaded.stderr
+    assert Store(fresh / "store").resolve("app:1").digest == result.digest
