@@ -421,3 +421,25 @@ def test_built_image_saves_to_an_archive_that_loads_back(
     loaded = _cli(fresh, ["load", "-i", str(archive)])
     assert loaded.returncode == 0, loaded.stderr
     assert Store(fresh / "store").resolve("app:1").digest == result.digest
+
+
+@pytest.mark.peers
+def test_skopeo_copies_a_built_image(home: Path, ctx: Path, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo not installed")
+    build(APP, ctx, tag="app:1")
+    archive = tmp_path / "app.tar"
+    assert _cli(home, ["save", "app:1", "-o", str(archive)]).returncode == 0
+    done = subprocess.run(
+        ["skopeo", "copy", f"oci-archive:{archive}", f"dir:{tmp_path / 'copied'}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr  # skopeo verifies every blob's digest
+    manifest = json.loads((tmp_path / "copied" / "manifest.json").read_text())
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    }
