@@ -31,6 +31,8 @@ from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 if TYPE_CHECKING:
     import threading
 
+    from envkit.network.attach import Attachment, PortsSpec
+    from envkit.network.ports import PortMapping
     from envkit.runtime.cgroups import Limits
     from envkit.runtime.nsexec import ExecProcess
     from envkit.runtime.spawn import Container as Engine
@@ -59,6 +61,12 @@ class RunOptions:
     remove: bool = False
     tty: bool = False
     limits: Limits | None = None
+    #: Networks to join (``--network``; ``["none"]``: loopback only). Empty: none,
+    #: unless ``ports`` are published, which joins the default network ``envkit``.
+    networks: Sequence[str] = ()
+    network_aliases: Sequence[str] = ()
+    #: ``{host: container}`` or ``-p`` strings (``[IP:]HOST:CONTAINER[/udp]``).
+    ports: PortsSpec = ()
 
 
 class ExecResult(NamedTuple):
@@ -74,10 +82,20 @@ class Prepared:
 
     state: st.ContainerState
     config: ContainerConfig
+    #: Its networks and published ports, ``None`` for loopback only.
+    network: Attachment | None = None
 
     @property
     def id(self) -> str:
         return self.state.id
+
+    def abandon(self) -> None:
+        """The container did not start: give back its ports and networks, drop its record."""
+        try:
+            if self.network is not None:
+                self.network.release()
+        finally:
+            st.remove(self.state)
 
 
 class Container:
@@ -93,10 +111,12 @@ class Container:
         record: st.ContainerState,
         engine: Engine | None = None,
         pump: threading.Thread | None = None,
+        network: Attachment | None = None,
     ) -> None:
         self._state = record
         self._engine = engine
         self._pump = pump
+        self._network = network
 
     @property
     def id(self) -> str:
@@ -154,7 +174,7 @@ class Container:
             ):
                 raise TimeoutError(f"container {self.name} still runs after {timeout} s")
             code = self._engine.wait()
-            _finish(self._state, code, self._pump)
+            _finish(self._state, code, self._pump, self._network)
             self._engine = None
             return code
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -195,6 +215,26 @@ class Container:
             self.kill(signal.SIGKILL)
             self.wait()
         st.remove(self.reload())
+
+    def ports(self) -> list[PortMapping]:
+        """Its published ports as bound (``envkit port NAME``); ``[]`` when it runs no more."""
+        if not self.reload().running:
+            return []
+        from envkit.network import ports
+
+        return ports.published(self.name)
+
+    def port(self, container_port: int, protocol: str = "tcp") -> int:
+        """The host port that ``container_port`` is published on (port 0 resolved)."""
+        for mapping in self.ports():
+            if mapping.container_port == container_port and mapping.protocol == protocol:
+                return mapping.host_port
+        from envkit.errors import NetworkError
+
+        raise NetworkError(
+            f"container {self.name} does not publish port {container_port}/{protocol}",
+            hint=f"publish it: ports={{0: {container_port}}} or -p 0:{container_port}",
+        )
 
     def logs(self) -> str:
         """The container's output so far (captured output only: see :func:`run`)."""
@@ -256,15 +296,27 @@ class Container:
         return f"<Container {self.name} {self.id[:12]}>"
 
 
+def reap() -> None:
+    """Finish what killed envkit processes left: their containers' records (see
+    :func:`envkit.runtime.state.reap`), then their networks, ports and namespace holder."""
+    st.reap()
+    from envkit import settings
+
+    if (settings.home() / "network" / "holder.json").exists():
+        from envkit import network
+
+        network.reap()
+
+
 def get(name_or_id: str) -> Container:
     """The container with that name, id or unique id prefix (``envkit ps -a`` lists them)."""
-    st.reap()
+    reap()
     return Container(st.find(name_or_id))
 
 
 def list_containers(all: bool = False) -> list[Container]:
     """Running containers (with ``all``: every container), oldest first."""
-    st.reap()
+    reap()
     return [Container(s) for s in st.all_states() if all or s.status == st.RUNNING]
 
 
@@ -287,6 +339,9 @@ def run(
     memory: str | None = None,
     cpus: str | float | None = None,
     pids_limit: int | None = None,
+    network: str | Sequence[str] | None = None,
+    network_aliases: Sequence[str] = (),
+    ports: PortsSpec = (),
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
@@ -298,7 +353,10 @@ def run(
     with it, unless ``detach=True``: then a supervisor process of its own holds it and
     it runs on after this process (``envkit ps`` shows it). ``remove=True`` deletes it
     when it exits (``--rm``). ``memory`` (``"256m"``), ``cpus`` and ``pids_limit`` need
-    a delegated cgroup v2 subtree::
+    a delegated cgroup v2 subtree. ``network`` names the network(s) to join (see
+    :mod:`envkit.network`; default: loopback only), ``ports`` publishes ports as
+    ``{host: container}`` on 127.0.0.1 (host port 0: a free one, :meth:`Container.port`
+    tells which); publishing without ``network`` joins the default network ``envkit``::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
             assert c.wait() == 0 and c.logs() == "hi\\n"
@@ -326,6 +384,9 @@ def run(
         stdio=stdio,
         remove=remove,
         limits=limits,
+        networks=[network] if isinstance(network, str) else list(network or ()),
+        network_aliases=network_aliases,
+        ports=ports,
     )
     prepared = prepare(image, options)
     if detach:
@@ -342,9 +403,12 @@ def _start_attached(prepared: Prepared) -> Container:
         pipes = _log_pipes()
         config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
     try:
-        engine = start(config, runtime_dir=str(prepared.state.dir / "rt"))
+        engine = start(
+            _networked(prepared, config),
+            runtime_dir=str(prepared.state.dir / "rt"),
+        )
     except BaseException:
-        st.remove(prepared.state)
+        prepared.abandon()
         raise
     finally:
         if pipes is not None:
@@ -362,7 +426,17 @@ def _start_attached(prepared: Prepared) -> Container:
             daemon=True,
         )
         pump.start()
-    return Container(prepared.state, engine, pump)
+    return Container(prepared.state, engine, pump, prepared.network)
+
+
+def _networked(prepared: Prepared, config: ContainerConfig) -> ContainerConfig:
+    """``config`` joining the network holder's user namespace and connected from there,
+    when the container has networks. Call in the process that starts the container."""
+    if prepared.network is None:
+        return config
+    from dataclasses import replace
+
+    return replace(config, userns=prepared.network.userns(), on_namespaces=prepared.network)
 
 
 def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool = False) -> int:
@@ -375,7 +449,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
     """
     from envkit.runtime.spawn import proxy_signals, start
 
-    st.reap()
+    reap()
     prepared = prepare(image, options)
     config = prepared.config
     with open(os.devnull, "rb") as devnull:
@@ -383,9 +457,9 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
             stdin = 0 if interactive else devnull.fileno()
             config = _with_stdio(config, (stdin, 1, 2))
         try:
-            engine = start(config, runtime_dir=str(prepared.state.dir / "rt"))
+            engine = start(_networked(prepared, config), runtime_dir=str(prepared.state.dir / "rt"))
         except BaseException:
-            st.remove(prepared.state)
+            prepared.abandon()
             raise
     code: int | None = None
     try:
@@ -403,7 +477,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
         if code is None:  # interrupted: make sure nothing of it outlives this call
             engine.kill(signal.SIGKILL)
             code = engine.wait()
-        _finish(prepared.state, code, None)
+        _finish(prepared.state, code, None, prepared.network)
     return code
 
 
@@ -427,6 +501,8 @@ def start_detached(prepared: Prepared) -> st.ContainerState:
         finally:
             os._exit(0)
     os.close(status_w)
+    if prepared.network is not None:
+        prepared.network.close_ports()  # the supervisor holds them now
     os.waitpid(middle, 0)
     with os.fdopen(status_r, "rb") as f:
         report = f.read().decode(errors="replace")
@@ -466,14 +542,14 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
             pipes = _log_pipes()
             config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
         try:
-            engine = start(config, runtime_dir=str(record.dir / "rt"))
+            engine = start(_networked(prepared, config), runtime_dir=str(record.dir / "rt"))
         except StartError as exc:
             os.write(status_w, f"{exc.exit_code}\n{exc.message}".encode())
-            st.remove(record)
+            prepared.abandon()
             os._exit(1)
         except EnvkitError as exc:
-            os.write(status_w, f"1\n{exc.message}".encode())
-            st.remove(record)
+            os.write(status_w, f"1\n{exc}".encode())
+            prepared.abandon()
             os._exit(1)
         if pipes is not None:
             for fd in (pipes[0], pipes[2], pipes[4]):
@@ -486,7 +562,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
         os.close(status_w)
         _pump_logs(str(record.dir / "log"), streams)
         code = engine.wait()
-        _finish(record, code, None)
+        _finish(record, code, None, prepared.network)
     except BaseException as exc:  # the supervisor has no one to tell but the log
         import logging
 
@@ -507,10 +583,25 @@ def _pump_logs(path: str, streams: dict[int, str]) -> None:
         writer.close()
 
 
-def _finish(record: st.ContainerState, code: int, pump: threading.Thread | None) -> None:
-    """After the container exited: end the log, record the code, ``--rm`` it."""
+def _finish(
+    record: st.ContainerState,
+    code: int,
+    pump: threading.Thread | None,
+    network: Attachment | None = None,
+) -> None:
+    """After the container exited: end the log, leave its networks, record the code,
+    ``--rm`` it."""
     if pump is not None:
         pump.join()
+    if network is not None:
+        try:
+            network.release()
+        except EnvkitError as exc:  # network.reap() finishes it later
+            import logging
+
+            logging.getLogger("envkit.containers").warning(
+                "container %s: leaving its networks failed: %s", record.name, exc
+            )
     if record.auto_remove:
         st.remove(record)
         return
@@ -621,12 +712,25 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         argv=list(argv),
         auto_remove=options.remove,
     )
+    network: Attachment | None = None
     try:
         (record.dir / "upper").mkdir()
         (record.dir / "work").mkdir()
         record.env, record.cwd = dict(env), cwd
         record.uid, record.gid, record.groups = who.uid, who.gid, list(who.groups)
         record.tty = options.tty
+        hostname = options.hostname or record.id[:12]
+        if options.networks or options.ports:
+            from envkit.network.attach import Attachment
+            from envkit.network.state import NAME_RE
+
+            # As docker, the container's hostname resolves too (when it is a valid name).
+            extra = [hostname] if NAME_RE.match(hostname) else []
+            aliases = dict.fromkeys([*options.network_aliases, *extra])
+            aliases.pop(record.name, None)
+            network = Attachment.plan(record.name, options.networks, list(aliases), options.ports)
+            if network is not None:
+                mounts += network.mounts()
         if options.limits:
             from envkit.runtime import cgroups
 
@@ -642,7 +746,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             uid=who.uid,
             gid=who.gid,
             groups=who.groups,
-            hostname=options.hostname or record.id[:12],
+            hostname=hostname,
             mounts=mounts,
             readonly_root=options.read_only,
             stdio=options.stdio,
@@ -651,9 +755,11 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             cgroup=record.cgroup or None,
         )
     except BaseException:
+        if network is not None:
+            network.close_ports()
         st.remove(record)
         raise
-    return Prepared(record, engine_config)
+    return Prepared(record, engine_config, network)
 
 
 def _image_ref(image: object) -> str:

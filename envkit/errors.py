@@ -94,3 +94,7 @@ class RuntimeError_(EnvkitError):
     """The container runtime could not start, run or clean up a container."""
 
     exit_code = 1
+
+
+class NetworkError(EnvkitError):
+    """A network could not be created, joined, published or torn down."""

@@ -17,6 +17,7 @@ def envkit_commands() -> Sequence[Command]:
         containers,
         doctor,
         images,
+        network_cmd,
         plugins_cmd,
         registry_cmds,
         run,
@@ -31,5 +32,6 @@ def envkit_commands() -> Sequence[Command]:
         *registry_cmds.COMMANDS,
         *run.COMMANDS,
         *containers.COMMANDS,
+        *network_cmd.COMMANDS,
         *build.COMMANDS,
     ]

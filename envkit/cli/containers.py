@@ -1,4 +1,5 @@
-"""``envkit ps``, ``stop``, ``kill``, ``rm``, ``logs`` and ``exec``, with docker's meanings.
+"""``envkit ps``, ``stop``, ``kill``, ``rm``, ``logs``, ``exec`` and ``port``, with docker's
+meanings.
 
 They work from any process through the containers' records on disk
 (:mod:`envkit.runtime.state`); each first reaps what a killed envkit left behind.
@@ -34,15 +35,17 @@ class PsCommand:
         parser.add_argument("--no-trunc", action="store_true", help="full ids and commands")
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import reap
         from envkit.runtime import state as st
 
-        st.reap()
+        reap()
         records = [s for s in st.all_states() if args.all or s.status == st.RUNNING]
         if args.quiet:
             for record in records:
                 print(record.id if args.no_trunc else record.id[:12])
             return 0
-        rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+        rows = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
+        published = _published()
         now = time.time()
         for r in records:
             command = " ".join(r.argv)
@@ -55,6 +58,7 @@ class PsCommand:
                     f'"{command}"',
                     f"{_ago(now - r.created)} ago",
                     status_text(r, now),
+                    ", ".join(published.get(r.name, [])) if r.status == st.RUNNING else "",
                     r.name,
                 )
             )
@@ -207,6 +211,49 @@ class ExecCommand:
         return process.wait()
 
 
+class PortCommand:
+    """``envkit port NAME [PORT[/PROTO]]``."""
+
+    name = "port"
+    help = "list a container's published ports (or the host address of one of them)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("container", metavar="NAME")
+        parser.add_argument("port", nargs="?", metavar="PORT[/PROTO]", help="e.g. 80 or 53/udp")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import get
+
+        mappings = get(args.container).ports()
+        if args.port is None:
+            for m in mappings:
+                print(f"{m.container_port}/{m.protocol} -> {m.host_ip}:{m.host_port}")
+            return 0
+        number, _, proto = args.port.partition("/")
+        if not number.isdigit() or proto not in ("", "tcp", "udp"):
+            raise SpecError("port", "expected PORT or PORT/tcp or PORT/udp", value=args.port)
+        found = [
+            m
+            for m in mappings
+            if m.container_port == int(number) and m.protocol == (proto or "tcp")
+        ]
+        if not found:
+            raise EnvkitError(
+                f"no public port {number}/{proto or 'tcp'} published for {args.container}",
+                hint=f"`envkit port {args.container}` lists what is published",
+            )
+        for m in found:
+            print(f"{m.host_ip}:{m.host_port}")
+        return 0
+
+
+def _published() -> dict[str, list[str]]:
+    """Container name -> ``127.0.0.1:8080->80/tcp`` of each published port."""
+    from envkit.network import ports
+
+    return {c: [str(m) for m in ports.published(c)] for c in ports.all_containers()}
+
+
 def status_text(record: ContainerState, now: float) -> str:
     """docker's STATUS column: ``Up 3 seconds``, ``Exited (0) 5 minutes ago``, ``Created``."""
     if record.status == "running":
@@ -284,4 +331,5 @@ COMMANDS: list[Command] = [
     RmCommand(),
     LogsCommand(),
     ExecCommand(),
+    PortCommand(),
 ]

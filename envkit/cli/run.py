@@ -41,6 +41,24 @@ class RunCommand:
         add("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256m (cgroup v2)")
         add("--cpus", metavar="N", help="CPU limit, e.g. 0.5 (cgroup v2)")
         add("--pids-limit", metavar="N", help="at most N processes (cgroup v2)")
+        add(
+            "--network",
+            "--net",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="join a network (repeatable; 'none': loopback only, the default without -p)",
+        )
+        add("--network-alias", action="append", default=[], metavar="ALIAS", help="extra name")
+        add(
+            "-p",
+            "--publish",
+            action="append",
+            default=[],
+            metavar="[IP:]HOST:CTR[/udp]",
+            help="publish a port on 127.0.0.1 (HOST 0: a free one); joins network "
+            "'envkit' unless --network is given",
+        )
         add("image", metavar="IMAGE", help="name, id or digest of an image in the store")
         add("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="replaces the image's Cmd")
 
@@ -72,9 +90,12 @@ class RunCommand:
             remove=args.rm,
             tty=args.tty,
             limits=limits,
+            networks=args.network,
+            network_aliases=args.network_alias,
+            ports=args.publish,
         )
         if args.detach:
-            from envkit.runtime.state import reap
+            from envkit.containers import reap
 
             reap()
             record = start_detached(prepare(args.image, options))

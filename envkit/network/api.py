@@ -24,13 +24,29 @@ def prepare() -> int:
         return pid
 
 
-def publish(container: str, mappings: Sequence[PortMapping | str]) -> list[PortMapping]:
+def reserve_ports(mappings: Sequence[PortMapping | str]) -> ports.Reservation:
+    """Bind the host side of ``mappings`` now, before the container exists.
+
+    A host port in use raises :class:`NetworkError` naming it. Pass the reservation to
+    :func:`publish` once the container is connected, or ``close()`` it.
+    """
+    return ports.reserve(mappings)
+
+
+def publish(
+    container: str, mappings: Sequence[PortMapping | str] | ports.Reservation
+) -> list[PortMapping]:
     """Publish ports of a connected ``container``; the mappings as bound (port 0 resolved).
 
     A host port already in use raises :class:`NetworkError` naming it, before anything
-    starts. The forwarder stops with :func:`unpublish` or when the container is reaped.
+    starts (:func:`reserve_ports` checks even earlier). The forwarder stops with
+    :func:`unpublish` or when the container is reaped.
     """
-    parsed = [m if isinstance(m, PortMapping) else PortMapping.parse(m) for m in mappings]
+    parsed = (
+        mappings
+        if isinstance(mappings, ports.Reservation)
+        else [m if isinstance(m, PortMapping) else PortMapping.parse(m) for m in mappings]
+    )
     with state.locked():
         if not state.container_endpoints(container):
             raise NetworkError(

@@ -1,9 +1,7 @@
-"""The error the networking engine raises."""
+"""The error the networking engine raises (defined in :mod:`envkit.errors`)."""
 
 from __future__ import annotations
 
-from envkit.errors import EnvkitError
+from envkit.errors import NetworkError
 
-
-class NetworkError(EnvkitError):
-    """A network could not be created, joined, published or torn down."""
+__all__ = ["NetworkError"]

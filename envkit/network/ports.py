@@ -91,6 +91,39 @@ def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
     return sock, replace(mapping, host_port=sock.getsockname()[1])
 
 
+class Reservation:
+    """Host ports bound ahead of time, so that a port in use fails before a container
+    starts; handed to :func:`publish` later (which takes the sockets over), or closed."""
+
+    def __init__(self, pairs: Sequence[tuple[socket.socket, PortMapping]]) -> None:
+        self.pairs = list(pairs)
+
+    @property
+    def mappings(self) -> list[PortMapping]:
+        """The mappings as bound (port 0 resolved)."""
+        return [m for _, m in self.pairs]
+
+    def close(self) -> None:
+        """Give the ports back (idempotent)."""
+        for sock, _ in self.pairs:
+            sock.close()
+        self.pairs = []
+
+
+def reserve(mappings: Sequence[PortMapping | str]) -> Reservation:
+    """Bind every mapping now, in this process; :class:`NetworkError` names a port in use."""
+    pairs: list[tuple[socket.socket, PortMapping]] = []
+    try:
+        for mapping in mappings:
+            pairs.append(
+                bind(mapping if isinstance(mapping, PortMapping) else PortMapping.parse(mapping))
+            )
+    except BaseException:
+        Reservation(pairs).close()
+        raise
+    return Reservation(pairs)
+
+
 def container_ip(container: str) -> str | None:
     """The address of ``container`` on its first network, read from disk."""
     eps = state.container_endpoints(container)
@@ -153,15 +186,19 @@ def all_containers() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def publish(container: str, holder_pid: int, mappings: Sequence[PortMapping]) -> list[PortMapping]:
-    """Bind ``mappings`` now and start their forwarder; the mappings as bound.
+def publish(
+    container: str, holder_pid: int, mappings: Sequence[PortMapping] | Reservation
+) -> list[PortMapping]:
+    """Bind ``mappings`` (or take over a :class:`Reservation`'s sockets) and start their
+    forwarder; the mappings as bound.
 
     Call with the state lock held and ``container`` attached to a network.
     """
-    pairs: list[tuple[socket.socket, PortMapping]] = []
+    reservation = mappings if isinstance(mappings, Reservation) else reserve(mappings)
+    pairs, reservation.pairs = reservation.pairs, []
+    if not pairs:
+        return []
     try:
-        for mapping in mappings:
-            pairs.append(bind(mapping))
         keep = tuple(s.fileno() for s, _ in pairs)
         pid = ns.daemonize(
             f"ports-{container}", lambda ready: _serve(holder_pid, container, pairs, ready), keep

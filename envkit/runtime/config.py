@@ -8,7 +8,7 @@ sources) and container paths (mount targets, cwd), never anything image-specific
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from envkit.errors import SpecError
@@ -83,6 +83,15 @@ class ContainerConfig:
     tty_size: tuple[int, int] = (0, 0)
     #: Host path of a cgroup v2 directory the container joins (:mod:`.cgroups`).
     cgroup: str | None = None
+    #: A user namespace to *join* (``/proc/PID/ns/user``, e.g. of
+    #: :func:`envkit.network.prepare`'s holder) instead of creating one. No id maps are
+    #: written then: the namespace's own are used, which must be ``idmap.plan()``'s.
+    userns: str | None = None
+    #: Called in the caller with the monitor's pid once every namespace of the container
+    #: exists (its network namespace included) and before any mount is made or the
+    #: command runs: envkit connects the container to its networks there. Bind-mount
+    #: sources may be created by it. An exception aborts the start.
+    on_namespaces: Callable[[int], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -113,6 +122,8 @@ class ContainerConfig:
                 raise SpecError("env", "bad variable name", value=key)
         if min((self.uid, self.gid, *self.groups)) < 0:
             raise SpecError("uid/gid", "ids must not be negative")
+        if self.userns is not None and not os.path.isabs(self.userns):
+            raise SpecError("userns", "must be an absolute namespace path", value=self.userns)
         if "\0" in self.hostname or len(self.hostname.encode()) > 64:
             raise SpecError("hostname", "at most 64 bytes", value=self.hostname)
 

@@ -242,12 +242,17 @@ def cgroup_delegation() -> Check:
 
 
 def dev_net_tun() -> Check:
+    """Which egress envkit's networks use, and why (slirp4netns/pasta need the tun device)."""
     path = "/dev/net/tun"
+    builtin = (
+        "egress uses envkit's own forwarder (TCP proxied from the host's namespace, DNS "
+        "relayed; no other UDP, no ICMP)"
+    )
     if not os.path.exists(path):
         return Check(
             "/dev/net/tun",
             False,
-            "absent: egress uses envkit's own forwarder instead of slirp4netns/pasta",
+            f"absent, so slirp4netns/pasta cannot run: {builtin}",
             "modprobe tun",
             required=False,
         )
@@ -255,12 +260,32 @@ def dev_net_tun() -> Check:
         return Check(
             "/dev/net/tun",
             False,
-            "not openable by this user: egress uses envkit's own forwarder instead of "
-            "slirp4netns/pasta",
+            f"not openable by this user, so slirp4netns/pasta cannot run: {builtin}",
             "chmod 0666 /dev/net/tun (the usual mode) if your policy allows",
             required=False,
         )
-    return Check("/dev/net/tun", True, "usable (slirp4netns/pasta egress possible)")
+    return Check(
+        "/dev/net/tun",
+        True,
+        f"usable; {builtin}, as everywhere (a pasta backend is not implemented)",
+    )
+
+
+def iptables_legacy() -> Check:
+    """The nat rules that steer containers' TCP to the egress forwarder need iptables-legacy."""
+    missing = [t for t in ("iptables-legacy-restore", "iptables-legacy") if not shutil.which(t)]
+    if missing:
+        return Check(
+            "iptables-legacy",
+            False,
+            f"{', '.join(missing)} not found: containers on networks reach each other and "
+            "published ports work, but nothing goes out (no egress)",
+            "apt-get install iptables",
+            required=False,
+        )
+    return Check(
+        "iptables-legacy", True, f"{shutil.which('iptables-legacy-restore')}: egress rules"
+    )
 
 
 PROBES: tuple[Callable[[], Check], ...] = (
@@ -270,6 +295,7 @@ PROBES: tuple[Callable[[], Check], ...] = (
     subordinate_ids,
     cgroup_delegation,
     dev_net_tun,
+    iptables_legacy,
 )
 
 

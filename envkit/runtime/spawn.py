@@ -3,7 +3,8 @@
 Three processes stand between the caller and the command (see docs/dev/runtime.md):
 
 * the **monitor** (forked from the caller): unshares the user, mount, pid, uts, ipc,
-  net and cgroup namespaces, waits while the caller writes its id maps, mounts a private
+  net and cgroup namespaces (or joins ``config.userns`` and unshares the others), waits
+  while the caller writes its id maps and runs ``config.on_namespaces``, mounts a private
   tmpfs over the state dir, opens the host paths it needs, becomes container root,
   forks pid 1 and waits for it. It lives outside the new pid namespace.
 * **pid 1** (:mod:`envkit.runtime.init`): builds the root file system
@@ -142,12 +143,8 @@ def start(
     maps.to_host_gid(config.gid)
     for gid in config.groups:
         maps.to_host_gid(gid)
-    for mount in config.mounts:
-        if isinstance(mount, BindMount) and not os.path.exists(mount.source):
-            raise StartError(
-                f"bind mount source {mount.source} does not exist",
-                hint="create it first (docker would create a directory; envkit does not guess)",
-            )
+    if config.on_namespaces is None:
+        _check_bind_sources(config)
     if os.geteuid() == 0:
         _give_to_container_root(config, maps)
     if runtime_dir is None:
@@ -175,7 +172,7 @@ def start(
     if console_child is not None:
         console_child.close()
     try:
-        init_pid = _handshake(monitor, maps, sync_r, go_w, err_r)
+        init_pid = _handshake(monitor, config, maps, sync_r, go_w, err_r)
     except BaseException:
         os.close(err_r)
         if console_parent is not None:
@@ -212,11 +209,27 @@ def _receive_console(sock: socket.socket) -> int | None:
     return fds[0] if fds else None
 
 
-def _handshake(monitor: int, maps: idmap.IdMaps, sync_r: int, go_w: int, err_r: int) -> int:
-    """Write the monitor's id maps when it has unshared; return the init's host pid."""
+def _check_bind_sources(config: ContainerConfig) -> None:
+    for mount in config.mounts:
+        if isinstance(mount, BindMount) and not os.path.exists(mount.source):
+            raise StartError(
+                f"bind mount source {mount.source} does not exist",
+                hint="create it first (docker would create a directory; envkit does not guess)",
+            )
+
+
+def _handshake(
+    monitor: int, config: ContainerConfig, maps: idmap.IdMaps, sync_r: int, go_w: int, err_r: int
+) -> int:
+    """Once the monitor has its namespaces: write its id maps (unless it joined a user
+    namespace), run ``config.on_namespaces``, let it go on; return the init's host pid."""
     if os.read(sync_r, 1) != b"u":
         raise _early_failure(err_r)
-    maps.write(monitor)
+    if config.userns is None:
+        maps.write(monitor)
+    if config.on_namespaces is not None:
+        config.on_namespaces(monitor)
+        _check_bind_sources(config)
     os.write(go_w, b"g")
     pid_text = os.read(sync_r, 32)
     if not pid_text:
@@ -312,8 +325,17 @@ def _monitor(
             step = f"join cgroup {config.cgroup}"
             with open(os.path.join(config.cgroup, "cgroup.procs"), "w") as f:
                 f.write("0")  # before the namespaces: the cgroup ns is rooted at it
+        if config.userns is not None:
+            # Joined, not made: the monitor is single-threaded, as setns(CLONE_NEWUSER)
+            # requires, and the namespaces unshared next belong to the joined one.
+            step = f"join the user namespace {config.userns}"
+            userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
+            syscalls.setns(userns, syscalls.CLONE_NEWUSER)
+            os.close(userns)
         step = "unshare namespaces"
-        syscalls.unshare(NAMESPACES)
+        syscalls.unshare(
+            NAMESPACES if config.userns is None else NAMESPACES & ~syscalls.CLONE_NEWUSER
+        )
         os.write(sync_w, b"u")
         if os.read(go_r, 1) != b"g":
             os._exit(1)  # the caller failed to write the maps and says why itself
