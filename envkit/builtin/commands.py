@@ -21,6 +21,8 @@ def envkit_commands() -> Sequence[Command]:
         plugins_cmd,
         registry_cmds,
         run,
+        stack_cmds,
+        volume_cmd,
     )
 
     return [
@@ -34,4 +36,6 @@ def envkit_commands() -> Sequence[Command]:
         *containers.COMMANDS,
         *network_cmd.COMMANDS,
         *build.COMMANDS,
+        *stack_cmds.COMMANDS,
+        *volume_cmd.COMMANDS,
     ]

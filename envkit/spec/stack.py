@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Never
+from typing import TYPE_CHECKING, Any, Never
 
 from envkit.errors import SpecError
 from envkit.spec import validate
@@ -17,6 +17,9 @@ from envkit.spec.network import DEFAULT_NETWORK, Network
 from envkit.spec.secret import Secret
 from envkit.spec.service import Service
 from envkit.spec.volume import Volume
+
+if TYPE_CHECKING:
+    from envkit.stack.api import RunningStack
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -107,6 +110,21 @@ class Stack(SpecObject):
         for service in self.services:
             visit(service)
         return order
+
+    def up(self, *services: str, timeout: float = 300.0) -> RunningStack:
+        """Build and start the stack (or ``services`` and what they depend on); return
+        once every service runs and those with a health check are healthy.
+
+        Use it as a context manager: the stack goes down on exit (volumes are kept),
+        and also when the calling process exits::
+
+            with stack.up() as running:
+                running["web"].port(5000)
+                running["db"].exec(["pg_isready"])
+        """
+        from envkit.stack.api import up
+
+        return up(self, services, timeout=timeout)
 
     def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Stack:
         """This stack with relative paths resolved against ``base_dir`` (made absolute)."""

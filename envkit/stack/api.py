@@ -1,0 +1,319 @@
+"""Stacks from Python and for the CLI: :func:`up`, :func:`down`, :class:`RunningStack`.
+
+::
+
+    with stack.up() as running:              # builds, starts, waits for health
+        port = running["web"].port(5000)     # the host port bound for it
+        result = running["db"].exec(["psql", "-c", "select 1"])
+    # down on exit: containers, networks and secret files removed; volumes kept
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from envkit.errors import EnvkitError, SpecError
+from envkit.spec import Stack
+from envkit.stack import state as ss
+from envkit.stack.supervisor import STOP_GRACE, UP_TIMEOUT, Supervisor, start_detached
+
+if TYPE_CHECKING:
+    from envkit.build.progress import Progress
+    from envkit.containers import Container, ExecResult
+
+
+class RunningService:
+    """A service of a running stack: its current container, found through the stack's
+    state, so a handle stays valid across restarts."""
+
+    def __init__(self, stack: str, name: str) -> None:
+        self.stack = stack
+        self.name = name
+
+    def container(self) -> Container:
+        """The service's current container."""
+        from envkit import containers
+
+        record = ss.require(self.stack).services.get(self.name)
+        if record is None or not record.container:
+            raise EnvkitError(f"stack {self.stack!r} has no running service {self.name!r}")
+        return containers.get(record.container)
+
+    @property
+    def status(self) -> str:
+        """``running``, ``restarting`` or ``exited``."""
+        return ss.require(self.stack).services[self.name].status
+
+    @property
+    def health(self) -> str:
+        """``""`` (no check), ``starting``, ``healthy`` or ``unhealthy``."""
+        return ss.require(self.stack).services[self.name].health
+
+    def port(self, container_port: int, protocol: str = "tcp") -> int:
+        """The host port (on 127.0.0.1) that ``container_port`` is published on."""
+        return self.container().port(container_port, protocol)
+
+    def exec(self, cmd: Sequence[str], **options: object) -> ExecResult:
+        """Run ``cmd`` in the service's container: its exit code and output."""
+        return self.container().exec(cmd, **options)  # type: ignore[arg-type]
+
+    def logs(self) -> str:
+        """Everything the service wrote so far, restarts included."""
+        from envkit.stack.logs import service_text
+
+        return service_text(self.stack, self.name)
+
+    def __repr__(self) -> str:
+        return f"<RunningService {self.stack}/{self.name}>"
+
+
+class RunningStack:
+    """A stack that is up; ``running["web"]`` is a :class:`RunningService`. As a context
+    manager it is brought down on exit (volumes kept)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.name = stack.name
+
+    def __getitem__(self, service: str) -> RunningService:
+        if service not in self.stack:
+            raise KeyError(f"stack {self.name!r} has no service {service!r}")
+        return RunningService(self.name, service)
+
+    def state(self) -> ss.StackState:
+        """The stack's state on disk (services, containers, health, restarts)."""
+        return ss.require(self.name)
+
+    def logs(self) -> str:
+        """The output of every service, each line prefixed with ``service |``."""
+        import io
+
+        from envkit.stack.logs import stream
+
+        buffer = io.StringIO()
+        stream(self.name, [s.name for s in self.stack.services], buffer)
+        return buffer.getvalue()
+
+    def down(self, volumes: bool = False) -> None:
+        """Stop and remove the stack (see :func:`down`)."""
+        down(self.stack, volumes=volumes)
+
+    def __enter__(self) -> RunningStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    def __repr__(self) -> str:
+        return f"<RunningStack {self.name}>"
+
+
+def selected(stack: Stack, services: Sequence[str]) -> list[str]:
+    """Services ``services`` and everything they depend on, in start order (all of
+    them when ``services`` is empty)."""
+    for name in services:
+        if name not in stack:
+            raise SpecError(
+                "SERVICE",
+                f"stack {stack.name!r} has no service {name!r}",
+                hint="services: " + ", ".join(s.name for s in stack.services),
+            )
+    order = stack.start_order()
+    if not services:
+        return order
+    wanted: set[str] = set()
+    todo = list(services)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += [t for t, _ in stack[name].depends_on]
+    return [n for n in order if n in wanted]
+
+
+def check(stack: Stack, names: Sequence[str]) -> None:
+    """What can be checked before anything starts (the spec checked the rest)."""
+    for name in names:
+        for target, condition in stack[name].depends_on:
+            check_ = stack[target].healthcheck
+            if condition == "healthy" and (check_ is None or check_.disabled):
+                raise SpecError(
+                    f"Service({name!r}).depends_on",
+                    f"waits for {target!r} to be healthy, but {target!r} has no health check",
+                    hint=f'give {target} a healthcheck=Healthcheck(...), or use "started"',
+                )
+
+
+def build_images(
+    stack: Stack, names: Sequence[str], progress: Progress | None = None
+) -> dict[str, str]:
+    """Build (or find in the cache) the image of each service; service -> image id.
+
+    A plain image reference is used as it is (``envkit pull`` gets a missing one);
+    anything else is built from the stack's directory, tagged ``<stack>-<svc>:latest``.
+    """
+    from pathlib import Path
+
+    from envkit.build.executor import Builder
+    from envkit.spec.bases import FromRef
+    from envkit.store.layout import Store
+
+    builder: Builder | None = None
+    context = stack.base_dir or Path.cwd()
+    images = {}
+    for name in names:
+        image = stack[name].image
+        base = image.base
+        if not image.steps and isinstance(base, FromRef):
+            images[name] = str(base.ref)
+            continue
+        if builder is None:
+            builder = Builder(Store.default(), progress=progress)
+        images[name] = builder.build(image, context, tag=f"{stack.name}-{name}:latest").image_id
+    return images
+
+
+def up(
+    stack: Stack,
+    services: Sequence[str] = (),
+    *,
+    timeout: float = UP_TIMEOUT,
+    progress: Progress | None = None,
+    owned: bool = True,
+    report: Callable[[str], None] | None = None,
+    file: str = "",
+) -> RunningStack:
+    """Build what changed and start ``stack`` (or ``services`` and their dependencies)
+    in a supervisor process of its own; return once every service is started and the
+    ones with a health check are healthy.
+
+    ``owned``: the stack goes down when the calling process exits (``stack.up()``);
+    else it runs on (``envkit up -d``). A failure raises one
+    :class:`~envkit.errors.EnvkitError` naming the cause, after everything that was
+    started is removed again.
+    """
+    names = selected(stack, services)
+    check(stack, names)
+    with ss.locked(stack.name):
+        _clear_previous(stack.name)
+        images = build_images(stack, names, progress)
+        from envkit.runtime.state import process_start
+
+        owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
+        supervisor = Supervisor(
+            stack,
+            images,
+            names,
+            file=file or _file_of(stack),
+            owner=owner,
+            timeout=timeout,
+            report=report,
+        )
+        start_detached(supervisor)
+    return RunningStack(stack)
+
+
+def up_foreground(
+    stack: Stack,
+    services: Sequence[str] = (),
+    *,
+    timeout: float = UP_TIMEOUT,
+    progress: Progress | None = None,
+    report: Callable[[str], None] | None = None,
+    on_started: Callable[[], None] | None = None,
+    file: str = "",
+) -> None:
+    """``envkit up`` without ``-d``: hold the stack in this process until SIGINT or
+    SIGTERM (or ``envkit down`` from elsewhere), then stop it gracefully."""
+    names = selected(stack, services)
+    check(stack, names)
+    with ss.locked(stack.name):
+        _clear_previous(stack.name)
+        images = build_images(stack, names, progress)
+        supervisor = Supervisor(
+            stack, images, names, file=file or _file_of(stack), timeout=timeout, report=report
+        )
+        previous = {
+            sig: signal.signal(sig, lambda *_: supervisor.request_stop())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            supervisor.start()
+        except BaseException:
+            _restore(previous)
+            raise
+    try:
+        if on_started is not None:
+            on_started()
+        supervisor.run()
+    finally:
+        supervisor.teardown()
+        _restore(previous)
+
+
+def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRACE + 20) -> bool:
+    """Stop and remove a stack: its containers, networks, secret files and state;
+    with ``volumes`` its named volumes too. Whether it was up.
+
+    Works from any process: the supervisor is asked to stop (SIGTERM) and waited for;
+    if it is gone, what it left is removed here.
+    """
+    from envkit.runtime.state import wait_gone
+    from envkit.stack import cleanup
+
+    name = stack if isinstance(stack, str) else stack.name
+    with ss.locked(name):
+        record = ss.load(name)
+        if record is not None and record.supervised:
+            os.kill(record.supervisor, signal.SIGTERM)
+            if not wait_gone(record.supervisor, record.supervisor_start, timeout):
+                os.kill(record.supervisor, signal.SIGKILL)
+                wait_gone(record.supervisor, record.supervisor_start, 5)
+        leftover = ss.load(name)
+        if leftover is not None:
+            cleanup.remove_leftovers(leftover)
+        if volumes:
+            _remove_volumes(stack, record)
+    return record is not None
+
+
+def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:
+    from envkit.stack import volumes as vol
+
+    pairs = {tuple(v.split(":", 1)) for v in (record.volumes if record else [])}
+    if isinstance(stack, Stack):
+        pairs |= {(v.backend, vol.full_name(stack.name, v)) for v in stack.volumes}
+    vol.remove(sorted((b, n) for b, n in pairs))
+
+
+def _clear_previous(name: str) -> None:
+    """Refuse a stack that is up; clean what a killed supervisor left."""
+    from envkit.stack import cleanup
+
+    record = ss.load(name)
+    if record is None:
+        return
+    if record.supervised:
+        raise EnvkitError(
+            f"stack {name!r} is already up (supervisor pid {record.supervisor})",
+            hint=f"`envkit down -p {name}` first; `envkit stack ps -p {name}` shows it",
+        )
+    cleanup.remove_leftovers(record)
+
+
+def _file_of(stack: Stack) -> str:
+    return str(stack.base_dir) if stack.base_dir else ""
+
+
+def _restore(previous: Mapping[signal.Signals, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,102 @@
+"""Health checks: docker's model, run by the stack supervisor.
+
+The test runs in the container (as ``docker exec`` would) at once when the container
+starts, then every ``interval`` seconds; a run longer than ``timeout`` is killed and
+fails. ``retries`` failures in a row make the container ``unhealthy``; a success makes it
+``healthy``. Failures within ``start_period`` of the start do not count, but a success
+there does (docker's rule), so a slow starter is not declared unhealthy too early.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from envkit.spec import Healthcheck
+
+STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
+#: How much of a check's output is kept (docker keeps 4 KiB).
+OUTPUT_LIMIT = 4096
+
+
+def argv(check: Healthcheck) -> list[str]:
+    """The command a check runs: exec form as is, ``CMD-SHELL`` through ``/bin/sh -c``."""
+    kind, *rest = check.test
+    return ["/bin/sh", "-c", rest[0]] if kind == "CMD-SHELL" else rest
+
+
+@dataclass
+class HealthTracker:
+    """The status of one container's checks, fed with each result."""
+
+    check: Healthcheck
+    started: float
+    status: str = STARTING
+    failures: int = 0  #: failing runs in a row that count
+    last_output: str = ""
+
+    def record(self, ok: bool, output: str, now: float) -> str:
+        """Take the result of one run (ended at ``now``); the new status."""
+        self.last_output = output[-OUTPUT_LIMIT:]
+        if ok:
+            self.failures, self.status = 0, HEALTHY
+        elif now - self.started >= self.check.start_period:
+            self.failures += 1
+            if self.failures >= self.check.retries:
+                self.status = UNHEALTHY
+        return self.status
+
+    def next_run(self, last_run_started: float | None) -> float:
+        """When the next run is due (monotonic seconds)."""
+        if last_run_started is None:
+            return self.started
+        return last_run_started + self.check.interval
+
+
+def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bool, str]:
+    """Run ``command`` in the container of ``record`` (a
+    :class:`envkit.runtime.state.ContainerState`); whether it exited 0 within
+    ``timeout`` seconds, and its output (or why it failed)."""
+    from envkit.containers import start_exec
+    from envkit.errors import EnvkitError
+    from envkit.runtime.state import ContainerState
+
+    assert isinstance(record, ContainerState)
+    read_fd, write_fd = os.pipe()
+    try:
+        with open(os.devnull, "rb") as devnull:
+            process = start_exec(record, command, stdio=(devnull.fileno(), write_fd, write_fd))
+    except EnvkitError as exc:
+        os.close(read_fd)
+        return False, exc.message
+    finally:
+        os.close(write_fd)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([pipe], [], [], left)
+            if not ready:
+                continue
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            output += chunk
+            del output[:-OUTPUT_LIMIT]
+    if timed_out:
+        import signal
+
+        process.kill(signal.SIGKILL)
+        process.wait()
+        return False, f"health check exceeded its timeout of {timeout:g} s"
+    code = process.wait()
+    text = output.decode(errors="replace") + process.error
+    return code == 0, text
