@@ -1,0 +1,382 @@
+"""Real envkit containers on networks, through the CLI and the Python API: names, UDP,
+isolation, internal networks, published ports, restarts and tear-down.
+
+Run as root here and as an unprivileged user by scripts/test-rootless.sh. TCP goes
+through busybox httpd and ``timeout 3 wget`` (busybox 1.35's ``wget -T`` crashes); UDP
+through the host's /usr/bin/python3, bind-mounted with /usr (this busybox's nc has no
+UDP mode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import envkit
+from envkit import containers, network
+from envkit.network import state
+from tests import images
+
+pytestmark = pytest.mark.rootless
+
+IMAGE = "netbox:1"
+PYTHON = "/usr/bin/python3"
+USR = "/usr:/usr:ro"
+PAGE = "hello from {name}\n"
+# A UDP echo server on 7001 answering "<name>:<data>".
+UDP_SERVER = """
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 7001))
+while True:
+    data, peer = u.recvfrom(100)
+    u.sendto(sys.argv[1].encode() + b":" + data, peer)
+"""
+# Sends "ping" to argv[1]:7001 (a name, resolved through /etc/hosts) until answered.
+UDP_CLIENT = """
+import socket, sys, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(0.5)
+for _ in range(40):
+    try:
+        u.sendto(b"ping", (sys.argv[1], 7001))
+        print(u.recv(100).decode())
+        break
+    except OSError as exc:
+        err = exc
+        time.sleep(0.1)
+else:
+    print("error", type(err).__name__)
+"""
+
+
+def wget_loop(url: str, tries: int = 50) -> str:
+    """A shell loop fetching ``url`` until it answers (servers start asynchronously)."""
+    return (
+        f"for i in $(seq {tries}); do timeout 3 wget -qO- {url} && exit 0; sleep 0.1; done; "
+        "echo unreachable; exit 1"
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    if not os.path.exists(PYTHON):
+        pytest.skip(f"{PYTHON} missing (the UDP peers run it)")
+    work = tmp_path_factory.mktemp("run-network")
+    extra = images.layer_tar(
+        {
+            "etc/nsswitch.conf": b"hosts: files dns\n",
+            "www/index.html": b"hello from the image\n",
+        },
+        dirs=("www", "usr"),
+        symlinks={"lib": "usr/lib", "lib64": "usr/lib64"},
+    )
+    images.build_archive(work / "img.tar", [images.busybox_layer(), extra], ref=IMAGE)
+    done = cli(work / "home", ["load", "-i", str(work / "img.tar")])
+    assert done.returncode == 0, done.stderr
+    return work / "home"
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    yield loaded_home
+    from envkit.runtime import state as runtime_state
+
+    for record in runtime_state.all_states():
+        cli(loaded_home, ["rm", "-f", record.id])
+    for net in network.list_networks():
+        network.remove(net.name)
+    assert_nothing_left(loaded_home)
+
+
+def cli(home: Path, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    env.pop("ENVKIT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ok(home: Path, argv: list[str]) -> str:
+    done = cli(home, argv)
+    assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    return done.stdout
+
+
+def httpd(home: Path, name: str, *options: str) -> None:
+    """A detached busybox httpd serving ``hello from NAME`` on port 80."""
+    script = (
+        f"echo '{PAGE.format(name=name).strip()}' > /www/index.html; exec httpd -f -p 80 -h /www"
+    )
+    ok(home, ["run", "-d", "--name", name, *options, IMAGE, "sh", "-c", script])
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def assert_nothing_left(home: Path) -> None:
+    """No holder, egress daemon, forwarder, endpoint or managed file of any container."""
+    root = home / "network"
+    assert not (root / "holder.json").exists()
+    assert not list((root / "endpoints").glob("*/*.json"))
+    assert not list((root / "forwarders").glob("*.json"))
+    assert not list((root / "hosts").glob("*"))
+    for log in (root / "logs").glob("*.log"):
+        assert not holders_of(log.stem), f"a {log.stem} daemon still runs"
+
+
+def holders_of(daemon: str) -> list[int]:
+    """Pids of processes whose stderr is the log of ``daemon`` (ours, in this home)."""
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/2")
+        except OSError:
+            continue
+        if target.endswith(f"/network/logs/{daemon}.log") and os.environ["ENVKIT_HOME"] in target:
+            found.append(pid)
+    return found
+
+
+def host_address() -> str | None:
+    """A non-loopback address of this host (egress tests connect to it from containers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.254.254.254", 1))
+            ip = str(s.getsockname()[0])
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else ip
+
+
+def test_containers_on_one_network_reach_each_other_by_name(home: Path) -> None:
+    ok(home, ["network", "create", "app"])
+    httpd(home, "web", "--network", "app", "--network-alias", "www")
+    ok(
+        home,
+        [
+            "run",
+            "-d",
+            "--name",
+            "echo",
+            "--network",
+            "app",
+            "-v",
+            USR,
+            IMAGE,
+            PYTHON,
+            "-c",
+            UDP_SERVER,
+            "echo",
+        ],
+    )
+    tcp = ok(home, ["run", "--rm", "--network", "app", IMAGE, "sh", "-c", wget_loop("web")])
+    assert tcp == "hello from web\n"
+    alias = ok(home, ["run", "--rm", "--net", "app", IMAGE, "sh", "-c", wget_loop("www")])
+    assert alias == "hello from web\n"
+    udp = ok(
+        home,
+        ["run", "--rm", "--network", "app", "-v", USR, IMAGE, PYTHON, "-c", UDP_CLIENT, "echo"],
+    )
+    assert udp == "echo:ping\n"
+    # A container resolves itself, and its peers appear in its managed /etc/hosts.
+    hosts = ok(home, ["exec", "web", "cat", "/etc/hosts"])
+    assert "\tweb\n" in hosts and "\techo\n" in hosts and "\twww\n" in hosts
+
+
+def test_containers_on_two_networks_cannot_reach_each_other(home: Path) -> None:
+    ok(home, ["network", "create", "red"])
+    ok(home, ["network", "create", "blue"])
+    httpd(home, "redweb", "--network", "red")
+    ip = json.loads(ok(home, ["network", "inspect", "red"]))[0]["containers"]["redweb"]["ip"]
+    same = ok(home, ["run", "--rm", "--network", "red", IMAGE, "sh", "-c", wget_loop(ip)])
+    assert same == "hello from redweb\n"
+    by_ip = cli(home, ["run", "--rm", "--network", "blue", IMAGE, "sh", "-c", wget_loop(ip, 2)])
+    assert by_ip.returncode == 1 and by_ip.stdout.endswith("unreachable\n")
+    by_name = cli(home, ["run", "--rm", "--network", "blue", IMAGE, "wget", "-qO-", "redweb"])
+    assert by_name.returncode != 0 and "bad address" in by_name.stderr
+
+
+def test_internal_network_has_no_egress(home: Path, tmp_path: Path) -> None:
+    ip = host_address()
+    if ip is None:
+        pytest.skip("this host has no non-loopback address to reach")
+    (tmp_path / "out.txt").write_text("from the host\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", ip],
+        cwd=str(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split(" port ")[1].split()[0])
+        url = f"http://{ip}:{port}/out.txt"
+        ok(home, ["network", "create", "open"])
+        ok(home, ["network", "create", "sealed", "--internal"])
+        out = ok(home, ["run", "--rm", "--network", "open", IMAGE, "sh", "-c", wget_loop(url)])
+        assert out == "from the host\n"  # through the egress forwarder
+        sealed = cli(
+            home, ["run", "--rm", "--network", "sealed", IMAGE, "sh", "-c", wget_loop(url, 2)]
+        )
+        assert sealed.returncode == 1 and sealed.stdout.endswith("unreachable\n")
+        resolv = ok(home, ["run", "--rm", "--network", "sealed", IMAGE, "cat", "/etc/resolv.conf"])
+        assert "nameserver" not in resolv
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_published_port_answers_from_the_host(home: Path) -> None:
+    httpd(home, "pub", "-p", "0:80")
+    (line,) = ok(home, ["port", "pub"]).splitlines()
+    assert line.startswith("80/tcp -> 127.0.0.1:")
+    port = int(line.rsplit(":", 1)[1])
+    assert ok(home, ["port", "pub", "80"]) == f"127.0.0.1:{port}\n"
+    assert f"127.0.0.1:{port}->80/tcp" in ok(home, ["ps"])
+    url = f"http://127.0.0.1:{port}/index.html"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.read() == b"hello from pub\n")
+        except OSError:
+            return False
+
+    wait_for(answers, "busybox httpd through the published port")
+    # -p without --network joined the default network, created on first use.
+    assert "pub" in network.inspect("envkit")["containers"]
+    ok(home, ["stop", "-t", "2", "pub"])
+    assert not listening(port)
+    assert "->" not in ok(home, ["ps", "-a"])
+
+
+def test_python_api_ports_and_udp(home: Path) -> None:
+    with envkit.run(
+        IMAGE,
+        [PYTHON, "-c", UDP_SERVER, "api"],
+        volumes=[USR],
+        ports=["0:7001/udp"],
+        name="api",
+    ) as container:
+        port = container.port(7001, "udp")
+        assert port > 0
+        with pytest.raises(network.NetworkError, match="does not publish port 80/tcp"):
+            container.port(80)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.settimeout(0.5)
+            replies: list[bytes] = []
+
+            def answered() -> bool:
+                u.sendto(b"x", ("127.0.0.1", port))
+                try:
+                    replies.append(u.recv(100))
+                except OSError:
+                    return False
+                return True
+
+            wait_for(answered, "the UDP echo through the published port")
+        assert replies[-1] == b"api:x"
+    assert not (home / "network" / "holder.json").exists()
+
+
+def test_port_in_use_fails_before_the_container_starts(home: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = cli(home, ["run", "--name", "busy", "-p", f"{port}:80", IMAGE, "true"])
+        assert done.returncode == 2
+        assert f"host port 127.0.0.1:{port}/tcp is already in use" in done.stderr
+        assert "hint:" in done.stderr and "Traceback" not in done.stderr
+        assert ok(home, ["ps", "-a", "-q"]) == ""  # no container was made
+        with pytest.raises(network.NetworkError, match="already in use"):
+            envkit.run(IMAGE, ["true"], ports={port: 80})
+
+
+def test_restarted_container_is_found_by_name_again(home: Path) -> None:
+    ok(home, ["network", "create", "app"])
+    httpd(home, "db", "--network", "app")
+    ok(home, ["run", "-d", "--name", "client", "--network", "app", IMAGE, "sleep", "60"])
+    first = ok(home, ["exec", "client", "sh", "-c", wget_loop("db")])
+    assert first == "hello from db\n"
+    old = network.inspect("app")["containers"]["db"]["ip"]
+    ok(home, ["rm", "-f", "db"])
+    script = "echo 'hello from the new db' > /www/index.html; exec httpd -f -p 80 -h /www"
+    ok(home, ["run", "-d", "--name", "db", "--network", "app", IMAGE, "sh", "-c", script])
+    new = network.inspect("app")["containers"]["db"]["ip"]
+    assert new != old
+    hosts = ok(home, ["exec", "client", "cat", "/etc/hosts"])
+    assert f"{new}\tdb\n" in hosts and f"{old}\t" not in hosts
+    assert ok(home, ["exec", "client", "sh", "-c", wget_loop("db")]) == "hello from the new db\n"
+
+
+def test_nothing_left_after_rm_exit_and_kill_9(home: Path) -> None:
+    # Foreground --rm: gone when the command exits.
+    out = ok(home, ["run", "--rm", "-p", "0:80", IMAGE, "cat", "/etc/resolv.conf"])
+    assert "nameserver 10.89." in out
+    assert_nothing_left(home)
+    # A detached container whose supervisor is killed with SIGKILL: the reaper of the
+    # next command kills the container and takes its network down.
+    httpd(home, "victim", "-p", "0:80")
+    port = int(ok(home, ["port", "victim", "80"]).rsplit(":", 1)[1])
+    wait_for(lambda: listening(port), "the published port")
+    forwarders = holders_of("ports-victim")
+    assert forwarders
+    record = containers.get("victim").reload()
+    os.kill(record.supervisor, signal.SIGKILL)
+    wait_for(lambda: not state.Proc(record.pid, record.pid_start).alive(), "the container to die")
+    ps = ok(home, ["ps", "-a"])
+    assert "Exited (137)" in ps
+    assert not listening(port)
+    assert all(state.start_time(p) is None for p in forwarders)
+    ok(home, ["rm", "victim"])
+    assert_nothing_left(home)
+
+
+def test_no_network_by_default(home: Path) -> None:
+    out = ok(home, ["run", "--rm", IMAGE, "sh", "-c", "cat /proc/net/dev /etc/hosts 2>&1; true"])
+    assert "eth0" not in out and "lo:" in out and "managed by envkit" not in out
+    refused = cli(home, ["run", "--rm", "--network", "none", "-p", "0:80", IMAGE, "true"])
+    assert refused.returncode == 2 and "--network none" in refused.stderr
+    missing = cli(home, ["run", "--rm", "--network", "nosuch", IMAGE, "true"])
+    assert missing.returncode == 2 and "envkit network create nosuch" in missing.stderr
+    assert not (home / "network" / "holder.json").exists()
