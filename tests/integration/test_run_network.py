@@ -189,24 +189,8 @@ def host_address() -> str | None:
 def test_containers_on_one_network_reach_each_other_by_name(home: Path) -> None:
     ok(home, ["network", "create", "app"])
     httpd(home, "web", "--network", "app", "--network-alias", "www")
-    ok(
-        home,
-        [
-            "run",
-            "-d",
-            "--name",
-            "echo",
-            "--network",
-            "app",
-            "-v",
-            USR,
-            IMAGE,
-            PYTHON,
-            "-c",
-            UDP_SERVER,
-            "echo",
-        ],
-    )
+    udp_server = [PYTHON, "-c", UDP_SERVER, "echo"]
+    ok(home, ["run", "-d", "--name", "echo", "--network", "app", "-v", USR, IMAGE, *udp_server])
     tcp = ok(home, ["run", "--rm", "--network", "app", IMAGE, "sh", "-c", wget_loop("web")])
     assert tcp == "hello from web\n"
     alias = ok(home, ["run", "--rm", "--net", "app", IMAGE, "sh", "-c", wget_loop("www")])
