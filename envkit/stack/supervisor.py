@@ -20,14 +20,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime.state import alive
+from envkit.runtime.config import BindMount
+from envkit.runtime.state import alive, process_start, wait_gone
 from envkit.spec import Service, Stack
 from envkit.stack import health, secrets, volumes
 from envkit.stack import state as ss
 from envkit.stack.policy import STABLE_AFTER, RestartPolicy, backoff
+
+if TYPE_CHECKING:
+    from envkit.containers import Container
 
 #: Seconds a service gets between SIGTERM and SIGKILL when the stack stops.
 STOP_GRACE = 10.0
@@ -43,7 +47,7 @@ class DependencyError(RuntimeError_):
 class _Instance:
     """One container of a service, as the supervisor holds it."""
 
-    container: object  # envkit.containers.Container (imported lazily)
+    container: Container
     started: float
     waiter: threading.Thread
     pump: threading.Thread
@@ -99,6 +103,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._exits: queue.Queue[tuple[str, _Instance, int]] = queue.Queue()
         self._stopping = threading.Event()
+        self._start_lock = threading.Lock()
         self._created_volumes: list[str] = []
         self._created_networks: list[str] = []
 
@@ -200,7 +205,6 @@ class Supervisor:
 
     def _start_service(self, name: str) -> None:
         """Start a container of service ``name`` (main thread only)."""
-        import envkit.containers as containers
         from envkit.runtime import logs
         from envkit.stack import networking
 
@@ -216,6 +220,58 @@ class Supervisor:
             secrets.hand_to(spec.secrets, directory, uid, gid)
         log_path = self.state.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._start_lock:
+            container, out_r, err_r = self._run(name, image, mounts)
+        writer = logs.LogWriter(str(log_path))
+
+        def pump() -> None:
+            try:
+                logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
+            finally:
+                writer.close()
+
+        pump_thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
+        pump_thread.start()
+        tracker = None
+        if self._has_check(name):
+            assert spec.healthcheck is not None
+            tracker = health.HealthTracker(spec.healthcheck, time.monotonic())
+        instance = _Instance(container, time.monotonic(), threading.Thread(), pump_thread, tracker)
+
+        def wait() -> None:
+            # Reaped under the start lock: the network's release of an exited container
+            # drops this process's holder lease, which a start in progress relies on.
+            start = process_start(container.pid) or 0
+            while not wait_gone(container.pid, start, 3600):
+                pass
+            with self._start_lock:
+                code = container.wait()
+            self._exits.put((name, instance, code))
+
+        instance.waiter = threading.Thread(target=wait, name=f"envkit-wait-{name}", daemon=True)
+        with self._lock:
+            svc.instance = instance
+            record = self.state.services[name]
+            record.container, record.container_name = container.id, container.name
+            record.status, record.exit_code = "running", None
+            record.health = health.STARTING if tracker else ""
+            record.health_output = ""
+            record.ports = networking.describe_ports(container)
+            self.state.save()
+        instance.waiter.start()
+        if tracker is not None and svc.health_thread is None:
+            svc.health_thread = threading.Thread(
+                target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
+            )
+            svc.health_thread.start()
+
+    def _run(self, name: str, image: str, mounts: list[BindMount]) -> tuple[Container, int, int]:
+        """Start service ``name``'s container with its output on two pipes; the
+        container and the pipes' read ends."""
+        import envkit.containers as containers
+        from envkit.stack import networking
+
+        spec, stack = self._services[name].spec, self.stack
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -245,41 +301,7 @@ class Supervisor:
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
-        writer = logs.LogWriter(str(log_path))
-
-        def pump() -> None:
-            try:
-                logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
-            finally:
-                writer.close()
-
-        pump_thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
-        pump_thread.start()
-        tracker = None
-        if self._has_check(name):
-            assert spec.healthcheck is not None
-            tracker = health.HealthTracker(spec.healthcheck, time.monotonic())
-        instance = _Instance(container, time.monotonic(), threading.Thread(), pump_thread, tracker)
-
-        def wait() -> None:
-            self._exits.put((name, instance, container.wait()))
-
-        instance.waiter = threading.Thread(target=wait, name=f"envkit-wait-{name}", daemon=True)
-        with self._lock:
-            svc.instance = instance
-            record = self.state.services[name]
-            record.container, record.container_name = container.id, container.name
-            record.status, record.exit_code = "running", None
-            record.health = health.STARTING if tracker else ""
-            record.health_output = ""
-            record.ports = networking.describe_ports(container)
-            self.state.save()
-        instance.waiter.start()
-        if tracker is not None and svc.health_thread is None:
-            svc.health_thread = threading.Thread(
-                target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
-            )
-            svc.health_thread.start()
+        return container, out_r, err_r
 
     def _has_check(self, name: str) -> bool:
         check = self._services[name].spec.healthcheck
@@ -421,7 +443,7 @@ class Supervisor:
             if self._stopping.wait(max(0.0, due - time.monotonic())):
                 return
             last_run = time.monotonic()
-            record = instance.container.reload()  # type: ignore[attr-defined]
+            record = instance.container.reload()
             ok, output = health.run_once(record, command, check.timeout)
             with self._lock:
                 if svc.instance is not instance or instance.exited:
@@ -453,7 +475,7 @@ def _signal(instance: _Instance, sig: int) -> None:
     from contextlib import suppress
 
     with suppress(EnvkitError, OSError):
-        instance.container.kill(sig)  # type: ignore[attr-defined]
+        instance.container.kill(sig)
 
 
 def _remove_container(instance: _Instance) -> None:
@@ -463,7 +485,7 @@ def _remove_container(instance: _Instance) -> None:
 
     container = instance.container
     with suppress(EnvkitError, OSError):
-        record = rs.load(container.reload().dir)  # type: ignore[attr-defined]
+        record = rs.load(container.reload().dir)
         if record is not None:
             rs.remove(record)
 

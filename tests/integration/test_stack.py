@@ -1,0 +1,334 @@
+"""Stacks on the real runtime: start order with health, names across services, published
+ports, restart policies, volumes across down/up, runtime secrets never on disk, failed
+``up`` leaving nothing, foreground ``up`` and Ctrl-C, ``down`` after kill -9 of the
+supervisor, and the CLI verbs, each from another process than the one that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit import Healthcheck, Secret, Service, Stack, Volume
+from envkit.errors import EnvkitError
+from envkit.stack import DependencyError, down
+from envkit.stack import state as ss
+from tests import images
+
+pytestmark = pytest.mark.rootless
+
+BUSYBOX = "busybox:1"
+APPLETS = (*images.APPLETS, "httpd", "timeout", "wc", "tail")
+SECRET_VALUE = "pa55-word-7f3c9e"
+
+
+def busybox_layer() -> bytes:
+    """The test busybox plus httpd, timeout, wc and tail, and a /www dir."""
+    files = {
+        "bin/busybox": images.BUSYBOX.read_bytes(),
+        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+        "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
+    }
+    return images.layer_tar(
+        files,
+        dirs=("dev", "proc", "sys", "tmp", "root", "etc", "www", "run"),
+        symlinks={f"bin/{a}": "busybox" for a in APPLETS},
+        executable=("bin/busybox",),
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    work = tmp_path_factory.mktemp("stacks")
+    images.build_archive(work / "bb.tar", [busybox_layer()], ref=BUSYBOX)
+    done = cli(work / "home", ["load", "-i", str(work / "bb.tar")])
+    assert done.returncode == 0, done.stderr
+    return work / "home"
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    monkeypatch.setenv("STACK_TEST_SECRET", SECRET_VALUE)
+    yield loaded_home
+    for record in ss.all_stacks():
+        down(record.name, volumes=True)
+    from envkit.runtime import state
+
+    assert ss.all_stacks() == []
+    assert state.all_states() == [], "a stack left containers behind"
+
+
+def cli(
+    home: Path, argv: list[str], timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVKIT_HOME": str(home), "STACK_TEST_SECRET": SECRET_VALUE}
+    env.pop("ENVKIT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def web_service(**extra: object) -> Service:
+    """httpd that becomes healthy only once it wrote /tmp/ready, 0.5 s after start."""
+    script = (
+        "echo hello-from-web > /www/index.html; sleep 0.5; touch /tmp/ready; "
+        "exec httpd -f -p 8080 -h /www"
+    )
+    return Service(
+        "web",
+        image=BUSYBOX,
+        command=["sh", "-c", script],
+        healthcheck=Healthcheck(["test", "-f", "/tmp/ready"], interval=0.1, retries=100),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def leftovers(home: Path) -> list[str]:
+    """Containers, stack dirs, networks and secret dirs of this home still present."""
+    from envkit import network
+    from envkit.runtime import state
+
+    found = [f"container {s.name}" for s in state.all_states()]
+    found += [f"stack {s.name}" for s in ss.all_stacks()]
+    found += [f"network {n.name}" for n in network.list_networks()]
+    return found
+
+
+def test_client_reaches_web_by_name_after_it_is_healthy(home: Path) -> None:
+    web = web_service(ports={0: 8080})
+    client = Service(
+        "client",
+        image=BUSYBOX,
+        command=["sh", "-c", "timeout 3 wget -q -O - http://web:8080/ && sleep 600"],
+        depends_on={web: "healthy"},
+    )
+    stack = Stack("names", services=[web, client])
+    with stack.up() as running:
+        assert running["web"].health == "healthy"
+        wait_for(lambda: "hello-from-web" in running["client"].logs())
+        assert running["client"].status == "running"  # wget succeeded: no exit
+        port = running["web"].port(8080)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.read() == b"hello-from-web\n"
+        result = running["web"].exec(["cat", "/tmp/ready"])
+        assert result.exit_code == 0
+        assert "client | hello-from-web" in running.logs()
+    assert leftovers(home) == []
+
+
+def test_restart_policies(home: Path) -> None:
+    flaky = Service(
+        "flaky", image=BUSYBOX, command=["sh", "-c", "echo run; exit 3"], restart="on-failure:2"
+    )
+    steady = Service("steady", image=BUSYBOX, command=["sh", "-c", "sleep 600"], restart="always")
+    once = Service("once", image=BUSYBOX, command=["true"], restart="no")
+    stack = Stack("restarts", services=[flaky, steady, once])
+    with stack.up() as running:
+        wait_for(lambda: running.state().services["flaky"].restarts == 2)
+        wait_for(lambda: running["flaky"].status == "exited")
+        assert running.state().services["flaky"].exit_code == 3
+        assert running["flaky"].logs() == "run\nrun\nrun\n"
+        wait_for(lambda: running["once"].status == "exited")
+        assert running.state().services["once"].restarts == 0
+        first = running["steady"].container().id
+        running["steady"].container().kill(signal.SIGKILL)
+        wait_for(lambda: running.state().services["steady"].restarts == 1)
+        wait_for(lambda: running["steady"].status == "running")
+        assert running["steady"].container().id != first
+    assert leftovers(home) == []
+
+
+def test_volume_persists_across_down_and_up_until_down_v(home: Path) -> None:
+    data = Volume("data")
+    counter = Service(
+        "counter",
+        image=BUSYBOX,
+        command=["sh", "-c", "echo x >> /data/count; sleep 600"],
+        volumes={data: "/data"},
+    )
+    stack = Stack("vols", services=[counter])
+    for expected in ("1", "2"):
+        with stack.up() as running:
+            wait_for(lambda: running["counter"].exec(["test", "-s", "/data/count"]).exit_code == 0)
+            out = running["counter"].exec(["wc", "-l", "/data/count"]).output
+            assert out.split()[0] == expected
+    assert "vols_data" in cli(home, ["volume", "ls", "-q"]).stdout.split()
+    down(stack, volumes=True)
+    assert "vols_data" not in cli(home, ["volume", "ls", "-q"]).stdout.split()
+
+
+def test_secret_is_mounted_and_never_written_to_envkit_home(home: Path) -> None:
+    reader = Service(
+        "reader",
+        image=BUSYBOX,
+        command=["sh", "-c", "sleep 600"],
+        secrets=[Secret.from_env("STACK_TEST_SECRET", as_name="x")],
+    )
+    stack = Stack("secrets", services=[reader])
+    with stack.up() as running:
+        assert running["reader"].exec(["cat", "/run/secrets/x"]).output == SECRET_VALUE
+        write = running["reader"].exec(["sh", "-c", "echo no > /run/secrets/x"])
+        assert write.exit_code != 0  # mounted read-only
+        secret_dir = Path(running.state().secrets_dir)
+        assert (secret_dir.stat().st_mode & 0o777) == 0o700
+        found = [str(p) for p in home.rglob("*") if _holds(p, SECRET_VALUE.encode())]
+        assert found == [], "the secret value reached envkit's home"
+    assert not secret_dir.exists()
+
+
+def _holds(path: Path, needle: bytes) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and needle in path.read_bytes()
+    except OSError:
+        return False
+
+
+def test_unhealthy_dependency_fails_up_and_leaves_nothing(home: Path) -> None:
+    sick = Service(
+        "sick",
+        image=BUSYBOX,
+        command=["sh", "-c", "echo booting; sleep 600"],
+        healthcheck=Healthcheck("echo not-ready-yet; exit 1", interval=0.05, retries=3),
+    )
+    app = Service("app", image=BUSYBOX, command=["sleep", "600"], depends_on={sick: "healthy"})
+    stack = Stack("sick", services=[sick, app])
+    with pytest.raises(DependencyError) as caught:
+        stack.up()
+    message = str(caught.value)
+    assert "app depends on sick being healthy" in message
+    assert "not-ready-yet" in message
+    assert "booting" in message
+    assert leftovers(home) == []
+
+
+def test_completed_condition_waits_for_a_successful_exit(home: Path) -> None:
+    init = Service("init", image=BUSYBOX, command=["sh", "-c", "sleep 0.3; echo seeded"])
+    app = Service("app", image=BUSYBOX, command=["sleep", "600"], depends_on={init: "completed"})
+    with Stack("jobs", services=[init, app]).up() as running:
+        state = running.state()
+        assert state.services["init"].status == "exited"
+        assert state.services["init"].exit_code == 0
+        assert state.services["app"].status == "running"
+
+
+def test_cli_up_detached_ps_logs_exec_down(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Service, Stack\n"
+        "s = Service('echoer', image='busybox:1', command=['sh', '-c', 'echo ready; sleep 600'])\n"
+        "stack = Stack('clidemo', services=[s])\n"
+    )
+    up = cli(home, ["up", "-d"], cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    ps = cli(home, ["stack", "ps"], cwd=tmp_path)
+    assert "echoer" in ps.stdout and "running" in ps.stdout
+    wait_for(lambda: "echoer | ready" in cli(home, ["stack", "logs", "-p", "clidemo"]).stdout)
+    done = cli(home, ["stack", "exec", "-p", "clidemo", "echoer", "sh", "-c", "exit 7"])
+    assert done.returncode == 7
+    again = cli(home, ["up", "-d"], cwd=tmp_path)
+    assert again.returncode == 2 and "already up" in again.stderr
+    assert "clidemo" in cli(home, ["stack", "ls"]).stdout
+    gone = cli(home, ["down"], cwd=tmp_path)
+    assert gone.returncode == 0, gone.stderr
+    assert leftovers(home) == []
+
+
+def test_cli_errors_are_one_message(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "cycle.py").write_text(
+        "from envkit import Service, Stack\n"
+        "a = Service('a', image='busybox:1', depends_on=['b'])\n"
+        "b = Service('b', image='busybox:1', depends_on=['a'])\n"
+        "stack = Stack('cyc', services=[a, b])\n"
+    )
+    done = cli(home, ["up", "-d", str(tmp_path / "cycle.py")])
+    assert done.returncode == 2
+    assert "cycle" in done.stderr and "Traceback" not in done.stderr
+    missing = cli(home, ["up", "-d", str(tmp_path / "nope.py")])
+    assert missing.returncode == 2 and "no such stack file" in missing.stderr
+
+
+def test_port_in_use_fails_up_and_leaves_nothing(home: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = web_service(ports={port: 8080})
+        with pytest.raises(EnvkitError, match="in use"):
+            Stack("busyport", services=[web]).up()
+    assert leftovers(home) == []
+
+
+def test_foreground_up_streams_logs_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Service, Stack\n"
+        "s = Service('talker', image='busybox:1',\n"
+        "            command=['sh', '-c', 'while true; do echo tick; sleep 0.2; done'])\n"
+        "stack = Stack('fg', services=[s])\n"
+    )
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "envkit", "up"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line == "talker | tick\n"
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert code == 0
+    assert leftovers(home) == []
+
+
+def test_down_after_kill_9_of_the_supervisor(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Service, Stack\n"
+        "s = Service('sleeper', image='busybox:1', command=['sleep', '600'])\n"
+        "stack = Stack('killed', services=[s])\n"
+    )
+    assert cli(home, ["up", "-d"], cwd=tmp_path).returncode == 0
+    record = ss.require("killed")
+    os.kill(record.supervisor, signal.SIGKILL)
+    wait_for(lambda: not record.supervised)
+    assert "stale" in cli(home, ["stack", "ls"]).stdout
+    assert cli(home, ["down", "-p", "killed"]).returncode == 0
+    assert leftovers(home) == []
