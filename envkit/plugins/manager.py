@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "envkit.builtin.image_sources",
     "envkit.builtin.secrets",
     "envkit.builtin.volumes",
+    "envkit.sources.debian.source",
 )
 
 T = TypeVar("T")

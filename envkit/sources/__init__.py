@@ -1,0 +1,1 @@
+"""Built-in image sources that build base images without a registry (``Image.debian``)."""
