@@ -154,7 +154,13 @@ def extract_data(path: Path, root: Path, *, chown: bool = True) -> ExtractResult
     try:
         with open_tar(path, "data") as tar:
             for info in tar:
-                writer.member(tar, info, result)
+                try:
+                    writer.member(tar, info, result)
+                except OSError as exc:
+                    raise DebFormatError(
+                        f"{path}: cannot unpack {info.name!r}: {exc.strerror or exc}",
+                        hint="the package does not fit the root file system built so far",
+                    ) from None
     finally:
         writer.close()
     return result
