@@ -23,7 +23,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envkit.oci.layer_writer import LayerInfo
@@ -111,9 +111,22 @@ def build_rootfs(plan: Plan, workdir: Path, on_output: Callable[[str], None] | N
         maps = idmap.plan()
         os.chown(rootfs, maps.to_host_uid(0), maps.to_host_gid(0))
     essential = essential_closure(plan.packages)
-    call_as_container_root(
-        lambda: _first_stage(plan, rootfs, essential), "unpacking the essential packages"
-    )
+    # Opened here and used as /proc/self/fd/N by the child: container root may lack the
+    # permission to walk the host directories above them (a 0700 $ENVKIT_HOME parent).
+    fds = [os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        debs = {}
+        for pkg in essential:
+            fds.append(os.open(plan.debs[pkg.name], os.O_RDONLY | os.O_CLOEXEC))
+            debs[pkg.name] = Path(f"/proc/self/fd/{fds[-1]}")
+        inside = replace(plan, debs=debs)
+        root = Path(f"/proc/self/fd/{fds[0]}")
+        call_as_container_root(
+            lambda: _first_stage(inside, root, essential), "unpacking the essential packages"
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
     _second_stage(plan, essential, rootfs, lower, work, on_output or (lambda _: None))
     return rootfs
 
