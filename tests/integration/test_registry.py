@@ -225,7 +225,9 @@ def test_killed_pull_resumes_and_never_leaves_a_corrupt_blob(
         child.wait()
         report = store.fsck()
         assert report.ok, report
-        assert report.resumable == [f"tmp/{partial[0].name}"]
+        # Layers download in parallel: the other layer may be part-way too.
+        assert f"tmp/{partial[0].name}" in report.resumable
+        assert all(p.startswith("tmp/pull-") for p in report.resumable)
         assert store.refs() == {}
         kept = partial[0].stat().st_size
         assert kept > 0
