@@ -12,7 +12,7 @@ import pytest
 
 from envkit.sources.debian.deb import ar_members, control_fields, control_files, extract_data
 from envkit.sources.debian.errors import DebFormatError
-from tests.unit.debian_fixtures import deb_bytes, entry, need
+from tests.unit.test_debian_fixtures import deb_bytes, entry, need
 
 CONTROL = "Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@e>\nDescription: x\n"
 

@@ -18,7 +18,7 @@ from envkit.sources.debian.packages import (
 )
 from envkit.sources.debian.release import Release
 from envkit.sources.debian.version import compare, satisfies
-from tests.unit.debian_fixtures import release_text, stanza
+from tests.unit.test_debian_fixtures import release_text, stanza
 
 
 def test_paragraphs_keep_continuations_and_split_on_blank_lines() -> None:

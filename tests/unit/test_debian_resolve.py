@@ -7,7 +7,7 @@ import pytest
 from envkit.sources.debian.errors import PackageNotFoundError, UnsatisfiableError
 from envkit.sources.debian.packages import PackageIndex
 from envkit.sources.debian.resolve import resolve, variant_seeds
-from tests.unit.debian_fixtures import stanza
+from tests.unit.test_debian_fixtures import stanza
 
 
 def index(*stanzas: str) -> PackageIndex:

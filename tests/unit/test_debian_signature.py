@@ -12,7 +12,7 @@ from envkit.sources.debian.errors import HashMismatchError, MirrorError, Signatu
 from envkit.sources.debian.fetch import Mirror
 from envkit.sources.debian.index import fetch_release, load_packages, packages_file
 from envkit.sources.debian.release import verify
-from tests.unit.debian_fixtures import Signer, need, release_text, serve, stanza
+from tests.unit.test_debian_fixtures import Signer, need, release_text, serve, stanza
 
 
 @pytest.fixture(scope="module")
