@@ -160,8 +160,14 @@ def _shift_owners(top: Path) -> None:
     paths = [str(top)]
     for dirpath, dirnames, filenames in os.walk(top):
         paths += [os.path.join(dirpath, name) for name in (*dirnames, *filenames)]
+    seen: set[tuple[int, int]] = set()
     for path in paths:
         st = os.lstat(path)
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            # A hardlinked inode is shifted once: its other names already show host ids.
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
         os.lchown(path, maps.to_host_uid(st.st_uid), maps.to_host_gid(st.st_gid))
         if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
             os.chmod(path, stat.S_IMODE(st.st_mode))  # chown cleared the set-id bits
