@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HOST_PACKAGES=(uidmap busybox-static podman skopeo python3-venv util-linux iproute2 docker-registry apache2-utils openssl)
+HOST_PACKAGES=(uidmap busybox-static podman skopeo python3-venv util-linux iproute2 docker-registry apache2-utils openssl gpgv debian-archive-keyring)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
