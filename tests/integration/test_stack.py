@@ -332,3 +332,18 @@ def test_down_after_kill_9_of_the_supervisor(home: Path, tmp_path: Path) -> None
     assert "stale" in cli(home, ["stack", "ls"]).stdout
     assert cli(home, ["down", "-p", "killed"]).returncode == 0
     assert leftovers(home) == []
+
+
+def test_web_and_client_example(home: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples/web-and-client"
+    up = cli(home, ["up", "-d"], cwd=example)
+    assert up.returncode == 0, up.stderr
+    try:
+        wait_for(lambda: "runs so far: 1" in cli(home, ["stack", "logs", "-p", "webdemo"]).stdout)
+        logs = cli(home, ["stack", "logs", "-p", "webdemo"]).stdout
+        assert "client | hello from web" in logs
+        ps = cli(home, ["stack", "ps", "-p", "webdemo"]).stdout
+        assert "healthy" in ps and "->8080/tcp" in ps
+    finally:
+        assert cli(home, ["down", "-v"], cwd=example).returncode == 0
+    assert leftovers(home) == []
