@@ -1,41 +1,19 @@
-"""The built-in CLI commands."""
+"""The built-in CLI commands, registered through the same hook as plugins' commands."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
+from envkit.cli.verbs import BUILTIN_VERBS
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import Command
 
 
 @hookimpl
 def envkit_commands() -> Sequence[Command]:
-    from envkit.cli import (
-        archive,
-        build,
-        config_cmd,
-        containers,
-        doctor,
-        images,
-        network_cmd,
-        plugins_cmd,
-        registry_cmds,
-        run,
-        stack_cmds,
-        volume_cmd,
-    )
-
-    return [
-        *config_cmd.COMMANDS,
-        *images.COMMANDS,
-        *archive.COMMANDS,
-        *plugins_cmd.COMMANDS,
-        *doctor.COMMANDS,
-        *registry_cmds.COMMANDS,
-        *run.COMMANDS,
-        *containers.COMMANDS,
-        *network_cmd.COMMANDS,
-        *build.COMMANDS,
-        *stack_cmds.COMMANDS,
-        *volume_cmd.COMMANDS,
-    ]
+    modules = dict.fromkeys(BUILTIN_VERBS.values())
+    commands: list[Command] = []
+    for module in modules:
+        commands.extend(importlib.import_module(module).COMMANDS)
+    return commands

@@ -1,10 +1,10 @@
 """The ``envkit`` command: argparse over the commands plugins contribute.
 
 Every verb is a :class:`envkit.plugins.interfaces.Command` registered through the
-``envkit_commands`` hook, envkit's own included. The container verbs (:data:`FAST_VERBS`:
-``run``, ``exec``, ``ps``...) take a fast path: a parser of that one command, without
-loading pluggy or discovering plugins, because their start-up time is the container's
-start-up time. A plugin therefore cannot replace these built-in verbs.
+``envkit_commands`` hook, envkit's own included. The built-in verbs
+(:data:`~envkit.cli.verbs.BUILTIN_VERBS`) take a fast path: a parser of that one command,
+without loading pluggy or discovering plugins, because for ``run`` and ``exec`` start-up
+time is the container's start-up time. A plugin therefore cannot replace a built-in verb.
 
 ``main`` owns exit codes and error rendering: an :class:`~envkit.errors.EnvkitError`
 becomes one message on stderr and its
@@ -18,18 +18,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from envkit.cli.verbs import BUILTIN_VERBS
 from envkit.errors import EnvkitError
-
-#: Built-in verbs parsed without the plugin machinery: verb -> (module, class).
-FAST_VERBS = {
-    "run": ("envkit.cli.run", "RunCommand"),
-    "exec": ("envkit.cli.containers", "ExecCommand"),
-    "ps": ("envkit.cli.containers", "PsCommand"),
-    "stop": ("envkit.cli.containers", "StopCommand"),
-    "kill": ("envkit.cli.containers", "KillCommand"),
-    "rm": ("envkit.cli.containers", "RmCommand"),
-    "logs": ("envkit.cli.containers", "LogsCommand"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fast_parser(verb: str) -> argparse.ArgumentParser:
-    """The parser of one built-in verb of :data:`FAST_VERBS` (no plugins loaded)."""
+    """The parser of one built-in verb (no plugins loaded)."""
     import importlib
 
-    module, cls = FAST_VERBS[verb]
-    command = getattr(importlib.import_module(module), cls)()
+    module = importlib.import_module(BUILTIN_VERBS[verb])
+    command = next(c for c in module.COMMANDS if c.name == verb)
     parser = argparse.ArgumentParser(prog=f"envkit {verb}", description=command.help)
     command.configure(parser)
     parser.set_defaults(_command=command)
@@ -89,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in FAST_VERBS:
+        if argv and argv[0] in BUILTIN_VERBS:
             parser = fast_parser(argv[0])
             argv = argv[1:]
         else:

@@ -68,3 +68,24 @@ def test_unknown_command_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["no-such-command"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_builtin_verb_table_matches_the_registered_commands() -> None:
+    from envkit.builtin.commands import envkit_commands
+    from envkit.cli.verbs import BUILTIN_VERBS
+
+    registered = {c.name for c in envkit_commands()}
+    assert registered == set(BUILTIN_VERBS)
+
+
+def test_builtin_verbs_start_without_pluggy(envkit_home: object) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from envkit.cli import main; main(['ps', '-a']); "
+        "print('pluggy' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "False"
