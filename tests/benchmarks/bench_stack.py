@@ -51,11 +51,25 @@ def _envkit(base: Path, archive: Path) -> tuple[float, float]:
         )
 
     envkit("load", "-q", "-i", str(archive))
-    envkit("up", "-d")  # warm-up: layer snapshot, network holder binaries in cache
-    envkit("down")
-    up_s = median_time(lambda: envkit("up", "-d"), RUNS, setup=lambda: envkit("down"))
-    envkit("down")
-    down_s = median_time(lambda: envkit("down"), RUNS, setup=lambda: envkit("up", "-d"))
+    try:
+        envkit("up", "-d")  # warm-up: layer snapshot, network holder binaries in cache
+        envkit("down")
+        up_s = median_time(lambda: envkit("up", "-d"), RUNS, setup=lambda: envkit("down"))
+        envkit("down")
+        down_s = median_time(lambda: envkit("down"), RUNS, setup=lambda: envkit("up", "-d"))
+    finally:
+        envkit("down")  # never leave a supervisor behind the temp dir
+        from envkit import network
+
+        saved = os.environ.get("ENVKIT_HOME")
+        os.environ["ENVKIT_HOME"] = env["ENVKIT_HOME"]
+        try:
+            network.teardown()
+        finally:
+            if saved is None:
+                os.environ.pop("ENVKIT_HOME", None)
+            else:
+                os.environ["ENVKIT_HOME"] = saved
     return up_s, down_s
 
 
