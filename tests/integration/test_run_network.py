@@ -224,7 +224,7 @@ def test_internal_network_has_no_egress(home: Path, tmp_path: Path) -> None:
         pytest.skip("this host has no non-loopback address to reach")
     (tmp_path / "out.txt").write_text("from the host\n")
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "0", "--bind", ip],
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", ip],
         cwd=str(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
