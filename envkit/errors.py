@@ -90,6 +90,14 @@ class PluginError(EnvkitError):
     """A plugin failed to load or broke a hook's contract."""
 
 
+class VolumeError(EnvkitError):
+    """A volume backend could not create, mount, snapshot, restore or remove a volume."""
+
+
+class VolumeNotFoundError(VolumeError):
+    """No volume of that name exists in the backend asked."""
+
+
 class RuntimeError_(EnvkitError):
     """The container runtime could not start, run or clean up a container."""
 

@@ -1,8 +1,11 @@
-"""Built-in secret providers: ``env`` (an environment variable) and ``file`` (a file)."""
+"""Built-in secret providers: ``env`` (an environment variable), ``file`` (a file) and
+``cmd`` (the output of a command, like ``cmd:pass show db``)."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +38,54 @@ class FileSecrets:
             raise EnvkitError(f"secret file {location}: {exc.strerror}") from None
 
 
+class CmdSecrets:
+    """``Secret("token", source="cmd:pass show ci/token")``: what a command prints.
+
+    The location is split like a shell would (``shlex``) but run without one. One
+    trailing newline is dropped (what ``pass``, ``gopass`` and ``vault read -field``
+    print). A command that exits non-zero is an error naming the command and its exit
+    status, never its output; a command that is not installed is an absent secret.
+    """
+
+    scheme = "cmd"
+    timeout = 60.0
+
+    def read(self, location: str) -> bytes | None:
+        try:
+            argv = shlex.split(location)
+        except ValueError as exc:
+            raise EnvkitError(
+                f"secret command {location!r} cannot be split: {exc}",
+                hint="quote it as a shell would",
+            ) from None
+        if not argv:
+            raise EnvkitError("secret command is empty", hint='write "cmd:program args..."')
+        try:
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except FileNotFoundError:
+            return None
+        except subprocess.TimeoutExpired:
+            raise EnvkitError(
+                f"secret command {argv[0]!r} did not finish in {self.timeout:.0f} s",
+                hint="it may be waiting for input (a passphrase prompt?)",
+            ) from None
+        except OSError as exc:
+            raise EnvkitError(f"secret command {argv[0]!r}: {exc.strerror}") from None
+        if proc.returncode != 0:
+            raise EnvkitError(
+                f"secret command {argv[0]!r} failed with exit status {proc.returncode}",
+                hint="run it yourself to see why (its output is not shown: it may be secret)",
+            )
+        out = proc.stdout
+        return out[:-1] if out.endswith(b"\n") else out
+
+
 @hookimpl
 def envkit_secret_providers() -> Sequence[SecretProvider]:
-    return [EnvSecrets(), FileSecrets()]
+    return [EnvSecrets(), FileSecrets(), CmdSecrets()]

@@ -45,3 +45,30 @@ def envkit_secret_providers() -> Sequence[SecretProvider]:
 def envkit_volume_backends() -> Sequence[VolumeBackend]:
     """Return volume storage backends, selected by ``Volume(backend=name)``."""
     raise NotImplementedError
+
+
+# -- lifecycle notifications -----------------------------------------------------------
+# envkit calls these through envkit.plugins.notify, which never lets a listener's
+# exception break the stack or the build; their return values are ignored.
+
+
+@hookspec
+def envkit_service_started(stack: str, service: str) -> None:
+    """Called when a service's container of stack ``stack`` has started (its command
+    runs; a health check may still be pending). ``stack`` and ``service`` are names."""
+
+
+@hookspec
+def envkit_service_stopped(stack: str, service: str, exit_code: int | None) -> None:
+    """Called when a service's container of stack ``stack`` has stopped.
+
+    ``exit_code`` is the command's exit status, or ``None`` when it was killed by a
+    signal or the status is unknown (the container was stopped by ``down``).
+    """
+
+
+@hookspec
+def envkit_build_step_finished(step: str, key: str, cached: bool, seconds: float) -> None:
+    """Called after each build step: ``step`` describes it (``RUN pip install ...``),
+    ``key`` is its cache key (``sha256:...``), ``cached`` whether the cache answered it
+    without running, ``seconds`` how long it took."""

@@ -121,7 +121,7 @@ def test_clashing_names_are_an_error() -> None:
 
 def test_unknown_part_names_the_known_ones() -> None:
     manager = PluginManager(load_entry_points=False)
-    with pytest.raises(PluginError, match=r"no volume backend named 'nfs' \(known: local\)"):
+    with pytest.raises(PluginError, match=r"no volume backend named 'nfs' \(known: local, tmpfs\)"):
         manager.volume_backend("nfs")
 
 
