@@ -7,8 +7,10 @@ mounts are bind mounts (:mod:`envkit.build.secrets_mount`, :mod:`envkit.build.ca
 When the command succeeds, the upper dir becomes the step's layer
 (:mod:`envkit.build.upper_layer`); the state dir is removed whatever happens.
 
-Network: the runtime has no option to share the host's network namespace yet, so every
-run step has its own namespace with loopback only (``network="none"`` is the same).
+Network: as ``docker build``, a run step uses the host's network (the container stays in
+the caller's network namespace) with the host's /etc/resolv.conf bind-mounted read-only,
+so ``apt-get install`` or ``pip install`` reach their mirrors; ``network="none"`` gives it
+a namespace of its own with loopback only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from envkit.store.layout import Store
 
 #: Mount points the runtime creates in every root when the image lacks them.
 RUNTIME_MOUNTS = ("/proc", "/dev", "/sys")
+HOST_RESOLV_CONF = "/etc/resolv.conf"
 TAIL_LINES = 20
 
 
@@ -77,6 +80,9 @@ def execute_run(
             mounts: list[Mount] = list(secret_mounts.mounts)
             for target, cache_id in step.caches:
                 mounts.append(BindMount(str(cache.mount_dir(cache_id)), target))
+            host_network = step.network != "none"
+            if host_network and os.path.isfile(HOST_RESOLV_CONF):
+                mounts.append(BindMount(HOST_RESOLV_CONF, "/etc/resolv.conf", readonly=True))
             stubs = _stubs(view, [m.target for m in mounts])
             config = ContainerConfig(
                 layers=view.layers,
@@ -90,6 +96,7 @@ def execute_run(
                 groups=who.groups,
                 hostname="envkit-build",
                 mounts=mounts,
+                host_network=host_network,
             )
             tail: deque[str] = deque(maxlen=TAIL_LINES)
 

@@ -92,6 +92,10 @@ class ContainerConfig:
     #: command runs: envkit connects the container to its networks there. Bind-mount
     #: sources may be created by it. An exception aborts the start.
     on_namespaces: Callable[[int], None] | None = field(default=None, compare=False)
+    #: Stay in the caller's network namespace (``docker build``'s default network for
+    #: RUN steps): the container sees the host's interfaces but, owning no capability
+    #: over that namespace, cannot change them. No loopback set-up, /sys is a bind.
+    host_network: bool = False
 
     def __post_init__(self) -> None:
         if not self.layers:

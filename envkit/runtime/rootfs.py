@@ -195,7 +195,8 @@ def mount_sys(root: str) -> None:
     try:
         syscalls.mount("sysfs", target, "sysfs", flags)
     except OSError:
-        syscalls.mount("/sys", target, None, MS_BIND)
+        # Recursive: /sys carries submounts that a user namespace may only bind together.
+        syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
         remount_readonly(target)
 
 
@@ -273,5 +274,6 @@ def build(
     mount_user(root, config.mounts, bind_sources)
     mask_paths(root)
     socket.sethostname(config.hostname)
-    loopback_up()
+    if not config.host_network:
+        loopback_up()
     pivot(config.readonly_root or upper is None)

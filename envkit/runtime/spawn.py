@@ -333,9 +333,10 @@ def _monitor(
             syscalls.setns(userns, syscalls.CLONE_NEWUSER)
             os.close(userns)
         step = "unshare namespaces"
-        syscalls.unshare(
-            NAMESPACES if config.userns is None else NAMESPACES & ~syscalls.CLONE_NEWUSER
-        )
+        flags = NAMESPACES if config.userns is None else NAMESPACES & ~syscalls.CLONE_NEWUSER
+        if config.host_network:
+            flags &= ~syscalls.CLONE_NEWNET
+        syscalls.unshare(flags)
         os.write(sync_w, b"u")
         if os.read(go_r, 1) != b"g":
             os._exit(1)  # the caller failed to write the maps and says why itself

@@ -443,3 +443,24 @@ def test_skopeo_copies_a_built_image(home: Path, ctx: Path, tmp_path: Path) -> N
     assert {layer["mediaType"] for layer in manifest["layers"]} == {
         "application/vnd.oci.image.layer.v1.tar+gzip"
     }
+
+
+@pytest.mark.parametrize("network", [None, "host", "none"])
+def test_run_steps_use_the_host_network_unless_none(
+    home: Path, ctx: Path, tmp_path: Path, network: str | None
+) -> None:
+    image = Image.from_(BUSYBOX).run(
+        "readlink /proc/self/ns/net > /netns; cat /etc/resolv.conf > /resolv || true",
+        network=network,
+    )
+    result = build(image, ctx, tag="net:1")
+    code, out = _run("net:1", ["cat", "/netns"], tmp_path)
+    assert code == 0, out
+    shares = out.strip() == os.readlink("/proc/self/ns/net")
+    assert shares is (network != "none")
+    code, resolv = _run("net:1", ["cat", "/resolv"], tmp_path)
+    if network != "none" and os.path.isfile("/etc/resolv.conf"):
+        assert resolv == Path("/etc/resolv.conf").read_text()
+    # The bind-mounted resolv.conf is not part of the image.
+    names = [m.name for layer in _layer_members(result) for m in layer]
+    assert "etc/resolv.conf" not in names

@@ -263,3 +263,12 @@ def test_id_maps_never_map_host_root(tmp_path: Path) -> None:
     sub.write_text("someone:100000:65536\n0:500000:65536\n")
     assert idmap.subordinate_range(str(sub), "root", 0) == (500000, 65536)
     assert idmap.subordinate_range(str(sub), "nobody", 65534) is None
+
+
+@pytest.mark.parametrize("host_network", [False, True])
+def test_host_network_shares_the_callers_namespace(
+    scratch: Scratch, tmp_path: Path, host_network: bool
+) -> None:
+    code, out = sh(scratch, "readlink /proc/self/ns/net", tmp_path, host_network=host_network)
+    assert code == 0, out
+    assert (out.strip() == os.readlink("/proc/self/ns/net")) is host_network
