@@ -37,13 +37,20 @@ def envkit_image_sources() -> Sequence[ImageSource]:
 
 @hookspec
 def envkit_secret_providers() -> Sequence[SecretProvider]:
-    """Return secret providers, selected by scheme (``env``, ``file``, ...)."""
+    """Return secret providers, selected by scheme: ``Secret(name, source="scheme:...")``.
+
+    Built in: ``env``, ``file`` and ``cmd`` (a command's output).
+    """
     raise NotImplementedError
 
 
 @hookspec
 def envkit_volume_backends() -> Sequence[VolumeBackend]:
-    """Return volume storage backends, selected by ``Volume(backend=name)``."""
+    """Return volume storage backends, selected by ``Volume(backend=name)``.
+
+    Built in: ``local`` (the default) and ``tmpfs``. A backend's ``validate`` is called
+    for every volume of a stack before anything starts.
+    """
     raise NotImplementedError
 
 
@@ -60,7 +67,7 @@ def envkit_service_started(stack: str, service: str) -> None:
 
 @hookspec
 def envkit_service_stopped(stack: str, service: str, exit_code: int | None) -> None:
-    """Called when a service's container of stack ``stack`` has stopped.
+    """Called when the container of service ``service`` of stack ``stack`` has stopped.
 
     ``exit_code`` is the command's exit status, or ``None`` when it was killed by a
     signal or the status is unknown (the container was stopped by ``down``).

@@ -164,7 +164,7 @@ class VolumeBackend(Protocol):
         """Create ``volume`` if it does not exist (idempotent); reject bad options."""
 
     def remove(self, volume: str) -> None:
-        """Remove ``volume`` and its data (and its snapshots' local copies are kept)."""
+        """Remove ``volume`` and its data; its snapshots are kept."""
 
     def mount(self, volume: str, mount_id: str) -> MountSource:
         """Make ``volume`` ready for one container (``mount_id``: a unique id of that

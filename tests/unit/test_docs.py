@@ -25,3 +25,43 @@ def test_every_hook_is_documented() -> None:
     assert hooks
     for name in hooks:
         assert f"`{name}()`" in text, f"{name} is missing from docs/reference/plugins.md"
+
+
+def _load_script(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook_reference_is_current() -> None:
+    module = _load_script("gen_hook_docs")
+    current = (ROOT / "docs/reference/hooks.md").read_text()
+    assert current == module.render(), "run: .venv/bin/python scripts/gen_hook_docs.py"  # type: ignore[attr-defined]
+
+
+def test_every_hook_argument_is_documented() -> None:
+    import inspect
+
+    module = _load_script("gen_hook_docs")
+    hooks = module.hooks()  # type: ignore[attr-defined]
+    text = (ROOT / "docs/reference/hooks.md").read_text()
+    assert len(hooks) >= 7
+    for hook in hooks:
+        doc = inspect.getdoc(hook) or ""
+        assert doc, f"{hook.__name__} has no docstring"
+        assert f"### `{hook.__name__}(" in text
+        for arg in inspect.signature(hook).parameters:
+            assert f"``{arg}``" in doc, f"{hook.__name__}: argument {arg} is not documented"
+
+
+def test_every_interface_method_is_documented() -> None:
+    import inspect
+
+    module = _load_script("gen_hook_docs")
+    for cls in module.interfaces():  # type: ignore[attr-defined]
+        assert inspect.getdoc(cls), f"{cls.__name__} has no docstring"
+        for name, member in vars(cls).items():
+            if not name.startswith("_") and inspect.isfunction(member):
+                assert inspect.getdoc(member), f"{cls.__name__}.{name} has no docstring"
