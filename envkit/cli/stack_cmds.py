@@ -1,4 +1,5 @@
-"""``envkit up``, ``envkit down`` and ``envkit stack ps|logs|exec|ls``: stacks.
+"""Stacks: ``envkit up``, ``down``, ``ls``, ``start``, ``restart``, ``top`` and
+``envkit stack ps|logs|exec|ls|stop|start|restart|top|port``.
 
 A stack is found from its file (``stack.py`` by default, or the first argument when it
 is a file, or ``--file``) or, for a stack that is up, by name (``-p NAME``, compose's
@@ -9,6 +10,7 @@ up is meant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from envkit.errors import EnvkitError
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
     from envkit.spec import Stack
+    from envkit.stack.state import StackState
 
 DEFAULT_FILE = "stack.py"
 
@@ -106,17 +109,22 @@ class UpCommand:
             print(f"{stack.name}: {line}", file=sys.stderr, flush=True)
 
         try:
-            if args.detach:
+            if args.detach or _is_up(stack.name):
                 api.up(
                     stack,
                     services,
                     timeout=args.timeout,
                     progress=progress,
                     owned=False,
+                    report=report,
                     file=str(Path(file or DEFAULT_FILE).absolute()),
                 )
-                print(f"{stack.name}: up", file=sys.stderr)
-                return 0
+                if args.detach:
+                    print(f"{stack.name}: up", file=sys.stderr)
+                    return 0
+                # Foreground on a stack that another process holds: follow its logs
+                # until Ctrl-C, which leaves it running (`envkit down` stops it).
+                return _follow_logs(stack.name, api.selected(stack, services))
             names = api.selected(stack, services)
             stop = threading.Event()
             printer = threading.Thread(
@@ -140,6 +148,27 @@ class UpCommand:
             return 0
         finally:
             progress.close()
+
+
+def _is_up(name: str) -> bool:
+    from envkit.stack import state as ss
+
+    record = ss.load(name)
+    return record is not None and record.supervised
+
+
+def _follow_logs(name: str, services: list[str]) -> int:
+    from envkit.stack import control
+    from envkit.stack import state as ss
+
+    payload = {"op": "logs", "services": services, "follow": True}
+    try:
+        for text in control.stream_text(ss.require(name).control_path, payload):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _stream_logs(stack: str, services: list[str], stop: threading.Event) -> None:
@@ -183,10 +212,10 @@ class DownCommand:
 
 
 class StackCommand:
-    """``envkit stack ps|logs|exec|ls``: the stack forms of the container verbs."""
+    """``envkit stack ACTION``: the stack forms of the container verbs."""
 
     name = "stack"
-    help = "stacks that are up: ps, logs, exec, ls"
+    help = "stacks that are up: ps, logs, exec, ls, stop, start, restart, top, port"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -195,39 +224,81 @@ class StackCommand:
         logs = sub.add_parser("logs", help="the output of a stack's services")
         logs.add_argument("-f", "--follow", action="store_true", help="keep printing")
         _add_target(logs, positional=True)
-        run = sub.add_parser("exec", help="run a command in a service's container")
-        _add_target(run, positional=False)
-        run.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-        run.add_argument("-w", "--workdir", metavar="DIR")
-        run.add_argument("-u", "--user", metavar="USER[:GROUP]")
-        run.add_argument("service", metavar="SERVICE")
-        run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
-        sub.add_parser("ls", help="the stacks that are up")
+        _configure_exec(sub.add_parser("exec", help="run a command in a service's container"))
+        sub.add_parser("ls", help="the stacks of this user")
+        for verb, text in LIFECYCLE.items():
+            _add_target(sub.add_parser(verb, help=text), positional=True)
+        _add_target(sub.add_parser("top", help=TopCommand.help), positional=True)
+        port = sub.add_parser("port", help="the host port a service's port is published on")
+        _add_target(port, positional=False)
+        port.add_argument("service", metavar="SERVICE")
+        port.add_argument("port", metavar="PORT[/PROTO]")
 
     def run(self, args: argparse.Namespace) -> int:
-        action = {"ps": _ps, "logs": _logs, "exec": _exec, "ls": _ls}[args.action]
-        return action(args)
+        actions = {"ps": _ps, "logs": _logs, "exec": _exec, "ls": _ls, "top": _top, "port": _port}
+        if args.action in LIFECYCLE:
+            return _lifecycle(args, args.action)
+        return actions[args.action](args)
+
+
+#: The verbs that act on services of a running stack through its supervisor.
+LIFECYCLE = {
+    "stop": "stop services (all when none are named); `start` brings them back",
+    "start": "start stopped services of a stack (all stopped ones when none are named)",
+    "restart": "restart services of a stack, each with a new container",
+}
+
+
+def _configure_exec(run: argparse.ArgumentParser) -> None:
+    _add_target(run, positional=False)
+    run.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+    run.add_argument("-w", "--workdir", metavar="DIR")
+    run.add_argument("-u", "--user", metavar="USER[:GROUP]")
+    run.add_argument("service", metavar="SERVICE")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+
+
+def _running(args: argparse.Namespace, file: str | None) -> StackState:
+    """The state of the stack meant, which must have a live supervisor."""
+    from envkit.stack import state as ss
+
+    record = ss.require(_name(args, file))
+    if not record.supervised:
+        raise EnvkitError(
+            f"stack {record.name!r} has no supervisor any more (killed?)",
+            hint=f"`envkit down -p {record.name}` cleans up what it left; then `envkit up`",
+        )
+    return record
 
 
 def _ps(args: argparse.Namespace) -> int:
+    from envkit.stack import control
     from envkit.stack import state as ss
 
     file, services = _split(args)
     record = ss.require(_name(args, file))
+    if record.supervised:
+        with contextlib.suppress(control.Unreachable):
+            answer = control.request(record.control_path, {"op": "ps"})
+            record = ss.from_dict(answer["state"])
     rows = [("SERVICE", "CONTAINER", "STATUS", "HEALTH", "RESTARTS", "PORTS")]
     for name in record.order:
         if services and name not in services:
             continue
         s = record.services[name]
         status = s.status if s.exit_code is None else f"{s.status} ({s.exit_code})"
+        health = s.health or ""
+        if s.ready:
+            health = f"{health}, {s.ready}" if health else s.ready
         rows.append(
-            (name, s.container_name, status, s.health or "-", str(s.restarts), ", ".join(s.ports))
+            (name, s.container_name, status, health or "-", str(s.restarts), ", ".join(s.ports))
         )
     _table(rows)
     return 0
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from envkit.stack import control
     from envkit.stack import state as ss
     from envkit.stack.logs import stream
 
@@ -239,19 +310,24 @@ def _logs(args: argparse.Namespace) -> int:
             f"stack {record.name!r} has no service {unknown[0]!r}",
             hint="services: " + ", ".join(record.order),
         )
-    stream(record.name, services or record.order, sys.stdout, follow=args.follow)
+    if record.supervised and args.follow:
+        return _follow_logs(record.name, services or record.order)
+    if record.supervised:
+        with contextlib.suppress(control.Unreachable):
+            answer = control.request(record.control_path, {"op": "logs", "services": services})
+            sys.stdout.write(str(answer["text"]))
+            return 0
+    stream(record.name, services or record.order, sys.stdout)
     return 0
 
 
 def _exec(args: argparse.Namespace) -> int:
-    from envkit import containers
-    from envkit.stack import state as ss
+    from envkit.stack import control
 
-    record = ss.require(_name(args, args.file))
-    service = record.services.get(args.service)
-    if service is None or not service.container:
+    record = _running(args, args.file)
+    if args.service not in record.services:
         raise EnvkitError(
-            f"stack {record.name!r} has no running service {args.service!r}",
+            f"stack {record.name!r} has no service {args.service!r}",
             hint="services: " + ", ".join(record.order),
         )
     if not args.cmd:
@@ -262,11 +338,23 @@ def _exec(args: argparse.Namespace) -> int:
         if not sep:
             raise EnvkitError(f"-e {item!r}: expected K=V")
         env[key] = value
-    container = containers.get(service.container)
-    result = container.exec(
-        args.cmd, env=env, workdir=args.workdir, user=args.user, stdio=(0, 1, 2)
+    sys.stdout.flush()
+    answer = control.request(
+        record.control_path,
+        {
+            "op": "exec",
+            "service": args.service,
+            "cmd": args.cmd,
+            "env": env,
+            "workdir": args.workdir,
+            "user": args.user,
+        },
+        fds=(0, 1, 2),
+        timeout=None,
     )
-    return result.exit_code
+    if answer.get("error"):
+        print(str(answer["error"]).rstrip(), file=sys.stderr)
+    return int(answer["exit_code"])
 
 
 def _ls(args: argparse.Namespace) -> int:
@@ -280,10 +368,107 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lifecycle(args: argparse.Namespace, op: str) -> int:
+    from envkit.stack import api
+
+    file, services = _split(args)
+    record = _running(args, file)
+    done = api.lifecycle(record.name, op, services)
+    past = {"stop": "stopped", "start": "started", "restart": "restarted"}[op]
+    for name in done:
+        print(f"{record.name}: {name} {past}", file=sys.stderr)
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    from envkit.runtime import state as rs
+    from envkit.stack.top import processes
+
+    file, services = _split(args)
+    record = _running(args, file)
+    rows = [("SERVICE", "PID", "CONTAINER PID", "UID", "COMMAND")]
+    for name in record.order:
+        if services and name not in services:
+            continue
+        container = record.services[name].container
+        found = rs.load(rs.containers_dir() / container) if container else None
+        if found is None or not found.running:
+            continue
+        for proc in processes(found.pid):
+            rows.append((name, str(proc.pid), str(proc.container_pid), str(proc.uid), proc.command))
+    _table(rows)
+    return 0
+
+
+def _port(args: argparse.Namespace) -> int:
+    from envkit.stack.api import RunningService
+
+    record = _running(args, args.file)
+    if args.service not in record.services:
+        raise EnvkitError(
+            f"stack {record.name!r} has no service {args.service!r}",
+            hint="services: " + ", ".join(record.order),
+        )
+    number, _, proto = args.port.partition("/")
+    if not number.isdigit():
+        raise EnvkitError(f"port {args.port!r}: expected PORT or PORT/PROTO", hint="e.g. 8080/tcp")
+    host_port = RunningService(record.name, args.service).port(int(number), proto or "tcp")
+    print(f"127.0.0.1:{host_port}")
+    return 0
+
+
+class LsCommand:
+    """``envkit ls``: the stacks of this user."""
+
+    name = "ls"
+    help = "the stacks of this user (up, or left by a killed supervisor)"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """No options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        return _ls(args)
+
+
+class _LifecycleCommand:
+    """``envkit start|restart [FILE] [SERVICE...]``."""
+
+    def __init__(self, verb: str) -> None:
+        self.name = verb
+        self.help = LIFECYCLE[verb]
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        _add_target(parser, positional=True)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return _lifecycle(args, self.name)
+
+
+class TopCommand:
+    """``envkit top [FILE] [SERVICE...]``."""
+
+    name = "top"
+    help = "the processes of a stack's services"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        _add_target(parser, positional=True)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return _top(args)
+
+
 def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-COMMANDS: list[Command] = [UpCommand(), DownCommand(), StackCommand()]
+COMMANDS: list[Command] = [
+    UpCommand(),
+    DownCommand(),
+    StackCommand(),
+    LsCommand(),
+    _LifecycleCommand("start"),
+    _LifecycleCommand("restart"),
+    TopCommand(),
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from envkit.spec.image import Image
 from envkit.spec.mounts import Mount, parse_mounts
 from envkit.spec.network import Network
 from envkit.spec.ports import PortMapping, parse_ports
+from envkit.spec.readiness import Ready, ready_list
 from envkit.spec.secret import Secret, secret_list
 from envkit.spec.volume import Volume
 
@@ -62,6 +64,8 @@ class Service(SpecObject):
     pids_limit: int | None
     aliases: tuple[str, ...]
     labels: tuple[tuple[str, str], ...]
+    ready: tuple[Ready, ...]
+    env_file: tuple[str, ...]
 
     def __init__(
         self,
@@ -88,6 +92,8 @@ class Service(SpecObject):
         pids_limit: int | None = None,
         aliases: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
+        ready: Ready | Sequence[Ready] | None = None,
+        env_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -155,6 +161,9 @@ class Service(SpecObject):
                 raise SpecError(f"{svc}.aliases", "invalid network alias", value=alias)
         set_(self, "aliases", tuple(sorted(set(names))))
         set_(self, "labels", validate.str_mapping(f"{svc}.labels", labels or {}))
+        set_(self, "ready", ready_list(f"{svc}.ready", ready))
+        set_(self, "env_file", _env_files(f"{svc}.env_file", env_file))
+        _check_targets(svc, self)
 
     @property
     def volume_objects(self) -> tuple[Volume, ...]:
@@ -188,6 +197,10 @@ class Service(SpecObject):
                 "pids_limit": self.pids_limit,
                 "aliases": list(self.aliases),
                 "labels": pairs_to_dict(self.labels),
+                # Only when set, so the canonical form of a service without them (and
+                # the recorded state of running stacks) stays what it was.
+                **({"ready": [r.canonical() for r in self.ready]} if self.ready else {}),
+                **({"env_file": list(self.env_file)} if self.env_file else {}),
             },
         )
 
@@ -273,3 +286,32 @@ def _memory(field: str, value: object) -> int:
     if amount <= 0:
         raise SpecError(field, "must be > 0", value=value)
     return amount
+
+
+def _env_files(field: str, value: object) -> tuple[str, ...]:
+    """One path or a list of paths, kept in order (a later file wins)."""
+    items = [value] if isinstance(value, str) or hasattr(value, "__fspath__") else value
+    if not isinstance(items, Sequence):
+        raise SpecError(field, "expected a path or a list of paths", value=value)
+    return tuple(validate.path(field, item) for item in items)
+
+
+def _check_targets(owner: str, service: Service) -> None:
+    """Two mounts at one container path (volume, bind, tmpfs, secret file) would hide
+    one another: refuse them before anything starts."""
+    seen: dict[str, str] = {}
+    entries = [
+        *((m.target, f"volume {m.canonical()['source']!r}") for m in service.volumes),
+        *((t.split(":", 1)[0], "tmpfs") for t in service.tmpfs),
+        *((f"/run/secrets/{s.name}", f"secret {s.name!r}") for s in service.secrets),
+    ]
+    for target, what in entries:
+        path = os.path.normpath(target)
+        if path in seen:
+            raise SpecError(
+                f"{owner}.volumes",
+                f"{seen[path]} and {what} are both mounted at {path}",
+                value=path,
+                hint="mount each volume, tmpfs or secret at a path of its own",
+            )
+        seen[path] = what

@@ -24,6 +24,7 @@ from envkit.stack.supervisor import STOP_GRACE, UP_TIMEOUT, Supervisor, start_de
 if TYPE_CHECKING:
     from envkit.build.progress import Progress
     from envkit.containers import Container, ExecResult
+    from envkit.spec.readiness import Ready
 
 
 class RunningService:
@@ -61,6 +62,80 @@ class RunningService:
         """Run ``cmd`` in the service's container: its exit code and output."""
         return self.container().exec(cmd, **options)  # type: ignore[arg-type]
 
+    @property
+    def ready(self) -> bool:
+        """Whether the service is ready: running, its health check (if any) healthy and
+        its ``ready`` probes (if any) passed."""
+        record = ss.require(self.stack).services[self.name]
+        return (
+            record.status == "running"
+            and record.health in ("", "healthy")
+            and record.ready in ("", "ready")
+        )
+
+    def wait_ready(self, probe: Ready | None = None, timeout: float | None = None) -> None:
+        """Wait until the service is ready (see :attr:`ready`), or, with ``probe``, until
+        that probe passes on its container (``Ready.tcp(5432)``, ``Ready.http(...)``,
+        ``Ready.log(...)``; its own ``timeout`` unless ``timeout`` is given).
+
+        Raises :class:`~envkit.stack.DependencyError` naming the service, what was
+        seen and the tail of its logs when it cannot get ready in time.
+        """
+        from envkit.stack.supervisor import DependencyError
+
+        if probe is not None:
+            problem = self._wait_probe(probe, probe.timeout if timeout is None else timeout)
+        else:
+            problem = self._wait_state(UP_TIMEOUT if timeout is None else timeout)
+        if problem is not None:
+            from envkit.stack.logs import tail
+
+            lines = [f"stack {self.stack}: {self.name} is not ready: {problem}"]
+            last = tail(ss.stack_dir(self.stack) / "logs" / self.name, 10)
+            if last:
+                lines += [f"  last log lines of {self.name}:", *(f"    {x}" for x in last)]
+            raise DependencyError("\n".join(lines), hint=f"`envkit logs -p {self.stack}`")
+
+    def _wait_probe(self, probe: Ready, timeout: float) -> str | None:
+        import dataclasses
+        import time
+
+        from envkit.stack import readiness
+        from envkit.stack.logs import lines_since
+
+        container = self.container()
+        record = ss.require(self.stack).services[self.name]
+        path = ss.stack_dir(self.stack) / "logs" / self.name
+        target = readiness.Target(
+            container.pid, container.reload, lambda: lines_since(path, record.started_at)
+        )
+        return readiness.wait(
+            dataclasses.replace(probe, timeout=timeout),
+            target,
+            time.monotonic(),
+            lambda: container.reload().running,
+        )
+
+    def _wait_state(self, timeout: float) -> str | None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            record = ss.require(self.stack).services.get(self.name)
+            if record is None:
+                return "it is not part of the running stack"
+            if record.ready == "failed":
+                return record.ready_output
+            if record.health == "unhealthy":
+                return f"its health check failed: {record.health_output.strip()[-300:]}"
+            if record.status in ("exited", "stopped"):
+                return f"it is {record.status}"
+            if self.ready:
+                return None
+            if time.monotonic() >= deadline:
+                return f"not ready after {timeout:g} s"
+            time.sleep(0.05)
+
     def logs(self) -> str:
         """Everything the service wrote so far, restarts included."""
         from envkit.stack.logs import service_text
@@ -97,6 +172,19 @@ class RunningStack:
         buffer = io.StringIO()
         stream(self.name, [s.name for s in self.stack.services], buffer)
         return buffer.getvalue()
+
+    def stop(self, *services: str) -> None:
+        """Stop services (all when none are named); they stay stopped until
+        :meth:`start`."""
+        lifecycle(self.name, "stop", services)
+
+    def start(self, *services: str) -> None:
+        """Start stopped services again (all stopped ones when none are named)."""
+        lifecycle(self.name, "start", services)
+
+    def restart(self, *services: str) -> None:
+        """Stop and start services (all when none are named), each with a new container."""
+        lifecycle(self.name, "restart", services)
 
     def down(self, volumes: bool = False) -> None:
         """Stop and remove the stack (see :func:`down`)."""
@@ -141,16 +229,26 @@ def selected(stack: Stack, services: Sequence[str]) -> list[str]:
 
 
 def check(stack: Stack, names: Sequence[str]) -> None:
-    """What can be checked before anything starts (the spec checked the rest)."""
+    """What can be checked before anything starts (the spec checked the rest): a
+    ``healthy`` dependency without a health check or ``ready`` probe, a missing secret
+    file or variable, an env file that is missing or malformed."""
+    from envkit.stack import environment, secrets
+
     for name in names:
         for target, condition in stack[name].depends_on:
             check_ = stack[target].healthcheck
-            if condition == "healthy" and (check_ is None or check_.disabled):
+            no_check = check_ is None or check_.disabled
+            if condition == "healthy" and no_check and not stack[target].ready:
                 raise SpecError(
                     f"Service({name!r}).depends_on",
-                    f"waits for {target!r} to be healthy, but {target!r} has no health check",
-                    hint=f'give {target} a healthcheck=Healthcheck(...), or use "started"',
+                    f"waits for {target!r} to be healthy, but {target!r} has no health "
+                    "check and no ready probe",
+                    hint=f"give {target} a healthcheck=Healthcheck(...) or ready=Ready.tcp(...), "
+                    'or use "started"',
                 )
+    secrets.check(stack, names)
+    for name in names:
+        environment.service_env(stack, name)
 
 
 def build_images(
@@ -204,6 +302,10 @@ def up(
     names = selected(stack, services)
     check(stack, names)
     with ss.locked(stack.name):
+        record = ss.load(stack.name)
+        if record is not None and record.supervised:
+            recreate(stack, names, record, progress=progress, report=report)
+            return RunningStack(stack)
         _clear_previous(stack.name)
         images = build_images(stack, names, progress)
         from envkit.runtime.state import process_start
@@ -260,6 +362,74 @@ def up_foreground(
         _restore(previous)
 
 
+def changed_services(
+    stack: Stack, names: Sequence[str], record: ss.StackState, images: Mapping[str, str]
+) -> list[str]:
+    """Services ``names`` whose spec, env files or image differ from what runs (or that
+    do not run yet), and services that run but are no longer in ``stack``."""
+    out = [
+        n
+        for n in names
+        if n not in record.services
+        or record.services[n].spec_key != ss.spec_key(stack, n, images[n])
+    ]
+    return out + [n for n in record.order if n not in stack]
+
+
+def recreate(
+    stack: Stack,
+    names: Sequence[str],
+    record: ss.StackState,
+    *,
+    progress: Progress | None = None,
+    report: Callable[[str], None] | None = None,
+) -> list[str]:
+    """``up`` of a stack that is up: build, then have its supervisor recreate the
+    services that changed (see :func:`changed_services`); those, or ``[]`` when the
+    stack is up to date."""
+    import base64
+    import pickle
+
+    from envkit.stack import control
+
+    images = build_images(stack, names, progress)
+    if not changed_services(stack, names, record, images):
+        if report is not None:
+            report("up to date")
+        return []
+    answer = control.request(
+        record.control_path,
+        {
+            "op": "replace",
+            "stack": base64.b64encode(pickle.dumps(stack)).decode(),
+            "images": images,
+            "services": list(names),
+        },
+        timeout=None,
+    )
+    done = [str(n) for n in answer.get("recreated", [])]
+    if report is not None:
+        report("recreated: " + (", ".join(done) or "nothing"))
+    return done
+
+
+def lifecycle(stack: str, op: str, services: Sequence[str] = ()) -> list[str]:
+    """``stop``, ``start`` or ``restart`` services of stack ``stack`` (all when none
+    are named) through its supervisor; the services it acted on."""
+    from envkit.stack import control
+
+    record = ss.require(stack)
+    if not record.supervised:
+        raise EnvkitError(
+            f"stack {stack!r} has no supervisor any more",
+            hint=f"`envkit down -p {stack}` cleans it up; then `envkit up`",
+        )
+    answer = control.request(
+        record.control_path, {"op": op, "services": list(services)}, timeout=None
+    )
+    return [str(n) for n in answer.get("services", [])]
+
+
 def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRACE + 20) -> bool:
     """Stop and remove a stack: its containers, networks, secret files and state;
     with ``volumes`` its named volumes too. Whether it was up.
@@ -274,7 +444,7 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
     with ss.locked(name):
         record = ss.load(name)
         if record is not None and record.supervised:
-            os.kill(record.supervisor, signal.SIGTERM)
+            _ask_down(record)
             if not wait_gone(record.supervisor, record.supervisor_start, timeout):
                 os.kill(record.supervisor, signal.SIGKILL)
                 wait_gone(record.supervisor, record.supervisor_start, 5)
@@ -284,6 +454,16 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
         if volumes:
             _remove_volumes(stack, record)
     return record is not None
+
+
+def _ask_down(record: ss.StackState) -> None:
+    """Ask the supervisor to stop, over its socket; a signal when it does not answer."""
+    from envkit.stack import control
+
+    try:
+        control.request(record.control_path, {"op": "down"}, timeout=5)
+    except EnvkitError:
+        os.kill(record.supervisor, signal.SIGTERM)
 
 
 def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:

@@ -1,39 +1,148 @@
 """The output of a stack's services, each line prefixed with ``service |``.
 
-Every service's containers write to one json-lines file (``stacks/<name>/logs/<svc>``,
+Every service's containers write to one json-lines log (``stacks/<name>/logs/<svc>``,
 docker's json-file format, :mod:`envkit.runtime.logs`), restarts included, so the log
-of a service reads as one stream.
+of a service reads as one stream. The log rotates as docker's ``max-size``/``max-file``
+options do: past :data:`MAX_BYTES` it is renamed ``<svc>.1`` (the older ones shift to
+``.2`` ...) and at most :data:`MAX_FILES` files are kept.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
-from envkit.runtime.logs import parse_line
+from envkit.runtime.logs import LogWriter, parse_line
 from envkit.stack import state as ss
+
+#: Size past which a service log is rotated.
+MAX_BYTES = 10 << 20
+#: Log files kept per service: the current one and ``MAX_FILES - 1`` rotated ones.
+MAX_FILES = 3
+
+
+class RotatingLogWriter(LogWriter):
+    """A :class:`~envkit.runtime.logs.LogWriter` that rotates its file past
+    ``max_bytes``, keeping ``max_files`` files."""
+
+    def __init__(self, path: str, max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> None:
+        super().__init__(path)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_files = max(1, max_files)
+
+    def _write(self, stream: str, data: bytes) -> None:
+        super()._write(stream, data)
+        if self._file.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        if self.max_files == 1:
+            os.truncate(self.path, 0)
+        else:
+            for n in range(self.max_files - 1, 0, -1):
+                older = f"{self.path}.{n - 1}" if n > 1 else self.path
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{n}")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+
+def files(path: Path) -> list[Path]:
+    """The files of a service log that exist, oldest first."""
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()),
+        key=lambda p: -int(p.suffix[1:]),
+    )
+    return [*rotated, *([path] if path.exists() else [])]
+
+
+def records(path: Path) -> Iterator[tuple[str, str, str]]:
+    """``(stream, text, time)`` of every record of a service log, rotated files first."""
+    for part in files(path):
+        try:
+            with open(part, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    yield parse_line(line)
+        except FileNotFoundError:
+            continue  # rotated away while reading
+
+
+def lines_since(path: Path, since: str) -> Iterator[str]:
+    """The text of the records written at or after RFC 3339 time ``since`` (the
+    runtime's fixed-width UTC format compares as text)."""
+    for _, text, when in records(path):
+        if when >= since:
+            yield text
 
 
 def tail(path: Path, count: int) -> list[str]:
     """The last ``count`` lines of a service log, as text."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    return [parse_line(line)[1].rstrip("\n") for line in lines[-count:]]
+    last: list[str] = []
+    for _, text, _ in records(path):
+        last.append(text.rstrip("\n"))
+        del last[:-count]
+    return last
 
 
 def service_text(stack: str, service: str) -> str:
-    """Everything service ``service`` of stack ``stack`` wrote so far."""
-    path = ss.stack_dir(stack) / "logs" / service
+    """Everything service ``service`` of stack ``stack`` wrote so far (what rotation
+    kept)."""
+    return "".join(text for _, text, _ in records(ss.stack_dir(stack) / "logs" / service))
+
+
+class _Follower:
+    """Reads what is appended to a service log, across rotations: the open file is
+    drained before the new one is opened."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[str] | None = None
+        self.partial = ""
+
+    def read(self, first: bool) -> list[str]:
+        text = ""
+        if self.file is None:
+            if first:
+                parts = files(self.path)
+                for part in parts[:-1]:
+                    text += _read_all(part)
+            try:
+                self.file = open(self.path, encoding="utf-8", errors="replace")  # noqa: SIM115
+            except FileNotFoundError:
+                return self._lines(text)
+        text += self.file.read()
+        if self._rotated():
+            self.file.close()
+            self.file = None
+            return self._lines(text) + self.read(first=False)
+        return self._lines(text)
+
+    def _rotated(self) -> bool:
+        assert self.file is not None
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self.file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _lines(self, text: str) -> list[str]:
+        *lines, self.partial = (self.partial + text).split("\n")
+        return lines
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _read_all(path: Path) -> str:
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-    return "".join(parse_line(line)[1] for line in lines)
 
 
 def stream(
@@ -48,32 +157,28 @@ def stream(
     """Write the services' output to ``out`` as ``name | line``; with ``follow``, keep
     writing what they add until the stack is down or ``stop`` is set."""
     width = max((len(s) for s in services), default=0)
-    offsets = dict.fromkeys(services, 0)
-    partial = dict.fromkeys(services, "")
     top = ss.stack_dir(stack) / "logs"
-    while True:
-        ending = not follow or (stop is not None and stop.is_set()) or not _up(stack)
-        wrote = False
-        for service in services:
-            try:
-                with open(top / service, encoding="utf-8", errors="replace") as f:
-                    f.seek(offsets[service])
-                    chunk = f.read()
-                    offsets[service] = f.tell()
-            except FileNotFoundError:
-                continue
-            *lines, partial[service] = (partial[service] + chunk).split("\n")
-            for line in lines:
-                text = parse_line(line)[1]
-                out.write(
-                    f"{service.ljust(width)} | {text if text.endswith(chr(10)) else text + chr(10)}"
-                )
-                wrote = True
-        if wrote:
-            out.flush()
-        if ending:
-            return
-        time.sleep(poll)
+    followers = {s: _Follower(top / s) for s in services}
+    first = True
+    try:
+        while True:
+            ending = not follow or (stop is not None and stop.is_set()) or not _up(stack)
+            wrote = False
+            for service, follower in followers.items():
+                for line in follower.read(first):
+                    text = parse_line(line)[1]
+                    newline = "" if text.endswith("\n") else "\n"
+                    out.write(f"{service.ljust(width)} | {text}{newline}")
+                    wrote = True
+            first = False
+            if wrote:
+                out.flush()
+            if ending:
+                return
+            time.sleep(poll)
+    finally:
+        for follower in followers.values():
+            follower.close()
 
 
 def _up(stack: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.errors import EnvkitError
@@ -29,15 +30,27 @@ def private_dir(stack: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"envkit-secrets-{stack}-"))
 
 
-def write_all(stack: Stack, directory: Path) -> None:
-    """Reveal every secret the services mount into ``directory`` (mode 0400 files).
+def write_all(stack: Stack, directory: Path, *, missing_only: bool = False) -> None:
+    """Reveal every secret the services mount into ``directory`` (mode 0400 files);
+    with ``missing_only``, only those without a file yet (a running container keeps
+    the file it has mounted).
 
     Raises the secret's :class:`~envkit.errors.EnvkitError` (naming it, never its
     value) when a required value is missing: before anything starts.
     """
     mounted = {s.name: s for service in stack.services for s in service.secrets}
     for name in sorted(mounted):
+        if missing_only and (directory / name).exists():
+            continue
         _write(directory / name, mounted[name].reveal(stack.base_dir))
+
+
+def check(stack: Stack, names: Sequence[str]) -> None:
+    """Read every secret services ``names`` mount, keeping nothing: a missing file or
+    variable fails ``up`` before anything starts, naming the secret."""
+    for service in names:
+        for secret in stack[service].secrets:
+            secret.reveal(stack.base_dir)
 
 
 def _write(path: Path, value: bytes) -> None:

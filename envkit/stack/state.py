@@ -4,7 +4,10 @@ process and the next command cleans up after a killed supervisor.
 Layout under ``$ENVKIT_HOME/stacks/<name>/``::
 
     state.json      :class:`StackState`, replaced atomically (never a secret value)
-    logs/<svc>      json-lines output of the service's earlier containers (restarts)
+    logs/<svc>      json-lines output of the service's containers (restarts included),
+                    rotated to <svc>.1, <svc>.2 (:mod:`envkit.stack.logs`)
+    control.sock    the supervisor's socket (:mod:`envkit.stack.control`), 0600 in
+                    this 0700 dir
 
 ``$ENVKIT_HOME/stacks/.locks/<name>`` is the flock that lets one ``up`` or ``down`` of a
 stack run at a time. Secret files live elsewhere, in a private dir on a tmpfs
@@ -20,9 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError
 from envkit.runtime.state import alive, process_start
+
+if TYPE_CHECKING:
+    from envkit.spec import Stack
 
 STARTING, RUNNING, STOPPING, FAILED = "starting", "running", "stopping", "failed"
 
@@ -34,9 +41,16 @@ class ServiceState:
     container: str = ""  #: container id ("" before the first start)
     container_name: str = ""
     image_id: str = ""
-    status: str = "created"  #: created, running, restarting, exited
+    status: str = "created"  #: created, running, restarting, exited, stopped
     health: str = ""  #: "" (no check), starting, healthy, unhealthy
     health_output: str = ""
+    ready: str = ""  #: "" (no ``ready`` probes), waiting, ready, failed
+    ready_output: str = ""
+    #: When the current container started (RFC 3339, the log records' format).
+    started_at: str = ""
+    #: sha256 of the service's canonical form and image id: what ``up`` compares to
+    #: recreate only the services that changed.
+    spec_key: str = ""
     restarts: int = 0
     exit_code: int | None = None
     ports: list[str] = field(default_factory=list)
@@ -76,15 +90,49 @@ class StackState:
 
     def save(self) -> None:
         """Write ``state.json`` atomically."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.dir / f".state.{os.getpid()}.{time.monotonic_ns()}.tmp"
         with open(tmp, "w") as f:
             json.dump(asdict(self), f)
         os.replace(tmp, self.dir / "state.json")
 
     def log_path(self, service: str) -> Path:
-        """The archived output of the service's earlier containers."""
+        """The output of the service's containers (the current file of its log)."""
         return self.dir / "logs" / service
+
+    @property
+    def control_path(self) -> Path:
+        """The supervisor's control socket."""
+        return self.dir / "control.sock"
+
+
+def spec_key(stack: Stack, service: str, image: str) -> str:
+    """What makes ``up`` recreate a service's container when it changes: its canonical
+    form (with the networks it joins and their definitions), the variables it gets
+    from env files, and the id of its image (a reference is resolved in the store)."""
+    import hashlib
+
+    from envkit.oci.types import canonical_json
+    from envkit.stack import environment
+
+    canonical = stack.canonical()
+    body = canonical["services"][service]
+    networks = {n: canonical["networks"].get(n) for n in body["networks"]}
+    try:
+        env = environment.service_env(stack, service)
+    except EnvkitError:
+        env = {}
+    data = {"service": body, "networks": networks, "env": env, "image": _image_id(image)}
+    return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def _image_id(image: str) -> str:
+    from envkit.store.layout import Store
+
+    try:
+        return str(Store.default().resolve(image))
+    except EnvkitError:
+        return image
 
 
 def stacks_dir() -> Path:
@@ -111,9 +159,16 @@ def load(name: str) -> StackState | None:
             f"cannot read the state of stack {name!r}: {exc}",
             hint=f"`envkit down -p {name}` cleans it up",
         ) from None
-    services = {k: _service(v) for k, v in data.pop("services", {}).items()}
+    return from_dict(data)
+
+
+def from_dict(data: dict[str, object]) -> StackState:
+    """A :class:`StackState` from its JSON form (unknown fields ignored)."""
+    raw = data.get("services")
+    services = {k: _service(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
     known = StackState.__dataclass_fields__
-    return StackState(services=services, **{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known and k != "services"}
+    return StackState(services=services, **fields)  # type: ignore[arg-type]
 
 
 def require(name: str) -> StackState:

@@ -12,23 +12,28 @@ forked it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.runtime.config import BindMount
 from envkit.runtime.state import alive, process_start, wait_gone
 from envkit.spec import Service, Stack
-from envkit.stack import health, secrets, volumes
+from envkit.stack import health, readiness, secrets, volumes
 from envkit.stack import state as ss
 from envkit.stack.policy import STABLE_AFTER, RestartPolicy, backoff
+
+if TYPE_CHECKING:
+    from envkit.stack.control import Server
 
 if TYPE_CHECKING:
     from envkit.containers import Container
@@ -44,6 +49,16 @@ class DependencyError(RuntimeError_):
 
 
 @dataclass
+class _Job:
+    """Work a control request hands to the main thread (only it starts containers)."""
+
+    run: Callable[[], dict[str, object]]
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict[str, object] = field(default_factory=dict)
+    error: EnvkitError | None = None
+
+
+@dataclass
 class _Instance:
     """One container of a service, as the supervisor holds it."""
 
@@ -53,6 +68,7 @@ class _Instance:
     pump: threading.Thread
     tracker: health.HealthTracker | None = None
     exited: bool = False
+    started_at: str = ""
 
 
 @dataclass
@@ -63,7 +79,8 @@ class _Service:
     restart_at: float | None = None
     quick_exits: int = 0
     health_thread: threading.Thread | None = None
-    created_volumes: list[str] = field(default_factory=list)
+    #: Stopped by ``envkit stop``: no restart until ``start``.
+    stopped: bool = False
 
 
 class Supervisor:
@@ -95,37 +112,37 @@ class Supervisor:
             name=stack.name,
             file=file,
             order=list(names),
-            services={n: ss.ServiceState(image_id=self.images[n]) for n in names},
+            services={
+                n: ss.ServiceState(
+                    image_id=self.images[n], spec_key=ss.spec_key(stack, n, self.images[n])
+                )
+                for n in names
+            },
         )
         self._services = {
             n: _Service(stack[n], RestartPolicy.parse(stack[n].restart)) for n in names
         }
         self._lock = threading.RLock()
-        self._exits: queue.Queue[tuple[str, _Instance, int]] = queue.Queue()
+        self._events: queue.Queue[Callable[[], None] | _Job] = queue.Queue()
+        self._deferred: list[_Job] = []
         self._stopping = threading.Event()
         self._start_lock = threading.Lock()
         self._created_volumes: list[str] = []
         self._created_networks: list[str] = []
+        self._server: Server | None = None
 
     # -- the life of a stack -----------------------------------------------------------
 
     def start(self) -> None:
-        """Create the stack's resources and start its services in order, each once what
-        it depends on is ready; return when every service with a health check is
-        healthy. On any failure everything started is torn down and the error raised."""
+        """Create the stack's resources and start its services, each as soon as what it
+        depends on is ready (independent ones at once); return when every service is
+        ready. On any failure everything started is torn down and the error raised."""
         try:
             self.state.claim()
             self.state.save()
-            self._prepare_resources()
-            deadline = time.monotonic() + self.timeout
-            for name in self.state.order:
-                for target, condition in self._services[name].spec.depends_on:
-                    self._wait_ready(target, condition, deadline, waiter=name)
-                self._start_service(name)
-                self._report(f"{name}: started")
-            for name in self.state.order:
-                if self._services[name].instance is not None and self._has_check(name):
-                    self._wait_ready(name, "healthy", deadline, waiter=None)
+            self._serve()
+            self._prepare_resources(self.state.order)
+            self._start_all(self.state.order, time.monotonic() + self.timeout)
             with self._lock:
                 self.state.status = ss.RUNNING
                 self.state.save()
@@ -137,9 +154,12 @@ class Supervisor:
             raise
 
     def run(self) -> None:
-        """Keep the stack running (restarts, health) until :meth:`request_stop`."""
+        """Keep the stack running (restarts, health, control requests) until
+        :meth:`request_stop`."""
         while not self._stopping.is_set():
-            self._tick(0.2)
+            while self._deferred:
+                self._do(self._deferred.pop(0))
+            self._tick(0.2, jobs=True)
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from a signal handler or another thread)."""
@@ -152,50 +172,49 @@ class Supervisor:
         with self._lock:
             self.state.status = ss.STOPPING
             self._save_quietly()
-            instances = [(n, s.instance) for n, s in self._services.items() if s.instance]
-        for _, instance in instances:
-            if not instance.exited:
-                _signal(instance, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_grace
-        for _, instance in instances:
-            instance.waiter.join(max(0.0, deadline - time.monotonic()))
-            if instance.waiter.is_alive():
-                _signal(instance, signal.SIGKILL)
-                instance.waiter.join()
-        for name, instance in instances:
-            instance.pump.join(5)
-            _remove_container(instance)
-            thread = self._services[name].health_thread
-            if thread is not None:
-                thread.join(5)
+        self._stop_instances(list(self._services))
+        for svc in self._services.values():
+            if svc.health_thread is not None:
+                svc.health_thread.join(5)
         from envkit.stack import cleanup
 
         cleanup.remove_networks(self._created_networks or self.state.networks)
         secrets.remove(self.state.secrets_dir)
         if failed and self._created_volumes:
             volumes.remove(self._volume_pairs(self._created_volumes))
+        if self._server is not None:
+            self._server.close()
+        for job in self._drain_jobs():
+            job.error = RuntimeError_(f"stack {self.stack.name} is stopping")
+            job.done.set()
         cleanup.remove_state_dir(self.state.name)
 
     # -- resources ---------------------------------------------------------------------
 
-    def _prepare_resources(self) -> None:
+    def _serve(self) -> None:
+        from envkit.stack.control import Server
+
+        self._server = Server(self.state.control_path, self._answer)
+        self._server.start()
+
+    def _prepare_resources(self, names: Sequence[str]) -> None:
+        """Secret files, volumes and networks that services ``names`` need and that do
+        not exist yet."""
         stack = self.stack
-        mounted = [s for n in self.state.order for s in stack[n].secrets]
-        if mounted:
-            directory = secrets.private_dir(stack.name)
-            self.state.secrets_dir = str(directory)
-            self.state.save()
-            secrets.write_all(_only(stack, self.state.order), directory)
-        self._created_volumes = volumes.ensure(_only(stack, self.state.order))
-        self.state.volumes = [
-            f"{v.backend}:{volumes.full_name(stack.name, v)}"
-            for v in _only(stack, self.state.order).volumes
-        ]
+        subset = _only(stack, names)
+        if any(stack[n].secrets for n in names):
+            if not self.state.secrets_dir:
+                self.state.secrets_dir = str(secrets.private_dir(stack.name))
+                self.state.save()
+            secrets.write_all(subset, Path(self.state.secrets_dir), missing_only=True)
+        self._created_volumes += volumes.ensure(subset)
+        entries = [f"{v.backend}:{volumes.full_name(stack.name, v)}" for v in subset.volumes]
+        self.state.volumes = sorted({*self.state.volumes, *entries})
         from envkit.stack import networking
 
-        self.state.networks = networking.names(stack, self.state.order)
+        self.state.networks = sorted({*self.state.networks, *networking.names(stack, names)})
         self.state.save()
-        self._created_networks = networking.create(stack, self.state.order)
+        self._created_networks += networking.create(stack, names)
 
     def _volume_pairs(self, names: Sequence[str]) -> list[tuple[str, str]]:
         pairs = [tuple(v.split(":", 1)) for v in self.state.volumes]
@@ -203,16 +222,63 @@ class Supervisor:
 
     # -- services ----------------------------------------------------------------------
 
+    def _start_all(self, names: Sequence[str], deadline: float) -> None:
+        """Start services ``names``: each once what it depends on is ready, the ones
+        whose dependencies are ready all in one pass; then wait until all are ready."""
+        pending = [n for n in self.state.order if n in names]
+        while pending:
+            started = False
+            for name in list(pending):
+                if self._dependencies_ready(name, pending):
+                    self._start_service(name)
+                    self._report(f"{name}: started")
+                    pending.remove(name)
+                    started = True
+            if pending and not started:
+                self._pause(deadline, pending[0])
+        for name in self.state.order:
+            svc = self._services[name]
+            if (
+                name in names
+                and svc.instance is not None
+                and (self._has_check(name) or svc.spec.ready)
+            ):
+                while (problem := self._readiness(name, "healthy")) == "":
+                    self._pause(deadline, name)
+                if problem:
+                    raise self._not_ready(name, "healthy", problem, None)
+
+    def _dependencies_ready(self, name: str, pending: Sequence[str]) -> bool:
+        """Whether everything ``name`` depends on is ready; raises when one never will be."""
+        for target, condition in self._services[name].spec.depends_on:
+            if target in pending:
+                return False
+            problem = self._readiness(target, condition)
+            if problem:
+                raise self._not_ready(target, condition, problem, name)
+            if problem == "":
+                return False
+        return True
+
+    def _pause(self, deadline: float, waiting_for: str) -> None:
+        if time.monotonic() >= deadline:
+            raise self._not_ready(waiting_for, "ready", f"not ready after {self.timeout:g} s", None)
+        if self._stopping.is_set():
+            raise RuntimeError_(f"stack {self.stack.name}: interrupted while starting")
+        self._tick(0.02, jobs=False)
+
     def _start_service(self, name: str) -> None:
         """Start a container of service ``name`` (main thread only)."""
-        from envkit.runtime import logs
+        from envkit.runtime import logs as runtime_logs
         from envkit.stack import networking
+        from envkit.stack.logs import RotatingLogWriter
 
         svc = self._services[name]
         spec, stack = svc.spec, self.stack
         image = self.images[name]
-        uid, gid = _user_ids(image, spec.user)
+        uid, gid, layers = _image_user(image, spec.user)
         mounts = volumes.mounts(stack, spec.volumes)
+        volumes.seed(stack, spec.volumes, layers)
         volumes.hand_to(stack, spec.volumes, uid, gid)
         if spec.secrets:
             directory = Path(self.state.secrets_dir)
@@ -220,13 +286,14 @@ class Supervisor:
             secrets.hand_to(spec.secrets, directory, uid, gid)
         log_path = self.state.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        started_at = runtime_logs.timestamp()
         with self._start_lock:
             container, out_r, err_r = self._run(name, image, mounts)
-        writer = logs.LogWriter(str(log_path))
+        writer = RotatingLogWriter(str(log_path))
 
         def pump() -> None:
             try:
-                logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
+                runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
             finally:
                 writer.close()
 
@@ -236,7 +303,9 @@ class Supervisor:
         if self._has_check(name):
             assert spec.healthcheck is not None
             tracker = health.HealthTracker(spec.healthcheck, time.monotonic())
-        instance = _Instance(container, time.monotonic(), threading.Thread(), pump_thread, tracker)
+        instance = _Instance(
+            container, time.monotonic(), threading.Thread(), pump_thread, tracker, False, started_at
+        )
 
         def wait() -> None:
             # Reaped under the start lock: the network's release of an exited container
@@ -246,19 +315,26 @@ class Supervisor:
                 pass
             with self._start_lock:
                 code = container.wait()
-            self._exits.put((name, instance, code))
+            self._events.put(lambda: self._on_exit(name, instance, code))
 
         instance.waiter = threading.Thread(target=wait, name=f"envkit-wait-{name}", daemon=True)
         with self._lock:
-            svc.instance = instance
+            svc.instance, svc.stopped = instance, False
             record = self.state.services[name]
             record.container, record.container_name = container.id, container.name
             record.status, record.exit_code = "running", None
             record.health = health.STARTING if tracker else ""
             record.health_output = ""
+            record.ready = "waiting" if spec.ready else ""
+            record.ready_output = ""
+            record.started_at = started_at
             record.ports = networking.describe_ports(container)
             self.state.save()
         instance.waiter.start()
+        if spec.ready:
+            threading.Thread(
+                target=self._ready_loop, args=(name, instance), name=f"envkit-ready-{name}"
+            ).start()
         if tracker is not None and svc.health_thread is None:
             svc.health_thread = threading.Thread(
                 target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
@@ -269,7 +345,7 @@ class Supervisor:
         """Start service ``name``'s container with its output on two pipes; the
         container and the pipes' read ends."""
         import envkit.containers as containers
-        from envkit.stack import networking
+        from envkit.stack import environment, networking
 
         spec, stack = self._services[name].spec, self.stack
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -280,7 +356,7 @@ class Supervisor:
                 image,
                 None if spec.command is None else list(spec.command),
                 entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
-                env=dict(spec.env),
+                env=environment.service_env(stack, name),
                 volumes=mounts,
                 tmpfs=[t.split(":", 1)[0] for t in spec.tmpfs],
                 workdir=spec.workdir,
@@ -303,18 +379,45 @@ class Supervisor:
                 os.close(fd)
         return container, out_r, err_r
 
+    def _stop_instances(self, names: Sequence[str]) -> None:
+        """SIGTERM the containers of services ``names``, SIGKILL those still there after
+        the grace period, and remove them (no restart follows)."""
+        with self._lock:
+            instances = [(n, s.instance) for n in names if (s := self._services[n]).instance]
+            for name, _ in instances:
+                self._services[name].restart_at = None
+        for _, instance in instances:
+            if not instance.exited:
+                _signal(instance, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace
+        for _, instance in instances:
+            instance.waiter.join(max(0.0, deadline - time.monotonic()))
+            if instance.waiter.is_alive():
+                _signal(instance, signal.SIGKILL)
+                instance.waiter.join()
+        for _, instance in instances:
+            instance.pump.join(5)
+            _remove_container(instance)
+
     def _has_check(self, name: str) -> bool:
         check = self._services[name].spec.healthcheck
         return check is not None and not check.disabled
 
-    def _tick(self, timeout: float) -> None:
-        """Handle one container exit (waiting up to ``timeout``), due restarts, the owner."""
+    def _tick(self, timeout: float, *, jobs: bool) -> None:
+        """Handle one event (waiting up to ``timeout``): a container exit, or a control
+        job (kept for later unless ``jobs``); then due restarts and the owner."""
         try:
-            name, instance, code = self._exits.get(timeout=timeout)
+            event = self._events.get(timeout=timeout)
         except queue.Empty:
             pass
         else:
-            self._on_exit(name, instance, code)
+            if isinstance(event, _Job):
+                if jobs:
+                    self._do(event)
+                else:
+                    self._deferred.append(event)
+            else:
+                event()
         now = time.monotonic()
         for name, svc in self._services.items():
             if svc.restart_at is not None and now >= svc.restart_at and not self._stopping.is_set():
@@ -323,14 +426,18 @@ class Supervisor:
             self.request_stop()
 
     def _on_exit(self, name: str, instance: _Instance, code: int) -> None:
-        svc = self._services[name]
+        svc = self._services.get(name)
         with self._lock:
             instance.exited = True
-            if svc.instance is not instance:
+            if svc is None or svc.instance is not instance:
                 return
             record = self.state.services[name]
             record.status, record.exit_code = "exited", code
-            if not self._stopping.is_set() and svc.policy.should_restart(code, record.restarts):
+            if (
+                not self._stopping.is_set()
+                and not svc.stopped
+                and svc.policy.should_restart(code, record.restarts)
+            ):
                 ran = time.monotonic() - instance.started
                 svc.quick_exits = 0 if ran >= STABLE_AFTER else svc.quick_exits
                 svc.restart_at = time.monotonic() + backoff(svc.quick_exits)
@@ -360,34 +467,199 @@ class Supervisor:
             self._save_quietly()
         self._report(f"{name}: restarted")
 
+    # -- control requests --------------------------------------------------------------
+
+    def _answer(
+        self, request: dict[str, Any], fds: list[int], conn: socket.socket
+    ) -> dict[str, Any] | None:
+        """Answer one control request (a thread of the control server)."""
+        op = request["op"]
+        if op == "ps":
+            with self._lock:
+                return {"ok": True, "state": asdict(self.state)}
+        if op == "logs":
+            return self._send_logs(request, conn)
+        if op == "exec":
+            return self._exec(request, fds)
+        if op == "down":
+            self.request_stop()
+            return {"ok": True, "pid": os.getpid()}
+        if op in ("stop", "start", "restart"):
+            names = self._known([str(n) for n in request.get("services") or []])
+            return self._on_main(lambda: self._lifecycle(op, names))
+        if op == "replace":
+            import base64
+            import pickle
+
+            # Same-uid callers only (SO_PEERCRED): they could ptrace this process anyway.
+            stack = pickle.loads(base64.b64decode(request["stack"]))
+            if not isinstance(stack, Stack) or stack.name != self.stack.name:
+                raise EnvkitError(f"replace: not a Stack named {self.stack.name!r}")
+            images = {str(k): str(v) for k, v in request["images"].items()}
+            names = [str(n) for n in request["services"]]
+            return self._on_main(lambda: self._replace(stack, images, names))
+        raise EnvkitError(f"unknown request {op!r}")
+
+    def _known(self, names: Sequence[str]) -> list[str]:
+        for name in names:
+            if name not in self._services:
+                raise EnvkitError(
+                    f"stack {self.stack.name!r} has no service {name!r}",
+                    hint="services: " + ", ".join(self.state.order),
+                )
+        return [n for n in self.state.order if n in names] if names else list(self.state.order)
+
+    def _on_main(self, work: Callable[[], dict[str, object]]) -> dict[str, Any]:
+        job = _Job(work)
+        self._events.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return {"ok": True, **job.answer}
+
+    def _do(self, job: _Job) -> None:
+        try:
+            job.answer = job.run()
+        except EnvkitError as exc:
+            job.error = exc
+        except Exception as exc:  # the supervisor keeps running; the caller learns why
+            job.error = RuntimeError_(f"{type(exc).__name__}: {exc}")
+        finally:
+            job.done.set()
+
+    def _drain_jobs(self) -> list[_Job]:
+        found = list(self._deferred)
+        self._deferred.clear()
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return found
+            if isinstance(event, _Job):
+                found.append(event)
+
+    def _lifecycle(self, op: str, names: Sequence[str]) -> dict[str, object]:
+        """``stop``, ``start`` or ``restart`` services ``names`` (main thread)."""
+        if op in ("stop", "restart"):
+            with self._lock:
+                for name in names:
+                    self._services[name].stopped = True
+            self._stop_instances(names)
+            with self._lock:
+                for name in names:
+                    svc, record = self._services[name], self.state.services[name]
+                    svc.instance = None
+                    record.status, record.container, record.container_name = "stopped", "", ""
+                    record.health = record.ready = ""
+                    record.ports = []
+                self._save_quietly()
+            for name in names:
+                self._report(f"{name}: stopped")
+        if op in ("start", "restart"):
+            idle = [n for n in names if self._services[n].instance is None]
+            self._start_all(idle, time.monotonic() + self.timeout)
+        return {"services": list(names)}
+
+    def _replace(
+        self, stack: Stack, images: Mapping[str, str], selected: Sequence[str]
+    ) -> dict[str, object]:
+        """Bring the stack to ``stack``: services whose spec or image changed (or that
+        are new) are recreated, those no longer in it removed, the others left running."""
+        keep = [n for n in self.state.order if n in stack]
+        wanted = set(selected) | set(keep)
+        order = [n for n in stack.start_order() if n in wanted]
+        merged = {**self.images, **images}
+        keys = {n: ss.spec_key(stack, n, merged[n]) for n in order}
+        changed = [
+            n
+            for n in order
+            if n not in self.state.services or self.state.services[n].spec_key != keys[n]
+        ]
+        removed = [n for n in self.state.order if n not in stack]
+        self._stop_instances([n for n in [*changed, *removed] if n in self._services])
+        with self._lock:
+            for name in removed:
+                del self._services[name], self.state.services[name]
+            self.stack, self.images = stack, merged
+            for name in changed:
+                self._services[name] = _Service(
+                    stack[name], RestartPolicy.parse(stack[name].restart)
+                )
+                self.state.services[name] = ss.ServiceState(
+                    image_id=merged[name], spec_key=keys[name]
+                )
+            self.state.order = order
+            self._save_quietly()
+        if changed:
+            self._prepare_resources(changed)
+            self._start_all(changed, time.monotonic() + self.timeout)
+        for name in changed:
+            self._report(f"{name}: recreated")
+        return {"recreated": changed, "removed": removed}
+
+    def _exec(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        from envkit.containers import start_exec
+
+        name = str(request.get("service", ""))
+        with self._lock:
+            svc = self._services.get(name)
+            instance = svc.instance if svc is not None else None
+        if instance is None or instance.exited:
+            raise EnvkitError(
+                f"stack {self.stack.name!r} has no running service {name!r}",
+                hint="`envkit ps -p NAME` shows the services",
+            )
+        if len(fds) != 3:
+            raise EnvkitError("exec: expected the caller's stdin, stdout and stderr")
+        env = request.get("env") or {}
+        process = start_exec(
+            instance.container.reload(),
+            [str(a) for a in request["cmd"]],
+            env={str(k): str(v) for k, v in env.items()},
+            workdir=request.get("workdir"),
+            user=request.get("user"),
+            stdio=(fds[0], fds[1], fds[2]),
+        )
+        for fd in fds:
+            os.close(fd)
+        fds.clear()
+        code = process.wait()
+        return {"ok": True, "exit_code": code, "error": process.error}
+
+    def _send_logs(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
+        import io
+
+        from envkit.stack.logs import stream
+
+        names = self._known([str(n) for n in request.get("services") or []])
+        if not request.get("follow"):
+            buffer = io.StringIO()
+            stream(self.stack.name, names, buffer)
+            return {"ok": True, "text": buffer.getvalue()}
+        out = conn.makefile("w", encoding="utf-8", errors="replace")
+        try:
+            stream(self.stack.name, names, out, follow=True, stop=self._stopping)
+        except OSError:
+            pass  # the caller hung up
+        finally:
+            with contextlib.suppress(OSError):
+                out.close()
+        return None
+
     # -- readiness ---------------------------------------------------------------------
 
-    def _wait_ready(self, name: str, condition: str, deadline: float, waiter: str | None) -> None:
-        """Wait for service ``name`` to be started/healthy/completed; raise
-        :class:`DependencyError` when it cannot be any more or the time is up."""
-        while True:
-            problem = self._readiness(name, condition)
-            if problem is None:
-                return
-            if problem:
-                raise self._not_ready(name, condition, problem, waiter)
-            if time.monotonic() >= deadline:
-                raise self._not_ready(
-                    name, condition, f"not {condition} after {self.timeout:g} s", waiter
-                )
-            if self._stopping.is_set():
-                raise RuntimeError_(f"stack {self.stack.name}: interrupted while starting")
-            self._tick(0.05)
-
     def _readiness(self, name: str, condition: str) -> str | None:
-        """``None``: ready; ``""``: not yet; else why it never will be."""
-        svc = self._services[name]
+        """``None``: ready; ``""``: not yet; else why it never will be. ``healthy``
+        means: the health check (if any) passes and every ``ready`` probe passed."""
+        svc = self._services.get(name)
+        if svc is None:
+            return "it is not part of the stack"
         with self._lock:
             record = self.state.services[name]
             instance = svc.instance
             waiting_restart = svc.restart_at is not None
         if instance is None:
-            return "it was not started"
+            return "it was not started" if record.status != "stopped" else "it was stopped"
         if condition == "completed":
             if record.status == "exited":
                 return None if record.exit_code == 0 else f"it exited with code {record.exit_code}"
@@ -396,11 +668,45 @@ class Supervisor:
             return f"it exited with code {record.exit_code}"
         if condition == "started":
             return None
-        if not self._has_check(name):
+        if not self._has_check(name) and not svc.spec.ready:
             return "it has no health check"
         if record.health == health.UNHEALTHY:
             return "its health check failed"
-        return None if record.health == health.HEALTHY and not instance.exited else ""
+        if record.ready == "failed":
+            return record.ready_output
+        done = record.ready in ("", "ready") and record.health in ("", health.HEALTHY)
+        return None if done and not instance.exited else ""
+
+    def _ready_loop(self, name: str, instance: _Instance) -> None:
+        """Try service ``name``'s ``ready`` probes on ``instance``, in order, until all
+        passed or one ran out of time; record the outcome."""
+        from envkit.stack.logs import lines_since
+
+        svc = self._services[name]
+        path = self.state.log_path(name)
+        target = readiness.Target(
+            pid=instance.container.pid,
+            record=instance.container.reload,
+            log_lines=lambda: lines_since(path, instance.started_at),
+        )
+
+        def alive() -> bool:
+            return not instance.exited and not self._stopping.is_set()
+
+        problem = None
+        for probe in svc.spec.ready:
+            problem = readiness.wait(probe, target, instance.started, alive)
+            if problem is not None:
+                break
+        with self._lock:
+            if svc.instance is not instance or self._stopping.is_set():
+                return
+            record = self.state.services[name]
+            record.ready, record.ready_output = (
+                ("ready", "") if problem is None else ("failed", problem)
+            )
+            self._save_quietly()
+        self._report(f"{name}: {'ready' if problem is None else 'not ready: ' + problem}")
 
     def _not_ready(
         self, name: str, condition: str, problem: str, waiter: str | None
@@ -412,6 +718,8 @@ class Supervisor:
         lines = [f"stack {self.stack.name}: {who}, but {problem}"]
         if record.health_output.strip():
             lines.append(f"  last health check output: {record.health_output.strip()[-500:]}")
+        if record.ready_output.strip() and record.ready_output != problem:
+            lines.append(f"  readiness: {record.ready_output.strip()[-500:]}")
         last = tail(self.state.log_path(name), 10)
         if last:
             lines.append(f"  last log lines of {name}:")
@@ -431,7 +739,7 @@ class Supervisor:
         command = health.argv(check)
         last_instance: _Instance | None = None
         last_run: float | None = None
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._services.get(name) is svc:
             with self._lock:
                 instance = svc.instance
             if instance is None or instance.exited or instance.tracker is None:
@@ -490,8 +798,9 @@ def _remove_container(instance: _Instance) -> None:
             rs.remove(record)
 
 
-def _user_ids(image: str, user: str | None) -> tuple[int, int]:
-    """The container uid and gid a service runs as (its ``user`` or the image's)."""
+def _image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
+    """The container uid and gid a service runs as (its ``user`` or the image's), and
+    the image's lower dirs (top first)."""
     from envkit.runtime import image_config
     from envkit.store import snapshots
     from envkit.store.layout import Store
@@ -505,7 +814,7 @@ def _user_ids(image: str, user: str | None) -> tuple[int, int]:
         image_config.read_image_file(snapshot.layers, "/etc/passwd"),
         image_config.read_image_file(snapshot.layers, "/etc/group"),
     )
-    return who.uid, who.gid
+    return who.uid, who.gid, snapshot.layers
 
 
 # -- detached supervisors ---------------------------------------------------------------

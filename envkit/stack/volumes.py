@@ -7,7 +7,9 @@ so two stacks never share one by accident. It is created on the first ``up``, ke
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.runtime.config import BindMount
@@ -89,3 +91,73 @@ def remove(volumes: list[tuple[str, str]]) -> list[str]:
             continue
         removed.append(name)
     return removed
+
+
+def seed(stack: Stack, service_mounts: tuple[Mount, ...], layers: Sequence[str]) -> list[str]:
+    """Copy the image's content at each named volume's mount path into the volume when
+    the volume is empty (docker's rule), owners and modes kept; the volumes seeded.
+
+    ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
+    the image is their union with the upper layer winning).
+    """
+    from envkit.plugins.manager import get_manager
+    from envkit.runtime.rootfs import secure_join
+
+    seeded = []
+    for mount in service_mounts:
+        if not isinstance(mount.source, Volume) or mount.read_only:
+            continue
+        backend = get_manager().volume_backend(mount.source.backend)
+        volume = Path(backend.mountpoint(full_name(stack.name, mount.source)))
+        sources = [secure_join(layer, mount.target) for layer in reversed(layers)]
+        sources = [s for s in sources if os.path.isdir(s) and not os.path.islink(s)]
+        if not sources or any(volume.iterdir()):
+            continue
+        for source in sources:
+            _copy_tree(source, str(volume))
+        _copy_owner(sources[-1], str(volume))
+        seeded.append(full_name(stack.name, mount.source))
+    return seeded
+
+
+def _copy_tree(source: str, target: str) -> None:
+    """Merge ``source`` into ``target`` (what is in ``source`` wins), never following a
+    symlink of either tree."""
+    import shutil
+
+    for root, dirs, names in os.walk(source):
+        relative = os.path.relpath(root, source)
+        here = os.path.normpath(os.path.join(target, relative))
+        for name in dirs:
+            src, dst = os.path.join(root, name), os.path.join(here, name)
+            if os.path.islink(src):
+                names.append(name)  # copied as a link below, never walked into
+                continue
+            if os.path.lexists(dst) and not os.path.isdir(dst):
+                os.unlink(dst)
+            os.makedirs(dst, exist_ok=True)
+            _copy_owner(src, dst)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        for name in names:
+            src, dst = os.path.join(root, name), os.path.join(here, name)
+            if os.path.lexists(dst):
+                if os.path.isdir(dst) and not os.path.islink(dst):
+                    shutil.rmtree(dst)
+                else:
+                    os.unlink(dst)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            elif os.path.isfile(src):
+                shutil.copy2(src, dst, follow_symlinks=False)
+            else:
+                continue  # device nodes and fifos are not volume content
+            _copy_owner(src, dst)
+
+
+def _copy_owner(source: str, target: str) -> None:
+    st = os.lstat(source)
+    # An unprivileged caller keeps its own ids: container root owns the copy then.
+    with contextlib.suppress(OSError):
+        os.lchown(target, st.st_uid, st.st_gid)
+    if not os.path.islink(target):
+        os.chmod(target, st.st_mode & 0o7777)

@@ -253,8 +253,10 @@ def test_cli_up_detached_ps_logs_exec_down(home: Path, tmp_path: Path) -> None:
     wait_for(lambda: "echoer | ready" in cli(home, ["stack", "logs", "-p", "clidemo"]).stdout)
     done = cli(home, ["stack", "exec", "-p", "clidemo", "echoer", "sh", "-c", "exit 7"])
     assert done.returncode == 7
+    before = ss.require("clidemo").services["echoer"].container
     again = cli(home, ["up", "-d"], cwd=tmp_path)
-    assert again.returncode == 2 and "already up" in again.stderr
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
+    assert ss.require("clidemo").services["echoer"].container == before
     assert "clidemo" in cli(home, ["stack", "ls"]).stdout
     gone = cli(home, ["down"], cwd=tmp_path)
     assert gone.returncode == 0, gone.stderr

@@ -1,0 +1,178 @@
+"""Running :class:`~envkit.spec.readiness.Ready` probes against a container.
+
+- ``tcp``: a socket in LISTEN state on the port, read from ``/proc/<pid>/net/tcp[6]``
+  of the container's init (its network namespace), so no tool is needed in the image
+  and nothing is connected to the service.
+- ``http``: a ``GET`` from a short-lived child process that joins the container's user
+  and network namespaces, to 127.0.0.1 (or the address the port listens on).
+- ``log``: a line the container wrote since it started, matched by a regex.
+- ``command``: the command run in the container as ``exec`` does, exit code 0.
+
+The supervisor runs them for ``depends_on`` and ``ps``; users' tests run them through
+:meth:`envkit.stack.RunningService.wait_ready`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from envkit.spec.readiness import Ready
+
+#: Seconds one HTTP try may take.
+HTTP_TRY_TIMEOUT = 2.0
+_LISTEN = "0A"
+
+
+@dataclass
+class Target:
+    """What a probe looks at: the container's init pid, a way to get its runtime record
+    (for ``command``) and the lines it wrote since it started (for ``log``)."""
+
+    pid: int
+    record: Callable[[], object]
+    log_lines: Callable[[], Iterable[str]]
+
+
+def probe_once(ready: Ready, target: Target) -> tuple[bool, str]:
+    """Try ``ready`` once: whether it passed, and what was seen."""
+    if ready.kind == "tcp":
+        assert ready.port is not None
+        found = listening(target.pid, ready.port) is not None
+        return found, "" if found else f"nothing listens on port {ready.port}"
+    if ready.kind == "http":
+        return _http(ready, target.pid)
+    if ready.kind == "log":
+        assert ready.pattern is not None
+        pattern = re.compile(ready.pattern)
+        for line in target.log_lines():
+            if pattern.search(line):
+                return True, line.rstrip("\n")
+        return False, "no matching log line yet"
+    from envkit.stack import health
+
+    assert ready.argv is not None
+    return health.run_once(target.record(), ready.argv, max(ready.interval, 5.0))
+
+
+def listening(pid: int, port: int) -> str | None:
+    """The local address a TCP socket listens on ``port`` in the network namespace of
+    process ``pid`` (``0.0.0.0``, ``::`` or a specific one); ``None`` when none does."""
+    for table, v6 in (("tcp", False), ("tcp6", True)):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != _LISTEN:
+                continue
+            address, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) == port:
+                return _address(address, v6)
+    return None
+
+
+def _address(hex_address: str, v6: bool) -> str:
+    """An address of ``/proc/net/tcp`` (host byte order words) as text."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET6 if v6 else socket.AF_INET, words)
+
+
+def _http(ready: Ready, pid: int) -> tuple[bool, str]:
+    assert ready.port is not None and ready.path is not None
+    address = listening(pid, ready.port)
+    if address is None:
+        return False, f"nothing listens on port {ready.port}"
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "::ffff:0.0.0.0") else address
+    try:
+        status = _in_netns(pid, _get_status, host, ready.port, ready.path)
+    except OSError as exc:
+        return False, f"GET {ready.path}: {exc.strerror or exc}"
+    if status == ready.status:
+        return True, f"GET {ready.path}: {status}"
+    return False, f"GET {ready.path}: {status} (waiting for {ready.status})"
+
+
+def _get_status(host: str, port: int, path: str) -> int:
+    """The status code of ``GET path`` (HTTP/1.0: the server closes after answering)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as conn:
+        conn.settimeout(HTTP_TRY_TIMEOUT)
+        conn.connect((host, port))
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        head = b""
+        while b"\r\n" not in head and len(head) < 4096:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise OSError(0, f"not an HTTP answer: {head[:80]!r}")
+    return int(parts[1])
+
+
+def _in_netns(pid: int, fn: Callable[[str, int, str], int], *args: object) -> int:
+    """``fn(*args)`` in a child that joined the user and network namespaces of ``pid``
+    (joining a user namespace needs a single-threaded process: a fresh child is one)."""
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(read_fd)
+            _join(pid)
+            answer: dict[str, object] = {"value": fn(*args)}  # type: ignore[arg-type]
+        except OSError as exc:
+            answer = {"errno": exc.errno or 0, "error": exc.strerror or str(exc)}
+        except BaseException as exc:
+            answer = {"errno": 0, "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            os.write(write_fd, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        raw = f.read()
+    os.waitpid(child, 0)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise OSError(0, "the probe process died") from None
+    if "value" in data:
+        return int(data["value"])
+    raise OSError(int(data["errno"]), str(data["error"]))
+
+
+def _join(pid: int) -> None:  # pragma: no cover - runs in a child
+    from envkit.runtime import syscalls
+
+    if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+        user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
+    else:
+        net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    syscalls.setns(net_fd, syscalls.CLONE_NEWNET)
+
+
+def wait(ready: Ready, target: Target, started: float, alive: Callable[[], bool]) -> str | None:
+    """Try ``ready`` every ``interval`` until it passes (``None``) or its timeout,
+    counted from monotonic time ``started``, is over or ``alive()`` turns false: why."""
+    detail = ""
+    while True:
+        if not alive():
+            return f"{ready.describe()}: the container exited"
+        ok, detail = probe_once(ready, target)
+        if ok:
+            return None
+        if time.monotonic() - started >= ready.timeout:
+            return f"{ready.describe()}: not within {ready.timeout:g} s ({detail})"
+        time.sleep(ready.interval)
