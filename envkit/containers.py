@@ -768,12 +768,11 @@ def _image_ref(image: object) -> str:
     base = getattr(image, "base", None)
     if base is not None and getattr(base, "kind", "") == "ref" and not getattr(image, "steps", ()):
         return str(base.ref)
-    if base is not None:
-        raise RuntimeError_(
-            f"cannot run {image!r}: building images comes in a later issue",
-            hint="run an image already in the store: envkit.run('name:tag') or "
-            "envkit.run(Image.from_('name:tag'))",
-        )
+    build = getattr(image, "build", None)
+    if base is not None and callable(build):
+        # Like `docker run` of a Dockerfile's result: build (cached: a no-op when nothing
+        # changed), then run the built image by its manifest digest.
+        return str(build().digest)
     raise SpecError("image", "expected an image name, id or Image.from_(ref)", value=image)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import envkit
-from envkit.errors import ImageNotFoundError, RuntimeError_
+from envkit.errors import ImageNotFoundError
 from envkit.runtime.spawn import StartError
 from envkit.store import snapshots
 from tests import images
@@ -86,7 +86,7 @@ def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _api(tmp_path: Path, image: str, cmd: list[str], **kw: Any) -> tuple[int, str]:
+def _api(tmp_path: Path, image: object, cmd: list[str] | None, **kw: Any) -> tuple[int, str]:
     """Run through ``envkit.run``; exit code and stdout+stderr."""
     out = tmp_path / "out.txt"
     with open(os.devnull, "rb") as stdin, open(out, "wb") as f:
@@ -246,8 +246,12 @@ def test_exit_codes_and_signals(home: Path, tmp_path: Path) -> None:
 def test_api_errors(home: Path) -> None:
     with pytest.raises(ImageNotFoundError):
         envkit.run("nope:1", ["true"])
-    with pytest.raises(RuntimeError_, match="later issue"):
-        envkit.run(envkit.Image.from_(BUSYBOX).run("true"), ["true"])
+
+
+def test_api_builds_an_image_with_steps_before_running_it(home: Path, tmp_path: Path) -> None:
+    image = envkit.Image.from_(BUSYBOX).run("echo built > /built").cmd(["cat", "/built"])
+    code, out = _api(tmp_path, image, None)
+    assert (code, out) == (0, "built\n")
 
 
 def test_api_accepts_image_from_ref(home: Path, tmp_path: Path) -> None:
