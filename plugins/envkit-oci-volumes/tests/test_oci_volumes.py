@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from envkit_oci_volumes import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, OciVolumes
+
 from envkit.errors import SpecError, VolumeError
 from envkit.plugins.interfaces import VolumeBackend
 from envkit.testing.backend_suite import BackendSuite
-
-from envkit_oci_volumes import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, OciVolumes
 
 
 class TestOciBackend(BackendSuite):
