@@ -154,12 +154,17 @@ def _in_netns(pid: int, fn: Callable[[str, int, str], int], *args: object) -> in
 def _join(pid: int) -> None:  # pragma: no cover - runs in a child
     from envkit.runtime import syscalls
 
-    if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
-        user_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    def same(kind: str) -> bool:
+        return os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")
+
+    if same("net"):
+        return
+    # Both opened first: once in the container's user namespace, /proc/<pid> of the
+    # host may no longer be ours to open.
+    user_fd = -1 if same("user") else os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    if user_fd >= 0:
         syscalls.setns(user_fd, syscalls.CLONE_NEWUSER)
-    else:
-        net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     syscalls.setns(net_fd, syscalls.CLONE_NEWNET)
 
 
