@@ -185,7 +185,9 @@ class Builder:
         last, state = hit
         total = len(stage.steps)
         for index in range(last + 1):
-            self.progress.cached(self._counters.sid(), _label(stage, index, total))
+            label = _label(stage, index, total)
+            self.progress.cached(self._counters.sid(), label)
+            _notify(label, stage.steps[index].key, cached=True, seconds=0.0)
             with self._counters.lock:
                 self._counters.cached += 1
         if state is None:
@@ -228,6 +230,7 @@ class Builder:
             found = None if self.no_cache else self.cache.get(planned.key, self.store)
             if found is not None:
                 self.progress.cached(sid, label)
+                _notify(label, planned.key, cached=True, seconds=0.0)
                 with self._counters.lock:
                     self._counters.cached += 1
                 return found
@@ -239,7 +242,9 @@ class Builder:
                 self.progress.failed(sid, exc.message.splitlines()[0])
                 raise
             self.cache.put(planned.key, after)
-            self.progress.done(sid, time.monotonic() - began)
+            seconds = time.monotonic() - began
+            self.progress.done(sid, seconds)
+            _notify(label, planned.key, cached=False, seconds=seconds)
             with self._counters.lock:
                 self._counters.executed += 1
             return after
@@ -407,3 +412,10 @@ def describe(step: st.Step) -> str:
         str(values[0]) if len(values) == 1 else " ".join(f"{k}={v}" for k, v in canonical.items())
     )
     return f"{op} {body}"[:100]
+
+
+def _notify(label: str, key: str, *, cached: bool, seconds: float) -> None:
+    """``envkit_build_step_finished`` for plugins (a listener never fails the build)."""
+    from envkit.plugins import notify
+
+    notify.build_step_finished(label, key, cached, seconds)

@@ -464,3 +464,30 @@ def test_run_steps_use_the_host_network_unless_none(
     # The bind-mounted resolv.conf is not part of the image.
     names = [m.name for layer in _layer_members(result) for m in layer]
     assert "etc/resolv.conf" not in names
+
+
+def test_plugins_hear_of_every_build_step(home: Path, ctx: Path) -> None:
+    from envkit.plugins import hookimpl
+    from envkit.plugins.manager import PluginManager, reset_manager
+
+    heard: list[tuple[str, bool]] = []
+
+    class Listener:
+        @hookimpl
+        def envkit_build_step_finished(
+            self, step: str, key: str, cached: bool, seconds: float
+        ) -> None:
+            assert key.startswith("sha256:") and seconds >= 0
+            heard.append((step, cached))
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Listener(), name="listener")
+    reset_manager(manager)
+    try:
+        image = Image.from_(BUSYBOX).run("echo one > /one").env(A="1")
+        build(image, ctx)
+        build(image, ctx)
+    finally:
+        reset_manager()
+    assert [cached for _, cached in heard] == [False, False, True, True]
+    assert "RUN echo one > /one" in heard[0][0]
