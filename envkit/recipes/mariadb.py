@@ -90,6 +90,9 @@ def mariadb(
         f"CREATE DATABASE IF NOT EXISTS `{database}`;\n"
         f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{_sql_string(password)}';\n"
         f"GRANT ALL ON *.* TO '{user}'@'%' WITH GRANT OPTION;\n"
+        # The admin client in the container logs in as the OS user, over the socket.
+        "CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket;\n"
+        "GRANT ALL ON *.* TO 'mysql'@'localhost' WITH GRANT OPTION;\n"
     )
     start = (
         f"set -e; cp -a {_TEMPLATE_DIR} {DATA_MOUNT}/data; "
@@ -112,10 +115,16 @@ def mariadb(
     )
     service = Service(
         "mariadb",
-        image=Image.debian(suite, packages=["mariadb-server"])
+        # The -core packages: mariadb-server's maintainer scripts start and stop a
+        # server, which fails in a build; the mysql user is created here instead.
+        image=Image.debian(suite, packages=["mariadb-client-core", "mariadb-server-core"])
+        .run(
+            "groupadd --system mysql && useradd --system --gid mysql --home-dir /nonexistent "
+            f"mysql && mkdir {_TEMPLATE_DIR} && chown mysql:mysql {_TEMPLATE_DIR}"
+        )
         .user("mysql")
         .run(
-            f"mariadb-install-db --datadir={_TEMPLATE_DIR} --skip-test-db "
+            f"mariadb-install-db --force --datadir={_TEMPLATE_DIR} --skip-test-db "
             "--auth-root-authentication-method=socket"
         )
         .user("root"),
@@ -124,7 +133,7 @@ def mariadb(
         tmpfs=[DATA_MOUNT],
         ports={0: PORT},
         healthcheck=Healthcheck(
-            ["mariadb-admin", f"--socket={SOCKET}", "--user=mysql", "ping"],
+            ["mariadb", f"--socket={SOCKET}", "--user=mysql", "-e", "SELECT 1"],
             interval=0.05,
             timeout=5,
             retries=600,

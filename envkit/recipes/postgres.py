@@ -37,8 +37,21 @@ class PostgresAdmin:
     templates: bool = True
 
     def client(self, database: str) -> list[str]:
-        """``psql`` reading a script from stdin, stopping at the first error."""
-        return [*self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", self.user, "-d", database]
+        """``psql`` reading a script from stdin, stopping at the first error; rows come
+        out unaligned, without headers."""
+        return [
+            *self.psql,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            self.user,
+            "-d",
+            database,
+        ]
 
     def create(self, name: str, template: str | None) -> str:
         """``CREATE DATABASE``; a clone by file copy (one checkpoint, faster than

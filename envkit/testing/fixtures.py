@@ -121,7 +121,11 @@ def database_fixture(
             pool = handle.databases()
             database = pool.create(seed, base=request.config.rootpath)
         except EnvkitError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            problem = str(exc)
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(f"envkit: no fresh database: {problem}", pytrace=False)
         yield database
         session = ServiceSession.of(request.config)
         if session.options.keep and request.node.stash.get(FAILED_KEY, False):
@@ -139,7 +143,9 @@ def _up(session: ServiceSession, stack: Stack, request: pytest.FixtureRequest) -
     try:
         return session.up(stack)
     except EnvkitError as exc:
-        pytest.fail(f"envkit fixture {request.fixturename!r} could not start: {exc}", pytrace=False)
+        problem = str(exc)
+    # Failed outside the except block: the report shows envkit's message, not a chain.
+    pytest.fail(f"envkit fixture {request.fixturename!r} could not start: {problem}", pytrace=False)
 
 
 def _named(defined: Any, name: str | None) -> Any:
