@@ -82,7 +82,11 @@ def hand_to(secrets: tuple[Secret, ...], directory: Path, uid: int, gid: int) ->
         path = directory / secret.name
         try:
             host_uid, host_gid = maps.to_host_uid(uid), maps.to_host_gid(gid)
-            if (host_uid, host_gid) != (os.geteuid(), os.getegid()):
+            owner = os.stat(path).st_uid
+            if owner not in (os.geteuid(), host_uid):
+                # Another service with another user mounts it too: both must read it.
+                os.chmod(path, 0o444)
+            elif (host_uid, host_gid) != (os.geteuid(), os.getegid()):
                 os.chown(path, host_uid, host_gid)
         except (OSError, EnvkitError):
             os.chmod(path, 0o444)

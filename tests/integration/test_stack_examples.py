@@ -73,3 +73,33 @@ def test_env_override_example(home: Path, tmp_path: Path) -> None:
             "APP_ENV=Staging GREETING=hi from .env LEVEL=debug"
         )
     assert leftovers(home) == []
+
+
+@pytest.mark.slow
+def test_web_postgres_redis_example(home: Path, tmp_path: Path) -> None:
+    import json
+
+    here = copy_example("web-postgres-redis", tmp_path)
+    stack = load_stack(here / "stack.py")
+
+    def visit(running: object) -> dict[str, int]:
+        from envkit.stack import RunningStack
+
+        assert isinstance(running, RunningStack)
+        port = running["web"].port(8000)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            return dict(json.loads(answer.read()))
+
+    try:
+        with stack.up(timeout=900) as running:
+            assert visit(running) == {"visits": 1, "hits_since_redis_started": 1}
+            assert visit(running) == {"visits": 2, "hits_since_redis_started": 2}
+            pw = running["web"].exec(["cat", "/run/secrets/db_password"]).output
+            assert pw.strip() == "example-only-password"
+        with stack.up(timeout=300) as running:  # the volume kept the database
+            assert visit(running) == {"visits": 3, "hits_since_redis_started": 1}
+    finally:
+        from envkit.stack import down
+
+        down(stack, volumes=True)
+    assert leftovers(home) == []
