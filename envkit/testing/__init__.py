@@ -13,9 +13,12 @@ See docs/reference/testing.md.
 
 from __future__ import annotations
 
-from envkit.testing.databases import Database, DatabasePool, Seed
-from envkit.testing.fixtures import database_fixture, service_fixture, stack_fixture
-from envkit.testing.handles import ServiceHandle, StackHandle
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.testing.databases import Database, DatabasePool, Seed
+    from envkit.testing.fixtures import database_fixture, service_fixture, stack_fixture
+    from envkit.testing.handles import ServiceHandle, StackHandle
 
 __all__ = [
     "Database",
@@ -27,3 +30,27 @@ __all__ = [
     "service_fixture",
     "stack_fixture",
 ]
+
+_HOMES = {
+    "Database": "databases",
+    "DatabasePool": "databases",
+    "Seed": "databases",
+    "ServiceHandle": "handles",
+    "StackHandle": "handles",
+    "database_fixture": "fixtures",
+    "service_fixture": "fixtures",
+    "stack_fixture": "fixtures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: pytest imports the plugin module (and so this package) in
+    # every run, and suites that never use envkit must not pay for the rest.
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'envkit.testing' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"envkit.testing.{home}"), name)
+    globals()[name] = value
+    return value
