@@ -69,8 +69,12 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     assert _mounts() == before  # nothing leaked into the host's mount table
 
 
-def _mounts() -> int:
-    return len(Path("/proc/self/mountinfo").read_text().splitlines())
+def _mounts() -> list[str]:
+    """Mount points of envkit's (under ENVKIT_HOME or an envkit temp dir) in this mount
+    namespace: the rest of the table belongs to whatever else runs on the machine."""
+    home = os.environ.get("ENVKIT_HOME", "/nonexistent")
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sorted(p for p in points if p.startswith(home) or "/envkit-" in p)
 
 
 def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
