@@ -70,11 +70,11 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _mounts() -> list[str]:
-    """Mount points under this test's ENVKIT_HOME in this mount namespace: the rest of
-    the table belongs to whatever else runs on the machine."""
+    """Mount points under this test's ENVKIT_HOME or a runtime state dir (envkit-ctr-*)
+    in this mount namespace: the rest of the table belongs to whatever else runs here."""
     home = os.environ.get("ENVKIT_HOME", "/nonexistent")
     points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    return sorted(p for p in points if p.startswith(home))
+    return sorted(p for p in points if p.startswith(home) or "/envkit-ctr-" in p)
 
 
 def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
