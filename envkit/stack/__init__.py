@@ -1,16 +1,33 @@
 """Stacks: the services of a :class:`envkit.Stack` kept running, with health checks,
-restart policies, volumes, runtime secrets and one network per stack.
+readiness probes, restart policies, volumes, runtime secrets and one network per stack.
 
 :func:`up` / ``stack.up()`` start a stack in a supervisor process and return a
 :class:`RunningStack`; :func:`down` removes it from any process. See
 docs/reference/stack.md.
+
+The names are imported on first use: ``envkit down`` and ``envkit ps`` need the state
+files and the control socket, not the supervisor and the spec objects.
 """
 
 from __future__ import annotations
 
-from envkit.stack.api import RunningService, RunningStack, down, up, up_foreground
-from envkit.stack.state import StackState, all_stacks
-from envkit.stack.supervisor import DependencyError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envkit.stack.api import RunningService, RunningStack, down, up, up_foreground
+    from envkit.stack.state import StackState, all_stacks
+    from envkit.stack.supervisor import DependencyError
+
+_WHERE = {
+    "DependencyError": "envkit.stack.supervisor",
+    "RunningService": "envkit.stack.api",
+    "RunningStack": "envkit.stack.api",
+    "StackState": "envkit.stack.state",
+    "all_stacks": "envkit.stack.state",
+    "down": "envkit.stack.api",
+    "up": "envkit.stack.api",
+    "up_foreground": "envkit.stack.api",
+}
 
 __all__ = [
     "DependencyError",
@@ -22,3 +39,11 @@ __all__ = [
     "up",
     "up_foreground",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name not in _WHERE:
+        raise AttributeError(f"module 'envkit.stack' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -17,13 +17,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from envkit.errors import EnvkitError, SpecError
-from envkit.spec import Stack
 from envkit.stack import state as ss
-from envkit.stack.supervisor import STOP_GRACE, UP_TIMEOUT, Supervisor, start_detached
+from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
 if TYPE_CHECKING:
     from envkit.build.progress import Progress
     from envkit.containers import Container, ExecResult
+    from envkit.spec import Stack
     from envkit.spec.readiness import Ready
 
 
@@ -309,6 +309,7 @@ def up(
         _clear_previous(stack.name)
         images = build_images(stack, names, progress)
         from envkit.runtime.state import process_start
+        from envkit.stack.supervisor import Supervisor, start_detached
 
         owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
         supervisor = Supervisor(
@@ -336,6 +337,8 @@ def up_foreground(
 ) -> None:
     """``envkit up`` without ``-d``: hold the stack in this process until SIGINT or
     SIGTERM (or ``envkit down`` from elsewhere), then stop it gracefully."""
+    from envkit.stack.supervisor import Supervisor
+
     names = selected(stack, services)
     check(stack, names)
     with ss.locked(stack.name):
@@ -470,7 +473,7 @@ def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:
     from envkit.stack import volumes as vol
 
     pairs = {tuple(v.split(":", 1)) for v in (record.volumes if record else [])}
-    if isinstance(stack, Stack):
+    if not isinstance(stack, str):
         pairs |= {(v.backend, vol.full_name(stack.name, v)) for v in stack.volumes}
     vol.remove(sorted((b, n) for b, n in pairs))
 

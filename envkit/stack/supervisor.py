@@ -30,6 +30,7 @@ from envkit.runtime.state import alive, process_start, wait_gone
 from envkit.spec import Service, Stack
 from envkit.stack import health, readiness, secrets, volumes
 from envkit.stack import state as ss
+from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.policy import STABLE_AFTER, RestartPolicy, backoff
 
 if TYPE_CHECKING:
@@ -37,11 +38,6 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from envkit.containers import Container
-
-#: Seconds a service gets between SIGTERM and SIGKILL when the stack stops.
-STOP_GRACE = 10.0
-#: Default limit for ``up`` to get every service started and healthy.
-UP_TIMEOUT = 300.0
 
 
 class DependencyError(RuntimeError_):
@@ -130,6 +126,7 @@ class Supervisor:
         self._created_volumes: list[str] = []
         self._created_networks: list[str] = []
         self._server: Server | None = None
+        self._image_users: dict[tuple[str, str | None], tuple[int, int, tuple[str, ...]]] = {}
 
     # -- the life of a stack -----------------------------------------------------------
 
@@ -276,7 +273,10 @@ class Supervisor:
         svc = self._services[name]
         spec, stack = svc.spec, self.stack
         image = self.images[name]
-        uid, gid, layers = _image_user(image, spec.user)
+        key = (image, spec.user)
+        if key not in self._image_users:
+            self._image_users[key] = _image_user(image, spec.user)
+        uid, gid, layers = self._image_users[key]
         mounts = volumes.mounts(stack, spec.volumes)
         volumes.seed(stack, spec.volumes, layers)
         volumes.hand_to(stack, spec.volumes, uid, gid)

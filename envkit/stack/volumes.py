@@ -24,6 +24,8 @@ def full_name(stack: str, volume: Volume) -> str:
 
 def ensure(stack: Stack) -> list[str]:
     """Create the stack's volumes that do not exist yet; the names of those created."""
+    if not stack.volumes:
+        return []  # no plugin manager to load
     from envkit.plugins.manager import get_manager
 
     manager = get_manager()
@@ -39,6 +41,8 @@ def ensure(stack: Stack) -> list[str]:
 
 def mounts(stack: Stack, service_mounts: tuple[Mount, ...]) -> list[BindMount]:
     """Bind mounts for a service's volumes and host paths (relative to the stack's dir)."""
+    if not service_mounts:
+        return []
     from envkit.plugins.manager import get_manager
 
     manager = get_manager()
@@ -61,6 +65,8 @@ def hand_to(stack: Stack, service_mounts: tuple[Mount, ...], uid: int, gid: int)
     from envkit.plugins.manager import get_manager
     from envkit.runtime import idmap
 
+    if not any(isinstance(m.source, Volume) for m in service_mounts):
+        return
     maps = idmap.plan()
     for mount in service_mounts:
         if not isinstance(mount.source, Volume):

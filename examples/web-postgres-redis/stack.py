@@ -24,7 +24,8 @@ postgres = Service(
         "-c",
         # First start: an empty data dir, initialised with the app's user and password.
         f"[ -s /data/PG_VERSION ] || {PG_BIN}/initdb -D /data -U app "
-        "--pwfile=/run/secrets/db_password --auth-local=trust --auth-host=scram-sha-256; "
+        "--pwfile=/run/secrets/db_password --auth-local=trust --auth-host=scram-sha-256 "
+        "&& echo 'host all all 0.0.0.0/0 scram-sha-256' >> /data/pg_hba.conf; "
         f"exec {PG_BIN}/postgres -D /data -c listen_addresses='*' "
         "-c unix_socket_directories=/tmp",
     ],
