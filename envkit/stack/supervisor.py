@@ -483,6 +483,7 @@ class Supervisor:
             return self._exec(request, fds)
         if op == "down":
             self.request_stop()
+            self._events.put(lambda: None)  # wake the main loop now, not at its next tick
             return {"ok": True, "pid": os.getpid()}
         if op in ("stop", "start", "restart"):
             names = self._known([str(n) for n in request.get("services") or []])
