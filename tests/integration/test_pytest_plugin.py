@@ -103,20 +103,14 @@ def suite(
 
 def leftovers() -> list[str]:
     """Stacks, containers and volumes of the current ENVKIT_HOME."""
+    from envkit import settings
     from envkit.runtime import state
-    from envkit.stack import volumes
 
     found = [f"stack {s.name}" for s in ss.all_stacks()]
     found += [f"container {s.name}" for s in state.all_states()]
-    found += [f"volume {v}" for v in _volume_names(volumes)]
+    volumes = settings.home() / "volumes"
+    found += [f"volume {p.name}" for p in volumes.iterdir()] if volumes.is_dir() else []
     return found
-
-
-def _volume_names(volumes: object) -> list[str]:
-    from envkit import settings
-
-    root = settings.home() / "volumes"
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
 def records(pytester: pytest.Pytester) -> list[dict[str, object]]:
