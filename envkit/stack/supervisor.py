@@ -333,7 +333,10 @@ class Supervisor:
         instance.waiter.start()
         if spec.ready:
             threading.Thread(
-                target=self._ready_loop, args=(name, instance), name=f"envkit-ready-{name}"
+                target=self._ready_loop,
+                args=(name, instance),
+                name=f"envkit-ready-{name}",
+                daemon=True,
             ).start()
         if tracker is not None and svc.health_thread is None:
             svc.health_thread = threading.Thread(
