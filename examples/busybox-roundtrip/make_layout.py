@@ -24,7 +24,30 @@ from envkit.oci.types import (
     canonical_json,
 )
 
-APPLETS = ["sh", "ls", "cat", "echo", "id", "hostname", "ps", "true", "false", "sleep", "wget"]
+APPLETS = [
+    "sh",
+    "ls",
+    "cat",
+    "echo",
+    "env",
+    "id",
+    "hostname",
+    "ps",
+    "true",
+    "false",
+    "sleep",
+    "wget",
+    "test",
+    "mkdir",
+    "touch",
+    "rm",
+    "wc",
+    "grep",
+    "sed",
+    "uname",
+    "nc",
+    "timeout",
+]
 
 
 def rootfs(root: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,21 @@ def test_busybox_roundtrip_example() -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "round trip OK: identical digests" in run.stdout
+
+
+def test_quickstart_brings_a_stack_up_and_down() -> None:
+    if not Path("/bin/busybox").exists():
+        pytest.skip("needs busybox-static")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("ENVKIT_HOME", None)
+    run = subprocess.run(
+        ["bash", str(ROOT / "examples/quickstart.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "hello from web\n" in run.stdout
+    assert "client | runs so far: 1" in run.stdout
+    assert run.stdout.rstrip().endswith("quickstart OK")
