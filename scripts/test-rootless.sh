@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite as an unprivileged user with subordinate id ranges (made if missing).
+# Arguments go to pytest (default: the whole suite, without slow and peer tests).
 # The code and a venv are copied to a world-readable temp dir: root's home is 0700.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,9 @@ tar --exclude=./.venv --exclude=./.nox --exclude='*/__pycache__' --exclude=./.hy
 chown -R "$USER_NAME:" "$work"
 chmod 0755 "$work"
 
+args=("$@")
+if [ ${#args[@]} -eq 0 ]; then args=(-m "not slow and not peers" tests); fi
 echo "== pytest as unprivileged user $USER_NAME ($(grep "^$USER_NAME:" /etc/subuid))"
+cd "$work/src"
 runuser -u "$USER_NAME" -- env -i HOME="/home/$USER_NAME" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 bash -c "cd '$work/src' && '$work/venv/bin/python' -m pytest -p no:cacheprovider \
-    -m 'not slow and not peers' tests"
+    LANG=C.UTF-8 "$work/venv/bin/python" -m pytest -p no:cacheprovider "${args[@]}"

@@ -92,8 +92,12 @@ def _http(ready: Ready, pid: int) -> tuple[bool, str]:
     if address is None:
         return False, f"nothing listens on port {ready.port}"
     host = "127.0.0.1" if address in ("0.0.0.0", "::", "::ffff:0.0.0.0") else address
+    from envkit.runtime.nsexec import target_process
+
     try:
-        status = _in_netns(pid, _get_status, host, ready.port, ready.path)
+        # Joined through the command process: the init is not dumpable, so an
+        # unprivileged caller may not open its namespace files.
+        status = _in_netns(target_process(pid), _get_status, host, ready.port, ready.path)
     except OSError as exc:
         return False, f"GET {ready.path}: {exc.strerror or exc}"
     if status == ready.status:
