@@ -65,3 +65,18 @@ def test_every_interface_method_is_documented() -> None:
         for name, member in vars(cls).items():
             if not name.startswith("_") and inspect.isfunction(member):
                 assert inspect.getdoc(member), f"{cls.__name__}.{name} has no docstring"
+
+
+def test_readme_example_is_a_valid_stack() -> None:
+    import re
+
+    from envkit import Stack
+
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    stack = namespace["stack"]
+    assert isinstance(stack, Stack)
+    assert stack.start_order() == ["db", "web"]
