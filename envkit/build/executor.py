@@ -33,12 +33,13 @@ from envkit.build.progress import Progress
 from envkit.errors import BuildError
 from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
 from envkit.spec import steps as st
-from envkit.spec.bases import Archive, Base, Scratch
+from envkit.spec.bases import Archive, Base, FromRef, Scratch
 from envkit.spec.image import Image
 from envkit.store.layout import Store
 
 if TYPE_CHECKING:
     from envkit.build.copy_layer import LayerEntry
+    from envkit.build.lockfile import LockFile, LockResolver
     from envkit.oci.layer_writer import Compression, LayerInfo
 
 #: Label holding the envkit form of the health check (seconds as floats, exactly).
@@ -87,15 +88,30 @@ def build(
 ) -> BuildResult:
     """Build ``image`` with ``context`` as build context; tag it ``tag`` or keep it by
     digest. Raises :class:`BuildError` (exit code 1) when a step fails: nothing is
-    tagged and no temporary file or container is left behind."""
+    tagged and no temporary file or container is left behind.
+
+    Unpinned bases go through ``<context>/envkit.lock`` only when that file exists
+    (:mod:`envkit.build.lockfile`); ``envkit build`` creates it.
+    """
+    from envkit.build.lockfile import LOCK_NAME, LockFile
+
+    lock_path = Path(context).absolute() / LOCK_NAME
     builder = Builder(
-        store or Store.default(), no_cache=no_cache, progress=progress, compression=compression
+        store or Store.default(),
+        no_cache=no_cache,
+        progress=progress,
+        compression=compression,
+        lock=LockFile.load(lock_path) if lock_path.is_file() else None,
     )
     return builder.build(image, Path(context), tag=tag)
 
 
 class Builder:
-    """One build session over a store; reusable for several images (a stack's)."""
+    """One build session over a store; reusable for several images (a stack's).
+
+    With a ``lock``, unpinned bases resolve through it and new ones are recorded in it
+    (written after planning each image).
+    """
 
     def __init__(
         self,
@@ -104,8 +120,11 @@ class Builder:
         no_cache: bool = False,
         progress: Progress | None = None,
         compression: Compression = "gzip",
+        lock: LockFile | None = None,
     ) -> None:
         self.store = store
+        self.lock = lock
+        self._locked: LockResolver | None = lock.resolver(store) if lock is not None else None
         self.no_cache = no_cache
         self.progress = progress or Progress()
         self.compression: Compression = compression
@@ -121,7 +140,7 @@ class Builder:
 
             parse(tag)  # a bad tag fails before any work
         with self.store.shared():
-            the_plan = plan(image, context, resolve=store_resolver(self.store))
+            the_plan = self._plan(image, context)
             finished = self._final_state(the_plan, context).finished()
             desc = self._publish(finished, tag)
         return BuildResult(
@@ -131,6 +150,16 @@ class Builder:
             executed=self._counters.executed,
             cached=self._counters.cached,
         )
+
+    def _plan(self, image: Image, context: Path) -> BuildPlan:
+        if self._locked is None:
+            return plan(image, context, resolve=store_resolver(self.store))
+        the_plan = plan(image, context, resolve=self._locked)
+        assert self.lock is not None
+        if self.lock.save() and self.lock.path.absolute().is_relative_to(context):
+            # The lock file just written is part of the context a copy may read.
+            the_plan = plan(image, context, resolve=self._locked)
+        return the_plan
 
     # -- stages --------------------------------------------------------------------
 
@@ -207,6 +236,11 @@ class Builder:
         from envkit.plugins.manager import get_manager
 
         params = dict(base.params())
+        pinned = (
+            self._locked.pinned(base.ref) if self._locked and isinstance(base, FromRef) else None
+        )
+        if pinned:
+            params["digest"] = pinned
         if isinstance(base, Archive) and not os.path.isabs(base.path):
             params["path"] = str(context / base.path)
         desc = get_manager().image_source(base.kind).provide(params, self.store)

@@ -3,8 +3,9 @@
 ``envkit build [stack.py]`` builds the image of every service of the stack (tagged
 ``<stack>-<service>:latest``, as compose names them); ``envkit build file.py:name -t
 name:tag`` builds the Image bound to ``name`` in ``file.py``. The build context is the
-file's directory unless ``--context`` says otherwise. Image ids go to stdout, progress to
-stderr (a live view on a terminal, plain lines otherwise).
+file's directory unless ``--context`` says otherwise. Unpinned bases resolve through the
+``envkit.lock`` of the file's directory, written when a base is new to it. Image ids go
+to stdout, progress to stderr (a live view on a terminal, plain lines otherwise).
 """
 
 from __future__ import annotations
@@ -51,16 +52,24 @@ class BuildCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.build.executor import Builder
+        from envkit.build.lockfile import LockFile
         from envkit.build.progress import for_stream
         from envkit.store.layout import Store
 
-        progress = for_stream(mode=args.progress)
-        builder = Builder(Store.default(), no_cache=args.no_cache, progress=progress)
         path_text, sep, name = args.target.rpartition(":")
+        one = bool(sep) and name.isidentifier() and not Path(args.target).exists()
+        file = Path(path_text if one else args.target)
+        progress = for_stream(mode=args.progress)
+        builder = Builder(
+            Store.default(),
+            no_cache=args.no_cache,
+            progress=progress,
+            lock=LockFile.beside(file),
+        )
         try:
-            if sep and name.isidentifier() and not Path(args.target).exists():
-                return self._one(builder, Path(path_text), name, args)
-            return self._stack(builder, Path(args.target), args)
+            if one:
+                return self._one(builder, file, name, args)
+            return self._stack(builder, file, args)
         finally:
             progress.close()
 

@@ -5,28 +5,45 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 
 from envkit.errors import RegistryError
 from envkit.plugins.interfaces import Command
 
 
 class PullCommand:
-    """``envkit pull REF [--platform os/arch]``."""
+    """``envkit pull REF [--platform os/arch]``, ``envkit pull --update [FILE]``."""
 
     name = "pull"
-    help = "pull an image from a registry into the local store"
+    help = "pull an image from a registry into the local store, or update envkit.lock"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("ref", metavar="REF", help="name[:tag] or name@sha256:...")
+        parser.add_argument(
+            "ref",
+            nargs="?",
+            metavar="REF|FILE",
+            help="name[:tag] or name@sha256:...; with --update, the stack file (default: stack.py)",
+        )
         parser.add_argument(
             "--platform", metavar="OS/ARCH", help="platform to pull (default: this host's)"
         )
         parser.add_argument("-q", "--quiet", action="store_true", help="print only the ref")
+        parser.add_argument(
+            "--update",
+            action="store_true",
+            help="resolve the bases of FILE and its envkit.lock again, rewrite the lock",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.registry.progress import Progress, for_terminal
         from envkit.registry.pull import pull
 
+        if args.update:
+            return _update(Path(args.ref or "stack.py"), args.quiet)
+        if not args.ref:
+            raise RegistryError(
+                "no image reference given", hint="envkit pull NAME[:TAG], or --update [FILE]"
+            )
         progress = Progress.silent() if args.quiet else for_terminal()
         image = pull(args.ref, platform=args.platform, progress=progress)
         if not args.quiet:
@@ -34,6 +51,29 @@ class PullCommand:
             print(f"Status: {verb} for {image.ref.familiar}")
         print(str(image.ref))
         return 0
+
+
+def _update(file: Path, quiet: bool) -> int:
+    from envkit.build.lockfile import update_lock
+    from envkit.store.layout import Store
+
+    if file.is_dir():
+        file = file / "stack.py"
+    lock, changes = update_lock(file, Store.default())
+    for change in changes:
+        if change.old is None:
+            note = "locked"
+        elif change.old != change.new:
+            note = f"updated from {change.old}"
+        else:
+            note = "unchanged"
+        if not quiet:
+            print(f"{change.ref}: {change.new} ({note})")
+    if not quiet:
+        print(
+            f"{lock.path}: {len(changes)} image(s)" if changes else f"{lock.path}: nothing to lock"
+        )
+    return 0
 
 
 class PushCommand:
