@@ -78,10 +78,10 @@ def _kill(pid: int) -> None:
 def setup(holder_pid: int) -> None:
     """(Re)build loopback, bridges and rules in the holder from the networks on disk."""
     networks = state.all_networks()
-    ns.in_holder(holder_pid, links.init_holder)
+    links.in_holder(holder_pid, links.init_holder)
     for net in networks:
         prefix = ipaddress.ip_network(net.subnet).prefixlen
-        ns.in_holder(holder_pid, links.ensure_bridge, net.bridge, net.gateway, prefix)
+        links.in_holder(holder_pid, links.ensure_bridge, net.bridge, net.gateway, prefix)
     sync_firewall(holder_pid)
 
 

@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 from typing import Any
 
-from envkit.network import holder, ipam, links, ns, state
+from envkit.network import holder, ipam, links, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
@@ -44,7 +44,7 @@ def create(
         running = holder.current()
         if running is not None:
             pid = running.holder.pid
-            ns.in_holder(pid, links.ensure_bridge, net.bridge, net.gateway, chosen.prefixlen)
+            links.in_holder(pid, links.ensure_bridge, net.bridge, net.gateway, chosen.prefixlen)
             holder.sync_firewall(pid)
         return net
 
@@ -74,7 +74,7 @@ def remove(name: str) -> None:
         state.network_path(name).unlink(missing_ok=True)
         running = holder.current()
         if running is not None:
-            ns.in_holder(running.holder.pid, links.remove_link, net.bridge)
+            links.in_holder(running.holder.pid, links.remove_link, net.bridge)
             holder.sync_firewall(running.holder.pid)
 
 

@@ -1,0 +1,42 @@
+"""Commands that never touch a link must not pay for importing pyroute2 (~0.19 s)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        "envkit.network",
+        "envkit.network.attach",
+        "envkit.containers, envkit.network.sandbox, envkit.network.links",
+    ],
+)
+def test_importing_the_network_does_not_import_pyroute2(modules: str) -> None:
+    code = f"import sys, {modules}; print('pyroute2' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_planning_an_attachment_does_not_import_pyroute2(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from envkit.network.attach import Attachment\n"
+        "a = Attachment.plan('web', [], published=['0:80'])\n"
+        "assert a is not None and a.reservation is not None\n"
+        "a.close_ports()\n"
+        "print('pyroute2' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.stdout.strip() == "False"
