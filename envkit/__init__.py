@@ -17,13 +17,14 @@ from envkit.errors import EnvkitError, SpecError
 
 if TYPE_CHECKING:
     from envkit.containers import run
-    from envkit.spec import Healthcheck, Image, Network, Secret, Service, Stack, Volume
+    from envkit.spec import Healthcheck, Image, Network, Ready, Secret, Service, Stack, Volume
 
 __all__ = [
     "EnvkitError",
     "Healthcheck",
     "Image",
     "Network",
+    "Ready",
     "Secret",
     "Service",
     "SpecError",
@@ -32,7 +33,9 @@ __all__ = [
     "run",
 ]
 
-_SPEC_NAMES = frozenset({"Healthcheck", "Image", "Network", "Secret", "Service", "Stack", "Volume"})
+_SPEC_NAMES = frozenset(
+    {"Healthcheck", "Image", "Network", "Ready", "Secret", "Service", "Stack", "Volume"}
+)
 
 
 def __getattr__(name: str) -> Any:

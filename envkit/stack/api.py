@@ -230,10 +230,12 @@ def selected(stack: Stack, services: Sequence[str]) -> list[str]:
 
 def check(stack: Stack, names: Sequence[str]) -> None:
     """What can be checked before anything starts (the spec checked the rest): a
-    ``healthy`` dependency without a health check or ``ready`` probe, a missing secret
-    file or variable, an env file that is missing or malformed."""
-    from envkit.stack import environment, secrets
+    volume whose backend is not installed or rejects its options, a ``healthy``
+    dependency without a health check or ``ready`` probe, a missing secret file or
+    variable, an env file that is missing or malformed."""
+    from envkit.stack import environment, secrets, volumes
 
+    volumes.check(stack)
     for name in names:
         for target, condition in stack[name].depends_on:
             check_ = stack[target].healthcheck

@@ -24,8 +24,9 @@ def remove_state_dir(name: str) -> None:
 
 
 def remove_leftovers(record: ss.StackState) -> None:
-    """Remove the containers, networks, secret files and state of a stack whose
-    supervisor is gone (``kill -9``): what its own teardown would have removed."""
+    """Remove the containers, networks, secret files, non-persistent volumes and state
+    of a stack whose supervisor is gone (``kill -9``): what its own teardown would have
+    removed."""
     from envkit.runtime import state as rs
 
     rs.reap()
@@ -46,4 +47,8 @@ def remove_leftovers(record: ss.StackState) -> None:
         network.reap()
     remove_networks(record.networks)
     secrets.remove(record.secrets_dir)
+    if record.volumes:
+        from envkit.stack import volumes  # imports the spec: only when there are some
+
+        volumes.remove_transient(record.volumes)
     remove_state_dir(record.name)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime.config import BindMount
+from envkit.plugins import notify
+from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.runtime.state import alive, process_start, wait_gone
 from envkit.spec import Service, Stack
 from envkit.stack import health, readiness, secrets, volumes
@@ -34,10 +35,8 @@ from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.policy import STABLE_AFTER, RestartPolicy, backoff
 
 if TYPE_CHECKING:
+    from envkit.containers import Container, RunOptions
     from envkit.stack.control import Server
-
-if TYPE_CHECKING:
-    from envkit.containers import Container
 
 
 class DependencyError(RuntimeError_):
@@ -65,6 +64,8 @@ class _Instance:
     tracker: health.HealthTracker | None = None
     exited: bool = False
     started_at: str = ""
+    #: The named volumes its backends mounted for it; unmounted when it is reaped.
+    mounted: list[volumes.Attached] = field(default_factory=list)
 
 
 @dataclass
@@ -164,7 +165,8 @@ class Supervisor:
 
     def teardown(self, *, failed: bool = False) -> None:
         """Stop every container, then remove them, the stack's networks, its secret files
-        and its state. Volumes stay, except those created by a failed ``up``."""
+        and its state. Volumes stay, except those created by a failed ``up`` and those
+        whose backend does not keep data (``tmpfs``)."""
         self._stopping.set()
         with self._lock:
             self.state.status = ss.STOPPING
@@ -179,6 +181,7 @@ class Supervisor:
         secrets.remove(self.state.secrets_dir)
         if failed and self._created_volumes:
             volumes.remove(self._volume_pairs(self._created_volumes))
+        volumes.remove_transient(self.state.volumes)
         if self._server is not None:
             self._server.close()
         for job in self._drain_jobs():
@@ -277,18 +280,23 @@ class Supervisor:
         if key not in self._image_users:
             self._image_users[key] = _image_user(image, spec.user)
         uid, gid, layers = self._image_users[key]
-        mounts = volumes.mounts(stack, spec.volumes)
-        volumes.seed(stack, spec.volumes, layers)
-        volumes.hand_to(stack, spec.volumes, uid, gid)
-        if spec.secrets:
-            directory = Path(self.state.secrets_dir)
-            mounts += secrets.mounts(spec.secrets, directory)
-            secrets.hand_to(spec.secrets, directory, uid, gid)
-        log_path = self.state.log_path(name)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        started_at = runtime_logs.timestamp()
-        with self._start_lock:
-            container, out_r, err_r = self._run(name, image, mounts)
+        attached = volumes.attach(stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}")
+        try:
+            mounts = volumes.runtime_mounts(stack, spec.volumes, attached)
+            volumes.seed(attached, layers)
+            volumes.hand_to(attached, uid, gid)
+            if spec.secrets:
+                directory = Path(self.state.secrets_dir)
+                mounts += secrets.mounts(spec.secrets, directory)
+                secrets.hand_to(spec.secrets, directory, uid, gid)
+            log_path = self.state.log_path(name)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            started_at = runtime_logs.timestamp()
+            with self._start_lock:
+                container, out_r, err_r = self._run(name, image, mounts)
+        except BaseException:
+            volumes.detach(attached)
+            raise
         writer = RotatingLogWriter(str(log_path))
 
         def pump() -> None:
@@ -304,7 +312,14 @@ class Supervisor:
             assert spec.healthcheck is not None
             tracker = health.HealthTracker(spec.healthcheck, time.monotonic())
         instance = _Instance(
-            container, time.monotonic(), threading.Thread(), pump_thread, tracker, False, started_at
+            container,
+            time.monotonic(),
+            threading.Thread(),
+            pump_thread,
+            tracker,
+            False,
+            started_at,
+            attached,
         )
 
         def wait() -> None:
@@ -315,6 +330,8 @@ class Supervisor:
                 pass
             with self._start_lock:
                 code = container.wait()
+            volumes.detach(instance.mounted)
+            notify.service_stopped(stack.name, name, code)
             self._events.put(lambda: self._on_exit(name, instance, code))
 
         instance.waiter = threading.Thread(target=wait, name=f"envkit-wait-{name}", daemon=True)
@@ -330,6 +347,7 @@ class Supervisor:
             record.started_at = started_at
             record.ports = networking.describe_ports(container)
             self.state.save()
+        notify.service_started(stack.name, name)
         instance.waiter.start()
         if spec.ready:
             threading.Thread(
@@ -344,23 +362,33 @@ class Supervisor:
             )
             svc.health_thread.start()
 
-    def _run(self, name: str, image: str, mounts: list[BindMount]) -> tuple[Container, int, int]:
+    def _run(
+        self, name: str, image: str, mounts: Sequence[BindMount | TmpfsMount]
+    ) -> tuple[Container, int, int]:
         """Start service ``name``'s container with its output on two pipes; the
         container and the pipes' read ends."""
-        import envkit.containers as containers
+        from envkit.containers import RunOptions
         from envkit.stack import environment, networking
 
         spec, stack = self._services[name].spec, self.stack
+        limits = None
+        if spec.memory is not None or spec.cpus is not None or spec.pids_limit is not None:
+            from envkit.runtime.cgroups import Limits
+
+            limits = Limits.parse(
+                None if spec.memory is None else str(spec.memory),
+                None if spec.cpus is None else str(spec.cpus),
+                None if spec.pids_limit is None else str(spec.pids_limit),
+            )
+        network = networking.run_options(stack, name)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            container = containers.run(
-                image,
-                None if spec.command is None else list(spec.command),
+            options = RunOptions(
+                cmd=None if spec.command is None else list(spec.command),
                 entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
                 env=environment.service_env(stack, name),
-                volumes=mounts,
                 tmpfs=[t.split(":", 1)[0] for t in spec.tmpfs],
                 workdir=spec.workdir,
                 user=spec.user,
@@ -368,11 +396,12 @@ class Supervisor:
                 read_only=spec.read_only,
                 name=f"{stack.name}-{name}-1",
                 stdio=(null, out_w, err_w),
-                memory=None if spec.memory is None else str(spec.memory),
-                cpus=spec.cpus,
-                pids_limit=spec.pids_limit,
-                **networking.run_options(stack, name),
+                limits=limits,
+                networks=network["network"],
+                network_aliases=network["network_aliases"],
+                ports=network["ports"],
             )
+            container = _start_container(image, options, mounts)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -781,6 +810,25 @@ def _only(stack: Stack, names: Sequence[str]) -> Stack:
         return stack
     clone = Stack(stack.name, [stack[n] for n in names])
     return clone.with_base_dir(stack.base_dir) if stack.base_dir else clone
+
+
+def _start_container(
+    image: str, options: RunOptions, mounts: Sequence[BindMount | TmpfsMount]
+) -> Container:
+    """``envkit.run(image, ...)`` held by this process, with ``mounts`` (volumes first)
+    before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
+    backend's volume may be a sized tmpfs."""
+    import dataclasses
+
+    from envkit import containers
+
+    prepared = containers.prepare(image, options)
+    try:
+        config = dataclasses.replace(prepared.config, mounts=[*mounts, *prepared.config.mounts])
+    except BaseException:
+        prepared.abandon()
+        raise
+    return containers._start_attached(dataclasses.replace(prepared, config=config))
 
 
 def _signal(instance: _Instance, sig: int) -> None:

@@ -2,24 +2,48 @@
 
 A stack's volume ``data`` is the backend's volume ``<stack>_data`` (compose's naming),
 so two stacks never share one by accident. It is created on the first ``up``, kept by
-``down`` and removed by ``down -v`` (or ``envkit volume rm``).
+``down`` (unless its backend's volumes are not ``persistent``, like ``tmpfs``) and
+removed by ``down -v`` (or ``envkit volume rm``).
+
+Each container start asks the backends to :func:`attach` its volumes (``mount``, one
+``mount_id`` per container) and the runtime mounts what they answer; :func:`detach`
+(``unmount``) follows when the container is reaped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
-from envkit.runtime.config import BindMount
+from envkit.errors import EnvkitError, VolumeError
+from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.spec import Stack, Volume
 from envkit.spec.mounts import Mount
+
+if TYPE_CHECKING:
+    from envkit.plugins.interfaces import MountSource, VolumeBackend
+
+log = logging.getLogger("envkit.stack")
+_T = TypeVar("_T")
 
 
 def full_name(stack: str, volume: Volume) -> str:
     """The backend's name of a stack's volume."""
     return f"{stack}_{volume.name}"
+
+
+def check(stack: Stack) -> None:
+    """Raise for the first volume of ``stack`` whose backend is missing or rejects its
+    options (:func:`envkit.plugins.volumes.check`); nothing is loaded without volumes."""
+    if stack.volumes:
+        from envkit.plugins import volumes as plugin_volumes
+
+        plugin_volumes.check(stack.volumes)
 
 
 def ensure(stack: Stack) -> list[str]:
@@ -39,40 +63,122 @@ def ensure(stack: Stack) -> list[str]:
     return created
 
 
-def mounts(stack: Stack, service_mounts: tuple[Mount, ...]) -> list[BindMount]:
-    """Bind mounts for a service's volumes and host paths (relative to the stack's dir)."""
-    if not service_mounts:
-        return []
+@dataclass(frozen=True)
+class Attached:
+    """A named volume its backend mounted for one container."""
+
+    backend: VolumeBackend
+    #: The backend's name of the volume (``<stack>_<volume>``).
+    name: str
+    mount_id: str
+    source: MountSource
+    target: str
+    read_only: bool
+
+    @property
+    def host_dir(self) -> Path | None:
+        """The host directory the container sees, when the mount is a bind."""
+        return Path(self.source.source) if self.source.kind == "bind" else None
+
+
+def host_mounts(stack: Stack, service_mounts: tuple[Mount, ...]) -> list[BindMount]:
+    """Bind mounts of a service's host paths (relative to the stack's dir)."""
+    base = stack.base_dir or Path.cwd()
+    return [
+        BindMount(
+            str((base / os.path.expanduser(m.source)).resolve()), m.target, readonly=m.read_only
+        )
+        for m in service_mounts
+        if not isinstance(m.source, Volume)
+    ]
+
+
+def attach(stack: Stack, service_mounts: tuple[Mount, ...], mount_id: str) -> list[Attached]:
+    """Have each named volume's backend mount it for one container (``mount_id``);
+    on a failure the ones already mounted are unmounted again and the error raised."""
+    if not any(isinstance(m.source, Volume) for m in service_mounts):
+        return []  # no plugin manager to load
     from envkit.plugins.manager import get_manager
 
     manager = get_manager()
-    base = stack.base_dir or Path.cwd()
-    out = []
+    attached: list[Attached] = []
+    try:
+        for mount in service_mounts:
+            if not isinstance(mount.source, Volume):
+                continue
+            backend = manager.volume_backend(mount.source.backend)
+            name = full_name(stack.name, mount.source)
+            source = _call(backend, "mount", backend.mount, name, mount_id)
+            attached.append(
+                Attached(backend, name, mount_id, source, mount.target, mount.read_only)
+            )
+    except BaseException:
+        detach(attached)
+        raise
+    return attached
+
+
+def runtime_mounts(
+    stack: Stack, service_mounts: tuple[Mount, ...], attached: Sequence[Attached]
+) -> list[BindMount | TmpfsMount]:
+    """The runtime's mounts for a service: its volumes as their backends said and its
+    host paths, in the service's order."""
+    from envkit.plugins.volumes import runtime_mount
+
+    by_target = {a.target: a for a in attached}
+    binds = iter(host_mounts(stack, service_mounts))
+    out: list[BindMount | TmpfsMount] = []
     for mount in service_mounts:
         if isinstance(mount.source, Volume):
-            backend = manager.volume_backend(mount.source.backend)
-            source = str(backend.mountpoint(full_name(stack.name, mount.source)))
+            volume = by_target[mount.target]
+            out.append(runtime_mount(volume.source, volume.target, volume.read_only))
         else:
-            source = str((base / os.path.expanduser(mount.source)).resolve())
-        out.append(BindMount(source, mount.target, readonly=mount.read_only))
+            out.append(next(binds))
     return out
 
 
-def hand_to(stack: Stack, service_mounts: tuple[Mount, ...], uid: int, gid: int) -> None:
+def detach(attached: Sequence[Attached]) -> None:
+    """Tell each backend its volume's container is gone (``unmount``). Failures are
+    logged, never raised: the container is gone either way."""
+    for volume in attached:
+        try:
+            _call(volume.backend, "unmount", volume.backend.unmount, volume.name, volume.mount_id)
+        except EnvkitError as exc:
+            log.warning("unmount of volume %s failed: %s", volume.name, exc.message)
+
+
+def _call(
+    backend: VolumeBackend,
+    what: str,
+    method: Callable[[str, str], _T],
+    volume: str,
+    mount_id: str,
+) -> _T:
+    """``method(volume, mount_id)``; a third-party backend's bug (any exception but an
+    EnvkitError) is reported as a VolumeError naming the backend."""
+    try:
+        return method(volume, mount_id)
+    except EnvkitError:
+        raise
+    except Exception as exc:
+        raise VolumeError(
+            f"volume backend {backend.name!r} failed to {what} volume {volume!r}: "
+            f"{type(exc).__name__}: {exc}",
+            hint="report it to the plugin's authors; `envkit plugins` names the package",
+        ) from None
+
+
+def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
     """Give the empty volumes a service mounts to its container user (docker gives a new
-    volume the owner of the image's dir; an empty one here has no other owner yet)."""
-    from envkit.errors import EnvkitError
-    from envkit.plugins.manager import get_manager
+    volume the owner of the image's dir; an empty one here has no other owner yet).
+    Only bind mounts have a host directory to chown; a tmpfs is made by the runtime."""
     from envkit.runtime import idmap
 
-    if not any(isinstance(m.source, Volume) for m in service_mounts):
+    dirs = [d for a in attached if (d := a.host_dir) is not None]
+    if not dirs:
         return
     maps = idmap.plan()
-    for mount in service_mounts:
-        if not isinstance(mount.source, Volume):
-            continue
-        backend = get_manager().volume_backend(mount.source.backend)
-        path = Path(backend.mountpoint(full_name(stack.name, mount.source)))
+    for path in dirs:
         try:
             if any(path.iterdir()):
                 continue
@@ -84,37 +190,55 @@ def hand_to(stack: Stack, service_mounts: tuple[Mount, ...], uid: int, gid: int)
 
 
 def remove(volumes: list[tuple[str, str]]) -> list[str]:
-    """Remove ``(backend, name)`` volumes; the names removed (missing ones are skipped)."""
-    from envkit.errors import EnvkitError
+    """Remove ``(backend, name)`` volumes; the names removed (missing ones, and those of
+    a backend no longer installed, are skipped)."""
     from envkit.plugins.manager import get_manager
 
     removed = []
     for backend_name, name in volumes:
-        backend = get_manager().volume_backend(backend_name)
         try:
-            backend.remove(name)
+            get_manager().volume_backend(backend_name).remove(name)
         except EnvkitError:
             continue
         removed.append(name)
     return removed
 
 
-def seed(stack: Stack, service_mounts: tuple[Mount, ...], layers: Sequence[str]) -> list[str]:
+def remove_transient(entries: Iterable[str]) -> list[str]:
+    """Remove the ``backend:name`` volumes (a stack state's ``volumes``) whose backend
+    does not keep data across ``down`` (``capabilities().persistent`` false, like
+    ``tmpfs``); the names removed. A backend no longer installed is skipped."""
+    pairs = [tuple(e.split(":", 1)) for e in entries]
+    if not pairs:
+        return []
+    from envkit.plugins.manager import get_manager
+
+    manager = get_manager()
+    transient: list[tuple[str, str]] = []
+    for backend_name, name in pairs:
+        try:
+            if not manager.volume_backend(backend_name).capabilities().persistent:
+                transient.append((backend_name, name))
+        except EnvkitError:
+            continue
+    return remove(transient)
+
+
+def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
     """Copy the image's content at each named volume's mount path into the volume when
     the volume is empty (docker's rule), owners and modes kept; the volumes seeded.
+    Only volumes mounted as a host directory (a bind) writable are seeded.
 
     ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
     the image is their union with the upper layer winning).
     """
-    from envkit.plugins.manager import get_manager
     from envkit.runtime.rootfs import secure_join
 
     seeded = []
-    for mount in service_mounts:
-        if not isinstance(mount.source, Volume) or mount.read_only:
+    for mount in attached:
+        volume = mount.host_dir
+        if volume is None or mount.read_only:
             continue
-        backend = get_manager().volume_backend(mount.source.backend)
-        volume = Path(backend.mountpoint(full_name(stack.name, mount.source)))
         sources = [secure_join(layer, mount.target) for layer in reversed(layers)]
         sources = [s for s in sources if os.path.isdir(s) and not os.path.islink(s)]
         if not sources or any(volume.iterdir()):
@@ -122,7 +246,7 @@ def seed(stack: Stack, service_mounts: tuple[Mount, ...], layers: Sequence[str])
         for source in sources:
             _copy_tree(source, str(volume))
         _copy_owner(sources[-1], str(volume))
-        seeded.append(full_name(stack.name, mount.source))
+        seeded.append(mount.name)
     return seeded
 
 
