@@ -10,17 +10,20 @@ from envkit.network.errors import NetworkError
 from envkit.network.ports import PortMapping
 
 
-def prepare() -> int:
+def prepare(lease: str | None = None) -> int:
     """The pid of the running holder, started if needed.
 
     A container to be networked joins ``/proc/<pid>/ns/user`` and unshares its own
     network namespace there, then is passed to :func:`envkit.network.connect`. The
     holder stays up for the calling process until it connects something or exits.
+    With ``lease`` (a name from :func:`envkit.network.endpoints.lease_name`), it stays
+    up until that lease is released (``endpoints.release_lease``) or the process exits:
+    one lease per container, for a process that starts and stops several at once.
     """
     with state.locked():
         endpoints.reap_locked()
         pid = endpoints.ensure_running().holder.pid
-        endpoints.take_lease()
+        endpoints.take_lease(lease if lease is not None else endpoints.process_lease())
         return pid
 
 

@@ -78,6 +78,8 @@ class Attachment:
     #: The ports as published, once connected (port 0 resolved).
     published: list[PortMapping] = field(default_factory=list)
     _connected: list[str] = field(default_factory=list)
+    #: The holder lease taken by :meth:`userns`, dropped by :meth:`release`.
+    _lease: str | None = None
 
     @classmethod
     def plan(
@@ -112,10 +114,12 @@ class Attachment:
     def userns(self) -> str:
         """The holder's user namespace for the runtime to join (starts the holder).
 
-        Call it in the process that then starts the container: the holder stays up for
-        that process until the container is connected.
+        Call it in the process that then starts the container: the holder stays up,
+        whatever other containers come and go, until :meth:`release`.
         """
-        return f"/proc/{api.prepare()}/ns/user"
+        if self._lease is None:
+            self._lease = endpoints.lease_name()
+        return f"/proc/{api.prepare(self._lease)}/ns/user"
 
     def mounts(self) -> list[BindMount]:
         """The managed /etc/hosts and /etc/resolv.conf (they exist once connected)."""
@@ -142,7 +146,9 @@ class Attachment:
         """Undo everything after the container exited (or failed to start); idempotent."""
         self.close_ports()
         with state.locked():
-            endpoints.release_lease()
+            if self._lease is not None:
+                endpoints.release_lease(self._lease)
+                self._lease = None
             for ep in state.container_endpoints(self.container):
                 if ep.network in self.networks:
                     with contextlib.suppress(NetworkError):

@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def _attach(holder_pid: int, ep: Endpoint, default: bool) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     prefix = ipaddress.ip_network(net.subnet).prefixlen
     try:
-        ns.in_holder(
+        links.in_holder(
             holder_pid,
             links.attach,
             net.bridge,
@@ -79,7 +80,7 @@ def connect(
         reap_locked()
         d = ensure_running()
         _, ident = _target(target)
-        release_lease()
+        release_lease(process_lease())
         mine = state.container_endpoints(container)
         taken = {e.ifname for e in mine}
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
@@ -122,7 +123,7 @@ def _detach(ep: Endpoint) -> None:
     affected = _neighbours(ep.network, ep.container)
     running = holder.current()
     if running is not None:
-        ns.in_holder(running.holder.pid, links.remove_link, ep.veth)
+        links.in_holder(running.holder.pid, links.remove_link, ep.veth)
     state.drop_endpoint(ep)
     names.refresh(affected)
     if not state.container_endpoints(ep.container):
@@ -177,23 +178,39 @@ def _userns_of_a_survivor() -> int | None:
     return None
 
 
-def _lease_path(pid: int) -> Path:
-    return state.root() / "leases" / f"{pid}.json"
+def _lease_path(lease: str) -> Path:
+    return state.root() / "leases" / f"{lease}.json"
 
 
-def take_lease() -> None:
-    """Keep the holder up for this process until it connects something (or dies).
+def process_lease() -> str:
+    """The lease :func:`envkit.network.prepare` takes for the calling process by default;
+    the process's next :func:`connect` drops it."""
+    return str(os.getpid())
+
+
+def lease_name() -> str:
+    """A new lease name of the calling process, unique to this call."""
+    return f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def take_lease(lease: str) -> None:
+    """Keep the holder up until lease ``lease`` is released or the calling process dies.
 
     Between :func:`envkit.network.prepare` and the first connect, a container sits in
     the holder's user namespace with nothing on disk saying so; without a lease another
-    command's disconnect could stop the holder under it.
+    command's disconnect could stop the holder under it. Leases are counted: each one is
+    a file naming its owner (pid and start time), the holder stops only when no live one
+    is left, and those of dead owners are dropped. A process that starts and stops
+    several containers at once (a stack supervisor) takes one per container
+    (:func:`lease_name`). Call with the state lock held.
     """
     me = state.Proc.of(os.getpid())
-    state.write_json(_lease_path(me.pid), {"pid": me.pid, "start": me.start})
+    state.write_json(_lease_path(lease), {"pid": me.pid, "start": me.start})
 
 
-def release_lease() -> None:
-    _lease_path(os.getpid()).unlink(missing_ok=True)
+def release_lease(lease: str) -> None:
+    """Drop lease ``lease`` (idempotent); the holder is not stopped here."""
+    _lease_path(lease).unlink(missing_ok=True)
 
 
 def _live_leases() -> bool:

@@ -7,7 +7,9 @@ Layout::
     networks/<name>.json          one network: subnet, gateway, bridge, flags, last address
     endpoints/<name>/<ctr>.json   one container on that network: address, aliases, veth
     forwarders/<ctr>.json         the port forwarders of a container and their bound ports
-    leases/<pid>.json             a process between prepare() and its first connect
+    leases/<name>.json            a holder lease: its owner's pid + start time (one per
+                                  starting container, or per process between prepare()
+                                  and its first connect)
     hosts/<ctr>, resolv/<ctr>     files the runtime bind-mounts as /etc/hosts, resolv.conf
     logs/                         stderr of the daemons
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -353,3 +354,57 @@ def test_no_network_by_default(home: Path) -> None:
     missing = cli(home, ["run", "--rm", "--network", "nosuch", IMAGE, "true"])
     assert missing.returncode == 2 and "envkit network create nosuch" in missing.stderr
     assert not (home / "network" / "holder.json").exists()
+
+
+def test_one_process_starts_and_stops_containers_concurrently(home: Path) -> None:
+    """Holder leases are per container: one leaving never stops the holder under another
+    that is starting (its monitor would fail to join the holder: setns EPERM)."""
+    from envkit.network import holder
+    from envkit.network.attach import Attachment
+
+    ok(home, ["network", "create", "app"])
+    sleeper = [IMAGE, ["sleep", "60"]]
+    one = envkit.run(*sleeper, network="app", name="one")
+    two = envkit.run(*sleeper, network="app", name="two")
+    # The window of the race, held open: a container in the holder's user namespace,
+    # not connected yet, while every connected container leaves.
+    pending = Attachment.plan("pending", ["app"])
+    assert pending is not None
+    pending.userns()
+    before = holder.current()
+    assert before is not None
+    one.stop(timeout=1)
+    two.stop(timeout=1)
+    after = holder.current()
+    assert after is not None and after.holder == before.holder
+    pending.release()
+    assert holder.current() is None
+    one.remove()
+    two.remove()
+
+    # The real thing: a third starts in a thread while the first stops.
+    one = envkit.run(*sleeper, network="app", name="one")
+    two = envkit.run(*sleeper, network="app", name="two")
+    started: list[containers.Container] = []
+    failed: list[BaseException] = []
+
+    def start_third() -> None:
+        try:
+            started.append(envkit.run(*sleeper, network="app", name="three"))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=start_third)
+    thread.start()
+    one.stop(timeout=1)
+    thread.join()
+    assert not failed, failed
+    (three,) = started
+    assert set(network.inspect("app")["containers"]) == {"two", "three"}
+    two.stop(timeout=1)
+    assert holder.current() is not None  # three still runs
+    three.stop(timeout=1)
+    assert holder.current() is None
+    assert not list((home / "network" / "leases").glob("*.json"))
+    for container in (one, two, three):
+        container.remove()
