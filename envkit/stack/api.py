@@ -21,6 +21,7 @@ from envkit.stack import state as ss
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
 if TYPE_CHECKING:
+    from envkit.build.lockfile import LockFile
     from envkit.build.progress import Progress
     from envkit.containers import Container, ExecResult
     from envkit.spec import Stack
@@ -277,7 +278,7 @@ def build_images(
             images[name] = str(base.ref)
             continue
         if builder is None:
-            builder = Builder(Store.default(), progress=progress)
+            builder = Builder(Store.default(), progress=progress, lock=_lock_of(stack))
         images[name] = builder.build(image, context, tag=f"{stack.name}-{name}:latest").image_id
     return images
 
@@ -502,3 +503,13 @@ def _file_of(stack: Stack) -> str:
 def _restore(previous: Mapping[signal.Signals, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def _lock_of(stack: Stack) -> LockFile | None:
+    """The ``envkit.lock`` beside the stack file (as ``envkit build FILE`` uses it); none
+    for a stack made in Python without a file."""
+    from envkit.build.lockfile import LOCK_NAME, LockFile
+
+    if stack.base_dir is None:
+        return None
+    return LockFile.load(stack.base_dir / LOCK_NAME)

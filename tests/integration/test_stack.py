@@ -5,6 +5,7 @@ supervisor, and the CLI verbs, each from another process than the one that start
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -348,4 +349,24 @@ def test_web_and_client_example(home: Path) -> None:
         assert "healthy" in ps and "->8080/tcp" in ps
     finally:
         assert cli(home, ["down", "-v"], cwd=example).returncode == 0
+    assert leftovers(home) == []
+
+
+def test_up_locks_the_base_of_a_built_image_beside_the_stack_file(
+    home: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Image, Service, Stack\n"
+        "img = Image.from_('busybox:1').run('echo built > /built')\n"
+        "s = Service('b', image=img, command=['sh', '-c', 'cat /built; sleep 600'])\n"
+        "stack = Stack('lockdemo', services=[s])\n"
+    )
+    up = cli(home, ["up", "-d"], cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    try:
+        lock = json.loads((tmp_path / "envkit.lock").read_text())
+        text = json.dumps(lock)
+        assert "docker.io/library/busybox:1" in text and "sha256:" in text
+    finally:
+        assert cli(home, ["down"], cwd=tmp_path).returncode == 0
     assert leftovers(home) == []
