@@ -91,6 +91,11 @@ class Server:
         with conn:
             try:
                 if peer_uid(conn) != os.geteuid():
+                    # Read the request first: closing with it unread resets the connection,
+                    # and the client would see EPIPE instead of this answer.
+                    conn.settimeout(1.0)
+                    with suppress(OSError, ValueError):
+                        _receive(conn)
                     _send(conn, {"ok": False, "error": "permission denied: not this stack's user"})
                     return
                 request, fds = _receive(conn)
