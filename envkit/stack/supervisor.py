@@ -292,6 +292,8 @@ class Supervisor:
             log_path = self.state.log_path(name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at = runtime_logs.timestamp()
+            # One start at a time: the runtime forks, and a fork while another thread
+            # is inside a start (holding its locks) could leave the child stuck.
             with self._start_lock:
                 container, out_r, err_r = self._run(name, image, mounts)
         except BaseException:
@@ -323,13 +325,11 @@ class Supervisor:
         )
 
         def wait() -> None:
-            # Reaped under the start lock: the network's release of an exited container
-            # drops this process's holder lease, which a start in progress relies on.
+            # Network leases are per container now: reaping needs no start lock.
             start = process_start(container.pid) or 0
             while not wait_gone(container.pid, start, 3600):
                 pass
-            with self._start_lock:
-                code = container.wait()
+            code = container.wait()
             volumes.detach(instance.mounted)
             notify.service_stopped(stack.name, name, code)
             self._events.put(lambda: self._on_exit(name, instance, code))
