@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import platform
+import os
 import struct
 
 from envkit.runtime.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
@@ -96,12 +96,12 @@ _ARCHES = {"x86_64": (0xC000003E, DENIED_X86_64, 56, 435)}  # audit arch, table,
 
 def supported() -> bool:
     """Whether a filter exists for this machine's architecture."""
-    return platform.machine() in _ARCHES
+    return os.uname().machine in _ARCHES
 
 
 def program(machine: str | None = None) -> list[tuple[int, int, int, int]]:
     """The filter as ``(code, jt, jf, k)`` instructions for ``machine`` (default: this one)."""
-    arch, denied, clone, clone3 = _ARCHES[machine or platform.machine()]
+    arch, denied, clone, clone3 = _ARCHES[machine or os.uname().machine]
     # Jumps name labels; they are resolved to relative offsets below.
     code: list[tuple[int, str | int, str | int, int]] = [
         (_LD_W_ABS, 0, 0, _OFFSET_ARCH),
