@@ -57,6 +57,14 @@ class Signer:
         done = subprocess.run(argv, input=data, capture_output=True, check=True)
         return done.stdout
 
+    def close(self) -> None:
+        """Stop the gpg-agent that gpg started for this home (it outlives the test)."""
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
+
     def clearsign(self, text: bytes) -> bytes:
         return self._gpg("--clearsign", data=text)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,18 @@ from tests.unit.test_debian_fixtures import Signer, need, release_text, serve, s
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
     need("gpgv")
-    return Signer(tmp_path_factory.mktemp("signer"))
+    key = Signer(tmp_path_factory.mktemp("signer"))
+    yield key
+    key.close()
 
 
 @pytest.fixture(scope="module")
-def stranger(tmp_path_factory: pytest.TempPathFactory) -> Signer:
-    return Signer(tmp_path_factory.mktemp("stranger"), "someone else")
+def stranger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
+    key = Signer(tmp_path_factory.mktemp("stranger"), "someone else")
+    yield key
+    key.close()
 
 
 def make_mirror(root: Path, signer: Signer, packages: bytes, *, inrelease: bool = True) -> None:
