@@ -28,10 +28,11 @@ from envkit.build import cache
 from envkit.build.image_state import ImageState
 from envkit.build.rootfs_view import RootView
 from envkit.build.secrets_mount import StepSecrets
-from envkit.build.upper_layer import FORK_LOCK, write_upper_layer
+from envkit.build.upper_layer import write_upper_layer
 from envkit.errors import BuildError
 from envkit.oci.layer_writer import Compression, LayerInfo
 from envkit.runtime import image_config
+from envkit.runtime.as_root import FORK_LOCK
 from envkit.runtime.config import BindMount, ContainerConfig, Mount
 from envkit.spec import steps as st
 from envkit.store.atomic import TempFile

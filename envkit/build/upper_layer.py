@@ -11,25 +11,22 @@ The child also removes the mount points the runtime had to create (``/run/secret
 for a secret, the targets of cache mounts) when the image did not have them and they are
 still empty, so that no trace of a mount reaches the layer.
 
-Forks are serialised with :data:`FORK_LOCK`: the executor runs stages in threads, and a
-child forked while another thread holds an interpreter lock could deadlock.
+The child comes from :func:`envkit.runtime.as_root.call_as_container_root`, whose
+:data:`FORK_LOCK` also serialises the executor's container starts.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from envkit.errors import BuildError
 from envkit.oci.layer_writer import Compression, LayerInfo, write_layer
+from envkit.runtime.as_root import ChildError, call_as_container_root
 
-#: Held around every fork of a build (container starts and layer writers).
-FORK_LOCK = threading.Lock()
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -46,73 +43,34 @@ def write_upper_layer(
     ``stubs`` are image paths (``/run/secrets/x``) to remove first when they are an
     empty file or an empty directory, deepest first.
     """
-    from envkit.runtime import idmap, syscalls
-
-    maps = idmap.plan()
     out.flush()
     root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    result_r, result_w = os.pipe()
-    with FORK_LOCK:
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            os.close(result_r)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                _remove_stubs(root_fd, stubs)
-                sink = os.fdopen(os.dup(out.fileno()), "wb")
-                info = write_layer(
-                    Path(f"/proc/self/fd/{root_fd}"),
-                    sink,
-                    compression=compression,
-                    source_date_epoch=epoch,
-                    overlay_upper=True,
-                )
-                sink.close()
-                body = {"ok": [info.digest, info.size, info.diff_id, info.media_type]}
-                os.write(result_w, json.dumps(body).encode())
-                code = 0
-        except BaseException as exc:
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            os.write(result_w, json.dumps({"error": message}).encode())
-        finally:
-            os._exit(code)
-    for fd in (ready_w, go_r, result_w, root_fd):
-        os.close(fd)
+
+    def write() -> list[object]:  # runs as root of the child's user namespace
+        _remove_stubs(root_fd, stubs)
+        with os.fdopen(os.dup(out.fileno()), "wb") as sink:
+            info = write_layer(
+                Path(f"/proc/self/fd/{root_fd}"),
+                sink,
+                compression=compression,
+                source_date_epoch=epoch,
+                overlay_upper=True,
+            )
+        return [info.digest, info.size, info.diff_id, info.media_type]
+
     try:
-        if os.read(ready_r, 1) == b"u":
-            maps.write(pid)
-            os.write(go_w, b"g")
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-        report = _read_all(result_r)
-        os.close(result_r)
-        _, status = os.waitpid(pid, 0)
-    data = json.loads(report) if report else {}
-    if "ok" not in data or os.waitstatus_to_exitcode(status) != 0:
+        result = call_as_container_root(write)
+    except ChildError as exc:
         raise BuildError(
-            f"cannot write the layer of a run step: {data.get('error', 'the writer died')}",
+            f"cannot write the layer of a run step: {exc.message}",
             hint="ENVKIT_DEBUG=1 shows more; `envkit doctor` checks user namespaces",
-        )
-    digest, size, diff_id, media_type = data["ok"]
+        ) from None
+    finally:
+        os.close(root_fd)
+    assert isinstance(result, list)
+    digest, size, diff_id, media_type = result
     out.seek(0, os.SEEK_END)
     return LayerInfo(str(digest), int(size), str(diff_id), str(media_type))
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _remove_stubs(root_fd: int, stubs: Sequence[str]) -> None:

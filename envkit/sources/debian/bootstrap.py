@@ -184,7 +184,7 @@ def _second_stage(
     work: Path,
     on_output: Callable[[str], None],
 ) -> None:
-    from envkit.build.upper_layer import FORK_LOCK
+    from envkit.runtime.as_root import FORK_LOCK
     from envkit.runtime.config import BindMount, ContainerConfig
     from envkit.runtime.spawn import StartError, start
 

@@ -1,0 +1,90 @@
+"""Call a function as root of a new user namespace with the containers' id maps.
+
+Files the function reads or creates are then seen with their container owners: the
+host ids that container ids stand for (as root: the subordinate range; rootless: the
+caller and its subordinate ids). The build writes run-step layers this way and the
+Debian source unpacks its root file systems this way: one code path for root and
+rootless callers.
+
+The function runs in a forked child; its JSON-able result comes back to the caller, and
+an exception it raises comes back as :class:`ChildError` with the original type's name,
+message and hint. Forks are serialised with :data:`FORK_LOCK`: builds run stages in
+threads, and a child forked while another thread holds an interpreter lock could deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+
+from envkit.errors import RuntimeError_
+
+#: Held around every fork made while other threads may run (container starts, helpers).
+FORK_LOCK = threading.Lock()
+
+
+class ChildError(RuntimeError_):
+    """What the function raised in the child: ``type_name`` is its class's name."""
+
+    def __init__(self, type_name: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.type_name = type_name
+
+
+def call_as_container_root(fn: Callable[[], object]) -> object:
+    """``fn()`` in a child that is root of a new user namespace mapped by ``idmap.plan()``;
+    returns its result (JSON-able) or raises :class:`ChildError`."""
+    from envkit.runtime import idmap, syscalls
+
+    maps = idmap.plan()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    result_r, result_w = os.pipe()
+    with FORK_LOCK:
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for fd in (ready_r, go_w, result_r):
+                os.close(fd)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                os.umask(0o022)
+                os.write(result_w, json.dumps({"ok": fn()}).encode())
+                code = 0
+        except BaseException as exc:
+            body = {
+                "type": type(exc).__name__,
+                "message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+                "hint": getattr(exc, "hint", None),
+            }
+            os.write(result_w, json.dumps(body).encode())
+        finally:
+            os._exit(code)
+    for fd in (ready_w, go_r, result_w):
+        os.close(fd)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            maps.write(pid)
+            os.write(go_w, b"g")
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        chunks = []
+        while chunk := os.read(result_r, 65536):
+            chunks.append(chunk)
+        os.close(result_r)
+        _, status = os.waitpid(pid, 0)
+    report = json.loads(b"".join(chunks) or b"{}")
+    if os.waitstatus_to_exitcode(status) == 0 and "ok" in report:
+        return report["ok"]
+    raise ChildError(
+        str(report.get("type", "")),
+        str(report.get("message", "the helper process died")),
+        hint=report.get("hint"),
+    )
