@@ -1,100 +1,82 @@
-"""Netlink work inside the holder's network namespace, through pyroute2.
+"""Netlink work inside the holder's network namespace.
 
 Every netlink function here runs in a child that already joined the holder's namespaces
-(see :func:`in_holder`); none of them shells out to ``ip``.
-
-pyroute2 takes about 0.19 s to import, so it is imported only on the way to netlink
-work: commands that never touch a link (``ps``, ``down`` of a stack without networks,
-planning an attachment) never load it.
+(see :func:`in_holder`); none of them shells out to ``ip``. The requests go through
+:mod:`envkit.network.netlink`, a few packed rtnetlink messages: nothing heavy is imported
+on the way to a container's start.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 from collections.abc import Callable
-from contextlib import suppress
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from envkit.network import ns
+from envkit.network.netlink import Route
 from envkit.network.ns import join_netns
 from envkit.runtime import syscalls
 
-if TYPE_CHECKING:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
 T = TypeVar("T")
-
-ENOENT_OR_ENODEV = (2, 19)
-EEXIST = 17
 
 
 def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
-    """:func:`envkit.network.ns.in_holder` for the netlink functions of this module.
-
-    pyroute2 is imported here, in the calling process, before the fork: every helper
-    forked afterwards (a holder's setup forks several, a long-lived supervisor one per
-    container) inherits it instead of paying the import again.
-    """
-    load()
+    """Run one of this module's netlink functions inside the holder's namespaces."""
     return ns.in_holder(holder_pid, fn, *args)
-
-
-def load() -> None:
-    """Import pyroute2 in this process (a no-op once it is)."""
-    import pyroute2  # noqa: F401
-
-
-def _iproute() -> IPRoute:
-    from pyroute2 import IPRoute
-
-    return IPRoute()
-
-
-def _netlink_error() -> type[NetlinkError]:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return NetlinkError  # type: ignore[no-any-return]  # pyroute2 has no type hints
 
 
 def init_holder() -> None:
     """Loopback up and routing between interfaces off: bridges stay islands."""
-    with _iproute() as ip:
-        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+    with Route() as ip:
+        ip.set_link(_index("lo"), up=True)
     with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
         f.write("0\n")
 
 
+def _index(name: str) -> int:
+    index = Route.index(name)
+    if index is None:
+        raise OSError(errno.ENODEV, f"no link named {name}")
+    return index
+
+
+def _ensure_bridge(ip: Route, name: str, gateway: str, prefixlen: int) -> int:
+    index = ip.index(name)
+    if index is None:
+        ip.add_bridge(name)
+        index = _index(name)
+    try:
+        ip.add_address(index, gateway, prefixlen)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+    ip.set_link(index, up=True)
+    return index
+
+
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """Create bridge ``name`` holding ``gateway/prefixlen``, up (no-op if it exists)."""
-    with _iproute() as ip:
-        found = ip.link_lookup(ifname=name)
-        if not found:
-            ip.link("add", ifname=name, kind="bridge")
-            found = ip.link_lookup(ifname=name)
-        index = found[0]
-        try:
-            ip.addr("add", index=index, address=gateway, prefixlen=prefixlen)
-        except _netlink_error() as exc:
-            if exc.code != EEXIST:
-                raise
-        ip.link("set", index=index, state="up")
+    with Route() as ip:
+        _ensure_bridge(ip, name, gateway, prefixlen)
 
 
 def remove_link(name: str) -> None:
     """Delete link ``name`` (a bridge or a veth end); no-op if it is gone."""
-    with _iproute() as ip:
-        found = ip.link_lookup(ifname=name)
-        if found:
-            with suppress(_netlink_error()):
-                ip.link("del", index=found[0])
+    with Route() as ip:
+        index = ip.index(name)
+        if index is not None:
+            try:
+                ip.delete_link(index)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODEV, errno.ENOENT):
+                    raise
 
 
 def link_names() -> list[str]:
     """Names of every link in the holder's namespace."""
-    with _iproute() as ip:
-        return [str(link.get_attr("IFLA_IFNAME")) for link in ip.get_links()]
+    return Route.names()
 
 
 def _remove_in(netns_fd: int, ifname: str) -> None:
@@ -122,20 +104,19 @@ def attach(
     default route through ``gateway`` when ``default`` (the container's first network).
     """
     iface = ipaddress.ip_interface(address)
-    ensure_bridge(bridge, gateway, iface.network.prefixlen)
     _remove_in(netns_fd, ifname)
-    with _iproute() as ip:
-        remove_stale = ip.link_lookup(ifname=veth)
-        if remove_stale:
-            ip.link("del", index=remove_stale[0])
-        ip.link("add", ifname=veth, kind="veth", peer={"ifname": ifname, "net_ns_fd": netns_fd})
-        index = ip.link_lookup(ifname=veth)[0]
-        ip.link("set", index=index, master=ip.link_lookup(ifname=bridge)[0], state="up")
+    with Route() as ip:
+        master = _ensure_bridge(ip, bridge, gateway, iface.network.prefixlen)
+        stale = ip.index(veth)
+        if stale is not None:
+            ip.delete_link(stale)
+        ip.add_veth(veth, ifname, netns_fd)
+        ip.set_link(_index(veth), up=True, master=master)
     join_netns(f"/proc/self/fd/{netns_fd}")
-    with _iproute() as ip:
-        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
-        index = ip.link_lookup(ifname=ifname)[0]
-        ip.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        ip.link("set", index=index, state="up")
+    with Route() as ip:
+        ip.set_link(_index("lo"), up=True)
+        index = _index(ifname)
+        ip.add_address(index, str(iface.ip), iface.network.prefixlen)
+        ip.set_link(index, up=True)
         if default:
-            ip.route("replace", dst="0.0.0.0/0", gateway=gateway)
+            ip.replace_default_route(gateway)
