@@ -10,15 +10,16 @@ Tokens are cached per scope until shortly before they expire.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-
-import requests
+from urllib.parse import urlencode
 
 from envkit.errors import RegistryError
 from envkit.registry.credentials import Credentials
+from envkit.registry.transport import Response, TLSOptions, Transport, TransportError
 
 _PARAM_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 #: Lifetime assumed when a token response names none (the distribution spec's default).
@@ -68,11 +69,11 @@ class Authenticator:
     """
 
     def __init__(
-        self, registry: str, credentials: Credentials | None, session: requests.Session
+        self, registry: str, credentials: Credentials | None, transport: Transport
     ) -> None:
         self.registry = registry
         self.credentials = credentials
-        self._session = session
+        self._transport = transport
         self._tokens: dict[str, _Token] = {}
         self._basic = False
         self._lock = threading.Lock()
@@ -87,7 +88,7 @@ class Authenticator:
                 return "Bearer " + token.value
         return None
 
-    def answer(self, challenge: Challenge, scope: str, verify: bool | str) -> bool:
+    def answer(self, challenge: Challenge, scope: str, tls: TLSOptions) -> bool:
         """Obtain what ``challenge`` asks for; returns False when there is nothing to try
         (basic auth without credentials)."""
         if challenge.scheme == "basic":
@@ -105,52 +106,35 @@ class Authenticator:
         if not realm:
             raise RegistryError(f"{self.registry}: bearer challenge without a realm")
         wanted = scope or challenge.params.get("scope", "")
-        token = self._fetch_token(realm, challenge.params.get("service", ""), wanted, verify)
+        token = self._fetch_token(realm, challenge.params.get("service", ""), wanted, tls)
         with self._lock:
             self._tokens[scope] = token
         return True
 
-    def _fetch_token(self, realm: str, service: str, scope: str, verify: bool | str) -> _Token:
+    def _fetch_token(self, realm: str, service: str, scope: str, tls: TLSOptions) -> _Token:
         creds = self.credentials
         scopes = scope.split() if scope else []
         try:
-            if creds is not None and creds.is_identity_token:
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.secret,
-                    "service": service,
-                    "client_id": CLIENT_ID,
-                    "scope": " ".join(scopes),
-                }
-                resp = self._session.post(realm, data=form, verify=verify, timeout=30)
-            else:
-                query: list[tuple[str, str]] = [("scope", s) for s in scopes]
-                if service:
-                    query.append(("service", service))
-                headers = {}
-                if creds is not None:
-                    headers["Authorization"] = basic_header(creds)
-                    query.append(("account", creds.username))
-                resp = self._session.get(
-                    realm, params=query, headers=headers, verify=verify, timeout=30
-                )
-        except requests.RequestException as exc:
+            resp = self._token_request(realm, service, scopes, tls)
+            with resp:
+                status = resp.status_code
+                body = resp.content if status == 200 else b""
+        except TransportError as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise RegistryError(
-                f"{self.registry}: token server {realm} unreachable: {type(exc).__name__}",
+                f"{self.registry}: token server {realm} unreachable: {type(cause).__name__}",
                 hint="check the network and the registry's auth service",
             ) from None
-        if resp.status_code in (401, 403):
+        if status in (401, 403):
             raise RegistryError(
                 f"{self.registry}: the token server refused "
                 + ("the stored credentials" if creds else "anonymous access"),
                 hint=f"run `envkit login {self.registry}`",
             )
-        if resp.status_code != 200:
-            raise RegistryError(
-                f"{self.registry}: token server {realm} answered HTTP {resp.status_code}"
-            )
+        if status != 200:
+            raise RegistryError(f"{self.registry}: token server {realm} answered HTTP {status}")
         try:
-            data = resp.json()
+            data = json.loads(body)
             value = data.get("token") or data.get("access_token")
             lifetime = int(data.get("expires_in") or DEFAULT_TOKEN_SECONDS)
         except (ValueError, AttributeError, TypeError):
@@ -160,3 +144,29 @@ class Authenticator:
         # Renew a little early so a token does not expire in flight.
         expires = time.monotonic() + max(lifetime - 10, 5)
         return _Token(value, expires)
+
+    def _token_request(
+        self, realm: str, service: str, scopes: list[str], tls: TLSOptions
+    ) -> Response:
+        """The token request: the OAuth2 refresh-token grant for an identity token, else
+        a GET with the scopes (and basic credentials, when there are any)."""
+        creds = self.credentials
+        if creds is not None and creds.is_identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.secret,
+                "service": service,
+                "client_id": CLIENT_ID,
+                "scope": " ".join(scopes),
+            }
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            return self._transport.send("POST", realm, headers, urlencode(form).encode(), tls=tls)
+        query: list[tuple[str, str]] = [("scope", s) for s in scopes]
+        if service:
+            query.append(("service", service))
+        headers = {}
+        if creds is not None:
+            headers["Authorization"] = basic_header(creds)
+            query.append(("account", creds.username))
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+        return self._transport.send("GET", url, headers, tls=tls)

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode
 
-import requests
-
 from envkit.errors import DigestMismatchError, RegistryError, StoreError
 from envkit.oci.digest import CHUNK, hex_of
 from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.progress import Progress
+from envkit.registry.transport import BodyError
 from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
@@ -142,7 +141,7 @@ def _fill(
                 h.update(chunk)
                 have += len(chunk)
                 progress.advance(desc.digest, have)
-        except requests.RequestException:
+        except BodyError:
             if attempt == client.retries - 1:
                 raise RegistryError(
                     f"{client.name}/{repo}: download of {desc.digest} kept failing "
@@ -158,8 +157,8 @@ def _fill(
 
 
 class _SizedReader:
-    """A file-like body with a known length (so requests sends Content-Length), reading
-    a store blob verified and reporting progress."""
+    """A file-like body with a known length (sent as Content-Length), reading a store
+    blob verified and reporting progress."""
 
     def __init__(self, stream: BinaryIO, size: int, on_read: Progress, digest: str) -> None:
         self._stream = stream
@@ -176,6 +175,9 @@ class _SizedReader:
         self._done += len(data)
         self._progress.advance(self._digest, self._done)
         return data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def _with_digest(location: str, digest: str) -> str:

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin
-
-import requests
-import urllib3
 
 from envkit.errors import RegistryError
 from envkit.registry.auth import Authenticator, parse_challenge
 from envkit.registry.credentials import Credentials, lookup
 from envkit.registry.endpoints import Endpoint, endpoint
-
-#: A request body: bytes, or a callable making a fresh body (a file-like) per attempt.
-Body = bytes | Callable[[], Any] | None
+from envkit.registry.transport import (
+    Body,
+    NameResolutionError,
+    Response,
+    TLSError,
+    TLSOptions,
+    Transport,
+    TransportError,
+    default_transport,
+)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-TIMEOUT = (10.0, 120.0)  # connect, read (seconds)
 _UNSET: Any = object()
 
 
@@ -43,21 +46,33 @@ class RegistryClient:
         registry: str | Endpoint,
         *,
         credentials: Credentials | None = _UNSET,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
         retries: int = 4,
         backoff: float = 0.25,
     ) -> None:
         self.endpoint = registry if isinstance(registry, Endpoint) else endpoint(registry)
         self.name = self.endpoint.name
-        self.session = session or requests.Session()
-        self.session.headers.setdefault("User-Agent", "envkit")
+        self._owns_transport = transport is None
+        self.transport = transport or default_transport(*self.endpoint.urls())
+        self.tls = TLSOptions(self.endpoint.verify, self.endpoint.client_cert)
         if credentials is _UNSET:
             credentials = lookup(self.name)
-        self.auth = Authenticator(self.name, credentials, self.session)
+        self.auth = Authenticator(self.name, credentials, self.transport)
         self.retries = max(1, retries)
         self.backoff = backoff
         self._base: str | None = None
         self._base_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the idle connections (of a transport this client made)."""
+        if self._owns_transport:
+            self.transport.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -77,7 +92,7 @@ class RegistryClient:
         for base in self.endpoint.urls():
             scheme = base.split(":", 1)[0]
             try:
-                resp = self._send_retried("GET", base + "/v2/", {}, None, stream=False)
+                resp = self._send_retried("GET", base + "/v2/", {}, None)
             except RegistryError as exc:
                 errors[scheme] = exc
                 continue
@@ -87,43 +102,27 @@ class RegistryClient:
             errors[scheme] = self._error(resp, "", "ping")
         raise errors.get("https") or next(iter(errors.values()))
 
-    def _send_once(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body, stream: bool
-    ) -> requests.Response:
-        data: Any = body() if callable(body) else body
-        return self.session.request(
-            method,
-            url,
-            headers=dict(headers),
-            data=data,
-            stream=stream,
-            verify=self.endpoint.verify,
-            cert=self.endpoint.client_cert,
-            timeout=TIMEOUT,
-            allow_redirects=True,
-        )
-
     def _send_retried(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body, *, stream: bool
-    ) -> requests.Response:
+        self, method: str, url: str, headers: Mapping[str, str], body: Body
+    ) -> Response:
         for attempt in range(self.retries):
             last = attempt == self.retries - 1
             try:
-                resp = self._send_once(method, url, headers, body, stream)
-            except requests.exceptions.SSLError as exc:
+                resp = self.transport.send(method, url, headers, body, tls=self.tls)
+            except TLSError as exc:
                 raise RegistryError(
                     f"{self.name}: TLS failed: {_reason(exc)}",
                     hint=f"put the registry's CA in $ENVKIT_HOME/certs.d/{self.name}/ca.crt",
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if _unresolvable(exc):
-                    raise RegistryError(
-                        f"{self.name}: cannot resolve the host name",
-                        hint="check the registry name, DNS and the network",
-                    ) from None
+            except NameResolutionError:
+                raise RegistryError(
+                    f"{self.name}: cannot resolve the host name",
+                    hint="check the registry name, DNS and the network",
+                ) from None
+            except TransportError as exc:
                 if last:
                     raise RegistryError(
-                        f"{self.name}: cannot connect ({type(exc).__name__} after "
+                        f"{self.name}: cannot connect ({_cause(exc)} after "
                         f"{self.retries} attempts)",
                         hint="check that the registry is running and reachable",
                     ) from None
@@ -151,26 +150,38 @@ class RegistryClient:
         stream: bool = False,
         ok: Iterable[int] = (200,),
         what: str = "",
-    ) -> requests.Response:
+    ) -> Response:
         """Send one request, answering an auth challenge once; raise unless the status is
-        in ``ok``. ``scope`` is the token scope (``repository:NAME:pull,push`` ...)."""
+        in ``ok``. ``scope`` is the token scope (``repository:NAME:pull,push`` ...).
+
+        Unless ``stream`` is set, the answer's body is read at once (and its connection
+        free for the next request); a streamed answer must be read to its end or closed."""
         url = self.url(path_or_url)
         sent = dict(headers or {})
         auth = self.auth.header(scope)
         if auth:
             sent["Authorization"] = auth
-        resp = self._send_retried(method, url, sent, body, stream=stream)
+        resp = self._send_retried(method, url, sent, body)
         if resp.status_code == 401:
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             resp.close()
-            if challenge is None or not self.auth.answer(challenge, scope, self.endpoint.verify):
+            if challenge is None or not self.auth.answer(challenge, scope, self.tls):
                 raise self._unauthorized(repo, what)
             sent["Authorization"] = self.auth.header(scope) or ""
-            resp = self._send_retried(method, url, sent, body, stream=stream)
+            resp = self._send_retried(method, url, sent, body)
             if resp.status_code == 401:
+                resp.close()
                 raise self._unauthorized(repo, what)
         if resp.status_code not in set(ok):
             raise self._error(resp, repo, what)
+        if not stream:
+            try:
+                resp.read()
+            except TransportError:
+                raise RegistryError(
+                    f"{self.name}/{repo}: the connection broke{_for(what)}",
+                    hint="try again; check the network and the registry",
+                ) from None
         return resp
 
     def _unauthorized(self, repo: str, what: str) -> RegistryError:
@@ -180,7 +191,7 @@ class RegistryClient:
             hint=f"run `envkit login {self.name}`",
         )
 
-    def _error(self, resp: requests.Response, repo: str, what: str) -> RegistryError:
+    def _error(self, resp: Response, repo: str, what: str) -> RegistryError:
         detail = _error_detail(resp)
         resp.close()
         where = f"{self.name}/{repo}" if repo else self.name
@@ -207,18 +218,10 @@ def _for(what: str) -> str:
     return f" ({what})" if what else ""
 
 
-def _unresolvable(exc: BaseException) -> bool:
-    """Whether a connection failed on the host name (not worth retrying)."""
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, urllib3.exceptions.NameResolutionError):
-            return True
-        reason = getattr(seen, "reason", None)
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = reason if isinstance(reason, BaseException) else nested
-    return False
+def _cause(exc: TransportError) -> str:
+    """The kind of failure, as the OS or the HTTP layer named it."""
+    cause = exc.__cause__
+    return type(cause if cause is not None else exc).__name__
 
 
 def _reason(exc: BaseException) -> str:
@@ -230,12 +233,12 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _error_detail(resp: requests.Response) -> str:
+def _error_detail(resp: Response) -> str:
     """``: CODE message`` from a distribution-spec error body, if there is one."""
     try:
         errors = resp.json().get("errors") or []
         first = errors[0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, AttributeError, IndexError, TypeError, requests.RequestException):
+    except (ValueError, AttributeError, IndexError, TypeError, TransportError):
         return ""
     return f": {code} {message}".rstrip()

@@ -23,8 +23,8 @@ class Endpoint:
 
     ``name`` is the registry as references spell it (``docker.io``, ``127.0.0.1:5000``);
     ``host`` what is contacted. ``plain_http_allowed``: plain HTTP may be used (see
-    :meth:`urls` for the order). ``verify`` is given to requests as is (a CA bundle
-    path, or a bool).
+    :meth:`urls` for the order). ``verify`` is a CA bundle path, True (the system's CAs) or
+    False (no verification).
     """
 
     name: str

@@ -35,9 +35,9 @@ def login(
     """Check ``creds`` against ``registry`` (``GET /v2/`` through its auth flow), then
     store them in ``$ENVKIT_HOME/auth.json``; returns that file's path."""
     name = registry_name(registry)
-    client = client_factory(name, credentials=creds)
     try:
-        client.request("GET", "/v2/", repo="", scope="", what="login")
+        with client_factory(name, credentials=creds) as client:
+            client.request("GET", "/v2/", repo="", scope="", what="login").close()
     except RegistryError as exc:
         if "unauthorized" in exc.message or "refused" in exc.message:
             raise RegistryError(

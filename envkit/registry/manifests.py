@@ -19,6 +19,7 @@ from envkit.oci.types import (
     Platform,
 )
 from envkit.registry.client import RegistryClient, scope
+from envkit.registry.transport import BodyError
 
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST))
 #: The distribution spec lets registries refuse manifests above 4 MiB; so do we.
@@ -70,11 +71,17 @@ def fetch(client: RegistryClient, repo: str, reference: str) -> RemoteManifest:
     parts: list[bytes] = []
     total = 0
     with resp:
-        for chunk in resp.iter_content(1 << 16):
-            total += len(chunk)
-            if total > MAX_MANIFEST:
-                raise RegistryError(f"{client.name}/{repo}: {what} is larger than 4 MiB")
-            parts.append(chunk)
+        try:
+            for chunk in resp.iter_content(1 << 16):
+                total += len(chunk)
+                if total > MAX_MANIFEST:
+                    raise RegistryError(f"{client.name}/{repo}: {what} is larger than 4 MiB")
+                parts.append(chunk)
+        except BodyError:
+            raise RegistryError(
+                f"{client.name}/{repo}: the connection broke while reading {what}",
+                hint="try again; check the network and the registry",
+            ) from None
     raw = b"".join(parts)
     digest = sha256_bytes(raw)
     announced = resp.headers.get("Docker-Content-Digest", "")

@@ -56,12 +56,14 @@ def pull(
     errors: list[str] = []
     for mirror in mirrors_for(parsed.registry):
         try:
-            return _pull_from(client_factory(mirror), parsed, store, want, progress)
+            with client_factory(mirror) as client:
+                return _pull_from(client, parsed, store, want, progress)
         except RegistryError as exc:
             errors.append(f"mirror {mirror}: {exc.message}")
             progress.message(f"mirror {mirror} failed, trying {parsed.registry}")
     try:
-        return _pull_from(client_factory(parsed.registry), parsed, store, want, progress)
+        with client_factory(parsed.registry) as client:
+            return _pull_from(client, parsed, store, want, progress)
     except RegistryError as exc:
         if errors:
             exc.message += " (also tried " + "; ".join(errors) + ")"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ def push(
     store = store or Store.default()
     progress = progress or Progress.silent()
     target = parse(ref or image)
-    with store.shared():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(store.shared())
         top = store.resolve(image)
         raw = store.read_blob(top.digest)
         data = graph.parse_document(raw, top.digest)
@@ -68,7 +70,7 @@ def push(
                 progress.message(f"pushing only {chosen.digest}: not every platform is here")
         else:
             pushes = [(raw, top, store.manifest(top))]
-        client = client_factory(target.registry)
+        client = stack.enter_context(client_factory(target.registry))
         repo = target.path
         counts = {"uploaded": 0, "mounted": 0, "exists": 0}
         sources = _mount_sources(store, target)

@@ -10,7 +10,7 @@ from envkit.registry import manifests
 from envkit.registry.auth import parse_challenge
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
-from tests.unit.test_registry_fakes import FakeNet, FakeRegistry, serve_image, session_for
+from tests.unit.test_registry_fakes import FakeNet, FakeRegistry, serve_image
 
 SECRET = "s3cret-Pa55"
 
@@ -18,7 +18,7 @@ SECRET = "s3cret-Pa55"
 def client(reg: FakeRegistry, creds: Credentials | None = None, retries: int = 4) -> RegistryClient:
     return RegistryClient(
         reg.host,
-        session=session_for(FakeNet(reg)),
+        transport=FakeNet(reg),
         credentials=creds,
         backoff=0.0,
         retries=retries,
@@ -109,9 +109,7 @@ def test_retries_are_bounded() -> None:
 
 def test_unreachable_registry_is_a_registry_error() -> None:
     reg = FakeRegistry()
-    c = RegistryClient(
-        "nowhere.test", session=session_for(FakeNet(reg)), credentials=None, backoff=0.0
-    )
+    c = RegistryClient("nowhere.test", transport=FakeNet(reg), credentials=None, backoff=0.0)
     with pytest.raises(RegistryError) as info:
         manifests.fetch(c, "a/b", "1")
     assert "nowhere.test" in str(info.value) and "cannot connect" in str(info.value)

@@ -1,4 +1,4 @@
-"""An in-process registry behind a requests adapter, for the registry client's unit tests.
+"""An in-process registry behind a transport, for the registry client's unit tests.
 
 :class:`FakeRegistry` implements the part of the OCI distribution API envkit uses
 (manifests, blobs with Range, uploads with PATCH chunks and mounts), with switches for
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import re
 import uuid
@@ -19,14 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-import urllib3
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
-
 from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
+from envkit.registry.transport import Body, Headers, Response, TLSOptions, TransportError
 from envkit.store.layout import Store
 from tests import images
 
@@ -42,21 +37,12 @@ class _DroppingRaw:
         self._data = data
         self._limit = limit
 
-    def stream(self, amt: int = 65536, decode_content: bool = True) -> Iterator[bytes]:
+    def stream(self, amt: int = 65536) -> Iterator[bytes]:
         end = len(self._data) if self._limit is None else self._limit
         for i in range(0, end, amt):
             yield self._data[i : min(i + amt, end)]
         if self._limit is not None:
-            raise urllib3.exceptions.ProtocolError("connection dropped by the fake")
-
-    def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
-        return b"".join(self.stream())
-
-    def close(self) -> None:
-        pass
-
-    def release_conn(self) -> None:
-        pass
+            raise ConnectionResetError("connection dropped by the fake")
 
 
 @dataclass
@@ -141,7 +127,9 @@ class FakeRegistry:
     ) -> tuple[int, dict[str, str], bytes | _DroppingRaw]:
         parts = urlsplit(url)
         path, query = parts.path, parse_qs(parts.query)
-        self.log.append((method, path + ("?" + parts.query if parts.query else ""), dict(headers)))
+        self.log.append(
+            (method, path + ("?" + parts.query if parts.query else ""), _Caseless(headers))
+        )
         if self.fail.get(method, 0) > 0:
             self.fail[method] -= 1
             return 503, {}, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}'
@@ -243,62 +231,71 @@ class FakeRegistry:
         return 405, {}, b""
 
 
-class FakeNet(BaseAdapter):
-    """A requests adapter serving fake registries (and their token realm) by host."""
+_ANY_TLS = TLSOptions()
+
+
+class FakeNet:
+    """A transport serving fake registries (and their token realm) by host."""
 
     def __init__(self, *registries: FakeRegistry) -> None:
-        super().__init__()
         self.registries = {r.host: r for r in registries}
+        self.open_responses = 0  # answers not yet read to the end or closed
 
-    def send(  # type: ignore[override]
-        self, request: requests.PreparedRequest, **kwargs: Any
-    ) -> requests.Response:
-        assert request.url is not None and request.method is not None
-        parts = urlsplit(request.url)
-        body = request.body
-        if body is None:
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        tls: TLSOptions = _ANY_TLS,
+    ) -> Response:
+        parts = urlsplit(url)
+        opened = body() if callable(body) else body
+        if opened is None:
             data = b""
-        elif isinstance(body, bytes):
-            data = body
-        elif isinstance(body, str):
-            data = body.encode()
+        elif isinstance(opened, bytes):
+            data = opened
         else:
-            data = b"".join(iter(lambda: body.read(65536), b""))  # type: ignore[union-attr]
-        headers = CaseInsensitiveDict(request.headers)
+            data = b"".join(iter(lambda: opened.read(65536), b""))
+            opened.close()
+        sent = _Caseless(headers)
         if parts.netloc == "auth.test":
-            registry = next(iter(self.registries.values()))
-            status, out = registry.token(parse_qs(parts.query), headers.get("Authorization", ""))
-            return self._response(request, status, {}, out)
+            realm = next(iter(self.registries.values()))
+            status, out = realm.token(parse_qs(parts.query), sent.get("Authorization", ""))
+            return self._response(status, {}, out, url)
         registry = self.registries.get(parts.netloc)
         if registry is None:
-            raise requests.ConnectionError(f"fake net: no host {parts.netloc}")
-        status, resp_headers, payload = registry.handle(request.method, request.url, headers, data)
-        return self._response(request, status, resp_headers, payload)
+            raise TransportError(f"fake net: no host {parts.netloc}") from ConnectionRefusedError()
+        status, resp_headers, payload = registry.handle(method, url, sent, data)
+        return self._response(status, resp_headers, payload, url)
 
-    @staticmethod
     def _response(
-        request: requests.PreparedRequest,
-        status: int,
-        headers: Mapping[str, str],
-        payload: bytes | _DroppingRaw,
-    ) -> requests.Response:
-        resp = requests.Response()
-        resp.status_code = status
-        resp.headers = CaseInsensitiveDict(headers)
-        resp.raw = payload if isinstance(payload, _DroppingRaw) else io.BytesIO(payload)
-        resp.url = request.url or ""
-        resp.request = request
-        return resp
+        self, status: int, headers: Mapping[str, str], payload: bytes | _DroppingRaw, url: str
+    ) -> Response:
+        raw = payload if isinstance(payload, _DroppingRaw) else _DroppingRaw(payload, None)
+        self.open_responses += 1
+
+        def release(complete: bool) -> None:
+            self.open_responses -= 1
+
+        return Response(status, Headers(dict(headers)), raw.stream, release, url)
 
     def close(self) -> None:
         pass
 
 
-def session_for(net: FakeNet) -> requests.Session:
-    session = requests.Session()
-    session.mount("https://", net)
-    session.mount("http://", net)
-    return session
+class _Caseless(dict[str, str]):
+    """Request headers as a server sees them: names compared without case."""
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        super().__init__({k.lower(): v for k, v in headers.items()})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
 
 
 def client_factory(net: FakeNet, creds: Credentials | None = None) -> Any:
@@ -306,7 +303,7 @@ def client_factory(net: FakeNet, creds: Credentials | None = None) -> Any:
 
     def make(name: str, **kwargs: Any) -> RegistryClient:
         kwargs.setdefault("credentials", creds)
-        return RegistryClient(name, session=session_for(net), backoff=0.0, **kwargs)
+        return RegistryClient(name, transport=net, backoff=0.0, **kwargs)
 
     return make
 
