@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from envkit.runtime.nsexec import ExecProcess
     from envkit.runtime.spawn import Container as Engine
     from envkit.spec import Image
+    from envkit.store.resolved import Resolved
 
 #: Kept for callers of the former name.
 remove_state = st.remove_dir
@@ -673,29 +674,37 @@ def _terminal_size() -> tuple[int, int]:
 
 
 def _layers_of(record: st.ContainerState) -> list[str]:
+    return list(_resolve(record.image_id).layers)
+
+
+def _resolve(ref: str) -> Resolved:
+    """The image's id, config and snapshot lower dirs: remembered from an earlier run
+    (:mod:`envkit.store.resolved`), else from the store, extracting missing snapshots."""
+    from envkit.store import resolved
+
+    found = resolved.lookup(ref)
+    if found is not None:
+        return found
+    stamp = resolved.index_stamp()
     from envkit.store import snapshots
     from envkit.store.layout import Store
 
     store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(record.image_id))
+    _, manifest = store.image_manifest(store.resolve(ref))
     config = store.config(manifest)
     snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
-    return list(snapshot.layers)
+    found = resolved.Resolved(str(manifest.config.digest), dict(config.config), snapshot.layers)
+    if stamp is not None:
+        resolved.remember(ref, found, snapshot.marks, stamp)
+    return found
 
 
 def prepare(image: str | Image, options: RunOptions) -> Prepared:
     """Snapshots of the image's layers, the container's record and dirs, the engine's
     config (and its cgroup when limits are asked for)."""
-    from envkit.store import snapshots
-    from envkit.store.layout import Store
-
     ref = _image_ref(image)
-    store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(ref))
-    config = store.config(manifest)
-    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
-    settings = config.config
-    layers = snapshot.layers
+    image_info = _resolve(ref)
+    settings, layers = image_info.settings, image_info.layers
     who = image_config.resolve_user(
         options.user if options.user is not None else str(settings.get("User") or ""),
         image_config.read_image_file(layers, "/etc/passwd"),
@@ -708,7 +717,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     record = st.create(
         name=options.name,
         image=ref,
-        image_id=str(manifest.config.digest),
+        image_id=image_info.image_id,
         argv=list(argv),
         auto_remove=options.remove,
     )

@@ -47,6 +47,14 @@ class Snapshot:
     #: True when the image was materialised into one chain snapshot (see module doc).
     flattened: bool = False
 
+    @property
+    def marks(self) -> tuple[str, ...]:
+        """Paths that exist exactly while these snapshots are complete: a layer's count
+        file is written last; a chain snapshot is renamed into place whole."""
+        if self.flattened:
+            return self.layers
+        return tuple(f"{layer}.json" for layer in self.layers)
+
 
 def snapshots_dir() -> Path:
     """``$ENVKIT_HOME/snapshots``."""

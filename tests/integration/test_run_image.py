@@ -274,3 +274,30 @@ def test_files_of_other_container_users_are_removed(home: Path, tmp_path: Path) 
     code, out = _api(tmp_path, BUSYBOX, ["sh", "-c", script], user="nobody")
     assert (code, out) == (0, "made\n")
     # the `home` fixture checks $ENVKIT_HOME/containers is empty afterwards
+
+
+def test_a_moved_tag_is_seen_by_the_next_run(home: Path, tmp_path: Path) -> None:
+    """``run`` remembers what a name resolved to; a tag moved since must not run the old
+    image (the remembered entry is tied to index.json)."""
+    alias = "moving:1"
+    assert _cli(home, ["tag", BUSYBOX, alias]).returncode == 0
+    assert _api(tmp_path, alias, ["cat", "/etc/motd"])[0] != 0  # busybox has no motd
+    assert _cli(home, ["tag", WHITEOUT, alias]).returncode == 0
+    try:
+        # whiteout:1 hides /etc/motd too, but has /data/new: only it can print "n".
+        assert _api(tmp_path, alias, ["cat", "/data/new"]) == (0, "n")
+    finally:
+        assert _cli(home, ["rmi", alias]).returncode == 0
+    done = _cli(home, ["run", "--rm", alias, "true"])
+    assert done.returncode == 2 and "no image 'moving:1'" in done.stderr
+
+
+def test_a_removed_snapshot_is_extracted_again(home: Path, tmp_path: Path) -> None:
+    import shutil
+
+    assert _api(tmp_path, BUSYBOX, ["true"])[0] == 0  # resolved and remembered
+    layers = [p for p in snapshots.snapshots_dir().iterdir() if p.suffix == ".json"]
+    for meta in layers:
+        meta.unlink()
+        shutil.rmtree(meta.with_suffix(""), ignore_errors=True)
+    assert _api(tmp_path, BUSYBOX, ["echo", "back"]) == (0, "back\n")
