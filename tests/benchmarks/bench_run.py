@@ -26,6 +26,8 @@ def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
         return None, "podman or runc not installed"
     cmd = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
     cmd += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    # Rootless podman silently falls back to the slow vfs driver without this.
+    cmd += ["--storage-driver", "overlay"]
     try:
         loaded = subprocess.run(
             [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
@@ -40,14 +42,18 @@ def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
 
 
 def _host_ulimits() -> list[str]:
-    """podman raises NOFILE and NPROC above this host's hard limits unless told not to."""
+    """podman raises NOFILE above this host's hard limit unless told not to; runc fails to
+    set NPROC at the host's own hard limit, but any lower value works."""
     import resource
 
     args = []
-    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
-        soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            args += ["--ulimit", f"{name}={soft}:{hard}"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY:
+        args += ["--ulimit", f"nofile={soft}:{hard}"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    if hard != resource.RLIM_INFINITY:
+        low = min(1024, hard - 1)
+        args += ["--ulimit", f"nproc={low}:{low}"]
     return args
 
 
