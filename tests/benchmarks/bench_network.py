@@ -8,11 +8,21 @@
   forwarder -> container in the holder's namespace) and between two sandbox containers
   on one network (veth -> bridge -> veth, no userspace in the path).
 
-The peer is rootless podman (``--runtime runc``, overlay storage in a private
-storage.conf) run as the unprivileged user :data:`PODMAN_USER`, the same busybox image
-``podman load``-ed from the same archive. Where rootless podman cannot publish a port
-(slirp4netns and pasta need /dev/net/tun, mode 0600 root on hosts like ours) the note
-column says why, with podman's own error.
+The peer is podman (``--runtime runc``, private storage, the same busybox image
+``podman load``-ed from the same archive), in the best mode this host allows:
+
+- rootless podman (as the unprivileged user :data:`PODMAN_USER`), where it can publish
+  a port: slirp4netns and pasta need /dev/net/tun, mode 0600 root on hosts like ours,
+  so there the note carries podman's own error and
+- as root, podman in two network modes: ``--network slirp4netns`` (slirp4netns plus
+  podman's ``rootlessport`` forwarder: the data path of rootless podman, which root may
+  use because it can open /dev/net/tun) and its own netavark bridge (iptables DNAT to
+  a veth, the rootful default). The first answer is the faster of the two, the
+  published-port throughput is ``rootlessport``'s, and container to container goes over
+  the bridge. The notes say which mode each figure comes from.
+
+Throughput peers run the same Python sink and sender as envkit's sandboxes: a container
+of the host's root filesystem (``--rootfs /:O``, an overlay, nothing written to the host).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import contextlib
 import http.client
 import os
 import pwd
+import resource
 import shutil
 import socket
 import subprocess
@@ -28,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests import images
@@ -167,52 +179,88 @@ def first_answer(archive: Path, warm: bool) -> float:
 
 
 class Podman:
-    """Rootless podman as :data:`PODMAN_USER` (this user when not root), private storage."""
+    """podman with private storage and network configs under ``work``: rootless as
+    :data:`PODMAN_USER` (this user when not root), or rootful as root."""
 
-    def __init__(self, work: Path, archive: Path) -> None:
+    def __init__(self, work: Path, archive: Path, rootless: bool) -> None:
         self.work = work
-        self.as_root = os.geteuid() == 0
-        (work / "storage.conf").write_text(
-            f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/graph"\nrunroot = "{work}/run"\n'
-        )
-        (work / "xdg").mkdir(mode=0o700)
+        self.rootless = rootless
+        work.mkdir()
         shutil.copy(archive, work / "image.tar")
-        if self.as_root:
-            user = pwd.getpwnam(PODMAN_USER)
-            os.chmod(work.parent, 0o755)
-            for path in (work, *work.rglob("*")):
-                os.chown(path, user.pw_uid, user.pw_gid)
+        self.flags = ["--runtime", "runc", "--events-backend", "none"]
+        self.flags += ["--network-config-dir", str(work / "networks")]
+        if rootless:
+            (work / "storage.conf").write_text(
+                f'[storage]\ndriver = "overlay"\ngraphroot = "{work}/graph"\n'
+                f'runroot = "{work}/run"\n'
+            )
+            (work / "xdg").mkdir(mode=0o700)
+            if os.geteuid() == 0:
+                user = pwd.getpwnam(PODMAN_USER)
+                os.chmod(work.parent, 0o755)
+                for path in (work, *work.rglob("*")):
+                    os.chown(path, user.pw_uid, user.pw_gid)
+        else:
+            self.flags += ["--root", f"{work}/graph", "--runroot", f"{work}/run"]
+            self.flags += ["--cgroup-manager", "cgroupfs"]
+        # podman raises NOFILE/NPROC above this host's hard limits unless told not to.
+        self.limits = ["--ulimit", "nproc=1024:1024"]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY:
+            self.limits += ["--ulimit", f"nofile={soft}:{hard}"]
 
-    def run(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        if not self.rootless:
+            cmd = ["podman", *self.flags, *argv]
+            return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
         env = [
             f"HOME={self.work}",
             "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
             f"CONTAINERS_STORAGE_CONF={self.work}/storage.conf",
             f"XDG_RUNTIME_DIR={self.work}/xdg",
         ]
-        prefix = ["runuser", "-u", PODMAN_USER, "--"] if self.as_root else []
-        cmd = [*prefix, "env", "-i", *env, "podman", "--runtime", "runc", *argv]
-        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+        prefix = ["runuser", "-u", PODMAN_USER, "--"] if os.geteuid() == 0 else []
+        cmd = [*prefix, "env", "-i", *env, "podman", *self.flags, *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
 
-    def first_answer(self) -> tuple[float | None, str]:
-        """Median time from ``podman run -d -p`` to the first HTTP answer, or why not."""
-        loaded = self.run(["load", "-i", str(self.work / "image.tar")])
-        if loaded.returncode != 0:
-            return None, "podman load failed: " + loaded.stderr.strip().splitlines()[-1]
+    def check(self, argv: Sequence[str], timeout: float = 120) -> str:
+        """``run`` that raises :class:`PeerError` with podman's message on failure."""
+        done = self.run(argv, timeout)
+        if done.returncode != 0:
+            raise PeerError(_first_error(done.stderr))
+        return done.stdout.strip()
+
+    def load(self) -> None:
+        self.check(["load", "-i", str(self.work / "image.tar")])
+
+    def first_answer(self, network: str) -> float:
+        """Median time from ``podman run -d -p`` to the first HTTP answer."""
         times = []
         for _ in range(START_RUNS):
             port = free_port()
+            argv = ["run", "-d", "--rm", *self.limits, "--network", network]
+            argv += ["-p", f"127.0.0.1:{port}:80", IMAGE, *HTTPD]
             start = time.perf_counter()
-            done = self.run(["run", "-d", "--rm", "-p", f"127.0.0.1:{port}:80", IMAGE, *HTTPD])
-            if done.returncode != 0:
-                return None, "rootless podman -p failed: " + _first_error(done.stderr)
+            ident = self.check(argv)
             wait_http(port)
             times.append(time.perf_counter() - start)
-            self.run(["rm", "-f", "-t", "0", done.stdout.strip()])
-        return sorted(times)[len(times) // 2], ""
+            self.run(["rm", "-f", "-t", "0", ident])
+        return sorted(times)[len(times) // 2]
+
+    def python(self, name: str, network: str, argv: Sequence[str], *extra: str) -> str:
+        """Start ``python3 ARGV`` detached in a container of the host's root filesystem."""
+        run = ["run", "-d", "--name", name, *self.limits, "--network", network, *extra]
+        return self.check([*run, "--rootfs", "/:O", "/usr/bin/python3", *argv])
 
     def reset(self) -> None:
+        self.run(["rm", "-a", "-f", "-t", "0"])
         self.run(["system", "reset", "-f"])
+        if not self.rootless:
+            _unmount_below(self.work)
+
+
+class PeerError(Exception):
+    """podman failed; the message is podman's own first line."""
 
 
 def _first_error(stderr: str) -> str:
@@ -220,20 +268,118 @@ def _first_error(stderr: str) -> str:
     return text.splitlines()[0][:160] if text else "no message"
 
 
-def podman_peer(tmp: Path, archive: Path) -> tuple[float | None, str]:
-    if shutil.which("podman") is None:
-        return None, "podman not installed"
+def _unmount_below(base: Path) -> None:
+    """Lazily unmount what rootful podman's storage left mounted under ``base``."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(f"{base}/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+@dataclass
+class PeerFigures:
+    """podman's figures (``None``: not measured) and what each one is."""
+
+    first: float | None = None
+    published: float | None = None
+    between: float | None = None
+    first_note: str = ""
+    published_note: str = ""
+    between_note: str = ""
+
+
+def rootless_peer(tmp: Path, archive: Path) -> tuple[PeerFigures | None, str]:
+    """Rootless podman's figures, or ``None`` and why it cannot publish a port here."""
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(PODMAN_USER)
         except KeyError:
             return None, f"no user {PODMAN_USER} to run rootless podman as"
-    podman = Podman(tmp / "podman", archive)
+    podman = Podman(tmp / "podman-rootless", archive, rootless=True)
     try:
-        return podman.first_answer()
+        podman.load()
+        first = podman.first_answer("slirp4netns")
+        podman.check(["network", "create", "benchnet"])
+        published, between = throughput(podman, tmp, "benchnet", "benchnet")
+    except PeerError as exc:
+        return None, f"rootless podman -p failed: {exc}"
     finally:
         with contextlib.suppress(Exception):
             podman.reset()
+    note = "rootless podman (slirp4netns, rootlessport)"
+    return PeerFigures(first, published, between, note, note, note + ", its user network"), ""
+
+
+def rootful_peer(tmp: Path, archive: Path) -> PeerFigures:
+    """podman as root: slirp4netns + rootlessport, and its netavark bridge."""
+    podman = Podman(tmp / "podman-root", archive, rootless=False)
+    try:
+        podman.load()
+        subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}.0/24"
+        podman.check(["network", "create", "--subnet", subnet, "benchnet"])
+        by_mode = {mode: podman.first_answer(mode) for mode in ("slirp4netns", "benchnet")}
+        published, _ = throughput(podman, tmp, "slirp4netns", None)
+        _, between = throughput(podman, tmp, "benchnet", "benchnet")
+    finally:
+        with contextlib.suppress(Exception):
+            podman.reset()
+    best = min(by_mode, key=lambda mode: by_mode[mode])
+    modes = {"slirp4netns": "slirp4netns + rootlessport", "benchnet": "netavark bridge + DNAT"}
+    others = ", ".join(f"{modes[m]} {by_mode[m] * 1000:.0f} ms" for m in by_mode)
+    return PeerFigures(
+        by_mode[best],
+        published,
+        between,
+        f"rootful podman, {modes[best]} (of {others})",
+        "rootful podman, slirp4netns + rootlessport (rootless podman's data path)",
+        "rootful podman, netavark bridge (veth -> bridge -> veth)",
+    )
+
+
+def throughput(
+    podman: Podman, tmp: Path, sink_net: str, sender_net: str | None
+) -> tuple[float | None, float | None]:
+    """Median seconds for :data:`SIZE` bytes through a published port of a podman sink,
+    and (with ``sender_net``) from a second container on that network."""
+    port = free_port()
+    podman.python("sink", sink_net, ["-c", SINK], "-p", f"127.0.0.1:{port}:9000")
+    try:
+        wait_port(port)
+        published = median_time(lambda: send(port), RUNS)
+        between = None
+        if sender_net is not None:
+            sink_ip = podman.check(
+                [
+                    "inspect",
+                    "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    "sink",
+                ]
+            )
+            out = tmp / "podman-between"
+            argv = ["-c", SENDER, str(out), sink_ip, str(SIZE), str(RUNS)]
+            podman.python("sender", sender_net, argv, "-v", f"{tmp}:{tmp}")
+            podman.check(["wait", "sender"], timeout=300)
+            podman.run(["rm", "-f", "-t", "0", "sender"])
+            between = float(out.read_text())
+    finally:
+        podman.run(["rm", "-f", "-t", "0", "sink"])
+    return published, between
+
+
+def podman_peer(tmp: Path, archive: Path) -> PeerFigures:
+    """The best podman figures this host allows (see the module's docstring)."""
+    if shutil.which("podman") is None:
+        why = "podman not installed"
+        return PeerFigures(first_note=why, published_note=why, between_note=why)
+    rootless, why = rootless_peer(tmp, archive)
+    if rootless is not None:
+        return rootless
+    if os.geteuid() != 0:
+        return PeerFigures(first_note=why, published_note=why, between_note=why)
+    figures = rootful_peer(tmp, archive)
+    figures.first_note += f"; {why}"
+    return figures
 
 
 def mib_s(seconds: float) -> str:
@@ -249,8 +395,7 @@ def main() -> list[Result]:
         os.chmod(tmp, 0o755)
         archive = Path(tmp) / "busybox.tar"
         images.build_archive(archive, [images.busybox_layer()], ref=IMAGE)
-        (Path(tmp) / "podman").mkdir()
-        peer_s, why = podman_peer(Path(tmp), archive)
+        peer = podman_peer(Path(tmp), archive)
         os.environ["ENVKIT_HOME"] = str(Path(tmp) / "home")
         try:
             cold = first_answer(archive, warm=False)
@@ -271,24 +416,43 @@ def main() -> list[Result]:
                 os.environ.pop("ENVKIT_HOME", None)
             else:
                 os.environ["ENVKIT_HOME"] = saved_home
-    peer_note = f"; peer: {why}" if why else ""
     return [
         Result(
             "network: run -d -p to first HTTP answer",
             cold,
             peer="podman",
-            peer_s=peer_s,
-            note="cold: holder and egress daemon start too" + peer_note,
+            peer_s=peer.first,
+            note=f"cold: holder and egress daemon start too; peer: {peer.first_note}",
         ),
         Result(
             "network: run -d -p to first HTTP, warm",
             warm,
-            note="another container keeps the holder up",
+            peer="podman",
+            peer_s=peer.first,
+            note="another container keeps the holder up; peer as above",
         ),
         Result(
-            "network: TCP bulk via published port", published, note=mib_s(published) + peer_note
+            "network: TCP bulk via published port",
+            published,
+            peer="podman",
+            peer_s=peer.published,
+            note=f"{mib_s(published)}; peer: {_rate(peer.published)}{peer.published_note}",
         ),
         Result(
-            "network: TCP bulk between two containers", between, note=mib_s(between) + peer_note
+            "network: TCP bulk between two containers",
+            between,
+            peer="podman",
+            peer_s=peer.between,
+            note=f"{mib_s(between)}; peer: {_rate(peer.between)}{peer.between_note}",
         ),
     ]
+
+
+def _rate(seconds: float | None) -> str:
+    return f"{mib_s(seconds)}, " if seconds is not None else ""
+
+
+if __name__ == "__main__":
+    from tests.benchmarks.common import table
+
+    print(table(main()))
