@@ -29,7 +29,6 @@ from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.progress import Progress
 from envkit.registry.transport import BodyError
-from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
 
@@ -55,7 +54,8 @@ def _locked_partial(path: Path) -> Iterator[BinaryIO]:
         os.close(fd)
 
 
-def _present(store: Store, desc: Descriptor) -> bool:
+def present(store: Store, desc: Descriptor) -> bool:
+    """Whether the store holds blob ``desc`` (with its size)."""
     try:
         return store.blob_size(desc.digest) == desc.size
     except StoreError:
@@ -67,14 +67,16 @@ def download(
 ) -> bool:
     """Make blob ``desc`` of ``repo`` present in ``store``; returns whether it was fetched.
 
-    The caller holds ``store.shared()``.
+    The caller holds ``store.shared()`` and, once its downloads are done, syncs
+    ``store.blob_dir`` (one directory sync for many renames) before anything refers to
+    the blob.
     """
-    if _present(store, desc):
+    if present(store, desc):
         progress.start(desc.digest, desc.size, "Already exists")
         return False
     path = partial_path(store, desc.digest)
     with _locked_partial(path) as fh:
-        if _present(store, desc):  # another process finished it while we waited
+        if present(store, desc):  # another process finished it while we waited
             path.unlink(missing_ok=True)
             progress.start(desc.digest, desc.size, "Already exists")
             return False
@@ -90,7 +92,6 @@ def download(
             ) from DigestMismatchError(f"{digest} != {desc.digest}")
         os.fsync(fh.fileno())
         os.replace(path, store.blob_path(desc.digest))
-        fsync_dir(store.blob_dir)
     progress.finish(desc.digest, "Pull complete")
     return True
 

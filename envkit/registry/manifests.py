@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envkit.errors import RegistryError
-from envkit.oci.digest import sha256_bytes
+from envkit.oci.digest import is_digest, sha256_bytes
 from envkit.oci.types import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -91,10 +91,15 @@ def fetch(client: RegistryClient, repo: str, reference: str) -> RemoteManifest:
             f"{client.name}/{repo}: {what} hashes to {digest}, expected {expected}",
             hint="the registry or a proxy serves corrupt content",
         )
-    content_type = resp.headers.get("Content-Type", "")
+    return parse(raw, resp.headers.get("Content-Type", ""), f"{client.name}/{repo}: {what}")
+
+
+def parse(raw: bytes, content_type: str, what: str) -> RemoteManifest:
+    """A manifest or index from its bytes and the ``Content-Type`` it was served with
+    (``what`` names it in errors)."""
     if content_type.startswith(_SCHEMA1):
         raise RegistryError(
-            f"{client.name}/{repo}: {what} is a docker schema 1 manifest",
+            f"{what} is a docker schema 1 manifest",
             hint="schema 1 is deprecated; push the image again with a current client",
         )
     try:
@@ -102,14 +107,31 @@ def fetch(client: RegistryClient, repo: str, reference: str) -> RemoteManifest:
     except (ValueError, UnicodeDecodeError):
         data = None
     if not isinstance(data, dict):
-        raise RegistryError(f"{client.name}/{repo}: {what} is not a JSON document")
+        raise RegistryError(f"{what} is not a JSON document")
     media_type = _media_type(content_type, data)
     if media_type not in INDEX_TYPES and media_type not in MANIFEST_TYPES:
         raise RegistryError(
-            f"{client.name}/{repo}: {what} has unsupported media type {media_type!r}",
+            f"{what} has unsupported media type {media_type!r}",
             hint="envkit pulls OCI and docker schema 2 manifests and indexes",
         )
-    return RemoteManifest(raw, media_type, digest, data)
+    return RemoteManifest(raw, media_type, sha256_bytes(raw), data)
+
+
+def head(client: RegistryClient, repo: str, reference: str) -> tuple[str, str] | None:
+    """The digest and media type the registry serves for ``reference`` (HEAD, no body);
+    None when it does not announce a digest."""
+    resp = client.request(
+        "HEAD",
+        f"/v2/{repo}/manifests/{reference}",
+        repo=repo,
+        scope=scope(repo),
+        headers={"Accept": ACCEPT},
+        what=f"manifest {reference}",
+    )
+    digest = resp.headers.get("Docker-Content-Digest", "")
+    if not is_digest(digest):
+        return None
+    return digest, resp.headers.get("Content-Type", "")
 
 
 def put(client: RegistryClient, repo: str, reference: str, raw: bytes, media_type: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from envkit.errors import RegistryError, StoreError
@@ -13,6 +12,7 @@ from envkit.registry import blobs, manifests
 from envkit.registry.client import RegistryClient
 from envkit.registry.endpoints import mirrors_for
 from envkit.registry.progress import Progress
+from envkit.store.atomic import fsync_dir
 from envkit.store.graph import host_platform
 from envkit.store.layout import Store
 
@@ -75,34 +75,104 @@ def _pull_from(
 ) -> PulledImage:
     repo = ref.path
     where = f"{client.name}/{repo}"
-    top = manifests.fetch(client, repo, ref.digest or ref.tag or "latest")
-    if ref.digest and top.digest != ref.digest:
-        raise RegistryError(f"{where}: served {top.digest} for {ref.digest}")
-    chosen = top
-    if top.is_index:
-        child = manifests.select(top, want, where)
-        chosen = manifests.fetch(client, repo, child.digest)
-        if chosen.is_index:
-            raise RegistryError(f"{where}: index {top.digest} nests another index for {want}")
-    try:
-        manifest = Manifest.from_json(chosen.data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{where}: manifest {chosen.digest} is malformed: {exc}") from None
+    local = _local(client, ref, store, want, where)
+    if local is not None:
+        top, chosen, manifest = local
+        fetched = 0
+    else:
+        top = manifests.fetch(client, repo, ref.digest or ref.tag or "latest")
+        if ref.digest and top.digest != ref.digest:
+            raise RegistryError(f"{where}: served {top.digest} for {ref.digest}")
+        chosen = top
+        if top.is_index:
+            child = manifests.select(top, want, where)
+            chosen = manifests.fetch(client, repo, child.digest)
+            if chosen.is_index:
+                raise RegistryError(f"{where}: index {top.digest} nests another index for {want}")
+        manifest = _image_manifest(chosen, where)
     progress.message(f"{ref.tag or ref.digest}: Pulling from {repo}")
-    wanted = [manifest.config, *manifest.layers]
     with store.shared():
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            jobs = [pool.submit(blobs.download, client, repo, d, store, progress) for d in wanted]
-            fetched = sum(1 for job in jobs if job.result())
+        if local is None:
+            fetched = _download_all(
+                client, repo, [manifest.config, *manifest.layers], store, progress
+            )
         try:
             store.put_manifest(chosen.raw, chosen.media_type)
             if top.is_index:
                 store.put_manifest(top.raw, top.media_type)
             if ref.tag:
-                store.tag(str(ref.with_tag(ref.tag)), top.descriptor)
+                name = str(ref.with_tag(ref.tag))
+                if store.refs().get(name) != top.descriptor:
+                    store.tag(name, top.descriptor)
             else:
                 store.keep(top.descriptor)
         except StoreError as exc:
             raise RegistryError(f"{where}: cannot store the image: {exc.message}") from None
     progress.message(f"Digest: {top.digest}")
     return PulledImage(ref, top.descriptor, chosen.descriptor, client.name, fetched)
+
+
+def _image_manifest(chosen: manifests.RemoteManifest, where: str) -> Manifest:
+    try:
+        return Manifest.from_json(chosen.data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{where}: manifest {chosen.digest} is malformed: {exc}") from None
+
+
+def _local(
+    client: RegistryClient, ref: Reference, store: Store, want: Platform, where: str
+) -> tuple[manifests.RemoteManifest, manifests.RemoteManifest, Manifest] | None:
+    """The image from the store, when it holds all of what the registry serves for
+    ``ref``: then a pull needs no more than one HEAD request (none for a digest, whose
+    content cannot change). None when anything is missing or unreadable."""
+    if ref.digest:
+        digest, content_type = ref.digest, ""
+    else:
+        announced = manifests.head(client, ref.path, ref.tag or "latest")
+        if announced is None:
+            return None
+        digest, content_type = announced
+    try:
+        top = manifests.parse(store.read_blob(digest), content_type, f"{where}: {digest}")
+        chosen = top
+        if top.is_index:
+            child = manifests.select(top, want, where)
+            chosen = manifests.parse(store.read_blob(child.digest), child.media_type, where)
+        if chosen.is_index:
+            return None
+        manifest = _image_manifest(chosen, where)
+    except (StoreError, RegistryError):
+        return None
+    for blob in (manifest.config, *manifest.layers):
+        if not blobs.present(store, blob):
+            return None
+    return top, chosen, manifest
+
+
+def _download_all(
+    client: RegistryClient,
+    repo: str,
+    wanted: list[Descriptor],
+    store: Store,
+    progress: Progress,
+) -> int:
+    """Download the blobs of ``wanted`` the store lacks, :data:`PARALLEL` at a time;
+    returns how many were fetched. The caller holds ``store.shared()``."""
+    missing = []
+    for desc in wanted:
+        if blobs.present(store, desc):
+            progress.start(desc.digest, desc.size, "Already exists")
+        else:
+            missing.append(desc)
+    if len(missing) <= 1:
+        fetched = sum(blobs.download(client, repo, d, store, progress) for d in missing)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            jobs = [pool.submit(blobs.download, client, repo, d, store, progress) for d in missing]
+            fetched = sum(1 for job in jobs if job.result())
+    if fetched:
+        # One directory sync for every rename, before anything refers to the blobs.
+        fsync_dir(store.blob_dir)
+    return fetched

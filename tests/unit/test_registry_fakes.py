@@ -171,7 +171,8 @@ class FakeRegistry:
         if found is None:
             return 404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}'
         raw, media_type = found
-        return 200, {"Content-Type": media_type, "Docker-Content-Digest": sha(raw)}, raw
+        headers = {"Content-Type": media_type, "Docker-Content-Digest": sha(raw)}
+        return 200, headers, b"" if method == "HEAD" else raw
 
     def _blob(
         self, method: str, repo: str, digest: str, headers: Mapping[str, str]

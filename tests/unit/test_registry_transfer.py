@@ -49,10 +49,60 @@ def test_second_pull_downloads_nothing(store: Store) -> None:
     serve_image(reg, "team/app", "1", [b"layer"])
     factory = client_factory(FakeNet(reg))
     pull("registry.test/team/app:1", store, client_factory=factory)
-    before = len(reg.requests_of("GET"))
+    before = len(reg.log)
     again = pull("registry.test/team/app:1", store, client_factory=factory)
     assert again.downloaded == 0
-    assert len(reg.requests_of("GET")) - before == 2  # ping and the manifest only
+    assert [(m, path) for m, path, _ in reg.log[before:]] == [
+        ("GET", "/v2/"),
+        ("HEAD", "/v2/team/app/manifests/1"),
+    ]
+    assert again.descriptor == store.resolve("registry.test/team/app:1")
+
+
+def test_pull_of_a_moved_tag_fetches_the_new_image(store: Store) -> None:
+    reg = FakeRegistry()
+    serve_image(reg, "team/app", "1", [b"old layer"])
+    factory = client_factory(FakeNet(reg))
+    pull("registry.test/team/app:1", store, client_factory=factory)
+    raw, _ = serve_image(reg, "team/app", "1", [b"new layer"])
+    again = pull("registry.test/team/app:1", store, client_factory=factory)
+    assert again.downloaded == 2  # the new layer and config
+    assert store.resolve("registry.test/team/app:1").digest == sha(raw)
+
+
+def test_pull_with_a_layer_gone_from_the_store_fetches_it_again(store: Store) -> None:
+    reg = FakeRegistry()
+    _, served = serve_image(reg, "team/app", "1", [b"layer one", b"layer two"])
+    factory = client_factory(FakeNet(reg))
+    first = pull("registry.test/team/app:1", store, client_factory=factory)
+    layer = store.manifest(first.manifest).layers[1]
+    store.blob_path(layer.digest).unlink()
+    again = pull("registry.test/team/app:1", store, client_factory=factory)
+    assert again.downloaded == 1
+    assert store.read_blob(layer.digest) == served[layer.digest]
+    assert store.fsck().ok
+
+
+def test_pull_by_digest_of_a_stored_image_sends_nothing(store: Store) -> None:
+    reg = FakeRegistry()
+    raw, _ = serve_image(reg, "team/app", "1", [b"layer"])
+    factory = client_factory(FakeNet(reg))
+    pull(f"registry.test/team/app@{sha(raw)}", store, client_factory=factory)
+    before = len(reg.log)
+    again = pull(f"registry.test/team/app@{sha(raw)}", store, client_factory=factory)
+    assert again.downloaded == 0
+    assert reg.log[before:] == []
+
+
+def test_pull_and_push_release_every_response(store: Store) -> None:
+    reg = FakeRegistry()
+    serve_image(reg, "team/app", "1", [b"a" * 1000, BIG])
+    net = FakeNet(reg)
+    pull("registry.test/team/app:1", store, client_factory=client_factory(net))
+    pull("registry.test/team/app:1", store, client_factory=client_factory(net))
+    push("registry.test/team/app:1", "registry.test/team/copy:1", store,
+         client_factory=client_factory(net), chunk_size=100_000)  # fmt: skip
+    assert net.open_responses == 0
 
 
 def _serve_index(reg: FakeRegistry) -> tuple[bytes, dict[str, bytes]]:
