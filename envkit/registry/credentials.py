@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +106,8 @@ def _from_auths(data: dict[str, Any], registry: str, path: Path) -> Credentials 
 
 def helper_get(helper: str, registry: str) -> Credentials | None:
     """Ask ``docker-credential-<helper>`` for ``registry``; None when it knows nothing."""
+    import subprocess
+
     server = DOCKER_HUB_KEY if registry == DEFAULT_REGISTRY else registry
     program = f"docker-credential-{helper}"
     try:

@@ -117,18 +117,24 @@ def parse(raw: bytes, content_type: str, what: str) -> RemoteManifest:
     return RemoteManifest(raw, media_type, sha256_bytes(raw), data)
 
 
-def head(client: RegistryClient, repo: str, reference: str) -> tuple[str, str] | None:
+def head(
+    client: RegistryClient, repo: str, reference: str, *, actions: str = "pull"
+) -> tuple[str, str] | None:
     """The digest and media type the registry serves for ``reference`` (HEAD, no body);
-    None when it does not announce a digest."""
+    None when it has no such manifest or does not announce a digest. ``actions``: the
+    token scope to ask for (a push asks for ``pull,push`` once for all its requests)."""
     resp = client.request(
         "HEAD",
         f"/v2/{repo}/manifests/{reference}",
         repo=repo,
-        scope=scope(repo),
+        scope=scope(repo, actions),
         headers={"Accept": ACCEPT},
+        ok=(200, 404),
         what=f"manifest {reference}",
     )
     digest = resp.headers.get("Docker-Content-Digest", "")
+    if resp.status_code == 404:
+        return None
     if not is_digest(digest):
         return None
     return digest, resp.headers.get("Content-Type", "")

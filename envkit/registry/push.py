@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from envkit.errors import ReferenceError_, RegistryError, StoreError
@@ -54,56 +53,86 @@ def push(
     target = parse(ref or image)
     with contextlib.ExitStack() as stack:
         stack.enter_context(store.shared())
-        top = store.resolve(image)
-        raw = store.read_blob(top.digest)
-        data = graph.parse_document(raw, top.digest)
-        pushes: list[tuple[bytes, Descriptor, Manifest]] = []
-        if graph.is_index(data, top.media_type):
-            kids = graph.children(data)
-            if all(store.has_blob(k.digest) for k in kids):
-                for kid in kids:
-                    pushes.append((store.read_blob(kid.digest), kid, store.manifest(kid)))
-            else:
-                chosen, manifest = store.image_manifest(top)
-                raw, top = store.read_blob(chosen.digest), chosen
-                pushes = [(raw, chosen, manifest)]
-                progress.message(f"pushing only {chosen.digest}: not every platform is here")
-        else:
-            pushes = [(raw, top, store.manifest(top))]
-        client = stack.enter_context(client_factory(target.registry))
-        repo = target.path
-        counts = {"uploaded": 0, "mounted": 0, "exists": 0}
-        sources = _mount_sources(store, target)
-        progress.message(f"The push refers to repository [{target.name}]")
-        for manifest_raw, desc, manifest in pushes:
-            wanted = [*manifest.layers, manifest.config]
-            with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-                jobs = [
-                    pool.submit(
-                        blobs.upload,
-                        client,
-                        repo,
-                        blob,
-                        store,
-                        progress,
-                        mount_from=sources.get(blob.digest, []),
-                        chunk_size=chunk_size,
-                    )
-                    for blob in wanted
-                ]
-                for job in jobs:
-                    counts[job.result()] += 1
-            if len(pushes) > 1 or desc.digest != top.digest:
-                manifests.put(client, repo, desc.digest, manifest_raw, desc.media_type)
-        reference = target.tag or target.digest or "latest"
+        top, raw, pushes = _plan(store, image, progress)
         if target.digest and target.digest != top.digest:
             raise RegistryError(
                 f"{target}: the image is {top.digest}, not the digest the target names",
                 hint="push to a tag, or give the image's own digest",
             )
-        manifests.put(client, repo, reference, raw, top.media_type)
+        client = stack.enter_context(client_factory(target.registry))
+        repo = target.path
+        reference = target.tag or target.digest or "latest"
+        progress.message(f"The push refers to repository [{target.name}]")
+        served = manifests.head(client, repo, reference, actions="pull,push")
+        if served is not None and served[0] == top.digest:
+            # A registry only accepts a manifest whose blobs it holds: all there already.
+            blob_count = len({b.digest for _, _, m in pushes for b in (m.config, *m.layers)})
+            counts = {"uploaded": 0, "mounted": 0, "exists": blob_count}
+            progress.message(f"{reference}: the registry already serves {top.digest}")
+        else:
+            counts = _push_blobs(client, repo, store, target, pushes, progress, chunk_size)
+            for manifest_raw, desc, _ in pushes:
+                if len(pushes) > 1 or desc.digest != top.digest:
+                    manifests.put(client, repo, desc.digest, manifest_raw, desc.media_type)
+            manifests.put(client, repo, reference, raw, top.media_type)
     progress.message(f"{target.tag or target.digest}: digest: {top.digest} size: {len(raw)}")
     return PushedImage(target, top.digest, counts["uploaded"], counts["mounted"], counts["exists"])
+
+
+_Push = tuple[bytes, Descriptor, Manifest]
+
+
+def _plan(store: Store, image: str, progress: Progress) -> tuple[Descriptor, bytes, list[_Push]]:
+    """What to push for ``image``: the top descriptor and bytes, and each image manifest
+    (bytes, descriptor, parsed). The caller holds ``store.shared()``."""
+    top = store.resolve(image)
+    raw = store.read_blob(top.digest)
+    data = graph.parse_document(raw, top.digest)
+    if not graph.is_index(data, top.media_type):
+        return top, raw, [(raw, top, store.manifest(top))]
+    kids = graph.children(data)
+    if all(store.has_blob(k.digest) for k in kids):
+        return top, raw, [(store.read_blob(k.digest), k, store.manifest(k)) for k in kids]
+    chosen, manifest = store.image_manifest(top)
+    progress.message(f"pushing only {chosen.digest}: not every platform is here")
+    raw = store.read_blob(chosen.digest)
+    return chosen, raw, [(raw, chosen, manifest)]
+
+
+def _push_blobs(
+    client: RegistryClient,
+    repo: str,
+    store: Store,
+    target: Reference,
+    pushes: list[_Push],
+    progress: Progress,
+    chunk_size: int,
+) -> dict[str, int]:
+    """Make every blob of ``pushes`` present in ``repo``, :data:`PARALLEL` at a time
+    (checked, mounted or uploaded); returns the count of each outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    counts = {"uploaded": 0, "mounted": 0, "exists": 0}
+    sources = _mount_sources(store, target)
+    for _, _, manifest in pushes:
+        wanted = [*manifest.layers, manifest.config]
+        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+            jobs = [
+                pool.submit(
+                    blobs.upload,
+                    client,
+                    repo,
+                    blob,
+                    store,
+                    progress,
+                    mount_from=sources.get(blob.digest, []),
+                    chunk_size=chunk_size,
+                )
+                for blob in wanted
+            ]
+            for job in jobs:
+                counts[job.result()] += 1
+    return counts
 
 
 def _mount_sources(store: Store, target: Reference) -> dict[str, list[str]]:

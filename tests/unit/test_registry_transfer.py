@@ -318,3 +318,27 @@ def test_push_retries_a_5xx(store: Store) -> None:
     desc = store_image(store, "app:1", [b"x"])
     push("app:1", "registry.test/team/app:1", store, client_factory=client_factory(FakeNet(reg)))
     assert reg.manifests[("team/app", "1")][0] == store.read_blob(desc.digest)
+
+
+def test_push_of_what_the_tag_already_serves_is_one_head(store: Store) -> None:
+    reg = FakeRegistry(auth="bearer", users={"u": "p"})
+    factory = client_factory(FakeNet(reg), Credentials("u", "p"))
+    store_image(store, "app:1", [b"one", b"two"])
+    push("app:1", "registry.test/team/app:1", store, client_factory=factory)
+    before = len(reg.log)
+    again = push("app:1", "registry.test/team/app:1", store, client_factory=factory)
+    sent = [(m, p) for m, p, _ in reg.log[before:]]
+    assert sent[-1] == ("HEAD", "/v2/team/app/manifests/1")
+    assert all(m in ("GET", "HEAD") for m, _ in sent)  # the ping, auth retries, no upload
+    assert (again.existing, again.uploaded, again.mounted) == (3, 0, 0)
+
+
+def test_push_to_a_tag_serving_another_image_replaces_it(store: Store) -> None:
+    reg = FakeRegistry()
+    factory = client_factory(FakeNet(reg))
+    store_image(store, "app:1", [b"one"])
+    push("app:1", "registry.test/team/app:1", store, client_factory=factory)
+    desc = store_image(store, "app:2", [b"two"])
+    pushed = push("app:2", "registry.test/team/app:1", store, client_factory=factory)
+    assert pushed.uploaded == 2
+    assert reg.manifests[("team/app", "1")][0] == store.read_blob(desc.digest)
