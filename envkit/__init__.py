@@ -11,11 +11,14 @@ content-addressed OCI builds and runs them on its own rootless runtime::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from envkit.errors import EnvkitError, SpecError
 
+# Not typing.TYPE_CHECKING: importing typing costs milliseconds on every command's
+# start-up (mypy honours any constant of this name).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from envkit.containers import run
     from envkit.spec import Healthcheck, Image, Network, Ready, Secret, Service, Stack, Volume
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from envkit.errors import EnvkitError, RuntimeError_, SpecError
 from envkit.runtime import image_config
 from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
+# typing is not imported at run time: this module is on `envkit run`'s start-up path.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+    from typing import NoReturn
 
     from envkit.network.attach import Attachment, PortsSpec
     from envkit.network.ports import PortMapping
@@ -43,48 +44,111 @@ if TYPE_CHECKING:
 remove_state = st.remove_dir
 
 
-@dataclass(frozen=True)
 class RunOptions:
-    """What ``docker run`` takes besides the image; ``None`` means "the image's"."""
+    """What ``docker run`` takes besides the image; ``None`` means "the image's".
 
-    cmd: Sequence[str] | None = None
-    entrypoint: Sequence[str] | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-    volumes: Sequence[str | BindMount] = ()
-    tmpfs: Sequence[str] = ()
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    read_only: bool = False
-    name: str | None = None
-    #: Host fds for the command's 0, 1, 2; ``None``: captured into the container's log.
-    stdio: tuple[int, int, int] | None = None
-    remove: bool = False
-    tty: bool = False
-    limits: Limits | None = None
-    #: Networks to join (``--network``; ``["none"]``: loopback only). Empty: none,
-    #: unless ``ports`` are published, which joins the default network ``envkit``.
-    networks: Sequence[str] = ()
-    network_aliases: Sequence[str] = ()
-    #: ``{host: container}`` or ``-p`` strings (``[IP:]HOST:CONTAINER[/udp]``).
-    ports: PortsSpec = ()
+    ``stdio``: host fds for the command's 0, 1, 2 (``None``: captured into the
+    container's log). ``networks``: networks to join (``--network``; ``["none"]``:
+    loopback only); empty means none, unless ``ports`` are published, which joins the
+    default network ``envkit``. ``ports``: ``{host: container}`` or ``-p`` strings
+    (``[IP:]HOST:CONTAINER[/udp]``). Not a dataclass: this module is on ``envkit run``'s
+    start-up path (see :class:`envkit.runtime.config.BindMount`).
+    """
+
+    __slots__ = (
+        "cmd",
+        "entrypoint",
+        "env",
+        "hostname",
+        "limits",
+        "name",
+        "network_aliases",
+        "networks",
+        "ports",
+        "read_only",
+        "remove",
+        "stdio",
+        "tmpfs",
+        "tty",
+        "user",
+        "volumes",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        cmd: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        volumes: Sequence[str | BindMount] = (),
+        tmpfs: Sequence[str] = (),
+        workdir: str | None = None,
+        user: str | None = None,
+        hostname: str | None = None,
+        read_only: bool = False,
+        name: str | None = None,
+        stdio: tuple[int, int, int] | None = None,
+        remove: bool = False,
+        tty: bool = False,
+        limits: Limits | None = None,
+        networks: Sequence[str] = (),
+        network_aliases: Sequence[str] = (),
+        ports: PortsSpec = (),
+    ) -> None:
+        self.cmd = cmd
+        self.entrypoint = entrypoint
+        self.env: Mapping[str, str] = {} if env is None else env
+        self.volumes = volumes
+        self.tmpfs = tmpfs
+        self.workdir = workdir
+        self.user = user
+        self.hostname = hostname
+        self.read_only = read_only
+        self.name = name
+        self.stdio = stdio
+        self.remove = remove
+        self.tty = tty
+        self.limits = limits
+        self.networks = networks
+        self.network_aliases = network_aliases
+        self.ports = ports
 
 
-class ExecResult(NamedTuple):
-    """What :meth:`Container.exec` returns (docker-py's ``exec_run`` shape)."""
+class ExecResult(tuple[int, str]):
+    """What :meth:`Container.exec` returns (docker-py's ``exec_run`` shape):
+    ``(exit_code, output)``."""
 
-    exit_code: int
-    output: str
+    __slots__ = ()
+
+    def __new__(cls, exit_code: int, output: str) -> ExecResult:
+        return tuple.__new__(cls, (exit_code, output))
+
+    @property
+    def exit_code(self) -> int:
+        return self[0]
+
+    @property
+    def output(self) -> str:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"ExecResult(exit_code={self[0]!r}, output={self[1]!r})"
 
 
-@dataclass(frozen=True)
 class Prepared:
-    """A container ready to start: its record and the engine's config."""
+    """A container ready to start: its record and the engine's config; ``network``: its
+    networks and published ports, ``None`` for loopback only."""
 
-    state: st.ContainerState
-    config: ContainerConfig
-    #: Its networks and published ports, ``None`` for loopback only.
-    network: Attachment | None = None
+    __slots__ = ("config", "network", "state")
+
+    def __init__(
+        self, state: st.ContainerState, config: ContainerConfig, network: Attachment | None = None
+    ) -> None:
+        self.state, self.config, self.network = state, config, network
+
+    def replace(self, config: ContainerConfig) -> Prepared:
+        """The same container with another engine config."""
+        return Prepared(self.state, config, self.network)
 
     @property
     def id(self) -> str:
@@ -435,9 +499,7 @@ def _networked(prepared: Prepared, config: ContainerConfig) -> ContainerConfig:
     when the container has networks. Call in the process that starts the container."""
     if prepared.network is None:
         return config
-    from dataclasses import replace
-
-    return replace(config, userns=prepared.network.userns(), on_namespaces=prepared.network)
+    return config.replace(userns=prepared.network.userns(), on_namespaces=prepared.network)
 
 
 def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool = False) -> int:
@@ -618,9 +680,7 @@ def _log_pipes() -> tuple[int, int, int, int, int]:
 
 
 def _with_stdio(config: ContainerConfig, stdio: tuple[int, int, int]) -> ContainerConfig:
-    from dataclasses import replace
-
-    return replace(config, stdio=stdio)
+    return config.replace(stdio=stdio)
 
 
 def start_exec(

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from envkit.errors import EnvkitError
+
+TYPE_CHECKING = False  # typing is not imported at run time (every command's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def home() -> Path:

@@ -21,7 +21,6 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from envkit.build import cache
@@ -109,7 +108,7 @@ def execute_run(
             devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with FORK_LOCK:
-                    container = start(replace(config, stdio=(devnull, read_w, read_w)))
+                    container = start(config.replace(stdio=(devnull, read_w, read_w)))
             except StartError as exc:
                 os.close(read_r)
                 raise BuildError(f"{label}: {exc.message}", hint=exc.hint) from None

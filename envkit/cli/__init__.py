@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from envkit.cli.verbs import BUILTIN_VERBS
 from envkit.errors import EnvkitError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:

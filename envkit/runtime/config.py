@@ -8,21 +8,44 @@ sources) and container paths (mount targets, cwd), never anything image-specific
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from envkit.errors import SpecError
+
+TYPE_CHECKING = False  # typing itself is not imported at run time: see BindMount
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class BindMount:
-    """A host path (file or directory) shown at ``target`` inside the container."""
+class BindMount(tuple[str, str, bool]):
+    """A host path (file or directory) shown at ``target`` inside the container.
 
-    source: str
-    target: str
-    readonly: bool = False
+    An immutable value (a tuple underneath: equal, hashable). The runtime's value
+    classes are plain classes, not dataclasses: they are on ``envkit run``'s start-up
+    path, where importing :mod:`dataclasses` alone costs several milliseconds.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, source: str, target: str, readonly: bool = False) -> BindMount:
+        return tuple.__new__(cls, (source, target, readonly))
+
+    @property
+    def source(self) -> str:
+        return self[0]
+
+    @property
+    def target(self) -> str:
+        return self[1]
+
+    @property
+    def readonly(self) -> bool:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"BindMount(source={self[0]!r}, target={self[1]!r}, readonly={self[2]!r})"
 
     @classmethod
     def parse(cls, text: str) -> BindMount:
@@ -33,19 +56,34 @@ class BindMount:
         return cls(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
 
 
-@dataclass(frozen=True)
-class TmpfsMount:
-    """A fresh tmpfs at ``target`` (``--tmpfs``); ``size`` in bytes, 0 for the kernel default."""
+class TmpfsMount(tuple[str, int, int]):
+    """A fresh tmpfs at ``target`` (``--tmpfs``); ``size`` in bytes, 0 for the kernel
+    default. An immutable value, as :class:`BindMount`."""
 
-    target: str
-    size: int = 0
-    mode: int = 0o1777
+    __slots__ = ()
+
+    def __new__(cls, target: str, size: int = 0, mode: int = 0o1777) -> TmpfsMount:
+        return tuple.__new__(cls, (target, size, mode))
+
+    @property
+    def target(self) -> str:
+        return self[0]
+
+    @property
+    def size(self) -> int:
+        return self[1]
+
+    @property
+    def mode(self) -> int:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"TmpfsMount(target={self[0]!r}, size={self[1]!r}, mode={self[2]:#o})"
 
 
 Mount = BindMount | TmpfsMount
 
 
-@dataclass(frozen=True)
 class ContainerConfig:
     """Everything the runtime needs to start one container.
 
@@ -55,49 +93,113 @@ class ContainerConfig:
     changes all land in ``upper_dir``; without them the root is read-only. ``uid``,
     ``gid`` and ``groups`` are container ids; ``stdio`` are host fds given to the command
     as 0, 1 and 2 (``None``: inherit the caller's).
+
+    Other fields: ``die_with_parent`` kills the container when the process that started
+    it dies (foreground runs). ``new_session`` gives the command its own session
+    (detached containers); foreground runs keep the caller's process group so that the
+    terminal's Ctrl-C and job control reach it. ``tty`` gives the command a
+    pseudo-terminal from the container's devpts, whose master comes back to the caller as
+    :attr:`envkit.runtime.spawn.Container.console`; ``tty_size`` is its initial
+    ``(rows, columns)``. ``cgroup`` is the host path of a cgroup v2 directory the
+    container joins (:mod:`.cgroups`). ``userns`` is a user namespace to *join*
+    (``/proc/PID/ns/user``, e.g. of :func:`envkit.network.prepare`'s holder) instead of
+    creating one; no id maps are written then, the namespace's own are used, which must
+    be ``idmap.plan()``'s. ``on_namespaces`` is called in the caller with the monitor's
+    pid once every namespace of the container exists (its network namespace included)
+    and before any mount is made or the command runs: envkit connects the container to
+    its networks there; bind-mount sources may be created by it and an exception aborts
+    the start. ``host_network`` stays in the caller's network namespace (``docker
+    build``'s default network for RUN steps): the container sees the host's interfaces
+    but, owning no capability over that namespace, cannot change them; no loopback
+    set-up, /sys is a bind.
+
+    A value object: validated when made, never changed after; :meth:`replace` makes a
+    changed copy.
     """
 
-    layers: Sequence[str]
-    argv: Sequence[str]
-    upper_dir: str | None = None
-    work_dir: str | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
-    cwd: str = "/"
-    uid: int = 0
-    gid: int = 0
-    groups: Sequence[int] = ()
-    hostname: str = "envkit"
-    mounts: Sequence[Mount] = ()
-    readonly_root: bool = False
-    stdio: tuple[int, int, int] | None = None
-    #: Kill the container when the process that started it dies (foreground runs).
-    die_with_parent: bool = True
-    #: Give the command its own session (detached containers); foreground runs keep the
-    #: caller's process group so that the terminal's Ctrl-C and job control reach it.
-    new_session: bool = False
-    seccomp: bool = True
-    #: Give the command a pseudo-terminal from the container's devpts; its master comes
-    #: back to the caller as :attr:`envkit.runtime.spawn.Container.console`.
-    tty: bool = False
-    #: The terminal's initial ``(rows, columns)``, set before the command starts.
-    tty_size: tuple[int, int] = (0, 0)
-    #: Host path of a cgroup v2 directory the container joins (:mod:`.cgroups`).
-    cgroup: str | None = None
-    #: A user namespace to *join* (``/proc/PID/ns/user``, e.g. of
-    #: :func:`envkit.network.prepare`'s holder) instead of creating one. No id maps are
-    #: written then: the namespace's own are used, which must be ``idmap.plan()``'s.
-    userns: str | None = None
-    #: Called in the caller with the monitor's pid once every namespace of the container
-    #: exists (its network namespace included) and before any mount is made or the
-    #: command runs: envkit connects the container to its networks there. Bind-mount
-    #: sources may be created by it. An exception aborts the start.
-    on_namespaces: Callable[[int], None] | None = field(default=None, compare=False)
-    #: Stay in the caller's network namespace (``docker build``'s default network for
-    #: RUN steps): the container sees the host's interfaces but, owning no capability
-    #: over that namespace, cannot change them. No loopback set-up, /sys is a bind.
-    host_network: bool = False
+    __slots__ = (
+        "argv",
+        "cgroup",
+        "cwd",
+        "die_with_parent",
+        "env",
+        "gid",
+        "groups",
+        "host_network",
+        "hostname",
+        "layers",
+        "mounts",
+        "new_session",
+        "on_namespaces",
+        "readonly_root",
+        "seccomp",
+        "stdio",
+        "tty",
+        "tty_size",
+        "uid",
+        "upper_dir",
+        "userns",
+        "work_dir",
+    )
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        layers: Sequence[str],
+        argv: Sequence[str],
+        upper_dir: str | None = None,
+        work_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        uid: int = 0,
+        gid: int = 0,
+        groups: Sequence[int] = (),
+        hostname: str = "envkit",
+        mounts: Sequence[Mount] = (),
+        readonly_root: bool = False,
+        stdio: tuple[int, int, int] | None = None,
+        die_with_parent: bool = True,
+        new_session: bool = False,
+        seccomp: bool = True,
+        tty: bool = False,
+        tty_size: tuple[int, int] = (0, 0),
+        cgroup: str | None = None,
+        userns: str | None = None,
+        on_namespaces: Callable[[int], None] | None = None,
+        host_network: bool = False,
+    ) -> None:
+        self.layers = layers
+        self.argv = argv
+        self.upper_dir = upper_dir
+        self.work_dir = work_dir
+        self.env: Mapping[str, str] = {"PATH": DEFAULT_PATH} if env is None else env
+        self.cwd = cwd
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.hostname = hostname
+        self.mounts = mounts
+        self.readonly_root = readonly_root
+        self.stdio = stdio
+        self.die_with_parent = die_with_parent
+        self.new_session = new_session
+        self.seccomp = seccomp
+        self.tty = tty
+        self.tty_size = tty_size
+        self.cgroup = cgroup
+        self.userns = userns
+        self.on_namespaces = on_namespaces
+        self.host_network = host_network
+        self._validate()
+
+    def replace(self, **changes: Any) -> ContainerConfig:
+        """A copy with ``changes`` applied (validated again), as ``dataclasses.replace``."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return ContainerConfig(**{**fields, **changes})
+
+    def __repr__(self) -> str:
+        return f"ContainerConfig(argv={list(self.argv)!r}, layers={list(self.layers)!r})"
+
+    def _validate(self) -> None:
         if not self.layers:
             raise SpecError("layers", "at least one layer directory is needed")
         if not self.argv or not self.argv[0]:
@@ -132,24 +234,57 @@ class ContainerConfig:
             raise SpecError("hostname", "at most 64 bytes", value=self.hostname)
 
 
-@dataclass(frozen=True)
 class ExecConfig:
     """A command to run in an existing container (``envkit exec``): the part of a
-    :class:`ContainerConfig` that describes one process."""
+    :class:`ContainerConfig` that describes one process. A value object, as that one."""
 
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
-    cwd: str = "/"
-    uid: int = 0
-    gid: int = 0
-    groups: Sequence[int] = ()
-    stdio: tuple[int, int, int] | None = None
-    tty: bool = False
-    tty_size: tuple[int, int] = (0, 0)
-    seccomp: bool = True
-    new_session: bool = False
+    __slots__ = (
+        "argv",
+        "cwd",
+        "env",
+        "gid",
+        "groups",
+        "new_session",
+        "seccomp",
+        "stdio",
+        "tty",
+        "tty_size",
+        "uid",
+    )
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str = "/",
+        uid: int = 0,
+        gid: int = 0,
+        groups: Sequence[int] = (),
+        stdio: tuple[int, int, int] | None = None,
+        tty: bool = False,
+        tty_size: tuple[int, int] = (0, 0),
+        seccomp: bool = True,
+        new_session: bool = False,
+    ) -> None:
+        self.argv = argv
+        self.env: Mapping[str, str] = {"PATH": DEFAULT_PATH} if env is None else env
+        self.cwd = cwd
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.stdio = stdio
+        self.tty = tty
+        self.tty_size = tty_size
+        self.seccomp = seccomp
+        self.new_session = new_session
+        self._validate()
+
+    def replace(self, **changes: Any) -> ExecConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return ExecConfig(**{**fields, **changes})
+
+    def _validate(self) -> None:
         if not self.argv or not self.argv[0]:
             raise SpecError("argv", "an empty command cannot be run", value=list(self.argv))
         if not self.cwd.startswith("/"):

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
-from dataclasses import dataclass
 
 from envkit.errors import RuntimeError_
 
@@ -35,25 +33,51 @@ SINGLE_ID_WARNING = (
 )
 
 
-@dataclass(frozen=True)
 class Extent:
-    """``count`` ids from ``inside`` map to ``outside`` on the host (one map line)."""
+    """``count`` ids from ``inside`` map to ``outside`` on the host (one map line).
 
-    inside: int
-    outside: int
-    count: int
+    The classes here are not dataclasses: they are on ``envkit run``'s start-up path
+    (see :class:`envkit.runtime.config.BindMount`).
+    """
+
+    __slots__ = ("count", "inside", "outside")
+
+    def __init__(self, inside: int, outside: int, count: int) -> None:
+        self.inside, self.outside, self.count = inside, outside, count
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Extent):
+            return NotImplemented
+        return (self.inside, self.outside, self.count) == (other.inside, other.outside, other.count)
+
+    def __hash__(self) -> int:
+        return hash((self.inside, self.outside, self.count))
+
+    def __repr__(self) -> str:
+        return f"Extent({self.inside}, {self.outside}, {self.count})"
 
 
-@dataclass(frozen=True)
 class IdMaps:
-    """The uid and gid maps of one container, and how to write them."""
+    """The uid and gid maps of one container, and how to write them.
 
-    uids: tuple[Extent, ...]
-    gids: tuple[Extent, ...]
-    #: Write through newuidmap/newgidmap (setuid helpers) rather than /proc directly.
-    use_helpers: bool
-    #: Set when the maps limit what runs inside (the single-id fallback).
-    warning: str = ""
+    ``use_helpers``: write through newuidmap/newgidmap (setuid helpers) rather than /proc
+    directly. ``warning`` is set when the maps limit what runs inside (the single-id
+    fallback).
+    """
+
+    __slots__ = ("gids", "uids", "use_helpers", "warning")
+
+    def __init__(
+        self,
+        uids: tuple[Extent, ...],
+        gids: tuple[Extent, ...],
+        use_helpers: bool,
+        warning: str = "",
+    ) -> None:
+        self.uids, self.gids, self.use_helpers, self.warning = uids, gids, use_helpers, warning
+
+    def __repr__(self) -> str:
+        return f"IdMaps(uids={self.uids}, gids={self.gids}, use_helpers={self.use_helpers})"
 
     @property
     def single_id(self) -> bool:
@@ -70,19 +94,19 @@ class IdMaps:
     def write(self, pid: int) -> None:
         """Install both maps on the process ``pid`` that just unshared its user namespace."""
         if self.use_helpers:
-            import subprocess
-
-            for tool, extents in (("newuidmap", self.uids), ("newgidmap", self.gids)):
-                argv = [tool, str(pid)]
-                for e in extents:
-                    argv += [str(e.inside), str(e.outside), str(e.count)]
-                done = subprocess.run(argv, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    raise RuntimeError_(
-                        f"{tool} {pid} failed: {done.stderr.strip() or done.returncode}",
-                        hint="check the ranges in /etc/subuid and /etc/subgid "
-                        "(envkit doctor shows them)",
-                    )
+            # Both helpers at once, through posix_spawn: subprocess costs milliseconds to
+            # import, and this is on every rootless start.
+            running = [
+                (pid, *_spawn_helper(tool, pid, extents))
+                for tool, extents in (("newuidmap", self.uids), ("newgidmap", self.gids))
+            ]
+            failures = [f for f in (_finish_helper(*r) for r in running) if f]
+            if failures:
+                raise RuntimeError_(
+                    "; ".join(failures),
+                    hint="check the ranges in /etc/subuid and /etc/subgid "
+                    "(envkit doctor shows them)",
+                )
             return
         try:
             if os.geteuid() != 0:
@@ -95,6 +119,42 @@ class IdMaps:
                 f"cannot write the id maps of process {pid}: {exc.strerror}",
                 hint="envkit doctor checks user namespace support",
             ) from None
+
+
+def _spawn_helper(tool: str, pid: int, extents: tuple[Extent, ...]) -> tuple[str, int, int]:
+    """Start ``tool PID inside outside count...`` with stderr to a pipe."""
+    argv = [tool, str(pid)]
+    for e in extents:
+        argv += [str(e.inside), str(e.outside), str(e.count)]
+    err_r, err_w = os.pipe()
+    try:
+        child = os.posix_spawnp(
+            tool,
+            argv,
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, err_w, 2), (os.POSIX_SPAWN_CLOSE, err_r)],
+        )
+    except OSError as exc:
+        os.close(err_r)
+        raise RuntimeError_(
+            f"cannot run {tool}: {exc.strerror}", hint="apt-get install uidmap"
+        ) from None
+    finally:
+        os.close(err_w)
+    return tool, child, err_r
+
+
+def _finish_helper(pid: int, tool: str, child: int, err_r: int) -> str:
+    """Wait for a helper of :func:`_spawn_helper`; ``""`` or what went wrong."""
+    chunks = []
+    with os.fdopen(err_r, "rb") as err:
+        chunks.append(err.read())
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return ""
+    message = b"".join(chunks).decode(errors="replace").strip()
+    return f"{tool} {pid} failed: {message or code}"
 
 
 def _write(path: str, text: str) -> None:
@@ -114,6 +174,11 @@ def _to_host(extents: tuple[Extent, ...], cid: int, kind: str) -> int:
         f"container {kind} {cid} has no host {kind} in this user namespace",
         hint=f"grant a subordinate range (usermod --add-subuids/--add-subgids) or run as {kind} 0",
     )
+
+
+def _on_path(tool: str) -> bool:
+    # Not shutil.which: shutil imports bz2 and lzma, milliseconds on the start-up path.
+    return any(os.access(os.path.join(d, tool), os.X_OK) for d in os.get_exec_path())
 
 
 def subordinate_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
@@ -145,7 +210,7 @@ def plan(subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> IdMaps:
         u_start, _ = sub_u or ROOT_FALLBACK_RANGE
         g_start, _ = sub_g or ROOT_FALLBACK_RANGE
         return IdMaps((Extent(0, u_start, RANGE),), (Extent(0, g_start, RANGE),), False)
-    helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
+    helpers = _on_path("newuidmap") and _on_path("newgidmap")
     if sub_u and sub_g and helpers:
         return IdMaps(
             (Extent(0, uid, 1), Extent(1, sub_u[0], RANGE)),

@@ -13,21 +13,40 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from envkit.errors import SpecError
 from envkit.runtime.config import DEFAULT_PATH
 
+TYPE_CHECKING = False  # typing is not imported at run time (envkit run's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
-@dataclass(frozen=True)
+
 class ExecUser:
     """The container ids a process runs as, and the home directory passwd gives it."""
 
-    uid: int = 0
-    gid: int = 0
-    groups: tuple[int, ...] = ()
-    home: str = "/"
+    __slots__ = ("gid", "groups", "home", "uid")
+
+    def __init__(
+        self, uid: int = 0, gid: int = 0, groups: tuple[int, ...] = (), home: str = "/"
+    ) -> None:
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecUser):
+            return NotImplemented
+        return (self.uid, self.gid, self.groups, self.home) == (
+            other.uid,
+            other.gid,
+            other.groups,
+            other.home,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.uid, self.gid, self.groups, self.home))
+
+    def __repr__(self) -> str:
+        return f"ExecUser(uid={self.uid}, gid={self.gid}, groups={self.groups}, home={self.home!r})"
 
 
 def command(

@@ -17,11 +17,14 @@ import signal
 import socket
 import struct
 import termios
-from typing import NoReturn
 
 from envkit.runtime import caps, seccomp
 from envkit.runtime.config import ContainerConfig, ExecConfig
 from envkit.runtime.prctl import PR_SET_NO_NEW_PRIVS, prctl
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 SI_KERNEL = 0x80
 #: Signals pid 1 passes on to the command: all but those it cannot catch, the faults a

@@ -20,16 +20,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
-from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from types import TracebackType
-from typing import NoReturn
 
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.runtime import idmap, init, rootfs, syscalls
 from envkit.runtime.config import BindMount, ContainerConfig
 from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+
+TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+    from typing import NoReturn
 
 NAMESPACES = (
     syscalls.CLONE_NEWUSER
@@ -437,7 +439,12 @@ def proxy_signals(container: Container, terminal: bool = True) -> Iterator[None]
     are passed on only when they did not come from that terminal, which already sent
     them to the container; without, they are always passed on.
     """
-    if threading.current_thread() is not threading.main_thread():
+    import sys
+
+    # Signal handlers can only be set from the main thread. A process that never
+    # imported threading has no other thread (and need not pay for the import here).
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.current_thread() is not threading.main_thread():
         yield
         return
 

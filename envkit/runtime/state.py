@@ -23,14 +23,14 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError, RuntimeError_, SpecError
 
+TYPE_CHECKING = False  # typing is not imported at run time: see ContainerState
 if TYPE_CHECKING:
     import logging
+    from typing import Any, ClassVar
 
 
 def _log() -> logging.Logger:
@@ -110,9 +110,45 @@ _NOUNS = [
 ]
 
 
-@dataclass
 class ContainerState:
-    """One container's record (``state.json``). Times are Unix seconds."""
+    """One container's record (``state.json``). Times are Unix seconds.
+
+    ``pid`` and ``pid_start`` are the host pid of the container's init (pid 1 inside)
+    and its start time (clock ticks since boot, /proc/PID/stat field 22), which tells a
+    recycled pid apart; ``supervisor``/``supervisor_start`` the process that holds the
+    container and records its end. ``env``, ``cwd``, ``uid``, ``gid`` and ``groups`` are
+    what ``exec`` repeats. ``cgroup`` is the host path of the container's cgroup (removed
+    at exit), ``""`` for none. A plain class rather than a dataclass: it is on ``envkit
+    run``'s start-up path (see :class:`envkit.runtime.config.BindMount`).
+    """
+
+    #: Every field and its default, in ``state.json``'s order.
+    FIELDS: ClassVar[dict[str, object]] = {
+        "id": "",
+        "name": "",
+        "image": "",
+        "image_id": "",
+        "argv": [],
+        "created": 0.0,
+        "status": CREATED,
+        "started": 0.0,
+        "finished": 0.0,
+        "exit_code": None,
+        "pid": 0,
+        "pid_start": 0,
+        "supervisor": 0,
+        "supervisor_start": 0,
+        "auto_remove": False,
+        "detached": False,
+        "tty": False,
+        "env": {},
+        "cwd": "/",
+        "uid": 0,
+        "gid": 0,
+        "groups": [],
+        "cgroup": "",
+    }
+    __slots__ = tuple(FIELDS)
 
     id: str
     name: str
@@ -120,28 +156,46 @@ class ContainerState:
     image_id: str
     argv: list[str]
     created: float
-    status: str = CREATED
-    started: float = 0.0
-    finished: float = 0.0
-    exit_code: int | None = None
-    #: Host pid of the container's init (pid 1 inside) and its start time (clock ticks
-    #: since boot, /proc/PID/stat field 22), which tells a recycled pid apart.
-    pid: int = 0
-    pid_start: int = 0
-    #: The process that holds the container and records its end.
-    supervisor: int = 0
-    supervisor_start: int = 0
-    auto_remove: bool = False
-    detached: bool = False
-    tty: bool = False
-    #: What ``exec`` repeats: the container's env, working dir and user.
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/"
-    uid: int = 0
-    gid: int = 0
-    groups: list[int] = field(default_factory=list)
-    #: Host path of the container's cgroup (removed at exit), "" for none.
-    cgroup: str = ""
+    status: str
+    started: float
+    finished: float
+    exit_code: int | None
+    pid: int
+    pid_start: int
+    supervisor: int
+    supervisor_start: int
+    auto_remove: bool
+    detached: bool
+    tty: bool
+    env: dict[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    groups: list[int]
+    cgroup: str
+
+    def __init__(self, **values: Any) -> None:
+        unknown = values.keys() - self.FIELDS.keys()
+        if unknown:
+            raise TypeError(f"ContainerState has no field(s) {sorted(unknown)}")
+        for key, default in self.FIELDS.items():
+            value = values.get(key, default)
+            # Fresh containers for each record: never share a default list or dict.
+            setattr(self, key, value.copy() if isinstance(value, list | dict) else value)
+
+    def to_dict(self) -> dict[str, object]:
+        """The record as ``state.json`` holds it."""
+        return {key: getattr(self, key) for key in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContainerState):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass is
+
+    def __repr__(self) -> str:
+        return f"ContainerState(id={self.id[:12]!r}, name={self.name!r}, status={self.status!r})"
 
     @property
     def dir(self) -> Path:
@@ -158,7 +212,7 @@ class ContainerState:
         path = self.dir / "state.json"
         tmp = self.dir / f".state.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
-            json.dump(asdict(self), f)
+            json.dump(self.to_dict(), f)
         os.replace(tmp, path)
 
     def mark_running(self, pid: int) -> None:
@@ -230,7 +284,7 @@ def load(container_dir: Path) -> ContainerState | None:
     except (OSError, ValueError) as exc:
         _log().warning("ignoring unreadable %s/state.json: %s", container_dir, exc)
         return None
-    known = ContainerState.__dataclass_fields__
+    known = ContainerState.FIELDS
     return ContainerState(**{k: v for k, v in data.items() if k in known})
 
 

@@ -818,17 +818,15 @@ def _start_container(
     """``envkit.run(image, ...)`` held by this process, with ``mounts`` (volumes first)
     before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
     backend's volume may be a sized tmpfs."""
-    import dataclasses
-
     from envkit import containers
 
     prepared = containers.prepare(image, options)
     try:
-        config = dataclasses.replace(prepared.config, mounts=[*mounts, *prepared.config.mounts])
+        config = prepared.config.replace(mounts=[*mounts, *prepared.config.mounts])
     except BaseException:
         prepared.abandon()
         raise
-    return containers._start_attached(dataclasses.replace(prepared, config=config))
+    return containers._start_attached(prepared.replace(config))
 
 
 def _signal(instance: _Instance, sig: int) -> None:
