@@ -17,7 +17,6 @@ retry and message logic has one vocabulary.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -26,7 +25,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urljoin, urlsplit
 
 #: A request body: bytes, or a callable opening a fresh file-like (with ``len()``) per
@@ -42,6 +41,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: A response left unread up to this size is drained so its connection can be reused.
 _DRAIN_LIMIT = 1 << 16
 _IDLE_PER_HOST = 8
+
+#: How a response body ended (see :class:`Response`).
+End = Literal["read", "unread", "broken"]
 
 
 class TransportError(Exception):
@@ -88,7 +90,8 @@ class Response:
     """One answer: status, headers and a body read once (all of it, or in chunks).
 
     ``chunks(n)`` yields the body in pieces of at most ``n`` bytes; ``release`` is
-    called once with whether the body was read to its end (the connection's fate).
+    called once with how the body ended (the connection's fate): ``"read"`` to its
+    end, ``"unread"`` (closed early), or ``"broken"`` (a read failed).
     """
 
     def __init__(
@@ -96,28 +99,29 @@ class Response:
         status_code: int,
         headers: Headers,
         chunks: Callable[[int], Iterator[bytes]],
-        release: Callable[[bool], None] = lambda complete: None,
+        release: Callable[[End], None] = lambda end: None,
         url: str = "",
     ) -> None:
         self.status_code = status_code
         self.headers = headers
         self.url = url
         self._chunks = chunks
-        self._release: Callable[[bool], None] | None = release
+        self._release: Callable[[End], None] | None = release
         self._content: bytes | None = None
 
     def iter_content(self, size: int) -> Iterator[bytes]:
         """The body in chunks; a broken connection raises :class:`BodyError`."""
-        complete = False
+        end: End = "unread"
         try:
             for chunk in self._chunks(size):
                 if chunk:
                     yield chunk
-            complete = True
+            end = "read"
         except (OSError, http.client.HTTPException) as exc:
+            end = "broken"
             raise BodyError(f"connection broke while reading the body: {exc!r}") from exc
         finally:
-            self._finish(complete)
+            self._finish(end)
 
     def read(self) -> bytes:
         """The whole body (read on first use, then kept)."""
@@ -136,12 +140,12 @@ class Response:
 
     def close(self) -> None:
         """Give the connection back (or drop it, when the body was not read)."""
-        self._finish(False)
+        self._finish("unread")
 
-    def _finish(self, complete: bool) -> None:
+    def _finish(self, end: End) -> None:
         release, self._release = self._release, None
         if release is not None:
-            release(complete)
+            release(end)
 
     def __enter__(self) -> Response:
         return self
@@ -256,14 +260,21 @@ class HTTPTransport:
         def chunks(size: int) -> Iterator[bytes]:
             while chunk := raw.read(size):
                 yield chunk
+            if raw.length:
+                # read(n) ends quietly when the peer closes early; the length tells.
+                raise http.client.IncompleteRead(b"", raw.length)
 
-        def release(complete: bool) -> None:
-            if not complete and not raw.isclosed():
-                length = raw.length
-                if length is not None and length <= _DRAIN_LIMIT:
-                    with contextlib.suppress(OSError, http.client.HTTPException):
+        def release(end: End) -> None:
+            # An "unread" answer that is closed had no body (HEAD, 204) or was read.
+            reusable = end != "broken"
+            if end == "unread" and not raw.isclosed():
+                reusable = raw.length is not None and raw.length <= _DRAIN_LIMIT
+                if reusable:
+                    try:
                         raw.read()
-            if raw.isclosed() and not raw.will_close:
+                    except (OSError, http.client.HTTPException):
+                        reusable = False
+            if reusable and raw.isclosed() and not raw.will_close:
                 self._put_idle(key, conn)
             else:
                 conn.close()

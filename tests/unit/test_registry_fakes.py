@@ -277,7 +277,7 @@ class FakeNet:
         raw = payload if isinstance(payload, _DroppingRaw) else _DroppingRaw(payload, None)
         self.open_responses += 1
 
-        def release(complete: bool) -> None:
+        def release(end: str) -> None:
             self.open_responses -= 1
 
         return Response(status, Headers(dict(headers)), raw.stream, release, url)
