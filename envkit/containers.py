@@ -213,7 +213,7 @@ class Container:
 
     def reload(self) -> st.ContainerState:
         """Re-read the record (another process may have changed it)."""
-        fresh = st.load(self._state.dir)
+        fresh = st.load(self._state.path())
         if fresh is not None:
             self._state = fresh
         return self._state
@@ -305,7 +305,7 @@ class Container:
         """The container's output so far (captured output only: see :func:`run`)."""
         from envkit.runtime import logs
 
-        return logs.text(str(self._state.dir / "log"))
+        return logs.text(self._state.path("log"))
 
     def exec(
         self,
@@ -354,7 +354,7 @@ class Container:
         tb: TracebackType | None,
     ) -> None:
         self.stop(timeout=10)
-        if st.load(self._state.dir) is not None:
+        if st.load(self._state.path()) is not None:
             self.remove()
 
     def __repr__(self) -> str:
@@ -367,7 +367,7 @@ def reap() -> None:
     st.reap()
     from envkit import settings
 
-    if (settings.home() / "network" / "holder.json").exists():
+    if os.path.exists(os.path.join(settings.home_dir(), "network", "holder.json")):
         from envkit import network
 
         network.reap()
@@ -470,7 +470,7 @@ def _start_attached(prepared: Prepared) -> Container:
     try:
         engine = start(
             _networked(prepared, config),
-            runtime_dir=str(prepared.state.dir / "rt"),
+            runtime_dir=prepared.state.path("rt"),
         )
     except BaseException:
         prepared.abandon()
@@ -486,7 +486,7 @@ def _start_attached(prepared: Prepared) -> Container:
 
         pump = threading.Thread(
             target=_pump_logs,
-            args=(str(prepared.state.dir / "log"), {pipes[1]: "stdout", pipes[3]: "stderr"}),
+            args=(prepared.state.path("log"), {pipes[1]: "stdout", pipes[3]: "stderr"}),
             name=f"envkit-log-{prepared.id[:12]}",
             daemon=True,
         )
@@ -520,7 +520,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
             stdin = 0 if interactive else devnull.fileno()
             config = _with_stdio(config, (stdin, 1, 2))
         try:
-            engine = start(_networked(prepared, config), runtime_dir=str(prepared.state.dir / "rt"))
+            engine = start(_networked(prepared, config), runtime_dir=prepared.state.path("rt"))
         except BaseException:
             prepared.abandon()
             raise
@@ -569,7 +569,7 @@ def start_detached(prepared: Prepared) -> st.ContainerState:
     os.waitpid(middle, 0)
     with os.fdopen(status_r, "rb") as f:
         report = f.read().decode(errors="replace")
-    record = st.load(prepared.state.dir)
+    record = st.load(prepared.state.path())
     if report.startswith("ok") and record is not None:
         return record
     code_text, _, message = report.partition("\n")
@@ -605,7 +605,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
             pipes = _log_pipes()
             config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
         try:
-            engine = start(_networked(prepared, config), runtime_dir=str(record.dir / "rt"))
+            engine = start(_networked(prepared, config), runtime_dir=record.path("rt"))
         except StartError as exc:
             os.write(status_w, f"{exc.exit_code}\n{exc.message}".encode())
             prepared.abandon()
@@ -623,7 +623,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
         record.mark_running(engine.pid)
         os.write(status_w, b"ok")
         os.close(status_w)
-        _pump_logs(str(record.dir / "log"), streams)
+        _pump_logs(record.path("log"), streams)
         code = engine.wait()
         _finish(record, code, None, prepared.network)
     except BaseException as exc:  # the supervisor has no one to tell but the log
@@ -783,8 +783,8 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     )
     network: Attachment | None = None
     try:
-        (record.dir / "upper").mkdir()
-        (record.dir / "work").mkdir()
+        os.mkdir(record.path("upper"))
+        os.mkdir(record.path("work"))
         record.env, record.cwd = dict(env), cwd
         record.uid, record.gid, record.groups = who.uid, who.gid, list(who.groups)
         record.tty = options.tty
@@ -808,8 +808,8 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         engine_config = ContainerConfig(
             layers=layers,
             argv=argv,
-            upper_dir=str(record.dir / "upper"),
-            work_dir=str(record.dir / "work"),
+            upper_dir=record.path("upper"),
+            work_dir=record.path("work"),
             env=env,
             cwd=cwd,
             uid=who.uid,

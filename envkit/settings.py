@@ -7,28 +7,39 @@ point ``ENVKIT_HOME`` at a temporary directory with ``monkeypatch.setenv``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from envkit.errors import EnvkitError
 
 TYPE_CHECKING = False  # typing is not imported at run time (every command's start-up)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 
 def home() -> Path:
     """The envkit home: store, state and volumes live below it."""
+    from pathlib import Path
+
+    return Path(home_dir())
+
+
+def home_dir() -> str:
+    """:func:`home` as a string: without pathlib, whose import (urllib.parse, ipaddress)
+    costs milliseconds on ``envkit run``'s start-up path."""
     value = os.environ.get("ENVKIT_HOME")
     if value:
-        return Path(value).expanduser().absolute()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "envkit"
+        return os.path.abspath(os.path.expanduser(value))
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(data, "envkit")
 
 
 def _file_config() -> dict[str, Any]:
-    path = home() / "config.toml"
+    path = os.path.join(home_dir(), "config.toml")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:

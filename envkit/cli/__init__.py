@@ -48,10 +48,30 @@ def fast_parser(verb: str) -> argparse.ArgumentParser:
 
     module = importlib.import_module(BUILTIN_VERBS[verb])
     command = next(c for c in module.COMMANDS if c.name == verb)
-    parser = argparse.ArgumentParser(prog=f"envkit {verb}", description=command.help)
+    parser = argparse.ArgumentParser(
+        prog=f"envkit {verb}", description=command.help, formatter_class=_Formatter
+    )
     command.configure(parser)
     parser.set_defaults(_command=command)
     return parser
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, but sized without :mod:`shutil`: argparse makes one per
+    ``add_argument`` and shutil's import (bz2, lzma) would cost every ``envkit run``."""
+
+    def __init__(self, prog: str) -> None:
+        import os
+
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit():
+            width = int(columns)
+        else:
+            try:
+                width = os.get_terminal_size(1).columns
+            except OSError:
+                width = 80
+        super().__init__(prog, width=width - 2)
 
 
 class _VersionAction(argparse.Action):

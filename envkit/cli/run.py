@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.errors import SpecError
 
+TYPE_CHECKING = False  # typing is not imported at run time: `run` starts containers
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     from envkit.plugins.interfaces import Command
     from envkit.runtime.cgroups import Limits
 
@@ -74,7 +75,7 @@ class RunCommand:
             )
         env: dict[str, str] = {}
         for path in args.env_file:
-            env.update(parse_env_file(Path(path)))
+            env.update(parse_env_file(path))
         env.update(parse_env(args.env))
         options = RunOptions(
             cmd=args.cmd or None,
@@ -118,10 +119,11 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
+def parse_env_file(path: str | Path) -> dict[str, str]:
     """An ``--env-file``: ``K=V`` lines, ``#`` comments and blank lines skipped."""
     try:
-        text = path.read_text()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except OSError as exc:
         raise SpecError(
             "--env-file", f"cannot read {path}: {exc.strerror}", hint="give a readable file"

@@ -14,7 +14,6 @@ import errno
 import fcntl
 import os
 import signal
-import socket
 import struct
 import termios
 
@@ -24,6 +23,7 @@ from envkit.runtime.prctl import PR_SET_NO_NEW_PRIVS, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
+    import socket
     from typing import NoReturn
 
 SI_KERNEL = 0x80
@@ -127,6 +127,10 @@ def open_console(console: socket.socket, size: tuple[int, int] = (0, 0)) -> int:
     The runc ``--console-socket`` pattern: the terminal is allocated inside the
     container (so ``/dev/pts/N`` exists there), the caller gets the master by SCM_RIGHTS.
     """
+    # Already loaded (so importable after pivot_root): the caller imported it to make
+    # the console socket pair before forking.
+    import socket
+
     master, slave = os.openpty()
     if size != (0, 0):  # before the command can ask for it
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))

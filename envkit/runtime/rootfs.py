@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import socket
 import struct
 from collections.abc import Sequence
 
@@ -236,10 +235,13 @@ def mask_paths(root: str) -> None:
 
 def loopback_up() -> None:
     """Bring ``lo`` up in the new network namespace (SIOCSIFFLAGS, as ``ip link`` does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = syscalls.inet_dgram_socket()
+    try:
         request = struct.pack("16sH22x", b"lo", 0)
         current = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", current | _IFF_UP))
+    finally:
+        os.close(sock)
 
 
 def pivot(readonly: bool) -> None:
@@ -273,7 +275,7 @@ def build(
     mount_sys(root)
     mount_user(root, config.mounts, bind_sources)
     mask_paths(root)
-    socket.sethostname(config.hostname)
+    syscalls.sethostname(config.hostname)
     if not config.host_network:
         loopback_up()
     pivot(config.readonly_root or upper is None)

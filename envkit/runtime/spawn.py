@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
@@ -29,6 +28,7 @@ from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterator
     from types import TracebackType
     from typing import NoReturn
@@ -156,7 +156,13 @@ def start(
     else:
         os.mkdir(runtime_dir, 0o700)
         state_dir = runtime_dir
-    console_parent, console_child = socket.socketpair() if config.tty else (None, None)
+    console_parent = console_child = None
+    if config.tty:
+        # Imported here, not at the top: only a tty needs it, and every start pays for
+        # an import. The container's init finds it loaded (see init.open_console).
+        import socket
+
+        console_parent, console_child = socket.socketpair()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -207,6 +213,8 @@ def start(
 
 def _receive_console(sock: socket.socket) -> int | None:
     """The pty master pid 1 sent over the console socket (runc's --console-socket)."""
+    import socket
+
     _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     return fds[0] if fds else None
 

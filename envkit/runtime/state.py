@@ -23,13 +23,14 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from pathlib import Path
 
 from envkit.errors import EnvkitError, RuntimeError_, SpecError
 
 TYPE_CHECKING = False  # typing is not imported at run time: see ContainerState
 if TYPE_CHECKING:
     import logging
+    from os import PathLike
+    from pathlib import Path
     from typing import Any, ClassVar
 
 
@@ -200,7 +201,14 @@ class ContainerState:
     @property
     def dir(self) -> Path:
         """``$ENVKIT_HOME/containers/<id>``."""
-        return containers_dir() / self.id
+        from pathlib import Path
+
+        return Path(self.path())
+
+    def path(self, *parts: str) -> str:
+        """``$ENVKIT_HOME/containers/<id>/<parts...>`` as a string (no pathlib: this is
+        on ``envkit run``'s start-up path)."""
+        return os.path.join(_root(), self.id, *parts)
 
     @property
     def running(self) -> bool:
@@ -209,8 +217,8 @@ class ContainerState:
 
     def save(self) -> None:
         """Write ``state.json`` atomically (a reader sees the old or the new record)."""
-        path = self.dir / "state.json"
-        tmp = self.dir / f".state.{os.getpid()}.tmp"
+        path = self.path("state.json")
+        tmp = self.path(f".state.{os.getpid()}.tmp")
         with open(tmp, "w") as f:
             json.dump(self.to_dict(), f)
         os.replace(tmp, path)
@@ -229,15 +237,21 @@ class ContainerState:
 
             cgroups.remove(self.cgroup)
             self.cgroup = ""
-        if self.dir.exists():
+        if os.path.exists(self.path()):
             self.save()
 
 
 def containers_dir() -> Path:
     """Where every container's dir lives."""
-    from envkit.settings import home
+    from pathlib import Path
 
-    return home() / "containers"
+    return Path(_root())
+
+
+def _root() -> str:
+    from envkit.settings import home_dir
+
+    return os.path.join(home_dir(), "containers")
 
 
 def create(
@@ -252,13 +266,13 @@ def create(
 
     The calling process is recorded as the supervisor until another one takes over.
     """
-    top = containers_dir()
+    top = _root()
     container_id = os.urandom(32).hex()
-    (top / container_id).mkdir(parents=True)
+    os.makedirs(os.path.join(top, container_id))
     try:
         chosen = _claim_name(top, name, container_id)
     except BaseException:
-        remove_dir(top / container_id)
+        remove_dir(os.path.join(top, container_id))
         raise
     state = ContainerState(
         id=container_id,
@@ -274,10 +288,10 @@ def create(
     return state
 
 
-def load(container_dir: Path) -> ContainerState | None:
+def load(container_dir: str | PathLike[str]) -> ContainerState | None:
     """The record in ``container_dir``; ``None`` if there is none (yet, or any more)."""
     try:
-        with open(container_dir / "state.json") as f:
+        with open(os.path.join(container_dir, "state.json")) as f:
             data = json.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -290,12 +304,14 @@ def load(container_dir: Path) -> ContainerState | None:
 
 def all_states() -> list[ContainerState]:
     """Every container's record, oldest first."""
-    top = containers_dir()
+    top = _root()
     try:
         names = os.listdir(top)
     except FileNotFoundError:
         return []
-    states = [s for n in names if not n.startswith(".") and (s := load(top / n)) is not None]
+    states = [
+        s for n in names if not n.startswith(".") and (s := load(os.path.join(top, n))) is not None
+    ]
     return sorted(states, key=lambda s: s.created)
 
 
@@ -318,15 +334,17 @@ def find(ref: str) -> ContainerState:
 
 def remove(state: ContainerState) -> None:
     """Delete a stopped container: its dir, log and name."""
-    name_file = containers_dir() / ".names" / state.name
+    name_file = os.path.join(_root(), ".names", state.name)
     with suppress(OSError):
-        if name_file.read_text() == state.id:
-            name_file.unlink()
+        with open(name_file) as f:
+            owner = f.read()
+        if owner == state.id:
+            os.unlink(name_file)
     if state.cgroup:
         from envkit.runtime import cgroups
 
         cgroups.remove(state.cgroup)
-    remove_dir(state.dir)
+    remove_dir(state.path())
 
 
 def reap() -> list[ContainerState]:
@@ -344,7 +362,7 @@ def reap() -> list[ContainerState]:
             kill_init(state, signal.SIGKILL)
             wait_gone(state.pid, state.pid_start, timeout=5.0)
         _log().info("reaping container %s: its supervisor %d died", state.name, state.supervisor)
-        _remove_runtime_dir(state.dir / "rt")
+        _remove_runtime_dir(state.path("rt"))
         state.mark_exited(LOST_EXIT_CODE)
         if state.auto_remove:
             remove(state)
@@ -398,23 +416,23 @@ def alive(pid: int, start: int) -> bool:
     return pid > 0 and process_start(pid) == start
 
 
-def _claim_name(top: Path, name: str | None, container_id: str) -> str:
-    names = top / ".names"
-    names.mkdir(exist_ok=True)
+def _claim_name(top: str, name: str | None, container_id: str) -> str:
+    names = os.path.join(top, ".names")
+    os.makedirs(names, exist_ok=True)
     if name is not None:
         _check_name(name)
         candidates: Iterator[str] = iter([name])
     else:
         candidates = _generated_names()
     for candidate in candidates:
-        path = names / candidate
+        path = os.path.join(names, candidate)
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 if _name_is_stale(path, top):
                     with suppress(FileNotFoundError):
-                        path.unlink()
+                        os.unlink(path)
                     continue
                 break
             with os.fdopen(fd, "w") as f:
@@ -444,28 +462,29 @@ def _generated_names() -> Iterator[str]:
         yield base if attempt < 20 else f"{base}{suffix}"
 
 
-def _name_is_stale(path: Path, top: Path) -> bool:
+def _name_is_stale(path: str, top: str) -> bool:
     """A name file whose container dir is gone (a removal interrupted midway)."""
     try:
-        owner = path.read_text().strip()
+        with open(path) as f:
+            owner = f.read().strip()
     except OSError:
         return False
-    return bool(owner) and not (top / owner).exists()
+    return bool(owner) and not os.path.exists(os.path.join(top, owner))
 
 
-def _remove_runtime_dir(path: Path) -> None:
+def _remove_runtime_dir(path: str) -> None:
     with suppress(FileNotFoundError):
         os.rmdir(path)
 
 
-def remove_dir(state_dir: Path) -> None:
+def remove_dir(state_dir: str | PathLike[str]) -> None:
     """Remove a container's dir, including overlay's mode-0 ``work/work``.
 
     Files a non-root container user wrote belong to subordinate ids, which an
     unprivileged caller cannot remove; those are removed from inside a user namespace
     with the container's id maps, where the caller is root over them.
     """
-    if not state_dir.exists():
+    if not os.path.exists(state_dir):
         return
     try:
         _remove_tree(state_dir)
@@ -474,19 +493,29 @@ def remove_dir(state_dir: Path) -> None:
             _log().warning("cannot remove container dir %s: %s", state_dir, exc.strerror or exc)
 
 
-def _remove_tree(top: Path) -> None:
+def _remove_tree(top: str | PathLike[str]) -> None:
+    # Not shutil.rmtree: shutil imports bz2 and lzma, milliseconds on every `run --rm`.
+    # Directories are made searchable on the way down (overlay's work/work is mode 0),
+    # then everything is removed on the way up; symlinks are removed, never followed.
     for dirpath, dirnames, _ in os.walk(top):
         for name in dirnames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 with suppress(OSError):
                     os.chmod(path, 0o700)
-    import shutil
+    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
+        for name in filenames:
+            os.unlink(os.path.join(dirpath, name))
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                os.rmdir(path)
+    os.rmdir(top)
 
-    shutil.rmtree(top)
 
-
-def _remove_in_userns(top: Path) -> bool:
+def _remove_in_userns(top: str | PathLike[str]) -> bool:
     """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
     from envkit.runtime import idmap, syscalls
 
@@ -522,4 +551,4 @@ def _remove_in_userns(top: Path) -> bool:
         os.close(ready_r)
         os.close(go_w)
         _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0 and not top.exists()
+    return os.waitstatus_to_exitcode(status) == 0 and not os.path.exists(top)

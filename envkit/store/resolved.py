@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 from contextlib import suppress
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing is not imported at run time (see the module doc)
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -43,9 +43,9 @@ class Resolved:
 
 
 def _home() -> str:
-    from envkit.settings import home
+    from envkit.settings import home_dir
 
-    return str(home())
+    return home_dir()
 
 
 def _entry_path(name: str) -> str:
