@@ -111,7 +111,7 @@ def exec_command(
             seccomp.install()
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         stage = "exec"
-        os.execvpe(config.argv[0], list(config.argv), dict(config.env))
+        execvpe(list(config.argv), dict(config.env))
     except OSError as exc:
         if stage == "exec":
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
@@ -119,6 +119,28 @@ def exec_command(
         fail(err_fd, 1, f"{stage}: {exc.strerror or exc}")
     except BaseException as exc:
         fail(err_fd, 1, f"{stage}: {exc}")
+
+
+def execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """:func:`os.execvpe`: ``argv[0]`` searched in ``env``'s PATH, the same errors.
+
+    Not os.execvpe itself: it imports :mod:`warnings` when called, and this runs after
+    pivot_root, where the host's modules cannot be imported any more.
+    """
+    name = argv[0]
+    if "/" in name:
+        os.execve(name, argv, env)
+    first: OSError | None = None
+    last: OSError | None = None
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(directory, name), argv, env)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            last = exc
+        except OSError as exc:  # e.g. EACCES: reported unless a later one succeeds
+            last = exc
+            first = first or exc
+    raise first or last or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
 
 
 def open_console(console: socket.socket, size: tuple[int, int] = (0, 0)) -> int:

@@ -301,3 +301,23 @@ def test_a_removed_snapshot_is_extracted_again(home: Path, tmp_path: Path) -> No
         meta.unlink()
         shutil.rmtree(meta.with_suffix(""), ignore_errors=True)
     assert _api(tmp_path, BUSYBOX, ["echo", "back"]) == (0, "back\n")
+
+
+def test_api_in_a_bare_interpreter(home: Path) -> None:
+    """``envkit.run`` from a script that imported nothing else: the container's side must
+    not depend on modules that happened to be loaded before (after pivot_root nothing of
+    the host can be imported; os.execvpe, for one, imports warnings when called)."""
+    script = (
+        "import sys, envkit\n"
+        "code = envkit.run('busybox:1', ['sh', '-c', 'echo found; exit 7'],"
+        " stdio=(0, 1, 2), remove=True).wait()\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENVKIT_HOME": str(home)},
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (7, "found\n"), done.stderr
