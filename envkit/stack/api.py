@@ -21,6 +21,7 @@ from envkit.stack import state as ss
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
 if TYPE_CHECKING:
+    from envkit.build.executor import Builder
     from envkit.build.lockfile import LockFile
     from envkit.build.progress import Progress
     from envkit.containers import Container, ExecResult
@@ -264,9 +265,7 @@ def build_images(
     """
     from pathlib import Path
 
-    from envkit.build.executor import Builder
     from envkit.spec.bases import FromRef
-    from envkit.store.layout import Store
 
     builder: Builder | None = None
     context = stack.base_dir or Path.cwd()
@@ -278,6 +277,11 @@ def build_images(
             images[name] = str(base.ref)
             continue
         if builder is None:
+            # Only now: the build engine takes ~20 ms to import, and a stack of plain
+            # image references never needs it.
+            from envkit.build.executor import Builder
+            from envkit.store.layout import Store
+
             builder = Builder(Store.default(), progress=progress, lock=_lock_of(stack))
         images[name] = builder.build(image, context, tag=f"{stack.name}-{name}:latest").image_id
     return images

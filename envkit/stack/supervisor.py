@@ -5,9 +5,11 @@ One :class:`Supervisor` runs per stack: in the foreground ``envkit up`` process,
 detached process of its own (``up -d`` and ``stack.up()``, :func:`start_detached`). Its
 containers are attached to it (they die with it), so a killed supervisor leaves nothing
 running; ``down`` or the next ``up`` removes what it left on disk
-(:func:`envkit.stack.cleanup.remove_leftovers`). Containers are only ever started from
-the supervisor's main thread: the runtime ties a container's life to the thread that
-forked it.
+(:func:`envkit.stack.cleanup.remove_leftovers`).
+
+Each container is started by a thread of its own, which then waits for it: the runtime
+ties a container's life to the thread that forked it, so that thread lives exactly as
+long as the container, and services whose dependencies are ready start side by side.
 """
 
 from __future__ import annotations
@@ -54,18 +56,29 @@ class _Job:
 
 
 @dataclass
+class _Launch:
+    """A container start under way in the thread that will hold the container."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass
 class _Instance:
     """One container of a service, as the supervisor holds it."""
 
     container: Container
     started: float
-    waiter: threading.Thread
+    #: The thread that started the container and waits for it (it ends after it).
+    keeper: threading.Thread
     pump: threading.Thread
     tracker: health.HealthTracker | None = None
     exited: bool = False
     started_at: str = ""
     #: The named volumes its backends mounted for it; unmounted when it is reaped.
     mounted: list[volumes.Attached] = field(default_factory=list)
+    #: Set once plugins heard that it started.
+    announced: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -78,6 +91,8 @@ class _Service:
     health_thread: threading.Thread | None = None
     #: Stopped by ``envkit stop``: no restart until ``start``.
     stopped: bool = False
+    #: The start under way or last made.
+    launch: _Launch | None = None
 
 
 class Supervisor:
@@ -123,7 +138,10 @@ class Supervisor:
         self._events: queue.Queue[Callable[[], None] | _Job] = queue.Queue()
         self._deferred: list[_Job] = []
         self._stopping = threading.Event()
-        self._start_lock = threading.Lock()
+        #: Held while a start attaches, seeds and chowns volumes and secrets (two
+        #: services may share a named volume that is seeded on first use).
+        self._files_lock = threading.Lock()
+        self._started_any = False
         self._created_volumes: list[str] = []
         self._created_networks: list[str] = []
         self._server: Server | None = None
@@ -223,19 +241,30 @@ class Supervisor:
     # -- services ----------------------------------------------------------------------
 
     def _start_all(self, names: Sequence[str], deadline: float) -> None:
-        """Start services ``names``: each once what it depends on is ready, the ones
-        whose dependencies are ready all in one pass; then wait until all are ready."""
+        """Start services ``names``: each once what it depends on is ready, those whose
+        dependencies are ready side by side; then wait until all are ready."""
         pending = [n for n in self.state.order if n in names]
-        while pending:
-            started = False
-            for name in list(pending):
-                if self._dependencies_ready(name, pending):
-                    self._start_service(name)
-                    self._report(f"{name}: started")
-                    pending.remove(name)
-                    started = True
-            if pending and not started:
-                self._pause(deadline, pending[0])
+        launched: dict[str, _Launch] = {}
+        try:
+            while pending or not all(lh.done.is_set() for lh in launched.values()):
+                self._collect(launched)
+                for name in list(pending):
+                    if self._dependencies_ready(name, pending):
+                        launched[name] = self._launch(name)
+                        pending.remove(name)
+                        if not self._started_any:
+                            # The first start runs alone: it imports the start path and
+                            # brings up the network's daemons, and no other thread should
+                            # be half-way through an import or a lock when those fork.
+                            launched[name].done.wait()
+                            self._collect(launched)
+                if pending or not all(lh.done.is_set() for lh in launched.values()):
+                    waiting = next(iter([*pending, *launched]), "")
+                    self._pause(deadline, waiting)
+        finally:
+            for launch in launched.values():
+                launch.done.wait()
+        self._collect(launched)
         for name in self.state.order:
             svc = self._services[name]
             if (
@@ -247,6 +276,22 @@ class Supervisor:
                     self._pause(deadline, name)
                 if problem:
                     raise self._not_ready(name, "healthy", problem, None)
+        for name in names:
+            instance = self._services[name].instance
+            if instance is not None:
+                instance.announced.wait()
+
+    def _collect(self, launched: dict[str, _Launch]) -> None:
+        """Report the starts of ``launched`` that finished (and forget them); raise the
+        error of one that failed."""
+        for name, launch in list(launched.items()):
+            if not launch.done.is_set():
+                continue
+            del launched[name]
+            if launch.error is not None:
+                raise launch.error
+            self._started_any = True
+            self._report(f"{name}: started")
 
     def _dependencies_ready(self, name: str, pending: Sequence[str]) -> bool:
         """Whether everything ``name`` depends on is ready; raises when one never will be."""
@@ -265,10 +310,51 @@ class Supervisor:
             raise self._not_ready(waiting_for, "ready", f"not ready after {self.timeout:g} s", None)
         if self._stopping.is_set():
             raise RuntimeError_(f"stack {self.stack.name}: interrupted while starting")
-        self._tick(0.02, jobs=False)
+        # Starts, exits, health and readiness changes wake it; the timeout only bounds
+        # how late a signal's stop request is seen.
+        self._tick(0.1, jobs=False)
 
-    def _start_service(self, name: str) -> None:
-        """Start a container of service ``name`` (main thread only)."""
+    def _launch(self, name: str) -> _Launch:
+        """Start a container of service ``name`` in a thread of its own, which then
+        waits for it (the runtime kills a container when the thread that forked it
+        ends); see :attr:`_Launch.done` for when it is up."""
+        launch = _Launch()
+        self._services[name].launch = launch
+        threading.Thread(
+            target=self._keep, args=(name, launch), name=f"envkit-svc-{name}", daemon=True
+        ).start()
+        return launch
+
+    def _keep(self, name: str, launch: _Launch) -> None:
+        """The life of one container of ``name``: start it, tell plugins, wait for it to
+        be gone, then hand its exit to the main thread."""
+        try:
+            instance = self._start_service(name)
+        except BaseException as exc:
+            launch.error = exc
+            return
+        finally:
+            launch.done.set()
+            self._wake()
+        try:
+            notify.service_started(self.stack.name, name)
+        finally:
+            instance.announced.set()
+        container = instance.container
+        start = process_start(container.pid) or 0
+        while not wait_gone(container.pid, start, 3600):
+            pass
+        code = container.wait()
+        volumes.detach(instance.mounted)
+        notify.service_stopped(self.stack.name, name, code)
+        self._events.put(lambda: self._on_exit(name, instance, code))
+
+    def _wake(self) -> None:
+        """Wake the main thread now (a start ended, a health or readiness changed)."""
+        self._events.put(lambda: None)
+
+    def _start_service(self, name: str) -> _Instance:
+        """Start a container of service ``name`` (in the thread that will hold it)."""
         from envkit.runtime import logs as runtime_logs
         from envkit.stack import networking
         from envkit.stack.logs import RotatingLogWriter
@@ -280,24 +366,26 @@ class Supervisor:
         if key not in self._image_users:
             self._image_users[key] = _image_user(image, spec.user)
         uid, gid, layers = self._image_users[key]
-        attached = volumes.attach(stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}")
+        with self._files_lock:
+            attached = volumes.attach(
+                stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}"
+            )
         try:
             mounts = volumes.runtime_mounts(stack, spec.volumes, attached)
-            volumes.seed(attached, layers)
-            volumes.hand_to(attached, uid, gid)
-            if spec.secrets:
-                directory = Path(self.state.secrets_dir)
-                mounts += secrets.mounts(spec.secrets, directory)
-                secrets.hand_to(spec.secrets, directory, uid, gid)
+            with self._files_lock:
+                volumes.seed(attached, layers)
+                volumes.hand_to(attached, uid, gid)
+                if spec.secrets:
+                    directory = Path(self.state.secrets_dir)
+                    mounts += secrets.mounts(spec.secrets, directory)
+                    secrets.hand_to(spec.secrets, directory, uid, gid)
             log_path = self.state.log_path(name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at = runtime_logs.timestamp()
-            # One start at a time: the runtime forks, and a fork while another thread
-            # is inside a start (holding its locks) could leave the child stuck.
-            with self._start_lock:
-                container, out_r, err_r = self._run(name, image, mounts)
+            container, out_r, err_r = self._run(name, image, mounts)
         except BaseException:
-            volumes.detach(attached)
+            with self._files_lock:
+                volumes.detach(attached)
             raise
         writer = RotatingLogWriter(str(log_path))
 
@@ -316,25 +404,13 @@ class Supervisor:
         instance = _Instance(
             container,
             time.monotonic(),
-            threading.Thread(),
+            threading.current_thread(),
             pump_thread,
             tracker,
             False,
             started_at,
             attached,
         )
-
-        def wait() -> None:
-            # Network leases are per container now: reaping needs no start lock.
-            start = process_start(container.pid) or 0
-            while not wait_gone(container.pid, start, 3600):
-                pass
-            code = container.wait()
-            volumes.detach(instance.mounted)
-            notify.service_stopped(stack.name, name, code)
-            self._events.put(lambda: self._on_exit(name, instance, code))
-
-        instance.waiter = threading.Thread(target=wait, name=f"envkit-wait-{name}", daemon=True)
         with self._lock:
             svc.instance, svc.stopped = instance, False
             record = self.state.services[name]
@@ -347,8 +423,6 @@ class Supervisor:
             record.started_at = started_at
             record.ports = networking.describe_ports(container)
             self.state.save()
-        notify.service_started(stack.name, name)
-        instance.waiter.start()
         if spec.ready:
             threading.Thread(
                 target=self._ready_loop,
@@ -361,6 +435,7 @@ class Supervisor:
                 target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
             )
             svc.health_thread.start()
+        return instance
 
     def _run(
         self, name: str, image: str, mounts: Sequence[BindMount | TmpfsMount]
@@ -414,6 +489,10 @@ class Supervisor:
     def _stop_instances(self, names: Sequence[str]) -> None:
         """SIGTERM the containers of services ``names``, SIGKILL those still there after
         the grace period, and remove them (no restart follows)."""
+        for name in names:
+            launch = self._services[name].launch
+            if launch is not None:
+                launch.done.wait()  # a container being started is stopped once it runs
         with self._lock:
             instances = [(n, s.instance) for n in names if (s := self._services[n]).instance]
             for name, _ in instances:
@@ -423,10 +502,10 @@ class Supervisor:
                 _signal(instance, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         for _, instance in instances:
-            instance.waiter.join(max(0.0, deadline - time.monotonic()))
-            if instance.waiter.is_alive():
+            instance.keeper.join(max(0.0, deadline - time.monotonic()))
+            if instance.keeper.is_alive():
                 _signal(instance, signal.SIGKILL)
-                instance.waiter.join()
+                instance.keeper.join()
         for _, instance in instances:
             instance.pump.join(5)
             _remove_container(instance)
@@ -485,15 +564,17 @@ class Supervisor:
         if old is not None:
             old.pump.join(5)
             _remove_container(old)
-        try:
-            self._start_service(name)
-        except EnvkitError as exc:
+        launch = self._launch(name)
+        launch.done.wait()
+        if isinstance(launch.error, EnvkitError):
             with self._lock:
                 self.state.services[name].status = "exited"
-                self.state.services[name].health_output = exc.message
+                self.state.services[name].health_output = launch.error.message
                 self._save_quietly()
-            self._report(f"{name}: restart failed: {exc.message}")
+            self._report(f"{name}: restart failed: {launch.error.message}")
             return
+        if launch.error is not None:
+            raise launch.error
         with self._lock:
             self.state.services[name].restarts += 1
             self._save_quietly()
@@ -515,7 +596,7 @@ class Supervisor:
             return self._exec(request, fds)
         if op == "down":
             self.request_stop()
-            self._events.put(lambda: None)  # wake the main loop now, not at its next tick
+            self._wake()  # the main loop stops now, not at its next tick
             return {"ok": True, "pid": os.getpid()}
         if op in ("stop", "start", "restart"):
             names = self._known([str(n) for n in request.get("services") or []])
@@ -691,6 +772,9 @@ class Supervisor:
             record = self.state.services[name]
             instance = svc.instance
             waiting_restart = svc.restart_at is not None
+            launch = svc.launch
+        if launch is not None and not launch.done.is_set():
+            return ""
         if instance is None:
             return "it was not started" if record.status != "stopped" else "it was stopped"
         if condition == "completed":
@@ -739,6 +823,7 @@ class Supervisor:
                 ("ready", "") if problem is None else ("failed", problem)
             )
             self._save_quietly()
+        self._wake()
         self._report(f"{name}: {'ready' if problem is None else 'not ready: ' + problem}")
 
     def _not_ready(
@@ -796,6 +881,7 @@ class Supervisor:
                 if changed or not ok:
                     self._save_quietly()
             if changed:
+                self._wake()  # a start may be waiting for this service's health
                 self._report(f"{name}: {status}")
 
     def _save_quietly(self) -> None:
