@@ -1,0 +1,34 @@
+"""``envkit run``'s start-up imports only what starting a container needs.
+
+The CLI's ``run`` is timed against podman (issue 3: at most 0.3x), and most of its time
+used to be imports. These heavy modules cost milliseconds each and are needed by nothing
+on the path; a new top-level import of one of them would quietly undo that work.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("typing", "dataclasses", "pathlib", "shutil", "socket", "subprocess", "threading")
+
+PATH_MODULES = (
+    "from envkit.cli import fast_parser\n"
+    "fast_parser('run').parse_args(['--rm', 'img', 'true'])\n"
+    "import envkit.containers, envkit.runtime.spawn, envkit.store.resolved\n"
+    "from envkit.runtime import state\n"
+    "state.reap()\n"
+)
+
+
+def test_the_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
+    code = PATH_MODULES + f"print(sorted(set({HEAVY!r}) & set(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.stdout.strip() == "[]"
