@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from envkit.sources.debian.control import paragraphs
@@ -47,7 +48,13 @@ Alternatives = tuple[Relation, ...]
 
 @dataclass(frozen=True)
 class Package:
-    """One binary package as the index describes it."""
+    """One binary package as the index describes it.
+
+    ``depends_text`` and ``pre_depends_text`` are the fields as the index spells them,
+    parsed on first use (:attr:`depends`, :attr:`pre_depends`): a bootstrap reads a
+    hundred of the sixty thousand packages of an index, and parsing every relation
+    took most of the time of loading it.
+    """
 
     name: str
     version: str
@@ -57,9 +64,19 @@ class Package:
     size: int
     priority: str = "optional"
     essential: bool = False
-    depends: tuple[Alternatives, ...] = ()
-    pre_depends: tuple[Alternatives, ...] = ()
+    depends_text: str = ""
+    pre_depends_text: str = ""
     provides: tuple[Relation, ...] = ()
+
+    @cached_property
+    def depends(self) -> tuple[Alternatives, ...]:
+        """``Depends``, parsed."""
+        return parse_relations(self.depends_text)
+
+    @cached_property
+    def pre_depends(self) -> tuple[Alternatives, ...]:
+        """``Pre-Depends``, parsed."""
+        return parse_relations(self.pre_depends_text)
 
     @property
     def requires(self) -> tuple[Alternatives, ...]:
@@ -105,10 +122,14 @@ def parse_package(fields: dict[str, str]) -> Package | None:
         size=size,
         priority=fields.get("Priority", "optional"),
         essential=fields.get("Essential", "").lower() == "yes",
-        depends=parse_relations(fields.get("Depends", "")),
-        pre_depends=parse_relations(fields.get("Pre-Depends", "")),
-        provides=tuple(alt[0] for alt in parse_relations(fields.get("Provides", ""))),
+        depends_text=fields.get("Depends", ""),
+        pre_depends_text=fields.get("Pre-Depends", ""),
+        provides=_provides(fields.get("Provides", "")),
     )
+
+
+def _provides(text: str) -> tuple[Relation, ...]:
+    return tuple(alt[0] for alt in parse_relations(text)) if text else ()
 
 
 class PackageIndex:
@@ -137,8 +158,10 @@ class PackageIndex:
 
 def _packages(text: str, architecture: str) -> Iterator[Package]:
     for fields in paragraphs(text):
+        if fields.get("Architecture", "") not in (architecture, "all"):
+            continue
         pkg = parse_package(fields)
-        if pkg is not None and pkg.architecture in (architecture, "all"):
+        if pkg is not None:
             yield pkg
 
 
@@ -161,14 +184,16 @@ def package_to_json(pkg: Package) -> dict[str, object]:
         "size": pkg.size,
         "priority": pkg.priority,
         "essential": pkg.essential,
-        "depends": [[_rel_json(r) for r in alts] for alts in pkg.depends],
-        "pre_depends": [[_rel_json(r) for r in alts] for alts in pkg.pre_depends],
+        "depends": pkg.depends_text,
+        "pre_depends": pkg.pre_depends_text,
         "provides": [_rel_json(r) for r in pkg.provides],
     }
 
 
 def package_from_json(data: dict[str, Any]) -> Package:
-    """The inverse of :func:`package_to_json`."""
+    """The inverse of :func:`package_to_json` (``ValueError`` for another layout)."""
+    if not isinstance(data["depends"], str) or not isinstance(data["pre_depends"], str):
+        raise ValueError("relations are not in the index's spelling")
     return Package(
         name=str(data["name"]),
         version=str(data["version"]),
@@ -178,7 +203,7 @@ def package_from_json(data: dict[str, Any]) -> Package:
         size=int(data["size"]),
         priority=str(data["priority"]),
         essential=bool(data["essential"]),
-        depends=tuple(tuple(_rel_from(r) for r in alts) for alts in data["depends"]),
-        pre_depends=tuple(tuple(_rel_from(r) for r in alts) for alts in data["pre_depends"]),
+        depends_text=data["depends"],
+        pre_depends_text=data["pre_depends"],
         provides=tuple(_rel_from(r) for r in data["provides"]),
     )
