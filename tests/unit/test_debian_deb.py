@@ -133,3 +133,47 @@ def test_devices_are_skipped_and_garbage_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"not an archive")
     with pytest.raises(DebFormatError, match=r"not a \.deb"):
         extract_data(junk, root)
+
+
+def _deb(tmp_path: Path, name: str, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    path = tmp_path / f"{name}.deb"
+    path.write_bytes(deb_bytes(members, CONTROL))
+    return path
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else p.read_text()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_parallel_unpack_of_packages_sharing_directories_equals_one_by_one(
+    tmp_path: Path,
+) -> None:
+    from envkit.sources.debian.bootstrap import _unpack_all
+
+    dirs = [entry(f"./usr/share/{d}", tarfile.DIRTYPE, mode=0o755) for d in ("", "doc", "man")]
+    debs = [
+        _deb(tmp_path, f"p{i}", [*((d, None) for d in dirs),
+                                 (entry(f"./usr/share/doc/p{i}"), f"{i}\n".encode())])
+        for i in range(8)
+    ]  # fmt: skip
+    parallel, serial = tmp_path / "parallel", tmp_path / "serial"
+    parallel.mkdir(), serial.mkdir()
+    _unpack_all(debs, parallel)
+    for deb in debs:
+        extract_data(deb, serial, chown=False)
+    assert _tree(parallel) == _tree(serial)
+    assert (parallel / "usr/share/doc/p7").read_text() == "7\n"
+
+
+def test_parallel_unpack_still_raises_a_real_conflict(tmp_path: Path) -> None:
+    from envkit.sources.debian.bootstrap import _unpack_all
+
+    root = tmp_path / "root"
+    (root / "usr/lib/full").mkdir(parents=True)
+    (root / "usr/lib/full/kept").write_text("x")
+    bad = _deb(tmp_path, "bad", [(entry("./usr/lib/full"), b"a file over a full directory")])
+    with pytest.raises(DebFormatError, match="non-empty directory"):
+        _unpack_all([bad], root)

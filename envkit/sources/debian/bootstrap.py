@@ -28,7 +28,7 @@ from pathlib import Path
 
 from envkit.oci.layer_writer import LayerInfo
 from envkit.sources.debian.deb import extract_data
-from envkit.sources.debian.errors import BootstrapError
+from envkit.sources.debian.errors import BootstrapError, DebFormatError
 from envkit.sources.debian.packages import Package
 from envkit.sources.debian.userns import call_as_container_root
 
@@ -57,6 +57,8 @@ _CLEAN = (
     "/var/cache/ldconfig/aux-cache",
 )
 TAIL_LINES = 25
+#: .debs unpacked at once in the first stage.
+UNPACK_THREADS = 2
 # Hardlinks become copies: envkit.store.snapshots shifts owners once per path, so as
 # root a second link of one inode would be shifted twice (and refused).
 _UNLINK = (
@@ -140,8 +142,7 @@ def _first_stage(plan: Plan, rootfs: Path, essential: Sequence[Package]) -> None
         (rootfs / name).symlink_to(f"usr/{name}")
     for name in ("dev", "proc", "sys", "etc/apt", "etc/dpkg/dpkg.cfg.d", "usr/sbin"):
         (rootfs / name).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for pkg in essential:
-        extract_data(plan.debs[pkg.name], rootfs)
+    _unpack_all([plan.debs[pkg.name] for pkg in essential], rootfs)
     dpkg = rootfs / "var/lib/dpkg"
     for name in ("info", "updates", "triggers", "alternatives"):
         (dpkg / name).mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -154,6 +155,27 @@ def _first_stage(plan: Plan, rootfs: Path, essential: Sequence[Package]) -> None
     policy.chmod(0o755)
     (rootfs / "etc/apt/sources.list").write_text(sources_list(plan.mirror, plan.suite))
     (rootfs / DEBS_MOUNT.lstrip("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+def _unpack_all(debs: Sequence[Path], rootfs: Path) -> None:
+    """:func:`extract_data` of each .deb, :data:`UNPACK_THREADS` at a time (xz and the
+    file system calls release the GIL), then again one by one in order for any that
+    failed: essential packages share directories, never files, so a failure is either
+    a race on a path two of them create (which the ordered retry settles) or real (and
+    raised by it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def unpack(deb: Path) -> Path | None:
+        try:
+            extract_data(deb, rootfs)
+        except (OSError, DebFormatError):
+            return deb
+        return None
+
+    with ThreadPoolExecutor(UNPACK_THREADS) as pool:
+        failed = [deb for deb in pool.map(unpack, debs) if deb is not None]
+    for deb in failed:
+        extract_data(deb, rootfs)
 
 
 def sources_list(mirror: str, suite: str) -> str:

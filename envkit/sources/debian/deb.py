@@ -252,7 +252,8 @@ class _Writer:
                 try:
                     st = os.stat(part, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
-                    os.mkdir(part, 0o755, dir_fd=fd)
+                    with contextlib.suppress(FileExistsError):  # made by a parallel unpack
+                        os.mkdir(part, 0o755, dir_fd=fd)
                     st = os.stat(part, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
                     links += 1
@@ -293,7 +294,8 @@ class _Writer:
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except FileNotFoundError:
-            os.mkdir(name, 0o755, dir_fd=dirfd)
+            with contextlib.suppress(FileExistsError):  # made by a parallel unpack
+                os.mkdir(name, 0o755, dir_fd=dirfd)
             return True
         if stat.S_ISLNK(st.st_mode):
             # dpkg keeps a symlink to a directory where a package ships a directory.
