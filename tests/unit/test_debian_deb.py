@@ -160,7 +160,8 @@ def test_parallel_unpack_of_packages_sharing_directories_equals_one_by_one(
         for i in range(8)
     ]  # fmt: skip
     parallel, serial = tmp_path / "parallel", tmp_path / "serial"
-    parallel.mkdir(), serial.mkdir()
+    parallel.mkdir()
+    serial.mkdir()
     _unpack_all(debs, parallel)
     for deb in debs:
         extract_data(deb, serial, chown=False)
