@@ -60,6 +60,21 @@ def publish(
         return ports.publish(container, d.holder.pid, parsed)
 
 
+def open_forwarder(forwarder: ports.Forwarder) -> list[PortMapping]:
+    """Open a forwarder started ahead with :func:`envkit.network.ports.start` (its
+    container connected by now); the mappings as bound.
+
+    Should the holder have been replaced meanwhile (it died), the early forwarder sits
+    in a namespace that is gone: it is stopped and its ports are published anew.
+    """
+    with state.locked():
+        d = endpoints.ensure_running()
+        if d.holder.pid == forwarder.holder_pid:
+            return forwarder.open()
+        forwarder.cancel()
+        return ports.publish(forwarder.container, d.holder.pid, forwarder.bound)
+
+
 def unpublish(container: str) -> None:
     """Stop the port forwarders of ``container``."""
     with state.locked():

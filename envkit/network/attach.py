@@ -80,6 +80,8 @@ class Attachment:
     _connected: list[str] = field(default_factory=list)
     #: The holder lease taken by :meth:`userns`, dropped by :meth:`release`.
     _lease: str | None = None
+    #: The holder's pid as :meth:`userns` found it.
+    _holder: int | None = None
 
     @classmethod
     def plan(
@@ -119,7 +121,8 @@ class Attachment:
         """
         if self._lease is None:
             self._lease = endpoints.lease_name()
-        return f"/proc/{api.prepare(self._lease)}/ns/user"
+        self._holder = api.prepare(self._lease)
+        return f"/proc/{self._holder}/ns/user"
 
     def mounts(self) -> list[BindMount]:
         """The managed /etc/hosts and /etc/resolv.conf (they exist once connected)."""
@@ -129,12 +132,26 @@ class Attachment:
         ]
 
     def __call__(self, pid: int) -> None:
-        """Connect the container whose network namespace ``pid`` is in; publish its ports."""
-        for network in self.networks:
-            endpoints.connect(network, self.container, pid, self.aliases)
-            self._connected.append(network)
-        if self.reservation is not None:
-            self.published = api.publish(self.container, self.reservation)
+        """Connect the container whose network namespace ``pid`` is in; publish its ports.
+
+        The port forwarder starts first, on the other core, and serves once the
+        container is connected.
+        """
+        early = None
+        if self.reservation is not None and self._holder is not None:
+            early = ports.start(self.container, self._holder, self.reservation)
+        try:
+            for network in self.networks:
+                endpoints.connect(network, self.container, pid, self.aliases)
+                self._connected.append(network)
+            if early is not None:
+                self.published = api.open_forwarder(early)
+            elif self.reservation is not None:
+                self.published = api.publish(self.container, self.reservation)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
 
     def close_ports(self) -> None:
         """Give back host ports not handed to a forwarder (a process that will not

@@ -142,5 +142,9 @@ def serve(holder_pid: int, ready: Callable[[], None]) -> None:
 
 def start(holder_pid: int) -> state.Proc:
     """Start the egress daemon of the holder ``holder_pid``."""
-    pid = ns.daemonize("egress", lambda ready: serve(holder_pid, ready))
-    return state.Proc.of(pid)
+    return state.Proc.of(spawn(holder_pid).wait())
+
+
+def spawn(holder_pid: int) -> ns.Starting:
+    """Start the egress daemon of the holder ``holder_pid``; ``wait()`` gives its pid."""
+    return ns.spawn_daemon("egress", lambda ready: serve(holder_pid, ready))

@@ -76,13 +76,26 @@ def _kill(pid: int) -> None:
 
 
 def setup(holder_pid: int) -> None:
-    """(Re)build loopback, bridges and rules in the holder from the networks on disk."""
+    """(Re)build loopback, bridges and rules in the holder from the networks on disk.
+
+    One helper does all of it: each helper is a fork of the caller.
+    """
     networks = state.all_networks()
-    links.in_holder(holder_pid, links.init_holder)
-    for net in networks:
-        prefix = ipaddress.ip_network(net.subnet).prefixlen
-        links.in_holder(holder_pid, links.ensure_bridge, net.bridge, net.gateway, prefix)
-    sync_firewall(holder_pid)
+    bridges = [
+        (net.bridge, net.gateway, ipaddress.ip_network(net.subnet).prefixlen) for net in networks
+    ]
+    rules = firewall.rules(networks, egress.HOST_LOOPBACK) if firewall.available() else None
+    ns.in_holder(holder_pid, _set_up_inside, bridges, rules, firewall.lock_file())
+
+
+def _set_up_inside(
+    bridges: list[tuple[str, str, int]], rules: str | None, lock: str
+) -> None:  # pragma: no cover - runs in a helper inside the holder
+    links.init_holder()
+    for name, gateway, prefixlen in bridges:
+        links.ensure_bridge(name, gateway, prefixlen)
+    if rules is not None:
+        firewall.apply(rules, lock)
 
 
 def sync_firewall(holder_pid: int) -> None:
@@ -115,10 +128,17 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool]:
     if d is not None:
         stop_daemons(d)
     holder = _start_holder(adopt)
+    # The egress daemon starts on the other core while the holder is set up: it only
+    # needs the holder's namespaces, not its bridges or rules.
+    starting: ns.Starting | None = None
     try:
+        starting = egress.spawn(holder.pid)
         setup(holder.pid)
-        d = state.Daemons(holder, egress.start(holder.pid))
+        d = state.Daemons(holder, state.Proc.of(starting.wait()))
     except BaseException:
+        if starting is not None:
+            with contextlib.suppress(NetworkError):
+                _kill(starting.wait())
         _kill(holder.pid)
         raise
     state.save_daemons(d)

@@ -103,11 +103,41 @@ def daemonize(
     that are raised here as :class:`NetworkError`. Its stderr goes to
     ``$ENVKIT_HOME/network/logs/<name>.log``; fds other than ``keep`` are closed.
     """
+    return spawn_daemon(name, body, keep).wait()
+
+
+class Starting:
+    """A daemon on its way up (:func:`spawn_daemon`): :meth:`wait` for its pid.
+
+    Lets the caller do other work while the daemon starts on another core.
+    """
+
+    def __init__(self, name: str, log: Path, status: int) -> None:
+        self.name = name
+        self._log = log
+        self._status = status
+
+    def wait(self) -> int:
+        """The daemon's pid once it called ``ready()``; :class:`NetworkError` if it failed."""
+        with os.fdopen(self._status, "rb") as inp:
+            line = inp.readline().decode(errors="replace").strip()
+        if line.startswith("ok "):
+            return int(line[3:])
+        raise NetworkError(
+            f"the {self.name} daemon failed to start: {line[4:] if line else 'it died'}",
+            hint=f"see {self._log}",
+        )
+
+
+def spawn_daemon(
+    name: str, body: Callable[[Callable[[], None]], None], keep: tuple[int, ...] = ()
+) -> Starting:
+    """:func:`daemonize` without waiting for ``ready()``: call ``wait()`` on the result."""
     from envkit.network import state
 
     log = state.root() / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    r, w = os.pipe()
+    r, w = os.pipe2(os.O_CLOEXEC)
     first = os.fork()
     if first == 0:  # pragma: no cover - runs in the child
         try:
@@ -131,14 +161,7 @@ def daemonize(
                 os._exit(1)
     os.close(w)
     os.waitpid(first, 0)
-    with os.fdopen(r, "rb") as inp:
-        line = inp.readline().decode(errors="replace").strip()
-    if line.startswith("ok "):
-        return int(line[3:])
-    raise NetworkError(
-        f"the {name} daemon failed to start: {line[4:] if line else 'it died'}",
-        hint=f"see {log}",
-    )
+    return Starting(name, log, r)
 
 
 def _detach(log: Path, keep: tuple[int, ...]) -> None:

@@ -11,8 +11,10 @@ its published ports.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Callable, Sequence
@@ -134,9 +136,16 @@ def _serve(
     holder_pid: int,
     container: str,
     pairs: Sequence[tuple[socket.socket, PortMapping]],
+    go: int,
     ready: Callable[[], None],
 ) -> None:
     ns.join_userns(holder_pid, net=True, become_root=False)
+    ready()
+    # Clients wait in the listen backlog until the container is connected: then its
+    # address is on disk for every connection accepted from here on.
+    if os.read(go, 1) != b"g":
+        return
+    os.close(go)
 
     def tcp_upstream(port: int) -> Callable[[socket.socket], socket.socket | None]:
         def connect(_client: socket.socket) -> socket.socket | None:
@@ -166,7 +175,6 @@ def _serve(
             threads.append(
                 relay.in_thread(relay.serve_udp, sock, udp_upstream(mapping.container_port))
             )
-    ready()
     for thread in threads:
         thread.join()
 
@@ -186,6 +194,87 @@ def all_containers() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
+class Forwarder:
+    """A port forwarder started ahead of its container's connect (:func:`start`).
+
+    It holds the host sockets and serves nothing until :meth:`open`, so it can come up
+    on the other core while the container is being connected.
+    """
+
+    def __init__(
+        self,
+        container: str,
+        holder_pid: int,
+        starting: ns.Starting | None,
+        go: int,
+        bound: list[PortMapping],
+    ) -> None:
+        self.container = container
+        self.holder_pid = holder_pid
+        self.bound = bound
+        self._starting = starting
+        self._go = go
+
+    def open(self) -> list[PortMapping]:
+        """Let it serve and record it; the mappings as bound. Call with the state lock
+        held, once the container is connected."""
+        if self._starting is None:
+            return []
+        try:
+            proc = state.Proc.of(self._starting.wait())
+            os.write(self._go, b"g")
+        except BaseException:
+            self.cancel()
+            raise
+        os.close(self._go)
+        self._starting = None
+        entry = {**asdict(proc), "ports": [asdict(m) for m in self.bound]}
+        records_now = records(self.container)
+        state.write_json(_record_path(self.container), {"forwarders": [*records_now, entry]})
+        return self.bound
+
+    def cancel(self) -> None:
+        """Stop it unopened; its host ports are free again when this returns."""
+        if self._starting is None:
+            return
+        starting, self._starting = self._starting, None
+        os.close(self._go)  # an unopened forwarder exits at this end of file
+        try:
+            pid = starting.wait()
+        except NetworkError:
+            return
+        with contextlib.suppress(NetworkError):
+            state.Proc.of(pid).kill()
+
+
+def start(
+    container: str, holder_pid: int, mappings: Sequence[PortMapping] | Reservation
+) -> Forwarder:
+    """Bind ``mappings`` (or take over a :class:`Reservation`'s sockets) and start their
+    forwarder, waiting for :meth:`Forwarder.open`."""
+    reservation = mappings if isinstance(mappings, Reservation) else reserve(mappings)
+    pairs, reservation.pairs = reservation.pairs, []
+    bound = [m for _, m in pairs]
+    if not pairs:
+        return Forwarder(container, holder_pid, None, -1, [])
+    go_r, go_w = os.pipe()
+    try:
+        keep = (*(s.fileno() for s, _ in pairs), go_r)
+        starting = ns.spawn_daemon(
+            f"ports-{container}",
+            lambda ready: _serve(holder_pid, container, pairs, go_r, ready),
+            keep,
+        )
+    except BaseException:
+        os.close(go_w)
+        raise
+    finally:
+        os.close(go_r)
+        for sock, _ in pairs:
+            sock.close()
+    return Forwarder(container, holder_pid, starting, go_w, bound)
+
+
 def publish(
     container: str, holder_pid: int, mappings: Sequence[PortMapping] | Reservation
 ) -> list[PortMapping]:
@@ -194,23 +283,7 @@ def publish(
 
     Call with the state lock held and ``container`` attached to a network.
     """
-    reservation = mappings if isinstance(mappings, Reservation) else reserve(mappings)
-    pairs, reservation.pairs = reservation.pairs, []
-    if not pairs:
-        return []
-    try:
-        keep = tuple(s.fileno() for s, _ in pairs)
-        pid = ns.daemonize(
-            f"ports-{container}", lambda ready: _serve(holder_pid, container, pairs, ready), keep
-        )
-    finally:
-        for sock, _ in pairs:
-            sock.close()
-    proc = state.Proc.of(pid)
-    bound = [m for _, m in pairs]
-    entry = {**asdict(proc), "ports": [asdict(m) for m in bound]}
-    state.write_json(_record_path(container), {"forwarders": [*records(container), entry]})
-    return bound
+    return start(container, holder_pid, mappings).open()
 
 
 def published(container: str) -> list[PortMapping]:
