@@ -138,6 +138,7 @@ def _runc(base: Path) -> float | None:
 
 
 if __name__ == "__main__":
-    from tests.benchmarks.common import table
+    from tests.benchmarks.common import podman_pause_cleanup, table
 
-    print(table(main()))
+    with podman_pause_cleanup():
+        print(table(main()))

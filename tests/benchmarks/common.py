@@ -6,11 +6,14 @@ in one process run and prints one table with the envkit/peer ratio of medians.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +59,35 @@ def median_time(
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@contextmanager
+def podman_pause_cleanup() -> Iterator[None]:
+    """Rootless podman leaves a pause process (``catatonit -P``) holding its user
+    namespace after it exits. Stop it afterwards when the benchmarks started it, never
+    one that was running before."""
+    if os.geteuid() == 0:
+        yield
+        return
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/podman-run-{os.geteuid()}"
+    pid_file = Path(runtime, "libpod", "tmp", "pause.pid")
+    before = _pause_pid(pid_file)
+    try:
+        yield
+    finally:
+        after = _pause_pid(pid_file)
+        if after is not None and after != before:
+            os.kill(after, signal.SIGTERM)
+
+
+def _pause_pid(pid_file: Path) -> int | None:
+    """The pid in podman's pause.pid when that process is a running pause process."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"catatonit" in cmdline or b"pause" in cmdline else None
 
 
 def have(tool: str) -> bool:

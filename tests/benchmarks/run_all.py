@@ -6,19 +6,20 @@ import importlib
 import pathlib
 import sys
 
-from tests.benchmarks.common import Result, table
+from tests.benchmarks.common import Result, podman_pause_cleanup, table
 
 
 def main(argv: list[str]) -> int:
     here = pathlib.Path(__file__).parent
     wanted = set(argv)
     results: list[Result] = []
-    for path in sorted(here.glob("bench_*.py")):
-        if wanted and path.stem not in wanted:
-            continue
-        module = importlib.import_module(f"tests.benchmarks.{path.stem}")
-        print(f"== {path.stem}", flush=True)
-        results.extend(module.main())
+    with podman_pause_cleanup():
+        for path in sorted(here.glob("bench_*.py")):
+            if wanted and path.stem not in wanted:
+                continue
+            module = importlib.import_module(f"tests.benchmarks.{path.stem}")
+            print(f"== {path.stem}", flush=True)
+            results.extend(module.main())
     print()
     print(table(results))
     return 0
