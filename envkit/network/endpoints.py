@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import os
 import secrets
 from collections.abc import Sequence
@@ -14,8 +13,6 @@ from envkit.network import holder, ipam, links, names, networks, ns, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
 from envkit.runtime import syscalls
-
-log = logging.getLogger(__name__)
 
 
 def veth_name(network: str, container: str) -> str:
@@ -156,7 +153,11 @@ def ensure_running() -> state.Daemons:
             _attach(d.holder.pid, ep, default=ep.container not in first)
             first.add(ep.container)
         except NetworkError as exc:
-            log.warning("dropping %s from network %s: %s", ep.container, ep.network, exc)
+            import logging  # only on this rare path: logging costs ~3 ms to import
+
+            logging.getLogger(__name__).warning(
+                "dropping %s from network %s: %s", ep.container, ep.network, exc
+            )
             state.drop_endpoint(ep)
     names.refresh()
     return d

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 
@@ -66,6 +65,8 @@ def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -
 
 def apply(text: str, lock: str) -> None:
     """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces)."""
+    import subprocess  # only where rules are loaded: not on a warm container start
+
     done = subprocess.run(
         [RESTORE, "-w"],
         input=text,

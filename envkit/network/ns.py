@@ -8,8 +8,8 @@ holder's namespaces runs in a freshly forked child (:func:`in_holder`), and ever
 from __future__ import annotations
 
 import contextlib
+import marshal
 import os
-import pickle
 import signal
 import traceback
 from collections.abc import Callable
@@ -67,7 +67,9 @@ def enter_holder(holder_pid: int) -> None:
 def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a child inside the holder's namespaces; its result.
 
-    Exceptions come back as :class:`NetworkError` with the child's message.
+    The result must be a plain value (``None``, numbers, strings, lists, dicts): it comes
+    back through :mod:`marshal`, which needs no import, unlike pickle. Exceptions come
+    back as :class:`NetworkError` with the child's message.
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -75,12 +77,13 @@ def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
         os.close(r)
         try:
             enter_holder(holder_pid)
-            payload: tuple[bool, Any] = (True, fn(*args))
+            result: Any = fn(*args)
+            data = marshal.dumps((True, result))
         except BaseException as exc:
             detail = str(exc) if isinstance(exc, NetworkError | OSError) else traceback.format_exc()
-            payload = (False, detail)
+            data = marshal.dumps((False, detail))
         with os.fdopen(w, "wb") as out:
-            out.write(pickle.dumps(payload))
+            out.write(data)
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb") as inp:
@@ -88,7 +91,7 @@ def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
     os.waitpid(pid, 0)
     if not raw:
         raise NetworkError(f"helper process inside the network namespace of {holder_pid} died")
-    ok, value = pickle.loads(raw)
+    ok, value = marshal.loads(raw)
     if not ok:
         raise NetworkError(f"inside the network namespace: {value}")
     return value  # type: ignore[no-any-return]
