@@ -90,6 +90,15 @@ def _pause_pid(pid_file: Path) -> int | None:
     return pid if b"catatonit" in cmdline or b"pause" in cmdline else None
 
 
+def envkit_command() -> list[str]:
+    """How a user runs envkit: the console script beside this interpreter (not
+    ``python -m envkit``, which adds runpy's start-up to every timed command)."""
+    import sys
+
+    script = Path(sys.executable).with_name("envkit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "envkit"]
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
