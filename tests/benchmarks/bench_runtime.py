@@ -99,6 +99,11 @@ def main() -> list[Result]:
                 ),
                 RUNS,
             )
+        crun_s, crun_note = (None, "runc (for the OCI bundle) not installed")
+        if runc_s is not None:
+            from tests.benchmarks.crun_peer import crun_median
+
+            crun_s, crun_note = crun_median(bundle, RUNS)
         results.append(
             Result(
                 "runtime: run true (Python API, in-process)",
@@ -106,6 +111,15 @@ def main() -> list[Result]:
                 "runc run",
                 runc_s,
                 "envkit: overlay + fresh upper per run; runc: read-only bind of the rootfs",
+            )
+        )
+        results.append(
+            Result(
+                "runtime: run true (Python API, in-process)",
+                api,
+                "crun run",
+                crun_s,
+                crun_note or "crun: the same bundle, in a mount ns with a cgroup2 /sys/fs/cgroup",
             )
         )
         script = (
@@ -116,7 +130,9 @@ def main() -> list[Result]:
         )
         fresh = median_time(lambda: sh([sys.executable, "-c", script]), RUNS)
         podman_s, podman_note = None, ""
-        podman = ["podman", "--runtime", "runc", "run", "--rm", "--network=none"]
+        from tests.benchmarks.bench_run import _host_ulimits
+
+        podman = ["podman", "--runtime", "runc", "run", "--rm", "--network=none", *_host_ulimits()]
         podman += ["--rootfs", str(rootfs), "true"]
         if have("podman") and have("runc"):
             try:
