@@ -287,14 +287,10 @@ class HTTPTransport:
             if idle:
                 return idle.pop(), True
         scheme, netloc, tls = key
-        conn: http.client.HTTPConnection
         if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                netloc, timeout=CONNECT_TIMEOUT, context=self._context(tls), blocksize=BLOCK
-            )
-        else:
-            conn = http.client.HTTPConnection(netloc, timeout=CONNECT_TIMEOUT, blocksize=BLOCK)
-        return _with_read_timeout(conn), False
+            context = self._context(tls)
+            return _HTTPSConnection(netloc, timeout=CONNECT_TIMEOUT, context=context), False
+        return _HTTPConnection(netloc, timeout=CONNECT_TIMEOUT), False
 
     def _put_idle(self, key: _Key, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -320,17 +316,27 @@ class HTTPTransport:
             conn.close()
 
 
-def _with_read_timeout(conn: http.client.HTTPConnection) -> http.client.HTTPConnection:
-    """``conn`` with the connect timeout while connecting and the read timeout after."""
-    connect = conn.connect
+class _HTTPConnection(http.client.HTTPConnection):
+    """The connect timeout while connecting (and the TLS handshake), the read timeout
+    after; large blocks for request bodies."""
 
-    def connect_then_wait_longer() -> None:
-        connect()
-        if conn.sock is not None:
-            conn.sock.settimeout(READ_TIMEOUT)
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        super().__init__(host, blocksize=BLOCK, **kwargs)
 
-    conn.connect = connect_then_wait_longer  # type: ignore[method-assign]
-    return conn
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """:class:`_HTTPConnection` over TLS."""
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        super().__init__(host, blocksize=BLOCK, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
 
 
 def make_context(tls: TLSOptions) -> ssl.SSLContext:
