@@ -2,7 +2,7 @@
 
 Where /dev/net/tun is closed to users (so no slirp4netns or pasta), containers still
 reach what the host reaches: the holder's iptables REDIRECT outbound TCP to
-:data:`~envkit.network.firewall.EGRESS_PORT`, where this daemon accepts it, reads the
+:data:`EGRESS_PORT`, where this daemon accepts it, reads the
 original destination (``SO_ORIGINAL_DST``) and connects to it from the host's network
 namespace. DNS queries to the gateway's port 53 are relayed to the host's resolvers the
 same way, which also serves hosts whose resolver is a loopback address (127.0.0.53).
@@ -21,11 +21,13 @@ import threading
 from collections.abc import Callable, Sequence
 
 from envkit import settings
-from envkit.network import firewall, ns, relay, state
+from envkit.network import ns, relay, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 SO_ORIGINAL_DST = 80
+#: Port of the transparent egress proxy inside the holder's namespace.
+EGRESS_PORT = 15001
 #: Containers of a network created with ``host_loopback=True`` reach the host's
 #: 127.0.0.1 at this address (named ``host.envkit.internal`` in their hosts file).
 HOST_LOOPBACK = "169.254.1.2"
@@ -113,7 +115,7 @@ def listeners_in(holder_pid: int) -> tuple[socket.socket, socket.socket]:
             ns.join_netns(ns.ns_path(holder_pid, "net"))
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            tcp.bind(("0.0.0.0", firewall.EGRESS_PORT))
+            tcp.bind(("0.0.0.0", EGRESS_PORT))
             tcp.listen(512)
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             udp.bind(("0.0.0.0", DNS_PORT))

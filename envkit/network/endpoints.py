@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,7 +190,7 @@ def process_lease() -> str:
 
 def lease_name() -> str:
     """A new lease name of the calling process, unique to this call."""
-    return f"{os.getpid()}-{secrets.token_hex(6)}"
+    return f"{os.getpid()}-{os.urandom(6).hex()}"
 
 
 def take_lease(lease: str) -> None:

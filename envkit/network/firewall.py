@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 
+from envkit.network.egress import EGRESS_PORT
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
-#: Port of the transparent egress proxy inside the holder's namespace.
-EGRESS_PORT = 15001
 RESTORE = "iptables-legacy-restore"
 
 
@@ -65,8 +65,6 @@ def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -
 
 def apply(text: str, lock: str) -> None:
     """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces)."""
-    import subprocess  # only where rules are loaded: not on a warm container start
-
     done = subprocess.run(
         [RESTORE, "-w"],
         input=text,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import shutil
 import signal
 from collections.abc import Callable
 
-from envkit.network import egress, firewall, links, ns, state
+from envkit.network import egress, links, ns, state
 from envkit.network.errors import NetworkError
 from envkit.runtime import idmap, syscalls
 
@@ -80,26 +79,37 @@ def setup(holder_pid: int) -> None:
 
     One helper does all of it: each helper is a fork of the caller.
     """
+    # firewall (and the subprocess, shutil and tempfile it needs) is imported here, in
+    # the parent, only where rules change: a warm container start never loads it, and a
+    # forked helper must not import anything.
+    from envkit.network import firewall
+
     networks = state.all_networks()
     bridges = [
         (net.bridge, net.gateway, ipaddress.ip_network(net.subnet).prefixlen) for net in networks
     ]
     rules = firewall.rules(networks, egress.HOST_LOOPBACK) if firewall.available() else None
-    ns.in_holder(holder_pid, _set_up_inside, bridges, rules, firewall.lock_file())
+    lock = firewall.lock_file()
+    ns.in_holder(holder_pid, _set_up_inside, bridges, rules, lock, firewall.apply)
 
 
 def _set_up_inside(
-    bridges: list[tuple[str, str, int]], rules: str | None, lock: str
+    bridges: list[tuple[str, str, int]],
+    rules: str | None,
+    lock: str,
+    apply: Callable[[str, str], None],
 ) -> None:  # pragma: no cover - runs in a helper inside the holder
     links.init_holder()
     for name, gateway, prefixlen in bridges:
         links.ensure_bridge(name, gateway, prefixlen)
     if rules is not None:
-        firewall.apply(rules, lock)
+        apply(rules, lock)
 
 
 def sync_firewall(holder_pid: int) -> None:
     """Rewrite the holder's iptables rules from the networks on disk."""
+    from envkit.network import firewall
+
     if not firewall.available():
         return
     text = firewall.rules(state.all_networks(), egress.HOST_LOOPBACK)
@@ -151,6 +161,8 @@ def stop_daemons(d: state.Daemons) -> None:
         if proc is not None:
             proc.kill()
     state.holder_path().unlink(missing_ok=True)
+    from envkit.network import firewall
+
     with contextlib.suppress(FileNotFoundError):
         os.unlink(firewall.lock_file())
 
@@ -161,6 +173,8 @@ def require_tools() -> None:
         raise NetworkError(
             "this kernel has no user namespaces", hint="envkit doctor checks the kernel"
         )
+    import shutil
+
     if shutil.which("iptables-legacy-restore") is None:
         raise NetworkError(
             "iptables-legacy-restore is not installed: containers would get no egress",

@@ -12,14 +12,17 @@ import errno
 import ipaddress
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
 
 from envkit.network import ns
 from envkit.network.netlink import Route
 from envkit.network.ns import join_netns
 from envkit.runtime import syscalls
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
 def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:

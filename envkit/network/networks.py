@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from typing import Any
 
 from envkit.network import holder, ipam, links, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
+
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def bridge_name(network: str) -> str:

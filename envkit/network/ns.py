@@ -14,12 +14,15 @@ import signal
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
 
 from envkit.network.errors import NetworkError
 from envkit.runtime import syscalls
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, TypeVar
+
+    T = TypeVar("T")
 
 
 def ns_path(pid: int, kind: str) -> str:

@@ -16,14 +16,18 @@ import errno
 import ipaddress
 import os
 import re
+import select
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from envkit.network import ns, relay, state
 from envkit.network.errors import NetworkError
+
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
@@ -137,13 +141,14 @@ def _serve(
     container: str,
     pairs: Sequence[tuple[socket.socket, PortMapping]],
     go: int,
+    owner: int,
     ready: Callable[[], None],
 ) -> None:
     ns.join_userns(holder_pid, net=True, become_root=False)
     ready()
     # Clients wait in the listen backlog until the container is connected: then its
     # address is on disk for every connection accepted from here on.
-    if os.read(go, 1) != b"g":
+    if not _go_ahead(go, owner):
         return
     os.close(go)
 
@@ -177,6 +182,21 @@ def _serve(
             )
     for thread in threads:
         thread.join()
+
+
+def _go_ahead(go: int, owner: int) -> bool:
+    """Whether the starting process (pid ``owner``) sent "go" on ``go``: ``False`` when
+    it closed the pipe or died. Its death is watched too: a process it forked meanwhile
+    (another container's, in a stack supervisor) may hold the pipe open long after."""
+    try:
+        pidfd = os.pidfd_open(owner)
+    except ProcessLookupError:
+        return False
+    try:
+        readable, _, _ = select.select([go, pidfd], [], [])
+        return go in readable and os.read(go, 1) == b"g"
+    finally:
+        os.close(pidfd)
 
 
 def _record_path(container: str) -> Path:
@@ -258,11 +278,12 @@ def start(
     if not pairs:
         return Forwarder(container, holder_pid, None, -1, [])
     go_r, go_w = os.pipe()
+    owner = os.getpid()
     try:
         keep = (*(s.fileno() for s, _ in pairs), go_r)
         starting = ns.spawn_daemon(
             f"ports-{container}",
-            lambda ready: _serve(holder_pid, container, pairs, go_r, ready),
+            lambda ready: _serve(holder_pid, container, pairs, go_r, owner, ready),
             keep,
         )
     except BaseException:

@@ -28,11 +28,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from envkit import settings
 from envkit.network.errors import NetworkError
 from envkit.store.locks import lock_for
+
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

@@ -316,3 +316,54 @@ def test_dead_holder_is_restarted_and_containers_reattached(net_env: Path) -> No
         with socket.create_connection(("127.0.0.1", mapping.host_port), timeout=5) as c:
             assert c.recv(100) == b"bird"
         assert bird.pid > 0
+
+
+def _port_free(port: int) -> bool:
+    try:
+        socket.create_server(("127.0.0.1", port)).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_early_forwarder_holds_clients_until_opened(net_env: Path) -> None:
+    from envkit.network import api, ports
+
+    network.create("early")
+    with server("svc", ["early"]):
+        reservation = api.reserve_ports(["0:7000"])
+        (mapping,) = reservation.mappings
+        forwarder = ports.start("svc", network.prepare(), reservation)
+        try:
+            client = socket.create_connection(("127.0.0.1", mapping.host_port), timeout=0.3)
+            with client, pytest.raises(TimeoutError):
+                client.recv(10)  # waits in the backlog: nothing relayed before open()
+            assert api.open_forwarder(forwarder) == [mapping]
+        except BaseException:
+            forwarder.cancel()
+            raise
+        with socket.create_connection(("127.0.0.1", mapping.host_port), timeout=5) as c:
+            assert c.recv(10) == b"svc"
+        assert network.published("svc") == [mapping]
+
+
+def test_unopened_forwarder_frees_its_ports(net_env: Path) -> None:
+    from envkit.network import api, ports
+
+    network.create("early")
+    holder = network.prepare()
+    with server("svc", ["early"]):
+        reservation = api.reserve_ports(["0:7000"])
+        port = reservation.mappings[0].host_port
+        ports.start("svc", holder, reservation).cancel()
+        assert _port_free(port)
+        # A starter that dies before opening it: the forwarder goes away by itself.
+        reservation = api.reserve_ports([f"{port}:7000"])
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            ports.start("svc", holder, reservation)
+            os._exit(0)
+        reservation.close()
+        os.waitpid(child, 0)
+        wait_for(lambda: _port_free(port), "the orphaned forwarder to exit")
+        assert network.published("svc") == []

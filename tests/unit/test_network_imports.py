@@ -1,4 +1,5 @@
-"""Commands that never touch a link must not pay for importing pyroute2 (~0.19 s)."""
+"""What importing the network costs: no pyroute2 anywhere (envkit.network.netlink speaks
+netlink), and nothing on a warm networked start that only the holder's set-up needs."""
 
 from __future__ import annotations
 
@@ -40,3 +41,35 @@ def test_planning_an_attachment_does_not_import_pyroute2(tmp_path: Path) -> None
         env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert done.stdout.strip() == "False"
+
+
+#: Loaded only where they are used: iptables rules (holder set-up), a dropped endpoint.
+NOT_ON_A_WARM_START = (
+    "pyroute2",
+    "subprocess",
+    "shutil",
+    "tempfile",
+    "logging",
+    "pickle",
+    "typing",
+)
+
+
+def test_planning_and_connecting_code_loads_nothing_it_does_not_use(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import envkit.network, envkit.network.attach, envkit.network.endpoints\n"
+        "from envkit.network.attach import Attachment\n"
+        "a = Attachment.plan('web', [], published=['0:80'])\n"
+        "assert a is not None\n"
+        "a.close_ports()\n"
+        f"print(sorted(m for m in {NOT_ON_A_WARM_START!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.stdout.strip() == "[]"
