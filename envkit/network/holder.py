@@ -79,9 +79,9 @@ def setup(holder_pid: int) -> None:
 
     One helper does all of it: each helper is a fork of the caller.
     """
-    # firewall (and the subprocess, shutil and tempfile it needs) is imported here, in
-    # the parent, only where rules change: a warm container start never loads it, and a
-    # forked helper must not import anything.
+    # firewall (and the shutil and tempfile it needs) is imported here, in the parent,
+    # only where rules change: a warm container start never loads it, and a forked
+    # helper must not import anything.
     from envkit.network import firewall
 
     networks = state.all_networks()

@@ -118,15 +118,18 @@ class Starting:
     Lets the caller do other work while the daemon starts on another core.
     """
 
-    def __init__(self, name: str, log: Path, status: int) -> None:
+    def __init__(self, name: str, log: Path, status: int, middle: int) -> None:
         self.name = name
         self._log = log
         self._status = status
+        self._middle = middle
 
     def wait(self) -> int:
         """The daemon's pid once it called ``ready()``; :class:`NetworkError` if it failed."""
         with os.fdopen(self._status, "rb") as inp:
             line = inp.readline().decode(errors="replace").strip()
+        with contextlib.suppress(ChildProcessError):  # reaped by a catch-all reaper
+            os.waitpid(self._middle, 0)
         if line.startswith("ok "):
             return int(line[3:])
         raise NetworkError(
@@ -166,8 +169,9 @@ def spawn_daemon(
             finally:
                 os._exit(1)
     os.close(w)
-    os.waitpid(first, 0)
-    return Starting(name, log, r)
+    # The middle child exits as soon as it forked the daemon; it is reaped in wait(), so
+    # that the caller goes on at once.
+    return Starting(name, log, r, first)
 
 
 def _detach(log: Path, keep: tuple[int, ...]) -> None:
