@@ -29,6 +29,7 @@ from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.progress import Progress
 from envkit.registry.transport import BodyError
+from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
 
@@ -63,13 +64,19 @@ def present(store: Store, desc: Descriptor) -> bool:
 
 
 def download(
-    client: RegistryClient, repo: str, desc: Descriptor, store: Store, progress: Progress
+    client: RegistryClient,
+    repo: str,
+    desc: Descriptor,
+    store: Store,
+    progress: Progress,
+    *,
+    sync_dir: bool = True,
 ) -> bool:
     """Make blob ``desc`` of ``repo`` present in ``store``; returns whether it was fetched.
 
-    The caller holds ``store.shared()`` and, once its downloads are done, syncs
-    ``store.blob_dir`` (one directory sync for many renames) before anything refers to
-    the blob.
+    The caller holds ``store.shared()``. ``sync_dir=False`` leaves the sync of
+    ``store.blob_dir`` after the rename to the caller (one sync for many downloads),
+    which must do it before anything refers to the blob.
     """
     if present(store, desc):
         progress.start(desc.digest, desc.size, "Already exists")
@@ -92,6 +99,8 @@ def download(
             ) from DigestMismatchError(f"{digest} != {desc.digest}")
         os.fsync(fh.fileno())
         os.replace(path, store.blob_path(desc.digest))
+        if sync_dir:
+            fsync_dir(store.blob_dir)
     progress.finish(desc.digest, "Pull complete")
     return True
 

@@ -164,14 +164,17 @@ def _download_all(
             progress.start(desc.digest, desc.size, "Already exists")
         else:
             missing.append(desc)
+
+    def download(desc: Descriptor) -> bool:
+        return blobs.download(client, repo, desc, store, progress, sync_dir=False)
+
     if len(missing) <= 1:
-        fetched = sum(blobs.download(client, repo, d, store, progress) for d in missing)
+        fetched = sum(download(d) for d in missing)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            jobs = [pool.submit(blobs.download, client, repo, d, store, progress) for d in missing]
-            fetched = sum(1 for job in jobs if job.result())
+            fetched = sum(pool.map(download, missing))
     if fetched:
         # One directory sync for every rename, before anything refers to the blobs.
         fsync_dir(store.blob_dir)

@@ -315,6 +315,12 @@ class HTTPTransport:
         for conn in idle:
             conn.close()
 
+    def __del__(self) -> None:
+        # A client dropped without close() (code written when clients held no
+        # connections) must not leave its sockets to the garbage collector.
+        if hasattr(self, "_idle"):
+            self.close()
+
 
 class _HTTPConnection(http.client.HTTPConnection):
     """The connect timeout while connecting (and the TLS handshake), the read timeout

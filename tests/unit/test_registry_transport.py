@@ -170,3 +170,12 @@ def test_proxies_from_the_environment_select_requests(monkeypatch: pytest.Monkey
     transport.close()
     monkeypatch.setenv("no_proxy", "registry.example")
     assert not proxied("https://registry.example:5000")
+
+
+def test_a_transport_dropped_without_close_closes_its_connections(server: _Server) -> None:
+    transport = HTTPTransport()
+    transport.send("GET", server.base + "/a", {}).read()
+    (conn,) = next(iter(transport._idle.values()))
+    assert conn.sock is not None
+    del transport
+    assert conn.sock is None  # closed, not left to a ResourceWarning
