@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from envkit.errors import RegistryError
-from envkit.registry.auth import Authenticator, parse_challenge
+from envkit.registry.auth import Authenticator, Challenge, parse_challenge
 from envkit.registry.credentials import Credentials, lookup
 from envkit.registry.endpoints import Endpoint, endpoint
 from envkit.registry.transport import (
@@ -62,6 +62,7 @@ class RegistryClient:
         self.backoff = backoff
         self._base: str | None = None
         self._base_lock = threading.Lock()
+        self._challenge: Challenge | None = None  # what the ping's 401 asked for
 
     def close(self) -> None:
         """Close the idle connections (of a transport this client made)."""
@@ -97,6 +98,8 @@ class RegistryClient:
                 errors[scheme] = exc
                 continue
             if resp.status_code in (200, 401):
+                if resp.status_code == 401:
+                    self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 resp.close()
                 return base
             errors[scheme] = self._error(resp, "", "ping")
@@ -159,6 +162,17 @@ class RegistryClient:
         url = self.url(path_or_url)
         sent = dict(headers or {})
         auth = self.auth.header(scope)
+        challenge = self._challenge
+        if (
+            auth is None
+            and scope
+            and challenge is not None
+            and challenge.scheme in ("bearer", "basic")
+            # The ping already said how to authenticate: answer before the request
+            # instead of after its 401 (one round trip less per scope).
+            and self.auth.answer(challenge, scope, self.tls)
+        ):
+            auth = self.auth.header(scope)
         if auth:
             sent["Authorization"] = auth
         resp = self._send_retried(method, url, sent, body)

@@ -113,3 +113,22 @@ def test_unreachable_registry_is_a_registry_error() -> None:
     with pytest.raises(RegistryError) as info:
         manifests.fetch(c, "a/b", "1")
     assert "nowhere.test" in str(info.value) and "cannot connect" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("auth", "creds"),
+    [
+        ("bearer", None),
+        ("bearer", Credentials("alice", SECRET)),
+        ("basic", Credentials("alice", SECRET)),
+    ],
+)
+def test_the_ping_challenge_is_answered_before_the_first_request(
+    auth: str, creds: Credentials | None
+) -> None:
+    reg = FakeRegistry(auth=auth, users={"alice": SECRET})
+    serve_image(reg, "team/app", "1", [b"layer"])
+    manifests.fetch(client(reg, creds), "team/app", "1")
+    registry_requests = [(m, path) for m, path, _ in reg.log]
+    # the ping, then the manifest once: no unauthenticated attempt answered with 401
+    assert registry_requests == [("GET", "/v2/"), ("GET", "/v2/team/app/manifests/1")]
