@@ -29,6 +29,8 @@ TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
 if TYPE_CHECKING:
     from typing import Any
 
+#: Seconds a forwarder waits for the container to accept a connection.
+CONNECT_TIMEOUT = 10.0
 PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
 
@@ -155,7 +157,7 @@ def _serve(
     def tcp_upstream(port: int) -> Callable[[socket.socket], socket.socket | None]:
         def connect(_client: socket.socket) -> socket.socket | None:
             ip = container_ip(container)
-            return socket.create_connection((ip, port), timeout=10) if ip else None
+            return socket.create_connection((ip, port), timeout=CONNECT_TIMEOUT) if ip else None
 
         return connect
 

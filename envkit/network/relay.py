@@ -70,6 +70,8 @@ def serve_tcp(
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             return
+        # A connect timeout bounds the connect only: an idle connection stays open.
+        upstream.settimeout(None)
         _tune(client)
         _tune(upstream)
         splice(client, upstream)

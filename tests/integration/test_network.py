@@ -367,3 +367,40 @@ def test_unopened_forwarder_frees_its_ports(net_env: Path) -> None:
         os.waitpid(child, 0)
         wait_for(lambda: _port_free(port), "the orphaned forwarder to exit")
         assert network.published("svc") == []
+
+
+# Accepts one connection on 7000, waits for argv[1] seconds of silence, then answers.
+SLOW = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7000))
+s.listen()
+while True:
+    c, _ = s.accept()
+    time.sleep(float(sys.argv[1]))
+    c.sendall(b"late answer")
+    c.close()
+"""
+
+
+def test_an_idle_published_connection_stays_open(
+    net_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connect timeout bounds the connect only, not the silences that follow."""
+    from envkit.network import ports
+
+    monkeypatch.setattr(ports, "CONNECT_TIMEOUT", 0.3)  # the forwarder is a fork of this
+    network.create("idle")
+    with Sandbox("slow", [PY, "-c", SLOW, "1.5"], ["idle"]):
+        (mapping,) = network.publish("slow", ["0:7000"])
+        received = b""
+        for _ in range(50):  # the server starts asynchronously: refused until it listens
+            try:
+                with socket.create_connection(("127.0.0.1", mapping.host_port), 10) as c:
+                    received = b"".join(iter(lambda: c.recv(100), b""))
+            except ConnectionResetError:
+                time.sleep(0.1)
+                continue
+            break
+        assert received == b"late answer"
