@@ -37,11 +37,13 @@ def write_upper_layer(
     stubs: Sequence[str] = (),
     epoch: int,
     compression: Compression,
+    level: int | None = None,
 ) -> LayerInfo:
     """Write the upper dir ``upper`` to ``out`` (an open file) as a layer.
 
     ``stubs`` are image paths (``/run/secrets/x``) to remove first when they are an
-    empty file or an empty directory, deepest first.
+    empty file or an empty directory, deepest first. ``level`` is the compression level
+    (``None``: the compressor's default).
     """
     out.flush()
     root_fd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -53,6 +55,7 @@ def write_upper_layer(
                 Path(f"/proc/self/fd/{root_fd}"),
                 sink,
                 compression=compression,
+                level=level,
                 source_date_epoch=epoch,
                 overlay_upper=True,
             )

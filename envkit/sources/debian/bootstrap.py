@@ -19,14 +19,12 @@ As debootstrap and mmdebstrap do:
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from envkit.oci.layer_writer import LayerInfo
 from envkit.sources.debian.deb import extract_data
 from envkit.sources.debian.errors import BootstrapError, DebFormatError
 from envkit.sources.debian.packages import Package
@@ -34,6 +32,9 @@ from envkit.sources.debian.userns import call_as_container_root
 
 #: Where the container sees the cached .debs (removed from the image afterwards).
 DEBS_MOUNT = "/var/cache/envkit-debs"
+#: The base layer stays gzip (what every registry client reads, older docker included),
+#: at level 1: on ~100 MB here 1.4 s instead of 4.0 s at the default 6, ~12% larger.
+GZIP_LEVEL = 1
 #: Merged /usr: these are symlinks into /usr on Debian 12 and later.
 MERGED_USR = {"amd64": ("bin", "sbin", "lib", "lib64")}
 ENV = {
@@ -257,13 +258,3 @@ def _second_stage(
             hint="a maintainer script failed; the output above names the package. Try "
             "without the package, or another suite",
         )
-
-
-def write_layer(rootfs: Path, out_dir: Path, epoch: int) -> tuple[Path, LayerInfo]:
-    """The bootstrapped root as a gzip layer file in ``out_dir`` and its description."""
-    from envkit.build.upper_layer import write_upper_layer
-
-    path = out_dir / f"layer-{secrets.token_hex(8)}.tar.gz"
-    with open(path, "w+b") as out:
-        info = write_upper_layer(rootfs, out, stubs=[DEBS_MOUNT], epoch=epoch, compression="gzip")
-    return path, info

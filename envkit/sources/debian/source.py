@@ -195,13 +195,18 @@ def _store_image(
         Manifest,
     )
     from envkit.runtime.config import DEFAULT_PATH
-    from envkit.sources.debian.bootstrap import DEBS_MOUNT
+    from envkit.sources.debian.bootstrap import DEBS_MOUNT, GZIP_LEVEL
     from envkit.store.atomic import TempFile
 
     with store.shared():
         with TempFile(store.tmp_dir, "layer") as tmp:
             info = write_upper_layer(
-                rootfs, tmp.file, stubs=[DEBS_MOUNT], epoch=epoch, compression="gzip"
+                rootfs,
+                tmp.file,
+                stubs=[DEBS_MOUNT],
+                epoch=epoch,
+                compression="gzip",
+                level=GZIP_LEVEL,
             )
             tmp.commit(store.blob_path(info.digest), replace=False)
         created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
