@@ -42,7 +42,9 @@ def _splice_all(src: socket.socket, dst: socket.socket) -> bool:
     try:
         with contextlib.suppress(OSError):
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, BUFFER)
-        flags = os.SPLICE_F_MOVE | os.SPLICE_F_MORE
+        # Not SPLICE_F_MORE: like MSG_MORE it corks the socket, holding back a last small
+        # segment (an HTTP answer) for up to 200 ms.
+        flags = os.SPLICE_F_MOVE
         source, target = src.fileno(), dst.fileno()
         try:
             n = os.splice(source, w, BUFFER, flags=flags)

@@ -47,3 +47,17 @@ def test_pump_copies_when_the_kernel_refuses_to_splice(monkeypatch: pytest.Monke
     monkeypatch.setattr(os, "splice", refuse)
     assert _through_pump() == PAYLOAD
     assert calls == [1]
+
+
+def test_pump_never_corks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPLICE_F_MORE corks the socket like MSG_MORE: a short answer would wait ~200 ms."""
+    flags: list[int] = []
+    real = os.splice
+
+    def spy(src: int, dst: int, count: int, offset_src: object = None, **kw: int) -> int:
+        flags.append(kw.get("flags", 0))
+        return real(src, dst, count, flags=kw.get("flags", 0))
+
+    monkeypatch.setattr(os, "splice", spy)
+    assert _through_pump() == PAYLOAD
+    assert flags and not any(f & os.SPLICE_F_MORE for f in flags)
