@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from tests import images
-from tests.benchmarks.common import Result, have, median_time, sh
+from tests.benchmarks.common import Result, envkit_command, have, median_time, sh
 from tests.integration.registry_server import RegistryServer, missing_tools
 
-RUNS = 3
+RUNS = 5
 LAYER_BYTES = 10 << 20
 LAYERS = 3
 
@@ -28,7 +27,7 @@ LAYERS = 3
 def _envkit(home: Path, *args: str) -> None:
     env = {**os.environ, "ENVKIT_HOME": str(home)}
     subprocess.run(
-        [sys.executable, "-m", "envkit", *args],
+        [*envkit_command(), *args],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
