@@ -21,6 +21,9 @@ The peer is podman (``--runtime runc``, private storage, the same busybox image
   published-port throughput is ``rootlessport``'s, and container to container goes over
   the bridge. The notes say which mode each figure comes from.
 
+Samples of envkit and podman are taken in turns (one start of each, then the next
+round), so that the drifting load of a shared host weighs on both alike.
+
 Throughput peers run the same Python sink and sender as envkit's sandboxes: a container
 of the host's root filesystem (``--rootfs /:O``, an overlay, nothing written to the host).
 """
@@ -28,18 +31,19 @@ of the host's root filesystem (``--rootfs /:O``, an overlay, nothing written to 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
 import pwd
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tests import images
@@ -143,39 +147,49 @@ def envkit_cli() -> list[str]:
     return [str(script)] if script.exists() else [PY, "-m", "envkit"]
 
 
-def first_answer(archive: Path, warm: bool) -> float:
-    """Median time from ``envkit run -d -p`` to the first HTTP answer (ENVKIT_HOME set)."""
-    cli = envkit_cli()
-    subprocess.run([*cli, "load", "-i", str(archive)], check=True, capture_output=True)
-    keeper = []
-    if warm:
-        keeper = ["--name", "keeper", "--network", "envkit", IMAGE, "sleep", "600"]
-        subprocess.run([*cli, "run", "-d", *keeper], check=True, capture_output=True)
-    names = iter(f"web{i}" for i in range(100))
-    current: list[str] = []
+class Envkit:
+    """``envkit run -d -p`` in a home of its own: ``warm`` keeps a networked container up,
+    so the holder and egress daemon are running before each start."""
 
-    def start() -> None:
-        name, port = next(names), free_port()
-        current[:] = [name]
-        argv = [*cli, "run", "-d", "--name", name, "-p", f"{port}:80", IMAGE, *HTTPD]
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        wait_http(port)
-
-    def stop() -> None:
-        if current:
-            subprocess.run([*cli, "rm", "-f", *current], check=True, capture_output=True)
-            current.clear()
-
-    try:
-        times = []
-        for _ in range(START_RUNS):
-            times.append(median_time(start, 1))
-            stop()
-        return sorted(times)[len(times) // 2]
-    finally:
-        stop()
+    def __init__(self, home: Path, archive: Path, warm: bool) -> None:
+        self.env = {**os.environ, "ENVKIT_HOME": str(home)}
+        self.warm = warm
+        self.names = (f"web{i}" for i in range(1000))
+        self.cli(["load", "-i", str(archive)])
         if warm:
-            subprocess.run([*cli, "rm", "-f", "keeper"], check=False, capture_output=True)
+            self.cli(
+                ["run", "-d", "--name", "keeper", "--network", "envkit", IMAGE, "sleep", "900"]
+            )
+
+    def cli(self, argv: Sequence[str]) -> None:
+        script = Path(sys.executable).parent / "envkit"
+        cmd = [str(script)] if script.exists() else [PY, "-m", "envkit"]
+        subprocess.run([*cmd, *argv], check=True, capture_output=True, env=self.env)
+
+    def first_answer(self) -> float:
+        """One start: seconds from ``envkit run -d -p`` to the first HTTP answer."""
+        name, port = next(self.names), free_port()
+        start = time.perf_counter()
+        self.cli(["run", "-d", "--name", name, "-p", f"{port}:80", IMAGE, *HTTPD])
+        wait_http(port)
+        elapsed = time.perf_counter() - start
+        self.cli(["rm", "-f", name])
+        return elapsed
+
+    def close(self) -> None:
+        if self.warm:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.cli(["rm", "-f", "keeper"])
+
+
+def interleaved(samplers: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
+    """The median of ``runs`` samples of each sampler, taken in turns: on a shared host the
+    load drifts, and it should weigh on every contender alike."""
+    samples: dict[str, list[float]] = {name: [] for name in samplers}
+    for _ in range(runs):
+        for name, sample in samplers.items():
+            samples[name].append(sample())
+    return {name: statistics.median(found) for name, found in samples.items()}
 
 
 class Podman:
@@ -234,23 +248,44 @@ class Podman:
         self.check(["load", "-i", str(self.work / "image.tar")])
 
     def first_answer(self, network: str) -> float:
-        """Median time from ``podman run -d -p`` to the first HTTP answer."""
-        times = []
-        for _ in range(START_RUNS):
-            port = free_port()
-            argv = ["run", "-d", "--rm", *self.limits, "--network", network]
-            argv += ["-p", f"127.0.0.1:{port}:80", IMAGE, *HTTPD]
-            start = time.perf_counter()
-            ident = self.check(argv)
-            wait_http(port)
-            times.append(time.perf_counter() - start)
-            self.run(["rm", "-f", "-t", "0", ident])
-        return sorted(times)[len(times) // 2]
+        """One start: seconds from ``podman run -d -p`` to the first HTTP answer."""
+        port = free_port()
+        argv = ["run", "-d", "--rm", *self.limits, "--network", network]
+        argv += ["-p", f"127.0.0.1:{port}:80", IMAGE, *HTTPD]
+        start = time.perf_counter()
+        ident = self.check(argv)
+        wait_http(port)
+        elapsed = time.perf_counter() - start
+        self.run(["rm", "-f", "-t", "0", ident])
+        return elapsed
 
     def python(self, name: str, network: str, argv: Sequence[str], *extra: str) -> str:
         """Start ``python3 ARGV`` detached in a container of the host's root filesystem."""
         run = ["run", "-d", "--name", name, *self.limits, "--network", network, *extra]
         return self.check([*run, "--rootfs", "/:O", "/usr/bin/python3", *argv])
+
+    @contextlib.contextmanager
+    def sink(self, name: str, network: str) -> Iterator[tuple[int, str]]:
+        """A :data:`SINK` container on ``network``: its published host port and address."""
+        port = free_port()
+        self.python(name, network, ["-c", SINK], "-p", f"127.0.0.1:{port}:9000")
+        try:
+            wait_port(port)
+            template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+            yield port, self.check(["inspect", "-f", template, name])
+        finally:
+            self.run(["rm", "-f", "-t", "0", name])
+
+    def between(self, tmp: Path, network: str, sink_ip: str) -> float:
+        """Seconds for one :data:`SIZE` transfer from a sender container to ``sink_ip``."""
+        out = tmp / "podman-between"
+        argv = ["-c", SENDER, str(out), sink_ip, str(SIZE), "1"]
+        self.python("sender", network, argv, "-v", f"{tmp}:{tmp}")
+        try:
+            self.check(["wait", "sender"], timeout=300)
+        finally:
+            self.run(["rm", "-f", "-t", "0", "sender"])
+        return float(out.read_text())
 
     def reset(self) -> None:
         self.run(["rm", "-a", "-f", "-t", "0"])
@@ -276,110 +311,45 @@ def _unmount_below(base: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-@dataclass
-class PeerFigures:
-    """podman's figures (``None``: not measured) and what each one is."""
-
-    first: float | None = None
-    published: float | None = None
-    between: float | None = None
-    first_note: str = ""
-    published_note: str = ""
-    between_note: str = ""
-
-
-def rootless_peer(tmp: Path, archive: Path) -> tuple[PeerFigures | None, str]:
-    """Rootless podman's figures, or ``None`` and why it cannot publish a port here."""
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(PODMAN_USER)
-        except KeyError:
-            return None, f"no user {PODMAN_USER} to run rootless podman as"
-    podman = Podman(tmp / "podman-rootless", archive, rootless=True)
-    try:
-        podman.load()
-        first = podman.first_answer("slirp4netns")
-        podman.check(["network", "create", "benchnet"])
-        published, between = throughput(podman, tmp, "benchnet", "benchnet")
-    except PeerError as exc:
-        return None, f"rootless podman -p failed: {exc}"
-    finally:
-        with contextlib.suppress(Exception):
-            podman.reset()
-    note = "rootless podman (slirp4netns, rootlessport)"
-    return PeerFigures(first, published, between, note, note, note + ", its user network"), ""
-
-
-def rootful_peer(tmp: Path, archive: Path) -> PeerFigures:
-    """podman as root: slirp4netns + rootlessport, and its netavark bridge."""
-    podman = Podman(tmp / "podman-root", archive, rootless=False)
-    try:
-        podman.load()
-        subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}.0/24"
-        podman.check(["network", "create", "--subnet", subnet, "benchnet"])
-        by_mode = {mode: podman.first_answer(mode) for mode in ("slirp4netns", "benchnet")}
-        published, _ = throughput(podman, tmp, "slirp4netns", None)
-        _, between = throughput(podman, tmp, "benchnet", "benchnet")
-    finally:
-        with contextlib.suppress(Exception):
-            podman.reset()
-    best = min(by_mode, key=lambda mode: by_mode[mode])
-    modes = {"slirp4netns": "slirp4netns + rootlessport", "benchnet": "netavark bridge + DNAT"}
-    others = ", ".join(f"{modes[m]} {by_mode[m] * 1000:.0f} ms" for m in by_mode)
-    return PeerFigures(
-        by_mode[best],
-        published,
-        between,
-        f"rootful podman, {modes[best]} (of {others})",
-        "rootful podman, slirp4netns + rootlessport (rootless podman's data path)",
-        "rootful podman, netavark bridge (veth -> bridge -> veth)",
-    )
-
-
-def throughput(
-    podman: Podman, tmp: Path, sink_net: str, sender_net: str | None
-) -> tuple[float | None, float | None]:
-    """Median seconds for :data:`SIZE` bytes through a published port of a podman sink,
-    and (with ``sender_net``) from a second container on that network."""
-    port = free_port()
-    podman.python("sink", sink_net, ["-c", SINK], "-p", f"127.0.0.1:{port}:9000")
-    try:
-        wait_port(port)
-        published = median_time(lambda: send(port), RUNS)
-        between = None
-        if sender_net is not None:
-            sink_ip = podman.check(
-                [
-                    "inspect",
-                    "-f",
-                    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                    "sink",
-                ]
-            )
-            out = tmp / "podman-between"
-            argv = ["-c", SENDER, str(out), sink_ip, str(SIZE), str(RUNS)]
-            podman.python("sender", sender_net, argv, "-v", f"{tmp}:{tmp}")
-            podman.check(["wait", "sender"], timeout=300)
-            podman.run(["rm", "-f", "-t", "0", "sender"])
-            between = float(out.read_text())
-    finally:
-        podman.run(["rm", "-f", "-t", "0", "sink"])
-    return published, between
-
-
-def podman_peer(tmp: Path, archive: Path) -> PeerFigures:
-    """The best podman figures this host allows (see the module's docstring)."""
+def choose_podman(tmp: Path, archive: Path) -> tuple[Podman | None, str]:
+    """The podman that can publish a port here: rootless if it can, else (as root)
+    rootful; or ``None`` and why not. The reason rootless failed is kept for the notes."""
     if shutil.which("podman") is None:
-        why = "podman not installed"
-        return PeerFigures(first_note=why, published_note=why, between_note=why)
-    rootless, why = rootless_peer(tmp, archive)
-    if rootless is not None:
-        return rootless
+        return None, "podman not installed"
+    why = ""
+    try:
+        if os.geteuid() == 0:
+            pwd.getpwnam(PODMAN_USER)
+        rootless = Podman(tmp / "podman-rootless", archive, rootless=True)
+        try:
+            rootless.load()
+            rootless.first_answer("slirp4netns")
+            rootless.check(["network", "create", "benchnet"])
+            return rootless, ""
+        except PeerError as exc:
+            why = f"rootless podman -p failed: {exc}"
+            with contextlib.suppress(Exception):
+                rootless.reset()
+    except KeyError:
+        why = f"no user {PODMAN_USER} to run rootless podman as"
     if os.geteuid() != 0:
-        return PeerFigures(first_note=why, published_note=why, between_note=why)
-    figures = rootful_peer(tmp, archive)
-    figures.first_note += f"; {why}"
-    return figures
+        return None, why
+    rootful = Podman(tmp / "podman-root", archive, rootless=False)
+    rootful.load()
+    subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}.0/24"
+    rootful.check(["network", "create", "--subnet", subnet, "benchnet"])
+    return rootful, why
+
+
+#: What each podman network mode is, for the notes: rootful, then rootless.
+MODES = {
+    "slirp4netns": "slirp4netns + rootlessport (rootless podman's data path)",
+    "benchnet": "netavark bridge + iptables DNAT",
+}
+ROOTLESS_MODES = {
+    "slirp4netns": "slirp4netns + rootlessport",
+    "benchnet": "its user network (bridge in its rootless netns, rootlessport)",
+}
 
 
 def mib_s(seconds: float) -> str:
@@ -391,59 +361,100 @@ def main() -> list[Result]:
     from envkit.network.sandbox import Sandbox
 
     saved_home = os.environ.get("ENVKIT_HOME")
-    with tempfile.TemporaryDirectory(prefix="envkit-bench-net-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-net-") as tmp_name:
+        tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
-        archive = Path(tmp) / "busybox.tar"
+        archive = tmp / "busybox.tar"
         images.build_archive(archive, [images.busybox_layer()], ref=IMAGE)
-        peer = podman_peer(Path(tmp), archive)
-        os.environ["ENVKIT_HOME"] = str(Path(tmp) / "home")
+        podman, why = choose_podman(tmp, archive)
+        kind = "" if podman is None else "rootless" if podman.rootless else "rootful"
+        cold = Envkit(tmp / "cold", archive, warm=False)
+        warm = Envkit(tmp / "warm", archive, warm=True)
+        os.environ["ENVKIT_HOME"] = str(tmp / "home")
         try:
-            cold = first_answer(archive, warm=False)
-            warm = first_answer(archive, warm=True)
+            samplers = {"cold": cold.first_answer, "warm": warm.first_answer}
+            if podman is not None:
+                for mode in MODES:
+                    samplers[mode] = functools.partial(podman.first_answer, mode)
+            starts = interleaved(samplers, START_RUNS)
             network.create("bench")
-            with Sandbox("sink", [PY, "-c", SINK], ["bench"]):
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(Sandbox("sink", [PY, "-c", SINK], ["bench"]))
                 (mapping,) = network.publish("sink", ["0:9000"])
                 wait_port(mapping.host_port)
-                published = median_time(lambda: send(mapping.host_port), RUNS)
-                out = Path(tmp) / "between"
-                argv = [PY, "-c", SENDER, str(out), "sink", str(SIZE), str(RUNS)]
-                with Sandbox("sender", argv, ["bench"]) as sender:
-                    os.waitpid(sender.pid, 0)
-                between = float(out.read_text())
+                out = tmp / "between"
+
+                def envkit_between() -> float:
+                    argv = [PY, "-c", SENDER, str(out), "sink", str(SIZE), "1"]
+                    with Sandbox("sender", argv, ["bench"]) as sender:
+                        os.waitpid(sender.pid, 0)
+                    return float(out.read_text())
+
+                bulk = {
+                    "published": lambda: median_time(lambda: send(mapping.host_port), 1),
+                    "between": envkit_between,
+                }
+                if podman is not None:
+                    # Published: rootlessport's path; between: the bridge (rootless podman
+                    # has both on one slirp4netns network of its own).
+                    port, _ = stack.enter_context(podman.sink("sink-p", "slirp4netns"))
+                    _, ip = stack.enter_context(podman.sink("sink-b", "benchnet"))
+                    bulk["podman published"] = lambda: median_time(lambda: send(port), 1)
+                    bulk["podman between"] = lambda: podman.between(tmp, "benchnet", ip)
+                rates = interleaved(bulk, RUNS)
         finally:
             network.teardown()
+            for home in (cold, warm):
+                home.close()
+            if podman is not None:
+                with contextlib.suppress(Exception):
+                    podman.reset()
             if saved_home is None:
                 os.environ.pop("ENVKIT_HOME", None)
             else:
                 os.environ["ENVKIT_HOME"] = saved_home
+    peer_first = peer_note = published_note = between_note = ""
+    peer_s: float | None = None
+    if podman is not None:
+        modes = ROOTLESS_MODES if podman.rootless else MODES
+        best = min(modes, key=lambda mode: starts[mode])
+        peer_s = starts[best]
+        others = ", ".join(f"{m} {starts[m] * 1000:.0f} ms" for m in modes)
+        peer_first = f"{kind} podman, {modes[best]} (of: {others})"
+        published_note = f"{kind} podman, {modes['slirp4netns']}"
+        bridge = "its user network" if podman.rootless else "netavark bridge"
+        between_note = f"{kind} podman, {bridge} (veth -> bridge -> veth)"
+    peer_note = "; ".join(n for n in (peer_first, why) if n) or "none"
     return [
         Result(
             "network: run -d -p to first HTTP answer",
-            cold,
+            starts["cold"],
             peer="podman",
-            peer_s=peer.first,
-            note=f"cold: holder and egress daemon start too; peer: {peer.first_note}",
+            peer_s=peer_s,
+            note=f"cold: holder and egress daemon start too; peer: {peer_note}",
         ),
         Result(
             "network: run -d -p to first HTTP, warm",
-            warm,
+            starts["warm"],
             peer="podman",
-            peer_s=peer.first,
-            note="another container keeps the holder up; peer as above",
+            peer_s=peer_s,
+            note="another container keeps the holder up; peer as above; samples interleaved",
         ),
         Result(
             "network: TCP bulk via published port",
-            published,
+            rates["published"],
             peer="podman",
-            peer_s=peer.published,
-            note=f"{mib_s(published)}; peer: {_rate(peer.published)}{peer.published_note}",
+            peer_s=rates.get("podman published"),
+            note=f"{mib_s(rates['published'])}; peer: "
+            f"{_rate(rates.get('podman published'))}{published_note or why}",
         ),
         Result(
             "network: TCP bulk between two containers",
-            between,
+            rates["between"],
             peer="podman",
-            peer_s=peer.between,
-            note=f"{mib_s(between)}; peer: {_rate(peer.between)}{peer.between_note}",
+            peer_s=rates.get("podman between"),
+            note=f"{mib_s(rates['between'])}; peer: "
+            f"{_rate(rates.get('podman between'))}{between_note or why}",
         ),
     ]
 
