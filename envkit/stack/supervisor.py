@@ -9,7 +9,8 @@ running; ``down`` or the next ``up`` removes what it left on disk
 
 Each container is started by a thread of its own, which then waits for it: the runtime
 ties a container's life to the thread that forked it, so that thread lives exactly as
-long as the container, and services whose dependencies are ready start side by side.
+long as the container. Services whose dependencies are ready are started side by side,
+but the runtime's part of each start (fork, id maps, network attach) one at a time.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class DependencyError(RuntimeError_):
 
 @dataclass
 class _Job:
-    """Work a control request hands to the main thread (only it starts containers)."""
+    """Work a control request hands to the main thread (which orders starts and stops)."""
 
     run: Callable[[], dict[str, object]]
     done: threading.Event = field(default_factory=threading.Event)
@@ -141,6 +142,11 @@ class Supervisor:
         #: Held while a start attaches, seeds and chowns volumes and secrets (two
         #: services may share a named volume that is seeded on first use).
         self._files_lock = threading.Lock()
+        #: Held around the runtime's part of a start. Its monitor process never execs,
+        #: so it keeps every fd it inherits: forked while another start has its pipes
+        #: open, it would hold their write ends, and that start would wait forever for
+        #: the end of file it reads up to.
+        self._spawn_lock = threading.Lock()
         self._started_any = False
         self._created_volumes: list[str] = []
         self._created_networks: list[str] = []
@@ -382,7 +388,8 @@ class Supervisor:
             log_path = self.state.log_path(name)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at = runtime_logs.timestamp()
-            container, out_r, err_r = self._run(name, image, mounts)
+            with self._spawn_lock:
+                container, out_r, err_r = self._run(name, image, mounts)
         except BaseException:
             with self._files_lock:
                 volumes.detach(attached)

@@ -17,9 +17,10 @@ from envkit import Service, Stack
 from envkit.errors import EnvkitError
 from envkit.plugins import hookimpl
 from envkit.plugins.manager import PluginManager, reset_manager
+from envkit.stack import state as ss
 from envkit.stack import up_foreground
 from tests.integration import test_stack
-from tests.integration.test_stack import BUSYBOX, leftovers
+from tests.integration.test_stack import BUSYBOX, cli, leftovers
 
 # test_stack's fixtures: a home with the test busybox loaded, checked for leftovers.
 loaded_home = test_stack.loaded_home
@@ -97,4 +98,27 @@ def test_a_start_failing_beside_others_leaves_nothing(home: Path) -> None:
         )
         with pytest.raises(EnvkitError, match="in use"):
             Stack("halfway", services=[base, fine, clash]).up()
+    assert leftovers(home) == []
+
+
+def test_many_siblings_start_and_stop_again_and_again(home: Path, tmp_path: Path) -> None:
+    # Side-by-side starts once left a container's monitor holding the pipe of a sibling's
+    # start (a fork in one thread inherits the fds another thread just made), and that
+    # start hung: this used to hang within a few rounds.
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Service, Stack\n"
+        "base = Service('base', image='busybox:1', command=['sleep', '600'])\n"
+        "kids = [Service(f'kid{i}', image='busybox:1', command=['sleep', '600'],\n"
+        "                depends_on=[base]) for i in range(4)]\n"
+        "stack = Stack('crowd', services=[base, *kids])\n"
+    )
+    for _ in range(4):
+        up = cli(home, ["up", "-d"], cwd=tmp_path, timeout=90)
+        assert up.returncode == 0, up.stderr
+        record = ss.require("crowd")
+        assert {n: s.status for n, s in record.services.items()} == {
+            n: "running" for n in ["base", "kid0", "kid1", "kid2", "kid3"]
+        }
+        gone = cli(home, ["down"], cwd=tmp_path, timeout=90)
+        assert gone.returncode == 0, gone.stderr
     assert leftovers(home) == []
