@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError
-from envkit.runtime.config import BindMount
-from envkit.spec import Secret, Stack
+
+if TYPE_CHECKING:
+    # Annotations only: `down` removes secret dirs without loading the spec objects.
+    from envkit.runtime.config import BindMount
+    from envkit.spec import Secret, Stack
 
 MOUNT_DIR = "/run/secrets"
 
 
 def private_dir(stack: str) -> Path:
     """A new 0700 dir for the secret files of ``stack``."""
+    import tempfile
+
     for base in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir()):
         if base and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
             return Path(tempfile.mkdtemp(prefix=f"envkit-secrets-{stack}-", dir=base))
@@ -61,6 +66,8 @@ def _write(path: Path, value: bytes) -> None:
 
 def mounts(secrets: tuple[Secret, ...], directory: Path) -> list[BindMount]:
     """Read-only bind mounts of a service's secret files at /run/secrets/<name>."""
+    from envkit.runtime.config import BindMount
+
     return [
         BindMount(str(directory / s.name), f"{MOUNT_DIR}/{s.name}", readonly=True) for s in secrets
     ]

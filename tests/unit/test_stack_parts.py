@@ -117,3 +117,22 @@ def test_logs_are_prefixed_per_service(envkit_home: Path) -> None:
     assert out.getvalue() == "db  | ready\nweb | one\nweb | two\n"
     assert logs.tail(top / "web", 1) == ["two"]
     assert logs.service_text("shop", "web") == "one\ntwo"
+
+
+def test_down_of_a_stack_by_name_loads_no_spec_objects(envkit_home: Path) -> None:
+    # `envkit down` / `envkit stack ps` find the stack in its state files: importing the
+    # spec (dataclasses, validators, the image model) would only slow them down.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from envkit.stack import api, cleanup, control, secrets\n"
+        "from envkit.stack import state\n"
+        "assert not api.down('nothing-here')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('envkit.spec'))\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
