@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from envkit.errors import NetworkError
 from envkit.network import api, endpoints, names, networks, ports, state
@@ -67,21 +66,30 @@ def ensure_network(name: str) -> None:
     networks.get(name)
 
 
-@dataclass
 class Attachment:
     """Container ``container`` on ``networks`` (the first gives the default route)."""
 
-    container: str
-    networks: tuple[str, ...]
-    aliases: tuple[str, ...] = ()
-    reservation: ports.Reservation | None = None
-    #: The ports as published, once connected (port 0 resolved).
-    published: list[PortMapping] = field(default_factory=list)
-    _connected: list[str] = field(default_factory=list)
-    #: The holder lease taken by :meth:`userns`, dropped by :meth:`release`.
-    _lease: str | None = None
-    #: The holder's pid as :meth:`userns` found it.
-    _holder: int | None = None
+    def __init__(
+        self,
+        container: str,
+        networks: tuple[str, ...],
+        aliases: tuple[str, ...] = (),
+        reservation: ports.Reservation | None = None,
+    ) -> None:
+        self.container = container
+        self.networks = networks
+        self.aliases = aliases
+        self.reservation = reservation
+        #: The ports as published, once connected (port 0 resolved).
+        self.published: list[PortMapping] = []
+        self._connected: list[str] = []
+        #: The holder lease taken by :meth:`userns`, dropped by :meth:`release`.
+        self._lease: str | None = None
+        #: The holder's pid as :meth:`userns` found it.
+        self._holder: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Attachment({self.container!r}, networks={self.networks!r})"
 
     @classmethod
     def plan(

@@ -94,7 +94,7 @@ def connect(
         )
         _attach(d.holder.pid, ep, default=not mine)
         state.save_endpoint(ep)
-        state.save_network(net.__class__(**{**net.to_json(), "last_ip": ip}))
+        state.save_network(net.with_last_ip(ip))
         names.refresh(_neighbours(network, container))
         return ep
 

@@ -19,7 +19,6 @@ import re
 import select
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from envkit.network import ns, relay, state
@@ -34,14 +33,20 @@ CONNECT_TIMEOUT = 10.0
 PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(state.Value):
     """``host_ip:host_port`` on the host to ``container_port`` of the container."""
 
+    __slots__ = ()
+    FIELDS = ("host_port", "container_port", "protocol", "host_ip")
     host_port: int
     container_port: int
-    protocol: str = "tcp"
-    host_ip: str = "127.0.0.1"
+    protocol: str
+    host_ip: str
+
+    def __new__(
+        cls, host_port: int, container_port: int, protocol: str = "tcp", host_ip: str = "127.0.0.1"
+    ) -> PortMapping:
+        return tuple.__new__(cls, (host_port, container_port, protocol, host_ip))
 
     @classmethod
     def parse(cls, text: str) -> PortMapping:
@@ -96,7 +101,9 @@ def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
                 hint="use a host port >= 1024 (or lower net.ipv4.ip_unprivileged_port_start)",
             ) from None
         raise NetworkError(f"cannot publish {mapping}: {where}: {exc.strerror}") from None
-    return sock, replace(mapping, host_port=sock.getsockname()[1])
+    port = sock.getsockname()[1]
+    bound = PortMapping(port, mapping.container_port, mapping.protocol, mapping.host_ip)
+    return sock, bound
 
 
 class Reservation:
@@ -250,7 +257,7 @@ class Forwarder:
             raise
         os.close(self._go)
         self._starting = None
-        entry = {**asdict(proc), "ports": [asdict(m) for m in self.bound]}
+        entry = {**proc.to_json(), "ports": [m.to_json() for m in self.bound]}
         records_now = records(self.container)
         state.write_json(_record_path(self.container), {"forwarders": [*records_now, entry]})
         return self.bound

@@ -26,7 +26,7 @@ import select
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from operator import itemgetter
 from pathlib import Path
 
 from envkit import settings
@@ -94,12 +94,42 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-@dataclass(frozen=True)
-class Proc:
+class Value(tuple[object, ...]):
+    """An immutable record: a tuple underneath (equal, hashable), fields by name.
+
+    Subclasses list their field names in ``FIELDS`` (the properties are made from it)
+    and construct themselves in ``__new__``. Not dataclasses: importing
+    :mod:`dataclasses` costs ~9 ms, on the path of every networked container start.
+    """
+
+    __slots__ = ()
+    FIELDS: tuple[str, ...] = ()
+
+    def __init_subclass__(cls) -> None:
+        for index, name in enumerate(cls.FIELDS):
+            setattr(cls, name, property(itemgetter(index)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields by name."""
+        return dict(zip(self.FIELDS, self, strict=True))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self.FIELDS, self, strict=True)
+        )
+        return f"{type(self).__name__}({inner})"
+
+
+class Proc(Value):
     """A process we started, named by pid and start time."""
 
+    __slots__ = ()
+    FIELDS = ("pid", "start")
     pid: int
     start: int
+
+    def __new__(cls, pid: int, start: int) -> Proc:
+        return tuple.__new__(cls, (pid, start))
 
     @classmethod
     def of(cls, pid: int) -> Proc:
@@ -134,43 +164,92 @@ class Proc:
             os.close(fd)
 
 
-@dataclass(frozen=True)
-class NetworkInfo:
-    """One user network as stored on disk (what ``network inspect`` shows)."""
+class NetworkInfo(Value):
+    """One user network as stored on disk (what ``network inspect`` shows).
 
+    ``host_loopback``: containers reach the host's 127.0.0.1 at :data:`HOST_LOOPBACK`
+    (pasta's ``--map-host-loopback``); off by default.
+    """
+
+    __slots__ = ()
+    FIELDS = ("name", "subnet", "gateway", "bridge", "internal", "host_loopback", "last_ip")
     name: str
     subnet: str
     gateway: str
     bridge: str
-    internal: bool = False
-    #: Containers reach the host's 127.0.0.1 at :data:`HOST_LOOPBACK` (pasta's
-    #: ``--map-host-loopback``); off by default.
-    host_loopback: bool = False
-    last_ip: str = ""
+    internal: bool
+    host_loopback: bool
+    last_ip: str
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def __new__(
+        cls,
+        name: str,
+        subnet: str,
+        gateway: str,
+        bridge: str,
+        internal: bool = False,
+        host_loopback: bool = False,
+        last_ip: str = "",
+    ) -> NetworkInfo:
+        return tuple.__new__(cls, (name, subnet, gateway, bridge, internal, host_loopback, last_ip))
+
+    def with_last_ip(self, ip: str) -> NetworkInfo:
+        """This network with ``ip`` as the last address handed out."""
+        return NetworkInfo(**{**self.to_json(), "last_ip": ip})
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One container attached to one network."""
+class Endpoint(Value):
+    """One container attached to one network.
 
+    The container side is a ``pid`` (with its start time) or a ``netns`` path with its
+    inode.
+    """
+
+    __slots__ = ()
+    FIELDS = (
+        "network",
+        "container",
+        "ip",
+        "ifname",
+        "veth",
+        "aliases",
+        "pid",
+        "pid_start",
+        "netns",
+        "netns_ino",
+        "order",
+    )
     network: str
     container: str
     ip: str
     ifname: str
     veth: str
-    aliases: tuple[str, ...] = ()
-    #: The container side: a pid (with start time) or a netns path with its inode.
-    pid: int = 0
-    pid_start: int = 0
-    netns: str = ""
-    netns_ino: int = 0
-    order: int = 0
+    aliases: tuple[str, ...]
+    pid: int
+    pid_start: int
+    netns: str
+    netns_ino: int
+    order: int
+
+    def __new__(
+        cls,
+        network: str,
+        container: str,
+        ip: str,
+        ifname: str,
+        veth: str,
+        aliases: tuple[str, ...] = (),
+        pid: int = 0,
+        pid_start: int = 0,
+        netns: str = "",
+        netns_ino: int = 0,
+        order: int = 0,
+    ) -> Endpoint:
+        fields = (network, container, ip, ifname, veth, tuple(aliases))
+        return tuple.__new__(cls, (*fields, pid, pid_start, netns, netns_ino, order))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().to_json()
         data["aliases"] = list(self.aliases)
         return data
 
@@ -244,12 +323,16 @@ def drop_endpoint(ep: Endpoint) -> None:
     endpoint_path(ep.network, ep.container).unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class Daemons:
+class Daemons(Value):
     """The holder and the egress daemon of one ``$ENVKIT_HOME``."""
 
+    __slots__ = ()
+    FIELDS = ("holder", "egress")
     holder: Proc
-    egress: Proc | None = None
+    egress: Proc | None
+
+    def __new__(cls, holder: Proc, egress: Proc | None = None) -> Daemons:
+        return tuple.__new__(cls, (holder, egress))
 
 
 def holder_path() -> Path:
@@ -267,5 +350,5 @@ def load_daemons() -> Daemons | None:
 def save_daemons(d: Daemons) -> None:
     write_json(
         holder_path(),
-        {"holder": asdict(d.holder), "egress": asdict(d.egress) if d.egress else None},
+        {"holder": d.holder.to_json(), "egress": d.egress.to_json() if d.egress else None},
     )

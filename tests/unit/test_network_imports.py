@@ -52,6 +52,7 @@ NOT_ON_A_WARM_START = (
     "logging",
     "pickle",
     "typing",
+    "dataclasses",
 )
 
 

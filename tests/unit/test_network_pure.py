@@ -113,3 +113,24 @@ def test_port_mappings_parse_like_docker() -> None:
     for bad in ("80", "a:80", "8080:0", "70000:80", "8080:80/sctp", "1.2.3:80:80"):
         with pytest.raises(NetworkError):
             PortMapping.parse(bad)
+
+
+def test_records_are_immutable_values_that_round_trip_through_json() -> None:
+    ep = Endpoint("n", "c", "10.89.0.2", "eth0", "vek1", ("web",), pid=7, pid_start=9)
+    assert Endpoint.from_json(ep.to_json()) == ep
+    assert ep.to_json()["aliases"] == ["web"]
+    assert hash(ep) == hash(Endpoint.from_json(ep.to_json()))
+    mapping = PortMapping(8080, 80)
+    assert mapping.to_json() == {
+        "host_port": 8080,
+        "container_port": 80,
+        "protocol": "tcp",
+        "host_ip": "127.0.0.1",
+    }
+    assert PortMapping(**mapping.to_json()) == mapping
+    assert repr(mapping) == (
+        "PortMapping(host_port=8080, container_port=80, protocol='tcp', host_ip='127.0.0.1')"
+    )
+    assert A.with_last_ip("10.89.0.9").last_ip == "10.89.0.9" and A.last_ip == ""
+    with pytest.raises(AttributeError):
+        mapping.host_port = 1  # type: ignore[misc]
