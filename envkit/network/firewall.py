@@ -13,7 +13,6 @@ disk each time they change: there is no incremental state to get wrong after a c
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 
@@ -22,11 +21,6 @@ from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 RESTORE = "iptables-legacy-restore"
-
-
-def available() -> bool:
-    """Whether the egress rules can be installed (iptables-legacy is installed)."""
-    return shutil.which(RESTORE) is not None
 
 
 def lock_file() -> str:
@@ -62,8 +56,9 @@ def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -
     return "\n".join(lines) + "\n"
 
 
-def apply(text: str, lock: str) -> None:
-    """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces).
+def apply(text: str, lock: str) -> bool:
+    """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces);
+    ``False`` when it is not installed (no rules: containers get no egress).
 
     Through posix_spawn rather than subprocess: that costs milliseconds to import on
     the holder's start, and a forked helper must not import anything.
@@ -85,6 +80,8 @@ def apply(text: str, lock: str) -> None:
     except OSError as exc:
         for fd in (in_w, err_r):
             os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            return False
         raise NetworkError(f"cannot run {RESTORE}: {exc.strerror}") from None
     finally:
         os.close(in_r)
@@ -97,3 +94,4 @@ def apply(text: str, lock: str) -> None:
     _, status = os.waitpid(child, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise NetworkError(f"{RESTORE} failed: {message}")
+    return True

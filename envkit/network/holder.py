@@ -79,7 +79,7 @@ def setup(holder_pid: int) -> None:
 
     One helper does all of it: each helper is a fork of the caller.
     """
-    # firewall (and the shutil and tempfile it needs) is imported here, in the parent,
+    # firewall (and the tempfile it needs) is imported here, in the parent,
     # only where rules change: a warm container start never loads it, and a forked
     # helper must not import anything.
     from envkit.network import firewall
@@ -88,30 +88,27 @@ def setup(holder_pid: int) -> None:
     bridges = [
         (net.bridge, net.gateway, ipaddress.ip_network(net.subnet).prefixlen) for net in networks
     ]
-    rules = firewall.rules(networks, egress.HOST_LOOPBACK) if firewall.available() else None
+    rules = firewall.rules(networks, egress.HOST_LOOPBACK)
     lock = firewall.lock_file()
     ns.in_holder(holder_pid, _set_up_inside, bridges, rules, lock, firewall.apply)
 
 
 def _set_up_inside(
     bridges: list[tuple[str, str, int]],
-    rules: str | None,
+    rules: str,
     lock: str,
-    apply: Callable[[str, str], None],
+    apply: Callable[[str, str], bool],
 ) -> None:  # pragma: no cover - runs in a helper inside the holder
     links.init_holder()
     for name, gateway, prefixlen in bridges:
         links.ensure_bridge(name, gateway, prefixlen)
-    if rules is not None:
-        apply(rules, lock)
+    apply(rules, lock)  # without iptables-legacy-restore: no rules, no egress
 
 
 def sync_firewall(holder_pid: int) -> None:
     """Rewrite the holder's iptables rules from the networks on disk."""
     from envkit.network import firewall
 
-    if not firewall.available():
-        return
     text = firewall.rules(state.all_networks(), egress.HOST_LOOPBACK)
     ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
 
