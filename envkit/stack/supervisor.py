@@ -80,6 +80,9 @@ class _Instance:
     mounted: list[volumes.Attached] = field(default_factory=list)
     #: Set once plugins heard that it started.
     announced: threading.Event = field(default_factory=threading.Event)
+    #: Being stopped for good: its keeper removes it as soon as it is gone.
+    discarded: bool = False
+    removed: bool = False
 
 
 @dataclass
@@ -352,6 +355,10 @@ class Supervisor:
             pass
         code = container.wait()
         volumes.detach(instance.mounted)
+        with self._lock:
+            discarded = instance.discarded
+        if discarded:
+            self._remove(instance)  # here, beside the other keepers, not one by one later
         notify.service_stopped(self.stack.name, name, code)
         self._events.put(lambda: self._on_exit(name, instance, code))
 
@@ -502,8 +509,9 @@ class Supervisor:
                 launch.done.wait()  # a container being started is stopped once it runs
         with self._lock:
             instances = [(n, s.instance) for n in names if (s := self._services[n]).instance]
-            for name, _ in instances:
+            for name, instance in instances:
                 self._services[name].restart_at = None
+                instance.discarded = True
         for _, instance in instances:
             if not instance.exited:
                 _signal(instance, signal.SIGTERM)
@@ -515,7 +523,15 @@ class Supervisor:
                 instance.keeper.join()
         for _, instance in instances:
             instance.pump.join(5)
-            _remove_container(instance)
+            self._remove(instance)
+
+    def _remove(self, instance: _Instance) -> None:
+        """Remove ``instance``'s container (once)."""
+        with self._lock:
+            if instance.removed:
+                return
+            instance.removed = True
+        _remove_container(instance)
 
     def _has_check(self, name: str) -> bool:
         check = self._services[name].spec.healthcheck
@@ -570,7 +586,7 @@ class Supervisor:
         old = svc.instance
         if old is not None:
             old.pump.join(5)
-            _remove_container(old)
+            self._remove(old)
         launch = self._launch(name)
         launch.done.wait()
         if isinstance(launch.error, EnvkitError):
