@@ -385,7 +385,9 @@ class Supervisor:
             )
         try:
             mounts = volumes.runtime_mounts(stack, spec.volumes, attached)
-            with self._files_lock:
+            # Seeding and chowning may fork (as root of a user namespace): with the
+            # spawn lock, like every fork a start makes.
+            with self._files_lock, self._spawn_lock:
                 volumes.seed(attached, layers)
                 volumes.hand_to(attached, uid, gid)
                 if spec.secrets:

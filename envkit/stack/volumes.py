@@ -184,9 +184,20 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
                 continue
             host = maps.to_host_uid(uid), maps.to_host_gid(gid)
             if os.stat(path).st_uid != host[0]:
-                os.chown(path, *host)
+                try:
+                    os.chown(path, *host)
+                except PermissionError:
+                    _chown_as_container_root(path, uid, gid)
         except (OSError, EnvkitError):
-            continue  # an unprivileged caller may not chown: container root still owns it
+            continue  # the id is not mapped: container root keeps it
+
+
+def _chown_as_container_root(path: Path, uid: int, gid: int) -> None:
+    """Chown ``path`` to container ids ``uid:gid`` from inside a user namespace mapped
+    as the containers' are: how an unprivileged caller hands a dir to a subordinate id."""
+    from envkit.runtime.as_root import call_as_container_root
+
+    call_as_container_root(lambda: os.chown(path, uid, gid))
 
 
 def remove(volumes: list[tuple[str, str]]) -> list[str]:
@@ -197,7 +208,17 @@ def remove(volumes: list[tuple[str, str]]) -> list[str]:
     removed = []
     for backend_name, name in volumes:
         try:
-            get_manager().volume_backend(backend_name).remove(name)
+            backend = get_manager().volume_backend(backend_name)
+            try:
+                backend.remove(name)
+            except PermissionError:
+                # What a container user wrote belongs to a subordinate id, which only
+                # the root of a user namespace mapping it may delete (unprivileged).
+                from functools import partial
+
+                from envkit.runtime.as_root import call_as_container_root
+
+                call_as_container_root(partial(backend.remove, name))
         except EnvkitError:
             continue
         removed.append(name)

@@ -187,6 +187,21 @@ def test_volume_persists_across_down_and_up_until_down_v(home: Path) -> None:
     assert "vols_data" not in cli(home, ["volume", "ls", "-q"]).stdout.split()
 
 
+def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
+    # As an unprivileged caller too: the dir is handed to the container user's
+    # subordinate id from inside a user namespace (a plain chown is refused there).
+    data = Volume("owned")
+    writer = Service(
+        "writer", image=BUSYBOX, user="nobody", command=["sleep", "600"], volumes={data: "/data"}
+    )
+    stack = Stack("ownvol", services=[writer])
+    with stack.up() as running:
+        wrote = running["writer"].exec(["sh", "-c", "touch /data/f && ls -nd /data"])
+    down(stack, volumes=True)
+    assert wrote.exit_code == 0, wrote.output
+    assert wrote.output.split()[2:4] == ["65534", "65534"], wrote.output
+
+
 def test_secret_is_mounted_and_never_written_to_envkit_home(home: Path) -> None:
     reader = Service(
         "reader",
