@@ -22,7 +22,7 @@ import signal
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime import idmap, init, rootfs, syscalls
+from envkit.runtime import idmap, init, rootfs, syscalls, userns_cache
 from envkit.runtime.config import BindMount, ContainerConfig
 from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
@@ -137,6 +137,10 @@ def start(
     Raises :class:`StartError` (with the step that failed) when it cannot start.
     """
     maps = maps or idmap.plan()
+    if config.userns is None and not config.host_network:
+        shared = userns_cache.join_path(maps)
+        if shared is not None:
+            config = config.replace(userns=shared)
     if maps.warning:
         import logging
 

@@ -321,3 +321,41 @@ def test_api_in_a_bare_interpreter(home: Path) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout) == (7, "found\n"), done.stderr
+
+
+def test_rootless_starts_after_the_first_share_one_user_namespace(home: Path) -> None:
+    """Rootless with subordinate ids, a process's second and later containers join one
+    kept user namespace (no newuidmap/newgidmap per start); each still has its own pid
+    and mount namespaces, and the same id maps."""
+    from envkit.runtime import idmap
+
+    if not idmap.plan().use_helpers:
+        pytest.skip("only rootless with subordinate ids writes maps through helpers")
+    # All three alive at once: a freed namespace's inode number may be reused.
+    script = (
+        "import envkit\n"
+        "show = 'for n in user pid mnt; do readlink /proc/self/ns/$n; done;"
+        " cat /proc/self/uid_map; touch /tmp/shown; sleep 30'\n"
+        "running = []\n"
+        "for n in range(3):\n"
+        "    running.append(envkit.run('busybox:1', ['sh', '-c', show]))\n"
+        "    while running[-1].exec(['test', '-e', '/tmp/shown']).exit_code:\n"
+        "        pass\n"
+        "for c in running:\n"
+        "    c.kill(); c.wait(); print(c.logs(), end=''); c.remove()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENVKIT_HOME": str(home)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("\n")
+    runs = [lines[n * 5 : n * 5 + 5] for n in range(3)]  # user, pid, mnt, 2 map lines
+    users = [run[0] for run in runs]
+    assert users[0].startswith("user:[") and users[1] == users[2] != users[0]
+    assert len({run[1] for run in runs}) == 3 and len({run[2] for run in runs}) == 3
+    maps = [" ".join(run[3:5]).split() for run in runs]
+    assert maps[0] == maps[1] == maps[2] and maps[0][:3] == ["0", str(os.getuid()), "1"]
