@@ -26,6 +26,7 @@ class VolumeCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.plugins.manager import get_manager
+        from envkit.plugins.volumes import remove_data
 
         backends = get_manager().volume_backends()
         if args.action == "ls":
@@ -50,7 +51,7 @@ class VolumeCommand:
                     hint=f"`envkit down -p {in_use[name]}` first (or `down -v` removes it too)",
                 )
             for backend in holders:
-                backends[backend].remove(name)
+                remove_data(backends[backend], name)
             print(name)
         return 0
 

@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from envkit.spec import Volume
 
 
+def remove_data(backend: VolumeBackend, name: str) -> None:
+    """``backend.remove(name)``, retried as root of a user namespace with the
+    containers' id maps when refused: what a container user wrote into a volume belongs to
+    a subordinate id, which an unprivileged caller cannot delete itself."""
+    try:
+        backend.remove(name)
+    except PermissionError:
+        from functools import partial
+
+        from envkit.runtime.as_root import call_as_container_root
+
+        call_as_container_root(partial(backend.remove, name))
+
+
 def check(volumes: Iterable[Volume], manager: PluginManager | None = None) -> None:
     """Raise for the first volume whose backend is not installed or rejects its options.
 

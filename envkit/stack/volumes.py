@@ -204,21 +204,12 @@ def remove(volumes: list[tuple[str, str]]) -> list[str]:
     """Remove ``(backend, name)`` volumes; the names removed (missing ones, and those of
     a backend no longer installed, are skipped)."""
     from envkit.plugins.manager import get_manager
+    from envkit.plugins.volumes import remove_data
 
     removed = []
     for backend_name, name in volumes:
         try:
-            backend = get_manager().volume_backend(backend_name)
-            try:
-                backend.remove(name)
-            except PermissionError:
-                # What a container user wrote belongs to a subordinate id, which only
-                # the root of a user namespace mapping it may delete (unprivileged).
-                from functools import partial
-
-                from envkit.runtime.as_root import call_as_container_root
-
-                call_as_container_root(partial(backend.remove, name))
+            remove_data(get_manager().volume_backend(backend_name), name)
         except EnvkitError:
             continue
         removed.append(name)

@@ -202,6 +202,25 @@ def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     assert wrote.output.split()[2:4] == ["65534", "65534"], wrote.output
 
 
+def test_volume_rm_removes_what_a_container_user_wrote(home: Path) -> None:
+    # Unprivileged, those files belong to a subordinate id: `volume rm` must remove them
+    # from inside a user namespace, not fail with a PermissionError.
+    data = Volume("written")
+    writer = Service(
+        "writer",
+        image=BUSYBOX,
+        user="nobody",
+        command=["sh", "-c", "mkdir /data/d && echo x > /data/d/f && sleep 600"],
+        volumes={data: "/data"},
+    )
+    stack = Stack("rmvol", services=[writer])
+    with stack.up() as running:
+        wait_for(lambda: running["writer"].exec(["test", "-s", "/data/d/f"]).exit_code == 0)
+    done = cli(home, ["volume", "rm", "rmvol_written"])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "rmvol_written\n", "")
+    assert "rmvol_written" not in cli(home, ["volume", "ls", "-q"]).stdout.split()
+
+
 def test_secret_is_mounted_and_never_written_to_envkit_home(home: Path) -> None:
     reader = Service(
         "reader",
