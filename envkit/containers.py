@@ -780,14 +780,17 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         image_id=image_info.image_id,
         argv=list(argv),
         auto_remove=options.remove,
+        env=dict(env),
+        cwd=cwd,
+        uid=who.uid,
+        gid=who.gid,
+        groups=list(who.groups),
+        tty=options.tty,
     )
     network: Attachment | None = None
     try:
         os.mkdir(record.path("upper"))
         os.mkdir(record.path("work"))
-        record.env, record.cwd = dict(env), cwd
-        record.uid, record.gid, record.groups = who.uid, who.gid, list(who.groups)
-        record.tty = options.tty
         hostname = options.hostname or record.id[:12]
         if options.networks or options.ports:
             from envkit.network.attach import Attachment
@@ -804,7 +807,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             from envkit.runtime import cgroups
 
             record.cgroup = cgroups.create(options.limits, f"envkit-{record.id[:12]}")
-        record.save()
+            record.save()
         engine_config = ContainerConfig(
             layers=layers,
             argv=argv,

@@ -261,8 +261,10 @@ def create(
     image_id: str,
     argv: list[str],
     auto_remove: bool = False,
+    **fields: Any,
 ) -> ContainerState:
-    """Make a new container's dir, claim its name and write its first record.
+    """Make a new container's dir, claim its name and write its first record (with
+    ``fields``: more of :class:`ContainerState`'s, e.g. what ``exec`` repeats).
 
     The calling process is recorded as the supervisor until another one takes over.
     """
@@ -282,6 +284,7 @@ def create(
         argv=argv,
         created=time.time(),
         auto_remove=auto_remove,
+        **fields,
     )
     state.supervisor, state.supervisor_start = os.getpid(), process_start(os.getpid()) or 0
     state.save()
