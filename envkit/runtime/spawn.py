@@ -331,6 +331,14 @@ def _monitor(
         if config.stdio is not None:
             for target, fd in enumerate(config.stdio):
                 os.dup2(fd, target)
+        userns = None
+        if config.userns is not None:
+            step = f"open the user namespace {config.userns}"
+            # Before the fds are closed: it may be one of ours (/proc/self/fd/N).
+            userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
+        keep = {0, 1, 2, sync_w, go_r, err_w}
+        keep |= {fd for fd in (userns, console.fileno() if console else None) if fd is not None}
+        _close_all_but(keep)
         if config.die_with_parent:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
@@ -339,11 +347,10 @@ def _monitor(
             step = f"join cgroup {config.cgroup}"
             with open(os.path.join(config.cgroup, "cgroup.procs"), "w") as f:
                 f.write("0")  # before the namespaces: the cgroup ns is rooted at it
-        if config.userns is not None:
+        if userns is not None:
             # Joined, not made: the monitor is single-threaded, as setns(CLONE_NEWUSER)
             # requires, and the namespaces unshared next belong to the joined one.
             step = f"join the user namespace {config.userns}"
-            userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
             syscalls.setns(userns, syscalls.CLONE_NEWUSER)
             os.close(userns)
         step = "unshare namespaces"
@@ -396,6 +403,18 @@ def _monitor(
         os._exit(init.exit_code(status))
     except BaseException as exc:
         init.fail(err_w, 1, f"{step}: {_describe(exc)}")
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """Close every inherited fd not in ``keep``. Forked from a caller with other threads,
+    the monitor holds their starts' pipe ends too, and it lives as long as its container:
+    a sibling start reading its pipe to the end would wait that long."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _pid1(

@@ -260,3 +260,41 @@ def test_limits_are_refused_without_delegation(home: Path) -> None:
     assert "--memory, --pids-limit" in done.stderr and "cgroup v2" in done.stderr
     assert "hint:" in done.stderr
     assert cli(home, ["ps", "-aq"]).stdout == ""  # nothing half-made is left
+
+
+def test_starts_from_two_threads_never_wait_on_each_other(home: Path) -> None:
+    """A container's monitor is a fork of the caller that never execs and lives as long
+    as its container: it must not keep a sibling start's pipe ends (that start reads to
+    end of file and would wait for the whole life of this container)."""
+    import threading
+
+    long_lived: list[envkit.containers.Container] = []
+    errors: list[BaseException] = []
+
+    def start_long() -> None:
+        try:
+            for _ in range(8):
+                long_lived.append(envkit.run(BUSYBOX, ["sleep", "600"]))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def start_short() -> None:
+        try:
+            for _ in range(8):
+                assert envkit.run(BUSYBOX, ["true"], remove=True).wait() == 0
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_long), threading.Thread(target=start_short)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)  # a start stuck on a sibling's monitor waits 600 s
+        assert not any(t.is_alive() for t in threads), "a start waited on a sibling"
+        assert errors == []
+    finally:
+        for container in long_lived:
+            container.kill()
+            container.wait()
+            container.remove()
