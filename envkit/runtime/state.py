@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 
-from envkit.errors import EnvkitError, RuntimeError_, SpecError
+from envkit.errors import EnvkitError, SpecError
 
 TYPE_CHECKING = False  # typing is not imported at run time: see ContainerState
 if TYPE_CHECKING:
@@ -520,38 +520,15 @@ def _remove_tree(top: str | PathLike[str]) -> None:
 
 def _remove_in_userns(top: str | PathLike[str]) -> bool:
     """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
-    from envkit.runtime import idmap, syscalls
+    from functools import partial
 
-    maps = idmap.plan()
-    if maps.single_id:
+    from envkit.runtime import idmap
+    from envkit.runtime.as_root import call_as_container_root
+
+    if idmap.plan().single_id:
         return False  # every file already belongs to the caller: nothing more to gain
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(go_w)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                _remove_tree(top)
-                code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
     try:
-        if os.read(ready_r, 1) == b"u":
-            maps.write(pid)
-            os.write(go_w, b"g")
-    except (OSError, RuntimeError_) as exc:
-        _log().debug("user namespace for removing %s failed: %s", top, exc)
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0 and not os.path.exists(top)
+        call_as_container_root(partial(_remove_tree, os.fspath(top)))
+    except EnvkitError as exc:
+        _log().debug("removing %s as container root failed: %s", top, exc)
+    return not os.path.exists(top)
