@@ -53,19 +53,18 @@ def push(snapshot: Path, ref: Reference, volume: str, size: int, store: Store) -
                 "layers": [layer.to_json()],
             }
         )
-        client = RegistryClient(ref.registry)
         progress = Progress.silent()
-        for blob in (layer, config):
-            blobs.upload(client, ref.path, blob, store, progress)
-        manifests.put(client, ref.path, ref.tag or "latest", manifest, MT_OCI_MANIFEST)
+        with RegistryClient(ref.registry) as client:
+            for blob in (layer, config):
+                blobs.upload(client, ref.path, blob, store, progress)
+            manifests.put(client, ref.path, ref.tag or "latest", manifest, MT_OCI_MANIFEST)
     return Descriptor(MT_OCI_MANIFEST, sha256_bytes(manifest), len(manifest))
 
 
 def pull(ref: Reference, store: Store) -> Descriptor:
     """Fetch artifact ``ref`` and its layer into ``store``; returns the layer's
     descriptor (the blob is present and verified)."""
-    client = RegistryClient(ref.registry)
-    with store.shared():
+    with RegistryClient(ref.registry) as client, store.shared():
         try:
             remote = manifests.fetch(client, ref.path, ref.tag or ref.digest or "latest")
         except RegistryError as exc:
