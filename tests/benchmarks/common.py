@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,30 +64,35 @@ def median_time(
 @contextmanager
 def podman_pause_cleanup() -> Iterator[None]:
     """Rootless podman leaves a pause process (``catatonit -P``) holding its user
-    namespace after it exits. Stop it afterwards when the benchmarks started it, never
-    one that was running before."""
+    namespace after it exits, and racing starts can leave two. Stop those the benchmarks
+    started afterwards, never one that was running before."""
     if os.geteuid() == 0:
         yield
         return
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/podman-run-{os.geteuid()}"
-    pid_file = Path(runtime, "libpod", "tmp", "pause.pid")
-    before = _pause_pid(pid_file)
+    before = _pause_pids()
     try:
         yield
     finally:
-        after = _pause_pid(pid_file)
-        if after is not None and after != before:
-            os.kill(after, signal.SIGTERM)
+        for pid in _pause_pids() - before:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
 
-def _pause_pid(pid_file: Path) -> int | None:
-    """The pid in podman's pause.pid when that process is a running pause process."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"catatonit" in cmdline or b"pause" in cmdline else None
+def _pause_pids() -> set[int]:
+    """This user's running rootless podman pause processes."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.geteuid():
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"catatonit\0-P"):
+            pids.add(int(entry.name))
+    return pids
 
 
 def envkit_command() -> list[str]:
