@@ -547,28 +547,16 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
 def start_detached(prepared: Prepared) -> st.ContainerState:
     """Hand the container to a supervisor process of its own and return once it runs.
 
-    The supervisor (double fork, new session, stdio on /dev/null) starts the container,
+    The supervisor (:func:`envkit.runtime.detached.run_detached`) starts the container,
     writes its output to the log, records the exit code and removes ``--rm``
     containers. Start failures come back here as :class:`StartError`.
     """
+    from envkit.runtime.detached import run_detached
     from envkit.runtime.spawn import StartError
 
-    status_r, status_w = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(status_r)
-            os.setsid()
-            if os.fork() == 0:
-                _supervise(prepared, status_w)
-        finally:
-            os._exit(0)
-    os.close(status_w)
+    report = run_detached(lambda status_w: _supervise(prepared, status_w)).decode(errors="replace")
     if prepared.network is not None:
         prepared.network.close_ports()  # the supervisor holds them now
-    os.waitpid(middle, 0)
-    with os.fdopen(status_r, "rb") as f:
-        report = f.read().decode(errors="replace")
     record = st.load(prepared.state.path())
     if report.startswith("ok") and record is not None:
         return record
@@ -588,13 +576,6 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
 
     code = 1
     try:
-        os.chdir("/")
-        fd = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(fd, target)
-        os.close(fd)
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_IGN)
         record = prepared.state
         record.supervisor, record.supervisor_start = os.getpid(), st.process_start(os.getpid()) or 0
         record.detached = True

@@ -986,20 +986,9 @@ def start_detached(supervisor: Supervisor) -> int:
     pid once the stack is up, or raise the error that made ``up`` fail."""
     import json
 
-    status_r, status_w = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(status_r)
-            os.setsid()
-            if os.fork() == 0:
-                _daemon(supervisor, status_w)
-        finally:
-            os._exit(0)
-    os.close(status_w)
-    os.waitpid(middle, 0)
-    with os.fdopen(status_r, "rb") as f:
-        report = f.read().decode(errors="replace")
+    from envkit.runtime.detached import run_detached
+
+    report = run_detached(lambda status_w: _daemon(supervisor, status_w)).decode(errors="replace")
     try:
         answer = json.loads(report)
     except ValueError:
@@ -1014,13 +1003,6 @@ def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no co
     import json
 
     try:
-        os.chdir("/")
-        fd = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(fd, target)
-        os.close(fd)
-        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
         try:
             supervisor.start()
