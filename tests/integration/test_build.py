@@ -22,6 +22,7 @@ from envkit.build.progress import PlainProgress
 from envkit.errors import BuildError
 from envkit.store.layout import Store
 from tests import images
+from tests.integration import homes
 
 pytestmark = pytest.mark.rootless
 
@@ -30,13 +31,7 @@ BUSYBOX = "busybox:1"
 
 @pytest.fixture(scope="module")
 def busybox_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    homes.require_containers()
     archive = tmp_path_factory.mktemp("busybox") / "bb.tar"
     images.build_archive(archive, ref=BUSYBOX)
     return archive

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import images
+from tests.integration import homes
 from tests.integration.test_containers import cli, wait_for
 
 pytestmark = pytest.mark.rootless
@@ -73,16 +73,7 @@ def _mounts_below(home: Path) -> int:
 
 @pytest.fixture(scope="module")
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    if not probes.user_namespaces().ok:
-        pytest.skip("user namespaces unavailable")
-    work = tmp_path_factory.mktemp("cleanup")
-    images.build_archive(work / "bb.tar", [images.busybox_layer()], ref=BUSYBOX)
-    assert cli(work / "home", ["load", "-i", str(work / "bb.tar")]).returncode == 0
-    return work / "home"
+    return homes.loaded_home(tmp_path_factory.mktemp("cleanup"), ref=BUSYBOX)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 import envkit
 from envkit import containers
 from envkit.errors import EnvkitError, RuntimeError_
-from tests import images
+from tests.integration import homes
 
 pytestmark = pytest.mark.rootless
 
@@ -30,18 +30,7 @@ LOOP = "echo started; echo to-err >&2; while true; do sleep 0.1; done"
 
 @pytest.fixture(scope="module")
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
-    work = tmp_path_factory.mktemp("containers")
-    images.build_archive(work / "bb.tar", [images.busybox_layer()], ref=BUSYBOX)
-    done = cli(work / "home", ["load", "-i", str(work / "bb.tar")])
-    assert done.returncode == 0, done.stderr
-    return work / "home"
+    return homes.loaded_home(tmp_path_factory.mktemp("containers"), ref=BUSYBOX)
 
 
 @pytest.fixture

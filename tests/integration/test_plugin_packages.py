@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from envkit.builtin.volumes import LocalVolumes, TmpfsVolumes
 from envkit.plugins.interfaces import VolumeBackend
 from envkit.testing.backend_suite import BackendSuite
-from tests import images
+from tests.integration import homes
 from tests.integration.registry_server import RegistryServer, missing_tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,19 +125,7 @@ def test_oci_volumes_plugin_installed_passes_its_tests(oci_venv: Path, tmp_path:
 @pytest.fixture(scope="module")
 def busybox_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ENVKIT_HOME holding busybox:1 (user namespaces needed to run it)."""
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
-    work = tmp_path_factory.mktemp("bb")
-    images.build_archive(work / "bb.tar", [images.busybox_layer()], ref="busybox:1")
-    home = work / "home"
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    ok(sh([sys.executable, "-m", "envkit", "load", "-i", str(work / "bb.tar")], env=env))
-    return home
+    return homes.loaded_home(tmp_path_factory.mktemp("bb"), ref="busybox:1")
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ tiny busybox httpd so that every run takes a second or two."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from envkit.stack import state as ss
 from tests import images
+from tests.integration import homes
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.rootless
@@ -51,13 +51,6 @@ def record(**values):
 
 @pytest.fixture(scope="module")
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
     work = tmp_path_factory.mktemp("plugin")
     layer = images.layer_tar(
         {
@@ -69,17 +62,7 @@ def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         symlinks={f"bin/{a}": "busybox" for a in APPLETS},
         executable=("bin/busybox",),
     )
-    images.build_archive(work / "bb.tar", [layer], ref="busybox:1")
-    env = {**os.environ, "ENVKIT_HOME": str(work / "home")}
-    done = subprocess.run(
-        [sys.executable, "-m", "envkit", "load", "-q", "-i", str(work / "bb.tar")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return work / "home"
+    return homes.loaded_home(work, [layer], "busybox:1")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from envkit.errors import ImageNotFoundError
 from envkit.runtime.spawn import StartError
 from envkit.store import snapshots
 from tests import images
+from tests.integration import homes
 
 pytestmark = pytest.mark.rootless
 
@@ -27,28 +28,14 @@ WHITEOUT = "whiteout:1"
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ENVKIT_HOME holding busybox:1 and whiteout:1 (busybox, then a layer deleting
     /etc/motd and making /data opaque), loaded through ``envkit load``."""
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
     work = tmp_path_factory.mktemp("run-image")
-    home = work / "home"
     base = images.busybox_layer()
     extra = images.layer_tar(
         {"etc/motd": b"hello\n", "data/old.txt": b"old\n", "data/keep.txt": b"keep\n"}
     )
     hide = images.layer_tar({"etc/.wh.motd": b"", "data/.wh..wh..opq": b"", "data/new": b"n"})
-    for name, ref, layers in (
-        ("bb.tar", BUSYBOX, [base]),
-        ("wh.tar", WHITEOUT, [base, extra, hide]),
-    ):
-        images.build_archive(work / name, layers, ref=ref)
-        done = _cli(home, ["load", "-i", str(work / name)])
-        assert done.returncode == 0, done.stderr
-    return home
+    homes.loaded_home(work, [base], BUSYBOX)
+    return homes.loaded_home(work, [base, extra, hide], WHITEOUT)
 
 
 @pytest.fixture

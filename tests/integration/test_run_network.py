@@ -27,6 +27,7 @@ import envkit
 from envkit import containers, network
 from envkit.network import state
 from tests import images
+from tests.integration import homes
 
 pytestmark = pytest.mark.rootless
 
@@ -71,13 +72,7 @@ def wget_loop(url: str, tries: int = 50) -> str:
 
 @pytest.fixture(scope="module")
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
+    homes.require_containers()
     if not os.path.exists(PYTHON):
         pytest.skip(f"{PYTHON} missing (the UDP peers run it)")
     work = tmp_path_factory.mktemp("run-network")
@@ -89,10 +84,7 @@ def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dirs=("www", "usr"),
         symlinks={"lib": "usr/lib", "lib64": "usr/lib64"},
     )
-    images.build_archive(work / "img.tar", [images.busybox_layer(), extra], ref=IMAGE)
-    done = cli(work / "home", ["load", "-i", str(work / "img.tar")])
-    assert done.returncode == 0, done.stderr
-    return work / "home"
+    return homes.loaded_home(work, [images.busybox_layer(), extra], IMAGE)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from envkit.errors import EnvkitError
 from envkit.stack import DependencyError, down
 from envkit.stack import state as ss
 from tests import images
+from tests.integration import homes
 
 pytestmark = pytest.mark.rootless
 
@@ -47,18 +48,7 @@ def busybox_layer() -> bytes:
 
 @pytest.fixture(scope="module")
 def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from envkit.runtime import probes
-
-    if not images.have_busybox():
-        pytest.skip("busybox-static missing: apt-get install busybox-static")
-    check = probes.user_namespaces()
-    if not check.ok:
-        pytest.skip(f"user namespaces unavailable: {check.detail}")
-    work = tmp_path_factory.mktemp("stacks")
-    images.build_archive(work / "bb.tar", [busybox_layer()], ref=BUSYBOX)
-    done = cli(work / "home", ["load", "-i", str(work / "bb.tar")])
-    assert done.returncode == 0, done.stderr
-    return work / "home"
+    return homes.loaded_home(tmp_path_factory.mktemp("stacks"), [busybox_layer()], BUSYBOX)
 
 
 @pytest.fixture

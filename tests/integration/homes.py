@@ -1,0 +1,47 @@
+"""An ``ENVKIT_HOME`` holding a test image, as the container tests' module fixtures need."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests import images
+
+
+def require_containers() -> None:
+    """Skip the calling test unless containers can run here: busybox-static for the test
+    images, and user namespaces (with the probe's reason)."""
+    from envkit.runtime import probes
+
+    if not images.have_busybox():
+        pytest.skip("busybox-static missing: apt-get install busybox-static")
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+
+
+def loaded_home(work: Path, layers: Sequence[bytes] | None = None, ref: str = "busybox:1") -> Path:
+    """``work/home``, holding the image of ``layers`` (default: the test busybox) as
+    ``ref``, loaded through ``envkit load`` as a user would. Skips as
+    :func:`require_containers` does."""
+    require_containers()
+    archive = work / f"{ref.replace(':', '_').replace('/', '_')}.tar"
+    images.build_archive(archive, layers, ref=ref)
+    home = work / "home"
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    env.pop("ENVKIT_DEBUG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "envkit", "load", "-i", str(archive)],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return home
