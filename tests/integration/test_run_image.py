@@ -77,6 +77,17 @@ def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _python(home: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (nothing imported but what it imports)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ENVKIT_HOME": str(home)},
+        check=False,
+    )
+
+
 def _api(tmp_path: Path, image: object, cmd: list[str] | None, **kw: Any) -> tuple[int, str]:
     """Run through ``envkit.run``; exit code and stdout+stderr."""
     out = tmp_path / "out.txt"
@@ -300,13 +311,7 @@ def test_api_in_a_bare_interpreter(home: Path) -> None:
         " stdio=(0, 1, 2), remove=True).wait()\n"
         "sys.exit(code)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENVKIT_HOME": str(home)},
-        check=False,
-    )
+    done = _python(home, script)
     assert (done.returncode, done.stdout) == (7, "found\n"), done.stderr
 
 
@@ -331,13 +336,7 @@ def test_rootless_starts_after_the_first_share_one_user_namespace(home: Path) ->
         "for c in running:\n"
         "    c.kill(); c.wait(); print(c.logs(), end=''); c.remove()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ENVKIT_HOME": str(home)},
-        check=False,
-    )
+    done = _python(home, script)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split("\n")
     runs = [lines[n * 5 : n * 5 + 5] for n in range(3)]  # user, pid, mnt, 2 map lines
