@@ -288,6 +288,16 @@ def _running(args: argparse.Namespace, file: str | None) -> StackState:
     return record
 
 
+def _check_services(record: StackState, services: Sequence[str]) -> None:
+    """Raise for the first of ``services`` the stack does not have, naming those it has."""
+    unknown = [s for s in services if s not in record.services]
+    if unknown:
+        raise EnvkitError(
+            f"stack {record.name!r} has no service {unknown[0]!r}",
+            hint="services: " + ", ".join(record.order),
+        )
+
+
 def _ps(args: argparse.Namespace) -> int:
     from envkit.stack import control
     from envkit.stack import state as ss
@@ -321,12 +331,7 @@ def _logs(args: argparse.Namespace) -> int:
 
     file, services = _split(args)
     record = ss.require(_name(args, file))
-    unknown = [s for s in services if s not in record.services]
-    if unknown:
-        raise EnvkitError(
-            f"stack {record.name!r} has no service {unknown[0]!r}",
-            hint="services: " + ", ".join(record.order),
-        )
+    _check_services(record, services)
     if record.supervised and args.follow:
         return _follow_logs(record.name, services or record.order)
     if record.supervised:
@@ -342,11 +347,7 @@ def _exec(args: argparse.Namespace) -> int:
     from envkit.stack import control
 
     record = _running(args, args.file)
-    if args.service not in record.services:
-        raise EnvkitError(
-            f"stack {record.name!r} has no service {args.service!r}",
-            hint="services: " + ", ".join(record.order),
-        )
+    _check_services(record, [args.service])
     if not args.cmd:
         raise EnvkitError("exec needs a command", hint=f"envkit stack exec {args.service} sh")
     env = {}
@@ -421,11 +422,7 @@ def _port(args: argparse.Namespace) -> int:
     from envkit.stack.api import RunningService
 
     record = _running(args, args.file)
-    if args.service not in record.services:
-        raise EnvkitError(
-            f"stack {record.name!r} has no service {args.service!r}",
-            hint="services: " + ", ".join(record.order),
-        )
+    _check_services(record, [args.service])
     number, _, proto = args.port.partition("/")
     if not number.isdigit():
         raise EnvkitError(f"port {args.port!r}: expected PORT or PORT/PROTO", hint="e.g. 8080/tcp")

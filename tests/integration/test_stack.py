@@ -278,6 +278,10 @@ def test_cli_up_detached_ps_logs_exec_down(home: Path, tmp_path: Path) -> None:
     wait_for(lambda: "echoer | ready" in cli(home, ["stack", "logs", "-p", "clidemo"]).stdout)
     done = cli(home, ["stack", "exec", "-p", "clidemo", "echoer", "sh", "-c", "exit 7"])
     assert done.returncode == 7
+    for argv in (["logs", "-p", "clidemo", "nope"], ["exec", "-p", "clidemo", "nope", "true"]):
+        bad = cli(home, ["stack", *argv])
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert "stack 'clidemo' has no service 'nope'" in bad.stderr and "echoer" in bad.stderr
     before = ss.require("clidemo").services["echoer"].container
     again = cli(home, ["up", "-d"], cwd=tmp_path)
     assert again.returncode == 0 and "up to date" in again.stderr, again.stderr
