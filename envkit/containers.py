@@ -466,7 +466,7 @@ def _start_attached(prepared: Prepared) -> Container:
     config, pipes = prepared.config, None
     if config.stdio is None:
         pipes = _log_pipes()
-        config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
+        config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
     try:
         engine = start(
             _networked(prepared, config),
@@ -518,7 +518,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
     with open(os.devnull, "rb") as devnull:
         if config.stdio is None and not config.tty:
             stdin = 0 if interactive else devnull.fileno()
-            config = _with_stdio(config, (stdin, 1, 2))
+            config = config.replace(stdio=(stdin, 1, 2))
         try:
             engine = start(_networked(prepared, config), runtime_dir=prepared.state.path("rt"))
         except BaseException:
@@ -584,7 +584,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
         pipes = None
         if config.stdio is None and not config.tty:
             pipes = _log_pipes()
-            config = _with_stdio(config, (pipes[0], pipes[2], pipes[4]))
+            config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
         try:
             engine = start(_networked(prepared, config), runtime_dir=record.path("rt"))
         except StartError as exc:
@@ -658,10 +658,6 @@ def _log_pipes() -> tuple[int, int, int, int, int]:
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     return null, out_r, out_w, err_r, err_w
-
-
-def _with_stdio(config: ContainerConfig, stdio: tuple[int, int, int]) -> ContainerConfig:
-    return config.replace(stdio=stdio)
 
 
 def start_exec(

@@ -146,15 +146,11 @@ def _spawn_helper(tool: str, pid: int, extents: tuple[Extent, ...]) -> tuple[str
 
 def _finish_helper(pid: int, tool: str, child: int, err_r: int) -> str:
     """Wait for a helper of :func:`_spawn_helper`; ``""`` or what went wrong."""
-    chunks = []
     with os.fdopen(err_r, "rb") as err:
-        chunks.append(err.read())
+        message = err.read().decode(errors="replace").strip()
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
-    if code == 0:
-        return ""
-    message = b"".join(chunks).decode(errors="replace").strip()
-    return f"{tool} {pid} failed: {message or code}"
+    return "" if code == 0 else f"{tool} {pid} failed: {message or code}"
 
 
 def _write(path: str, text: str) -> None:
