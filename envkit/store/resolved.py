@@ -56,7 +56,8 @@ def _entry_path(name: str) -> str:
     return os.path.join(_home(), "run-cache", f"{zlib.crc32(name.encode()):08x}.json")
 
 
-def _index_stamp() -> list[int] | None:
+def index_stamp() -> list[int] | None:
+    """The identity of ``store/index.json`` now (``None``: no store yet)."""
     try:
         st = os.stat(os.path.join(_home(), "store", "index.json"))
     except OSError:
@@ -66,7 +67,7 @@ def _index_stamp() -> list[int] | None:
 
 def lookup(name: str) -> Resolved | None:
     """The remembered resolution of ``name``, or ``None`` when there is none or it is stale."""
-    stamp = _index_stamp()
+    stamp = index_stamp()
     if stamp is None:
         return None
     try:
@@ -109,8 +110,3 @@ def remember(name: str, resolved: Resolved, marks: Sequence[str], stamp: list[in
     except OSError:
         with suppress(OSError):
             os.unlink(tmp)
-
-
-def index_stamp() -> list[int] | None:
-    """The identity of ``store/index.json`` now (``None``: no store yet)."""
-    return _index_stamp()
