@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 SI_KERNEL = 0x80
+#: Signals whose disposition a process may set (the standard ones but KILL and STOP).
+_RESETTABLE = tuple(
+    sig for sig in range(1, signal.SIGRTMIN) if sig not in (signal.SIGKILL, signal.SIGSTOP)
+)
 #: Signals pid 1 passes on to the command: all but those it cannot catch, the faults a
 #: process raises against itself, and SIGCHLD (init's own business).
 FORWARDED = frozenset(
@@ -82,9 +86,10 @@ def exec_command(
                 os.close(tty)
         elif config.new_session:
             os.setsid()
-        # exec keeps ignored signals ignored (Python ignores SIGPIPE and SIGXFSZ).
-        for sig in signal.valid_signals():
-            if sig not in (signal.SIGKILL, signal.SIGSTOP) and sig < signal.SIGRTMIN:
+        # exec resets caught signals but keeps ignored ones ignored (Python ignores
+        # SIGPIPE and SIGXFSZ): only those need resetting.
+        for sig in _RESETTABLE:
+            if signal.getsignal(sig) is signal.SIG_IGN:
                 signal.signal(sig, signal.SIG_DFL)
         stage = f"working directory {config.cwd}"
         if config.cwd != "/":

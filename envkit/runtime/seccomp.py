@@ -138,10 +138,23 @@ class _Fprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
+#: The assembled filter of this machine and the buffer it points into (kept alive).
+_prepared: tuple[_Fprog, ctypes.Array[ctypes.c_char]] | None = None
+
+
+def prepare() -> None:
+    """Assemble the filter now (once per process), so that :func:`install` in a forked
+    child only loads it: assembling takes ~0.2 ms, which after the fork delays the exec."""
+    global _prepared
+    if _prepared is None:
+        instructions = program()
+        raw = b"".join(struct.pack("=HBBI", *ins) for ins in instructions)
+        buffer = ctypes.create_string_buffer(raw, len(raw))
+        _prepared = (_Fprog(len(instructions), ctypes.cast(buffer, ctypes.c_void_p)), buffer)
+
+
 def install() -> None:
     """Load the filter into the calling thread (needs no_new_privs or CAP_SYS_ADMIN)."""
-    instructions = program()
-    raw = b"".join(struct.pack("=HBBI", *ins) for ins in instructions)
-    buffer = ctypes.create_string_buffer(raw, len(raw))
-    fprog = _Fprog(len(instructions), ctypes.cast(buffer, ctypes.c_void_p))
-    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    prepare()
+    assert _prepared is not None
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(_prepared[0]))

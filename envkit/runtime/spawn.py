@@ -22,14 +22,14 @@ import signal
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime import idmap, init, rootfs, syscalls, userns_cache
+from envkit.runtime import idmap, init, rootfs, seccomp, syscalls, userns_cache
 from envkit.runtime.config import BindMount, ContainerConfig
 from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
     from typing import NoReturn
 
@@ -128,13 +128,19 @@ def run(config: ContainerConfig) -> int:
 
 
 def start(
-    config: ContainerConfig, maps: idmap.IdMaps | None = None, runtime_dir: str | None = None
+    config: ContainerConfig,
+    maps: idmap.IdMaps | None = None,
+    runtime_dir: str | None = None,
+    on_init: Callable[[int], object] | None = None,
 ) -> Container:
     """Start a container and return once its command was exec'd.
 
     ``runtime_dir`` is an empty directory the monitor mounts its private tmpfs over
     (default: a new one under $TMPDIR); it is removed when the container is waited for.
-    Raises :class:`StartError` (with the step that failed) when it cannot start.
+    ``on_init`` is called with the init's host pid as soon as it is known, while the
+    container is still setting up (a record written then costs the start nothing); if it
+    raises, the container is killed. Raises :class:`StartError` (with the step that
+    failed) when it cannot start.
     """
     maps = maps or idmap.plan()
     if config.userns is None and not config.host_network:
@@ -167,6 +173,8 @@ def start(
         import socket
 
         console_parent, console_child = socket.socketpair()
+    if config.seccomp and seccomp.supported():
+        seccomp.prepare()  # here, not after the forks, where it would delay the exec
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -185,6 +193,8 @@ def start(
         console_child.close()
     try:
         init_pid = _handshake(monitor, config, maps, sync_r, go_w, err_r)
+        if on_init is not None:
+            on_init(init_pid)
     except BaseException:
         os.close(err_r)
         if console_parent is not None:

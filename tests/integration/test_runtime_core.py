@@ -152,6 +152,26 @@ def test_privileges_are_docker_defaults(scratch: Scratch, tmp_path: Path) -> Non
     assert fields["Seccomp"] == ("2" if seccomp.supported() else "0")
 
 
+def test_the_command_starts_with_default_signal_dispositions(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ; a caller may ignore more (here SIGHUP, as a
+    # daemon does). exec keeps ignored signals ignored, so the runtime must reset them.
+    # (Not through `sh -c`: busybox sh ignores SIGQUIT in the command it execs.)
+    out = tmp_path / "status.txt"
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with open(out, "wb") as f:
+            argv = ["/bin/busybox", "grep", "-E", "^(SigIgn|SigBlk):", "/proc/self/status"]
+            code = run(config(scratch, argv, stdio=(0, f.fileno(), f.fileno())))
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert code == 0, out.read_text()
+    fields = dict(line.split(":\t") for line in out.read_text().splitlines())
+    assert int(fields["SigBlk"], 16) == 0
+    assert int(fields["SigIgn"], 16) == 0
+
+
 def test_masked_paths_and_devices(scratch: Scratch, tmp_path: Path) -> None:
     code, out = sh(
         scratch,
