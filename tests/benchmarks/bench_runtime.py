@@ -2,7 +2,9 @@
 
 The rootfs lives on /dev/shm (tmpfs) for every contestant. envkit runs it as an overlay
 with a fresh upper dir per run (what ``run --rm`` will do); runc gets an OCI bundle of the
-same directory (``runc spec --rootless`` with envkit's id maps, read-only root); podman
+same directory (``runc spec --rootless`` with envkit's id maps, read-only root, and the
+isolation an envkit container has: network and cgroup namespaces, docker's capabilities,
+envkit's seccomp deny-list; crun is also timed with the bare spec, for scale); podman
 runs it with ``--rootfs`` and runc as its OCI runtime (crun refuses this host's hybrid
 cgroups).
 """
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.benchmarks.common import Result, have, median_time, sh
 
@@ -37,8 +40,10 @@ def _rootfs(base: Path, uid: int, gid: int) -> Path:
     return root
 
 
-def _runc_bundle(base: Path, rootfs: Path, uid: int, gid: int) -> Path:
-    bundle = base / "bundle"
+def _runc_bundle(base: Path, rootfs: Path, uid: int, gid: int, *, bare: bool = False) -> Path:
+    """An OCI bundle of ``rootfs``: ``runc spec --rootless`` with envkit's id maps and a
+    read-only root, given the isolation an envkit container has unless ``bare``."""
+    bundle = base / ("bundle-bare" if bare else "bundle")
     bundle.mkdir()
     subprocess.run(["runc", "spec", "--rootless"], cwd=bundle, check=True)
     spec = json.loads((bundle / "config.json").read_text())
@@ -47,8 +52,41 @@ def _runc_bundle(base: Path, rootfs: Path, uid: int, gid: int) -> Path:
     spec["root"] = {"path": str(rootfs), "readonly": True}
     spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
     spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    if not bare:
+        _isolate_as_envkit(spec)
     (bundle / "config.json").write_text(json.dumps(spec))
     return bundle
+
+
+def _isolate_as_envkit(spec: dict[str, Any]) -> None:
+    """What an envkit container has and ``runc spec --rootless`` leaves out: network and
+    cgroup namespaces, docker's default capabilities (runc's rootless spec keeps three)
+    and envkit's seccomp deny-list (runc's spec has none), so both do the same work."""
+    from envkit.runtime import caps, seccomp
+
+    spec["linux"]["namespaces"] += [{"type": "network"}, {"type": "cgroup"}]
+    names = [f"CAP_{caps.NAMES[c]}" for c in sorted(caps.DEFAULT)]
+    spec["process"]["capabilities"] = {"bounding": names, "effective": names, "permitted": names}
+    eperm: dict[str, Any] = {"action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+    # Classic BPF tests "any namespace flag" with one JSET; libseccomp has no "masked
+    # not equal", so each flag gets a rule of its own.
+    flags = [bit for bit in (1 << n for n in range(32)) if seccomp.CLONE_NAMESPACE_FLAGS & bit]
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": sorted(seccomp.DENIED_X86_64), **eperm},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            *(
+                {
+                    "names": ["clone"],
+                    **eperm,
+                    "args": [{"index": 0, "value": f, "valueTwo": f, "op": "SCMP_CMP_MASKED_EQ"}],
+                }
+                for f in flags
+            ),
+        ],
+    }
 
 
 def main() -> list[Result]:
@@ -104,6 +142,15 @@ def main() -> list[Result]:
             from tests.benchmarks.crun_peer import crun_median
 
             crun_s, crun_note = crun_median(bundle, RUNS)
+            if crun_s is not None:
+                bare = _runc_bundle(base, rootfs, uid, gid, bare=True)
+                bare_s, _ = crun_median(bare, RUNS)
+                crun_note = (
+                    "crun: the same bundle (envkit's isolation), in a mount ns with a cgroup2 "
+                    "/sys/fs/cgroup"
+                )
+                if bare_s is not None:
+                    crun_note += f"; with runc's bare rootless spec {bare_s * 1000:.1f} ms"
         results.append(
             Result(
                 "runtime: run true (Python API, in-process)",
@@ -119,7 +166,7 @@ def main() -> list[Result]:
                 api,
                 "crun run",
                 crun_s,
-                crun_note or "crun: the same bundle, in a mount ns with a cgroup2 /sys/fs/cgroup",
+                crun_note,
             )
         )
         script = (
