@@ -26,12 +26,12 @@ import select
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from pathlib import Path
 
 from envkit import settings
 from envkit.network.errors import NetworkError
 from envkit.store.locks import lock_for
+from envkit.values import Value as Value  # network.ports subclasses state.Value
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
 if TYPE_CHECKING:
@@ -92,32 +92,6 @@ def start_time(pid: int) -> int | None:
     if fields[0] == b"Z":  # a zombie holds no namespace and serves nothing
         return None
     return int(fields[19])
-
-
-class Value(tuple[object, ...]):
-    """An immutable record: a tuple underneath (equal, hashable), fields by name.
-
-    Subclasses list their field names in ``FIELDS`` (the properties are made from it)
-    and construct themselves in ``__new__``. Not dataclasses: importing
-    :mod:`dataclasses` costs ~9 ms, on the path of every networked container start.
-    """
-
-    __slots__ = ()
-    FIELDS: tuple[str, ...] = ()
-
-    def __init_subclass__(cls) -> None:
-        for index, name in enumerate(cls.FIELDS):
-            setattr(cls, name, property(itemgetter(index)))
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields by name."""
-        return dict(zip(self.FIELDS, self, strict=True))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self.FIELDS, self, strict=True)
-        )
-        return f"{type(self).__name__}({inner})"
 
 
 class Proc(Value):
