@@ -34,7 +34,7 @@ def test_fields_by_name_and_immutable() -> None:
     assert p.fields() == {"x": 1, "y": 2}
     assert repr(p) == "Point(x=1, y=2)"
     with pytest.raises(AttributeError):
-        p.x = 3  # type: ignore[misc]
+        p.x = 3
 
 
 def test_equality_needs_the_same_class() -> None:
