@@ -498,23 +498,26 @@ def remove_dir(state_dir: str | PathLike[str]) -> None:
 
 def _remove_tree(top: str | PathLike[str]) -> None:
     # Not shutil.rmtree: shutil imports bz2 and lzma, milliseconds on every `run --rm`.
-    # Directories are made searchable on the way down (overlay's work/work is mode 0),
-    # then everything is removed on the way up; symlinks are removed, never followed.
-    for dirpath, dirnames, _ in os.walk(top):
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                with suppress(OSError):
-                    os.chmod(path, 0o700)
-    for dirpath, dirnames, filenames in os.walk(top, topdown=False):
-        for name in filenames:
-            os.unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                os.unlink(path)
-            else:
-                os.rmdir(path)
+    # One pass; a directory its owner cannot enter or change (overlay's work/work is
+    # mode 0) is opened up first, except for root, whom modes do not stop (a chmod on
+    # ext4 costs ~0.1 ms); symlinks are removed, never followed.
+    privileged = os.geteuid() == 0
+
+    def clear(path: str) -> None:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if (
+                        not privileged
+                        and entry.stat(follow_symlinks=False).st_mode & 0o700 != 0o700
+                    ):
+                        os.chmod(entry.path, 0o700)
+                    clear(entry.path)
+                    os.rmdir(entry.path)
+                else:
+                    os.unlink(entry.path)
+
+    clear(os.fspath(top))
     os.rmdir(top)
 
 

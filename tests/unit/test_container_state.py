@@ -116,3 +116,21 @@ def test_log_lines_keep_stream_and_partial_lines(tmp_path: Path) -> None:
     ]
     assert all(when.endswith("Z") and "T" in when for _, _, when in records)
     assert logs.text(path) == "one\nerr\ntwo\nthree"
+
+
+def test_remove_dir_removes_closed_dirs_and_never_follows_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    top = tmp_path / "ctr"
+    closed = top / "work" / "work"  # overlay leaves its work dir with mode 0
+    (closed / "deep" / "er").mkdir(parents=True)
+    (closed / "deep" / "er" / "file").write_text("x")
+    (top / "upper").mkdir()
+    (top / "upper" / "escape").symlink_to(outside)
+    (top / "upper" / "dangling").symlink_to(tmp_path / "nowhere")
+    (top / "state.json").write_text("{}")
+    closed.chmod(0)
+    state.remove_dir(top)
+    assert not top.exists()
+    assert (outside / "keep.txt").read_text() == "mine"
