@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
 from urllib.parse import urljoin
 
 from envkit.errors import RegistryError
@@ -20,7 +18,6 @@ from envkit.registry.auth import Authenticator, Challenge, parse_challenge
 from envkit.registry.credentials import Credentials, lookup
 from envkit.registry.endpoints import Endpoint, endpoint
 from envkit.registry.transport import (
-    Body,
     NameResolutionError,
     Response,
     TLSError,
@@ -29,6 +26,13 @@ from envkit.registry.transport import (
     TransportError,
     default_transport,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+    from envkit.registry.transport import Body
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _UNSET: Any = object()

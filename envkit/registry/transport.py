@@ -1,15 +1,16 @@
-"""HTTP/1.1 for the registry protocol: keep-alive connections over the stdlib's http.client.
+"""HTTP/1.1 for the registry protocol: keep-alive connections, redirects, TLS.
 
 :class:`HTTPTransport` keeps idle connections per (scheme, host, TLS options) so the
 requests of one pull or push share a handful of TCP (and TLS) connections; it follows
 redirects (registries send blob downloads to a storage backend), dropping the
 ``Authorization`` header when the host changes. TLS verifies against the system CAs, a
 CA bundle given per registry, or not at all for registries marked insecure, and sends a
-client certificate when one is configured.
+client certificate when one is configured; :mod:`ssl` is imported only for https.
 
-requests costs 60-200 ms to import, more than a whole warm pull takes over the network,
-so it is only loaded where a flow needs what http.client lacks: an HTTP(S) proxy from
-the environment (:func:`default_transport` picks :class:`RequestsTransport` then).
+HTTP itself is :mod:`envkit.registry.http1`, not :mod:`http.client` (~30 ms to import,
+more than a whole warm pull takes over the network), and requests (60-200 ms) is only
+loaded where a flow needs what the small client lacks: an HTTP(S) proxy from the
+environment (:func:`default_transport` picks :class:`RequestsTransport` then).
 
 Errors are :class:`TransportError` subclasses, whatever the transport, so the client's
 retry and message logic has one vocabulary.
@@ -17,33 +18,35 @@ retry and message logic has one vocabulary.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import socket
-import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
 from urllib.parse import urljoin, urlsplit
 
-#: A request body: bytes, or a callable opening a fresh file-like (with ``len()``) per
-#: attempt, so a body can be sent again after a redirect or a stale connection.
-Body = bytes | Callable[[], Any] | None
+from envkit.registry import http1
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable, Iterator, Mapping
+    from typing import Any, Literal, Protocol
+
+    #: A request body: bytes, or a callable opening a fresh file-like (with ``len()``)
+    #: per attempt, so a body can be sent again after a redirect or a stale connection.
+    Body = bytes | Callable[[], Any] | None
+    #: How a response body ended (see :class:`Response`).
+    End = Literal["read", "unread", "broken"]
+else:
+    Protocol = object
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
-#: Socket buffer for request bodies (http.client's default is 8 KiB: slow for layers).
-BLOCK = 1 << 20
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: A response left unread up to this size is drained so its connection can be reused.
 _DRAIN_LIMIT = 1 << 16
 _IDLE_PER_HOST = 8
-
-#: How a response body ended (see :class:`Response`).
-End = Literal["read", "unread", "broken"]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TransportError(Exception):
@@ -62,20 +65,30 @@ class BodyError(TransportError):
     """The connection broke while a response body was being read."""
 
 
-@dataclass(frozen=True)
-class TLSOptions:
+class TLSOptions(Value):
     """How to check a server: ``verify`` is True (system CAs), a CA bundle path, or
     False (no check); ``client_cert`` a (certificate, key) pair of paths."""
 
-    verify: bool | str = True
-    client_cert: tuple[str, str] | None = None
+    __slots__ = ()
+    FIELDS = ("verify", "client_cert")
+    verify: bool | str
+    client_cert: tuple[str, str] | None
+
+    def __new__(
+        cls, verify: bool | str = True, client_cert: tuple[str, str] | None = None
+    ) -> TLSOptions:
+        return tuple.__new__(cls, (verify, client_cert))
+
+
+#: The system's CAs, no client certificate.
+DEFAULT_TLS = TLSOptions()
 
 
 class Headers:
     """Response headers, looked up case-insensitively (the last value of a repeated one)."""
 
     def __init__(self, items: Mapping[str, str] | list[tuple[str, str]]) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
+        pairs = items if isinstance(items, list) else items.items()
         self._values = {name.lower(): value for name, value in pairs}
 
     def get(self, name: str, default: str = "") -> str:
@@ -117,7 +130,7 @@ class Response:
                 if chunk:
                     yield chunk
             end = "read"
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http1.ProtocolError) as exc:
             end = "broken"
             raise BodyError(f"connection broke while reading the body: {exc!r}") from exc
         finally:
@@ -136,6 +149,8 @@ class Response:
 
     def json(self) -> Any:
         """The body parsed as JSON (``ValueError`` when it is not)."""
+        import json
+
         return json.loads(self.content)
 
     def close(self) -> None:
@@ -164,7 +179,7 @@ class Transport(Protocol):
         headers: Mapping[str, str],
         body: Body = None,
         *,
-        tls: TLSOptions = TLSOptions(),
+        tls: TLSOptions = DEFAULT_TLS,
     ) -> Response:
         """Send ``method url`` and return the answer, its body not yet read."""
         ...
@@ -174,16 +189,17 @@ class Transport(Protocol):
         ...
 
 
-_Key = tuple[str, str, TLSOptions]
+if TYPE_CHECKING:
+    _Key = tuple[str, str, TLSOptions]
 
 
 class HTTPTransport:
-    """Keep-alive HTTP/1.1 over http.client; thread-safe (one connection per request in
-    flight, idle ones kept per host)."""
+    """Keep-alive HTTP/1.1 (:mod:`envkit.registry.http1`); thread-safe (one connection
+    per request in flight, idle ones kept per host)."""
 
     def __init__(self, *, user_agent: str = "envkit") -> None:
         self.user_agent = user_agent
-        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[_Key, list[http1.Connection]] = {}
         self._contexts: dict[TLSOptions, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
@@ -194,7 +210,7 @@ class HTTPTransport:
         headers: Mapping[str, str],
         body: Body = None,
         *,
-        tls: TLSOptions = TLSOptions(),
+        tls: TLSOptions = DEFAULT_TLS,
     ) -> Response:
         """Send the request, following redirects; see :class:`Transport`."""
         sent = dict(headers)
@@ -217,82 +233,101 @@ class HTTPTransport:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError(f"cannot send to {url!r}")
-        key: _Key = (parts.scheme, parts.netloc, tls if parts.scheme == "https" else TLSOptions())
+        key: _Key = (parts.scheme, parts.netloc, tls if parts.scheme == "https" else DEFAULT_TLS)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         sent = {"User-Agent": self.user_agent, **headers}
         for attempt in (0, 1):
-            conn, reused = self._connection(key)
+            conn: http1.Connection | None = None
+            reused = False
             data = body() if callable(body) else body
-            if data is not None and "content-length" not in {k.lower() for k in sent}:
-                sent["Content-Length"] = str(len(data))
             try:
-                conn.request(method, target, body=data, headers=sent)
-                raw = conn.getresponse()
-            except (
-                http.client.RemoteDisconnected,
-                BrokenPipeError,
-                ConnectionResetError,
-            ) as exc:
-                conn.close()
+                conn, reused = self._connection(key)
+                length = None if data is None or isinstance(data, bytes) else len(data)
+                answer = conn.request(method, target, sent, data, length)
+            except (http1.RemoteClosed, BrokenPipeError, ConnectionResetError) as exc:
+                if conn is not None:
+                    conn.close()
                 if reused and attempt == 0:
                     continue  # the server dropped an idle keep-alive connection: redo
                 raise TransportError(f"{parts.netloc}: connection closed: {exc!r}") from exc
-            except ssl.SSLError as exc:
-                conn.close()
-                raise TLSError(str(exc)) from exc
-            except socket.gaierror as exc:
-                conn.close()
+            except TLSError:
+                raise
+            except http1.ResolveError as exc:
                 raise NameResolutionError(f"{parts.hostname}: {exc.strerror}") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+            except (OSError, http1.ProtocolError) as exc:
+                if conn is not None:
+                    conn.close()
                 raise TransportError(f"{parts.netloc}: {exc!r}") from exc
             finally:
                 if data is not None and hasattr(data, "close"):
                     data.close()
-            return self._wrap(key, conn, raw, url)
+            return self._wrap(key, conn, answer, url)
         raise AssertionError("unreachable")
 
-    def _wrap(
-        self, key: _Key, conn: http.client.HTTPConnection, raw: http.client.HTTPResponse, url: str
-    ) -> Response:
+    def _wrap(self, key: _Key, conn: http1.Connection, answer: http1.Answer, url: str) -> Response:
+        body = answer.body
+
         def chunks(size: int) -> Iterator[bytes]:
-            while chunk := raw.read(size):
+            while chunk := body.read(size):
                 yield chunk
-            if raw.length:
-                # read(n) ends quietly when the peer closes early; the length tells.
-                raise http.client.IncompleteRead(b"", raw.length)
 
         def release(end: End) -> None:
-            # An "unread" answer that is closed had no body (HEAD, 204) or was read.
-            reusable = end != "broken"
-            if end == "unread" and not raw.isclosed():
-                reusable = raw.length is not None and raw.length <= _DRAIN_LIMIT
-                if reusable:
-                    try:
-                        raw.read()
-                    except (OSError, http.client.HTTPException):
-                        reusable = False
-            if reusable and raw.isclosed() and not raw.will_close:
+            # "unread": closed before its end; a small rest is drained to keep the
+            # connection (an answer without a body, HEAD or 204, is already complete).
+            try:
+                reusable = (
+                    end != "broken"
+                    and not answer.will_close
+                    and (body.done or body.drain(_DRAIN_LIMIT))
+                )
+            except (OSError, http1.ProtocolError):
+                reusable = False
+            if reusable:
                 self._put_idle(key, conn)
             else:
                 conn.close()
 
-        return Response(raw.status, Headers(raw.getheaders()), chunks, release, url)
+        return Response(answer.status, Headers(answer.headers), chunks, release, url)
 
-    def _connection(self, key: _Key) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, key: _Key) -> tuple[http1.Connection, bool]:
         with self._lock:
             idle = self._idle.get(key)
             if idle:
                 return idle.pop(), True
         scheme, netloc, tls = key
+        parts = urlsplit(f"{scheme}://{netloc}")
+        host, port = parts.hostname or "", parts.port or _DEFAULT_PORTS[scheme]
+        sock = http1.connect(host, port, CONNECT_TIMEOUT)
         if scheme == "https":
-            context = self._context(tls)
-            return _HTTPSConnection(netloc, timeout=CONNECT_TIMEOUT, context=context), False
-        return _HTTPConnection(netloc, timeout=CONNECT_TIMEOUT), False
+            sock = self._tls_wrap(sock, host, tls)
+        sock.settimeout(READ_TIMEOUT)
+        # Host names the port only when it is not the scheme's default, as browsers do.
+        if parts.port in (None, _DEFAULT_PORTS[scheme]):
+            host_header = f"[{host}]" if ":" in host else host  # IPv6 in brackets
+        else:
+            host_header = netloc.rpartition("@")[2]
+        return http1.Connection(sock, host_header), False
 
-    def _put_idle(self, key: _Key, conn: http.client.HTTPConnection) -> None:
+    def _tls_wrap(self, raw: Any, host: str, tls: TLSOptions) -> Any:
+        """The TLS socket over ``raw`` after the handshake (:class:`TLSError` if it fails)."""
+        import socket
+        import ssl
+
+        context = self._context(tls)
+        sock = socket.socket(fileno=raw.detach())
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            return context.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLError as exc:
+            sock.close()
+            raise TLSError(str(exc)) from exc
+        except OSError:
+            sock.close()
+            raise
+
+    def _put_idle(self, key: _Key, conn: http1.Connection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < _IDLE_PER_HOST:
@@ -322,31 +357,10 @@ class HTTPTransport:
             self.close()
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """The connect timeout while connecting (and the TLS handshake), the read timeout
-    after; large blocks for request bodies."""
-
-    def __init__(self, host: str, **kwargs: Any) -> None:
-        super().__init__(host, blocksize=BLOCK, **kwargs)
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """:class:`_HTTPConnection` over TLS."""
-
-    def __init__(self, host: str, **kwargs: Any) -> None:
-        super().__init__(host, blocksize=BLOCK, **kwargs)
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
-
-
 def make_context(tls: TLSOptions) -> ssl.SSLContext:
     """The TLS context for ``tls``: system CAs, a CA bundle, or no verification."""
+    import ssl
+
     if tls.verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -377,7 +391,7 @@ class RequestsTransport:
         headers: Mapping[str, str],
         body: Body = None,
         *,
-        tls: TLSOptions = TLSOptions(),
+        tls: TLSOptions = DEFAULT_TLS,
     ) -> Response:
         """See :class:`Transport`."""
         import requests

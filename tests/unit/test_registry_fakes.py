@@ -15,15 +15,18 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
-from envkit.registry.transport import Body, Headers, Response, TLSOptions, TransportError
+from envkit.registry.transport import Headers, Response, TLSOptions, TransportError
 from envkit.store.layout import Store
 from tests import images
+
+if TYPE_CHECKING:
+    from envkit.registry.transport import Body
 
 
 def sha(data: bytes) -> str:
