@@ -64,3 +64,25 @@ class Value(tuple[object, ...]):
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={value!r}" for name, value in self.fields().items())
         return f"{type(self).__name__}({inner})"
+
+
+class Record:
+    """A mutable record (a report filled in as work goes on): ``__slots__`` named in
+    ``FIELDS``, equality and repr from them. Subclasses set ``__slots__ = FIELDS = (...)``
+    and the fields in ``__init__``."""
+
+    __slots__ = ()
+    FIELDS: tuple[str, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        """The fields by name, in ``FIELDS`` order."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.fields() == other.fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: not hashable
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={value!r}" for name, value in self.fields().items())
+        return f"{type(self).__name__}({inner})"

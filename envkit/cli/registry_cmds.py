@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.errors import RegistryError
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     # Typing only: importing it loads pluggy, 15 ms on every pull and push.
     from envkit.plugins.interfaces import Command
 
@@ -42,6 +43,8 @@ class PullCommand:
         from envkit.registry.pull import pull
 
         if args.update:
+            from pathlib import Path
+
             return _update(Path(args.ref or "stack.py"), args.quiet)
         if not args.ref:
             raise RegistryError(

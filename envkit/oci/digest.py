@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import BinaryIO
 
 from envkit.errors import DigestMismatchError, StoreError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 CHUNK = 1 << 20

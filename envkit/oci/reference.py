@@ -7,9 +7,9 @@ path component there gets ``library/``. ``familiar`` gives the short form docker
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from envkit.errors import ReferenceError_
+from envkit.values import Value
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -24,14 +24,20 @@ _HOST_RE = re.compile(
 )
 
 
-@dataclass(frozen=True, order=True)
-class Reference:
-    """A parsed, normalised image reference."""
+class Reference(Value):
+    """A parsed, normalised image reference (ordered by its fields, as a tuple)."""
 
+    __slots__ = ()
+    FIELDS = ("registry", "path", "tag", "digest")
     registry: str
     path: str
-    tag: str | None = None
-    digest: str | None = None
+    tag: str | None
+    digest: str | None
+
+    def __new__(
+        cls, registry: str, path: str, tag: str | None = None, digest: str | None = None
+    ) -> Reference:
+        return tuple.__new__(cls, (registry, path, tag, digest))
 
     @property
     def name(self) -> str:
@@ -59,6 +65,7 @@ class Reference:
         return name
 
     def with_tag(self, tag: str) -> Reference:
+        """This name with ``tag`` (and no digest)."""
         return Reference(self.registry, self.path, tag, None)
 
 

@@ -8,10 +8,13 @@ Serialisation is canonical: sorted keys, no insignificant white space.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 from envkit.oci.digest import sha256_bytes
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -57,13 +60,17 @@ def compression_of(media_type: str) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Value):
     """An OS and architecture an image is built for."""
 
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str = ""
+    __slots__ = ()
+    FIELDS = ("os", "architecture", "variant")
+    os: str
+    architecture: str
+    variant: str
+
+    def __new__(cls, os: str = "linux", architecture: str = "amd64", variant: str = "") -> Platform:
+        return tuple.__new__(cls, (os, architecture, variant))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
@@ -80,15 +87,38 @@ class Platform:
         )
 
 
-@dataclass(frozen=True)
-class Descriptor:
-    """A typed pointer to content: media type, digest and size."""
+class Descriptor(Value):
+    """A typed pointer to content: media type, digest and size (and, in an index, the
+    platform). Annotations do not take part in equality or the hash."""
 
+    __slots__ = ()
+    FIELDS = ("media_type", "digest", "size", "annotations", "platform")
     media_type: str
     digest: str
     size: int
-    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    platform: Platform | None = None
+    annotations: dict[str, str]
+    platform: Platform | None
+
+    def __new__(
+        cls,
+        media_type: str,
+        digest: str,
+        size: int,
+        annotations: dict[str, str] | None = None,
+        platform: Platform | None = None,
+    ) -> Descriptor:
+        return tuple.__new__(
+            cls, (media_type, digest, size, {} if annotations is None else annotations, platform)
+        )
+
+    def _key(self) -> tuple[object, ...]:
+        return (self[0], self[1], self[2], self[4])
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -114,14 +144,32 @@ class Descriptor:
         )
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """An image manifest: one config and an ordered list of layers."""
+class Manifest(Value):
+    """An image manifest: one config and an ordered list of layers. Annotations do not
+    take part in equality or the hash."""
 
+    __slots__ = ()
+    FIELDS = ("config", "layers", "media_type", "annotations")
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    media_type: str = MT_OCI_MANIFEST
-    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    media_type: str
+    annotations: dict[str, str]
+
+    def __new__(
+        cls,
+        config: Descriptor,
+        layers: tuple[Descriptor, ...],
+        media_type: str = MT_OCI_MANIFEST,
+        annotations: dict[str, str] | None = None,
+    ) -> Manifest:
+        notes = {} if annotations is None else annotations
+        return tuple.__new__(cls, (config, layers, media_type, notes))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self[:3] == other[:3]
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -151,12 +199,25 @@ class Manifest:
         return cls.from_json(json.loads(raw))
 
 
-@dataclass(frozen=True)
-class Index:
-    """An image index: a list of manifests (per platform, or per ref in a layout)."""
+class Index(Value):
+    """An image index: a list of manifests (per platform, or per ref in a layout).
+    Annotations do not take part in equality or the hash."""
 
-    manifests: tuple[Descriptor, ...] = ()
-    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    __slots__ = ()
+    FIELDS = ("manifests", "annotations")
+    manifests: tuple[Descriptor, ...]
+    annotations: dict[str, str]
+
+    def __new__(
+        cls, manifests: tuple[Descriptor, ...] = (), annotations: dict[str, str] | None = None
+    ) -> Index:
+        return tuple.__new__(cls, (manifests, {} if annotations is None else annotations))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self[0] == other[0]
+
+    def __hash__(self) -> int:
+        return hash(self[0])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -179,8 +240,7 @@ class Index:
         )
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(Value):
     """The image configuration document (``application/vnd.oci.image.config.v1+json``).
 
     ``raw`` is the whole parsed document; the properties read the fields envkit uses.
@@ -188,7 +248,12 @@ class ImageConfig:
     the image id, as in docker.
     """
 
+    __slots__ = ()
+    FIELDS = ("raw",)
     raw: dict[str, Any]
+
+    def __new__(cls, raw: dict[str, Any]) -> ImageConfig:
+        return tuple.__new__(cls, (raw,))
 
     @property
     def config(self) -> dict[str, Any]:

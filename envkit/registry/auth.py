@@ -14,12 +14,16 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from envkit.errors import RegistryError
-from envkit.registry.credentials import Credentials
-from envkit.registry.transport import Response, TLSOptions, Transport, TransportError
+from envkit.registry.transport import TransportError
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from envkit.registry.credentials import Credentials
+    from envkit.registry.transport import Response, TLSOptions, Transport
 
 _PARAM_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 #: Lifetime assumed when a token response names none (the distribution spec's default).
@@ -27,12 +31,17 @@ DEFAULT_TOKEN_SECONDS = 60
 CLIENT_ID = "envkit"
 
 
-@dataclass(frozen=True)
-class Challenge:
-    """One parsed ``WWW-Authenticate`` challenge."""
+class Challenge(Value):
+    """One parsed ``WWW-Authenticate`` challenge: ``scheme`` in lower case ("bearer" or
+    "basic") and its parameters."""
 
-    scheme: str  # lower case: "bearer" or "basic"
-    params: dict[str, str] = field(default_factory=dict)
+    __slots__ = ()
+    FIELDS = ("scheme", "params")
+    scheme: str
+    params: dict[str, str]
+
+    def __new__(cls, scheme: str, params: dict[str, str] | None = None) -> Challenge:
+        return tuple.__new__(cls, (scheme, {} if params is None else params))
 
 
 def parse_challenge(header: str) -> Challenge | None:
@@ -56,10 +65,14 @@ def basic_header(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
-@dataclass
-class _Token:
+class _Token(Value):
+    __slots__ = ()
+    FIELDS = ("value", "expires")
     value: str
     expires: float
+
+    def __new__(cls, value: str, expires: float) -> _Token:
+        return tuple.__new__(cls, (value, expires))
 
 
 class Authenticator:

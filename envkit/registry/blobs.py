@@ -18,9 +18,6 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlencode
 
 from envkit.errors import DigestMismatchError, RegistryError, StoreError
@@ -32,6 +29,12 @@ from envkit.registry.transport import BodyError
 from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+    from typing import BinaryIO
 
 #: Blobs larger than this are uploaded in chunks of this size.
 DEFAULT_CHUNK_SIZE = 16 << 20

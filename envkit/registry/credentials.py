@@ -15,13 +15,16 @@ import binascii
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from envkit import settings
 from envkit.errors import RegistryError
 from envkit.oci.reference import DEFAULT_REGISTRY
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 #: The key docker uses for Docker Hub in config.json and with credential helpers.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -29,12 +32,20 @@ DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 IDENTITY_TOKEN_USER = "<token>"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """A user name and a secret (a password, or an identity token)."""
+class Credentials(Value):
+    """A user name and a secret (a password, or an identity token); the secret is left
+    out of the repr."""
 
+    __slots__ = ()
+    FIELDS = ("username", "secret")
     username: str
-    secret: str = field(repr=False)
+    secret: str
+
+    def __new__(cls, username: str, secret: str) -> Credentials:
+        return tuple.__new__(cls, (username, secret))
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r})"
 
     @property
     def is_identity_token(self) -> bool:
@@ -49,6 +60,8 @@ def auth_file() -> Path:
 
 def docker_config() -> Path:
     """docker's client config (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``)."""
+    from pathlib import Path
+
     base = os.environ.get("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 

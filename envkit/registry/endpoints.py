@@ -7,18 +7,18 @@ a CA for one registry lives in ``$ENVKIT_HOME/certs.d/<host:port>/ca.crt``.
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
-from pathlib import Path
-
 from envkit import settings
 from envkit.oci.reference import DEFAULT_REGISTRY
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(Value):
     """How to talk to one registry.
 
     ``name`` is the registry as references spell it (``docker.io``, ``127.0.0.1:5000``);
@@ -27,11 +27,23 @@ class Endpoint:
     False (no verification).
     """
 
+    __slots__ = ()
+    FIELDS = ("name", "host", "plain_http_allowed", "verify", "client_cert")
     name: str
     host: str
     plain_http_allowed: bool
     verify: bool | str
-    client_cert: tuple[str, str] | None = None
+    client_cert: tuple[str, str] | None
+
+    def __new__(
+        cls,
+        name: str,
+        host: str,
+        plain_http_allowed: bool,
+        verify: bool | str,
+        client_cert: tuple[str, str] | None = None,
+    ) -> Endpoint:
+        return tuple.__new__(cls, (name, host, plain_http_allowed, verify, client_cert))
 
     def urls(self) -> list[str]:
         """Base URLs to try, in order.
@@ -58,6 +70,10 @@ def is_loopback(host: str) -> bool:
     name = _split_host(host)
     if name == "localhost":
         return True
+    if name.startswith("127.") or name == "::1":
+        return True
+    import ipaddress  # ~1 ms, for the other spellings of an address
+
     try:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:

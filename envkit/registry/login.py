@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 from envkit.errors import RegistryError
 from envkit.oci.reference import DEFAULT_REGISTRY
 from envkit.registry import credentials
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 _HUB_ALIASES = {"index.docker.io", "registry-1.docker.io", "docker.io"}
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from envkit.errors import RegistryError
 from envkit.oci.digest import is_digest, sha256_bytes
@@ -20,6 +18,11 @@ from envkit.oci.types import (
 )
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.transport import BodyError
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 ACCEPT = ", ".join((MT_OCI_INDEX, MT_DOCKER_LIST, MT_OCI_MANIFEST, MT_DOCKER_MANIFEST))
 #: The distribution spec lets registries refuse manifests above 4 MiB; so do we.
@@ -27,21 +30,30 @@ MAX_MANIFEST = 4 << 20
 _SCHEMA1 = "application/vnd.docker.distribution.manifest.v1"
 
 
-@dataclass(frozen=True)
-class RemoteManifest:
-    """A manifest or index as the registry served it: exact bytes, type and digest."""
+class RemoteManifest(Value):
+    """A manifest or index as the registry served it: exact bytes, type and digest, and
+    the parsed document."""
 
+    __slots__ = ()
+    FIELDS = ("raw", "media_type", "digest", "data")
     raw: bytes
     media_type: str
     digest: str
     data: dict[str, Any]
 
+    def __new__(
+        cls, raw: bytes, media_type: str, digest: str, data: dict[str, Any]
+    ) -> RemoteManifest:
+        return tuple.__new__(cls, (raw, media_type, digest, data))
+
     @property
     def descriptor(self) -> Descriptor:
+        """What points at this document."""
         return Descriptor(self.media_type, self.digest, len(self.raw))
 
     @property
     def is_index(self) -> bool:
+        """Whether it is an index (rather than an image manifest)."""
         return self.media_type in INDEX_TYPES
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import TextIO
+
+from envkit.values import Record
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 REDRAW_SECONDS = 0.1
 
@@ -25,12 +29,14 @@ def human(size: float) -> str:
     return f"{size:.1f}GB"
 
 
-@dataclass
-class _Line:
-    digest: str
-    size: int
-    done: int = 0
-    status: str = "Waiting"
+class _Line(Record):
+    __slots__ = FIELDS = ("digest", "size", "done", "status")
+
+    def __init__(self, digest: str, size: int, done: int = 0, status: str = "Waiting") -> None:
+        self.digest = digest
+        self.size = size
+        self.done = done
+        self.status = status
 
 
 class Progress:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from envkit.errors import RegistryError, StoreError
 from envkit.oci.reference import Reference, parse
 from envkit.oci.types import Descriptor, Manifest, Platform
@@ -15,23 +12,40 @@ from envkit.registry.progress import Progress
 from envkit.store.atomic import fsync_dir
 from envkit.store.graph import host_platform
 from envkit.store.layout import Store
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    ClientFactory = Callable[[str], RegistryClient]
 
 #: Layers transferred at once.
 PARALLEL = 3
 
-ClientFactory = Callable[[str], RegistryClient]
 
-
-@dataclass(frozen=True)
-class PulledImage:
+class PulledImage(Value):
     """What a pull stored: the ref, the top descriptor (an index or a manifest, as the
-    registry serves the ref), the platform's manifest, and the registry used."""
+    registry serves the ref), the platform's manifest, the registry used, and how many
+    blobs were fetched (0: everything was present)."""
 
+    __slots__ = ()
+    FIELDS = ("ref", "descriptor", "manifest", "source", "downloaded")
     ref: Reference
     descriptor: Descriptor
     manifest: Descriptor
     source: str
-    downloaded: int  # blobs fetched (0: everything was present)
+    downloaded: int
+
+    def __new__(
+        cls,
+        ref: Reference,
+        descriptor: Descriptor,
+        manifest: Descriptor,
+        source: str,
+        downloaded: int,
+    ) -> PulledImage:
+        return tuple.__new__(cls, (ref, descriptor, manifest, source, downloaded))
 
 
 def pull(

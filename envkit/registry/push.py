@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from envkit.errors import ReferenceError_, RegistryError, StoreError
 from envkit.oci.reference import Reference, parse
@@ -14,22 +12,33 @@ from envkit.registry.client import RegistryClient
 from envkit.registry.progress import Progress
 from envkit.store import graph
 from envkit.store.layout import Store
+from envkit.values import Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    ClientFactory = Callable[[str], RegistryClient]
 
 PARALLEL = 3
 
-ClientFactory = Callable[[str], RegistryClient]
 
-
-@dataclass(frozen=True)
-class PushedImage:
+class PushedImage(Value):
     """What a push did: the ref written, the digest the registry now serves for it, and
     how many blobs were uploaded, mounted or found present."""
 
+    __slots__ = ()
+    FIELDS = ("ref", "digest", "uploaded", "mounted", "existing")
     ref: Reference
     digest: str
     uploaded: int
     mounted: int
     existing: int
+
+    def __new__(
+        cls, ref: Reference, digest: str, uploaded: int, mounted: int, existing: int
+    ) -> PushedImage:
+        return tuple.__new__(cls, (ref, digest, uploaded, mounted, existing))
 
 
 def push(

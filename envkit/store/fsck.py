@@ -14,13 +14,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.oci.digest import CHUNK, is_digest
 from envkit.oci.types import Index, canonical_json
 from envkit.store import graph
 from envkit.store.atomic import atomic_write, fsync_dir, is_live
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     from envkit.store.layout import FsckReport, Store
 

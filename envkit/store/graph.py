@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import platform as _platform
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import os
 
 from envkit.errors import DigestMismatchError, StoreError
 from envkit.oci.types import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, Platform
+from envkit.values import Record
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
+    from typing import Any
+
     from envkit.store.layout import Store
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
@@ -18,7 +20,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", 
 
 def host_platform() -> Platform:
     """The platform images are chosen for when a ref points at a multi-platform index."""
-    machine = _platform.machine()
+    machine = os.uname().machine  # what platform.machine() returns, without its import
     return Platform(
         os="linux",
         architecture=_ARCH.get(machine, machine),
@@ -99,16 +101,20 @@ def _matches(p: Platform, host: Platform) -> bool:
     return p.os == host.os and p.architecture == host.architecture and same_variant
 
 
-@dataclass
-class Closure:
-    """The blobs one image reaches: present ones in walk order, missing and unreadable ones."""
+class Closure(Record):
+    """The blobs one image reaches: present ones in walk order, missing ones, and
+    unreadable ones (digest -> why)."""
 
-    present: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unreadable: dict[str, str] = field(default_factory=dict)  # digest -> why
+    __slots__ = FIELDS = ("present", "missing", "unreadable")
+
+    def __init__(self) -> None:
+        self.present: list[str] = []
+        self.missing: list[str] = []
+        self.unreadable: dict[str, str] = {}
 
     @property
     def complete(self) -> bool:
+        """Whether every blob the image reaches is present and readable."""
         return not (self.missing or self.unreadable)
 
 

@@ -38,7 +38,6 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -64,6 +63,7 @@ from envkit.store import graph
 from envkit.store.atomic import TempFile, atomic_write
 from envkit.store.locks import FileLock, lock_for
 from envkit.store.timestamps import parse_created
+from envkit.values import Record, Value
 
 OCTET_STREAM = "application/octet-stream"
 LAYOUT_VERSION = "1.0.0"
@@ -75,36 +75,61 @@ class BlobNotFoundError(StoreError):
     """A blob asked for by digest is not in the store."""
 
 
-@dataclass(frozen=True)
-class ImageRecord:
-    """One tagged (or dangling) image, as ``envkit images`` lists it."""
+class ImageRecord(Value):
+    """One tagged (or dangling) image, as ``envkit images`` lists it: ``ref`` the
+    normalised reference ("" for an image kept only by digest), ``config_digest`` the
+    image id, ``size`` the bytes of manifest, config and compressed layers, ``created``
+    the config's "created" field ("" when absent)."""
 
-    ref: str  # normalised reference, "" for an image kept only by digest
+    __slots__ = ()
+    FIELDS = ("ref", "manifest", "config_digest", "size", "created")
+    ref: str
     manifest: Descriptor
-    config_digest: str  # the image id
-    size: int  # manifest + config + compressed layers, bytes
-    created: str  # the config's "created" field, "" when absent
+    config_digest: str
+    size: int
+    created: str
+
+    def __new__(
+        cls, ref: str, manifest: Descriptor, config_digest: str, size: int, created: str
+    ) -> ImageRecord:
+        return tuple.__new__(cls, (ref, manifest, config_digest, size, created))
 
 
-@dataclass
-class FsckReport:
+class FsckReport(Record):
     """What ``fsck`` found; ``repaired`` lists what ``--repair`` removed or fixed.
 
-    The lists say what was found (before any repair). ``remaining`` lists what a check
-    after the repair still found, so :attr:`healthy` is the verdict either way.
+    The lists say what was found (before any repair): ``corrupt_blobs`` (content !=
+    digest), ``missing_blobs`` (referenced, absent), ``partial_files`` (leftovers in
+    tmp/, stray files), ``resumable`` (interrupted registry downloads,
+    ``tmp/pull-*.partial``: not damage; the next pull of that blob resumes from them
+    and verifies the digest, and ``prune`` removes them), ``broken_refs`` (refs whose
+    image is incomplete), ``layout_errors`` (oci-layout, index.json). ``remaining``
+    lists what a check after the repair still found, so :attr:`healthy` is the verdict
+    either way.
     """
 
-    corrupt_blobs: list[str] = field(default_factory=list)  # content != digest
-    missing_blobs: list[str] = field(default_factory=list)  # referenced, absent
-    partial_files: list[str] = field(default_factory=list)  # leftovers in tmp/, stray files
-    #: Interrupted registry downloads (``tmp/pull-*.partial``): not damage; the next pull
-    #: of that blob resumes from them and verifies the digest, and ``prune`` removes them.
-    resumable: list[str] = field(default_factory=list)
-    broken_refs: list[str] = field(default_factory=list)  # ref whose image is incomplete
-    repaired: list[str] = field(default_factory=list)
-    layout_errors: list[str] = field(default_factory=list)  # oci-layout, index.json
-    remaining: list[str] = field(default_factory=list)
-    repair_attempted: bool = False
+    __slots__ = FIELDS = (
+        "corrupt_blobs",
+        "missing_blobs",
+        "partial_files",
+        "resumable",
+        "broken_refs",
+        "repaired",
+        "layout_errors",
+        "remaining",
+        "repair_attempted",
+    )
+
+    def __init__(self) -> None:
+        self.corrupt_blobs: list[str] = []
+        self.missing_blobs: list[str] = []
+        self.partial_files: list[str] = []
+        self.resumable: list[str] = []
+        self.broken_refs: list[str] = []
+        self.repaired: list[str] = []
+        self.layout_errors: list[str] = []
+        self.remaining: list[str] = []
+        self.repair_attempted = False
 
     @property
     def ok(self) -> bool:
@@ -125,22 +150,27 @@ class FsckReport:
         return self.ok
 
 
-@dataclass
-class PruneReport:
+class PruneReport(Record):
     """What :meth:`Store.prune` removed."""
 
-    removed_blobs: list[str] = field(default_factory=list)
-    freed_bytes: int = 0
-    removed_tmp: list[str] = field(default_factory=list)
+    __slots__ = FIELDS = ("removed_blobs", "freed_bytes", "removed_tmp")
+
+    def __init__(self) -> None:
+        self.removed_blobs: list[str] = []
+        self.freed_bytes = 0
+        self.removed_tmp: list[str] = []
 
 
-@dataclass
-class RemoveReport:
-    """What :meth:`Store.remove` did, in the order ``docker rmi`` prints it."""
+class RemoveReport(Record):
+    """What :meth:`Store.remove` did, in the order ``docker rmi`` prints it: refs
+    untagged (normalised), blob digests deleted."""
 
-    untagged: list[str] = field(default_factory=list)  # normalised refs
-    deleted: list[str] = field(default_factory=list)  # blob digests
-    freed_bytes: int = 0
+    __slots__ = FIELDS = ("untagged", "deleted", "freed_bytes")
+
+    def __init__(self) -> None:
+        self.untagged: list[str] = []
+        self.deleted: list[str] = []
+        self.freed_bytes = 0
 
 
 class Store:
@@ -250,7 +280,7 @@ class Store:
         """Store ``data`` atomically; verify against ``expected`` when given.
 
         Returns a descriptor with media type ``application/octet-stream`` (callers set
-        their own with ``dataclasses.replace``).
+        their own with ``desc.replace(media_type=...)``).
         """
         digest = sha256_bytes(data)
         if expected is not None and check_digest(expected) != digest:
@@ -359,7 +389,7 @@ class Store:
                     hint="write the config and every layer before the manifest",
                 )
             desc = self.write_blob(raw)
-        return replace(desc, media_type=media_type)
+        return desc.replace(media_type=media_type)
 
     def image_manifest(self, desc: Descriptor | str) -> tuple[Descriptor, Manifest]:
         """The image manifest ``desc`` names, and its descriptor.
@@ -697,7 +727,7 @@ def _ref_of(entry: Descriptor) -> str:
 def _plain(entry: Descriptor) -> Descriptor:
     """An index.json entry without its ref annotation: a pointer to the manifest."""
     annotations = {k: v for k, v in entry.annotations.items() if k != ANNOTATION_REF_NAME}
-    return replace(entry, annotations=annotations)
+    return entry.replace(annotations=annotations)
 
 
 def _same_size(path: Path, size: int) -> bool:

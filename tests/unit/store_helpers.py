@@ -10,7 +10,6 @@ import hashlib
 import io
 import tarfile
 from collections.abc import Mapping
-from dataclasses import replace
 
 from envkit.oci.types import (
     MT_OCI_CONFIG,
@@ -64,7 +63,7 @@ def make_image(
         tar = make_layer_tar(content)
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())
         blob = store.write_blob(gzip_bytes(tar))
-        layer_descs.append(replace(blob, media_type=MT_OCI_LAYER_GZIP))
+        layer_descs.append(blob.replace(media_type=MT_OCI_LAYER_GZIP))
     config = ImageConfig(
         raw={
             "architecture": "amd64",
@@ -75,7 +74,7 @@ def make_image(
             "history": [{"created": created, "created_by": "store_helpers"}] * layers,
         }
     )
-    config_desc = replace(store.write_blob(config.to_bytes()), media_type=MT_OCI_CONFIG)
+    config_desc = store.write_blob(config.to_bytes()).replace(media_type=MT_OCI_CONFIG)
     manifest = Manifest(config=config_desc, layers=tuple(layer_descs))
     desc = store.put_manifest(manifest.to_bytes(), MT_OCI_MANIFEST)
     if ref is not None:

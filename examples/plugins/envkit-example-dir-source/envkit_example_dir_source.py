@@ -27,8 +27,6 @@ class RootfsDirSource:
     kind = "rootfs-dir"
 
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
-        from dataclasses import replace
-
         from envkit.oci.layer_writer import write_layer
         from envkit.oci.types import MT_OCI_CONFIG, Manifest, canonical_json
         from envkit.store.graph import host_platform
@@ -50,9 +48,7 @@ class RootfsDirSource:
                 "config": {"Cmd": list(params.get("cmd") or ["/bin/sh"])},
                 "rootfs": {"type": "layers", "diff_ids": [info.diff_id]},
             }
-            config_desc = replace(
-                store.write_blob(canonical_json(config)), media_type=MT_OCI_CONFIG
-            )
+            config_desc = store.write_blob(canonical_json(config)).replace(media_type=MT_OCI_CONFIG)
             manifest = Manifest(config_desc, (info.descriptor(),))
             desc = store.put_manifest(manifest.to_bytes(), manifest.media_type)
             store.keep(desc)  # not named: prune must still spare it while it is used

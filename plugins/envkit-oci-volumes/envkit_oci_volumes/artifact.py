@@ -18,7 +18,6 @@ against their digests before anything is extracted.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from envkit.errors import RegistryError, VolumeError
@@ -43,7 +42,7 @@ def push(snapshot: Path, ref: Reference, volume: str, size: int, store: Store) -
             digest, length = store.ingest(f)
         layer = Descriptor(MT_OCI_LAYER_ZSTD, digest, length, {TITLE: "volume.tar.zst"})
         config_raw = canonical_json({"volume": volume, "size": size, "format": "tar+zstd"})
-        config = replace(store.write_blob(config_raw), media_type=CONFIG_MEDIA_TYPE)
+        config = store.write_blob(config_raw).replace(media_type=CONFIG_MEDIA_TYPE)
         manifest = canonical_json(
             {
                 "schemaVersion": 2,
