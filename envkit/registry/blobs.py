@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import time
 from urllib.parse import urlencode
 
 from envkit.errors import DigestMismatchError, RegistryError, StoreError
-from envkit.oci.digest import CHUNK, hex_of
+from envkit.oci.digest import CHUNK, hex_of, new_sha256
 from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.progress import Progress
@@ -33,6 +32,7 @@ from envkit.store.layout import Store
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from hashlib import _Hash
     from pathlib import Path
     from typing import BinaryIO
 
@@ -108,9 +108,9 @@ def download(
     return True
 
 
-def _rehash(fh: BinaryIO, limit: int) -> tuple[hashlib._Hash, int]:
+def _rehash(fh: BinaryIO, limit: int) -> tuple[_Hash, int]:
     """Hash what an earlier attempt left in ``fh`` (at most ``limit`` bytes are kept)."""
-    h = hashlib.sha256()
+    h = new_sha256()
     fh.seek(0)
     have = 0
     while have < limit and (chunk := fh.read(min(CHUNK, limit - have))):
@@ -142,7 +142,7 @@ def _fill(
         )
         if have and resp.status_code == 200:
             # The registry ignored the Range header: start over.
-            h, have = hashlib.sha256(), 0
+            h, have = new_sha256(), 0
             fh.seek(0)
             fh.truncate(0)
         try:

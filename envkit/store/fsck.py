@@ -9,13 +9,12 @@ lock on them).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
-from envkit.oci.digest import CHUNK, is_digest
+from envkit.oci.digest import CHUNK, is_digest, new_sha256
 from envkit.oci.types import Index, canonical_json
 from envkit.store import graph
 from envkit.store.atomic import atomic_write, fsync_dir, is_live
@@ -145,7 +144,7 @@ def _blob_files(store: Store) -> list[tuple[Path, str | None]]:
 
 
 def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
+    h = new_sha256()
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)

@@ -32,15 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from envkit.errors import (
     DigestMismatchError,
@@ -49,7 +44,7 @@ from envkit.errors import (
     ReferenceError_,
     StoreError,
 )
-from envkit.oci.digest import CHUNK, check_digest, is_digest, sha256_bytes
+from envkit.oci.digest import CHUNK, check_digest, is_digest, new_sha256, sha256_bytes
 from envkit.oci.reference import parse
 from envkit.oci.types import (
     ANNOTATION_REF_NAME,
@@ -62,8 +57,13 @@ from envkit.oci.types import (
 from envkit.store import graph
 from envkit.store.atomic import TempFile, atomic_write
 from envkit.store.locks import FileLock, lock_for
-from envkit.store.timestamps import parse_created
 from envkit.values import Record, Value
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+    from typing import BinaryIO
 
 OCTET_STREAM = "application/octet-stream"
 LAYOUT_VERSION = "1.0.0"
@@ -312,7 +312,7 @@ class Store:
                 if present is not None and (size is None or present == size):
                     return expected, present
             with TempFile(self.tmp_dir, "ingest") as tmp:
-                h = hashlib.sha256()
+                h = new_sha256()
                 written = 0
                 while chunk := stream.read(CHUNK):
                     written += len(chunk)
@@ -599,8 +599,14 @@ class Store:
                 except StoreError:
                     continue
                 records.append(record)
+        # datetime is imported by listings only, not by every command that opens the store.
+        from datetime import UTC, datetime
+
+        from envkit.store.timestamps import parse_created
+
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
         records.sort(key=lambda r: r.ref)
-        records.sort(key=lambda r: parse_created(r.created) or _EPOCH, reverse=True)
+        records.sort(key=lambda r: parse_created(r.created) or epoch, reverse=True)
         return records
 
     def _record(self, ref: str, desc: Descriptor) -> ImageRecord:
@@ -674,7 +680,7 @@ class _VerifyingReader(io.RawIOBase):
         self._raw = raw
         self._digest = digest
         self._root = root
-        self._hash = hashlib.sha256()
+        self._hash = new_sha256()
         self._checked = False
 
     def readable(self) -> bool:
@@ -737,6 +743,3 @@ def _same_size(path: Path, size: int) -> bool:
         if exc.errno == errno.ENOENT:
             return False
         raise
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
