@@ -251,3 +251,27 @@ def test_ref_image_source_pulls_a_missing_base(
     assert other.resolve(f"{registry.host}/bases/busybox:1").digest == digest
     pinned = source.provide({"ref": f"{registry.host}/bases/busybox:9", "digest": digest}, other)
     assert pinned.digest == digest
+
+
+def test_warm_pull_and_push_import_no_heavy_module(
+    registry: RegistryServer, store: Store, tmp_path: Path, envkit_home: Path
+) -> None:
+    from tests.unit.test_registry_imports import HEAVY
+
+    load_busybox(store, tmp_path)
+    ref = f"{registry.host}/warm/busybox:1"
+    push("busybox:1", ref, store)
+    pull(ref, store)
+    code = (
+        "import sys\nfrom envkit.cli import main\nassert main(sys.argv[1:]) == 0\n"
+        f"print(sorted(set({HEAVY!r}) & set(sys.modules)))\n"
+    )
+    for argv in (["pull", "-q", ref], ["push", "-q", "busybox:1", ref]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "ENVKIT_HOME": str(envkit_home)},
+        )
+        assert done.stdout.strip().splitlines()[-1] == "[]", (argv, done.stdout)

@@ -1,0 +1,55 @@
+"""``envkit pull`` and ``envkit push`` start up without the heavy modules.
+
+Issue #5 times both against ``skopeo copy`` in a fresh process, where imports are most
+of a warm pull's time (docs/dev/registry.md). These modules cost milliseconds each and
+the registry path needs none of them: HTTP is :mod:`envkit.registry.http1` over
+``_socket`` (no http.client, email, socket; ssl only for https), records are
+:class:`envkit.values.Value` (no dataclasses, inspect), hashing of small documents needs
+no hashlib of its own. A new top-level import of one of them would quietly undo that.
+(``typing``, ``hashlib`` and ``pathlib`` still arrive through ``envkit.store.atomic`` and
+``envkit.store.locks``.) ``test_registry.py`` runs a real warm pull and push with the
+same list.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = (
+    "dataclasses",
+    "inspect",
+    "http.client",
+    "email",
+    "socket",
+    "ssl",
+    "requests",
+    "urllib3",
+    "concurrent.futures",
+    "datetime",
+    "subprocess",
+    "shutil",
+    "pluggy",
+)
+
+PATH_MODULES = (
+    "from envkit.cli import fast_parser\n"
+    "fast_parser('pull').parse_args(['-q', 'registry.test/a:1'])\n"
+    "fast_parser('push').parse_args(['-q', 'a:1', 'registry.test/a:1'])\n"
+    "import envkit.registry.pull, envkit.registry.push, envkit.registry.progress\n"
+    "from envkit.store.layout import Store\n"
+    "Store.default()\n"
+)
+
+
+def test_the_pull_and_push_path_imports_no_heavy_module(tmp_path: Path) -> None:
+    code = "import sys\n" + PATH_MODULES + f"print(sorted(set({HEAVY!r}) & set(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.stdout.strip() == "[]"
