@@ -471,7 +471,6 @@ def _start_attached(prepared: Prepared) -> Container:
         engine = start(
             _networked(prepared, config),
             runtime_dir=prepared.state.path("rt"),
-            on_init=prepared.state.mark_running,
         )
     except BaseException:
         prepared.abandon()
@@ -480,6 +479,7 @@ def _start_attached(prepared: Prepared) -> Container:
         if pipes is not None:
             for fd in (pipes[0], pipes[2], pipes[4]):
                 os.close(fd)
+    prepared.state.mark_running(engine.pid)
     pump = None
     if pipes is not None:
         import threading
@@ -520,16 +520,13 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
             stdin = 0 if interactive else devnull.fileno()
             config = config.replace(stdio=(stdin, 1, 2))
         try:
-            engine = start(
-                _networked(prepared, config),
-                runtime_dir=prepared.state.path("rt"),
-                on_init=prepared.state.mark_running,
-            )
+            engine = start(_networked(prepared, config), runtime_dir=prepared.state.path("rt"))
         except BaseException:
             prepared.abandon()
             raise
     code: int | None = None
     try:
+        prepared.state.mark_running(engine.pid)
         with proxy_signals(engine, terminal=not config.tty):
             if engine.console is not None:
                 from envkit.runtime import tty
@@ -589,11 +586,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
             pipes = _log_pipes()
             config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
         try:
-            engine = start(
-                _networked(prepared, config),
-                runtime_dir=record.path("rt"),
-                on_init=record.mark_running,
-            )
+            engine = start(_networked(prepared, config), runtime_dir=record.path("rt"))
         except StartError as exc:
             os.write(status_w, f"{exc.exit_code}\n{exc.message}".encode())
             prepared.abandon()
@@ -608,6 +601,7 @@ def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
             streams = {pipes[1]: "stdout", pipes[3]: "stderr"}
         else:
             streams = {engine.console: "stdout"} if engine.console is not None else {}
+        record.mark_running(engine.pid)
         os.write(status_w, b"ok")
         os.close(status_w)
         _pump_logs(record.path("log"), streams)

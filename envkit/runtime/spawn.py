@@ -29,7 +29,7 @@ from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from types import TracebackType
     from typing import NoReturn
 
@@ -128,19 +128,13 @@ def run(config: ContainerConfig) -> int:
 
 
 def start(
-    config: ContainerConfig,
-    maps: idmap.IdMaps | None = None,
-    runtime_dir: str | None = None,
-    on_init: Callable[[int], object] | None = None,
+    config: ContainerConfig, maps: idmap.IdMaps | None = None, runtime_dir: str | None = None
 ) -> Container:
     """Start a container and return once its command was exec'd.
 
     ``runtime_dir`` is an empty directory the monitor mounts its private tmpfs over
     (default: a new one under $TMPDIR); it is removed when the container is waited for.
-    ``on_init`` is called with the init's host pid as soon as it is known, while the
-    container is still setting up (a record written then costs the start nothing); if it
-    raises, the container is killed. Raises :class:`StartError` (with the step that
-    failed) when it cannot start.
+    Raises :class:`StartError` (with the step that failed) when it cannot start.
     """
     maps = maps or idmap.plan()
     if config.userns is None and not config.host_network:
@@ -193,8 +187,6 @@ def start(
         console_child.close()
     try:
         init_pid = _handshake(monitor, config, maps, sync_r, go_w, err_r)
-        if on_init is not None:
-            on_init(init_pid)
     except BaseException:
         os.close(err_r)
         if console_parent is not None:
