@@ -8,6 +8,7 @@ from envkit.oci.types import Descriptor, Manifest, Platform
 from envkit.registry import blobs, manifests
 from envkit.registry.client import RegistryClient
 from envkit.registry.endpoints import mirrors_for
+from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
 from envkit.store.atomic import fsync_dir
 from envkit.store.graph import host_platform
@@ -182,13 +183,7 @@ def _download_all(
     def download(desc: Descriptor) -> bool:
         return blobs.download(client, repo, desc, store, progress, sync_dir=False)
 
-    if len(missing) <= 1:
-        fetched = sum(download(d) for d in missing)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            fetched = sum(pool.map(download, missing))
+    fetched = sum(map_parallel(download, missing, PARALLEL))
     if fetched:
         # One directory sync for every rename, before anything refers to the blobs.
         fsync_dir(store.blob_dir)

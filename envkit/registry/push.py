@@ -9,6 +9,7 @@ from envkit.oci.reference import Reference, parse
 from envkit.oci.types import Descriptor, Manifest
 from envkit.registry import blobs, manifests
 from envkit.registry.client import RegistryClient
+from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
 from envkit.store import graph
 from envkit.store.layout import Store
@@ -119,28 +120,23 @@ def _push_blobs(
 ) -> dict[str, int]:
     """Make every blob of ``pushes`` present in ``repo``, :data:`PARALLEL` at a time
     (checked, mounted or uploaded); returns the count of each outcome."""
-    from concurrent.futures import ThreadPoolExecutor
-
     counts = {"uploaded": 0, "mounted": 0, "exists": 0}
     sources = _mount_sources(store, target)
+
+    def upload(blob: Descriptor) -> str:
+        return blobs.upload(
+            client,
+            repo,
+            blob,
+            store,
+            progress,
+            mount_from=sources.get(blob.digest, []),
+            chunk_size=chunk_size,
+        )
+
     for _, _, manifest in pushes:
-        wanted = [*manifest.layers, manifest.config]
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            jobs = [
-                pool.submit(
-                    blobs.upload,
-                    client,
-                    repo,
-                    blob,
-                    store,
-                    progress,
-                    mount_from=sources.get(blob.digest, []),
-                    chunk_size=chunk_size,
-                )
-                for blob in wanted
-            ]
-            for job in jobs:
-                counts[job.result()] += 1
+        for outcome in map_parallel(upload, [*manifest.layers, manifest.config], PARALLEL):
+            counts[outcome] += 1
     return counts
 
 
