@@ -27,6 +27,7 @@ HEAVY = (
     "requests",
     "urllib3",
     "concurrent.futures",
+    "logging",
     "datetime",
     "subprocess",
     "shutil",
