@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.benchmarks.common import Result, envkit_command, have, median_time, sh
+from tests.benchmarks.common import Result, envkit_command, have, median_time, private_podman, sh
 
 RUNS = 10
 REF = "busybox:1"
@@ -24,10 +24,7 @@ REF = "busybox:1"
 def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
     if not (have("podman") and have("runc")):
         return None, "podman or runc not installed"
-    cmd = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
-    cmd += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
-    # Rootless podman silently falls back to the slow vfs driver without this.
-    cmd += ["--storage-driver", "overlay"]
+    cmd = private_podman(base)
     try:
         loaded = subprocess.run(
             [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True

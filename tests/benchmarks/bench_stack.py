@@ -21,7 +21,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from tests.benchmarks.bench_run import _host_ulimits, _unmount_below
-from tests.benchmarks.common import Result, have, median_time, sh
+from tests.benchmarks.common import Result, have, median_time, private_podman, sh
 
 RUNS = 5
 REF = "busybox:1"
@@ -76,8 +76,7 @@ def _envkit(base: Path, archive: Path) -> tuple[float, float]:
 def _podman(base: Path, archive: Path) -> tuple[float | None, float | None, str]:
     if not (have("podman") and have("runc")):
         return None, None, "podman or runc not installed"
-    cmd = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
-    cmd += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    cmd = private_podman(base)
     try:
         loaded = subprocess.run(
             [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True

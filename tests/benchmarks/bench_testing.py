@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tests.benchmarks.bench_run import _unmount_below
-from tests.benchmarks.common import Result, have
+from tests.benchmarks.common import Result, have, private_podman
 
 TESTS = int(os.environ.get("ENVKIT_BENCH_TESTS", "50"))
 CONFTEST = """
@@ -129,8 +129,7 @@ def _testcontainers(base: Path, home: Path) -> tuple[float | None, str]:
         check=True,
         capture_output=True,
     )
-    podman = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
-    podman += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    podman = private_podman(base)
     loaded = subprocess.run(
         [*podman, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
     )

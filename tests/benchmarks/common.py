@@ -104,6 +104,21 @@ def envkit_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "envkit"]
 
 
+def private_podman(base: Path) -> list[str]:
+    """``podman`` with a store of its own under ``base`` (podman/, podman-run/), runc as
+    its OCI runtime (crun refuses this host's hybrid cgroups), cgroupfs and no events.
+
+    ``overlay.skip_mount_home``: otherwise podman makes its store a private bind mount of
+    itself, and the clean-up process conmon starts after a container exits mounts it
+    again after the benchmark has unmounted it, leaving a mount on the host per run.
+    """
+    cmd = ["podman", "--root", str(base / "podman"), "--runroot", str(base / "podman-run")]
+    cmd += ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "none"]
+    # Rootless podman silently falls back to the slow vfs driver without the driver named.
+    cmd += ["--storage-driver", "overlay", "--storage-opt", "overlay.skip_mount_home=true"]
+    return cmd
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
