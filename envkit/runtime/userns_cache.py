@@ -14,7 +14,9 @@ Sharing the user namespace gives them nothing they did not have: their ids alrea
 the same host ids, and docker's default capabilities (no CAP_SYS_ADMIN, no
 CAP_SYS_PTRACE) give no power over namespaces they cannot see.
 
-Root writes its maps directly (cheap), so this is only for ``maps.use_helpers``.
+Root writes its maps directly, which is cheap, but it still makes a user namespace per
+container and waits for the maps to be written; root shares one too. A single-id map
+(no subordinate ids) is written directly by an unprivileged caller: not shared.
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ _owner: tuple[int, str, tuple[int, int]] | None = None
 def join_path(maps: idmap.IdMaps) -> str | None:
     """The user namespace a new container should join, or ``None`` to make its own.
 
-    ``None`` for root and single-id maps (written without helpers) and for the first
-    start of a process (a one-off ``envkit run`` would only pay for the extra fork).
+    ``None`` for single-id maps and for the first start of a process (a one-off
+    ``envkit run`` would only pay for the extra fork).
     """
     global _starts, _fd, _owner
-    if not maps.use_helpers:
+    if not (maps.use_helpers or os.geteuid() == 0):
         return None
     with _lock:
         _starts += 1
