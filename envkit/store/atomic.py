@@ -10,9 +10,11 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
-from pathlib import Path
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # typing is not imported at run time: the warm pull/push path
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import BinaryIO
 
 TMP_PREFIX = "tmp-"
 
@@ -33,7 +35,7 @@ class TempFile:
     """
 
     def __init__(self, tmp_dir: Path, purpose: str = "blob") -> None:
-        name = f"{TMP_PREFIX}{purpose}-{os.getpid()}-{secrets.token_hex(8)}"
+        name = f"{TMP_PREFIX}{purpose}-{os.getpid()}-{os.urandom(8).hex()}"
         self.path = tmp_dir / name
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -5,9 +5,9 @@ of a warm pull's time (docs/dev/registry.md). These modules cost milliseconds ea
 the registry path needs none of them: HTTP is :mod:`envkit.registry.http1` over
 ``_socket`` (no http.client, email, socket; ssl only for https), records are
 :class:`envkit.values.Value` (no dataclasses, inspect), hashing of small documents needs
-no hashlib of its own. A new top-level import of one of them would quietly undo that.
-(``typing``, ``hashlib`` and ``pathlib`` still arrive through ``envkit.store.atomic`` and
-``envkit.store.locks``.) ``test_registry.py`` runs a real warm pull and push with the
+no hashlib, typing or secrets. A new top-level import of one of them would quietly undo
+that. (``pathlib`` still arrives through ``envkit.store.locks``: the store's contract
+hands out ``Path`` objects.) ``test_registry.py`` runs a real warm pull and push with the
 same list.
 """
 
@@ -32,6 +32,9 @@ HEAVY = (
     "subprocess",
     "shutil",
     "pluggy",
+    "typing",
+    "hashlib",
+    "secrets",
 )
 
 PATH_MODULES = (
