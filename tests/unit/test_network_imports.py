@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.fresh_imports import loaded_after
+
 
 @pytest.mark.parametrize(
     "modules",
@@ -26,21 +28,12 @@ def test_importing_the_network_does_not_import_pyroute2(modules: str) -> None:
 
 def test_planning_an_attachment_does_not_import_pyroute2(tmp_path: Path) -> None:
     code = (
-        "import sys\n"
         "from envkit.network.attach import Attachment\n"
         "a = Attachment.plan('web', [], published=['0:80'])\n"
         "assert a is not None and a.reservation is not None\n"
         "a.close_ports()\n"
-        "print('pyroute2' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.stdout.strip() == "False"
+    assert loaded_after(code, tmp_path, ["pyroute2"]) == []
 
 
 #: Loaded only where they are used: iptables rules (holder set-up), a dropped endpoint.
@@ -58,19 +51,10 @@ NOT_ON_A_WARM_START = (
 
 def test_planning_and_connecting_code_loads_nothing_it_does_not_use(tmp_path: Path) -> None:
     code = (
-        "import sys\n"
         "import envkit.network, envkit.network.attach, envkit.network.endpoints\n"
         "from envkit.network.attach import Attachment\n"
         "a = Attachment.plan('web', [], published=['0:80'])\n"
         "assert a is not None\n"
         "a.close_ports()\n"
-        f"print(sorted(m for m in {NOT_ON_A_WARM_START!r} if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.stdout.strip() == "[]"
+    assert loaded_after(code, tmp_path, NOT_ON_A_WARM_START) == []

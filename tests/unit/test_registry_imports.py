@@ -13,9 +13,9 @@ same list.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.unit.fresh_imports import loaded_after
 
 HEAVY = (
     "dataclasses",
@@ -48,12 +48,4 @@ PATH_MODULES = (
 
 
 def test_the_pull_and_push_path_imports_no_heavy_module(tmp_path: Path) -> None:
-    code = "import sys\n" + PATH_MODULES + f"print(sorted(set({HEAVY!r}) & set(sys.modules)))\n"
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.stdout.strip() == "[]"
+    assert loaded_after(PATH_MODULES, tmp_path, HEAVY) == []

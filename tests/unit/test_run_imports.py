@@ -7,9 +7,9 @@ on the path; a new top-level import of one of them would quietly undo that work.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.unit.fresh_imports import loaded_after
 
 HEAVY = ("typing", "dataclasses", "pathlib", "shutil", "socket", "subprocess", "threading")
 
@@ -23,12 +23,4 @@ PATH_MODULES = (
 
 
 def test_the_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
-    code = PATH_MODULES + f"print(sorted(set({HEAVY!r}) & set(sys.modules)))\n"
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"ENVKIT_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.stdout.strip() == "[]"
+    assert loaded_after(PATH_MODULES, tmp_path, HEAVY) == []
