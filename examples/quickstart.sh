@@ -10,6 +10,9 @@ work=$(mktemp -d /tmp/envkit-quickstart.XXXXXX)
 export ENVKIT_HOME="$work/home"
 cleanup() {
     (cd "$root/examples/web-and-client" && envkit down -v >/dev/null 2>&1) || true
+    # Rootless, image files of other container users belong to subordinate ids: they are
+    # removed as container root (as `podman unshare rm` does). Root removes them itself.
+    if [ "$(id -u)" != 0 ]; then envkit unshare rm -rf "$work" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

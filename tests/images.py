@@ -86,8 +86,10 @@ def layer_tar(
     dirs: Iterable[str] = (),
     symlinks: Mapping[str, str] | None = None,
     executable: Iterable[str] = (),
+    owners: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> bytes:
-    """An uncompressed layer tar: parent dirs implied, entries sorted by path."""
+    """An uncompressed layer tar: parent dirs implied, entries sorted by path;
+    ``owners`` gives entries another ``(uid, gid, mode)`` than root's 0755/0644."""
     entries: dict[str, tarfile.TarInfo] = {}
     payload: dict[str, bytes] = {}
     execs = set(executable)
@@ -112,6 +114,8 @@ def layer_tar(
         entries[path] = info
     if "tmp" in entries:
         entries["tmp"].mode = 0o1777
+    for path, (uid, gid, mode) in (owners or {}).items():
+        entries[path].uid, entries[path].gid, entries[path].mode = uid, gid, mode
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path in sorted(entries):

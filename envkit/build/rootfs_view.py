@@ -42,6 +42,9 @@ class RootView:
     def __init__(self, layers: Sequence[str]) -> None:
         self.layers = tuple(layers)
         self._base_uid, self._base_gid = _host_root()
+        from envkit.runtime import idmap
+
+        self._maps = idmap.plan() if os.geteuid() != 0 else None
 
     @classmethod
     def of(cls, store: Store, state: ImageState) -> RootView:
@@ -102,9 +105,14 @@ class RootView:
                 yield from self._children(f"{path.rstrip('/')}/{name}", child_rel)
 
     def _found(self, host: str, st: os.stat_result) -> Found:
-        if os.geteuid() != 0:
-            # An unprivileged extraction kept no owners: every file is the caller's.
-            return Found(host, st.st_mode, 0, 0)
+        if self._maps is not None:
+            # Rootless: owners are the caller and its subordinate ids (or, under a
+            # single-id map, every file is the caller's); see envkit.store.snapshots.
+            uid, gid = (
+                self._maps.to_container_uid(st.st_uid),
+                self._maps.to_container_gid(st.st_gid),
+            )
+            return Found(host, st.st_mode, uid, gid)
         uid, gid = max(st.st_uid - self._base_uid, 0), max(st.st_gid - self._base_gid, 0)
         return Found(host, st.st_mode, uid, gid)
 

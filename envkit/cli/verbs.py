@@ -41,6 +41,7 @@ BUILTIN_VERBS: dict[str, str] = {
     "stop": "envkit.cli.containers",
     "tag": "envkit.cli.images",
     "top": "envkit.cli.stack_cmds",
+    "unshare": "envkit.cli.unshare_cmd",
     "up": "envkit.cli.stack_cmds",
     "volume": "envkit.cli.volume_cmd",
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from envkit.errors import RuntimeError_
 
@@ -36,48 +36,33 @@ class ChildError(RuntimeError_):
 def call_as_container_root(fn: Callable[[], object]) -> object:
     """``fn()`` in a child that is root of a new user namespace mapped by ``idmap.plan()``;
     returns its result (JSON-able) or raises :class:`ChildError`."""
-    from envkit.runtime import idmap, syscalls
-
-    maps = idmap.plan()
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
     result_r, result_w = os.pipe()
-    with FORK_LOCK:
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            for fd in (ready_r, go_w, result_r):
-                os.close(fd)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                os.umask(0o022)
-                os.write(result_w, json.dumps({"ok": fn()}).encode())
-                code = 0
-        except BaseException as exc:
-            body = {
-                "type": type(exc).__name__,
-                "message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
-                "hint": getattr(exc, "hint", None),
-            }
-            os.write(result_w, json.dumps(body).encode())
-        finally:
-            os._exit(code)
-    for fd in (ready_w, go_r, result_w):
-        os.close(fd)
+
+    def body() -> int:
+        os.write(result_w, json.dumps({"ok": fn()}).encode())
+        return 0
+
+    def fail(exc: BaseException) -> int:
+        report = {
+            "type": type(exc).__name__,
+            "message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+            "hint": getattr(exc, "hint", None),
+        }
+        os.write(result_w, json.dumps(report).encode())
+        return 1
+
     try:
-        if os.read(ready_r, 1) == b"u":
-            maps.write(pid)
-            os.write(go_w, b"g")
+        pid = _fork_as_container_root(body, fail, close=result_r)
+    except BaseException:
+        os.close(result_r)
+        raise
     finally:
-        os.close(ready_r)
-        os.close(go_w)
-        chunks = []
+        os.close(result_w)
+    chunks = []
+    try:
         while chunk := os.read(result_r, 65536):
             chunks.append(chunk)
+    finally:
         os.close(result_r)
         _, status = os.waitpid(pid, 0)
     report = json.loads(b"".join(chunks) or b"{}")
@@ -88,3 +73,75 @@ def call_as_container_root(fn: Callable[[], object]) -> object:
         str(report.get("message", "the helper process died")),
         hint=report.get("hint"),
     )
+
+
+def run_as_container_root(argv: Sequence[str]) -> int:
+    """Run ``argv`` (searched on PATH) as root of a new user namespace mapped by
+    ``idmap.plan()``, as ``podman unshare`` does; its exit code (128+N on signal N, 127
+    when it cannot be run). Files of container users show with their container owners
+    there, so they can be listed, changed or removed."""
+    import signal
+
+    def body() -> int:
+        os.execvp(argv[0], list(argv))
+
+    def fail(exc: BaseException) -> int:
+        os.write(2, f"envkit: error: {argv[0]}: {getattr(exc, 'strerror', None) or exc}\n".encode())
+        return 127 if isinstance(exc, FileNotFoundError) else 1
+
+    pid = _fork_as_container_root(body, fail)
+    # The terminal's Ctrl-C and Ctrl-\ are the command's to handle, as with os.system.
+    previous = [signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)]
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for sig, handler in zip((signal.SIGINT, signal.SIGQUIT), previous, strict=True):
+            signal.signal(sig, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _fork_as_container_root(
+    body: Callable[[], int], fail: Callable[[BaseException], int], close: int | None = None
+) -> int:
+    """Fork a child that becomes root of a new user namespace mapped by ``idmap.plan()``
+    (umask 022) and exits with ``body()``, or with ``fail(exc)`` when anything raises;
+    its pid, once its maps are written. ``close``: an fd the child does not keep."""
+    from envkit.runtime import idmap, syscalls
+
+    maps = idmap.plan()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    with FORK_LOCK:
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for fd in (ready_r, go_w, close):
+                if fd is not None:
+                    os.close(fd)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                os.umask(0o022)
+                code = body()
+        except BaseException as exc:
+            code = fail(exc)
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(go_r)
+    going = False
+    try:
+        if os.read(ready_r, 1) == b"u":
+            maps.write(pid)
+            os.write(go_w, b"g")
+        going = True
+    finally:
+        os.close(ready_r)
+        os.close(go_w)  # without "g" the child gives up
+        if not going:
+            os.waitpid(pid, 0)
+    return pid

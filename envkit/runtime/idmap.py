@@ -33,6 +33,10 @@ SINGLE_ID_WARNING = (
 )
 
 
+#: What an unmapped id shows as inside a user namespace (/proc/sys/kernel/overflowuid).
+OVERFLOW_ID = 65534
+
+
 class Extent:
     """``count`` ids from ``inside`` map to ``outside`` on the host (one map line).
 
@@ -90,6 +94,15 @@ class IdMaps:
     def to_host_gid(self, gid: int) -> int:
         """The host gid that container ``gid`` is; :class:`RuntimeError_` if unmapped."""
         return _to_host(self.gids, gid, "gid")
+
+    def to_container_uid(self, uid: int) -> int:
+        """The container uid that host ``uid`` is; 65534 (the kernel's overflow id,
+        "nobody") when it is not mapped."""
+        return _to_container(self.uids, uid)
+
+    def to_container_gid(self, gid: int) -> int:
+        """The container gid that host ``gid`` is; 65534 when it is not mapped."""
+        return _to_container(self.gids, gid)
 
     def write(self, pid: int) -> None:
         """Install both maps on the process ``pid`` that just unshared its user namespace."""
@@ -170,6 +183,13 @@ def _to_host(extents: tuple[Extent, ...], cid: int, kind: str) -> int:
         f"container {kind} {cid} has no host {kind} in this user namespace",
         hint=f"grant a subordinate range (usermod --add-subuids/--add-subgids) or run as {kind} 0",
     )
+
+
+def _to_container(extents: tuple[Extent, ...], host: int) -> int:
+    for e in extents:
+        if e.outside <= host < e.outside + e.count:
+            return e.inside + host - e.outside
+    return OVERFLOW_ID
 
 
 def _on_path(tool: str) -> bool:

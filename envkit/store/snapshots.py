@@ -11,11 +11,16 @@ whiteouts or opaque directories is instead materialised once, all layers applied
 order, into ``snapshots/chain-<chain id hex>/`` (the OCI ChainID of its diff_ids), and
 runs on that single lower dir. Images without such layers share per-layer snapshots.
 
-Ownership: as root, container root is a subordinate id (:func:`envkit.runtime.idmap.plan`),
-so after a privileged extraction every file's owner is shifted into that range (owner
-``u`` becomes the host id of container ``u``); otherwise container root could not write
-through the overlay. As an unprivileged user the extraction is unprivileged: every file
-belongs to the caller, who is container root.
+Ownership: a file of the image keeps its owner, as the host id that container owner is
+(:func:`envkit.runtime.idmap.plan`), so that a container user owns what the image gives
+it (a database's data dir). As root, container root is a subordinate id, so after a
+privileged extraction every file's owner is shifted into that range (owner ``u``
+becomes the host id of container ``u``); otherwise container root could not write
+through the overlay. Rootless with subordinate ids, the layer is extracted as root of a
+user namespace with the containers' maps (:mod:`envkit.runtime.as_root`), as rootless
+podman does: owners land on the caller (container root) and its subordinate ids, and
+such files are removed from inside that namespace again. Rootless with a single-id map
+the extraction is unprivileged: every file belongs to the caller, who is container root.
 
 Every snapshot is created under an exclusive per-snapshot lock and renamed into place
 when complete, so concurrent ``envkit run`` processes extract a layer once, and a crash
@@ -32,7 +37,9 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 from envkit.errors import LayerError, StoreError
 from envkit.store.layout import Store
@@ -109,24 +116,22 @@ def _layer(store: Store, root: Path, digest: str, diff_id: str) -> tuple[Path, i
     if meta.exists():
         return dest, _marks(meta)
     root.mkdir(parents=True, exist_ok=True)
-    from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer_atomic
+    from envkit.oci.layer_reader import PARTIAL_INFIX
 
     with lock_for(root / f"{hexd}.lock").exclusive():
         if meta.exists():
             return dest, _marks(meta)
         if dest.exists():  # extracted, but the process died before writing the count
-            shutil.rmtree(dest)
-        with store.shared(), store.open_blob(digest) as stream:
-            report = extract_layer_atomic(stream, dest, unprivileged=os.geteuid() != 0)
-        if report.diff_id != diff_id:
-            shutil.rmtree(dest)
+            _remove(dest)
+        with store.shared():
+            found, marks = _extract(store, digest, dest)
+        if found != diff_id:
+            _remove(dest)
             raise LayerError(
-                f"layer {digest} uncompresses to {report.diff_id}, not the image's "
-                f"diff_id {diff_id}",
+                f"layer {digest} uncompresses to {found}, not the image's diff_id {diff_id}",
                 hint="the image is corrupt; load or pull it again",
             )
         _shift_owners(dest)
-        marks = report.whiteouts + report.opaque_dirs
         tmp = meta.with_name(f".{meta.name}{PARTIAL_INFIX}")
         tmp.write_text(json.dumps({"diff_id": diff_id, "whiteouts": marks}))
         os.replace(tmp, meta)
@@ -147,15 +152,78 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL_INFIX}", dir=root))
         try:
             os.chmod(tmp, 0o755)
-            for digest in layer_digests:
-                with store.shared(), store.open_blob(digest) as stream:
-                    extract_layer(stream, tmp, unprivileged=os.geteuid() != 0)
+
+            def apply_all() -> None:
+                for digest in layer_digests:
+                    with store.open_blob(digest) as stream:
+                        extract_layer(stream, tmp, unprivileged=_unprivileged())
+
+            with store.shared():
+                if _in_user_namespace():
+                    from envkit.runtime.as_root import ChildError, call_as_container_root
+
+                    try:
+                        call_as_container_root(apply_all)
+                    except ChildError as exc:
+                        raise LayerError(exc.message, hint=exc.hint) from None
+                else:
+                    apply_all()
             _shift_owners(tmp)
             os.rename(tmp, dest)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)
             raise
     return dest
+
+
+def _in_user_namespace() -> bool:
+    """Whether layers are extracted as root of a user namespace: rootless with
+    subordinate ids (root extracts directly, then shifts owners)."""
+    from envkit.runtime import idmap
+
+    return os.geteuid() != 0 and idmap.plan().use_helpers
+
+
+def _unprivileged() -> bool:
+    # Root of the user namespace counts as privileged: owners are restored.
+    return os.geteuid() != 0
+
+
+def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
+    """Extract layer ``digest`` into ``dest`` (atomically); its diff_id and its count of
+    whiteouts and opaque directories."""
+    from envkit.oci.layer_reader import extract_layer_atomic
+
+    def extract() -> tuple[str, int]:
+        with store.open_blob(digest) as stream:
+            report = extract_layer_atomic(stream, dest, unprivileged=_unprivileged())
+        return report.diff_id, report.whiteouts + report.opaque_dirs
+
+    if not _in_user_namespace():
+        return extract()
+    from envkit.runtime.as_root import ChildError, call_as_container_root
+
+    try:
+        found, marks = cast("list[Any]", call_as_container_root(extract))  # JSON: a list
+    except ChildError as exc:
+        # The same error as an extraction in this process would raise (a corrupt layer).
+        raise LayerError(exc.message, hint=exc.hint) from None
+    return str(found), int(marks)
+
+
+def _remove(path: Path) -> None:
+    """Remove a snapshot (or a partial one); files of subordinate ids from inside the
+    user namespace they were extracted in."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        if not _in_user_namespace():
+            raise
+        from envkit.runtime.as_root import call_as_container_root
+
+        call_as_container_root(partial(shutil.rmtree, str(path)))
 
 
 def _shift_owners(top: Path) -> None:

@@ -6,7 +6,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 PATH="$root/.venv/bin:$PATH"
 work=$(mktemp -d /tmp/envkit-example.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+    # Rootless, podman's store holds files of subordinate ids: removed as its container root.
+    if [ "$(id -u)" != 0 ]; then podman unshare rm -rf "$work/podman" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export ENVKIT_HOME="$work/home"
 
 echo "== envkit doctor"; envkit doctor || true

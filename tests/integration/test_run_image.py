@@ -22,6 +22,7 @@ pytestmark = pytest.mark.rootless
 
 BUSYBOX = "busybox:1"
 WHITEOUT = "whiteout:1"
+OWNED = "owned:1"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,12 @@ def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"etc/motd": b"hello\n", "data/old.txt": b"old\n", "data/keep.txt": b"keep\n"}
     )
     hide = images.layer_tar({"etc/.wh.motd": b"", "data/.wh..wh..opq": b"", "data/new": b"n"})
+    app = images.layer_tar(
+        {"home/app/data": b"secret\n"},
+        owners={"home/app": (1000, 1000, 0o700), "home/app/data": (1000, 1000, 0o600)},
+    )
     homes.loaded_home(work, [base], BUSYBOX)
+    homes.loaded_home(work, [base, app], OWNED)
     return homes.loaded_home(work, [base, extra, hide], WHITEOUT)
 
 
@@ -214,12 +220,26 @@ def test_whiteouts_hide_lower_files(home: Path, tmp_path: Path) -> None:
     assert out.split() == ["new"]  # motd deleted, /data opaque: only the top layer's file
 
 
+def test_image_files_keep_their_owners_for_the_container_user(home: Path, tmp_path: Path) -> None:
+    """A directory the image gives to uid 1000 (mode 0700) is that user's in the container,
+    as docker runs it: root or rootless with subordinate ids (a single-id map has no
+    uid 1000 to run as)."""
+    from envkit.runtime import idmap
+
+    if idmap.plan().single_id:
+        pytest.skip("a single-id map has no other user to own files")
+    script = "stat -c '%u %g %a' /home/app /home/app/data; cat /home/app/data; touch /home/app/new"
+    code, out = _api(tmp_path, OWNED, ["sh", "-c", script], user="1000:1000")
+    assert code == 0, out
+    assert out.splitlines() == ["1000 1000 700", "1000 1000 600", "secret"]
+
+
 def test_snapshots_shared_and_flattened_when_whiteouts(home: Path, tmp_path: Path) -> None:
     _api(tmp_path, BUSYBOX, ["true"])
     _api(tmp_path, WHITEOUT, ["true"])  # not left to an earlier test: this one runs alone too
     names = {p.name for p in (home / "snapshots").iterdir() if p.is_dir()}
     assert any(n.startswith("chain-") for n in names)  # the whiteout image, materialised
-    assert sum(len(n) == 64 for n in names) == 3  # one per distinct layer, busybox shared
+    assert sum(len(n) == 64 for n in names) == 4  # one per distinct layer, busybox shared
 
 
 def test_chain_id_follows_the_oci_spec() -> None:
