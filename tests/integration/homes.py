@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,24 @@ def require_containers() -> None:
         pytest.skip(f"user namespaces unavailable: {check.detail}")
 
 
+def cli(
+    home: Path, argv: Sequence[str], *, timeout: float = 60, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m envkit ARGV`` with ``ENVKIT_HOME=home`` (and ``env`` on top), as a user
+    runs it: stdin closed, output captured, no ``ENVKIT_DEBUG``."""
+    full = {**os.environ, "ENVKIT_HOME": str(home), **(env or {})}
+    full.pop("ENVKIT_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def loaded_home(work: Path, layers: Sequence[bytes] | None = None, ref: str = "busybox:1") -> Path:
     """``work/home``, holding the image of ``layers`` (default: the test busybox) as
     ``ref``, loaded through ``envkit load`` as a user would. Skips as
@@ -33,15 +51,6 @@ def loaded_home(work: Path, layers: Sequence[bytes] | None = None, ref: str = "b
     archive = work / f"{ref.replace(':', '_').replace('/', '_')}.tar"
     images.build_archive(archive, layers, ref=ref)
     home = work / "home"
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    env.pop("ENVKIT_DEBUG", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "envkit", "load", "-i", str(archive)],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = cli(home, ["load", "-i", str(archive)])
     assert done.returncode == 0, done.stderr
     return home

@@ -70,17 +70,7 @@ def _mounts() -> list[str]:
     return sorted(p for p in points if p.startswith(home) or "/envkit-ctr-" in p)
 
 
-def _cli(home: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    env.pop("ENVKIT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+_cli = homes.cli
 
 
 def _python(home: Path, script: str) -> subprocess.CompletedProcess[str]:

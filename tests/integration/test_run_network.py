@@ -100,18 +100,7 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     assert_nothing_left(loaded_home)
 
 
-def cli(home: Path, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    env.pop("ENVKIT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        check=False,
-    )
+cli = homes.cli
 
 
 def ok(home: Path, argv: list[str]) -> str:

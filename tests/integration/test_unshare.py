@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,7 @@ pytestmark = pytest.mark.rootless
 
 def _envkit(home: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     # A PATH container root can search (root's own may hold dirs it cannot enter).
-    env = {**os.environ, "ENVKIT_HOME": str(home), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return homes.cli(home, argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
 def test_the_command_runs_as_root_and_its_exit_code_is_returned(tmp_path: Path) -> None:
