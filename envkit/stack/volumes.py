@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -255,11 +256,36 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
         sources = [s for s in sources if os.path.isdir(s) and not os.path.islink(s)]
         if not sources or any(volume.iterdir()):
             continue
-        for source in sources:
-            _copy_tree(source, str(volume))
-        _copy_owner(sources[-1], str(volume))
+        _as_image_owners(partial(_seed_one, sources, str(volume)))
         seeded.append(mount.name)
     return seeded
+
+
+def _seed_one(sources: Sequence[str], volume: str) -> None:
+    for source in sources:
+        _copy_tree(source, volume)
+    _copy_owner(sources[-1], volume)
+
+
+def _as_image_owners(fn: Callable[[], None]) -> None:
+    """``fn()`` where the snapshots' owners are the container ids they stand for: here
+    (root, or a single-id map), else, rootless with subordinate ids, as root of a user
+    namespace with the containers' maps: the caller could neither read a 0700 directory
+    of a subordinate id nor give the copy its owner."""
+    from envkit.runtime import idmap
+
+    if os.geteuid() == 0 or not idmap.plan().use_helpers:
+        fn()
+        return
+    from envkit.runtime.as_root import ChildError, call_as_container_root
+
+    try:
+        call_as_container_root(fn)
+    except ChildError as exc:
+        raise VolumeError(
+            f"cannot seed a volume from the image: {exc.message}",
+            hint="`envkit doctor` checks user namespaces and subordinate ids",
+        ) from None
 
 
 def _copy_tree(source: str, target: str) -> None:

@@ -210,6 +210,30 @@ def test_bad_stacks_fail_before_anything_starts(home: Path, tmp_path: Path) -> N
     assert not (home / "volumes").exists() or not any((home / "volumes").rglob("bad_*"))
 
 
+def test_seeding_keeps_the_owners_of_files_only_their_user_may_read(
+    home: Path, tmp_path: Path
+) -> None:
+    """A 0700 directory of uid 1000 in the image seeds the volume with its owner kept;
+    rootless, its files belong to a subordinate id the caller cannot read itself."""
+    from envkit.runtime import idmap
+
+    if idmap.plan().single_id:
+        pytest.skip("a single-id map has no uid 1000")
+    image = Image.from_(BUSYBOX).run(
+        "mkdir /seed && echo only-mine > /seed/f && chown -R 1000:1000 /seed"
+        " && chmod 0700 /seed && chmod 0600 /seed/f"
+    )
+    data = Volume("private")
+    user = Service(
+        "user", image=image, command=["sleep", "600"], volumes={data: "/seed"}, user="1000"
+    )
+    stack = Stack("privseed", services=[user]).with_base_dir(tmp_path)
+    with stack.up() as running:
+        shown = running["user"].exec(["sh", "-c", "stat -c '%u %a' /seed /seed/f; cat /seed/f"])
+        assert shown.output.splitlines() == ["1000 700", "1000 600", "only-mine"], shown.output
+    down(stack, volumes=True)
+
+
 def test_named_volume_is_seeded_from_the_image_on_first_use(home: Path, tmp_path: Path) -> None:
     image = Image.from_(BUSYBOX).run(
         "mkdir -p /seed/sub && echo from-image > /seed/sub/file && chmod 0750 /seed"
