@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from envkit.build.cache import StepCache
 from envkit.build.extra_steps import AddArchive, WriteFile
@@ -40,6 +40,7 @@ from envkit.store.layout import Store
 if TYPE_CHECKING:
     from envkit.build.copy_layer import LayerEntry
     from envkit.build.lockfile import LockFile, LockResolver
+    from envkit.build.rootfs_view import RootView
     from envkit.oci.layer_writer import Compression, LayerInfo
 
 #: Label holding the envkit form of the health check (seconds as floats, exactly).
@@ -310,31 +311,68 @@ class Builder:
             )
             return state.with_layer(info.descriptor(), info.diff_id, created_by)
         if isinstance(step, st.Copy):
-            entries = self._copy_entries(planned, step, state, source, context)
-            info = self._write_entries(entries)
+            info = self._copy_layer(planned, step, state, source, context)
             return state.with_layer(info.descriptor(), info.diff_id, created_by)
         return state.with_settings(config_change(step, state, cmd_set), created_by)
 
-    def _copy_entries(
+    def _copy_layer(
         self,
         planned: StepPlan,
         step: st.Copy,
         state: ImageState,
         source: ImageState | None,
         context: Path,
-    ) -> list[LayerEntry]:
+    ) -> LayerInfo:
         # Imported here: a fully cached build never copies, and pays nothing for these.
-        from envkit.build import copy_step
         from envkit.build.rootfs_view import RootView
 
         view = RootView.of(self.store, state)
-        if isinstance(step, WriteFile):
-            return copy_step.write_file_entries(step, state, view)
-        read_from = planned.context or context
+        from_view = None
         if step.from_ is not None:
             if source is None:
                 raise BuildError(f"copy {step.src}: its source stage was not built (envkit bug)")
-            return copy_step.stage_entries(step, state, view, RootView.of(self.store, source))
+            from_view = RootView.of(self.store, source)
+        if from_view is None or not from_view.private_to_container_users:
+            return self._write_entries(
+                self._copy_entries(planned, step, state, view, from_view, context)
+            )
+        # Rootless, the stage's files keep their owners as subordinate ids, which this
+        # process may not read: the layer is written as container root.
+        inside, inside_from = view.as_container_root(), from_view.as_container_root()
+
+        def write() -> list[object]:
+            entries = self._copy_entries(planned, step, state, inside, inside_from, context)
+            info = self._write_entries(entries)
+            return [info.digest, info.size, info.diff_id, info.media_type, list(info.skipped)]
+
+        from envkit.runtime.as_root import ChildError, call_as_container_root
+
+        try:
+            digest, size, diff_id, media_type, skipped = cast(
+                "list[Any]", call_as_container_root(write)
+            )
+        except ChildError as exc:
+            raise BuildError(exc.message, hint=exc.hint) from None
+        from envkit.oci.layer_writer import LayerInfo
+
+        return LayerInfo(str(digest), int(size), str(diff_id), str(media_type), tuple(skipped))
+
+    def _copy_entries(
+        self,
+        planned: StepPlan,
+        step: st.Copy,
+        state: ImageState,
+        view: RootView,
+        from_view: RootView | None,
+        context: Path,
+    ) -> list[LayerEntry]:
+        from envkit.build import copy_step
+
+        if isinstance(step, WriteFile):
+            return copy_step.write_file_entries(step, state, view)
+        read_from = planned.context or context
+        if from_view is not None:
+            return copy_step.stage_entries(step, state, view, from_view)
         selection = copy_step.from_context(step, read_from, planned.inputs)
         if isinstance(step, AddArchive):
             return copy_step.archive_entries(step, state, view, selection, read_from)

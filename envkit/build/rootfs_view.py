@@ -39,12 +39,26 @@ class Found:
 class RootView:
     """The merged file system of lower dirs ``layers`` (top first)."""
 
-    def __init__(self, layers: Sequence[str]) -> None:
+    def __init__(self, layers: Sequence[str], *, as_container_root: bool = False) -> None:
+        """``as_container_root``: for a process that is root of the containers' user
+        namespace (:mod:`envkit.runtime.as_root`), where files show their container
+        owners as they are."""
         self.layers = tuple(layers)
-        self._base_uid, self._base_gid = _host_root()
+        self._base_uid, self._base_gid = (0, 0) if as_container_root else _host_root()
         from envkit.runtime import idmap
 
-        self._maps = idmap.plan() if os.geteuid() != 0 else None
+        rootless = os.geteuid() != 0 and not as_container_root
+        self._maps = idmap.plan() if rootless else None
+
+    @property
+    def private_to_container_users(self) -> bool:
+        """Whether files of other container users may be unreadable to this process:
+        rootless with subordinate ids, where the snapshots keep the image's owners."""
+        return self._maps is not None and self._maps.use_helpers
+
+    def as_container_root(self) -> RootView:
+        """The same view, for use as root of the containers' user namespace."""
+        return RootView(self.layers, as_container_root=True)
 
     @classmethod
     def of(cls, store: Store, state: ImageState) -> RootView:

@@ -486,3 +486,24 @@ def test_plugins_hear_of_every_build_step(home: Path, ctx: Path) -> None:
         reset_manager()
     assert [cached for _, cached in heard] == [False, False, True, True]
     assert "RUN echo one > /one" in heard[0][0]
+
+
+def test_copy_from_a_stage_of_a_directory_only_its_user_may_read(
+    home: Path, tmp_path: Path
+) -> None:
+    """Rootless, the stage's snapshot keeps the 0700 directory as a subordinate id this
+    process cannot read: the copy is made as container root. Owners become root's, as
+    docker's COPY gives them without --chown; modes and content are kept."""
+    from envkit.runtime import idmap
+
+    if idmap.plan().single_id:
+        pytest.skip("a single-id map has no uid 1000")
+    private = "mkdir /p && echo secret > /p/f && chown -R 1000:1000 /p && chmod 700 /p"
+    first = Image.from_(BUSYBOX).run(private + " && chmod 600 /p/f")
+    second = Image.from_(BUSYBOX).copy("/p", "/q", from_=first)
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as f:
+        script = "stat -c '%u %a' /q /q/f; cat /q/f"
+        code = envkit.run(second, ["sh", "-c", script], stdio=(0, f.fileno(), f.fileno())).wait()
+    assert code == 0, out.read_text()
+    assert out.read_text().splitlines() == ["0 700", "0 600", "secret"]
