@@ -332,7 +332,9 @@ class Builder:
             if source is None:
                 raise BuildError(f"copy {step.src}: its source stage was not built (envkit bug)")
             from_view = RootView.of(self.store, source)
-        if from_view is None or not from_view.private_to_container_users:
+        from envkit.runtime.as_root import subordinate_owners, with_container_owners
+
+        if from_view is None or not subordinate_owners():
             return self._write_entries(
                 self._copy_entries(planned, step, state, view, from_view, context)
             )
@@ -345,14 +347,9 @@ class Builder:
             info = self._write_entries(entries)
             return [info.digest, info.size, info.diff_id, info.media_type, list(info.skipped)]
 
-        from envkit.runtime.as_root import ChildError, call_as_container_root
-
-        try:
-            digest, size, diff_id, media_type, skipped = cast(
-                "list[Any]", call_as_container_root(write)
-            )
-        except ChildError as exc:
-            raise BuildError(exc.message, hint=exc.hint) from None
+        digest, size, diff_id, media_type, skipped = cast(
+            "list[Any]", with_container_owners(write, BuildError)
+        )
         from envkit.oci.layer_writer import LayerInfo
 
         return LayerInfo(str(digest), int(size), str(diff_id), str(media_type), tuple(skipped))

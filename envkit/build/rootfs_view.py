@@ -50,12 +50,6 @@ class RootView:
         rootless = os.geteuid() != 0 and not as_container_root
         self._maps = idmap.plan() if rootless else None
 
-    @property
-    def private_to_container_users(self) -> bool:
-        """Whether files of other container users may be unreadable to this process:
-        rootless with subordinate ids, where the snapshots keep the image's owners."""
-        return self._maps is not None and self._maps.use_helpers
-
     def as_container_root(self) -> RootView:
         """The same view, for use as root of the containers' user namespace."""
         return RootView(self.layers, as_container_root=True)

@@ -75,6 +75,28 @@ def call_as_container_root(fn: Callable[[], object]) -> object:
     )
 
 
+def subordinate_owners() -> bool:
+    """Whether files of container users belong to subordinate ids this process may
+    neither read (when private) nor chown: rootless with subordinate ids. As root, or
+    under a single-id map, every such file is within reach."""
+    from envkit.runtime import idmap
+
+    return os.geteuid() != 0 and idmap.plan().use_helpers
+
+
+def with_container_owners(fn: Callable[[], object], error: Callable[..., Exception]) -> object:
+    """``fn()`` where files of container users are within reach: in this process, or,
+    when :func:`subordinate_owners`, as root of the containers' user namespace (the
+    result then comes back JSON-decoded: tuples as lists). A failure there is raised as
+    ``error(message, hint=hint)`` with the child's message and hint."""
+    if not subordinate_owners():
+        return fn()
+    try:
+        return call_as_container_root(fn)
+    except ChildError as exc:
+        raise error(exc.message, hint=exc.hint) from None
+
+
 def run_as_container_root(argv: Sequence[str]) -> int:
     """Run ``argv`` (searched on PATH) as root of a new user namespace mapped by
     ``idmap.plan()``, as ``podman unshare`` does; its exit code (128+N on signal N, 127

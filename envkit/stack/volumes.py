@@ -245,6 +245,7 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
     ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
     the image is their union with the upper layer winning).
     """
+    from envkit.runtime.as_root import with_container_owners
     from envkit.runtime.rootfs import secure_join
 
     seeded = []
@@ -256,36 +257,25 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
         sources = [s for s in sources if os.path.isdir(s) and not os.path.islink(s)]
         if not sources or any(volume.iterdir()):
             continue
-        _as_image_owners(partial(_seed_one, sources, str(volume)))
+        # Rootless, the caller could neither read a 0700 directory of a subordinate id
+        # nor give the copy its owner: the copy is made as container root then.
+        with_container_owners(partial(_seed_one, sources, str(volume)), _seed_error)
         seeded.append(mount.name)
     return seeded
+
+
+def _seed_error(message: str, hint: str | None = None) -> VolumeError:
+    # The child's hint (if any) gives way to what to check on this host.
+    return VolumeError(
+        f"cannot seed a volume from the image: {message}",
+        hint="`envkit doctor` checks user namespaces and subordinate ids",
+    )
 
 
 def _seed_one(sources: Sequence[str], volume: str) -> None:
     for source in sources:
         _copy_tree(source, volume)
     _copy_owner(sources[-1], volume)
-
-
-def _as_image_owners(fn: Callable[[], None]) -> None:
-    """``fn()`` where the snapshots' owners are the container ids they stand for: here
-    (root, or a single-id map), else, rootless with subordinate ids, as root of a user
-    namespace with the containers' maps: the caller could neither read a 0700 directory
-    of a subordinate id nor give the copy its owner."""
-    from envkit.runtime import idmap
-
-    if os.geteuid() == 0 or not idmap.plan().use_helpers:
-        fn()
-        return
-    from envkit.runtime.as_root import ChildError, call_as_container_root
-
-    try:
-        call_as_container_root(fn)
-    except ChildError as exc:
-        raise VolumeError(
-            f"cannot seed a volume from the image: {exc.message}",
-            hint="`envkit doctor` checks user namespaces and subordinate ids",
-        ) from None
 
 
 def _copy_tree(source: str, target: str) -> None:

@@ -158,30 +158,16 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
                     with store.open_blob(digest) as stream:
                         extract_layer(stream, tmp, unprivileged=_unprivileged())
 
-            with store.shared():
-                if _in_user_namespace():
-                    from envkit.runtime.as_root import ChildError, call_as_container_root
+            from envkit.runtime.as_root import with_container_owners
 
-                    try:
-                        call_as_container_root(apply_all)
-                    except ChildError as exc:
-                        raise LayerError(exc.message, hint=exc.hint) from None
-                else:
-                    apply_all()
+            with store.shared():
+                with_container_owners(apply_all, LayerError)
             _shift_owners(tmp)
             os.rename(tmp, dest)
         except BaseException:
             _remove(tmp)
             raise
     return dest
-
-
-def _in_user_namespace() -> bool:
-    """Whether layers are extracted as root of a user namespace: rootless with
-    subordinate ids (root extracts directly, then shifts owners)."""
-    from envkit.runtime import idmap
-
-    return os.geteuid() != 0 and idmap.plan().use_helpers
 
 
 def _unprivileged() -> bool:
@@ -199,15 +185,10 @@ def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
             report = extract_layer_atomic(stream, dest, unprivileged=_unprivileged())
         return report.diff_id, report.whiteouts + report.opaque_dirs
 
-    if not _in_user_namespace():
-        return extract()
-    from envkit.runtime.as_root import ChildError, call_as_container_root
+    from envkit.runtime.as_root import with_container_owners
 
-    try:
-        found, marks = cast("list[Any]", call_as_container_root(extract))  # JSON: a list
-    except ChildError as exc:
-        # The same error as an extraction in this process would raise (a corrupt layer).
-        raise LayerError(exc.message, hint=exc.hint) from None
+    # A failure there comes back as the LayerError an extraction here would raise.
+    found, marks = cast("Sequence[Any]", with_container_owners(extract, LayerError))
     return str(found), int(marks)
 
 
@@ -219,10 +200,10 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
-        if not _in_user_namespace():
-            raise
-        from envkit.runtime.as_root import call_as_container_root
+        from envkit.runtime.as_root import call_as_container_root, subordinate_owners
 
+        if not subordinate_owners():
+            raise
         call_as_container_root(partial(shutil.rmtree, str(path)))
 
 
