@@ -26,10 +26,16 @@ def require_containers() -> None:
 
 
 def cli(
-    home: Path, argv: Sequence[str], *, timeout: float = 60, env: Mapping[str, str] | None = None
+    home: Path,
+    argv: Sequence[str],
+    *,
+    timeout: float | None = 60,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: int | None = subprocess.DEVNULL,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m envkit ARGV`` with ``ENVKIT_HOME=home`` (and ``env`` on top), as a user
-    runs it: stdin closed, output captured, no ``ENVKIT_DEBUG``."""
+    runs it: stdin closed unless given, output captured, no ``ENVKIT_DEBUG``."""
     full = {**os.environ, "ENVKIT_HOME": str(home), **(env or {})}
     full.pop("ENVKIT_DEBUG", None)
     return subprocess.run(
@@ -37,7 +43,8 @@ def cli(
         capture_output=True,
         text=True,
         env=full,
-        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        stdin=stdin,
         timeout=timeout,
         check=False,
     )

@@ -83,17 +83,7 @@ def _layer_members(result: BuildResult) -> list[list[tarfile.TarInfo]]:
 
 
 def _cli(home: Path, argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    env.pop("ENVKIT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return homes.cli(home, argv, cwd=cwd, timeout=None)
 
 
 APP = (

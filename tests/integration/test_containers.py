@@ -47,17 +47,7 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def cli(
     home: Path, argv: list[str], timeout: float = 60, stdin: int | None = subprocess.DEVNULL
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENVKIT_HOME": str(home)}
-    env.pop("ENVKIT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=stdin,
-        timeout=timeout,
-        check=False,
-    )
+    return homes.cli(home, argv, timeout=timeout, stdin=stdin)
 
 
 def wait_for(predicate: object, timeout: float = 10) -> None:

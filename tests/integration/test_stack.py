@@ -67,18 +67,7 @@ def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def cli(
     home: Path, argv: list[str], timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENVKIT_HOME": str(home), "STACK_TEST_SECRET": SECRET_VALUE}
-    env.pop("ENVKIT_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "envkit", *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return homes.cli(home, argv, timeout=timeout, cwd=cwd, env={"STACK_TEST_SECRET": SECRET_VALUE})
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> None:
