@@ -12,7 +12,7 @@ import pytest
 def envkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh, empty ``$ENVKIT_HOME`` for one test."""
     home = tmp_path / "envkit-home"
-    home.mkdir()
+    home.mkdir(mode=0o700)  # as envkit makes it: a looser one is tightened with a notice
     monkeypatch.setenv("ENVKIT_HOME", str(home))
     monkeypatch.delenv("ENVKIT_DEBUG", raising=False)
     yield home

@@ -37,7 +37,7 @@ ENTRY_VERSION = 1
 
 def cache_dir() -> Path:
     """``$ENVKIT_HOME/cache``."""
-    return settings.home() / "cache"
+    return Path(settings.private_dir("cache"))
 
 
 def steps_dir() -> Path:

@@ -94,7 +94,7 @@ class ContextIndex:
     def __init__(self, context: Path) -> None:
         root = str(context.resolve())
         name = hashlib.sha256(os.fsencode(root)).hexdigest()
-        self.dir = settings.home() / "cache" / "context"
+        self.dir = Path(settings.private_dir("cache")) / "context"
         self.path = self.dir / f"{name}.json"
         self.root = root
         self._old: dict[str, tuple[StatKey, str]] = {}

@@ -63,7 +63,7 @@ def execute_run(
         )
     from envkit.containers import remove_state
     from envkit.runtime.spawn import StartError, start
-    from envkit.settings import home
+    from envkit.settings import private_dir
 
     view = RootView.of(store, state)
     settings = state.settings
@@ -72,7 +72,7 @@ def execute_run(
     )
     env = image_config.environment(settings, dict(step.env), home=who.home)
     cwd = image_config.workdir(settings)
-    state_dir = home() / "build" / secrets.token_hex(16)
+    state_dir = Path(private_dir("build")) / secrets.token_hex(16)
     (state_dir / "upper").mkdir(parents=True)
     (state_dir / "work").mkdir()
     try:

@@ -66,9 +66,9 @@ class TmpfsVolumes:
         """Where the volumes' option files live."""
         if self._root is not None:
             return self._root
-        from envkit.settings import home
+        from envkit.settings import private_dir
 
-        return home() / "tmpfs-volumes"
+        return Path(private_dir("tmpfs-volumes"))
 
     def _file(self, volume: str) -> Path:
         return self.root / (check_name("Volume.name", volume) + ".json")

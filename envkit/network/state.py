@@ -42,7 +42,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 def root() -> Path:
     """``$ENVKIT_HOME/network``."""
-    return settings.home() / "network"
+    return Path(settings.private_dir("network"))
 
 
 @contextmanager

@@ -138,15 +138,19 @@ class DirectoryBackend:
         """The directory holding one directory per volume."""
         if self._root is not None:
             return self._root
-        from envkit.settings import home
+        from envkit.settings import private_dir
 
-        return home() / "volumes"
+        return Path(private_dir("volumes"))
 
     @property
     def snapshots_root(self) -> Path:
         """The directory holding the snapshots, one directory per volume."""
         if self._snapshots is not None:
             return self._snapshots
+        if self._root is None:
+            from envkit.settings import private_dir
+
+            return Path(private_dir("volume-snapshots"))
         return self.root.parent / "volume-snapshots"
 
     def _dir(self, volume: str) -> Path:

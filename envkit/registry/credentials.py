@@ -55,7 +55,9 @@ class Credentials(Value):
 
 def auth_file() -> Path:
     """envkit's credential file."""
-    return settings.home() / "auth.json"
+    from pathlib import Path
+
+    return Path(settings.private_home()) / "auth.json"
 
 
 def docker_config() -> Path:

@@ -249,9 +249,9 @@ def containers_dir() -> Path:
 
 
 def _root() -> str:
-    from envkit.settings import home_dir
+    from envkit.settings import private_dir
 
-    return os.path.join(home_dir(), "containers")
+    return private_dir("containers")
 
 
 def create(

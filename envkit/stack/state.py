@@ -137,9 +137,9 @@ def _image_id(image: str) -> str:
 
 def stacks_dir() -> Path:
     """Where every stack's dir lives."""
-    from envkit.settings import home
+    from envkit.settings import private_dir
 
-    return home() / "stacks"
+    return Path(private_dir("stacks"))
 
 
 def stack_dir(name: str) -> Path:

@@ -53,7 +53,9 @@ def _entry_path(name: str) -> str:
     # two names take turns in one file: an entry is used for the name it records.
     import zlib
 
-    return os.path.join(_home(), "run-cache", f"{zlib.crc32(name.encode()):08x}.json")
+    from envkit.settings import private_dir
+
+    return os.path.join(private_dir("run-cache"), f"{zlib.crc32(name.encode()):08x}.json")
 
 
 def index_stamp() -> list[int] | None:

@@ -65,9 +65,9 @@ class Snapshot:
 
 def snapshots_dir() -> Path:
     """``$ENVKIT_HOME/snapshots``."""
-    from envkit.settings import home
+    from envkit.settings import private_dir
 
-    return home() / "snapshots"
+    return Path(private_dir("snapshots"))
 
 
 def chain_id(diff_ids: Sequence[str]) -> str:

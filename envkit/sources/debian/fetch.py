@@ -28,9 +28,9 @@ _CHUNK = 1 << 20
 
 def cache_root() -> Path:
     """``$ENVKIT_HOME/cache/debian``."""
-    from envkit.settings import home
+    from envkit.settings import private_dir
 
-    return home() / "cache" / "debian"
+    return Path(private_dir("cache")) / "debian"
 
 
 class Mirror:

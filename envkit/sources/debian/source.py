@@ -162,7 +162,7 @@ def _bootstrap(
     import secrets
 
     from envkit.runtime.state import remove_dir
-    from envkit.settings import home
+    from envkit.settings import private_dir
     from envkit.sources.debian.bootstrap import Plan, build_rootfs
 
     _log.info("fetching %d Debian packages from %s", len(packages), mirror.url)
@@ -174,7 +174,7 @@ def _bootstrap(
         suite,
         ARCH,
     )
-    workdir = home() / "build" / f"debian-{secrets.token_hex(8)}"
+    workdir = Path(private_dir("build")) / f"debian-{secrets.token_hex(8)}"
     workdir.mkdir(parents=True)
     try:
         rootfs = build_rootfs(plan, workdir, lambda line: _log.debug("dpkg: %s", line))
