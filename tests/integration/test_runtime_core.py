@@ -274,12 +274,15 @@ def test_config_is_validated() -> None:
 
 
 def test_seccomp_program_is_well_formed() -> None:
-    prog = seccomp.program("x86_64")
-    assert len(prog) < 4096  # BPF_MAXINSNS
-    assert prog[-1][3] & 0xFFFF == 38  # ENOSYS ends it; EPERM just before
-    for index, (code, jt, jf, _) in enumerate(prog):
-        if code & 0x07 == 0x05:  # jumps stay inside the program
-            assert index + 1 + max(jt, jf) < len(prog)
+    from tests.seccomp_bpf import parse
+
+    for machine in seccomp.ARCHES:
+        prog = parse(Path(seccomp.bpf_path(machine, "default")).read_bytes())
+        assert len(prog) < 4096  # BPF_MAXINSNS
+        assert prog[-1][0] & 0x07 == 0x06  # it ends with a return
+        for index, (code, jt, jf, k) in enumerate(prog):
+            if code & 0x07 == 0x05:  # jumps stay inside the program
+                assert index + 1 + (k if code & 0xF0 == 0 else max(jt, jf)) < len(prog)
 
 
 def test_id_maps_never_map_host_root(tmp_path: Path) -> None:
