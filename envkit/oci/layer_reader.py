@@ -103,9 +103,10 @@ def extract_layer(
 
     ``dest`` is created when missing; content already there is the layers below and
     whiteouts apply to it. Privileged extraction (default when running as root,
-    including root of a user namespace) restores owners, set-id bits, device nodes and
+    including root of a user namespace) restores owners, set-id bits and
     ``trusted.``/``security.`` xattrs; with ``unprivileged`` (default for other users)
-    files belong to the caller, set-id bits are dropped and device nodes are skipped.
+    files belong to the caller and set-id bits are dropped. Device nodes are never
+    created (listed in ``skipped``); fifos are.
     Raises :class:`LayerError` for a malformed or hostile layer.
     """
     privileged = os.geteuid() == 0 if unprivileged is None else not unprivileged
@@ -443,24 +444,20 @@ class _Extractor:
         self._apply(member, parts, dirfd=self._parent(parts[:-1]), symlink=True)
 
     def _special(self, parts: Parts, member: tarfile.TarInfo) -> None:
-        if member.isfifo():
-            file_type = stat.S_IFIFO
-        elif not self.privileged:
-            self.report.skipped.append(f"{display(parts)}: device node, unprivileged")
+        if not member.isfifo():
+            # Character and block devices are never created, privileged or not: a node in
+            # a snapshot would open the host's device to any user who can reach it, and
+            # in a container it is useless (a user namespace's mounts are nodev, and the
+            # runtime provides /dev itself). As moby's and containers/storage's
+            # pkg/archive do in a user namespace (createTarFile: "cannot create devices
+            # in a userns"): whatever the lower layers had at the path goes, nothing is
+            # created. 0/0 devices included: in a layer tar a deletion is a .wh. entry;
+            # an overlay upper's 0/0 whiteouts become .wh. entries when a layer is
+            # written (layer_writer), never devices.
+            self._create(parts, lambda dirfd: None)
+            self.report.skipped.append(f"{display(parts)}: device node, not created")
             return
-        else:
-            file_type = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-        device = os.makedev(member.devmajor, member.devminor) if file_type != stat.S_IFIFO else 0
-        try:
-            self._create(
-                parts, lambda dirfd: os.mknod(parts[-1], file_type | 0o600, device, dir_fd=dirfd)
-            )
-        except PermissionError:
-            if file_type == stat.S_IFIFO:
-                raise
-            # Root of a user namespace may not create devices.
-            self.report.skipped.append(f"{display(parts)}: device node, mknod not permitted")
-            return
+        self._create(parts, lambda dirfd: os.mknod(parts[-1], stat.S_IFIFO | 0o600, dir_fd=dirfd))
         self._apply(member, parts, dirfd=self._parent(parts[:-1]))
 
     # -- whiteouts --------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 import tempfile
 from pathlib import Path
@@ -60,16 +61,72 @@ def test_hostile_tar_never_escapes(tmp_path: Path, name: str, unprivileged: bool
             case.check(dest)
 
 
-def test_device_nodes_are_skipped_unprivileged(tmp_path: Path) -> None:
+def _special_files(root: Path) -> list[str]:
+    """Every character or block device below ``root``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            mode = os.lstat(os.path.join(dirpath, name)).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    return sorted(found)
+
+
+DEVICES = (
+    TarBuilder()
+    .device("dev/mem", 1, 1)
+    .device("dev/sda", 8, 0, block=True)
+    .device("dev/null", 1, 3)
+    .device("etc/wh", 0, 0)
+    .fifo("dev/fifo")
+    .bytes()
+)
+
+
+# As root this is the case that matters: the extraction could mknod them.
+@pytest.mark.parametrize("unprivileged", [None, False, True], ids=["default", "priv", "unpriv"])
+def test_device_nodes_are_never_created(tmp_path: Path, unprivileged: bool | None) -> None:
     _, dest = make_arena(tmp_path)
-    data = TarBuilder().device("dev/mem", 1, 1).device("dev/sda", 8, 0, block=True).bytes()
-    report = extract_layer(io.BytesIO(data), dest, unprivileged=True)
-    assert not (dest / "dev" / "mem").exists()
-    assert not (dest / "dev" / "sda").exists()
+    report = extract_layer(io.BytesIO(DEVICES), dest, unprivileged=unprivileged)
+    assert _special_files(dest) == []
+    for name in ("dev/mem", "dev/sda", "dev/null", "etc/wh"):
+        assert not os.path.lexists(dest / name), name
     assert sorted(report.skipped) == [
-        "/dev/mem: device node, unprivileged",
-        "/dev/sda: device node, unprivileged",
+        "/dev/mem: device node, not created",
+        "/dev/null: device node, not created",
+        "/dev/sda: device node, not created",
+        "/etc/wh: device node, not created",
     ]
+    assert stat.S_ISFIFO((dest / "dev" / "fifo").lstat().st_mode), "fifos are kept"
+
+
+@pytest.mark.parametrize("unprivileged", [None, True], ids=["default", "unpriv"])
+def test_a_device_entry_replaces_lower_content_with_nothing(
+    tmp_path: Path, unprivileged: bool | None
+) -> None:
+    """As moby's pkg/archive does in a user namespace: what was at the path goes."""
+    _, dest = make_arena(tmp_path)
+    (dest / "dev").mkdir()
+    (dest / "dev" / "mem").write_bytes(b"lower file\n")
+    (dest / "dev" / "sda").mkdir()
+    (dest / "dev" / "sda" / "x").write_bytes(b"lower tree\n")
+    data = TarBuilder().device("dev/mem", 1, 1).device("dev/sda", 8, 0, block=True).bytes()
+    extract_layer(io.BytesIO(data), dest, unprivileged=unprivileged)
+    assert sorted(os.listdir(dest / "dev")) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root could create a device node")
+def test_snapshots_of_a_layer_with_devices_hold_no_device_node(envkit_home: Path) -> None:
+    from envkit.oci.digest import sha256_bytes
+    from envkit.store import snapshots
+    from envkit.store.layout import Store
+
+    store = Store.default()
+    desc = store.write_blob(DEVICES)
+    snap = snapshots.prepare(store, [desc.digest], [sha256_bytes(DEVICES)])
+    root = Path(snap.layers[0])
+    assert _special_files(root) == []
+    assert stat.S_ISFIFO((root / "dev" / "fifo").lstat().st_mode)
 
 
 def test_absolute_names_land_inside_the_root(tmp_path: Path) -> None:
