@@ -144,11 +144,33 @@ def prepare(caps: frozenset[str] | None = None) -> None:
         with open(bpf_path(machine, key), "rb") as f:
             raw = f.read()
     except FileNotFoundError:
+        if not os.path.isdir(PROFILE_DIR):
+            raise RuntimeError_(
+                f"seccomp filter {key!r} was not prepared before entering the container "
+                f"({PROFILE_DIR} is out of reach)",
+                hint="call envkit.runtime.seccomp.prepare(caps) before forking",
+            ) from None
         raw = _compile_at_run_time(machine, DEFAULT_CAPS if caps is None else caps)
+    _keep(key, raw)
+
+
+def _keep(key: str, raw: bytes) -> None:
     if not raw or len(raw) % 8 or len(raw) // 8 > 4096:
-        raise RuntimeError_(f"seccomp filter {bpf_path(machine, key)} is malformed")
+        raise RuntimeError_(f"seccomp filter {key!r} is malformed ({len(raw)} bytes)")
     buffer = ctypes.create_string_buffer(raw, len(raw))
     _prepared[key] = (_Fprog(len(raw) // 8, ctypes.cast(buffer, ctypes.c_void_p)), buffer)
+
+
+def _preload() -> None:
+    """Read the default filter now, at import (one small file): a process forked into a
+    container's namespaces without a :func:`prepare` (``exec``'s helper) still has it."""
+    machine = os.uname().machine
+    if machine in ARCHES:
+        try:
+            with open(bpf_path(machine, "default"), "rb") as f:
+                _keep("default", f.read())
+        except (OSError, RuntimeError_):
+            pass  # prepare() says why, when it is asked for
 
 
 def install(caps: frozenset[str] | None = None) -> None:
@@ -342,3 +364,6 @@ def _compile_at_run_time(machine: str, caps: Iterable[str]) -> bytes:
     libseccomp = import_libseccomp()
     raw, _ = compile_bpf(oci_config(load_profile(), machine, caps), libseccomp)
     return raw
+
+
+_preload()
