@@ -51,8 +51,10 @@ class RunOptions:
     container's log). ``networks``: networks to join (``--network``; ``["none"]``:
     loopback only); empty means none, unless ``ports`` are published, which joins the
     default network ``envkit``. ``ports``: ``{host: container}`` or ``-p`` strings
-    (``[IP:]HOST:CONTAINER[/udp]``). Not a dataclass: this module is on ``envkit run``'s
-    start-up path (see :class:`envkit.runtime.config.BindMount`).
+    (``[IP:]HOST:CONTAINER[/udp]``). ``init``: a small init as pid 1 in front of the
+    command (``--init``; :func:`envkit.runtime.init.find_init`). ``seccomp=False``: no
+    seccomp filter (``--security-opt seccomp=unconfined``). Not a dataclass: this
+    module is on ``envkit run``'s start-up path (see :class:`envkit.runtime.config.BindMount`).
     """
 
     __slots__ = (
@@ -60,6 +62,7 @@ class RunOptions:
         "entrypoint",
         "env",
         "hostname",
+        "init",
         "limits",
         "name",
         "network_aliases",
@@ -67,6 +70,7 @@ class RunOptions:
         "ports",
         "read_only",
         "remove",
+        "seccomp",
         "stdio",
         "tmpfs",
         "tty",
@@ -94,6 +98,8 @@ class RunOptions:
         networks: Sequence[str] = (),
         network_aliases: Sequence[str] = (),
         ports: PortsSpec = (),
+        init: bool = False,
+        seccomp: bool = True,
     ) -> None:
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -112,6 +118,8 @@ class RunOptions:
         self.networks = networks
         self.network_aliases = network_aliases
         self.ports = ports
+        self.init = init
+        self.seccomp = seccomp
 
 
 class ExecResult(tuple[int, str]):
@@ -407,6 +415,7 @@ def run(
     network: str | Sequence[str] | None = None,
     network_aliases: Sequence[str] = (),
     ports: PortsSpec = (),
+    init: bool = False,
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
@@ -421,7 +430,9 @@ def run(
     a delegated cgroup v2 subtree. ``network`` names the network(s) to join (see
     :mod:`envkit.network`; default: loopback only), ``ports`` publishes ports as
     ``{host: container}`` on 127.0.0.1 (host port 0: a free one, :meth:`Container.port`
-    tells which); publishing without ``network`` joins the default network ``envkit``::
+    tells which); publishing without ``network`` joins the default network ``envkit``.
+    The command is the container's pid 1, as in docker; ``init=True`` puts a small init
+    in front (``docker run --init``)::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
             assert c.wait() == 0 and c.logs() == "hi\\n"
@@ -452,6 +463,7 @@ def run(
         networks=[network] if isinstance(network, str) else list(network or ()),
         network_aliases=network_aliases,
         ports=ports,
+        init=init,
     )
     prepared = prepare(image, options)
     if detach:
@@ -506,28 +518,36 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
     """Run a container in the foreground, as ``docker run`` does; its exit code.
 
     stdout and stderr are the caller's; stdin too with ``interactive`` (else
-    /dev/null); ``options.tty`` connects the caller's terminal to a pty of the
-    container. Signals sent to the caller are passed on. The container's record stays
-    (exited) unless ``options.remove``.
+    /dev/null); where one of them is a terminal, the container gets a pipe relayed to it
+    (:mod:`envkit.runtime.relay`), never the terminal itself. ``options.tty`` connects
+    the caller's terminal to a pty of the container. Signals sent to the caller are
+    passed on. The container's record stays (exited) unless ``options.remove``.
     """
+    from envkit.runtime import relay
     from envkit.runtime.spawn import proxy_signals, start
 
     reap()
     prepared = prepare(image, options)
     config = prepared.config
+    shield = None
     with open(os.devnull, "rb") as devnull:
         if config.stdio is None and not config.tty:
             stdin = 0 if interactive else devnull.fileno()
-            config = config.replace(stdio=(stdin, 1, 2))
+            shield = relay.shield((stdin, 1, 2))
+            config = config.replace(stdio=(stdin, 1, 2) if shield is None else shield.stdio)
         try:
             engine = start(_networked(prepared, config), runtime_dir=prepared.state.path("rt"))
         except BaseException:
+            if shield is not None:
+                shield.finish()
             prepared.abandon()
             raise
+    if shield is not None:
+        shield.start()
     code: int | None = None
     try:
         prepared.state.mark_running(engine.pid)
-        with proxy_signals(engine, terminal=not config.tty):
+        with proxy_signals(engine):
             if engine.console is not None:
                 from envkit.runtime import tty
 
@@ -540,6 +560,8 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
         if code is None:  # interrupted: make sure nothing of it outlives this call
             engine.kill(signal.SIGKILL)
             code = engine.wait()
+        if shield is not None:
+            shield.finish()
         _finish(prepared.state, code, None, prepared.network)
     return code
 
@@ -700,6 +722,7 @@ def start_exec(
         stdio=stdio,
         tty=tty,
         tty_size=_terminal_size() if tty else (0, 0),
+        seccomp=record.seccomp,  # docker exec: the container's profile
     )
     return nsexec.start(record.pid, config)
 
@@ -751,6 +774,12 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     env = image_config.environment(settings, options.env, home=who.home)
     cwd = image_config.workdir(settings, options.workdir)
     mounts = _mounts(options)
+    engine_argv = argv
+    if options.init:
+        from envkit.runtime import init
+
+        mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
+        engine_argv = [init.INIT_PATH, "--", *argv]
     record = st.create(
         name=options.name,
         image=ref,
@@ -763,6 +792,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         gid=who.gid,
         groups=list(who.groups),
         tty=options.tty,
+        seccomp=options.seccomp,
     )
     network: Attachment | None = None
     try:
@@ -787,7 +817,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             record.save()
         engine_config = ContainerConfig(
             layers=layers,
-            argv=argv,
+            argv=engine_argv,
             upper_dir=record.path("upper"),
             work_dir=record.path("work"),
             env=env,
@@ -802,6 +832,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             tty=options.tty,
             tty_size=_terminal_size() if options.tty else (0, 0),
             cgroup=record.cgroup or None,
+            seccomp=options.seccomp,
         )
     except BaseException:
         if network is not None:

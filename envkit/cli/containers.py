@@ -188,17 +188,38 @@ class ExecCommand:
             raise SpecError("exec", "no command given", hint="envkit exec NAME CMD [ARG...]")
         st.reap()
         record = st.find(args.container)
+        shield = None
         with open(os.devnull, "rb") as devnull:
             stdin = 0 if args.interactive else devnull.fileno()
-            process = start_exec(
-                record,
-                args.cmd,
-                env=parse_env(args.env),
-                workdir=args.workdir,
-                user=args.user,
-                stdio=None if args.tty else (stdin, 1, 2),
-                tty=args.tty,
-            )
+            stdio = (stdin, 1, 2)
+            quiet = (devnull.fileno(), devnull.fileno(), devnull.fileno())  # -t: the pty's
+            if not args.tty:
+                from envkit.runtime import relay
+
+                shield = relay.shield(stdio)  # never the caller's terminal itself
+            try:
+                process = start_exec(
+                    record,
+                    args.cmd,
+                    env=parse_env(args.env),
+                    workdir=args.workdir,
+                    user=args.user,
+                    stdio=quiet if args.tty else (stdio if shield is None else shield.stdio),
+                    tty=args.tty,
+                )
+            except BaseException:
+                if shield is not None:
+                    shield.finish()
+                raise
+        if shield is not None:
+            shield.start()
+            try:
+                code = process.wait()
+            finally:
+                shield.finish()
+            if process.error:
+                print(f"envkit: error: {process.error}", file=sys.stderr)
+            return code
         if process.error:
             print(f"envkit: error: {process.error}", file=sys.stderr)
         if process.console is not None:

@@ -38,6 +38,20 @@ class RunCommand:
         add("-u", "--user", metavar="USER[:GROUP]", help="name or uid, optionally :group")
         add("--hostname", metavar="NAME", help="default: the short container id")
         add("--read-only", action="store_true", help="mount the root file system read-only")
+        add(
+            "--init",
+            action="store_true",
+            help="run an init (the host's tini-static or catatonit) as pid 1: it passes "
+            "signals on and reaps zombies",
+        )
+        add(
+            "--security-opt",
+            action="append",
+            default=[],
+            metavar="OPT",
+            help="seccomp=unconfined: no seccomp filter (weakens isolation); "
+            "no-new-privileges: always on",
+        )
         add("--entrypoint", metavar="CMD", help="replace the image's entrypoint (clears Cmd)")
         add("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256m (cgroup v2)")
         add("--cpus", metavar="N", help="CPU limit, e.g. 0.5 (cgroup v2)")
@@ -87,6 +101,8 @@ class RunCommand:
             user=args.user,
             hostname=args.hostname,
             read_only=args.read_only,
+            init=args.init,
+            seccomp=_seccomp(args.security_opt),
             name=args.name,
             remove=args.rm,
             tty=args.tty,
@@ -130,6 +146,26 @@ def parse_env_file(path: str | Path) -> dict[str, str]:
         ) from None
     lines = [ln.strip() for ln in text.splitlines()]
     return parse_env([ln for ln in lines if ln and not ln.startswith("#")])
+
+
+def _seccomp(options: Sequence[str]) -> bool:
+    """Whether to load the seccomp filter, from docker's ``--security-opt`` values."""
+    confined = True
+    for option in options:
+        key, _, value = option.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value == "unconfined":
+            confined = False
+        elif key == "no-new-privileges" and value in ("", "true"):
+            pass  # envkit always sets no_new_privs, as podman does by default
+        else:
+            raise SpecError(
+                "--security-opt",
+                "unsupported option",
+                value=option,
+                hint="envkit takes seccomp=unconfined and no-new-privileges; it always "
+                "applies Docker's default seccomp profile otherwise",
+            )
+    return confined
 
 
 def _entrypoint(value: str | None) -> list[str] | None:

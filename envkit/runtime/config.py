@@ -95,9 +95,9 @@ class ContainerConfig:
     as 0, 1 and 2 (``None``: inherit the caller's).
 
     Other fields: ``die_with_parent`` kills the container when the process that started
-    it dies (foreground runs). ``new_session`` gives the command its own session
-    (detached containers); foreground runs keep the caller's process group so that the
-    terminal's Ctrl-C and job control reach it. ``tty`` gives the command a
+    it dies (foreground runs). The command always starts in a session of its own, never
+    the caller's (the caller passes signals on: :func:`envkit.runtime.spawn.proxy_signals`).
+    ``tty`` gives the command a
     pseudo-terminal from the container's devpts, whose master comes back to the caller as
     :attr:`envkit.runtime.spawn.Container.console`; ``tty_size`` is its initial
     ``(rows, columns)``. ``cgroup`` is the host path of a cgroup v2 directory the
@@ -129,7 +129,6 @@ class ContainerConfig:
         "hostname",
         "layers",
         "mounts",
-        "new_session",
         "on_namespaces",
         "readonly_root",
         "seccomp",
@@ -158,7 +157,6 @@ class ContainerConfig:
         readonly_root: bool = False,
         stdio: tuple[int, int, int] | None = None,
         die_with_parent: bool = True,
-        new_session: bool = False,
         seccomp: bool = True,
         tty: bool = False,
         tty_size: tuple[int, int] = (0, 0),
@@ -181,7 +179,6 @@ class ContainerConfig:
         self.readonly_root = readonly_root
         self.stdio = stdio
         self.die_with_parent = die_with_parent
-        self.new_session = new_session
         self.seccomp = seccomp
         self.tty = tty
         self.tty_size = tty_size
@@ -244,7 +241,6 @@ class ExecConfig:
         "env",
         "gid",
         "groups",
-        "new_session",
         "seccomp",
         "stdio",
         "tty",
@@ -264,7 +260,6 @@ class ExecConfig:
         tty: bool = False,
         tty_size: tuple[int, int] = (0, 0),
         seccomp: bool = True,
-        new_session: bool = False,
     ) -> None:
         self.argv = argv
         self.env: Mapping[str, str] = {"PATH": DEFAULT_PATH} if env is None else env
@@ -276,7 +271,6 @@ class ExecConfig:
         self.tty = tty
         self.tty_size = tty_size
         self.seccomp = seccomp
-        self.new_session = new_session
         self._validate()
 
     def replace(self, **changes: Any) -> ExecConfig:

@@ -1,15 +1,16 @@
-"""The container's pid 1 and the last steps of its command process before exec.
+"""The last steps of a container's command process before exec.
 
-pid 1 in a pid namespace has duties a normal command does not expect: the kernel drops
-signals it has no handler for, orphans are re-parented to it, and when it exits every
-other process of the namespace is killed. So, like tini and docker's ``--init``, envkit
-keeps its own small init as pid 1: it starts the command as pid 2, forwards signals to
-it, reaps zombies, and exits with the command's exit code (128+N when a signal killed it).
+The container's pid 1 is the user's command, as in docker and podman: the process that
+built the root file system takes on the command's user and privileges and execs it, so
+no envkit code stays in the container's pid namespace. pid 1 keeps the duties the kernel
+gives it (signals it has no handler for are dropped, orphans are re-parented to it, its
+exit ends the namespace); ``init=True`` puts a small init (tini or catatonit from the
+host, bind-mounted read-only at :data:`INIT_PATH`) in front, as ``docker run --init``.
+``envkit exec`` and health checks end here too (:mod:`envkit.runtime.nsexec`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -34,7 +35,30 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-SI_KERNEL = 0x80
+#: Where ``init=True`` mounts the host's init in the container (podman: /run/podman-init).
+INIT_PATH = "/run/envkit-init"
+#: Static inits from Debian's packages, in order of preference: the container has no
+#: host libraries, so a dynamically linked init (``/usr/bin/tini``) would not start.
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
+
+
+def find_init() -> str:
+    """The host path of the init that ``init=True`` runs (``$ENVKIT_INIT`` if set)."""
+    override = os.environ.get("ENVKIT_INIT")
+    for path in (override,) if override else INIT_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    from envkit.errors import RuntimeError_
+
+    raise RuntimeError_(
+        f"--init needs a static init on the host; none of {', '.join(INIT_CANDIDATES)} exists"
+        if not override
+        else f"ENVKIT_INIT={override} is not an executable file",
+        hint="install Debian's tini package (it ships tini-static) or catatonit: "
+        "apt-get install tini",
+    )
+
+
 #: Signals whose disposition a process may set (the standard ones but KILL and STOP).
 _RESETTABLE = tuple(
     sig for sig in range(1, signal.SIGRTMIN) if sig not in (signal.SIGKILL, signal.SIGSTOP)
@@ -77,77 +101,42 @@ def exit_code(status: int) -> int:
 def exec_command(
     config: ContainerConfig | ExecConfig, err_fd: int, tty: int | None = None
 ) -> NoReturn:
-    """In a forked command process: become the requested user with docker's privileges,
-    then exec.
+    """In the container's pid 1 or an exec'd command: become the requested user with
+    docker's privileges, then exec.
 
-    With ``tty`` (the slave side of a pty) the command gets its own session with that
-    terminal as controlling terminal and as stdin, stdout and stderr.
+    The command always gets a session of its own (runc and podman do the same): it never
+    shares the caller's controlling terminal, so ``/dev/tty`` and ``TIOCSTI`` cannot
+    reach the shell that started envkit. With ``tty`` (the slave side of a pty from the
+    container's devpts) that terminal becomes its controlling terminal and its stdin,
+    stdout and stderr.
     """
     step = ["prepare"]
     try:
+        step[0] = "terminal"
+        os.setsid()
         if tty is not None:
-            step[0] = "terminal"
-            os.setsid()
             fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
             for target in (0, 1, 2):
                 os.dup2(tty, target)
             if tty > 2:
                 os.close(tty)
-        elif config.new_session:
-            os.setsid()
         for sig in _ignored_signals():
             signal.signal(sig, signal.SIG_DFL)
         _limit_privileges(config, step)
-        os.closerange(3, err_fd)
-        os.closerange(err_fd + 1, os.sysconf("SC_OPEN_MAX"))
-        step[0] = "seccomp"
-        if config.seccomp and seccomp.supported():
-            seccomp.install()
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        step[0] = "exec"
-        execvpe(list(config.argv), dict(config.env))
-    except BaseException as exc:
-        _report(err_fd, config, step[0], exc)
-
-
-def spawn_command(config: ContainerConfig, err_fd: int) -> int:
-    """In pid 1: take on the command's user and privileges, then start the command with
-    ``posix_spawn``; its pid.
-
-    Cheaper than a fork: ``posix_spawn`` shares pid 1's memory until the exec, where a
-    forked copy of a Python process pays for every page it writes. pid 1 needs no
-    privilege once the root is built, and loses none it needs: it forwards signals to a
-    process of its own user, reaps, and exits. A start failure is reported on ``err_fd``
-    and pid 1 exits with it.
-    """
-    step = ["prepare"]
-    try:
-        ignored = _ignored_signals()
-        _limit_privileges(config, step)
-        # A credential change resets both: pid 1 stays unreadable by the container's
-        # processes (now of its own user) and still dies with the monitor.
+        # A credential change resets both: this process stays unreadable by the
+        # container's processes (now of its own user) until the exec, and pid 1 still
+        # dies with its monitor.
         prctl(PR_SET_DUMPABLE, 0)
-        if config.die_with_parent:
+        if isinstance(config, ContainerConfig) and config.die_with_parent:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         os.closerange(3, err_fd)
         os.closerange(err_fd + 1, os.sysconf("SC_OPEN_MAX"))
         step[0] = "seccomp"
-        if config.seccomp and seccomp.supported():
+        if config.seccomp:
             seccomp.install()
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         step[0] = "exec"
-        env = dict(config.env)
-        return _on_path(
-            config.argv[0],
-            env,
-            lambda path: os.posix_spawn(
-                path,
-                list(config.argv),
-                env,
-                setsid=config.new_session,
-                setsigmask=(),
-                setsigdef=ignored,
-            ),
-        )
+        execvpe(list(config.argv), dict(config.env))
     except BaseException as exc:
         _report(err_fd, config, step[0], exc)
 
@@ -198,7 +187,65 @@ def execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
     Not os.execvpe itself: it imports :mod:`warnings` when called, and this runs after
     pivot_root, where the host's modules cannot be imported any more.
     """
-    _on_path(argv[0], env, lambda path: os.execve(path, argv, env))
+    own = os.stat("/proc/self/exe")
+    me = (own.st_dev, own.st_ino)
+
+    def launch(path: str) -> NoReturn:
+        _refuse_interpreter(path, me)
+        os.execve(path, argv, env)
+
+    _on_path(argv[0], env, launch)
+
+
+def _refuse_interpreter(path: str, me: tuple[int, int], depth: int = 0) -> None:
+    """Refuse to exec this process's own executable (the host's Python), directly or as
+    a script's interpreter.
+
+    ``/proc/self/exe`` names it from inside the container: a command or ``#!`` line
+    pointing there would run the host's interpreter as a container process, which the
+    container could then open through ``/proc/PID/exe`` and rewrite once nothing runs it
+    (CVE-2019-5736's pattern; runc answers with a cloned binary).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # exec reports it
+    if (st.st_dev, st.st_ino) == me and _through_proc(path):
+        # Only through /proc: the same interpreter bind-mounted into the container is
+        # the user's choice, and /proc/PID/exe of its processes then names that mount.
+        raise PermissionError(errno.EACCES, "refusing to run the runtime's own executable", path)
+    if depth >= 4 or st.st_mode & 0o170000 != 0o100000:  # the kernel's nesting limit;
+        return  # only a regular file can be a script (and reading a FIFO would block)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(256)
+    except OSError:
+        return
+    if head.startswith(b"#!"):
+        line = head[2:].split(b"\n", 1)[0].strip()
+        interpreter = line.split(None, 1)[0] if line else b""
+        if interpreter:
+            _refuse_interpreter(os.fsdecode(interpreter), me, depth + 1)
+
+
+def _through_proc(path: str) -> bool:
+    """Whether resolving ``path`` follows a symbolic link under ``/proc`` (where the
+    magic links ``/proc/PID/exe``, ``/proc/self`` and ``/proc/PID/fd/N`` live)."""
+    pending = os.path.abspath(path)
+    for _ in range(40):  # the kernel's limit on links followed in one lookup
+        parts = pending.split("/")
+        for end in range(2, len(parts) + 1):
+            prefix = "/".join(parts[:end])
+            if not os.path.islink(prefix):
+                continue
+            if prefix.startswith("/proc/"):
+                return True
+            target = os.path.join(os.path.dirname(prefix), os.readlink(prefix))
+            pending = os.path.normpath("/".join([target, *parts[end:]]))
+            break
+        else:
+            return False
+    return True  # a loop: exec fails with ELOOP anyway
 
 
 def _on_path(name: str, env: dict[str, str], launch: Callable[[str], T]) -> T:
@@ -240,37 +287,3 @@ def open_console(console: socket.socket, size: tuple[int, int] = (0, 0)) -> int:
         os.close(master)
         console.close()
     return slave
-
-
-def run_init(config: ContainerConfig, err_fd: int, console: socket.socket | None) -> NoReturn:
-    """pid 1: start the command, forward signals, reap, exit with the command's code."""
-    waited = FORWARDED | {signal.SIGCHLD}
-    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    if console is None:
-        child = spawn_command(config, err_fd)
-    else:
-        tty = open_console(console, config.tty_size)
-        child = os.fork()
-        if child == 0:
-            exec_command(config, err_fd, tty)
-        os.close(tty)
-    os.close(err_fd)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    while True:
-        info = signal.sigwaitinfo(waited)
-        if info.si_signo != signal.SIGCHLD:
-            # A terminal's signal (SI_KERNEL) already reached the command's process group.
-            if info.si_code != SI_KERNEL:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child, info.si_signo)
-            continue
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                os._exit(1)
-            if pid == 0:
-                break
-            if pid == child:
-                # Leaving kills whatever else runs in the pid namespace, as docker does.
-                os._exit(exit_code(status))

@@ -1,12 +1,14 @@
 """Run another command in a running container (``envkit exec``): join its namespaces.
 
-The caller opens ``/proc/PID/ns/*`` of a process of the container, forks a helper that
+The caller opens ``/proc/PID/ns/*`` of the container's pid 1, forks a helper that
 ``setns``-es into them (user first: it grants the capabilities the others need; then
 mnt, pid, uts, ipc, net, cgroup), becomes container root, and forks again so that the
 command is *inside* the pid namespace (setns of a pid namespace applies to children
 only). The command then goes through the same last steps as the container's own
 command (:func:`envkit.runtime.init.exec_command`): user, capabilities, no_new_privs,
-seccomp. The helper exits with the command's exit code.
+seccomp. The helper exits with the command's exit code. The helper is made unreachable
+from the container before it joins anything (not dumpable, command line and environment
+wiped, fds closed), as runc's nsexec is.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from contextlib import suppress
 from typing import NoReturn
 
 from envkit.errors import RuntimeError_
-from envkit.runtime import init
+from envkit.runtime import init, seccomp
 from envkit.runtime.config import ExecConfig
+from envkit.runtime.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
+from envkit.runtime.syscalls import close_all_but
 
 #: Joined in this order: the user namespace first, as runc's nsexec does.
 NAMESPACES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup")
@@ -54,11 +58,13 @@ class ExecProcess:
 
 
 def target_process(init_pid: int) -> int:
-    """The container process whose namespaces to join: the init's first child.
+    """The container process whose namespaces to join: its pid 1 (the command).
 
-    The init itself is not dumpable (it holds host paths), so an unprivileged caller
-    may not open its ``/proc/PID/ns`` links; the command it started is, and shares them.
+    A pid 1 that exec'd a file it may not read stays undumpable, and an unprivileged
+    caller may not open its ``/proc/PID/ns`` links: then its first child, if any.
     """
+    if os.access(f"/proc/{init_pid}/ns/user", os.R_OK) or os.geteuid() == 0:
+        return init_pid
     try:
         with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
             children = f.read().split()
@@ -73,6 +79,8 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
     Raises :class:`RuntimeError_` naming the step that failed; a command that cannot be
     exec'd makes :meth:`ExecProcess.wait` return 127 (not found) or 126, as docker does.
     """
+    if config.seccomp:
+        seccomp.prepare()  # before the fork: the filter's file is not in the container
     target = target_process(init_pid)
     fds = []
     try:
@@ -119,9 +127,19 @@ def _helper(
 ) -> NoReturn:
     step = "prepare"
     try:
+        # Before anything of the container can see this process: not dumpable (no
+        # ptrace, no /proc/PID/{environ,fd,exe,mem} for the container's processes, which
+        # run as the same host uid when rootless), the caller's command line and
+        # environment wiped from memory, and no fd but those the command needs.
+        prctl(PR_SET_DUMPABLE, 0)
+        hide_command_line()
         if config.stdio is not None:
             for target, fd in enumerate(config.stdio):
                 os.dup2(fd, target)
+        keep = {0, 1, 2, err_w, *fds}
+        if console is not None:
+            keep.add(console.fileno())
+        close_all_but(keep)
         for ns, fd in zip(NAMESPACES, fds, strict=True):
             step = f"join the {ns} namespace"
             if _libc.setns(fd, 0) != 0:
@@ -133,6 +151,7 @@ def _helper(
             os.setgroups([])
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+        prctl(PR_SET_DUMPABLE, 0)  # a credential change may reset it
         step = "terminal"
         tty = init.open_console(console, config.tty_size) if console is not None else None
         step = "fork into the pid namespace"

@@ -31,3 +31,21 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         err = ctypes.get_errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
     return result
+
+
+def hide_command_line(title: bytes = b"envkit") -> None:
+    """Overwrite this process's command line and environment strings in its memory.
+
+    ``/proc/PID/cmdline`` is readable by every process that can see the pid, dumpable or
+    not: a helper forked from the caller would show the caller's command line (host
+    paths) to the container it joins. Done in the forked helper only; its parent keeps
+    its own copy. ``environ`` is zeroed too, as a second wall behind non-dumpability.
+    """
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    # Fields 48-51 of proc(5): arg_start, arg_end, env_start, env_end (counted from 1;
+    # fields[0] is field 3).
+    arg_start, arg_end, env_start, env_end = (int(x) for x in fields[45:49])
+    ctypes.memset(env_start, 0, env_end - env_start)
+    ctypes.memset(arg_start, 0, arg_end - arg_start)
+    ctypes.memmove(arg_start, title, min(len(title), arg_end - arg_start - 1))

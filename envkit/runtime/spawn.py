@@ -1,15 +1,15 @@
 """Start a container: the process tree, the namespaces and the id-map handshake.
 
-Three processes stand between the caller and the command (see docs/dev/runtime.md):
+Two processes stand between the caller and the command (see docs/dev/runtime.md):
 
 * the **monitor** (forked from the caller): unshares the user, mount, pid, uts, ipc,
   net and cgroup namespaces (or joins ``config.userns`` and unshares the others), waits
   while the caller writes its id maps and runs ``config.on_namespaces``, mounts a private
   tmpfs over the state dir, opens the host paths it needs, becomes container root,
   forks pid 1 and waits for it. It lives outside the new pid namespace.
-* **pid 1** (:mod:`envkit.runtime.init`): builds the root file system
-  (:mod:`envkit.runtime.rootfs`), pivots into it and runs the init loop.
-* the **command** (pid 2): drops to the configured user and privileges and execs.
+* **pid 1**: builds the root file system (:mod:`envkit.runtime.rootfs`), pivots into
+  it, drops to the configured user and privileges (:mod:`envkit.runtime.init`) and execs
+  the command, which is then pid 1 itself, as in docker.
 
 Failures before exec come back over a close-on-exec pipe, so :func:`start` returns
 only once the command runs (or raises :class:`StartError` saying what failed).
@@ -42,11 +42,17 @@ NAMESPACES = (
     | syscalls.CLONE_NEWNET
     | syscalls.CLONE_NEWCGROUP
 )
-#: Signals :func:`run` passes to the container while it waits, as ``docker run`` does.
-PROXIED = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-#: Terminal signals: proxied only when the terminal did not already send them to the
-#: container (which shares the caller's foreground process group).
-TERMINAL = (signal.SIGINT, signal.SIGQUIT)
+#: Signals :func:`run` passes to the container while it waits, as ``docker run``'s
+#: sig-proxy does. The container has a session of its own, so the terminal's Ctrl-C
+#: reaches envkit only, which passes it on.
+PROXIED = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGINT,
+    signal.SIGQUIT,
+)
 
 
 class StartError(RuntimeError_):
@@ -64,7 +70,7 @@ class Container:
     """
 
     def __init__(self, monitor: int, init_pid: int, state_dir: str) -> None:
-        self.pid = init_pid  #: host pid of the container's init (pid 1 inside)
+        self.pid = init_pid  #: host pid of the container's pid 1 (the command)
         #: With ``config.tty``: the master side of the command's terminal (the caller
         #: owns and closes it), else ``None``.
         self.console: int | None = None
@@ -79,9 +85,9 @@ class Container:
         return self._returncode
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        """Send ``sig`` to the container's init, which passes it on to the command.
+        """Send ``sig`` to the container's pid 1 (the command, or its init).
 
-        SIGKILL ends the init itself and with it every process of the container.
+        SIGKILL ends pid 1 and with it every process of the container.
         """
         if self._returncode is not None or self._pidfd is None:
             return
@@ -119,9 +125,8 @@ class Container:
 def run(config: ContainerConfig) -> int:
     """Run a container in the foreground, like ``docker run``; its exit code.
 
-    stdio is inherited (or ``config.stdio``). While waiting, SIGTERM, SIGHUP, SIGUSR1 and
-    SIGUSR2 sent to the caller are passed to the container; so are SIGINT and SIGQUIT
-    unless they came from the terminal, which already delivered them to the command.
+    stdio is inherited (or ``config.stdio``). While waiting, the signals of
+    :data:`PROXIED` sent to the caller are passed to the container's pid 1.
     """
     with start(config) as container, proxy_signals(container):
         return container.wait()
@@ -167,8 +172,10 @@ def start(
         import socket
 
         console_parent, console_child = socket.socketpair()
-    if config.seccomp and seccomp.supported():
-        seccomp.prepare()  # here, not after the forks, where it would delay the exec
+    if config.seccomp:
+        # Here, not after the forks (where it would delay the exec, and after pivot_root
+        # the filter's file is out of reach); refuses a machine without a filter.
+        seccomp.prepare()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -340,7 +347,10 @@ def _monitor(
             userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
         keep = {0, 1, 2, sync_w, go_r, err_w}
         keep |= {fd for fd in (userns, console.fileno() if console else None) if fd is not None}
-        _close_all_but(keep)
+        # Forked from a caller with other threads, the monitor holds their starts' pipe
+        # ends too, and it lives as long as its container: a sibling start reading its
+        # pipe to the end would wait that long.
+        syscalls.close_all_but(keep)
         if config.die_with_parent:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
@@ -407,18 +417,6 @@ def _monitor(
         init.fail(err_w, 1, f"{step}: {_describe(exc)}")
 
 
-def _close_all_but(keep: set[int]) -> None:
-    """Close every inherited fd not in ``keep``. Forked from a caller with other threads,
-    the monitor holds their starts' pipe ends too, and it lives as long as its container:
-    a sibling start reading its pipe to the end would wait that long."""
-    low = 0
-    for fd in sorted(keep):
-        if fd > low:
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-
-
 def _pid1(
     config: ContainerConfig,
     layers: list[str],
@@ -428,16 +426,18 @@ def _pid1(
     err_w: int,
     console: socket.socket | None,
 ) -> NoReturn:
+    """pid 1: build the root file system, then become the command (docker's and
+    podman's process model: no envkit process stays in the container's pid namespace)."""
     step = "root file system"
     try:
-        # Not dumpable: the container's processes run as the same uid, and must not
-        # read this process's memory, fds (host paths) or environment through /proc/1.
+        # Not dumpable until the exec: it holds host paths (fds) and the caller's memory.
         prctl(PR_SET_DUMPABLE, 0)
         if config.die_with_parent:
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         rootfs.build(config, layers, upper, work, binds)
-        step = "init"
-        init.run_init(config, err_w, console)
+        step = "terminal"
+        tty = init.open_console(console, config.tty_size) if console is not None else None
+        init.exec_command(config, err_w, tty)
     except BaseException as exc:
         init.fail(err_w, 1, f"{step}: {_describe(exc)}")
 
@@ -465,12 +465,14 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def proxy_signals(container: Container, terminal: bool = True) -> Iterator[None]:
-    """Pass signals the caller receives to the container while it runs.
+def proxy_signals(container: Container) -> Iterator[None]:
+    """Pass the signals of :data:`PROXIED` the caller receives to the container's pid 1
+    while it runs (docker's ``--sig-proxy``).
 
-    With ``terminal`` (the container shares the caller's terminal) SIGINT and SIGQUIT
-    are passed on only when they did not come from that terminal, which already sent
-    them to the container; without, they are always passed on.
+    pid 1 gets only the signals it handles (the kernel drops others sent to a pid
+    namespace's init), as in docker: ``sleep`` as pid 1 ignores SIGINT and SIGTERM,
+    ``init=True`` puts an init in front that passes them on. A second SIGINT (Ctrl-C
+    pressed again) kills the container, as a second Ctrl-C stops ``docker compose up``.
     """
     import sys
 
@@ -481,23 +483,19 @@ def proxy_signals(container: Container, terminal: bool = True) -> Iterator[None]
         yield
         return
 
+    interrupts = [0]
+
     def proxy(sig: int, _frame: object) -> None:
+        if sig == signal.SIGINT:
+            interrupts[0] += 1
+            if interrupts[0] > 1:  # a second Ctrl-C: stop it for good (compose's rule)
+                sig = signal.SIGKILL
         container.kill(sig)
 
-    def proxy_unless_from_terminal(sig: int, _frame: object) -> None:
-        try:
-            foreground = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-        except OSError:
-            foreground = False
-        if not foreground:
-            container.kill(sig)
-
-    saved = {sig: signal.getsignal(sig) for sig in (*PROXIED, *TERMINAL)}
+    saved = {sig: signal.getsignal(sig) for sig in PROXIED}
     try:
         for sig in PROXIED:
             signal.signal(sig, proxy)
-        for sig in TERMINAL:
-            signal.signal(sig, proxy_unless_from_terminal if terminal else proxy)
         yield
     finally:
         for sig, handler in saved.items():

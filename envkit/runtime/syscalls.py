@@ -114,3 +114,13 @@ def owner_userns(ns_fd: int) -> int:
     import fcntl
 
     return fcntl.ioctl(ns_fd, NS_GET_USERNS)
+
+
+def close_all_but(keep: set[int]) -> None:
+    """Close every fd of this process that is not in ``keep``."""
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))

@@ -80,17 +80,18 @@ def _copy(master: int, stdin: int | None, stdout: int) -> None:
                 data = b""
             if not data:
                 return
-            _write_all(stdout, data)
+            write_all(stdout, data)
         if stdin is not None and stdin in ready:
             data = os.read(stdin, 65536)
             if data:
-                _write_all(master, data)
+                write_all(master, data)
             else:
-                _write_all(master, b"\x04")  # end of input: the terminal's EOF (Ctrl-D)
+                write_all(master, b"\x04")  # end of input: the terminal's EOF (Ctrl-D)
                 readers.remove(stdin)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, retrying short and interrupted writes."""
     view = memoryview(data)
     while view:
         try:

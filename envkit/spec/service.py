@@ -66,6 +66,7 @@ class Service(SpecObject):
     labels: tuple[tuple[str, str], ...]
     ready: tuple[Ready, ...]
     env_file: tuple[str, ...]
+    init: bool
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Service(SpecObject):
         labels: Mapping[str, str] | None = None,
         ready: Ready | Sequence[Ready] | None = None,
         env_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
+        init: bool = False,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -163,6 +165,9 @@ class Service(SpecObject):
         set_(self, "labels", validate.str_mapping(f"{svc}.labels", labels or {}))
         set_(self, "ready", ready_list(f"{svc}.ready", ready))
         set_(self, "env_file", _env_files(f"{svc}.env_file", env_file))
+        if not isinstance(init, bool):
+            raise SpecError(f"{svc}.init", "expected True or False", value=init)
+        set_(self, "init", init)
         _check_targets(svc, self)
 
     @property
@@ -201,6 +206,7 @@ class Service(SpecObject):
                 # the recorded state of running stacks) stays what it was.
                 **({"ready": [r.canonical() for r in self.ready]} if self.ready else {}),
                 **({"env_file": list(self.env_file)} if self.env_file else {}),
+                **({"init": True} if self.init else {}),
             },
         )
 

@@ -485,6 +485,7 @@ class Supervisor:
                 user=spec.user,
                 hostname=spec.hostname or name,
                 read_only=spec.read_only,
+                init=spec.init,
                 name=f"{stack.name}-{name}-1",
                 stdio=(null, out_w, err_w),
                 limits=limits,

@@ -99,7 +99,8 @@ def _settled(home: Path, before: Snapshot, marker: str) -> Snapshot:
 def test_rm_and_crash_leave_nothing(home: Path) -> None:
     before = snapshot(home)
     assert cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "mkdir /x; touch /x/y"]).returncode == 0
-    crash = cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "kill -SEGV $$"])
+    # A crash of a process of the container (pid 1 itself ignores its own signals).
+    crash = cli(home, ["run", "--rm", BUSYBOX, "sh", "-c", "sh -c 'kill -SEGV $$'; exit $?"])
     assert crash.returncode == 128 + signal.SIGSEGV
     assert cli(home, ["run", "--rm", BUSYBOX, "no-such-command"]).returncode == 127
     assert snapshot(home) == before
@@ -113,7 +114,23 @@ def test_ctrl_c_of_envkit_run(home: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     wait_for(lambda: len(snapshot(home, marker).marked) >= 1)
-    proc.send_signal(signal.SIGINT)  # as a Ctrl-C that did not come from a terminal
+    proc.send_signal(signal.SIGINT)  # passed on to sleep, pid 1, which ignores it (docker)
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5)
+    proc.send_signal(signal.SIGINT)  # a second Ctrl-C kills it
+    assert proc.wait(timeout=20) == 128 + signal.SIGKILL
+    assert _settled(home, before, marker) == before
+
+
+def test_ctrl_c_of_envkit_run_with_init(home: Path) -> None:
+    marker = "4242.6"
+    before = snapshot(home, marker)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "envkit", "run", "--rm", "--init", BUSYBOX, "sleep", marker],
+        stdin=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(snapshot(home, marker).marked) >= 1)
+    proc.send_signal(signal.SIGINT)  # the init passes it on to sleep, which dies of it
     assert proc.wait(timeout=20) == 128 + signal.SIGINT
     assert _settled(home, before, marker) == before
 
