@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HOST_PACKAGES=(uidmap busybox-static podman skopeo python3-venv util-linux iproute2 docker-registry apache2-utils openssl gpgv debian-archive-keyring)
+# tini: `run --init` (tini-static); python3-seccomp: libseccomp, which compiles the
+# seccomp filters (scripts/gen_seccomp.py, its test); gcc + libc6-dev: the static C
+# attack probes of the hardening suite.
+HOST_PACKAGES+=(tini python3-seccomp gcc libc6-dev)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()

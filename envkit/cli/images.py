@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from envkit.plugins.interfaces import Command
 
 if TYPE_CHECKING:
+    from envkit.runtime.state import ContainerState
     from envkit.store.layout import ImageRecord, Store
 
 
@@ -109,19 +110,53 @@ def _row(record: ImageRecord, no_trunc: bool) -> dict[str, Any]:
 
 class InspectCommand:
     name = "inspect"
-    help = "show an image's refs, manifest, config and layers as JSON"
+    help = (
+        "show a container's record and security profile, or an image's refs, manifest, "
+        "config and layers, as JSON"
+    )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("images", nargs="+", metavar="IMAGE", help="name, id or digest")
+        parser.add_argument(
+            "images",
+            nargs="+",
+            metavar="NAME",
+            help="container name or id, or image name, id or digest",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.runtime import state as st
         from envkit.store.inspect import inspect_image
 
-        store = _store()
-        with store.shared():
-            found = [inspect_image(store, image) for image in args.images]
+        containers = {s.name: s for s in st.all_states()}
+        containers.update({s.id: s for s in containers.values()})
+        store = None
+        found: list[object] = []
+        for name in args.images:
+            record = containers.get(name)
+            if record is not None:
+                found.append(_inspect_container(record))
+                continue
+            if store is None:
+                store = _store()
+            with store.shared():
+                found.append(inspect_image(store, name))
         print(json.dumps(found, indent=4))
         return 0
+
+
+def _inspect_container(record: ContainerState) -> dict[str, object]:
+    """A container's record, with the security profile it runs under (as docker's
+    ``HostConfig.SecurityOpt``)."""
+    from envkit.runtime import caps, seccomp
+
+    return {
+        **record.to_dict(),
+        "Security": {
+            "Seccomp": seccomp.profile_name() if record.seccomp else "unconfined",
+            "Capabilities": sorted(f"CAP_{caps.NAMES[c]}" for c in caps.DEFAULT),
+            "NoNewPrivileges": True,
+        },
+    }
 
 
 class TagCommand:

@@ -93,6 +93,13 @@ class _Fprog(ctypes.Structure):
 _prepared: dict[str, tuple[_Fprog, ctypes.Array[ctypes.c_char]]] = {}
 
 
+class NoFilterError(RuntimeError_):
+    """No seccomp filter exists for this machine: a container refuses to start unfiltered
+    unless asked to (``--security-opt seccomp=unconfined``)."""
+
+    exit_code = 2
+
+
 def supported() -> bool:
     """Whether a filter exists for this machine's architecture."""
     return os.uname().machine in ARCHES
@@ -135,7 +142,7 @@ def prepare(caps: frozenset[str] | None = None) -> None:
         return
     machine = os.uname().machine
     if machine not in ARCHES:
-        raise RuntimeError_(
+        raise NoFilterError(
             f"no seccomp filter for this architecture ({machine}); envkit has Docker's "
             f"default profile for {', '.join(sorted(ARCHES))}",
             hint="run with --security-opt seccomp=unconfined to start without a filter",

@@ -148,6 +148,7 @@ class ContainerState:
         "gid": 0,
         "groups": [],
         "cgroup": "",
+        "seccomp": True,
     }
     __slots__ = tuple(FIELDS)
 
@@ -174,6 +175,7 @@ class ContainerState:
     gid: int
     groups: list[int]
     cgroup: str
+    seccomp: bool
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()

@@ -113,7 +113,7 @@ def main() -> list[Result]:
             crun_note
             if crun_s is None
             else f"target <= 2x crun; crun with envkit's isolation (network and cgroup ns, "
-            f"docker's capabilities, envkit's seccomp deny-list); {crun_note}; {runc_note}"
+            f"docker's capabilities, Docker's seccomp profile); {crun_note}; {runc_note}"
             "crun in a private mount ns with cgroup2 (it refuses this host's hybrid cgroups)",
         ),
     ]

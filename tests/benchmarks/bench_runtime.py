@@ -4,7 +4,7 @@ The rootfs lives on /dev/shm (tmpfs) for every contestant. envkit runs it as an 
 with a fresh upper dir per run (what ``run --rm`` will do); runc gets an OCI bundle of the
 same directory (``runc spec --rootless`` with envkit's id maps, read-only root, and the
 isolation an envkit container has: network and cgroup namespaces, docker's capabilities,
-envkit's seccomp deny-list; crun is also timed with the bare spec, for scale); podman
+Docker's seccomp profile; crun is also timed with the bare spec, for scale); podman
 runs it with ``--rootfs`` and runc as its OCI runtime (crun refuses this host's hybrid
 cgroups).
 """
@@ -61,32 +61,18 @@ def _runc_bundle(base: Path, rootfs: Path, uid: int, gid: int, *, bare: bool = F
 def _isolate_as_envkit(spec: dict[str, Any]) -> None:
     """What an envkit container has and ``runc spec --rootless`` leaves out: network and
     cgroup namespaces, docker's default capabilities (runc's rootless spec keeps three)
-    and envkit's seccomp deny-list (runc's spec has none), so both do the same work."""
+    and Docker's default seccomp profile (runc's spec has none), so both do the same work."""
     from envkit.runtime import caps, seccomp
 
     spec["linux"]["namespaces"] += [{"type": "network"}, {"type": "cgroup"}]
     names = [f"CAP_{caps.NAMES[c]}" for c in sorted(caps.DEFAULT)]
     spec["process"]["capabilities"] = {"bounding": names, "effective": names, "permitted": names}
-    eperm: dict[str, Any] = {"action": "SCMP_ACT_ERRNO", "errnoRet": 1}
-    # Classic BPF tests "any namespace flag" with one JSET; libseccomp has no "masked
-    # not equal", so each flag gets a rule of its own.
-    flags = [bit for bit in (1 << n for n in range(32)) if seccomp.CLONE_NAMESPACE_FLAGS & bit]
-    spec["linux"]["seccomp"] = {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64"],
-        "syscalls": [
-            {"names": sorted(seccomp.DENIED_X86_64), **eperm},
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
-            *(
-                {
-                    "names": ["clone"],
-                    **eperm,
-                    "args": [{"index": 0, "value": f, "valueTwo": f, "op": "SCMP_CMP_MASKED_EQ"}],
-                }
-                for f in flags
-            ),
-        ],
-    }
+    # The same filter envkit loads: Docker's default profile for these capabilities,
+    # as Docker hands it to runc (crun compiles it with libseccomp at each start, as
+    # runc and crun do under docker and podman).
+    spec["linux"]["seccomp"] = seccomp.oci_config(
+        seccomp.load_profile(), os.uname().machine, seccomp.DEFAULT_CAPS
+    )
 
 
 def main() -> list[Result]:
