@@ -53,11 +53,15 @@ class RunOptions:
     default network ``envkit``. ``ports``: ``{host: container}`` or ``-p`` strings
     (``[IP:]HOST:CONTAINER[/udp]``). ``init``: a small init as pid 1 in front of the
     command (``--init``; :func:`envkit.runtime.init.find_init`). ``seccomp=False``: no
-    seccomp filter (``--security-opt seccomp=unconfined``). Not a dataclass: this
+    seccomp filter (``--security-opt seccomp=unconfined``). ``cap_add``/``cap_drop``:
+    capability names added to or dropped from docker's defaults (``--cap-add``,
+    ``--cap-drop``; ``ALL`` for all); the seccomp filter follows them. Not a dataclass: this
     module is on ``envkit run``'s start-up path (see :class:`envkit.runtime.config.BindMount`).
     """
 
     __slots__ = (
+        "cap_add",
+        "cap_drop",
         "cmd",
         "entrypoint",
         "env",
@@ -100,6 +104,8 @@ class RunOptions:
         ports: PortsSpec = (),
         init: bool = False,
         seccomp: bool = True,
+        cap_add: Sequence[str] = (),
+        cap_drop: Sequence[str] = (),
     ) -> None:
         self.cmd = cmd
         self.entrypoint = entrypoint
@@ -120,6 +126,8 @@ class RunOptions:
         self.ports = ports
         self.init = init
         self.seccomp = seccomp
+        self.cap_add = cap_add
+        self.cap_drop = cap_drop
 
 
 class ExecResult(tuple[int, str]):
@@ -416,6 +424,8 @@ def run(
     network_aliases: Sequence[str] = (),
     ports: PortsSpec = (),
     init: bool = False,
+    cap_add: Sequence[str] = (),
+    cap_drop: Sequence[str] = (),
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
@@ -432,7 +442,8 @@ def run(
     ``{host: container}`` on 127.0.0.1 (host port 0: a free one, :meth:`Container.port`
     tells which); publishing without ``network`` joins the default network ``envkit``.
     The command is the container's pid 1, as in docker; ``init=True`` puts a small init
-    in front (``docker run --init``)::
+    in front (``docker run --init``). ``cap_add``/``cap_drop`` change docker's default
+    capabilities (``--cap-add``/``--cap-drop``)::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
             assert c.wait() == 0 and c.logs() == "hi\\n"
@@ -464,6 +475,8 @@ def run(
         network_aliases=network_aliases,
         ports=ports,
         init=init,
+        cap_add=cap_add,
+        cap_drop=cap_drop,
     )
     prepared = prepare(image, options)
     if detach:
@@ -722,7 +735,8 @@ def start_exec(
         stdio=stdio,
         tty=tty,
         tty_size=_terminal_size() if tty else (0, 0),
-        seccomp=record.seccomp,  # docker exec: the container's profile
+        seccomp=record.seccomp,  # docker exec: the container's profile and capabilities
+        capabilities=None if record.capabilities is None else frozenset(record.capabilities),
     )
     return nsexec.start(record.pid, config)
 
@@ -774,6 +788,11 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     env = image_config.environment(settings, options.env, home=who.home)
     cwd = image_config.workdir(settings, options.workdir)
     mounts = _mounts(options)
+    capabilities = None
+    if options.cap_add or options.cap_drop:
+        from envkit.runtime import caps
+
+        capabilities = caps.resolve(options.cap_add, options.cap_drop)
     engine_argv = argv
     if options.init:
         from envkit.runtime import init
@@ -793,6 +812,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         groups=list(who.groups),
         tty=options.tty,
         seccomp=options.seccomp,
+        capabilities=None if capabilities is None else sorted(capabilities),
     )
     network: Attachment | None = None
     try:
@@ -833,6 +853,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             tty_size=_terminal_size() if options.tty else (0, 0),
             cgroup=record.cgroup or None,
             seccomp=options.seccomp,
+            capabilities=capabilities,
         )
     except BaseException:
         if network is not None:

@@ -153,7 +153,9 @@ def _inspect_container(record: ContainerState) -> dict[str, object]:
         **record.to_dict(),
         "Security": {
             "Seccomp": seccomp.profile_name() if record.seccomp else "unconfined",
-            "Capabilities": sorted(f"CAP_{caps.NAMES[c]}" for c in caps.DEFAULT),
+            "Capabilities": caps.names(
+                caps.DEFAULT if record.capabilities is None else frozenset(record.capabilities)
+            ),
             "NoNewPrivileges": True,
         },
     }

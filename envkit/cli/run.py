@@ -52,6 +52,8 @@ class RunCommand:
             help="seccomp=unconfined: no seccomp filter (weakens isolation); "
             "no-new-privileges: always on",
         )
+        add("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+        add("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability")
         add("--entrypoint", metavar="CMD", help="replace the image's entrypoint (clears Cmd)")
         add("--memory", "-m", metavar="SIZE", help="memory limit, e.g. 256m (cgroup v2)")
         add("--cpus", metavar="N", help="CPU limit, e.g. 0.5 (cgroup v2)")
@@ -103,6 +105,8 @@ class RunCommand:
             read_only=args.read_only,
             init=args.init,
             seccomp=_seccomp(args.security_opt),
+            cap_add=args.cap_add,
+            cap_drop=args.cap_drop,
             name=args.name,
             remove=args.rm,
             tty=args.tty,

@@ -11,6 +11,10 @@ import os
 
 from envkit.runtime.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, prctl
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 NAMES = (
     "CHOWN",
     "DAC_OVERRIDE",
@@ -134,3 +138,41 @@ def parse_mask(hex_mask: str) -> frozenset[int]:
     """The capability numbers of a ``CapEff:``-style hex mask from /proc/PID/status."""
     value = int(hex_mask, 16)
     return frozenset(bit for bit in range(64) if value >> bit & 1)
+
+
+def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> frozenset[int]:
+    """docker's ``--cap-add`` / ``--cap-drop``: :data:`DEFAULT` with ``drop`` removed,
+    then ``add`` added. Names with or without ``CAP_``, any case; ``ALL`` means every
+    capability (drops first, as docker applies them)."""
+    from envkit.errors import SpecError
+
+    def numbers(option: str, names: Sequence[str]) -> set[int]:
+        found: set[int] = set()
+        for raw in names:
+            name = raw.strip().upper().removeprefix("CAP_")
+            if name == "ALL":
+                found.update(CAP.values())
+            elif name in CAP:
+                found.add(CAP[name])
+            else:
+                raise SpecError(
+                    option,
+                    "unknown capability",
+                    value=raw,
+                    hint="use a name from capabilities(7), e.g. NET_ADMIN or CAP_SYS_PTRACE",
+                )
+        return found
+
+    return frozenset((set(DEFAULT) - numbers("cap_drop", drop)) | numbers("cap_add", add))
+
+
+def names(numbers: frozenset[int]) -> list[str]:
+    """``CAP_*`` names of capability numbers, sorted (as docker inspect shows them)."""
+    return sorted(f"CAP_{NAMES[n]}" for n in numbers)
+
+
+def seccomp_caps(numbers: frozenset[int] | None) -> frozenset[str] | None:
+    """The capability set to choose a seccomp filter by (``None``: the default set)."""
+    if numbers is None or numbers == DEFAULT:
+        return None
+    return frozenset(names(numbers))

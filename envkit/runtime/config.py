@@ -111,7 +111,9 @@ class ContainerConfig:
     the start. ``host_network`` stays in the caller's network namespace (``docker
     build``'s default network for RUN steps): the container sees the host's interfaces
     but, owning no capability over that namespace, cannot change them; no loopback
-    set-up, /sys is a bind.
+    set-up, /sys is a bind. ``capabilities``: the command's capability numbers
+    (``None``: docker's defaults, :data:`envkit.runtime.caps.DEFAULT`); the seccomp
+    filter follows them as Docker's profile says.
 
     A value object: validated when made, never changed after; :meth:`replace` makes a
     changed copy.
@@ -119,6 +121,7 @@ class ContainerConfig:
 
     __slots__ = (
         "argv",
+        "capabilities",
         "cgroup",
         "cwd",
         "die_with_parent",
@@ -164,6 +167,7 @@ class ContainerConfig:
         userns: str | None = None,
         on_namespaces: Callable[[int], None] | None = None,
         host_network: bool = False,
+        capabilities: frozenset[int] | None = None,
     ) -> None:
         self.layers = layers
         self.argv = argv
@@ -186,6 +190,7 @@ class ContainerConfig:
         self.userns = userns
         self.on_namespaces = on_namespaces
         self.host_network = host_network
+        self.capabilities = capabilities
         self._validate()
 
     def replace(self, **changes: Any) -> ContainerConfig:
@@ -237,6 +242,7 @@ class ExecConfig:
 
     __slots__ = (
         "argv",
+        "capabilities",
         "cwd",
         "env",
         "gid",
@@ -260,6 +266,7 @@ class ExecConfig:
         tty: bool = False,
         tty_size: tuple[int, int] = (0, 0),
         seccomp: bool = True,
+        capabilities: frozenset[int] | None = None,
     ) -> None:
         self.argv = argv
         self.env: Mapping[str, str] = {"PATH": DEFAULT_PATH} if env is None else env
@@ -271,6 +278,7 @@ class ExecConfig:
         self.tty = tty
         self.tty_size = tty_size
         self.seccomp = seccomp
+        self.capabilities = capabilities
         self._validate()
 
     def replace(self, **changes: Any) -> ExecConfig:

@@ -133,7 +133,7 @@ def exec_command(
         os.closerange(err_fd + 1, os.sysconf("SC_OPEN_MAX"))
         step[0] = "seccomp"
         if config.seccomp:
-            seccomp.install()
+            seccomp.install(caps.seccomp_caps(config.capabilities))
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         step[0] = "exec"
         execvpe(list(config.argv), dict(config.env))
@@ -154,7 +154,8 @@ def _limit_privileges(config: ContainerConfig | ExecConfig, step: list[str]) -> 
     if config.cwd != "/":
         os.makedirs(config.cwd, exist_ok=True)
     step[0] = "capabilities"
-    caps.limit_bounding_set(caps.DEFAULT, caps.last_cap())
+    keep = caps.DEFAULT if config.capabilities is None else config.capabilities
+    caps.limit_bounding_set(keep, caps.last_cap())
     step[0] = f"user {config.uid}:{config.gid}"
     try:
         os.setgroups(list(config.groups))
@@ -164,7 +165,7 @@ def _limit_privileges(config: ContainerConfig | ExecConfig, step: list[str]) -> 
     os.setresgid(config.gid, config.gid, config.gid)
     os.setresuid(config.uid, config.uid, config.uid)
     if config.uid == 0:
-        caps.capset(caps.DEFAULT, caps.DEFAULT, frozenset())
+        caps.capset(keep, keep, frozenset())
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     step[0] = f"working directory {config.cwd}"
     os.chdir(config.cwd)

@@ -21,7 +21,7 @@ from contextlib import suppress
 from typing import NoReturn
 
 from envkit.errors import RuntimeError_
-from envkit.runtime import init, seccomp
+from envkit.runtime import caps, init, seccomp
 from envkit.runtime.config import ExecConfig
 from envkit.runtime.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
 from envkit.runtime.syscalls import close_all_but
@@ -80,7 +80,8 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
     exec'd makes :meth:`ExecProcess.wait` return 127 (not found) or 126, as docker does.
     """
     if config.seccomp:
-        seccomp.prepare()  # before the fork: the filter's file is not in the container
+        # Before the fork: the filter's file is not in the container.
+        seccomp.prepare(caps.seccomp_caps(config.capabilities))
     target = target_process(init_pid)
     fds = []
     try:

@@ -22,7 +22,7 @@ import signal
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime import idmap, init, rootfs, seccomp, syscalls, userns_cache
+from envkit.runtime import caps, idmap, init, rootfs, seccomp, syscalls, userns_cache
 from envkit.runtime.config import BindMount, ContainerConfig
 from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
@@ -175,7 +175,7 @@ def start(
     if config.seccomp:
         # Here, not after the forks (where it would delay the exec, and after pivot_root
         # the filter's file is out of reach); refuses a machine without a filter.
-        seccomp.prepare()
+        seccomp.prepare(caps.seccomp_caps(config.capabilities))
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -149,6 +149,7 @@ class ContainerState:
         "groups": [],
         "cgroup": "",
         "seccomp": True,
+        "capabilities": None,
     }
     __slots__ = tuple(FIELDS)
 
@@ -176,6 +177,7 @@ class ContainerState:
     groups: list[int]
     cgroup: str
     seccomp: bool
+    capabilities: list[int] | None
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()

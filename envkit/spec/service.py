@@ -67,6 +67,8 @@ class Service(SpecObject):
     ready: tuple[Ready, ...]
     env_file: tuple[str, ...]
     init: bool
+    cap_add: tuple[str, ...]
+    cap_drop: tuple[str, ...]
 
     def __init__(
         self,
@@ -96,6 +98,8 @@ class Service(SpecObject):
         ready: Ready | Sequence[Ready] | None = None,
         env_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
         init: bool = False,
+        cap_add: Sequence[str] = (),
+        cap_drop: Sequence[str] = (),
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -168,6 +172,8 @@ class Service(SpecObject):
         if not isinstance(init, bool):
             raise SpecError(f"{svc}.init", "expected True or False", value=init)
         set_(self, "init", init)
+        set_(self, "cap_add", _capabilities(f"{svc}.cap_add", cap_add))
+        set_(self, "cap_drop", _capabilities(f"{svc}.cap_drop", cap_drop))
         _check_targets(svc, self)
 
     @property
@@ -207,8 +213,27 @@ class Service(SpecObject):
                 **({"ready": [r.canonical() for r in self.ready]} if self.ready else {}),
                 **({"env_file": list(self.env_file)} if self.env_file else {}),
                 **({"init": True} if self.init else {}),
+                **({"cap_add": list(self.cap_add)} if self.cap_add else {}),
+                **({"cap_drop": list(self.cap_drop)} if self.cap_drop else {}),
             },
         )
+
+
+_CAPABILITY_RE = re.compile(r"^(?:CAP_)?[A-Z][A-Z_]*$")
+
+
+def _capabilities(field: str, value: Sequence[str]) -> tuple[str, ...]:
+    """Capability names as compose's ``cap_add``/``cap_drop`` take them, upper-cased
+    with ``CAP_`` and sorted; ``ALL`` stays ``ALL``. The runtime checks that each exists."""
+    found = set()
+    for name in validate.strings(field, value):
+        upper = name.strip().upper()
+        if not _CAPABILITY_RE.match(upper):
+            raise SpecError(
+                field, "not a capability name", value=name, hint="e.g. NET_ADMIN or CAP_SYS_PTRACE"
+            )
+        found.add(upper if upper == "ALL" or upper.startswith("CAP_") else f"CAP_{upper}")
+    return tuple(sorted(found))
 
 
 def _image(field: str, value: object) -> Image:

@@ -486,6 +486,8 @@ class Supervisor:
                 hostname=spec.hostname or name,
                 read_only=spec.read_only,
                 init=spec.init,
+                cap_add=spec.cap_add,
+                cap_drop=spec.cap_drop,
                 name=f"{stack.name}-{name}-1",
                 stdio=(null, out_w, err_w),
                 limits=limits,
