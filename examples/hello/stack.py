@@ -24,6 +24,7 @@ api_token = Secret.from_env("HELLO_TOKEN", required=False)  # read only when a c
 
 web = Service(
     "web",
+    init=True,  # httpd ignores SIGTERM as pid 1: an init passes it on (as in docker)
     image=site,
     ports={8080: 8080},  # host 127.0.0.1:8080 -> container 8080
     volumes={logs: "/var/log/httpd"},
@@ -35,6 +36,7 @@ web = Service(
 )
 worker = Service(
     "worker",
+    init=True,
     image=poller,
     depends_on={web: "healthy"},
     secrets=[api_token],  # at /run/secrets/HELLO_TOKEN

@@ -21,5 +21,5 @@ site = (
     .cmd(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"])
 )
 
-web = Service("web", image=site, ports={0: 8080}, ready=Ready.http("/", 8080))
+web = Service("web", image=site, ports={0: 8080}, ready=Ready.http("/", 8080), init=True)
 stack = Stack("multistage", services=[web])

@@ -12,6 +12,7 @@ token = Secret.from_env("DEMO_TOKEN", required=False)
 
 web = Service(
     "web",
+    init=True,  # httpd and sh ignore SIGTERM as pid 1: an init passes it on (as in docker)
     image="busybox:1",
     command=[
         "sh",
@@ -25,6 +26,7 @@ web = Service(
 )
 client = Service(
     "client",
+    init=True,
     image="busybox:1",
     command=[
         "sh",

@@ -56,6 +56,7 @@ app_image = (
 
 web = Service(
     "web",
+    init=True,  # python ignores SIGTERM as pid 1: an init passes it on (as in docker)
     image=app_image,
     env={"DB_HOST": "db", "DB_USER": "app", "DB_NAME": "postgres", "REDIS_HOST": "redis"},
     secrets=[db_password],

@@ -239,7 +239,7 @@ def test_cli_builds_a_stack_file(home: Path, tmp_path: Path) -> None:
     (tmp_path / "stack.py").write_text(
         "from envkit import Image, Service, Stack\n"
         f"img = Image.from_({BUSYBOX!r}).copy('hello.txt', '/hello.txt')\n"
-        "stack = Stack('shop', services=[Service('web', image=img)])\n"
+        "stack = Stack('shop', services=[Service('web', init=True, image=img)])\n"
     )
     done = _cli(home, ["build", "--progress", "plain"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -59,7 +59,8 @@ def wait_for(predicate: object, timeout: float = 10) -> None:
 
 
 def test_detached_container_from_other_processes(home: Path) -> None:
-    done = cli(home, ["run", "-d", "--name", "web", BUSYBOX, "sh", "-c", LOOP])
+    # --init: sh as pid 1 would ignore stop's SIGTERM, as in docker (test_runtime_core)
+    done = cli(home, ["run", "-d", "--init", "--name", "web", BUSYBOX, "sh", "-c", LOOP])
     assert done.returncode == 0, done.stderr
     cid = done.stdout.strip()
     assert len(cid) == 64 and all(c in "0123456789abcdef" for c in cid)
@@ -201,7 +202,9 @@ def test_python_api(home: Path) -> None:
         assert c.status == "exited"
     assert containers.list_containers(all=True) == []  # the with block removed it
 
-    c = envkit.run(BUSYBOX, ["sh", "-c", "while true; do sleep 0.1; done"], name="api", detach=True)
+    c = envkit.run(
+        BUSYBOX, ["sh", "-c", "while true; do sleep 0.1; done"], name="api", detach=True, init=True
+    )
     try:
         assert c.status == "running"
         same = containers.get("api")  # as another process would find it

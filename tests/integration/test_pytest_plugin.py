@@ -29,7 +29,8 @@ from envkit.testing import service_fixture, stack_fixture
 
 def web(name="web", **extra):
     script = "echo hello-$HOSTNAME > /www/index.html; exec httpd -f -p 8080 -h /www"
-    return Service(name, image="busybox:1", command=["sh", "-c", script], ports={0: 8080},
+    return Service(name, init=True, image="busybox:1", command=["sh", "-c", script],
+                   ports={0: 8080},
                    healthcheck=Healthcheck(["test", "-f", "/www/index.html"], interval=0.05),
                    **extra)
 
@@ -140,8 +141,7 @@ def test_a_service_never_ready_fails_with_its_check_output_and_logs(
         from envkit import Healthcheck, Service
         from envkit.testing import service_fixture
 
-        broken = service_fixture(Service(
-            "broken", image="busybox:1",
+        broken = service_fixture(Service("broken", init=True, image="busybox:1",
             command=["sh", "-c", "echo log-line-7d1f; exec sleep 60"],
             healthcheck=Healthcheck(["sh", "-c", "echo probe-says-no; false"],
                                     interval=0.05, retries=3),

@@ -30,7 +30,7 @@ STACK = """\
 from envkit import Image, Service, Stack
 
 app = Image.from_({ref!r}).env(LOCKED="yes")
-stack = Stack("locked", services=[Service("app", image=app)])
+stack = Stack("locked", services=[Service("app", init=True, image=app)])
 """
 
 

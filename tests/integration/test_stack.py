@@ -85,6 +85,7 @@ def web_service(**extra: object) -> Service:
     )
     return Service(
         "web",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", script],
         healthcheck=Healthcheck(["test", "-f", "/tmp/ready"], interval=0.1, retries=100),
@@ -107,6 +108,7 @@ def test_client_reaches_web_by_name_after_it_is_healthy(home: Path) -> None:
     web = web_service(ports={0: 8080})
     client = Service(
         "client",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "timeout 3 wget -q -O - http://web:8080/ && sleep 600"],
         depends_on={web: "healthy"},
@@ -127,10 +129,16 @@ def test_client_reaches_web_by_name_after_it_is_healthy(home: Path) -> None:
 
 def test_restart_policies(home: Path) -> None:
     flaky = Service(
-        "flaky", image=BUSYBOX, command=["sh", "-c", "echo run; exit 3"], restart="on-failure:2"
+        "flaky",
+        init=True,
+        image=BUSYBOX,
+        command=["sh", "-c", "echo run; exit 3"],
+        restart="on-failure:2",
     )
-    steady = Service("steady", image=BUSYBOX, command=["sh", "-c", "sleep 600"], restart="always")
-    once = Service("once", image=BUSYBOX, command=["true"], restart="no")
+    steady = Service(
+        "steady", init=True, image=BUSYBOX, command=["sh", "-c", "sleep 600"], restart="always"
+    )
+    once = Service("once", init=True, image=BUSYBOX, command=["true"], restart="no")
     stack = Stack("restarts", services=[flaky, steady, once])
     with stack.up() as running:
         wait_for(lambda: running.state().services["flaky"].restarts == 2)
@@ -151,6 +159,7 @@ def test_volume_persists_across_down_and_up_until_down_v(home: Path) -> None:
     data = Volume("data")
     counter = Service(
         "counter",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "echo x >> /data/count; sleep 600"],
         volumes={data: "/data"},
@@ -171,7 +180,12 @@ def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     # subordinate id from inside a user namespace (a plain chown is refused there).
     data = Volume("owned")
     writer = Service(
-        "writer", image=BUSYBOX, user="nobody", command=["sleep", "600"], volumes={data: "/data"}
+        "writer",
+        init=True,
+        image=BUSYBOX,
+        user="nobody",
+        command=["sleep", "600"],
+        volumes={data: "/data"},
     )
     stack = Stack("ownvol", services=[writer])
     with stack.up() as running:
@@ -187,6 +201,7 @@ def test_volume_rm_removes_what_a_container_user_wrote(home: Path) -> None:
     data = Volume("written")
     writer = Service(
         "writer",
+        init=True,
         image=BUSYBOX,
         user="nobody",
         command=["sh", "-c", "mkdir /data/d && echo x > /data/d/f && sleep 600"],
@@ -203,6 +218,7 @@ def test_volume_rm_removes_what_a_container_user_wrote(home: Path) -> None:
 def test_secret_is_mounted_and_never_written_to_envkit_home(home: Path) -> None:
     reader = Service(
         "reader",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "sleep 600"],
         secrets=[Secret.from_env("STACK_TEST_SECRET", as_name="x")],
@@ -229,11 +245,14 @@ def _holds(path: Path, needle: bytes) -> bool:
 def test_unhealthy_dependency_fails_up_and_leaves_nothing(home: Path) -> None:
     sick = Service(
         "sick",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "echo booting; sleep 600"],
         healthcheck=Healthcheck("echo not-ready-yet; exit 1", interval=0.05, retries=3),
     )
-    app = Service("app", image=BUSYBOX, command=["sleep", "600"], depends_on={sick: "healthy"})
+    app = Service(
+        "app", init=True, image=BUSYBOX, command=["sleep", "600"], depends_on={sick: "healthy"}
+    )
     stack = Stack("sick", services=[sick, app])
     with pytest.raises(DependencyError) as caught:
         stack.up()
@@ -245,8 +264,10 @@ def test_unhealthy_dependency_fails_up_and_leaves_nothing(home: Path) -> None:
 
 
 def test_completed_condition_waits_for_a_successful_exit(home: Path) -> None:
-    init = Service("init", image=BUSYBOX, command=["sh", "-c", "sleep 0.3; echo seeded"])
-    app = Service("app", image=BUSYBOX, command=["sleep", "600"], depends_on={init: "completed"})
+    init = Service("init", init=True, image=BUSYBOX, command=["sh", "-c", "sleep 0.3; echo seeded"])
+    app = Service(
+        "app", init=True, image=BUSYBOX, command=["sleep", "600"], depends_on={init: "completed"}
+    )
     with Stack("jobs", services=[init, app]).up() as running:
         state = running.state()
         assert state.services["init"].status == "exited"
@@ -257,7 +278,8 @@ def test_completed_condition_waits_for_a_successful_exit(home: Path) -> None:
 def test_cli_up_detached_ps_logs_exec_down(home: Path, tmp_path: Path) -> None:
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack\n"
-        "s = Service('echoer', image='busybox:1', command=['sh', '-c', 'echo ready; sleep 600'])\n"
+        "s = Service('echoer', init=True, image='busybox:1',\n"
+        "            command=['sh', '-c', 'echo ready; sleep 600'])\n"
         "stack = Stack('clidemo', services=[s])\n"
     )
     up = cli(home, ["up", "-d"], cwd=tmp_path)
@@ -284,8 +306,8 @@ def test_cli_up_detached_ps_logs_exec_down(home: Path, tmp_path: Path) -> None:
 def test_cli_errors_are_one_message(home: Path, tmp_path: Path) -> None:
     (tmp_path / "cycle.py").write_text(
         "from envkit import Service, Stack\n"
-        "a = Service('a', image='busybox:1', depends_on=['b'])\n"
-        "b = Service('b', image='busybox:1', depends_on=['a'])\n"
+        "a = Service('a', init=True, image='busybox:1', depends_on=['b'])\n"
+        "b = Service('b', init=True, image='busybox:1', depends_on=['a'])\n"
         "stack = Stack('cyc', services=[a, b])\n"
     )
     done = cli(home, ["up", "-d", str(tmp_path / "cycle.py")])
@@ -311,7 +333,7 @@ def test_port_in_use_fails_up_and_leaves_nothing(home: Path) -> None:
 def test_foreground_up_streams_logs_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack\n"
-        "s = Service('talker', image='busybox:1',\n"
+        "s = Service('talker', init=True, image='busybox:1',\n"
         "            command=['sh', '-c', 'while true; do echo tick; sleep 0.2; done'])\n"
         "stack = Stack('fg', services=[s])\n"
     )
@@ -342,7 +364,7 @@ def test_foreground_up_streams_logs_and_stops_on_ctrl_c(home: Path, tmp_path: Pa
 def test_down_after_kill_9_of_the_supervisor(home: Path, tmp_path: Path) -> None:
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack\n"
-        "s = Service('sleeper', image='busybox:1', command=['sleep', '600'])\n"
+        "s = Service('sleeper', init=True, image='busybox:1', command=['sleep', '600'])\n"
         "stack = Stack('killed', services=[s])\n"
     )
     assert cli(home, ["up", "-d"], cwd=tmp_path).returncode == 0
@@ -375,7 +397,7 @@ def test_up_locks_the_base_of_a_built_image_beside_the_stack_file(
     (tmp_path / "stack.py").write_text(
         "from envkit import Image, Service, Stack\n"
         "img = Image.from_('busybox:1').run('echo built > /built')\n"
-        "s = Service('b', image=img, command=['sh', '-c', 'cat /built; sleep 600'])\n"
+        "s = Service('b', init=True, image=img, command=['sh', '-c', 'cat /built; sleep 600'])\n"
         "stack = Stack('lockdemo', services=[s])\n"
     )
     up = cli(home, ["up", "-d"], cwd=tmp_path)

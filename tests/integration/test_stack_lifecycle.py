@@ -40,13 +40,14 @@ SERVER = (
 
 
 def server(**extra: object) -> Service:
-    return Service("server", image=BUSYBOX, command=["sh", "-c", SERVER], **extra)  # type: ignore[arg-type]
+    return Service("server", init=True, image=BUSYBOX, command=["sh", "-c", SERVER], **extra)  # type: ignore[arg-type]
 
 
 def test_ready_probes_gate_depends_on_and_serve_tests(home: Path) -> None:
     probes = [Ready.log(r"listening now"), Ready.tcp(8080), Ready.http("/", 8080)]
     client = Service(
         "client",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "wget -q -O - http://server:8080/ && sleep 600"],
         depends_on={"server": "healthy"},
@@ -67,7 +68,11 @@ def test_ready_probes_gate_depends_on_and_serve_tests(home: Path) -> None:
 
 def test_a_probe_that_times_out_fails_up_naming_it(home: Path) -> None:
     waiter = Service(
-        "waiter", image=BUSYBOX, command=["sleep", "600"], depends_on={"server": "healthy"}
+        "waiter",
+        init=True,
+        image=BUSYBOX,
+        command=["sleep", "600"],
+        depends_on={"server": "healthy"},
     )
     stack = Stack("never", services=[server(ready=Ready.tcp(9, timeout=0.5)), waiter])
     with pytest.raises(DependencyError) as caught:
@@ -78,16 +83,18 @@ def test_a_probe_that_times_out_fails_up_naming_it(home: Path) -> None:
 
 
 def test_up_again_recreates_only_what_changed(home: Path) -> None:
-    keep = Service("keep", image=BUSYBOX, command=["sleep", "600"])
-    change = Service("change", image=BUSYBOX, command=["sh", "-c", "echo v1; sleep 600"])
+    keep = Service("keep", init=True, image=BUSYBOX, command=["sleep", "600"])
+    change = Service("change", init=True, image=BUSYBOX, command=["sh", "-c", "echo v1; sleep 600"])
     first = Stack("recreate", services=[keep, change])
     up(first, owned=False)
     try:
         before = ss.require("recreate").services
         up(first, owned=False)  # nothing changed: nothing recreated
         assert ss.require("recreate").services["change"].container == before["change"].container
-        changed = Service("change", image=BUSYBOX, command=["sh", "-c", "echo v2; sleep 600"])
-        added = Service("added", image=BUSYBOX, command=["sleep", "600"])
+        changed = Service(
+            "change", init=True, image=BUSYBOX, command=["sh", "-c", "echo v2; sleep 600"]
+        )
+        added = Service("added", init=True, image=BUSYBOX, command=["sleep", "600"])
         running = up(Stack("recreate", services=[keep, changed, added]), owned=False)
         after = ss.require("recreate").services
         assert after["keep"].container == before["keep"].container
@@ -106,7 +113,7 @@ def test_cli_stop_start_restart_top_port_and_ls(home: Path, tmp_path: Path) -> N
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack\n"
         "from envkit.spec.readiness import Ready\n"
-        f"web = Service('web', image='busybox:1', command=['sh', '-c', {SERVER!r}],\n"
+        f"web = Service('web', init=True, image='busybox:1', command=['sh', '-c', {SERVER!r}],\n"
         "              ports={0: 8080}, ready=Ready.http('/', 8080))\n"
         "stack = Stack('verbs', services=[web])\n"
     )
@@ -137,7 +144,9 @@ def test_cli_stop_start_restart_top_port_and_ls(home: Path, tmp_path: Path) -> N
 
 
 def test_control_socket_is_private_to_its_user(home: Path) -> None:
-    stack = Stack("private", services=[Service("s", image=BUSYBOX, command=["sleep", "600"])])
+    stack = Stack(
+        "private", services=[Service("s", init=True, image=BUSYBOX, command=["sleep", "600"])]
+    )
     with stack.up() as running:
         path = running.state().control_path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -176,6 +185,7 @@ def test_env_file_and_dotenv_precedence_without_interpolation(home: Path, tmp_pa
     )
     show = Service(
         "show",
+        init=True,
         image=BUSYBOX,
         command=["sh", "-c", "echo A=$A B=$B C=$C D=$D; sleep 600"],
         env={"C": "from-code"},
@@ -190,20 +200,24 @@ def test_env_file_and_dotenv_precedence_without_interpolation(home: Path, tmp_pa
 
 
 def test_bad_stacks_fail_before_anything_starts(home: Path, tmp_path: Path) -> None:
-    ok = Service("ok", image=BUSYBOX, command=["sleep", "600"])
+    ok = Service("ok", init=True, image=BUSYBOX, command=["sleep", "600"])
     missing_secret = Service(
-        "needs", image=BUSYBOX, command=["true"], secrets=[Secret.from_file("nope.txt")]
+        "needs", init=True, image=BUSYBOX, command=["true"], secrets=[Secret.from_file("nope.txt")]
     )
     stack = Stack("bad", services=[ok, missing_secret]).with_base_dir(tmp_path)
     with pytest.raises(EnvkitError, match="nope"):
         stack.up()
     assert leftovers(home) == []
     missing_var = Service(
-        "needs", image=BUSYBOX, command=["true"], secrets=[Secret.from_env("ENVKIT_NO_SUCH")]
+        "needs",
+        init=True,
+        image=BUSYBOX,
+        command=["true"],
+        secrets=[Secret.from_env("ENVKIT_NO_SUCH")],
     )
     with pytest.raises(EnvkitError, match="ENVKIT_NO_SUCH"):
         Stack("bad", services=[ok, missing_var]).up()
-    no_file = Service("needs", image=BUSYBOX, command=["true"], env_file="missing.env")
+    no_file = Service("needs", init=True, image=BUSYBOX, command=["true"], env_file="missing.env")
     with pytest.raises(SpecError, match=r"missing\.env"):
         Stack("bad", services=[ok, no_file]).with_base_dir(tmp_path).up()
     assert leftovers(home) == []
@@ -225,7 +239,12 @@ def test_seeding_keeps_the_owners_of_files_only_their_user_may_read(
     )
     data = Volume("private")
     user = Service(
-        "user", image=image, command=["sleep", "600"], volumes={data: "/seed"}, user="1000"
+        "user",
+        init=True,
+        image=image,
+        command=["sleep", "600"],
+        volumes={data: "/seed"},
+        user="1000",
     )
     stack = Stack("privseed", services=[user]).with_base_dir(tmp_path)
     with stack.up() as running:
@@ -239,7 +258,9 @@ def test_named_volume_is_seeded_from_the_image_on_first_use(home: Path, tmp_path
         "mkdir -p /seed/sub && echo from-image > /seed/sub/file && chmod 0750 /seed"
     )
     data = Volume("seeded")
-    user = Service("user", image=image, command=["sleep", "600"], volumes={data: "/seed"})
+    user = Service(
+        "user", init=True, image=image, command=["sleep", "600"], volumes={data: "/seed"}
+    )
     stack = Stack("seeding", services=[user]).with_base_dir(tmp_path)
     with stack.up() as running:
         assert running["user"].exec(["cat", "/seed/sub/file"]).output == "from-image\n"

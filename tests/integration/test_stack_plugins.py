@@ -40,6 +40,7 @@ def test_tmpfs_volume_is_sized_writable_and_gone_at_down(home: Path) -> None:
     keep = Volume("keep")
     worker = Service(
         "worker",
+        init=True,
         image=BUSYBOX,
         command=["sleep", "600"],
         volumes={scratch: "/scratch", keep: "/keep"},
@@ -67,7 +68,7 @@ def test_tmpfs_volume_is_removed_by_down_after_kill_9(home: Path, tmp_path: Path
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack, Volume\n"
         "v = Volume('scratch', backend='tmpfs')\n"
-        "s = Service('sleeper', image='busybox:1', command=['sleep', '600'],\n"
+        "s = Service('sleeper', init=True, image='busybox:1', command=['sleep', '600'],\n"
         "            volumes={v: '/scratch'})\n"
         "stack = Stack('tmpkill', services=[s])\n"
     )
@@ -86,13 +87,17 @@ def test_tmpfs_volume_is_removed_by_down_after_kill_9(home: Path, tmp_path: Path
 def test_bad_volume_backend_or_option_fails_before_anything_starts(
     home: Path, tmp_path: Path
 ) -> None:
-    web = Service("web", image=BUSYBOX, command=["sleep", "600"])
+    web = Service("web", init=True, image=BUSYBOX, command=["sleep", "600"])
     nosuch = Volume("data", backend="nosuch")
-    stack = Stack("badvol", services=[web, Service("db", image=BUSYBOX, volumes={nosuch: "/d"})])
+    stack = Stack(
+        "badvol", services=[web, Service("db", init=True, image=BUSYBOX, volumes={nosuch: "/d"})]
+    )
     with pytest.raises(PluginError, match=r"Volume\('data'\): no volume backend named 'nosuch'"):
         stack.up()
     huge = Volume("scratch", backend="tmpfs", options={"size": "huge"})
-    stack = Stack("badvol", services=[web, Service("db", image=BUSYBOX, volumes={huge: "/s"})])
+    stack = Stack(
+        "badvol", services=[web, Service("db", init=True, image=BUSYBOX, volumes={huge: "/s"})]
+    )
     with pytest.raises(SpecError, match=r"Volume\('scratch'\)"):
         stack.up()
     assert leftovers(home) == []
@@ -144,8 +149,10 @@ def listener() -> Iterator[Listener]:
 
 
 def test_plugins_hear_services_start_and_stop(home: Path, listener: Listener) -> None:
-    sleeper = Service("sleeper", image=BUSYBOX, command=["sleep", "600"])
-    quitter = Service("quitter", image=BUSYBOX, command=["sh", "-c", "exit 3"], restart="no")
+    sleeper = Service("sleeper", init=True, image=BUSYBOX, command=["sleep", "600"])
+    quitter = Service(
+        "quitter", init=True, image=BUSYBOX, command=["sh", "-c", "exit 3"], restart="no"
+    )
     stack = Stack("heard", services=[sleeper, quitter])
     while_up: list[tuple[str, str, str, int | None]] = []
 

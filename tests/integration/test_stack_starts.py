@@ -64,9 +64,9 @@ def rendezvous() -> Iterator[Rendezvous]:
 
 
 def test_siblings_start_without_waiting_for_each_other(home: Path, rendezvous: Rendezvous) -> None:
-    base = Service("base", image=BUSYBOX, command=["sleep", "600"])
-    left = Service("left", image=BUSYBOX, command=["sleep", "600"], depends_on=[base])
-    right = Service("right", image=BUSYBOX, command=["sleep", "600"], depends_on=[base])
+    base = Service("base", init=True, image=BUSYBOX, command=["sleep", "600"])
+    left = Service("left", init=True, image=BUSYBOX, command=["sleep", "600"], depends_on=[base])
+    right = Service("right", init=True, image=BUSYBOX, command=["sleep", "600"], depends_on=[base])
     states: list[dict[str, str]] = []
 
     def started() -> None:
@@ -87,10 +87,13 @@ def test_a_start_failing_beside_others_leaves_nothing(home: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        base = Service("base", image=BUSYBOX, command=["sleep", "600"])
-        fine = Service("fine", image=BUSYBOX, command=["sleep", "600"], depends_on=[base])
+        base = Service("base", init=True, image=BUSYBOX, command=["sleep", "600"])
+        fine = Service(
+            "fine", init=True, image=BUSYBOX, command=["sleep", "600"], depends_on=[base]
+        )
         clash = Service(
             "clash",
+            init=True,
             image=BUSYBOX,
             command=["sleep", "600"],
             depends_on=[base],
@@ -107,8 +110,8 @@ def test_many_siblings_start_and_stop_again_and_again(home: Path, tmp_path: Path
     # start hung: this used to hang within a few rounds.
     (tmp_path / "stack.py").write_text(
         "from envkit import Service, Stack\n"
-        "base = Service('base', image='busybox:1', command=['sleep', '600'])\n"
-        "kids = [Service(f'kid{i}', image='busybox:1', command=['sleep', '600'],\n"
+        "base = Service('base', init=True, image='busybox:1', command=['sleep', '600'])\n"
+        "kids = [Service(f'kid{i}', init=True, image='busybox:1', command=['sleep', '600'],\n"
         "                depends_on=[base]) for i in range(4)]\n"
         "stack = Stack('crowd', services=[base, *kids])\n"
     )
