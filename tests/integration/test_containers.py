@@ -227,7 +227,8 @@ def test_python_api_kill_and_auto_remove(home: Path) -> None:
     c.kill()
     assert c.wait() == 128 + signal.SIGKILL
     assert containers.list_containers(all=True) == []
-    with pytest.raises(TimeoutError), envkit.run(BUSYBOX, ["sleep", "30"]) as slow:
+    # init=True: the with-block stops it with SIGTERM, which sleep as pid 1 would ignore.
+    with pytest.raises(TimeoutError), envkit.run(BUSYBOX, ["sleep", "30"], init=True) as slow:
         slow.wait(timeout=0.2)
 
 

@@ -253,6 +253,7 @@ def test_python_api_ports_and_udp(home: Path) -> None:
         volumes=[USR],
         ports=["0:7001/udp"],
         name="api",
+        init=True,  # python as pid 1 ignores the with-block's SIGTERM
     ) as container:
         port = container.port(7001, "udp")
         assert port > 0
