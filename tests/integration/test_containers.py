@@ -348,3 +348,27 @@ def test_seccomp_unconfined(home: Path) -> None:
     assert filtered.stdout.split() == ["Seccomp:", "2"]
     bad = cli(home, ["run", "--rm", "--security-opt", "apparmor=x", BUSYBOX, "true"])
     assert bad.returncode == 2 and "unsupported option" in bad.stderr
+
+
+# pid 1 as docker has it: the command itself reaps nothing it did not start; --init does.
+
+ORPHAN = "(sleep 0.1 &); exec sleep 60"  # the subshell's child is re-parented to pid 1
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["plain", "init"])
+def test_orphans_are_reaped_only_with_init(home: Path, init: bool) -> None:
+    argv = ["run", "-d", *(["--init"] if init else []), BUSYBOX, "sh", "-c", ORPHAN]
+    started = cli(home, argv)
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+
+    def zombies() -> int:
+        ps = cli(home, ["exec", cid, "ps", "-o", "stat,comm"]).stdout
+        return sum(1 for line in ps.splitlines()[1:] if line.split()[0].startswith("Z"))
+
+    time.sleep(0.4)  # the orphan's sleep 0.1 has exited by now
+    if init:
+        assert zombies() == 0  # tini reaps it
+    else:
+        wait_for(lambda: zombies() == 1)  # sleep, pid 1, never waits: docker's behaviour
+    cli(home, ["rm", "-f", cid])

@@ -1,0 +1,97 @@
+"""``envkit exec NAME true`` into a running container beside ``podman exec``.
+
+The exec path is what health checks use too: a helper forked from the caller that makes
+itself unreachable from the container (not dumpable, command line wiped, fds closed),
+joins the container's namespaces, and starts the command in a session of its own with
+the container's privileges and seccomp filter. Both run the same busybox OCI archive
+(envkit: a temp ``ENVKIT_HOME``; podman: a private store, runc).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.benchmarks.bench_run import _host_ulimits, _unmount_below
+from tests.benchmarks.common import Result, envkit_command, have, median_time, private_podman, sh
+
+RUNS = 10
+REF = "busybox:1"
+
+
+def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
+    if not (have("podman") and have("runc")):
+        return None, "podman or runc not installed"
+    cmd = private_podman(base)
+    try:
+        loaded = subprocess.run(
+            [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
+        )
+        image = loaded.stdout.strip().rsplit(" ", 1)[-1]
+        options = ["-d", "--name", "bench", "--network=none", "--init", *_host_ulimits()]
+        sh([*cmd, "run", *options, image, "sleep", "600"])
+        try:
+            exec_ = [*cmd, "exec", "bench", "true"]
+            sh(exec_)
+            return median_time(lambda: sh(exec_), RUNS), ""
+        finally:
+            subprocess.run([*cmd, "rm", "-f", "-t", "0", "bench"], check=False, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr if isinstance(exc.stderr, str) else exc.stderr.decode(errors="replace")
+        return None, f"podman failed: {err.strip()[-160:]}"
+
+
+def main() -> list[Result]:
+    from envkit.containers import get, start_exec
+    from tests.images import build_archive
+
+    with tempfile.TemporaryDirectory(
+        prefix="envkit-bench-exec-", ignore_cleanup_errors=True
+    ) as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        archive = base / "busybox.tar"
+        build_archive(archive, ref=REF)
+        saved = os.environ.get("ENVKIT_HOME")
+        os.environ["ENVKIT_HOME"] = str(base / "home")
+        try:
+            sh([sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)])
+            sh([*envkit_command(), "run", "-d", "--init", "--name", "bench", REF, "sleep", "600"])
+            try:
+                cli = [*envkit_command(), "exec", "bench", "true"]
+                sh(cli)
+                cli_s = median_time(lambda: sh(cli), RUNS)
+                record = get("bench").reload()
+                with open(os.devnull, "rb") as null:
+                    stdio = (null.fileno(), null.fileno(), null.fileno())
+                    api_s = median_time(
+                        lambda: start_exec(record, ["true"], stdio=stdio).wait(), RUNS
+                    )
+            finally:
+                subprocess.run(
+                    [*envkit_command(), "rm", "-f", "bench"], check=False, capture_output=True
+                )
+        finally:
+            if saved is None:
+                os.environ.pop("ENVKIT_HOME", None)
+            else:
+                os.environ["ENVKIT_HOME"] = saved
+        podman_s, note = _podman(base, archive)
+        _unmount_below(base)
+        if os.geteuid() != 0 and have("podman"):
+            store = [str(base / "podman"), str(base / "podman-run")]
+            subprocess.run(["podman", "unshare", "rm", "-rf", *store], check=False)
+    return [
+        Result(
+            "exec: envkit exec NAME true (CLI)",
+            cli_s,
+            "podman exec",
+            podman_s,
+            note
+            or f"a running --init busybox container each; podman with runc; the API "
+            f"(start_exec(...).wait(), what a health check runs) {api_s * 1000:.1f} ms",
+        ),
+    ]
