@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported here, before any inline pytester run: modules first imported inside such a run
+# are dropped from sys.modules after it, and the next run's Service would then be another
+# class than the one envkit's plugin (loaded once) checks against.
+import envkit.spec.stack  # noqa: F401
 from envkit.stack import state as ss
 from tests import images
 from tests.integration import homes
