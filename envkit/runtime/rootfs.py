@@ -130,11 +130,32 @@ def remount_readonly(path: str, extra: int = 0) -> None:
     syscalls.mount(None, path, None, flags)
 
 
+def distinct_layers(layers: Sequence[str]) -> list[str]:
+    """``layers`` (top first) without the later repeats of a directory.
+
+    An image may list one layer twice (``.run("true").run("true")`` makes two equal
+    diff_ids, so one snapshot); overlayfs refuses a lower dir given twice with ELOOP.
+    The topmost copy covers the lower ones, so dropping them keeps the view. Repeats
+    are found by (st_dev, st_ino): the paths are ``/proc/self/fd/N`` links, and two
+    descriptors of one directory have different numbers.
+    """
+    seen: set[tuple[int, int]] = set()
+    kept = []
+    for layer in layers:
+        st = os.stat(layer)
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            kept.append(layer)
+    return kept
+
+
 def mount_root(
     config: ContainerConfig, layers: Sequence[str], upper: str | None, work: str | None
 ) -> None:
     """Mount the container's root at :data:`ROOT`: overlay, or a plain read-only bind."""
     os.mkdir(ROOT, 0o755)
+    layers = distinct_layers(layers)
     lower = ":".join(layers)
     if upper is not None and work is not None:
         opts = f"lowerdir={lower},upperdir={upper},workdir={work}"

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.rootless
 BUSYBOX = "busybox:1"
 WHITEOUT = "whiteout:1"
 OWNED = "owned:1"
+REPEATED = "repeated:1"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     homes.loaded_home(work, [base], BUSYBOX)
     homes.loaded_home(work, [base, app], OWNED)
+    homes.loaded_home(work, [base, extra, base], REPEATED)  # busybox twice: no new snapshot
     return homes.loaded_home(work, [base, extra, hide], WHITEOUT)
 
 
@@ -357,3 +359,27 @@ def test_starts_after_the_first_share_one_user_namespace(home: Path) -> None:
     assert len({run[1] for run in runs}) == 3 and len({run[2] for run in runs}) == 3
     assert runs[0][3] == runs[1][3] == runs[2][3]
     assert runs[0][3].split()[:2] == ["0", str(maps.to_host_uid(0))]
+
+
+def test_an_image_repeating_a_layer_runs(home: Path, tmp_path: Path) -> None:
+    """Overlayfs refuses a lower dir given twice (ELOOP); the topmost copy is kept."""
+    code, out = _api(tmp_path, REPEATED, ["sh", "-c", "cat /etc/motd; ls /data"])
+    assert (code, out) == (0, "hello\nkeep.txt\nold.txt\n")
+    done = _cli(home, ["run", "--rm", REPEATED, "sh", "-c", "echo written > /x; cat /x"])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "written\n", "")
+    done = _cli(home, ["run", "--rm", "--read-only", REPEATED, "true"])
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_build_steps_after_two_equal_layers_run(home: Path, tmp_path: Path) -> None:
+    """``.run("true").run("true")`` makes two layers with one diff_id; the later steps
+    and the run of the result stack them once."""
+    image = (
+        envkit.Image.from_(BUSYBOX)
+        .run("true")
+        .run("true")
+        .run("echo built > /built")
+        .cmd(["cat", "/built"])
+    )
+    code, out = _api(tmp_path, image, None)
+    assert (code, out) == (0, "built\n")

@@ -221,3 +221,25 @@ def test_random_tars_never_escape(
         except (ValueError, tarfile.TarError):
             return  # tarfile itself refuses to write this entry
         _extract_checked(base, outside, dest, data, unprivileged=unprivileged)
+
+
+# -- repeated layers: overlayfs refuses a lower dir given twice (ELOOP) -------------------
+
+
+def test_repeated_layers_are_stacked_once_topmost_kept(tmp_path: Path) -> None:
+    from envkit.runtime.rootfs import distinct_layers
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (tmp_path / "link-to-a").symlink_to(a)
+    # As the monitor passes them: /proc/self/fd links, one descriptor per list entry.
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (a, b, a, tmp_path / "link-to-a", b)]
+    try:
+        links = [f"/proc/self/fd/{fd}" for fd in fds]
+        assert distinct_layers(links) == [links[0], links[1]]
+        assert distinct_layers([str(b), str(a), str(b)]) == [str(b), str(a)]
+        assert distinct_layers([str(a)]) == [str(a)]
+    finally:
+        for fd in fds:
+            os.close(fd)
