@@ -106,3 +106,12 @@ class RuntimeError_(EnvkitError):
 
 class NetworkError(EnvkitError):
     """A network could not be created, joined, published or torn down."""
+
+
+class HomeError(EnvkitError):
+    """Where envkit keeps its data (``ENVKIT_HOME``, or the temporary directory) cannot be
+    written: no permission, a read-only file system, or no space left.
+
+    Made from the ``OSError`` by :func:`envkit.settings.storage_error`, which names the
+    place and the fix; the CLI turns such an ``OSError`` into this wherever it is raised.
+    """

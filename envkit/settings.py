@@ -6,10 +6,11 @@ point ``ENVKIT_HOME`` at a temporary directory with ``monkeypatch.setenv``.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
-from envkit.errors import EnvkitError
+from envkit.errors import EnvkitError, HomeError
 
 TYPE_CHECKING = False  # typing is not imported at run time (every command's start-up)
 if TYPE_CHECKING:
@@ -119,6 +120,85 @@ def _tighten(home: str) -> None:
         "envkit: tightened %s to 0700 (other users could run setuid files from images)",
         shown,
     )
+
+
+#: What a write into a place envkit keeps its data fails with when the place, not the
+#: request, is at fault: no permission, read-only, full, over quota.
+PERMISSION_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> HomeError | None:
+    """``exc`` as one :class:`HomeError` naming ``ENVKIT_HOME`` (or the temporary
+    directory) and the fix, when it says that place cannot be written; else ``None``.
+
+    ``path`` is what was being written when ``exc`` carries no file name (a ``write`` or
+    ``fsync`` on an open file). A full disk with no file name at all is the home's: it is
+    where envkit writes nearly everything, and a read never fails with ``ENOSPC``.
+    A permission error counts only under the home, and only when the place really is not
+    writable (``EACCES`` from executing a file, or ``EPERM`` from a ``chown``, are other
+    matters; so is an unreadable input file in ``/tmp``).
+    """
+    code = exc.errno
+    if code not in PERMISSION_ERRNOS and code not in SPACE_ERRNOS:
+        return None
+    name = exc.filename if exc.filename is not None else path
+    where = os.fsdecode(name) if isinstance(name, str | bytes | os.PathLike) else None
+    place = _place(where)
+    if place is None:
+        if code not in SPACE_ERRNOS or where is not None:
+            return None
+        place = ("ENVKIT_HOME", home_dir())
+    label, root = place
+    if label != "ENVKIT_HOME" and code not in SPACE_ERRNOS:
+        return None  # an unreadable input file that happens to be in /tmp
+    if code in PERMISSION_ERRNOS and code != errno.EROFS and where is not None and _writable(where):
+        return None
+    detail = exc.strerror or os.strerror(code or 0)
+    shown = f"{label} ({root})"
+    if where is not None and os.path.abspath(where) != root:
+        detail = f"{os.path.relpath(os.path.abspath(where), root)}: {detail}"
+    set_home = (
+        "set ENVKIT_HOME to a directory" if label == "ENVKIT_HOME" else "set TMPDIR to a directory"
+    )
+    if code in SPACE_ERRNOS:
+        hint = (
+            f"free space on the file system of {root} (`envkit prune` removes unused "
+            f"images), or {set_home} on a larger one"
+        )
+    elif code == errno.EROFS:
+        hint = f"{root} is on a read-only file system: {set_home} on a writable one"
+    else:
+        hint = (
+            f"{set_home} you can write to, or give {root} back to your user "
+            f'(chown -R "$(id -un)" {root}; chmod 700 {root})'
+        )
+    return HomeError(f"cannot write to {shown}: {detail}", hint=hint)
+
+
+def _place(path: str | None) -> tuple[str, str] | None:
+    """``("ENVKIT_HOME", home)`` or ``("the temporary directory", tmp)`` holding ``path``."""
+    if path is None:
+        return None
+    import tempfile  # only on an error's path
+
+    path = os.path.abspath(path)
+    for label, root in (
+        ("ENVKIT_HOME", home_dir()),
+        ("the temporary directory", tempfile.gettempdir()),
+    ):
+        root = os.path.abspath(root)
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return label, root
+    return None
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` (or, when missing, its nearest existing parent) may be written."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return os.access(path, os.W_OK)
 
 
 def _file_config() -> dict[str, Any]:

@@ -8,7 +8,9 @@ time is the container's start-up time. A plugin therefore cannot replace a built
 
 ``main`` owns exit codes and error rendering: an :class:`~envkit.errors.EnvkitError`
 becomes one message on stderr and its
-exit code (2 for bad input), never a traceback unless ``ENVKIT_DEBUG=1``.
+exit code (2 for bad input), never a traceback unless ``ENVKIT_DEBUG=1``. So does an
+``OSError`` saying ``ENVKIT_HOME`` (or the temp dir) cannot be written: no permission,
+read-only, full (:func:`envkit.settings.storage_error`), wherever it was raised.
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our output went away (`envkit images | head`): not an error.
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        # A home (or temp dir) that cannot be written, wherever the write was: one line
+        # naming the place and the fix, as for any bad input the user can fix.
+        from envkit.settings import storage_error
+
+        translated = storage_error(exc)
+        if translated is None or debug():
+            raise
+        error(str(translated))
+        return translated.exit_code
 
 
 def entry() -> None:

@@ -35,6 +35,7 @@ from envkit.oci.types import (
     Manifest,
     Platform,
 )
+from envkit.settings import SPACE_ERRNOS, storage_error
 
 if TYPE_CHECKING:
     from envkit.store.layout import Store
@@ -415,6 +416,8 @@ def _archive_errors(name: str) -> Iterator[None]:
         raise ArchiveError(f"{name}: {exc.message}", hint=exc.hint) from None
     except errors as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
+            if exc.errno in SPACE_ERRNOS:  # a read never fails so: the store is full
+                raise storage_error(exc) or exc from None
             raise ArchiveError(f"{name}: cannot read: {exc.strerror}") from None
         detail = str(exc) or type(exc).__name__
         raise ArchiveError(
