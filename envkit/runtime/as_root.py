@@ -8,8 +8,11 @@ rootless callers.
 
 The function runs in a forked child; its JSON-able result comes back to the caller, and
 an exception it raises comes back as :class:`ChildError` with the original type's name,
-message and hint. Forks are serialised with :data:`FORK_LOCK`: builds run stages in
-threads, and a child forked while another thread holds an interpreter lock could deadlock.
+message and hint; except a full or unwritable home, which comes back as the
+:class:`~envkit.errors.HomeError` that names it (not as the caller's failure).
+
+Forks are serialised with :data:`FORK_LOCK`: builds run stages in threads, and a child
+forked while another thread holds an interpreter lock could deadlock.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ def call_as_container_root(fn: Callable[[], object]) -> object:
         return 0
 
     def fail(exc: BaseException) -> int:
+        if isinstance(exc, OSError):
+            # A full or unwritable home is the home's matter, whatever the caller was
+            # doing in the child (writing a layer): it comes back as that HomeError.
+            from envkit.settings import storage_error
+
+            exc = storage_error(exc) or exc
         report = {
             "type": type(exc).__name__,
             "message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
@@ -68,6 +77,10 @@ def call_as_container_root(fn: Callable[[], object]) -> object:
     report = json.loads(b"".join(chunks) or b"{}")
     if os.waitstatus_to_exitcode(status) == 0 and "ok" in report:
         return report["ok"]
+    if report.get("type") == "HomeError":
+        from envkit.errors import HomeError
+
+        raise HomeError(str(report["message"]), hint=report.get("hint"))
     raise ChildError(
         str(report.get("type", "")),
         str(report.get("message", "the helper process died")),

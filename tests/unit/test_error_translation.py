@@ -135,3 +135,25 @@ def test_load_into_a_full_store_blames_the_store_not_the_archive(
         archive_read._archive_errors(str(archive)),
     ):
         raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_full_disk_while_writing_a_layer_is_the_homes_not_the_user_namespaces(
+    home: Path,
+) -> None:
+    # Run-step layers are written as root of a user namespace: its ENOSPC used to come
+    # back as "cannot write the layer" with a hint about user namespaces.
+    from envkit.runtime import as_root, probes
+
+    check = probes.user_namespaces()
+    if not check.ok:
+        pytest.skip(f"user namespaces unavailable: {check.detail}")
+
+    def write() -> None:
+        raise full()
+
+    with pytest.raises(HomeError, match=r"cannot write to ENVKIT_HOME .*No space left"):
+        as_root.call_as_container_root(write)
+    with pytest.raises(as_root.ChildError, match="Input/output error"):
+        as_root.call_as_container_root(
+            lambda: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error"))
+        )
