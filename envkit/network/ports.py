@@ -93,7 +93,8 @@ def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
         if exc.errno == errno.EADDRINUSE:
             raise NetworkError(
                 f"cannot publish {mapping}: host port {where} is already in use",
-                hint=f"choose another host port, or {'0'}:{mapping.container_port} for a free one",
+                hint=f"choose another host port, or 0:{mapping.container_port} for a free one "
+                f"(`ss -l{'t' if mapping.protocol == 'tcp' else 'u'}np` shows what holds it)",
             ) from None
         if exc.errno == errno.EACCES:
             raise NetworkError(

@@ -999,7 +999,11 @@ def start_detached(supervisor: Supervisor) -> int:
     if "pid" in answer:
         return int(answer["pid"])
     error_class = DependencyError if answer.get("dependency") else RuntimeError_
-    raise error_class(str(answer["error"]), hint=answer.get("hint"))
+    error = error_class(str(answer["error"]), hint=answer.get("hint"))
+    code = answer.get("exit_code")
+    if isinstance(code, int):  # bad input (a port in use) stays exit 2, as in the foreground
+        error.exit_code = code
+    raise error
 
 
 def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no cover - child
@@ -1014,10 +1018,18 @@ def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no co
                 "error": exc.message,
                 "hint": exc.hint,
                 "dependency": isinstance(exc, DependencyError),
+                "exit_code": exc.exit_code,
             }
             os.write(status_w, json.dumps(answer).encode())
             os._exit(1)
         except BaseException as exc:
+            from envkit.settings import storage_error
+
+            home = storage_error(exc) if isinstance(exc, OSError) else None
+            if home is not None:
+                answer = {"error": home.message, "hint": home.hint, "exit_code": home.exit_code}
+                os.write(status_w, json.dumps(answer).encode())
+                os._exit(1)
             os.write(status_w, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
             os._exit(1)
         os.write(status_w, json.dumps({"pid": os.getpid()}).encode())
