@@ -104,8 +104,6 @@ WRITERS = (["down", "-p", "nothere"], ["run", "--rm", IMAGE, "true"], ["load", "
 
 
 def check_unwritable(home: Path, archive: Path, run: bool, *needles: str) -> None:
-    from envkit.cli.verbs import BUILTIN_VERBS  # noqa: F401 - the verbs exist
-
     for argv in WRITERS:
         if argv[0] == "run" and not run:
             continue
@@ -164,7 +162,8 @@ def envkit_cmd(home: Path, *argv: str) -> str:
 
 def split_runs(stderr: str) -> list[tuple[int, str]]:
     """The (exit code, stderr) of each :func:`envkit_cmd` of a script, in order."""
-    runs, lines = [], []
+    runs: list[tuple[int, str]] = []
+    lines: list[str] = []
     for line in stderr.splitlines():
         if line.startswith("rc="):
             runs.append((int(line[3:]), "\n".join(lines)))
