@@ -152,8 +152,15 @@ def storage_error(exc: OSError, path: str | os.PathLike[str] | None = None) -> H
     label, root = place
     if label != "ENVKIT_HOME" and code not in SPACE_ERRNOS:
         return None  # an unreadable input file that happens to be in /tmp
-    if code in PERMISSION_ERRNOS and code != errno.EROFS and where is not None and _writable(where):
-        return None
+    if code in PERMISSION_ERRNOS and code != errno.EROFS and where is not None:
+        # A rename names both ends (its source, a temp file, may well be writable).
+        names = [where]
+        if isinstance(exc.filename2, str | bytes | os.PathLike):
+            names.append(os.fsdecode(exc.filename2))
+        blocked = [n for n in names if _place(n) == place and not _writable(n)]
+        if not blocked:
+            return None
+        where = blocked[-1]
     detail = exc.strerror or os.strerror(code or 0)
     shown = f"{label} ({root})"
     if where is not None and os.path.abspath(where) != root:
@@ -194,11 +201,15 @@ def _place(path: str | None) -> tuple[str, str] | None:
 
 
 def _writable(path: str) -> bool:
-    """Whether ``path`` (or, when missing, its nearest existing parent) may be written."""
+    """Whether ``path`` may be written, made, replaced or removed: it (when there) and the
+    nearest existing folder above it are writable."""
     path = os.path.abspath(path)
-    while not os.path.lexists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    return os.access(path, os.W_OK)
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        return False
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    return os.access(parent, os.W_OK)
 
 
 def _file_config() -> dict[str, Any]:

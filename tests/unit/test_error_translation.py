@@ -157,3 +157,18 @@ def test_a_full_disk_while_writing_a_layer_is_the_homes_not_the_user_namespaces(
         as_root.call_as_container_root(
             lambda: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error"))
         )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes")
+def test_a_rename_into_an_unwritable_folder_names_the_target(home: Path) -> None:
+    (home / "tmp").mkdir()
+    (home / "tmp" / "t").write_bytes(b"")
+    (home / "store").mkdir()
+    (home / "store").chmod(0o500)
+    try:
+        exc = PermissionError(errno.EACCES, "Permission denied")
+        exc.filename, exc.filename2 = str(home / "tmp" / "t"), str(home / "store" / "index.json")
+        err = settings.storage_error(exc)
+    finally:
+        (home / "store").chmod(0o700)
+    assert err is not None and "store/index.json: Permission denied" in err.message
