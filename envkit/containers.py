@@ -777,43 +777,47 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     """Snapshots of the image's layers, the container's record and dirs, the engine's
     config (and its cgroup when limits are asked for)."""
     ref = _image_ref(image)
-    image_info = _resolve(ref)
-    settings, layers = image_info.settings, image_info.layers
-    who = image_config.resolve_user(
-        options.user if options.user is not None else str(settings.get("User") or ""),
-        image_config.read_image_file(layers, "/etc/passwd"),
-        image_config.read_image_file(layers, "/etc/group"),
-    )
-    argv = image_config.command(settings, options.cmd, options.entrypoint)
-    env = image_config.environment(settings, options.env, home=who.home)
-    cwd = image_config.workdir(settings, options.workdir)
-    mounts = _mounts(options)
-    capabilities = None
-    if options.cap_add or options.cap_drop:
-        from envkit.runtime import caps
+    from envkit.store.resolved import holding
 
-        capabilities = caps.resolve(options.cap_add, options.cap_drop)
-    engine_argv = argv
-    if options.init:
-        from envkit.runtime import init
+    # Until the record exists, prune keeps the snapshots picked here (see holding).
+    with holding():
+        image_info = _resolve(ref)
+        settings, layers = image_info.settings, image_info.layers
+        who = image_config.resolve_user(
+            options.user if options.user is not None else str(settings.get("User") or ""),
+            image_config.read_image_file(layers, "/etc/passwd"),
+            image_config.read_image_file(layers, "/etc/group"),
+        )
+        argv = image_config.command(settings, options.cmd, options.entrypoint)
+        env = image_config.environment(settings, options.env, home=who.home)
+        cwd = image_config.workdir(settings, options.workdir)
+        mounts = _mounts(options)
+        capabilities = None
+        if options.cap_add or options.cap_drop:
+            from envkit.runtime import caps
 
-        mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
-        engine_argv = [init.INIT_PATH, "--", *argv]
-    record = st.create(
-        name=options.name,
-        image=ref,
-        image_id=image_info.image_id,
-        argv=list(argv),
-        auto_remove=options.remove,
-        env=dict(env),
-        cwd=cwd,
-        uid=who.uid,
-        gid=who.gid,
-        groups=list(who.groups),
-        tty=options.tty,
-        seccomp=options.seccomp,
-        capabilities=None if capabilities is None else sorted(capabilities),
-    )
+            capabilities = caps.resolve(options.cap_add, options.cap_drop)
+        engine_argv = argv
+        if options.init:
+            from envkit.runtime import init
+
+            mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
+            engine_argv = [init.INIT_PATH, "--", *argv]
+        record = st.create(
+            name=options.name,
+            image=ref,
+            image_id=image_info.image_id,
+            argv=list(argv),
+            auto_remove=options.remove,
+            env=dict(env),
+            cwd=cwd,
+            uid=who.uid,
+            gid=who.gid,
+            groups=list(who.groups),
+            tty=options.tty,
+            seccomp=options.seccomp,
+            capabilities=None if capabilities is None else sorted(capabilities),
+        )
     network: Attachment | None = None
     try:
         os.mkdir(record.path("upper"))

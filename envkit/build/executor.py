@@ -141,6 +141,9 @@ class Builder:
 
             parse(tag)  # a bad tag fails before any work
         with self.store.shared():
+            from envkit.store.sweep import after_crash
+
+            after_crash(self.store)  # what a killed build left: its dirs, its temp files
             the_plan = self._plan(image, context)
             finished = self._final_state(the_plan, context).finished()
             desc = self._publish(finished, tag)

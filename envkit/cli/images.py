@@ -204,26 +204,38 @@ class RmiCommand:
 
 class PruneCommand:
     name = "prune"
-    help = "remove content no image name reaches, and leftovers of interrupted writes"
+    help = (
+        "remove content no image name reaches, snapshots nothing uses, and what "
+        "interrupted builds, runs and pulls left"
+    )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         pass
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.build.cache import prune_cache
+        from envkit.store import sweep
         from envkit.store.timestamps import human_size
 
         store = _store()
         with store.exclusive():  # no build may add a cache entry between the two
             steps = prune_cache(store)
             report = store.prune()
+            swept = sweep.collect(store)
         if steps.removed:
             print(f"Deleted {len(steps.removed)} cached build step(s)")
         for digest in report.removed_blobs:
             print(f"Deleted: {digest}")
         for name in report.removed_tmp:
             print(f"Deleted: {name}")
-        print(f"Total reclaimed space: {human_size(report.freed_bytes)}")
+        for path in [*swept.snapshots, *swept.partial_snapshots]:
+            print(f"Deleted snapshot: {path}")
+        for path in [*swept.build_dirs, *swept.runtime_dirs, *swept.port_logs]:
+            print(f"Deleted leftover: {path}")
+        if swept.snapshots_kept:
+            print(f"Kept unused snapshots: {swept.snapshots_kept}")
+        freed = report.freed_bytes + steps.freed_bytes + swept.freed_bytes
+        print(f"Total reclaimed space: {human_size(freed)}")
         return 0
 
 
@@ -235,28 +247,45 @@ class FsckCommand:
         parser.add_argument(
             "--repair",
             action="store_true",
-            help="remove what is broken (and the names of images left incomplete)",
+            help="remove what is broken (and the names of images left incomplete), and "
+            "what killed builds and runs left",
         )
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.store import sweep
+
         store = _store()
         report = store.fsck(repair=args.repair)
+        if args.repair:
+            with store.exclusive():
+                swept = sweep.collect(store, snapshots=False)
+            for path in [*swept.leftovers, *swept.runtime_dirs]:
+                report.repaired.append(f"removed leftover {path}")
+            leftovers: list[str] = []
+            spare: list[str] = []
+        else:
+            with store.shared():
+                swept = sweep.check(store)
+            leftovers, spare = swept.leftovers, swept.runtime_dirs
         problems = [
             *report.layout_errors,
             *(f"corrupt blob {d}" for d in report.corrupt_blobs),
             *(f"missing blob {d}" for d in report.missing_blobs),
             *(f"leftover {p}" for p in report.partial_files),
             *(f"broken ref {r} (image incomplete)" for r in report.broken_refs),
+            *(f"leftover {p} (of a killed build or run)" for p in leftovers),
         ]
         for line in problems:
             print(line)
         for path in report.resumable:
             print(f"resumable download {path} (the next pull continues it; prune removes it)")
+        for path in spare:
+            print(f"unused runtime dir {path} (prune removes it)")
         for line in report.repaired:
             print(f"repaired: {line}")
         for line in report.remaining:
             print(f"still broken: {line}")
-        if report.healthy:
+        if report.healthy and not leftovers:
             print(f"{store.root}: ok" + (" (repaired)" if report.repaired else ""))
             return 0
         if not args.repair:

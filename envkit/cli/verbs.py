@@ -39,6 +39,7 @@ BUILTIN_VERBS: dict[str, str] = {
     "stack": "envkit.cli.stack_cmds",
     "start": "envkit.cli.stack_cmds",
     "stop": "envkit.cli.containers",
+    "system": "envkit.cli.system_cmd",
     "tag": "envkit.cli.images",
     "top": "envkit.cli.stack_cmds",
     "unshare": "envkit.cli.unshare_cmd",

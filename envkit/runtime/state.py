@@ -340,13 +340,16 @@ def find(ref: str) -> ContainerState:
 
 
 def remove(state: ContainerState) -> None:
-    """Delete a stopped container: its dir, log and name."""
+    """Delete a stopped container: its dir, log, name and port forwarder's log."""
     name_file = os.path.join(_root(), ".names", state.name)
     with suppress(OSError):
         with open(name_file) as f:
             owner = f.read()
         if owner == state.id:
             os.unlink(name_file)
+            # envkit.network.ports logs under the container's name: ports-<name>.log.
+            home = os.path.dirname(_root())
+            os.unlink(os.path.join(home, "network", "logs", f"ports-{state.name}.log"))
     if state.cgroup:
         from envkit.runtime import cgroups
 

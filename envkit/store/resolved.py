@@ -8,8 +8,13 @@ more than starting the container itself, mostly in imports. Once resolved, the r
 * ``store/index.json`` is the same file it was (device, inode, size, mtime): every tag,
   untag, load, pull and build rewrites it by atomic rename, so a name that moved is
   resolved again; and
-* every snapshot directory it names still has its completion mark (``prune`` or a
-  manual ``rm`` of a snapshot sends it back to the store).
+* every snapshot directory it names still has its completion mark (``prune`` removes
+  a snapshot's mark before its directory, and the entries naming it; a manual ``rm``
+  of a snapshot sends the name back to the store too).
+
+``prune`` also reads the entries: a container whose image was removed from the store
+keeps the snapshot dirs its entry remembers. A run holds :func:`holding` from the look-up
+until its container record is written.
 
 The cache is derived data: an unreadable or stale entry is ignored and rewritten, and
 entries are written to a temp file and renamed, so a crash leaves the old one or none.
@@ -20,11 +25,11 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 
 TYPE_CHECKING = False  # typing is not imported at run time (see the module doc)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 #: Bumped when the entry format changes; older entries are then ignored.
 VERSION = 1
@@ -65,6 +70,26 @@ def index_stamp() -> list[int] | None:
     except OSError:
         return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+@contextmanager
+def holding() -> Iterator[None]:
+    """The store lock, shared: hold it from picking an image's snapshots (:func:`lookup`
+    or the store) until the container's record exists, so that a collection
+    (:mod:`envkit.store.sweep`, which holds it exclusive and keeps what records use)
+    cannot remove them in between. A plain ``flock`` (envkit.store.locks imports
+    threading and pathlib, which ``run`` does without); a second shared holder in this
+    process (the store's own lock, on another descriptor) is compatible with it."""
+    import fcntl
+
+    store = os.path.join(_home(), "store")
+    os.makedirs(store, exist_ok=True)
+    fd = os.open(os.path.join(store, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
 
 
 def lookup(name: str) -> Resolved | None:

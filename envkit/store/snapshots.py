@@ -25,6 +25,10 @@ the extraction is unprivileged: every file belongs to the caller, who is contain
 Every snapshot is created under an exclusive per-snapshot lock and renamed into place
 when complete, so concurrent ``envkit run`` processes extract a layer once, and a crash
 leaves either nothing or a whole snapshot (``.partial-`` leftovers are garbage).
+
+Collection: ``prune`` and ``fsck --repair`` remove snapshots no image, build cache entry
+or container uses, and partial ones (:mod:`envkit.store.sweep`), under the store lock
+held exclusive; :func:`prepare` holds it shared throughout.
 """
 
 from __future__ import annotations
@@ -98,15 +102,19 @@ def prepare(store: Store, layer_digests: Sequence[str], diff_ids: Sequence[str])
             hint="run an image with at least one layer",
         )
     root = snapshots_dir()
-    hides = False
-    dirs = []
-    for index, (digest, diff_id) in enumerate(zip(layer_digests, diff_ids, strict=True)):
-        path, marks = _layer(store, root, digest, diff_id)
-        dirs.append(str(path))
-        hides = hides or (index > 0 and marks > 0)
-    if not hides:
-        return Snapshot(tuple(reversed(dirs)))
-    return Snapshot((str(_chain(store, root, layer_digests, diff_ids)),), flattened=True)
+    # Shared for the whole preparation (taken before any snapshot's own lock): a
+    # collection (envkit.store.sweep) holds it exclusive, so it never removes a snapshot
+    # being made or checked here, nor the lock file of one.
+    with store.shared():
+        hides = False
+        dirs = []
+        for index, (digest, diff_id) in enumerate(zip(layer_digests, diff_ids, strict=True)):
+            path, marks = _layer(store, root, digest, diff_id)
+            dirs.append(str(path))
+            hides = hides or (index > 0 and marks > 0)
+        if not hides:
+            return Snapshot(tuple(reversed(dirs)))
+        return Snapshot((str(_chain(store, root, layer_digests, diff_ids)),), flattened=True)
 
 
 def _layer(store: Store, root: Path, digest: str, diff_id: str) -> tuple[Path, int]:

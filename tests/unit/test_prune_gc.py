@@ -1,0 +1,262 @@
+"""prune and fsck --repair: what killed builds and runs leave, and unused snapshots
+(issue 16); ``rm`` takes a container's port log; ``system df``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from envkit.build.cache import StepCache
+from envkit.build.image_state import ImageState
+from envkit.cli import main
+from envkit.errors import StoreError
+from envkit.runtime import state as st
+from envkit.store import resolved, snapshots, sweep
+from envkit.store.layout import Store
+from envkit.store.locks import lock_for
+from tests.unit.store_helpers import make_image
+
+
+@pytest.fixture
+def store(envkit_home: Path) -> Store:
+    return Store.default()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def killed_build(home: Path) -> Path:
+    """A build dir as a build killed mid-RUN leaves it: upper with files, work/work 0."""
+    path = home / "build" / f"{dead_pid()}-12345-{os.urandom(8).hex()}"
+    (path / "upper" / "usr").mkdir(parents=True)
+    (path / "upper" / "usr" / "big").write_bytes(b"x" * 50_000)
+    (path / "work" / "work").mkdir(parents=True)
+    os.chmod(path / "work" / "work", 0)
+    return path
+
+
+def layer_snapshots(store: Store, desc_digest: str) -> list[Path]:
+    _, manifest = store.image_manifest(desc_digest)
+    config = store.config(manifest)
+    snap = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    return [Path(p) for p in snap.layers]
+
+
+def test_prune_removes_killed_build_leftovers_and_fsck_is_clean(
+    store: Store, envkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = killed_build(envkit_home)
+    legacy = envkit_home / "build" / os.urandom(16).hex()  # named by an older envkit
+    (legacy / "upper").mkdir(parents=True)
+    live = envkit_home / "build" / sweep.build_dir_name()  # this process: a running build
+    (live / "upper").mkdir(parents=True)
+    logs = envkit_home / "network" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "ports-gone.log").write_text("forwarder of a container that is gone\n")
+    (logs / "holder.log").write_text("not a port log\n")
+
+    assert main(["fsck"]) == 1
+    out = capsys.readouterr().out
+    assert str(dead) in out and str(logs / "ports-gone.log") in out
+    assert str(live) not in out
+
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert f"Deleted leftover: {dead}" in out
+    assert not dead.exists() and not legacy.exists() and live.is_dir()
+    assert not (logs / "ports-gone.log").exists() and (logs / "holder.log").exists()
+    assert main(["fsck"]) == 0
+
+
+def test_fsck_repair_removes_build_leftovers(store: Store, envkit_home: Path) -> None:
+    dead = killed_build(envkit_home)
+    assert main(["fsck", "--repair"]) == 0
+    assert not dead.exists()
+    assert main(["fsck"]) == 0
+
+
+def test_a_rerun_removes_what_a_killed_build_left(store: Store, envkit_home: Path) -> None:
+    """The next build's sweep: dead owners only, under the shared lock."""
+    dead = killed_build(envkit_home)
+    legacy = envkit_home / "build" / os.urandom(16).hex()
+    legacy.mkdir(parents=True)
+    live = envkit_home / "build" / sweep.build_dir_name()
+    live.mkdir(parents=True)
+    with store.shared():
+        tmp = store.tmp_dir / f"tmp-layer-{dead_pid()}-{os.urandom(8).hex()}"
+        tmp.write_bytes(b"half a layer")
+        mine = store.tmp_dir / f"tmp-layer-{os.getpid()}-{os.urandom(8).hex()}"
+        mine.write_bytes(b"being written")
+        removed = sweep.after_crash(store)
+    assert sorted(removed) == sorted([str(dead), str(tmp)])
+    assert legacy.exists() and live.exists() and mine.exists()
+
+
+def test_unused_runtime_dirs_are_removed(store: Store, tmp_path: Path) -> None:
+    import tempfile
+
+    leftover = Path(tempfile.mkdtemp(prefix=sweep.RUNTIME_DIR_PREFIX))
+    busy = Path(tempfile.mkdtemp(prefix=sweep.RUNTIME_DIR_PREFIX))
+    (busy / "file").write_text("not empty: never removed")
+    try:
+        with store.exclusive():
+            report = sweep.collect(store)
+        assert str(leftover) in report.runtime_dirs and not leftover.exists()
+        assert busy.exists()
+    finally:
+        (busy / "file").unlink()
+        busy.rmdir()
+        if leftover.exists():
+            leftover.rmdir()
+
+
+def test_rmi_then_prune_removes_the_image_snapshots(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = make_image(store, "gone:1", files={"a": b"a" * 10_000}, layers=2)
+    kept = make_image(store, "kept:1", files={"b": b"b"})
+    gone_dirs = layer_snapshots(store, gone.digest)
+    kept_dirs = layer_snapshots(store, kept.digest)
+    assert main(["rmi", "gone:1"]) == 0
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    for path in gone_dirs:
+        assert f"Deleted snapshot: {path}" in out
+        assert not path.exists()
+        assert not Path(f"{path}.json").exists() and not Path(f"{path}.lock").exists()
+    assert all(p.is_dir() and Path(f"{p}.json").exists() for p in kept_dirs)
+    assert main(["fsck"]) == 0
+
+
+def test_partial_extractions_are_removed(store: Store) -> None:
+    kept = make_image(store, "kept:1")
+    (dest,) = layer_snapshots(store, kept.digest)
+    partial = dest.parent / f".{dest.name}.partial-abc"
+    (partial / "etc").mkdir(parents=True)
+    with store.exclusive():
+        report = sweep.collect(store)
+    assert report.partial_snapshots == [str(partial)]
+    assert not partial.exists() and dest.is_dir()
+
+
+def test_build_cache_entries_keep_their_snapshots(store: Store) -> None:
+    desc = make_image(store, "base:1")
+    dirs = layer_snapshots(store, desc.digest)
+    _, manifest = store.image_manifest(desc)
+    config = store.config(manifest)
+    StepCache().put("sha256:" + "ab" * 32, ImageState(manifest.layers, config.raw))
+    store.untag("base:1")
+    with store.exclusive():
+        report = sweep.collect(store)  # the entry's blobs went; prune_cache drops it later
+    assert report.snapshots == [] and all(p.is_dir() for p in dirs)
+
+
+def record_for(store: Store, desc_digest: str, *, running: bool) -> st.ContainerState:
+    _, manifest = store.image_manifest(desc_digest)
+    record = st.create(
+        name=None, image="app:1", image_id=manifest.config.digest, argv=["sleep", "1"]
+    )
+    if running:
+        record.mark_running(os.getpid())  # alive: pid and start time match
+    return record
+
+
+def test_a_container_keeps_its_snapshots_after_rmi(store: Store) -> None:
+    """Found through the run-cache, which remembers the dirs of every image run."""
+    desc = make_image(store, "app:1")
+    stamp = resolved.index_stamp()
+    assert stamp is not None
+    _, manifest = store.image_manifest(desc)
+    config = store.config(manifest)
+    snap = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    found = resolved.Resolved(manifest.config.digest, dict(config.config), snap.layers)
+    resolved.remember("app:1", found, snap.marks, stamp)
+    record = record_for(store, desc.digest, running=False)
+    assert main(["rmi", "app:1"]) == 0
+    assert main(["prune"]) == 0
+    assert all(Path(p).is_dir() for p in snap.layers)
+    st.remove(record)
+    assert main(["prune"]) == 0
+    assert not any(Path(p).exists() for p in snap.layers)
+    assert not os.listdir(Path(os.environ["ENVKIT_HOME"]) / "run-cache")
+
+
+def test_a_running_container_of_an_unknown_image_keeps_every_snapshot(store: Store) -> None:
+    desc = make_image(store, "app:1")
+    dirs = layer_snapshots(store, desc.digest)
+    record = record_for(store, desc.digest, running=True)
+    assert main(["rmi", "app:1"]) == 0
+    with store.exclusive():
+        report = sweep.collect(store)
+    assert report.snapshots == [] and record.name in report.snapshots_kept
+    assert all(p.is_dir() for p in dirs)
+    record.mark_exited(0)
+    st.remove(record)
+
+
+def test_a_run_about_to_start_holds_off_collection(store: Store) -> None:
+    """run holds the store lock shared from its look-up until its record exists."""
+    make_image(store, "app:1")
+    entered, release = threading.Event(), threading.Event()
+
+    def starting_run() -> None:
+        with resolved.holding():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=starting_run)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        collector = lock_for(store.root / "lock")
+        with pytest.raises(StoreError, match="timed out"), collector.exclusive(timeout=0.2):
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with lock_for(store.root / "lock").exclusive(timeout=5):
+        pass
+
+
+def test_rm_removes_the_port_log(envkit_home: Path) -> None:
+    record = st.create(name="web", image="app:1", image_id="sha256:" + "0" * 64, argv=["x"])
+    logs = envkit_home / "network" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "ports-web.log").write_text("forwarder\n")
+    (logs / "ports-other.log").write_text("forwarder\n")
+    st.remove(record)
+    assert not (logs / "ports-web.log").exists() and (logs / "ports-other.log").exists()
+
+
+def test_system_df(store: Store, envkit_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    desc = make_image(store, "app:1", files={"data": os.urandom(20_000)})
+    make_image(store, "idle:1")
+    layer_snapshots(store, desc.digest)
+    record = record_for(store, desc.digest, running=False)
+    killed_build(envkit_home)
+    assert main(["system", "df"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert [line.split("   ")[0].strip() for line in lines[1:]] == [
+        "Images",
+        "Containers",
+        "Local Volumes",
+        "Build Cache",
+    ]
+    assert main(["system", "df", "--format", "json"]) == 0
+    rows = {r["Type"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    images = rows["Images"]
+    assert (images["TotalCount"], images["Active"]) == (2, 1)
+    assert 0 < images["ReclaimableBytes"] < images["SizeBytes"]
+    assert rows["Containers"]["TotalCount"] == 1
+    assert rows["Build Cache"]["SizeBytes"] >= 50_000
+    assert rows["Build Cache"]["ReclaimableBytes"] == rows["Build Cache"]["SizeBytes"]
+    st.remove(record)
