@@ -34,7 +34,7 @@ from typing import BinaryIO, TypeVar, cast
 
 import zstandard
 
-from envkit.errors import LayerError
+from envkit.errors import EnvkitError, LayerError
 from envkit.oci.compression import detect, open_decompressed
 from envkit.oci.hashing_io import HashingReader
 from envkit.oci.tarsafe import (
@@ -51,6 +51,12 @@ from envkit.oci.whiteouts import WH_META_PREFIX, WH_OPAQUE, is_overlay_xattr, wh
 #: Name infix of the temporary siblings :func:`extract_layer_atomic` works in; one left
 #: behind (the process was killed) is garbage and may be removed.
 PARTIAL_INFIX = ".partial-"
+
+#: What one layer may expand to unless ``ENVKIT_MAX_LAYER_SIZE`` says otherwise: the
+#: apparent sizes of its files together, and its uncompressed tar.
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+#: The longest name or link target an entry may have: Linux's PATH_MAX (with its NUL).
+MAX_PATH = 4096
 
 _XATTR_PAX = "SCHILY.xattr."
 _O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -75,6 +81,35 @@ _MALFORMED: tuple[type[Exception], ...] = (
 
 T = TypeVar("T")
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def max_layer_size() -> int:
+    """``ENVKIT_MAX_LAYER_SIZE`` (or ``max_layer_size`` in config.toml) in bytes:
+    a number with an optional k, m, g or t (powers of 1024; ``GiB``, ``gb`` accepted)."""
+    from envkit.settings import get
+
+    text = get("max_layer_size", "").strip()
+    if not text:
+        return DEFAULT_MAX_LAYER_SIZE
+    number = text.rstrip("bBiI")
+    unit = number[-1:].lower() if number[-1:].isalpha() else ""
+    digits = number[: len(number) - len(unit)].strip()
+    if unit in _SIZE_UNITS and digits.isdigit() and int(digits) > 0:
+        return int(digits) * _SIZE_UNITS[unit]
+    raise EnvkitError(
+        f"ENVKIT_MAX_LAYER_SIZE={text!r} is not a size",
+        hint="give a positive size like 64g, 512m or 1t (the default is 64g)",
+    )
+
+
+def _human(size: int) -> str:
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        scale = _SIZE_UNITS[unit[0].lower()]
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
+
 
 @dataclass
 class ExtractReport:
@@ -97,7 +132,7 @@ class ExtractReport:
 
 
 def extract_layer(
-    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None
+    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None, layer: str | None = None
 ) -> ExtractReport:
     """Extract the layer tar in ``stream`` (compression detected) into ``dest``.
 
@@ -106,13 +141,24 @@ def extract_layer(
     including root of a user namespace) restores owners, set-id bits and
     ``trusted.``/``security.`` xattrs; with ``unprivileged`` (default for other users)
     files belong to the caller and set-id bits are dropped. Device nodes are never
-    created (listed in ``skipped``); fifos are.
-    Raises :class:`LayerError` for a malformed or hostile layer.
+    created (listed in ``skipped``); fifos are. Sparse entries (GNU tar's formats) are
+    written sparse. A layer whose files (apparent sizes) or uncompressed tar exceed
+    :func:`max_layer_size` is refused.
+    Raises :class:`LayerError` for a malformed, hostile or oversized layer; its message
+    starts with ``layer <digest>`` (``layer``, else the digest of a blob opened from a
+    store's ``blobs/<algorithm>/<hex>``), else with ``dest``.
     """
+    return _extract(stream, dest, unprivileged, _label(stream, dest, layer))
+
+
+def _extract(stream: BinaryIO, dest: Path, unprivileged: bool | None, where: str) -> ExtractReport:
     privileged = os.geteuid() == 0 if unprivileged is None else not unprivileged
+    cap = max_layer_size()
     head = stream.read(8)
     kind = detect(head)
-    plain = HashingReader(open_decompressed(cast(BinaryIO, _Prefixed(head, stream)), kind))
+    plain = _CappedReader(
+        open_decompressed(cast(BinaryIO, _Prefixed(head, stream)), kind), cap, where
+    )
     report = ExtractReport(compression=kind or "none")
     try:
         dest.mkdir(parents=True, exist_ok=True)
@@ -122,22 +168,29 @@ def extract_layer(
             f"{dest}: cannot extract a layer here: {exc.strerror}",
             hint="pass a writable directory",
         ) from None
-    extractor = _Extractor(root_fd, privileged, report)
+    extractor = _Extractor(root_fd, privileged, report, cap, where)
     try:
         extractor.run(cast(BinaryIO, plain))
         plain.drain()
     except LayerError:
         raise
     except _MALFORMED as exc:
+        if _truncated(exc):
+            what = "ends early (truncated blob)"
+        elif kind is not None and plain.size == 0:  # zstd reads a cut first block as EOF
+            what = f"decompresses to nothing ({kind}: truncated or corrupt blob)"
+        else:
+            what = "is corrupt or not a tar"
         raise LayerError(
-            f"{dest}: the layer is not a valid tar: {exc}",
-            hint="the blob is corrupt or not a layer; check its digest",
+            f"{where}: the layer {what}: {exc}",
+            hint="the blob is damaged or not a layer: pull or load the image again "
+            "(`envkit fsck` checks every blob in the store against its digest)",
         ) from None
     except OSError as exc:
         name = extractor.current
         shown = name if len(name) <= 120 else name[:120] + "..."
         raise LayerError(
-            f"{dest}: cannot extract layer entry {shown!r}: {exc.strerror or exc}",
+            f"{where}: cannot extract layer entry {shown!r}: {exc.strerror or exc}",
             hint=_OS_HINTS.get(
                 exc.errno or 0, "check free space and permissions of the destination"
             ),
@@ -150,7 +203,7 @@ def extract_layer(
 
 
 def extract_layer_atomic(
-    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None
+    stream: BinaryIO, dest: Path, *, unprivileged: bool | None = None, layer: str | None = None
 ) -> ExtractReport:
     """Extract into a temporary sibling of ``dest``, then rename it to ``dest``.
 
@@ -167,7 +220,7 @@ def extract_layer_atomic(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL_INFIX}", dir=dest.parent))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 is not what a fresh root should have
-        report = extract_layer(stream, tmp, unprivileged=unprivileged)
+        report = _extract(stream, tmp, unprivileged, _label(stream, dest, layer))
         os.rename(tmp, dest)
     except BaseException:
         parent_fd = os.open(tmp.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -177,6 +230,56 @@ def extract_layer_atomic(
             os.close(parent_fd)
         raise
     return report
+
+
+def _label(stream: BinaryIO, dest: Path, layer: str | None) -> str:
+    """How errors name the layer: ``layer <digest>`` when known, else ``dest``."""
+    if layer:
+        return f"layer {layer}"
+    name = getattr(stream, "name", None)
+    if isinstance(name, str):
+        path = Path(name)
+        if path.parent.parent.name == "blobs":  # a store's blobs/<algorithm>/<hex>
+            return f"layer {path.parent.name}:{path.name}"
+    return str(dest)
+
+
+def _truncated(exc: BaseException) -> bool:
+    """Whether a read error means the data stopped early (rather than being wrong)."""
+    if isinstance(exc, EOFError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, tarfile.ReadError | zstandard.ZstdError) and (
+        "unexpected end" in text or "truncated" in text or "premature" in text
+    )
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= 120 else name[:120] + "..."
+
+
+class _CappedReader(HashingReader):
+    """The uncompressed tar, hashed and counted; refused past ``cap`` bytes (a
+    decompression bomb, padding or trailing data included: all of it is hashed)."""
+
+    def __init__(self, stream: BinaryIO, cap: int, where: str) -> None:
+        super().__init__(stream)
+        self._cap = cap
+        self._where = where
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = super().readinto(buffer)
+        if self.size > self._cap:
+            raise _too_large(self._where, self._cap, "its uncompressed tar")
+        return n
+
+
+def _too_large(where: str, cap: int, what: str) -> LayerError:
+    return LayerError(
+        f"{where}: the layer expands to more than {_human(cap)} ({what}; ENVKIT_MAX_LAYER_SIZE)",
+        hint="if you trust the image, set ENVKIT_MAX_LAYER_SIZE higher (e.g. 128g; "
+        f"the default is {_human(DEFAULT_MAX_LAYER_SIZE).replace(' GiB', 'g')})",
+    )
 
 
 class _Prefixed(io.RawIOBase):
@@ -204,10 +307,16 @@ class _Prefixed(io.RawIOBase):
 class _Extractor:
     """One layer applied to one destination."""
 
-    def __init__(self, root_fd: int, privileged: bool, report: ExtractReport) -> None:
+    def __init__(
+        self, root_fd: int, privileged: bool, report: ExtractReport, cap: int, where: str
+    ) -> None:
         self.root_fd = root_fd
         self.privileged = privileged
         self.report = report
+        self.cap = cap
+        self.where = where
+        #: The apparent sizes of the regular files written so far.
+        self.expanded = 0
         self.current = ""
         # Paths this layer created (implicit parents included): an opaque marker or a
         # whiteout hides lower content only.
@@ -235,6 +344,14 @@ class _Extractor:
     # -- dispatch ---------------------------------------------------------------------
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        for what, text in (("name", member.name), ("link target", member.linkname)):
+            length = len(os.fsencode(text))
+            if length >= MAX_PATH:
+                raise LayerError(
+                    f"{self.where}: layer entry {_shorten(member.name)!r}: its {what} is "
+                    f"{length} bytes long, longer than {MAX_PATH} bytes (PATH_MAX) allows",
+                    hint="the layer is corrupt or hostile",
+                )
         parts = member_parts(member.name)
         if not parts:
             if not member.isdir():
@@ -393,17 +510,82 @@ class _Extractor:
         self.dir_meta[parts] = member
 
     def _regular(self, parts: Parts, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        self.expanded += max(member.size, 0)
+        if self.expanded > self.cap:
+            raise _too_large(self.where, self.cap, f"its files, at entry {_shorten(member.name)!r}")
+        segments = self._sparse_map(member, tar) if member.sparse is not None else None
         fd = self._create(parts, lambda dirfd: os.open(parts[-1], _O_NEW_FILE, 0o600, dir_fd=dirfd))
         try:
-            source = tar.extractfile(member)
-            if source is not None:
-                while chunk := source.read(_CHUNK):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
+            if segments is not None:
+                self._write_sparse(fd, member, segments, tar)
+            else:
+                source = tar.extractfile(member)
+                if source is not None:
+                    while chunk := source.read(_CHUNK):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
             self._apply(member, parts, fd=fd)
         finally:
             os.close(fd)
+
+    def _sparse_map(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> list[tuple[int, int]]:
+        """The data segments of a GNU sparse entry (any of GNU tar's formats, as
+        tarfile reads them), checked: in order, apart, inside the file, and no more
+        data than the entry holds (tarfile itself would loop or read past it)."""
+        problem = ""
+        segments = []
+        end = 0
+        # typeshed says int; tarfile sets a list of (offset, length) pairs.
+        for offset, length in cast("list[tuple[int, int]]", member.sparse or []):
+            if offset < 0 or length < 0 or offset + length > member.size:
+                problem = f"segment {offset}+{length} outside the file's {member.size} bytes"
+                break
+            if length == 0:  # GNU tar ends a map with (size, 0); old GNU pads with (0, 0)
+                continue
+            if offset < end:
+                problem = f"segment at {offset} overlaps or precedes the one before"
+                break
+            segments.append((offset, length))
+            end = offset + length
+        stored = tar.offset - member.offset_data  # up to the next header
+        if not problem and sum(length for _, length in segments) > stored:
+            problem = f"{sum(n for _, n in segments)} bytes of data, the entry holds {stored}"
+        if problem:
+            raise LayerError(
+                f"{self.where}: layer entry {_shorten(member.name)!r} has an invalid sparse "
+                f"map ({problem})",
+                hint="the layer is corrupt or hostile",
+            )
+        return segments
+
+    def _write_sparse(
+        self,
+        fd: int,
+        member: tarfile.TarInfo,
+        segments: list[tuple[int, int]],
+        tar: tarfile.TarFile,
+    ) -> None:
+        """Each data segment written at its offset; holes are left unwritten (they read
+        as zeros and take no space), and the size set last."""
+        # The segments are stored back to back: read them as one plain entry.
+        stored = tarfile.TarInfo(member.name)
+        stored.offset_data = member.offset_data
+        stored.size = sum(length for _, length in segments)
+        source = tar.extractfile(stored)
+        assert source is not None
+        for offset, length in segments:
+            while length:
+                chunk = source.read(min(_CHUNK, length))
+                if not chunk:
+                    raise tarfile.ReadError("unexpected end of data")
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(fd, view, offset)
+                    offset += written
+                    view = view[written:]
+                length -= len(chunk)
+        os.ftruncate(fd, member.size)
 
     def _hardlink(self, parts: Parts, member: tarfile.TarInfo) -> None:
         target = member_parts(member.linkname, "hardlink target")

@@ -383,3 +383,49 @@ def test_build_steps_after_two_equal_layers_run(home: Path, tmp_path: Path) -> N
     )
     code, out = _api(tmp_path, image, None)
     assert (code, out) == (0, "built\n")
+
+
+def test_a_sparse_layer_stays_sparse_in_the_snapshot(tmp_path: Path) -> None:
+    """A 10 GiB GNU sparse entry in a 10 KB layer: 10 GiB apparent, next to nothing on disk."""
+    from tests.unit.hostile_tars import TarBuilder
+
+    size = 10 << 30
+    sparse = TarBuilder().sparse("big", size, [(0, b"head"), (size - 4, b"tail")]).bytes()
+    home = homes.loaded_home(tmp_path, [images.busybox_layer(), sparse], "sparse:1")
+    show = "stat -c %s /big; head -c 4 /big; tail -c 4 /big; echo; du -k /big"
+    done = _cli(home, ["run", "--rm", "sparse:1", "sh", "-c", show])
+    assert done.returncode == 0, done.stderr
+    apparent, ends, usage = done.stdout.splitlines()
+    assert (int(apparent), ends) == (size, "headtail")
+    assert int(usage.split()[0]) < 1024  # KiB allocated
+    found = list((home / "snapshots").glob("*/big"))
+    assert len(found) == 1 and found[0].stat().st_blocks * 512 < 1 << 20
+
+
+def test_a_layer_over_the_size_cap_is_refused_in_one_line(tmp_path: Path) -> None:
+    from tests.unit.hostile_tars import TarBuilder
+
+    size = 10 << 30
+    sparse = TarBuilder().sparse("big", size, [(0, b"head"), (size - 4, b"tail")]).bytes()
+    home = homes.loaded_home(tmp_path, [images.busybox_layer(), sparse], "sparse:1")
+    done = _cli(home, ["run", "--rm", "sparse:1", "true"], env={"ENVKIT_MAX_LAYER_SIZE": "1g"})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("envkit: layer sha256:") or "layer sha256:" in done.stderr
+    assert "expands to more than 1 GiB" in done.stderr
+    assert "ENVKIT_MAX_LAYER_SIZE" in done.stderr
+    assert not list((home / "snapshots").glob("*/big"))  # nothing half-extracted left
+
+
+def test_a_damaged_layer_blob_is_named_in_one_line(tmp_path: Path) -> None:
+    home = homes.loaded_home(tmp_path)
+    blobs = sorted((home / "store" / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    layer = blobs[-1]  # busybox's layer: the largest blob
+    data = layer.read_bytes()
+    os.chmod(layer, 0o644)
+    layer.write_bytes(data[: len(data) // 2])
+    done = _cli(home, ["run", "--rm", BUSYBOX, "true"])
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"layer sha256:{layer.name}: the layer ends early (truncated blob)" in done.stderr
+    assert "hint:" in done.stderr

@@ -80,9 +80,92 @@ class TarBuilder:
         info.mode = 0o644
         return self._add(info)
 
+    def sparse(
+        self, name: str, size: int, segments: list[tuple[int, bytes]], fmt: str = "pax1.0"
+    ) -> TarBuilder:
+        """A GNU sparse file of apparent ``size``: data ``segments`` at their offsets,
+        holes elsewhere, in GNU tar's ``fmt``: ``pax1.0`` (GNU tar's default with
+        ``--format=pax``), ``pax0.1``, ``pax0.0`` or ``gnu`` (the old ``S`` type)."""
+        data = b"".join(chunk for _, chunk in segments)
+        pairs = [(offset, len(chunk)) for offset, chunk in segments]
+        if fmt == "pax1.0":
+            listed = [str(len(pairs)), *(str(n) for pair in pairs for n in pair)]
+            sparse_map = "".join(f"{n}\n" for n in listed).encode()
+            sparse_map += b"\0" * (-len(sparse_map) % tarfile.BLOCKSIZE)
+            info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+            info.pax_headers = {
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.name": name,
+                "GNU.sparse.realsize": str(size),
+            }
+            info.mode = 0o644
+            return self._add(info, sparse_map + data)
+        if fmt == "pax0.1":
+            info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+            info.pax_headers = {
+                "GNU.sparse.numblocks": str(len(pairs)),
+                "GNU.sparse.map": ",".join(str(n) for pair in pairs for n in pair),
+                "GNU.sparse.size": str(size),
+                "GNU.sparse.name": name,
+            }
+            info.mode = 0o644
+            return self._add(info, data)
+        if fmt == "pax0.0":
+            records = [("GNU.sparse.size", str(size)), ("GNU.sparse.numblocks", str(len(pairs)))]
+            for offset, length in pairs:
+                records += [
+                    ("GNU.sparse.offset", str(offset)),
+                    ("GNU.sparse.numbytes", str(length)),
+                ]
+            records.append(("path", name))
+            header = tarfile.TarInfo("././@PaxHeader")
+            header.type = tarfile.XHDTYPE
+            self._add(header, b"".join(_pax_record(k, v) for k, v in records))
+            info = tarfile.TarInfo(name)
+            info.mode = 0o644
+            return self._add(info, data)
+        assert fmt == "gnu" and len(pairs) <= 4, "old GNU: up to 4 segments in the header"
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.GNUTYPE_SPARSE
+        info.mode = 0o644
+        info.size = len(data)
+        info.mtime = 1_700_000_000
+        block = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+        for index, (offset, length) in enumerate(pairs):
+            at = 386 + 24 * index
+            block[at : at + 24] = _number(offset) + _number(length)
+        block[483:495] = _number(size)
+        block[148:156] = b" " * 8
+        block[148:155] = b"%06o\0" % sum(block)
+        return self.raw(bytes(block) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE))
+
+    def raw(self, blocks: bytes) -> TarBuilder:
+        """Whole 512-byte blocks, written as they are."""
+        assert len(blocks) % tarfile.BLOCKSIZE == 0
+        fileobj = self._tar.fileobj
+        assert fileobj is not None
+        fileobj.write(blocks)
+        self._tar.offset += len(blocks)
+        return self
+
     def bytes(self) -> bytes:
         self._tar.close()
         return self._buf.getvalue()
+
+
+def _number(value: int) -> bytes:
+    """A 12-byte numeric header field (octal, or GNU's base-256 when too large)."""
+    return tarfile.itn(value, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    """One ``"<length> key=value\\n"`` record of a PAX extended header."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
 
 
 @dataclass(frozen=True)
@@ -109,6 +192,14 @@ def _exists_inside(*parts: str) -> Callable[[Path], None]:
     return check
 
 
+def _small_on_disk(name: str, size: int) -> Callable[[Path], None]:
+    def check(dest: Path) -> None:
+        st = (dest / name).stat()
+        assert st.st_size == size and st.st_blocks * 512 < 1 << 20, st
+
+    return check
+
+
 def _lower_symlink_out(dest: Path, outside: Path) -> None:
     (dest / "lowerlink").symlink_to(outside)
 
@@ -120,6 +211,7 @@ def corpus(outside: Path) -> list[HostileTar]:
     sibling = f"../{outside.name}"
     long_component = "x" * 300
     deep = "/".join(["d"] * 800)
+    long_path = "/".join(["p" * 99] * 100)  # 9,999 characters: longer than PATH_MAX
     cases = [
         HostileTar("dotdot-file", TarBuilder().file(f"{sibling}/pwned").bytes(), "reject"),
         HostileTar(
@@ -306,6 +398,24 @@ def corpus(outside: Path) -> list[HostileTar]:
             "reject",
         ),
         HostileTar("truncated", TarBuilder().file("f", b"x" * 5000).bytes()[:1500], "reject"),
+        HostileTar("path-10000-chars", TarBuilder().file(long_path).bytes(), "reject"),
+        HostileTar("symlink-10000-chars", TarBuilder().symlink("l", long_path).bytes(), "reject"),
+        HostileTar(
+            "sparse-10gib",
+            TarBuilder().sparse("big", 10 << 30, [(0, b"a"), ((10 << 30) - 1, b"z")]).bytes(),
+            "extract",
+            _small_on_disk("big", 10 << 30),
+        ),
+        HostileTar(
+            "sparse-map-overlap",
+            TarBuilder().sparse("big", 1 << 30, [(0, b"a" * 10), (5, b"b")], "pax0.1").bytes(),
+            "reject",
+        ),
+        HostileTar(
+            "sparse-past-the-end",
+            TarBuilder().sparse("big", 100, [(99, b"ab")], "gnu").bytes(),
+            "reject",
+        ),
         HostileTar("garbage-gzip", b"\x1f\x8b\x08\x00garbage" * 10, "reject"),
     ]
     return cases

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,34 @@ def test_privileged_extraction_creates_no_device_nodes(tmp_path: Path) -> None:
     report = extract_layer(io.BytesIO(data), tmp_path, unprivileged=False)
     assert os.listdir(tmp_path / "dev") == []
     assert report.skipped == ["/dev/null: device node, not created"]
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar missing")
+@pytest.mark.parametrize("fmt", ["pax", "gnu"])
+def test_gnu_tar_sparse_files_extract_sparse(tmp_path: Path, fmt: str) -> None:
+    """What ``tar --sparse`` writes (PAX 1.0, or the old GNU ``S`` type) stays sparse."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.truncate(4 << 30)
+        os.pwrite(f.fileno(), b"middle", 2 << 30)
+        os.pwrite(f.fileno(), b"end", (4 << 30) - 3)
+    (src / "small").write_bytes(b"small\n")
+    archive = tmp_path / "layer.tar"
+    done = subprocess.run(
+        ["tar", "--sparse", f"--format={fmt}", "-cf", str(archive), "-C", str(src), "big", "small"],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0 or b"unrecognized option" in done.stderr:
+        pytest.skip(f"this tar cannot write sparse archives: {done.stderr!r}")
+    assert archive.stat().st_size < 1 << 20
+    dest = tmp_path / "dest"
+    with open(archive, "rb") as stream:
+        extract_layer(stream, dest)
+    st = (dest / "big").stat()
+    assert (st.st_size, st.st_blocks * 512 < 1 << 20) == (4 << 30, True)
+    with open(dest / "big", "rb") as f:
+        assert os.pread(f.fileno(), 8, (2 << 30) - 1) == b"\0middle\0"
+        assert os.pread(f.fileno(), 10, (4 << 30) - 10) == b"\0" * 7 + b"end"
+    assert (dest / "small").read_bytes() == b"small\n"

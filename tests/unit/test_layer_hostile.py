@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import os
 import stat
@@ -13,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envkit.errors import LayerError
+from envkit.errors import EnvkitError, LayerError
 from envkit.oci.layer_reader import extract_layer
 from tests.unit.hostile_tars import (
     SECRET,
@@ -161,7 +163,7 @@ def test_symlink_entries_are_stored_not_followed(tmp_path: Path) -> None:
 
 def test_corrupt_zstd_is_a_layer_error(tmp_path: Path) -> None:
     _, dest = make_arena(tmp_path)
-    with pytest.raises(LayerError, match="not a valid tar"):
+    with pytest.raises(LayerError, match="corrupt"):
         extract_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\x00" * 64), dest)
 
 
@@ -243,3 +245,207 @@ def test_repeated_layers_are_stacked_once_topmost_kept(tmp_path: Path) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+# -- sparse files: holes stay holes, and a layer may expand only so far -------------------
+
+GIB = 1 << 30
+SPARSE_FORMATS = ["pax1.0", "pax0.1", "pax0.0", "gnu"]
+#: 10 GiB apparent, 8 KiB of data: at the start, in the middle, at the very end.
+SPARSE_SEGMENTS = [(0, b"A" * 4096), (5 * GIB + 100, b"B" * 100), (10 * GIB - 4096, b"C" * 4096)]
+
+
+def _sparse_layer(fmt: str, segments: list[tuple[int, bytes]] = SPARSE_SEGMENTS) -> bytes:
+    return (
+        TarBuilder()
+        .file("before", b"before\n")
+        .sparse("big", 10 * GIB, segments, fmt)
+        .file("after", b"after\n")
+        .bytes()
+    )
+
+
+@pytest.mark.parametrize("fmt", SPARSE_FORMATS)
+@pytest.mark.parametrize("unprivileged", [None, True], ids=["default", "unpriv"])
+def test_a_sparse_entry_stays_sparse(tmp_path: Path, fmt: str, unprivileged: bool | None) -> None:
+    outside, dest = make_arena(tmp_path)
+    data = _sparse_layer(fmt)
+    assert len(data) < 32 * 1024
+    assert _extract_checked(tmp_path, outside, dest, data, unprivileged=unprivileged) is None
+    st = (dest / "big").stat()
+    assert st.st_size == 10 * GIB
+    assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated"
+    assert stat.S_IMODE(st.st_mode) == 0o644
+    with open(dest / "big", "rb") as f:
+        for offset, chunk in SPARSE_SEGMENTS:
+            assert os.pread(f.fileno(), len(chunk), offset) == chunk
+        for hole in (4096, 5 * GIB, 5 * GIB + 200, 10 * GIB - 8192):
+            assert os.pread(f.fileno(), 100, hole) == b"\0" * 100
+    # The entries around it were read at the right places of the stream.
+    assert (dest / "before").read_bytes() == b"before\n"
+    assert (dest / "after").read_bytes() == b"after\n"
+
+
+def test_a_sparse_entry_ending_in_a_hole_has_its_full_size(tmp_path: Path) -> None:
+    _, dest = make_arena(tmp_path)
+    # GNU tar ends the map of a file ending in a hole with (size, 0).
+    data = TarBuilder().sparse("f", 3 * GIB, [(GIB, b"x" * 10), (3 * GIB, b"")]).bytes()
+    extract_layer(io.BytesIO(data), dest)
+    st = (dest / "f").stat()
+    assert (st.st_size, st.st_blocks * 512 < 1 << 20) == (3 * GIB, True)
+    with open(dest / "f", "rb") as f:
+        assert os.pread(f.fileno(), 12, GIB - 1) == b"\0" + b"x" * 10 + b"\0"
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        [(100, b"a" * 10), (105, b"b" * 10)],  # overlapping
+        [(200, b"a"), (100, b"b")],  # out of order
+        [(10 * GIB, b"past the end")],
+        [(-1, b"a")],
+    ],
+    ids=["overlap", "unordered", "past-end", "negative"],
+)
+def test_a_bad_sparse_map_is_refused(tmp_path: Path, segments: list[tuple[int, bytes]]) -> None:
+    outside, dest = make_arena(tmp_path)
+    data = TarBuilder().sparse("big", 10 * GIB, segments, "pax0.1").bytes()
+    error = _extract_checked(tmp_path, outside, dest, data)
+    assert error is not None and "sparse map" in error.message, error
+    assert error.hint
+
+
+def test_a_sparse_map_claiming_more_data_than_stored_is_refused(tmp_path: Path) -> None:
+    outside, dest = make_arena(tmp_path)
+    # The map says 1 MiB of data; the entry holds 10 bytes, then the next header.
+    info = tarfile.TarInfo("GNUSparseFile.0/big")
+    info.pax_headers = {"GNU.sparse.map": f"0,{1 << 20}", "GNU.sparse.size": str(GIB)}
+    info.size = 10
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b"0123456789"))
+        tar.addfile(tarfile.TarInfo("next"), io.BytesIO(b""))
+    error = _extract_checked(tmp_path, outside, dest, buf.getvalue())
+    assert error is not None and "sparse map" in error.message, error
+
+
+def test_the_cap_refuses_a_layer_expanding_past_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside, dest = make_arena(tmp_path)
+    monkeypatch.setenv("ENVKIT_MAX_LAYER_SIZE", "1g")
+    error = _extract_checked(tmp_path, outside, dest, _sparse_layer("pax1.0"))
+    assert error is not None
+    assert "expands to more than 1 GiB" in error.message
+    assert "ENVKIT_MAX_LAYER_SIZE" in error.message + (error.hint or "")
+    assert not (dest / "big").exists()  # refused before anything was written
+    # Many files of real content count together.
+    monkeypatch.setenv("ENVKIT_MAX_LAYER_SIZE", "1m")
+    dest2 = tmp_path / "many"
+    many = TarBuilder()
+    for n in range(5):
+        many.file(f"f{n}", b"x" * 300_000)
+    with pytest.raises(LayerError, match="expands to more than 1 MiB"):
+        extract_layer(io.BytesIO(many.bytes()), dest2)
+    assert len(list(dest2.iterdir())) <= 4  # stopped at the file that crossed it
+
+
+def test_the_cap_bounds_a_decompression_bomb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What follows the tar's end is read (to hash the diff_id), so it counts too."""
+    import gzip
+
+    monkeypatch.setenv("ENVKIT_MAX_LAYER_SIZE", "1m")
+    _, dest = make_arena(tmp_path)
+    bomb = gzip.compress(TarBuilder().file("a", b"a").bytes() + b"\0" * (8 << 20))
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(LayerError, match="expands to more than 1 MiB"):
+        extract_layer(io.BytesIO(bomb), dest)
+
+
+def test_the_default_cap_and_a_bad_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit.oci.layer_reader import max_layer_size
+
+    monkeypatch.delenv("ENVKIT_MAX_LAYER_SIZE", raising=False)
+    monkeypatch.setenv("ENVKIT_HOME", str(tmp_path / "home"))
+    assert max_layer_size() == 64 * GIB
+    for text, value in [("512m", 512 << 20), ("2GiB", 2 * GIB), ("1T", 1 << 40), ("4096", 4096)]:
+        monkeypatch.setenv("ENVKIT_MAX_LAYER_SIZE", text)
+        assert max_layer_size() == value
+    monkeypatch.setenv("ENVKIT_MAX_LAYER_SIZE", "lots")
+    with pytest.raises(EnvkitError, match="ENVKIT_MAX_LAYER_SIZE") as info:
+        extract_layer(io.BytesIO(TarBuilder().file("a").bytes()), tmp_path / "d")
+    assert info.value.exit_code == 2 and info.value.hint
+
+
+# -- 10,000-character paths, truncated and corrupt blobs ----------------------------------
+
+LONG_PATH = "/".join(["d" * 99] * 100)  # 9,999 characters, every component legal
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink-target", "hardlink-target"])
+def test_a_10000_character_path_is_refused(tmp_path: Path, kind: str) -> None:
+    outside, dest = make_arena(tmp_path)
+    builder = TarBuilder()
+    if kind == "file":
+        builder.file(LONG_PATH + "/x")
+    elif kind == "dir":
+        builder.dir(LONG_PATH)
+    elif kind == "symlink-target":
+        builder.symlink("link", LONG_PATH)
+    else:
+        builder.file("f").hardlink("link", LONG_PATH)
+    error = _extract_checked(tmp_path, outside, dest, builder.bytes())
+    assert error is not None
+    assert "longer than 4096 bytes" in error.message, error.message
+    assert len(error.message) < 400  # the path is shortened, not printed whole
+    assert error.hint
+
+
+def _blob(tmp_path: Path, data: bytes) -> tuple[Path, str]:
+    """``data`` stored as the store stores blobs: ``blobs/sha256/<hex>``."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "blobs" / "sha256" / digest
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path, f"sha256:{digest}"
+
+
+def _layer_tar() -> bytes:
+    return TarBuilder().file("a", os.urandom(20_000)).file("b", b"b" * 50_000).bytes()
+
+
+def _zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expect"),
+    [
+        ("truncated-tar", _layer_tar()[:15_000], "truncated"),
+        ("truncated-gzip", gzip.compress(_layer_tar())[:15_000], "truncated"),
+        ("truncated-zstd", _zstd(_layer_tar())[:15_000], "truncated"),
+        ("truncated-zstd-late", _zstd(_layer_tar() * 3)[:-5_000], "truncated"),
+        ("corrupt-gzip", b"\x1f\x8b\x08\x00garbage" * 10, "corrupt"),
+        ("corrupt-zstd", b"\x28\xb5\x2f\xfd" + b"\x00" * 64, "corrupt"),
+        ("not-a-tar", b"hello, this is not a tar" * 100, "corrupt"),
+    ],
+)
+def test_truncated_and_corrupt_blobs_name_the_layer(
+    tmp_path: Path, name: str, data: bytes, expect: str
+) -> None:
+    path, digest = _blob(tmp_path, data)
+    with open(path, "rb") as stream, pytest.raises(LayerError) as info:
+        extract_layer(stream, tmp_path / "dest")
+    message = info.value.message
+    assert message.startswith(f"layer {digest}: "), message
+    assert expect in message, message
+    assert info.value.hint and info.value.exit_code == 2
+    # A stream without a name: the caller's label, else the destination.
+    with pytest.raises(LayerError, match=f"^layer {digest[:19]}"):
+        extract_layer(io.BytesIO(data), tmp_path / "dest2", layer=digest[:19])
+    with pytest.raises(LayerError, match=f"^{tmp_path / 'dest3'}: "):
+        extract_layer(io.BytesIO(data), tmp_path / "dest3")
