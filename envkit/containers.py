@@ -19,7 +19,7 @@ import os
 import signal
 import time
 
-from envkit.errors import EnvkitError, RuntimeError_, SpecError
+from envkit.errors import EnvkitError, ImageNotFoundError, RuntimeError_, SpecError
 from envkit.runtime import image_config
 from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Mapping, Sequence
     from types import TracebackType
-    from typing import NoReturn
+    from typing import NoReturn, TextIO
 
     from envkit.network.attach import Attachment, PortsSpec
     from envkit.network.ports import PortMapping
@@ -55,8 +55,11 @@ class RunOptions:
     command (``--init``; :func:`envkit.runtime.init.find_init`). ``seccomp=False``: no
     seccomp filter (``--security-opt seccomp=unconfined``). ``cap_add``/``cap_drop``:
     capability names added to or dropped from docker's defaults (``--cap-add``,
-    ``--cap-drop``; ``ALL`` for all); the seccomp filter follows them. Not a dataclass: this
-    module is on ``envkit run``'s start-up path (see :class:`envkit.runtime.config.BindMount`).
+    ``--cap-drop``; ``ALL`` for all); the seccomp filter follows them. ``pull``: docker's
+    ``--pull`` policy for an image that is not in the store (``missing``, ``always``,
+    ``never``; :mod:`envkit.pulling`), with docker's pull lines on ``pull_output``
+    (``None``: silent). Not a dataclass: this module is on ``envkit run``'s start-up
+    path (see :class:`envkit.runtime.config.BindMount`).
     """
 
     __slots__ = (
@@ -72,6 +75,8 @@ class RunOptions:
         "network_aliases",
         "networks",
         "ports",
+        "pull",
+        "pull_output",
         "read_only",
         "remove",
         "seccomp",
@@ -106,7 +111,13 @@ class RunOptions:
         seccomp: bool = True,
         cap_add: Sequence[str] = (),
         cap_drop: Sequence[str] = (),
+        pull: str = "missing",
+        pull_output: TextIO | None = None,
     ) -> None:
+        if pull not in ("missing", "always", "never"):
+            from envkit.pulling import check
+
+            check(pull, "pull")
         self.cmd = cmd
         self.entrypoint = entrypoint
         self.env: Mapping[str, str] = {} if env is None else env
@@ -128,6 +139,8 @@ class RunOptions:
         self.seccomp = seccomp
         self.cap_add = cap_add
         self.cap_drop = cap_drop
+        self.pull = pull
+        self.pull_output = pull_output
 
 
 class ExecResult(tuple[int, str]):
@@ -426,6 +439,7 @@ def run(
     init: bool = False,
     cap_add: Sequence[str] = (),
     cap_drop: Sequence[str] = (),
+    pull: str = "missing",
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
@@ -443,7 +457,9 @@ def run(
     tells which); publishing without ``network`` joins the default network ``envkit``.
     The command is the container's pid 1, as in docker; ``init=True`` puts a small init
     in front (``docker run --init``). ``cap_add``/``cap_drop`` change docker's default
-    capabilities (``--cap-add``/``--cap-drop``)::
+    capabilities (``--cap-add``/``--cap-drop``). ``pull``: as ``docker run --pull``,
+    ``"missing"`` pulls an image that is not in the store from its registry (silently),
+    ``"always"`` pulls the name first every time, ``"never"`` uses the store alone::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
             assert c.wait() == 0 and c.logs() == "hi\\n"
@@ -477,6 +493,7 @@ def run(
         init=init,
         cap_add=cap_add,
         cap_drop=cap_drop,
+        pull=pull,
     )
     prepared = prepare(image, options)
     if detach:
@@ -773,6 +790,29 @@ def _resolve(ref: str) -> Resolved:
     return found
 
 
+def _resolve_pulling(ref: str, policy: str, output: TextIO | None) -> Resolved:
+    """:func:`_resolve`, after pulling ``ref`` as the pull ``policy`` says
+    (:mod:`envkit.pulling`, imported only when the store lacks the image or the policy is
+    ``always``). Called holding the store lock shared, as a pull itself holds it."""
+    if policy == "always":
+        from envkit import pulling
+
+        if pulling.remote(ref) is not None:
+            pulling.pull(ref, missing=False, stream=output)
+        return _resolve(ref)
+    try:
+        return _resolve(ref)
+    except ImageNotFoundError as exc:
+        from envkit import pulling
+
+        if policy == "never":
+            raise pulling.not_present(ref, exc) from None
+        if pulling.remote(ref) is None:
+            raise
+    pulling.pull(ref, missing=True, stream=output)
+    return _resolve(ref)
+
+
 def prepare(image: str | Image, options: RunOptions) -> Prepared:
     """Snapshots of the image's layers, the container's record and dirs, the engine's
     config (and its cgroup when limits are asked for)."""
@@ -781,7 +821,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
 
     # Until the record exists, prune keeps the snapshots picked here (see holding).
     with holding():
-        image_info = _resolve(ref)
+        image_info = _resolve_pulling(ref, options.pull, options.pull_output)
         settings, layers = image_info.settings, image_info.layers
         who = image_config.resolve_user(
             options.user if options.user is not None else str(settings.get("User") or ""),

@@ -53,8 +53,9 @@ class PullCommand:
         progress = Progress.silent() if args.quiet else for_terminal()
         image = pull(args.ref, platform=args.platform, progress=progress)
         if not args.quiet:
-            verb = "Downloaded newer image" if image.downloaded else "Image is up to date"
-            print(f"Status: {verb} for {image.ref.familiar}")
+            from envkit.pulling import status
+
+            print(f"Status: {status(image)}")
         print(str(image.ref))
         return 0
 

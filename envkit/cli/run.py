@@ -1,9 +1,11 @@
-"""``envkit run``: run an image from the store, as ``docker run`` (foreground or ``-d``)."""
+"""``envkit run``: run an image, as ``docker run`` (foreground or ``-d``); one that is
+not in the store is pulled first (``--pull``, :mod:`envkit.pulling`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from envkit.errors import SpecError
 
@@ -76,7 +78,14 @@ class RunCommand:
             help="publish a port on 127.0.0.1 (HOST 0: a free one); joins network "
             "'envkit' unless --network is given",
         )
-        add("image", metavar="IMAGE", help="name, id or digest of an image in the store")
+        add(
+            "--pull",
+            choices=("missing", "always", "never"),
+            default="missing",
+            help="pull the image before running: missing (default: when it is not in the "
+            "store), always, never; the pull's lines go to stderr",
+        )
+        add("image", metavar="IMAGE", help="name, id or digest of an image (pulled if missing)")
         add("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="replaces the image's Cmd")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -114,6 +123,8 @@ class RunCommand:
             networks=args.network,
             network_aliases=args.network_alias,
             ports=args.publish,
+            pull=args.pull,
+            pull_output=sys.stderr,
         )
         if args.detach:
             from envkit.containers import reap

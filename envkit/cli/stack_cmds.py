@@ -110,6 +110,13 @@ class UpCommand:
             default="auto",
             help="build progress on stderr",
         )
+        parser.add_argument(
+            "--pull",
+            choices=("missing", "always", "never"),
+            default="missing",
+            help="pull the services' image references: missing (default: those not in the "
+            "store), always, never; the pulls' lines go to stderr",
+        )
         _add_target(parser, positional=True)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -133,6 +140,8 @@ class UpCommand:
                     owned=False,
                     report=report,
                     file=str(Path(file or DEFAULT_FILE).absolute()),
+                    pull=args.pull,
+                    pull_output=sys.stderr,
                 )
                 if args.detach:
                     print(f"{stack.name}: up", file=sys.stderr)
@@ -154,6 +163,8 @@ class UpCommand:
                     report=report,
                     on_started=printer.start,
                     file=str(Path(file or DEFAULT_FILE).absolute()),
+                    pull=args.pull,
+                    pull_output=sys.stderr,
                 )
             finally:
                 stop.set()

@@ -111,9 +111,11 @@ class Stack(SpecObject):
             visit(service)
         return order
 
-    def up(self, *services: str, timeout: float = 300.0) -> RunningStack:
+    def up(self, *services: str, timeout: float = 300.0, pull: str = "missing") -> RunningStack:
         """Build and start the stack (or ``services`` and what they depend on); return
-        once every service runs and those with a health check are healthy.
+        once every service runs and those with a health check are healthy. An image
+        reference that is not in the store is pulled first (``pull``: docker compose's
+        ``--pull``, ``"missing"``, ``"always"`` or ``"never"``).
 
         Use it as a context manager: the stack goes down on exit (volumes are kept),
         and also when the calling process exits::
@@ -124,7 +126,7 @@ class Stack(SpecObject):
         """
         from envkit.stack.api import up
 
-        return up(self, services, timeout=timeout)
+        return up(self, services, timeout=timeout, pull=pull)
 
     def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Stack:
         """This stack with relative paths resolved against ``base_dir`` (made absolute)."""

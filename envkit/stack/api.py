@@ -14,7 +14,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from envkit.errors import EnvkitError, SpecError
 from envkit.stack import state as ss
@@ -256,12 +256,19 @@ def check(stack: Stack, names: Sequence[str]) -> None:
 
 
 def build_images(
-    stack: Stack, names: Sequence[str], progress: Progress | None = None
+    stack: Stack,
+    names: Sequence[str],
+    progress: Progress | None = None,
+    *,
+    pull: str = "missing",
+    report: Callable[[str], None] | None = None,
+    pull_output: TextIO | None = None,
 ) -> dict[str, str]:
     """Build (or find in the cache) the image of each service; service -> image id.
 
-    A plain image reference is used as it is (``envkit pull`` gets a missing one);
-    anything else is built from the stack's directory, tagged ``<stack>-<svc>:latest``.
+    A plain image reference is used as it is, pulled first as ``pull`` says (see
+    :func:`pull_images`); anything else is built from the stack's directory, tagged
+    ``<stack>-<svc>:latest``.
     """
     from pathlib import Path
 
@@ -270,11 +277,17 @@ def build_images(
     builder: Builder | None = None
     context = stack.base_dir or Path.cwd()
     images = {}
+    refs = {}
     for name in names:
         image = stack[name].image
-        base = image.base
-        if not image.steps and isinstance(base, FromRef):
-            images[name] = str(base.ref)
+        if not image.steps and isinstance(image.base, FromRef):
+            refs[name] = str(image.base.ref)
+    # Pulls first, all of them: their progress lines never cut into a build's live view.
+    pull_images(refs, pull, report=report, output=pull_output)
+    for name in names:
+        image = stack[name].image
+        if name in refs:
+            images[name] = refs[name]
             continue
         if builder is None:
             # Only now: the build engine takes ~20 ms to import, and a stack of plain
@@ -287,6 +300,60 @@ def build_images(
     return images
 
 
+def pull_images(
+    refs: Mapping[str, str],
+    policy: str = "missing",
+    *,
+    report: Callable[[str], None] | None = None,
+    output: TextIO | None = None,
+) -> None:
+    """Pull the image references of services (service -> ref) as docker compose's
+    ``--pull`` ``policy`` says (:mod:`envkit.pulling`): ``missing`` those not in the
+    store, ``always`` every name, ``never`` none (a missing one is an error naming the
+    service). Each ref is pulled once; ``report`` gets a line for each pull (``db:
+    pulling busybox:1 (not in the store)``, then what it got), ``output`` the pull's own
+    progress lines (``None``: none)."""
+    from envkit import pulling
+    from envkit.errors import ImageNotFoundError, RegistryError
+    from envkit.store.layout import Store
+
+    pulling.check(policy)
+    if not refs:
+        return
+    store = Store.default()
+    done: set[str] = set()
+    for name, ref in refs.items():
+        if ref in done:
+            continue
+        done.add(ref)
+        missing = False
+        if policy != "always" or pulling.remote(ref) is None:
+            try:
+                store.resolve(ref)
+                continue
+            except ImageNotFoundError as exc:
+                if policy == "never":
+                    raise _for_service(name, pulling.not_present(ref, exc)) from None
+                if pulling.remote(ref) is None:
+                    raise _for_service(name, exc) from None
+                missing = True
+        shown = pulling.familiar(ref)
+        if report is not None:
+            why = "not in the store" if missing else "--pull=always"
+            report(f"{name}: pulling {shown} ({why})")
+        try:
+            image = pulling.pull(ref, missing=missing, stream=output)
+        except (ImageNotFoundError, RegistryError) as exc:
+            raise _for_service(name, exc) from exc
+        if report is not None:
+            report(f"{name}: pulled {shown} ({image.descriptor.digest}): {pulling.status(image)}")
+
+
+def _for_service(name: str, exc: EnvkitError) -> EnvkitError:
+    """``exc`` (same class, message and hint) naming the service whose image it is about."""
+    return type(exc)(f"Service({name!r}).image: {exc.message}", hint=exc.hint)
+
+
 def up(
     stack: Stack,
     services: Sequence[str] = (),
@@ -296,13 +363,17 @@ def up(
     owned: bool = True,
     report: Callable[[str], None] | None = None,
     file: str = "",
+    pull: str = "missing",
+    pull_output: TextIO | None = None,
 ) -> RunningStack:
     """Build what changed and start ``stack`` (or ``services`` and their dependencies)
     in a supervisor process of its own; return once every service is started and the
     ones with a health check are healthy.
 
     ``owned``: the stack goes down when the calling process exits (``stack.up()``);
-    else it runs on (``envkit up -d``). A failure raises one
+    else it runs on (``envkit up -d``). ``pull``: docker compose's ``--pull`` for the
+    services' image references (``missing``, ``always``, ``never``; :func:`pull_images`),
+    the pulls' progress lines on ``pull_output``. A failure raises one
     :class:`~envkit.errors.EnvkitError` naming the cause, after everything that was
     started is removed again.
     """
@@ -311,10 +382,20 @@ def up(
     with ss.locked(stack.name):
         record = ss.load(stack.name)
         if record is not None and record.supervised:
-            recreate(stack, names, record, progress=progress, report=report)
+            recreate(
+                stack,
+                names,
+                record,
+                progress=progress,
+                report=report,
+                pull=pull,
+                pull_output=pull_output,
+            )
             return RunningStack(stack)
         _clear_previous(stack.name)
-        images = build_images(stack, names, progress)
+        images = build_images(
+            stack, names, progress, pull=pull, report=report, pull_output=pull_output
+        )
         from envkit.runtime.state import process_start
         from envkit.stack.supervisor import Supervisor, start_detached
 
@@ -341,6 +422,8 @@ def up_foreground(
     report: Callable[[str], None] | None = None,
     on_started: Callable[[], None] | None = None,
     file: str = "",
+    pull: str = "missing",
+    pull_output: TextIO | None = None,
 ) -> None:
     """``envkit up`` without ``-d``: hold the stack in this process until SIGINT or
     SIGTERM (or ``envkit down`` from elsewhere), then stop it gracefully."""
@@ -350,7 +433,9 @@ def up_foreground(
     check(stack, names)
     with ss.locked(stack.name):
         _clear_previous(stack.name)
-        images = build_images(stack, names, progress)
+        images = build_images(
+            stack, names, progress, pull=pull, report=report, pull_output=pull_output
+        )
         supervisor = Supervisor(
             stack, images, names, file=file or _file_of(stack), timeout=timeout, report=report
         )
@@ -393,6 +478,8 @@ def recreate(
     *,
     progress: Progress | None = None,
     report: Callable[[str], None] | None = None,
+    pull: str = "missing",
+    pull_output: TextIO | None = None,
 ) -> list[str]:
     """``up`` of a stack that is up: build, then have its supervisor recreate the
     services that changed (see :func:`changed_services`); those, or ``[]`` when the
@@ -402,7 +489,7 @@ def recreate(
 
     from envkit.stack import control
 
-    images = build_images(stack, names, progress)
+    images = build_images(stack, names, progress, pull=pull, report=report, pull_output=pull_output)
     if not changed_services(stack, names, record, images):
         if report is not None:
             report("up to date")

@@ -103,9 +103,9 @@ def test_cli_runs_as_root_with_exit_code_and_stdio(home: Path) -> None:
 
 
 def test_cli_unknown_image_exits_2_with_one_message(home: Path) -> None:
-    done = _cli(home, ["run", "nope:1", "true"])
+    done = _cli(home, ["run", "--pull=never", "nope:1", "true"])
     assert done.returncode == 2
-    assert "no image 'nope:1'" in done.stderr
+    assert "no image 'nope:1'" in done.stderr and "envkit pull nope:1" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -260,7 +260,7 @@ def test_exit_codes_and_signals(home: Path, tmp_path: Path) -> None:
 
 def test_api_errors(home: Path) -> None:
     with pytest.raises(ImageNotFoundError):
-        envkit.run("nope:1", ["true"])
+        envkit.run("nope:1", ["true"], pull="never")
 
 
 def test_api_builds_an_image_with_steps_before_running_it(home: Path, tmp_path: Path) -> None:
@@ -299,7 +299,7 @@ def test_a_moved_tag_is_seen_by_the_next_run(home: Path, tmp_path: Path) -> None
         assert _api(tmp_path, alias, ["cat", "/data/new"]) == (0, "n")
     finally:
         assert _cli(home, ["rmi", alias]).returncode == 0
-    done = _cli(home, ["run", "--rm", alias, "true"])
+    done = _cli(home, ["run", "--rm", "--pull=never", alias, "true"])
     assert done.returncode == 2 and "no image 'moving:1'" in done.stderr
 
 

@@ -24,3 +24,10 @@ PATH_MODULES = (
 
 def test_the_run_path_imports_no_heavy_module(tmp_path: Path) -> None:
     assert loaded_after(PATH_MODULES, tmp_path, HEAVY) == []
+
+
+def test_the_run_path_imports_no_registry_client(tmp_path: Path) -> None:
+    """The registry client (and requests) load only when an image must be pulled
+    (``envkit.pulling``); ``test_run_pull.py`` checks a real run of a stored image."""
+    modules = ("requests", "urllib3", "envkit.pulling", "envkit.registry", "envkit.registry.pull")
+    assert loaded_after(PATH_MODULES, tmp_path, modules) == []
