@@ -700,6 +700,9 @@ def _finish(
             )
     if record.auto_remove:
         st.remove(record)
+        # In memory too: a later wait() (a `with` block's exit) must not wait for a
+        # record that is gone.
+        record.status, record.exit_code = st.EXITED, code
         return
     record.mark_exited(code)
 
