@@ -230,8 +230,9 @@ class PruneCommand:
             print(f"Deleted: {name}")
         for path in [*swept.snapshots, *swept.partial_snapshots]:
             print(f"Deleted snapshot: {path}")
-        for path in [*swept.build_dirs, *swept.runtime_dirs, *swept.port_logs]:
-            print(f"Deleted leftover: {path}")
+        for path in [*swept.leftovers, *swept.runtime_dirs]:
+            if path not in swept.partial_snapshots:
+                print(f"Deleted leftover: {path}")
         if swept.snapshots_kept:
             print(f"Kept unused snapshots: {swept.snapshots_kept}")
         freed = report.freed_bytes + steps.freed_bytes + swept.freed_bytes

@@ -9,6 +9,9 @@
   empty, belong to the caller and are no process's mount point;
 * **port logs** ``$ENVKIT_HOME/network/logs/ports-<name>.log`` of containers that no
   longer exist;
+* **cache temp files** ``tmp-*`` beside the build cache's step entries and context
+  indexes (``$ENVKIT_HOME/cache/steps``, ``cache/context``: they are written there and
+  renamed into place) whose writer is gone;
 * **snapshots** (``$ENVKIT_HOME/snapshots``) that no image in the store, no build cache
   entry and no container uses, and partial extractions.
 
@@ -53,6 +56,7 @@ class SweepReport:
     build_dirs: list[str] = field(default_factory=list)
     runtime_dirs: list[str] = field(default_factory=list)
     port_logs: list[str] = field(default_factory=list)
+    cache_tmp_files: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)  # unused, whole
     partial_snapshots: list[str] = field(default_factory=list)  # interrupted extractions
     run_cache: list[str] = field(default_factory=list)  # entries naming removed snapshots
@@ -63,7 +67,7 @@ class SweepReport:
     @property
     def leftovers(self) -> list[str]:
         """What killed processes left (not unused snapshots): damage for ``fsck``."""
-        return [*self.build_dirs, *self.port_logs, *self.partial_snapshots]
+        return [*self.build_dirs, *self.cache_tmp_files, *self.port_logs, *self.partial_snapshots]
 
 
 def home() -> Path:
@@ -185,14 +189,25 @@ def orphan_port_logs(root: Path) -> list[Path]:
 
 def dead_tmp_files(store: Store) -> list[Path]:
     """Temp files in the store's ``tmp/`` whose writer (named in the file) is gone."""
+    return _dead_tmp_in(store.tmp_dir)
+
+
+def dead_cache_tmp_files(root: Path) -> list[Path]:
+    """Temp files of the build cache (step entries and context indexes are written
+    beside their final name) whose writer is gone."""
+    cache = root / "cache"
+    return [*_dead_tmp_in(cache / "steps"), *_dead_tmp_in(cache / "context")]
+
+
+def _dead_tmp_in(top: Path) -> list[Path]:
     from envkit.store.atomic import TMP_PREFIX, is_live
 
     found = []
-    for name in _listdir(store.tmp_dir):
+    for name in _listdir(top):
         if not name.startswith(TMP_PREFIX):
             continue
         pid = name.rsplit("-", 2)[-2] if name.count("-") >= 3 else ""
-        path = store.tmp_dir / name
+        path = top / name
         if pid.isdigit() and not _pid_alive(int(pid)) and not is_live(path):
             found.append(path)
     return found
@@ -334,6 +349,9 @@ def collect(store: Store, *, snapshots: bool = True) -> SweepReport:
     for path in orphan_port_logs(root):
         report.freed_bytes += _remove(path)
         report.port_logs.append(str(path))
+    for path in dead_cache_tmp_files(root):
+        report.freed_bytes += _remove(path)
+        report.cache_tmp_files.append(str(path))
     unused, partial, report.snapshots_kept = snapshot_files(store)
     for path in partial:
         report.freed_bytes += _remove(path)
@@ -366,6 +384,7 @@ def check(store: Store) -> SweepReport:
     report.build_dirs = [str(p) for p in dead_build_dirs(root, exclusive=False)]
     report.runtime_dirs = [str(p) for p in dead_runtime_dirs()]
     report.port_logs = [str(p) for p in orphan_port_logs(root)]
+    report.cache_tmp_files = [str(p) for p in dead_cache_tmp_files(root)]
     _, partial, _ = snapshot_files(store)
     report.partial_snapshots = [str(p) for p in partial if not _extracting(p)]
     return report
@@ -378,10 +397,12 @@ def _extracting(path: Path) -> bool:
 
 
 def after_crash(store: Store) -> list[str]:
-    """Remove what killed builds left: build dirs and store temp files whose owner
-    process is gone. Safe beside running builds (hold the store lock shared)."""
+    """Remove what killed builds left: build dirs, store and build cache temp files
+    whose owner process is gone. Safe beside running builds (hold the store lock shared)."""
     removed = []
-    for path in [*dead_build_dirs(home(), exclusive=False), *dead_tmp_files(store)]:
+    root = home()
+    dead = [*dead_build_dirs(root, exclusive=False), *dead_tmp_files(store)]
+    for path in [*dead, *dead_cache_tmp_files(root)]:
         _remove(path)
         removed.append(str(path))
     return removed

@@ -100,6 +100,36 @@ def test_a_rerun_removes_what_a_killed_build_left(store: Store, envkit_home: Pat
     assert legacy.exists() and live.exists() and mine.exists()
 
 
+def test_build_cache_temp_files_of_killed_builds_are_removed(
+    store: Store, envkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A build killed while writing a step entry or a context index leaves its temp
+    file beside them: fsck reports it, and prune, fsck --repair and the next build's
+    sweep remove it (not a live writer's)."""
+    made = []
+    for sub in ("steps", "context"):
+        top = envkit_home / "cache" / sub
+        top.mkdir(parents=True, exist_ok=True)
+        dead = top / f"tmp-{os.urandom(32).hex()}_json-{dead_pid()}-{os.urandom(8).hex()}"
+        dead.write_bytes(b'{"half":')
+        made.append(dead)
+    live = envkit_home / "cache" / "steps" / f"tmp-x_json-{os.getpid()}-{os.urandom(8).hex()}"
+    live.write_bytes(b"being written")
+    assert main(["fsck"]) == 1
+    out = capsys.readouterr().out
+    assert all(f"leftover {p} (of a killed build or run)" in out for p in made), out
+    assert str(live) not in out
+    with store.shared():
+        assert sorted(sweep.after_crash(store)) == sorted(map(str, made))
+    made[0].write_bytes(b"again")
+    assert main(["prune"]) == 0
+    assert f"Deleted leftover: {made[0]}" in capsys.readouterr().out
+    made[1].write_bytes(b"again")
+    assert main(["fsck", "--repair"]) == 0
+    assert not any(p.exists() for p in made) and live.exists()
+    assert main(["fsck"]) == 0
+
+
 def test_unused_runtime_dirs_are_removed(store: Store, tmp_path: Path) -> None:
     import tempfile
 
