@@ -15,33 +15,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.benchmarks.bench_run import _host_ulimits, _unmount_below
-from tests.benchmarks.common import Result, envkit_command, have, median_time, private_podman, sh
+from tests.benchmarks.bench_run import _host_ulimits, _unmount_below, podman_timing
+from tests.benchmarks.common import Result, envkit_command, have, median_time, sh
 
 RUNS = 10
 REF = "busybox:1"
 
 
 def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
-    if not (have("podman") and have("runc")):
-        return None, "podman or runc not installed"
-    cmd = private_podman(base)
-    try:
-        loaded = subprocess.run(
-            [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
-        )
-        image = loaded.stdout.strip().rsplit(" ", 1)[-1]
+    def timed(cmd: list[str], image: str) -> float:
         options = ["-d", "--name", "bench", "--network=none", "--init", *_host_ulimits()]
         sh([*cmd, "run", *options, image, "sleep", "600"])
         try:
             exec_ = [*cmd, "exec", "bench", "true"]
             sh(exec_)
-            return median_time(lambda: sh(exec_), RUNS), ""
+            return median_time(lambda: sh(exec_), RUNS)
         finally:
             subprocess.run([*cmd, "rm", "-f", "-t", "0", "bench"], check=False, capture_output=True)
-    except subprocess.CalledProcessError as exc:
-        err = exc.stderr if isinstance(exc.stderr, str) else exc.stderr.decode(errors="replace")
-        return None, f"podman failed: {err.strip()[-160:]}"
+
+    return podman_timing(base, archive, timed)
 
 
 def main() -> list[Result]:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.benchmarks.common import Result, envkit_command, have, median_time, private_podman, sh
@@ -21,7 +22,11 @@ RUNS = 10
 REF = "busybox:1"
 
 
-def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
+def podman_timing(
+    base: Path, archive: Path, timed: Callable[[list[str], str], float]
+) -> tuple[float | None, str]:
+    """``timed(podman_command, image)`` with ``archive`` loaded into a private podman store
+    under ``base``; ``(None, why)`` when podman cannot run here."""
     if not (have("podman") and have("runc")):
         return None, "podman or runc not installed"
     cmd = private_podman(base)
@@ -29,13 +34,19 @@ def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
         loaded = subprocess.run(
             [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
         )
-        image = loaded.stdout.strip().rsplit(" ", 1)[-1]
-        run = [*cmd, "run", "--rm", "--network=none", *_host_ulimits(), image, "true"]
-        sh(run)
-        return median_time(lambda: sh(run), RUNS), ""
+        return timed(cmd, loaded.stdout.strip().rsplit(" ", 1)[-1]), ""
     except subprocess.CalledProcessError as exc:
         err = exc.stderr if isinstance(exc.stderr, str) else exc.stderr.decode(errors="replace")
         return None, f"podman failed: {err.strip()[-160:]}"
+
+
+def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
+    def timed(cmd: list[str], image: str) -> float:
+        run = [*cmd, "run", "--rm", "--network=none", *_host_ulimits(), image, "true"]
+        sh(run)
+        return median_time(lambda: sh(run), RUNS)
+
+    return podman_timing(base, archive, timed)
 
 
 def _host_ulimits() -> list[str]:
