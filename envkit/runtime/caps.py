@@ -149,7 +149,7 @@ def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> frozenset[int]
     def numbers(option: str, names: Sequence[str]) -> set[int]:
         found: set[int] = set()
         for raw in names:
-            name = raw.strip().upper().removeprefix("CAP_")
+            name = canonical(raw)[4:]
             if name == "ALL":
                 found.update(CAP.values())
             elif name in CAP:
@@ -164,6 +164,13 @@ def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> frozenset[int]
         return found
 
     return frozenset((set(DEFAULT) - numbers("cap_drop", drop)) | numbers("cap_add", add))
+
+
+def canonical(name: str) -> str:
+    """A capability name as the kernel headers and Docker's profile spell it:
+    ``sys_admin`` -> ``CAP_SYS_ADMIN``."""
+    upper = name.strip().upper()
+    return upper if upper.startswith("CAP_") else "CAP_" + upper
 
 
 def names(numbers: frozenset[int]) -> list[str]:

@@ -35,7 +35,7 @@ import ctypes
 import os
 
 from envkit.errors import RuntimeError_
-from envkit.runtime.caps import CAP, DEFAULT
+from envkit.runtime.caps import DEFAULT, canonical, names
 from envkit.runtime.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -69,9 +69,8 @@ PROFILE_CAPS = frozenset(
         "CAP_SYS_TTY_CONFIG",
     }
 )
-_NAMES = {number: name for name, number in CAP.items()}
 #: envkit's default capabilities (:data:`envkit.runtime.caps.DEFAULT`), by name.
-DEFAULT_CAPS = frozenset("CAP_" + _NAMES[number] for number in DEFAULT)
+DEFAULT_CAPS = frozenset(names(DEFAULT))
 
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
@@ -112,8 +111,7 @@ def profile_name() -> str:
 
 def normalize_caps(caps: Iterable[str]) -> frozenset[str]:
     """Capability names as the profile spells them: ``sys_admin`` -> ``CAP_SYS_ADMIN``."""
-    names = (name.strip().upper() for name in caps)
-    return frozenset(name if name.startswith("CAP_") else "CAP_" + name for name in names)
+    return frozenset(canonical(name) for name in caps)
 
 
 def filter_key(caps: frozenset[str] | None = None) -> str:
