@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from tests.benchmarks.bench_run import _host_ulimits, _unmount_below, podman_timing
-from tests.benchmarks.common import Result, envkit_command, have, median_time, sh
+from tests.benchmarks.common import Result, envkit_command, envkit_home, have, median_time, sh
 
 RUNS = 10
 REF = "busybox:1"
@@ -47,9 +47,7 @@ def main() -> list[Result]:
         base.chmod(0o755)
         archive = base / "busybox.tar"
         build_archive(archive, ref=REF)
-        saved = os.environ.get("ENVKIT_HOME")
-        os.environ["ENVKIT_HOME"] = str(base / "home")
-        try:
+        with envkit_home(base / "home"):
             sh([sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)])
             sh([*envkit_command(), "run", "-d", "--init", "--name", "bench", REF, "sleep", "600"])
             try:
@@ -66,11 +64,6 @@ def main() -> list[Result]:
                 subprocess.run(
                     [*envkit_command(), "rm", "-f", "bench"], check=False, capture_output=True
                 )
-        finally:
-            if saved is None:
-                os.environ.pop("ENVKIT_HOME", None)
-            else:
-                os.environ["ENVKIT_HOME"] = saved
         podman_s, note = _podman(base, archive)
         _unmount_below(base)
         if os.geteuid() != 0 and have("podman"):

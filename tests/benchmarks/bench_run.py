@@ -16,7 +16,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.benchmarks.common import Result, envkit_command, have, median_time, private_podman, sh
+from tests.benchmarks.common import (
+    Result,
+    envkit_command,
+    envkit_home,
+    have,
+    median_time,
+    private_podman,
+    sh,
+)
 
 RUNS = 10
 REF = "busybox:1"
@@ -83,9 +91,7 @@ def main() -> list[Result]:
         base.chmod(0o755)
         archive = base / "busybox.tar"
         build_archive(archive, ref=REF)
-        saved = os.environ.get("ENVKIT_HOME")
-        os.environ["ENVKIT_HOME"] = str(base / "home")
-        try:
+        with envkit_home(base / "home"):
             cli = [*envkit_command(), "run", "--rm", REF, "true"]
             sh([sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)])
             sh(cli)  # warm-up: extracts the layer snapshot once
@@ -94,11 +100,6 @@ def main() -> list[Result]:
             api_s = median_time(
                 lambda: envkit.run(REF, ["true"], stdio=stdio, remove=True).wait(), RUNS
             )
-        finally:
-            if saved is None:
-                os.environ.pop("ENVKIT_HOME", None)
-            else:
-                os.environ["ENVKIT_HOME"] = saved
         runc_s, crun_s, crun_note = _oci_runtimes(base)
         podman_s, note = _podman(base, archive)
         _unmount_below(base)

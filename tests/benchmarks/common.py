@@ -137,3 +137,17 @@ def table(results: Sequence[Result]) -> str:
         if r.note:
             lines.append(f"    {r.note}")
     return "\n".join(lines)
+
+
+@contextmanager
+def envkit_home(path: Path) -> Iterator[None]:
+    """``ENVKIT_HOME`` set to ``path`` in this process (and what it starts), then put back."""
+    saved = os.environ.get("ENVKIT_HOME")
+    os.environ["ENVKIT_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("ENVKIT_HOME", None)
+        else:
+            os.environ["ENVKIT_HOME"] = saved
