@@ -31,11 +31,25 @@ class TerminalRelay:
     """
 
     def __init__(self, stdio: tuple[int, int, int]) -> None:
-        #: What the container gets as its 0, 1 and 2.
-        self.stdio = stdio
         self._container_ends: list[int] = []
         self._input: tuple[int, int] | None = None  # (terminal, pipe write end)
         self._outputs: dict[int, int] = {}  # pipe read end -> terminal
+        given: list[int] = []
+        for index, fd in enumerate(stdio):
+            if not os.isatty(fd):
+                given.append(fd)
+                continue
+            read_end, write_end = os.pipe2(os.O_CLOEXEC)
+            if index == 0:
+                self._input = (fd, write_end)
+                ours = read_end
+            else:
+                self._outputs[read_end] = fd
+                ours = write_end
+            self._container_ends.append(ours)
+            given.append(ours)
+        #: What the container gets as its 0, 1 and 2: a pipe for each terminal.
+        self.stdio = (given[0], given[1], given[2])
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread: threading.Thread | None = None
 
@@ -111,23 +125,4 @@ class TerminalRelay:
 
 def shield(stdio: tuple[int, int, int]) -> TerminalRelay | None:
     """A relay for ``stdio`` when any of them is a terminal, else ``None``."""
-    ttys = [fd for fd in stdio if os.isatty(fd)]
-    if not ttys:
-        return None
-    relay = TerminalRelay(stdio)
-    container: list[int] = []
-    for index, fd in enumerate(stdio):
-        if not os.isatty(fd):
-            container.append(fd)
-        elif index == 0:
-            read_end, write_end = os.pipe2(os.O_CLOEXEC)
-            relay._input = (fd, write_end)
-            relay._container_ends.append(read_end)
-            container.append(read_end)
-        else:
-            read_end, write_end = os.pipe2(os.O_CLOEXEC)
-            relay._outputs[read_end] = fd
-            relay._container_ends.append(write_end)
-            container.append(write_end)
-    relay.stdio = (container[0], container[1], container[2])
-    return relay
+    return TerminalRelay(stdio) if any(os.isatty(fd) for fd in stdio) else None
