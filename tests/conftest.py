@@ -27,11 +27,11 @@ def _temp_files_stay_removable(tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield
     import os
 
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if os.geteuid() == 0 or not idmap.plan().use_helpers:
         return
-    from envkit.runtime.as_root import call_as_container_root
+    from envkit.host.as_root import call_as_container_root
 
     call_as_container_root(lambda: _own_all(str(tmp_path_factory.getbasetemp())))
 

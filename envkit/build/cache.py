@@ -142,7 +142,7 @@ def mount_dir(cache_id: str) -> Path:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            from envkit.runtime import idmap
+            from envkit.host import idmap
 
             maps = idmap.plan()
             os.chown(path, maps.to_host_uid(0), maps.to_host_gid(0))
@@ -201,7 +201,7 @@ def _id_shift(direction: int) -> _Shift:
     identity for an unprivileged caller, whose files all stand for container root."""
     if os.geteuid() != 0:
         return lambda uid, gid: (0, 0) if direction < 0 else (uid, gid)
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     maps = idmap.plan()
     base_u, base_g = maps.to_host_uid(0), maps.to_host_gid(0)

@@ -335,7 +335,7 @@ class Builder:
             if source is None:
                 raise BuildError(f"copy {step.src}: its source stage was not built (envkit bug)")
             from_view = RootView.of(self.store, source)
-        from envkit.runtime.as_root import subordinate_owners, with_container_owners
+        from envkit.host.as_root import subordinate_owners, with_container_owners
 
         if from_view is None or not subordinate_owners():
             return self._write_entries(

@@ -41,11 +41,11 @@ class RootView:
 
     def __init__(self, layers: Sequence[str], *, as_container_root: bool = False) -> None:
         """``as_container_root``: for a process that is root of the containers' user
-        namespace (:mod:`envkit.runtime.as_root`), where files show their container
+        namespace (:mod:`envkit.host.as_root`), where files show their container
         owners as they are."""
         self.layers = tuple(layers)
         self._base_uid, self._base_gid = (0, 0) if as_container_root else _host_root()
-        from envkit.runtime import idmap
+        from envkit.host import idmap
 
         rootless = os.geteuid() != 0 and not as_container_root
         self._maps = idmap.plan() if rootless else None
@@ -129,7 +129,7 @@ def _host_root() -> tuple[int, int]:
     """The host ids of container root for snapshots extracted as root, else (0, 0)."""
     if os.geteuid() != 0:
         return 0, 0
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     maps = idmap.plan()
     return maps.to_host_uid(0), maps.to_host_gid(0)

@@ -29,9 +29,9 @@ from envkit.build.rootfs_view import RootView
 from envkit.build.secrets_mount import StepSecrets
 from envkit.build.upper_layer import write_upper_layer
 from envkit.errors import BuildError
+from envkit.host.as_root import FORK_LOCK
 from envkit.oci.layer_writer import Compression, LayerInfo
 from envkit.runtime import image_config
-from envkit.runtime.as_root import FORK_LOCK
 from envkit.runtime.config import BindMount, ContainerConfig, Mount
 from envkit.spec import steps as st
 from envkit.store.atomic import TempFile

@@ -11,7 +11,7 @@ The child also removes the mount points the runtime had to create (``/run/secret
 for a secret, the targets of cache mounts) when the image did not have them and they are
 still empty, so that no trace of a mount reaches the layer.
 
-The child comes from :func:`envkit.runtime.as_root.call_as_container_root`, whose
+The child comes from :func:`envkit.host.as_root.call_as_container_root`, whose
 :data:`FORK_LOCK` also serialises the executor's container starts.
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envkit.errors import BuildError
+from envkit.host.as_root import ChildError, call_as_container_root
 from envkit.oci.layer_writer import Compression, LayerInfo, write_layer
-from envkit.runtime.as_root import ChildError, call_as_container_root
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -28,7 +28,7 @@ class UnshareCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.runtime.as_root import run_as_container_root
+        from envkit.host.as_root import run_as_container_root
 
         argv = args.command or [os.environ.get("SHELL") or "/bin/sh"]
         return run_as_container_root(argv)

@@ -8,10 +8,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from envkit.host import syscalls
 from envkit.network import holder, ipam, links, names, networks, ns, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
-from envkit.runtime import syscalls
 
 
 def veth_name(network: str, container: str) -> str:

@@ -2,7 +2,7 @@
 
 Every network of one ``$ENVKIT_HOME`` is a bridge inside the holder's network
 namespace, which belongs to the holder's user namespace (id maps from
-:func:`envkit.runtime.idmap.plan`, the containers' own). It is started on demand, stopped
+:func:`envkit.host.idmap.plan`, the containers' own). It is started on demand, stopped
 when nothing uses it, and when found dead it is started again and its bridges and rules
 are rebuilt from the state on disk.
 """
@@ -15,9 +15,9 @@ import os
 import signal
 from collections.abc import Callable
 
+from envkit.host import idmap, syscalls
 from envkit.network import egress, links, ns, state
 from envkit.network.errors import NetworkError
-from envkit.runtime import idmap, syscalls
 
 SLEEP = "/bin/sleep"
 

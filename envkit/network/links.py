@@ -13,10 +13,10 @@ import ipaddress
 import os
 from collections.abc import Callable
 
+from envkit.host import syscalls
 from envkit.network import ns
 from envkit.network.netlink import Route
 from envkit.network.ns import join_netns
-from envkit.runtime import syscalls
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from envkit.host import syscalls
 from envkit.network.errors import NetworkError
-from envkit.runtime import syscalls
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
 if TYPE_CHECKING:

@@ -18,10 +18,10 @@ import signal
 from collections.abc import Sequence
 from types import TracebackType
 
+from envkit.host import syscalls
 from envkit.network import api, endpoints, names, ns
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
-from envkit.runtime import syscalls
 
 
 class Sandbox:

@@ -29,7 +29,7 @@ def remove_data(backend: VolumeBackend, name: str) -> None:
     except PermissionError:
         from functools import partial
 
-        from envkit.runtime.as_root import call_as_container_root
+        from envkit.host.as_root import call_as_container_root
 
         call_as_container_root(partial(backend.remove, name))
 

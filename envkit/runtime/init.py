@@ -18,14 +18,14 @@ import signal
 import struct
 import termios
 
-from envkit.runtime import caps, seccomp
-from envkit.runtime.config import ContainerConfig, ExecConfig
-from envkit.runtime.prctl import (
+from envkit.host.prctl import (
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
     PR_SET_PDEATHSIG,
     prctl,
 )
+from envkit.runtime import caps, seccomp
+from envkit.runtime.config import ContainerConfig, ExecConfig
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

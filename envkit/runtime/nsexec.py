@@ -21,10 +21,10 @@ from contextlib import suppress
 from typing import NoReturn
 
 from envkit.errors import RuntimeError_
+from envkit.host.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
+from envkit.host.syscalls import close_all_but
 from envkit.runtime import caps, init, seccomp
 from envkit.runtime.config import ExecConfig
-from envkit.runtime.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
-from envkit.runtime.syscalls import close_all_but
 
 #: Joined in this order: the user namespace first, as runc's nsexec does.
 NAMESPACES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envkit.runtime import syscalls
+from envkit.host import syscalls
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,8 @@ import struct
 from collections.abc import Sequence
 
 from envkit.errors import RuntimeError_
-from envkit.runtime import syscalls
-from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
-from envkit.runtime.syscalls import (
+from envkit.host import syscalls
+from envkit.host.syscalls import (
     MNT_DETACH,
     MS_BIND,
     MS_NODEV,
@@ -28,6 +27,7 @@ from envkit.runtime.syscalls import (
     MS_REC,
     MS_REMOUNT,
 )
+from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
 
 MS_NOATIME = 1024
 MS_NODIRATIME = 2048

@@ -35,8 +35,8 @@ import ctypes
 import os
 
 from envkit.errors import RuntimeError_
+from envkit.host.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
 from envkit.runtime.caps import DEFAULT, canonical, names
-from envkit.runtime.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

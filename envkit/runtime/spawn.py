@@ -22,9 +22,10 @@ import signal
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
-from envkit.runtime import caps, idmap, init, rootfs, seccomp, syscalls, userns_cache
+from envkit.host import idmap, syscalls, userns_cache
+from envkit.host.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+from envkit.runtime import caps, init, rootfs, seccomp
 from envkit.runtime.config import BindMount, ContainerConfig
-from envkit.runtime.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
 if TYPE_CHECKING:

@@ -532,8 +532,8 @@ def _remove_in_userns(top: str | PathLike[str]) -> bool:
     """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
     from functools import partial
 
-    from envkit.runtime import idmap
-    from envkit.runtime.as_root import call_as_container_root
+    from envkit.host import idmap
+    from envkit.host.as_root import call_as_container_root
 
     if idmap.plan().single_id:
         return False  # every file already belongs to the caller: nothing more to gain

@@ -156,7 +156,7 @@ def _in_netns(pid: int, fn: Callable[[str, int, str], int], *args: object) -> in
 
 
 def _join(pid: int) -> None:  # pragma: no cover - runs in a child
-    from envkit.runtime import syscalls
+    from envkit.host import syscalls
 
     def same(kind: str) -> bool:
         return os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")

@@ -82,7 +82,7 @@ def hand_to(secrets: tuple[Secret, ...], directory: Path, uid: int, gid: int) ->
     """
     if not secrets:
         return
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     maps = idmap.plan()
     for secret in secrets:

@@ -173,7 +173,7 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
     """Give the empty volumes a service mounts to its container user (docker gives a new
     volume the owner of the image's dir; an empty one here has no other owner yet).
     Only bind mounts have a host directory to chown; a tmpfs is made by the runtime."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     dirs = [d for a in attached if (d := a.host_dir) is not None]
     if not dirs:
@@ -196,7 +196,7 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
 def _chown_as_container_root(path: Path, uid: int, gid: int) -> None:
     """Chown ``path`` to container ids ``uid:gid`` from inside a user namespace mapped
     as the containers' are: how an unprivileged caller hands a dir to a subordinate id."""
-    from envkit.runtime.as_root import call_as_container_root
+    from envkit.host.as_root import call_as_container_root
 
     call_as_container_root(lambda: os.chown(path, uid, gid))
 
@@ -245,7 +245,7 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
     ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
     the image is their union with the upper layer winning).
     """
-    from envkit.runtime.as_root import with_container_owners
+    from envkit.host.as_root import with_container_owners
     from envkit.runtime.rootfs import secure_join
 
     seeded = []

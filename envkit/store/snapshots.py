@@ -12,12 +12,12 @@ order, into ``snapshots/chain-<chain id hex>/`` (the OCI ChainID of its diff_ids
 runs on that single lower dir. Images without such layers share per-layer snapshots.
 
 Ownership: a file of the image keeps its owner, as the host id that container owner is
-(:func:`envkit.runtime.idmap.plan`), so that a container user owns what the image gives
+(:func:`envkit.host.idmap.plan`), so that a container user owns what the image gives
 it (a database's data dir). As root, container root is a subordinate id, so after a
 privileged extraction every file's owner is shifted into that range (owner ``u``
 becomes the host id of container ``u``); otherwise container root could not write
 through the overlay. Rootless with subordinate ids, the layer is extracted as root of a
-user namespace with the containers' maps (:mod:`envkit.runtime.as_root`), as rootless
+user namespace with the containers' maps (:mod:`envkit.host.as_root`), as rootless
 podman does: owners land on the caller (container root) and its subordinate ids, and
 such files are removed from inside that namespace again. Rootless with a single-id map
 the extraction is unprivileged: every file belongs to the caller, who is container root.
@@ -166,7 +166,7 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
                     with store.open_blob(digest) as stream:
                         extract_layer(stream, tmp, unprivileged=_unprivileged())
 
-            from envkit.runtime.as_root import with_container_owners
+            from envkit.host.as_root import with_container_owners
 
             with store.shared():
                 with_container_owners(apply_all, LayerError)
@@ -193,7 +193,7 @@ def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
             report = extract_layer_atomic(stream, dest, unprivileged=_unprivileged())
         return report.diff_id, report.whiteouts + report.opaque_dirs
 
-    from envkit.runtime.as_root import with_container_owners
+    from envkit.host.as_root import with_container_owners
 
     # A failure there comes back as the LayerError an extraction here would raise.
     found, marks = cast("Sequence[Any]", with_container_owners(extract, LayerError))
@@ -208,7 +208,7 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
-        from envkit.runtime.as_root import call_as_container_root, subordinate_owners
+        from envkit.host.as_root import call_as_container_root, subordinate_owners
 
         if not subordinate_owners():
             raise
@@ -219,7 +219,7 @@ def _shift_owners(top: Path) -> None:
     """As root: give every file to the host ids its container owner maps to."""
     if os.geteuid() != 0:
         return
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     maps = idmap.plan()
     paths = [str(top)]

@@ -135,7 +135,7 @@ def _oci_runtimes(base: Path) -> tuple[float | None, float | None, str]:
     """``runc run`` and ``crun run`` of the same busybox rootfs (read-only) with the
     isolation of an envkit container, as bench_runtime does: (runc, crun, a note with
     crun's figure for runc's bare rootless spec, or why crun has no figure)."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
     from tests.benchmarks.bench_runtime import _rootfs, _runc_bundle
     from tests.benchmarks.crun_peer import crun_median
 

@@ -76,7 +76,7 @@ def _isolate_as_envkit(spec: dict[str, Any]) -> None:
 
 
 def main() -> list[Result]:
-    from envkit.runtime import idmap
+    from envkit.host import idmap
     from envkit.runtime.config import ContainerConfig
     from envkit.runtime.spawn import run
 

@@ -54,7 +54,7 @@ def busybox_rootfs(userns: None, tmp_path_factory: pytest.TempPathFactory) -> Pa
     Owned by the host id that container root maps to (as root that is a subordinate id,
     as a layer store extracting for this user would leave it).
     """
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if not BUSYBOX.exists():
         pytest.skip(f"{BUSYBOX} missing: apt-get install busybox-static")

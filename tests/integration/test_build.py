@@ -484,7 +484,7 @@ def test_copy_from_a_stage_of_a_directory_only_its_user_may_read(
     """Rootless, the stage's snapshot keeps the 0700 directory as a subordinate id this
     process cannot read: the copy is made as container root. Owners become root's, as
     docker's COPY gives them without --chown; modes and content are kept."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if idmap.plan().single_id:
         pytest.skip("a single-id map has no uid 1000")

@@ -160,7 +160,7 @@ def test_image_cmd_is_the_default(home: Path, tmp_path: Path) -> None:
 
 
 def test_user_from_passwd_and_numeric(home: Path, tmp_path: Path) -> None:
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if idmap.plan().single_id:
         pytest.skip("single-id map: only root exists in the container")
@@ -216,7 +216,7 @@ def test_image_files_keep_their_owners_for_the_container_user(home: Path, tmp_pa
     """A directory the image gives to uid 1000 (mode 0700) is that user's in the container,
     as docker runs it: root or rootless with subordinate ids (a single-id map has no
     uid 1000 to run as)."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if idmap.plan().single_id:
         pytest.skip("a single-id map has no other user to own files")
@@ -277,7 +277,7 @@ def test_api_accepts_image_from_ref(home: Path, tmp_path: Path) -> None:
 
 
 def test_files_of_other_container_users_are_removed(home: Path, tmp_path: Path) -> None:
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if idmap.plan().single_id:
         pytest.skip("single-id map: only root exists in the container")
@@ -332,7 +332,7 @@ def test_starts_after_the_first_share_one_user_namespace(home: Path) -> None:
     """A process's second and later containers join one kept user namespace (no
     newuidmap/newgidmap rootless, no maps to write as root); each still has its own pid
     and mount namespaces, and the same id maps."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     maps = idmap.plan()
     if not (maps.use_helpers or os.geteuid() == 0):

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from envkit.errors import SpecError
-from envkit.runtime import caps, idmap, rootfs, seccomp
+from envkit.host import idmap
+from envkit.runtime import caps, rootfs, seccomp
 from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
 from envkit.runtime.spawn import StartError, run, start
 from tests.integration.conftest import Scratch

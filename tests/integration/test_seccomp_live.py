@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from envkit.host.prctl import PR_SET_NO_NEW_PRIVS, prctl
 from envkit.runtime import seccomp
 from envkit.runtime.config import ContainerConfig
-from envkit.runtime.prctl import PR_SET_NO_NEW_PRIVS, prctl
 from envkit.runtime.spawn import run
 from tests.integration.conftest import Scratch
 

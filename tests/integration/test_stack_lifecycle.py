@@ -229,7 +229,7 @@ def test_seeding_keeps_the_owners_of_files_only_their_user_may_read(
 ) -> None:
     """A 0700 directory of uid 1000 in the image seeds the volume with its owner kept;
     rootless, its files belong to a subordinate id the caller cannot read itself."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if idmap.plan().single_id:
         pytest.skip("a single-id map has no uid 1000")

@@ -33,7 +33,7 @@ def test_the_command_runs_as_root_and_its_exit_code_is_returned(tmp_path: Path) 
 def test_rootless_files_of_other_container_users_are_removed_through_unshare(
     tmp_path: Path,
 ) -> None:
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     if os.geteuid() == 0 or not idmap.plan().use_helpers:
         pytest.skip("only rootless with subordinate ids keeps files of other users")

@@ -142,7 +142,8 @@ def test_a_full_disk_while_writing_a_layer_is_the_homes_not_the_user_namespaces(
 ) -> None:
     # Run-step layers are written as root of a user namespace: its ENOSPC used to come
     # back as "cannot write the layer" with a hint about user namespaces.
-    from envkit.runtime import as_root, probes
+    from envkit.host import as_root
+    from envkit.runtime import probes
 
     check = probes.user_namespaces()
     if not check.ok:

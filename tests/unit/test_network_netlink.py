@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from envkit.host import syscalls
 from envkit.network import links, netlink
-from envkit.runtime import syscalls
 
 
 def in_new_netns(fn: Callable[[], Any]) -> Any:

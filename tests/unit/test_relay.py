@@ -77,7 +77,7 @@ def test_finish_does_not_wait_for_a_pipe_a_background_process_holds() -> None:
 def test_hide_command_line_wipes_argv_and_environ() -> None:
     code = (
         "import os, sys\n"
-        "from envkit.runtime.prctl import hide_command_line\n"
+        "from envkit.host.prctl import hide_command_line\n"
         "hide_command_line(b'envkit')\n"
         "pid = os.getpid()\n"
         "print(open(f'/proc/{pid}/cmdline', 'rb').read())\n"

@@ -31,7 +31,7 @@ def hardlink_layer() -> bytes:
     os.geteuid() != 0, reason="owner shifting happens only when envkit runs as root"
 )
 def test_hardlinked_files_are_shifted_once(envkit_home: Path) -> None:
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     store = Store.default()
     layer = hardlink_layer()

@@ -109,7 +109,7 @@ def build_rootfs(plan: Plan, workdir: Path, on_output: Callable[[str], None] | N
     for path in (rootfs, lower, work):
         path.mkdir(mode=0o755)
     if os.geteuid() == 0:  # container root is a subordinate id, which must own the root
-        from envkit.runtime import idmap
+        from envkit.host import idmap
 
         maps = idmap.plan()
         os.chown(rootfs, maps.to_host_uid(0), maps.to_host_gid(0))
@@ -207,7 +207,7 @@ def _second_stage(
     work: Path,
     on_output: Callable[[str], None],
 ) -> None:
-    from envkit.runtime.as_root import FORK_LOCK
+    from envkit.host.as_root import FORK_LOCK
     from envkit.runtime.config import BindMount, ContainerConfig
     from envkit.runtime.spawn import StartError, start
 

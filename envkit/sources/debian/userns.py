@@ -17,8 +17,8 @@ from envkit.sources.debian.errors import BootstrapError, DebianError
 
 def call_as_container_root(fn: Callable[[], None], what: str) -> None:
     """Call ``fn`` in a child process that is root of a new user namespace."""
-    from envkit.runtime.as_root import ChildError
-    from envkit.runtime.as_root import call_as_container_root as call
+    from envkit.host.as_root import ChildError
+    from envkit.host.as_root import call_as_container_root as call
 
     try:
         call(fn)

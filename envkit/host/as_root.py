@@ -92,7 +92,7 @@ def subordinate_owners() -> bool:
     """Whether files of container users belong to subordinate ids this process may
     neither read (when private) nor chown: rootless with subordinate ids. As root, or
     under a single-id map, every such file is within reach."""
-    from envkit.runtime import idmap
+    from envkit.host import idmap
 
     return os.geteuid() != 0 and idmap.plan().use_helpers
 
@@ -142,7 +142,7 @@ def _fork_as_container_root(
     """Fork a child that becomes root of a new user namespace mapped by ``idmap.plan()``
     (umask 022) and exits with ``body()``, or with ``fail(exc)`` when anything raises;
     its pid, once its maps are written. ``close``: an fd the child does not keep."""
-    from envkit.runtime import idmap, syscalls
+    from envkit.host import idmap, syscalls
 
     maps = idmap.plan()
     ready_r, ready_w = os.pipe()

@@ -4,7 +4,7 @@ Rootless, a container's id maps are written by the setuid helpers newuidmap and
 newgidmap: two execs that cost about 4-5 ms here, a fifth of a container's start. A
 process that starts many containers (a test suite's fixtures, a stack) need not pay that
 each time: from its second start on, it makes one user namespace with the maps of
-:func:`envkit.runtime.idmap.plan`, keeps an fd to it, and every container joins it
+:func:`envkit.host.idmap.plan`, keeps an fd to it, and every container joins it
 (:attr:`ContainerConfig.userns`) instead of making and mapping its own. Rootless podman
 does the same with its pause process; here no process stays: the open fd keeps the
 namespace alive, and it goes when the process exits.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from _thread import allocate_lock
 
-from envkit.runtime import idmap, syscalls
+from envkit.host import idmap, syscalls
 
 # _thread rather than threading: this module is on every start (start-up cost).
 _lock = allocate_lock()
