@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from envkit.build.dockerfile_lex import (
+from envkit.build._old_dockerfile_lex import (
     Heredoc,
     Instruction,
     Source,

@@ -1,12 +1,13 @@
-"""Dockerfile text: directives, logical lines, heredocs, flags and variable expansion.
+"""Dockerfile variable expansion and word splitting, as BuildKit's shell lexer does them.
 
-Follows BuildKit's parser: ``# escape=`` / ``# syntax=`` directives only at the very top;
-comment lines are dropped (inside continuations too); a line ending in the escape
-character continues on the next one; ``<<WORD`` in RUN/COPY/ADD starts a heredoc whose
-body runs to a line holding only ``WORD`` (``<<-WORD`` strips leading tabs).
-Expansion (:func:`expand_word`, :func:`expand_words`) is Docker's ShellLex: ``$VAR``,
-``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:+alt}``, ``${VAR+alt}``,
-``${VAR:?msg}``; single quotes are literal, double quotes expand, quotes are removed.
+:class:`ShellLex` follows ``frontend/dockerfile/shell/lex.go`` rule for rule: ``$VAR``,
+``${VAR}``, ``${VAR:-w}``, ``${VAR-w}``, ``${VAR:+w}``, ``${VAR+w}``, ``${VAR:?w}``,
+``${VAR?w}``, ``${VAR#p}``, ``${VAR##p}``, ``${VAR%p}``, ``${VAR%%p}``, ``${VAR/p/r}`` and
+``${VAR//p/r}``; positional and special parameters (``$1``, ``${@}``, ``$$``...) are
+never set; single quotes are literal, double quotes expand, the escape character
+escapes. :meth:`ShellLex.process_word` gives one string (what ENV, WORKDIR, COPY...
+use), :meth:`ShellLex.process_words` splits the result on unquoted white space (what
+EXPOSE uses). Both record which variables were found and which were not.
 """
 
 from __future__ import annotations
@@ -15,269 +16,389 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from envkit.errors import SpecError
-
-_DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
-_HEREDOC_RE = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
-_FLAG_RE = re.compile(r"\s*--([A-Za-z][A-Za-z0-9-]*)(?:=((?:\"[^\"]*\"|'[^']*'|\S)*))?(?=\s|$)")
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-HEREDOC_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD"})
+_EOF = ""
+_SPECIAL_PARAMS = frozenset("@*#?-$!0")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-@dataclass(frozen=True)
-class Heredoc:
-    """One ``<<NAME`` body; ``expand`` is false when the delimiter was quoted."""
-
-    name: str
-    body: str
-    expand: bool
-    strip_tabs: bool
+def is_space(ch: str) -> bool:
+    """Go's ``unicode.IsSpace`` (Python's ``isspace`` also counts \\x1c-\\x1f)."""
+    return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
 
 
 @dataclass
-class Instruction:
-    """One logical line: ``NAME rest`` starting at ``line`` (1-based)."""
+class WordResult:
+    """What one expansion gave: the word, its split words, the variables it used."""
 
-    name: str
-    rest: str
-    line: int
-    heredocs: list[Heredoc] = field(default_factory=list)
-    flags: dict[str, list[str]] = field(default_factory=dict)
+    result: str
+    words: list[str]
+    matched: set[str] = field(default_factory=set)
+    unmatched: set[str] = field(default_factory=set)
+
+
+class _Words:
+    """Word splitting of an expansion's output (BuildKit's ``wordsStruct``)."""
+
+    def __init__(self) -> None:
+        self.buf = ""
+        self.words: list[str] = []
+        self.in_word = False
+
+    def add_char(self, ch: str) -> None:
+        if is_space(ch):
+            if self.in_word and self.buf:
+                self.words.append(self.buf)
+                self.buf, self.in_word = "", False
+        else:
+            self.add_raw(ch)
+
+    def add_raw(self, text: str) -> None:
+        self.buf += text
+        self.in_word = True
+
+    def add_string(self, text: str) -> None:
+        for ch in text:
+            self.add_char(ch)
+
+    def result(self) -> list[str]:
+        if self.buf:
+            self.words.append(self.buf)
+            self.buf, self.in_word = "", False
+        return self.words
 
 
 @dataclass
-class Source:
-    """A Dockerfile's directives and instructions."""
+class ShellLex:
+    """BuildKit's ``shell.Lex``: the options are its fields of the same names."""
 
-    path: str
-    escape: str
-    instructions: list[Instruction]
+    escape: str = "\\"
+    raw_quotes: bool = False
+    raw_escapes: bool = False
+    skip_process_quotes: bool = False
+    skip_unset_env: bool = False
 
-    def error(self, line: int, message: str, hint: str | None = None) -> SpecError:
-        """A SpecError naming ``path:line``."""
-        return SpecError(f"{self.path}:{line}", message, hint=hint)
+    def process_word(self, word: str, env: Mapping[str, str]) -> WordResult:
+        """``word`` expanded as one string; ValueError when malformed."""
+        return _Scan(self, word, env).run()
 
-
-def split(text: str, path: str) -> Source:
-    """Split Dockerfile ``text`` into its instructions."""
-    lines = text.removeprefix("\ufeff").splitlines()
-    escape = "\\"
-    i = 0
-    while i < len(lines):
-        found = _DIRECTIVE_RE.match(lines[i])
-        if not found:
-            break
-        if found.group(1).lower() == "escape":
-            escape = found.group(2)
-            if escape not in ("\\", "`"):
-                raise SpecError(
-                    f"{path}:{i + 1}", f"invalid escape character {escape!r}", hint="use \\ or `"
-                )
-        i += 1
-    source = Source(path, escape, [])
-    while i < len(lines):
-        stripped = lines[i].strip()
-        if not stripped or stripped.startswith("#"):
-            i += 1
-            continue
-        start = i
-        parts: list[str] = []
-        line = lines[i].lstrip()
-        while True:
-            trimmed = line.rstrip()
-            if trimmed.endswith(escape) and i + 1 < len(lines):
-                parts.append(trimmed[: -len(escape)])
-                i += 1
-                while i < len(lines) and (
-                    not lines[i].strip() or lines[i].lstrip().startswith("#")
-                ):
-                    i += 1
-                if i >= len(lines):
-                    break
-                line = lines[i]
-                continue
-            parts.append(trimmed[: -len(escape)] if trimmed.endswith(escape) else line)
-            break
-        i += 1
-        logical = "".join(parts)
-        name, _, rest = logical.strip().partition(" ")
-        if "\t" in name:
-            name, _, more = name.partition("\t")
-            rest = more + " " + rest
-        inst = Instruction(name.upper(), rest.strip(), start + 1)
-        if inst.name in HEREDOC_INSTRUCTIONS:
-            i = _read_heredocs(inst, lines, i, source)
-        source.instructions.append(inst)
-    return source
+    def process_words(self, word: str, env: Mapping[str, str]) -> list[str]:
+        """``word`` expanded and split on unquoted white space."""
+        return _Scan(self, word, env).run().words
 
 
-def _read_heredocs(inst: Instruction, lines: list[str], i: int, source: Source) -> int:
-    for found in _HEREDOC_RE.finditer(inst.rest):
-        strip, quote, word = found.groups()
-        body: list[str] = []
-        while True:
-            if i >= len(lines):
-                raise source.error(
-                    inst.line, f"heredoc <<{word} is not terminated", hint=f"end it with {word}"
-                )
-            text = lines[i]
-            i += 1
-            check = text.lstrip("\t") if strip else text
-            if check == word:
-                break
-            body.append(check)
-        inst.heredocs.append(Heredoc(word, "".join(b + "\n" for b in body), not quote, bool(strip)))
-    return i
-
-
-def take_flags(inst: Instruction, source: Source, allowed: frozenset[str]) -> None:
-    """Move the leading ``--name[=value]`` flags of ``inst.rest`` into ``inst.flags``."""
-    rest = inst.rest
-    while rest.startswith("--"):
-        found = _FLAG_RE.match(rest)
-        if not found:
-            break
-        name, value = found.group(1), found.group(2)
-        if name not in allowed:
-            raise source.error(
-                inst.line,
-                f"{inst.name} --{name} is not supported",
-                hint="supported flags: " + (", ".join(f"--{f}" for f in sorted(allowed)) or "none"),
-            )
-        inst.flags.setdefault(name, []).append("true" if value is None else value)
-        rest = rest[found.end() :].lstrip()
-    inst.rest = rest
-
-
-class _Lexer:
-    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+class _Scan:
+    def __init__(self, lex: ShellLex, text: str, env: Mapping[str, str]) -> None:
+        self.lex = lex
         self.text = text
         self.pos = 0
         self.env = env
-        self.escape = escape
+        self.raw_escapes = lex.raw_escapes
+        self.matched: set[str] = set()
+        self.unmatched: set[str] = set()
+
+    def run(self) -> WordResult:
+        try:
+            word, words = self.stop_on(_EOF, self.lex.raw_escapes)
+        except ValueError as exc:
+            raise ValueError(f"failed to process {_go_quote(self.text)}: {exc}") from None
+        return WordResult(word, words, self.matched, self.unmatched)
 
     def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
+        return self.text[self.pos] if self.pos < len(self.text) else _EOF
 
     def next(self) -> str:
         ch = self.peek()
-        self.pos += 1
+        self.pos += 1 if ch else 0
         return ch
 
-    def words(self, split_words: bool) -> list[str]:
-        words: list[str] = []
-        current: list[str] = []
-        in_word = False
-        while self.pos < len(self.text):
-            ch = self.next()
-            if split_words and ch in " \t\n":
-                if in_word:
-                    words.append("".join(current))
-                    current, in_word = [], False
-                continue
-            in_word = True
-            if ch == "'":
-                current.append(self._until("'"))
-            elif ch == '"':
-                current.append(self._double_quoted())
-            elif ch == self.escape:
-                current.append(self.next())
-            elif ch == "$":
-                current.append(self._variable())
-            else:
-                current.append(ch)
-        if in_word or not split_words:
-            words.append("".join(current))
-        return words
+    def stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
+        saved, self.raw_escapes = self.raw_escapes, raw_escapes
+        try:
+            return self._stop_on(stop)
+        finally:
+            self.raw_escapes = saved
 
-    def _until(self, quote: str) -> str:
-        end = self.text.find(quote, self.pos)
-        if end < 0:
-            raise ValueError(f"unmatched {quote}")
-        out = self.text[self.pos : end]
-        self.pos = end + 1
-        return out
-
-    def _double_quoted(self) -> str:
-        out: list[str] = []
-        while True:
-            if self.pos >= len(self.text):
-                raise ValueError('unmatched "')
-            ch = self.next()
-            if ch == '"':
-                return "".join(out)
-            if ch == self.escape and self.peek() in ('"', "$", self.escape):
-                out.append(self.next())
-            elif ch == "$":
-                out.append(self._variable())
-            else:
-                out.append(ch)
-
-    def _variable(self) -> str:
-        if self.peek() == "{":
-            self.next()
-            found = _NAME_RE.match(self.text, self.pos)
-            if not found:
-                raise ValueError("bad substitution")
-            name = found.group()
-            self.pos = found.end()
-            if self.peek() == "}":
+    def _stop_on(self, stop: str) -> tuple[str, list[str]]:
+        result: list[str] = []
+        words = _Words()
+        quotes = not self.lex.skip_process_quotes
+        escape = self.lex.escape
+        while self.peek() != _EOF:
+            ch = self.peek()
+            if stop and ch == stop:
                 self.next()
-                return self.env.get(name, "")
-            op = self.next()
-            if op == ":":
-                op += self.next()
-            if op not in (":-", ":+", ":?", "-", "+", "?"):
-                raise ValueError(f"unsupported modifier {op!r} in ${{{name}...}}")
-            word = self._word_until_brace()
-            value = self.env.get(name)
-            unset = value is None or (op.startswith(":") and value == "")
-            if op.endswith("-"):
-                return word if unset else str(value)
-            if op.endswith("+"):
-                return "" if unset else word
-            if unset:
-                raise ValueError(f"{name}: {word or 'is not set'}")
-            return str(value)
-        found = _NAME_RE.match(self.text, self.pos)
-        if not found:
-            return "$"
-        self.pos = found.end()
-        return self.env.get(found.group(), "")
-
-    def _word_until_brace(self) -> str:
-        out: list[str] = []
-        depth = 0
-        while True:
-            if self.pos >= len(self.text):
-                raise ValueError("missing '}'")
-            ch = self.next()
-            if ch == "}" and depth == 0:
-                return "".join(out)
-            if ch == self.escape:
-                out.append(self.next())
-            elif ch == "$":
-                out.append(self._variable())
-            elif ch == "'":
-                out.append(self._until("'"))
-            elif ch == '"':
-                out.append(self._double_quoted())
+                return "".join(result), words.result()
+            if ch == "$":
+                text = self.dollar()
+                result.append(text)
+                words.add_string(text)
+            elif ch == "<":
+                text = self.possible_heredoc()
+                result.append(text)
+                words.add_raw(text)
+            elif quotes and ch in "'\"":
+                text = self.single_quoted() if ch == "'" else self.double_quoted()
+                result.append(text)
+                words.add_raw(text)
             else:
-                out.append(ch)
+                ch = self.next()
+                if ch == escape:
+                    if self.raw_escapes:
+                        words.add_raw(ch)
+                        result.append(ch)
+                    ch = self.next()
+                    if ch == _EOF:
+                        break
+                    words.add_raw(ch)
+                else:
+                    words.add_char(ch)
+                result.append(ch)
+        if stop:
+            raise ValueError(f"unexpected end of statement while looking for matching {stop}")
+        return "".join(result), words.result()
+
+    def single_quoted(self) -> str:
+        opening = self.next()
+        out = [opening] if self.lex.raw_quotes else []
+        while True:
+            ch = self.next()
+            if ch == _EOF:
+                raise ValueError(
+                    "unexpected end of statement while looking for matching single-quote"
+                )
+            if ch == "'":
+                if self.lex.raw_quotes:
+                    out.append(ch)
+                return "".join(out)
+            out.append(ch)
+
+    def double_quoted(self) -> str:
+        opening = self.next()
+        out = [opening] if self.lex.raw_quotes else []
+        escape = self.lex.escape
+        while True:
+            ch = self.peek()
+            if ch == _EOF:
+                raise ValueError(
+                    "unexpected end of statement while looking for matching double-quote"
+                )
+            if ch == '"':
+                self.next()
+                if self.lex.raw_quotes:
+                    out.append(ch)
+                return "".join(out)
+            if ch == "$":
+                out.append(self.dollar())
+                continue
+            ch = self.next()
+            if ch == escape:
+                if self.raw_escapes:
+                    out.append(ch)
+                following = self.peek()
+                if following == _EOF:
+                    continue
+                if following in ('"', "$", escape):
+                    ch = self.next()
+            out.append(ch)
+
+    def get(self, name: str) -> tuple[str, bool]:
+        if name in self.env:
+            self.matched.add(name)
+            return self.env[name], True
+        self.unmatched.add(name)
+        return "", False
+
+    def name(self) -> str:
+        out: list[str] = []
+        while (ch := self.peek()) != _EOF:
+            if not out and ch.isdecimal():
+                while self.peek() != _EOF and self.peek().isdecimal():
+                    out.append(self.next())
+                return "".join(out)
+            if not out and ch in _SPECIAL_PARAMS:
+                return self.next()
+            if not (ch.isalpha() or ch.isdecimal() or ch == "_"):
+                break
+            out.append(self.next())
+        return "".join(out)
+
+    def dollar(self) -> str:
+        self.next()
+        if self.peek() != "{":
+            name = self.name()
+            if not name:
+                return "$"
+            value, found = self.get(name)
+            if not found and self.lex.skip_unset_env:
+                return "$" + name
+            return value
+        self.next()
+        if self.peek() == _EOF:
+            raise ValueError("syntax error: missing '}'")
+        if self.peek() in "{}:":
+            raise ValueError("syntax error: bad substitution")
+        name = self.name()
+        ch = self.next()
+        if ch == "}":
+            value, found = self.get(name)
+            if not found and self.lex.skip_unset_env:
+                return "${" + name + "}"
+            return value
+        if ch == "/":
+            return self.replace(name)
+        if ch not in (":", "+", "-", "?", "#", "%") or ch == _EOF:
+            raise ValueError(f"unsupported modifier ({ch or _GO_EOF}) in substitution")
+        return self.modifier(name, ch)
+
+    def modifier(self, name: str, ch: str) -> str:
+        chs, null_is_unset = ch, False
+        if ch == ":":
+            null_is_unset = True
+            ch = self.next()
+            chs += ch or _GO_EOF
+        raw = ch in ("#", "%") and ch != _EOF
+        if null_is_unset and raw:
+            raise ValueError(f"unsupported modifier ({chs}) in substitution")
+        word = self.until("}", raw, "syntax error: missing '}'")
+        value, found = self.get(name)
+        if self.lex.skip_unset_env and not found:
+            return "${" + name + chs + word + "}"
+        unset = not found or (null_is_unset and value == "")
+        if ch == "-":
+            return word if unset else value
+        if ch == "+":
+            return "" if unset else word
+        if ch == "?":
+            if not found:
+                raise ValueError(f"{name}: {word or 'is not allowed to be unset'}")
+            if null_is_unset and value == "":
+                raise ValueError(f"{name}: {word or 'is not allowed to be empty'}")
+            return value
+        if ch in ("%", "#"):
+            greedy = word[:1] == ch
+            pattern = word[1:] if greedy else word
+            return (
+                trim_suffix(pattern, value, greedy)
+                if ch == "%"
+                else (trim_prefix(pattern, value, greedy))
+            )
+        raise ValueError(f"unsupported modifier ({chs}) in substitution")
+
+    def replace(self, name: str) -> str:
+        replace_all = self.peek() == "/"
+        if replace_all:
+            self.next()
+        pattern = self.until("/", True, "syntax error: missing '/' in ${}")
+        replacement = self.until("}", True, "syntax error: missing '}'")
+        value, found = self.get(name)
+        if self.lex.skip_unset_env and not found:
+            return "${" + name + "/" + pattern + "/" + replacement + "}"
+        try:
+            regex = shell_pattern_regex(pattern, greedy=True, anchored=False)
+        except ValueError as exc:
+            raise ValueError(f"invalid pattern ({pattern}) in substitution: {exc}") from None
+        if replace_all:
+            return regex.sub(lambda _: replacement, value)
+        found_at = regex.search(value)
+        if found_at is None:
+            return value
+        return value[: found_at.start()] + replacement + value[found_at.end() :]
+
+    def until(self, stop: str, raw: bool, at_eof: str) -> str:
+        try:
+            return self.stop_on(stop, raw)[0]
+        except ValueError:
+            if self.peek() == _EOF:
+                raise ValueError(at_eof) from None
+            raise
+
+    def possible_heredoc(self) -> str:
+        self.next()
+        if self.peek() != "<":
+            return "<"
+        self.next()
+        space = []
+        while self.peek() in ("\t", "\r", " ") and self.peek() != _EOF:
+            space.append(self.next())
+        return "<<" + "".join(space)
+
+
+_GO_EOF = "\ufffd"  # what Go prints for string(scanner.EOF)
+
+
+def shell_pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:
+    """A shell wildcard pattern (``*``, ``?``, ``\\`` escapes; no brackets) as a regex."""
+    out = ["^"] if anchored else []
+    star = ".*" if greedy else ".*?"
+    i = 0
+    while i < len(pattern):
+        tok = pattern[i]
+        i += 1
+        if tok == "*":
+            out.append(star)
+        elif tok == "?":
+            out.append(".")
+        elif tok == "\\":
+            following = pattern[i] if i < len(pattern) else ""
+            if following in ("}", "/"):
+                continue
+            i += 1
+            if following not in ("*", "?", "\\"):
+                raise ValueError(f"invalid escape '\\{following}'")
+            out.append("\\" + following)
+        elif tok in "[]{}.+()|^$":
+            out.append("\\" + tok)
+        else:
+            out.append(tok)
+    return re.compile("".join(out))
+
+
+def reverse_pattern(pattern: str) -> str:
+    """``pattern`` reversed, keeping each escape before the character it escapes."""
+    out = [""] * len(pattern)
+    last = len(pattern) - 1
+    i = 0
+    while i <= last:
+        tok = pattern[i]
+        at = last - i
+        if tok == "\\" and i != last:
+            out[at - 1] = tok
+            out[at] = pattern[i + 1]
+            i += 2
+        else:
+            out[at] = tok
+            i += 1
+    return "".join(out)
+
+
+def trim_prefix(pattern: str, value: str, greedy: bool) -> str:
+    """``${value#pattern}`` (``##`` when greedy)."""
+    try:
+        regex = shell_pattern_regex(pattern, greedy=greedy, anchored=True)
+    except ValueError as exc:
+        raise ValueError(f"invalid pattern ({pattern}) in substitution: {exc}") from None
+    found = regex.search(value)
+    return value if found is None else value[found.end() :]
+
+
+def trim_suffix(pattern: str, value: str, greedy: bool) -> str:
+    """``${value%pattern}`` (``%%`` when greedy), by trimming the reversed prefix."""
+    return trim_prefix(reverse_pattern(pattern), value[::-1], greedy)[::-1]
+
+
+def _go_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def expand_word(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """``text`` as one word: variables expanded, quotes and escapes removed."""
-    return _Lexer(text, env, escape).words(split_words=False)[0]
+    return ShellLex(escape).process_word(text, env).result
 
 
 def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
-    """``text`` split into words on unquoted whitespace, each expanded."""
-    return _Lexer(text, env, escape).words(split_words=True)
-
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    """``text`` split into words on unquoted white space, each expanded."""
+    return ShellLex(escape).process_words(text, env)
 
 
 def parse_duration(text: str) -> float:
