@@ -484,26 +484,17 @@ def recreate(
     """``up`` of a stack that is up: build, then have its supervisor recreate the
     services that changed (see :func:`changed_services`); those, or ``[]`` when the
     stack is up to date."""
-    import base64
-    import pickle
-
-    from envkit.stack import control
+    from envkit.stack import control, specjson
 
     images = build_images(stack, names, progress, pull=pull, report=report, pull_output=pull_output)
     if not changed_services(stack, names, record, images):
         if report is not None:
             report("up to date")
         return []
-    answer = control.request(
-        record.control_path,
-        {
-            "op": "replace",
-            "stack": base64.b64encode(pickle.dumps(stack)).decode(),
-            "images": images,
-            "services": list(names),
-        },
-        timeout=None,
-    )
+    # The stack goes as JSON data of spec objects, never pickled: the supervisor
+    # rebuilds only spec classes from it (envkit.stack.specjson).
+    request = control.Replace(specjson.encode(stack), images, tuple(names))
+    answer = control.request(record.control_path, request, timeout=None)
     done = [str(n) for n in answer.get("recreated", [])]
     if report is not None:
         report("recreated: " + (", ".join(done) or "nothing"))
@@ -521,9 +512,10 @@ def lifecycle(stack: str, op: str, services: Sequence[str] = ()) -> list[str]:
             f"stack {stack!r} has no supervisor any more",
             hint=f"`envkit down -p {stack}` cleans it up; then `envkit up`",
         )
-    answer = control.request(
-        record.control_path, {"op": op, "services": list(services)}, timeout=None
-    )
+    kinds = {"stop": control.Stop, "start": control.Start, "restart": control.Restart}
+    if op not in kinds:
+        raise ValueError(f"lifecycle: {op!r} is not stop, start or restart")
+    answer = control.request(record.control_path, kinds[op](tuple(services)), timeout=None)
     return [str(n) for n in answer.get("services", [])]
 
 
@@ -558,7 +550,7 @@ def _ask_down(record: ss.StackState) -> None:
     from envkit.stack import control
 
     try:
-        control.request(record.control_path, {"op": "down"}, timeout=5)
+        control.request(record.control_path, control.Down(), timeout=5)
     except EnvkitError:
         os.kill(record.supervisor, signal.SIGTERM)
 

@@ -1,15 +1,18 @@
-"""The supervisor's control socket: ``ps``, ``logs``, ``exec``, ``down``, ``stop``,
-``start``, ``restart`` and ``replace`` asked by other processes of the same user.
+"""The supervisor's control socket: typed requests, a dispatch table, JSON on the wire.
 
 ``$ENVKIT_HOME/stacks/<name>/control.sock`` is a unix stream socket, mode 0600 in a 0700
 dir, and every connection's peer uid (``SO_PEERCRED``) must be the supervisor's own:
 only its user can open it, and the check holds even if the modes are loosened.
 
 One request a connection: a JSON object on one line (``{"op": "ps"}``), with the
-caller's stdin, stdout and stderr passed as ``SCM_RIGHTS`` for ``exec``. The answer is
-one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": ..., "hint": ...}``),
-except for ``logs`` with ``follow``, which streams text until the stack stops or the
-caller hangs up.
+caller's stdin, stdout and stderr passed as ``SCM_RIGHTS`` for ``exec``. Each op has a
+request class (:data:`REQUESTS`) that checks the fields' types when it is read
+(:func:`parse`); the supervisor registers one handler per op in a :class:`Dispatcher`.
+Nothing that arrives is unpickled or evaluated: a ``replace`` carries the new stack as
+JSON data of spec objects (:mod:`envkit.stack.specjson`). The answer is one JSON line
+(``{"ok": true, ...}`` or ``{"ok": false, "error": ..., "hint": ...}``), except for
+``logs`` with ``follow``, which streams text until the stack stops or the caller hangs
+up. docs/dev/stack.md lists the requests and their answers.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from envkit.errors import EnvkitError
 
@@ -39,6 +43,238 @@ def peer_uid(conn: socket.socket) -> int:
     """The uid of the process at the other end of unix socket ``conn``."""
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
     return int(_CRED.unpack(raw)[1])
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+class BadRequest(EnvkitError):
+    """A request whose op is unknown or whose fields have the wrong type."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """Base of the typed requests; ``op`` names each on the wire."""
+
+    op: ClassVar[str] = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object sent for this request."""
+        body: dict[str, Any] = {"op": self.op}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            body[name] = list(value) if isinstance(value, tuple) else value
+        return body
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Request:
+        """The request a JSON object describes; :class:`BadRequest` for a wrong field."""
+        return cls()
+
+
+@dataclass(frozen=True)
+class Ps(Request):
+    """The stack's state (``{"state": StackState as JSON}``)."""
+
+    op: ClassVar[str] = "ps"
+
+
+@dataclass(frozen=True)
+class Logs(Request):
+    """The output of ``services`` (all when empty): ``{"text": ...}``, or with ``follow``
+    the text streamed until the stack stops."""
+
+    op: ClassVar[str] = "logs"
+    services: tuple[str, ...] = ()
+    follow: bool = False
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Logs:
+        return cls(_strings(data, "services"), _bool(data, "follow"))
+
+
+@dataclass(frozen=True)
+class Exec(Request):
+    """Run ``cmd`` in ``service``'s container on the caller's stdio (three fds):
+    ``{"exit_code": N, "error": text}``."""
+
+    op: ClassVar[str] = "exec"
+    service: str
+    cmd: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    user: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**super().to_wire(), "env": dict(self.env)}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Exec:
+        service = _optional_string(data, "service")
+        if not service:
+            raise BadRequest("bad request: exec needs a 'service'")
+        return cls(
+            service,
+            _strings(data, "cmd"),
+            _string_map(data, "env"),
+            _optional_string(data, "workdir"),
+            _optional_string(data, "user"),
+        )
+
+
+@dataclass(frozen=True)
+class Down(Request):
+    """Stop the stack (``{"pid": supervisor pid}``); the caller waits for the pid."""
+
+    op: ClassVar[str] = "down"
+
+
+@dataclass(frozen=True)
+class Stop(Request):
+    """Stop ``services`` (all when empty) until a ``start``: ``{"services": [...]}``."""
+
+    op: ClassVar[str] = "stop"
+    services: tuple[str, ...] = ()
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Stop:
+        return cls(_strings(data, "services"))
+
+
+@dataclass(frozen=True)
+class Start(Stop):
+    """Start stopped ``services`` (all stopped ones when empty)."""
+
+    op: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True)
+class Restart(Stop):
+    """Stop, then start ``services`` (all when empty), each with a new container."""
+
+    op: ClassVar[str] = "restart"
+
+
+@dataclass(frozen=True)
+class Replace(Request):
+    """Bring the stack to a new definition: ``stack`` is its JSON form
+    (:func:`envkit.stack.specjson.encode`), ``images`` service -> image to run,
+    ``services`` those ``up`` selected. Answers ``{"recreated": [...], "removed": [...]}``."""
+
+    op: ClassVar[str] = "replace"
+    stack: Mapping[str, Any]
+    images: Mapping[str, str]
+    services: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "stack": dict(self.stack),
+            "images": dict(self.images),
+            "services": list(self.services),
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Replace:
+        stack = data.get("stack")
+        if not isinstance(stack, dict):
+            raise BadRequest("bad request: replace needs the 'stack' as a JSON object")
+        return cls(stack, _string_map(data, "images"), _strings(data, "services"))
+
+
+#: Every request class by its op.
+REQUESTS: dict[str, type[Request]] = {
+    cls.op: cls for cls in (Ps, Logs, Exec, Down, Stop, Start, Restart, Replace)
+}
+
+
+def parse(data: Mapping[str, Any]) -> Request:
+    """The typed request of a JSON object read from the socket."""
+    op = data.get("op")
+    cls = REQUESTS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise BadRequest(
+            f"unknown request {op!r}",
+            hint="requests: " + ", ".join(sorted(REQUESTS)),
+        )
+    return cls.from_wire(data)
+
+
+def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"bad request: {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def _optional_string(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"bad request: {key!r} must be a string")
+    return value
+
+
+def _bool(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"bad request: {key!r} must be true or false")
+    return value
+
+
+def _string_map(data: Mapping[str, Any], key: str) -> dict[str, str]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise BadRequest(f"bad request: {key!r} must map strings to strings")
+    return {str(k): v for k, v in value.items()}
+
+
+# -- dispatch ---------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """The connection a request came on: the fds passed with it (a handler that keeps
+    one removes it from the list) and the socket, for answers streamed as text."""
+
+    fds: list[int]
+    conn: socket.socket
+
+
+Answer = dict[str, Any]
+R = TypeVar("R", bound=Request)
+
+
+class Dispatcher:
+    """The dispatch table: op -> handler of its typed request. A :class:`Server`
+    handler: each request is parsed (:func:`parse`) and passed to the handler of its op,
+    whose answer gets ``"ok": true`` (``None``: it answered on the socket itself)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Callable[[Any, Call], Answer | None]] = {}
+
+    def on(self, kind: type[R], handler: Callable[[R, Call], Answer | None]) -> None:
+        """Answer requests of class ``kind`` with ``handler``."""
+        self._handlers[kind.op] = handler
+
+    @property
+    def ops(self) -> list[str]:
+        """The ops with a handler."""
+        return sorted(self._handlers)
+
+    def __call__(self, data: dict[str, Any], fds: list[int], conn: socket.socket) -> Answer | None:
+        request = parse(data)
+        handler = self._handlers.get(request.op)
+        if handler is None:
+            raise BadRequest(f"this supervisor does not answer {request.op!r} requests")
+        answer = handler(request, Call(fds, conn))
+        return None if answer is None else {"ok": True, **answer}
+
+
+# -- the server -------------------------------------------------------------------------
 
 
 class Server:
@@ -150,10 +386,16 @@ def connect(path: Path, timeout: float | None = 30.0) -> socket.socket:
 
 
 def request(
-    path: Path, payload: dict[str, Any], fds: Sequence[int] = (), timeout: float | None = 30.0
+    path: Path,
+    payload: Request | dict[str, Any],
+    fds: Sequence[int] = (),
+    timeout: float | None = 30.0,
 ) -> dict[str, Any]:
-    """Send one request and return the answer; an ``ok: false`` answer is raised as an
-    :class:`~envkit.errors.EnvkitError` with the supervisor's message and hint."""
+    """Send one request (typed, or its JSON object) and return the answer; an ``ok:
+    false`` answer is raised as an :class:`~envkit.errors.EnvkitError` with the
+    supervisor's message and hint."""
+    if isinstance(payload, Request):
+        payload = payload.to_wire()
     with connect(path, timeout) as conn:
         line = json.dumps(payload).encode() + b"\n"
         if fds:
@@ -182,10 +424,12 @@ def _read_line(conn: socket.socket) -> dict[str, Any]:
     return answer
 
 
-def stream_text(path: Path, payload: dict[str, Any]) -> Iterator[str]:
+def stream_text(path: Path, payload: Request | dict[str, Any]) -> Iterator[str]:
     """Send a streaming request (``logs`` with ``follow``); the text as it comes."""
     import codecs
 
+    if isinstance(payload, Request):
+        payload = payload.to_wire()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with connect(path, timeout=None) as conn:
         conn.sendall(json.dumps(payload).encode() + b"\n")

@@ -3,8 +3,10 @@
 The test runs in the container (as ``docker exec`` would) at once when the container
 starts, then every ``interval`` seconds; a run longer than ``timeout`` is killed and
 fails. ``retries`` failures in a row make the container ``unhealthy``; a success makes it
-``healthy``. Failures within ``start_period`` of the start do not count, but a success
-there does (docker's rule), so a slow starter is not declared unhealthy too early.
+``healthy``. While the container has never been healthy, failures of runs that began
+within ``start_period`` of the start do not count, but a success there does (docker's
+``handleProbeResult``), so a slow starter is not declared unhealthy too early; once it
+was healthy, every failure counts.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ class HealthTracker:
     last_output: str = ""
 
     def record(self, ok: bool, output: str, now: float) -> str:
-        """Take the result of one run (ended at ``now``); the new status."""
+        """Take the result of one run (that began at ``now``, as docker times it); the
+        new status."""
         self.last_output = output[-OUTPUT_LIMIT:]
         if ok:
             self.failures, self.status = 0, HEALTHY
-        elif now - self.started >= self.check.start_period:
+        elif self.status != STARTING or now - self.started >= self.check.start_period:
             self.failures += 1
             if self.failures >= self.check.retries:
                 self.status = UNHEALTHY

@@ -1,16 +1,27 @@
 """The process that holds a stack: starts its services in order, restarts them per
-policy, runs their health checks, and tears everything down.
+policy, runs their health checks and readiness probes, answers control requests, and
+tears everything down.
 
 One :class:`Supervisor` runs per stack: in the foreground ``envkit up`` process, or in a
-detached process of its own (``up -d`` and ``stack.up()``, :func:`start_detached`). Its
-containers are attached to it (they die with it), so a killed supervisor leaves nothing
-running; ``down`` or the next ``up`` removes what it left on disk
+detached process of its own (``up -d`` and ``stack.up()``,
+:func:`envkit.stack.daemon.start_detached`). It is the glue of parts that each do one
+thing (docs/dev/stack.md):
+
+- :mod:`envkit.stack.scheduler`: start order and ``depends_on`` conditions;
+- :mod:`envkit.stack.instance`: a service's container, restart policy (docker's rules),
+  health and readiness, over :class:`~envkit.stack.instance.ContainerOps`;
+- :mod:`envkit.stack.launcher`: the real container operations;
+- :mod:`envkit.stack.control`: the socket, typed requests and the dispatch table;
+- :mod:`envkit.stack.daemon`: the detached start.
+
+Its containers are attached to it (they die with it), so a killed supervisor leaves
+nothing running; ``down`` or the next ``up`` removes what it left on disk
 (:func:`envkit.stack.cleanup.remove_leftovers`).
 
-Each container is started by a thread of its own, which then waits for it: the runtime
-ties a container's life to the thread that forked it, so that thread lives exactly as
-long as the container. Services whose dependencies are ready are started side by side,
-but the runtime's part of each start (fork, id maps, network attach) one at a time.
+Threads: the main thread (:meth:`Supervisor.run`) orders starts, stops and restarts and
+runs control jobs; each container has a keeper thread that started it and waits for
+it, and a log pump; each checked service a health thread, each ``ready`` start a probe
+thread; the control server a thread a connection.
 """
 
 from __future__ import annotations
@@ -19,31 +30,27 @@ import contextlib
 import os
 import queue
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.plugins import notify
-from envkit.runtime.config import BindMount, TmpfsMount
-from envkit.runtime.state import alive, process_start, wait_gone
-from envkit.spec import Service, Stack
-from envkit.stack import health, readiness, secrets, volumes
+from envkit.runtime.state import alive
+from envkit.spec import Stack
+from envkit.stack import control, health
 from envkit.stack import state as ss
+from envkit.stack.daemon import start_detached
+from envkit.stack.instance import ContainerOps, Instance, ServiceRuntime
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
-from envkit.stack.policy import STABLE_AFTER, RestartPolicy, backoff
+from envkit.stack.scheduler import DependencyError, Launch, Scheduler, Snapshot
 
 if TYPE_CHECKING:
-    from envkit.containers import Container, RunOptions
-    from envkit.stack.control import Server
+    from envkit.stack.control import Call
 
-
-class DependencyError(RuntimeError_):
-    """A service that others depend on did not become ready; ``up`` fails with it."""
+__all__ = ["DependencyError", "Supervisor", "start_detached"]
 
 
 @dataclass
@@ -56,54 +63,13 @@ class _Job:
     error: EnvkitError | None = None
 
 
-@dataclass
-class _Launch:
-    """A container start under way in the thread that will hold the container."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-
-@dataclass
-class _Instance:
-    """One container of a service, as the supervisor holds it."""
-
-    container: Container
-    started: float
-    #: The thread that started the container and waits for it (it ends after it).
-    keeper: threading.Thread
-    pump: threading.Thread
-    tracker: health.HealthTracker | None = None
-    exited: bool = False
-    started_at: str = ""
-    #: The named volumes its backends mounted for it; unmounted when it is reaped.
-    mounted: list[volumes.Attached] = field(default_factory=list)
-    #: Set once plugins heard that it started.
-    announced: threading.Event = field(default_factory=threading.Event)
-    #: Being stopped for good: its keeper removes it as soon as it is gone.
-    discarded: bool = False
-    removed: bool = False
-
-
-@dataclass
-class _Service:
-    spec: Service
-    policy: RestartPolicy
-    instance: _Instance | None = None
-    restart_at: float | None = None
-    quick_exits: int = 0
-    health_thread: threading.Thread | None = None
-    #: Stopped by ``envkit stop``: no restart until ``start``.
-    stopped: bool = False
-    #: The start under way or last made.
-    launch: _Launch | None = None
-
-
 class Supervisor:
     """Holds the containers of ``stack``'s services ``names`` (in start order).
 
     ``images`` maps each service to the image (id or reference) to run. ``owner``
     (pid, start time) makes the stack stop when that process is gone (``stack.up()``).
+    ``ops`` does the container operations (:class:`~envkit.stack.launcher.Launcher`
+    unless given; unit tests give a fake).
     """
 
     def __init__(
@@ -117,12 +83,18 @@ class Supervisor:
         timeout: float = UP_TIMEOUT,
         stop_grace: float = STOP_GRACE,
         report: Callable[[str], None] | None = None,
+        ops: ContainerOps | None = None,
     ) -> None:
+        if ops is None:
+            from envkit.stack.launcher import Launcher
+
+            ops = Launcher()
         self.stack = stack
         self.images = dict(images)
         self.owner = owner
         self.timeout = timeout
         self.stop_grace = stop_grace
+        self.ops = ops
         self._report = report or (lambda _line: None)
         self.state = ss.StackState(
             name=stack.name,
@@ -135,26 +107,13 @@ class Supervisor:
                 for n in names
             },
         )
-        self._services = {
-            n: _Service(stack[n], RestartPolicy.parse(stack[n].restart)) for n in names
-        }
+        self._services = {n: ServiceRuntime.of(stack[n]) for n in names}
         self._lock = threading.RLock()
         self._events: queue.Queue[Callable[[], None] | _Job] = queue.Queue()
         self._deferred: list[_Job] = []
         self._stopping = threading.Event()
-        #: Held while a start attaches, seeds and chowns volumes and secrets (two
-        #: services may share a named volume that is seeded on first use).
-        self._files_lock = threading.Lock()
-        #: Held around the runtime's part of a start. Its monitor process never execs,
-        #: so it keeps every fd it inherits: forked while another start has its pipes
-        #: open, it would hold their write ends, and that start would wait forever for
-        #: the end of file it reads up to.
-        self._spawn_lock = threading.Lock()
-        self._started_any = False
-        self._created_volumes: list[str] = []
-        self._created_networks: list[str] = []
-        self._server: Server | None = None
-        self._image_users: dict[tuple[str, str | None], tuple[int, int, tuple[str, ...]]] = {}
+        self._scheduler = Scheduler(self)
+        self._server: control.Server | None = None
 
     # -- the life of a stack -----------------------------------------------------------
 
@@ -166,8 +125,8 @@ class Supervisor:
             self.state.claim()
             self.state.save()
             self._serve()
-            self._prepare_resources(self.state.order)
-            self._start_all(self.state.order, time.monotonic() + self.timeout)
+            self.ops.prepare(self.stack, self.state.order, self.state)
+            self._scheduler.start(self.state.order, self.state.order, self.timeout)
             with self._lock:
                 self.state.status = ss.RUNNING
                 self.state.save()
@@ -204,11 +163,7 @@ class Supervisor:
                 svc.health_thread.join(5)
         from envkit.stack import cleanup
 
-        cleanup.remove_networks(self._created_networks or self.state.networks)
-        secrets.remove(self.state.secrets_dir)
-        if failed and self._created_volumes:
-            volumes.remove(self._volume_pairs(self._created_volumes))
-        volumes.remove_transient(self.state.volumes)
+        self.ops.teardown(self.state, failed)
         if self._server is not None:
             self._server.close()
         for job in self._drain_jobs():
@@ -216,145 +171,112 @@ class Supervisor:
             job.done.set()
         cleanup.remove_state_dir(self.state.name)
 
-    # -- resources ---------------------------------------------------------------------
-
     def _serve(self) -> None:
-        from envkit.stack.control import Server
-
-        self._server = Server(self.state.control_path, self._answer)
+        table = control.Dispatcher()
+        table.on(control.Ps, self._on_ps)
+        table.on(control.Logs, self._on_logs)
+        table.on(control.Exec, self._on_exec)
+        table.on(control.Down, self._on_down)
+        for kind in (control.Stop, control.Start, control.Restart):
+            table.on(kind, self._on_lifecycle)
+        table.on(control.Replace, self._on_replace)
+        self._server = control.Server(self.state.control_path, table)
         self._server.start()
 
-    def _prepare_resources(self, names: Sequence[str]) -> None:
-        """Secret files, volumes and networks that services ``names`` need and that do
-        not exist yet."""
-        stack = self.stack
-        subset = _only(stack, names)
-        if any(stack[n].secrets for n in names):
-            if not self.state.secrets_dir:
-                self.state.secrets_dir = str(secrets.private_dir(stack.name))
-                self.state.save()
-            secrets.write_all(subset, Path(self.state.secrets_dir), missing_only=True)
-        self._created_volumes += volumes.ensure(subset)
-        entries = [f"{v.backend}:{volumes.full_name(stack.name, v)}" for v in subset.volumes]
-        self.state.volumes = sorted({*self.state.volumes, *entries})
-        from envkit.stack import networking
+    # -- the scheduler's host ----------------------------------------------------------
 
-        self.state.networks = sorted({*self.state.networks, *networking.names(stack, names)})
-        self.state.save()
-        self._created_networks += networking.create(stack, names)
+    @property
+    def stack_name(self) -> str:
+        """The stack's name."""
+        return self.stack.name
 
-    def _volume_pairs(self, names: Sequence[str]) -> list[tuple[str, str]]:
-        pairs = [tuple(v.split(":", 1)) for v in self.state.volumes]
-        return [(b, n) for b, n in pairs if n in names]
+    def dependencies(self, name: str) -> Sequence[tuple[str, str]]:
+        """What service ``name`` waits for."""
+        return self._services[name].spec.depends_on
 
-    # -- services ----------------------------------------------------------------------
+    def snapshot(self, name: str) -> Snapshot | None:
+        """How service ``name`` is doing (``None``: not part of the stack)."""
+        with self._lock:
+            svc = self._services.get(name)
+            return None if svc is None else svc.snapshot(self.state.services[name])
 
-    def _start_all(self, names: Sequence[str], deadline: float) -> None:
-        """Start services ``names``: each once what it depends on is ready, those whose
-        dependencies are ready side by side; then wait until all are ready."""
-        pending = [n for n in self.state.order if n in names]
-        launched: dict[str, _Launch] = {}
-        try:
-            while pending or not all(lh.done.is_set() for lh in launched.values()):
-                self._collect(launched)
-                for name in list(pending):
-                    if self._dependencies_ready(name, pending):
-                        launched[name] = self._launch(name)
-                        pending.remove(name)
-                        if not self._started_any:
-                            # The first start runs alone: it imports the start path and
-                            # brings up the network's daemons, and no other thread should
-                            # be half-way through an import or a lock when those fork.
-                            launched[name].done.wait()
-                            self._collect(launched)
-                if pending or not all(lh.done.is_set() for lh in launched.values()):
-                    waiting = next(iter([*pending, *launched]), "")
-                    self._pause(deadline, waiting)
-        finally:
-            for launch in launched.values():
-                launch.done.wait()
-        self._collect(launched)
-        for name in self.state.order:
-            svc = self._services[name]
-            if (
-                name in names
-                and svc.instance is not None
-                and (self._has_check(name) or svc.spec.ready)
-            ):
-                while (problem := self._readiness(name, "healthy")) == "":
-                    self._pause(deadline, name)
-                if problem:
-                    raise self._not_ready(name, "healthy", problem, None)
-        for name in names:
-            instance = self._services[name].instance
-            if instance is not None:
-                instance.announced.wait()
-
-    def _collect(self, launched: dict[str, _Launch]) -> None:
-        """Report the starts of ``launched`` that finished (and forget them); raise the
-        error of one that failed."""
-        for name, launch in list(launched.items()):
-            if not launch.done.is_set():
-                continue
-            del launched[name]
-            if launch.error is not None:
-                raise launch.error
-            self._started_any = True
-            self._report(f"{name}: started")
-
-    def _dependencies_ready(self, name: str, pending: Sequence[str]) -> bool:
-        """Whether everything ``name`` depends on is ready; raises when one never will be."""
-        for target, condition in self._services[name].spec.depends_on:
-            if target in pending:
-                return False
-            problem = self._readiness(target, condition)
-            if problem:
-                raise self._not_ready(target, condition, problem, name)
-            if problem == "":
-                return False
-        return True
-
-    def _pause(self, deadline: float, waiting_for: str) -> None:
-        if time.monotonic() >= deadline:
-            raise self._not_ready(waiting_for, "ready", f"not ready after {self.timeout:g} s", None)
-        if self._stopping.is_set():
-            raise RuntimeError_(f"stack {self.stack.name}: interrupted while starting")
-        # Starts, exits, health and readiness changes wake it; the timeout only bounds
-        # how late a signal's stop request is seen.
-        self._tick(0.1, jobs=False)
-
-    def _launch(self, name: str) -> _Launch:
+    def launch(self, name: str) -> Launch:
         """Start a container of service ``name`` in a thread of its own, which then
         waits for it (the runtime kills a container when the thread that forked it
-        ends); see :attr:`_Launch.done` for when it is up."""
-        launch = _Launch()
+        ends); see :attr:`Launch.done` for when it is up."""
+        launch = Launch()
         self._services[name].launch = launch
         threading.Thread(
             target=self._keep, args=(name, launch), name=f"envkit-svc-{name}", daemon=True
         ).start()
         return launch
 
-    def _keep(self, name: str, launch: _Launch) -> None:
+    def started(self, name: str) -> None:
+        """Say that ``name`` started."""
+        self._report(f"{name}: started")
+
+    def wait_event(self, timeout: float) -> None:
+        """Handle one event (control jobs wait for the main loop)."""
+        self._tick(timeout, jobs=False)
+
+    def stopping(self) -> bool:
+        """Whether the stack is being stopped."""
+        return self._stopping.is_set()
+
+    def announced(self, name: str) -> None:
+        """Wait until plugins heard that ``name``'s container started."""
+        instance = self._services[name].instance
+        if instance is not None:
+            instance.announced.wait()
+
+    def not_ready(
+        self, name: str, wanted: str, problem: str, waiter: str | None
+    ) -> DependencyError:
+        """The error for service ``name`` that will never be ``wanted``: what was seen,
+        its last health check output and its last log lines."""
+        from envkit.stack.logs import tail
+
+        record = self.state.services[name]
+        who = f"{waiter} depends on {name} being {wanted}" if waiter else f"{name} is not ready"
+        lines = [f"stack {self.stack.name}: {who}, but {problem}"]
+        if record.health_output.strip():
+            lines.append(f"  last health check output: {record.health_output.strip()[-500:]}")
+        if record.ready_output.strip() and record.ready_output != problem:
+            lines.append(f"  readiness: {record.ready_output.strip()[-500:]}")
+        last = tail(self.state.log_path(name), 10)
+        if last:
+            lines.append(f"  last log lines of {name}:")
+            lines += [f"    {line}" for line in last]
+        return DependencyError(
+            "\n".join(lines),
+            hint="everything started was stopped again; `envkit up` (foreground) shows the logs",
+        )
+
+    # -- containers --------------------------------------------------------------------
+
+    def _keep(self, name: str, launch: Launch) -> None:
         """The life of one container of ``name``: start it, tell plugins, wait for it to
         be gone, then hand its exit to the main thread."""
         try:
             instance = self._start_service(name)
         except BaseException as exc:
-            launch.error = exc
+            launch.finish(exc)
             return
         finally:
-            launch.done.set()
+            if not launch.done.is_set():
+                launch.finish()
             self._wake()
         try:
             notify.service_started(self.stack.name, name)
         finally:
             instance.announced.set()
-        container = instance.container
-        start = process_start(container.pid) or 0
-        while not wait_gone(container.pid, start, 3600):
-            pass
-        code = container.wait()
-        volumes.detach(instance.mounted)
+        code = self.ops.wait(instance.container)
+        self._gone(name, instance, code)
+
+    def _gone(self, name: str, instance: Instance, code: int | None) -> None:
+        """``instance``'s container is gone: release it, tell plugins, and hand the exit
+        to the main thread."""
+        self.ops.release(instance.started)
         with self._lock:
             discarded = instance.discarded
         if discarded:
@@ -366,144 +288,49 @@ class Supervisor:
         """Wake the main thread now (a start ended, a health or readiness changed)."""
         self._events.put(lambda: None)
 
-    def _start_service(self, name: str) -> _Instance:
+    def _start_service(self, name: str) -> Instance:
         """Start a container of service ``name`` (in the thread that will hold it)."""
-        from envkit.runtime import logs as runtime_logs
-        from envkit.stack import networking
-        from envkit.stack.logs import RotatingLogWriter
-
         svc = self._services[name]
-        spec, stack = svc.spec, self.stack
-        image = self.images[name]
-        key = (image, spec.user)
-        if key not in self._image_users:
-            self._image_users[key] = _image_user(image, spec.user)
-        uid, gid, layers = self._image_users[key]
-        with self._files_lock:
-            attached = volumes.attach(
-                stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}"
-            )
-        try:
-            mounts = volumes.runtime_mounts(stack, spec.volumes, attached)
-            # Seeding and chowning may fork (as root of a user namespace): with the
-            # spawn lock, like every fork a start makes.
-            with self._files_lock, self._spawn_lock:
-                volumes.seed(attached, layers)
-                volumes.hand_to(attached, uid, gid)
-                if spec.secrets:
-                    directory = Path(self.state.secrets_dir)
-                    mounts += secrets.mounts(spec.secrets, directory)
-                    secrets.hand_to(spec.secrets, directory, uid, gid)
-            log_path = self.state.log_path(name)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            started_at = runtime_logs.timestamp()
-            with self._spawn_lock:
-                container, out_r, err_r = self._run(name, image, mounts)
-        except BaseException:
-            with self._files_lock:
-                volumes.detach(attached)
-            raise
-        writer = RotatingLogWriter(str(log_path))
-
-        def pump() -> None:
-            try:
-                runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
-            finally:
-                writer.close()
-
-        pump_thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
-        pump_thread.start()
+        started = self.ops.start(self.stack, name, self.images[name], self.state)
         tracker = None
-        if self._has_check(name):
-            assert spec.healthcheck is not None
-            tracker = health.HealthTracker(spec.healthcheck, time.monotonic())
-        instance = _Instance(
-            container,
-            time.monotonic(),
-            threading.current_thread(),
-            pump_thread,
-            tracker,
-            False,
-            started_at,
-            attached,
-        )
+        if svc.checked:
+            assert svc.spec.healthcheck is not None
+            tracker = health.HealthTracker(svc.spec.healthcheck, time.monotonic())
+        instance = Instance(started, time.monotonic(), threading.current_thread(), tracker)
         with self._lock:
             svc.instance, svc.stopped = instance, False
-            record = self.state.services[name]
-            record.container, record.container_name = container.id, container.name
-            record.status, record.exit_code = "running", None
-            record.health = health.STARTING if tracker else ""
-            record.health_output = ""
-            record.ready = "waiting" if spec.ready else ""
-            record.ready_output = ""
-            record.started_at = started_at
-            record.ports = networking.describe_ports(container)
-            self.state.save()
-        if spec.ready:
+            self._record_start(name, instance)
+        self._watch(name, instance)
+        return instance
+
+    def _record_start(self, name: str, instance: Instance) -> None:
+        spec, started = self._services[name].spec, instance.started
+        record = self.state.services[name]
+        record.container, record.container_name = started.container.id, started.container.name
+        record.status, record.exit_code = "running", None
+        record.health = health.STARTING if instance.tracker else ""
+        record.health_output = ""
+        record.ready = "waiting" if spec.ready else ""
+        record.ready_output = ""
+        record.started_at = started.started_at
+        record.ports = list(started.ports)
+        self.state.save()
+
+    def _watch(self, name: str, instance: Instance) -> None:
+        """Start the readiness probes of ``instance`` and the service's health thread."""
+        svc = self._services[name]
+        if svc.spec.ready:
             threading.Thread(
                 target=self._ready_loop,
                 args=(name, instance),
                 name=f"envkit-ready-{name}",
                 daemon=True,
             ).start()
-        if tracker is not None and svc.health_thread is None:
+        if instance.tracker is not None and svc.health_thread is None:
             svc.health_thread = threading.Thread(
                 target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
             )
             svc.health_thread.start()
-        return instance
-
-    def _run(
-        self, name: str, image: str, mounts: Sequence[BindMount | TmpfsMount]
-    ) -> tuple[Container, int, int]:
-        """Start service ``name``'s container with its output on two pipes; the
-        container and the pipes' read ends."""
-        from envkit.containers import RunOptions
-        from envkit.stack import environment, networking
-
-        spec, stack = self._services[name].spec, self.stack
-        limits = None
-        if spec.memory is not None or spec.cpus is not None or spec.pids_limit is not None:
-            from envkit.runtime.cgroups import Limits
-
-            limits = Limits.parse(
-                None if spec.memory is None else str(spec.memory),
-                None if spec.cpus is None else str(spec.cpus),
-                None if spec.pids_limit is None else str(spec.pids_limit),
-            )
-        network = networking.run_options(stack, name)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            options = RunOptions(
-                cmd=None if spec.command is None else list(spec.command),
-                entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
-                env=environment.service_env(stack, name),
-                tmpfs=[t.split(":", 1)[0] for t in spec.tmpfs],
-                workdir=spec.workdir,
-                user=spec.user,
-                hostname=spec.hostname or name,
-                read_only=spec.read_only,
-                init=spec.init,
-                cap_add=spec.cap_add,
-                cap_drop=spec.cap_drop,
-                name=f"{stack.name}-{name}-1",
-                stdio=(null, out_w, err_w),
-                limits=limits,
-                networks=network["network"],
-                network_aliases=network["network_aliases"],
-                ports=network["ports"],
-            )
-            container = _start_container(image, options, mounts)
-        except BaseException:
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            for fd in (null, out_w, err_w):
-                os.close(fd)
-        return container, out_r, err_r
 
     def _stop_instances(self, names: Sequence[str]) -> None:
         """SIGTERM the containers of services ``names``, SIGKILL those still there after
@@ -519,28 +346,27 @@ class Supervisor:
                 instance.discarded = True
         for _, instance in instances:
             if not instance.exited:
-                _signal(instance, signal.SIGTERM)
+                self.ops.signal(instance.container, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         for _, instance in instances:
+            if instance.keeper is None:
+                continue
             instance.keeper.join(max(0.0, deadline - time.monotonic()))
             if instance.keeper.is_alive():
-                _signal(instance, signal.SIGKILL)
+                self.ops.signal(instance.container, signal.SIGKILL)
                 instance.keeper.join()
         for _, instance in instances:
-            instance.pump.join(5)
+            if instance.started.pump is not None:
+                instance.started.pump.join(5)
             self._remove(instance)
 
-    def _remove(self, instance: _Instance) -> None:
+    def _remove(self, instance: Instance) -> None:
         """Remove ``instance``'s container (once)."""
         with self._lock:
             if instance.removed:
                 return
             instance.removed = True
-        _remove_container(instance)
-
-    def _has_check(self, name: str) -> bool:
-        check = self._services[name].spec.healthcheck
-        return check is not None and not check.disabled
+        self.ops.remove(instance.container)
 
     def _tick(self, timeout: float, *, jobs: bool) -> None:
         """Handle one event (waiting up to ``timeout``): a container exit, or a control
@@ -558,13 +384,13 @@ class Supervisor:
             else:
                 event()
         now = time.monotonic()
-        for name, svc in self._services.items():
+        for name, svc in list(self._services.items()):
             if svc.restart_at is not None and now >= svc.restart_at and not self._stopping.is_set():
                 self._restart(name)
         if self.owner is not None and not alive(*self.owner):
             self.request_stop()
 
-    def _on_exit(self, name: str, instance: _Instance, code: int) -> None:
+    def _on_exit(self, name: str, instance: Instance, code: int | None) -> None:
         svc = self._services.get(name)
         with self._lock:
             instance.exited = True
@@ -572,27 +398,21 @@ class Supervisor:
                 return
             record = self.state.services[name]
             record.status, record.exit_code = "exited", code
-            if (
-                not self._stopping.is_set()
-                and not svc.stopped
-                and svc.policy.should_restart(code, record.restarts)
-            ):
-                ran = time.monotonic() - instance.started
-                svc.quick_exits = 0 if ran >= STABLE_AFTER else svc.quick_exits
-                svc.restart_at = time.monotonic() + backoff(svc.quick_exits)
-                svc.quick_exits += 1
+            due = svc.on_exit(instance, code, time.monotonic(), self._stopping.is_set())
+            if due is not None:
                 record.status = "restarting"
             self._save_quietly()
-        self._report(f"{name}: exited with code {code}")
+        self._report(f"{name}: exited with code {code}" if code is not None else f"{name}: exited")
 
     def _restart(self, name: str) -> None:
         svc = self._services[name]
         svc.restart_at = None
         old = svc.instance
         if old is not None:
-            old.pump.join(5)
+            if old.started.pump is not None:
+                old.started.pump.join(5)
             self._remove(old)
-        launch = self._launch(name)
+        launch = self.launch(name)
         launch.done.wait()
         if isinstance(launch.error, EnvkitError):
             with self._lock:
@@ -610,37 +430,77 @@ class Supervisor:
 
     # -- control requests --------------------------------------------------------------
 
-    def _answer(
-        self, request: dict[str, Any], fds: list[int], conn: socket.socket
-    ) -> dict[str, Any] | None:
-        """Answer one control request (a thread of the control server)."""
-        op = request["op"]
-        if op == "ps":
-            with self._lock:
-                return {"ok": True, "state": asdict(self.state)}
-        if op == "logs":
-            return self._send_logs(request, conn)
-        if op == "exec":
-            return self._exec(request, fds)
-        if op == "down":
-            self.request_stop()
-            self._wake()  # the main loop stops now, not at its next tick
-            return {"ok": True, "pid": os.getpid()}
-        if op in ("stop", "start", "restart"):
-            names = self._known([str(n) for n in request.get("services") or []])
-            return self._on_main(lambda: self._lifecycle(op, names))
-        if op == "replace":
-            import base64
-            import pickle
+    def _on_ps(self, request: control.Ps, call: Call) -> dict[str, Any]:
+        with self._lock:
+            return {"state": asdict(self.state)}
 
-            # Same-uid callers only (SO_PEERCRED): they could ptrace this process anyway.
-            stack = pickle.loads(base64.b64decode(request["stack"]))
-            if not isinstance(stack, Stack) or stack.name != self.stack.name:
-                raise EnvkitError(f"replace: not a Stack named {self.stack.name!r}")
-            images = {str(k): str(v) for k, v in request["images"].items()}
-            names = [str(n) for n in request["services"]]
-            return self._on_main(lambda: self._replace(stack, images, names))
-        raise EnvkitError(f"unknown request {op!r}")
+    def _on_down(self, request: control.Down, call: Call) -> dict[str, Any]:
+        self.request_stop()
+        self._wake()  # the main loop stops now, not at its next tick
+        return {"pid": os.getpid()}
+
+    def _on_lifecycle(self, request: control.Stop, call: Call) -> dict[str, Any]:
+        names = self._known(request.services)
+        return self._on_main(lambda: self._lifecycle(request.op, names))
+
+    def _on_replace(self, request: control.Replace, call: Call) -> dict[str, Any]:
+        from envkit.stack import specjson
+
+        stack = specjson.decode_stack(request.stack, self.stack.name)
+        images, names = dict(request.images), list(request.services)
+        missing = [n for n in stack.start_order() if n not in images and n not in self.images]
+        if missing:
+            raise control.BadRequest(f"replace: no image for service {missing[0]!r}")
+        return self._on_main(lambda: self._replace(stack, images, names))
+
+    def _on_exec(self, request: control.Exec, call: Call) -> dict[str, Any]:
+        from envkit.containers import Container, start_exec
+
+        with self._lock:
+            svc = self._services.get(request.service)
+            instance = svc.instance if svc is not None else None
+        if instance is None or instance.exited:
+            raise EnvkitError(
+                f"stack {self.stack.name!r} has no running service {request.service!r}",
+                hint="`envkit ps -p NAME` shows the services",
+            )
+        if len(call.fds) != 3:
+            raise EnvkitError("exec: expected the caller's stdin, stdout and stderr")
+        container = instance.container
+        assert isinstance(container, Container)
+        process = start_exec(
+            container.reload(),
+            list(request.cmd),
+            env=dict(request.env),
+            workdir=request.workdir,
+            user=request.user,
+            stdio=(call.fds[0], call.fds[1], call.fds[2]),
+        )
+        for fd in call.fds:
+            os.close(fd)
+        call.fds.clear()
+        code = process.wait()
+        return {"exit_code": code, "error": process.error}
+
+    def _on_logs(self, request: control.Logs, call: Call) -> dict[str, Any] | None:
+        import io
+
+        from envkit.stack.logs import stream
+
+        names = self._known(request.services)
+        if not request.follow:
+            buffer = io.StringIO()
+            stream(self.stack.name, names, buffer)
+            return {"text": buffer.getvalue()}
+        out = call.conn.makefile("w", encoding="utf-8", errors="replace")
+        try:
+            stream(self.stack.name, names, out, follow=True, stop=self._stopping)
+        except OSError:
+            pass  # the caller hung up
+        finally:
+            with contextlib.suppress(OSError):
+                out.close()
+        return None
 
     def _known(self, names: Sequence[str]) -> list[str]:
         for name in names:
@@ -657,7 +517,7 @@ class Supervisor:
         job.done.wait()
         if job.error is not None:
             raise job.error
-        return {"ok": True, **job.answer}
+        return dict(job.answer)
 
     def _do(self, job: _Job) -> None:
         try:
@@ -699,7 +559,12 @@ class Supervisor:
                 self._report(f"{name}: stopped")
         if op in ("start", "restart"):
             idle = [n for n in names if self._services[n].instance is None]
-            self._start_all(idle, time.monotonic() + self.timeout)
+            with self._lock:
+                for name in idle:
+                    # A manual start resets the restart count, as `docker start` does.
+                    self._services[name].restarts.reset()
+                    self.state.services[name].restarts = 0
+            self._scheduler.start(self.state.order, idle, self.timeout)
         return {"services": list(names)}
 
     def _replace(
@@ -724,123 +589,41 @@ class Supervisor:
                 del self._services[name], self.state.services[name]
             self.stack, self.images = stack, merged
             for name in changed:
-                self._services[name] = _Service(
-                    stack[name], RestartPolicy.parse(stack[name].restart)
-                )
+                self._services[name] = ServiceRuntime.of(stack[name])
                 self.state.services[name] = ss.ServiceState(
                     image_id=merged[name], spec_key=keys[name]
                 )
             self.state.order = order
             self._save_quietly()
         if changed:
-            self._prepare_resources(changed)
-            self._start_all(changed, time.monotonic() + self.timeout)
+            self.ops.prepare(stack, changed, self.state)
+            self._scheduler.start(self.state.order, changed, self.timeout)
         for name in changed:
             self._report(f"{name}: recreated")
         return {"recreated": changed, "removed": removed}
 
-    def _exec(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        from envkit.containers import start_exec
+    # -- readiness and health ----------------------------------------------------------
 
-        name = str(request.get("service", ""))
-        with self._lock:
-            svc = self._services.get(name)
-            instance = svc.instance if svc is not None else None
-        if instance is None or instance.exited:
-            raise EnvkitError(
-                f"stack {self.stack.name!r} has no running service {name!r}",
-                hint="`envkit ps -p NAME` shows the services",
-            )
-        if len(fds) != 3:
-            raise EnvkitError("exec: expected the caller's stdin, stdout and stderr")
-        env = request.get("env") or {}
-        process = start_exec(
-            instance.container.reload(),
-            [str(a) for a in request["cmd"]],
-            env={str(k): str(v) for k, v in env.items()},
-            workdir=request.get("workdir"),
-            user=request.get("user"),
-            stdio=(fds[0], fds[1], fds[2]),
-        )
-        for fd in fds:
-            os.close(fd)
-        fds.clear()
-        code = process.wait()
-        return {"ok": True, "exit_code": code, "error": process.error}
-
-    def _send_logs(self, request: dict[str, Any], conn: socket.socket) -> dict[str, Any] | None:
-        import io
-
-        from envkit.stack.logs import stream
-
-        names = self._known([str(n) for n in request.get("services") or []])
-        if not request.get("follow"):
-            buffer = io.StringIO()
-            stream(self.stack.name, names, buffer)
-            return {"ok": True, "text": buffer.getvalue()}
-        out = conn.makefile("w", encoding="utf-8", errors="replace")
-        try:
-            stream(self.stack.name, names, out, follow=True, stop=self._stopping)
-        except OSError:
-            pass  # the caller hung up
-        finally:
-            with contextlib.suppress(OSError):
-                out.close()
-        return None
-
-    # -- readiness ---------------------------------------------------------------------
-
-    def _readiness(self, name: str, condition: str) -> str | None:
-        """``None``: ready; ``""``: not yet; else why it never will be. ``healthy``
-        means: the health check (if any) passes and every ``ready`` probe passed."""
-        svc = self._services.get(name)
-        if svc is None:
-            return "it is not part of the stack"
-        with self._lock:
-            record = self.state.services[name]
-            instance = svc.instance
-            waiting_restart = svc.restart_at is not None
-            launch = svc.launch
-        if launch is not None and not launch.done.is_set():
-            return ""
-        if instance is None:
-            return "it was not started" if record.status != "stopped" else "it was stopped"
-        if condition == "completed":
-            if record.status == "exited":
-                return None if record.exit_code == 0 else f"it exited with code {record.exit_code}"
-            return ""
-        if record.status == "exited" and not waiting_restart:
-            return f"it exited with code {record.exit_code}"
-        if condition == "started":
-            return None
-        if not self._has_check(name) and not svc.spec.ready:
-            return "it has no health check"
-        if record.health == health.UNHEALTHY:
-            return "its health check failed"
-        if record.ready == "failed":
-            return record.ready_output
-        done = record.ready in ("", "ready") and record.health in ("", health.HEALTHY)
-        return None if done and not instance.exited else ""
-
-    def _ready_loop(self, name: str, instance: _Instance) -> None:
+    def _ready_loop(self, name: str, instance: Instance) -> None:
         """Try service ``name``'s ``ready`` probes on ``instance``, in order, until all
         passed or one ran out of time; record the outcome."""
         from envkit.stack.logs import lines_since
 
         svc = self._services[name]
         path = self.state.log_path(name)
-        target = readiness.Target(
-            pid=instance.container.pid,
-            record=instance.container.reload,
-            log_lines=lambda: lines_since(path, instance.started_at),
-        )
 
         def alive() -> bool:
             return not instance.exited and not self._stopping.is_set()
 
         problem = None
         for probe in svc.spec.ready:
-            problem = readiness.wait(probe, target, instance.started, alive)
+            problem = self.ops.ready_probe(
+                instance.container,
+                probe,
+                lambda: lines_since(path, instance.started.started_at),
+                instance.since,
+                alive,
+            )
             if problem is not None:
                 break
         with self._lock:
@@ -854,36 +637,12 @@ class Supervisor:
         self._wake()
         self._report(f"{name}: {'ready' if problem is None else 'not ready: ' + problem}")
 
-    def _not_ready(
-        self, name: str, condition: str, problem: str, waiter: str | None
-    ) -> DependencyError:
-        from envkit.stack.logs import tail
-
-        record = self.state.services[name]
-        who = f"{waiter} depends on {name} being {condition}" if waiter else f"{name} is not ready"
-        lines = [f"stack {self.stack.name}: {who}, but {problem}"]
-        if record.health_output.strip():
-            lines.append(f"  last health check output: {record.health_output.strip()[-500:]}")
-        if record.ready_output.strip() and record.ready_output != problem:
-            lines.append(f"  readiness: {record.ready_output.strip()[-500:]}")
-        last = tail(self.state.log_path(name), 10)
-        if last:
-            lines.append(f"  last log lines of {name}:")
-            lines += [f"    {line}" for line in last]
-        return DependencyError(
-            "\n".join(lines),
-            hint="everything started was stopped again; `envkit up` (foreground) shows the logs",
-        )
-
-    # -- health checks -----------------------------------------------------------------
-
     def _health_loop(self, name: str) -> None:
         """Run service ``name``'s checks on whatever container it has now."""
         svc = self._services[name]
         check = svc.spec.healthcheck
         assert check is not None
-        command = health.argv(check)
-        last_instance: _Instance | None = None
+        last_instance: Instance | None = None
         last_run: float | None = None
         while not self._stopping.is_set() and self._services.get(name) is svc:
             with self._lock:
@@ -897,12 +656,11 @@ class Supervisor:
             if self._stopping.wait(max(0.0, due - time.monotonic())):
                 return
             last_run = time.monotonic()
-            record = instance.container.reload()
-            ok, output = health.run_once(record, command, check.timeout)
+            ok, output = self.ops.health_check(instance.container, check)
             with self._lock:
                 if svc.instance is not instance or instance.exited:
                     continue
-                status = instance.tracker.record(ok, output, time.monotonic())
+                status = instance.tracker.record(ok, output, last_run)
                 entry = self.state.services[name]
                 changed = entry.health != status
                 entry.health, entry.health_output = status, instance.tracker.last_output
@@ -916,125 +674,3 @@ class Supervisor:
         """Save the state unless the stack dir is already gone (torn down)."""
         if self.state.dir.exists():
             self.state.save()
-
-
-def _only(stack: Stack, names: Sequence[str]) -> Stack:
-    """``stack`` restricted to services ``names`` (all of them: the stack itself)."""
-    if len(names) == len(stack.services):
-        return stack
-    clone = Stack(stack.name, [stack[n] for n in names])
-    return clone.with_base_dir(stack.base_dir) if stack.base_dir else clone
-
-
-def _start_container(
-    image: str, options: RunOptions, mounts: Sequence[BindMount | TmpfsMount]
-) -> Container:
-    """``envkit.run(image, ...)`` held by this process, with ``mounts`` (volumes first)
-    before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
-    backend's volume may be a sized tmpfs."""
-    from envkit import containers
-
-    prepared = containers.prepare(image, options)
-    try:
-        config = prepared.config.replace(mounts=[*mounts, *prepared.config.mounts])
-    except BaseException:
-        prepared.abandon()
-        raise
-    return containers._start_attached(prepared.replace(config))
-
-
-def _signal(instance: _Instance, sig: int) -> None:
-    from contextlib import suppress
-
-    with suppress(EnvkitError, OSError):
-        instance.container.kill(sig)
-
-
-def _remove_container(instance: _Instance) -> None:
-    from contextlib import suppress
-
-    from envkit.runtime import state as rs
-
-    container = instance.container
-    with suppress(EnvkitError, OSError):
-        record = rs.load(container.reload().dir)
-        if record is not None:
-            rs.remove(record)
-
-
-def _image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
-    """The container uid and gid a service runs as (its ``user`` or the image's), and
-    the image's lower dirs (top first)."""
-    from envkit.runtime import image_config
-    from envkit.store import snapshots
-    from envkit.store.layout import Store
-
-    store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(image))
-    config = store.config(manifest)
-    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
-    who = image_config.resolve_user(
-        user if user is not None else str(config.config.get("User") or ""),
-        image_config.read_image_file(snapshot.layers, "/etc/passwd"),
-        image_config.read_image_file(snapshot.layers, "/etc/group"),
-    )
-    return who.uid, who.gid, snapshot.layers
-
-
-# -- detached supervisors ---------------------------------------------------------------
-
-
-def start_detached(supervisor: Supervisor) -> int:
-    """Run ``supervisor`` in a process of its own (double fork, new session); return its
-    pid once the stack is up, or raise the error that made ``up`` fail."""
-    import json
-
-    from envkit.runtime.detached import run_detached
-
-    report = run_detached(lambda status_w: _daemon(supervisor, status_w)).decode(errors="replace")
-    try:
-        answer = json.loads(report)
-    except ValueError:
-        answer = {"error": "the stack supervisor died while starting the stack"}
-    if "pid" in answer:
-        return int(answer["pid"])
-    error_class = DependencyError if answer.get("dependency") else RuntimeError_
-    error = error_class(str(answer["error"]), hint=answer.get("hint"))
-    code = answer.get("exit_code")
-    if isinstance(code, int):  # bad input (a port in use) stays exit 2, as in the foreground
-        error.exit_code = code
-    raise error
-
-
-def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no cover - child
-    import json
-
-    try:
-        signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
-        try:
-            supervisor.start()
-        except EnvkitError as exc:
-            answer = {
-                "error": exc.message,
-                "hint": exc.hint,
-                "dependency": isinstance(exc, DependencyError),
-                "exit_code": exc.exit_code,
-            }
-            os.write(status_w, json.dumps(answer).encode())
-            os._exit(1)
-        except BaseException as exc:
-            from envkit.settings import storage_error
-
-            home = storage_error(exc) if isinstance(exc, OSError) else None
-            if home is not None:
-                answer = {"error": home.message, "hint": home.hint, "exit_code": home.exit_code}
-                os.write(status_w, json.dumps(answer).encode())
-                os._exit(1)
-            os.write(status_w, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
-            os._exit(1)
-        os.write(status_w, json.dumps({"pid": os.getpid()}).encode())
-        os.close(status_w)
-        supervisor.run()
-        supervisor.teardown()
-    finally:
-        os._exit(0)

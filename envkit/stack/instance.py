@@ -1,0 +1,191 @@
+"""One service as the supervisor holds it: its current container, restart policy,
+health and readiness, and the container operations behind them.
+
+The supervisor never starts, signals or removes a container itself: it asks a
+:class:`ContainerOps` (:class:`envkit.stack.launcher.Launcher` for real containers, a
+fake in unit tests). What happens when a container exits (restart or not, after which
+backoff) is :meth:`ServiceRuntime.on_exit`, docker's rules
+(:class:`~envkit.stack.policy.RestartManager`); the health status of each check run is
+:class:`~envkit.stack.health.HealthTracker`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from envkit.stack.health import HealthTracker
+from envkit.stack.policy import RestartManager, RestartPolicy
+from envkit.stack.scheduler import Launch, Snapshot
+
+if TYPE_CHECKING:
+    from envkit.spec import Healthcheck, Service, Stack
+    from envkit.spec.readiness import Ready
+    from envkit.stack.state import ServiceState, StackState
+
+
+class Handle(Protocol):
+    """A running container, as the supervisor uses it."""
+
+    @property
+    def id(self) -> str:
+        """The container id."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The container name."""
+        ...
+
+    @property
+    def pid(self) -> int:
+        """The host pid of its pid 1."""
+        ...
+
+
+@dataclass
+class Started:
+    """What :meth:`ContainerOps.start` gives back: the container and what came with it."""
+
+    container: Handle
+    #: When it started (RFC 3339, the log records' format).
+    started_at: str
+    #: ``127.0.0.1:8000->5000/tcp`` forms of its published ports.
+    ports: list[str] = field(default_factory=list)
+    #: Copies its output into the service's log; ends after the container.
+    pump: threading.Thread | None = None
+    #: What its start attached (named volumes): released when it is gone.
+    attached: list[Any] = field(default_factory=list)
+
+
+class ContainerOps(Protocol):
+    """The container operations of a stack: the one seam between the supervisor's
+    logic and the runtime (and the store, networks, volumes and secrets)."""
+
+    def prepare(self, stack: Stack, names: Sequence[str], state: StackState) -> None:
+        """Create the secret files, volumes and networks services ``names`` need (and
+        record them in ``state``)."""
+        ...
+
+    def start(self, stack: Stack, name: str, image: str, state: StackState) -> Started:
+        """Start a container of service ``name``, held by the calling thread."""
+        ...
+
+    def wait(self, container: Handle) -> int | None:
+        """Wait until ``container`` is gone; its exit code (``None``: unknown)."""
+        ...
+
+    def signal(self, container: Handle, sig: int) -> None:
+        """Send ``sig`` to the container's pid 1 (nothing if it is gone)."""
+        ...
+
+    def release(self, started: Started) -> None:
+        """Give back what the start attached (the container is gone)."""
+        ...
+
+    def remove(self, container: Handle) -> None:
+        """Remove the container's record (it is gone)."""
+        ...
+
+    def health_check(self, container: Handle, check: Healthcheck) -> tuple[bool, str]:
+        """Run ``check`` once in ``container``: whether it passed, and its output."""
+        ...
+
+    def ready_probe(
+        self,
+        container: Handle,
+        probe: Ready,
+        log_lines: Callable[[], Iterable[str]],
+        started: float,
+        alive: Callable[[], bool],
+    ) -> str | None:
+        """Try ``probe`` until it passes (``None``) or runs out of time (why)."""
+        ...
+
+    def teardown(self, state: StackState, failed: bool) -> None:
+        """Remove the stack's networks and secret files, the volumes a ``failed`` ``up``
+        created and those whose backend keeps no data."""
+        ...
+
+
+@dataclass
+class Instance:
+    """One container of a service, as the supervisor holds it."""
+
+    started: Started
+    #: When it started (monotonic seconds).
+    since: float
+    #: The thread that started the container and waits for it (it ends after it).
+    keeper: threading.Thread | None = None
+    tracker: HealthTracker | None = None
+    exited: bool = False
+    #: Set once plugins heard that it started.
+    announced: threading.Event = field(default_factory=threading.Event)
+    #: Being stopped for good: its keeper removes it as soon as it is gone.
+    discarded: bool = False
+    removed: bool = False
+    #: Found running by a new supervisor (not its child: no exit code).
+    adopted: bool = False
+
+    @property
+    def container(self) -> Handle:
+        """Its container."""
+        return self.started.container
+
+
+@dataclass
+class ServiceRuntime:
+    """One service of a running stack: its spec, restart manager and current
+    container."""
+
+    spec: Service
+    restarts: RestartManager
+    instance: Instance | None = None
+    #: When the scheduled restart is due (monotonic), or ``None``.
+    restart_at: float | None = None
+    health_thread: threading.Thread | None = None
+    #: Stopped by ``envkit stop``: no restart until ``start``.
+    stopped: bool = False
+    #: The start under way or last made.
+    launch: Launch | None = None
+
+    @classmethod
+    def of(cls, spec: Service, restarts: int = 0) -> ServiceRuntime:
+        """A service not started yet (``restarts``: the count it had so far)."""
+        return cls(spec, RestartManager(RestartPolicy.parse(spec.restart), restarts))
+
+    @property
+    def checked(self) -> bool:
+        """Whether it has a health check (not disabled)."""
+        check = self.spec.healthcheck
+        return check is not None and not check.disabled
+
+    def on_exit(
+        self, instance: Instance, code: int | None, now: float, stopping: bool
+    ) -> float | None:
+        """``instance`` exited with ``code``: when its restart is due (monotonic), or
+        ``None``. Nothing restarts while the stack stops or after the user's ``stop``."""
+        instance.exited = True
+        if stopping or self.stopped or instance is not self.instance:
+            return None
+        delay = self.restarts.on_exit(code, now - instance.since)
+        self.restart_at = None if delay is None else now + delay
+        return self.restart_at
+
+    def snapshot(self, record: ServiceState) -> Snapshot:
+        """What the scheduler needs of this service, with its recorded state."""
+        launch = self.launch
+        return Snapshot(
+            status=record.status,
+            exit_code=record.exit_code,
+            health=record.health,
+            ready=record.ready,
+            ready_output=record.ready_output,
+            starting=launch is not None and not launch.done.is_set(),
+            has_container=self.instance is not None,
+            container_exited=self.instance is not None and self.instance.exited,
+            restarting=self.restart_at is not None,
+            checked=self.checked or bool(self.spec.ready),
+        )

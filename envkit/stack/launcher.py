@@ -1,0 +1,278 @@
+"""The real container operations of a stack (:class:`~envkit.stack.instance.ContainerOps`):
+store look-ups, volumes, secrets, networks, the runtime's start, health checks and
+readiness probes.
+
+Each container is started by the thread that will hold it (the runtime ties a
+container's life to the thread that forked it). Starts run side by side, but the
+runtime's part of each (fork, id maps, network attach) one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from envkit.errors import EnvkitError
+from envkit.runtime.config import BindMount, TmpfsMount
+from envkit.stack import health, readiness, secrets, volumes
+from envkit.stack.instance import Handle, Started
+
+if TYPE_CHECKING:
+    from envkit.containers import Container, RunOptions
+    from envkit.spec import Healthcheck, Stack
+    from envkit.spec.readiness import Ready
+    from envkit.stack.state import StackState
+
+
+class Launcher:
+    """Starts and removes the containers of one stack's supervisor."""
+
+    def __init__(self) -> None:
+        #: Held while a start attaches, seeds and chowns volumes and secrets (two
+        #: services may share a named volume that is seeded on first use).
+        self._files_lock = threading.Lock()
+        #: Held around the runtime's part of a start. Its monitor process never execs,
+        #: so it keeps every fd it inherits: forked while another start has its pipes
+        #: open, it would hold their write ends, and that start would wait forever for
+        #: the end of file it reads up to.
+        self._spawn_lock = threading.Lock()
+        self._image_users: dict[tuple[str, str | None], tuple[int, int, tuple[str, ...]]] = {}
+        self.created_volumes: list[str] = []
+        self.created_networks: list[str] = []
+
+    # -- resources ---------------------------------------------------------------------
+
+    def prepare(self, stack: Stack, names: Sequence[str], state: StackState) -> None:
+        """Secret files, volumes and networks that services ``names`` need and that do
+        not exist yet."""
+        from envkit.stack import networking
+
+        subset = only(stack, names)
+        if any(stack[n].secrets for n in names):
+            if not state.secrets_dir:
+                state.secrets_dir = str(secrets.private_dir(stack.name))
+                state.save()
+            secrets.write_all(subset, Path(state.secrets_dir), missing_only=True)
+        self.created_volumes += volumes.ensure(subset)
+        entries = [f"{v.backend}:{volumes.full_name(stack.name, v)}" for v in subset.volumes]
+        state.volumes = sorted({*state.volumes, *entries})
+        state.networks = sorted({*state.networks, *networking.names(stack, names)})
+        state.save()
+        self.created_networks += networking.create(stack, names)
+
+    def teardown(self, state: StackState, failed: bool) -> None:
+        """Remove the stack's networks and secret files, the volumes a failed ``up``
+        created and those whose backend keeps no data."""
+        from envkit.stack import cleanup
+
+        cleanup.remove_networks(self.created_networks or state.networks)
+        secrets.remove(state.secrets_dir)
+        if failed and self.created_volumes:
+            pairs = [tuple(v.split(":", 1)) for v in state.volumes]
+            volumes.remove([(b, n) for b, n in pairs if n in self.created_volumes])
+        volumes.remove_transient(state.volumes)
+
+    # -- containers --------------------------------------------------------------------
+
+    def start(self, stack: Stack, name: str, image: str, state: StackState) -> Started:
+        """Start a container of service ``name`` (in the thread that will hold it),
+        its output pumped into the service's log."""
+        from envkit.runtime import logs as runtime_logs
+        from envkit.stack import networking
+        from envkit.stack.logs import RotatingLogWriter
+
+        spec = stack[name]
+        key = (image, spec.user)
+        if key not in self._image_users:
+            self._image_users[key] = image_user(image, spec.user)
+        uid, gid, layers = self._image_users[key]
+        with self._files_lock:
+            attached = volumes.attach(
+                stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}"
+            )
+        try:
+            mounts = volumes.runtime_mounts(stack, spec.volumes, attached)
+            # Seeding and chowning may fork (as root of a user namespace): with the
+            # spawn lock, like every fork a start makes.
+            with self._files_lock, self._spawn_lock:
+                volumes.seed(attached, layers)
+                volumes.hand_to(attached, uid, gid)
+                if spec.secrets:
+                    directory = Path(state.secrets_dir)
+                    mounts += secrets.mounts(spec.secrets, directory)
+                    secrets.hand_to(spec.secrets, directory, uid, gid)
+            log_path = state.log_path(name)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            started_at = runtime_logs.timestamp()
+            with self._spawn_lock:
+                container, out_r, err_r = self._run(stack, name, image, mounts)
+        except BaseException:
+            with self._files_lock:
+                volumes.detach(attached)
+            raise
+        writer = RotatingLogWriter(str(log_path))
+
+        def pump() -> None:
+            try:
+                runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
+            finally:
+                writer.close()
+
+        pump_thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
+        pump_thread.start()
+        return Started(
+            container, started_at, networking.describe_ports(container), pump_thread, attached
+        )
+
+    def _run(
+        self, stack: Stack, name: str, image: str, mounts: Sequence[BindMount | TmpfsMount]
+    ) -> tuple[Container, int, int]:
+        """Start service ``name``'s container with its output on two pipes; the
+        container and the pipes' read ends."""
+        from envkit.containers import RunOptions
+        from envkit.stack import environment, networking
+
+        spec = stack[name]
+        limits = None
+        if spec.memory is not None or spec.cpus is not None or spec.pids_limit is not None:
+            from envkit.runtime.cgroups import Limits
+
+            limits = Limits.parse(
+                None if spec.memory is None else str(spec.memory),
+                None if spec.cpus is None else str(spec.cpus),
+                None if spec.pids_limit is None else str(spec.pids_limit),
+            )
+        network = networking.run_options(stack, name)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            options = RunOptions(
+                cmd=None if spec.command is None else list(spec.command),
+                entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
+                env=environment.service_env(stack, name),
+                tmpfs=[t.split(":", 1)[0] for t in spec.tmpfs],
+                workdir=spec.workdir,
+                user=spec.user,
+                hostname=spec.hostname or name,
+                read_only=spec.read_only,
+                init=spec.init,
+                cap_add=spec.cap_add,
+                cap_drop=spec.cap_drop,
+                name=f"{stack.name}-{name}-1",
+                stdio=(null, out_w, err_w),
+                limits=limits,
+                networks=network["network"],
+                network_aliases=network["network_aliases"],
+                ports=network["ports"],
+            )
+            container = start_container(image, options, mounts)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        return container, out_r, err_r
+
+    def wait(self, container: Handle) -> int | None:
+        """Wait until the container is gone; its exit code."""
+        from envkit.runtime.state import process_start, wait_gone
+
+        start = process_start(container.pid) or 0
+        while not wait_gone(container.pid, start, 3600):
+            pass
+        return _real(container).wait()
+
+    def signal(self, container: Handle, sig: int) -> None:
+        """Send ``sig`` to the container's pid 1."""
+        with suppress(EnvkitError, OSError):
+            _real(container).kill(sig)
+
+    def release(self, started: Started) -> None:
+        """Unmount the named volumes the start attached."""
+        volumes.detach(started.attached)
+
+    def remove(self, container: Handle) -> None:
+        """Remove the container's record and runtime dir."""
+        from envkit.runtime import state as rs
+
+        with suppress(EnvkitError, OSError):
+            record = rs.load(_real(container).reload().dir)
+            if record is not None:
+                rs.remove(record)
+
+    # -- checks ------------------------------------------------------------------------
+
+    def health_check(self, container: Handle, check: Healthcheck) -> tuple[bool, str]:
+        """Run ``check`` once in the container (as ``exec``)."""
+        record = _real(container).reload()
+        return health.run_once(record, health.argv(check), check.timeout)
+
+    def ready_probe(
+        self,
+        container: Handle,
+        probe: Ready,
+        log_lines: Callable[[], Iterable[str]],
+        started: float,
+        alive: Callable[[], bool],
+    ) -> str | None:
+        """Try ``probe`` on the container until it passes or runs out of time."""
+        real = _real(container)
+        target = readiness.Target(pid=real.pid, record=real.reload, log_lines=log_lines)
+        return readiness.wait(probe, target, started, alive)
+
+
+def _real(container: Handle) -> Container:
+    return cast("Container", container)
+
+
+def only(stack: Stack, names: Sequence[str]) -> Stack:
+    """``stack`` restricted to services ``names`` (all of them: the stack itself)."""
+    from envkit.spec import Stack
+
+    if len(names) == len(stack.services):
+        return stack
+    clone = Stack(stack.name, [stack[n] for n in names])
+    return clone.with_base_dir(stack.base_dir) if stack.base_dir else clone
+
+
+def start_container(
+    image: str, options: RunOptions, mounts: Sequence[BindMount | TmpfsMount]
+) -> Container:
+    """``envkit.run(image, ...)`` held by this process, with ``mounts`` (volumes first)
+    before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
+    backend's volume may be a sized tmpfs."""
+    from envkit import containers
+
+    prepared = containers.prepare(image, options)
+    try:
+        config = prepared.config.replace(mounts=[*mounts, *prepared.config.mounts])
+    except BaseException:
+        prepared.abandon()
+        raise
+    return containers._start_attached(prepared.replace(config))
+
+
+def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
+    """The container uid and gid a service runs as (its ``user`` or the image's), and
+    the image's lower dirs (top first)."""
+    from envkit.runtime import image_config
+    from envkit.store import snapshots
+    from envkit.store.layout import Store
+
+    store = Store.default()
+    _, manifest = store.image_manifest(store.resolve(image))
+    config = store.config(manifest)
+    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    who = image_config.resolve_user(
+        user if user is not None else str(config.config.get("User") or ""),
+        image_config.read_image_file(snapshot.layers, "/etc/passwd"),
+        image_config.read_image_file(snapshot.layers, "/etc/group"),
+    )
+    return who.uid, who.gid, snapshot.layers
