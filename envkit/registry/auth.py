@@ -135,7 +135,7 @@ class Authenticator:
         except TransportError as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             raise RegistryError(
-                f"{self.registry}: token server {realm} unreachable: {type(cause).__name__}",
+                f"{self.registry}: token server {realm} unreachable: {type(cause).__name__}: {exc}",
                 hint="check the network and the registry's auth service",
             ) from None
         if status in (401, 403):

@@ -18,13 +18,14 @@ from envkit.registry.auth import Authenticator, Challenge, parse_challenge
 from envkit.registry.credentials import Credentials, lookup
 from envkit.registry.endpoints import Endpoint, endpoint
 from envkit.registry.transport import (
+    HTTPTransport,
     NameResolutionError,
+    RequestError,
     Response,
     TLSError,
     TLSOptions,
     Transport,
     TransportError,
-    default_transport,
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -57,7 +58,7 @@ class RegistryClient:
         self.endpoint = registry if isinstance(registry, Endpoint) else endpoint(registry)
         self.name = self.endpoint.name
         self._owns_transport = transport is None
-        self.transport = transport or default_transport(*self.endpoint.urls())
+        self.transport = transport or HTTPTransport()
         self.tls = TLSOptions(self.endpoint.verify, self.endpoint.client_cert)
         if credentials is _UNSET:
             credentials = lookup(self.name)
@@ -117,10 +118,9 @@ class RegistryClient:
             try:
                 resp = self.transport.send(method, url, headers, body, tls=self.tls)
             except TLSError as exc:
-                raise RegistryError(
-                    f"{self.name}: TLS failed: {_reason(exc)}",
-                    hint=f"put the registry's CA in $ENVKIT_HOME/certs.d/{self.name}/ca.crt",
-                ) from None
+                raise self._tls_error(exc, url) from None
+            except RequestError as exc:
+                raise RegistryError(f"{self.name}: {exc}") from None
             except NameResolutionError:
                 raise RegistryError(
                     f"{self.name}: cannot resolve the host name",
@@ -139,6 +139,56 @@ class RegistryClient:
                 resp.close()
             time.sleep(self.backoff * (2**attempt))
         raise AssertionError("unreachable")
+
+    def _tls_error(self, exc: TLSError, url: str) -> RegistryError:
+        """The message and fix for a TLS failure, by its kind."""
+        certs = f"$ENVKIT_HOME/certs.d/{self.name}"
+        host = url.split("://", 1)[-1].split("/", 1)[0]
+        if exc.kind == "client-cert":
+            sent = self.tls.client_cert
+            what = (
+                f"the registry refused the client certificate {sent[0]}"
+                if sent
+                else "the registry asks for a client certificate and none is configured"
+            )
+            return RegistryError(
+                f"{self.name}: TLS failed: {what} ({exc})",
+                hint=f"put a client certificate the registry accepts in {certs}/client.cert "
+                "and its key in client.key",
+            )
+        if exc.kind == "closed":
+            sent = self.tls.client_cert
+            maybe = (
+                f"did it refuse the client certificate {sent[0]}?"
+                if sent
+                else "does it require a client certificate?"
+            )
+            return RegistryError(
+                f"{self.name}: TLS failed: {host} closed the connection during the "
+                f"handshake ({maybe})",
+                hint=f"if the registry requires a client certificate, put one it accepts in "
+                f"{certs}/client.cert and its key in client.key; else check that it serves "
+                "TLS on this port",
+            )
+        if exc.kind == "files":
+            return RegistryError(
+                f"{self.name}: TLS failed: cannot use the CA or client certificate files: {exc}",
+                hint=f"check the files in {certs}/ (ca.crt, client.cert, client.key)",
+            )
+        if exc.kind == "not-tls":
+            return RegistryError(
+                f"{self.name}: TLS failed: {host} does not speak TLS ({exc})",
+                hint=f"if the registry serves plain HTTP, add {self.name} to "
+                "ENVKIT_INSECURE_REGISTRIES",
+            )
+        reason = "certificate verify failed" if exc.kind == "verify" else "handshake failed"
+        trusted = (
+            f"the CA {self.tls.verify}" if isinstance(self.tls.verify, str) else "the system CAs"
+        )
+        return RegistryError(
+            f"{self.name}: TLS failed: {reason} for {host} (checked against {trusted}): {exc}",
+            hint=f"put the registry's CA in {certs}/ca.crt",
+        )
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL for ``/v2/...`` paths and the relative Locations registries send."""
@@ -240,15 +290,6 @@ def _cause(exc: TransportError) -> str:
     """The kind of failure, as the OS or the HTTP layer named it."""
     cause = exc.__cause__
     return type(cause if cause is not None else exc).__name__
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "certificate verify failed"
-    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
-        return "the server does not speak TLS"
-    return type(exc).__name__
 
 
 def _error_detail(resp: Response) -> str:

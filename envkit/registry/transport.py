@@ -1,52 +1,61 @@
-"""HTTP/1.1 for the registry protocol: keep-alive connections, redirects, TLS.
+"""HTTP for the registry protocol, on requests: keep-alive, redirects, proxies, TLS.
 
-:class:`HTTPTransport` keeps idle connections per (scheme, host, TLS options) so the
-requests of one pull or push share a handful of TCP (and TLS) connections; it follows
-redirects (registries send blob downloads to a storage backend), dropping the
-``Authorization`` header when the host changes. TLS verifies against the system CAs, a
-CA bundle given per registry, or not at all for registries marked insecure, and sends a
-client certificate when one is configured; :mod:`ssl` is imported only for https.
+:class:`HTTPTransport` sends every request of one client through one
+:class:`requests.Session`, so the requests of a pull or push (and the threads that move
+blobs in parallel) share a handful of kept-alive TCP and TLS connections. What requests
+does, envkit does not redo: proxies from the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) decided again for every hop of a redirect,
+``Authorization`` dropped when a redirect changes the host or leaves https, TLS against
+the system CAs, a per-registry CA bundle or none (insecure registries), and client
+certificates. On top of it:
 
-HTTP itself is :mod:`envkit.registry.http1`, not :mod:`http.client` (~30 ms to import,
-more than a whole warm pull takes over the network), and requests (60-200 ms) is only
-loaded where a flow needs what the small client lacks: an HTTP(S) proxy from the
-environment (:func:`default_transport` picks :class:`RequestsTransport` then).
+- GET and HEAD follow redirects (registries send blob downloads to a storage host);
+  other methods do not (an upload is not sent anywhere the registry did not name in a
+  ``Location`` the client reads itself);
+- ``Accept-Encoding: identity``: a blob's bytes are the bytes hashed, so a ``Range``
+  request can resume a cut download (:mod:`envkit.registry.blobs`);
+- a small answer closed unread is drained so its connection is kept; bodies move in
+  1 MiB blocks both ways (urllib3 sends a file body in 16 KiB blocks by default);
+- ``~/.netrc`` is not read: registry credentials come from ``envkit login`` and docker's
+  config, and a netrc entry must not replace a registry's token.
 
-Errors are :class:`TransportError` subclasses, whatever the transport, so the client's
-retry and message logic has one vocabulary.
+requests is imported on the first request (60-100 ms): ``envkit run`` of a stored image
+and ``up`` with every image present never load it. Errors are :class:`TransportError`
+subclasses, so the client's retries and messages have one vocabulary.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from urllib.parse import urljoin, urlsplit
 
-from envkit.registry import http1
 from envkit.values import Value
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Callable, Iterator, Mapping
     from typing import Any, Literal, Protocol
 
+    import requests
+
     #: A request body: bytes, or a callable opening a fresh file-like (with ``len()``)
-    #: per attempt, so a body can be sent again after a redirect or a stale connection.
+    #: per attempt.
     Body = bytes | Callable[[], Any] | None
     #: How a response body ended (see :class:`Response`).
     End = Literal["read", "unread", "broken"]
+    #: What kind of TLS failure (see :class:`TLSError`).
+    TLSKind = Literal["verify", "not-tls", "client-cert", "closed", "files", "other"]
 else:
     Protocol = object
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
 MAX_REDIRECTS = 5
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Bytes moved at once: response reads and file-like request bodies.
+BLOCK = 1 << 20
 #: A response left unread up to this size is drained so its connection can be reused.
 _DRAIN_LIMIT = 1 << 16
-_IDLE_PER_HOST = 8
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Connections kept per host (blob transfers run a few at a time).
+POOL_SIZE = 8
 
 
 class TransportError(Exception):
@@ -57,8 +66,22 @@ class NameResolutionError(TransportError):
     """The host name does not resolve (not worth retrying)."""
 
 
+class RequestError(TransportError):
+    """The request cannot be made as it stands: an invalid URL or redirect, too many
+    redirects, a bad header (not worth retrying)."""
+
+
 class TLSError(TransportError):
-    """The TLS handshake failed (certificate, or the server does not speak TLS)."""
+    """TLS failed. ``kind``: ``"verify"`` (the server's certificate is not trusted),
+    ``"not-tls"`` (the server does not speak TLS), ``"client-cert"`` (the server wants a
+    client certificate, or refused the one sent), ``"closed"`` (the server hung up
+    during the handshake: what a server refusing a client certificate often looks like
+    under TLS 1.3), ``"files"`` (a CA or client certificate file cannot be read) or
+    ``"other"``."""
+
+    def __init__(self, message: str, kind: TLSKind = "other") -> None:
+        super().__init__(message)
+        self.kind: TLSKind = kind
 
 
 class BodyError(TransportError):
@@ -103,8 +126,9 @@ class Response:
     """One answer: status, headers and a body read once (all of it, or in chunks).
 
     ``chunks(n)`` yields the body in pieces of at most ``n`` bytes; ``release`` is
-    called once with how the body ended (the connection's fate): ``"read"`` to its
-    end, ``"unread"`` (closed early), or ``"broken"`` (a read failed).
+    called once with how the body ended: ``"read"`` to its end, ``"unread"`` (closed
+    early), or ``"broken"`` (a read failed). ``url`` is where the answer came from
+    (after redirects).
     """
 
     def __init__(
@@ -130,7 +154,10 @@ class Response:
                 if chunk:
                     yield chunk
             end = "read"
-        except (OSError, http1.ProtocolError) as exc:
+        except BodyError:
+            end = "broken"
+            raise
+        except OSError as exc:
             end = "broken"
             raise BodyError(f"connection broke while reading the body: {exc!r}") from exc
         finally:
@@ -139,7 +166,7 @@ class Response:
     def read(self) -> bytes:
         """The whole body (read on first use, then kept)."""
         if self._content is None:
-            self._content = b"".join(self.iter_content(1 << 16))
+            self._content = b"".join(self.iter_content(BLOCK))
         return self._content
 
     @property
@@ -154,7 +181,7 @@ class Response:
         return json.loads(self.content)
 
     def close(self) -> None:
-        """Give the connection back (or drop it, when the body was not read)."""
+        """Give the connection back (or drop it, when much of the body is unread)."""
         self._finish("unread")
 
     def _finish(self, end: End) -> None:
@@ -189,200 +216,22 @@ class Transport(Protocol):
         ...
 
 
-if TYPE_CHECKING:
-    _Key = tuple[str, str, TLSOptions]
-
-
 class HTTPTransport:
-    """Keep-alive HTTP/1.1 (:mod:`envkit.registry.http1`); thread-safe (one connection
-    per request in flight, idle ones kept per host)."""
+    """HTTP(S) through one :class:`requests.Session` (made on the first request);
+    thread-safe. See the module's docstring for what it adds to requests."""
 
     def __init__(self, *, user_agent: str = "envkit") -> None:
         self.user_agent = user_agent
-        self._idle: dict[_Key, list[http1.Connection]] = {}
-        self._contexts: dict[TLSOptions, ssl.SSLContext] = {}
+        self._session: requests.Session | None = None
         self._lock = threading.Lock()
 
-    def send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: Body = None,
-        *,
-        tls: TLSOptions = DEFAULT_TLS,
-    ) -> Response:
-        """Send the request, following redirects; see :class:`Transport`."""
-        sent = dict(headers)
-        for _ in range(MAX_REDIRECTS + 1):
-            resp = self._send_one(method, url, sent, body, tls)
-            location = resp.headers.get("Location")
-            if resp.status_code not in _REDIRECTS or not location or method not in ("GET", "HEAD"):
-                return resp
-            resp.close()
-            target = urljoin(url, location)
-            if urlsplit(target).netloc != urlsplit(url).netloc:
-                # Credentials are for the registry, never for where it sends us.
-                sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-            url = target
-        raise TransportError(f"more than {MAX_REDIRECTS} redirects from {url}")
-
-    def _send_one(
-        self, method: str, url: str, headers: dict[str, str], body: Body, tls: TLSOptions
-    ) -> Response:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TransportError(f"cannot send to {url!r}")
-        key: _Key = (parts.scheme, parts.netloc, tls if parts.scheme == "https" else DEFAULT_TLS)
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        sent = {"User-Agent": self.user_agent, **headers}
-        for attempt in (0, 1):
-            conn: http1.Connection | None = None
-            reused = False
-            data = body() if callable(body) else body
-            try:
-                conn, reused = self._connection(key)
-                length = None if data is None or isinstance(data, bytes) else len(data)
-                answer = conn.request(method, target, sent, data, length)
-            except (http1.RemoteClosed, BrokenPipeError, ConnectionResetError) as exc:
-                if conn is not None:
-                    conn.close()
-                if reused and attempt == 0:
-                    continue  # the server dropped an idle keep-alive connection: redo
-                raise TransportError(f"{parts.netloc}: connection closed: {exc!r}") from exc
-            except TLSError:
-                raise
-            except http1.ResolveError as exc:
-                raise NameResolutionError(f"{parts.hostname}: {exc.strerror}") from exc
-            except (OSError, http1.ProtocolError) as exc:
-                if conn is not None:
-                    conn.close()
-                raise TransportError(f"{parts.netloc}: {exc!r}") from exc
-            finally:
-                if data is not None and hasattr(data, "close"):
-                    data.close()
-            return self._wrap(key, conn, answer, url)
-        raise AssertionError("unreachable")
-
-    def _wrap(self, key: _Key, conn: http1.Connection, answer: http1.Answer, url: str) -> Response:
-        body = answer.body
-
-        def chunks(size: int) -> Iterator[bytes]:
-            while chunk := body.read(size):
-                yield chunk
-
-        def release(end: End) -> None:
-            # "unread": closed before its end; a small rest is drained to keep the
-            # connection (an answer without a body, HEAD or 204, is already complete).
-            try:
-                reusable = (
-                    end != "broken"
-                    and not answer.will_close
-                    and (body.done or body.drain(_DRAIN_LIMIT))
-                )
-            except (OSError, http1.ProtocolError):
-                reusable = False
-            if reusable:
-                self._put_idle(key, conn)
-            else:
-                conn.close()
-
-        return Response(answer.status, Headers(answer.headers), chunks, release, url)
-
-    def _connection(self, key: _Key) -> tuple[http1.Connection, bool]:
+    @property
+    def session(self) -> requests.Session:
+        """The session (requests is imported here, on first use)."""
         with self._lock:
-            idle = self._idle.get(key)
-            if idle:
-                return idle.pop(), True
-        scheme, netloc, tls = key
-        parts = urlsplit(f"{scheme}://{netloc}")
-        host, port = parts.hostname or "", parts.port or _DEFAULT_PORTS[scheme]
-        sock = http1.connect(host, port, CONNECT_TIMEOUT)
-        if scheme == "https":
-            sock = self._tls_wrap(sock, host, tls)
-        sock.settimeout(READ_TIMEOUT)
-        # Host names the port only when it is not the scheme's default, as browsers do.
-        if parts.port in (None, _DEFAULT_PORTS[scheme]):
-            host_header = f"[{host}]" if ":" in host else host  # IPv6 in brackets
-        else:
-            host_header = netloc.rpartition("@")[2]
-        return http1.Connection(sock, host_header), False
-
-    def _tls_wrap(self, raw: Any, host: str, tls: TLSOptions) -> Any:
-        """The TLS socket over ``raw`` after the handshake (:class:`TLSError` if it fails)."""
-        import socket
-        import ssl
-
-        context = self._context(tls)
-        sock = socket.socket(fileno=raw.detach())
-        sock.settimeout(CONNECT_TIMEOUT)
-        try:
-            return context.wrap_socket(sock, server_hostname=host)
-        except ssl.SSLError as exc:
-            sock.close()
-            raise TLSError(str(exc)) from exc
-        except OSError:
-            sock.close()
-            raise
-
-    def _put_idle(self, key: _Key, conn: http1.Connection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < _IDLE_PER_HOST:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def _context(self, tls: TLSOptions) -> ssl.SSLContext:
-        with self._lock:
-            context = self._contexts.get(tls)
-            if context is None:
-                context = self._contexts[tls] = make_context(tls)
-            return context
-
-    def close(self) -> None:
-        """Close every idle connection."""
-        with self._lock:
-            idle = [conn for conns in self._idle.values() for conn in conns]
-            self._idle.clear()
-        for conn in idle:
-            conn.close()
-
-    def __del__(self) -> None:
-        # A client dropped without close() (code written when clients held no
-        # connections) must not leave its sockets to the garbage collector.
-        if hasattr(self, "_idle"):
-            self.close()
-
-
-def make_context(tls: TLSOptions) -> ssl.SSLContext:
-    """The TLS context for ``tls``: system CAs, a CA bundle, or no verification."""
-    import ssl
-
-    if tls.verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif isinstance(tls.verify, str):
-        context = ssl.create_default_context(cafile=tls.verify)
-    else:
-        context = ssl.create_default_context()
-    if tls.client_cert is not None:
-        context.load_cert_chain(*tls.client_cert)
-    return context
-
-
-class RequestsTransport:
-    """The same interface over requests, for what http.client lacks: proxies from the
-    environment (``HTTPS_PROXY``, ``NO_PROXY``...), which requests applies itself."""
-
-    def __init__(self, *, user_agent: str = "envkit") -> None:
-        import requests
-
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = user_agent
+            if self._session is None:
+                self._session = _new_session(self.user_agent)
+            return self._session
 
     def send(
         self,
@@ -393,67 +242,209 @@ class RequestsTransport:
         *,
         tls: TLSOptions = DEFAULT_TLS,
     ) -> Response:
-        """See :class:`Transport`."""
+        """Send the request (GET and HEAD follow redirects); see :class:`Transport`."""
+        session = self.session
         import requests
 
         data = body() if callable(body) else body
+        sent = {"Accept-Encoding": "identity", **headers}
         try:
-            resp = self.session.request(
+            resp = session.request(
                 method,
                 url,
-                headers=dict(headers),
+                headers=sent,
                 data=data,
                 stream=True,
                 verify=tls.verify,
                 cert=tls.client_cert,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                allow_redirects=True,
+                allow_redirects=method in ("GET", "HEAD"),
             )
-        except requests.exceptions.SSLError as exc:
-            raise TLSError(str(exc)) from exc
         except requests.RequestException as exc:
-            if "NameResolutionError" in repr(exc) or "Name or service not known" in str(exc):
-                raise NameResolutionError(str(exc)) from exc
-            raise TransportError(repr(exc)) from exc
-
-        def chunks(size: int) -> Iterator[bytes]:
-            try:
-                yield from resp.iter_content(size)
-            except requests.RequestException as exc:
-                raise BodyError(repr(exc)) from exc
-
-        return Response(
-            resp.status_code,
-            Headers(list(resp.headers.items())),
-            chunks,
-            lambda complete: resp.close(),
-            resp.url,
-        )
+            raise _translate(exc, url) from _root(exc)
+        except (OSError, ValueError) as exc:
+            # requests checks CA and client certificate paths itself (OSError), and
+            # http.client refuses some header values (ValueError).
+            raise _translate(exc, url) from exc
+        finally:
+            if data is not None and hasattr(data, "close"):
+                data.close()
+        return _wrap(resp)
 
     def close(self) -> None:
-        """Close the session's connections."""
-        self.session.close()
+        """Close every kept connection."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def __del__(self) -> None:
+        # A client dropped without close() must not leave its sockets to the collector.
+        if getattr(self, "_session", None) is not None:
+            self.close()
 
 
-def proxied(url: str) -> bool:
-    """Whether the environment routes ``url`` through a proxy (``*_proxy``/``NO_PROXY``)."""
-    if not any(key.lower().endswith("_proxy") for key in os.environ):
-        return False
-    from urllib.request import (  # type: ignore[attr-defined]
-        getproxies_environment,
-        proxy_bypass_environment,
-    )
+def _new_session(user_agent: str) -> requests.Session:
+    """A session with large I/O blocks and no ``.netrc`` credentials."""
+    import requests
+    from requests.adapters import HTTPAdapter
 
-    parts = urlsplit(url)
-    proxies = getproxies_environment()
-    if parts.scheme not in proxies and "all" not in proxies:
-        return False
-    return not proxy_bypass_environment(parts.netloc, proxies)
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["blocksize"] = BLOCK  # urllib3 sends a file body in blocks of this
+            super().init_poolmanager(*args, **kwargs)
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            kwargs["blocksize"] = BLOCK
+            return super().proxy_manager_for(proxy, **kwargs)
+
+    class _Session(requests.Session):
+        def rebuild_auth(
+            self, prepared_request: requests.PreparedRequest, response: requests.Response
+        ) -> None:
+            # requests' own, without re-adding ~/.netrc credentials after a redirect.
+            headers = prepared_request.headers
+            old = response.request.url or ""
+            new = prepared_request.url or ""
+            if "Authorization" in headers and self.should_strip_auth(old, new):  # type: ignore[no-untyped-call]
+                del headers["Authorization"]
+
+    session = _Session()
+    session.max_redirects = MAX_REDIRECTS
+    session.headers["User-Agent"] = user_agent
+    # A truthy no-op auth: requests then does not look in ~/.netrc for the first hop.
+    session.auth = _no_auth
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _Adapter(pool_connections=4, pool_maxsize=POOL_SIZE))
+    return session
 
 
-def default_transport(*urls: str) -> Transport:
-    """The transport for servers at ``urls``: requests when a proxy applies to one of
-    them, else :class:`HTTPTransport`."""
-    if any(proxied(url) for url in urls):
-        return RequestsTransport()
-    return HTTPTransport()
+def _no_auth(request: Any) -> Any:
+    return request
+
+
+def _wrap(resp: requests.Response) -> Response:
+    import requests
+
+    def chunks(size: int) -> Iterator[bytes]:
+        try:
+            yield from resp.iter_content(size)
+        except requests.RequestException as exc:
+            raise BodyError(f"connection broke while reading the body: {exc}") from _root(exc)
+
+    def release(end: End) -> None:
+        if end == "unread":
+            _drain(resp)
+        resp.close()
+
+    url = resp.url or ""
+    return Response(resp.status_code, Headers(list(resp.headers.items())), chunks, release, url)
+
+
+def _drain(resp: requests.Response) -> None:
+    """Read what is left of a small body, so its connection goes back to the pool (a
+    large rest is not worth it: the connection is closed instead)."""
+    raw = resp.raw
+    left = getattr(raw, "length_remaining", None)
+    if left is None or left > _DRAIN_LIMIT:
+        return
+    try:
+        while raw.read(_DRAIN_LIMIT):
+            pass
+    except Exception:  # a broken rest just costs the connection
+        return
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause (the OS error under requests' and urllib3's wrappers)."""
+    seen: set[int] = set()
+    current: BaseException = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        reason = getattr(current, "reason", None)
+        nxt = reason if isinstance(reason, BaseException) else None
+        if nxt is None and current.args and isinstance(current.args[0], BaseException):
+            nxt = current.args[0]
+        nxt = nxt or current.__cause__ or current.__context__
+        if nxt is None:
+            break
+        current = nxt
+    return current
+
+
+#: TLS alerts a server sends when it wants a client certificate or refuses the one sent.
+_CLIENT_CERT_MARKS = (
+    "CERTIFICATE_REQUIRED",
+    "certificate required",
+    "BAD_CERTIFICATE",
+    "bad certificate",
+    "UNKNOWN_CA",
+    "unknown ca",
+    "CERTIFICATE_UNKNOWN",
+    "certificate unknown",
+    "HANDSHAKE_FAILURE",
+)
+
+
+def tls_kind(text: str) -> TLSKind:
+    """Which TLS failure ``text`` (an OpenSSL or requests message) describes."""
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return "verify"
+    if (
+        "WRONG_VERSION_NUMBER" in text
+        or "wrong version number" in text
+        or ("record layer failure" in text)
+    ):
+        return "not-tls"
+    if any(mark in text for mark in _CLIENT_CERT_MARKS):
+        return "client-cert"
+    if "EOF occurred in violation of protocol" in text or "UNEXPECTED_EOF" in text:
+        return "closed"
+    if "PEM lib" in text or "certificate file" in text or "CA certificate bundle" in text:
+        return "files"
+    return "other"
+
+
+def _translate(exc: BaseException, url: str) -> TransportError:
+    """The :class:`TransportError` for what requests (or what it wraps) raised."""
+    import ssl
+
+    import requests
+
+    root = _root(exc)
+    text = f"{exc} {root}"
+    if isinstance(exc, requests.exceptions.SSLError) or isinstance(root, ssl.SSLError):
+        return TLSError(_short(root), tls_kind(text))
+    if isinstance(exc, OSError) and not isinstance(exc, requests.RequestException):
+        # requests' own check of the CA bundle and client certificate paths.
+        return TLSError(str(exc), "files")
+    if isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException):
+        return RequestError(f"invalid request to {url}: {exc}")
+    if isinstance(exc, requests.TooManyRedirects):
+        return RequestError(f"more than {MAX_REDIRECTS} redirects from {url}")
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.URLRequired,
+        ),
+    ):
+        return RequestError(f"invalid request or redirect from {url}: {exc}")
+    if (
+        (isinstance(root, OSError) and type(root).__name__ == "gaierror")
+        or "NameResolutionError" in text
+        or "Name or service not known" in text
+    ):
+        return NameResolutionError(_short(root))
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return TransportError(f"the proxy failed: {_short(root)}")
+    return TransportError(_short(root))
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one line, without urllib3's object reprs."""
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -2,13 +2,13 @@
 
 Issue #5 times both against ``skopeo copy`` in a fresh process, where imports are most
 of a warm pull's time (docs/dev/registry.md). These modules cost milliseconds each and
-the registry path needs none of them: HTTP is :mod:`envkit.registry.http1` over
-``_socket`` (no http.client, email, socket; ssl only for https), records are
-:class:`envkit.values.Value` (no dataclasses, inspect), hashing of small documents needs
-no hashlib, typing or secrets. A new top-level import of one of them would quietly undo
-that. (``pathlib`` still arrives through ``envkit.store.locks``: the store's contract
-hands out ``Path`` objects.) ``test_registry.py`` runs a real warm pull and push with the
-same list.
+loading the registry path needs none of them: HTTP is requests, imported on the first
+request (:mod:`envkit.registry.transport`), records are :class:`envkit.values.Value` (no
+dataclasses, inspect), hashing of small documents needs no hashlib, typing or secrets. A
+new top-level import of one of them would quietly undo that. (``pathlib`` still arrives
+through ``envkit.store.locks``: the store's contract hands out ``Path`` objects.)
+``test_registry.py`` runs a real warm pull and push with :data:`NOT_BY_REQUESTS`, the
+part of the list requests itself does not bring.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ HEAVY = (
     "hashlib",
     "secrets",
 )
+
+#: What a real request may not load either: requests brings the rest of :data:`HEAVY`.
+NOT_BY_REQUESTS = ("dataclasses", "inspect", "concurrent.futures", "subprocess", "pluggy", "secrets")
 
 PATH_MODULES = (
     "from envkit.cli import fast_parser\n"
