@@ -1,31 +1,42 @@
-"""``.envkitignore`` / ``.dockerignore`` rules, with the semantics of Docker's patternmatcher.
+"""``.envkitignore`` / ``.dockerignore`` rules, read and matched as Docker does.
 
-A file holds one pattern per line. Lines starting with ``#`` are comments; whitespace
-around a pattern is trimmed; each pattern is cleaned like Go's ``filepath.Clean`` and a
-leading ``/`` is dropped (patterns are relative to the context root). ``*`` matches any
-run of characters except ``/``, ``?`` one character except ``/``, ``[...]`` a class,
-``**`` any number of directories (zero included), ``\\`` escapes the next character. A
-pattern that matches a directory matches everything below it. ``!pattern`` re-includes
-what an earlier pattern excluded; the last matching line wins.
+The file format is moby/patternmatcher's ``ignorefile.ReadAll``: one pattern per line;
+lines starting with ``#`` are comments; whitespace around a pattern is trimmed; each
+pattern is cleaned like Go's ``filepath.Clean`` and a leading ``/`` is dropped (patterns
+are relative to the context root).
 
-``.envkitignore`` is read instead of ``.dockerignore`` when both exist. The ``ignore=``
-patterns of ``Image.copy`` are appended after the file's lines, so they win over it.
+Matching is patternmatcher's: ``*`` matches any run of characters except ``/``, ``?`` one
+character except ``/``, ``[...]`` a class (``[^...]`` negates; ``!`` does not), ``**`` any
+number of directories (zero included), ``\\`` escapes the next character. A pattern
+that matches a directory matches everything below it. ``!pattern`` re-includes what an
+earlier pattern excluded; the last matching line wins. A pattern is compiled the way
+patternmatcher compiles it (exact, prefix, suffix or regular-expression match), so its
+corner cases agree too (``**file`` is a suffix match: it matches ``dir/myfile``).
+
+Malformed patterns are refused when the file is read, naming the file, the line and
+the pattern: what Go's ``filepath.Match`` refuses (``[]a]``, ``[-]``, ``[x-]``,
+``[a-b-c]``, an unclosed ``[``, a trailing ``\\``) and what the regular expression
+Docker builds from a pattern cannot compile (``[z-a]``, an escape such as ``\\q``). Docker
+reports the second kind only when the build runs; envkit reports both up front.
+
+Which file is read: for a Dockerfile build, ``<Dockerfile name>.dockerignore`` beside
+the Dockerfile when it exists (BuildKit's per-Dockerfile ignore file); otherwise the
+context's ``.envkitignore``, else its ``.dockerignore``. Only one file is read. The
+``ignore=`` patterns of ``Image.copy`` are appended after the file's lines, so they win.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from envkit.errors import EnvkitError
 
 #: Ignore files, by precedence: the first one that exists is used, the others are not read.
 IGNORE_FILES = (".envkitignore", ".dockerignore")
-
-_REGEX_SPECIAL = frozenset(".+()|{}$^")
 
 
 class IgnorePatternError(EnvkitError):
@@ -81,26 +92,152 @@ def parse_ignore(text: str) -> list[str]:
     return found
 
 
-def read_ignore_file(context: Path) -> tuple[Path | None, list[str]]:
-    """The ignore file of ``context`` (``.envkitignore`` first) and its patterns."""
-    for name in IGNORE_FILES:
-        path = context / name
+def read_ignore_file(
+    context: Path, dockerfile: Path | None = None
+) -> tuple[Path | None, list[str]]:
+    """The ignore file that applies and its patterns.
+
+    ``<dockerfile>.dockerignore`` (beside the Dockerfile) when ``dockerfile`` is given and
+    that file exists, else ``context``'s ``.envkitignore``, else its ``.dockerignore``.
+    """
+    path, text = _ignore_file_text(context, dockerfile)
+    return path, parse_ignore(text)
+
+
+def _ignore_file_text(context: Path, dockerfile: Path | None) -> tuple[Path | None, str]:
+    candidates = [context / name for name in IGNORE_FILES]
+    if dockerfile is not None:
+        candidates.insert(0, dockerfile_ignore_file(dockerfile))
+    for path in candidates:
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            return path, path.read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             continue
         except IsADirectoryError:
             raise IgnorePatternError(
                 f"{path}: is a directory, not an ignore file", hint=f"remove or rename {path}"
             ) from None
-        return path, parse_ignore(text)
-    return None, []
+    return None, ""
 
 
-def _translate(pattern: str) -> str:
-    """The regular expression Docker's patternmatcher compiles ``pattern`` into."""
-    out = ["^"]
+def dockerfile_ignore_file(dockerfile: Path) -> Path:
+    """BuildKit's per-Dockerfile ignore file: ``<Dockerfile path>.dockerignore``."""
+    return dockerfile.with_name(dockerfile.name + ".dockerignore")
+
+
+def ignore_file_lines(text: str) -> list[tuple[int, str]]:
+    """The patterns of an ignore file's text with their 1-based line numbers."""
+    found = []
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        pattern = normalize_line(line)
+        if pattern is not None:
+            found.append((number, pattern))
+    return found
+
+
+# -- Go's filepath.Match syntax check ----------------------------------------------------
+
+
+def syntax_error(pattern: str) -> str | None:
+    """Why Go's ``filepath.Match`` refuses ``pattern`` (``ErrBadPattern``), or ``None``.
+
+    Docker's patternmatcher calls ``filepath.Match(pattern, ".")`` for this check; the
+    whole pattern is checked whatever the name, so this walks the pattern chunk by chunk
+    with Go's rules.
+    """
+    rest = pattern
+    while rest:
+        chunk, rest = _scan_chunk(rest)
+        error = _chunk_error(chunk)
+        if error is not None:
+            return error
+    return None
+
+
+def _scan_chunk(pattern: str) -> tuple[str, str]:
+    """Go's ``scanChunk``: leading stars dropped, then up to the next ``*`` outside ``[]``."""
+    pattern = pattern.lstrip("*")
+    in_range = False
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 < len(pattern):
+                i += 1
+        elif ch == "[":
+            in_range = True
+        elif ch == "]":
+            in_range = False
+        elif ch == "*" and not in_range:
+            break
+        i += 1
+    return pattern[:i], pattern[i:]
+
+
+def _chunk_error(chunk: str) -> str | None:
+    i, n = 0, len(chunk)
+    while i < n:
+        ch = chunk[i]
+        if ch == "[":
+            i += 1
+            if i < n and chunk[i] == "^":
+                i += 1
+            ranges = 0
+            while True:
+                if i < n and chunk[i] == "]" and ranges > 0:
+                    i += 1
+                    break
+                i, error = _class_char(chunk, i)
+                if error:
+                    return error
+                if chunk[i] == "-":
+                    i, error = _class_char(chunk, i + 1)
+                    if error:
+                        return error
+                ranges += 1
+        elif ch == "\\":
+            if i + 1 >= n:
+                return "a trailing '\\' escapes nothing"
+            i += 2
+        else:
+            i += 1
+    return None
+
+
+def _class_char(chunk: str, i: int) -> tuple[int, str]:
+    """Go's ``getEsc``: one (possibly escaped) character of a class at ``i``."""
+    n = len(chunk)
+    if i >= n:
+        return i, "a character class '[' is not closed with ']'"
+    if chunk[i] == "-":
+        return i, "a '-' in a character class has no start of range before it"
+    if chunk[i] == "]":
+        return i, "a character class is empty, or a range has no end"
+    if chunk[i] == "\\":
+        i += 1
+        if i >= n:
+            return i, "a character class '[' is not closed with ']'"
+    i += 1
+    if i >= n:
+        return i, "a character class '[' is not closed with ']'"
+    return i, ""
+
+
+# -- patternmatcher's compile ---------------------------------------------------------
+
+MatchType = Literal["exact", "prefix", "suffix", "regexp"]
+
+#: Characters patternmatcher escapes in its regular expression (``shouldEscape``).
+_GO_ESCAPED = frozenset(".+()|{}$")
+
+
+def docker_regexp(pattern: str) -> tuple[MatchType, str]:
+    """How patternmatcher compiles a cleaned ``pattern``: its match type and, for a
+    ``"regexp"`` match, the Go regular expression it builds (``""`` otherwise)."""
+    out = "^"
+    kind: MatchType = "exact"
     i, n = 0, len(pattern)
+    first = True
     while i < n:
         ch = pattern[i]
         i += 1
@@ -109,84 +246,205 @@ def _translate(pattern: str) -> str:
                 i += 1
                 if i < n and pattern[i] == "/":
                     i += 1
-                # "**" at the end matches everything (as .gitignore); elsewhere any dirs.
-                out.append(".*" if i >= n else "(.*/)?")
+                if i >= n:  # "**" at the end: everything, as .gitignore
+                    if kind == "exact":
+                        kind = "prefix"
+                    else:
+                        out += ".*"
+                        kind = "regexp"
+                else:
+                    out += "(.*/)?"
+                    kind = "regexp"
+                if first:
+                    kind = "suffix"
             else:
-                out.append("[^/]*")
+                out += "[^/]*"
+                kind = "regexp"
         elif ch == "?":
-            out.append("[^/]")
+            out += "[^/]"
+            kind = "regexp"
+        elif ch in _GO_ESCAPED:
+            out += "\\" + ch
         elif ch == "\\":
             if i < n:
-                out.append(re.escape(pattern[i]))
+                out += "\\" + pattern[i]
                 i += 1
+                kind = "regexp"
             else:
-                out.append(r"\\")
-        elif ch == "[":
-            end, body = _char_class(pattern, i)
-            out.append(body)
-            i = end
-        elif ch in _REGEX_SPECIAL:
+                out += "\\"
+        elif ch in "[]":
+            out += ch
+            kind = "regexp"
+        else:
+            out += ch
+        first = False
+    if kind != "regexp":
+        return kind, ""
+    return kind, out + "$"
+
+
+#: Go's POSIX classes (``[[:alpha:]]``), as Python class members.
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
+#: Go's escapes of a letter, outside and inside a class (Go's classes are ASCII).
+_GO_LETTER_ESCAPES = {
+    "a": "\\a",
+    "f": "\\f",
+    "t": "\\t",
+    "n": "\\n",
+    "r": "\\r",
+    "v": "\\v",
+    "d": "[0-9]",
+    "D": "[^0-9]",
+    "s": "[\\t\\n\\f\\r ]",
+    "S": "[^\\t\\n\\f\\r ]",
+    "w": "[0-9A-Za-z_]",
+    "W": "[^0-9A-Za-z_]",
+    "b": "(?a:\\b)",
+    "B": "(?a:\\B)",
+    "A": "\\A",
+    "z": "\\Z",
+}
+_GO_CLASS_ESCAPES = {
+    "a": "\\a",
+    "f": "\\f",
+    "t": "\\t",
+    "n": "\\n",
+    "r": "\\r",
+    "v": "\\v",
+    "d": "0-9",
+    "s": "\\t\\n\\f\\r ",
+    "w": "0-9A-Za-z_",
+}
+
+
+def python_regexp(go: str) -> str:
+    """A Go regular expression of the shape :func:`docker_regexp` builds, in Python's
+    syntax: same matches (Go's ``$`` is the end of the text, its ``\\d`` ASCII, its
+    classes hold a literal ``[``). Raises :class:`ValueError` for what Go refuses or
+    Python cannot say the same way."""
+    out: list[str] = []
+    i, n = 0, len(go)
+    in_class = False
+    class_start = False
+    while i < n:
+        ch = go[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                raise ValueError("trailing backslash")
+            out.append(_go_escape(go[i + 1], in_class))
+            i += 2
+            class_start = False
+            continue
+        if not in_class:
+            if ch == "[":
+                in_class, class_start = True, True
+                out.append("[")
+                if i + 1 < n and go[i + 1] == "^":
+                    out.append("^")
+                    i += 1
+            elif ch == "$" and i == n - 1:
+                out.append("\\Z")
+            else:
+                out.append(ch)
+            i += 1
+            continue
+        if ch == "]" and not class_start:
+            in_class = False
+            out.append("]")
+        elif ch == "[" and go.startswith("[:", i):
+            end = go.find(":]", i + 2)
+            name = go[i + 2 : end] if end > 0 else ""
+            if name not in _POSIX_CLASSES:
+                raise ValueError(f"invalid character class range [:{name}:]")
+            out.append(_POSIX_CLASSES[name])
+            i = end + 1
+        elif ch in "[&~|":
             out.append("\\" + ch)
         else:
-            out.append(re.escape(ch))
-    out.append("$")
+            out.append(ch)
+        class_start = False
+        i += 1
+    if in_class:
+        raise ValueError("missing closing ]")
     return "".join(out)
 
 
-def _char_class(pattern: str, start: int) -> tuple[int, str]:
-    """A ``[...]`` class starting after ``[`` at ``start``: (index after ``]``, regex)."""
-    i, n = start, len(pattern)
-    parts = ["["]
-    if i < n and pattern[i] in "^!":
-        parts.append("^")
-        i += 1
-    first = True
-    while i < n and (pattern[i] != "]" or first):
-        ch = pattern[i]
-        first = False
-        if ch == "\\" and i + 1 < n:
-            parts.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        parts.append(ch if ch == "-" else re.escape(ch))
-        i += 1
-    if i >= n:
-        raise IgnorePatternError(
-            f"ignore pattern {pattern!r}: unterminated character class '['",
-            hint="close the class with ']' or escape the bracket as '\\['",
-        )
-    parts.append("]")
-    return i + 1, "".join(parts)
+def _go_escape(ch: str, in_class: bool) -> str:
+    if ch.isascii() and not ch.isalnum():
+        return re.escape(ch) if ch != "-" or not in_class else "\\-"
+    table = _GO_CLASS_ESCAPES if in_class else _GO_LETTER_ESCAPES
+    if ch in table:
+        return table[ch]
+    raise ValueError(f"invalid escape sequence '\\{ch}'")
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """One compiled pattern: ``text`` without its ``!``, and whether it re-includes."""
+    """One compiled pattern: ``text`` without its ``!``, and whether it re-includes.
+
+    ``kind`` is patternmatcher's match type: ``exact`` (the path is the pattern),
+    ``prefix`` (``dir/**``), ``suffix`` (``**/name``, ``**name``) or ``regexp``.
+    """
 
     text: str
     exclusion: bool
-    regex: re.Pattern[str] = field(compare=False, repr=False)
+    kind: MatchType = "exact"
+    regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def compile(cls, raw: str) -> Pattern:
-        """Compile one pattern line (already normalised, ``!`` included)."""
-        exclusion = raw.startswith("!")
-        text = raw[1:] if exclusion else raw
-        if exclusion and not text:
+    def compile(cls, raw: str, origin: str = "") -> Pattern:
+        """Compile one pattern as patternmatcher's ``New`` does (trimmed, cleaned, then
+        the ``!``); ``origin`` (a file and line) is named in errors."""
+        where = f"{origin}: " if origin else ""
+        text = clean(raw.strip())
+        exclusion = text.startswith("!")
+        if exclusion:
+            if len(text) == 1:
+                raise IgnorePatternError(
+                    f'{where}illegal exclusion pattern: "!"',
+                    hint="write the path to re-include after '!'",
+                )
+            text = text[1:]
+        reason = syntax_error(text)
+        kind, go = docker_regexp(text)
+        regex = None
+        if reason is None and kind == "regexp":
+            try:
+                regex = re.compile(python_regexp(go[1:-1]).join(("^", "\\Z")))
+            except (ValueError, re.error) as exc:
+                reason = f"its regular expression {go} does not compile ({exc})"
+        if reason is not None:
             raise IgnorePatternError(
-                'illegal exclusion pattern: "!"', hint="write the path to re-include after '!'"
+                f"{where}ignore pattern {raw.strip()!r} is malformed: {reason}",
+                hint="fix the pattern (escape a literal '[', ']', '-' or '\\' with '\\')",
             )
-        text = clean(text)
-        try:
-            regex = re.compile(_translate(text), re.DOTALL)
-        except re.error as exc:
-            raise IgnorePatternError(
-                f"ignore pattern {raw!r} is malformed: {exc}", hint="check its [...] classes"
-            ) from None
-        return cls(text, exclusion, regex)
+        return cls(text, exclusion, kind, regex)
 
     def match(self, path: str) -> bool:
-        """Whether the cleaned relative ``path`` matches this pattern."""
+        """Whether ``path`` (relative, ``/``-separated) matches this pattern itself."""
+        if self.kind == "exact":
+            return path == self.text
+        if self.kind == "prefix":
+            return path.startswith(self.text[:-2])
+        if self.kind == "suffix":
+            suffix = self.text[2:]
+            return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
+        assert self.regex is not None
         return self.regex.match(path) is not None
 
     def could_match_below(self, directory: str) -> bool:
@@ -198,9 +456,17 @@ class Pattern:
                 return False
             if "**" in pat_parts[i]:
                 return True
-            if not Pattern.compile(pat_parts[i]).match(part):
-                return False
+            try:
+                if not Pattern.compile(pat_parts[i]).match(part):
+                    return False
+            except IgnorePatternError:
+                return True  # a class spanning a '/': cannot tell, so walk
         return len(pat_parts) > len(dir_parts)
+
+
+def _go_dir(path: str) -> str:
+    """Go's ``filepath.Dir``: all but the last element, cleaned (``"."`` for none)."""
+    return clean(path[: path.rfind("/") + 1])
 
 
 #: Per-pattern "matched" flags of a directory, handed down to its children.
@@ -210,11 +476,17 @@ ParentMatches = tuple[bool, ...]
 class Matcher:
     """An ordered list of patterns deciding which context paths are excluded.
 
-    ``patterns`` are already normalised (as :func:`parse_ignore` returns them).
+    ``patterns`` are normalised lines (as :func:`parse_ignore` returns them); blank ones
+    are skipped, as patternmatcher's ``New`` does. ``origins`` (one per pattern, such as
+    ``".dockerignore line 3"``) are named when a pattern is malformed.
     """
 
-    def __init__(self, patterns: Iterable[str] = ()) -> None:
-        self.patterns: tuple[Pattern, ...] = tuple(Pattern.compile(p) for p in patterns)
+    def __init__(self, patterns: Iterable[str] = (), origins: Sequence[str] = ()) -> None:
+        compiled = []
+        for i, raw in enumerate(patterns):
+            if raw.strip():
+                compiled.append(Pattern.compile(raw, origins[i] if i < len(origins) else ""))
+        self.patterns: tuple[Pattern, ...] = tuple(compiled)
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     def __bool__(self) -> bool:
@@ -227,8 +499,8 @@ class Matcher:
         matches the path.
         """
         path = clean(path)
-        parent = posixpath.dirname(path)
-        parent_dirs = parent.split("/") if parent else []
+        parent = _go_dir(path)
+        parent_dirs = parent.split("/") if parent != "." else []
         matched = False
         for pattern in self.patterns:
             if pattern.exclusion != matched:
@@ -261,8 +533,8 @@ class Matcher:
         return matched, tuple(flags)
 
     def _ancestor_flags(self, path: str) -> list[bool]:
-        parent = posixpath.dirname(clean(path))
-        if not parent:
+        parent = _go_dir(path)
+        if parent == ".":
             return [False] * len(self.patterns)
         dirs = parent.split("/")
         return [
@@ -277,8 +549,15 @@ class Matcher:
         )
 
 
-def context_matcher(context: Path, extra: Sequence[str] = ()) -> Matcher:
-    """The rules of ``context``'s ignore file followed by ``extra`` patterns."""
-    _, patterns = read_ignore_file(context)
-    added = (normalize_line(p) for p in extra)
-    return Matcher([*patterns, *(p for p in added if p)])
+def context_matcher(
+    context: Path, extra: Sequence[str] = (), dockerfile: Path | None = None
+) -> Matcher:
+    """The rules of the ignore file that applies (see :func:`read_ignore_file`) followed
+    by ``extra`` patterns (a copy's ``ignore=``)."""
+    path, text = _ignore_file_text(context, dockerfile)
+    lines = [(p, f"{path} line {n}") for n, p in ignore_file_lines(text)]
+    for pattern in extra:
+        normal = normalize_line(pattern)
+        if normal:
+            lines.append((normal, "Image.copy(ignore)"))
+    return Matcher([p for p, _ in lines], [o for _, o in lines])

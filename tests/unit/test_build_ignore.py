@@ -58,7 +58,9 @@ CASES = [
     ("f[a-c]o", "fbo", True),
     ("f[a-c]o", "fdo", False),
     ("f[^a-c]o", "fdo", True),
-    ("f[!a-c]o", "fao", False),
+    ("f[!a-c]o", "fao", True),  # '!' is no negation in Go's classes: [!a-c] holds 'a'
+    ("f[!a-c]o", "f!o", True),
+    ("f[!a-c]o", "fdo", False),
     ("\\*.txt", "*.txt", True),
     ("\\*.txt", "a.txt", False),
     ("a.b", "aXb", False),
@@ -85,8 +87,59 @@ def test_parse_trims_cleans_and_keeps_order() -> None:
 def test_lone_exclamation_and_bad_class_are_errors() -> None:
     with pytest.raises(IgnorePatternError, match="illegal exclusion"):
         Matcher(["!"])
-    with pytest.raises(IgnorePatternError, match="unterminated"):
+    with pytest.raises(IgnorePatternError, match="not closed"):
         Matcher(["a[bc"])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("[]a]", "empty"),
+        ("[-]", "no start of range"),
+        ("[x-]", "empty, or a range has no end"),
+        ("[a-b-c]", "no start of range"),
+        ("trailing\\", "trailing"),
+        ("[z-a]", "does not compile"),
+        ("a\\q", "does not compile"),
+    ],
+)
+def test_malformed_patterns_are_refused_naming_file_line_and_pattern(
+    tmp_path: Path, pattern: str, reason: str
+) -> None:
+    (tmp_path / ".dockerignore").write_text(f"# secrets\nok.txt\n{pattern}\n")
+    with pytest.raises(IgnorePatternError, match=reason) as info:
+        context_matcher(tmp_path)
+    message = str(info.value)
+    assert f"{tmp_path / '.dockerignore'} line 3" in message
+    assert repr(pattern) in message
+    assert info.value.exit_code == 2
+
+
+def test_copy_ignore_patterns_are_checked_too(tmp_path: Path) -> None:
+    with pytest.raises(IgnorePatternError, match=r"Image.copy\(ignore\): ignore pattern '\[-\]'"):
+        context_matcher(tmp_path, ["[-]"])
+
+
+def test_dockerfile_specific_ignore_file_takes_precedence(tmp_path: Path) -> None:
+    (tmp_path / ".dockerignore").write_text("from-context\n")
+    (tmp_path / ".envkitignore").write_text("from-envkitignore\n")
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    dockerfile = docker / "build.Dockerfile"
+    dockerfile.write_text("FROM scratch\n")
+    # No <Dockerfile>.dockerignore: the context's file applies (.envkitignore first).
+    assert read_ignore_file(tmp_path, dockerfile) == (
+        tmp_path / ".envkitignore",
+        ["from-envkitignore"],
+    )
+    (docker / "build.Dockerfile.dockerignore").write_text("secret.env\n")
+    (docker / "Dockerfile.dockerignore").write_text("not-this-one\n")
+    path, patterns = read_ignore_file(tmp_path, dockerfile)
+    assert (path, patterns) == (docker / "build.Dockerfile.dockerignore", ["secret.env"])
+    matcher = context_matcher(tmp_path, (), dockerfile)
+    assert matcher.excluded("secret.env")
+    assert not matcher.excluded("from-context")  # the context's file is not read at all
+    assert not matcher.excluded("from-envkitignore")
 
 
 def test_envkitignore_wins_over_dockerignore(tmp_path: Path) -> None:
