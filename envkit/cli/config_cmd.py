@@ -1,8 +1,12 @@
 """``envkit config``: load a stack file and print its resolved form (``docker compose config``).
 
-The output is the Stack's canonical form (every default filled in, the default network
-added, volumes and secrets collected) plus ``base_dir``, the directory relative paths
-are resolved against. YAML by default, JSON with ``--format json``.
+For a stack.py the output is the Stack's canonical form (every default filled in, the
+default network added, volumes and secrets collected) plus ``base_dir``, the directory
+relative paths are resolved against. For a compose file (``.yaml``/``.yml``, or the
+compose file found when no FILE is given and there is no stack.py) it is compose's
+normalised form of what envkit understood, as ``docker compose config`` prints it.
+``--compose`` prints a stack.py in that form too, ``--canonical`` a compose file in
+envkit's form. YAML by default, JSON with ``--format json``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +52,52 @@ class ConfigCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "file", nargs="?", default="stack.py", help="stack file (default: ./stack.py)"
+            "file",
+            nargs="?",
+            help="stack file or compose file (default: ./stack.py, else compose.yaml)",
+        )
+        parser.add_argument(
+            "-f", "--file", dest="file_option", metavar="FILE", help="the same as FILE"
         )
         parser.add_argument(
             "--stack", metavar="NAME", help="the stack to show when the file defines several"
         )
         parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
+        form = parser.add_mutually_exclusive_group()
+        form.add_argument(
+            "--compose",
+            action="store_true",
+            help="compose's normalised form (the default for a compose file)",
+        )
+        form.add_argument(
+            "--canonical",
+            action="store_true",
+            help="envkit's canonical form of the Stack (the default for a stack.py)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.spec.loader import load_stack
+        from envkit.cli.stack_cmds import DEFAULT_FILE, default_file, load_file
+        from envkit.compose.loader import is_compose_file
 
-        stack = load_stack(Path(args.file), args.stack)
-        data = {"base_dir": str(stack.base_dir), **stack.canonical()}
+        given = args.file_option or args.file
+        path = Path(given) if given else (default_file() or Path(DEFAULT_FILE))
+        compose_form = args.compose or (is_compose_file(path) and not args.canonical)
+        data: dict[str, Any]
+        if compose_form and is_compose_file(path):
+            from envkit.compose.loader import load
+            from envkit.compose.normalise import project_to_compose
+
+            project = load(path)
+            for warning in project.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            data = project_to_compose(project)
+        elif compose_form:
+            from envkit.compose.normalise import stack_to_compose
+
+            data = stack_to_compose(load_file(path, args.stack))
+        else:
+            stack = load_file(path, args.stack)
+            data = {"base_dir": str(stack.base_dir), **stack.canonical()}
         if args.format == "json":
             print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
         else:

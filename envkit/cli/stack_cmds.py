@@ -1,10 +1,12 @@
 """Stacks: ``envkit up``, ``down``, ``ls``, ``start``, ``restart``, ``top`` and
 ``envkit stack ps|logs|exec|ls|stop|start|restart|top|port``.
 
-A stack is found from its file (``stack.py`` by default, or the first argument when it
-is a file, or ``--file``) or, for a stack that is up, by name (``-p NAME``, compose's
-project name); when neither is given and no ``stack.py`` is here, the only stack that is
-up is meant.
+A stack is found from its file (``stack.py`` by default, else the compose file compose
+would pick: ``compose.yaml``, ``compose.yml``, ``docker-compose.yml``,
+``docker-compose.yaml`` here or in a parent directory; or the first argument when it is
+a file, or ``-f``/``--file``) or, for a stack that is up, by name (``-p NAME``, compose's
+project name); when neither is given and no stack file is found, the only stack that is
+up is meant. A ``.yaml``/``.yml`` file is read as a compose file.
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ if TYPE_CHECKING:
 DEFAULT_FILE = "stack.py"
 
 
-def _add_target(parser: argparse.ArgumentParser, *, positional: bool) -> None:
-    parser.add_argument("--file", metavar="FILE", help=f"the stack file (default: {DEFAULT_FILE})")
+def _add_target(
+    parser: argparse.ArgumentParser, *, positional: bool, short_file: bool = True
+) -> None:
+    names = ["-f", "--file"] if short_file else ["--file"]
+    parser.add_argument(
+        *names,
+        dest="file",
+        metavar="FILE",
+        help=f"the stack file or compose file (default: {DEFAULT_FILE}, else compose.yaml)",
+    )
     parser.add_argument("--stack", metavar="NAME", help="the stack of the file, if it has several")
     parser.add_argument("-p", "--project", metavar="NAME", help="a stack that is up, by name")
     if positional:
@@ -44,15 +54,53 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     """The stack file and the services of ``[FILE] SERVICE...``."""
     rest = list(getattr(args, "args", []) or [])
     file = args.file
-    if file is None and rest and (rest[0].endswith(".py") or Path(rest[0]).is_file()):
+    if (
+        file is None
+        and rest
+        and (rest[0].endswith((".py", ".yaml", ".yml")) or Path(rest[0]).is_file())
+    ):
         file = rest.pop(0)
     return file, rest
 
 
-def _load(file: str | None, stack_name: str | None) -> Stack:
-    from envkit.spec.loader import load_stack
+def default_file() -> Path | None:
+    """The stack file meant when none is given: ``stack.py`` here, else the compose file
+    compose would use (here or in a parent directory); ``None`` when there is neither."""
+    if Path(DEFAULT_FILE).exists():
+        return Path(DEFAULT_FILE)
+    from envkit.compose.loader import find_compose_file
 
-    return load_stack(Path(file or DEFAULT_FILE), stack_name)
+    return find_compose_file()
+
+
+def _file_path(file: str | None) -> Path:
+    return Path(file) if file is not None else (default_file() or Path(DEFAULT_FILE))
+
+
+def _load(file: str | None, stack_name: str | None) -> Stack:
+    return load_file(_file_path(file), stack_name)
+
+
+def load_file(path: Path, stack_name: str | None = None) -> Stack:
+    """The Stack of a stack.py, or of a compose file (``.yaml``/``.yml``, whose warnings
+    go to stderr)."""
+    from envkit.compose.loader import is_compose_file
+
+    if not is_compose_file(path):
+        from envkit.spec.loader import load_stack
+
+        return load_stack(path, stack_name)
+    from envkit.compose.loader import load
+
+    project = load(path)
+    for warning in project.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if stack_name is not None and stack_name != project.stack.name:
+        raise EnvkitError(
+            f"{path}: the compose project is named {project.stack.name!r}, not {stack_name!r}",
+            hint="leave --stack out for a compose file (its name: sets the name)",
+        )
+    return project.stack
 
 
 def _name(args: argparse.Namespace, file: str | None) -> str:
@@ -61,12 +109,12 @@ def _name(args: argparse.Namespace, file: str | None) -> str:
 
     if args.project:
         return str(args.project)
-    if file is None and not Path(DEFAULT_FILE).exists():
+    if file is None and default_file() is None:
         up = ss.all_stacks()
         if len(up) == 1:
             return up[0].name
         raise EnvkitError(
-            f"no {DEFAULT_FILE} here, and {len(up)} stacks are up",
+            f"no {DEFAULT_FILE} or compose.yaml here, and {len(up)} stacks are up",
             hint="name the stack with -p NAME (`envkit stack ls` lists them) or give its file",
         )
     return _up_from(file, args.stack) or _load(file, args.stack).name
@@ -78,7 +126,7 @@ def _up_from(file: str | None, stack_name: str | None) -> str | None:
     there is none, or several."""
     from envkit.stack import state as ss
 
-    path = str(Path(file or DEFAULT_FILE).absolute())
+    path = str(_file_path(file).absolute())
     found = [
         s.name
         for s in ss.all_stacks()
@@ -139,7 +187,7 @@ class UpCommand:
                     progress=progress,
                     owned=False,
                     report=report,
-                    file=str(Path(file or DEFAULT_FILE).absolute()),
+                    file=str(_file_path(file).absolute()),
                     pull=args.pull,
                     pull_output=sys.stderr,
                 )
@@ -162,7 +210,7 @@ class UpCommand:
                     progress=progress,
                     report=report,
                     on_started=printer.start,
-                    file=str(Path(file or DEFAULT_FILE).absolute()),
+                    file=str(_file_path(file).absolute()),
                     pull=args.pull,
                     pull_output=sys.stderr,
                 )
@@ -229,7 +277,7 @@ class DownCommand:
             target = str(args.project)
         elif not args.volumes and (name := _up_from(file, args.stack)):
             target = name
-        elif file is not None or Path(DEFAULT_FILE).exists():
+        elif file is not None or default_file() is not None:
             target = _load(file, args.stack)  # its volumes are known even when it is down
         else:
             target = _name(args, None)
@@ -251,7 +299,7 @@ class StackCommand:
         _add_target(ps, positional=True)
         logs = sub.add_parser("logs", help="the output of a stack's services")
         logs.add_argument("-f", "--follow", action="store_true", help="keep printing")
-        _add_target(logs, positional=True)
+        _add_target(logs, positional=True, short_file=False)
         _configure_exec(sub.add_parser("exec", help="run a command in a service's container"))
         sub.add_parser("ls", help="the stacks of this user")
         for verb, text in LIFECYCLE.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Never
@@ -127,6 +127,26 @@ class Stack(SpecObject):
         from envkit.stack.api import up
 
         return up(self, services, timeout=timeout, pull=pull)
+
+    @classmethod
+    def from_compose(
+        cls,
+        path: str | os.PathLike[str] = "compose.yaml",
+        *,
+        environ: Mapping[str, str] | None = None,
+        profiles: Sequence[str] | None = None,
+    ) -> Stack:
+        """The Stack of a compose file, read as ``docker compose`` reads it.
+
+        Variables are interpolated from ``environ`` (default: the process environment)
+        and the ``.env`` beside the file; ``profiles`` replaces ``COMPOSE_PROFILES``.
+        Keys envkit ignores are reported as :class:`envkit.compose.ComposeWarning`
+        warnings; keys it cannot honour raise :class:`~envkit.errors.StackFileError`
+        naming the file and line. See docs/reference/compose.md.
+        """
+        from envkit.compose import load_stack
+
+        return load_stack(path, environ=environ, profiles=profiles, stacklevel=3)
 
     def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Stack:
         """This stack with relative paths resolved against ``base_dir`` (made absolute)."""

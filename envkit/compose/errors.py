@@ -1,0 +1,27 @@
+"""Where a compose file is wrong: one message naming the file, line and key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envkit.errors import StackFileError
+
+
+@dataclass
+class Reporter:
+    """Collects warnings and raises errors for one compose file (``source``)."""
+
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, line: int, where: str, message: str, hint: str | None = None) -> StackFileError:
+        """An error to raise: ``compose.yaml:12: services.web.ports[0]: message``."""
+        place = f"{self.source}:{line}" if line else self.source
+        return StackFileError(
+            f"{place}: {where}: {message}" if where else f"{place}: {message}", hint=hint
+        )
+
+    def warn(self, line: int, where: str, message: str) -> None:
+        """Record a warning the caller shows (the CLI on stderr)."""
+        place = f"{self.source}:{line}" if line else self.source
+        self.warnings.append(f"{place}: {where}: {message}" if where else f"{place}: {message}")

@@ -1,0 +1,210 @@
+"""A Stack in compose's normalised form, the shape ``docker compose config`` prints.
+
+This is the other direction of the mapping in :mod:`envkit.compose.loader`: every field
+of :class:`~envkit.spec.Service` that compose can express is written the way compose
+writes it (long syntax for ports, volumes and secrets, lists for commands, Go
+durations, names scoped by the project). ``envkit config compose.yaml`` prints it, so
+a user sees what envkit understood; exporting a stack to compose starts from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from envkit.compose import durations
+from envkit.compose.loader import BuildSpec, ComposeProject
+from envkit.spec.bases import Dockerfile, FromRef
+from envkit.spec.service import Service
+from envkit.spec.stack import Stack
+
+_CONDITIONS = {
+    "started": "service_started",
+    "healthy": "service_healthy",
+    "completed": "service_completed_successfully",
+}
+
+
+def project_to_compose(project: ComposeProject) -> dict[str, Any]:
+    """The normalised compose form of a loaded compose file."""
+    return stack_to_compose(
+        project.stack,
+        images=project.images,
+        builds=project.builds,
+        secret_keys=project.secret_keys,
+        service_networks=project.service_networks,
+    )
+
+
+def stack_to_compose(
+    stack: Stack,
+    *,
+    images: Mapping[str, str] | None = None,
+    builds: Mapping[str, BuildSpec] | None = None,
+    secret_keys: Mapping[str, str] | None = None,
+    service_networks: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
+) -> dict[str, Any]:
+    """``stack`` as compose's normalised mapping (``name``, ``services``, ``networks``,
+    ``volumes``, ``secrets``). The optional mappings carry what a compose file said that
+    the Stack keeps in another form (image names as written, build args, secret keys)."""
+    images, builds = images or {}, builds or {}
+    keys_of = dict(secret_keys or {})
+    services = {}
+    for service in stack.services:
+        nets = (service_networks or {}).get(service.name)
+        if nets is None:
+            nets = {n.name: service.aliases for n in stack.service_networks(service.name)}
+        services[service.name] = _service(
+            stack, service, images.get(service.name), builds.get(service.name), keys_of, nets
+        )
+    out: dict[str, Any] = {"name": stack.name, "services": services}
+    if stack.networks:
+        out["networks"] = {
+            n.name: _network(stack.name, n.name, n.internal, n.subnet) for n in stack.networks
+        }
+    if stack.volumes:
+        out["volumes"] = {
+            v.name: {
+                "name": f"{stack.name}_{v.name}",
+                **({"driver_opts": dict(v.options)} if v.options else {}),
+            }
+            for v in stack.volumes
+        }
+    secrets: dict[str, Any] = {}
+    for secret in stack.secrets:
+        key = keys_of.get(secret.name, secret.name)
+        body: dict[str, Any] = {"name": f"{stack.name}_{key}"}
+        if secret.scheme == "file":
+            body["file"] = secret.location
+        elif secret.scheme == "env":
+            body["environment"] = secret.location
+        else:
+            body["x-envkit-source"] = secret.source
+        secrets[key] = body
+    if secrets:
+        out["secrets"] = dict(sorted(secrets.items()))
+    return out
+
+
+def _network(project: str, name: str, internal: bool, subnet: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": f"{project}_{name}"}
+    if subnet:
+        body["ipam"] = {"config": [{"subnet": subnet}]}
+    if internal:
+        body["internal"] = True
+    return body
+
+
+def _service(
+    stack: Stack,
+    service: Service,
+    image: str | None,
+    build: BuildSpec | None,
+    secret_keys: Mapping[str, str],
+    networks: Mapping[str, tuple[str, ...]],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    base = service.image.base
+    if build is None and isinstance(base, Dockerfile) and not service.image.steps:
+        build = BuildSpec(context=base.context, dockerfile=base.path)
+    if build is not None:
+        body: dict[str, Any] = {"context": build.context, "dockerfile": build.dockerfile}
+        if build.args:
+            body["args"] = dict(build.args)
+        if build.target:
+            body["target"] = build.target
+        out["build"] = body
+    if service.cap_add:
+        out["cap_add"] = [c.removeprefix("CAP_") for c in service.cap_add]
+    if service.cap_drop:
+        out["cap_drop"] = [c.removeprefix("CAP_") for c in service.cap_drop]
+    if service.command is not None:
+        out["command"] = list(service.command)
+    if service.cpus is not None:
+        out["cpus"] = service.cpus
+    if service.depends_on:
+        out["depends_on"] = {
+            t: {"condition": _CONDITIONS[c], "required": True} for t, c in service.depends_on
+        }
+    if service.entrypoint is not None:
+        out["entrypoint"] = list(service.entrypoint)
+    if service.env:
+        out["environment"] = dict(service.env)
+    if service.healthcheck is not None:
+        out["healthcheck"] = _healthcheck(service)
+    if service.hostname:
+        out["hostname"] = service.hostname
+    if image is None and build is None:
+        image = base.ref if isinstance(base, FromRef) else None
+        if image is None:
+            out["x-envkit-image"] = service.image.canonical()
+    if image is not None:
+        out["image"] = image
+    if service.init:
+        out["init"] = True
+    if service.labels:
+        out["labels"] = dict(service.labels)
+    if service.memory is not None:
+        out["mem_limit"] = str(service.memory)
+    out["networks"] = {
+        net: ({"aliases": list(aliases)} if aliases else None) for net, aliases in networks.items()
+    }
+    if service.pids_limit is not None:
+        out["pids_limit"] = service.pids_limit
+    if service.ports:
+        out["ports"] = [
+            {
+                "mode": "ingress",
+                "host_ip": p.host_ip,
+                "target": p.container_port,
+                **({"published": str(p.host_port)} if p.host_port else {}),
+                "protocol": p.protocol,
+            }
+            for p in service.ports
+        ]
+    if service.read_only:
+        out["read_only"] = True
+    if service.restart != "no":
+        out["restart"] = service.restart
+    if service.secrets:
+        out["secrets"] = [
+            {"source": secret_keys.get(s.name, s.name), "target": f"/run/secrets/{s.name}"}
+            for s in service.secrets
+        ]
+    if service.tmpfs:
+        out["tmpfs"] = list(service.tmpfs)
+    if service.user:
+        out["user"] = service.user
+    if service.volumes:
+        out["volumes"] = [_mount(m.canonical()) for m in service.volumes]
+    if service.workdir:
+        out["working_dir"] = service.workdir
+    return out
+
+
+def _healthcheck(service: Service) -> dict[str, Any]:
+    check = service.healthcheck
+    assert check is not None
+    if check.disabled:
+        return {"disable": True}
+    return {
+        "test": list(check.test),
+        "interval": durations.format_seconds(check.interval),
+        "timeout": durations.format_seconds(check.timeout),
+        "retries": check.retries,
+        "start_period": durations.format_seconds(check.start_period),
+    }
+
+
+def _mount(mount: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": mount["type"],
+        "source": mount["source"],
+        "target": mount["target"],
+    }
+    if mount["read_only"]:
+        out["read_only"] = True
+    out["volume" if mount["type"] == "volume" else "bind"] = (
+        {} if mount["type"] == "volume" else {"create_host_path": True}
+    )
+    return out
