@@ -129,7 +129,8 @@ def load(
     if not isinstance(doc, Map):
         raise rep.error(1, "", "expected a mapping at the top level", "start with services:")
     _interpolate(doc, rep, env, "")
-    return _Project(rep, doc, base, env, profiles, project_name).build(file)
+    home = (os.environ if environ is None else environ).get("HOME")
+    return _Project(rep, doc, base, env, profiles, project_name, home).build(file)
 
 
 def _environment(base: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -186,7 +187,9 @@ class _Project:
         env: Mapping[str, str],
         profiles: Sequence[str] | None,
         project_name: str | None,
+        home: str | None,
     ) -> None:
+        self.home = home
         self.rep = rep
         self.doc = doc
         self.base = base
@@ -473,7 +476,7 @@ class _Project:
                         "use file: or environment:",
                     )
             if "file" in body:
-                source = "file:" + syntax.host_path(str(body["file"]), self.base)
+                source = "file:" + syntax.host_path(str(body["file"]), self.base, self.home)
             elif "environment" in body:
                 source = f"env:{body['environment']}"
             else:
@@ -623,7 +626,7 @@ class _Project:
                 )
         target = value.get("target")
         return BuildSpec(
-            context=syntax.host_path(context, self.base),
+            context=syntax.host_path(context, self.base, self.home),
             dockerfile=str(value.get("dockerfile") or "Dockerfile"),
             args=tuple(sorted(args)),
             target=None if target is None else str(target),
@@ -706,12 +709,12 @@ class _Project:
                     )
                 out.append(
                     (
-                        syntax.host_path(str(item.get("path")), self.base),
+                        syntax.host_path(str(item.get("path")), self.base, self.home),
                         item.get("required", True) is not False,
                     )
                 )
             else:
-                out.append((syntax.host_path(str(item), self.base), True))
+                out.append((syntax.host_path(str(item), self.base, self.home), True))
         return out
 
     def mounts(self, body: Map, where: str, options: dict[str, Any]) -> None:
@@ -719,7 +722,12 @@ class _Project:
             return
         volumes: dict[Volume | str, str] = {}
         for mount in syntax.volumes(
-            self.rep, f"{where}.volumes", body["volumes"], body.line_of("volumes"), self.base
+            self.rep,
+            f"{where}.volumes",
+            body["volumes"],
+            body.line_of("volumes"),
+            self.base,
+            self.home,
         ):
             suffix = ":ro" if mount.read_only else ""
             if mount.kind == "tmpfs":

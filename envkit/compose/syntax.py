@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,9 @@ def _range(rep: Reporter, where: str, line: int, text: str, whole: str) -> tuple
     return first, last
 
 
-def volumes(rep: Reporter, where: str, value: Any, line: int, base: Path) -> list[MountSpec]:
+def volumes(
+    rep: Reporter, where: str, value: Any, line: int, base: Path, home: str | None = None
+) -> list[MountSpec]:
     """Every mount of a service's ``volumes`` (a list); host paths made absolute."""
     if not isinstance(value, list):
         raise rep.error(line, where, "expected a list of volumes", 'e.g. ["data:/var/lib/data"]')
@@ -163,9 +166,9 @@ def volumes(rep: Reporter, where: str, value: Any, line: int, base: Path) -> lis
         item_line = lines[i] if i < len(lines) else line
         item_where = f"{where}[{i}]"
         if isinstance(item, Map):
-            found.append(_long_volume(rep, item_where, item, base))
+            found.append(_long_volume(rep, item_where, item, base, home))
         elif isinstance(item, str):
-            found.append(_short_volume(rep, item_where, item, item_line, base))
+            found.append(_short_volume(rep, item_where, item, item_line, base, home))
         else:
             raise rep.error(item_line, item_where, "expected a volume string or a mapping")
     return found
@@ -176,13 +179,19 @@ def is_host_path(source: str) -> bool:
     return source.startswith((".", "/", "~"))
 
 
-def host_path(source: str, base: Path) -> str:
-    """``source`` as an absolute, normalised host path (``~`` expanded, relative to ``base``)."""
-    path = os.path.expanduser(source)
+def host_path(source: str, base: Path, home: str | None = None) -> str:
+    """``source`` as an absolute, normalised host path: ``~`` is ``home`` (default: the
+    user's), a relative path is relative to ``base``."""
+    if home is not None and (source == "~" or source.startswith("~/")):
+        path = home + source[1:]
+    else:
+        path = os.path.expanduser(source)
     return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
 
 
-def _short_volume(rep: Reporter, where: str, text: str, line: int, base: Path) -> MountSpec:
+def _short_volume(
+    rep: Reporter, where: str, text: str, line: int, base: Path, home: str | None
+) -> MountSpec:
     parts = text.split(":")
     if len(parts) == 1:
         raise rep.error(
@@ -202,21 +211,23 @@ def _short_volume(rep: Reporter, where: str, text: str, line: int, base: Path) -
         rep.warn(line, where, "SELinux relabelling (z, Z) is not done by envkit; ignored")
     if "nocopy" in modes:
         raise rep.error(line, where, "nocopy is not supported", "remove it")
-    _target(rep, where, line, target)
+    target = _target(rep, where, line, target)
     read_only = "ro" in modes
     if not source:
         raise rep.error(line, where, "empty volume source")
     if is_host_path(source):
-        return MountSpec("bind", host_path(source, base), target, read_only)
+        return MountSpec("bind", host_path(source, base, home), target, read_only)
     return MountSpec("volume", source, target, read_only)
 
 
-def _target(rep: Reporter, where: str, line: int, target: str) -> None:
+def _target(rep: Reporter, where: str, line: int, target: str) -> str:
+    """The container path, cleaned as compose cleans it (``/etc/x/`` -> ``/etc/x``)."""
     if not target.startswith("/"):
         raise rep.error(line, where, f"target {target!r} must be an absolute path")
+    return posixpath.normpath(target)
 
 
-def _long_volume(rep: Reporter, where: str, item: Map, base: Path) -> MountSpec:
+def _long_volume(rep: Reporter, where: str, item: Map, base: Path, home: str | None) -> MountSpec:
     known = {"type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency"}
     for key in item:
         if key not in known and not key.startswith("x-"):
@@ -225,7 +236,7 @@ def _long_volume(rep: Reporter, where: str, item: Map, base: Path) -> MountSpec:
     target = item.get("target")
     if not isinstance(target, str):
         raise rep.error(item.line, where, "a volume mapping needs 'target'")
-    _target(rep, where, item.line_of("target"), target)
+    target = _target(rep, where, item.line_of("target"), target)
     read_only = item.get("read_only", False) is True
     source = item.get("source")
     if kind == "tmpfs":
@@ -269,7 +280,7 @@ def _long_volume(rep: Reporter, where: str, item: Map, base: Path) -> MountSpec:
                 )
             elif key not in ("create_host_path", "propagation"):
                 raise rep.error(item.line, f"{where}.bind.{key}", "not supported")
-        return MountSpec("bind", host_path(source, base), target, read_only)
+        return MountSpec("bind", host_path(source, base, home), target, read_only)
     for key, value in (item.get("volume") or Map()).items():
         if key == "nocopy" and value is False:
             continue
