@@ -2,9 +2,10 @@
 
 :class:`RegistryServer` writes a config (JSON, which is YAML) for a free port, plain
 HTTP or TLS with a certificate from a throwaway CA made with the ``openssl`` CLI, and
-optionally htpasswd basic auth (``htpasswd -Bbn``); it starts ``docker-registry serve``
-and stops it by PID. :class:`ThrottledProxy` relays TCP to a server slowly, so a test can
-kill a client in the middle of a transfer.
+optionally htpasswd basic auth (``htpasswd -Bbn``) and client certificates signed by a
+given CA (``http.tls.clientcas``: the registry then refuses a client without one); it
+starts ``docker-registry serve`` and stops it by PID. :class:`ThrottledProxy` relays TCP
+to a server slowly, so a test can kill a client in the middle of a transfer.
 """
 
 from __future__ import annotations
@@ -75,10 +76,16 @@ class RegistryServer:
     """``docker-registry serve`` on 127.0.0.1, started by :meth:`start`."""
 
     def __init__(
-        self, base: Path, *, tls: bool = False, users: dict[str, str] | None = None
+        self,
+        base: Path,
+        *,
+        tls: bool = False,
+        users: dict[str, str] | None = None,
+        client_ca: Path | None = None,
     ) -> None:
         self.base = base
-        self.tls = tls
+        self.tls = tls or client_ca is not None
+        self.client_ca = client_ca
         self.users = users or {}
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -99,6 +106,8 @@ class RegistryServer:
         if self.tls:
             self.ca, crt, key = make_ca_and_cert(self.base / "tls")
             http["tls"] = {"certificate": str(crt), "key": str(key)}
+            if self.client_ca is not None:
+                http["tls"]["clientcas"] = [str(self.client_ca)]  # type: ignore[index]
         if self.users:
             lines = [
                 _run(["htpasswd", "-Bbn", user, password]).strip()
@@ -127,6 +136,11 @@ class RegistryServer:
 
     def _wait_ready(self) -> None:
         context = ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+        if context is not None and self.client_ca is not None:
+            # Any handshake answer means it is up (it refuses us: no client certificate).
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             assert self.proc is not None
@@ -138,7 +152,9 @@ class RegistryServer:
                 return
             except urllib.error.HTTPError:
                 return  # 401 from an auth-protected registry: it is up
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError) as exc:
+                if self.client_ca is not None and _refused_handshake(exc):
+                    return
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("docker-registry did not answer in 15 s")
@@ -152,6 +168,12 @@ class RegistryServer:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
+
+
+def _refused_handshake(exc: BaseException) -> bool:
+    """Whether ``exc`` is a server's refusal of a TLS client (it answered: it is up)."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, (ssl.SSLError, ConnectionResetError))
 
 
 class ThrottledProxy:

@@ -38,7 +38,14 @@ HEAVY = (
 )
 
 #: What a real request may not load either: requests brings the rest of :data:`HEAVY`.
-NOT_BY_REQUESTS = ("dataclasses", "inspect", "concurrent.futures", "subprocess", "pluggy", "secrets")
+NOT_BY_REQUESTS = (
+    "dataclasses",
+    "inspect",
+    "concurrent.futures",
+    "subprocess",
+    "pluggy",
+    "secrets",
+)
 
 PATH_MODULES = (
     "from envkit.cli import fast_parser\n"
