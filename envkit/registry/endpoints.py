@@ -2,7 +2,8 @@
 
 Names follow docker: ``docker.io`` is served by ``registry-1.docker.io``; plain HTTP is
 allowed only for loopback registries and those listed in ``ENVKIT_INSECURE_REGISTRIES``;
-a CA for one registry lives in ``$ENVKIT_HOME/certs.d/<host:port>/ca.crt``.
+a CA for one registry lives in ``$ENVKIT_HOME/certs.d/<host:port>/ca.crt``, a TLS client
+certificate beside it as ``client.cert`` and ``client.key`` (both, or an error).
 """
 
 from __future__ import annotations
@@ -115,7 +116,18 @@ def endpoint(registry: str) -> Endpoint:
         # docker skips verification for registries the user marked insecure.
         verify = False
     cert, key = certs / "client.cert", certs / "client.key"
-    client_cert = (str(cert), str(key)) if cert.is_file() and key.is_file() else None
+    client_cert = None
+    if cert.is_file() or key.is_file():
+        if not (cert.is_file() and key.is_file()):
+            have, lacking = (cert, key) if cert.is_file() else (key, cert)
+            from envkit.errors import RegistryError
+
+            raise RegistryError(
+                f"{registry}: {have} has no {lacking.name} beside it (a TLS client "
+                "certificate needs both)",
+                hint=f"put the missing file in {certs}, or remove {have.name}",
+            )
+        client_cert = (str(cert), str(key))
     return Endpoint(
         name=registry,
         host=host,

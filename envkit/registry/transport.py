@@ -386,6 +386,16 @@ _CLIENT_CERT_MARKS = (
 )
 
 
+#: OpenSSL's and requests' words for a CA or client certificate file it cannot use.
+_FILE_MARKS = (
+    "PEM lib",
+    "NO_CERTIFICATE_OR_CRL_FOUND",
+    "KEY_VALUES_MISMATCH",
+    "certificate file",
+    "CA certificate bundle",
+)
+
+
 def tls_kind(text: str) -> TLSKind:
     """Which TLS failure ``text`` (an OpenSSL or requests message) describes."""
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
@@ -400,7 +410,7 @@ def tls_kind(text: str) -> TLSKind:
         return "client-cert"
     if "EOF occurred in violation of protocol" in text or "UNEXPECTED_EOF" in text:
         return "closed"
-    if "PEM lib" in text or "certificate file" in text or "CA certificate bundle" in text:
+    if any(mark in text for mark in _FILE_MARKS):
         return "files"
     return "other"
 

@@ -158,3 +158,29 @@ def test_cli_pull_of_an_unreachable_registry_exits_2(
     assert main(["pull", "-q", "127.0.0.1:9/none/img:1"]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1:9" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("present", ["client.cert", "client.key"])
+def test_a_client_certificate_without_its_pair_is_one_clear_error(
+    envkit_home: Path, present: str
+) -> None:
+    """docker refuses a certs.d folder with a certificate and no key (or the reverse)
+    instead of going on without a client certificate."""
+    from envkit.errors import RegistryError
+
+    certs = envkit_home / "certs.d" / "reg.test:5443"
+    certs.mkdir(parents=True)
+    (certs / present).write_text("pem")
+    missing = "client.key" if present == "client.cert" else "client.cert"
+    with pytest.raises(RegistryError, match=f"{missing}") as caught:
+        endpoint("reg.test:5443")
+    assert str(certs) in str(caught.value.hint)
+
+
+def test_a_client_certificate_pair_is_used(envkit_home: Path) -> None:
+    certs = envkit_home / "certs.d" / "reg.test:5443"
+    certs.mkdir(parents=True)
+    (certs / "client.cert").write_text("pem")
+    (certs / "client.key").write_text("pem")
+    got = endpoint("reg.test:5443").client_cert
+    assert got == (str(certs / "client.cert"), str(certs / "client.key"))

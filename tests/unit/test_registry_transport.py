@@ -308,6 +308,28 @@ def test_a_missing_client_key_is_one_clear_error(certs: Certs, tmp_path: Path) -
         assert srv.handshakes == 0
 
 
+@needs_openssl
+@pytest.mark.parametrize("bad", ["ca", "client key"])
+def test_unusable_certificate_files_are_one_clear_error(
+    certs: Certs, tmp_path: Path, bad: str
+) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    verify, pair = str(certs.ca), (str(certs.client_cert), str(certs.client_key))
+    if bad == "ca":
+        verify = str(garbage)
+    else:
+        pair = (str(certs.client_cert), str(garbage))
+    with Server(tls=(certs.server_cert, certs.server_key), client_ca=certs.ca) as srv:
+        client = _client(srv.url(), verify=verify, client_cert=pair)
+        with pytest.raises(
+            RegistryError, match="cannot use the CA or client certificate"
+        ) as caught:
+            client.request("GET", "/a", repo="a", scope="")
+        client.close()
+    assert "certs.d" in str(caught.value.hint)
+
+
 # -- connection errors --------------------------------------------------------------------
 
 
