@@ -1,14 +1,23 @@
 """OCI image-spec documents as small typed values.
 
-Only the fields envkit uses are modelled; unknown fields read from a document are kept in
-``extra`` so that a manifest or config read and written again keeps its digest.
-Serialisation is canonical: sorted keys, no insignificant white space.
+Only the fields envkit uses are modelled. Every other field read from a document (a
+manifest's ``subject`` and ``artifactType``, a descriptor's ``urls`` and ``data``, a
+platform's ``os.version``, ...) is kept in ``extra`` and written back by ``to_json``, so
+a document read and written again keeps all its fields. Serialisation is canonical
+(sorted keys, no insignificant white space), so a document that was not canonical gets
+new bytes: the store keeps the original bytes of what it pulls, and digests are taken of
+those. ``extra`` takes no part in equality or the hash, as annotations do not.
+
+An image config is checked when read (:meth:`ImageConfig.from_bytes`): the fields envkit
+uses must have the types the image spec gives them (``Env`` a list of strings, ...), or
+:class:`ImageConfigError` names the image (its config digest, the image id) and the field.
 """
 
 from __future__ import annotations
 
 import json
 
+from envkit.errors import EnvkitError
 from envkit.oci.digest import sha256_bytes
 from envkit.values import Value
 
@@ -51,6 +60,11 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _extra(data: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The fields of ``data`` a type does not model."""
+    return {k: v for k, v in data.items() if k not in known}
+
+
 def compression_of(media_type: str) -> str:
     """``"gzip"``, ``"zstd"`` or ``""`` for a layer media type."""
     if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
@@ -64,16 +78,30 @@ class Platform(Value):
     """An OS and architecture an image is built for."""
 
     __slots__ = ()
-    FIELDS = ("os", "architecture", "variant")
+    FIELDS = ("os", "architecture", "variant", "extra")
+    KNOWN = frozenset({"os", "architecture", "variant"})
     os: str
     architecture: str
     variant: str
+    extra: dict[str, Any]
 
-    def __new__(cls, os: str = "linux", architecture: str = "amd64", variant: str = "") -> Platform:
-        return tuple.__new__(cls, (os, architecture, variant))
+    def __new__(
+        cls,
+        os: str = "linux",
+        architecture: str = "amd64",
+        variant: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> Platform:
+        return tuple.__new__(cls, (os, architecture, variant, {} if extra is None else extra))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self[:3] == other[:3]
+
+    def __hash__(self) -> int:
+        return hash(self[:3])
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}
+        out: dict[str, Any] = {**self.extra, "architecture": self.architecture, "os": self.os}
         if self.variant:
             out["variant"] = self.variant
         return out
@@ -84,6 +112,7 @@ class Platform(Value):
             os=str(data.get("os", "linux")),
             architecture=str(data.get("architecture", "amd64")),
             variant=str(data.get("variant", "")),
+            extra=_extra(data, cls.KNOWN),
         )
 
 
@@ -92,12 +121,15 @@ class Descriptor(Value):
     platform). Annotations do not take part in equality or the hash."""
 
     __slots__ = ()
-    FIELDS = ("media_type", "digest", "size", "annotations", "platform")
+    FIELDS = ("media_type", "digest", "size", "annotations", "platform", "extra")
+    KNOWN = frozenset({"mediaType", "digest", "size", "annotations", "platform"})
     media_type: str
     digest: str
     size: int
     annotations: dict[str, str]
     platform: Platform | None
+    extra: dict[str, Any]
+    """Fields not modelled: ``urls``, ``data``, ``artifactType``, ..."""
 
     def __new__(
         cls,
@@ -106,10 +138,11 @@ class Descriptor(Value):
         size: int,
         annotations: dict[str, str] | None = None,
         platform: Platform | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Descriptor:
-        return tuple.__new__(
-            cls, (media_type, digest, size, {} if annotations is None else annotations, platform)
-        )
+        notes = {} if annotations is None else annotations
+        more = {} if extra is None else extra
+        return tuple.__new__(cls, (media_type, digest, size, notes, platform, more))
 
     def _key(self) -> tuple[object, ...]:
         return (self[0], self[1], self[2], self[4])
@@ -122,6 +155,7 @@ class Descriptor(Value):
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            **self.extra,
             "mediaType": self.media_type,
             "digest": self.digest,
             "size": self.size,
@@ -141,6 +175,7 @@ class Descriptor(Value):
             size=int(data["size"]),
             annotations=dict(data.get("annotations") or {}),
             platform=Platform.from_json(plat) if isinstance(plat, dict) else None,
+            extra=_extra(data, cls.KNOWN),
         )
 
 
@@ -149,11 +184,14 @@ class Manifest(Value):
     take part in equality or the hash."""
 
     __slots__ = ()
-    FIELDS = ("config", "layers", "media_type", "annotations")
+    FIELDS = ("config", "layers", "media_type", "annotations", "extra")
+    KNOWN = frozenset({"schemaVersion", "mediaType", "config", "layers", "annotations"})
     config: Descriptor
     layers: tuple[Descriptor, ...]
     media_type: str
     annotations: dict[str, str]
+    extra: dict[str, Any]
+    """Fields not modelled: ``subject``, ``artifactType``, ..."""
 
     def __new__(
         cls,
@@ -161,9 +199,11 @@ class Manifest(Value):
         layers: tuple[Descriptor, ...],
         media_type: str = MT_OCI_MANIFEST,
         annotations: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Manifest:
         notes = {} if annotations is None else annotations
-        return tuple.__new__(cls, (config, layers, media_type, notes))
+        more = {} if extra is None else extra
+        return tuple.__new__(cls, (config, layers, media_type, notes, more))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self[:3] == other[:3]
@@ -173,6 +213,7 @@ class Manifest(Value):
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
+            **self.extra,
             "schemaVersion": 2,
             "mediaType": self.media_type,
             "config": self.config.to_json(),
@@ -192,6 +233,7 @@ class Manifest(Value):
             layers=tuple(Descriptor.from_json(d) for d in data.get("layers", [])),
             media_type=str(data.get("mediaType", MT_OCI_MANIFEST)),
             annotations=dict(data.get("annotations") or {}),
+            extra=_extra(data, cls.KNOWN),
         )
 
     @classmethod
@@ -204,14 +246,22 @@ class Index(Value):
     Annotations do not take part in equality or the hash."""
 
     __slots__ = ()
-    FIELDS = ("manifests", "annotations")
+    FIELDS = ("manifests", "annotations", "extra")
+    KNOWN = frozenset({"schemaVersion", "manifests", "annotations"})
     manifests: tuple[Descriptor, ...]
     annotations: dict[str, str]
+    extra: dict[str, Any]
+    """Fields not modelled: ``subject``, ``artifactType``, and the ``mediaType`` read
+    (a Docker manifest list keeps its own)."""
 
     def __new__(
-        cls, manifests: tuple[Descriptor, ...] = (), annotations: dict[str, str] | None = None
+        cls,
+        manifests: tuple[Descriptor, ...] = (),
+        annotations: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Index:
-        return tuple.__new__(cls, (manifests, {} if annotations is None else annotations))
+        notes = {} if annotations is None else annotations
+        return tuple.__new__(cls, (manifests, notes, {} if extra is None else extra))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self[0] == other[0]
@@ -221,8 +271,9 @@ class Index(Value):
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "schemaVersion": 2,
             "mediaType": MT_OCI_INDEX,
+            **self.extra,
+            "schemaVersion": 2,
             "manifests": [m.to_json() for m in self.manifests],
         }
         if self.annotations:
@@ -237,6 +288,7 @@ class Index(Value):
         return cls(
             manifests=tuple(Descriptor.from_json(d) for d in data.get("manifests", [])),
             annotations=dict(data.get("annotations") or {}),
+            extra=_extra(data, cls.KNOWN),
         )
 
 
@@ -282,9 +334,18 @@ class ImageConfig(Value):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ImageConfig:
+        """Read a config document; raises :class:`ValueError` for bad JSON and
+        :class:`ImageConfigError` for a field of the wrong type."""
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("image config is not a JSON object")
+        problem = config_problem(data)
+        if problem is not None:
+            raise ImageConfigError(
+                f"image {sha256_bytes(raw)}: its config is invalid: {problem}",
+                hint="the image was written by a tool that broke the image spec; rebuild "
+                "it, or pull a fixed version",
+            )
         return cls(raw=data)
 
     @classmethod
@@ -301,3 +362,83 @@ class ImageConfig(Value):
         if plat.variant:
             raw["variant"] = plat.variant
         return cls(raw=raw)
+
+
+class ImageConfigError(EnvkitError):
+    """An image config has a field of the wrong type (``"Env": [7]``)."""
+
+
+#: Fields of a config's ``config`` object and the JSON type the image spec gives them
+#: (``list[str]``: an array of strings; ``dict``: an object). ``null`` is accepted for all.
+CONFIG_FIELD_TYPES: dict[str, str] = {
+    "Env": "list[str]",
+    "Cmd": "list[str]",
+    "Entrypoint": "list[str]",
+    "Shell": "list[str]",
+    "OnBuild": "list[str]",
+    "User": "str",
+    "WorkingDir": "str",
+    "StopSignal": "str",
+    "Labels": "dict[str]",
+    "ExposedPorts": "dict",
+    "Volumes": "dict",
+}
+
+
+def config_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types of a config document's fields, or ``None``."""
+    settings = data.get("config")
+    if settings is not None and not isinstance(settings, dict):
+        return f"'config' is {_json_kind(settings)}, not an object"
+    for name, kind in CONFIG_FIELD_TYPES.items():
+        value = (settings or {}).get(name)
+        if value is None:
+            continue
+        problem = _type_problem(value, kind)
+        if problem:
+            return _at(f"config.{name}", problem)
+    rootfs = data.get("rootfs")
+    if rootfs is not None:
+        if not isinstance(rootfs, dict):
+            return f"'rootfs' is {_json_kind(rootfs)}, not an object"
+        problem = _type_problem(rootfs.get("diff_ids") or [], "list[str]")
+        if problem:
+            return _at("rootfs.diff_ids", problem)
+    return None
+
+
+def _at(field: str, problem: str) -> str:
+    return field + problem if problem.startswith("[") else f"{field} {problem}"
+
+
+def _type_problem(value: Any, kind: str) -> str:
+    if kind == "str":
+        return "" if isinstance(value, str) else f"is {_json_kind(value)}, not a string"
+    if kind.startswith("list"):
+        if not isinstance(value, list):
+            return f"is {_json_kind(value)}, not a list of strings"
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                return f"[{i}] is {_json_kind(item)} ({json.dumps(item)}), not a string"
+        return ""
+    if not isinstance(value, dict):
+        return f"is {_json_kind(value)}, not an object"
+    if kind == "dict[str]":
+        for key, item in value.items():
+            if not isinstance(item, str):
+                return f"[{key!r}] is {_json_kind(item)}, not a string"
+    return ""
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
