@@ -1,36 +1,53 @@
-"""Import a Dockerfile as :class:`~envkit.spec.image.Image` objects.
+"""Import a Dockerfile as :class:`~envkit.spec.image.Image` objects, as BuildKit reads it.
 
-:func:`parse_dockerfile` turns each ``FROM`` stage into an Image of ordinary steps and
-returns the final one (or the stage named by ``target``); ``COPY --from=<stage>`` becomes
-``copy(from_=<that stage's Image>)``. :func:`expand` replaces the ``dockerfile`` base that
-``Image.from_dockerfile`` records by the imported steps. What an Image cannot express
-(ONBUILD, STOPSIGNAL, VOLUME, ADD from a URL, ...) raises :class:`~envkit.errors.SpecError`
-naming the file and line. See docs/reference/dockerfile.md for the full list.
+:mod:`~envkit.build.dockerfile_parser` turns the text into BuildKit's node tree; this
+module applies BuildKit's instruction rules (``frontend/dockerfile/instructions`` and
+``dockerfile2llb``) to it. :func:`parse_dockerfile` turns each ``FROM`` stage into an
+Image of ordinary steps and returns the final one (or the stage named by ``target``);
+``COPY --from=<stage>`` becomes ``copy(from_=<that stage's Image>)``. :func:`expand`
+replaces the ``dockerfile`` base that ``Image.from_dockerfile`` records by the imported
+steps. Variables the Dockerfile does not define are the base image's: words naming them
+are expanded at build time (:mod:`~envkit.build.dockerfile_expand`). What an Image cannot
+express (ONBUILD, ADD from a URL, ...) and what Docker refuses raise
+:class:`~envkit.errors.SpecError` naming the file and line; what Docker warns about is
+logged (``envkit.dockerfile``) and collected in ``warnings``. See
+docs/reference/dockerfile.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from envkit.build._old_dockerfile_lex import (
-    Heredoc,
-    Instruction,
-    Source,
-    expand_word,
-    expand_words,
-    parse_duration,
-    split,
-    take_flags,
+from envkit.build.dockerfile_expand import (
+    DEFAULT_PATH,
+    SPLIT_WORDS,
+    config_steps,
+    deferred_config,
 )
-from envkit.build.extra_steps import AddArchive, WriteFile
+from envkit.build.dockerfile_lex import ShellLex, WordResult, parse_duration
+from envkit.build.dockerfile_parser import (
+    Node,
+    ParseError,
+    chomp_heredoc,
+    parse,
+    parse_heredoc,
+)
+from envkit.build.extra_steps import (
+    AddArchive,
+    Deferred,
+    ExpandCopy,
+    ExpandWriteFile,
+    SetAuthor,
+    WriteFile,
+)
 from envkit.errors import EnvkitError, SpecError
 from envkit.spec import steps as st
 from envkit.spec.bases import Dockerfile
@@ -38,28 +55,47 @@ from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.image import SHELL, Image
 from envkit.spec.secret import Secret
 
+log = logging.getLogger("envkit.dockerfile")
+
 _REFUSED = {
     "ONBUILD": "triggers run in a later build from this image; envkit images have no triggers",
-    "STOPSIGNAL": "an Image has no stop signal; set it on the Service",
-    "VOLUME": "an Image declares no volumes; mount a Volume on the Service instead",
 }
 _ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 _URL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
-
-@dataclass
-class _Stage:
-    image: Image
-    name: str | None
-    env: dict[str, str] = field(default_factory=dict)
-    args: dict[str, str | None] = field(default_factory=dict)
-    shell: tuple[str, ...] = SHELL
-
-    def scope(self) -> dict[str, str]:
-        """What ``$VAR`` expands to: declared build args, overridden by ENV."""
-        found = {k: v for k, v in self.args.items() if v is not None}
-        return {**found, **self.env}
+# BuildKit's flags per instruction: name -> "bool" | "string" | "strings".
+_FLAGS: dict[str, dict[str, str]] = {
+    "FROM": {"platform": "string"},
+    "RUN": {"mount": "strings", "network": "string", "security": "string", "device": "strings"},
+    "COPY": {
+        "chown": "string", "chmod": "string", "from": "string", "link": "bool",
+        "exclude": "strings", "parents": "bool",
+    },
+    "ADD": {
+        "chown": "string", "chmod": "string", "link": "bool", "keep-git-dir": "bool",
+        "checksum": "string", "unpack": "bool", "exclude": "strings",
+    },
+    "HEALTHCHECK": {
+        "interval": "string", "timeout": "string", "start-period": "string",
+        "start-interval": "string", "retries": "string",
+    },
+}  # fmt: skip
+# Flags Docker accepts that envkit cannot honour, and why.
+_UNSUPPORTED_FLAGS = {
+    ("FROM", "platform"): "envkit builds for the host platform",
+    ("RUN", "security"): "envkit runs build steps with the default security only",
+    ("RUN", "device"): "envkit gives build steps no devices",
+    ("COPY", "exclude"): "not supported yet; use a .dockerignore",
+    ("ADD", "exclude"): "not supported yet; use a .dockerignore",
+    ("COPY", "parents"): "not supported yet",
+    ("ADD", "checksum"): "remote content is not supported",
+    ("ADD", "keep-git-dir"): "remote content is not supported",
+    ("ADD", "unpack"): "not supported yet",
+    ("HEALTHCHECK", "start-interval"): "envkit's Healthcheck has no start interval",
+}
 
 
 def _platform_args() -> dict[str, str]:
@@ -72,111 +108,249 @@ def _platform_args() -> dict[str, str]:
     }  # fmt: skip
 
 
-class _Parser:
+@dataclass
+class _Stage:
+    """One FROM stage being imported.
+
+    ``scope`` is the build environment the Dockerfile defines, in BuildKit's order (ARG
+    and ENV as they come); a value of None is known only at build time. ``from_args``
+    names the entries an ARG set last; ``config_env`` what ENV set (a later ``FROM
+    <stage>`` starts from it). ``base_known``: the base's Env is known (FROM scratch).
+    """
+
+    image: Image
+    name: str | None
+    base_known: bool
+    scope: dict[str, str | None] = field(default_factory=dict)
+    from_args: set[str] = field(default_factory=set)
+    config_env: dict[str, str | None] = field(default_factory=dict)
+    shell: tuple[str, ...] = SHELL
+    shell_set: bool = False
+    seen: set[str] = field(default_factory=set)
+
+    def env(self) -> dict[str, str]:
+        """What ``$VAR`` expands to at import time."""
+        found = {k: v for k, v in self.scope.items() if v is not None}
+        return {"PATH": DEFAULT_PATH, **found} if self.base_known else found
+
+    def needs_base(self, unmatched: set[str]) -> bool:
+        """Whether a word naming ``unmatched`` waits for the base image's Env."""
+        names = {n for n in unmatched if _IDENT_RE.fullmatch(n)}
+        if self.base_known:
+            return any(n in self.scope for n in names)  # set to a build-time value
+        return bool(names)
+
+    def args_in_force(self) -> dict[str, str]:
+        """The build args that override the image's Env here (RUN sees them too)."""
+        return {k: v for k in sorted(self.from_args) if (v := self.scope.get(k)) is not None}
+
+    def set_env(self, key: str, value: str | None) -> None:
+        self.scope[key] = value
+        self.config_env[key] = value
+        self.from_args.discard(key)
+
+
+class _Importer:
     def __init__(
         self,
-        source: Source,
+        path: str,
         context: Path,
         build_args: Mapping[str, str],
         secrets: Mapping[str, Secret],
     ) -> None:
-        self.src = source
+        self.path = path
         self.context = context
         self.build_args = dict(build_args)
         self.secrets = dict(secrets)
         self.global_args: dict[str, str | None] = {}
         self.stages: list[_Stage] = []
+        self.escape = "\\"
+        self.warnings: list[str] = []
 
     # -- helpers -----------------------------------------------------------------------
 
-    def error(self, inst: Instruction, message: str, hint: str | None = None) -> SpecError:
-        return self.src.error(inst.line, f"{inst.name}: {message}", hint)
+    def error(self, node: Node, message: str, hint: str | None = None) -> SpecError:
+        return SpecError(f"{self.path}:{node.start_line}", message, hint=hint)
 
-    def word(self, inst: Instruction, text: str, env: Mapping[str, str]) -> str:
-        try:
-            return expand_word(text, env, self.src.escape)
-        except ValueError as exc:
-            raise self.error(inst, str(exc)) from None
+    def warn(self, node: Node, rule: str, message: str) -> None:
+        text = f"{rule}: {message} (line {node.start_line})"
+        self.warnings.append(text)
+        log.warning("%s: %s", self.path, text)
 
-    def words(self, inst: Instruction, text: str, env: Mapping[str, str]) -> list[str]:
-        try:
-            return expand_words(text, env, self.src.escape)
-        except ValueError as exc:
-            raise self.error(inst, str(exc)) from None
-
-    def stage(self, inst: Instruction) -> _Stage:
+    def stage(self, node: Node) -> _Stage:
         if not self.stages:
-            raise self.error(inst, "comes before the first FROM", hint="start with FROM")
+            raise self.error(
+                node, f"{node.value.upper()} comes before the first FROM", hint="start with FROM"
+            )
         return self.stages[-1]
 
-    def flag(self, inst: Instruction, name: str, env: Mapping[str, str]) -> str | None:
-        values = inst.flags.get(name)
-        if not values:
-            return None
-        if len(values) > 1:
-            raise self.error(inst, f"--{name} given more than once")
-        return self.word(inst, values[-1], env)
+    def lex(self, node: Node, word: str, env: Mapping[str, str]) -> WordResult:
+        try:
+            return ShellLex(self.escape).process_word(word, env)
+        except ValueError as exc:
+            raise self.error(node, f"{node.value.upper()}: {exc}") from None
 
-    def exec_form(self, text: str) -> list[str] | None:
-        if not text.startswith("["):
+    def word(self, node: Node, stage: _Stage, word: str) -> str | None:
+        """``word`` expanded, or None when it names variables only the build knows."""
+        found = self.lex(node, word, stage.env())
+        return None if stage.needs_base(found.unmatched) else found.result
+
+    def known_word(self, node: Node, stage: _Stage, word: str, what: str) -> str:
+        found = self.word(node, stage, word)
+        if found is None:
+            raise self.error(
+                node,
+                f"{node.value.upper()}: {what} {word!r} names a variable the Dockerfile does "
+                "not define (the base image's); envkit needs it when it reads the Dockerfile",
+                hint="define it with ARG or ENV in the Dockerfile",
+            )
+        return found
+
+    def flags(self, node: Node, name: str) -> dict[str, list[str]]:
+        """BuildKit's BFlags.Parse of the node's flags for instruction ``name``."""
+        allowed = _FLAGS.get(name, {})
+        found: dict[str, list[str]] = {}
+        for arg in node.flags:
+            if arg == "--":
+                break
+            if not arg.startswith("--"):
+                raise self.error(node, f"{name}: arg should start with -- : {arg}")
+            flag, eq, value = arg.partition("=")
+            key = flag[2:]
+            kind = allowed.get(key)
+            if kind is None:
+                raise self.error(
+                    node,
+                    f"{name}: unknown flag: {flag}",
+                    hint="flags: " + (", ".join(f"--{f}" for f in allowed) or "none"),
+                )
+            if key in found and kind != "strings":
+                raise self.error(node, f"{name}: duplicate flag specified: {flag}")
+            if kind == "bool":
+                if eq and not value:
+                    raise self.error(node, f"{name}: missing a value on flag: {flag}")
+                if value.lower() not in ("", "true", "false"):
+                    raise self.error(
+                        node, f"{name}: expecting boolean value for flag {flag}, not: {value}"
+                    )
+                value = "false" if value.lower() == "false" else "true"
+            elif not eq:
+                raise self.error(node, f"{name}: missing a value on flag: {flag}")
+            found.setdefault(key, []).append(value)
+            reason = _UNSUPPORTED_FLAGS.get((name, key))
+            if reason is not None:
+                raise self.error(node, f"{name} --{key} is not supported: {reason}")
+        return found
+
+    def append(self, steps: Sequence[st.Step]) -> None:
+        """Append ``steps`` to the current stage."""
+        stage = self.stages[-1]
+        stage.image = Image(stage.image.base, (*stage.image.steps, *steps))
+
+    def config(self, node: Node, name: str, words: Sequence[str]) -> list[str] | None:
+        """Apply config instruction ``name``; its expanded words, None when deferred."""
+        stage = self.stage(node)
+        lex = ShellLex(self.escape)
+        expanded: list[str] = []
+        deferred = False
+        for raw in words:
+            found = self.lex(node, raw, stage.env())
+            deferred = deferred or stage.needs_base(found.unmatched)
+            if name in SPLIT_WORDS:
+                expanded.extend(lex.process_words(raw, stage.env()))
+            else:
+                expanded.append(found.result)
+        if deferred:
+            scope = stage.args_in_force()
+            self.append([deferred_config(name, words, scope, self.escape)])
             return None
         try:
-            value = json.loads(text)
-        except ValueError:
-            return None
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        return None
-
-    def command(self, inst: Instruction, stage: _Stage) -> list[str] | str:
-        argv = self.exec_form(inst.rest)
-        if argv is not None:
-            return argv
-        if not inst.rest:
-            raise self.error(inst, "has no command")
-        return inst.rest if stage.shell == SHELL else [*stage.shell, inst.rest]
-
-    def spec(self, inst: Instruction, make: Callable[[], Image]) -> Image:
-        """Call a spec builder, re-raising its SpecError with this line's position."""
-        try:
-            return make()
+            steps = config_steps(name, expanded)
         except SpecError as exc:
-            raise self.src.error(inst.line, f"{inst.name}: {exc.message}", exc.hint) from None
+            raise self.error(node, f"{name}: {exc.message}", exc.hint) from None
+        self.append(steps)
+        return expanded
+
+    def json_or_shell(self, node: Node) -> tuple[list[str], bool]:
+        """BuildKit's handleJSONArgs: the argv, and whether a shell is prepended."""
+        args = node.args()
+        if node.is_json:
+            return args, False
+        return ([" ".join(args)] if args else []), True
+
+    def command(self, node: Node, stage: _Stage, args: list[str], shell: bool) -> list[str]:
+        return [*stage.shell, *args] if shell else args
 
     # -- instructions ------------------------------------------------------------------
 
-    def run(self) -> None:
-        for inst in self.src.instructions:
-            handler = getattr(self, f"do_{inst.name.lower()}", None)
-            if inst.name in _REFUSED:
-                raise self.error(inst, "not supported: " + _REFUSED[inst.name])
+    def run_all(self, root: Node) -> None:
+        for node in root.children:
+            name = node.value.upper()
+            if name in _REFUSED:
+                raise self.error(node, f"{name}: not supported: {_REFUSED[name]}")
+            handler = getattr(self, f"do_{node.value.lower()}", None)
             if handler is None:
                 raise self.error(
-                    inst, "unknown instruction", hint="see docs/reference/dockerfile.md"
+                    node,
+                    f"unknown instruction: {node.value}",
+                    hint="see docs/reference/dockerfile.md",
                 )
-            handler(inst)
-        if not self.stages:
-            raise self.src.error(1, "no FROM instruction", hint="a Dockerfile starts with FROM")
+            handler(node)
 
-    def do_from(self, inst: Instruction) -> None:
-        take_flags(inst, self.src, frozenset({"platform"}))
-        if "platform" in inst.flags:
-            raise self.error(inst, "--platform is not supported: envkit builds for the host")
+    def do_from(self, node: Node) -> None:
+        self.flags(node, "FROM")
+        args = node.args()
+        name: str | None = None
+        if len(args) == 3 and args[1].lower() == "as":
+            name = args[2].lower()
+            if not _STAGE_NAME_RE.match(name):
+                raise self.error(
+                    node,
+                    f"invalid name for build stage: {json.dumps(args[2])}, name can't start "
+                    "with a number or contain symbols",
+                )
+            if args[2] != name:
+                self.warn(node, "StageNameCasing", f"Stage name '{args[2]}' should be lowercase")
+            command = node.value
+            if (command == command.lower() and args[1] != args[1].lower()) or (
+                command == command.upper()
+                and command != command.lower()
+                and args[1] != args[1].upper()
+            ):
+                self.warn(
+                    node,
+                    "FromAsCasing",
+                    f"'{args[1]}' and '{node.value}' keywords' casing do not match",
+                )
+        elif len(args) != 1:
+            raise self.error(
+                node, "FROM requires either one or three arguments", hint="FROM busybox AS build"
+            )
         scope = {k: v for k, v in self.global_args.items() if v is not None}
-        words = self.words(inst, inst.rest, scope)
-        if len(words) == 3 and words[1].lower() == "as":
-            ref, name = words[0], words[2].lower()
-        elif len(words) == 1:
-            ref, name = words[0], None
-        else:
-            raise self.error(inst, "expected FROM image [AS name]", hint="FROM busybox AS build")
+        ref = self.lex(node, args[0], scope).result
+        if not ref:
+            raise self.error(node, f"FROM: base name ({args[0]}) should not be blank")
         parent = self.find_stage(ref)
         if parent is not None:
-            stage = _Stage(parent.image, name, dict(parent.env), {}, parent.shell)
+            inherited = dict(parent.config_env)
+            stage = _Stage(
+                parent.image,
+                name,
+                parent.base_known,
+                dict(inherited),
+                set(),
+                inherited,
+                parent.shell,
+                parent.shell_set,
+            )
         elif ref.lower() == "scratch":
-            stage = _Stage(Image.scratch(), name)
+            stage = _Stage(Image.scratch(), name, True)
         else:
-            stage = _Stage(self.spec(inst, lambda: Image.from_(ref)), name)
+            try:
+                image = Image.from_(ref)
+            except SpecError as exc:
+                raise self.error(node, f"FROM: {exc.message}", exc.hint) from None
+            stage = _Stage(image, name, False)
         self.stages.append(stage)
 
     def find_stage(self, ref: str) -> _Stage | None:
@@ -187,186 +361,289 @@ class _Parser:
             return self.stages[int(ref)]
         return None
 
-    def do_arg(self, inst: Instruction) -> None:
+    def do_arg(self, node: Node) -> None:
+        args = node.args()
+        if not args:
+            raise self.error(node, "ARG requires at least one argument", hint="ARG VERSION=1")
         target = self.stages[-1] if self.stages else None
-        scope = target.scope() if target else {k: v for k, v in self.global_args.items() if v}
-        for item in self.words(inst, inst.rest, scope):
-            name, eq, default = item.partition("=")
-            value: str | None = default if eq else None
-            if name in self.build_args:
-                value = self.build_args[name]
-            elif value is None and target is not None and name in self.global_args:
-                value = self.global_args[name]
-            elif value is None:
-                value = _platform_args().get(name)
-            if target is None:
-                self.global_args[name] = value
+        for item in args:
+            key, eq, default = item.partition("=")
+            if eq and not key:
+                raise self.error(node, "ARG names can not be blank")
+            value: str | None = None
+            if key in self.build_args:
+                value = self.build_args[key]
+            elif eq:
+                if target is None:
+                    env = {k: v for k, v in self.global_args.items() if v is not None}
+                    value = self.lex(node, default, env).result
+                else:
+                    value = self.word(node, target, default)
+                    if value is None:
+                        raise self.error(
+                            node,
+                            f"ARG {key}: its default {default!r} names a variable of the base "
+                            "image; envkit resolves ARG defaults when it reads the Dockerfile",
+                            hint="use ENV for values built from the base image's variables",
+                        )
+            elif target is not None and key in self.global_args:
+                value = self.global_args[key]
             else:
-                target.args[name] = value
+                value = _platform_args().get(key)
+            if target is None:
+                self.global_args[key] = value
+            elif value is not None:
+                target.scope[key] = value
+                target.from_args.add(key)
 
-    def do_env(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        pairs = self.pairs(inst, stage.scope(), legacy=True)
-        stage.env.update(pairs)
-        stage.image = self.spec(inst, lambda: stage.image.env(dict(pairs)))
-
-    def do_label(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        pairs = self.pairs(inst, stage.scope(), legacy=False)
-        stage.image = self.spec(inst, lambda: stage.image.label(dict(pairs)))
-
-    def do_maintainer(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        stage.image = self.spec(inst, lambda: stage.image.label(maintainer=inst.rest))
-
-    def pairs(
-        self, inst: Instruction, env: Mapping[str, str], legacy: bool
-    ) -> list[tuple[str, str]]:
-        words = self.words(inst, inst.rest, env)
-        if not words:
-            raise self.error(inst, "needs at least one key=value")
-        if legacy and "=" not in words[0]:
-            key, _, value = inst.rest.partition(" ")
-            return [(key, self.word(inst, value.strip(), env))]
-        out = []
-        for item in words:
-            key, eq, value = item.partition("=")
-            if not eq or not key:
-                raise self.error(inst, f"expected key=value, got {item!r}")
-            out.append((key, value))
-        return out
-
-    def do_workdir(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        path = self.word(inst, inst.rest, stage.scope())
-        stage.image = self.spec(inst, lambda: stage.image.workdir(path))
-
-    def do_user(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        user = self.word(inst, inst.rest, stage.scope())
-        stage.image = self.spec(inst, lambda: stage.image.user(user))
-
-    def do_expose(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        for item in self.words(inst, inst.rest, stage.scope()):
-            port, _, proto = item.partition("/")
-            low, dash, high = port.partition("-")
-            if dash and low.isdigit() and high.isdigit() and int(high) - int(low) > 1024:
-                raise self.error(
-                    inst, f"port range {port} is too wide", hint="expose <= 1024 ports"
-                )
-            ports: Sequence[int | str] = (
-                range(int(low), int(high) + 1)
-                if dash and low.isdigit() and high.isdigit()
-                else [port]
+    def kvps(self, node: Node, name: str) -> list[tuple[str, str]]:
+        """BuildKit's parseKvps: (key, value) pairs; warns about ``KEY value``."""
+        args = node.args()
+        if not args:
+            raise self.error(
+                node, f"{name} requires at least one argument", hint=f"{name} KEY=value"
             )
-            protocol = (proto or "tcp").lower()
-            for number in ports:
-                stage.image = self.spec(inst, partial(stage.image.expose, number, protocol))
+        pairs = []
+        for i in range(0, len(args) - 2, 3):
+            key, value, sep = args[i : i + 3]
+            if not key:
+                raise self.error(node, f"{name} names can not be blank")
+            if not sep:
+                self.warn(
+                    node,
+                    "LegacyKeyValueFormat",
+                    f'"{name} key=value" should be used instead of legacy '
+                    f'"{name} key value" format',
+                )
+            pairs.append((key, value))
+        return pairs
 
-    def do_shell(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        argv = self.exec_form(inst.rest)
-        if not argv:
-            raise self.error(inst, "needs the JSON form", hint='SHELL ["/bin/bash", "-c"]')
-        stage.shell = tuple(argv)
+    def do_env(self, node: Node) -> None:
+        stage = self.stage(node)
+        self.flags(node, "ENV")
+        pairs = self.kvps(node, "ENV")
+        keys = [self.known_word(node, stage, k, "the name") for k, _ in pairs]
+        values = [self.word(node, stage, v) for _, v in pairs]
+        self.config(node, "ENV", [w for pair in pairs for w in pair])
+        for key, value in zip(keys, values, strict=True):
+            stage.set_env(key, value)
 
-    def do_cmd(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        argv = self.exec_form(inst.rest) if inst.rest else []
-        value = argv if argv is not None else self.command(inst, stage)
-        stage.image = self.spec(inst, lambda: stage.image.cmd(value))
+    def do_label(self, node: Node) -> None:
+        self.stage(node)
+        self.flags(node, "LABEL")
+        pairs = self.kvps(node, "LABEL")
+        self.config(node, "LABEL", [w for pair in pairs for w in pair])
 
-    def do_entrypoint(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        argv = self.exec_form(inst.rest) if inst.rest else []
-        value = argv if argv is not None else self.command(inst, stage)
-        stage.image = self.spec(inst, lambda: stage.image.entrypoint(value))
-
-    def do_healthcheck(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        take_flags(
-            inst,
-            self.src,
-            frozenset({"interval", "timeout", "start-period", "retries", "start-interval"}),
+    def do_maintainer(self, node: Node) -> None:
+        self.stage(node)
+        args = node.args()
+        if len(args) != 1:
+            raise self.error(node, "MAINTAINER requires exactly one argument")
+        self.flags(node, "MAINTAINER")
+        self.warn(
+            node,
+            "MaintainerDeprecated",
+            "Maintainer instruction is deprecated in favor of using label",
         )
-        if "start-interval" in inst.flags:
-            raise self.error(inst, "--start-interval is not supported by envkit's Healthcheck")
-        kind, _, rest = inst.rest.partition(" ")
-        if kind.upper() == "NONE":
+        self.append([SetAuthor((), args[0])])
+
+    def one_arg(self, node: Node, name: str) -> list[str]:
+        args = node.args()
+        if len(args) != 1:
+            raise self.error(node, f"{name} requires exactly one argument")
+        return args
+
+    def do_workdir(self, node: Node) -> None:
+        stage = self.stage(node)
+        args = self.one_arg(node, "WORKDIR")
+        self.flags(node, "WORKDIR")
+        if not args[0].startswith(("/", "$")) and "WORKDIR" not in stage.seen:
+            self.warn(
+                node,
+                "WorkdirRelativePath",
+                f"Relative workdir {json.dumps(args[0])} can have unexpected results "
+                "if the base image changes",
+            )
+        stage.seen.add("WORKDIR")
+        self.config(node, "WORKDIR", args)
+
+    def do_user(self, node: Node) -> None:
+        self.stage(node)
+        args = self.one_arg(node, "USER")
+        self.flags(node, "USER")
+        self.config(node, "USER", args)
+
+    def do_expose(self, node: Node) -> None:
+        self.stage(node)
+        args = node.args()
+        if not args:
+            raise self.error(node, "EXPOSE requires at least one argument", hint="EXPOSE 8080")
+        self.flags(node, "EXPOSE")
+        self.config(node, "EXPOSE", sorted(args))
+
+    def do_volume(self, node: Node) -> None:
+        self.stage(node)
+        args = node.args()
+        if not args:
+            raise self.error(node, "VOLUME requires at least one argument", hint="VOLUME /data")
+        self.flags(node, "VOLUME")
+        if any(not a.strip() for a in args):
+            raise self.error(node, "VOLUME specified can not be an empty string")
+        self.config(node, "VOLUME", args)
+
+    def do_stopsignal(self, node: Node) -> None:
+        self.stage(node)
+        self.config(node, "STOPSIGNAL", self.one_arg(node, "STOPSIGNAL"))
+
+    def do_shell(self, node: Node) -> None:
+        stage = self.stage(node)
+        self.flags(node, "SHELL")
+        args, shell = self.json_or_shell(node)
+        if not args:
+            raise self.error(node, "SHELL requires at least one argument")
+        if shell:
+            raise self.error(
+                node,
+                "SHELL requires the arguments to be in JSON form",
+                hint='SHELL ["/bin/bash", "-c"]',
+            )
+        stage.shell, stage.shell_set = tuple(args), True
+
+    def once(self, node: Node, stage: _Stage, name: str) -> None:
+        if name in stage.seen:
+            self.warn(
+                node,
+                "MultipleInstructionsDisallowed",
+                f"Multiple {name} instructions should not be used in the same stage "
+                "because only the last one will be used",
+            )
+        stage.seen.add(name)
+
+    def do_cmd(self, node: Node) -> None:
+        self.entry(node, "CMD")
+
+    def do_entrypoint(self, node: Node) -> None:
+        self.entry(node, "ENTRYPOINT")
+
+    def entry(self, node: Node, name: str) -> None:
+        stage = self.stage(node)
+        self.flags(node, name)
+        self.once(node, stage, name)
+        args, shell = self.json_or_shell(node)
+        if shell and not stage.shell_set:
+            self.warn(
+                node,
+                "JSONArgsRecommended",
+                f"JSON arguments recommended for {name} to prevent unintended behavior "
+                "related to OS signals",
+            )
+        argv = self.command(node, stage, args, shell) if args else []
+        image = stage.image
+        try:
+            made = image.cmd(argv) if name == "CMD" else image.entrypoint(argv)
+        except SpecError as exc:
+            raise self.error(node, f"{name}: {exc.message}", exc.hint) from None
+        stage.image = made
+
+    def do_healthcheck(self, node: Node) -> None:
+        stage = self.stage(node)
+        args = node.args()
+        if not args:
+            raise self.error(node, "HEALTHCHECK requires at least one argument")
+        kind = args[0].upper()
+        if kind == "NONE":
+            if len(args) != 1:
+                raise self.error(node, "HEALTHCHECK NONE takes no arguments")
             check = Healthcheck(["NONE"])
-        elif kind.upper() == "CMD":
-            cmd = rest.strip()
-            argv = self.exec_form(cmd)
-            test: list[str] | str = argv if argv is not None else cmd
+        elif kind == "CMD":
+            flags = self.flags(node, "HEALTHCHECK")
+            if node.is_json:
+                test: list[str] | str = args[1:]
+            else:
+                test = " ".join(args[1:])
+            if not test:
+                raise self.error(node, "Missing command after HEALTHCHECK CMD")
             options: dict[str, float] = {}
             for name in ("interval", "timeout", "start-period"):
-                text = self.flag(inst, name, stage.scope())
-                if text is not None:
+                text = flags.get(name, [""])[-1]
+                if text:
                     try:
-                        options[name.replace("-", "_")] = parse_duration(text)
+                        seconds = parse_duration(text)
                     except ValueError as exc:
-                        raise self.error(inst, f"--{name}: {exc}", hint="e.g. 30s, 1m30s") from None
-            retries = self.flag(inst, "retries", stage.scope())
+                        raise self.error(
+                            node, f"HEALTHCHECK --{name}: {exc}", hint="e.g. 30s, 1m30s"
+                        ) from None
+                    if 0 < seconds < 0.001:
+                        raise self.error(
+                            node, f'HEALTHCHECK: Interval "{name}" cannot be less than 1ms'
+                        )
+                    options[name.replace("-", "_")] = seconds
+            retries = flags.get("retries", [""])[-1]
             try:
+                count = int(retries) if retries else 3
+                if count < 0:
+                    raise ValueError(f"--retries cannot be negative ({count})")
                 check = Healthcheck(
                     test,
-                    interval=options.get("interval", 30.0),
-                    timeout=options.get("timeout", 30.0),
+                    interval=options.get("interval") or 30.0,
+                    timeout=options.get("timeout") or 30.0,
                     start_period=options.get("start_period", 0.0),
-                    retries=int(retries) if retries is not None else 3,
+                    retries=count,
                 )
             except (SpecError, ValueError) as exc:
-                raise self.error(inst, str(exc)) from None
+                raise self.error(node, f"HEALTHCHECK: {exc}") from None
         else:
-            raise self.error(inst, "expected NONE or CMD", hint="HEALTHCHECK CMD pg_isready")
-        stage.image = self.spec(inst, lambda: stage.image.healthcheck(check))
+            raise self.error(
+                node,
+                f'Unknown type "{args[0]}" in HEALTHCHECK (try CMD)',
+                hint="HEALTHCHECK CMD pg_isready",
+            )
+        self.once(node, stage, "HEALTHCHECK")
+        stage.image = stage.image.healthcheck(check)
 
-    def do_run(self, inst: Instruction) -> None:
-        stage = self.stage(inst)
-        take_flags(inst, self.src, frozenset({"mount", "network"}))
-        scope = stage.scope()
+    def do_run(self, node: Node) -> None:
+        stage = self.stage(node)
+        flags = self.flags(node, "RUN")
         secrets: list[Secret] = []
         caches: dict[str, str] = {}
-        for spec in inst.flags.get("mount", []):
-            self.mount(inst, self.word(inst, spec, scope), secrets, caches)
-        network = self.flag(inst, "network", scope)
+        for spec in flags.get("mount", []):
+            text = self.known_word(node, stage, spec, "--mount")
+            self.mount(node, text, secrets, caches)
+        network = flags.get("network", [None])[-1]
         if network not in (None, "default", "none", "host"):
-            raise self.error(inst, f"--network={network} is not supported", hint="none or host")
+            raise self.error(
+                node, f"RUN --network={network} is not supported", hint="none, host or default"
+            )
         net: Literal["host", "none"] | None = (
             "none" if network == "none" else "host" if network == "host" else None
         )
-        cmd = self.heredoc_script(inst, stage) if inst.heredocs else self.command(inst, stage)
-        env = {k: v for k, v in stage.args.items() if v is not None and k not in stage.env}
-        stage.image = self.spec(
-            inst,
-            lambda: stage.image.run(
-                cmd,
-                secrets=secrets,
-                caches=caches,
-                network=net,
-                env=env,
-            ),
-        )
+        args, shell = self.json_or_shell(node)
+        if node.heredocs:
+            args = self.heredoc_script(node, args)
+        if not args or not "".join(args).strip():
+            raise self.error(node, "RUN has no command", hint="RUN make")
+        argv = self.command(node, stage, args, shell)
+        env = stage.args_in_force()
+        try:
+            stage.image = stage.image.run(
+                argv, secrets=secrets, caches=caches, network=net, env=env
+            )
+        except SpecError as exc:
+            raise self.error(node, f"RUN: {exc.message}", exc.hint) from None
 
-    def heredoc_script(self, inst: Instruction, stage: _Stage) -> list[str] | str:
-        """A RUN with heredocs, given whole to the shell (which implements heredocs)."""
-        first = inst.heredocs[0]
-        if inst.rest.strip() in (f"<<{first.name}", f"<<-{first.name}") and len(inst.heredocs) == 1:
-            body = first.body
-            if body.startswith("#!"):
-                interpreter, _, script = body.partition("\n")
-                return [
-                    *stage.shell,
-                    f"{interpreter[2:].strip()} <<'{first.name}'\n{script}{first.name}\n",
-                ]
-            return body if stage.shell == SHELL else [*stage.shell, body]
-        script = inst.rest + "\n" + "".join(_heredoc_text(h) for h in inst.heredocs)
-        return script if stage.shell == SHELL else [*stage.shell, script]
+    def heredoc_script(self, node: Node, args: list[str]) -> list[str]:
+        """BuildKit's RUN with heredocs: a lone heredoc is the script, else the shell
+        gets the line and the documents whole (it implements heredocs)."""
+        first = node.heredocs[0]
+        if parse_heredoc(args[0]) is not None:
+            data = chomp_heredoc(first.content) if first.chomp else first.content
+            if data.startswith("#!"):
+                interpreter, _, script = data.partition("\n")
+                return [f"{interpreter[2:].strip()} <<'{first.name}'\n{script}{first.name}\n"]
+            return [data]
+        return [args[0] + "".join("\n" + h.content + h.name for h in node.heredocs)]
 
-    def mount(
-        self, inst: Instruction, text: str, secrets: list[Secret], caches: dict[str, str]
-    ) -> None:
+    def mount(self, node: Node, text: str, secrets: list[Secret], caches: dict[str, str]) -> None:
         options: dict[str, str] = {}
         for part in text.split(","):
             key, eq, value = part.partition("=")
@@ -381,13 +658,13 @@ class _Parser:
             ident = options.pop("id", None) or (os.path.basename(target) if target else None)
             if not ident:
                 raise self.error(
-                    inst, "a secret mount needs id=", hint="--mount=type=secret,id=token"
+                    node, "RUN: a secret mount needs id=", hint="--mount=type=secret,id=token"
                 )
             required = options.pop("required", "false").lower() in ("true", "1")
             if "env" in options:
                 raise self.error(
-                    inst,
-                    "secret mounts with env= are not supported yet",
+                    node,
+                    "RUN: secret mounts with env= are not supported yet",
                     hint="read /run/secrets/<id> in the command instead",
                 )
             name = ident
@@ -396,127 +673,182 @@ class _Parser:
                     target = "/run/secrets/" + target
                 if os.path.dirname(target) != "/run/secrets":
                     raise self.error(
-                        inst,
-                        f"secret target {target} is outside /run/secrets",
+                        node,
+                        f"RUN: secret target {target} is outside /run/secrets",
                         hint="envkit mounts build secrets at /run/secrets/<name>",
                     )
                 name = os.path.basename(target)
-            self.reject_options(inst, options, kind)
+            self.reject_options(node, options, kind)
             given = self.secrets.get(ident)
             source = given.source if given is not None else f"env:{ident}"
             try:
                 secrets.append(Secret(name, source, required=required))
             except SpecError as exc:
-                raise self.error(inst, exc.message, exc.hint) from None
+                raise self.error(node, f"RUN: {exc.message}", exc.hint) from None
         elif kind == "cache":
             if not target:
-                raise self.error(inst, "a cache mount needs target=", hint="target=/root/.cache")
+                raise self.error(
+                    node, "RUN: a cache mount needs target=", hint="target=/root/.cache"
+                )
             options.pop("sharing", None)
             ident = options.pop("id", None) or target.strip("/").replace("/", "_") or "root"
-            self.reject_options(inst, options, kind)
+            self.reject_options(node, options, kind)
             caches[target] = ident
         else:
             raise self.error(
-                inst,
-                f"--mount=type={kind} is not supported",
+                node,
+                f"RUN --mount=type={kind} is not supported",
                 hint="envkit supports type=secret and type=cache; copy files with COPY",
             )
 
-    def reject_options(self, inst: Instruction, options: Mapping[str, str], kind: str) -> None:
+    def reject_options(self, node: Node, options: Mapping[str, str], kind: str) -> None:
         if options:
             raise self.error(
-                inst, f"--mount=type={kind} option {sorted(options)[0]}= is not supported"
+                node, f"RUN --mount=type={kind} option {sorted(options)[0]}= is not supported"
             )
 
-    def do_copy(self, inst: Instruction) -> None:
-        self.copy(inst, add=False)
+    def do_copy(self, node: Node) -> None:
+        self.copy(node, add=False)
 
-    def do_add(self, inst: Instruction) -> None:
-        self.copy(inst, add=True)
+    def do_add(self, node: Node) -> None:
+        self.copy(node, add=True)
 
-    def copy(self, inst: Instruction, *, add: bool) -> None:
-        stage = self.stage(inst)
-        allowed = {"chown", "chmod", "link"} | (set() if add else {"from"})
-        take_flags(inst, self.src, frozenset(allowed))
-        scope = stage.scope()
-        argv = self.exec_form(inst.rest)
-        args = argv if argv is not None else self.words(inst, inst.rest, scope)
+    def copy(self, node: Node, *, add: bool) -> None:
+        name = "ADD" if add else "COPY"
+        stage = self.stage(node)
+        flags = self.flags(node, name)
+        args = node.args()
         if len(args) < 2:
-            raise self.error(inst, "needs a source and a destination", hint="COPY src /dst/")
-        *sources, dst = args
-        if len(sources) > 1 and not dst.endswith("/"):
-            raise self.error(inst, "with several sources the destination must end with /")
-        chown = self.flag(inst, "chown", scope)
-        chmod = self.flag(inst, "chmod", scope)
-        from_ref = self.flag(inst, "from", scope)
+            raise self.error(
+                node,
+                f"{name} requires at least two arguments, but only one was provided. "
+                "Destination could not be determined",
+                hint=f"{name} src /dst/",
+            )
+        *sources, dst_raw = args
+        if parse_heredoc(dst_raw) is not None:
+            raise self.error(node, f"{name} cannot accept a heredoc as a destination")
+        if len(sources) > 1 and not dst_raw.endswith("/"):
+            raise self.error(node, f"{name}: with several sources the destination must end with /")
+        raw = [dst_raw, flags.get("chown", [""])[-1], flags.get("chmod", [""])[-1]]
+        words = [self.word(node, stage, w) if w else "" for w in raw]
+        from_ref = flags.get("from", [None])[-1]
         from_image = None
         if from_ref is not None:
-            found = self.find_stage(from_ref)
-            from_image = found.image if found else self.spec(inst, lambda: Image.from_(from_ref))
-        heredocs = {h.name: h for h in inst.heredocs}
+            ref = self.known_word(node, stage, from_ref, "--from")
+            found = self.find_stage(ref)
+            if found is not None:
+                from_image = found.image
+            else:
+                try:
+                    from_image = Image.from_(ref)
+                except SpecError as exc:
+                    raise self.error(node, f"{name} --from: {exc.message}", exc.hint) from None
         for src in sources:
-            heredoc = heredocs.get(src.lstrip("<-").strip("'\""))
-            if src.startswith("<<") and heredoc is not None:
-                stage.image = self.write_file(inst, stage, heredoc, dst, chown, chmod)
+            try:
+                doc = parse_heredoc(src)
+            except ValueError as exc:
+                raise self.error(node, f"{name}: {exc}") from None
+            if doc is not None:
+                self.write_file(node, stage, doc.name, words, raw)
                 continue
-            if add and _URL_RE.match(src):
+            path = self.known_word(node, stage, src, "source")
+            if add and _URL_RE.match(path):
                 raise self.error(
-                    inst,
-                    f"ADD from a URL ({src}) is not supported: its content is not pinned",
+                    node,
+                    f"ADD from a URL ({path}) is not supported: its content is not pinned",
                     hint="download it in a RUN step (with a checksum), or into the context",
                 )
-            extract = add and self.is_archive(inst, src)
-            copy = partial(stage.image.copy, src, dst, from_=from_image, chown=chown, chmod=chmod)
-            image = self.spec(inst, copy)
-            if extract:
-                image = _swap_last(image, AddArchive)
-            stage.image = image
+            extract = add and self.is_archive(node, path)
+            self.copy_step(node, stage, path, words, raw, from_image, extract)
 
-    def is_archive(self, inst: Instruction, src: str) -> bool:
+    def copy_step(
+        self,
+        node: Node,
+        stage: _Stage,
+        src: str,
+        words: list[str | None],
+        raw: list[str],
+        from_image: Image | None,
+        extract: bool,
+    ) -> None:
+        if None in words:
+            deferred = Deferred(
+                node.value.upper(),
+                tuple(raw),
+                tuple(sorted(stage.args_in_force().items())),
+                self.escape,
+            )
+            step: st.Step = ExpandCopy(src, raw[0], from_image, deferred=deferred, extract=extract)
+            self.append([step])
+            return
+        dst, chown, chmod = (w or None for w in words)
+        try:
+            made = stage.image.copy(src, dst or "", from_=from_image, chown=chown, chmod=chmod)
+        except SpecError as exc:
+            raise self.error(node, f"{node.value.upper()}: {exc.message}", exc.hint) from None
+        if extract:
+            last = made.steps[-1]
+            assert isinstance(last, st.Copy)
+            archive = AddArchive(
+                last.src, last.dst, last.from_, last.ignore, last.chown, last.chmod
+            )
+            made = Image(made.base, (*made.steps[:-1], archive))
+        stage.image = made
+
+    def write_file(
+        self,
+        node: Node,
+        stage: _Stage,
+        name: str,
+        words: list[str | None],
+        raw: list[str],
+    ) -> None:
+        """``COPY <<EOF dst``: a file written from the document (BuildKit's ExpandRaw)."""
+        found = next((h for h in node.heredocs if h.name == name), None)
+        content = "" if found is None else found.content
+        if found is not None and found.chomp:
+            content = chomp_heredoc(content)
+        expand = found is None or found.expand
+        env = stage.env()
+        deferred = None in words
+        if expand:
+            try:
+                result = ShellLex("\\", skip_process_quotes=True).process_word(content, env)
+            except ValueError as exc:
+                raise self.error(node, f"{node.value.upper()}: {exc}") from None
+            deferred = deferred or stage.needs_base(result.unmatched)
+            text = result.result
+        else:
+            text = content
+        if deferred:
+            scope = tuple(sorted(stage.args_in_force().items()))
+            doc = Deferred(
+                node.value.upper(), (*raw, content if expand else ""), scope, self.escape
+            )
+            self.append([ExpandWriteFile(name, raw[0], None, (), None, None, text, deferred=doc)])
+            return
+        dst, chown, chmod = (w or None for w in words)
+        target = (dst or "") + name if (dst or "").endswith("/") else dst or ""
+        try:
+            made = stage.image.copy(name, target, chown=chown, chmod=chmod)
+        except SpecError as exc:
+            raise self.error(node, f"{node.value.upper()}: {exc.message}", exc.hint) from None
+        last = made.steps[-1]
+        assert isinstance(last, st.Copy)
+        step = WriteFile(last.src, last.dst, None, (), last.chown, last.chmod, text)
+        self.append([step])
+
+    def is_archive(self, node: Node, src: str) -> bool:
         if _GLOB_CHARS.search(src):
             if any(_is_archive_file(p) for p in self.context.glob(src.lstrip("/"))):
                 raise self.error(
-                    inst,
+                    node,
                     f"ADD {src}: a glob matching archives is not supported",
                     hint="ADD each archive on its own line",
                 )
             return False
         return _is_archive_file(self.context / src.lstrip("/"))
-
-    def write_file(
-        self,
-        inst: Instruction,
-        stage: _Stage,
-        doc: Heredoc,
-        dst: str,
-        chown: str | None,
-        chmod: str | None,
-    ) -> Image:
-        content = doc.body
-        if doc.expand:
-            content = "".join(
-                self.word(inst, line, stage.scope()) + "\n" if line else "\n"
-                for line in content.splitlines()
-            )
-        target = dst + doc.name if dst.endswith("/") else dst
-        image = self.spec(
-            inst, lambda: stage.image.copy(doc.name, target, chown=chown, chmod=chmod)
-        )
-        last = image.steps[-1]
-        assert isinstance(last, st.Copy)
-        step = WriteFile(last.src, last.dst, None, (), last.chown, last.chmod, content)
-        return Image(stage.image.base, (*stage.image.steps, step))
-
-
-def _heredoc_text(doc: Heredoc) -> str:
-    return doc.body + doc.name + "\n"
-
-
-def _swap_last(image: Image, cls: type[AddArchive]) -> Image:
-    last = image.steps[-1]
-    assert isinstance(last, st.Copy)
-    step = cls(last.src, last.dst, last.from_, last.ignore, last.chown, last.chmod)
-    return Image(image.base, (*image.steps[:-1], step))
 
 
 def _is_archive_file(path: Path) -> bool:
@@ -529,6 +861,58 @@ def _is_archive_file(path: Path) -> bool:
     if head.startswith(_ARCHIVE_MAGIC):
         return True
     return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+@dataclass(frozen=True)
+class ImportedDockerfile:
+    """What :func:`import_dockerfile` read: the stages by name and the warnings."""
+
+    image: Image
+    stages: dict[str, Image]
+    warnings: tuple[str, ...]
+
+
+def import_dockerfile(
+    path: str | os.PathLike[str],
+    context: str | os.PathLike[str] = ".",
+    build_args: Mapping[str, str] | None = None,
+    *,
+    target: str | None = None,
+    secrets: Mapping[str, Secret] | Sequence[Secret] = (),
+) -> ImportedDockerfile:
+    """:func:`parse_dockerfile`, also giving the named stages and Docker's warnings."""
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise EnvkitError(
+            f"{file}: cannot read Dockerfile: {exc.strerror}", hint="check the path"
+        ) from None
+    try:
+        parsed = parse(text)
+    except ParseError as exc:
+        raise SpecError(f"{file}:{max(exc.line, 1)}", str(exc)) from None
+    by_id = dict(secrets) if isinstance(secrets, Mapping) else {s.name: s for s in secrets}
+    importer = _Importer(str(file), Path(context), build_args or {}, by_id)
+    importer.escape = parsed.escape
+    for warning in parsed.warnings:
+        text = f"NoEmptyContinuation: {warning.short} (line {warning.line})"
+        importer.warnings.append(text)
+        log.warning("%s: %s", file, text)
+    importer.run_all(parsed.root)
+    if not importer.stages:
+        raise SpecError(f"{file}:1", "no FROM instruction", hint="a Dockerfile starts with FROM")
+    named = {s.name: s.image for s in importer.stages if s.name is not None}
+    if target is None:
+        image = importer.stages[-1].image
+    else:
+        found = importer.find_stage(target)
+        if found is None:
+            raise SpecError(
+                f"{file}", f"no stage named {target!r}", hint="check FROM ... AS <name>"
+            )
+        image = found.image
+    return ImportedDockerfile(image, named, tuple(importer.warnings))
 
 
 def parse_dockerfile(
@@ -544,24 +928,9 @@ def parse_dockerfile(
     ``build_args`` are ``--build-arg`` values. A ``RUN --mount=type=secret,id=X`` reads
     the secret named ``X`` in ``secrets`` (as ``docker build --secret id=X``), else the
     environment variable ``X``. Raises :class:`SpecError` naming ``path:line`` for what
-    an Image cannot express.
+    Docker refuses and what an Image cannot express; Docker's warnings are logged.
     """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EnvkitError(
-            f"{file}: cannot read Dockerfile: {exc.strerror}", hint="check the path"
-        ) from None
-    by_id = dict(secrets) if isinstance(secrets, Mapping) else {s.name: s for s in secrets}
-    parser = _Parser(split(text, str(file)), Path(context), build_args or {}, by_id)
-    parser.run()
-    if target is None:
-        return parser.stages[-1].image
-    found = parser.find_stage(target)
-    if found is None:
-        raise SpecError(f"{file}", f"no stage named {target!r}", hint="check FROM ... AS <name>")
-    return found.image
+    return import_dockerfile(path, context, build_args, target=target, secrets=secrets).image
 
 
 def expand(image: Image, base_dir: str | os.PathLike[str] = ".") -> Image:

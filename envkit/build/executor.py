@@ -17,16 +17,26 @@ and on another machine.
 
 from __future__ import annotations
 
+import json
 import os
-import shlex
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from envkit.build.cache import StepCache
-from envkit.build.extra_steps import AddArchive, WriteFile
+from envkit.build.extra_steps import (
+    AddArchive,
+    ExpandConfig,
+    ExpandCopy,
+    ExpandWriteFile,
+    SetAuthor,
+    SetStopSignal,
+    SetVolumes,
+    WriteFile,
+)
 from envkit.build.image_state import ImageState, build_epoch
 from envkit.build.keys import BuildPlan, StagePlan, StepPlan, plan, store_resolver
 from envkit.build.progress import Progress
@@ -299,6 +309,11 @@ class Builder:
     ) -> ImageState:
         step = planned.step
         created_by = label.split("] ", 1)[-1]
+        if isinstance(step, ExpandCopy | ExpandWriteFile):
+            from envkit.build.dockerfile_expand import resolve
+
+            step = resolve(step, state.settings)[0]
+            created_by = describe(step)
         if isinstance(step, st.Run):
             from envkit.build.run_step import execute_run
 
@@ -316,6 +331,8 @@ class Builder:
         if isinstance(step, st.Copy):
             info = self._copy_layer(planned, step, state, source, context)
             return state.with_layer(info.descriptor(), info.diff_id, created_by)
+        if isinstance(step, SetAuthor):
+            return state.with_settings({}, created_by, top={"author": step.author})
         return state.with_settings(config_change(step, state, cmd_set), created_by)
 
     def _copy_layer(
@@ -409,6 +426,24 @@ class Builder:
 def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> dict[str, Any]:
     """What a config-only step changes in the config's ``config`` object."""
     settings = state.settings
+    if isinstance(step, ExpandConfig):
+        from envkit.build.dockerfile_expand import resolve
+
+        change: dict[str, Any] = {}
+        current = state
+        for concrete in resolve(step, settings):
+            found = config_change(concrete, current, cmd_set)
+            change.update(found)
+            current = ImageState(
+                current.layers, {**current.config, "config": {**settings, **change}}
+            )
+        return change
+    if isinstance(step, SetVolumes):
+        volumes = dict(settings.get("Volumes") or {})
+        volumes.update((path, {}) for path in step.paths)
+        return {"Volumes": dict(sorted(volumes.items()))}
+    if isinstance(step, SetStopSignal):
+        return {"StopSignal": step.signal}
     if isinstance(step, st.Env):
         env = dict(item.partition("=")[::2] for item in settings.get("Env") or [])
         env.update(step.values)
@@ -423,10 +458,10 @@ def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> di
         ports[f"{step.port}/{step.proto}"] = {}
         return {"ExposedPorts": dict(sorted(ports.items()))}
     if isinstance(step, st.Entrypoint):
-        change: dict[str, Any] = {"Entrypoint": list(step.argv) or None}
+        reset: dict[str, Any] = {"Entrypoint": list(step.argv) or None}
         if not cmd_set:
-            change["Cmd"] = None  # as docker: ENTRYPOINT resets a Cmd inherited from the base
-        return change
+            reset["Cmd"] = None  # as docker: ENTRYPOINT resets a Cmd inherited from the base
+        return reset
     if isinstance(step, st.Cmd):
         return {"Cmd": list(step.argv) or None}
     if isinstance(step, st.Label):
@@ -465,25 +500,87 @@ def _stage_name(stage: StagePlan) -> str:
 
 
 def describe(step: st.Step) -> str:
-    """A short Dockerfile-like description of a step (never a secret's value)."""
+    """A step as the Dockerfile line docker prints for it (never a secret's value):
+    ``ENV PORT=5000``, ``CMD ["python", "app.py"]``, ``RUN make``."""
+    return _describe(step)[:200]
+
+
+def _describe(step: st.Step) -> str:
+    if isinstance(step, ExpandConfig):
+        words = step.deferred.words
+        if step.deferred.instruction in ("ENV", "LABEL"):
+            pairs = " ".join(f"{k}={v}" for k, v in zip(words[::2], words[1::2], strict=True))
+            return f"{step.deferred.instruction} {pairs}"
+        return f"{step.deferred.instruction} {' '.join(words)}"
+    if isinstance(step, SetVolumes):
+        return "VOLUME " + _json_argv(step.paths)
+    if isinstance(step, SetStopSignal):
+        return f"STOPSIGNAL {step.signal}"
+    if isinstance(step, SetAuthor):
+        return f"MAINTAINER {step.author}"
     if isinstance(step, st.Run):
         argv = list(step.argv)
-        text = argv[2] if argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3 else shlex.join(argv)
-        return "RUN " + " ".join(text.split())[:100]
-    if isinstance(step, WriteFile):
-        return f"COPY <<EOF {step.dst}"
-    if isinstance(step, AddArchive):
-        return f"ADD {step.src} {step.dst}"
+        if argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3:
+            return "RUN " + " ".join(argv[2].split())
+        return "RUN " + _json_argv(argv)
     if isinstance(step, st.Copy):
-        origin = " --from=stage" if step.from_ is not None else ""
-        return f"COPY{origin} {step.src} {step.dst}"
-    canonical = step.canonical()
-    op = str(canonical.pop("op")).upper()
-    values = list(canonical.values())
-    body = (
-        str(values[0]) if len(values) == 1 else " ".join(f"{k}={v}" for k, v in canonical.items())
+        return _describe_copy(step)
+    if isinstance(step, st.Env | st.Label):
+        word = "ENV" if isinstance(step, st.Env) else "LABEL"
+        return word + "".join(f" {k}={_quote(v)}" for k, v in step.values)
+    if isinstance(step, st.Workdir):
+        return f"WORKDIR {step.path}"
+    if isinstance(step, st.User):
+        return f"USER {step.user}"
+    if isinstance(step, st.Expose):
+        return f"EXPOSE {step.port}/{step.proto}"
+    if isinstance(step, st.Entrypoint | st.Cmd):
+        word = "CMD" if isinstance(step, st.Cmd) else "ENTRYPOINT"
+        argv = list(step.argv)
+        if argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3:
+            return f"{word} {argv[2]}"
+        return f"{word} {_json_argv(argv)}"
+    return _describe_healthcheck(step)
+
+
+def _describe_copy(step: st.Copy) -> str:
+    flags = ""
+    if step.from_ is not None:
+        flags += " --from=stage"
+    if step.chown is not None:
+        flags += f" --chown={step.chown}"
+    if step.chmod is not None:
+        flags += f" --chmod={step.chmod:o}"
+    dst = step.deferred.words[0] if isinstance(step, ExpandCopy | ExpandWriteFile) else step.dst
+    if isinstance(step, WriteFile):
+        return f"COPY{flags} <<{step.src} {dst}"
+    word = "ADD" if isinstance(step, AddArchive) or getattr(step, "extract", False) else "COPY"
+    return f"{word}{flags} {step.src} {dst}"
+
+
+def _describe_healthcheck(step: st.SetHealthcheck) -> str:
+    check = step.healthcheck
+    test = list(check.test)
+    if check.disabled:
+        return "HEALTHCHECK NONE"
+    options = (
+        f"--interval={check.interval:g}s --timeout={check.timeout:g}s "
+        f"--start-period={check.start_period:g}s --retries={check.retries}"
     )
-    return f"{op} {body}"[:100]
+    if test[:1] == ["CMD-SHELL"] and len(test) == 2:
+        return f"HEALTHCHECK {options} CMD {test[1]}"
+    return f"HEALTHCHECK {options} CMD {_json_argv(test[1:])}"
+
+
+def _json_argv(argv: Sequence[str]) -> str:
+    return json.dumps(list(argv), ensure_ascii=False)
+
+
+def _quote(value: str) -> str:
+    """A value as ENV/LABEL print it: quoted when it holds white space or quotes."""
+    if value and not any(c.isspace() or c in "\"'\\$" for c in value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _notify(label: str, key: str, *, cached: bool, seconds: float) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from envkit.spec.steps import Copy
+from envkit.spec.canonical import pairs_to_dict
+from envkit.spec.steps import Copy, Label, Pairs
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,97 @@ class WriteFile(Copy):
             "chown": self.chown,
             "chmod": None if self.chmod is None else f"{self.chmod:04o}",
         }
+
+
+# -- config steps a Dockerfile has and the spec has not ---------------------------------
+#
+# Subclasses of Label so that an Image holding them type-checks; ``values`` is unused
+# (empty) except where said. The executor tests for them before Label.
+
+
+@dataclass(frozen=True)
+class SetVolumes(Label):
+    """``VOLUME /data``: mount points recorded in the config's ``Volumes``."""
+
+    paths: tuple[str, ...] = ()
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "volume", "paths": list(self.paths)}
+
+
+@dataclass(frozen=True)
+class SetStopSignal(Label):
+    """``STOPSIGNAL SIGQUIT``: the config's ``StopSignal``."""
+
+    signal: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "stopsignal", "signal": self.signal}
+
+
+@dataclass(frozen=True)
+class SetAuthor(Label):
+    """``MAINTAINER name``: the config's top-level ``author``."""
+
+    author: str = ""
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "maintainer", "author": self.author}
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Words of a Dockerfile instruction that name variables the Dockerfile does not set.
+
+    BuildKit expands them at build time against the base image's config ``Env``; so does
+    envkit: ``scope`` holds the build args in force at the instruction (they override the
+    config's ``Env``), ``words`` the raw words, ``escape`` the Dockerfile's escape token.
+    """
+
+    instruction: str
+    words: tuple[str, ...]
+    scope: Pairs = ()
+    escape: str = "\\"
+
+    def canonical(self) -> dict[str, Any]:
+        return {
+            "instruction": self.instruction,
+            "words": list(self.words),
+            "scope": pairs_to_dict(self.scope),
+            "escape": self.escape,
+        }
+
+
+@dataclass(frozen=True)
+class ExpandConfig(Label):
+    """A config instruction (ENV, LABEL, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL) whose
+    words are expanded when the build reaches it (see :class:`Deferred`)."""
+
+    deferred: Deferred = Deferred("", ())
+
+    def canonical(self) -> dict[str, Any]:
+        return {"op": "expand-config", **self.deferred.canonical()}
+
+
+@dataclass(frozen=True)
+class ExpandCopy(Copy):
+    """A COPY/ADD whose ``dst``, ``chown`` or ``chmod`` name base-image variables:
+    ``deferred.words`` are ``(dst, chown, chmod)`` (empty string: not given)."""
+
+    deferred: Deferred = Deferred("", ())
+    extract: bool = False
+
+    def canonical(self) -> dict[str, Any]:
+        body = {**super().canonical(), "op": "add-archive" if self.extract else "copy"}
+        return {**body, "expand": self.deferred.canonical()}
+
+
+@dataclass(frozen=True)
+class ExpandWriteFile(WriteFile):
+    """``COPY <<EOF`` whose destination, owner, mode or content name base-image
+    variables: ``deferred.words`` are ``(dst, chown, chmod, content)``."""
+
+    deferred: Deferred = Deferred("", ())
+
+    def canonical(self) -> dict[str, Any]:
+        return {**super().canonical(), "expand": self.deferred.canonical()}

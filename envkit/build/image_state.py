@@ -57,9 +57,13 @@ class ImageState:
         rootfs = self.config.get("rootfs") or {}
         return [str(d) for d in rootfs.get("diff_ids", [])]
 
-    def with_settings(self, change: dict[str, Any], created_by: str) -> ImageState:
-        """A copy with ``change`` merged into ``config`` and a history entry (no layer)."""
+    def with_settings(
+        self, change: dict[str, Any], created_by: str, top: dict[str, Any] | None = None
+    ) -> ImageState:
+        """A copy with ``change`` merged into ``config`` (and ``top`` into the document,
+        e.g. ``author``) and a history entry (no layer)."""
         raw = copy.deepcopy(self.config)
+        raw.update(top or {})
         settings = raw.setdefault("config", {})
         settings.update(change)
         _history(raw, created_by, empty=True)

@@ -48,9 +48,9 @@ TABLE = [
         {"op": "env", "values": {"A": "1", "B": "two words"}},
     ]),
     ("FROM busybox\nENV A one two", [{"op": "env", "values": {"A": "one two"}}]),
-    ("FROM busybox\nENV A=x\nENV B=${A}y C=$A:${UNSET:-d} D=${A:+alt}", [
+    ("FROM busybox\nENV A=x\nENV B=${A}y C=$A:${A#x} D=${A:+alt}", [
         {"op": "env", "values": {"A": "x"}},
-        {"op": "env", "values": {"B": "xy", "C": "x:d", "D": "alt"}},
+        {"op": "env", "values": {"B": "xy", "C": "x:", "D": "alt"}},
     ]),
     ("FROM busybox\nENV A=x\nWORKDIR /srv/$A\nUSER ${A}", [
         {"op": "env", "values": {"A": "x"}},
@@ -58,8 +58,8 @@ TABLE = [
         {"op": "user", "user": "x"},
     ]),
     ("FROM busybox\nEXPOSE 80 53/udp 9000-9001", [
-        {"op": "expose", "port": 80, "proto": "tcp"},
         {"op": "expose", "port": 53, "proto": "udp"},
+        {"op": "expose", "port": 80, "proto": "tcp"},
         {"op": "expose", "port": 9000, "proto": "tcp"},
         {"op": "expose", "port": 9001, "proto": "tcp"},
     ]),
@@ -83,7 +83,7 @@ TABLE = [
     ]),
     ("FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\n", [_run([*SH, "echo one\necho two\n"])]),
     ("FROM busybox\nRUN python3 <<'PY'\nprint($x)\nPY\n", [
-        _run([*SH, "python3 <<'PY'\nprint($x)\nPY\n"]),
+        _run([*SH, "python3 <<'PY'\nprint($x)\nPY"]),
     ]),
     ("FROM busybox\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n", [
         _run([*SH, "/usr/bin/env python3 <<'EOF'\nprint(1)\nEOF\n"]),
@@ -106,8 +106,17 @@ TABLE = [
         }},
     ]),
     ("FROM busybox\nMAINTAINER me@example.org", [
-        {"op": "label", "values": {"maintainer": "me@example.org"}},
+        {"op": "maintainer", "author": "me@example.org"},
     ]),
+    ("FROM busybox\nVOLUME /data /logs\nVOLUME [\"/x\"]\nSTOPSIGNAL SIGQUIT", [
+        {"op": "volume", "paths": ["/data", "/logs"]},
+        {"op": "volume", "paths": ["/x"]},
+        {"op": "stopsignal", "signal": "SIGQUIT"},
+    ]),
+    ("FROM busybox\nLABEL maintainer James \"j@example.com\"", [
+        {"op": "label", "values": {"maintainer": "James j@example.com"}},
+    ]),
+    ("FROM busybox\nENV\tNAME\tvalue", [{"op": "env", "values": {"NAME": "value"}}]),
 ]  # fmt: skip
 
 
@@ -179,8 +188,12 @@ def test_add_local_archive_is_extracted_and_heredoc_copy_writes_a_file(tmp_path:
 
 ERRORS = [
     ("FROM busybox\nONBUILD RUN x", 2, "ONBUILD: not supported"),
-    ("FROM busybox\n\nSTOPSIGNAL SIGTERM", 3, "STOPSIGNAL"),
-    ("FROM busybox\nVOLUME /data", 2, "VOLUME"),
+    ("FROM busybox\n\nSTOPSIGNAL SIGNOPE", 3, "invalid signal: SIGNOPE"),
+    ("FROM busybox\nVOLUME", 2, "VOLUME requires at least one argument"),
+    ("FROM busybox\nENV PATH", 2, "ENV must have two arguments"),
+    ("FROM busybox\nMAINTAINER --boo x", 2, "unknown flag: --boo"),
+    ("FROM busybox\nEXPOSE", 2, "EXPOSE requires at least one argument"),
+    ('FROM busybox\nCMD [ "echo", [ "nested json" ] ]', 2, "arrays must be comprised of strings"),
     ("FROM busybox\nADD https://example.org/x.tgz /x", 2, "URL"),
     ("FROM busybox\nRUN --mount=type=bind,source=.,target=/s make", 2, "type=bind"),
     ("FROM busybox\nRUN --mount=type=secret,id=t,env=T make", 2, "env="),
@@ -192,12 +205,14 @@ ERRORS = [
     ("FROM busybox\nFROBNICATE", 2, "unknown instruction"),
     ("FROM busybox\nCOPY a b c", 2, "must end with /"),
     ("FROM busybox\nEXPOSE 99999", 2, "port"),
-    ("FROM busybox\nRUN <<EOF\nno end", 2, "not terminated"),
-    ("FROM busybox\nENV A=${B:?B is required}", 2, "B is required"),
+    ("FROM busybox\nRUN <<EOF\nno end", 2, "unterminated heredoc"),
+    ('FROM scratch\nENV A="${B:?B is required}"', 2, "B is required"),
+    ("FROM busybox\nENV A=${B:?B is required}", 2, "can't find = in \"is\""),
     ("FROM busybox\nHEALTHCHECK --interval=soon CMD true", 2, "invalid duration"),
     ("FROM busybox\nUSER 'bad user'", 2, "invalid user"),
     ("# escape=x\nFROM busybox", 1, "invalid escape"),
-    ("", 1, "no FROM"),
+    ("", 1, "file with no instructions"),
+    ("ARG X=1", 1, "no FROM"),
 ]
 
 
@@ -224,7 +239,7 @@ def test_lexer_words_quotes_and_escapes() -> None:
     env = {"A": "x y", "E": ""}
     assert expand_words("a 'b c' \"$A\" d\\ e", env) == ["a", "b c", "x y", "d e"]
     assert expand_word("${E:-dflt}|${E-dflt}|${E:+set}|${E+set}|$$|\\$A", env) == (
-        "dflt|||set|$$|$A"
+        "dflt|||set||$A"
     )
     assert expand_word("`$A", env, escape="`") == "$A"
 

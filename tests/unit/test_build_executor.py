@@ -84,7 +84,7 @@ def test_describe_never_shows_a_secret_value(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("TOKEN", "hunter2")
     step = Image.scratch().run("make", secrets=[Secret.from_env("TOKEN")]).steps[0]
     assert describe(step) == "RUN make"
-    assert describe(Image.scratch().run(["a", "b c"]).steps[0]) == "RUN a 'b c'"
+    assert describe(Image.scratch().run(["a", "b c"]).steps[0]) == 'RUN ["a", "b c"]'
     assert describe(Image.scratch().workdir("/w").steps[0]) == "WORKDIR /w"
 
 
