@@ -462,13 +462,13 @@ class _Project:
                         "external secrets are not supported",
                         "use file: or environment:",
                     )
-                if key == "name":
+                if key == "name" and body[key] != f"{project}_{key_name}":
                     self.rep.warn(
                         body.line_of(key),
                         f"{where}.name",
                         "ignored: the secret is mounted at /run/secrets/<its key>",
                     )
-                elif key not in ("file", "environment", "external") and not key.startswith("x-"):
+                elif key not in ("file", "environment", "external", "name") and not key.startswith("x-"):
                     raise self.rep.error(
                         body.line_of(key),
                         f"{where}.{key}",
