@@ -184,15 +184,24 @@ class _Importer:
             )
         return self.stages[-1]
 
-    def lex(self, node: Node, word: str, env: Mapping[str, str]) -> WordResult:
+    def lex(
+        self, node: Node, word: str, env: Mapping[str, str], lex: ShellLex | None = None
+    ) -> WordResult:
         try:
-            return ShellLex(self.escape).process_word(word, env)
+            return (lex or ShellLex(self.escape)).process_word(word, env)
         except ValueError as exc:
             raise self.error(node, f"{node.value.upper()}: {exc}") from None
 
     def word(self, node: Node, stage: _Stage, word: str) -> str | None:
         """``word`` expanded, or None when it names variables only the build knows."""
-        found = self.lex(node, word, stage.env())
+        try:
+            found = ShellLex(self.escape).process_word(word, stage.env())
+        except ValueError as exc:
+            # ${X:?msg} and the like fail on an unset X, which the base image may set
+            lenient = ShellLex(self.escape, skip_unset_env=True)
+            if stage.needs_base(self.lex(node, word, stage.env(), lenient).unmatched):
+                return None
+            raise self.error(node, f"{node.value.upper()}: {exc}") from None
         return None if stage.needs_base(found.unmatched) else found.result
 
     def known_word(self, node: Node, stage: _Stage, word: str, what: str) -> str:
@@ -254,12 +263,14 @@ class _Importer:
         expanded: list[str] = []
         deferred = False
         for raw in words:
-            found = self.lex(node, raw, stage.env())
-            deferred = deferred or stage.needs_base(found.unmatched)
+            found = self.word(node, stage, raw)
+            deferred = deferred or found is None
+            if deferred:
+                continue
             if name in SPLIT_WORDS:
                 expanded.extend(lex.process_words(raw, stage.env()))
             else:
-                expanded.append(found.result)
+                expanded.append(found or "")
         if deferred:
             scope = stage.args_in_force()
             self.append([deferred_config(name, words, scope, self.escape)])

@@ -544,14 +544,14 @@ def _describe(step: st.Step) -> str:
 
 
 def _describe_copy(step: st.Copy) -> str:
-    flags = ""
-    if step.from_ is not None:
-        flags += " --from=stage"
-    if step.chown is not None:
-        flags += f" --chown={step.chown}"
-    if step.chmod is not None:
-        flags += f" --chmod={step.chmod:o}"
-    dst = step.deferred.words[0] if isinstance(step, ExpandCopy | ExpandWriteFile) else step.dst
+    flags = " --from=stage" if step.from_ is not None else ""
+    if isinstance(step, ExpandCopy | ExpandWriteFile):
+        dst, chown, chmod = step.deferred.words[:3]
+    else:
+        dst, chown = step.dst, step.chown or ""
+        chmod = "" if step.chmod is None else f"{step.chmod:o}"
+    flags += f" --chown={chown}" if chown else ""
+    flags += f" --chmod={chmod}" if chmod else ""
     if isinstance(step, WriteFile):
         return f"COPY{flags} <<{step.src} {dst}"
     word = "ADD" if isinstance(step, AddArchive) or getattr(step, "extract", False) else "COPY"
