@@ -13,9 +13,9 @@ disk each time they change: there is no incremental state to get wrong after a c
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
+from envkit.network import state
 from envkit.network.egress import EGRESS_PORT
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
@@ -23,9 +23,37 @@ from envkit.network.state import NetworkInfo
 RESTORE = "iptables-legacy-restore"
 
 
+#: The lock file this process opened (path, fd) for the helpers it forks (see lock_file).
+_opened: tuple[str, int] | None = None
+
+
 def lock_file() -> str:
-    """iptables' lock file: /run/xtables.lock is root's, so one of ours in the temp dir."""
-    return os.path.join(tempfile.gettempdir(), f"envkit-xtables.{os.geteuid()}.lock")
+    """iptables' lock file (``XTABLES_LOCKFILE``): ``xtables.lock`` in the network state
+    directory (/run/xtables.lock is the host's; the temp dir may be a private 0700
+    ``TMPDIR``).
+
+    The holder's user namespace cannot reach a path under a private ``ENVKIT_HOME`` (as
+    root, the host's root is not mapped in it), so the file is opened here, before the
+    helper is forked, and :func:`apply` hands it to iptables as ``/proc/self/fd/N``; it
+    is 0644, so the namespace's root may open it through that link. Returns the path.
+    """
+    global _opened
+    path = os.path.join(state.root(), "xtables.lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    os.fchmod(fd, 0o644)
+    if _opened is not None:
+        os.close(_opened[1])
+    _opened = (path, fd)
+    return path
+
+
+def _lock_for_iptables(lock: str) -> str:
+    """What ``XTABLES_LOCKFILE`` names for ``lock`` in this (helper) process: the fd
+    :func:`lock_file` opened, made inheritable, or the path itself."""
+    if _opened is None or _opened[0] != lock:
+        return lock
+    os.set_inheritable(_opened[1], True)
+    return f"/proc/self/fd/{_opened[1]}"
 
 
 def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -> str:
@@ -69,7 +97,7 @@ def apply(text: str, lock: str) -> bool:
         child = os.posix_spawnp(
             RESTORE,
             [RESTORE, "-w"],
-            {**os.environ, "XTABLES_LOCKFILE": lock},
+            {**os.environ, "XTABLES_LOCKFILE": _lock_for_iptables(lock)},
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
                 (os.POSIX_SPAWN_DUP2, err_w, 2),
