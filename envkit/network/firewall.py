@@ -35,7 +35,8 @@ def lock_file() -> str:
     The holder's user namespace cannot reach a path under a private ``ENVKIT_HOME`` (as
     root, the host's root is not mapped in it), so the file is opened here, before the
     helper is forked, and :func:`apply` hands it to iptables as ``/proc/self/fd/N``; it
-    is 0644, so the namespace's root may open it through that link. Returns the path.
+    is 0644, so the namespace's root may open it through that link. Returns the path;
+    :func:`release_lock` closes the descriptor.
     """
     global _opened
     path = os.path.join(state.root(), "xtables.lock")
@@ -45,6 +46,14 @@ def lock_file() -> str:
         os.close(_opened[1])
     _opened = (path, fd)
     return path
+
+
+def release_lock() -> None:
+    """Close what :func:`lock_file` opened (once the helper that needed it is done)."""
+    global _opened
+    if _opened is not None:
+        os.close(_opened[1])
+        _opened = None
 
 
 def _lock_for_iptables(lock: str) -> str:

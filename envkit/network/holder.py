@@ -90,7 +90,10 @@ def setup(holder_pid: int) -> None:
     ]
     rules = firewall.rules(networks, egress.HOST_LOOPBACK)
     lock = firewall.lock_file()
-    ns.in_holder(holder_pid, _set_up_inside, bridges, rules, lock, firewall.apply)
+    try:
+        ns.in_holder(holder_pid, _set_up_inside, bridges, rules, lock, firewall.apply)
+    finally:
+        firewall.release_lock()
 
 
 def _set_up_inside(
@@ -110,7 +113,10 @@ def sync_firewall(holder_pid: int) -> None:
     from envkit.network import firewall
 
     text = firewall.rules(state.all_networks(), egress.HOST_LOOPBACK)
-    ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
+    try:
+        ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
+    finally:
+        firewall.release_lock()
 
 
 def current() -> state.Daemons | None:

@@ -33,3 +33,15 @@ def test_iptables_gets_the_opened_lock_by_descriptor(envkit_home: Path) -> None:
     assert firewall._opened is not None and firewall._opened[1] != fd
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_release_closes_the_descriptor(envkit_home: Path) -> None:
+    firewall.lock_file()
+    opened = firewall._opened
+    assert opened is not None
+    fd = opened[1]
+    firewall.release_lock()
+    assert firewall._opened is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    firewall.release_lock()  # twice is fine
