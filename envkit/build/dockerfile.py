@@ -56,6 +56,7 @@ from envkit.spec.image import SHELL, Image
 from envkit.spec.secret import Secret
 
 log = logging.getLogger("envkit.dockerfile")
+_logged: set[tuple[str, str]] = set()  # a Dockerfile is read more than once per build
 
 _REFUSED = {
     "ONBUILD": "triggers run in a later build from this image; envkit images have no triggers",
@@ -173,9 +174,13 @@ class _Importer:
         return SpecError(f"{self.path}:{node.start_line}", message, hint=hint)
 
     def warn(self, node: Node, rule: str, message: str) -> None:
-        text = f"{rule}: {message} (line {node.start_line})"
+        self.note(f"{rule}: {message} (line {node.start_line})")
+
+    def note(self, text: str) -> None:
         self.warnings.append(text)
-        log.warning("%s: %s", self.path, text)
+        if (self.path, text) not in _logged:
+            _logged.add((self.path, text))
+            log.warning("%s: %s", self.path, text)
 
     def stage(self, node: Node) -> _Stage:
         if not self.stages:
@@ -907,9 +912,7 @@ def import_dockerfile(
     importer = _Importer(str(file), Path(context), build_args or {}, by_id)
     importer.escape = parsed.escape
     for warning in parsed.warnings:
-        text = f"NoEmptyContinuation: {warning.short} (line {warning.line})"
-        importer.warnings.append(text)
-        log.warning("%s: %s", file, text)
+        importer.note(f"NoEmptyContinuation: {warning.short} (line {warning.line})")
     importer.run_all(parsed.root)
     if not importer.stages:
         raise SpecError(f"{file}:1", "no FROM instruction", hint="a Dockerfile starts with FROM")

@@ -28,12 +28,12 @@ def _steps(image: Image) -> list[dict[str, Any]]:
 
 
 def _run(argv: list[str], **kw: Any) -> dict[str, Any]:
-    body = {"op": "run", "argv": argv, "secrets": [], "caches": {}, "network": None, "env": {}}
+    body: dict[str, Any] = {"op": "run", "argv": argv, "secrets": [], "caches": {}, "network": None, "env": {}}
     return {**body, **kw}
 
 
 def _copy(src: str, dst: str, **kw: Any) -> dict[str, Any]:
-    body = {"op": "copy", "src": src, "dst": dst, "from": None, "ignore": [], "chown": None}
+    body: dict[str, Any] = {"op": "copy", "src": src, "dst": dst, "from": None, "ignore": [], "chown": None}
     return {**body, "chmod": None, **kw}
 
 

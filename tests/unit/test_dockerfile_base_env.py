@@ -105,8 +105,8 @@ def test_copy_destination_owner_and_heredoc_resolve_at_build_time(tmp_path: Path
     assert isinstance(copy, ExpandCopy) and isinstance(write, ExpandWriteFile)
     settings = {"Env": ["APP_HOME=/srv/app", "APP_USER=1000"]}
     (made,) = resolve(copy, settings)
-    assert (made.src, made.dst, made.chown) == ("app.py", "/srv/app/", "1000")
     assert type(made) is st.Copy
+    assert (made.src, made.dst, made.chown) == ("app.py", "/srv/app/", "1000")
     (doc,) = resolve(write, settings)
     assert isinstance(doc, WriteFile)
     assert (doc.dst, doc.content) == ("/srv/app/greeting", "hello 1000\n")
