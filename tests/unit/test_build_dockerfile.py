@@ -117,6 +117,9 @@ TABLE = [
         {"op": "label", "values": {"maintainer": "James j@example.com"}},
     ]),
     ("FROM busybox\nENV\tNAME\tvalue", [{"op": "env", "values": {"NAME": "value"}}]),
+    ("FROM busybox\nRUN echo a\\\\\nRUN echo b", [
+        _run([*SH, "echo a\\\\"]), _run([*SH, "echo b"]),
+    ]),
 ]  # fmt: skip
 
 
