@@ -6,94 +6,79 @@ caller and its subordinate ids). The build writes run-step layers this way and t
 Debian source unpacks its root file systems this way: one code path for root and
 rootless callers.
 
-The function runs in a forked child; its JSON-able result comes back to the caller, and
-an exception it raises comes back as :class:`ChildError` with the original type's name,
-message and hint; except a full or unwritable home, which comes back as the
-:class:`~envkit.errors.HomeError` that names it (not as the caller's failure).
-
-Forks are serialised with :data:`FORK_LOCK`: builds run stages in threads, and a child
-forked while another thread holds an interpreter lock could deadlock.
+The function runs in a forked child (:func:`envkit.host.forking.call_in_child`); its
+JSON-able result comes back to the caller, and an exception it raises comes back as
+:class:`ChildError` with the original type's name, message and hint; except a full or
+unwritable home, which comes back as the :class:`~envkit.errors.HomeError` that names it
+(not as the caller's failure). Forks follow :mod:`envkit.host.forking`'s lock policy
+(:data:`FORK_LOCK`, re-exported here for the callers that hold it around container
+starts).
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import os
-import threading
 from collections.abc import Callable, Sequence
 
-from envkit.errors import RuntimeError_
+from envkit.errors import EnvkitError, HomeError
+from envkit.host import idmap, syscalls
+from envkit.host.forking import FORK_LOCK, ChildError, call_in_child, start_child
 
-#: Held around every fork made while other threads may run (container starts, helpers).
-FORK_LOCK = threading.Lock()
-
-
-class ChildError(RuntimeError_):
-    """What the function raised in the child: ``type_name`` is its class's name."""
-
-    def __init__(self, type_name: str, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.type_name = type_name
+__all__ = [
+    "FORK_LOCK",
+    "ChildError",
+    "call_as_container_root",
+    "run_as_container_root",
+    "subordinate_owners",
+    "with_container_owners",
+]
 
 
 def call_as_container_root(fn: Callable[[], object]) -> object:
     """``fn()`` in a child that is root of a new user namespace mapped by ``idmap.plan()``;
-    returns its result (JSON-able) or raises :class:`ChildError`."""
-    result_r, result_w = os.pipe()
+    returns its result (JSON-able) or raises :class:`ChildError` (``type_name``: the
+    class of what ``fn`` raised), or :class:`~envkit.errors.HomeError`."""
+    from envkit import settings  # the child converts a full home with it: no import there
 
-    def body() -> int:
-        os.write(result_w, json.dumps({"ok": fn()}).encode())
-        return 0
-
-    def fail(exc: BaseException) -> int:
-        if isinstance(exc, OSError):
-            # A full or unwritable home is the home's matter, whatever the caller was
-            # doing in the child (writing a layer): it comes back as that HomeError.
-            from envkit.settings import storage_error
-
-            exc = storage_error(exc) or exc
-        report = {
-            "type": type(exc).__name__,
-            "message": getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
-            "hint": getattr(exc, "hint", None),
-        }
-        os.write(result_w, json.dumps(report).encode())
-        return 1
-
+    maps = idmap.plan()
     try:
-        pid = _fork_as_container_root(body, fail, close=result_r)
-    except BaseException:
-        os.close(result_r)
+        return call_in_child(
+            _as_root,
+            fn,
+            settings.storage_error,
+            what="the process in the containers' user namespace",
+            setup=_unshare_user,
+            parent_step=maps.write,
+        )
+    except (ChildError, HomeError):
         raise
-    finally:
-        os.close(result_w)
-    chunks = []
-    try:
-        while chunk := os.read(result_r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(result_r)
-        _, status = os.waitpid(pid, 0)
-    report = json.loads(b"".join(chunks) or b"{}")
-    if os.waitstatus_to_exitcode(status) == 0 and "ok" in report:
-        return report["ok"]
-    if report.get("type") == "HomeError":
-        from envkit.errors import HomeError
+    except EnvkitError as exc:  # the caller's own errors, as ChildError like any other
+        raise ChildError(exc.message, hint=exc.hint, type_name=type(exc).__name__) from None
 
-        raise HomeError(str(report["message"]), hint=report.get("hint"))
-    raise ChildError(
-        str(report.get("type", "")),
-        str(report.get("message", "the helper process died")),
-        hint=report.get("hint"),
-    )
+
+def _unshare_user() -> None:
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+
+
+def _as_root(
+    fn: Callable[[], object], storage_error: Callable[[OSError], HomeError | None]
+) -> object:  # pragma: no cover - runs in the child, once its maps are written
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    os.umask(0o022)
+    try:
+        return fn()
+    except OSError as exc:
+        # A full or unwritable home is the home's matter, whatever the caller was
+        # doing in the child (writing a layer): it comes back as that HomeError.
+        raise storage_error(exc) or exc from None
 
 
 def subordinate_owners() -> bool:
     """Whether files of container users belong to subordinate ids this process may
     neither read (when private) nor chown: rootless with subordinate ids. As root, or
     under a single-id map, every such file is within reach."""
-    from envkit.host import idmap
-
     return os.geteuid() != 0 and idmap.plan().use_helpers
 
 
@@ -117,14 +102,14 @@ def run_as_container_root(argv: Sequence[str]) -> int:
     there, so they can be listed, changed or removed."""
     import signal
 
-    def body() -> int:
-        os.execvp(argv[0], list(argv))
-
-    def fail(exc: BaseException) -> int:
-        os.write(2, f"envkit: error: {argv[0]}: {getattr(exc, 'strerror', None) or exc}\n".encode())
-        return 127 if isinstance(exc, FileNotFoundError) else 1
-
-    pid = _fork_as_container_root(body, fail)
+    maps = idmap.plan()
+    try:
+        pid = start_child(
+            _exec_as_root, list(argv), what=argv[0], setup=_unshare_user, parent_step=maps.write
+        )
+    except ChildError as exc:
+        os.write(2, f"envkit: error: {argv[0]}: {exc.message}\n".encode())
+        return 127 if exc.errno == errno.ENOENT else 1
     # The terminal's Ctrl-C and Ctrl-\ are the command's to handle, as with os.system.
     previous = [signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGQUIT)]
     try:
@@ -136,47 +121,8 @@ def run_as_container_root(argv: Sequence[str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def _fork_as_container_root(
-    body: Callable[[], int], fail: Callable[[BaseException], int], close: int | None = None
-) -> int:
-    """Fork a child that becomes root of a new user namespace mapped by ``idmap.plan()``
-    (umask 022) and exits with ``body()``, or with ``fail(exc)`` when anything raises;
-    its pid, once its maps are written. ``close``: an fd the child does not keep."""
-    from envkit.host import idmap, syscalls
-
-    maps = idmap.plan()
-    ready_r, ready_w = os.pipe()
-    go_r, go_w = os.pipe()
-    with FORK_LOCK:
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            for fd in (ready_r, go_w, close):
-                if fd is not None:
-                    os.close(fd)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
-                os.umask(0o022)
-                code = body()
-        except BaseException as exc:
-            code = fail(exc)
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(go_r)
-    going = False
-    try:
-        if os.read(ready_r, 1) == b"u":
-            maps.write(pid)
-            os.write(go_w, b"g")
-        going = True
-    finally:
-        os.close(ready_r)
-        os.close(go_w)  # without "g" the child gives up
-        if not going:
-            os.waitpid(pid, 0)
-    return pid
+def _exec_as_root(argv: list[str]) -> None:  # pragma: no cover - runs in the child
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    os.umask(0o022)
+    os.execvp(argv[0], argv)

@@ -22,12 +22,9 @@ container and waits for the maps to be written; root shares one too. A single-id
 from __future__ import annotations
 
 import os
-from _thread import allocate_lock
 
 from envkit.host import idmap, syscalls
 
-# _thread rather than threading: this module is on every start (start-up cost).
-_lock = allocate_lock()
 _starts = 0
 _fd: int | None = None
 #: Who made ``_fd`` (a forked child makes its own), for which maps, and the namespace's
@@ -44,13 +41,20 @@ def join_path(maps: idmap.IdMaps) -> str | None:
     global _starts, _fd, _owner
     if not (maps.use_helpers or os.geteuid() == 0):
         return None
-    with _lock:
+    if _starts == 0:
+        # A one-off run: nothing to share, so nothing to fork or import (start-up cost).
+        # Two threads' first starts racing here both make their own namespace: harmless.
+        _starts = 1
+        return None
+    from envkit.host.forking import FORK_LOCK
+
+    # The fork lock guards this module's state too: the namespace is made by a fork, and
+    # a second lock around a fork is what the fork lock's policy rules out.
+    with FORK_LOCK:
         _starts += 1
         if _fd is not None and not _still_ours(_fd, maps):
             _fd = None
         if _fd is None:
-            if _starts < 2:
-                return None
             _fd = _make(maps)
             st = os.fstat(_fd)
             _owner = (os.getpid(), repr(maps), (st.st_dev, st.st_ino))
@@ -71,29 +75,32 @@ def _still_ours(fd: int, maps: idmap.IdMaps) -> bool:
 
 
 def _make(maps: idmap.IdMaps) -> int:
-    """A new user namespace with ``maps`` written, as a close-on-exec fd."""
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(ready_r)
-            os.close(done_w)
-            syscalls.unshare(syscalls.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            os.read(done_r, 1)  # stay until the parent holds the namespace
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_w)
-    os.close(done_r)
-    try:
-        if os.read(ready_r, 1) != b"u":
-            raise OSError("the process making a user namespace died")
+    """A new user namespace with ``maps`` written, as a close-on-exec fd: a child
+    unshares it, and the parent writes its maps and opens it while the child waits."""
+    from envkit.host.forking import ChildError, call_in_child
+
+    opened: list[int] = []
+
+    def hold(pid: int) -> None:
         maps.write(pid)
-        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        os.close(ready_r)
-        os.close(done_w)  # the child reads EOF and exits
-        os.waitpid(pid, 0)
+        opened.append(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC))
+
+    try:
+        call_in_child(
+            _nothing,
+            what="the process making a user namespace",
+            setup=_unshare_user,
+            parent_step=hold,
+        )
+    except ChildError:
+        if not opened:
+            raise  # once the namespace is held, the child's end does not matter
+    return opened[0]
+
+
+def _unshare_user() -> None:  # pragma: no cover - runs in the child
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+
+
+def _nothing() -> None:  # pragma: no cover - runs in the child
+    """The child's work is done once the parent holds the namespace."""

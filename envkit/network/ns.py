@@ -8,7 +8,6 @@ holder's namespaces runs in a freshly forked child (:func:`in_holder`), and ever
 from __future__ import annotations
 
 import contextlib
-import marshal
 import os
 import signal
 import traceback
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from envkit.host import syscalls
+from envkit.host.forking import FORK_LOCK, ChildError, call_in_child
 from envkit.network.errors import NetworkError
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
@@ -71,33 +71,26 @@ def in_holder(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a child inside the holder's namespaces; its result.
 
     The result must be a plain value (``None``, numbers, strings, lists, dicts): it comes
-    back through :mod:`marshal`, which needs no import, unlike pickle. Exceptions come
-    back as :class:`NetworkError` with the child's message.
+    back through :func:`envkit.host.forking.call_in_child`. A :class:`NetworkError` in
+    the child comes back as itself; any other exception as a :class:`NetworkError` with
+    the child's message.
     """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        os.close(r)
-        try:
-            enter_holder(holder_pid)
-            result: Any = fn(*args)
-            data = marshal.dumps((True, result))
-        except BaseException as exc:
-            detail = str(exc) if isinstance(exc, NetworkError | OSError) else traceback.format_exc()
-            data = marshal.dumps((False, detail))
-        with os.fdopen(w, "wb") as out:
-            out.write(data)
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as inp:
-        raw = inp.read()
-    os.waitpid(pid, 0)
-    if not raw:
-        raise NetworkError(f"helper process inside the network namespace of {holder_pid} died")
-    ok, value = marshal.loads(raw)
-    if not ok:
-        raise NetworkError(f"inside the network namespace: {value}")
-    return value  # type: ignore[no-any-return]
+    try:
+        return call_in_child(  # type: ignore[no-any-return]
+            _entered,
+            holder_pid,
+            fn,
+            *args,
+            what=f"the helper process inside the network namespace of {holder_pid}",
+        )
+    except ChildError as exc:
+        raise NetworkError(f"inside the network namespace: {exc}") from None
+
+
+def _entered(holder_pid: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` once in the holder's namespaces (in a fresh, single-threaded child)."""
+    enter_holder(holder_pid)
+    return fn(*args)
 
 
 def daemonize(
@@ -146,8 +139,11 @@ def spawn_daemon(
 
     log = state.root() / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    r, w = os.pipe2(os.O_CLOEXEC)
-    first = os.fork()
+    with FORK_LOCK:  # the status pipe's write end is the daemon's alone
+        r, w = os.pipe2(os.O_CLOEXEC)
+        first = os.fork()
+        if first != 0:
+            os.close(w)
     if first == 0:  # pragma: no cover - runs in the child
         try:
             os.close(r)
@@ -168,7 +164,6 @@ def spawn_daemon(
                 os.write(w, b"err " + message.encode(errors="replace") + b"\n")
             finally:
                 os._exit(1)
-    os.close(w)
     # The middle child exits as soon as it forked the daemon; it is reaped in wait(), so
     # that the caller goes on at once.
     return Starting(name, log, r, first)

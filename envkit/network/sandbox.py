@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from envkit.host import syscalls
+from envkit.host.forking import ChildError, start_child
 from envkit.network import api, endpoints, names, ns
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
@@ -40,42 +41,27 @@ class Sandbox:
         self.name = name
         self.endpoints: list[Endpoint] = []
         holder_pid = api.prepare()
-        go_r, go_w = os.pipe()
-        ready_r, ready_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            try:
-                os.close(go_w)
-                os.close(ready_r)
-                ns.join_userns(holder_pid, become_root=False)
-                syscalls.unshare(syscalls.CLONE_NEWNET | syscalls.CLONE_NEWNS)
-                syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-                os.write(ready_w, b"r")
-                if os.read(go_r, 1) != b"g":
-                    os._exit(1)
-                for path, target in (
-                    (names.hosts_path(name), "/etc/hosts"),
-                    (names.resolv_path(name), "/etc/resolv.conf"),
-                ):
-                    syscalls.mount(str(path), target, None, syscalls.MS_BIND)
-                os.execve(argv[0], list(argv), env if env is not None else dict(os.environ))
-            finally:
-                os._exit(127)
-        self.pid = pid
-        os.close(go_r)
-        os.close(ready_w)
-        try:
-            if os.read(ready_r, 1) != b"r":
-                raise NetworkError(f"sandbox {name}: the child died before its netns was made")
+
+        def connect(pid: int) -> None:
             for network in networks:
                 self.endpoints.append(endpoints.connect(network, name, pid, aliases))
-            os.write(go_w, b"g")
+
+        try:
+            self.pid = start_child(
+                _exec_networked,
+                name,
+                list(argv),
+                env if env is not None else dict(os.environ),
+                what=f"sandbox {name}",
+                setup=lambda: _own_namespaces(holder_pid),
+                parent_step=connect,
+            )
+        except ChildError as exc:
+            self._disconnect()
+            raise NetworkError(f"sandbox {name}: {exc.message}") from None
         except BaseException:
-            self.kill()
+            self._disconnect()
             raise
-        finally:
-            os.close(ready_r)
-            os.close(go_w)
 
     @property
     def ip(self) -> str:
@@ -94,6 +80,9 @@ class Sandbox:
     def stop(self) -> None:
         """Kill the command and disconnect it from its networks."""
         self.kill()
+        self._disconnect()
+
+    def _disconnect(self) -> None:
         for ep in self.endpoints:
             with contextlib.suppress(NetworkError):
                 endpoints.disconnect(ep.network, ep.container)
@@ -108,3 +97,22 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _own_namespaces(holder_pid: int) -> None:  # pragma: no cover - runs in the child
+    """Join the holder's user namespace, then new network and mount namespaces (owned by
+    it, so the holder can move a veth in)."""
+    ns.join_userns(holder_pid, become_root=False)
+    syscalls.unshare(syscalls.CLONE_NEWNET | syscalls.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+
+
+def _exec_networked(
+    name: str, argv: list[str], env: dict[str, str]
+) -> None:  # pragma: no cover - runs in the child, once connected
+    for path, target in (
+        (names.hosts_path(name), "/etc/hosts"),
+        (names.resolv_path(name), "/etc/resolv.conf"),
+    ):
+        syscalls.mount(str(path), target, None, syscalls.MS_BIND)
+    os.execve(argv[0], argv, env)

@@ -9,6 +9,12 @@ command (:func:`envkit.runtime.init.exec_command`): user, capabilities, no_new_p
 seccomp. The helper exits with the command's exit code. The helper is made unreachable
 from the container before it joins anything (not dumpable, command line and environment
 wiped, fds closed), as runc's nsexec is.
+
+The helper is forked under :data:`envkit.host.forking.FORK_LOCK`, as every fork is, but
+it is not a fork-and-answer child (:func:`~envkit.host.forking.call_in_child`): it stays
+as the command's waiter, and what it reports is the container exec protocol of
+:mod:`envkit.runtime.init` (``code\\nmessage`` on a close-on-exec pipe, nothing once the
+command exec'd), the same one a container's own start uses.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from contextlib import suppress
 from typing import NoReturn
 
 from envkit.errors import RuntimeError_
+from envkit.host.forking import FORK_LOCK
 from envkit.host.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
 from envkit.host.syscalls import close_all_but
 from envkit.runtime import caps, init, seccomp
@@ -94,18 +101,22 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
             f"cannot open the namespaces of container process {target}: {exc.strerror}",
             hint="the container may have just exited; `envkit ps -a` shows it",
         ) from None
-    parent_sock, child_sock = socket.socketpair() if config.tty else (None, None)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    helper = os.fork()
-    if helper == 0:
-        os.close(err_r)
-        if parent_sock is not None:
-            parent_sock.close()
-        _helper(config, fds, err_w, child_sock)
-    for fd in (*fds, err_w):
-        os.close(fd)
-    if child_sock is not None:
-        child_sock.close()
+    # The fork lock (envkit.host.forking's policy) until the child's ends are closed here:
+    # a fork in another thread meanwhile would keep err_w open, and this caller would
+    # wait for that process instead of this command's exec.
+    with FORK_LOCK:
+        parent_sock, child_sock = socket.socketpair() if config.tty else (None, None)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        helper = os.fork()
+        if helper == 0:
+            os.close(err_r)
+            if parent_sock is not None:
+                parent_sock.close()
+            _helper(config, fds, err_w, child_sock)
+        for fd in (*fds, err_w):
+            os.close(fd)
+        if child_sock is not None:
+            child_sock.close()
     report = _read_all(err_r)
     os.close(err_r)
     process = ExecProcess(helper, None)

@@ -12,12 +12,15 @@ import pwd
 import shutil
 import stat
 import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.host import syscalls
+from envkit.host.forking import ChildError, call_in_child
+
+#: Seconds a probe's child may take (a mount on a hung file system must not hang doctor).
+PROBE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,28 +35,13 @@ class Check:
 
 
 def _in_child(fn: Callable[[], None]) -> str:
-    """Run ``fn`` in a forked child; return "" on success or the child's error text."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into the caller's code
-        os.close(read_fd)
-        code = 0
-        try:
-            fn()
-        except BaseException as exc:
-            message = str(exc) or type(exc).__name__
-            if os.environ.get("ENVKIT_DEBUG"):
-                message += "\n" + traceback.format_exc()
-            os.write(write_fd, message.encode()[:4000])
-            code = 1
-        os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        message = pipe.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 and not message:
-        message = f"probe exited with status {os.waitstatus_to_exitcode(status)}"
-    return message
+    """Run ``fn`` in a forked child; "" on success or what went wrong there (with
+    ``ENVKIT_DEBUG=1``, the child's traceback too)."""
+    try:
+        call_in_child(fn, what="the probe", timeout=PROBE_TIMEOUT)
+    except ChildError as exc:
+        return str(exc)
+    return ""
 
 
 def _enter_userns() -> None:

@@ -14,7 +14,6 @@ The supervisor runs them for ``depends_on`` and ``ps``; users' tests run them th
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -22,10 +21,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from envkit.host.forking import ChildError, call_in_child
 from envkit.spec.readiness import Ready
 
 #: Seconds one HTTP try may take.
 HTTP_TRY_TIMEOUT = 2.0
+#: Seconds the child making an HTTP try may live (the try, plus joining namespaces).
+HTTP_CHILD_TIMEOUT = HTTP_TRY_TIMEOUT + 3.0
 _LISTEN = "0A"
 
 
@@ -98,8 +100,8 @@ def _http(ready: Ready, pid: int) -> tuple[bool, str]:
         # Joined through the command process: the init is not dumpable, so an
         # unprivileged caller may not open its namespace files.
         status = _in_netns(target_process(pid), _get_status, host, ready.port, ready.path)
-    except OSError as exc:
-        return False, f"GET {ready.path}: {exc.strerror or exc}"
+    except (OSError, ChildError) as exc:
+        return False, f"GET {ready.path}: {getattr(exc, 'strerror', None) or exc}"
     if status == ready.status:
         return True, f"GET {ready.path}: {status}"
     return False, f"GET {ready.path}: {status} (waiting for {ready.status})"
@@ -126,37 +128,32 @@ def _get_status(host: str, port: int, path: str) -> int:
 
 def _in_netns(pid: int, fn: Callable[[str, int, str], int], *args: object) -> int:
     """``fn(*args)`` in a child that joined the user and network namespaces of ``pid``
-    (joining a user namespace needs a single-threaded process: a fresh child is one)."""
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        try:
-            os.close(read_fd)
-            _join(pid)
-            answer: dict[str, object] = {"value": fn(*args)}  # type: ignore[arg-type]
-        except OSError as exc:
-            answer = {"errno": exc.errno or 0, "error": exc.strerror or str(exc)}
-        except BaseException as exc:
-            answer = {"errno": 0, "error": f"{type(exc).__name__}: {exc}"}
-        try:
-            os.write(write_fd, json.dumps(answer).encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as f:
-        raw = f.read()
-    os.waitpid(child, 0)
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise OSError(0, "the probe process died") from None
-    if "value" in data:
-        return int(data["value"])
-    raise OSError(int(data["errno"]), str(data["error"]))
+    (joining a user namespace needs a single-threaded process: a fresh child is one).
+    A child that hangs (a server that accepts and never answers is cut by the socket's
+    timeout; anything else) is killed after :data:`HTTP_CHILD_TIMEOUT`."""
+    from envkit.host import syscalls  # noqa: F401 - for _join: the child imports nothing
+
+    return int(
+        call_in_child(
+            _joined,
+            pid,
+            fn,
+            *args,
+            what="the readiness probe's process",
+            timeout=HTTP_CHILD_TIMEOUT,
+        )
+    )
+
+
+def _joined(
+    pid: int, fn: Callable[..., int], *args: object
+) -> int:  # pragma: no cover - runs in a child
+    _join(pid)
+    return fn(*args)
 
 
 def _join(pid: int) -> None:  # pragma: no cover - runs in a child
-    from envkit.host import syscalls
+    from envkit.host import syscalls  # imported by the parent already
 
     def same(kind: str) -> bool:
         return os.readlink(f"/proc/{pid}/ns/{kind}") == os.readlink(f"/proc/self/ns/{kind}")
