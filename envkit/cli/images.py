@@ -10,6 +10,7 @@ from envkit.plugins.interfaces import Command
 
 if TYPE_CHECKING:
     from envkit.runtime.state import ContainerState
+    from envkit.store.gc import ImageUser
     from envkit.store.layout import ImageRecord, Store
 
 
@@ -185,6 +186,12 @@ class RmiCommand:
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("images", nargs="+", metavar="IMAGE", help="name, id or digest")
+        parser.add_argument(
+            "-f",
+            "--force",
+            action="store_true",
+            help="untag an image a container uses (the image stays for the container)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.oci.reference import parse
@@ -193,13 +200,26 @@ class RmiCommand:
         with store.shared():
             for image in args.images:  # all must exist before anything is removed
                 store.resolve(image)
+        users = _image_users()
         for image in args.images:
-            report = store.remove(image)
+            report = store.remove(image, force=args.force, users=users)
             for ref in report.untagged:
                 print(f"Untagged: {parse(ref).familiar}")
             for digest in report.deleted:
                 print(f"Deleted: {digest}")
         return 0
+
+
+def _image_users() -> list[ImageUser]:
+    """Every container envkit knows (running or stopped) with the image it uses."""
+    from envkit.containers import reap
+    from envkit.runtime import state
+    from envkit.store.gc import ImageUser
+
+    reap()
+    return [
+        ImageUser(s.image_id, s.id, s.name, s.running) for s in state.all_states() if s.image_id
+    ]
 
 
 class PruneCommand:

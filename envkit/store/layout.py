@@ -61,9 +61,11 @@ from envkit.values import Record, Value
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
     from typing import BinaryIO
+
+    from envkit.store.gc import ImageUser
 
 OCTET_STREAM = "application/octet-stream"
 LAYOUT_VERSION = "1.0.0"
@@ -646,13 +648,16 @@ class Store:
             atomic_write(self.index_path, new.to_bytes(), self.tmp_dir)
 
     # -- maintenance -------------------------------------------------------------
-    def remove(self, ref_or_id: str) -> RemoveReport:
+    def remove(
+        self, ref_or_id: str, *, force: bool = False, users: Sequence[ImageUser] = ()
+    ) -> RemoveReport:
         """``docker rmi``: untag a ref (or every ref of an image given by id or digest),
-        then delete the image's blobs that no remaining ref reaches."""
+        then delete the image's blobs that no remaining ref reaches. Containers in
+        ``users`` make it a conflict as in docker (see :func:`envkit.store.gc.remove_image`)."""
         from envkit.store.gc import remove_image
 
         with self.exclusive():
-            return remove_image(self, ref_or_id)
+            return remove_image(self, ref_or_id, force=force, users=users)
 
     def prune(self) -> PruneReport:
         """Remove blobs no ref reaches (and stale tmp files). Takes the lock exclusive."""
