@@ -32,6 +32,7 @@ from envkit.build.dockerfile_expand import (
     config_steps,
     deferred_config,
 )
+from envkit.build.dockerfile_flags import FlagError, parse_flags, run_mount
 from envkit.build.dockerfile_lex import ShellLex, WordResult, parse_duration
 from envkit.build.dockerfile_parser import (
     Node,
@@ -66,37 +67,6 @@ _URL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_.]*$")
-
-# BuildKit's flags per instruction: name -> "bool" | "string" | "strings".
-_FLAGS: dict[str, dict[str, str]] = {
-    "FROM": {"platform": "string"},
-    "RUN": {"mount": "strings", "network": "string", "security": "string", "device": "strings"},
-    "COPY": {
-        "chown": "string", "chmod": "string", "from": "string", "link": "bool",
-        "exclude": "strings", "parents": "bool",
-    },
-    "ADD": {
-        "chown": "string", "chmod": "string", "link": "bool", "keep-git-dir": "bool",
-        "checksum": "string", "unpack": "bool", "exclude": "strings",
-    },
-    "HEALTHCHECK": {
-        "interval": "string", "timeout": "string", "start-period": "string",
-        "start-interval": "string", "retries": "string",
-    },
-}  # fmt: skip
-# Flags Docker accepts that envkit cannot honour, and why.
-_UNSUPPORTED_FLAGS = {
-    ("FROM", "platform"): "envkit builds for the host platform",
-    ("RUN", "security"): "envkit runs build steps with the default security only",
-    ("RUN", "device"): "envkit gives build steps no devices",
-    ("COPY", "exclude"): "not supported yet; use a .dockerignore",
-    ("ADD", "exclude"): "not supported yet; use a .dockerignore",
-    ("COPY", "parents"): "not supported yet",
-    ("ADD", "checksum"): "remote content is not supported",
-    ("ADD", "keep-git-dir"): "remote content is not supported",
-    ("ADD", "unpack"): "not supported yet",
-    ("HEALTHCHECK", "start-interval"): "envkit's Healthcheck has no start interval",
-}
 
 
 def _platform_args() -> dict[str, str]:
@@ -222,39 +192,10 @@ class _Importer:
 
     def flags(self, node: Node, name: str) -> dict[str, list[str]]:
         """BuildKit's BFlags.Parse of the node's flags for instruction ``name``."""
-        allowed = _FLAGS.get(name, {})
-        found: dict[str, list[str]] = {}
-        for arg in node.flags:
-            if arg == "--":
-                break
-            if not arg.startswith("--"):
-                raise self.error(node, f"{name}: arg should start with -- : {arg}")
-            flag, eq, value = arg.partition("=")
-            key = flag[2:]
-            kind = allowed.get(key)
-            if kind is None:
-                raise self.error(
-                    node,
-                    f"{name}: unknown flag: {flag}",
-                    hint="flags: " + (", ".join(f"--{f}" for f in allowed) or "none"),
-                )
-            if key in found and kind != "strings":
-                raise self.error(node, f"{name}: duplicate flag specified: {flag}")
-            if kind == "bool":
-                if eq and not value:
-                    raise self.error(node, f"{name}: missing a value on flag: {flag}")
-                if value.lower() not in ("", "true", "false"):
-                    raise self.error(
-                        node, f"{name}: expecting boolean value for flag {flag}, not: {value}"
-                    )
-                value = "false" if value.lower() == "false" else "true"
-            elif not eq:
-                raise self.error(node, f"{name}: missing a value on flag: {flag}")
-            found.setdefault(key, []).append(value)
-            reason = _UNSUPPORTED_FLAGS.get((name, key))
-            if reason is not None:
-                raise self.error(node, f"{name} --{key} is not supported: {reason}")
-        return found
+        try:
+            return parse_flags(node.flags, name)
+        except FlagError as exc:
+            raise self.error(node, str(exc), exc.hint) from None
 
     def append(self, steps: Sequence[st.Step]) -> None:
         """Append ``steps`` to the current stage."""
@@ -624,7 +565,14 @@ class _Importer:
         caches: dict[str, str] = {}
         for spec in flags.get("mount", []):
             text = self.known_word(node, stage, spec, "--mount")
-            self.mount(node, text, secrets, caches)
+            try:
+                mount = run_mount(text, self.secrets)
+            except FlagError as exc:
+                raise self.error(node, str(exc), exc.hint) from None
+            if mount.secret is not None:
+                secrets.append(mount.secret)
+            if mount.cache is not None:
+                caches[mount.cache[0]] = mount.cache[1]
         network = flags.get("network", [None])[-1]
         if network not in (None, "default", "none", "host"):
             raise self.error(
@@ -658,70 +606,6 @@ class _Importer:
                 return [f"{interpreter[2:].strip()} <<'{first.name}'\n{script}{first.name}\n"]
             return [data]
         return [args[0] + "".join("\n" + h.content + h.name for h in node.heredocs)]
-
-    def mount(self, node: Node, text: str, secrets: list[Secret], caches: dict[str, str]) -> None:
-        options: dict[str, str] = {}
-        for part in text.split(","):
-            key, eq, value = part.partition("=")
-            options[key.strip().lower()] = value.strip() if eq else "true"
-        kind = options.pop("type", "bind")
-        target = (
-            options.pop("target", None)
-            or options.pop("dst", None)
-            or options.pop("destination", None)
-        )
-        if kind == "secret":
-            ident = options.pop("id", None) or (os.path.basename(target) if target else None)
-            if not ident:
-                raise self.error(
-                    node, "RUN: a secret mount needs id=", hint="--mount=type=secret,id=token"
-                )
-            required = options.pop("required", "false").lower() in ("true", "1")
-            if "env" in options:
-                raise self.error(
-                    node,
-                    "RUN: secret mounts with env= are not supported yet",
-                    hint="read /run/secrets/<id> in the command instead",
-                )
-            name = ident
-            if target is not None:
-                if not target.startswith("/"):
-                    target = "/run/secrets/" + target
-                if os.path.dirname(target) != "/run/secrets":
-                    raise self.error(
-                        node,
-                        f"RUN: secret target {target} is outside /run/secrets",
-                        hint="envkit mounts build secrets at /run/secrets/<name>",
-                    )
-                name = os.path.basename(target)
-            self.reject_options(node, options, kind)
-            given = self.secrets.get(ident)
-            source = given.source if given is not None else f"env:{ident}"
-            try:
-                secrets.append(Secret(name, source, required=required))
-            except SpecError as exc:
-                raise self.error(node, f"RUN: {exc.message}", exc.hint) from None
-        elif kind == "cache":
-            if not target:
-                raise self.error(
-                    node, "RUN: a cache mount needs target=", hint="target=/root/.cache"
-                )
-            options.pop("sharing", None)
-            ident = options.pop("id", None) or target.strip("/").replace("/", "_") or "root"
-            self.reject_options(node, options, kind)
-            caches[target] = ident
-        else:
-            raise self.error(
-                node,
-                f"RUN --mount=type={kind} is not supported",
-                hint="envkit supports type=secret and type=cache; copy files with COPY",
-            )
-
-    def reject_options(self, node: Node, options: Mapping[str, str], kind: str) -> None:
-        if options:
-            raise self.error(
-                node, f"RUN --mount=type={kind} option {sorted(options)[0]}= is not supported"
-            )
 
     def do_copy(self, node: Node) -> None:
         self.copy(node, add=False)
