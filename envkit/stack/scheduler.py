@@ -160,7 +160,7 @@ class Scheduler:
             while pending or not _all_done(launched):
                 self._collect(launched)
                 for name in list(pending):
-                    if self._dependencies_ready(name, pending):
+                    if self._dependencies_ready(name, pending, launched):
                         launched[name] = self.host.launch(name)
                         pending.remove(name)
                         if not self.started_any:
@@ -198,13 +198,17 @@ class Scheduler:
             self.started_any = True
             self.host.started(name)
 
-    def _dependencies_ready(self, name: str, pending: Sequence[str]) -> bool:
-        """Whether everything ``name`` depends on is ready; raises when one never will be."""
+    def _dependencies_ready(
+        self, name: str, pending: Sequence[str], launched: dict[str, Launch]
+    ) -> bool:
+        """Whether everything ``name`` depends on is ready; raises when one never will be
+        (the error of its start, when that failed: the cause, not "it was not started")."""
         for target, wanted in self.host.dependencies(name):
             if target in pending:
                 return False
             problem = condition(self.host.snapshot(target), wanted)
             if problem:
+                self._collect(launched)
                 raise self.host.not_ready(target, wanted, problem, name)
             if problem == "":
                 return False

@@ -1,0 +1,432 @@
+"""The whole supervisor over fake containers (:class:`ContainerOps` fake: no runtime, no
+namespaces): start order, restarts with docker's policies, health checks gating a
+dependent service, the control socket's typed requests (``ps``, ``stop``, ``start``,
+``restart``, ``replace``, ``down``) and its refusals (unknown ops, wrong types, a
+pickled stack)."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from envkit import Healthcheck, Service, Stack
+from envkit.errors import EnvkitError
+from envkit.spec import Healthcheck as HealthcheckSpec
+from envkit.spec.readiness import Ready
+from envkit.stack import control, specjson
+from envkit.stack import state as ss
+from envkit.stack.instance import Handle, Started
+from envkit.stack.scheduler import DependencyError
+from envkit.stack.supervisor import Supervisor
+
+
+@dataclass(eq=False)
+class FakeContainer:
+    id: str
+    name: str
+    pid: int
+    service: str
+    gone: threading.Event = field(default_factory=threading.Event)
+    code: int | None = None
+
+    def exit(self, code: int) -> None:
+        if not self.gone.is_set():
+            self.code = code
+            self.gone.set()
+
+
+class FakeOps:
+    """Containers that run until signalled, or exit as ``exits`` says: service ->
+    list of (seconds after start, exit code), one for each successive container."""
+
+    def __init__(
+        self,
+        exits: dict[str, list[tuple[float, int]]] | None = None,
+        health: dict[str, list[bool]] | None = None,
+        start_errors: dict[str, EnvkitError] | None = None,
+    ) -> None:
+        self.exits = exits or {}
+        self.health = health or {}
+        self.start_errors = start_errors or {}
+        self.started: list[FakeContainer] = []
+        self.removed: list[str] = []
+        self.signals: list[tuple[str, int]] = []
+        self.torn_down = False
+        self.prepared: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def prepare(self, stack: Stack, names: Sequence[str], state: ss.StackState) -> None:
+        self.prepared.append(list(names))
+
+    def start(self, stack: Stack, name: str, image: str, state: ss.StackState) -> Started:
+        if name in self.start_errors:
+            raise self.start_errors[name]
+        with self._lock:
+            n = len(self.started) + 1
+            container = FakeContainer(f"{n:064x}", f"{stack.name}-{name}-1", 10_000 + n, name)
+            self.started.append(container)
+        plan = self.exits.get(name)
+        if plan:
+            after, code = plan.pop(0)
+            timer = threading.Timer(after, container.exit, args=(code,))
+            timer.daemon = True
+            timer.start()
+        return Started(container, f"2026-01-01T00:00:{n:02d}Z", [f"127.0.0.1:{8000 + n}->80/tcp"])
+
+    def wait(self, container: Handle) -> int | None:
+        assert isinstance(container, FakeContainer)
+        container.gone.wait()
+        return container.code
+
+    def signal(self, container: Handle, sig: int) -> None:
+        assert isinstance(container, FakeContainer)
+        self.signals.append((container.service, sig))
+        container.exit(128 + sig)
+
+    def release(self, started: Started) -> None:
+        pass
+
+    def remove(self, container: Handle) -> None:
+        self.removed.append(container.id)
+
+    def health_check(self, container: Handle, check: HealthcheckSpec) -> tuple[bool, str]:
+        assert isinstance(container, FakeContainer)
+        results = self.health.get(container.service)
+        ok = results.pop(0) if results else True
+        return ok, "ok" if ok else "not yet"
+
+    def ready_probe(
+        self,
+        container: Handle,
+        probe: Ready,
+        log_lines: Callable[[], Iterable[str]],
+        started: float,
+        alive: Callable[[], bool],
+    ) -> str | None:
+        return None
+
+    def teardown(self, state: ss.StackState, failed: bool) -> None:
+        self.torn_down = True
+
+    def of(self, service: str) -> list[FakeContainer]:
+        return [c for c in self.started if c.service == service]
+
+
+@pytest.fixture
+def running(envkit_home: Path) -> Iterator[Callable[..., Supervisor]]:
+    """Start a supervisor over fakes and run it in a thread; stopped after the test."""
+    held: list[tuple[Supervisor, threading.Thread]] = []
+
+    def start(stack: Stack, ops: FakeOps) -> Supervisor:
+        names = stack.start_order()
+        supervisor = Supervisor(
+            stack, {n: "busybox:1" for n in names}, names, ops=ops, stop_grace=1
+        )
+        supervisor.start()
+        thread = threading.Thread(target=supervisor.run, daemon=True)
+        thread.start()
+        held.append((supervisor, thread))
+        return supervisor
+
+    yield start
+    for supervisor, thread in held:
+        supervisor.request_stop()
+        thread.join(5)
+        supervisor.teardown()
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def _ps(supervisor: Supervisor) -> ss.StackState:
+    answer = control.request(supervisor.state.control_path, control.Ps())
+    return ss.from_dict(answer["state"])
+
+
+def _quick_health(retries: int) -> Healthcheck:
+    return Healthcheck("true", interval=0.02, timeout=1, retries=retries)
+
+
+# -- start and state -------------------------------------------------------------------------
+
+
+def test_up_starts_in_order_and_records_every_service(
+    running: Callable[..., Supervisor],
+) -> None:
+    db = Service("db", image="busybox:1", healthcheck=_quick_health(retries=5))
+    web = Service("web", image="busybox:1", depends_on={db: "healthy"})
+    ops = FakeOps(health={"db": [False, False, True]})
+    supervisor = running(Stack("shop", services=[web, db]), ops)
+    assert [c.service for c in ops.started] == ["db", "web"]
+    state = _ps(supervisor)
+    assert state.status == ss.RUNNING and state.order == ["db", "web"]
+    assert state.services["db"].health == "healthy"
+    assert state.services["web"].status == "running"
+    assert state.services["web"].ports == ["127.0.0.1:8002->80/tcp"]
+    assert ss.require("shop").services["db"].container == ops.of("db")[0].id
+
+
+def test_a_dependency_that_turns_unhealthy_fails_up_and_tears_down(envkit_home: Path) -> None:
+    db = Service("db", image="busybox:1", healthcheck=_quick_health(retries=2))
+    web = Service("web", image="busybox:1", depends_on={db: "healthy"})
+    ops = FakeOps(health={"db": [False, False, False]})
+    stack = Stack("sick", services=[web, db])
+    supervisor = Supervisor(stack, {"db": "x", "web": "x"}, ["db", "web"], ops=ops, stop_grace=1)
+    with pytest.raises(DependencyError, match="web depends on db being healthy, but its health"):
+        supervisor.start()
+    assert [c.service for c in ops.started] == ["db"]
+    assert ops.torn_down and ss.load("sick") is None
+    assert ops.removed == [ops.of("db")[0].id]
+
+
+def test_a_failed_start_is_the_error_of_up(envkit_home: Path) -> None:
+    db = Service("db", image="busybox:1")
+    web = Service("web", image="busybox:1", depends_on={db: "started"})
+    ops = FakeOps(start_errors={"db": EnvkitError("host port 8000 is in use")})
+    supervisor = Supervisor(
+        Stack("busy", services=[web, db]), {"db": "x", "web": "x"}, ["db", "web"], ops=ops
+    )
+    with pytest.raises(EnvkitError, match="host port 8000 is in use"):
+        supervisor.start()
+    assert ops.started == []
+
+
+# -- restarts -------------------------------------------------------------------------------
+
+
+def test_on_failure_restarts_up_to_its_maximum(running: Callable[..., Supervisor]) -> None:
+    job = Service("job", image="busybox:1", restart="on-failure:2")
+    ops = FakeOps(exits={"job": [(0.05, 3), (0.01, 3), (0.01, 3)]})
+    supervisor = running(Stack("jobs", services=[job]), ops)
+    _until(lambda: _ps(supervisor).services["job"].status == "exited")
+    record = _ps(supervisor).services["job"]
+    assert record.restarts == 2 and record.exit_code == 3
+    assert len(ops.of("job")) == 3
+    # Each old container is removed when its successor starts.
+    assert ops.removed == [c.id for c in ops.of("job")[:2]]
+
+
+def test_a_clean_exit_is_not_restarted_on_failure(running: Callable[..., Supervisor]) -> None:
+    job = Service("job", image="busybox:1", restart="on-failure")
+    ops = FakeOps(exits={"job": [(0.05, 0)]})
+    supervisor = running(Stack("jobs", services=[job]), ops)
+    _until(lambda: _ps(supervisor).services["job"].status == "exited")
+    time.sleep(0.3)
+    assert len(ops.of("job")) == 1 and _ps(supervisor).services["job"].exit_code == 0
+
+
+def test_always_restarts_with_a_growing_backoff(running: Callable[..., Supervisor]) -> None:
+    web = Service("web", image="busybox:1", restart="always")
+    ops = FakeOps(exits={"web": [(0.05, 0), (0.0, 0), (0.0, 0)]})
+    supervisor = running(Stack("flaky", services=[web]), ops)
+    started = time.monotonic()
+    _until(lambda: len(ops.of("web")) == 4)
+    # 100 ms + 200 ms + 400 ms of backoff at least between the four starts.
+    assert time.monotonic() - started >= 0.7
+    _until(lambda: _ps(supervisor).services["web"].restarts == 3)
+    assert _ps(supervisor).services["web"].status == "running"
+
+
+def test_stop_is_not_restarted_and_start_resets_the_count(
+    running: Callable[..., Supervisor],
+) -> None:
+    web = Service("web", image="busybox:1", restart="always")
+    ops = FakeOps(exits={"web": [(0.02, 1)]})
+    supervisor = running(Stack("svc", services=[web]), ops)
+    _until(lambda: _ps(supervisor).services["web"].restarts == 1)
+    path = supervisor.state.control_path
+    assert control.request(path, control.Stop(("web",)), timeout=10)["services"] == ["web"]
+    assert ops.signals == [("web", signal.SIGTERM)]
+    time.sleep(0.3)
+    record = _ps(supervisor).services["web"]
+    assert record.status == "stopped" and record.container == "" and len(ops.of("web")) == 2
+    control.request(path, control.Start(), timeout=10)
+    record = _ps(supervisor).services["web"]
+    assert record.status == "running" and record.restarts == 0  # as `docker start`
+    assert record.container == ops.of("web")[2].id
+
+
+def test_restart_gives_a_new_container(running: Callable[..., Supervisor]) -> None:
+    web = Service("web", image="busybox:1")
+    ops = FakeOps()
+    supervisor = running(Stack("svc", services=[web]), ops)
+    first = ops.of("web")[0]
+    control.request(supervisor.state.control_path, control.Restart(("web",)), timeout=10)
+    assert first.gone.is_set() and first.id in ops.removed
+    assert _ps(supervisor).services["web"].container == ops.of("web")[1].id
+
+
+def test_unknown_service_names_the_ones_there_are(running: Callable[..., Supervisor]) -> None:
+    supervisor = running(Stack("svc", services=[Service("web", image="busybox:1")]), FakeOps())
+    with pytest.raises(EnvkitError, match="has no service 'api'") as caught:
+        control.request(supervisor.state.control_path, control.Stop(("api",)))
+    assert caught.value.hint == "services: web"
+
+
+# -- replace ---------------------------------------------------------------------------------
+
+
+def test_replace_recreates_only_what_changed(running: Callable[..., Supervisor]) -> None:
+    keep = Service("keep", image="busybox:1")
+    change = Service("change", image="busybox:1", env={"V": "1"})
+    ops = FakeOps()
+    supervisor = running(Stack("re", services=[keep, change]), ops)
+    kept = ops.of("keep")[0]
+    new = Stack(
+        "re",
+        services=[
+            keep,
+            Service("change", image="busybox:1", env={"V": "2"}),
+            Service("added", image="busybox:1"),
+        ],
+    )
+    request = control.Replace(
+        specjson.encode(new),
+        {"change": "busybox:1", "added": "busybox:1"},
+        ("keep", "change", "added"),
+    )
+    answer = control.request(supervisor.state.control_path, request, timeout=10)
+    assert answer["recreated"] == ["added", "change"] and answer["removed"] == []
+    assert not kept.gone.is_set() and len(ops.of("change")) == 2
+    assert supervisor.stack == new
+    state = _ps(supervisor)
+    assert state.services["change"].spec_key == ss.spec_key(new, "change", "busybox:1")
+    answer = control.request(
+        supervisor.state.control_path,
+        control.Replace(specjson.encode(Stack("re", services=[keep])), {}, ("keep",)),
+        timeout=10,
+    )
+    assert answer["recreated"] == [] and sorted(answer["removed"]) == ["added", "change"]
+    assert sorted(_ps(supervisor).services) == ["keep"]
+
+
+def test_replace_refuses_a_pickled_stack(running: Callable[..., Supervisor]) -> None:
+    stack = Stack("re", services=[Service("web", image="busybox:1")])
+    supervisor = running(stack, FakeOps())
+    pickled = base64.b64encode(pickle.dumps(stack)).decode()
+    payload = {"op": "replace", "stack": pickled, "images": {}, "services": []}
+    with pytest.raises(EnvkitError, match="replace needs the 'stack' as a JSON object"):
+        control.request(supervisor.state.control_path, payload)
+
+
+def _encoded_with(**fields: object) -> dict[str, object]:
+    data = specjson.encode(Stack("re", services=[Service("web", image="busybox:1")]))
+    data["fields"].update(fields)
+    return dict(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"type": "os.system", "fields": {}}, "stack: 'os.system' is not a spec class"),
+        (
+            {"type": "stack.Stack", "fields": {"name": "re"}},
+            "stack: stack.Stack takes fields name, services, volumes, networks, base_dir, got name",
+        ),
+        ({"__reduce__": ["os.system", ["true"]]}, "stack: expected a spec object"),
+        (_encoded_with(name=["re"]), "stack.name: unexpected list in spec data"),
+        (_encoded_with(base_dir={"path": 1}), "stack.base_dir: expected a spec object"),
+    ],
+)
+def test_replace_refuses_what_is_not_spec_data(
+    running: Callable[..., Supervisor], data: object, message: str
+) -> None:
+    supervisor = running(Stack("re", services=[Service("web", image="busybox:1")]), FakeOps())
+    payload = {"op": "replace", "stack": data, "images": {}, "services": []}
+    with pytest.raises(EnvkitError) as caught:
+        control.request(supervisor.state.control_path, payload)
+    assert caught.value.message.startswith(message)
+
+
+def test_replace_refuses_another_stack(running: Callable[..., Supervisor]) -> None:
+    supervisor = running(Stack("re", services=[Service("web", image="busybox:1")]), FakeOps())
+    other = Stack("other", services=[Service("web", image="busybox:1")])
+    request = control.Replace(specjson.encode(other), {"web": "busybox:1"}, ("web",))
+    with pytest.raises(EnvkitError, match="expected a Stack named 're'"):
+        control.request(supervisor.state.control_path, request)
+
+
+# -- the control socket ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"op": "format-disk"}, "unknown request 'format-disk'"),
+        ({"op": "stop", "services": "web"}, "'services' must be a list of strings"),
+        ({"op": "logs", "follow": "yes"}, "'follow' must be true or false"),
+        ({"op": "exec", "cmd": ["sh"]}, "exec needs a 'service'"),
+        ({"op": "exec", "service": "web", "cmd": ["sh"], "env": {"A": 1}}, "'env' must map"),
+    ],
+)
+def test_bad_requests_get_one_message(
+    running: Callable[..., Supervisor], payload: dict[str, object], message: str
+) -> None:
+    supervisor = running(Stack("ctl", services=[Service("web", image="busybox:1")]), FakeOps())
+    with pytest.raises(EnvkitError, match=message):
+        control.request(supervisor.state.control_path, payload)
+
+
+def test_every_request_class_round_trips_through_its_wire_form() -> None:
+    requests: list[control.Request] = [
+        control.Ps(),
+        control.Logs(("web",), follow=True),
+        control.Exec("web", ("sh", "-c", "true"), {"A": "1"}, "/tmp", "nobody"),
+        control.Down(),
+        control.Stop(("a", "b")),
+        control.Start(),
+        control.Restart(("a",)),
+        control.Replace({"type": "stack.Stack", "fields": {}}, {"a": "img"}, ("a",)),
+    ]
+    import json
+
+    for request in requests:
+        wire = json.loads(json.dumps(request.to_wire()))
+        assert control.parse(wire) == request
+    assert sorted(control.REQUESTS) == sorted(r.op for r in requests)
+
+
+def test_the_cli_forms_of_requests_parse() -> None:
+    """The dict forms envkit/cli/stack_cmds.py sends keep parsing."""
+    assert control.parse({"op": "ps"}) == control.Ps()
+    assert control.parse({"op": "logs", "services": []}) == control.Logs()
+    assert control.parse({"op": "logs", "services": ["a"], "follow": True}) == control.Logs(
+        ("a",), True
+    )
+    exec_: dict[str, object] = {
+        "op": "exec",
+        "service": "db",
+        "cmd": ["psql"],
+        "env": {},
+        "workdir": None,
+        "user": None,
+    }
+    assert control.parse(exec_) == control.Exec("db", ("psql",))
+
+
+def test_down_over_the_socket_stops_the_loop(envkit_home: Path) -> None:
+    ops = FakeOps()
+    stack = Stack("dn", services=[Service("web", image="busybox:1")])
+    supervisor = Supervisor(stack, {"web": "x"}, ["web"], ops=ops, stop_grace=1)
+    supervisor.start()
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    answer = control.request(supervisor.state.control_path, control.Down())
+    assert answer["pid"] > 0
+    thread.join(5)
+    assert not thread.is_alive()
+    supervisor.teardown()
+    assert ops.of("web")[0].gone.is_set() and ops.torn_down
+    assert ss.load("dn") is None and not supervisor.state.control_path.exists()
