@@ -47,7 +47,7 @@ class Heredoc:
 
 
 @dataclass(frozen=True)
-class Warning_:
+class ParseWarning:
     """A parser warning (BuildKit's ``Warning``): its text and the line it is about."""
 
     short: str
@@ -107,7 +107,7 @@ class ParseResult:
 
     root: Node
     escape: str
-    warnings: list[Warning_]
+    warnings: list[ParseWarning]
 
 
 def go_quote(text: str) -> str:
@@ -219,7 +219,7 @@ def parse(text: str) -> ParseResult:
     d = _Directives()
     lines = _lines(text)
     root = Node(start_line=-1)
-    warnings: list[Warning_] = []
+    warnings: list[ParseWarning] = []
     i = 0
     current = 0
     while i < len(lines):
@@ -253,7 +253,7 @@ def parse(text: str) -> ParseResult:
             parts.append(more)
         logical = "".join(parts)
         if empty_continuation:
-            warnings.append(Warning_("Empty continuation line found in: " + logical, current))
+            warnings.append(ParseWarning("Empty continuation line found in: " + logical, current))
         try:
             child = node_from_line(logical, d.escape)
         except ValueError as exc:
