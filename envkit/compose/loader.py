@@ -128,9 +128,15 @@ def load(
         raise rep.error(1, "", "empty compose file", "add a services: section")
     if not isinstance(doc, Map):
         raise rep.error(1, "", "expected a mapping at the top level", "start with services:")
-    _interpolate(doc, rep, env, "")
+    if "name" in doc:
+        doc["name"] = _one(doc["name"], rep, env, "name", doc.line_of("name"))
     home = (os.environ if environ is None else environ).get("HOME")
-    return _Project(rep, doc, base, env, profiles, project_name, home).build(file)
+    project = _Project(rep, doc, base, env, profiles, project_name, home)
+    name = project.name()
+    # The project name is a variable of its own for the rest of the file (compose-spec).
+    project.env = env = {**env, "COMPOSE_PROJECT_NAME": name}
+    _interpolate(doc, rep, env, "")
+    return project.build(file, name)
 
 
 def _environment(base: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -151,6 +157,8 @@ def _interpolate(node: Any, rep: Reporter, env: Mapping[str, str], where: str) -
     """Replace variables in every string value of ``node`` in place (never in keys)."""
     if isinstance(node, Map):
         for key in list(node):
+            if not where and key == "name":
+                continue  # interpolated first, before the project name is known
             node[key] = _one(node[key], rep, env, f"{where}.{key}".lstrip("."), node.line_of(key))
     elif isinstance(node, Seq):
         for i in range(len(node)):
@@ -204,7 +212,7 @@ class _Project:
         self.builds: dict[str, BuildSpec] = {}
         self.service_networks: dict[str, dict[str, tuple[str, ...]]] = {}
 
-    def build(self, file: Path) -> ComposeProject:
+    def build(self, file: Path, name: str) -> ComposeProject:
         doc, rep = self.doc, self.rep
         for key in doc:
             if key.startswith("x-") or key in keys.TOP:
@@ -224,7 +232,6 @@ class _Project:
                 "version",
                 "the attribute is obsolete; ignored (as compose does)",
             )
-        name = self.name()
         services = self.mapping(doc, "services")
         if not services:
             raise rep.error(doc.line, "services", "no services", "add a service under services:")
@@ -468,7 +475,9 @@ class _Project:
                         f"{where}.name",
                         "ignored: the secret is mounted at /run/secrets/<its key>",
                     )
-                elif key not in ("file", "environment", "external", "name") and not key.startswith("x-"):
+                elif key not in ("file", "environment", "external", "name") and not key.startswith(
+                    "x-"
+                ):
                     raise self.rep.error(
                         body.line_of(key),
                         f"{where}.{key}",

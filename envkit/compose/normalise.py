@@ -45,7 +45,7 @@ def stack_to_compose(
     service_networks: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
 ) -> dict[str, Any]:
     """``stack`` as compose's normalised mapping (``name``, ``services``, ``networks``,
-    ``volumes``, ``secrets``). The optional mappings carry what a compose file said that
+    ``volumes``, ``secrets``; every ``$`` written ``$$``). The optional mappings carry what a compose file said that
     the Stack keeps in another form (image names as written, build args, secret keys)."""
     images, builds = images or {}, builds or {}
     keys_of = dict(secret_keys or {})
@@ -83,7 +83,19 @@ def stack_to_compose(
         secrets[key] = body
     if secrets:
         out["secrets"] = dict(sorted(secrets.items()))
-    return out
+    return _escaped(out)
+
+
+def _escaped(value: Any) -> Any:
+    """Every ``$`` in a string value written ``$$``, as compose writes its normalised form,
+    so that reading it again interpolates nothing."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _network(project: str, name: str, internal: bool, subnet: str | None) -> dict[str, Any]:

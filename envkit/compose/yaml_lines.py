@@ -108,9 +108,29 @@ def load(text: str, source: str) -> Any:
             result.append(loader.construct_object(item, deep=True))
             result.lines.append(item.start_mark.line + 1)
 
+    def _untagged(loader: Loader, node: yaml.Node) -> Any:
+        """The value of a tagged node as if it had no tag."""
+        plain: yaml.Node
+        if isinstance(node, yaml.MappingNode):
+            plain = yaml.MappingNode(
+                "tag:yaml.org,2002:map", node.value, node.start_mark, node.end_mark
+            )
+        elif isinstance(node, yaml.SequenceNode):
+            plain = yaml.SequenceNode(
+                "tag:yaml.org,2002:seq", node.value, node.start_mark, node.end_mark
+            )
+        else:
+            tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call]
+            plain = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark)
+        return loader.construct_object(plain, deep=True)
+
+    # compose's merge tags: in one file, !reset removes a value, !override keeps it.
+    Loader.add_constructor("!reset", lambda loader, node: None)
+    Loader.add_constructor("!override", _untagged)
     Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
     Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
     Loader.add_constructor("tag:yaml.org,2002:seq", construct_seq)
+
     try:
         return yaml.load(text, Loader=Loader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -602,7 +602,7 @@ services:
   web:
     build: .
     command: python app.py
-    environment: {DATABASE_URL: "postgresql://db/app"}
+    environment: {DATABASE_URL: "postgresql://db/app", PRICE: "$$5"}
     ports: ["8000:5000"]
     depends_on: {db: {condition: service_healthy}}
     restart: unless-stopped
