@@ -28,12 +28,26 @@ def _steps(image: Image) -> list[dict[str, Any]]:
 
 
 def _run(argv: list[str], **kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"op": "run", "argv": argv, "secrets": [], "caches": {}, "network": None, "env": {}}
+    body: dict[str, Any] = {
+        "op": "run",
+        "argv": argv,
+        "secrets": [],
+        "caches": {},
+        "network": None,
+        "env": {},
+    }
     return {**body, **kw}
 
 
 def _copy(src: str, dst: str, **kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"op": "copy", "src": src, "dst": dst, "from": None, "ignore": [], "chown": None}
+    body: dict[str, Any] = {
+        "op": "copy",
+        "src": src,
+        "dst": dst,
+        "from": None,
+        "ignore": [],
+        "chown": None,
+    }
     return {**body, "chmod": None, **kw}
 
 
@@ -210,7 +224,7 @@ ERRORS = [
     ("FROM busybox\nEXPOSE 99999", 2, "port"),
     ("FROM busybox\nRUN <<EOF\nno end", 2, "unterminated heredoc"),
     ('FROM scratch\nENV A="${B:?B is required}"', 2, "B is required"),
-    ("FROM busybox\nENV A=${B:?B is required}", 2, "can't find = in \"is\""),
+    ("FROM busybox\nENV A=${B:?B is required}", 2, 'can\'t find = in "is"'),
     ("FROM busybox\nHEALTHCHECK --interval=soon CMD true", 2, "invalid duration"),
     ("FROM busybox\nUSER 'bad user'", 2, "invalid user"),
     ("# escape=x\nFROM busybox", 1, "invalid escape"),
@@ -241,9 +255,7 @@ def test_expand_replaces_a_dockerfile_base(tmp_path: Path) -> None:
 def test_lexer_words_quotes_and_escapes() -> None:
     env = {"A": "x y", "E": ""}
     assert expand_words("a 'b c' \"$A\" d\\ e", env) == ["a", "b c", "x y", "d e"]
-    assert expand_word("${E:-dflt}|${E-dflt}|${E:+set}|${E+set}|$$|\\$A", env) == (
-        "dflt|||set||$A"
-    )
+    assert expand_word("${E:-dflt}|${E-dflt}|${E:+set}|${E+set}|$$|\\$A", env) == ("dflt|||set||$A")
     assert expand_word("`$A", env, escape="`") == "$A"
 
 
