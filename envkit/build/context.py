@@ -6,6 +6,24 @@ such as ``src/*.py``), and hashes what it selected. The digest of a selection co
 entry's path where it lands, its type, permission bits, symlink target and content: not
 mtimes, owners or inode numbers, so the same tree gives the same digest on any machine.
 
+Docker's context semantics: a build uses the context as it was read when the build
+started. Reading a file for its digest also keeps its content in the context's snapshot,
+``$ENVKIT_HOME/cache/context/<sha256 of the absolute context path>.files/<hex>`` (a
+reflink clone where the file system can make one, else a copy written while the file is
+hashed: one read of the file either way; never a hard link, which would share later
+writes). A copy step writes its layer from the snapshot, so a file written while the
+image builds (``envkit build > build.log`` in the project) is built as it was read and
+never fails the build. The selections a build planned are remembered in the process
+(:func:`planned_selection`), so its copy steps do not walk the context again. The
+envkit home (``ENVKIT_HOME``) is never part of a context, even when it lies inside one.
+Like BuildKit's local source cache the snapshot is kept between builds: an unchanged file
+(by the index below) is neither read nor copied again; blobs no index entry refers to
+any more are removed a day after they were written.
+
+A directory excluded by the ignore rules whose content is partly re-included (``foo*``
+then ``!foo/bar2``) is selected with the re-included files, with its own mode, as
+Docker's context walk does.
+
 Content digests are kept in a stat-based index, as git's index does:
 ``$ENVKIT_HOME/cache/context/<sha256 of the absolute context path>.json`` maps each
 relative path to ``(size, mtime_ns, ino, mode, ctime_ns)`` and its digest, so a file
@@ -16,11 +34,15 @@ file's) is "racily clean" and is hashed again next time, as git does.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +52,13 @@ from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
 from envkit.errors import EnvkitError
 from envkit.oci.digest import CHUNK
-from envkit.store.atomic import atomic_write
+from envkit.store.atomic import TMP_PREFIX, atomic_write
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+#: Seconds an unreferenced snapshot blob is kept (a concurrent build may still read it).
+SNAPSHOT_GRACE_S = 24 * 3600
+#: ``FICLONE`` (``_IOW(0x94, 9, int)``): a copy-on-write clone of a whole file.
+_FICLONE = 0x40049409
 _GLOB_RE = re.compile(r"(?<!\\)[*?\[]")
 
 Kind = Literal["file", "dir", "symlink"]
@@ -72,6 +98,47 @@ class Selection:
     digest: str
     hashed: int
     """Files whose content was read for this selection (index misses)."""
+    snapshot: str = ""
+    """The directory of the context's snapshot blobs (``""``: none)."""
+
+    def content_path(self, entry: Entry, context: Path) -> str:
+        """Where a file entry's content as it was read is: its snapshot blob, or the
+        context file itself when the blob is gone (its digest is checked when read)."""
+        if self.snapshot and entry.digest:
+            blob = os.path.join(self.snapshot, entry.digest.removeprefix("sha256:"))
+            if os.path.exists(blob):
+                return blob
+        return str(context / entry.path)
+
+
+#: Selections made by recent plans in this process, by (snapshot dir, digest).
+_PLANNED: dict[tuple[str, str], Selection] = {}
+_PLANNED_MAX = 128
+
+
+def _remember(selection: Selection) -> None:
+    key = (selection.snapshot, selection.digest)
+    _PLANNED.pop(key, None)
+    _PLANNED[key] = selection
+    while len(_PLANNED) > _PLANNED_MAX:
+        del _PLANNED[next(iter(_PLANNED))]
+
+
+def planned_selection(context: Path, digest: str) -> Selection | None:
+    """The selection of ``context`` with ``digest`` that a plan in this process made,
+    if it is still remembered: what a copy step builds from."""
+    return _PLANNED.get((str(snapshot_dir(context)), digest))
+
+
+def _context_name(context: Path) -> tuple[str, str]:
+    root = str(context.resolve())
+    return root, hashlib.sha256(os.fsencode(root)).hexdigest()
+
+
+def snapshot_dir(context: Path) -> Path:
+    """Where the snapshot blobs of ``context`` live (nothing is created)."""
+    _, name = _context_name(context)
+    return Path(settings.home_dir()) / "cache" / "context" / f"{name}.files"
 
 
 def hash_file(path: Path) -> str:
@@ -92,10 +159,10 @@ class ContextIndex:
     """The stat-based index of one context directory's content digests."""
 
     def __init__(self, context: Path) -> None:
-        root = str(context.resolve())
-        name = hashlib.sha256(os.fsencode(root)).hexdigest()
+        root, name = _context_name(context)
         self.dir = Path(settings.private_dir("cache")) / "context"
         self.path = self.dir / f"{name}.json"
+        self.snapshot = self.dir / f"{name}.files"
         self.root = root
         self._old: dict[str, tuple[StatKey, str]] = {}
         self._new: dict[str, tuple[StatKey, str]] = {}
@@ -155,6 +222,24 @@ class ContextIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps(body, separators=(",", ":")).encode(), self.dir)
         self._old, self._new, self._dirty = entries, {}, False
+        self._drop_unreferenced({d.removeprefix("sha256:") for _, d in entries.values()})
+
+    def _drop_unreferenced(self, referenced: set[str]) -> None:
+        """Remove snapshot blobs no entry refers to, once past the grace period."""
+        try:
+            names = os.listdir(self.snapshot)
+        except FileNotFoundError:
+            return
+        old = time.time() - SNAPSHOT_GRACE_S
+        for name in names:
+            if name in referenced:
+                continue
+            path = self.snapshot / name
+            try:
+                if os.lstat(path).st_mtime < old:
+                    os.unlink(path)
+            except FileNotFoundError:
+                continue
 
 
 def source_path(src: str) -> str:
@@ -172,22 +257,36 @@ def source_path(src: str) -> str:
 
 
 class ContextHasher:
-    """Selects and hashes copy sources of one context, sharing its index across copies."""
+    """Selects and hashes copy sources of one context, sharing its index across copies.
 
-    def __init__(self, context: Path, *, use_index: bool = True) -> None:
+    Without ``use_index`` nothing is written: files are hashed, not kept in the snapshot
+    (a copy then reads the context files again and checks their digests).
+
+    ``dockerfile``: the copies are a Dockerfile's, so ``<dockerfile>.dockerignore``
+    applies when it exists (:func:`envkit.build.ignore.read_ignore_file`).
+    """
+
+    def __init__(
+        self, context: Path, *, use_index: bool = True, dockerfile: Path | None = None
+    ) -> None:
         self.context = Path(context)
         if not self.context.is_dir():
             raise ContextError(
                 f"build context {self.context} is not a directory",
                 hint="pass the directory holding the files to copy",
             )
+        self.dockerfile = dockerfile
         self.index = ContextIndex(self.context) if use_index else None
+        self.snapshot = snapshot_dir(self.context)
+        self._snapshot = str(self.snapshot)
+        self._root = str(self.context)
+        self._home = _identity(settings.home_dir())
         self._walked_all = False
         self._hashed = 0
 
     def select(self, src: str, ignore: Sequence[str] = ()) -> Selection:
         """The entries ``src`` selects (``ignore`` adds patterns after the ignore file)."""
-        matcher = context_matcher(self.context, ignore)
+        matcher = context_matcher(self.context, ignore, self.dockerfile)
         path = source_path(src)
         if path == "." and not ignore:
             self._walked_all = True
@@ -206,7 +305,10 @@ class ContextHasher:
         h = hashlib.sha256()
         for entry in ordered:
             h.update(entry.record())
-        return Selection(src, ordered, "sha256:" + h.hexdigest(), self._hashed)
+        snapshot = str(self.snapshot) if self.index is not None else ""
+        selection = Selection(src, ordered, "sha256:" + h.hexdigest(), self._hashed, snapshot)
+        _remember(selection)
+        return selection
 
     def save(self) -> None:
         """Persist the index (no-op without one)."""
@@ -230,7 +332,27 @@ class ContextHasher:
                     continue
                 nxt.extend(_join(d, n) for n in names if compiled.match(n))
             found = nxt
-        return [p for p in found if os.path.lexists(self.context / p) and not matcher.excluded(p)]
+        return [
+            p
+            for p in found
+            if os.path.lexists(self.context / p)
+            and not matcher.excluded(p)
+            and not self._in_home(p)
+        ]
+
+    def _in_home(self, rel: str) -> bool:
+        """Whether ``rel`` is the envkit home or inside it."""
+        if self._home is None:
+            return False
+        parts = rel.split("/")
+        for i in range(len(parts)):
+            try:
+                st = os.lstat(self.context / "/".join(parts[: i + 1]))
+            except OSError:
+                return False
+            if (st.st_dev, st.st_ino) == self._home:
+                return True
+        return False
 
     def _collect(self, root: str, matcher: Matcher, src: str) -> Iterator[Entry]:
         full = self.context / root
@@ -242,6 +364,12 @@ class ContextHasher:
                 hint="check the path (relative to the context directory)",
             ) from None
         flags: ParentMatches | None = None
+        if root != "." and self._in_home(root):
+            raise ContextError(
+                f"copy source {src!r}: {root} is the envkit store (ENVKIT_HOME), which is "
+                "never part of a build context",
+                hint="set ENVKIT_HOME outside the project, or copy other files",
+            )
         if root != ".":
             excluded, flags = matcher.excluded_under(root, None)
             if excluded and not (stat.S_ISDIR(st.st_mode) and matcher.may_reinclude_below(root)):
@@ -265,12 +393,21 @@ class ContextHasher:
             dest = _join(dest_dir, child.name)
             st = child.stat(follow_symlinks=False)
             is_dir = stat.S_ISDIR(st.st_mode)
+            if is_dir and (st.st_dev, st.st_ino) == self._home:
+                continue  # the envkit store is never part of a context
             child_flags: ParentMatches | None = None
             if matcher:
                 excluded, child_flags = matcher.excluded_under(rel, flags)
                 if excluded:
                     if is_dir and matcher.may_reinclude_below(rel):
-                        yield from self._walk(rel, dest, matcher, child_flags)
+                        # Docker selects an excluded directory holding re-included files,
+                        # with its own mode, before them.
+                        inner = self._walk(rel, dest, matcher, child_flags)
+                        first = next(inner, None)
+                        if first is not None:
+                            yield self._entry(rel, dest, st)
+                            yield first
+                            yield from inner
                     continue
             if is_dir:
                 yield self._entry(rel, dest, st)
@@ -289,13 +426,97 @@ class ContextHasher:
                 f"{self.context / rel}: not a regular file, directory or symlink",
                 hint="device nodes, sockets and FIFOs cannot be copied; add it to the ignore file",
             )
-        digest = self.index.lookup(rel, st) if self.index is not None else None
-        if digest is None:
-            digest = hash_file(self.context / rel)
+        if self.index is None:
             self._hashed += 1
-            if self.index is not None:
-                self.index.record(rel, st, digest)
+            return Entry(rel, dest, "file", mode, st.st_size, hash_file(self.context / rel))
+        digest = self.index.lookup(rel, st)
+        if digest is None:
+            digest = keep_file(f"{self._root}/{rel}", self._snapshot)
+            self._hashed += 1
+            self.index.record(rel, st, digest)
         return Entry(rel, dest, "file", mode, st.st_size, digest)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+#: Devices (of snapshot directories) where a reflink clone failed: not tried again.
+_NO_CLONE: set[int] = set()
+
+
+def keep_file(path: str | os.PathLike[str], snapshot: str | os.PathLike[str]) -> str:
+    """Hash a regular file and keep its content as read in ``snapshot/<hex>``.
+
+    One read of the file: a reflink clone is hashed where the file system makes one,
+    else the content is hashed while it is copied. The blob is written beside its final
+    name and renamed (a killed build leaves a ``tmp-ctx-<pid>-*`` file that prune and
+    the next build remove), but not fsynced: it is a cache, and a damaged one is caught
+    by the digest check of the copy that reads it.
+    """
+    blobs = os.fspath(snapshot)
+    tmp = f"{os.path.dirname(blobs)}/{TMP_PREFIX}ctx-{os.getpid()}-{os.urandom(8).hex()}"
+    src = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        try:
+            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            os.makedirs(blobs, exist_ok=True)
+            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            digest = _clone_and_hash(src, out) or _copy_and_hash(src, out)
+            blob = f"{blobs}/{digest.removeprefix('sha256:')}"
+            try:
+                os.rename(tmp, blob)
+            except FileNotFoundError:
+                os.makedirs(blobs, exist_ok=True)
+                os.rename(tmp, blob)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
+    return digest
+
+
+def _clone_and_hash(src: int, out: int) -> str:
+    device = os.fstat(out).st_dev
+    if device in _NO_CLONE:
+        return ""
+    try:
+        fcntl.ioctl(out, _FICLONE, src)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM):
+            _NO_CLONE.add(device)
+            return ""
+        raise
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(out, CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _copy_and_hash(src: int, out: int) -> str:
+    h = hashlib.sha256()
+    while chunk := os.read(src, CHUNK):
+        h.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out, view) :]
+    return "sha256:" + h.hexdigest()
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _join(parent: str, name: str) -> str:

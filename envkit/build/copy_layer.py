@@ -7,8 +7,10 @@ mtimes the image must have. So ``chown`` needs no privilege, host owners never l
 of :mod:`envkit.oci.layer_writer`: PAX, entries in walk order (each directory before its
 children, names sorted by bytes), numeric owners only, mtimes clamped to the build epoch.
 
-A context file is hashed while it is written; if its content no longer matches the digest
-the step's cache key was computed from, the copy fails rather than cache a lie.
+A context file is read from the context's snapshot (:mod:`envkit.build.context`): its
+content as the build read it at the start. It is hashed again while it is written; if
+its content does not match the digest the step's cache key was computed from, the copy
+fails rather than cache a lie.
 """
 
 from __future__ import annotations
@@ -109,10 +111,22 @@ def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: LayerEntry) ->
         checked = _Checked(stream)
         tar.addfile(info, cast(BinaryIO, checked))
     if entry.digest and checked.digest != entry.digest:
+        if _is_snapshot_blob(entry):
+            os.unlink(entry.host)  # damaged: the next build reads the context file again
+            raise BuildError(
+                f"copy: the snapshot of a context file ({entry.host}) is damaged",
+                hint="build again: the damaged snapshot was removed",
+            )
         raise BuildError(
             f"copy: {entry.host} changed while the image was built",
             hint="build again once nothing writes to the build context",
         )
+
+
+def _is_snapshot_blob(entry: LayerEntry) -> bool:
+    """Whether ``entry.host`` is a context snapshot blob (``<ctx>.files/<hex>``)."""
+    parent, name = os.path.split(entry.host)
+    return parent.endswith(".files") and entry.digest == "sha256:" + name
 
 
 class _Checked:

@@ -18,7 +18,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from envkit.build.context import ContextHasher, Selection
+from envkit.build.context import ContextHasher, Selection, planned_selection
 from envkit.build.copy_layer import Kind, LayerEntry
 from envkit.build.extra_steps import AddArchive, WriteFile
 from envkit.build.image_state import ImageState
@@ -55,7 +55,16 @@ def owner(step: st.Copy, view: RootView) -> tuple[int, int]:
 
 
 def from_context(step: st.Copy, context: Path, expected: str | None) -> Selection:
-    """The context files ``step`` copies; they must still hash to ``expected``."""
+    """The context files ``step`` copies, as the build's plan read them.
+
+    The plan's selection (whose content is in the context's snapshot) when this process
+    planned it: files changed since are built as they were read. Otherwise the context
+    is read again and must still hash to ``expected``.
+    """
+    if expected is not None:
+        planned = planned_selection(context, expected)
+        if planned is not None:
+            return planned
     hasher = ContextHasher(context)
     selection = hasher.select(step.src, step.ignore)
     hasher.save()
@@ -73,7 +82,7 @@ def context_entries(
     """The layer entries of a copy from the build context."""
     uid, gid = owner(step, view)
     items: list[Item] = [
-        (e.dest, e.kind, e.mode, str(context / e.path), e.target, e.digest)
+        (e.dest, e.kind, e.mode, selection.content_path(e, context), e.target, e.digest)
         for e in selection.entries
     ]
     return _place(step, state, view, items, uid, gid)
@@ -124,7 +133,7 @@ def archive_entries(
     dst = destination(step, state).lstrip("/")
     entries: list[LayerEntry] = []
     try:
-        with tarfile.open(context / files[0].path) as tar:
+        with tarfile.open(selection.content_path(files[0], context)) as tar:
             for member in tar:
                 entry = _member_entry(tar, member, dst)
                 if entry is not None:

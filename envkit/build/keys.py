@@ -170,30 +170,31 @@ class _Planner:
         self.resolve = resolve
         self.use_index = use_index
         self.stages: list[StagePlan] = []
-        self._seen: dict[tuple[str, str], int] = {}
-        self._hashers: dict[Path, ContextHasher] = {}
+        self._seen: dict[tuple[str, str, str], int] = {}
+        self._hashers: dict[tuple[Path, Path | None], ContextHasher] = {}
 
-    def stage(self, image: Image, context: Path) -> int:
-        memo = (image.cache_key(), str(context.absolute()))
+    def stage(self, image: Image, context: Path, dockerfile: Path | None = None) -> int:
+        memo = (image.cache_key(), str(context.absolute()), str(dockerfile))
         if memo in self._seen:
             return self._seen[memo]
-        base, items = _flatten(image, context)
+        base, items = _flatten(image, context, dockerfile)
         parent = base_key(base, context, self.resolve)
         first = parent
         planned: list[StepPlan] = []
         depends: list[int] = []
-        for step, step_context in items:
+        for step, step_context, dockerfile in items:
             inputs: str | None = None
             read_from: Path | None = None
             from_stage: int | None = None
             if isinstance(step, st.Copy) and not isinstance(step, WriteFile):
                 if step.from_ is not None:
-                    from_stage = self.stage(step.from_, step_context)
+                    from_stage = self.stage(step.from_, step_context, dockerfile)
                     depends.append(from_stage)
                     inputs = self.stages[from_stage].key
                 else:
                     read_from = step_context
-                    inputs = self._hasher(step_context).select(step.src, step.ignore).digest
+                    hasher = self._hasher(step_context, dockerfile)
+                    inputs = hasher.select(step.src, step.ignore).digest
             key = step_key(parent, step, inputs)
             planned.append(StepPlan(step, key, parent, inputs, read_from, from_stage))
             parent = key
@@ -204,10 +205,11 @@ class _Planner:
         self._seen[memo] = index
         return index
 
-    def _hasher(self, context: Path) -> ContextHasher:
-        found = self._hashers.get(context)
+    def _hasher(self, context: Path, dockerfile: Path | None) -> ContextHasher:
+        found = self._hashers.get((context, dockerfile))
         if found is None:
-            found = self._hashers[context] = ContextHasher(context, use_index=self.use_index)
+            found = ContextHasher(context, use_index=self.use_index, dockerfile=dockerfile)
+            self._hashers[(context, dockerfile)] = found
         return found
 
     def save(self) -> None:
@@ -215,19 +217,23 @@ class _Planner:
             hasher.save()
 
 
-def _flatten(image: Image, context: Path) -> tuple[Base, list[tuple[st.Step, Path]]]:
-    """The image's real base and its steps, each with the context its copies read.
+def _flatten(
+    image: Image, context: Path, dockerfile: Path | None = None
+) -> tuple[Base, list[tuple[st.Step, Path, Path | None]]]:
+    """The image's real base and its steps, each with the context its copies read and
+    the Dockerfile they come from (whose ``<Dockerfile>.dockerignore`` applies).
 
     A Dockerfile base is imported: its steps read the Dockerfile's own context.
     """
-    own = [(step, context) for step in image.steps]
+    own = [(step, context, dockerfile) for step in image.steps]
     if not isinstance(image.base, Dockerfile):
         return image.base, own
     from envkit.build.dockerfile import parse_dockerfile
 
     df_context = _resolve_path(image.base.context, context)
-    parsed = parse_dockerfile(_resolve_path(image.base.path, context), df_context)
-    base, inner = _flatten(parsed, df_context)
+    df_path = _resolve_path(image.base.path, context)
+    parsed = parse_dockerfile(df_path, df_context)
+    base, inner = _flatten(parsed, df_context, df_path)
     return base, [*inner, *own]
 
 

@@ -53,7 +53,7 @@ def tree(tmp_path: Path, envkit_home: Path) -> Path:
 def test_whole_context_applies_ignore_file(tree: Path) -> None:
     sel = hash_selection(tree)
     assert _dests(sel) == [
-        ".", ".dockerignore", "app.py", "build/keep.txt", "link",
+        ".", ".dockerignore", "app.py", "build", "build/keep.txt", "link",
         "src", "src/a.py", "src/b.py", "src/data.txt", "src/pkg", "src/pkg/c.py",
     ]  # fmt: skip
     link = next(e for e in sel.entries if e.kind == "symlink")
@@ -131,13 +131,13 @@ def test_warm_hash_reads_no_content_and_touch_rehashes_one(
     root = tmp_path / "big"
     _big_tree(root)
     calls: list[Path] = []
-    real = ctx.hash_file
+    real = ctx.keep_file
 
-    def counting(path: Path) -> str:
-        calls.append(path)
-        return real(path)
+    def counting(path: str, snapshot: str) -> str:
+        calls.append(Path(path))
+        return real(path, snapshot)
 
-    monkeypatch.setattr(ctx, "hash_file", counting)
+    monkeypatch.setattr(ctx, "keep_file", counting)
     cold = hash_selection(root)
     assert len(calls) == 300 and cold.hashed == 300
     calls.clear()
@@ -191,3 +191,106 @@ def test_special_files_are_refused(tmp_path: Path, envkit_home: Path) -> None:
     os.mkfifo(root / "pipe")
     with pytest.raises(ContextError, match="not a regular file"):
         hash_selection(root)
+
+
+# -- Docker's context semantics: the context as read when the build started ------------
+
+
+def test_a_file_changed_after_planning_is_built_as_it_was_read(tree: Path) -> None:
+    from envkit.build.copy_step import from_context
+    from envkit.spec import steps
+
+    log = tree / "build.log"
+    log.write_text("line 1\n")
+    planned = hash_selection(tree)
+    with log.open("a") as out:  # what `envkit build > build.log` does meanwhile
+        out.write("line 2\n")
+    step = steps.Copy(".", "/app/")
+    selection = from_context(step, tree, planned.digest)
+    assert selection == planned
+    entry = next(e for e in selection.entries if e.path == "build.log")
+    source = Path(selection.content_path(entry, tree))
+    assert source != log and source.read_text() == "line 1\n"
+    assert os.stat(source).st_ino != os.stat(log).st_ino  # a copy, never a hard link
+    assert os.stat(source).st_nlink == 1
+
+
+def test_a_copy_from_another_process_still_checks_the_context(tree: Path) -> None:
+    from envkit.build.copy_step import from_context
+    from envkit.errors import BuildError
+    from envkit.spec import steps
+
+    planned = hash_selection(tree)
+    ctx._PLANNED.clear()  # as in a process that did not plan this build
+    assert from_context(steps.Copy(".", "/app/"), tree, planned.digest).digest == planned.digest
+    (tree / "app.py").write_text("changed\n")
+    ctx._PLANNED.clear()
+    with pytest.raises(BuildError, match="changed while the image was built"):
+        from_context(steps.Copy(".", "/app/"), tree, planned.digest)
+
+
+def test_snapshot_blobs_are_shared_and_unreferenced_ones_expire(tree: Path) -> None:
+    first = hash_selection(tree)
+    snapshot = Path(first.snapshot)
+    blobs = set(os.listdir(snapshot))
+    assert {e.digest.removeprefix("sha256:") for e in first.entries if e.digest} == blobs
+    (tree / "app.py").write_text("version 2\n")
+    hash_selection(tree)
+    assert blobs <= set(os.listdir(snapshot))  # nothing removed within the grace period
+    stale = [n for n in os.listdir(snapshot) if n not in _referenced(tree)]
+    assert len(stale) == 1  # the old app.py, kept for the grace period
+    os.utime(snapshot / stale[0], (OLD, OLD))
+    (tree / "src/a.py").write_text("a = 2\n")
+    hash_selection(tree)
+    assert not (snapshot / stale[0]).exists()
+
+
+def _referenced(tree: Path) -> set[str]:
+    return {e.digest.removeprefix("sha256:") for e in hash_selection(tree).entries if e.digest}
+
+
+def test_the_envkit_home_is_never_part_of_a_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _tree(tmp_path / "project")
+    home = project / "envkit-home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("ENVKIT_HOME", str(home))
+    (home / "store").mkdir()
+    (home / "store" / "blob").write_text("store content\n")
+    sel = hash_selection(project)
+    assert not any(e.path.startswith("envkit-home") for e in sel.entries)
+    assert hash_selection(project).digest == sel.digest  # the index written there: no change
+    with pytest.raises(ContextError, match=r"envkit store \(ENVKIT_HOME\)"):
+        hash_selection(project, "envkit-home/store")
+    with pytest.raises(ContextError, match="matches no file"):
+        hash_selection(project, "envkit-*")
+
+
+def test_an_excluded_directory_with_reincluded_files_is_selected_with_its_mode(
+    tmp_path: Path, envkit_home: Path
+) -> None:
+    root = tmp_path / "ctx"
+    (root / "foo").mkdir(parents=True)
+    (root / "foo" / "bar1").write_text("1\n")
+    (root / "foo" / "bar2").write_text("2\n")
+    (root / "fooz").mkdir()
+    (root / "fooz" / "x").write_text("x\n")
+    os.chmod(root / "foo", 0o750)
+    (root / ".dockerignore").write_text("foo*\n!foo/bar2\n")
+    _age(root)
+    sel = hash_selection(root)
+    assert _dests(sel) == [".", ".dockerignore", "foo", "foo/bar2"]
+    foo = next(e for e in sel.entries if e.path == "foo")
+    assert foo.kind == "dir" and foo.mode == 0o750
+
+
+def test_the_dockerfile_ignore_file_applies_to_its_copies(tree: Path) -> None:
+    dockerfile = tree / "app.Dockerfile"
+    dockerfile.write_text("FROM scratch\nCOPY . /\n")
+    (tree / "app.Dockerfile.dockerignore").write_text("src\n.git\n")
+    hasher = ContextHasher(tree, dockerfile=dockerfile)
+    dests = _dests(hasher.select("."))
+    assert "src/a.py" not in dests
+    assert "build/out.o" in dests  # .dockerignore is not read beside it
+    assert "src/a.py" in _dests(ContextHasher(tree).select("."))
