@@ -37,6 +37,9 @@ from envkit.spec.volume import Volume
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 
 _T = TypeVar("_T")
+#: Labels on every service of a compose file (compose puts them on its containers).
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
 _CONDITIONS = {
     "service_started": "started",
     "service_healthy": "healthy",
@@ -135,6 +138,7 @@ def load(
     name = project.name()
     # The project name is a variable of its own for the rest of the file (compose-spec).
     project.env = env = {**env, "COMPOSE_PROJECT_NAME": name}
+    project.project = name
     _interpolate(doc, rep, env, "")
     return project.build(file, name)
 
@@ -198,6 +202,7 @@ class _Project:
         home: str | None,
     ) -> None:
         self.home = home
+        self.project = ""
         self.rep = rep
         self.doc = doc
         self.base = base
@@ -548,6 +553,12 @@ class _Project:
                 body["labels"], f"{where}.labels", body.line_of("labels")
             )
         self.limits(body, where, options)
+        # as compose labels its containers; envkit.stack.environment reads the project one
+        options["labels"] = {
+            **options.get("labels", {}),
+            PROJECT_LABEL: self.project,
+            SERVICE_LABEL: name,
+        }
         return self.spec(line, where, Service, name, **options)
 
     def image(self, name: str, body: Map, where: str) -> Image:

@@ -45,8 +45,9 @@ def stack_to_compose(
     service_networks: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None,
 ) -> dict[str, Any]:
     """``stack`` as compose's normalised mapping (``name``, ``services``, ``networks``,
-    ``volumes``, ``secrets``; every ``$`` written ``$$``). The optional mappings carry what a compose file said that
-    the Stack keeps in another form (image names as written, build args, secret keys)."""
+    ``volumes``, ``secrets``; every ``$`` written ``$$``). The optional mappings carry
+    what a compose file said that the Stack keeps in another form (image names as
+    written, build args, secret keys)."""
     images, builds = images or {}, builds or {}
     keys_of = dict(secret_keys or {})
     services = {}
@@ -83,7 +84,8 @@ def stack_to_compose(
         secrets[key] = body
     if secrets:
         out["secrets"] = dict(sorted(secrets.items()))
-    return _escaped(out)
+    escaped: dict[str, Any] = _escaped(out)
+    return escaped
 
 
 def _escaped(value: Any) -> Any:
@@ -154,8 +156,9 @@ def _service(
         out["image"] = image
     if service.init:
         out["init"] = True
-    if service.labels:
-        out["labels"] = dict(service.labels)
+    labels = {k: v for k, v in service.labels if not k.startswith("com.docker.compose.")}
+    if labels:
+        out["labels"] = labels
     if service.memory is not None:
         out["mem_limit"] = str(service.memory)
     out["networks"] = {

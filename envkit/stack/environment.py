@@ -3,7 +3,9 @@
 Precedence, lowest first (a later source wins for the same variable):
 
 1. the image's ``ENV``;
-2. ``.env`` beside the stack file (only for a stack loaded from a file: ``base_dir``);
+2. ``.env`` beside the stack file (only for a stack loaded from a file: ``base_dir``;
+   not for the services of a compose file, labelled ``com.docker.compose.project``:
+   compose reads ``.env`` for interpolation only);
 3. the service's ``env_file=`` files, in the order given;
 4. the service's ``env=`` mapping.
 
@@ -25,6 +27,9 @@ from envkit.errors import SpecError
 from envkit.spec import Stack
 
 DOTENV = ".env"
+#: The label envkit.compose puts on a compose file's services (compose labels its
+#: containers so too).
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
 
@@ -95,9 +100,10 @@ def service_env(stack: Stack, service: str) -> dict[str, str]:
     """The variables ``service`` sets over its image's ``ENV``, in the order above."""
     base = stack.base_dir or Path.cwd()
     env: dict[str, str] = {}
-    if stack.base_dir is not None and (stack.base_dir / DOTENV).is_file():
-        env.update(read(stack.base_dir / DOTENV))
     spec = stack[service]
+    from_compose = any(key == COMPOSE_PROJECT_LABEL for key, _ in spec.labels)
+    if stack.base_dir is not None and not from_compose and (stack.base_dir / DOTENV).is_file():
+        env.update(read(stack.base_dir / DOTENV))
     for name in spec.env_file:
         env.update(read(base / Path(name).expanduser()))
     env.update(spec.env)

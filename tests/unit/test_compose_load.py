@@ -440,7 +440,11 @@ def test_user_workdir_init_and_limits(tmp_path: Path) -> None:
         True,
         ("CAP_NET_ADMIN",),
     )
-    assert dict(service.labels) == {"team": "web"}
+    assert dict(service.labels) == {
+        "team": "web",
+        "com.docker.compose.project": "app",
+        "com.docker.compose.service": "a",
+    }
     assert (service.memory, service.cpus, service.pids_limit) == (256 << 20, 0.5, 100)
 
 
@@ -646,3 +650,14 @@ def test_normalised_form_of_a_python_stack() -> None:
     assert form["services"]["web"]["image"] == "docker.io/library/busybox:latest"
     assert form["services"]["web"]["ports"][0]["published"] == "8000"
     assert form["networks"] == {"default": {"name": "demo_default"}}
+
+
+def test_dotenv_is_for_interpolation_only(tmp_path: Path) -> None:
+    """compose reads .env to interpolate the file; its variables reach no container
+    (a stack.py's .env does reach them: envkit.stack.environment)."""
+    from envkit.stack.environment import service_env
+
+    path = write(tmp_path, "services:\n  a:\n    image: busybox\n    environment: [X=$X]\n")
+    (path.parent / ".env").write_text("X=1\nPASSWORD=not-for-containers\n")
+    stack = load(path, environ={}).stack
+    assert service_env(stack, "a") == {"X": "1"}
