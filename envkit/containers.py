@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Mapping, Sequence
     from types import TracebackType
-    from typing import NoReturn, TextIO
+    from typing import TextIO
 
     from envkit.network.attach import Attachment, PortsSpec
     from envkit.network.ports import PortMapping
@@ -274,10 +274,13 @@ class Container:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = self.reload()
+            if not os.path.exists(record.path("state.json")):  # --rm: removed at exit
+                code = st.removed_exit_code(record.id)
+                return st.LOST_EXIT_CODE if code is None else code
             if record.status == st.EXITED and record.exit_code is not None:
                 return record.exit_code
             if not st.alive(record.supervisor, record.supervisor_start):
-                st.reap()
+                reap()
                 continue
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -391,15 +394,25 @@ class Container:
 
 
 def reap() -> None:
-    """Finish what killed envkit processes left: their containers' records (see
+    """Finish what killed envkit processes left: detached containers whose monitor died
+    go to a new monitor (re-adopted), other records are finished (see
     :func:`envkit.runtime.state.reap`), then their networks, ports and namespace holder."""
-    st.reap()
+    adopt_orphans()
+    st.reap(keep_orphans=True)
     from envkit import settings
 
     if os.path.exists(os.path.join(settings.home_dir(), "network", "holder.json")):
         from envkit import network
 
         network.reap()
+
+
+def adopt_orphans() -> None:
+    """Start a monitor when detached containers run without one: it adopts them."""
+    if st.orphans():
+        from envkit.container import monitor_client
+
+        monitor_client.connect().close()
 
 
 def get(name_or_id: str) -> Container:
@@ -597,76 +610,50 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
 
 
 def start_detached(prepared: Prepared) -> st.ContainerState:
-    """Hand the container to a supervisor process of its own and return once it runs.
+    """Hand the container to this home's monitor and return once its command runs.
 
-    The supervisor (:func:`envkit.runtime.detached.run_detached`) starts the container,
-    writes its output to the log, records the exit code and removes ``--rm``
-    containers. Start failures come back here as :class:`StartError`.
+    The monitor (:mod:`envkit.container.monitor`, started on demand) becomes the
+    container's parent, keeps its log, records its exit code and removes ``--rm``
+    containers; this process does its part of the start (id maps, networks) and leaves.
+    Start failures come back here as :class:`StartError`.
     """
-    from envkit.runtime.detached import run_detached
-    from envkit.runtime.spawn import StartError
+    from envkit.container import monitor_client
+    from envkit.runtime.spawn import start
 
-    report = run_detached(lambda status_w: _supervise(prepared, status_w)).decode(errors="replace")
+    record = prepared.state
+    record.detached = True
     if prepared.network is not None:
-        prepared.network.close_ports()  # the supervisor holds them now
-    record = st.load(prepared.state.path())
-    if report.startswith("ok") and record is not None:
-        return record
-    code_text, _, message = report.partition("\n")
-    if record is not None:
-        st.remove(record)
-    raise StartError(
-        message or "the supervisor process died before the container started",
-        exit_code=int(code_text) if code_text.isdigit() else 1,
-        hint="ENVKIT_DEBUG=1 shows more; `envkit doctor` checks the host",
-    )
-
-
-def _supervise(prepared: Prepared, status_w: int) -> NoReturn:
-    """The detached supervisor: start, pump the log, record the exit, then leave."""
-    from envkit.runtime.spawn import StartError, start
-
-    code = 1
+        record.networks = list(prepared.network.networks)
     try:
-        record = prepared.state
-        record.supervisor, record.supervisor_start = os.getpid(), st.process_start(os.getpid()) or 0
-        record.detached = True
-        record.save()
-        config = prepared.config
-        pipes = None
-        if config.stdio is None and not config.tty:
-            pipes = _log_pipes()
-            config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
-        try:
-            engine = start(_networked(prepared, config), runtime_dir=record.path("rt"))
-        except StartError as exc:
-            os.write(status_w, f"{exc.exit_code}\n{exc.message}".encode())
-            prepared.abandon()
-            os._exit(1)
-        except EnvkitError as exc:
-            os.write(status_w, f"1\n{exc}".encode())
-            prepared.abandon()
-            os._exit(1)
-        if pipes is not None:
-            for fd in (pipes[0], pipes[2], pipes[4]):
-                os.close(fd)
-            streams = {pipes[1]: "stdout", pipes[3]: "stderr"}
-        else:
-            streams = {engine.console: "stdout"} if engine.console is not None else {}
-        record.mark_running(engine.pid)
-        os.write(status_w, b"ok")
-        os.close(status_w)
-        _pump_logs(record.path("log"), streams)
-        code = engine.wait()
-        _finish(record, code, None, prepared.network)
-    except BaseException as exc:  # the supervisor has no one to tell but the log
-        import logging
-
-        logging.getLogger("envkit.containers").error(
-            "supervisor of %s failed: %s", prepared.state.name, exc
+        connection = monitor_client.connect()
+    except BaseException:
+        prepared.abandon()
+        raise
+    try:
+        config = prepared.config.replace(die_with_parent=False)
+        engine = start(
+            _networked(prepared, config),
+            runtime_dir=record.path("rt"),
+            launcher=connection.for_container(record.path()).launcher,
         )
+    except BaseException:
+        connection.close()
+        prepared.abandon()
+        raise
+    try:
+        record.supervisor, record.supervisor_start = connection.pid, connection.start
+        record.mark_running(engine.pid)
+        connection.started(engine.pid, engine.console)
+    except BaseException:
+        connection.close()  # the monitor stops the container it was never given
+        prepared.abandon()
+        raise
     finally:
-        os._exit(code)
+        if engine.console is not None:
+            os.close(engine.console)
+        if prepared.network is not None:
+            prepared.network.close_ports()  # the port forwarder holds them now
+    return record
 
 
 def _pump_logs(path: str, streams: dict[int, str]) -> None:

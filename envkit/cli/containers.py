@@ -137,10 +137,11 @@ class LogsCommand:
         parser.add_argument("container", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.containers import reap
         from envkit.runtime import logs
         from envkit.runtime import state as st
 
-        st.reap()
+        reap()
         record = st.find(args.container)
         path = str(record.dir / "log")
         tail = _parse_tail(args.tail)
@@ -186,7 +187,9 @@ class ExecCommand:
 
         if not args.cmd:
             raise SpecError("exec", "no command given", hint="envkit exec NAME CMD [ARG...]")
-        st.reap()
+        from envkit.containers import reap
+
+        reap()
         record = st.find(args.container)
         shield = None
         with open(os.devnull, "rb") as devnull:

@@ -201,6 +201,53 @@ class ContainerConfig:
     def __repr__(self) -> str:
         return f"ContainerConfig(argv={list(self.argv)!r}, layers={list(self.layers)!r})"
 
+    #: Fields that stay in the process that made the config: host fds and a callback.
+    LOCAL_FIELDS = ("stdio", "on_namespaces", "userns")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The config as plain JSON values, for the container monitor
+        (:mod:`envkit.container.monitor`) that starts it on the caller's behalf.
+
+        :data:`LOCAL_FIELDS` are left out: fds travel beside the message
+        (``SCM_RIGHTS``) and the callback runs in the caller.
+        """
+        wire: dict[str, Any] = {}
+        for name in self.__slots__:
+            if name in self.LOCAL_FIELDS:
+                continue
+            value = getattr(self, name)
+            if name == "mounts":
+                value = [["bind", *m] if isinstance(m, BindMount) else ["tmpfs", *m] for m in value]
+            elif name == "capabilities" and value is not None:
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif name == "env":
+                value = dict(value)
+            wire[name] = value
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any], **local: Any) -> ContainerConfig:
+        """A config from :meth:`to_wire`'s form (validated again), with ``local``
+        (:data:`LOCAL_FIELDS`) given by the receiving process."""
+        fields = dict(wire)
+        unknown = fields.keys() - set(cls.__slots__) | local.keys() - set(cls.LOCAL_FIELDS)
+        if unknown:
+            raise SpecError("config", "unknown fields", value=sorted(unknown))
+        fields["mounts"] = [
+            BindMount(*m[1:]) if m[0] == "bind" else TmpfsMount(*m[1:])
+            for m in fields.get("mounts", ())
+        ]
+        for name in ("groups", "layers", "argv"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        if "tty_size" in fields:
+            fields["tty_size"] = tuple(fields["tty_size"])
+        if fields.get("capabilities") is not None:
+            fields["capabilities"] = frozenset(fields["capabilities"])
+        return cls(**fields, **local)
+
     def _validate(self) -> None:
         if not self.layers:
             raise SpecError("layers", "at least one layer directory is needed")

@@ -30,9 +30,12 @@ from envkit.runtime.config import BindMount, ContainerConfig
 TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
     from typing import NoReturn
+
+    #: ``launcher(config, runtime_dir, child_fds) -> intermediate pid``: see :func:`start`.
+    Launcher = Callable[[ContainerConfig, str, list[int]], int]
 
 NAMESPACES = (
     syscalls.CLONE_NEWUSER
@@ -70,7 +73,7 @@ class Container:
     Use as a context manager to make sure it is stopped and cleaned up.
     """
 
-    def __init__(self, monitor: int, init_pid: int, state_dir: str) -> None:
+    def __init__(self, monitor: int | None, init_pid: int, state_dir: str) -> None:
         self.pid = init_pid  #: host pid of the container's pid 1 (the command)
         #: With ``config.tty``: the master side of the command's terminal (the caller
         #: owns and closes it), else ``None``.
@@ -78,7 +81,8 @@ class Container:
         self._monitor = monitor
         self._state_dir = state_dir
         self._returncode: int | None = None
-        self._pidfd = _pidfd_of_child(init_pid, monitor)
+        # Launched by another process: that one holds and signals it.
+        self._pidfd = None if monitor is None else _pidfd_of_child(init_pid, monitor)
 
     @property
     def returncode(self) -> int | None:
@@ -97,6 +101,8 @@ class Container:
 
     def wait(self) -> int:
         """Wait for the container to exit; its command's exit code (128+N for signal N)."""
+        if self._monitor is None:
+            raise RuntimeError_("this container is held by another process, which waits for it")
         if self._returncode is None:
             _, status = os.waitpid(self._monitor, 0)
             self._returncode = init.exit_code(status)
@@ -134,12 +140,21 @@ def run(config: ContainerConfig) -> int:
 
 
 def start(
-    config: ContainerConfig, maps: idmap.IdMaps | None = None, runtime_dir: str | None = None
+    config: ContainerConfig,
+    maps: idmap.IdMaps | None = None,
+    runtime_dir: str | None = None,
+    *,
+    launcher: Launcher | None = None,
 ) -> Container:
     """Start a container and return once its command was exec'd.
 
     ``runtime_dir`` is an empty directory the monitor mounts its private tmpfs over
     (default: a new one under $TMPDIR); it is removed when the container is waited for.
+    ``launcher`` makes another process the container's parent: it is called with the
+    config, the runtime dir and the fds of the intermediate's side of the handshake
+    (which it must pass on to :func:`launched`), and returns the intermediate's pid.
+    This process then only does its part of the handshake (id maps, ``on_namespaces``);
+    the returned handle can signal the container but not wait for it.
     Raises :class:`StartError` (with the step that failed) when it cannot start.
     """
     maps = maps or idmap.plan()
@@ -180,15 +195,29 @@ def start(
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    parent = os.getpid()
-    monitor = os.fork()
-    if monitor == 0:
-        os.close(sync_r)
-        os.close(go_w)
-        os.close(err_r)
-        if console_parent is not None:
-            console_parent.close()
-        _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child)
+    if launcher is not None:
+        child_fds = [sync_w, go_r, err_w]
+        if console_child is not None:
+            child_fds.append(console_child.fileno())
+        try:
+            monitor = launcher(config, state_dir, child_fds)
+        except BaseException:
+            for fd in (sync_r, sync_w, go_r, go_w, err_r, err_w):
+                os.close(fd)
+            for sock in (console_parent, console_child):
+                if sock is not None:
+                    sock.close()
+            raise
+    else:
+        parent = os.getpid()
+        monitor = os.fork()
+        if monitor == 0:
+            os.close(sync_r)
+            os.close(go_w)
+            os.close(err_r)
+            if console_parent is not None:
+                console_parent.close()
+            _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child)
     for fd in (sync_w, go_r, err_w):
         os.close(fd)
     if console_child is not None:
@@ -199,13 +228,14 @@ def start(
         os.close(err_r)
         if console_parent is not None:
             console_parent.close()
-        _reap(monitor, kill=True)
-        _remove_state_dir(state_dir)
+        _reap(monitor, kill=True, child=launcher is None)
+        if launcher is None:
+            _remove_state_dir(state_dir)
         raise
     finally:
         os.close(sync_r)
         os.close(go_w)
-    container = Container(monitor, init_pid, state_dir)
+    container = Container(None if launcher else monitor, init_pid, state_dir)
     try:
         report = _read_all(err_r)
     finally:
@@ -215,7 +245,8 @@ def start(
             if not report:
                 container.console = _receive_console(console_parent)
     if report:
-        container.wait()
+        if launcher is None:
+            container.wait()
         code_text, _, message = report.partition("\n")
         raise StartError(
             f"container did not start: {message}",
@@ -277,11 +308,12 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _reap(pid: int, kill: bool) -> None:
+def _reap(pid: int, kill: bool, child: bool = True) -> None:
     if kill:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    if child:
+        os.waitpid(pid, 0)
 
 
 def _remove_state_dir(path: str) -> None:
@@ -326,6 +358,27 @@ def _give_to_container_root(config: ContainerConfig, maps: idmap.IdMaps) -> None
                 os.chown(path, uid, gid)
 
 
+def launched(config: ContainerConfig, state_dir: str, fds: list[int], report_w: int) -> NoReturn:
+    """The intermediate of a container that :func:`start` handed to a ``launcher``: call
+    it in a child the launcher forked, with the ``fds`` it received.
+
+    It does what the monitor does for :func:`start`'s own children, except that it
+    exits once pid 1 is forked, after writing pid 1's host pid to ``report_w``: pid 1
+    is then re-parented to the launcher, which must be a child subreaper
+    (``PR_SET_CHILD_SUBREAPER``) and waits for it.
+    """
+    import socket
+
+    sync_w, go_r, err_w = fds[:3]
+    console = socket.socket(fileno=fds[3]) if len(fds) > 3 else None
+    try:
+        if config.seccomp:
+            seccomp.prepare(caps.seccomp_caps(config.capabilities))
+    except BaseException as exc:
+        init.fail(err_w, 1, f"seccomp: {_describe(exc)}")
+    _monitor(config, state_dir, sync_w, go_r, err_w, os.getppid(), console, report_w)
+
+
 def _monitor(
     config: ContainerConfig,
     state_dir: str,
@@ -334,8 +387,10 @@ def _monitor(
     err_w: int,
     parent: int,
     console: socket.socket | None,
+    report_w: int | None = None,
 ) -> NoReturn:
-    """The forked monitor process (never returns into the caller's code)."""
+    """The forked monitor process (never returns into the caller's code); with
+    ``report_w``, the intermediate of a launched container (:func:`launched`)."""
     step = "prepare"
     try:
         if config.stdio is not None:
@@ -347,6 +402,8 @@ def _monitor(
             # Before the fds are closed: it may be one of ours (/proc/self/fd/N).
             userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
         keep = {0, 1, 2, sync_w, go_r, err_w}
+        if report_w is not None:
+            keep.add(report_w)
         keep |= {fd for fd in (userns, console.fileno() if console else None) if fd is not None}
         # Forked from a caller with other threads, the monitor holds their starts' pipe
         # ends too, and it lives as long as its container: a sibling start reading its
@@ -409,6 +466,9 @@ def _monitor(
         os.write(sync_w, str(init_pid).encode())
         os.close(sync_w)
         os.close(err_w)
+        if report_w is not None:
+            os.write(report_w, str(init_pid).encode())
+            os._exit(0)  # pid 1 goes to the launcher, a subreaper
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         for sig in init.FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # the caller or init deals with them

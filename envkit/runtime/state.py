@@ -150,6 +150,7 @@ class ContainerState:
         "cgroup": "",
         "seccomp": True,
         "capabilities": None,
+        "networks": [],
     }
     __slots__ = tuple(FIELDS)
 
@@ -178,6 +179,7 @@ class ContainerState:
     cgroup: str
     seccomp: bool
     capabilities: list[int] | None
+    networks: list[str]
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()
@@ -339,8 +341,19 @@ def find(ref: str) -> ContainerState:
     raise EnvkitError(f"no container {ref!r}", hint="`envkit ps -a` lists the containers")
 
 
-def remove(state: ContainerState) -> None:
-    """Delete a stopped container: its dir, log, name and port forwarder's log."""
+#: How long the exit code of a removed (``--rm``) container stays for its waiters.
+EXIT_NOTE_SECONDS = 60.0
+
+
+def remove(state: ContainerState, exit_code: int | None = None) -> None:
+    """Delete a stopped container: its dir, log, name and port forwarder's log.
+
+    ``exit_code`` (a ``--rm`` container that just exited) is kept for
+    :data:`EXIT_NOTE_SECONDS` in ``.exits/<id>``, where :func:`removed_exit_code` finds
+    it for another process's ``wait()``, as docker's daemon answers ``docker wait``.
+    """
+    if exit_code is not None:
+        _note_exit(state.id, exit_code)
     name_file = os.path.join(_root(), ".names", state.name)
     with suppress(OSError):
         with open(name_file) as f:
@@ -357,16 +370,53 @@ def remove(state: ContainerState) -> None:
     remove_dir(state.path())
 
 
-def reap() -> list[ContainerState]:
+def _note_exit(container_id: str, code: int) -> None:
+    notes = os.path.join(_root(), ".exits")
+    os.makedirs(notes, exist_ok=True)
+    now = time.time()
+    for old in os.listdir(notes):
+        with suppress(OSError):
+            if now - os.stat(os.path.join(notes, old)).st_mtime > EXIT_NOTE_SECONDS:
+                os.unlink(os.path.join(notes, old))
+    with open(os.path.join(notes, container_id), "w") as f:
+        f.write(str(code))
+
+
+def removed_exit_code(container_id: str) -> int | None:
+    """The exit code of a ``--rm`` container removed in the last minute, if noted."""
+    try:
+        with open(os.path.join(_root(), ".exits", container_id)) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def orphans() -> list[ContainerState]:
+    """Detached containers that run while their monitor is gone (``kill -9`` of it):
+    a new monitor adopts them (:mod:`envkit.container.monitor`)."""
+    return [
+        state
+        for state in all_states()
+        if state.detached
+        and state.status == RUNNING
+        and not alive(state.supervisor, state.supervisor_start)
+        and alive(state.pid, state.pid_start)
+    ]
+
+
+def reap(keep_orphans: bool = False) -> list[ContainerState]:
     """Finish the records of containers whose supervisor died (``kill -9`` of envkit).
 
     Their init is killed if it still runs (pid and start time match), the record says
     exited with :data:`LOST_EXIT_CODE`, and ``--rm`` containers are removed. Returns the
-    containers reaped.
+    containers reaped. With ``keep_orphans``, the running containers of :func:`orphans`
+    are left alone (the caller has a monitor adopt them).
     """
     reaped = []
     for state in all_states():
         if state.status == EXITED or alive(state.supervisor, state.supervisor_start):
+            continue
+        if keep_orphans and state.detached and alive(state.pid, state.pid_start):
             continue
         if alive(state.pid, state.pid_start):
             kill_init(state, signal.SIGKILL)
