@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from envkit.compose import durations
-from envkit.compose.loader import BuildSpec, ComposeProject
+from envkit.compose.model import BuildSpec, ComposeProject
 from envkit.spec.bases import Dockerfile, FromRef
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
