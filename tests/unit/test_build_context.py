@@ -294,3 +294,28 @@ def test_the_dockerfile_ignore_file_applies_to_its_copies(tree: Path) -> None:
     assert "src/a.py" not in dests
     assert "build/out.o" in dests  # .dockerignore is not read beside it
     assert "src/a.py" in _dests(ContextHasher(tree).select("."))
+
+
+def test_a_dockerfile_build_plans_with_its_own_ignore_file(tree: Path) -> None:
+    from envkit import Image
+    from envkit.build.keys import plan
+
+    (tree / "docker").mkdir()
+    dockerfile = tree / "docker" / "app.Dockerfile"
+    dockerfile.write_text("FROM scratch\nCOPY . /app/\n")
+    image = Image.from_dockerfile("docker/app.Dockerfile", ".")
+
+    def copy_inputs() -> str | None:
+        steps = plan(image, tree).final.steps
+        return next(s.inputs for s in steps if s.op == "copy")
+
+    before = copy_inputs()
+    (tree / "build" / "out.o").write_text("rebuilt\n")  # excluded by .dockerignore only
+    assert copy_inputs() == before
+    (tree / "docker" / "app.Dockerfile.dockerignore").write_text("secret.env\n")
+    (tree / "secret.env").write_text("TOKEN=1\n")
+    with_own = copy_inputs()
+    (tree / "secret.env").write_text("TOKEN=2\n")
+    assert copy_inputs() == with_own  # excluded by the Dockerfile's ignore file
+    (tree / "build" / "out.o").write_text("rebuilt again\n")
+    assert copy_inputs() != with_own  # .dockerignore is no longer read
