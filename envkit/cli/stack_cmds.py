@@ -342,7 +342,8 @@ def _running(args: argparse.Namespace, file: str | None) -> StackState:
     if not record.supervised:
         raise EnvkitError(
             f"stack {record.name!r} has no supervisor any more (killed?)",
-            hint=f"`envkit down -p {record.name}` cleans up what it left; then `envkit up`",
+            hint=f"`envkit up -d` adopts its containers that still run; "
+            f"`envkit down -p {record.name}` removes what it left",
         )
     return record
 
@@ -358,7 +359,7 @@ def _check_services(record: StackState, services: Sequence[str]) -> None:
 
 
 def _ps(args: argparse.Namespace) -> int:
-    from envkit.stack import control
+    from envkit.stack import control, recovery
     from envkit.stack import state as ss
 
     file, services = _split(args)
@@ -367,12 +368,14 @@ def _ps(args: argparse.Namespace) -> int:
         with contextlib.suppress(control.Unreachable):
             answer = control.request(record.control_path, {"op": "ps"})
             record = ss.from_dict(answer["state"])
+    else:
+        record = recovery.as_seen(record)  # the supervisor was killed: what runs now
     rows = [("SERVICE", "CONTAINER", "STATUS", "HEALTH", "RESTARTS", "PORTS")]
     for name in record.order:
         if services and name not in services:
             continue
         s = record.services[name]
-        status = s.status if s.exit_code is None else f"{s.status} ({s.exit_code})"
+        status = recovery.status_text(s)
         health = s.health or ""
         if s.ready:
             health = f"{health}, {s.ready}" if health else s.ready

@@ -392,7 +392,9 @@ def up(
                 pull_output=pull_output,
             )
             return RunningStack(stack)
-        _clear_previous(stack.name)
+        previous = _previous(stack, record)
+        if previous is not None:
+            names = _with_previous(stack, names, previous)
         images = build_images(
             stack, names, progress, pull=pull, report=report, pull_output=pull_output
         )
@@ -408,6 +410,7 @@ def up(
             owner=owner,
             timeout=timeout,
             report=report,
+            previous=previous,
         )
         start_detached(supervisor)
     return RunningStack(stack)
@@ -432,12 +435,20 @@ def up_foreground(
     names = selected(stack, services)
     check(stack, names)
     with ss.locked(stack.name):
-        _clear_previous(stack.name)
+        lost = _previous(stack, ss.load(stack.name))
+        if lost is not None:
+            names = _with_previous(stack, names, lost)
         images = build_images(
             stack, names, progress, pull=pull, report=report, pull_output=pull_output
         )
         supervisor = Supervisor(
-            stack, images, names, file=file or _file_of(stack), timeout=timeout, report=report
+            stack,
+            images,
+            names,
+            file=file or _file_of(stack),
+            timeout=timeout,
+            report=report,
+            previous=lost,
         )
         previous = {
             sig: signal.signal(sig, lambda *_: supervisor.request_stop())
@@ -562,6 +573,23 @@ def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:
     if not isinstance(stack, str):
         pairs |= {(v.backend, vol.full_name(stack.name, v)) for v in stack.volumes}
     vol.remove(sorted((b, n) for b, n in pairs))
+
+
+def _previous(stack: Stack, record: ss.StackState | None) -> ss.StackState | None:
+    """The state of ``stack`` when its supervisor was lost but containers of it still
+    run (a new supervisor adopts them); else ``None``, after what a killed supervisor
+    left is cleaned (:func:`_clear_previous`)."""
+    from envkit.stack import recovery
+
+    if record is not None and not record.supervised and recovery.survivors(record):
+        return record
+    _clear_previous(stack.name)
+    return None
+
+
+def _with_previous(stack: Stack, names: Sequence[str], previous: ss.StackState) -> list[str]:
+    """``names`` and the services of ``previous`` still in ``stack``, in start order."""
+    return [n for n in stack.start_order() if n in names or n in previous.services]
 
 
 def _clear_previous(name: str) -> None:

@@ -73,6 +73,17 @@ class ContainerOps(Protocol):
         """Start a container of service ``name``, held by the calling thread."""
         ...
 
+    def adopt(
+        self, stack: Stack, name: str, container_id: str, state: StackState
+    ) -> Started | None:
+        """Take over container ``container_id`` of service ``name``, left running by a
+        lost supervisor; ``None`` when it is gone."""
+        ...
+
+    def forget(self, container_id: str) -> None:
+        """Remove the record of container ``container_id`` if it is gone."""
+        ...
+
     def wait(self, container: Handle) -> int | None:
         """Wait until ``container`` is gone; its exit code (``None``: unknown)."""
         ...

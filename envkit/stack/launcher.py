@@ -1,10 +1,16 @@
 """The real container operations of a stack (:class:`~envkit.stack.instance.ContainerOps`):
 store look-ups, volumes, secrets, networks, the runtime's start, health checks and
-readiness probes.
+readiness probes, and the re-adoption of containers a lost supervisor left running.
 
 Each container is started by the thread that will hold it (the runtime ties a
 container's life to the thread that forked it). Starts run side by side, but the
 runtime's part of each (fork, id maps, network attach) one at a time.
+
+A container's stdout and stderr are named pipes (``stacks/<name>/fifo/<id>.out`` and
+``.err``) that the container holds open for reading and writing: when its supervisor is
+killed, its writes do not fail (no ``EPIPE``, no ``SIGPIPE``); they wait in the pipe
+(64 KiB, then the writer blocks, as docker's default blocking log mode) until a new
+supervisor opens the pipe again and pumps it into the service's log.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class Launcher:
         self._image_users: dict[tuple[str, str | None], tuple[int, int, tuple[str, ...]]] = {}
         self.created_volumes: list[str] = []
         self.created_networks: list[str] = []
+        #: Ids of the containers taken over from a lost supervisor.
+        self._adopted: set[str] = set()
+        #: Where each container's named pipes are (container id -> dir).
+        self._fifo_dirs: dict[str, Path] = {}
 
     # -- resources ---------------------------------------------------------------------
 
@@ -83,7 +93,6 @@ class Launcher:
         its output pumped into the service's log."""
         from envkit.runtime import logs as runtime_logs
         from envkit.stack import networking
-        from envkit.stack.logs import RotatingLogWriter
 
         spec = stack[name]
         key = (image, spec.user)
@@ -109,29 +118,62 @@ class Launcher:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             started_at = runtime_logs.timestamp()
             with self._spawn_lock:
-                container, out_r, err_r = self._run(stack, name, image, mounts)
+                container, out_r, err_r = self._run(stack, name, image, mounts, state)
         except BaseException:
             with self._files_lock:
                 volumes.detach(attached)
             raise
-        writer = RotatingLogWriter(str(log_path))
-
-        def pump() -> None:
-            try:
-                runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
-            finally:
-                writer.close()
-
-        pump_thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
-        pump_thread.start()
+        pump_thread = _pump(state, name, out_r, err_r)
         return Started(
             container, started_at, networking.describe_ports(container), pump_thread, attached
         )
 
+    def adopt(
+        self, stack: Stack, name: str, container_id: str, state: StackState
+    ) -> Started | None:
+        """Take over container ``container_id`` of service ``name`` if it still runs
+        (its supervisor was lost): record this process as its supervisor and pump its
+        output again. ``None`` when it is gone. Its start time and ports are the
+        caller's to fill in from the stack's previous state."""
+        from envkit import containers
+        from envkit.runtime import state as rs
+
+        record = rs.load(rs.containers_dir() / container_id)
+        if record is None or not rs.alive(record.pid, record.pid_start):
+            return None
+        record.supervisor, record.supervisor_start = os.getpid(), rs.process_start(os.getpid()) or 0
+        record.save()
+        self._adopted.add(record.id)
+        fifo = self._fifo_dirs[record.id] = state.dir / "fifo"
+        pump = None
+        with suppress(OSError):
+            out_r = _open_reader(fifo / f"{record.id}.out")
+            try:
+                err_r = _open_reader(fifo / f"{record.id}.err")
+            except OSError:
+                os.close(out_r)
+                raise
+            pump = _pump(state, name, out_r, err_r)
+        return Started(containers.Container(record), "", [], pump, [])
+
+    def forget(self, container_id: str) -> None:
+        """Remove the record of container ``container_id`` if it is there and gone."""
+        from envkit.runtime import state as rs
+
+        record = rs.load(rs.containers_dir() / container_id)
+        if record is not None and not rs.alive(record.pid, record.pid_start):
+            with suppress(EnvkitError, OSError):
+                rs.remove(record)
+
     def _run(
-        self, stack: Stack, name: str, image: str, mounts: Sequence[BindMount | TmpfsMount]
+        self,
+        stack: Stack,
+        name: str,
+        image: str,
+        mounts: Sequence[BindMount | TmpfsMount],
+        state: StackState,
     ) -> tuple[Container, int, int]:
-        """Start service ``name``'s container with its output on two pipes; the
+        """Start service ``name``'s container with its output on two named pipes; the
         container and the pipes' read ends."""
         from envkit.containers import RunOptions
         from envkit.stack import environment, networking
@@ -147,9 +189,17 @@ class Launcher:
                 None if spec.pids_limit is None else str(spec.pids_limit),
             )
         network = networking.run_options(stack, name)
+        fifo = state.dir / "fifo"
+        fifo.mkdir(mode=0o700, exist_ok=True)
+        token = f"new-{name}-{os.urandom(8).hex()}"
+        out_r, out_w = _fifo(fifo / f"{token}.out")
+        try:
+            err_r, err_w = _fifo(fifo / f"{token}.err")
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
             options = RunOptions(
                 cmd=None if spec.command is None else list(spec.command),
@@ -171,9 +221,16 @@ class Launcher:
                 ports=network["ports"],
             )
             container = start_container(image, options, mounts)
+            # Named after the container now: a new supervisor finds them by its id.
+            for suffix in (".out", ".err"):
+                os.rename(fifo / f"{token}{suffix}", fifo / f"{container.id}{suffix}")
+            self._fifo_dirs[container.id] = fifo
         except BaseException:
             os.close(out_r)
             os.close(err_r)
+            for suffix in (".out", ".err"):
+                with suppress(FileNotFoundError):
+                    os.unlink(fifo / f"{token}{suffix}")
             raise
         finally:
             for fd in (null, out_w, err_w):
@@ -181,13 +238,21 @@ class Launcher:
         return container, out_r, err_r
 
     def wait(self, container: Handle) -> int | None:
-        """Wait until the container is gone; its exit code."""
-        from envkit.runtime.state import process_start, wait_gone
+        """Wait until the container is gone; its exit code, ``None`` for an adopted
+        one (not a child of this process: its exit status went to another)."""
+        from envkit.runtime import state as rs
 
-        start = process_start(container.pid) or 0
-        while not wait_gone(container.pid, start, 3600):
+        real = _real(container)
+        if real.id in self._adopted:
+            record = real.reload()
+            wait_exit(record.pid, record.pid_start)
+            with suppress(OSError):
+                record.mark_exited(rs.LOST_EXIT_CODE)
+            return None
+        start = rs.process_start(container.pid) or 0
+        while not rs.wait_gone(container.pid, start, 3600):
             pass
-        return _real(container).wait()
+        return real.wait()
 
     def signal(self, container: Handle, sig: int) -> None:
         """Send ``sig`` to the container's pid 1."""
@@ -199,13 +264,20 @@ class Launcher:
         volumes.detach(started.attached)
 
     def remove(self, container: Handle) -> None:
-        """Remove the container's record and runtime dir."""
+        """Remove the container's record and runtime dir, and its named pipes."""
         from envkit.runtime import state as rs
 
         with suppress(EnvkitError, OSError):
-            record = rs.load(_real(container).reload().dir)
+            real = _real(container)
+            record = rs.load(real.reload().dir)
             if record is not None:
                 rs.remove(record)
+        self._adopted.discard(container.id)
+        fifo = self._fifo_dirs.pop(container.id, None)
+        for suffix in (".out", ".err"):
+            if fifo is not None:
+                with suppress(FileNotFoundError):
+                    os.unlink(fifo / f"{container.id}{suffix}")
 
     # -- checks ------------------------------------------------------------------------
 
@@ -226,6 +298,77 @@ class Launcher:
         real = _real(container)
         target = readiness.Target(pid=real.pid, record=real.reload, log_lines=log_lines)
         return readiness.wait(probe, target, started, alive)
+
+
+def wait_exit(pid: int, start: int) -> None:
+    """Wait until process ``pid`` (started at ``start``) is gone, though it is not a
+    child: a pidfd becomes readable when the process exits."""
+    import select
+
+    from envkit.runtime.state import alive, wait_gone
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfds (Linux < 5.3): poll the pid
+        while not wait_gone(pid, start, 3600):
+            pass
+        return
+    try:
+        if not alive(pid, start):
+            return  # gone, and the pid already reused
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(3_600_000):
+            pass
+    finally:
+        os.close(fd)
+
+
+def _fifo(path: Path) -> tuple[int, int]:
+    """A named pipe at ``path``: its read end, and the end the container gets, open
+    for reading and writing (so its writes never see a pipe without readers)."""
+    os.mkfifo(path, 0o600)
+    try:
+        both = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except BaseException:
+        os.unlink(path)
+        raise
+    try:
+        reader = _open_reader(path)
+    except BaseException:
+        os.close(both)
+        os.unlink(path)
+        raise
+    return reader, both
+
+
+def _open_reader(path: Path) -> int:
+    """``path``'s read end, blocking (opened without waiting for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _pump(state: StackState, name: str, out_r: int, err_r: int) -> threading.Thread:
+    """A thread copying the two pipes into the service's log until both are at EOF."""
+    from envkit.runtime import logs as runtime_logs
+    from envkit.stack.logs import RotatingLogWriter
+
+    log_path = state.log_path(name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = RotatingLogWriter(str(log_path))
+
+    def pump() -> None:
+        try:
+            runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=pump, name=f"envkit-log-{name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _real(container: Handle) -> Container:

@@ -43,7 +43,7 @@ from envkit.spec import Stack
 from envkit.stack import control, health
 from envkit.stack import state as ss
 from envkit.stack.daemon import start_detached
-from envkit.stack.instance import ContainerOps, Instance, ServiceRuntime
+from envkit.stack.instance import ContainerOps, Instance, ServiceRuntime, Started
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.scheduler import DependencyError, Launch, Scheduler, Snapshot
 
@@ -84,6 +84,7 @@ class Supervisor:
         stop_grace: float = STOP_GRACE,
         report: Callable[[str], None] | None = None,
         ops: ContainerOps | None = None,
+        previous: ss.StackState | None = None,
     ) -> None:
         if ops is None:
             from envkit.stack.launcher import Launcher
@@ -114,6 +115,8 @@ class Supervisor:
         self._stopping = threading.Event()
         self._scheduler = Scheduler(self)
         self._server: control.Server | None = None
+        #: The state a lost supervisor left: :meth:`start` takes its containers over.
+        self.previous = previous
 
     # -- the life of a stack -----------------------------------------------------------
 
@@ -126,7 +129,10 @@ class Supervisor:
             self.state.save()
             self._serve()
             self.ops.prepare(self.stack, self.state.order, self.state)
-            self._scheduler.start(self.state.order, self.state.order, self.timeout)
+            names = self.state.order
+            if self.previous is not None:
+                names = self._take_over(self.previous)
+            self._scheduler.start(self.state.order, names, self.timeout)
             with self._lock:
                 self.state.status = ss.RUNNING
                 self.state.save()
@@ -182,6 +188,120 @@ class Supervisor:
         table.on(control.Replace, self._on_replace)
         self._server = control.Server(self.state.control_path, table)
         self._server.start()
+
+    # -- taking over from a lost supervisor ----------------------------------------------
+
+    def _take_over(self, previous: ss.StackState) -> list[str]:
+        """Adopt the containers ``previous`` (the state of a supervisor that was killed)
+        left running, as docker's daemon does at its restart; the services to start.
+
+        A running container of an unchanged service is adopted (watched through a
+        pidfd; its exit code will be unknown). A service whose container exited while
+        no supervisor watched is recorded as exited with no code and restarted as its
+        policy says (an unknown exit counts as a failure); one the user had stopped
+        stays stopped unless its policy is ``always``. Changed and new services are
+        (re)started; containers of services no longer in the stack are removed.
+        """
+        with self._lock:
+            self.state.created = previous.created
+            self.state.secrets_dir = self.state.secrets_dir or previous.secrets_dir
+            self.state.networks = sorted({*self.state.networks, *previous.networks})
+            self.state.volumes = sorted({*self.state.volumes, *previous.volumes})
+            self.state.save()
+        to_start: list[str] = []
+        for name in self.state.order:
+            old = previous.services.get(name)
+            if old is None:
+                to_start.append(name)
+                continue
+            svc, record = self._services[name], self.state.services[name]
+            same = old.spec_key == record.spec_key
+            svc.restarts.count = record.restarts = old.restarts
+            started = None
+            if old.container:
+                started = self.ops.adopt(self.stack, name, old.container, self.state)
+                if started is None:
+                    self.ops.forget(old.container)
+            if started is not None and same:
+                self._adopt(name, started, old)
+                self._report(f"{name}: re-adopted (container {started.container.name})")
+                continue
+            if started is not None:  # changed meanwhile: replaced
+                self._discard(started)
+                to_start.append(name)
+                continue
+            if not same:
+                to_start.append(name)
+            elif old.status == "stopped":
+                if svc.restarts.policy.mode == "always":
+                    to_start.append(name)
+                else:
+                    svc.stopped, record.status = True, "stopped"
+            elif not old.container:  # never started
+                to_start.append(name)
+            elif old.status == "exited" and old.exit_code is not None:
+                record.status, record.exit_code = old.status, old.exit_code
+            else:
+                record.status, record.exit_code = "exited", None
+                self._report(f"{name}: exited while its supervisor was lost")
+                if svc.restarts.on_exit(None, ran_for=0.0) is not None:
+                    to_start.append(name)
+        for name, old in previous.services.items():
+            if name not in self._services and old.container:
+                started = self.ops.adopt(self.stack, name, old.container, self.state)
+                if started is not None:
+                    self._discard(started)
+                else:
+                    self.ops.forget(old.container)
+        with self._lock:
+            self._save_quietly()
+        return to_start
+
+    def _adopt(self, name: str, started: Started, old: ss.ServiceState) -> None:
+        """Hold ``started`` (a container found running) as service ``name``'s."""
+        svc = self._services[name]
+        started.started_at, started.ports = old.started_at, list(old.ports)
+        tracker = None
+        if svc.checked:
+            assert svc.spec.healthcheck is not None
+            tracker = health.HealthTracker(svc.spec.healthcheck, time.monotonic())
+        instance = Instance(started, time.monotonic(), None, tracker, adopted=True)
+        instance.announced.set()  # plugins heard of its start from the lost supervisor
+        instance.keeper = threading.Thread(
+            target=self._watch_adopted,
+            args=(name, instance),
+            name=f"envkit-svc-{name}",
+            daemon=True,
+        )
+        with self._lock:
+            svc.instance = instance
+            self._record_start(name, instance)
+            if old.ready == "ready":
+                self.state.services[name].ready = "ready"
+                self.state.save()
+        instance.keeper.start()
+        self._watch(name, instance, probes=old.ready != "ready")
+
+    def _watch_adopted(self, name: str, instance: Instance) -> None:
+        self._gone(name, instance, self.ops.wait(instance.container))
+
+    def _discard(self, started: Started) -> None:
+        """Stop and remove an adopted container that is not wanted any more."""
+        gone = threading.Event()
+
+        def watch() -> None:
+            self.ops.wait(started.container)
+            gone.set()
+
+        threading.Thread(target=watch, name="envkit-discard", daemon=True).start()
+        self.ops.signal(started.container, signal.SIGTERM)
+        if not gone.wait(self.stop_grace):
+            self.ops.signal(started.container, signal.SIGKILL)
+            gone.wait(10)
+        if started.pump is not None:
+            started.pump.join(5)
+        self.ops.release(started)
+        self.ops.remove(started.container)
 
     # -- the scheduler's host ----------------------------------------------------------
 
@@ -316,10 +436,11 @@ class Supervisor:
         record.ports = list(started.ports)
         self.state.save()
 
-    def _watch(self, name: str, instance: Instance) -> None:
-        """Start the readiness probes of ``instance`` and the service's health thread."""
+    def _watch(self, name: str, instance: Instance, *, probes: bool = True) -> None:
+        """Start the readiness probes of ``instance`` (unless not ``probes``: they
+        passed already) and the service's health thread."""
         svc = self._services[name]
-        if svc.spec.ready:
+        if svc.spec.ready and probes:
             threading.Thread(
                 target=self._ready_loop,
                 args=(name, instance),
@@ -402,7 +523,10 @@ class Supervisor:
             if due is not None:
                 record.status = "restarting"
             self._save_quietly()
-        self._report(f"{name}: exited with code {code}" if code is not None else f"{name}: exited")
+        if code is None:
+            self._report(f"{name}: exited (code unknown: it was adopted, not a child)")
+        else:
+            self._report(f"{name}: exited with code {code}")
 
     def _restart(self, name: str) -> None:
         svc = self._services[name]

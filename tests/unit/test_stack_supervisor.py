@@ -62,6 +62,10 @@ class FakeOps:
         self.torn_down = False
         self.prepared: list[list[str]] = []
         self._lock = threading.Lock()
+        #: Containers a lost supervisor left running, by id.
+        self.alive: dict[str, FakeContainer] = {}
+        self.adopted: list[str] = []
+        self.forgotten: list[str] = []
 
     def prepare(self, stack: Stack, names: Sequence[str], state: ss.StackState) -> None:
         self.prepared.append(list(names))
@@ -81,8 +85,23 @@ class FakeOps:
             timer.start()
         return Started(container, f"2026-01-01T00:00:{n:02d}Z", [f"127.0.0.1:{8000 + n}->80/tcp"])
 
+    def adopt(
+        self, stack: Stack, name: str, container_id: str, state: ss.StackState
+    ) -> Started | None:
+        found = self.alive.get(container_id)
+        if found is None or found.gone.is_set():
+            return None
+        self.adopted.append(container_id)
+        return Started(found, "", [], None, [])
+
+    def forget(self, container_id: str) -> None:
+        self.forgotten.append(container_id)
+
     def wait(self, container: Handle) -> int | None:
         assert isinstance(container, FakeContainer)
+        if container.id in self.adopted:
+            container.gone.wait()
+            return None  # not a child: no exit code
         container.gone.wait()
         return container.code
 
@@ -430,3 +449,103 @@ def test_down_over_the_socket_stops_the_loop(envkit_home: Path) -> None:
     supervisor.teardown()
     assert ops.of("web")[0].gone.is_set() and ops.torn_down
     assert ss.load("dn") is None and not supervisor.state.control_path.exists()
+
+
+# -- taking over from a lost supervisor ---------------------------------------------------
+
+
+def _left_running(ops: FakeOps, stack: str, service: str, n: int) -> FakeContainer:
+    container = FakeContainer(f"{n:064x}", f"{stack}-{service}-1", 20_000 + n, service)
+    ops.alive[container.id] = container
+    return container
+
+
+def test_a_new_supervisor_adopts_what_a_lost_one_left(running: Callable[..., Supervisor]) -> None:
+    from envkit.stack import recovery
+
+    web = Service("web", image="busybox:1", restart="always")
+    job = Service("job", image="busybox:1", restart="on-failure")
+    off = Service("off", image="busybox:1", restart="unless-stopped")
+    back = Service("back", image="busybox:1", restart="always")
+    plain = Service("plain", image="busybox:1")
+    stack = Stack("lost", services=[web, job, off, back, plain])
+    ops = FakeOps()
+    alive_web = _left_running(ops, "lost", "web", 901)
+    alive_gone = _left_running(ops, "lost", "gone", 902)
+
+    def service(status: str, container: str = "", restarts: int = 0) -> ss.ServiceState:
+        return ss.ServiceState(
+            container=container,
+            status=status,
+            restarts=restarts,
+            image_id="busybox:1",
+            spec_key="",
+            started_at="2026-01-01T00:00:00Z",
+            ports=["127.0.0.1:9000->80/tcp"],
+        )
+
+    previous = ss.StackState(
+        name="lost",
+        supervisor=999_999_999,  # not alive
+        order=["web", "job", "off", "back", "plain", "gone"],
+        services={
+            "web": service("running", alive_web.id, restarts=4),
+            "job": service("running", "f" * 64),  # exited while nobody watched
+            "off": service("stopped"),
+            "back": service("stopped"),
+            "plain": service("running", "e" * 64),
+            "gone": service("running", alive_gone.id),
+        },
+    )
+    for name in ("web", "job", "off", "back", "plain"):
+        previous.services[name].spec_key = ss.spec_key(stack, name, "busybox:1")
+    assert recovery.as_seen(previous).services["job"].status == "exited"
+
+    names = stack.start_order()
+    supervisor = Supervisor(
+        stack, {n: "busybox:1" for n in names}, names, ops=ops, stop_grace=1, previous=previous
+    )
+    supervisor.start()
+    threading.Thread(target=supervisor.run, daemon=True).start()
+    try:
+        state = _ps(supervisor)
+        assert state.services["web"].container == alive_web.id  # adopted, not restarted
+        assert state.services["web"].restarts == 4
+        assert state.services["web"].ports == ["127.0.0.1:9000->80/tcp"]
+        assert [c.service for c in ops.started] == ["back", "job"]  # start order: by name
+        assert state.services["job"].status == "running"
+        assert state.services["off"].status == "stopped"  # unless-stopped stays stopped
+        assert state.services["back"].status == "running"  # always comes back
+        plain_state = state.services["plain"]
+        assert plain_state.status == "exited" and plain_state.exit_code is None
+        assert recovery.status_text(plain_state) == recovery.LOST
+        assert alive_gone.gone.is_set() and alive_gone.id in ops.removed
+        assert "gone" not in state.services
+        assert sorted(ops.forgotten) == sorted(["f" * 64, "e" * 64])
+        # The adopted container exits: no code; `always` restarts it.
+        alive_web.exit(0)
+        _until(lambda: len(ops.of("web")) == 1)
+        _until(lambda: _ps(supervisor).services["web"].status == "running")
+        assert _ps(supervisor).services["web"].restarts == 5
+    finally:
+        supervisor.request_stop()
+        time.sleep(0.3)
+        supervisor.teardown()
+
+
+def test_an_adopted_container_whose_service_changed_is_replaced(envkit_home: Path) -> None:
+    stack = Stack("chg", services=[Service("web", image="busybox:1", env={"V": "2"})])
+    ops = FakeOps()
+    old = _left_running(ops, "chg", "web", 903)
+    previous = ss.StackState(
+        name="chg",
+        order=["web"],
+        services={"web": ss.ServiceState(container=old.id, status="running", spec_key="old")},
+    )
+    supervisor = Supervisor(stack, {"web": "busybox:1"}, ["web"], ops=ops, previous=previous)
+    supervisor.start()
+    try:
+        assert old.gone.is_set() and ops.signals[0] == ("web", signal.SIGTERM)
+        assert supervisor.state.services["web"].container == ops.of("web")[0].id
+    finally:
+        supervisor.teardown()
