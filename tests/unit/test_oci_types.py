@@ -4,6 +4,7 @@ config with a field of the wrong type is refused with the image and the field na
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -154,3 +155,21 @@ def test_config_with_nulls_and_right_types_is_read() -> None:
     settings = {"Env": ["A=1"], "Cmd": None, "Entrypoint": None, "Labels": {"k": "v"}}
     assert ImageConfig.from_bytes(_config(settings)).config["Env"] == ["A=1"]
     assert ImageConfig.from_bytes(_config(None)).config == {}
+
+
+def test_an_env_step_on_a_base_with_a_bad_env_names_the_image_and_field(
+    envkit_home: Path, tmp_path: Path
+) -> None:
+    from envkit import Image
+    from envkit.build.executor import build
+    from envkit.oci.types import MT_OCI_CONFIG, MT_OCI_MANIFEST
+    from envkit.store.layout import Store
+
+    store = Store.default()
+    raw = _config({"Env": [7], "Cmd": ["/bin/sh"]})
+    config = store.write_blob(raw).replace(media_type=MT_OCI_CONFIG)
+    manifest = Manifest(config=config, layers=())
+    store.tag("bad-env:1", store.put_manifest(manifest.to_bytes(), MT_OCI_MANIFEST))
+    with pytest.raises(ImageConfigError, match=r"config\.Env\[0\] is a number \(7\)") as info:
+        build(Image.from_("bad-env:1").env(PORT="5000"), tmp_path, store=store)
+    assert sha256_bytes(raw) in str(info.value)
