@@ -23,6 +23,7 @@ further ``/`` after it are dropped (``docker.io/library/foo/bar`` stays
 from __future__ import annotations
 
 import re
+
 from envkit.errors import ReferenceError_
 from envkit.values import Value
 
