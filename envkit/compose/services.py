@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -34,6 +35,12 @@ class Services(ServiceLinks):
             if key in keys.SERVICE_IGNORED:
                 rep.warn(kline, f"{where}.{key}", f"ignored: {keys.SERVICE_IGNORED[key]}")
                 continue
+            if key not in keys.COMPOSE_SERVICE:
+                close = difflib.get_close_matches(key, sorted(keys.COMPOSE_SERVICE), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "check the key's spelling"
+                raise rep.error(
+                    kline, f"{where}.{key}", "unknown key (not in the compose spec)", hint
+                )
             raise rep.error(
                 kline,
                 f"{where}.{key}",

@@ -554,7 +554,8 @@ def test_unsupported_and_ignored_keys(tmp_path: Path) -> None:
     message = error(tmp_path, "services:\n  a:\n    image: busybox\n    privileged: true\n")
     assert message.startswith("compose.yaml:4: services.a.privileged: not supported by envkit")
     message = error(tmp_path, "services:\n  a:\n    image: busybox\n    imagee: x\n")
-    assert "compose.yaml:4: services.a.imagee: not supported by envkit" in message
+    assert "compose.yaml:4: services.a.imagee: unknown key (not in the compose spec)" in message
+    assert "did you mean 'image'?" in message
     message = error(tmp_path, "include: [other.yaml]\nservices:\n  a:\n    image: busybox\n")
     assert "compose.yaml:1: include: not supported by envkit" in message
 
