@@ -63,6 +63,9 @@ class ConfigCommand:
             "--stack", metavar="NAME", help="the stack to show when the file defines several"
         )
         parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
+        from envkit.cli.stack_cmds import add_profile_option
+
+        add_profile_option(parser)
         form = parser.add_mutually_exclusive_group()
         form.add_argument(
             "--compose",
@@ -87,16 +90,16 @@ class ConfigCommand:
             from envkit.compose.loader import load
             from envkit.compose.normalise import project_to_compose
 
-            project = load(path)
+            project = load(path, profiles=args.profile or None)
             for warning in project.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             data = project_to_compose(project)
         elif compose_form:
             from envkit.compose.normalise import stack_to_compose
 
-            data = stack_to_compose(load_file(path, args.stack))
+            data = stack_to_compose(load_file(path, args.stack, args.profile))
         else:
-            stack = load_file(path, args.stack)
+            stack = load_file(path, args.stack, args.profile)
             data = {"base_dir": str(stack.base_dir), **stack.canonical()}
         if args.format == "json":
             print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))

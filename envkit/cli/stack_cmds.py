@@ -63,6 +63,16 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return file, rest
 
 
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    """compose's ``--profile NAME`` (repeatable) for a compose file's services."""
+    parser.add_argument(
+        "--profile",
+        action="append",
+        metavar="NAME",
+        help="a compose file's profile to activate (repeatable; default: $COMPOSE_PROFILES)",
+    )
+
+
 def default_file() -> Path | None:
     """The stack file meant when none is given: ``stack.py`` here, else the compose file
     compose would use (here or in a parent directory); ``None`` when there is neither."""
@@ -77,13 +87,15 @@ def _file_path(file: str | None) -> Path:
     return Path(file) if file is not None else (default_file() or Path(DEFAULT_FILE))
 
 
-def _load(file: str | None, stack_name: str | None) -> Stack:
-    return load_file(_file_path(file), stack_name)
+def _load(file: str | None, stack_name: str | None, profiles: list[str] | None = None) -> Stack:
+    return load_file(_file_path(file), stack_name, profiles)
 
 
-def load_file(path: Path, stack_name: str | None = None) -> Stack:
+def load_file(
+    path: Path, stack_name: str | None = None, profiles: list[str] | None = None
+) -> Stack:
     """The Stack of a stack.py, or of a compose file (``.yaml``/``.yml``, whose warnings
-    go to stderr)."""
+    go to stderr; ``profiles``, compose's ``--profile``, replace ``COMPOSE_PROFILES``)."""
     from envkit.compose.loader import is_compose_file
 
     if not is_compose_file(path):
@@ -92,7 +104,7 @@ def load_file(path: Path, stack_name: str | None = None) -> Stack:
         return load_stack(path, stack_name)
     from envkit.compose.loader import load
 
-    project = load(path)
+    project = load(path, profiles=profiles or None)
     for warning in project.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if stack_name is not None and stack_name != project.stack.name:
@@ -145,6 +157,7 @@ class UpCommand:
         parser.add_argument(
             "-d", "--detach", action="store_true", help="return once the stack is up"
         )
+        add_profile_option(parser)
         parser.add_argument(
             "--timeout",
             type=float,
@@ -172,7 +185,7 @@ class UpCommand:
         from envkit.stack import api
 
         file, services = _split(args)
-        stack = _load(file, args.stack)
+        stack = _load(file, args.stack, args.profile)
         progress = for_stream(mode=args.progress)
 
         def report(line: str) -> None:
@@ -261,6 +274,7 @@ class DownCommand:
         parser.add_argument(
             "-v", "--volumes", action="store_true", help="remove the stack's named volumes"
         )
+        add_profile_option(parser)
         _add_target(parser, positional=True)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -278,7 +292,8 @@ class DownCommand:
         elif not args.volumes and (name := _up_from(file, args.stack)):
             target = name
         elif file is not None or default_file() is not None:
-            target = _load(file, args.stack)  # its volumes are known even when it is down
+            # its volumes are known even when it is down
+            target = _load(file, args.stack, args.profile)
         else:
             target = _name(args, None)
         was_up = api.down(target, volumes=args.volumes)

@@ -101,3 +101,13 @@ def test_up_parses_f_and_positional_compose_file(project: Path) -> None:
     assert _split(args) == ("compose.yaml", ["web"])
     args = parser.parse_args(["missing.yaml", "web"])
     assert _split(args) == ("missing.yaml", ["web"])
+
+
+def test_profile_option(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "compose.yaml").write_text(
+        COMPOSE + "  debug:\n    image: busybox\n    profiles: [debug]\n"
+    )
+    assert main(["config", "--format", "json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["services"]) == ["web"]
+    assert main(["config", "--format", "json", "--profile", "debug"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["services"]) == ["debug", "web"]
