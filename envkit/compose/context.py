@@ -36,6 +36,8 @@ class Context:
     ) -> None:
         self.home = home
         self.project = ""
+        #: variables only .env sets (not the environment envkit runs in)
+        self.dotenv_only: set[str] = set()
         self.rep = rep
         self.doc = doc
         self.base = base

@@ -100,6 +100,7 @@ def load(
         doc["name"] = _one(doc["name"], rep, env, "name", doc.line_of("name"))
     home = (os.environ if environ is None else environ).get("HOME")
     project = _Project(rep, doc, base, env, profiles, project_name, home)
+    project.dotenv_only = set(env) - set(os.environ if environ is None else environ)
     name = project.name()
     # The project name is a variable of its own for the rest of the file (compose-spec).
     project.env = env = {**env, "COMPOSE_PROJECT_NAME": name}

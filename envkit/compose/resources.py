@@ -166,6 +166,13 @@ class Resources(Context):
                 source = "file:" + syntax.host_path(str(body["file"]), self.base, self.home)
             elif "environment" in body:
                 source = f"env:{body['environment']}"
+                if body["environment"] in self.dotenv_only:
+                    self.rep.warn(
+                        body.line_of("environment"),
+                        f"{where}.environment",
+                        f"{body['environment']} is set in .env only: envkit reads the secret "
+                        "from its own environment when a container starts; export it",
+                    )
             else:
                 raise self.rep.error(line, where, "a secret needs file: or environment:")
             self.secrets[key_name] = self.spec(line, where, Secret, key_name, source)

@@ -662,3 +662,18 @@ def test_dotenv_is_for_interpolation_only(tmp_path: Path) -> None:
     (path.parent / ".env").write_text("X=1\nPASSWORD=not-for-containers\n")
     stack = load(path, environ={}).stack
     assert service_env(stack, "a") == {"X": "1"}
+
+
+def test_secret_from_a_variable_only_dotenv_sets_is_a_warning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "services:\n  a:\n    image: busybox\n    secrets: [t]\n"
+        "secrets:\n  t:\n    environment: TOKEN\n",
+    )
+    (path.parent / ".env").write_text("TOKEN=abc\n")
+    assert load(path, environ={"TOKEN": "x"}).warnings == ()
+    (warning,) = load(path, environ={}).warnings
+    assert warning.endswith(
+        "compose.yaml:7: secrets.t.environment: TOKEN is set in .env only: "
+        "envkit reads the secret from its own environment when a container starts; export it"
+    )
