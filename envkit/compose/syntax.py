@@ -24,6 +24,7 @@ from envkit.compose.errors import Reporter
 from envkit.compose.yaml_lines import Map
 from envkit.spec.ports import DEFAULT_HOST_IP, PROTOCOLS, PortMapping
 
+_WINDOWS_PATH_RE = re.compile(r"^[A-Za-z]:[\\/]")
 _RANGE_RE = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
 _VOLUME_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated"}
 _PROPAGATION = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
@@ -271,6 +272,13 @@ def _long_volume(rep: Reporter, where: str, item: Map, base: Path, home: str | N
             )
         raise rep.error(item.line, where, "a bind mount needs 'source'")
     if kind == "bind":
+        if _WINDOWS_PATH_RE.match(source):
+            raise rep.error(
+                item.line_of("source"),
+                f"{where}.source",
+                f"{source} is a Windows path",
+                "give a path of this machine (absolute, or relative to the compose file)",
+            )
         for key, value in (item.get("bind") or Map()).items():
             if key == "propagation" and value not in _PROPAGATION:
                 raise rep.error(0, f"{where}.bind.propagation", f"invalid value {value!r}")

@@ -42,11 +42,14 @@ def _binary() -> str:
     return found
 
 
-def oracle(folder: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``docker-compose config --format json`` in ``folder`` with only ``env`` set."""
+def oracle(
+    folder: Path, env: dict[str, str] | None = None, file: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``docker-compose [-f FILE] config --format json`` in ``folder`` with only ``env``
+    set."""
     full = {"PATH": "/usr/bin:/bin", "HOME": str(folder), **(env or {})}
     return subprocess.run(
-        [_binary(), "config", "--format", "json"],
+        [_binary(), *(["-f", file] if file else []), "config", "--format", "json"],
         cwd=folder,
         env=full,
         capture_output=True,
@@ -61,8 +64,9 @@ def ours(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     env: dict[str, str] | None = None,
+    file: str | None = None,
 ) -> tuple[int, Any, str]:
-    """``envkit config --format json`` in ``folder`` with only ``env`` set."""
+    """``envkit config [-f FILE] --format json`` in ``folder`` with only ``env`` set."""
     for key in list(os.environ):
         if key.startswith("COMPOSE_") or key in (env or {}):
             monkeypatch.delenv(key)
@@ -71,7 +75,7 @@ def ours(
     monkeypatch.setenv("HOME", str(folder))
     monkeypatch.chdir(folder)
     monkeypatch.delenv("ENVKIT_DEBUG", raising=False)
-    code = main(["config", "--format", "json"])
+    code = main(["config", *(["-f", file] if file else []), "--format", "json"])
     out = capsys.readouterr()
     return code, json.loads(out.out) if code == 0 else None, out.err
 
@@ -81,10 +85,11 @@ def agree(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     env: dict[str, str] | None = None,
+    file: str | None = None,
 ) -> dict[str, Any]:
-    theirs = oracle(folder, env)
+    theirs = oracle(folder, env, file)
     assert theirs.returncode == 0, theirs.stderr
-    code, mine, err = ours(folder, monkeypatch, capsys, env)
+    code, mine, err = ours(folder, monkeypatch, capsys, env, file)
     assert code == 0, err
     expected = compared(json.loads(theirs.stdout), ours=False)
     assert compared(mine, ours=True) == expected
@@ -107,6 +112,44 @@ def test_compose_spec_examples(
     code, _, err = ours(folder, monkeypatch, capsys)
     assert code == 2
     assert f"{folder}/{example['refused']}" in err
+
+
+COMPOSE_GO = [
+    "simple/compose.yaml",
+    "simple/compose-with-variables.yaml",
+    "simple/compose-name.yaml",
+    "simple/compose-with-paths.yaml",
+    "env-file/compose-with-env-file.yaml",
+    "env-file/compose-with-env-files.yaml",
+    "UNNORMALIZED PATH/compose.yaml",
+]
+
+
+#: What envkit refuses there, and the message: compose keeps a Windows path as a bind
+#: source on Linux, where it cannot be mounted.
+COMPOSE_GO_REFUSED = {
+    "simple/compose-with-paths.yaml": "compose-with-paths.yaml:6: "
+    "services.test.volumes[0].source: C:\\docker\\project is a Windows path",
+}
+
+
+@pytest.mark.parametrize("file", COMPOSE_GO)
+def test_compose_go_cli_testdata(
+    file: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """compose-go's cli/testdata (tests/data/compose/compose-go/SOURCE): .env with
+    COMPOSE_PROJECT_NAME, env_file lists, interpolated names, an unnormalised directory."""
+    shutil.copytree(DATA / "compose-go", tmp_path / "compose-go")
+    folder = tmp_path / "compose-go" / Path(file).parent
+    if file in COMPOSE_GO_REFUSED:
+        assert oracle(folder, {"TEST": "x"}, Path(file).name).returncode == 0
+        code, _, err = ours(folder, monkeypatch, capsys, {"TEST": "x"}, Path(file).name)
+        assert code == 2 and COMPOSE_GO_REFUSED[file] in err
+        return
+    agree(folder, monkeypatch, capsys, {"TEST": "x"}, Path(file).name)
 
 
 def _records(table: str, tmp_path: Path, key: str) -> None:
