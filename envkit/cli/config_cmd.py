@@ -51,20 +51,25 @@ class ConfigCommand:
     help = "load a stack file and print its resolved form"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
+        from envkit.cli.stack_cmds import OneFile, add_profile_option
+
         parser.add_argument(
             "file",
             nargs="?",
             help="stack file or compose file (default: ./stack.py, else compose.yaml)",
         )
         parser.add_argument(
-            "-f", "--file", dest="file_option", metavar="FILE", help="the same as FILE"
+            "-f",
+            "--file",
+            dest="file_option",
+            action=OneFile,
+            metavar="FILE",
+            help="the same as FILE",
         )
         parser.add_argument(
             "--stack", metavar="NAME", help="the stack to show when the file defines several"
         )
         parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
-        from envkit.cli.stack_cmds import add_profile_option
-
         add_profile_option(parser)
         form = parser.add_mutually_exclusive_group()
         form.add_argument(
@@ -84,10 +89,14 @@ class ConfigCommand:
 
         given = args.file_option or args.file
         path = Path(given) if given else (default_file() or Path(DEFAULT_FILE))
+        found = given is None
         compose_form = args.compose or (is_compose_file(path) and not args.canonical)
         data: dict[str, Any]
         if compose_form and is_compose_file(path):
-            from envkit.compose.loader import load
+            from envkit.compose.loader import load, override_files
+
+            if found and override_files(path):
+                load_file(path, found=True)  # refuses the override file, as for up
             from envkit.compose.normalise import project_to_compose
 
             project = load(path, profiles=args.profile or None)
@@ -97,9 +106,9 @@ class ConfigCommand:
         elif compose_form:
             from envkit.compose.normalise import stack_to_compose
 
-            data = stack_to_compose(load_file(path, args.stack, args.profile))
+            data = stack_to_compose(load_file(path, args.stack, args.profile, found=found))
         else:
-            stack = load_file(path, args.stack, args.profile)
+            stack = load_file(path, args.stack, args.profile, found=found)
             data = {"base_dir": str(stack.base_dir), **stack.canonical()}
         if args.format == "json":
             print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))

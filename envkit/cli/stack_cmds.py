@@ -29,6 +29,25 @@ if TYPE_CHECKING:
 DEFAULT_FILE = "stack.py"
 
 
+class OneFile(argparse.Action):
+    """``-f FILE`` given once: compose merges several (``-f a.yaml -f b.yaml``), envkit
+    does not, so a second one is an error rather than the last one silently winning."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(
+                f"{option_string} given twice: merging compose files is not supported; "
+                "merge them into one file"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def _add_target(
     parser: argparse.ArgumentParser, *, positional: bool, short_file: bool = True
 ) -> None:
@@ -36,6 +55,7 @@ def _add_target(
     parser.add_argument(
         *names,
         dest="file",
+        action=OneFile,
         metavar="FILE",
         help=f"the stack file or compose file (default: {DEFAULT_FILE}, else compose.yaml)",
     )
@@ -75,12 +95,13 @@ def add_profile_option(parser: argparse.ArgumentParser) -> None:
 
 def default_file() -> Path | None:
     """The stack file meant when none is given: ``stack.py`` here, else the compose file
-    compose would use (here or in a parent directory); ``None`` when there is neither."""
+    compose would use (``$COMPOSE_FILE``, else the first of compose's names here or in a
+    parent directory); ``None`` when there is neither."""
     if Path(DEFAULT_FILE).exists():
         return Path(DEFAULT_FILE)
-    from envkit.compose.loader import find_compose_file
+    from envkit.compose.loader import compose_file_from_env, find_compose_file
 
-    return find_compose_file()
+    return compose_file_from_env() or find_compose_file()
 
 
 def _file_path(file: str | None) -> Path:
@@ -88,21 +109,37 @@ def _file_path(file: str | None) -> Path:
 
 
 def _load(file: str | None, stack_name: str | None, profiles: list[str] | None = None) -> Stack:
-    return load_file(_file_path(file), stack_name, profiles)
+    return load_file(_file_path(file), stack_name, profiles, found=file is None)
 
 
 def load_file(
-    path: Path, stack_name: str | None = None, profiles: list[str] | None = None
+    path: Path,
+    stack_name: str | None = None,
+    profiles: list[str] | None = None,
+    *,
+    found: bool = False,
 ) -> Stack:
     """The Stack of a stack.py, or of a compose file (``.yaml``/``.yml``, whose warnings
-    go to stderr; ``profiles``, compose's ``--profile``, replace ``COMPOSE_PROFILES``)."""
+    go to stderr; ``profiles``, compose's ``--profile``, replace ``COMPOSE_PROFILES``).
+
+    ``found``: the file was not named but looked up; compose would then merge an override
+    file beside it (``compose.override.yaml``), which envkit refuses to ignore.
+    """
     from envkit.compose.loader import is_compose_file
 
     if not is_compose_file(path):
         from envkit.spec.loader import load_stack
 
         return load_stack(path, stack_name)
-    from envkit.compose.loader import load
+    from envkit.compose.loader import load, override_files
+
+    overrides = override_files(path) if found else []
+    if overrides:
+        raise EnvkitError(
+            f"{overrides[0]}: compose would merge this override file into {path.name}; "
+            "envkit does not merge compose files",
+            hint=f"merge it into {path.name}, or name the file to use it alone: -f {path}",
+        )
 
     project = load(path, profiles=profiles or None)
     for warning in project.warnings:

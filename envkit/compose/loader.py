@@ -36,9 +36,11 @@ __all__ = [
     "COMPOSE_FILES",
     "BuildSpec",
     "ComposeProject",
+    "compose_file_from_env",
     "find_compose_file",
     "is_compose_file",
     "load",
+    "override_files",
 ]
 
 
@@ -52,6 +54,31 @@ def find_compose_file(directory: Path | None = None) -> Path | None:
             if candidate.is_file():
                 return candidate
     return None
+
+
+def override_files(path: Path) -> list[Path]:
+    """The override files compose merges into the compose file ``path`` when it found
+    that file itself (``compose.override.yaml`` and the other names, beside it)."""
+    names = [n.replace("compose.", "compose.override.", 1) for n in COMPOSE_FILES]
+    return [path.parent / n for n in names if (path.parent / n).is_file()]
+
+
+def compose_file_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$COMPOSE_FILE``, the compose file compose uses when none is named; ``None`` when
+    unset. Several files (``a.yaml:b.yaml``) are refused: envkit does not merge them."""
+    text = (os.environ if environ is None else environ).get("COMPOSE_FILE", "")
+    if not text:
+        return None
+    separator = (os.environ if environ is None else environ).get(
+        "COMPOSE_PATH_SEPARATOR", os.pathsep
+    )
+    files = [f for f in text.split(separator) if f]
+    if len(files) > 1:
+        raise StackFileError(
+            f"COMPOSE_FILE names {len(files)} files: merging compose files is not supported",
+            hint="merge them into one file, or set COMPOSE_FILE to one",
+        )
+    return Path(files[0]) if files else None
 
 
 def is_compose_file(path: str | os.PathLike[str]) -> bool:

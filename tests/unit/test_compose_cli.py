@@ -111,3 +111,32 @@ def test_profile_option(project: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert sorted(json.loads(capsys.readouterr().out)["services"]) == ["web"]
     assert main(["config", "--format", "json", "--profile", "debug"]) == 0
     assert sorted(json.loads(capsys.readouterr().out)["services"]) == ["debug", "web"]
+
+
+def test_override_file_is_refused_when_the_file_was_looked_up(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "compose.yaml").write_text(COMPOSE)
+    (project / "compose.override.yaml").write_text("services:\n  web:\n    user: '1000'\n")
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "compose.override.yaml: compose would merge this override file into compose.yaml" in err
+    assert main(["config", "-f", "compose.yaml"]) == 0  # named: compose skips it too
+
+
+def test_compose_file_variable_and_two_files(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "web.yml").write_text(COMPOSE)
+    monkeypatch.setenv("COMPOSE_FILE", "web.yml")
+    assert main(["config", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "shop"
+    monkeypatch.setenv("COMPOSE_FILE", "web.yml:other.yml")
+    assert main(["config"]) == 2
+    assert "COMPOSE_FILE names 2 files: merging compose files is not supported" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as caught:
+        main(["up", "-f", "a.yaml", "-f", "b.yaml"])
+    assert caught.value.code == 2
+    assert "-f given twice: merging compose files is not supported" in capsys.readouterr().err
