@@ -295,6 +295,7 @@ class ServiceLinks(Context):
                     )
                 found = Network(DEFAULT_NETWORK)
             networks.append(found)
-        options["networks"] = networks
+        if list(joined) != [DEFAULT_NETWORK]:  # the default alone: as when none is named
+            options["networks"] = networks
         options["aliases"] = sorted({a for names in joined.values() for a in names})
         self.service_networks[name] = joined
