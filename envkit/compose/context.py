@@ -12,6 +12,7 @@ from envkit.compose.errors import Reporter
 from envkit.compose.model import BuildSpec
 from envkit.compose.yaml_lines import Map
 from envkit.errors import SpecError
+from envkit.spec.image import Image
 from envkit.spec.network import Network
 from envkit.spec.secret import Secret
 from envkit.spec.volume import Volume
@@ -49,6 +50,8 @@ class Context:
         self.secrets: dict[str, Secret] = {}
         self.secret_keys: dict[str, str] = {}
         self.images: dict[str, str] = {}
+        #: the Image of each ``image:`` name a service builds
+        self.built_refs: dict[str, Image] = {}
         self.builds: dict[str, BuildSpec] = {}
         self.service_networks: dict[str, dict[str, tuple[str, ...]]] = {}
 

@@ -212,7 +212,9 @@ class _Project(Resources, Services):
         self.top_secrets(name)
         active = self.active(services)
         built: list[Service] = []
-        for svc_name in active:
+        # Services that build first: another may run the image one of them builds.
+        builders = [n for n in active if services[n].get("build") is not None]
+        for svc_name in [*builders, *(n for n in active if n not in builders)]:
             built.append(
                 self.service(svc_name, services[svc_name], services.line_of(svc_name), active)
             )

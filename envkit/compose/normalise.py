@@ -119,7 +119,7 @@ def _service(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     base = service.image.base
-    if build is None and isinstance(base, Dockerfile) and not service.image.steps:
+    if build is None and image is None and isinstance(base, Dockerfile) and not service.image.steps:
         build = BuildSpec(context=base.context, dockerfile=base.path)
     if build is not None:
         body: dict[str, Any] = {"context": build.context, "dockerfile": build.dockerfile}

@@ -95,6 +95,15 @@ class Services(ServiceLinks):
         return self.spec(line, where, Service, name, **options)
 
     def image(self, name: str, body: Map, where: str) -> Image:
+        """The service's image: ``image:`` by reference, or ``build:`` through envkit's
+        Dockerfile import. An ``image:`` that another service builds (``build:`` and
+        ``image:`` the same name) is that service's image, as compose tags it so."""
+        image = self.built_image(name, body, where)
+        if isinstance(body.get("image"), str) and body.get("build") is not None:
+            self.built_refs[body["image"]] = image
+        return image
+
+    def built_image(self, name: str, body: Map, where: str) -> Image:
         rep = self.rep
         build = body.get("build")
         ref = body.get("image")
@@ -104,6 +113,8 @@ class Services(ServiceLinks):
                     body.line, where, "has neither image nor build", "add image: NAME or build: DIR"
                 )
             self.images[name] = ref
+            if ref in self.built_refs:
+                return self.built_refs[ref]
             return self.spec(body.line_of("image"), f"{where}.image", Image.from_, ref)
         if isinstance(ref, str):
             self.images[name] = ref

@@ -677,3 +677,24 @@ def test_secret_from_a_variable_only_dotenv_sets_is_a_warning(tmp_path: Path) ->
         "compose.yaml:7: secrets.t.environment: TOKEN is set in .env only: "
         "envkit reads the secret from its own environment when a container starts; export it"
     )
+
+
+def test_a_service_runs_the_image_another_builds(tmp_path: Path) -> None:
+    project = loaded(
+        tmp_path,
+        """\
+        services:
+          worker:
+            image: shop/app:dev
+            command: python worker.py
+          web:
+            image: shop/app:dev
+            build: .
+        """,
+    )
+    base = tmp_path / "app"
+    assert project.stack["worker"].image == project.stack["web"].image
+    assert project.stack["worker"].image.base == Dockerfile(f"{base}/Dockerfile", str(base))
+    form = to_compose(project)
+    assert form["services"]["worker"]["image"] == "shop/app:dev"
+    assert "build" not in form["services"]["worker"]
