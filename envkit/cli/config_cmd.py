@@ -51,7 +51,7 @@ class ConfigCommand:
     help = "load a stack file and print its resolved form"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        from envkit.cli.stack_cmds import OneFile, add_profile_option
+        from envkit.cli.stack_cmds import FileOption, add_profile_option
 
         parser.add_argument(
             "file",
@@ -62,9 +62,9 @@ class ConfigCommand:
             "-f",
             "--file",
             dest="file_option",
-            action=OneFile,
+            action=FileOption,
             metavar="FILE",
-            help="the same as FILE",
+            help="the same as FILE; repeated, compose files are merged in order",
         )
         parser.add_argument(
             "--stack", metavar="NAME", help="the stack to show when the file defines several"
@@ -84,31 +84,31 @@ class ConfigCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.cli.stack_cmds import DEFAULT_FILE, default_file, load_file
+        from envkit.cli.stack_cmds import DEFAULT_FILE, default_files, load_file
         from envkit.compose.loader import is_compose_file
 
-        given = args.file_option or args.file
-        path = Path(given) if given else (default_file() or Path(DEFAULT_FILE))
-        found = given is None
+        named = [args.file_option, *(getattr(args, "more_files", None) or []), args.file]
+        if any(named):
+            paths = [Path(f) for f in named if f]
+        else:
+            paths = default_files() or [Path(DEFAULT_FILE)]
+        path, more = paths[0], paths[1:]
         compose_form = args.compose or (is_compose_file(path) and not args.canonical)
         data: dict[str, Any]
         if compose_form and is_compose_file(path):
-            from envkit.compose.loader import load, override_files
-
-            if found and override_files(path):
-                load_file(path, found=True)  # refuses the override file, as for up
+            from envkit.compose.loader import load
             from envkit.compose.normalise import project_to_compose
 
-            project = load(path, profiles=args.profile or None)
+            project = load(paths, profiles=args.profile or None)
             for warning in project.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             data = project_to_compose(project)
         elif compose_form:
             from envkit.compose.normalise import stack_to_compose
 
-            data = stack_to_compose(load_file(path, args.stack, args.profile, found=found))
+            data = stack_to_compose(load_file(path, args.stack, args.profile, more=more))
         else:
-            stack = load_file(path, args.stack, args.profile, found=found)
+            stack = load_file(path, args.stack, args.profile, more=more)
             data = {"base_dir": str(stack.base_dir), **stack.canonical()}
         if args.format == "json":
             print(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))

@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 DEFAULT_FILE = "stack.py"
 
 
-class OneFile(argparse.Action):
-    """``-f FILE`` given once: compose merges several (``-f a.yaml -f b.yaml``), envkit
-    does not, so a second one is an error rather than the last one silently winning."""
+class FileOption(argparse.Action):
+    """``-f FILE``, repeatable as in compose (``-f compose.yaml -f more.yaml`` merges the
+    compose files): the first is ``args.file``, the others ``args.more_files``."""
 
     def __call__(
         self,
@@ -40,12 +40,11 @@ class OneFile(argparse.Action):
         values: str | Sequence[object] | None,
         option_string: str | None = None,
     ) -> None:
-        if getattr(namespace, self.dest, None) is not None:
-            parser.error(
-                f"{option_string} given twice: merging compose files is not supported; "
-                "merge them into one file"
-            )
-        setattr(namespace, self.dest, values)
+        if getattr(namespace, self.dest, None) is None:
+            setattr(namespace, self.dest, values)
+        else:
+            more = list(getattr(namespace, "more_files", None) or [])
+            namespace.more_files = [*more, values]
 
 
 def _add_target(
@@ -55,9 +54,10 @@ def _add_target(
     parser.add_argument(
         *names,
         dest="file",
-        action=OneFile,
+        action=FileOption,
         metavar="FILE",
-        help=f"the stack file or compose file (default: {DEFAULT_FILE}, else compose.yaml)",
+        help=f"the stack file or compose file (default: {DEFAULT_FILE}, else compose.yaml); "
+        "repeated, compose files are merged in order",
     )
     parser.add_argument("--stack", metavar="NAME", help="the stack of the file, if it has several")
     parser.add_argument("-p", "--project", metavar="NAME", help="a stack that is up, by name")
@@ -83,6 +83,11 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return file, rest
 
 
+def _more(args: argparse.Namespace) -> list[str]:
+    """The compose files after the first ``-f`` (merged into it)."""
+    return list(getattr(args, "more_files", None) or [])
+
+
 def add_profile_option(parser: argparse.ArgumentParser) -> None:
     """compose's ``--profile NAME`` (repeatable) for a compose file's services."""
     parser.add_argument(
@@ -94,22 +99,42 @@ def add_profile_option(parser: argparse.ArgumentParser) -> None:
 
 
 def default_file() -> Path | None:
-    """The stack file meant when none is given: ``stack.py`` here, else the compose file
-    compose would use (``$COMPOSE_FILE``, else the first of compose's names here or in a
-    parent directory); ``None`` when there is neither."""
-    if Path(DEFAULT_FILE).exists():
-        return Path(DEFAULT_FILE)
-    from envkit.compose.loader import compose_file_from_env, find_compose_file
+    """The stack file meant when none is given (the first of :func:`default_files`);
+    ``None`` when there is none."""
+    found = default_files()
+    return found[0] if found else None
 
-    return compose_file_from_env() or find_compose_file()
+
+def default_files() -> list[Path]:
+    """The files meant when none is given: ``stack.py`` here, else the compose files
+    compose would use: ``$COMPOSE_FILE``, else the first of compose's names here or in a
+    parent directory with its override file (``compose.override.yaml``) beside it."""
+    if Path(DEFAULT_FILE).exists():
+        return [Path(DEFAULT_FILE)]
+    from envkit.compose.loader import compose_files_from_env, find_compose_file, override_files
+
+    named = compose_files_from_env()
+    if named:
+        return named
+    found = find_compose_file()
+    return [found, *override_files(found)] if found is not None else []
 
 
 def _file_path(file: str | None) -> Path:
     return Path(file) if file is not None else (default_file() or Path(DEFAULT_FILE))
 
 
-def _load(file: str | None, stack_name: str | None, profiles: list[str] | None = None) -> Stack:
-    return load_file(_file_path(file), stack_name, profiles, found=file is None)
+def _load(
+    file: str | None,
+    stack_name: str | None,
+    profiles: list[str] | None = None,
+    more: Sequence[str] = (),
+) -> Stack:
+    if file is None:
+        paths = default_files() or [Path(DEFAULT_FILE)]
+    else:
+        paths = [Path(file), *(Path(m) for m in more)]
+    return load_file(paths[0], stack_name, profiles, more=paths[1:])
 
 
 def load_file(
@@ -117,31 +142,25 @@ def load_file(
     stack_name: str | None = None,
     profiles: list[str] | None = None,
     *,
-    found: bool = False,
+    more: Sequence[Path] = (),
 ) -> Stack:
     """The Stack of a stack.py, or of a compose file (``.yaml``/``.yml``, whose warnings
-    go to stderr; ``profiles``, compose's ``--profile``, replace ``COMPOSE_PROFILES``).
-
-    ``found``: the file was not named but looked up; compose would then merge an override
-    file beside it (``compose.override.yaml``), which envkit refuses to ignore.
-    """
+    go to stderr) merged with the compose files ``more``; ``profiles``, compose's
+    ``--profile``, replace ``COMPOSE_PROFILES``."""
     from envkit.compose.loader import is_compose_file
 
     if not is_compose_file(path):
+        if more:
+            raise EnvkitError(
+                f"{path}: only compose files merge; {more[0]} cannot be added to a stack file",
+                hint="give one stack.py, or compose files only",
+            )
         from envkit.spec.loader import load_stack
 
         return load_stack(path, stack_name)
-    from envkit.compose.loader import load, override_files
+    from envkit.compose.loader import load
 
-    overrides = override_files(path) if found else []
-    if overrides:
-        raise EnvkitError(
-            f"{overrides[0]}: compose would merge this override file into {path.name}; "
-            "envkit does not merge compose files",
-            hint=f"merge it into {path.name}, or name the file to use it alone: -f {path}",
-        )
-
-    project = load(path, profiles=profiles or None)
+    project = load([path, *more], profiles=profiles or None)
     for warning in project.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if stack_name is not None and stack_name != project.stack.name:
@@ -166,7 +185,7 @@ def _name(args: argparse.Namespace, file: str | None) -> str:
             f"no {DEFAULT_FILE} or compose.yaml here, and {len(up)} stacks are up",
             hint="name the stack with -p NAME (`envkit stack ls` lists them) or give its file",
         )
-    return _up_from(file, args.stack) or _load(file, args.stack).name
+    return _up_from(file, args.stack) or _load(file, args.stack, None, _more(args)).name
 
 
 def _up_from(file: str | None, stack_name: str | None) -> str | None:
@@ -222,7 +241,7 @@ class UpCommand:
         from envkit.stack import api
 
         file, services = _split(args)
-        stack = _load(file, args.stack, args.profile)
+        stack = _load(file, args.stack, args.profile, _more(args))
         progress = for_stream(mode=args.progress)
 
         def report(line: str) -> None:
@@ -330,7 +349,7 @@ class DownCommand:
             target = name
         elif file is not None or default_file() is not None:
             # its volumes are known even when it is down
-            target = _load(file, args.stack, args.profile)
+            target = _load(file, args.stack, args.profile, _more(args))
         else:
             target = _name(args, None)
         was_up = api.down(target, volumes=args.volumes)

@@ -33,9 +33,8 @@ class Context:
         env: Mapping[str, str],
         profiles: Sequence[str] | None,
         project_name: str | None,
-        home: str | None,
     ) -> None:
-        self.home = home
+        self.home: str | None = None
         self.project = ""
         #: variables only .env sets (not the environment envkit runs in)
         self.dotenv_only: set[str] = set()

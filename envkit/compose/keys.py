@@ -55,7 +55,7 @@ BUILD_IGNORED = {
 
 #: Top-level keys refused, with the fix.
 TOP_REFUSED = {
-    "include": "merge the included file into this one",
+    "include": "give the included file with a second -f (envkit up -f compose.yaml -f other.yaml)",
     "configs": "mount the file with a bind volume, or use a secret",
     "models": "not supported by envkit",
 }

@@ -19,10 +19,11 @@ from typing import Any
 from envkit.compose import dotenv, keys
 from envkit.compose.errors import Reporter
 from envkit.compose.interpolate import InterpolationError, substitute
+from envkit.compose.merge import merge_documents
 from envkit.compose.model import BuildSpec, ComposeProject
 from envkit.compose.resources import Resources
 from envkit.compose.services import Services
-from envkit.compose.yaml_lines import Map, Seq
+from envkit.compose.yaml_lines import Map, Seq, drop_resets
 from envkit.compose.yaml_lines import load as load_yaml
 from envkit.errors import SpecError, StackFileError
 from envkit.spec.network import DEFAULT_NETWORK
@@ -36,7 +37,7 @@ __all__ = [
     "COMPOSE_FILES",
     "BuildSpec",
     "ComposeProject",
-    "compose_file_from_env",
+    "compose_files_from_env",
     "find_compose_file",
     "is_compose_file",
     "load",
@@ -63,22 +64,13 @@ def override_files(path: Path) -> list[Path]:
     return [path.parent / n for n in names if (path.parent / n).is_file()]
 
 
-def compose_file_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
-    """``$COMPOSE_FILE``, the compose file compose uses when none is named; ``None`` when
-    unset. Several files (``a.yaml:b.yaml``) are refused: envkit does not merge them."""
-    text = (os.environ if environ is None else environ).get("COMPOSE_FILE", "")
-    if not text:
-        return None
-    separator = (os.environ if environ is None else environ).get(
-        "COMPOSE_PATH_SEPARATOR", os.pathsep
-    )
-    files = [f for f in text.split(separator) if f]
-    if len(files) > 1:
-        raise StackFileError(
-            f"COMPOSE_FILE names {len(files)} files: merging compose files is not supported",
-            hint="merge them into one file, or set COMPOSE_FILE to one",
-        )
-    return Path(files[0]) if files else None
+def compose_files_from_env(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The files ``$COMPOSE_FILE`` names (separated by ``$COMPOSE_PATH_SEPARATOR``, by
+    default ``:``), the compose files compose merges when none is named; ``[]`` when
+    unset."""
+    env = os.environ if environ is None else environ
+    separator = env.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+    return [Path(f) for f in env.get("COMPOSE_FILE", "").split(separator) if f]
 
 
 def is_compose_file(path: str | os.PathLike[str]) -> bool:
@@ -87,21 +79,48 @@ def is_compose_file(path: str | os.PathLike[str]) -> bool:
 
 
 def load(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     environ: Mapping[str, str] | None = None,
     profiles: Sequence[str] | None = None,
     project_name: str | None = None,
 ) -> ComposeProject:
-    """Load the compose file at ``path``.
+    """Load the compose file at ``path`` (or several, merged as compose merges them:
+    :mod:`envkit.compose.merge`; the first file's directory is the project's).
 
     ``environ`` replaces the process environment for interpolation (``.env`` beside
     the file fills in what it does not set); ``profiles`` replaces ``COMPOSE_PROFILES``;
     ``project_name`` replaces ``COMPOSE_PROJECT_NAME`` and the file's ``name:``.
     Raises :class:`~envkit.errors.StackFileError` naming ``file:line`` and the key.
     """
-    file = Path(path)
-    shown = str(path)
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths:
+        raise StackFileError("no compose file given")
+    file = Path(paths[0])
+    base = file.absolute().parent
+    rep = Reporter(str(paths[0]))
+    process = os.environ if environ is None else environ
+    env = _environment(base, process)
+    docs = [_read(Path(p), str(p)) for p in paths]
+    for doc in docs:
+        if "name" in doc:
+            doc["name"] = _one(doc["name"], rep, env, "name", doc.line_of("name"))
+    named = [d for d in docs if d.get("name")]
+    project = _Project(rep, named[-1] if named else docs[0], base, env, profiles, project_name)
+    project.home = process.get("HOME")
+    project.dotenv_only = set(env) - set(process)
+    name = project.name()
+    # The project name is a variable of its own for the rest of the files (compose-spec).
+    project.env = env = {**env, "COMPOSE_PROJECT_NAME": name}
+    project.project = name
+    for doc in docs:
+        _interpolate(doc, rep, env, "")
+    project.doc = drop_resets(merge_documents(rep, docs) if len(docs) > 1 else docs[0])
+    return project.build(file, name)
+
+
+def _read(file: Path, shown: str) -> Map:
+    """The top-level mapping of compose file ``file``."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -115,25 +134,14 @@ def load(
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StackFileError(f"{shown}: cannot read: {exc}") from None
-    base = file.absolute().parent
-    rep = Reporter(shown)
-    env = _environment(base, os.environ if environ is None else environ)
     doc = load_yaml(text, shown)
     if doc is None:
-        raise rep.error(1, "", "empty compose file", "add a services: section")
+        raise StackFileError(f"{shown}:1: empty compose file", hint="add a services: section")
     if not isinstance(doc, Map):
-        raise rep.error(1, "", "expected a mapping at the top level", "start with services:")
-    if "name" in doc:
-        doc["name"] = _one(doc["name"], rep, env, "name", doc.line_of("name"))
-    home = (os.environ if environ is None else environ).get("HOME")
-    project = _Project(rep, doc, base, env, profiles, project_name, home)
-    project.dotenv_only = set(env) - set(os.environ if environ is None else environ)
-    name = project.name()
-    # The project name is a variable of its own for the rest of the file (compose-spec).
-    project.env = env = {**env, "COMPOSE_PROJECT_NAME": name}
-    project.project = name
-    _interpolate(doc, rep, env, "")
-    return project.build(file, name)
+        raise StackFileError(
+            f"{shown}:1: expected a mapping at the top level", hint="start with services:"
+        )
+    return doc
 
 
 def _environment(base: Path, environ: Mapping[str, str]) -> dict[str, str]:

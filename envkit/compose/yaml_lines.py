@@ -5,6 +5,11 @@ YAML 1.2's core schema, as compose's Go reader (yaml.v3) does: ``no``, ``on`` an
 ``yes`` are strings, ``22:22`` is a string (YAML 1.1 would read a base-60 number),
 only ``true``/``false`` are booleans. Anchors, aliases and ``<<`` merge keys work.
 A key given twice in one mapping is an error, as in compose.
+
+Line numbers are :class:`Line` values, which also name their file (several compose
+files can be merged into one document). compose's merge tags are kept for the merge:
+``!reset`` reads as :data:`RESET`, ``!override`` marks a mapping or sequence
+(``override = True``); :func:`drop_resets` removes what ``!reset`` cleared.
 """
 
 from __future__ import annotations
@@ -15,10 +20,24 @@ from typing import Any
 from envkit.errors import StackFileError
 
 
+class Line(int):
+    """A line number that knows its file (``source``, as shown in messages)."""
+
+    source: str | None = None
+
+    @classmethod
+    def at(cls, number: int, source: str | None) -> Line:
+        """Line ``number`` of file ``source``."""
+        line = cls(number)
+        line.source = source
+        return line
+
+
 class Map(dict[str, Any]):
     """A YAML mapping; ``line`` is where it starts, ``lines[key]`` where each key is."""
 
     line: int = 0
+    override: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +52,7 @@ class Seq(list[Any]):
     """A YAML sequence; ``line`` is where it starts, ``lines[i]`` where item ``i`` is."""
 
     line: int = 0
+    override: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,6 +61,34 @@ class Seq(list[Any]):
     def line_of(self, index: int) -> int:
         """The line of item ``index``."""
         return self.lines[index] if 0 <= index < len(self.lines) else self.line
+
+
+class _Reset:
+    """The value of a ``!reset`` node: the attribute is cleared."""
+
+    def __repr__(self) -> str:
+        return "RESET"
+
+
+#: What ``!reset`` reads as.
+RESET = _Reset()
+
+
+def drop_resets(node: Any) -> Any:
+    """``node`` without the keys and items ``!reset`` cleared (in place); a reset
+    value as a whole is ``None``."""
+    if node is RESET:
+        return None
+    if isinstance(node, Map):
+        for key in [k for k, v in node.items() if v is RESET]:
+            del node[key]
+        for key in node:
+            node[key] = drop_resets(node[key])
+    elif isinstance(node, Seq):
+        kept = [(v, line) for v, line in zip(node, node.lines, strict=False) if v is not RESET]
+        node[:] = [drop_resets(v) for v, _ in kept]
+        node.lines = [line for _, line in kept]
+    return node
 
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
@@ -77,7 +125,7 @@ def load(text: str, source: str) -> Any:
 
     def construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
         result = Map()
-        result.line = node.start_mark.line + 1
+        result.line = Line.at(node.start_mark.line + 1, source)
         yield result
         seen: dict[str, int] = {}
         for key_node, _ in node.value:
@@ -98,15 +146,17 @@ def load(text: str, source: str) -> Any:
             result[str(key) if key is not None else "null"] = loader.construct_object(
                 value_node, deep=True
             )
-            result.lines[str(key) if key is not None else "null"] = key_node.start_mark.line + 1
+            result.lines[str(key) if key is not None else "null"] = Line.at(
+                key_node.start_mark.line + 1, source
+            )
 
     def construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> Any:
         result = Seq()
-        result.line = node.start_mark.line + 1
+        result.line = Line.at(node.start_mark.line + 1, source)
         yield result
         for item in node.value:
             result.append(loader.construct_object(item, deep=True))
-            result.lines.append(item.start_mark.line + 1)
+            result.lines.append(Line.at(item.start_mark.line + 1, source))
 
     def _untagged(loader: Loader, node: yaml.Node) -> Any:
         """The value of a tagged node as if it had no tag."""
@@ -122,10 +172,13 @@ def load(text: str, source: str) -> Any:
         else:
             tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call]
             plain = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark)
-        return loader.construct_object(plain, deep=True)
+        value = loader.construct_object(plain, deep=True)
+        if isinstance(value, Map | Seq):
+            value.override = True
+        return value
 
-    # compose's merge tags: in one file, !reset removes a value, !override keeps it.
-    Loader.add_constructor("!reset", lambda loader, node: None)
+    # compose's merge tags (see envkit.compose.merge)
+    Loader.add_constructor("!reset", lambda loader, node: RESET)
     Loader.add_constructor("!override", _untagged)
     Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
     Loader.add_constructor("tag:yaml.org,2002:map", construct_map)

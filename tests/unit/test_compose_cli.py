@@ -113,30 +113,35 @@ def test_profile_option(project: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert sorted(json.loads(capsys.readouterr().out)["services"]) == ["debug", "web"]
 
 
-def test_override_file_is_refused_when_the_file_was_looked_up(
+def test_override_file_is_merged_when_the_file_was_looked_up(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (project / "compose.yaml").write_text(COMPOSE)
     (project / "compose.override.yaml").write_text("services:\n  web:\n    user: '1000'\n")
-    assert main(["config"]) == 2
-    err = capsys.readouterr().err
-    assert "compose.override.yaml: compose would merge this override file into compose.yaml" in err
-    assert main(["config", "-f", "compose.yaml"]) == 0  # named: compose skips it too
+    assert main(["config", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["services"]["web"]["user"] == "1000"
+    assert main(["config", "-f", "compose.yaml", "--format", "json"]) == 0  # named: alone
+    assert "user" not in json.loads(capsys.readouterr().out)["services"]["web"]
 
 
-def test_compose_file_variable_and_two_files(
+def test_compose_file_variable_and_several_files(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (project / "web.yml").write_text(COMPOSE)
+    (project / "more.yml").write_text("services:\n  web:\n    environment: [A=1]\n")
     monkeypatch.setenv("COMPOSE_FILE", "web.yml")
     assert main(["config", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "shop"
-    monkeypatch.setenv("COMPOSE_FILE", "web.yml:other.yml")
-    assert main(["config"]) == 2
-    assert "COMPOSE_FILE names 2 files: merging compose files is not supported" in (
-        capsys.readouterr().err
-    )
-    with pytest.raises(SystemExit) as caught:
-        main(["up", "-f", "a.yaml", "-f", "b.yaml"])
-    assert caught.value.code == 2
-    assert "-f given twice: merging compose files is not supported" in capsys.readouterr().err
+    monkeypatch.setenv("COMPOSE_FILE", "web.yml:more.yml")
+    assert main(["config", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["services"]["web"]["environment"] == {"A": "1"}
+    monkeypatch.delenv("COMPOSE_FILE")
+    assert main(["config", "-f", "web.yml", "-f", "more.yml", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["services"]["web"]["environment"] == {"A": "1"}
+
+
+def test_stack_py_does_not_merge(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "stack.py").write_text("")
+    (project / "more.yml").write_text(COMPOSE)
+    assert main(["config", "-f", "stack.py", "-f", "more.yml"]) == 2
+    assert "only compose files merge" in capsys.readouterr().err

@@ -152,6 +152,45 @@ def test_compose_go_cli_testdata(
     agree(folder, monkeypatch, capsys, {"TEST": "x"}, Path(file).name)
 
 
+#: Merged compose files (tests/data/compose/merge/SOURCE); ``None``: the files compose
+#: finds by itself (compose.yaml and compose.override.yaml).
+MERGES = [
+    ("spec-rules", ["compose.yaml", "override.yaml"]),
+    ("forms", ["compose.yaml", "second.yaml"]),
+    ("dev-override", None),
+]
+
+
+@pytest.mark.parametrize(("case", "files"), MERGES, ids=[m[0] for m in MERGES])
+def test_merged_files(
+    case: str,
+    files: list[str] | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = tmp_path / case
+    shutil.copytree(DATA / "merge" / case, folder)
+    theirs = subprocess.run(
+        [_binary(), *(a for f in files or [] for a in ("-f", f)), "config", "--format", "json"],
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "TOKEN": "t"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert theirs.returncode == 0, theirs.stderr
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("TOKEN", "t")
+    for key in [k for k in os.environ if k.startswith("COMPOSE_")]:
+        monkeypatch.delenv(key)
+    argv = [a for f in files or [] for a in ("-f", f)]
+    assert main(["config", *argv, "--format", "json"]) == 0
+    mine = json.loads(capsys.readouterr().out)
+    assert compared(mine, ours=True) == compared(json.loads(theirs.stdout), ours=False)
+
+
 def _records(table: str, tmp_path: Path, key: str) -> None:
     for i, case in enumerate(json.loads((DATA / table).read_text())["cases"]):
         folder = tmp_path / f"{key}{i}" / "proj"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from envkit.compose import durations
-from envkit.compose.yaml_lines import Map, Seq, load
+from envkit.compose.yaml_lines import RESET, Map, Seq, drop_resets, load
 from envkit.errors import StackFileError
 
 
@@ -45,6 +45,12 @@ def test_scalars_follow_yaml_1_2(text: str, value: object) -> None:
     assert load(f"k: {text}\n", "c.yaml")["k"] == value
 
 
+def test_lines_name_their_file() -> None:
+    doc = load("a:\n  - x\n", "dir/c.yaml")
+    assert doc.line_of("a").source == "dir/c.yaml"
+    assert doc["a"].line_of(0).source == "dir/c.yaml"
+
+
 def test_lines_of_keys_and_items() -> None:
     doc = load("a:\n  b: 1\n  c:\n    - x\n    - y\n", "c.yaml")
     assert isinstance(doc, Map) and isinstance(doc["a"], Map)
@@ -60,7 +66,8 @@ def test_anchors_merges_and_compose_tags() -> None:
         "s:\n  <<: *base\n  ports: !override [81]\n  user: !reset null\n",
         "c.yaml",
     )
-    assert doc["s"] == {"image": "busybox", "ports": [81], "user": None}
+    assert doc["s"]["ports"].override and doc["s"]["user"] is RESET
+    assert drop_resets(doc)["s"] == {"image": "busybox", "ports": [81]}
 
 
 @pytest.mark.parametrize(
