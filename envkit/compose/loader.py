@@ -19,7 +19,7 @@ from typing import Any
 from envkit.compose import dotenv, keys
 from envkit.compose.errors import Reporter
 from envkit.compose.interpolate import InterpolationError, substitute
-from envkit.compose.merge import merge_documents
+from envkit.compose.merge import merge_documents, resolve_extends
 from envkit.compose.model import BuildSpec, ComposeProject
 from envkit.compose.resources import Resources
 from envkit.compose.services import Services
@@ -115,7 +115,15 @@ def load(
     project.project = name
     for doc in docs:
         _interpolate(doc, rep, env, "")
-    project.doc = drop_resets(merge_documents(rep, docs) if len(docs) > 1 else docs[0])
+    merged = merge_documents(rep, docs) if len(docs) > 1 else docs[0]
+
+    def read_other(other: Path) -> Map:
+        found = _read(other, str(other))
+        _interpolate(found, rep, env, "")
+        return found
+
+    resolve_extends(rep, merged, read_other, base)
+    project.doc = drop_resets(merged)
     return project.build(file, name)
 
 

@@ -10,12 +10,18 @@
   ``networks`` merge as mappings whichever form (list or mapping) each file uses.
 - ``!reset`` clears what earlier files set; ``!override`` replaces it whole.
 
+A service's ``extends`` (:func:`resolve_extends`) merges the service it names with its
+own keys by the same rules.
+
 Each file is interpolated on its own before the merge; relative paths in every file are
 relative to the first file's directory, as in compose.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from envkit.compose import syntax
@@ -133,3 +139,62 @@ def _key(rep: Reporter, where: str, shown: str, item: Any, line: int) -> object:
         parts = text.split(":")
         return (parts[1] if len(parts) > 1 else parts[0]).rstrip("/")
     return text
+
+
+def resolve_extends(rep: Reporter, doc: Map, read: Callable[[Path], Map], base_dir: Path) -> None:
+    """Replace every service's ``extends`` by the merge of the service it names (in
+    this document, or in ``extends.file``, read with ``read`` and relative to
+    ``base_dir``) with the service's own keys, as compose does; ``extends`` of the
+    base are followed first. A cycle is an error."""
+    services = doc.get("services")
+    if not isinstance(services, Map):
+        return
+    done: dict[tuple[str, str], Map] = {}
+
+    def resolve(source: str, pool: Map, name: str, chain: tuple[tuple[str, str], ...]) -> Map:
+        key = (source, name)
+        if key in done:
+            return done[key]
+        if key in chain:
+            names = " -> ".join(n for _, n in (*chain, key))
+            raise rep.error(pool.line_of(name), "services", f"extends forms a cycle: {names}")
+        body = pool.get(name)
+        if not isinstance(body, Map):
+            raise rep.error(pool.line, "services", f"no service {name!r} to extend")
+        spec = body.get("extends")
+        if spec is None:
+            done[key] = body
+            return body
+        where = f"services.{name}.extends"
+        line = body.line_of("extends")
+        if isinstance(spec, str):
+            target, file = spec, None
+        elif isinstance(spec, Map) and isinstance(spec.get("service"), str):
+            target, file = spec["service"], spec.get("file")
+        else:
+            raise rep.error(line, where, "expected a service name or {service:, file:}")
+        if file is None:
+            base_pool, base_source = pool, source
+        else:
+            path = Path(str(file))
+            path = path if path.is_absolute() else base_dir / path
+            found = read(path).get("services")
+            base_pool = found if isinstance(found, Map) else Map()
+            base_source = str(path)
+        if target not in base_pool:
+            raise rep.error(line, where, f"no service {target!r} in {file or 'this file'}")
+        base = copy.deepcopy(resolve(base_source, base_pool, target, (*chain, key)))
+        own = Map()
+        own.line = body.line
+        for k, v in body.items():
+            if k != "extends":
+                own[k] = v
+                own.lines[k] = body.line_of(k)
+        merged: Map = _merge(rep, base, own, ("services", name))
+        merged.pop("extends", None)
+        pool[name] = merged
+        done[key] = merged
+        return merged
+
+    for name in list(services):
+        resolve("", services, name, ())

@@ -61,7 +61,9 @@ def _service(body: dict[str, Any], *, ours: bool) -> dict[str, Any]:
         for p in body.get("ports") or []
     ]
     if ports:
-        out["ports"] = sorted(ports, key=lambda p: (p["target"], p["host_ip"], p["protocol"]))
+        out["ports"] = sorted(
+            ports, key=lambda p: (p["target"], p["host_ip"], p["protocol"], p["published"] or "")
+        )
     volumes = []
     tmpfs = list(body.get("tmpfs") or [])
     if isinstance(body.get("tmpfs"), str):

@@ -87,3 +87,55 @@ def test_paths_are_relative_to_the_first_file(tmp_path: Path) -> None:
     stack = load([tmp_path / "compose.yaml", tmp_path / "sub" / "more.yaml"], environ={}).stack
     assert stack["a"].volumes[0].source == str(tmp_path / "data")
     assert stack.base_dir == tmp_path
+
+
+def test_extends_in_this_file_and_another(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        """\
+services:
+  base:
+    image: busybox
+    user: root
+    environment: [TZ=utc, PORT=80]
+    volumes: [common:/data:rw]
+  common:
+    image: busybox
+    extends:
+      service: base
+  cli:
+    extends: {service: common}
+    environment:
+      PORT: 8080
+    volumes: [cli:/data:ro]
+  web:
+    extends:
+      file: common.yml
+      service: webapp
+    ports: ["8000:80"]
+volumes:
+  common:
+  cli:
+"""
+    )
+    (tmp_path / "common.yml").write_text(
+        "services:\n  webapp:\n    image: nginx\n    environment: {A: '1'}\n"
+        "    ports: ['8080:80']\n"
+    )
+    stack = load(tmp_path / "compose.yaml", environ={}).stack
+    assert stack["cli"].user == "root"  # from base, through common
+    assert dict(stack["cli"].env) == {"TZ": "utc", "PORT": "8080"}
+    (mount,) = stack["cli"].volumes
+    assert (mount.source, mount.read_only) == (Volume("cli"), True)  # by target: replaced
+    assert stack["web"].image == Image.from_("nginx")
+    assert sorted(p.host_port for p in stack["web"].ports) == [8000, 8080]
+
+
+def test_extends_cycle_and_unknown_service(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: x\n    extends: b\n  b:\n    image: x\n    extends: a\n"
+    )
+    with pytest.raises(StackFileError, match="extends forms a cycle: a -> b -> a"):
+        load(tmp_path / "compose.yaml", environ={})
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    extends: nope\n")
+    with pytest.raises(StackFileError, match=r"compose\.yaml:3: services\.a\.extends: no service"):
+        load(tmp_path / "compose.yaml", environ={})

@@ -155,6 +155,7 @@ def test_compose_go_cli_testdata(
 #: Merged compose files (tests/data/compose/merge/SOURCE); ``None``: the files compose
 #: finds by itself (compose.yaml and compose.override.yaml).
 MERGES = [
+    ("extends", None),
     ("spec-rules", ["compose.yaml", "override.yaml"]),
     ("forms", ["compose.yaml", "second.yaml"]),
     ("dev-override", None),
