@@ -641,13 +641,19 @@ def start_detached(prepared: Prepared) -> st.ContainerState:
         prepared.abandon()
         raise
     try:
-        record.supervisor, record.supervisor_start = connection.pid, connection.start
-        record.mark_running(engine.pid)
-        connection.started(engine.pid, engine.console)
-    except BaseException:
-        connection.close()  # the monitor stops the container it was never given
-        prepared.abandon()
-        raise
+        try:
+            record.supervisor, record.supervisor_start = connection.pid, connection.start
+            record.mark_running(engine.pid)
+        except BaseException:
+            connection.close()  # the monitor stops the container it was never given
+            prepared.abandon()
+            raise
+        try:
+            connection.started(engine.pid, engine.console)
+        except (OSError, monitor_client.MonitorError):
+            # The monitor died at this moment (kill -9): the container runs and its
+            # record says so; the next envkit command has a new monitor adopt it.
+            connection.close()
     finally:
         if engine.console is not None:
             os.close(engine.console)

@@ -42,7 +42,7 @@ import socket
 import sys
 
 from envkit.host import syscalls
-from envkit.host.prctl import prctl
+from envkit.host.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from envkit.runtime import init, logs, spawn
 from envkit.runtime import state as st
 from envkit.runtime.config import ContainerConfig
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-PR_SET_CHILD_SUBREAPER = 36
 #: How long an idle monitor waits for the next container before it exits.
 IDLE_GRACE = 1.0
 #: Largest request accepted (a config with a big environment fits many times over).

@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.host import idmap, syscalls, userns_cache
-from envkit.host.prctl import PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+from envkit.host.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 from envkit.runtime import caps, init, rootfs, seccomp
 from envkit.runtime.config import BindMount, ContainerConfig
 
@@ -73,7 +73,9 @@ class Container:
     Use as a context manager to make sure it is stopped and cleaned up.
     """
 
-    def __init__(self, monitor: int | None, init_pid: int, state_dir: str) -> None:
+    def __init__(
+        self, monitor: int | None, init_pid: int, state_dir: str, parent: int | None = None
+    ) -> None:
         self.pid = init_pid  #: host pid of the container's pid 1 (the command)
         #: With ``config.tty``: the master side of the command's terminal (the caller
         #: owns and closes it), else ``None``.
@@ -82,7 +84,9 @@ class Container:
         self._state_dir = state_dir
         self._returncode: int | None = None
         # Launched by another process: that one holds and signals it.
-        self._pidfd = None if monitor is None else _pidfd_of_child(init_pid, monitor)
+        # ``monitor`` is the process to wait for: the intermediate, or pid 1 itself when
+        # it was re-parented to this process (then ``parent`` is this process).
+        self._pidfd = None if monitor is None else _pidfd_of_child(init_pid, parent or monitor)
 
     @property
     def returncode(self) -> int | None:
@@ -145,6 +149,7 @@ def start(
     runtime_dir: str | None = None,
     *,
     launcher: Launcher | None = None,
+    reparent: bool = False,
 ) -> Container:
     """Start a container and return once its command was exec'd.
 
@@ -154,7 +159,9 @@ def start(
     config, the runtime dir and the fds of the intermediate's side of the handshake
     (which it must pass on to :func:`launched`), and returns the intermediate's pid.
     This process then only does its part of the handshake (id maps, ``on_namespaces``);
-    the returned handle can signal the container but not wait for it.
+    the returned handle can signal the container but not wait for it. ``reparent``
+    leaves no intermediate process either: this process becomes a child subreaper and
+    pid 1 its child (a long-lived monitor such as the stack supervisor wants that).
     Raises :class:`StartError` (with the step that failed) when it cannot start.
     """
     maps = maps or idmap.plan()
@@ -210,6 +217,8 @@ def start(
             raise
     else:
         parent = os.getpid()
+        if reparent:
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
         monitor = os.fork()
         if monitor == 0:
             os.close(sync_r)
@@ -217,7 +226,7 @@ def start(
             os.close(err_r)
             if console_parent is not None:
                 console_parent.close()
-            _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child)
+            _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child, detach=reparent)
     for fd in (sync_w, go_r, err_w):
         os.close(fd)
     if console_child is not None:
@@ -235,7 +244,13 @@ def start(
     finally:
         os.close(sync_r)
         os.close(go_w)
-    container = Container(None if launcher else monitor, init_pid, state_dir)
+    if launcher is not None:
+        container = Container(None, init_pid, state_dir)
+    elif reparent:
+        os.waitpid(monitor, 0)  # it exits once pid 1 is forked: pid 1 is our child now
+        container = Container(init_pid, init_pid, state_dir, parent=os.getpid())
+    else:
+        container = Container(monitor, init_pid, state_dir)
     try:
         report = _read_all(err_r)
     finally:
@@ -376,7 +391,7 @@ def launched(config: ContainerConfig, state_dir: str, fds: list[int], report_w: 
             seccomp.prepare(caps.seccomp_caps(config.capabilities))
     except BaseException as exc:
         init.fail(err_w, 1, f"seccomp: {_describe(exc)}")
-    _monitor(config, state_dir, sync_w, go_r, err_w, os.getppid(), console, report_w)
+    _monitor(config, state_dir, sync_w, go_r, err_w, os.getppid(), console, report_w, detach=True)
 
 
 def _monitor(
@@ -388,9 +403,12 @@ def _monitor(
     parent: int,
     console: socket.socket | None,
     report_w: int | None = None,
+    *,
+    detach: bool = False,
 ) -> NoReturn:
-    """The forked monitor process (never returns into the caller's code); with
-    ``report_w``, the intermediate of a launched container (:func:`launched`)."""
+    """The forked monitor process (never returns into the caller's code). With
+    ``detach`` it is only an intermediate: it exits once pid 1 is forked (after telling
+    ``report_w``, for a launched container: :func:`launched`)."""
     step = "prepare"
     try:
         if config.stdio is not None:
@@ -457,18 +475,25 @@ def _monitor(
             if os.getppid() != parent:
                 os._exit(1)
         step = "fork pid 1"
+        # A pid 1 that must die with its parent sets PR_SET_PDEATHSIG once this process,
+        # its parent for a moment, is gone: the pipe's EOF says so.
+        gone_r, gone_w = os.pipe() if detach and config.die_with_parent else (None, None)
         init_pid = os.fork()
         if init_pid == 0:
             os.close(sync_w)
-            _pid1(config, layers, upper, work, binds, err_w, console)
+            if gone_w is not None:
+                os.close(gone_w)
+            _pid1(config, layers, upper, work, binds, err_w, console, gone_r)
         if console is not None:
             console.close()
         os.write(sync_w, str(init_pid).encode())
         os.close(sync_w)
         os.close(err_w)
-        if report_w is not None:
-            os.write(report_w, str(init_pid).encode())
-            os._exit(0)  # pid 1 goes to the launcher, a subreaper
+        if detach:
+            if report_w is not None:
+                with suppress(OSError):  # the monitor died: pid 1 is adopted later
+                    os.write(report_w, str(init_pid).encode())
+            os._exit(0)  # pid 1 goes to the subreaper above
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         for sig in init.FORWARDED:
             signal.signal(sig, signal.SIG_IGN)  # the caller or init deals with them
@@ -486,6 +511,7 @@ def _pid1(
     binds: list[str | None],
     err_w: int,
     console: socket.socket | None,
+    gone_r: int | None = None,
 ) -> NoReturn:
     """pid 1: build the root file system, then become the command (docker's and
     podman's process model: no envkit process stays in the container's pid namespace)."""
@@ -494,6 +520,10 @@ def _pid1(
         # Not dumpable until the exec: it holds host paths (fds) and the caller's memory.
         prctl(PR_SET_DUMPABLE, 0)
         if config.die_with_parent:
+            if gone_r is not None:
+                while os.read(gone_r, 1):
+                    pass
+                os.close(gone_r)
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         rootfs.build(config, layers, upper, work, binds)
         step = "terminal"

@@ -1,0 +1,203 @@
+"""The process model of issue 15: one monitor -> the command, shared by every detached
+container of a home; kill -9 of the monitor at random moments loses no container; many
+run -d/stop/rm cycles leave no process, mount, fd or file behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration import homes
+from tests.integration.test_containers import cli, wait_for
+
+pytestmark = pytest.mark.rootless
+
+BUSYBOX = "busybox:1"
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return homes.loaded_home(tmp_path_factory.mktemp("process-model"), ref=BUSYBOX)
+
+
+@pytest.fixture
+def home(loaded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ENVKIT_HOME", str(loaded_home))
+    yield loaded_home
+    from envkit.runtime import state
+
+    for record in state.all_states():
+        cli(loaded_home, ["rm", "-f", record.id])
+    wait_for(lambda: not _monitors(loaded_home), timeout=15)
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _monitors(home: Path) -> list[int]:
+    """The container monitors of ``home`` that run."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if "envkit.container.monitor" not in _cmdline(int(entry)):
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"ENVKIT_HOME={home}".encode() in environ:
+            found.append(int(entry))
+    return found
+
+
+def _envkit_processes(home: Path) -> list[int]:
+    """Processes of this home other than containers' commands: any whose environment
+    names the home (monitors, helpers; the commands get the image's environment)."""
+    mine = f"ENVKIT_HOME={home}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_detached_containers_share_one_monitor_that_is_their_parent(home: Path) -> None:
+    from envkit.runtime import state
+
+    for i in range(3):
+        assert cli(home, ["run", "-d", "--name", f"pm{i}", BUSYBOX, "sleep", "300"]).returncode == 0
+    records = state.all_states()
+    assert len({r.supervisor for r in records}) == 1
+    (monitor,) = _monitors(home)
+    for record in records:
+        assert record.supervisor == monitor
+        assert _ppid(record.pid) == monitor  # no intermediate process stays
+        assert _cmdline(record.pid).startswith("sleep 300")
+    assert sorted(_envkit_processes(home)) == [monitor]
+    assert cli(home, ["rm", "-f", "pm0", "pm1", "pm2"]).returncode == 0
+    wait_for(lambda: not _monitors(home), timeout=15)  # it leaves once it holds nothing
+
+
+def test_reparented_start_leaves_no_intermediate(home: Path) -> None:
+    """``spawn.start(reparent=True)``: the caller (a stack supervisor) is pid 1's parent."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        import envkit
+        from envkit.runtime import spawn
+        from envkit.containers import prepare, RunOptions
+        prepared = prepare({BUSYBOX!r}, RunOptions(cmd=["sh", "-c", "exit 5"]))
+        engine = spawn.start(prepared.config, runtime_dir=prepared.state.path("rt"),
+                             reparent=True)
+        stat = open(f"/proc/{{engine.pid}}/stat").read()
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        code = engine.wait()
+        prepared.abandon()
+        print(ppid == os.getpid(), code)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "5"]
+
+
+def test_kill_9_of_the_monitor_at_random_moments(home: Path) -> None:
+    """20 times: start containers while the monitor is killed at a random moment; every
+    container is then either running under a live monitor or exited with its code."""
+    from envkit.runtime import state
+
+    rng = random.Random(15)
+    for round_ in range(20):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "envkit", "run", "-d", BUSYBOX, "sleep", "300"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        time.sleep(rng.uniform(0.0, 0.4))
+        for pid in _monitors(home):
+            os.kill(pid, signal.SIGKILL)
+        for proc in procs:
+            proc.wait(timeout=60)
+        assert cli(home, ["ps", "-a"]).returncode == 0  # the next command settles it
+        for record in state.all_states():
+            if record.status == state.RUNNING:
+                assert state.alive(record.pid, record.pid_start), round_
+                assert state.alive(record.supervisor, record.supervisor_start), round_
+                assert _ppid(record.pid) in (record.supervisor, 1) or record.supervisor
+            else:
+                assert record.exit_code is not None, round_
+        # every one can be stopped and removed
+        ids = [r.id for r in state.all_states()]
+        if ids:
+            assert cli(home, ["rm", "-f", *ids]).returncode == 0
+        assert not [r for r in state.all_states()]
+        assert not [p for p in _sleepers(home)]
+
+
+def _sleepers(home: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if _cmdline(int(entry)) == "sleep 300 ":
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _mounts_below(home: Path) -> int:
+    points = [ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sum(1 for p in points if p == str(home) or p.startswith(f"{home}/"))
+
+
+def test_run_d_stop_rm_cycles_leave_nothing(home: Path) -> None:
+    import envkit
+    from envkit.runtime import state
+
+    for _ in range(2):  # warm up: from its second start a process keeps a user namespace
+        envkit.run(BUSYBOX, ["true"], detach=True, remove=True).wait(timeout=30)
+    wait_for(lambda: not _monitors(home), timeout=15)
+    fds, mounts = _fds(), _mounts_below(home)
+    files = sorted(p.relative_to(home) for p in (home / "containers").rglob("*"))
+    for _ in range(100):
+        container = envkit.run(BUSYBOX, ["sleep", "300"], detach=True)
+        container.kill()  # what stop does after its grace period (sleep ignores SIGTERM)
+        assert container.wait(timeout=10) == 128 + signal.SIGKILL
+        container.remove()
+    wait_for(lambda: not _monitors(home), timeout=15)
+    assert _fds() == fds
+    assert _mounts_below(home) == mounts
+    assert not state.all_states()
+    assert not _envkit_processes(home)
+    left = sorted(p.relative_to(home) for p in (home / "containers").rglob("*"))
+    assert [p for p in left if p not in files and p.parts[1] != ".exits"] == []
