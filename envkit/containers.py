@@ -275,8 +275,8 @@ class Container:
         while True:
             record = self.reload()
             if not os.path.exists(record.path("state.json")):  # --rm: removed at exit
-                code = st.removed_exit_code(record.id)
-                return st.LOST_EXIT_CODE if code is None else code
+                noted = st.removed_exit_code(record.id)
+                return st.LOST_EXIT_CODE if noted is None else noted
             if record.status == st.EXITED and record.exit_code is not None:
                 return record.exit_code
             if not st.alive(record.supervisor, record.supervisor_start):
