@@ -210,13 +210,16 @@ class RmiCommand:
         return 0
 
 
-def _image_users() -> list[ImageUser]:
-    """Every container envkit knows (running or stopped) with the image it uses."""
-    from envkit.containers import reap
+def _image_users(*, reap: bool = True) -> list[ImageUser]:
+    """Every container envkit knows (running or stopped) with the image it uses
+    (``reap``: records of killed runs finished first, so ``running`` is right)."""
     from envkit.runtime import state
     from envkit.store.gc import ImageUser
 
-    reap()
+    if reap:
+        from envkit.containers import reap as reap_records
+
+        reap_records()
     return [
         ImageUser(s.image_id, s.id, s.name, s.running) for s in state.all_states() if s.image_id
     ]
@@ -225,8 +228,8 @@ def _image_users() -> list[ImageUser]:
 class PruneCommand:
     name = "prune"
     help = (
-        "remove content no image name reaches, snapshots nothing uses, and what "
-        "interrupted builds, runs and pulls left"
+        "remove content no image name reaches, images `rmi -f` left for containers that "
+        "are gone, snapshots nothing uses, and what interrupted builds, runs and pulls left"
     )
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
@@ -235,13 +238,17 @@ class PruneCommand:
     def run(self, args: argparse.Namespace) -> int:
         from envkit.build.cache import prune_cache
         from envkit.store import sweep
+        from envkit.store.gc import drop_dangling
         from envkit.store.timestamps import human_size
 
         store = _store()
-        with store.exclusive():  # no build may add a cache entry between the two
+        with store.exclusive():  # no build or run may start between these
+            dangling = drop_dangling(store, _image_users(reap=False))
             steps = prune_cache(store)
             report = store.prune()
             swept = sweep.collect(store)
+        for digest in dangling:
+            print(f"Deleted dangling image: {digest}")
         if steps.removed:
             print(f"Deleted {len(steps.removed)} cached build step(s)")
         for digest in report.removed_blobs:

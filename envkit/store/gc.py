@@ -10,7 +10,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from envkit.errors import ReferenceError_, StoreError
+from envkit.errors import EnvkitError, ReferenceError_, StoreError
 from envkit.oci.reference import parse
 from envkit.oci.types import Descriptor
 from envkit.store import graph
@@ -61,6 +61,30 @@ def prune(store: Store) -> PruneReport:
             path.unlink()
             report.removed_tmp.append(f"tmp/{name}")
     return report
+
+
+def drop_dangling(store: Store, users: Sequence[ImageUser]) -> list[str]:
+    """Remove the index.json entries of dangling images (left unnamed by ``rmi -f`` for
+    the containers that used them) that none of ``users`` uses any more, as ``docker
+    image prune`` removes dangling images; their blobs are then unreferenced for
+    :func:`prune`. Images loaded, built or pulled by digest without a name are not
+    dangling and stay. Returns the manifest digests dropped; hold the store lock
+    exclusive, with ``users`` every container there is."""
+    from envkit.store.layout import is_dangling
+
+    drop: set[str] = set()
+    for ref, desc in store.entries():
+        if ref or not is_dangling(desc):
+            continue
+        try:
+            used = _users_of(store, desc, users)
+        except EnvkitError:
+            continue  # unreadable: fsck reports it, and what it reaches is unknown
+        if not used:
+            drop.add(desc.digest)
+    for digest in sorted(drop):
+        store.untag_image(digest)
+    return sorted(drop)
 
 
 class ImageUser(Value):
@@ -123,7 +147,9 @@ def remove_image(
     if any(d.digest == desc.digest for d in remaining):
         return report
     if using:
-        store.keep(desc)  # unnamed, as docker leaves a forced image under a container
+        # Unnamed and dangling, as docker leaves a forced image under a container:
+        # prune removes it once no container uses it (drop_dangling).
+        store.keep(desc, dangling=True)
         return report
     walk = graph.closure(store, desc)
     keep = reachable(store, remaining)

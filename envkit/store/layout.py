@@ -71,6 +71,9 @@ OCTET_STREAM = "application/octet-stream"
 LAYOUT_VERSION = "1.0.0"
 _ID_PREFIX_RE = re.compile(r"^(?:sha256:)?([a-f0-9]{12,64})$")
 _FIX_HINT = "run `envkit fsck --repair`, then load or pull the image again"
+#: On an index.json entry without a ref: the image lost its last name to ``rmi -f`` and
+#: is kept only while a container uses it (docker calls such an image dangling).
+ANNOTATION_DANGLING = "io.envkit.dangling"
 
 
 class BlobNotFoundError(StoreError):
@@ -459,21 +462,36 @@ class Store:
 
             self._update_index(retag)
 
-    def keep(self, manifest: Descriptor) -> None:
+    def keep(self, manifest: Descriptor, *, dangling: bool = False) -> None:
         """Keep ``manifest`` without a name (an index.json entry with no ref), so that
-        ``prune`` spares an image loaded or built without a tag, as docker keeps
-        ``<none>`` images. Does nothing when an entry already points at it."""
+        ``prune`` spares an image loaded or built without a tag. Does nothing when an
+        entry already points at it.
+
+        ``dangling``: the image lost its last name to ``rmi -f`` and is kept only for
+        the containers that use it (the entry is annotated :data:`ANNOTATION_DANGLING`);
+        ``prune`` removes it once no container does, as ``docker image prune`` removes
+        dangling images. Keeping a dangling image again without ``dangling`` (a later
+        load or build of it) makes it an image kept for its own sake.
+        """
         with self.shared():
             if not self.has_blob(manifest.digest):
                 raise StoreError(
                     f"cannot keep manifest {manifest.digest}: it is not in the store",
                     hint="store the manifest with put_manifest first",
                 )
+            entry = _plain(manifest)
+            if dangling:
+                entry = entry.replace(
+                    annotations={**entry.annotations, ANNOTATION_DANGLING: "true"}
+                )
 
             def add(entries: list[Descriptor]) -> list[Descriptor]:
-                if any(e.digest == manifest.digest for e in entries):
+                same = [e for e in entries if e.digest == manifest.digest]
+                if not same:
+                    return [*entries, entry]
+                if dangling or any(not is_dangling(e) for e in same):
                     return entries
-                return [*entries, _plain(manifest)]
+                return [entry if e.digest == manifest.digest else e for e in entries]
 
             self._update_index(add)
 
@@ -736,9 +754,17 @@ def _ref_of(entry: Descriptor) -> str:
 
 
 def _plain(entry: Descriptor) -> Descriptor:
-    """An index.json entry without its ref annotation: a pointer to the manifest."""
-    annotations = {k: v for k, v in entry.annotations.items() if k != ANNOTATION_REF_NAME}
+    """An index.json entry without its ref (or dangling) annotation: a pointer to the
+    manifest."""
+    drop = (ANNOTATION_REF_NAME, ANNOTATION_DANGLING)
+    annotations = {k: v for k, v in entry.annotations.items() if k not in drop}
     return entry.replace(annotations=annotations)
+
+
+def is_dangling(entry: Descriptor) -> bool:
+    """Whether an index.json entry is an image ``rmi -f`` left unnamed for its
+    containers (see :meth:`Store.keep`)."""
+    return not _ref_of(entry) and entry.annotations.get(ANNOTATION_DANGLING) == "true"
 
 
 def _same_size(path: Path, size: int) -> bool:

@@ -210,7 +210,8 @@ def test_a_container_keeps_its_snapshots_after_rmi(store: Store) -> None:
     found = resolved.Resolved(manifest.config.digest, dict(config.config), snap.layers)
     resolved.remember("app:1", found, snap.marks, stamp)
     record = record_for(store, desc.digest, running=False)
-    assert main(["rmi", "app:1"]) == 0
+    assert main(["rmi", "app:1"]) == 2  # a container uses it: refused, as docker does
+    assert main(["rmi", "-f", "app:1"]) == 0  # untagged; the image stays for the container
     assert main(["prune"]) == 0
     assert all(Path(p).is_dir() for p in snap.layers)
     st.remove(record)
@@ -219,11 +220,56 @@ def test_a_container_keeps_its_snapshots_after_rmi(store: Store) -> None:
     assert not os.listdir(Path(os.environ["ENVKIT_HOME"]) / "run-cache")
 
 
+def test_a_dangling_image_stays_while_a_container_uses_it(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docker's ``image prune`` spares a dangling image a container uses; envkit's prune
+    spares it as long as the container's record exists (running or not)."""
+    desc = make_image(store, "app:1")
+    dirs = layer_snapshots(store, desc.digest)
+    record = record_for(store, desc.digest, running=True)
+    assert main(["rmi", "-f", "app:1"]) == 0
+    assert main(["prune"]) == 0
+    assert store.resolve(desc.digest) == desc and all(p.is_dir() for p in dirs)
+    record.mark_exited(0)
+    assert main(["prune"]) == 0  # stopped, but the container still exists
+    assert store.resolve(desc.digest) == desc and all(p.is_dir() for p in dirs)
+    capsys.readouterr()
+    st.remove(record)
+    assert main(["prune"]) == 0
+    assert f"Deleted dangling image: {desc.digest}" in capsys.readouterr().out
+    assert store.entries() == [] and list(store.blobs()) == []
+    assert not any(p.exists() for p in dirs)
+    assert main(["fsck"]) == 0
+
+
+def test_images_kept_without_a_name_are_not_dangling(store: Store) -> None:
+    """Only what ``rmi -f`` left for a container goes: an image loaded or built without
+    a name stays (docker would prune those too; envkit documents that it keeps them)."""
+    desc = make_image(store, "app:1")
+    store.untag("app:1")
+    store.keep(desc)
+    assert main(["prune"]) == 0
+    assert store.resolve(desc.digest) == desc
+    record = record_for(store, desc.digest, running=False)
+    store.tag("app:1", desc)
+    assert main(["rmi", "-f", "app:1"]) == 0  # dangling now, kept for the container
+    store.keep(desc)  # loaded (or built) again without a name: kept for its own sake
+    st.remove(record)
+    assert main(["prune"]) == 0
+    assert store.resolve(desc.digest) == desc
+
+
 def test_a_running_container_of_an_unknown_image_keeps_every_snapshot(store: Store) -> None:
     desc = make_image(store, "app:1")
     dirs = layer_snapshots(store, desc.digest)
     record = record_for(store, desc.digest, running=True)
-    assert main(["rmi", "app:1"]) == 0
+    assert main(["rmi", "app:1"]) == 2  # a container uses it: refused, as docker does
+    assert main(["rmi", "-f", "app:1"]) == 0  # untagged, kept unnamed for the container
+    # The image then leaves the store another way (the library's untag_image, another
+    # OCI tool rewriting index.json, fsck --repair of a damaged image) and the run-cache
+    # never saw it: what the container runs on is unknown.
+    store.untag_image(desc.digest)
     with store.exclusive():
         report = sweep.collect(store)
     assert report.snapshots == [] and record.name in report.snapshots_kept
