@@ -17,26 +17,15 @@ and on another machine.
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from envkit.build.cache import StepCache
-from envkit.build.extra_steps import (
-    AddArchive,
-    ExpandConfig,
-    ExpandCopy,
-    ExpandWriteFile,
-    SetAuthor,
-    SetStopSignal,
-    SetVolumes,
-    WriteFile,
-)
 from envkit.build.image_state import ImageState, build_epoch
 from envkit.build.keys import BuildPlan, StagePlan, StepPlan, plan, store_resolver
 from envkit.build.progress import Progress
@@ -44,14 +33,16 @@ from envkit.errors import BuildError
 from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, FromRef, Scratch
-from envkit.spec.image import Image
-from envkit.store.layout import Store
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from envkit.build.copy_layer import LayerEntry
     from envkit.build.lockfile import LockFile, LockResolver
     from envkit.build.rootfs_view import RootView
     from envkit.oci.layer_writer import Compression, LayerInfo
+    from envkit.spec.image import Image
+    from envkit.store.layout import Store
 
 #: Label holding the envkit form of the health check (seconds as floats, exactly).
 HEALTHCHECK_LABEL = "io.envkit.healthcheck"
@@ -105,6 +96,7 @@ def build(
     (:mod:`envkit.build.lockfile`); ``envkit build`` creates it.
     """
     from envkit.build.lockfile import LOCK_NAME, LockFile
+    from envkit.store.layout import Store
 
     lock_path = Path(context).absolute() / LOCK_NAME
     builder = Builder(
@@ -140,8 +132,17 @@ class Builder:
         self.progress = progress or Progress()
         self.compression: Compression = compression
         self.cache = StepCache()
-        self.epoch = build_epoch()
+        self._epoch: int | None = None
+        self._swept = False
         self._counters = _Counters()
+
+    @property
+    def epoch(self) -> int:
+        """The build's timestamp (:func:`~envkit.build.image_state.build_epoch`), read
+        when a step first executes."""
+        if self._epoch is None:
+            self._epoch = build_epoch()
+        return self._epoch
 
     def build(self, image: Image, context: Path, *, tag: str | None = None) -> BuildResult:
         """Build one image (see :func:`build`)."""
@@ -151,9 +152,6 @@ class Builder:
 
             parse(tag)  # a bad tag fails before any work
         with self.store.shared():
-            from envkit.store.sweep import after_crash
-
-            after_crash(self.store)  # what a killed build left: its dirs, its temp files
             the_plan = self._plan(image, context)
             finished = self._final_state(the_plan, context).finished()
             desc = self._publish(finished, tag)
@@ -282,6 +280,7 @@ class Builder:
                 with self._counters.lock:
                     self._counters.cached += 1
                 return found
+            self._sweep()
             self.progress.start(sid, label)
             began = time.monotonic()
             try:
@@ -297,6 +296,17 @@ class Builder:
                 self._counters.executed += 1
             return after
 
+    def _sweep(self) -> None:
+        """Remove what a killed build left (its dirs, its temp files), once, before the
+        first step executes: a fully cached build made nothing and sweeps nothing."""
+        with self._counters.lock:
+            if self._swept:
+                return
+            self._swept = True
+        from envkit.store.sweep import after_crash
+
+        after_crash(self.store)
+
     def _execute(
         self,
         planned: StepPlan,
@@ -309,7 +319,8 @@ class Builder:
     ) -> ImageState:
         step = planned.step
         created_by = label.split("] ", 1)[-1]
-        if isinstance(step, ExpandCopy | ExpandWriteFile):
+        xs = _extra_steps()
+        if xs is not None and isinstance(step, xs.ExpandCopy | xs.ExpandWriteFile):
             from envkit.build.dockerfile_expand import resolve
 
             step = resolve(step, state.settings)[0]
@@ -331,7 +342,7 @@ class Builder:
         if isinstance(step, st.Copy):
             info = self._copy_layer(planned, step, state, source, context)
             return state.with_layer(info.descriptor(), info.diff_id, created_by)
-        if isinstance(step, SetAuthor):
+        if xs is not None and isinstance(step, xs.SetAuthor):
             return state.with_settings({}, created_by, top={"author": step.author})
         return state.with_settings(config_change(step, state, cmd_set), created_by)
 
@@ -385,13 +396,14 @@ class Builder:
     ) -> list[LayerEntry]:
         from envkit.build import copy_step
 
-        if isinstance(step, WriteFile):
+        xs = _extra_steps()
+        if xs is not None and isinstance(step, xs.WriteFile):
             return copy_step.write_file_entries(step, state, view)
         read_from = planned.context or context
         if from_view is not None:
             return copy_step.stage_entries(step, state, view, from_view)
         selection = copy_step.from_context(step, read_from, planned.inputs)
-        if isinstance(step, AddArchive):
+        if xs is not None and isinstance(step, xs.AddArchive):
             return copy_step.archive_entries(step, state, view, selection, read_from)
         return copy_step.context_entries(step, state, view, selection, read_from)
 
@@ -426,7 +438,8 @@ class Builder:
 def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> dict[str, Any]:
     """What a config-only step changes in the config's ``config`` object."""
     settings = state.settings
-    if isinstance(step, ExpandConfig):
+    xs = _extra_steps()
+    if xs is not None and isinstance(step, xs.ExpandConfig):
         from envkit.build.dockerfile_expand import resolve
 
         change: dict[str, Any] = {}
@@ -438,11 +451,11 @@ def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> di
                 current.layers, {**current.config, "config": {**settings, **change}}
             )
         return change
-    if isinstance(step, SetVolumes):
+    if xs is not None and isinstance(step, xs.SetVolumes):
         volumes = dict(settings.get("Volumes") or {})
         volumes.update((path, {}) for path in step.paths)
         return {"Volumes": dict(sorted(volumes.items()))}
-    if isinstance(step, SetStopSignal):
+    if xs is not None and isinstance(step, xs.SetStopSignal):
         return {"StopSignal": step.signal}
     if isinstance(step, st.Env):
         env = dict(item.partition("=")[::2] for item in settings.get("Env") or [])
@@ -506,18 +519,11 @@ def describe(step: st.Step) -> str:
 
 
 def _describe(step: st.Step) -> str:
-    if isinstance(step, ExpandConfig):
-        words = step.deferred.words
-        if step.deferred.instruction in ("ENV", "LABEL"):
-            pairs = " ".join(f"{k}={v}" for k, v in zip(words[::2], words[1::2], strict=True))
-            return f"{step.deferred.instruction} {pairs}"
-        return f"{step.deferred.instruction} {' '.join(words)}"
-    if isinstance(step, SetVolumes):
-        return "VOLUME " + _json_argv(step.paths)
-    if isinstance(step, SetStopSignal):
-        return f"STOPSIGNAL {step.signal}"
-    if isinstance(step, SetAuthor):
-        return f"MAINTAINER {step.author}"
+    xs = _extra_steps()
+    if xs is not None:
+        found = _describe_extra(step, xs)
+        if found is not None:
+            return found
     if isinstance(step, st.Run):
         argv = list(step.argv)
         if argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3:
@@ -543,18 +549,48 @@ def _describe(step: st.Step) -> str:
     return _describe_healthcheck(step)
 
 
+def _describe_extra(step: st.Step, xs: Any) -> str | None:
+    """The line of a Dockerfile-only step (``xs`` is :mod:`envkit.build.extra_steps`),
+    or ``None`` for any other step."""
+    if isinstance(step, xs.ExpandConfig):
+        words = step.deferred.words
+        if step.deferred.instruction in ("ENV", "LABEL"):
+            pairs = " ".join(f"{k}={v}" for k, v in zip(words[::2], words[1::2], strict=True))
+            return f"{step.deferred.instruction} {pairs}"
+        return f"{step.deferred.instruction} {' '.join(words)}"
+    if isinstance(step, xs.SetVolumes):
+        return "VOLUME " + _json_argv(step.paths)
+    if isinstance(step, xs.SetStopSignal):
+        return f"STOPSIGNAL {step.signal}"
+    if isinstance(step, xs.SetAuthor):
+        return f"MAINTAINER {step.author}"
+    return None
+
+
+def _extra_steps() -> Any:
+    """:mod:`envkit.build.extra_steps` when it is loaded, else ``None``.
+
+    Its steps (what a Dockerfile imports to) exist only once the module is loaded, so a
+    build of spec steps never imports it: a fully cached build pays for nothing it
+    does not use.
+    """
+    return sys.modules.get("envkit.build.extra_steps")
+
+
 def _describe_copy(step: st.Copy) -> str:
+    xs = _extra_steps()
     flags = " --from=stage" if step.from_ is not None else ""
-    if isinstance(step, ExpandCopy | ExpandWriteFile):
+    if xs is not None and isinstance(step, xs.ExpandCopy | xs.ExpandWriteFile):
         dst, chown, chmod = step.deferred.words[:3]
     else:
         dst, chown = step.dst, step.chown or ""
         chmod = "" if step.chmod is None else f"{step.chmod:o}"
     flags += f" --chown={chown}" if chown else ""
     flags += f" --chmod={chmod}" if chmod else ""
-    if isinstance(step, WriteFile):
+    if xs is not None and isinstance(step, xs.WriteFile):
         return f"COPY{flags} <<{step.src} {dst}"
-    word = "ADD" if isinstance(step, AddArchive) or getattr(step, "extract", False) else "COPY"
+    extract = xs is not None and isinstance(step, xs.AddArchive)
+    word = "ADD" if extract or getattr(step, "extract", False) else "COPY"
     return f"{word}{flags} {step.src} {dst}"
 
 
@@ -573,6 +609,8 @@ def _describe_healthcheck(step: st.SetHealthcheck) -> str:
 
 
 def _json_argv(argv: Sequence[str]) -> str:
+    import json
+
     return json.dumps(list(argv), ensure_ascii=False)
 
 
@@ -580,11 +618,13 @@ def _quote(value: str) -> str:
     """A value as ENV/LABEL print it: quoted when it holds white space or quotes."""
     if value and not any(c.isspace() or c in "\"'\\$" for c in value):
         return value
+    import json
+
     return json.dumps(value, ensure_ascii=False)
 
 
 def _notify(label: str, key: str, *, cached: bool, seconds: float) -> None:
     """``envkit_build_step_finished`` for plugins (a listener never fails the build)."""
-    from envkit.plugins import notify
+    from envkit.build.listeners import step_finished
 
-    notify.build_step_finished(label, key, cached, seconds)
+    step_finished(label, key, cached=cached, seconds=seconds)

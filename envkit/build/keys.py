@@ -20,13 +20,13 @@ groups the stages that do not depend on each other so that they can build in par
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envkit.build.context import ContextHasher, hash_file
-from envkit.build.extra_steps import WriteFile
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import canonical_json
 from envkit.spec import steps as st
@@ -123,7 +123,7 @@ def step_definition(step: st.Step) -> dict[str, Any]:
     body = step.canonical()
     if isinstance(step, st.Run):
         body["secrets"] = sorted(s.name for s in step.secrets)
-    elif isinstance(step, st.Copy) and not isinstance(step, WriteFile):
+    elif isinstance(step, st.Copy) and not _writes_file(step):
         body["from"] = None if step.from_ is None else "stage"
     return body
 
@@ -186,7 +186,7 @@ class _Planner:
             inputs: str | None = None
             read_from: Path | None = None
             from_stage: int | None = None
-            if isinstance(step, st.Copy) and not isinstance(step, WriteFile):
+            if isinstance(step, st.Copy) and not _writes_file(step):
                 if step.from_ is not None:
                     from_stage = self.stage(step.from_, step_context, dockerfile)
                     depends.append(from_stage)
@@ -235,6 +235,14 @@ def _flatten(
     parsed = parse_dockerfile(df_path, df_context)
     base, inner = _flatten(parsed, df_context, df_path)
     return base, [*inner, *own]
+
+
+def _writes_file(step: st.Step) -> bool:
+    """Whether ``step`` is a Dockerfile here-document (a ``WriteFile``), which reads
+    nothing from the context. Such steps exist only once their module is loaded, so a
+    build of spec steps does not import it."""
+    extra = sys.modules.get("envkit.build.extra_steps")
+    return extra is not None and isinstance(step, extra.WriteFile)
 
 
 def _resolve_path(path: str, base_dir: Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import traceback
 import types
 from pathlib import Path
 
@@ -101,6 +100,8 @@ def _run(path: Path, shown: str) -> types.ModuleType:
 
 def _error_from(exc: BaseException, filename: str, shown: str) -> StackFileError:
     """One message for an exception raised while the file ran: FILE:LINE and the cause."""
+    import traceback  # only for an error: a cached `envkit build` never pays for it
+
     line = 0
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename == filename:

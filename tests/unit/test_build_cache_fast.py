@@ -1,0 +1,164 @@
+"""The fully cached build's fast path: what ``envkit build`` with nothing changed
+imports and writes, and when build notifications load the plugins (issue 21).
+
+No timing is asserted here: the figures live in tests/benchmarks/bench_build.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envkit.build import listeners
+from envkit.plugins.manager import BUILTIN_PLUGINS
+
+#: Modules a fully cached build of spec steps does not need (each was imported before
+#: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
+#: steps, the crash sweep, datetime and traceback.
+NOT_NEEDED = (
+    "pluggy",
+    "envkit.plugins.manager",
+    "envkit.oci.layer_writer",
+    "tarfile",
+    "envkit.build.extra_steps",
+    "envkit.build.dockerfile",
+    "envkit.store.sweep",
+    "envkit.build.run_step",
+    "envkit.build.copy_layer",
+    "traceback",
+    "datetime",
+)
+
+APP = """
+from envkit import Image
+
+app = (
+    Image.scratch()
+    .workdir("/app")
+    .copy("a.txt", ".")
+    .copy("b.txt", ".")
+    .env(A="1")
+    .cmd(["cat", "/app/a.txt"])
+)
+"""
+
+PROBE = """
+import json, sys
+from envkit.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path below ``root`` with its size and mtime (what a write would change)."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        found[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("alpha\n")
+    (ctx / "b.txt").write_text("beta\n")
+    (ctx / "app.py").write_text(APP)
+    (ctx / ".dockerignore").write_text("app.py\n")
+    return ctx
+
+
+def _build(ctx: Path, home: Path) -> dict[str, object]:
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    env.pop("ENVKIT_DEBUG", None)
+    argv = ["build", f"{ctx / 'app.py'}:app", "-t", "app:1", "--progress", "quiet"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ctx,
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_a_fully_cached_build_imports_only_what_it_needs(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _build(project, home)
+    assert first["code"] == 0
+    again = _build(project, home)
+    assert again["code"] == 0
+    loaded = set(again["modules"])  # type: ignore[call-overload]
+    assert sorted(loaded & set(NOT_NEEDED)) == []
+
+
+def test_a_fully_cached_build_writes_nothing(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _build(project, home)
+    _build(project, home)  # the context index settles (racily clean entries)
+    before, context_before = _tree(home), _tree(project)
+    _build(project, home)
+    assert _tree(home) == before
+    assert _tree(project) == context_before
+
+
+def test_no_builtin_plugin_listens_to_build_steps() -> None:
+    """What lets a build skip loading the plugins when no third-party plugin is
+    installed (envkit/build/listeners.py): a built-in listener would go unheard."""
+    for name in BUILTIN_PLUGINS:
+        module = importlib.import_module(name)
+        assert not hasattr(module, "envkit_build_step_finished"), name
+
+
+def _dist(path: Path, name: str, entry_points: str | None) -> None:
+    info = path / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Name: {name}\nVersion: 1.0\n")
+    if entry_points is not None:
+        (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_entry_points_declared_finds_an_envkit_section(tmp_path: Path) -> None:
+    _dist(tmp_path, "other", "[console_scripts]\nx = other:main\n")
+    _dist(tmp_path, "plain", None)
+    assert not listeners.entry_points_declared([str(tmp_path), str(tmp_path / "missing")])
+    _dist(tmp_path, "envkit_backend", "[envkit]\nbackend = envkit_backend.plugin\n")
+    assert listeners.entry_points_declared([str(tmp_path)])
+
+
+def test_a_loaded_plugin_manager_always_hears(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit.plugins.manager import PluginManager, reset_manager
+
+    heard: list[tuple[str, bool]] = []
+
+    class Listener:
+        from envkit.plugins import hookimpl
+
+        @hookimpl
+        def envkit_build_step_finished(
+            self, step: str, key: str, cached: bool, seconds: float
+        ) -> None:
+            heard.append((step, cached))
+
+    monkeypatch.setattr(listeners, "_declared", False)  # as with no plugin installed
+    reset_manager(None)
+    listeners.step_finished("ENV A=1", "sha256:" + "0" * 64, cached=True, seconds=0.0)
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Listener(), name="listener")
+    reset_manager(manager)
+    try:
+        listeners.step_finished("ENV A=1", "sha256:" + "0" * 64, cached=True, seconds=0.0)
+    finally:
+        reset_manager()
+    assert heard == [("ENV A=1", True)]
