@@ -242,6 +242,59 @@ class ContextIndex:
                 continue
 
 
+def unused_snapshot_files(top: Path) -> list[Path]:
+    """What ``prune`` and ``fsck --repair`` remove of the build contexts' snapshots in
+    ``top`` (``$ENVKIT_HOME/cache/context``): the blobs of a snapshot that no entry of
+    its context's index refers to (files changed or removed since, blobs of a killed
+    build), and the whole snapshot with its index when the index is missing, damaged or
+    of another version, or the context directory it describes is gone.
+
+    Unlike :meth:`ContextIndex.save` (which spares unreferenced blobs for a day, as a
+    concurrent build may read them) nothing is spared: call this with the store lock
+    held exclusive, which no build runs beside (a build holds it shared)."""
+    try:
+        names = set(os.listdir(top))
+    except OSError:
+        return []
+    found: list[Path] = []
+    for name in sorted(names):
+        if name.endswith(".files"):
+            if f"{name.removesuffix('.files')}.json" not in names:
+                found.append(top / name)  # no index: nothing refers to it
+            continue
+        if not name.endswith(".json") or name.startswith(TMP_PREFIX):
+            continue
+        snapshot = top / f"{name.removesuffix('.json')}.files"
+        referenced = _referenced(top / name)
+        if referenced is None:
+            found.append(top / name)
+            if snapshot.name in names:
+                found.append(snapshot)
+            continue
+        with contextlib.suppress(OSError):
+            found.extend(snapshot / n for n in sorted(os.listdir(snapshot)) if n not in referenced)
+    return found
+
+
+def _referenced(index: Path) -> set[str] | None:
+    """The blob names an index file refers to; ``None`` when the index is unusable (or
+    its context directory is gone), so its snapshot serves no build."""
+    try:
+        data = json.loads(index.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+        return None
+    root, entries = data.get("root"), data.get("entries")
+    if not isinstance(root, str) or not isinstance(entries, dict) or not os.path.isdir(root):
+        return None
+    return {
+        str(item[5]).removeprefix("sha256:")
+        for item in entries.values()
+        if isinstance(item, list) and len(item) == 6
+    }
+
+
 def source_path(src: str) -> str:
     """A copy source as a cleaned context-relative path; refuses paths leaving the context.
 

@@ -260,11 +260,25 @@ class PruneCommand:
         for path in [*swept.leftovers, *swept.runtime_dirs]:
             if path not in swept.partial_snapshots:
                 print(f"Deleted leftover: {path}")
+        for line in _context_lines(swept.context_snapshots):
+            print(f"Deleted {line}")
         if swept.snapshots_kept:
             print(f"Kept unused snapshots: {swept.snapshots_kept}")
         freed = report.freed_bytes + steps.freed_bytes + swept.freed_bytes
         print(f"Total reclaimed space: {human_size(freed)}")
         return 0
+
+
+def _context_lines(paths: list[str]) -> list[str]:
+    """What was removed of build context snapshots: whole ones (index and blobs of a
+    context that is gone) by path, unreferenced blobs as a count."""
+    whole = [p for p in paths if p.endswith((".json", ".files"))]
+    lines = [f"build context snapshot {p}" for p in whole if p.endswith(".files")]
+    lines += [f"build context index {p}" for p in whole if p.endswith(".json")]
+    blobs = len(paths) - len(whole)
+    if blobs:
+        lines.append(f"{blobs} unused build context snapshot file" + "s" * (blobs != 1))
+    return lines
 
 
 class FsckCommand:
@@ -289,6 +303,8 @@ class FsckCommand:
                 swept = sweep.collect(store, snapshots=False)
             for path in [*swept.leftovers, *swept.runtime_dirs]:
                 report.repaired.append(f"removed leftover {path}")
+            for line in _context_lines(swept.context_snapshots):
+                report.repaired.append(f"removed {line}")
             leftovers: list[str] = []
             spare: list[str] = []
         else:

@@ -13,7 +13,12 @@
   indexes (``$ENVKIT_HOME/cache/steps``, ``cache/context``: they are written there and
   renamed into place) whose writer is gone;
 * **snapshots** (``$ENVKIT_HOME/snapshots``) that no image in the store, no build cache
-  entry and no container uses, and partial extractions.
+  entry and no container uses, and partial extractions;
+* **build context snapshots** (``$ENVKIT_HOME/cache/context/<ctx>.files/``): blobs their
+  context's index no longer refers to, and the whole snapshot (with its index) of a
+  context whose index is unusable or whose directory is gone
+  (:func:`envkit.build.context.unused_snapshot_files`; builds hold the store lock shared
+  while they read them).
 
 Snapshots and concurrent runs: every extraction holds the store lock shared
 (:func:`envkit.store.snapshots.prepare`), and ``envkit run`` holds it shared from the
@@ -60,6 +65,8 @@ class SweepReport:
     snapshots: list[str] = field(default_factory=list)  # unused, whole
     partial_snapshots: list[str] = field(default_factory=list)  # interrupted extractions
     run_cache: list[str] = field(default_factory=list)  # entries naming removed snapshots
+    #: Build context snapshot files (and whole snapshots) no context index refers to.
+    context_snapshots: list[str] = field(default_factory=list)
     freed_bytes: int = 0
     #: Why snapshots were kept although unused ("" when collected).
     snapshots_kept: str = ""
@@ -333,8 +340,8 @@ def snapshot_files(store: Store) -> tuple[list[Path], list[Path], str]:
 
 
 def collect(store: Store, *, snapshots: bool = True) -> SweepReport:
-    """Remove every leftover and (``snapshots``) every unused snapshot; hold the store
-    lock exclusive."""
+    """Remove every leftover, build context snapshot files no index refers to and
+    (``snapshots``) every unused snapshot; hold the store lock exclusive."""
     root = home()
     report = SweepReport()
     for path in dead_build_dirs(root, exclusive=True):
@@ -352,6 +359,11 @@ def collect(store: Store, *, snapshots: bool = True) -> SweepReport:
     for path in dead_cache_tmp_files(root):
         report.freed_bytes += _remove(path)
         report.cache_tmp_files.append(str(path))
+    from envkit.build.context import unused_snapshot_files
+
+    for path in unused_snapshot_files(root / "cache" / "context"):
+        report.freed_bytes += _remove(path)
+        report.context_snapshots.append(str(path))
     unused, partial, report.snapshots_kept = snapshot_files(store)
     for path in partial:
         report.freed_bytes += _remove(path)

@@ -1,10 +1,12 @@
-"""prune and fsck --repair: what killed builds and runs leave, and unused snapshots
-(issue 16); ``rm`` takes a container's port log; ``system df``."""
+"""prune and fsck --repair: what killed builds and runs leave, unused snapshots, images
+``rmi -f`` left for containers that are gone, and build context snapshots no index
+refers to (issue 16); ``rm`` takes a container's port log; ``system df``."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from envkit.build.cache import StepCache
+from envkit.build.context import hash_file, hash_selection
 from envkit.build.image_state import ImageState
 from envkit.cli import main
 from envkit.errors import StoreError
@@ -336,3 +339,75 @@ def test_system_df(store: Store, envkit_home: Path, capsys: pytest.CaptureFixtur
     assert rows["Build Cache"]["SizeBytes"] >= 50_000
     assert rows["Build Cache"]["ReclaimableBytes"] == rows["Build Cache"]["SizeBytes"]
     st.remove(record)
+
+
+# -- build context snapshots (cache/context/<ctx>.files) -------------------------------
+
+
+def context_with_snapshot(tmp_path: Path) -> tuple[Path, Path]:
+    """A context hashed twice, ``a`` changed between: the snapshot then holds a blob the
+    index no longer refers to (kept a day by the build itself), and a stray blob as a
+    build killed before writing its index leaves one."""
+    context = tmp_path / "ctx"
+    context.mkdir(parents=True)
+    (context / "a").write_text("one\n")
+    (context / "b").write_text("same\n")
+    hash_selection(context)
+    (context / "a").write_text("two, longer\n")
+    selection = hash_selection(context)
+    snapshot = Path(selection.snapshot)
+    (snapshot / ("ab" * 32)).write_text("of a killed build\n")
+    return context, snapshot
+
+
+def blob_names(snapshot: Path) -> set[str]:
+    return set(os.listdir(snapshot))
+
+
+def test_prune_removes_context_snapshot_blobs_no_index_refers_to(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context, snapshot = context_with_snapshot(tmp_path)
+    wanted = {hash_file(context / n).removeprefix("sha256:") for n in ("a", "b")}
+    assert len(blob_names(snapshot)) == 4
+    assert main(["fsck"]) == 0  # a cache, not damage
+    capsys.readouterr()
+    assert main(["prune"]) == 0
+    assert "Deleted 2 unused build context snapshot files" in capsys.readouterr().out
+    assert blob_names(snapshot) == wanted
+    assert main(["prune"]) == 0  # nothing more
+    assert "build context" not in capsys.readouterr().out
+    assert hash_selection(context).hashed == 0  # the index still serves the next build
+
+
+def test_prune_removes_the_snapshot_of_a_context_that_is_gone(
+    store: Store, tmp_path: Path, envkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context, snapshot = context_with_snapshot(tmp_path)
+    kept, _ = context_with_snapshot(tmp_path / "other")
+    index = snapshot.with_suffix(".json")
+    orphan = snapshot.parent / ("cd" * 32 + ".files")  # its index was never written
+    orphan.mkdir()
+    (orphan / ("ef" * 32)).write_text("x")
+    shutil.rmtree(context)
+    assert main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert f"Deleted build context snapshot {snapshot}" in out
+    assert f"Deleted build context index {index}" in out
+    assert not snapshot.exists() and not index.exists() and not orphan.exists()
+    left = os.listdir(envkit_home / "cache" / "context")
+    assert sorted(n.rsplit(".", 1)[1] for n in left) == ["files", "json"]  # other's
+    assert hash_selection(kept).hashed == 0
+
+
+def test_fsck_repair_removes_unused_context_snapshots(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context, snapshot = context_with_snapshot(tmp_path)
+    assert main(["fsck", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "repaired: removed 2 unused build context snapshot files" in out
+    assert len(blob_names(snapshot)) == 2
+    shutil.rmtree(context)
+    assert main(["fsck", "--repair"]) == 0
+    assert not snapshot.exists() and not snapshot.with_suffix(".json").exists()
