@@ -526,6 +526,7 @@ def _start_attached(prepared: Prepared) -> Container:
         engine = start(
             _networked(prepared, config),
             runtime_dir=prepared.state.path("rt"),
+            reparent=True,
         )
     except BaseException:
         prepared.abandon()
@@ -579,7 +580,9 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
             shield = relay.shield((stdin, 1, 2))
             config = config.replace(stdio=(stdin, 1, 2) if shield is None else shield.stdio)
         try:
-            engine = start(_networked(prepared, config), runtime_dir=prepared.state.path("rt"))
+            engine = start(
+                _networked(prepared, config), runtime_dir=prepared.state.path("rt"), reparent=True
+            )
         except BaseException:
             if shield is not None:
                 shield.finish()

@@ -9,6 +9,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -32,6 +33,13 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
         err = ctypes.get_errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
     return result
+
+
+def is_child_subreaper() -> bool:
+    """Whether this process adopts its descendants' orphans (``PR_SET_CHILD_SUBREAPER``)."""
+    flag = ctypes.c_int(0)
+    prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag))
+    return bool(flag.value)
 
 
 def hide_command_line(title: bytes = b"envkit") -> None:

@@ -23,7 +23,13 @@ from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.host import idmap, syscalls, userns_cache
-from envkit.host.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
+from envkit.host.prctl import (
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
+    is_child_subreaper,
+    prctl,
+)
 from envkit.runtime import caps, init, rootfs, seccomp
 from envkit.runtime.config import BindMount, ContainerConfig
 
@@ -217,8 +223,14 @@ def start(
             raise
     else:
         parent = os.getpid()
+        adopted_r = adopted_w = None
         if reparent:
-            prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _subreaper.acquire()
+            if config.die_with_parent:
+                # pid 1 sets PR_SET_PDEATHSIG only once it is our child: the kernel sends
+                # the signal when the parent of the moment exits, and the intermediate
+                # exits (its pipes close before the re-parenting, so no EOF can tell).
+                adopted_r, adopted_w = os.pipe()
         monitor = os.fork()
         if monitor == 0:
             os.close(sync_r)
@@ -226,7 +238,19 @@ def start(
             os.close(err_r)
             if console_parent is not None:
                 console_parent.close()
-            _monitor(config, state_dir, sync_w, go_r, err_w, parent, console_child, detach=reparent)
+            _monitor(
+                config,
+                state_dir,
+                sync_w,
+                go_r,
+                err_w,
+                parent,
+                console_child,
+                detach=reparent,
+                adopted_r=adopted_r,
+            )
+        if adopted_r is not None:
+            os.close(adopted_r)
     for fd in (sync_w, go_r, err_w):
         os.close(fd)
     if console_child is not None:
@@ -238,6 +262,10 @@ def start(
         if console_parent is not None:
             console_parent.close()
         _reap(monitor, kill=True, child=launcher is None)
+        if reparent and launcher is None:
+            _subreaper.release()
+            if adopted_w is not None:
+                os.close(adopted_w)
         if launcher is None:
             _remove_state_dir(state_dir)
         raise
@@ -248,6 +276,10 @@ def start(
         container = Container(None, init_pid, state_dir)
     elif reparent:
         os.waitpid(monitor, 0)  # it exits once pid 1 is forked: pid 1 is our child now
+        _subreaper.release()
+        if adopted_w is not None:
+            os.write(adopted_w, b"a")
+            os.close(adopted_w)
         container = Container(init_pid, init_pid, state_dir, parent=os.getpid())
     else:
         container = Container(monitor, init_pid, state_dir)
@@ -269,6 +301,37 @@ def start(
             hint="ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
         )
     return container
+
+
+class _Subreaper:
+    """``PR_SET_CHILD_SUBREAPER`` while reparented starts are under way: a library caller
+    (``envkit.run()`` in a test process) adopts only its containers' pid 1, not every
+    orphan of its other descendants. A process that is a subreaper already (the
+    container monitor, a stack supervisor) stays one."""
+
+    def __init__(self) -> None:
+        from _thread import allocate_lock
+
+        self._lock = allocate_lock()
+        self._users = 0
+        self._ours = False
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._users == 0 and not is_child_subreaper():
+                prctl(PR_SET_CHILD_SUBREAPER, 1)
+                self._ours = True
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._ours:
+                prctl(PR_SET_CHILD_SUBREAPER, 0)
+                self._ours = False
+
+
+_subreaper = _Subreaper()
 
 
 def _receive_console(sock: socket.socket) -> int | None:
@@ -405,6 +468,7 @@ def _monitor(
     report_w: int | None = None,
     *,
     detach: bool = False,
+    adopted_r: int | None = None,
 ) -> NoReturn:
     """The forked monitor process (never returns into the caller's code). With
     ``detach`` it is only an intermediate: it exits once pid 1 is forked (after telling
@@ -420,8 +484,7 @@ def _monitor(
             # Before the fds are closed: it may be one of ours (/proc/self/fd/N).
             userns = os.open(config.userns, os.O_RDONLY | os.O_CLOEXEC)
         keep = {0, 1, 2, sync_w, go_r, err_w}
-        if report_w is not None:
-            keep.add(report_w)
+        keep |= {fd for fd in (report_w, adopted_r) if fd is not None}
         keep |= {fd for fd in (userns, console.fileno() if console else None) if fd is not None}
         # Forked from a caller with other threads, the monitor holds their starts' pipe
         # ends too, and it lives as long as its container: a sibling start reading its
@@ -475,15 +538,12 @@ def _monitor(
             if os.getppid() != parent:
                 os._exit(1)
         step = "fork pid 1"
-        # A pid 1 that must die with its parent sets PR_SET_PDEATHSIG once this process,
-        # its parent for a moment, is gone: the pipe's EOF says so.
-        gone_r, gone_w = os.pipe() if detach and config.die_with_parent else (None, None)
         init_pid = os.fork()
         if init_pid == 0:
             os.close(sync_w)
-            if gone_w is not None:
-                os.close(gone_w)
-            _pid1(config, layers, upper, work, binds, err_w, console, gone_r)
+            _pid1(config, layers, upper, work, binds, err_w, console, adopted_r)
+        if adopted_r is not None:
+            os.close(adopted_r)
         if console is not None:
             console.close()
         os.write(sync_w, str(init_pid).encode())
@@ -511,7 +571,7 @@ def _pid1(
     binds: list[str | None],
     err_w: int,
     console: socket.socket | None,
-    gone_r: int | None = None,
+    adopted_r: int | None = None,
 ) -> NoReturn:
     """pid 1: build the root file system, then become the command (docker's and
     podman's process model: no envkit process stays in the container's pid namespace)."""
@@ -520,10 +580,10 @@ def _pid1(
         # Not dumpable until the exec: it holds host paths (fds) and the caller's memory.
         prctl(PR_SET_DUMPABLE, 0)
         if config.die_with_parent:
-            if gone_r is not None:
-                while os.read(gone_r, 1):
-                    pass
-                os.close(gone_r)
+            if adopted_r is not None:  # re-parented to the caller, which says so
+                if not os.read(adopted_r, 1):
+                    os._exit(1)  # the caller died first
+                os.close(adopted_r)
             prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         rootfs.build(config, layers, upper, work, binds)
         step = "terminal"

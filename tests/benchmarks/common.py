@@ -39,6 +39,8 @@ class Result:
     peer: str = ""
     peer_s: float | None = None
     note: str = ""
+    #: ``"s"`` (shown in ms) or ``"MB"`` (a memory figure: ``envkit_s``/``peer_s`` hold MB).
+    unit: str = "s"
 
     @property
     def ratio(self) -> float | None:
@@ -131,9 +133,12 @@ def sh(argv: Sequence[str]) -> None:
 def table(results: Sequence[Result]) -> str:
     lines = [f"{'capability':44} {'envkit':>10} {'peer':>22} {'ratio':>7}"]
     for r in results:
-        peer = f"{r.peer} {r.peer_s * 1000:.1f} ms" if r.peer_s is not None else "(not installed)"
+        scale, unit = (1, "MB") if r.unit == "MB" else (1000, "ms")
+        peer = (
+            f"{r.peer} {r.peer_s * scale:.1f} {unit}" if r.peer_s is not None else "(not installed)"
+        )
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
-        lines.append(f"{r.name:44} {r.envkit_s * 1000:8.1f}ms {peer:>22} {ratio:>7}")
+        lines.append(f"{r.name:44} {r.envkit_s * scale:8.1f}{unit} {peer:>22} {ratio:>7}")
         if r.note:
             lines.append(f"    {r.note}")
     return "\n".join(lines)

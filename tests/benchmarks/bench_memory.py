@@ -1,0 +1,186 @@
+"""Memory of what holds running containers: envkit's own processes beside podman's
+per-container monitor (conmon), and the start of a detached container into a warm monitor.
+
+PSS (proportional set size, /proc/PID/smaps_rollup) is what a process costs the machine:
+pages shared with other processes count in part. envkit's processes are every process
+whose environment names the benchmark's ``ENVKIT_HOME`` (the monitor, a stack's supervisor,
+network processes); containers' commands get their image's environment, so they do not
+count, as podman's figure counts conmon only.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.benchmarks.bench_run import _host_ulimits, _unmount_below
+from tests.benchmarks.common import (
+    Result,
+    envkit_command,
+    envkit_home,
+    have,
+    private_podman,
+    sh,
+)
+
+REF = "busybox:1"
+COUNT = 10
+STACK = """
+from envkit import Network, Service, Stack
+
+net = Network("membench")
+services = [
+    Service(f"s{i}", image="busybox:1", command=["sleep", "600"], networks=[net])
+    for i in range(10)
+]
+stack = Stack("membench", services=services)
+"""
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Summed PSS of ``pids`` in MB (processes gone meanwhile count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def envkit_pids(home: Path) -> list[int]:
+    mine = f"ENVKIT_HOME={home}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def conmon_pids(base: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"/usr/bin/conmon") and str(base).encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _settle() -> None:
+    time.sleep(1.0)  # let freshly started processes finish their imports
+
+
+def _envkit(base: Path) -> tuple[float, float, float, float]:
+    """(PSS of 10 detached, MB per container from 11 to 20, median warm ``run -d`` s,
+    PSS of a 10-service stack)."""
+    cli = envkit_command()
+    home = base / "home"
+    starts = []
+    with envkit_home(home):
+        for i in range(2 * COUNT):
+            begin = time.perf_counter()
+            sh([*cli, "run", "-d", "--name", f"m{i}", REF, "sleep", "600"])
+            starts.append(time.perf_counter() - begin)
+            if i == COUNT - 1:
+                _settle()
+                ten = pss_mb(envkit_pids(home))
+        _settle()
+        twenty = pss_mb(envkit_pids(home))
+        sh([*cli, "rm", "-f", *(f"m{i}" for i in range(2 * COUNT))])
+        (base / "stack.py").write_text(STACK)
+        subprocess.run([*cli, "up", "-d"], cwd=base, check=True, capture_output=True)
+        try:
+            _settle()
+            stack = pss_mb(envkit_pids(home))
+        finally:
+            subprocess.run([*cli, "down"], cwd=base, check=True, capture_output=True)
+    return ten, (twenty - ten) / COUNT, statistics.median(starts[1:]), stack
+
+
+def _podman(base: Path, archive: Path) -> tuple[float | None, float | None, str]:
+    if not (have("podman") and have("runc") and have("conmon")):
+        return None, None, "podman, runc or conmon not installed"
+    cmd = private_podman(base)
+    try:
+        loaded = subprocess.run(
+            [*cmd, "load", "-q", "-i", str(archive)], check=True, capture_output=True, text=True
+        )
+        image = loaded.stdout.strip().rsplit(" ", 1)[-1]
+        run = [*cmd, "run", "-d", "--network=none", *_host_ulimits(), image, "sleep", "600"]
+        for _ in range(COUNT):
+            sh(run)
+        _settle()
+        ten = pss_mb(conmon_pids(base))
+        for _ in range(COUNT):
+            sh(run)
+        _settle()
+        twenty = pss_mb(conmon_pids(base))
+        sh([*cmd, "rm", "-f", "-t", "0", "--all"])
+        return ten, (twenty - ten) / COUNT, ""
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr if isinstance(exc.stderr, str) else (exc.stderr or b"").decode()
+        return None, None, f"podman failed: {err.strip()[-160:]}"
+
+
+def main() -> list[Result]:
+    from tests.images import build_archive
+
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-mem-", ignore_cleanup_errors=True) as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        archive = base / "busybox.tar"
+        build_archive(archive, ref=REF)
+        with envkit_home(base / "home"):
+            sh([sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)])
+        ten, each, warm_start, stack = _envkit(base)
+        podman_ten, podman_each, note = _podman(base, archive)
+        _unmount_below(base)
+        if os.geteuid() != 0 and have("podman"):
+            store = [str(base / "podman"), str(base / "podman-run")]
+            subprocess.run(["podman", "unshare", "rm", "-rf", *store], check=False)
+    return [
+        Result(
+            f"memory: {COUNT} detached containers (PSS)",
+            ten,
+            f"podman conmon x{COUNT}",
+            podman_ten,
+            note or "envkit: every process of its ENVKIT_HOME; target <= 10 MB",
+            unit="MB",
+        ),
+        Result(
+            "memory: each further container (11th-20th)",
+            each,
+            "podman conmon",
+            podman_each,
+            note or "target <= 0.6 MB",
+            unit="MB",
+        ),
+        Result(
+            "memory: 10-service stack with a network (PSS)",
+            stack,
+            note="supervisor and network processes; target <= 15 MB",
+            unit="MB",
+        ),
+        Result(
+            "run -d into a warm monitor (CLI)",
+            warm_start,
+            note="median of the 2nd-20th `envkit run -d IMAGE sleep 600`",
+        ),
+    ]
