@@ -37,6 +37,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s star
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Iterator
+    from threading import RLock
     from types import TracebackType
     from typing import NoReturn
 
@@ -205,6 +206,9 @@ def start(
         # Here, not after the forks (where it would delay the exec, and after pivot_root
         # the filter's file is out of reach); refuses a machine without a filter.
         seccomp.prepare(caps.seccomp_caps(config.capabilities))
+    lock = _fork_lock()
+    if lock is not None:
+        lock.acquire()
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -220,6 +224,8 @@ def start(
             for sock in (console_parent, console_child):
                 if sock is not None:
                     sock.close()
+            if lock is not None:
+                lock.release()
             raise
     else:
         parent = os.getpid()
@@ -255,6 +261,8 @@ def start(
         os.close(fd)
     if console_child is not None:
         console_child.close()
+    if lock is not None:
+        lock.release()
     try:
         init_pid = _handshake(monitor, config, maps, sync_r, go_w, err_r)
     except BaseException:
@@ -301,6 +309,19 @@ def start(
             hint="ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
         )
     return container
+
+
+def _fork_lock() -> RLock | None:
+    """:data:`envkit.host.forking.FORK_LOCK` in a process with threads (another thread's
+    fork must not inherit this start's pipe ends); ``None`` in one without, which need
+    not pay for the import (``envkit run``)."""
+    import sys
+
+    if "threading" not in sys.modules:
+        return None
+    from envkit.host.forking import FORK_LOCK
+
+    return FORK_LOCK
 
 
 class _Subreaper:
