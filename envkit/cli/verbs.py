@@ -15,6 +15,7 @@ BUILTIN_VERBS: dict[str, str] = {
     "doctor": "envkit.cli.doctor",
     "down": "envkit.cli.stack_cmds",
     "exec": "envkit.cli.containers",
+    "export": "envkit.cli.export_cmd",
     "fsck": "envkit.cli.images",
     "images": "envkit.cli.images",
     "inspect": "envkit.cli.images",

@@ -19,6 +19,7 @@ from envkit.spec.service import Service
 from envkit.spec.volume import Volume
 
 if TYPE_CHECKING:
+    from envkit.compose.export_model import ExportResult
     from envkit.stack.api import RunningStack
 
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -147,6 +148,39 @@ class Stack(SpecObject):
         from envkit.compose import load_stack
 
         return load_stack(path, environ=environ, profiles=profiles, stacklevel=3)
+
+    def export(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        format: str = "kubernetes",
+        push: str | None = None,
+        namespace: str | None = None,
+        expose: str = "clusterip",
+        strict: bool = False,
+        wait_image: str = "busybox:latest",
+    ) -> ExportResult:
+        """Write this stack for another engine: ``format="kubernetes"`` (one file per
+        object and a README, apps/v1 and v1 only) or ``"compose"`` (a compose.yaml),
+        every image named by digest. ``push="REGISTRY[/PREFIX]"`` builds and pushes
+        the images the stack builds; without it they are an error. What the format
+        cannot express is in ``.warnings`` (``strict=True``: an error). See
+        docs/reference/export.md::
+
+            stack.export("k8s/", format="kubernetes", push="registry.example.org/team")
+        """
+        from envkit.compose.export import export
+
+        return export(
+            self,
+            directory,
+            format=format,
+            push=push,
+            namespace=namespace,
+            expose=expose,
+            strict=strict,
+            wait_image=wait_image,
+        )
 
     def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Stack:
         """This stack with relative paths resolved against ``base_dir`` (made absolute)."""

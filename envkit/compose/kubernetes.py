@@ -1,0 +1,623 @@
+"""A Stack as Kubernetes objects of ``apps/v1`` and ``v1`` only.
+
+Each service becomes a Deployment, or a StatefulSet when it mounts named volumes (its
+own volumes as ``volumeClaimTemplates``; a volume several services share as one
+PersistentVolumeClaim). Every service with a known port (published, or ``EXPOSE`` in
+its image) gets a ClusterIP Service of its own name, so the others reach it by name as
+on envkit's networks; each alias is one more Service. Published ports get a Service
+``NAME-published`` of the ``--expose`` type (NodePort or LoadBalancer) when asked.
+Secrets are referenced by name, never written (see :mod:`envkit.compose.kubernetes_readme`).
+What Kubernetes cannot express is an :class:`ExportWarning` naming the service and key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from envkit.compose.export_images import ImageFacts
+from envkit.compose.export_model import EXPOSE_TYPES, ExportWarning
+from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.network import DEFAULT_NETWORK
+from envkit.spec.secret import Secret
+from envkit.spec.service import Service
+from envkit.spec.stack import Stack
+from envkit.spec.volume import Volume
+
+if TYPE_CHECKING:
+    from envkit.store.layout import Store
+
+NAME_LABEL = "app.kubernetes.io/name"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+#: Storage a PersistentVolumeClaim asks for when the volume has no ``size`` option.
+DEFAULT_STORAGE = "1Gi"
+
+_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_KEY_RE = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_SIZE_RE = re.compile(r"^([0-9]+)([kmgt]?)$", re.IGNORECASE)
+_SIZE_UNITS = {"": "", "k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
+
+
+def k8s_name(name: str) -> str:
+    """``name`` as a DNS-1035 label (Service names): lowercase letters, digits and ``-``,
+    starting with a letter, at most 63 characters."""
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not text or not text[0].isalpha():
+        text = f"s-{text}".rstrip("-")
+    return text[:63].rstrip("-")
+
+
+def secret_name(stack: Stack, secret: Secret) -> str:
+    """The name of the Kubernetes Secret holding ``secret``: ``STACK-SECRET``."""
+    return k8s_name(f"{stack.name}-{secret.name}")
+
+
+@dataclass
+class KubernetesExport:
+    """The objects (in apply order), and what could not be expressed."""
+
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[ExportWarning] = field(default_factory=list)
+    #: published ports: (service, Service name, port, target, protocol)
+    published: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+
+
+def stack_to_kubernetes(
+    stack: Stack,
+    images: Mapping[str, ImageFacts],
+    *,
+    namespace: str | None = None,
+    expose: str = "clusterip",
+    wait_image: str | None = None,
+    store: Store | None = None,
+) -> KubernetesExport:
+    """The Kubernetes objects of ``stack``, whose images ``images`` pins by service.
+
+    ``wait_image`` (by digest) runs the init containers that wait for a dependency's
+    Service (``depends_on`` healthy); it needs a shell and ``nc`` (busybox).
+    """
+    return _Exporter(stack, images, namespace, expose, wait_image, store).run()
+
+
+class _Exporter:
+    def __init__(
+        self,
+        stack: Stack,
+        images: Mapping[str, ImageFacts],
+        namespace: str | None,
+        expose: str,
+        wait_image: str | None,
+        store: Store | None,
+    ) -> None:
+        self.stack = stack
+        self.images = images
+        self.namespace = namespace
+        self.expose = EXPOSE_TYPES[expose]
+        self.wait_image = wait_image
+        self.store = store
+        self.out = KubernetesExport()
+        self.part_of = k8s_name(stack.name)
+        users: dict[str, list[str]] = {}
+        for service in stack.services:
+            for volume in service.volume_objects:
+                users.setdefault(volume.name, []).append(service.name)
+        self.volume_users = users
+        self.ports = {s.name: self._ports(s) for s in stack.services}
+
+    def warn(self, service: str | None, key: str, message: str) -> None:
+        self.out.warnings.append(ExportWarning(service, key, message))
+
+    def meta(self, name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if self.namespace:
+            body["namespace"] = self.namespace
+        body["labels"] = dict(labels or {PART_OF_LABEL: self.part_of})
+        return body
+
+    def labels(self, service: Service) -> dict[str, str]:
+        return {NAME_LABEL: k8s_name(service.name), PART_OF_LABEL: self.part_of}
+
+    # -- the stack ---------------------------------------------------------------------
+
+    def run(self) -> KubernetesExport:
+        self._check_networks()
+        claims = [self._shared_claim(v) for v in self.stack.volumes if self._shared(v)]
+        services: list[dict[str, Any]] = []
+        workloads: list[dict[str, Any]] = []
+        for service in self.stack.services:
+            name = k8s_name(service.name)
+            if name != service.name:
+                self.warn(
+                    service.name,
+                    "name",
+                    f"named {name!r} in Kubernetes (names are DNS labels): other services "
+                    f"reach it as {name}, not {service.name}",
+                )
+            services.extend(self._services(service))
+            workloads.append(self._workload(service))
+        self.out.objects = [*claims, *services, *workloads]
+        return self.out
+
+    def _check_networks(self) -> None:
+        nets = self.stack.networks
+        if len(nets) > 1 or any(n.internal or n.subnet for n in nets):
+            names = ", ".join(n.name for n in nets)
+            self.warn(
+                None,
+                "networks",
+                f"Kubernetes gives every pod one flat network: the separation of {names} "
+                "(internal, subnet) is not exported; add NetworkPolicy objects "
+                "(networking.k8s.io/v1) if it matters",
+            )
+        elif nets and nets[0].name != DEFAULT_NETWORK:
+            pass  # one plain network: exactly what a namespace gives
+
+    def _shared(self, volume: Volume) -> bool:
+        return len(self.volume_users.get(volume.name, [])) > 1
+
+    def _claim_spec(self, volume: Volume, mode: str, service: str | None) -> dict[str, Any]:
+        options = dict(volume.options)
+        size = options.pop("size", None)
+        storage = _quantity(size) if size else DEFAULT_STORAGE
+        if size and storage is None:
+            self.warn(
+                service,
+                f"volumes.{volume.name}.size",
+                f"{size!r} is not a size; asked for {DEFAULT_STORAGE}",
+            )
+            storage = DEFAULT_STORAGE
+        if volume.backend != "local":
+            self.warn(
+                service,
+                f"volumes.{volume.name}",
+                f"backend {volume.backend!r} is envkit's; the claim uses the cluster's "
+                "default storage class",
+            )
+        if options:
+            self.warn(
+                service,
+                f"volumes.{volume.name}.options",
+                f"{', '.join(sorted(options))}: volume options are not exported",
+            )
+        return {"accessModes": [mode], "resources": {"requests": {"storage": storage}}}
+
+    def _shared_claim(self, volume: Volume) -> dict[str, Any]:
+        users = self.volume_users[volume.name]
+        self.warn(
+            None,
+            f"volumes.{volume.name}",
+            f"shared by {', '.join(users)}: one PersistentVolumeClaim with ReadWriteMany, "
+            "which the cluster's storage class must support",
+        )
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": self.meta(k8s_name(f"{self.stack.name}-{volume.name}")),
+            "spec": self._claim_spec(volume, "ReadWriteMany", None),
+        }
+
+    # -- Services ----------------------------------------------------------------------
+
+    def _ports(self, service: Service) -> list[tuple[int, str]]:
+        found = {(p.container_port, p.protocol) for p in service.ports}
+        facts = self.images.get(service.name)
+        if facts is not None:
+            found.update(facts.exposed_ports)
+        return sorted(found)
+
+    def _services(self, service: Service) -> list[dict[str, Any]]:
+        name = k8s_name(service.name)
+        ports = self.ports[service.name]
+        dependants = [s.name for s in self.stack.services if service.name in dict(s.depends_on)]
+        out: list[dict[str, Any]] = []
+        stateful = bool(service.volume_objects)
+        if not ports:
+            if dependants:
+                self.warn(
+                    service.name,
+                    "ports",
+                    f"no port is known ({', '.join(dependants)} depend on it): no Service "
+                    "is exported; declare the port (Image.expose(PORT), EXPOSE, or a "
+                    "published port)",
+                )
+            if stateful:  # a StatefulSet names its governing Service: a headless one
+                out.append(self._service_object(name, service, [], headless=True))
+            return out
+        out.append(self._service_object(name, service, [(p, p, proto) for p, proto in ports]))
+        for alias in service.aliases:
+            alias_name = k8s_name(alias)
+            if alias_name != alias:
+                self.warn(service.name, "aliases", f"alias {alias!r} is the Service {alias_name!r}")
+            out.append(
+                self._service_object(alias_name, service, [(p, p, proto) for p, proto in ports])
+            )
+        if service.ports:
+            published = [
+                (p.host_port or p.container_port, p.container_port, p.protocol)
+                for p in sorted(service.ports, key=lambda p: (p.container_port, p.host_port))
+            ]
+            if self.expose == "ClusterIP":
+                for _port, target, proto in published:
+                    self.out.published.append((service.name, name, target, target, proto))
+            else:
+                outside = k8s_name(f"{name}-published")
+                out.append(self._service_object(outside, service, published, kind=self.expose))
+                for port, target, proto in published:
+                    self.out.published.append((service.name, outside, port, target, proto))
+        return out
+
+    def _service_object(
+        self,
+        name: str,
+        service: Service,
+        ports: list[tuple[int, int, str]],
+        *,
+        kind: str = "ClusterIP",
+        headless: bool = False,
+    ) -> dict[str, Any]:
+        spec: dict[str, Any] = {"type": kind, "selector": self.labels(service)}
+        if headless:
+            spec["clusterIP"] = "None"
+        if ports:
+            spec["ports"] = [
+                {
+                    "name": f"{proto}-{port}",
+                    "port": port,
+                    "targetPort": target,
+                    "protocol": proto.upper(),
+                }
+                for port, target, proto in ports
+            ]
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self.meta(name, self.labels(service)),
+            "spec": spec,
+        }
+
+    # -- workloads ---------------------------------------------------------------------
+
+    def _workload(self, service: Service) -> dict[str, Any]:
+        name = k8s_name(service.name)
+        labels = self.labels(service)
+        pod: dict[str, Any] = {}
+        volumes: list[dict[str, Any]] = []
+        mounts: list[dict[str, Any]] = []
+        templates: list[dict[str, Any]] = []
+        self._mounts(service, volumes, mounts, templates)
+        container = self._container(service, mounts)
+        init = self._init_containers(service)
+        if init:
+            pod["initContainers"] = init
+        pod["containers"] = [container]
+        if volumes:
+            pod["volumes"] = volumes
+        if service.hostname:
+            if _LABEL_RE.match(service.hostname) and len(service.hostname) <= 63:
+                pod["hostname"] = service.hostname
+            else:
+                self.warn(
+                    service.name, "hostname", f"{service.hostname!r} is not a DNS label: not set"
+                )
+        annotations = {k: v for k, v in service.labels if not k.startswith("com.docker.compose.")}
+        for key in [k for k in annotations if not _KEY_RE.match(k)]:
+            self.warn(service.name, f"labels.{key}", "not a valid annotation key: not exported")
+            del annotations[key]
+        template: dict[str, Any] = {"metadata": {"labels": labels}, "spec": pod}
+        if annotations:
+            template["metadata"]["annotations"] = annotations
+        spec: dict[str, Any] = {"replicas": 1, "selector": {"matchLabels": labels}}
+        if service.volume_objects:
+            kind = "StatefulSet"
+            spec["serviceName"] = name
+        else:
+            kind = "Deployment"
+        spec["template"] = template
+        if templates:
+            spec["volumeClaimTemplates"] = templates
+        return {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": self.meta(name, labels),
+            "spec": spec,
+        }
+
+    def _mounts(
+        self,
+        service: Service,
+        volumes: list[dict[str, Any]],
+        mounts: list[dict[str, Any]],
+        templates: list[dict[str, Any]],
+    ) -> None:
+        for mount in service.volumes:
+            if not isinstance(mount.source, Volume):
+                self.warn(
+                    service.name,
+                    f"volumes[{mount.source}]",
+                    f"a bind mount of a host path ({mount.source} -> {mount.target}) cannot "
+                    "be exported: build the files into the image, or use a named volume",
+                )
+                continue
+            volume = mount.source
+            claim = k8s_name(volume.name)
+            entry: dict[str, Any] = {"name": claim, "mountPath": mount.target}
+            if mount.read_only:
+                entry["readOnly"] = True
+            mounts.append(entry)
+            if self._shared(volume):
+                volumes.append(
+                    {
+                        "name": claim,
+                        "persistentVolumeClaim": {
+                            "claimName": k8s_name(f"{self.stack.name}-{volume.name}")
+                        },
+                    }
+                )
+            else:
+                templates.append(
+                    {
+                        "metadata": {"name": claim, "labels": self.labels(service)},
+                        "spec": self._claim_spec(volume, "ReadWriteOnce", service.name),
+                    }
+                )
+        for index, entry_text in enumerate(service.tmpfs):
+            path, _, options = entry_text.partition(":")
+            empty: dict[str, Any] = {"medium": "Memory"}
+            for option in filter(None, options.split(",")):
+                key, _, value = option.partition("=")
+                size = _quantity(value) if key == "size" else None
+                if size is not None:
+                    empty["sizeLimit"] = size
+                else:
+                    self.warn(service.name, f"tmpfs[{path}]", f"option {option!r} is not exported")
+            volumes.append({"name": f"tmpfs-{index}", "emptyDir": empty})
+            mounts.append({"name": f"tmpfs-{index}", "mountPath": path})
+        for secret in service.secrets:
+            volume_name = k8s_name(f"secret-{secret.name}")
+            volumes.append(
+                {
+                    "name": volume_name,
+                    "secret": {
+                        "secretName": secret_name(self.stack, secret),
+                        "items": [{"key": secret.name, "path": secret.name}],
+                    },
+                }
+            )
+            mounts.append(
+                {
+                    "name": volume_name,
+                    "mountPath": f"/run/secrets/{secret.name}",
+                    "subPath": secret.name,
+                    "readOnly": True,
+                }
+            )
+            if secret.scheme == "file":
+                self.warn(
+                    service.name,
+                    f"secrets.{secret.name}",
+                    f"a secret from a host file ({secret.location}) is not in the cluster: "
+                    f"create the Secret {secret_name(self.stack, secret)} with the README's "
+                    "command before applying",
+                )
+            elif secret.scheme != "env":
+                self.warn(
+                    service.name,
+                    f"secrets.{secret.name}",
+                    f"the secret provider {secret.scheme!r} has no Kubernetes counterpart: "
+                    f"create the Secret {secret_name(self.stack, secret)} yourself (README)",
+                )
+
+    def _container(self, service: Service, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+        facts = self.images[service.name]
+        container: dict[str, Any] = {
+            "name": k8s_name(service.name),
+            "image": facts.ref,
+            "imagePullPolicy": "IfNotPresent",
+        }
+        self._command(service, container)
+        if service.workdir:
+            container["workingDir"] = service.workdir
+        if service.env:
+            container["env"] = [{"name": k, "value": v} for k, v in service.env]
+        if service.env_file:
+            self.warn(
+                service.name,
+                "env_file",
+                f"{', '.join(service.env_file)}: a host file is not read into the manifests "
+                "(its values could be secrets): set the variables in env, or a Secret",
+            )
+        ports = self.ports[service.name]
+        if ports:
+            container["ports"] = [
+                {"containerPort": p, "protocol": proto.upper()} for p, proto in ports
+            ]
+        if mounts:
+            container["volumeMounts"] = mounts
+        self._probes(service, container)
+        resources: dict[str, str] = {}
+        if service.memory is not None:
+            resources["memory"] = _bytes_quantity(service.memory)
+        if service.cpus is not None:
+            resources["cpu"] = f"{max(1, round(service.cpus * 1000))}m"
+        if resources:
+            container["resources"] = {"limits": resources}
+        if service.pids_limit is not None:
+            self.warn(
+                service.name,
+                "pids_limit",
+                "a pod spec has no per-container pids limit (a kubelet setting)",
+            )
+        security = self._security(service, facts)
+        if security:
+            container["securityContext"] = security
+        if service.init:
+            self.warn(
+                service.name,
+                "init",
+                "Kubernetes runs no init process in a container: build one (tini) into the image",
+            )
+        if service.restart.startswith("on-failure"):
+            self.warn(
+                service.name,
+                "restart",
+                f"{service.restart!r}: a Deployment's or StatefulSet's container is restarted "
+                "whatever its exit code (restartPolicy: Always)",
+            )
+        return container
+
+    def _command(self, service: Service, container: dict[str, Any]) -> None:
+        """Docker's ENTRYPOINT/CMD as Kubernetes' command/args: ``entrypoint`` replaces
+        the image's ENTRYPOINT and clears its CMD (as ``command`` does in a pod);
+        ``command`` replaces CMD (``args``)."""
+        entrypoint, command = service.entrypoint, service.command
+        if entrypoint is None:
+            if command is not None:
+                container["args"] = list(command)
+            return
+        if entrypoint:
+            container["command"] = list(entrypoint)
+            if command is not None:
+                container["args"] = list(command)
+        elif command:
+            container["command"] = list(command)
+        else:
+            self.warn(
+                service.name,
+                "entrypoint",
+                "cleared with no command: docker refuses to start it, Kubernetes would run "
+                "the image's entrypoint; give a command",
+            )
+
+    def _security(self, service: Service, facts: ImageFacts) -> dict[str, Any]:
+        security: dict[str, Any] = {}
+        if service.user:
+            ids = facts.user_ids(self.store, service.user)
+            if ids is None:
+                self.warn(
+                    service.name,
+                    "user",
+                    f"{service.user!r} could not be resolved to numeric ids from the image's "
+                    "/etc/passwd (image not in the store, or no such entry): "
+                    "runAsUser not set, so the image's user applies; give uid:gid",
+                )
+            else:
+                security["runAsUser"] = ids[0]
+                if ids[1] is not None:
+                    security["runAsGroup"] = ids[1]
+        if service.read_only:
+            security["readOnlyRootFilesystem"] = True
+        caps: dict[str, list[str]] = {}
+        if service.cap_add:
+            caps["add"] = [c.removeprefix("CAP_") for c in service.cap_add]
+        if service.cap_drop:
+            caps["drop"] = [c.removeprefix("CAP_") for c in service.cap_drop]
+        if caps:
+            security["capabilities"] = caps
+        return security
+
+    def _probes(self, service: Service, container: dict[str, Any]) -> None:
+        check = service.healthcheck
+        readiness: dict[str, Any] | None = None
+        if check is not None and not check.disabled:
+            readiness = _exec_probe(check)
+        ready = list(service.ready)
+        if readiness is None and ready:
+            first = ready.pop(0)
+            readiness = self._ready_probe(service, first)
+        for probe in ready:
+            self.warn(
+                service.name,
+                "ready",
+                f"a {probe.kind} probe: one readiness probe per container is exported",
+            )
+        if readiness is not None:
+            container["readinessProbe"] = readiness
+            if service.restart != "no" and check is not None and not check.disabled:
+                container["livenessProbe"] = dict(readiness)
+
+    def _ready_probe(self, service: Service, probe: Any) -> dict[str, Any] | None:
+        timing = {
+            "periodSeconds": max(1, math.ceil(probe.interval)),
+            "failureThreshold": max(1, math.ceil(probe.timeout / max(probe.interval, 1))),
+        }
+        if probe.kind == "tcp":
+            return {"tcpSocket": {"port": probe.port}, **timing}
+        if probe.kind == "http":
+            if probe.status is not None and not 200 <= probe.status < 400:
+                self.warn(
+                    service.name, "ready", f"HTTP status {probe.status}: a probe passes on 200-399"
+                )
+            return {"httpGet": {"path": probe.path, "port": probe.port}, **timing}
+        if probe.kind == "command":
+            return {"exec": {"command": list(probe.argv or ())}, **timing}
+        self.warn(
+            service.name, "ready", "a log-line probe has no Kubernetes counterpart: not exported"
+        )
+        return None
+
+    def _init_containers(self, service: Service) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for target, condition in service.depends_on:
+            if condition != "healthy":
+                self.warn(
+                    service.name,
+                    f"depends_on.{target}",
+                    f"condition {condition!r}: Kubernetes starts every pod at once; only "
+                    "'healthy' is exported (an init container waiting for the Service)",
+                )
+                continue
+            ports = self.ports[target]
+            if not ports or self.wait_image is None:
+                why = "no port of it is known" if not ports else "no wait image"
+                self.warn(
+                    service.name,
+                    f"depends_on.{target}",
+                    f"'healthy' is not exported ({why}): it starts without waiting",
+                )
+                continue
+            host, port = k8s_name(target), ports[0][0]
+            script = (
+                f"until nc -w 2 {host} {port} -e true; do "
+                f"echo waiting for {host}:{port}; sleep 2; done"
+            )
+            out.append(
+                {
+                    "name": k8s_name(f"wait-for-{target}"),
+                    "image": self.wait_image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sh", "-c", script],
+                }
+            )
+        return out
+
+
+def _exec_probe(check: Healthcheck) -> dict[str, Any]:
+    argv = list(check.test[1:]) if check.test[0] == "CMD" else ["/bin/sh", "-c", check.test[1]]
+    probe: dict[str, Any] = {"exec": {"command": argv}}
+    if check.start_period:
+        probe["initialDelaySeconds"] = math.ceil(check.start_period)
+    probe["periodSeconds"] = max(1, math.ceil(check.interval))
+    probe["timeoutSeconds"] = max(1, math.ceil(check.timeout))
+    probe["failureThreshold"] = check.retries
+    return probe
+
+
+def _quantity(text: str) -> str | None:
+    """A docker size (``64m``, ``1g``, bytes) as a Kubernetes quantity (``64Mi``)."""
+    match = _SIZE_RE.match(text.strip())
+    if match is None:
+        return None
+    return match.group(1) + _SIZE_UNITS[match.group(2).lower()]
+
+
+def _bytes_quantity(amount: int) -> str:
+    """Bytes as the largest exact binary unit (``536870912`` is ``512Mi``)."""
+    for unit, size in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if amount % size == 0:
+            return f"{amount // size}{unit}"
+    return str(amount)
