@@ -152,7 +152,7 @@ def pin_images(
         assert isinstance(service.image.base, FromRef)
         found = _pinned_ref(store, service.image.base.ref)
         if found is None:
-            unpulled.append(f"{service.name} ({service.image.base.ref})")
+            unpulled.append(f"{service.name} ({parse(service.image.base.ref).familiar})")
         else:
             facts[service.name] = found
     for ref in extra:
