@@ -1,19 +1,34 @@
-"""Fresh databases per test on one running server, without restarting it.
+"""Fresh databases per test on one running server, ready before a test asks.
 
-PostgreSQL: the seed (SQL files or a callable) runs once into a template database,
-which every test's database is then cloned from (``CREATE DATABASE ... TEMPLATE``,
-tens of milliseconds). Servers without templates (MariaDB) get an empty database
-with the seed replayed into it. SQL runs through the server's own client inside its
-container, so nothing needs to be installed on the host.
+A :class:`DatabasePool` keeps a few databases ready for each kind a suite uses (a kind
+is a seed: none, some SQL files or a callable) and hands one out at a test's setup; a
+background thread, the filler, makes the next ones while tests run and drops the used
+ones after them, so a test's setup only takes a name from a queue.
+
+* PostgreSQL: the seed runs once into a template database, sealed; each test's database
+  is a clone (``CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY``, template1 without
+  a seed) and is dropped ``WITH (FORCE)`` afterwards. The filler talks to the server
+  over one connection of its own (:mod:`envkit.testing.pgwire`, the protocol spoken by
+  envkit itself: no client library needed at run time).
+* MariaDB (no templates): each database is created empty and the seed replayed into
+  it, both in the background, through the server's own client in its container.
+* Redis: a database is an index (``redis://host:port/N``, N from 1); after a test its
+  index is emptied (``FLUSHDB``) and handed out again.
+
+Seed files run through the server's own client inside its container (``psql``,
+``mariadb``), as a user would run them; :meth:`Database.sql` does the same.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from envkit.errors import EnvkitError
 from envkit.testing.session import worker_id
@@ -21,6 +36,13 @@ from envkit.testing.session import worker_id
 if TYPE_CHECKING:
     from envkit.recipes import Recipe, SqlAdmin
     from envkit.testing.handles import ServiceHandle
+    from envkit.testing.pgwire import PgConnection
+    from envkit.testing.resp import RespConnection
+
+#: Databases of each kind kept ready ahead of the tests that will ask for them.
+DEFAULT_READY = 3
+#: Seconds a test waits for its database before the fixture fails.
+WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -47,22 +69,87 @@ Seed: TypeAlias = (
 )
 
 
-class DatabasePool:
-    """The databases tests create on one server (see the module)."""
+class Server(Protocol):
+    """What the pool does on one kind of server: :meth:`prepare` runs in the thread of
+    the test asking, :meth:`create`, :meth:`drop` and :meth:`close` in the filler
+    thread, :meth:`allocate` and :meth:`release` in the filler under the pool's lock."""
 
-    def __init__(self, service: ServiceHandle) -> None:
+    def prepare(self, kind: Kind) -> None:
+        """Whatever databases of ``kind`` need once, before the first (a template)."""
+        ...
+
+    def allocate(self) -> str | None:
+        """A name for the next database, ``None`` when none is free now."""
+        ...
+
+    def release(self, name: str) -> None:
+        """``name`` was dropped (or emptied) and may be handed out again."""
+        ...
+
+    def create(self, name: str, kind: Kind) -> None:
+        """Make database ``name`` of ``kind``, its seed applied."""
+        ...
+
+    def drop(self, name: str) -> None:
+        """Remove (or empty) database ``name``, closing what a test left connected."""
+        ...
+
+    def close(self) -> None:
+        """Close the filler's connection."""
+        ...
+
+
+@dataclass
+class Kind:
+    """The databases of one seed: those ready, those being made, the last failure."""
+
+    seed: Seed
+    base: Path | None
+    ready: deque[str] = field(default_factory=deque)
+    making: int = 0
+    error: EnvkitError | None = None
+    paused: bool = False
+    template: str | None = None
+
+
+class DatabasePool:
+    """The databases tests get from one server (see the module)."""
+
+    def __init__(
+        self,
+        service: ServiceHandle,
+        *,
+        ready: int = DEFAULT_READY,
+        server: Callable[[DatabasePool], Server] | None = None,
+    ) -> None:
         recipe = service.recipe
-        if recipe is None or recipe.admin is None:
+        if recipe is None or (recipe.admin is None and recipe.scheme != "redis"):
             what = "not a recipe" if recipe is None else f"a {recipe.scheme} server"
             raise EnvkitError(
-                f"service {service.name!r} is {what}: it has no SQL databases to create",
-                hint="database_fixture() takes a service_fixture of postgres() or mariadb()",
+                f"service {service.name!r} is {what}: it has no databases to hand out",
+                hint="database_fixture() takes a service_fixture of postgres(), mariadb() "
+                "or redis()",
             )
         self.service = service
         self.recipe: Recipe = recipe
-        self.admin: SqlAdmin = recipe.admin
+        self.ready = max(1, ready)
+        self._server = (server or _server_for)(self)
+        self._cond = threading.Condition()
+        self._kinds: dict[object, Kind] = {}
+        self._drops: deque[str] = deque()
+        self._dropping: set[str] = set()
         self._templates: dict[object, str] = {}
-        self._counter = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: Drops that failed (the filler goes on: a test server is thrown away anyway).
+        self.drop_errors: list[str] = []
+
+    @property
+    def admin(self) -> SqlAdmin:
+        """How SQL databases are managed on this server (not for Redis)."""
+        if self.recipe.admin is None:
+            raise EnvkitError(f"a {self.recipe.scheme} server runs no SQL")
+        return self.recipe.admin
 
     def database(self, name: str) -> Database:
         """The :class:`Database` called ``name`` on this server."""
@@ -70,24 +157,73 @@ class DatabasePool:
         url = recipe.url(host, port, name)
         return Database(name, host, port, recipe.user, recipe.password, url, self.service)
 
-    def create(self, seed: Seed = None, *, base: Path | None = None) -> Database:
-        """A new database, named after the xdist worker and a counter, holding what
-        ``seed`` creates (relative seed paths are resolved against ``base``)."""
-        self._counter += 1
-        name = f"test_{worker_id()}_{self._counter}"
-        if self.admin.templates:
-            template = self.template(seed, base=base) if seed is not None else "template1"
-            self.run(self.admin.create(name, template).encode(), self.recipe.database)
-            return self.database(name)
-        self.run(self.admin.create(name, None).encode(), self.recipe.database)
-        database = self.database(name)
-        if seed is not None:
-            self._apply(seed, database, base)
-        return database
+    # -- what fixtures call ------------------------------------------------------------
 
-    def drop(self, database: Database) -> None:
-        """Drop ``database``, closing whatever connections a test left open."""
-        self.run(self.admin.drop(database.name).encode(), self.recipe.database)
+    def prepare(self, seed: Seed = None, *, base: Path | None = None) -> None:
+        """Start making databases of ``seed`` in the background (a service fixture
+        calls this for the database fixtures defined on it, before any test asks)."""
+        with self._cond:
+            kind = self._kind(seed, base)
+        try:
+            self._server.prepare(kind)
+        except EnvkitError as exc:
+            with self._cond:
+                kind.error, kind.paused = exc, True
+            return
+        with self._cond:
+            self._start()
+            self._cond.notify_all()
+
+    def create(
+        self, seed: Seed = None, *, base: Path | None = None, timeout: float = WAIT_S
+    ) -> Database:
+        """A fresh database holding what ``seed`` creates (relative seed paths are
+        resolved against ``base``): one made ahead, or the next one the filler makes.
+        A seed or server failure raises :class:`EnvkitError` with the server's message."""
+        with self._cond:
+            kind = self._kind(seed, base)
+            kind.paused = False  # a failed kind is tried again for each test asking
+            kind.error = None
+        self._server.prepare(kind)  # a failing seed raises here, with its message
+        with self._cond:
+            self._start()
+            self._cond.notify_all()
+            waited = self._cond.wait_for(lambda: kind.ready or kind.error, timeout)
+            error = _take_error(kind)
+            if error is not None:
+                raise error
+            if not waited:
+                raise EnvkitError(
+                    f"no database ready on {self._where()} after {timeout:g} s",
+                    hint="the server may be overloaded; see its logs",
+                )
+            name = kind.ready.popleft()
+            self._cond.notify_all()  # make the next one
+        return self.database(name)
+
+    def drop(self, database: Database, *, wait: bool = False) -> None:
+        """Drop ``database`` in the background (``wait``: before returning), closing
+        whatever connections a test left open."""
+        with self._cond:
+            if self._closed:
+                return
+            self._drops.append(database.name)
+            self._start()
+            self._cond.notify_all()
+            if wait:
+                self._cond.wait_for(lambda: database.name not in self._drops_pending(), WAIT_S)
+
+    def close(self) -> None:
+        """Finish the drops asked for, stop the filler and close its connection."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(WAIT_S)
+        self._server.close()
+
+    # -- SQL through the server's own client ------------------------------------------
 
     def template(self, seed: Seed, *, base: Path | None = None) -> str:
         """The template database holding ``seed``: created and filled on first use."""
@@ -95,9 +231,10 @@ class DatabasePool:
         name = self._templates.get(key)
         if name is None:
             name = f"envkit_template_{len(self._templates) + 1}"
-            self.run(self.admin.create(name, None).encode(), self.recipe.database)
-            self._apply(seed, self.database(name), base)
-            self.run(self.admin.seal(name).encode(), self.recipe.database)
+            admin = self.admin
+            self.run(admin.create(name, None).encode(), self.recipe.database)
+            self.apply(seed, self.database(name), base)
+            self.run(admin.seal(name).encode(), self.recipe.database)
             self._templates[key] = name
         return name
 
@@ -119,13 +256,14 @@ class DatabasePool:
         if code != 0:
             first = script.decode(errors="replace").strip().splitlines()[:1]
             raise EnvkitError(
-                f"SQL on {self.service.stack}/{self.service.name} (database {database!r}) "
+                f"SQL on {self._where()} (database {database!r}) "
                 f"failed with exit code {code}: {output.strip()[-800:]}",
                 hint=f"the script began: {first[0][:200]!r}" if first else None,
             )
         return output
 
-    def _apply(self, seed: Seed, database: Database, base: Path | None) -> None:
+    def apply(self, seed: Seed, database: Database, base: Path | None) -> None:
+        """Fill ``database`` with ``seed`` (call it, or run its SQL files in order)."""
         if callable(seed):
             seed(database)
             return
@@ -139,6 +277,234 @@ class DatabasePool:
                 ) from None
             self.run(script, database.name)
 
+    # -- the filler ---------------------------------------------------------------------
+
+    def _kind(self, seed: Seed, base: Path | None) -> Kind:
+        key = _seed_key(seed, base)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kinds[key] = Kind(seed, base)
+        return kind
+
+    def _start(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(
+                target=self._fill, name=f"envkit-db-{self.service.name}", daemon=True
+            )
+            self._thread.start()
+
+    def _drops_pending(self) -> set[str]:
+        return set(self._drops) | self._dropping
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next_job()
+                while job is None:
+                    if self._closed and not self._drops:
+                        return
+                    self._cond.wait()
+                    job = self._next_job()
+            job()
+
+    def _next_job(self) -> Callable[[], None] | None:
+        """What to do next (under the lock): make a database a kind lacks, else drop
+        one; after :meth:`close`, only the drops."""
+        if not self._closed:
+            for kind in self._kinds.values():
+                if kind.paused or len(kind.ready) + kind.making >= self.ready:
+                    continue
+                try:
+                    name = self._server.allocate()
+                except Exception as exc:  # the server is unreachable: tell the waiters
+                    kind.error = EnvkitError(f"cannot reach {self._where()}: {exc}")
+                    kind.paused = True
+                    self._cond.notify_all()
+                    continue
+                if name is None:
+                    break
+                kind.making += 1
+                return partial(self._make, kind, name)
+        if self._drops:
+            name = self._drops.popleft()
+            self._dropping.add(name)
+            return partial(self._drop, name)
+        return None
+
+    def _make(self, kind: Kind, name: str) -> None:
+        error: EnvkitError | None = None
+        try:
+            self._server.create(name, kind)
+        except EnvkitError as exc:
+            error = exc
+        except Exception as exc:  # the filler must outlive any failure
+            error = EnvkitError(f"cannot make a database on {self._where()}: {exc}")
+        with self._cond:
+            kind.making -= 1
+            if error is None:
+                kind.ready.append(name)
+            else:
+                kind.error, kind.paused = error, True
+                self._drops.append(name)  # whatever part of it was made
+            self._cond.notify_all()
+
+    def _drop(self, name: str) -> None:
+        try:
+            self._server.drop(name)
+        except Exception as exc:  # noted; the next drops still run
+            self.drop_errors.append(f"{name}: {exc}")
+            released = False
+        else:
+            released = True
+        with self._cond:
+            self._dropping.discard(name)
+            if released:
+                self._server.release(name)
+            self._cond.notify_all()
+
+    def _where(self) -> str:
+        return f"{self.service.stack}/{self.service.name}"
+
+
+def _take_error(kind: Kind) -> EnvkitError | None:
+    """``kind``'s failure, cleared: the next test asking tries again."""
+    error, kind.error = kind.error, None
+    return error
+
+
+def _server_for(pool: DatabasePool) -> Server:
+    scheme = pool.recipe.scheme
+    if scheme == "postgresql":
+        return PostgresServer(pool)
+    if scheme == "redis":
+        return RedisServer(pool)
+    return ExecServer(pool)
+
+
+class _Counted:
+    """Database names ``test_<worker>_<n>``: unique per pool, never reused."""
+
+    def __init__(self) -> None:
+        self._counter = 0
+
+    def allocate(self) -> str | None:
+        self._counter += 1
+        return f"test_{worker_id()}_{self._counter}"
+
+    def release(self, name: str) -> None:
+        pass
+
+
+class PostgresServer(_Counted):
+    """Clones over the filler's own connection; a seed's template through ``psql``
+    (its files run as ``psql`` runs them), in the thread of the first test asking."""
+
+    def __init__(self, pool: DatabasePool) -> None:
+        super().__init__()
+        self.pool = pool
+        self._conn: PgConnection | None = None
+
+    def prepare(self, kind: Kind) -> None:
+        if kind.template is None:
+            seeded = kind.seed is not None
+            kind.template = self.pool.template(kind.seed, base=kind.base) if seeded else "template1"
+
+    def _connection(self) -> PgConnection:
+        if self._conn is None:
+            from envkit.testing.pgwire import PgConnection
+
+            recipe, service = self.pool.recipe, self.pool.service
+            self._conn = PgConnection(
+                service.host, service.port(), recipe.user, recipe.password, recipe.database
+            )
+        return self._conn
+
+    def create(self, name: str, kind: Kind) -> None:
+        self._connection().execute(self.pool.admin.create(name, kind.template))
+
+    def drop(self, name: str) -> None:
+        self._connection().execute(self.pool.admin.drop(name))
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ExecServer(_Counted):
+    """Servers without templates (MariaDB): create, then replay the seed, through the
+    server's client in its container (from the filler thread)."""
+
+    def __init__(self, pool: DatabasePool) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def prepare(self, kind: Kind) -> None:
+        pass
+
+    def create(self, name: str, kind: Kind) -> None:
+        pool = self.pool
+        pool.run(pool.admin.create(name, None).encode(), pool.recipe.database)
+        if kind.seed is not None:
+            pool.apply(kind.seed, pool.database(name), kind.base)
+
+    def drop(self, name: str) -> None:
+        self.pool.run(self.pool.admin.drop(name).encode(), self.pool.recipe.database)
+
+    def close(self) -> None:
+        pass
+
+
+class RedisServer:
+    """Database indexes 1..N-1 of a Redis server (N: its ``databases`` setting); a seed
+    callable fills an index, ``FLUSHDB`` empties it after the test."""
+
+    def __init__(self, pool: DatabasePool) -> None:
+        self.pool = pool
+        self._conn: RespConnection | None = None
+        self._free: deque[str] | None = None
+
+    def _connection(self) -> RespConnection:
+        if self._conn is None:
+            from envkit.testing.resp import RespConnection
+
+            self._conn = RespConnection(self.pool.service.host, self.pool.service.port())
+        return self._conn
+
+    def prepare(self, kind: Kind) -> None:
+        if kind.seed is not None and not callable(kind.seed):
+            raise EnvkitError(
+                "a Redis database is seeded by a callable, not SQL files",
+                hint="database_fixture(cache, seed=lambda db: ...) connecting to db.url",
+            )
+
+    def allocate(self) -> str | None:
+        if self._free is None:
+            reply = self._connection().command("CONFIG", "GET", "databases")
+            count = 16
+            if isinstance(reply, list) and len(reply) == 2 and str(reply[1]).isdigit():
+                count = int(str(reply[1]))
+            self._free = deque(str(i) for i in range(1, count))
+        return self._free.popleft() if self._free else None
+
+    def release(self, name: str) -> None:
+        if self._free is not None:
+            self._free.append(name)
+
+    def create(self, name: str, kind: Kind) -> None:
+        if callable(kind.seed):
+            kind.seed(self.pool.database(name))
+
+    def drop(self, name: str) -> None:
+        conn = self._connection()
+        conn.command("SELECT", name)
+        conn.command("FLUSHDB")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
 
 def _seed_files(seed: Seed, base: Path | None) -> list[Path]:
     items = [seed] if isinstance(seed, str | os.PathLike) else list(seed or ())  # type: ignore[arg-type]
@@ -146,8 +512,10 @@ def _seed_files(seed: Seed, base: Path | None) -> list[Path]:
 
 
 def _seed_key(seed: Seed, base: Path | None) -> object:
-    """Equal for seeds that fill a template the same way: the callable itself, or
+    """Equal for seeds that fill a database the same way: the callable itself, or
     the files by path and modification time."""
+    if seed is None:
+        return None
     if callable(seed):
         return seed
     found = []

@@ -36,6 +36,7 @@ def service_fixture(
 
     recipe = service if isinstance(service, Recipe) else None
     spec = service.service if isinstance(service, Recipe) else service
+    seeds: list[Seed] = []  # of the database fixtures on this one, made ahead
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[ServiceHandle]:
         from envkit.spec import Stack
@@ -45,12 +46,19 @@ def service_fixture(
         stack = Stack(session.stack_name(request.fixturename or "svc"), services=[spec])
         handle = ServiceHandle(_up(session, stack, request)[spec.name], recipe)
         try:
+            if recipe is not None and (recipe.admin is not None or recipe.scheme == "redis"):
+                pool = handle.databases()
+                for seed in seeds:
+                    pool.prepare(seed, base=request.config.rootpath)
             yield handle
         finally:
+            handle.close()
             _finish(session, stack.name, request, handle.reach)
 
     fixture.__doc__ = f"envkit service {spec.name!r} ({scope} scope)"
-    return _named(pytest.fixture(scope=scope, name=name)(fixture), name)
+    defined = _named(pytest.fixture(scope=scope, name=name)(fixture), name)
+    defined._envkit_seeds = seeds
+    return defined
 
 
 def stack_fixture(
@@ -113,7 +121,14 @@ def database_fixture(
     ``seed``: SQL files (paths relative to pytest's rootdir) or a callable given the
     :class:`Database` to fill. With PostgreSQL it runs once per session into a template
     that every fresh database is cloned from.
+
+    The databases are made ahead: once the server is up, a background thread keeps a
+    few ready and drops used ones after their tests (see
+    :class:`~envkit.testing.databases.DatabasePool`).
     """
+    ahead = getattr(service, "_envkit_seeds", None)
+    if isinstance(ahead, list) and not any(s is seed or s == seed for s in ahead):
+        ahead.append(seed)
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Database]:
         handle: ServiceHandle = request.getfixturevalue(_fixture_name(request, service))

@@ -90,6 +90,12 @@ class ServiceHandle:
             self._pool = DatabasePool(self)
         return self._pool
 
+    def close(self) -> None:
+        """Stop making databases (the service fixture's teardown calls this)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
     def reach(self) -> str:
         """One line telling a person how to reach the service."""
         ports = ", ".join(

@@ -51,7 +51,7 @@ def test_debian_versions_are_checked_with_the_way_out() -> None:
 
 def test_registry_images_take_the_version_from_the_tag() -> None:
     pg = postgres(image="postgres:16")
-    assert str(pg.service.image.base.ref).endswith("postgres:16")  # type: ignore[attr-defined]
+    assert str(pg.service.image.base.ref).endswith("postgres:16")  # type: ignore[union-attr]
     assert pg.admin is not None and "STRATEGY FILE_COPY" in pg.admin.create("a", "t")
     old = postgres(image="postgres:14-alpine")
     assert old.admin is not None and "STRATEGY" not in old.admin.create("a", "t")
@@ -113,7 +113,7 @@ def test_a_service_without_a_recipe_says_what_it_lacks() -> None:
         _ = handle.url
     with pytest.raises(EnvkitError, match="container port"):
         handle.port()
-    with pytest.raises(EnvkitError, match="no SQL databases"):
+    with pytest.raises(EnvkitError, match="no databases to hand out"):
         handle.databases()
 
 
