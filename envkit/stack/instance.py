@@ -1,18 +1,20 @@
 """One service as the supervisor holds it: its current container, restart policy,
-health and readiness, and the container operations behind them.
+health checks and readiness probes, and the container operations behind them.
 
 The supervisor never starts, signals or removes a container itself: it asks a
 :class:`ContainerOps` (:class:`envkit.stack.launcher.Launcher` for real containers, a
 fake in unit tests). What happens when a container exits (restart or not, after which
 backoff) is :meth:`ServiceRuntime.on_exit`, docker's rules
 (:class:`~envkit.stack.policy.RestartManager`); the health status of each check run is
-:class:`~envkit.stack.health.HealthTracker`.
+:class:`~envkit.stack.health.HealthTracker`, and :class:`Checks` runs a service's health
+checks and ``ready`` probes in threads of their own.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -200,3 +202,87 @@ class ServiceRuntime:
             restarting=self.restart_at is not None,
             checked=self.checked or bool(self.spec.ready),
         )
+
+
+class Checks:
+    """Runs the health checks and ``ready`` probes of a supervisor's services (each
+    loop in a thread of its own), recording results in ``state`` under ``lock`` and
+    calling ``changed(line)`` (save, wake the main thread, say the line) on a change."""
+
+    def __init__(
+        self,
+        ops: ContainerOps,
+        lock: threading.RLock,
+        stopping: threading.Event,
+        services: Mapping[str, ServiceRuntime],
+        state: StackState,
+        changed: Callable[[str], None],
+    ) -> None:
+        self.ops = ops
+        self.lock = lock
+        self.stopping = stopping
+        self.services = services
+        self.state = state
+        self.changed = changed
+
+    def ready_probes(self, name: str, svc: ServiceRuntime, instance: Instance) -> None:
+        """Try ``svc``'s ``ready`` probes on ``instance``, in order, until all passed or
+        one ran out of time; record the outcome (unless the instance was replaced)."""
+        from envkit.stack.logs import lines_since
+
+        path = self.state.log_path(name)
+
+        def alive() -> bool:
+            return not instance.exited and not self.stopping.is_set()
+
+        problem = None
+        for probe in svc.spec.ready:
+            problem = self.ops.ready_probe(
+                instance.container,
+                probe,
+                lambda: lines_since(path, instance.started.started_at),
+                instance.since,
+                alive,
+            )
+            if problem is not None:
+                break
+        with self.lock:
+            if svc.instance is not instance or self.stopping.is_set():
+                return
+            record = self.state.services[name]
+            record.ready, record.ready_output = (
+                ("ready", "") if problem is None else ("failed", problem)
+            )
+        self.changed(f"{name}: {'ready' if problem is None else 'not ready: ' + problem}")
+
+    def health_checks(self, name: str, svc: ServiceRuntime) -> None:
+        """Run ``svc``'s health check on whatever container it has now, on the
+        schedule of its tracker, until the stack stops or the service is replaced."""
+        check = svc.spec.healthcheck
+        assert check is not None
+        last_instance: Instance | None = None
+        last_run: float | None = None
+        while not self.stopping.is_set() and self.services.get(name) is svc:
+            with self.lock:
+                instance = svc.instance
+            if instance is None or instance.exited or instance.tracker is None:
+                self.stopping.wait(0.05)
+                continue
+            if instance is not last_instance:
+                last_instance, last_run = instance, None
+            due = instance.tracker.next_run(last_run)
+            if self.stopping.wait(max(0.0, due - time.monotonic())):
+                return
+            last_run = time.monotonic()
+            ok, output = self.ops.health_check(instance.container, check)
+            with self.lock:
+                if svc.instance is not instance or instance.exited:
+                    continue
+                status = instance.tracker.record(ok, output, last_run)
+                entry = self.state.services[name]
+                changed = entry.health != status
+                entry.health, entry.health_output = status, instance.tracker.last_output
+                if not changed and not ok and self.state.dir.exists():
+                    self.state.save()  # the last failing output, for `ps`
+            if changed:
+                self.changed(f"{name}: {status}")

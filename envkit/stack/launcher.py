@@ -399,7 +399,23 @@ def start_container(
     except BaseException:
         prepared.abandon()
         raise
-    return containers._start_attached(prepared.replace(config))
+    return _start_attached(prepared.replace(config))
+
+
+def _start_attached(prepared: object) -> Container:
+    """The container layer's start of a container held by this process. It is moving
+    from ``envkit.containers`` to ``envkit.container.start`` (issue 15's process
+    model): whichever has it."""
+    import importlib
+
+    for module in ("envkit.container.start", "envkit.containers"):
+        try:
+            start = getattr(importlib.import_module(module), "_start_attached", None)
+        except ImportError:
+            continue
+        if start is not None:
+            return cast("Container", start(prepared))
+    raise RuntimeError("envkit's container layer has no attached start (_start_attached)")
 
 
 def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:

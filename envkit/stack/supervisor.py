@@ -43,7 +43,7 @@ from envkit.spec import Stack
 from envkit.stack import control, health
 from envkit.stack import state as ss
 from envkit.stack.daemon import start_detached
-from envkit.stack.instance import ContainerOps, Instance, ServiceRuntime, Started
+from envkit.stack.instance import Checks, ContainerOps, Instance, ServiceRuntime, Started
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.scheduler import DependencyError, Launch, Scheduler, Snapshot
 
@@ -117,6 +117,9 @@ class Supervisor:
         self._server: control.Server | None = None
         #: The state a lost supervisor left: :meth:`start` takes its containers over.
         self.previous = previous
+        self._checks = Checks(
+            self.ops, self._lock, self._stopping, self._services, self.state, self._changed
+        )
 
     # -- the life of a stack -----------------------------------------------------------
 
@@ -442,14 +445,17 @@ class Supervisor:
         svc = self._services[name]
         if svc.spec.ready and probes:
             threading.Thread(
-                target=self._ready_loop,
-                args=(name, instance),
+                target=self._checks.ready_probes,
+                args=(name, svc, instance),
                 name=f"envkit-ready-{name}",
                 daemon=True,
             ).start()
         if instance.tracker is not None and svc.health_thread is None:
             svc.health_thread = threading.Thread(
-                target=self._health_loop, args=(name,), name=f"envkit-health-{name}", daemon=True
+                target=self._checks.health_checks,
+                args=(name, svc),
+                name=f"envkit-health-{name}",
+                daemon=True,
             )
             svc.health_thread.start()
 
@@ -726,73 +732,13 @@ class Supervisor:
             self._report(f"{name}: recreated")
         return {"recreated": changed, "removed": removed}
 
-    # -- readiness and health ----------------------------------------------------------
-
-    def _ready_loop(self, name: str, instance: Instance) -> None:
-        """Try service ``name``'s ``ready`` probes on ``instance``, in order, until all
-        passed or one ran out of time; record the outcome."""
-        from envkit.stack.logs import lines_since
-
-        svc = self._services[name]
-        path = self.state.log_path(name)
-
-        def alive() -> bool:
-            return not instance.exited and not self._stopping.is_set()
-
-        problem = None
-        for probe in svc.spec.ready:
-            problem = self.ops.ready_probe(
-                instance.container,
-                probe,
-                lambda: lines_since(path, instance.started.started_at),
-                instance.since,
-                alive,
-            )
-            if problem is not None:
-                break
+    def _changed(self, line: str) -> None:
+        """A health or readiness status changed: save, wake the main thread (a start may
+        wait for it), say ``line``."""
         with self._lock:
-            if svc.instance is not instance or self._stopping.is_set():
-                return
-            record = self.state.services[name]
-            record.ready, record.ready_output = (
-                ("ready", "") if problem is None else ("failed", problem)
-            )
             self._save_quietly()
         self._wake()
-        self._report(f"{name}: {'ready' if problem is None else 'not ready: ' + problem}")
-
-    def _health_loop(self, name: str) -> None:
-        """Run service ``name``'s checks on whatever container it has now."""
-        svc = self._services[name]
-        check = svc.spec.healthcheck
-        assert check is not None
-        last_instance: Instance | None = None
-        last_run: float | None = None
-        while not self._stopping.is_set() and self._services.get(name) is svc:
-            with self._lock:
-                instance = svc.instance
-            if instance is None or instance.exited or instance.tracker is None:
-                self._stopping.wait(0.05)
-                continue
-            if instance is not last_instance:
-                last_instance, last_run = instance, None
-            due = instance.tracker.next_run(last_run)
-            if self._stopping.wait(max(0.0, due - time.monotonic())):
-                return
-            last_run = time.monotonic()
-            ok, output = self.ops.health_check(instance.container, check)
-            with self._lock:
-                if svc.instance is not instance or instance.exited:
-                    continue
-                status = instance.tracker.record(ok, output, last_run)
-                entry = self.state.services[name]
-                changed = entry.health != status
-                entry.health, entry.health_output = status, instance.tracker.last_output
-                if changed or not ok:
-                    self._save_quietly()
-            if changed:
-                self._wake()  # a start may be waiting for this service's health
-                self._report(f"{name}: {status}")
+        self._report(line)
 
     def _save_quietly(self) -> None:
         """Save the state unless the stack dir is already gone (torn down)."""
