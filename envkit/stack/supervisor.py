@@ -131,10 +131,11 @@ class Supervisor:
             self.state.claim()
             self.state.save()
             self._serve()
-            self.ops.prepare(self.stack, self.state.order, self.state)
             names = self.state.order
             if self.previous is not None:
+                # First, before anything else could reap them as orphans.
                 names = self._take_over(self.previous)
+            self.ops.prepare(self.stack, self.state.order, self.state)
             self._scheduler.start(self.state.order, names, self.timeout)
             with self._lock:
                 self.state.status = ss.RUNNING
