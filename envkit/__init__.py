@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from envkit.containers import run
+    from envkit.container.start import run
     from envkit.spec import Healthcheck, Image, Network, Ready, Secret, Service, Stack, Volume
 
 __all__ = [
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name == "run":
-        from envkit.containers import run
+        from envkit.container.start import run
 
         globals()[name] = run
         return run

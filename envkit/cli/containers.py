@@ -35,7 +35,7 @@ class PsCommand:
         parser.add_argument("--no-trunc", action="store_true", help="full ids and commands")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import reap
+        from envkit.container.handle import reap
         from envkit.runtime import state as st
 
         reap()
@@ -79,7 +79,7 @@ class StopCommand:
         parser.add_argument("containers", nargs="+", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import get
+        from envkit.container.handle import get
 
         return _each(args.containers, lambda ref: get(ref).stop(timeout=args.time))
 
@@ -95,7 +95,7 @@ class KillCommand:
         parser.add_argument("containers", nargs="+", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import get
+        from envkit.container.handle import get
 
         sig = parse_signal(args.signal)
 
@@ -119,7 +119,7 @@ class RmCommand:
         parser.add_argument("containers", nargs="+", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import get
+        from envkit.container.handle import get
 
         return _each(args.containers, lambda ref: get(ref).remove(force=args.force))
 
@@ -137,7 +137,7 @@ class LogsCommand:
         parser.add_argument("container", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import reap
+        from envkit.container.handle import reap
         from envkit.runtime import logs
         from envkit.runtime import state as st
 
@@ -182,12 +182,12 @@ class ExecCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.cli.run import parse_env
-        from envkit.containers import start_exec
+        from envkit.container.execute import start_exec
         from envkit.runtime import state as st
 
         if not args.cmd:
             raise SpecError("exec", "no command given", hint="envkit exec NAME CMD [ARG...]")
-        from envkit.containers import reap
+        from envkit.container.handle import reap
 
         reap()
         record = st.find(args.container)
@@ -246,7 +246,7 @@ class PortCommand:
         parser.add_argument("port", nargs="?", metavar="PORT[/PROTO]", help="e.g. 80 or 53/udp")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import get
+        from envkit.container.handle import get
 
         mappings = get(args.container).ports()
         if args.port is None:

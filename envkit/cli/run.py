@@ -89,7 +89,9 @@ class RunCommand:
         add("cmd", nargs=argparse.REMAINDER, metavar="CMD", help="replaces the image's Cmd")
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.containers import RunOptions, prepare, run_foreground, start_detached
+        from envkit.container.options import RunOptions
+        from envkit.container.prepare import prepare
+        from envkit.container.start import run_foreground, start_detached
 
         limits = _limits(args)
         if args.detach and args.interactive:
@@ -127,7 +129,7 @@ class RunCommand:
             pull_output=sys.stderr,
         )
         if args.detach:
-            from envkit.containers import reap
+            from envkit.container.handle import reap
 
             reap()
             record = start_detached(prepare(args.image, options))

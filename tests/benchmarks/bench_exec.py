@@ -37,7 +37,8 @@ def _podman(base: Path, archive: Path) -> tuple[float | None, str]:
 
 
 def main() -> list[Result]:
-    from envkit.containers import get, start_exec
+    from envkit.container.execute import start_exec
+    from envkit.container.handle import get
     from tests.images import build_archive
 
     with tempfile.TemporaryDirectory(

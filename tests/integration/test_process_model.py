@@ -105,7 +105,8 @@ def test_reparented_start_leaves_no_intermediate(home: Path) -> None:
         import os, sys
         import envkit
         from envkit.runtime import spawn
-        from envkit.containers import prepare, RunOptions
+        from envkit.container.options import RunOptions
+        from envkit.container.prepare import prepare
         prepared = prepare({BUSYBOX!r}, RunOptions(cmd=["sh", "-c", "exit 5"]))
         engine = spawn.start(prepared.config, runtime_dir=prepared.state.path("rt"),
                              reparent=True)

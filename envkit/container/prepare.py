@@ -1,0 +1,222 @@
+"""From an image and run options to a container ready to start: its record and dirs
+(``$ENVKIT_HOME/containers/<id>/``), image resolution (pulling what is missing) and the
+engine's :class:`~envkit.runtime.config.ContainerConfig`. Docker's image-config rules are
+in :mod:`envkit.runtime.image_config`."""
+
+from __future__ import annotations
+
+import os
+
+from envkit.container.options import RunOptions
+from envkit.errors import ImageNotFoundError, SpecError
+from envkit.runtime import image_config
+from envkit.runtime import state as st
+from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
+
+# typing is not imported at run time: this module is on `envkit run`'s start-up path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    from envkit.network.attach import Attachment
+    from envkit.spec import Image
+    from envkit.store.resolved import Resolved
+
+
+class Prepared:
+    """A container ready to start: its record and the engine's config; ``network``: its
+    networks and published ports, ``None`` for loopback only."""
+
+    __slots__ = ("config", "network", "state")
+
+    def __init__(
+        self, state: st.ContainerState, config: ContainerConfig, network: Attachment | None = None
+    ) -> None:
+        self.state, self.config, self.network = state, config, network
+
+    def replace(self, config: ContainerConfig) -> Prepared:
+        """The same container with another engine config."""
+        return Prepared(self.state, config, self.network)
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    def abandon(self) -> None:
+        """The container did not start: give back its ports and networks, drop its record."""
+        try:
+            if self.network is not None:
+                self.network.release()
+        finally:
+            st.remove(self.state)
+
+
+def prepare(image: str | Image, options: RunOptions) -> Prepared:
+    """Snapshots of the image's layers, the container's record and dirs, the engine's
+    config (and its cgroup when limits are asked for)."""
+    ref = _image_ref(image)
+    from envkit.store.resolved import holding
+
+    # Until the record exists, prune keeps the snapshots picked here (see holding).
+    with holding():
+        image_info = _resolve_pulling(ref, options.pull, options.pull_output)
+        settings, layers = image_info.settings, image_info.layers
+        who = image_config.resolve_user(
+            options.user if options.user is not None else str(settings.get("User") or ""),
+            image_config.read_image_file(layers, "/etc/passwd"),
+            image_config.read_image_file(layers, "/etc/group"),
+        )
+        argv = image_config.command(settings, options.cmd, options.entrypoint)
+        env = image_config.environment(settings, options.env, home=who.home)
+        cwd = image_config.workdir(settings, options.workdir)
+        mounts = _mounts(options)
+        capabilities = None
+        if options.cap_add or options.cap_drop:
+            from envkit.runtime import caps
+
+            capabilities = caps.resolve(options.cap_add, options.cap_drop)
+        engine_argv = argv
+        if options.init:
+            from envkit.runtime import init
+
+            mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
+            engine_argv = [init.INIT_PATH, "--", *argv]
+        record = st.create(
+            name=options.name,
+            image=ref,
+            image_id=image_info.image_id,
+            argv=list(argv),
+            auto_remove=options.remove,
+            env=dict(env),
+            cwd=cwd,
+            uid=who.uid,
+            gid=who.gid,
+            groups=list(who.groups),
+            tty=options.tty,
+            seccomp=options.seccomp,
+            capabilities=None if capabilities is None else sorted(capabilities),
+        )
+    network: Attachment | None = None
+    try:
+        os.mkdir(record.path("upper"))
+        os.mkdir(record.path("work"))
+        hostname = options.hostname or record.id[:12]
+        if options.networks or options.ports:
+            from envkit.network.attach import Attachment
+            from envkit.network.state import NAME_RE
+
+            # As docker, the container's hostname resolves too (when it is a valid name).
+            extra = [hostname] if NAME_RE.match(hostname) else []
+            aliases = dict.fromkeys([*options.network_aliases, *extra])
+            aliases.pop(record.name, None)
+            network = Attachment.plan(record.name, options.networks, list(aliases), options.ports)
+            if network is not None:
+                mounts += network.mounts()
+        if options.limits:
+            from envkit.runtime import cgroups
+
+            record.cgroup = cgroups.create(options.limits, f"envkit-{record.id[:12]}")
+            record.save()
+        engine_config = ContainerConfig(
+            layers=layers,
+            argv=engine_argv,
+            upper_dir=record.path("upper"),
+            work_dir=record.path("work"),
+            env=env,
+            cwd=cwd,
+            uid=who.uid,
+            gid=who.gid,
+            groups=who.groups,
+            hostname=hostname,
+            mounts=mounts,
+            readonly_root=options.read_only,
+            stdio=options.stdio,
+            tty=options.tty,
+            tty_size=terminal_size() if options.tty else (0, 0),
+            cgroup=record.cgroup or None,
+            seccomp=options.seccomp,
+            capabilities=capabilities,
+        )
+    except BaseException:
+        if network is not None:
+            network.close_ports()
+        st.remove(record)
+        raise
+    return Prepared(record, engine_config, network)
+
+
+def _resolve(ref: str) -> Resolved:
+    """The image's id, config and snapshot lower dirs: remembered from an earlier run
+    (:mod:`envkit.store.resolved`), else from the store, extracting missing snapshots."""
+    from envkit.store import resolved
+
+    found = resolved.lookup(ref)
+    if found is not None:
+        return found
+    stamp = resolved.index_stamp()
+    from envkit.store import snapshots
+    from envkit.store.layout import Store
+
+    store = Store.default()
+    _, manifest = store.image_manifest(store.resolve(ref))
+    config = store.config(manifest)
+    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    found = resolved.Resolved(str(manifest.config.digest), dict(config.config), snapshot.layers)
+    if stamp is not None:
+        resolved.remember(ref, found, snapshot.marks, stamp)
+    return found
+
+
+def _resolve_pulling(ref: str, policy: str, output: TextIO | None) -> Resolved:
+    """:func:`_resolve`, after pulling ``ref`` as the pull ``policy`` says
+    (:mod:`envkit.pulling`, imported only when the store lacks the image or the policy is
+    ``always``). Called holding the store lock shared, as a pull itself holds it."""
+    if policy == "always":
+        from envkit import pulling
+
+        if pulling.remote(ref) is not None:
+            pulling.pull(ref, missing=False, stream=output)
+        return _resolve(ref)
+    try:
+        return _resolve(ref)
+    except ImageNotFoundError as exc:
+        from envkit import pulling
+
+        if policy == "never":
+            raise pulling.not_present(ref, exc) from None
+        if pulling.remote(ref) is None:
+            raise
+    pulling.pull(ref, missing=True, stream=output)
+    return _resolve(ref)
+
+
+def _image_ref(image: object) -> str:
+    if isinstance(image, str):
+        return image
+    base = getattr(image, "base", None)
+    if base is not None and getattr(base, "kind", "") == "ref" and not getattr(image, "steps", ()):
+        return str(base.ref)
+    build = getattr(image, "build", None)
+    if base is not None and callable(build):
+        # Like `docker run` of a Dockerfile's result: build (cached: a no-op when nothing
+        # changed), then run the built image by its manifest digest.
+        return str(build().digest)
+    raise SpecError("image", "expected an image name, id or Image.from_(ref)", value=image)
+
+
+def _mounts(options: RunOptions) -> list[Mount]:
+    mounts: list[Mount] = []
+    for volume in options.volumes:
+        mounts.append(volume if isinstance(volume, BindMount) else BindMount.parse(volume))
+    mounts += [TmpfsMount(target) for target in options.tmpfs]
+    return mounts
+
+
+def terminal_size() -> tuple[int, int]:
+    from envkit.runtime.tty import window_size
+
+    return window_size(0, 1)
+
+
+def layers_of(record: st.ContainerState) -> list[str]:
+    return list(_resolve(record.image_id).layers)

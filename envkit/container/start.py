@@ -1,0 +1,271 @@
+"""Starting containers: ``envkit.run()``, a foreground ``envkit run`` and a detached
+one (``run -d``), which goes to this home's container monitor (:mod:`.monitor`).
+
+Who holds a container: a foreground ``envkit run`` or the Python process that called
+:func:`run` (the container dies with it), or with ``detach=True`` / ``run -d`` the
+monitor, which keeps its log and records its exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from envkit.container.handle import Container, finish, pump_logs, reap
+from envkit.container.options import RunOptions
+from envkit.container.prepare import Prepared, prepare
+from envkit.runtime import state as st
+from envkit.runtime.config import BindMount, ContainerConfig
+
+# typing is not imported at run time: this module is on `envkit run`'s start-up path.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from envkit.network.attach import PortsSpec
+    from envkit.spec import Image
+
+
+def run(
+    image: str | Image,
+    cmd: Sequence[str] | None = None,
+    *,
+    entrypoint: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    volumes: Sequence[str | BindMount] = (),
+    tmpfs: Sequence[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    hostname: str | None = None,
+    read_only: bool = False,
+    name: str | None = None,
+    stdio: tuple[int, int, int] | None = None,
+    detach: bool = False,
+    remove: bool = False,
+    memory: str | None = None,
+    cpus: str | float | None = None,
+    pids_limit: int | None = None,
+    network: str | Sequence[str] | None = None,
+    network_aliases: Sequence[str] = (),
+    ports: PortsSpec = (),
+    init: bool = False,
+    cap_add: Sequence[str] = (),
+    cap_drop: Sequence[str] = (),
+    pull: str = "missing",
+) -> Container:
+    """Start a container of ``image`` (a name, id or digest in the store, or
+    ``Image.from_(ref)``) and return it once its command runs.
+
+    ``cmd`` replaces the image's Cmd, ``entrypoint`` its Entrypoint (and clears Cmd);
+    ``volumes`` are ``"SRC:DST[:ro]"`` strings or :class:`BindMount`; ``tmpfs`` are
+    container paths. Output goes to the container's log (:meth:`Container.logs`) unless
+    ``stdio`` gives host fds for 0, 1, 2. The container belongs to this process and dies
+    with it, unless ``detach=True``: then a supervisor process of its own holds it and
+    it runs on after this process (``envkit ps`` shows it). ``remove=True`` deletes it
+    when it exits (``--rm``). ``memory`` (``"256m"``), ``cpus`` and ``pids_limit`` need
+    a delegated cgroup v2 subtree. ``network`` names the network(s) to join (see
+    :mod:`envkit.network`; default: loopback only), ``ports`` publishes ports as
+    ``{host: container}`` on 127.0.0.1 (host port 0: a free one, :meth:`Container.port`
+    tells which); publishing without ``network`` joins the default network ``envkit``.
+    The command is the container's pid 1, as in docker; ``init=True`` puts a small init
+    in front (``docker run --init``). ``cap_add``/``cap_drop`` change docker's default
+    capabilities (``--cap-add``/``--cap-drop``). ``pull``: as ``docker run --pull``,
+    ``"missing"`` pulls an image that is not in the store from its registry (silently),
+    ``"always"`` pulls the name first every time, ``"never"`` uses the store alone::
+
+        with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
+            assert c.wait() == 0 and c.logs() == "hi\\n"
+    """
+    limits = None
+    if memory is not None or cpus is not None or pids_limit is not None:
+        from envkit.runtime.cgroups import Limits
+
+        limits = Limits.parse(
+            memory,
+            None if cpus is None else str(cpus),
+            None if pids_limit is None else str(pids_limit),
+        )
+    options = RunOptions(
+        cmd=cmd,
+        entrypoint=entrypoint,
+        env=dict(env or {}),
+        volumes=volumes,
+        tmpfs=tmpfs,
+        workdir=workdir,
+        user=user,
+        hostname=hostname,
+        read_only=read_only,
+        name=name,
+        stdio=stdio,
+        remove=remove,
+        limits=limits,
+        networks=[network] if isinstance(network, str) else list(network or ()),
+        network_aliases=network_aliases,
+        ports=ports,
+        init=init,
+        cap_add=cap_add,
+        cap_drop=cap_drop,
+        pull=pull,
+    )
+    prepared = prepare(image, options)
+    if detach:
+        return Container(start_detached(prepared))
+    return _start_attached(prepared)
+
+
+def _start_attached(prepared: Prepared) -> Container:
+    """Start a container held by this process; output to its log when no stdio given."""
+    from envkit.runtime.spawn import start
+
+    config, pipes = prepared.config, None
+    if config.stdio is None:
+        pipes = _log_pipes()
+        config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
+    try:
+        engine = start(
+            _networked(prepared, config),
+            runtime_dir=prepared.state.path("rt"),
+            reparent=True,
+        )
+    except BaseException:
+        prepared.abandon()
+        raise
+    finally:
+        if pipes is not None:
+            for fd in (pipes[0], pipes[2], pipes[4]):
+                os.close(fd)
+    prepared.state.mark_running(engine.pid)
+    pump = None
+    if pipes is not None:
+        import threading
+
+        pump = threading.Thread(
+            target=pump_logs,
+            args=(prepared.state.path("log"), {pipes[1]: "stdout", pipes[3]: "stderr"}),
+            name=f"envkit-log-{prepared.id[:12]}",
+            daemon=True,
+        )
+        pump.start()
+    return Container(prepared.state, engine, pump, prepared.network)
+
+
+def _networked(prepared: Prepared, config: ContainerConfig) -> ContainerConfig:
+    """``config`` joining the network holder's user namespace and connected from there,
+    when the container has networks. Call in the process that starts the container."""
+    if prepared.network is None:
+        return config
+    return config.replace(userns=prepared.network.userns(), on_namespaces=prepared.network)
+
+
+def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool = False) -> int:
+    """Run a container in the foreground, as ``docker run`` does; its exit code.
+
+    stdout and stderr are the caller's; stdin too with ``interactive`` (else
+    /dev/null); where one of them is a terminal, the container gets a pipe relayed to it
+    (:mod:`envkit.runtime.relay`), never the terminal itself. ``options.tty`` connects
+    the caller's terminal to a pty of the container. Signals sent to the caller are
+    passed on. The container's record stays (exited) unless ``options.remove``.
+    """
+    from envkit.runtime import relay
+    from envkit.runtime.spawn import proxy_signals, start
+
+    reap()
+    prepared = prepare(image, options)
+    config = prepared.config
+    shield = None
+    with open(os.devnull, "rb") as devnull:
+        if config.stdio is None and not config.tty:
+            stdin = 0 if interactive else devnull.fileno()
+            shield = relay.shield((stdin, 1, 2))
+            config = config.replace(stdio=(stdin, 1, 2) if shield is None else shield.stdio)
+        try:
+            engine = start(
+                _networked(prepared, config), runtime_dir=prepared.state.path("rt"), reparent=True
+            )
+        except BaseException:
+            if shield is not None:
+                shield.finish()
+            prepared.abandon()
+            raise
+    if shield is not None:
+        shield.start()
+    code: int | None = None
+    try:
+        prepared.state.mark_running(engine.pid)
+        with proxy_signals(engine):
+            if engine.console is not None:
+                from envkit.runtime import tty
+
+                try:
+                    tty.attach(engine.console, 0 if interactive else None, 1)
+                finally:
+                    os.close(engine.console)
+            code = engine.wait()
+    finally:
+        if code is None:  # interrupted: make sure nothing of it outlives this call
+            engine.kill(signal.SIGKILL)
+            code = engine.wait()
+        if shield is not None:
+            shield.finish()
+        finish(prepared.state, code, None, prepared.network)
+    return code
+
+
+def start_detached(prepared: Prepared) -> st.ContainerState:
+    """Hand the container to this home's monitor and return once its command runs.
+
+    The monitor (:mod:`envkit.container.monitor`, started on demand) becomes the
+    container's parent, keeps its log, records its exit code and removes ``--rm``
+    containers; this process does its part of the start (id maps, networks) and leaves.
+    Start failures come back here as :class:`StartError`.
+    """
+    from envkit.container import monitor_client
+    from envkit.runtime.spawn import start
+
+    record = prepared.state
+    record.detached = True
+    if prepared.network is not None:
+        record.networks = list(prepared.network.networks)
+    try:
+        connection = monitor_client.connect()
+    except BaseException:
+        prepared.abandon()
+        raise
+    try:
+        config = prepared.config.replace(die_with_parent=False)
+        engine = start(
+            _networked(prepared, config),
+            runtime_dir=record.path("rt"),
+            launcher=connection.for_container(record.path()).launcher,
+        )
+    except BaseException:
+        connection.close()
+        prepared.abandon()
+        raise
+    try:
+        try:
+            record.supervisor, record.supervisor_start = connection.pid, connection.start
+            record.mark_running(engine.pid)
+        except BaseException:
+            connection.close()  # the monitor stops the container it was never given
+            prepared.abandon()
+            raise
+        try:
+            connection.started(engine.pid, engine.console)
+        except (OSError, monitor_client.MonitorError):
+            # The monitor died at this moment (kill -9): the container runs and its
+            # record says so; the next envkit command has a new monitor adopt it.
+            connection.close()
+    finally:
+        if engine.console is not None:
+            os.close(engine.console)
+        if prepared.network is not None:
+            prepared.network.close_ports()  # the port forwarder holds them now
+    return record
+
+
+def _log_pipes() -> tuple[int, int, int, int, int]:
+    """stdin (/dev/null) and two pipes: ``(null, out_r, out_w, err_r, err_w)``."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    return null, out_r, out_w, err_r, err_w
