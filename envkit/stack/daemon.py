@@ -64,8 +64,30 @@ def failure_report(exc: BaseException) -> dict[str, object]:
     return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def drop_inherited_lock(name: str) -> None:
+    """Close this process's copies of stack ``name``'s lock file descriptor.
+
+    The supervisor is forked by ``up`` while ``up`` holds the stack's lock (an ``flock``,
+    owned by the open file, which a fork shares). Kept open here, it would hold the lock
+    for the supervisor's whole life once ``up`` is killed before it unlocks, and every
+    later ``up`` and ``down`` of the stack would wait for it (the kill -9 fault suite
+    hit this). Closing the copy leaves the lock to ``up`` alone.
+    """
+    from envkit.stack import state as ss
+
+    lock = str(ss.stacks_dir() / ".locks" / name)
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{entry}")
+        except OSError:
+            continue
+        if target == lock:
+            os.close(int(entry))
+
+
 def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no cover - child
     try:
+        drop_inherited_lock(supervisor.stack.name)
         signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
         try:
             supervisor.start()

@@ -125,3 +125,48 @@ def test_ps_of_a_lost_supervisor_shows_what_runs(envkit_home: Path) -> None:
     ]
     assert seen.services["a"].health == ""
     assert recovery.survivors(record) == {}
+
+
+# -- the detached supervisor and the stack lock -------------------------------------------
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_the_supervisor_does_not_keep_the_stack_lock(envkit_home: Path, drop: bool) -> None:
+    """``up`` forks the supervisor while it holds the stack's flock; killed before it
+    unlocks, the lock must not live on in the supervisor (it did: later ``up`` and
+    ``down`` waited for it)."""
+    import fcntl
+    import os
+    import time
+
+    path = ss.stacks_dir() / ".locks" / "held"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the supervisor's side
+        try:
+            if drop:
+                daemon.drop_inherited_lock("held")
+            os.write(ready_w, b"1")
+            time.sleep(10)
+        finally:
+            os._exit(0)
+    try:
+        os.close(ready_w)
+        assert os.read(ready_r, 1) == b"1"
+        os.close(fd)  # `up` killed: its descriptor goes, without an unlock
+        probe = os.open(path, os.O_RDWR)
+        try:
+            if drop:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+    finally:
+        os.close(ready_r)
+        os.kill(child, 9)
+        os.waitpid(child, 0)
