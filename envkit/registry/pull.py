@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from envkit.errors import RegistryError, StoreError
 from envkit.oci.reference import Reference, parse
 from envkit.oci.types import Descriptor, Manifest, Platform
@@ -142,6 +144,8 @@ def _local(
     content cannot change). None when anything is missing or unreadable."""
     if ref.digest:
         digest, content_type = ref.digest, ""
+    elif _holds_no_blob(store):
+        return None  # a first pull: the HEAD could only tell what the GET tells again
     else:
         announced = manifests.head(client, ref.path, ref.tag or "latest")
         if announced is None:
@@ -162,6 +166,14 @@ def _local(
         if not blobs.present(store, blob):
             return None
     return top, chosen, manifest
+
+
+def _holds_no_blob(store: Store) -> bool:
+    try:
+        with os.scandir(store.blob_dir) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
 
 
 def _download_all(

@@ -44,6 +44,17 @@ def test_pull_stores_and_tags_an_image_with_equal_digests(store: Store) -> None:
     assert got.downloaded == 3
 
 
+def test_a_first_pull_into_an_empty_store_sends_no_head(store: Store) -> None:
+    """The HEAD only finds an image the store already holds: with no blob at all, the
+    manifest GET comes first (one round trip less on a first pull)."""
+    reg = FakeRegistry()
+    serve_image(reg, "team/app", "1", [b"layer"])
+    pull("registry.test/team/app:1", store, client_factory=client_factory(FakeNet(reg)))
+    sent = [(m, path) for m, path, _ in reg.log]
+    assert sent[:2] == [("GET", "/v2/"), ("GET", "/v2/team/app/manifests/1")]
+    assert all(m != "HEAD" for m, _ in sent)
+
+
 def test_second_pull_downloads_nothing(store: Store) -> None:
     reg = FakeRegistry()
     serve_image(reg, "team/app", "1", [b"layer"])
