@@ -42,8 +42,8 @@ def publish(
     """Publish ports of a connected ``container``; the mappings as bound (port 0 resolved).
 
     A host port already in use raises :class:`NetworkError` naming it, before anything
-    starts (:func:`reserve_ports` checks even earlier). The forwarder stops with
-    :func:`unpublish` or when the container is reaped.
+    starts (:func:`reserve_ports` checks even earlier). The network daemon serves them
+    until :func:`unpublish`, or until the container is reaped.
     """
     parsed = (
         mappings
@@ -56,27 +56,12 @@ def publish(
                 f"container {container!r} is on no network: its ports cannot be published",
                 hint="connect it to a network first",
             )
-        d = endpoints.ensure_running()
-        return ports.publish(container, d.holder.pid, parsed)
-
-
-def open_forwarder(forwarder: ports.Forwarder) -> list[PortMapping]:
-    """Open a forwarder started ahead with :func:`envkit.network.ports.start` (its
-    container connected by now); the mappings as bound.
-
-    Should the holder have been replaced meanwhile (it died), the early forwarder sits
-    in a namespace that is gone: it is stopped and its ports are published anew.
-    """
-    with state.locked():
-        d = endpoints.ensure_running()
-        if d.holder.pid == forwarder.holder_pid:
-            return forwarder.open()
-        forwarder.cancel()
-        return ports.publish(forwarder.container, d.holder.pid, forwarder.bound)
+        endpoints.ensure_running()
+        return ports.publish(container, parsed)
 
 
 def unpublish(container: str) -> None:
-    """Stop the port forwarders of ``container``."""
+    """Stop serving the published ports of ``container``."""
     with state.locked():
         ports.unpublish(container)
         endpoints.stop_if_unused()

@@ -5,9 +5,10 @@ The order is the one docs/dev/network.md describes: the host ports are bound fir
 process that starts the container takes the holder's user namespace
 (:meth:`Attachment.userns`) for the runtime to *join*; the runtime calls the attachment
 with the monitor's pid once the container's network namespace exists, which connects
-it and starts its port forwarders; the managed hosts file and resolv.conf are then
-bind-mounted (:meth:`Attachment.mounts`). :meth:`Attachment.release` undoes all of it
-when the container exits, and :func:`envkit.network.reap` does when nobody could.
+it and hands its published ports to the network daemon; the managed hosts file and
+resolv.conf are then bind-mounted (:meth:`Attachment.mounts`).
+:meth:`Attachment.release` undoes all of it when the container exits, and
+:func:`envkit.network.reap` does when nobody could.
 """
 
 from __future__ import annotations
@@ -142,28 +143,19 @@ class Attachment:
     def __call__(self, pid: int) -> None:
         """Connect the container whose network namespace ``pid`` is in; publish its ports.
 
-        The port forwarder starts first, on the other core, and serves once the
-        container is connected.
+        Each connect is one request to the network daemon (it makes the veth pair and
+        configures the container's side); the host sockets of the published ports then
+        go to the same daemon, which serves them from then on.
         """
-        early = None
-        if self.reservation is not None and self._holder is not None:
-            early = ports.start(self.container, self._holder, self.reservation)
-        try:
-            for network in self.networks:
-                endpoints.connect(network, self.container, pid, self.aliases)
-                self._connected.append(network)
-            if early is not None:
-                self.published = api.open_forwarder(early)
-            elif self.reservation is not None:
-                self.published = api.publish(self.container, self.reservation)
-        except BaseException:
-            if early is not None:
-                early.cancel()
-            raise
+        for network in self.networks:
+            endpoints.connect(network, self.container, pid, self.aliases)
+            self._connected.append(network)
+        if self.reservation is not None:
+            self.published = api.publish(self.container, self.reservation)
 
     def close_ports(self) -> None:
-        """Give back host ports not handed to a forwarder (a process that will not
-        start the container itself, like the caller of a detached run)."""
+        """Give back host ports not handed to the network daemon (a process that will
+        not start the container itself, like the caller of a detached run)."""
         if self.reservation is not None:
             self.reservation.close()
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.host import syscalls
-from envkit.network import holder, ipam, links, names, networks, ns, state
+from envkit.network import control, holder, ipam, names, networks, ns, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
 
@@ -29,23 +29,38 @@ def _target(target: int | str) -> tuple[str, dict[str, int | str]]:
         raise NetworkError(f"network namespace {target}: {exc.strerror}") from None
 
 
-def _attach(holder_pid: int, ep: Endpoint, default: bool) -> None:
+def _attach(ep: Endpoint, default: bool) -> None:
+    """Ask the network daemon to make ``ep``'s veth pair (the container's netns goes
+    along as a descriptor)."""
     net = networks.get(ep.network)
     path = ns.ns_path(ep.pid, "net") if ep.pid else ep.netns
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    prefix = ipaddress.ip_network(net.subnet).prefixlen
     try:
-        links.in_holder(
-            holder_pid,
-            links.attach,
-            net.bridge,
-            ep.veth,
-            fd,
-            ep.ifname,
-            f"{ep.ip}/{prefix}",
-            net.gateway,
-            default,
-        )
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetworkError(
+            f"network namespace of container {ep.container!r} ({path}): {exc.strerror}"
+        ) from None
+    spec = {
+        "bridge": net.bridge,
+        "bridge_spec": holder.bridge_spec(net),
+        "veth": ep.veth,
+        "ifname": ep.ifname,
+        "address": ep.ip,
+        "prefixlen": ipaddress.ip_network(net.subnet).prefixlen,
+        "gateway": net.gateway,
+        "default": default,
+    }
+    if ep.ip6:
+        spec["address6"] = ep.ip6
+        spec["prefixlen6"] = ipaddress.ip_network(net.subnet6).prefixlen
+        spec["gateway6"] = net.gateway6
+    try:
+        control.call("attach", spec, [fd])
+    except NetworkError as exc:
+        raise NetworkError(
+            f"connecting container {ep.container!r} to network {ep.network!r}: {exc.message}",
+            hint=exc.hint,
+        ) from None
     finally:
         os.close(fd)
 
@@ -74,7 +89,7 @@ def connect(
                 )
             state.drop_endpoint(old)
         reap_locked()
-        d = ensure_running()
+        ensure_running()
         _, ident = _target(target)
         release_lease(process_lease())
         mine = state.container_endpoints(container)
@@ -82,6 +97,7 @@ def connect(
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
         ip = ipam.allocate(net.subnet, [e.ip for e in state.endpoints(network)], net.last_ip)
         order = max((e.order for e in state.endpoints()), default=0) + 1
+        ip6 = ipam.address6(net.subnet, net.subnet6, ip) if net.subnet6 else ""
         ep = Endpoint(
             network=network,
             container=container,
@@ -90,9 +106,10 @@ def connect(
             veth=veth_name(network, container),
             aliases=tuple(aliases),
             order=order,
+            ip6=ip6,
             **ident,  # type: ignore[arg-type]
         )
-        _attach(d.holder.pid, ep, default=not mine)
+        _attach(ep, default=not mine)
         state.save_endpoint(ep)
         state.save_network(net.with_last_ip(ip))
         names.refresh(_neighbours(network, container))
@@ -117,9 +134,8 @@ def disconnect(network: str, container: str) -> None:
 
 def _detach(ep: Endpoint) -> None:
     affected = _neighbours(ep.network, ep.container)
-    running = holder.current()
-    if running is not None:
-        links.in_holder(running.holder.pid, links.remove_link, ep.veth)
+    if holder.serving() is not None:
+        control.call("remove_link", {"name": ep.veth})
     state.drop_endpoint(ep)
     names.refresh(affected)
     if not state.container_endpoints(ep.container):
@@ -134,22 +150,24 @@ def ensure_running() -> state.Daemons:
 
     Call with the state lock held, after :func:`reap_locked`.
     """
+    from envkit.network import ports
+
     if holder.current() is not None:
-        return holder.ensure()[0]
+        d, _, new_netd = holder.ensure()
+        if new_netd:  # the old daemon died: its published ports went with it
+            ports.restart()
+        return d
     adopt = _userns_of_a_survivor()
     try:
-        d, _ = holder.ensure(adopt)
+        d, _, _ = holder.ensure(adopt)
     finally:
         if adopt is not None:
             os.close(adopt)
-    from envkit.network import ports
-
-    # Forwarders first: they sit in the dead holder's namespace and keep its veths alive.
-    ports.restart(d.holder.pid)
+    ports.restart()
     first: set[str] = set()
     for ep in state.endpoints():
         try:
-            _attach(d.holder.pid, ep, default=ep.container not in first)
+            _attach(ep, default=ep.container not in first)
             first.add(ep.container)
         except NetworkError as exc:
             import logging  # only on this rare path: logging costs ~3 ms to import
@@ -232,8 +250,9 @@ def reap_locked() -> None:
     for ep in state.endpoints():
         if not ep.alive():
             _detach(ep)
+    # Ports of containers still attached stay on disk even when their daemon died: the
+    # next ensure_running() publishes them again through a new one.
     for container in ports.all_containers():
-        ports.prune_dead(container)
         if not state.container_endpoints(container):
             ports.unpublish(container)
     d = state.load_daemons()
@@ -267,7 +286,8 @@ def teardown() -> None:
 
 
 def stop_if_unused() -> None:
-    """Stop the holder and egress daemon when no container and no forwarder needs them."""
+    """Stop the holder and network daemon when no container and no published port needs
+    them."""
     from envkit.network import ports
 
     if state.endpoints() or any(ports.records(c) for c in ports.all_containers()):

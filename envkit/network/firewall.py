@@ -21,6 +21,7 @@ from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 RESTORE = "iptables-legacy-restore"
+RESTORE6 = "ip6tables-legacy-restore"
 
 
 #: The lock file this process opened (path, fd) for the helpers it forks (see lock_file).
@@ -93,19 +94,63 @@ def rules(networks: Sequence[NetworkInfo], host_loopback: str = "169.254.1.2") -
     return "\n".join(lines) + "\n"
 
 
-def apply(text: str, lock: str) -> bool:
+def rules6(networks: Sequence[NetworkInfo]) -> str:
+    """The ``ip6tables-restore`` input for the dual-stack ones of ``networks``; ``""``
+    when there is none. The same shape as :func:`rules`: bridged frames stay within
+    their bridge, IPv6 TCP from a non-internal bridge to anything outside the envkit
+    subnets goes to the egress proxy, the rest goes nowhere (the holder never routes:
+    ``net.ipv6.conf.all.forwarding`` is 0)."""
+    dual = [net for net in networks if net.subnet6]
+    if not dual:
+        return ""
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    lines += [f"-A FORWARD -i {net.bridge} -o {net.bridge} -j ACCEPT" for net in dual]
+    lines += ["COMMIT", "*nat"]
+    lines += [f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")]
+    lines += [f"-A PREROUTING -d {net.subnet6} -j RETURN" for net in dual]
+    for net in dual:
+        if net.internal:
+            lines.append(f"-A PREROUTING -i {net.bridge} -j RETURN")
+        else:
+            lines.append(
+                f"-A PREROUTING -i {net.bridge} -p tcp -j REDIRECT --to-ports {EGRESS_PORT}"
+            )
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def set_up_holder(text: str, text6: str, lock: str) -> None:  # pragma: no cover - helper
+    """In a helper inside the holder (as its root): no routing between interfaces, for
+    either family (bridges stay islands), then the rules of both families."""
+    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+        if os.path.exists(path):
+            with open(path, "w") as f:
+                f.write("0\n")
+    load(text, text6, lock)
+
+
+def load(text: str, text6: str, lock: str) -> None:  # pragma: no cover - helper
+    """Load the rules of both families (IPv6 only when some network is dual-stack)."""
+    apply(text, lock)  # without iptables-legacy-restore: no rules, no egress
+    if text6:
+        apply(text6, lock, RESTORE6)
+
+
+def apply(text: str, lock: str, restore: str | None = None) -> bool:
     """Load ``text`` with iptables-legacy-restore (inside the holder's namespaces);
     ``False`` when it is not installed (no rules: containers get no egress).
 
-    Through posix_spawn rather than subprocess: that costs milliseconds to import on
+    ``restore``: :data:`RESTORE` (the default) or :data:`RESTORE6`. Through posix_spawn rather than
+    subprocess: that costs milliseconds to import on
     the holder's start, and a forked helper must not import anything.
     """
+    restore = restore or RESTORE
     in_r, in_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
         child = os.posix_spawnp(
-            RESTORE,
-            [RESTORE, "-w"],
+            restore,
+            [restore, "-w"],
             {**os.environ, "XTABLES_LOCKFILE": _lock_for_iptables(lock)},
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
@@ -119,7 +164,7 @@ def apply(text: str, lock: str) -> bool:
             os.close(fd)
         if isinstance(exc, FileNotFoundError):
             return False
-        raise NetworkError(f"cannot run {RESTORE}: {exc.strerror}") from None
+        raise NetworkError(f"cannot run {restore}: {exc.strerror}") from None
     finally:
         os.close(in_r)
         os.close(err_w)
@@ -130,5 +175,5 @@ def apply(text: str, lock: str) -> bool:
         message = err.read().decode(errors="replace").strip()
     _, status = os.waitpid(child, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise NetworkError(f"{RESTORE} failed: {message}")
+        raise NetworkError(f"{restore} failed: {message}")
     return True

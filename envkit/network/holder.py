@@ -2,9 +2,10 @@
 
 Every network of one ``$ENVKIT_HOME`` is a bridge inside the holder's network
 namespace, which belongs to the holder's user namespace (id maps from
-:func:`envkit.host.idmap.plan`, the containers' own). It is started on demand, stopped
-when nothing uses it, and when found dead it is started again and its bridges and rules
-are rebuilt from the state on disk.
+:func:`envkit.host.idmap.plan`, the containers' own). Beside it runs the network daemon
+(:mod:`envkit.network.netd`), which does the netlink work, egress and published ports.
+Both are started on demand, stopped when nothing uses them, and when found dead they
+are started again and the bridges and rules are rebuilt from the state on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 from collections.abc import Callable
 
 from envkit.host import idmap, syscalls
-from envkit.network import egress, links, ns, state
+from envkit.network import control, egress, ns, state
 from envkit.network.errors import NetworkError
 
 SLEEP = "/bin/sleep"
@@ -74,47 +75,47 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def setup(holder_pid: int) -> None:
-    """(Re)build loopback, bridges and rules in the holder from the networks on disk.
+def bridge_spec(net: state.NetworkInfo) -> dict[str, str | int]:
+    """What the network daemon needs to make the bridge of ``net`` (its ``bridge`` request)."""
+    spec: dict[str, str | int] = {
+        "name": net.bridge,
+        "gateway": net.gateway,
+        "prefixlen": ipaddress.ip_network(net.subnet).prefixlen,
+    }
+    if net.subnet6:
+        spec["gateway6"] = net.gateway6
+        spec["prefixlen6"] = ipaddress.ip_network(net.subnet6).prefixlen
+    return spec
 
-    One helper does all of it: each helper is a fork of the caller.
-    """
+
+def set_up_firewall(holder_pid: int) -> None:
+    """No routing in the holder, and its iptables rules, from the networks on disk: one
+    helper (a fork of the caller, as the namespace's root, since iptables execs)."""
     # firewall (and the tempfile it needs) is imported here, in the parent,
     # only where rules change: a warm container start never loads it, and a forked
     # helper must not import anything.
     from envkit.network import firewall
 
     networks = state.all_networks()
-    bridges = [
-        (net.bridge, net.gateway, ipaddress.ip_network(net.subnet).prefixlen) for net in networks
-    ]
-    rules = firewall.rules(networks, egress.HOST_LOOPBACK)
+    text = firewall.rules(networks, egress.HOST_LOOPBACK)
+    text6 = firewall.rules6(networks)
     lock = firewall.lock_file()
     try:
-        ns.in_holder(holder_pid, _set_up_inside, bridges, rules, lock, firewall.apply)
+        ns.in_holder(holder_pid, firewall.set_up_holder, text, text6, lock)
     finally:
         firewall.release_lock()
-
-
-def _set_up_inside(
-    bridges: list[tuple[str, str, int]],
-    rules: str,
-    lock: str,
-    apply: Callable[[str, str], bool],
-) -> None:  # pragma: no cover - runs in a helper inside the holder
-    links.init_holder()
-    for name, gateway, prefixlen in bridges:
-        links.ensure_bridge(name, gateway, prefixlen)
-    apply(rules, lock)  # without iptables-legacy-restore: no rules, no egress
 
 
 def sync_firewall(holder_pid: int) -> None:
     """Rewrite the holder's iptables rules from the networks on disk."""
     from envkit.network import firewall
 
-    text = firewall.rules(state.all_networks(), egress.HOST_LOOPBACK)
+    networks = state.all_networks()
+    text = firewall.rules(networks, egress.HOST_LOOPBACK)
     try:
-        ns.in_holder(holder_pid, firewall.apply, text, firewall.lock_file())
+        ns.in_holder(
+            holder_pid, firewall.load, text, firewall.rules6(networks), firewall.lock_file()
+        )
     finally:
         firewall.release_lock()
 
@@ -125,8 +126,15 @@ def current() -> state.Daemons | None:
     return d if d is not None and d.holder.alive() else None
 
 
-def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool]:
-    """The running daemons, started if needed; ``True`` when the holder is new.
+def serving() -> state.Daemons | None:
+    """The live daemons when both the holder and the network daemon run, else ``None``."""
+    d = current()
+    return d if d is not None and d.netd is not None and d.netd.alive() else None
+
+
+def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool, bool]:
+    """The running daemons, started if needed; whether the holder is new, and whether the
+    network daemon is (its published ports are then gone).
 
     A new holder joins the user namespace ``adopt`` (an fd) when given: containers that
     outlived a dead holder still live in its user namespace, and only from inside it can
@@ -134,36 +142,50 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool]:
     """
     d = state.load_daemons()
     if d is not None and d.holder.alive():
-        if d.egress is None or not d.egress.alive():
-            d = state.Daemons(d.holder, egress.start(d.holder.pid))
-            state.save_daemons(d)
-        return d, False
+        if d.netd is not None and d.netd.alive():
+            return d, False, False
+        d = state.Daemons(d.holder, _start_netd(d.holder.pid, None))
+        state.save_daemons(d)
+        return d, False, True
     if d is not None:
         stop_daemons(d)
     holder = _start_holder(adopt)
-    # The egress daemon starts on the other core while the holder is set up: it only
-    # needs the holder's namespaces, not its bridges or rules.
-    starting: ns.Starting | None = None
     try:
-        starting = egress.spawn(holder.pid)
-        setup(holder.pid)
-        d = state.Daemons(holder, state.Proc.of(starting.wait()))
+        d = state.Daemons(holder, _start_netd(holder.pid, set_up_firewall))
     except BaseException:
-        if starting is not None:
-            with contextlib.suppress(NetworkError):
-                _kill(starting.wait())
         _kill(holder.pid)
         raise
     state.save_daemons(d)
-    return d, True
+    return d, True, True
+
+
+def _start_netd(holder_pid: int, meanwhile: Callable[[int], None] | None) -> state.Proc:
+    """Start the network daemon and give it the bridges; ``meanwhile(holder_pid)`` runs
+    while it starts (a fresh interpreter importing pyroute2: ~0.15 s on the other core)."""
+    starting = control.spawn(holder_pid)
+    try:
+        if meanwhile is not None:
+            meanwhile(holder_pid)
+        netd = state.Proc.of(starting.wait())
+    except BaseException:
+        with contextlib.suppress(NetworkError):
+            _kill(starting.wait())
+        raise
+    try:
+        control.call("setup", {"bridges": [bridge_spec(n) for n in state.all_networks()]})
+    except BaseException:
+        netd.kill()
+        raise
+    return netd
 
 
 def stop_daemons(d: state.Daemons) -> None:
-    """Kill the egress daemon and the holder (their namespaces and bridges go with them)."""
-    for proc in (d.egress, d.holder):
+    """Kill the network daemon and the holder (their namespaces and bridges go with them)."""
+    for proc in (d.netd, d.holder):
         if proc is not None:
             proc.kill()
     state.holder_path().unlink(missing_ok=True)
+    (state.root() / control.SOCKET).unlink(missing_ok=True)
     from envkit.network import firewall
 
     with contextlib.suppress(FileNotFoundError):

@@ -8,6 +8,9 @@ new address is found under its name again. Files are rewritten *in place* (trunc
 write), never replaced: the runtime bind-mounts them, and a bind mount keeps pointing at
 the inode it was made from.
 
+On a dual-stack network each name has two lines, the IPv4 address (A) and the IPv6
+one (AAAA): glibc and musl answer ``getaddrinfo`` with both.
+
 resolv.conf names the gateway of the container's first network, where the egress daemon
 relays queries to the host's resolvers from the host's namespace (so a host resolver on
 127.0.0.53 works too). Containers on internal networks get an empty resolver list.
@@ -42,21 +45,27 @@ def render_hosts(
     my_nets = {e.network for e in mine}
     lines = [HEADER, "127.0.0.1\tlocalhost\n", "::1\tlocalhost ip6-localhost ip6-loopback\n"]
     for ep in mine:
-        lines.append(f"{ep.ip}\t{container}\n")
+        lines += [f"{ip}\t{container}\n" for ip in _addresses(ep)]
     seen: set[tuple[str, str]] = set()
     for ep in everyone:
         if ep.container == container or ep.network not in my_nets:
             continue
         for name in (ep.container, *ep.aliases):
-            if (ep.ip, name) not in seen:
-                seen.add((ep.ip, name))
-                lines.append(f"{ep.ip}\t{name}\n")
+            for ip in _addresses(ep):
+                if (ip, name) not in seen:
+                    seen.add((ip, name))
+                    lines.append(f"{ip}\t{name}\n")
     for ep in mine:  # aliases of this container, so it can call itself by them too
         for alias in ep.aliases:
-            lines.append(f"{ep.ip}\t{alias}\n")
+            lines += [f"{ip}\t{alias}\n" for ip in _addresses(ep)]
     if any(networks[n].host_loopback for n in my_nets if n in networks):
         lines.append(f"{HOST_LOOPBACK}\t{HOST_LOOPBACK_NAME}\n")
     return "".join(lines)
+
+
+def _addresses(ep: Endpoint) -> list[str]:
+    """The addresses a name of ``ep`` resolves to: IPv4 (A), then IPv6 (AAAA)."""
+    return [ep.ip, ep.ip6] if ep.ip6 else [ep.ip]
 
 
 def render_resolv(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from envkit.network import holder, ipam, links, state
+from envkit.network import control, holder, ipam, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
@@ -20,21 +20,38 @@ def bridge_name(network: str) -> str:
 
 
 def create(
-    name: str, subnet: str | None = None, *, internal: bool = False, host_loopback: bool = False
+    name: str,
+    subnet: str | None = None,
+    *,
+    internal: bool = False,
+    host_loopback: bool = False,
+    ipv6: bool = False,
+    subnet6: str | None = None,
 ) -> NetworkInfo:
     """Create network ``name`` (a subnet is chosen from 10.89.N.0/24 unless given).
 
     ``internal``: no egress at all. ``host_loopback``: containers reach the host's
-    127.0.0.1 at ``host.envkit.internal``.
+    127.0.0.1 at ``host.envkit.internal``. ``ipv6`` (or ``subnet6``, an IPv6 CIDR):
+    dual-stack, with an IPv6 /64 chosen from the home's unique local prefix unless
+    given; each container then gets an IPv6 address beside its IPv4 one.
     """
     state.check_name("network", name)
+    if subnet is not None and ":" in subnet:  # an IPv6 subnet given alone
+        subnet, subnet6 = None, subnet if subnet6 is None else subnet6
     with state.locked():
         if state.load_network(name) is not None:
             raise NetworkError(
                 f"network {name!r} already exists",
                 hint=f"use it, or remove it first: envkit network rm {name}",
             )
-        chosen = ipam.choose_subnet([n.subnet for n in state.all_networks()], subnet)
+        others = state.all_networks()
+        chosen = ipam.choose_subnet([n.subnet for n in others], subnet)
+        v6: dict[str, str] = {}
+        if ipv6 or subnet6 is not None:
+            net6 = ipam.choose_subnet6(
+                [n.subnet6 for n in others], str(state.root()), subnet6, chosen.num_addresses
+            )
+            v6 = {"subnet6": str(net6), "gateway6": str(ipam.gateway6(net6))}
         net = NetworkInfo(
             name=name,
             subnet=str(chosen),
@@ -42,14 +59,27 @@ def create(
             bridge=bridge_name(name),
             internal=internal,
             host_loopback=host_loopback,
+            **v6,
         )
         state.save_network(net)
-        running = holder.current()
+        running = holder.serving()
         if running is not None:
-            pid = running.holder.pid
-            links.in_holder(pid, links.ensure_bridge, net.bridge, net.gateway, chosen.prefixlen)
-            holder.sync_firewall(pid)
+            control.call("bridge", holder.bridge_spec(net))
+            holder.sync_firewall(running.holder.pid)
         return net
+
+
+def ipv6_egress_note(net: NetworkInfo) -> str | None:
+    """What to tell the user about IPv6 egress of ``net``: ``None`` when it works (or
+    does not apply: an IPv4-only or internal network)."""
+    from envkit.network import egress
+
+    if not net.subnet6 or net.internal or egress.host_has_ipv6_route():
+        return None
+    return (
+        f"this host has no IPv6 default route: containers on {net.name!r} reach each other "
+        "over IPv6, but reach the outside over IPv4 only"
+    )
 
 
 def get(name: str) -> NetworkInfo:
@@ -75,9 +105,9 @@ def remove(name: str) -> None:
         for ep in state.endpoints(name):
             state.drop_endpoint(ep)
         state.network_path(name).unlink(missing_ok=True)
-        running = holder.current()
+        running = holder.serving()
         if running is not None:
-            links.in_holder(running.holder.pid, links.remove_link, net.bridge)
+            control.call("remove_link", {"name": net.bridge})
             holder.sync_firewall(running.holder.pid)
 
 
@@ -92,8 +122,19 @@ def inspect(name: str) -> dict[str, Any]:
     data = net.to_json()
     data.pop("last_ip", None)
     data["prefixlen"] = ipaddress.ip_network(net.subnet).prefixlen
+    if net.subnet6:
+        data["prefixlen6"] = ipaddress.ip_network(net.subnet6).prefixlen
+    else:
+        data.pop("subnet6", None)
+        data.pop("gateway6", None)
+    data["ipv6"] = bool(net.subnet6)
     data["containers"] = {
-        e.container: {"ip": e.ip, "aliases": list(e.aliases), "interface": e.ifname}
+        e.container: {
+            "ip": e.ip,
+            **({"ip6": e.ip6} if e.ip6 else {}),
+            "aliases": list(e.aliases),
+            "interface": e.ifname,
+        }
         for e in state.endpoints(name)
     }
     return data

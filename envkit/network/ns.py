@@ -150,7 +150,7 @@ def spawn_daemon(
             os.setsid()
             if os.fork() != 0:
                 os._exit(0)
-            _detach(log, (*keep, w))
+            detach(log, (*keep, w))
 
             def ready() -> None:
                 os.write(w, b"ok %d\n" % os.getpid())
@@ -169,7 +169,9 @@ def spawn_daemon(
     return Starting(name, log, r, first)
 
 
-def _detach(log: Path, keep: tuple[int, ...]) -> None:
+def detach(log: Path, keep: tuple[int, ...]) -> None:
+    """Become a daemon's body: stdin/stdout on /dev/null, stderr to ``log``, every fd
+    but ``keep`` closed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     null = os.open(os.devnull, os.O_RDWR)
     err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

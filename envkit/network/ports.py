@@ -2,39 +2,46 @@
 
 The listening sockets are bound by the caller itself, in the host's namespace, before
 anything is started: a port already taken fails right there, naming the port (and port
-0 comes back as the port the kernel chose). They are then handed to a forwarder daemon
-that joins the holder's namespaces, so every connection it opens towards the container
-is made inside the holder, where the bridges are. The container's address is looked up
-on each new connection, so a container that was reconnected with a new address keeps
-its published ports.
+0 comes back as the port the kernel chose). A loopback mapping (the default,
+``127.0.0.1``) is bound on ``[::1]`` too, on the same port. The sockets are then handed
+to the network daemon (:mod:`envkit.network.netd`, one per home), which serves them from
+threads inside the holder's network namespace, so every connection it opens towards the
+container is made where the bridges are. The container's address is looked up on each
+new connection, so a container that was reconnected with a new address keeps its
+published ports.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import os
 import re
-import select
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from envkit.network import ns, relay, state
+from envkit.network import state
 from envkit.network.errors import NetworkError
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
 if TYPE_CHECKING:
     from typing import Any
 
-#: Seconds a forwarder waits for the container to accept a connection.
-CONNECT_TIMEOUT = 10.0
-PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+#: Seconds the network daemon waits for the container to accept a relayed connection
+#: (``ENVKIT_NETWORK_CONNECT_TIMEOUT`` in the environment the daemon starts with).
+CONNECT_TIMEOUT = float(os.environ.get("ENVKIT_NETWORK_CONNECT_TIMEOUT") or 10.0)
+PORT_RE = re.compile(
+    r"^(?:(?P<ip>[0-9.]+|\[[0-9A-Fa-f:.]+\]):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$"
+)
+#: The default bind address; a mapping on it is published on :data:`LOOPBACK6` too.
+LOOPBACK = "127.0.0.1"
+LOOPBACK6 = "::1"
 
 
 class PortMapping(state.Value):
-    """``host_ip:host_port`` on the host to ``container_port`` of the container."""
+    """``host_ip:host_port`` on the host to ``container_port`` of the container
+    (``host_ip`` of either family; written ``[::1]:8080`` for IPv6)."""
 
     __slots__ = ()
     FIELDS = ("host_port", "container_port", "protocol", "host_ip")
@@ -50,13 +57,15 @@ class PortMapping(state.Value):
 
     @classmethod
     def parse(cls, text: str) -> PortMapping:
-        """``[IP:]HOST:CONTAINER[/udp]`` as ``-p`` takes it (HOST 0: a free port)."""
+        """``[IP:]HOST:CONTAINER[/udp]`` as ``-p`` takes it (HOST 0: a free port; an IPv6
+        IP in brackets, ``[::1]:8080:80``)."""
         m = PORT_RE.match(text)
         if m is None:
             raise NetworkError(
                 f"bad port mapping {text!r}", hint="use [IP:]HOST:CONTAINER[/tcp|udp], e.g. 8080:80"
             )
-        mapping = cls(int(m["host"]), int(m["ctr"]), m["proto"] or "tcp", m["ip"] or "127.0.0.1")
+        ip = (m["ip"] or LOOPBACK).strip("[]")
+        mapping = cls(int(m["host"]), int(m["ctr"]), m["proto"] or "tcp", ip)
         mapping.check()
         return mapping
 
@@ -68,20 +77,29 @@ class PortMapping(state.Value):
         if self.protocol not in ("tcp", "udp"):
             raise NetworkError(f"unknown protocol {self.protocol!r}", hint="use tcp or udp")
         try:
-            ipaddress.IPv4Address(self.host_ip)
+            ipaddress.ip_address(self.host_ip)
         except ValueError:
             raise NetworkError(f"bad host address {self.host_ip!r} in a port mapping") from None
 
+    @property
+    def host(self) -> str:
+        """``IP:PORT`` on the host (``[IP]:PORT`` for IPv6)."""
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{ip}:{self.host_port}"
+
     def __str__(self) -> str:
-        return f"{self.host_ip}:{self.host_port}->{self.container_port}/{self.protocol}"
+        return f"{self.host}->{self.container_port}/{self.protocol}"
 
 
 def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
     """The listening socket for ``mapping`` and the mapping with the port actually bound."""
     mapping.check()
     kind = socket.SOCK_STREAM if mapping.protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, kind)
+    v6 = ":" in mapping.host_ip
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     try:
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((mapping.host_ip, mapping.host_port))
@@ -89,7 +107,7 @@ def bind(mapping: PortMapping) -> tuple[socket.socket, PortMapping]:
             sock.listen(512)
     except OSError as exc:
         sock.close()
-        where = f"{mapping.host_ip}:{mapping.host_port}/{mapping.protocol}"
+        where = f"{mapping.host}/{mapping.protocol}"
         if exc.errno == errno.EADDRINUSE:
             raise NetworkError(
                 f"cannot publish {mapping}: host port {where} is already in use",
@@ -127,86 +145,53 @@ class Reservation:
 
 
 def reserve(mappings: Sequence[PortMapping | str]) -> Reservation:
-    """Bind every mapping now, in this process; :class:`NetworkError` names a port in use."""
+    """Bind every mapping now, in this process; :class:`NetworkError` names a port in use.
+
+    A mapping on :data:`LOOPBACK` is bound on :data:`LOOPBACK6` too, on the same port,
+    where the host has IPv6 loopback (port 0: the kernel's choice for IPv4, tried again
+    when IPv6 has that port taken).
+    """
     pairs: list[tuple[socket.socket, PortMapping]] = []
     try:
-        for mapping in mappings:
-            pairs.append(
-                bind(mapping if isinstance(mapping, PortMapping) else PortMapping.parse(mapping))
-            )
+        for given in mappings:
+            mapping = given if isinstance(given, PortMapping) else PortMapping.parse(given)
+            if mapping.host_ip != LOOPBACK:
+                pairs.append(bind(mapping))
+                continue
+            for attempt in range(8):
+                sock, bound = bind(mapping)
+                twin = bound.replace(host_ip=LOOPBACK6)
+                try:
+                    pairs += [(sock, bound), bind(twin)]
+                    break
+                except NetworkError as exc:
+                    pairs.pop()
+                    sock.close()
+                    if "already in use" in exc.message and mapping.host_port == 0 and attempt < 7:
+                        continue
+                    if not _has_loopback6():
+                        pairs.append(bind(mapping))  # IPv4 only on this host
+                        break
+                    raise
     except BaseException:
         Reservation(pairs).close()
         raise
     return Reservation(pairs)
 
 
+def _has_loopback6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind((LOOPBACK6, 0))
+        return True
+    except OSError:
+        return False
+
+
 def container_ip(container: str) -> str | None:
     """The address of ``container`` on its first network, read from disk."""
     eps = state.container_endpoints(container)
     return eps[0].ip if eps else None
-
-
-def _serve(
-    holder_pid: int,
-    container: str,
-    pairs: Sequence[tuple[socket.socket, PortMapping]],
-    go: int,
-    owner: int,
-    ready: Callable[[], None],
-) -> None:
-    ns.join_userns(holder_pid, net=True, become_root=False)
-    ready()
-    # Clients wait in the listen backlog until the container is connected: then its
-    # address is on disk for every connection accepted from here on.
-    if not _go_ahead(go, owner):
-        return
-    os.close(go)
-
-    def tcp_upstream(port: int) -> Callable[[socket.socket], socket.socket | None]:
-        def connect(_client: socket.socket) -> socket.socket | None:
-            ip = container_ip(container)
-            return socket.create_connection((ip, port), timeout=CONNECT_TIMEOUT) if ip else None
-
-        return connect
-
-    def udp_upstream(port: int) -> Callable[[tuple[str, int]], socket.socket | None]:
-        def connect(_client: tuple[str, int]) -> socket.socket | None:
-            ip = container_ip(container)
-            if ip is None:
-                return None
-            up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            up.connect((ip, port))
-            return up
-
-        return connect
-
-    threads = []
-    for sock, mapping in pairs:
-        if mapping.protocol == "tcp":
-            threads.append(
-                relay.in_thread(relay.serve_tcp, sock, tcp_upstream(mapping.container_port))
-            )
-        else:
-            threads.append(
-                relay.in_thread(relay.serve_udp, sock, udp_upstream(mapping.container_port))
-            )
-    for thread in threads:
-        thread.join()
-
-
-def _go_ahead(go: int, owner: int) -> bool:
-    """Whether the starting process (pid ``owner``) sent "go" on ``go``: ``False`` when
-    it closed the pipe or died. Its death is watched too: a process it forked meanwhile
-    (another container's, in a stack supervisor) may hold the pipe open long after."""
-    try:
-        pidfd = os.pidfd_open(owner)
-    except ProcessLookupError:
-        return False
-    try:
-        readable, _, _ = select.select([go, pidfd], [], [])
-        return go in readable and os.read(go, 1) == b"g"
-    finally:
-        os.close(pidfd)
 
 
 def _record_path(container: str) -> Path:
@@ -224,132 +209,79 @@ def all_containers() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-class Forwarder:
-    """A port forwarder started ahead of its container's connect (:func:`start`).
+def publish(container: str, mappings: Sequence[PortMapping] | Reservation) -> list[PortMapping]:
+    """Bind ``mappings`` (or take over a :class:`Reservation`'s sockets) and hand them to
+    the network daemon, which serves them from now on; the mappings as bound.
 
-    It holds the host sockets and serves nothing until :meth:`open`, so it can come up
-    on the other core while the container is being connected.
+    Call with the state lock held, the daemons running and ``container`` attached.
     """
+    from envkit.network import control
 
-    def __init__(
-        self,
-        container: str,
-        holder_pid: int,
-        starting: ns.Starting | None,
-        go: int,
-        bound: list[PortMapping],
-    ) -> None:
-        self.container = container
-        self.holder_pid = holder_pid
-        self.bound = bound
-        self._starting = starting
-        self._go = go
-
-    def open(self) -> list[PortMapping]:
-        """Let it serve and record it; the mappings as bound. Call with the state lock
-        held, once the container is connected."""
-        if self._starting is None:
-            return []
-        try:
-            proc = state.Proc.of(self._starting.wait())
-            os.write(self._go, b"g")
-        except BaseException:
-            self.cancel()
-            raise
-        os.close(self._go)
-        self._starting = None
-        entry = {**proc.to_json(), "ports": [m.to_json() for m in self.bound]}
-        records_now = records(self.container)
-        state.write_json(_record_path(self.container), {"forwarders": [*records_now, entry]})
-        return self.bound
-
-    def cancel(self) -> None:
-        """Stop it unopened; its host ports are free again when this returns."""
-        if self._starting is None:
-            return
-        starting, self._starting = self._starting, None
-        os.close(self._go)  # an unopened forwarder exits at this end of file
-        try:
-            pid = starting.wait()
-        except NetworkError:
-            return
-        with contextlib.suppress(NetworkError):
-            state.Proc.of(pid).kill()
-
-
-def start(
-    container: str, holder_pid: int, mappings: Sequence[PortMapping] | Reservation
-) -> Forwarder:
-    """Bind ``mappings`` (or take over a :class:`Reservation`'s sockets) and start their
-    forwarder, waiting for :meth:`Forwarder.open`."""
     reservation = mappings if isinstance(mappings, Reservation) else reserve(mappings)
     pairs, reservation.pairs = reservation.pairs, []
     bound = [m for _, m in pairs]
     if not pairs:
-        return Forwarder(container, holder_pid, None, -1, [])
-    go_r, go_w = os.pipe()
-    owner = os.getpid()
+        return []
     try:
-        keep = (*(s.fileno() for s, _ in pairs), go_r)
-        starting = ns.spawn_daemon(
-            f"ports-{container}",
-            lambda ready: _serve(holder_pid, container, pairs, go_r, owner, ready),
-            keep,
+        d = state.load_daemons()
+        if d is None or d.netd is None:
+            raise NetworkError("no network daemon runs to serve the published ports")
+        control.call(
+            "publish",
+            {"container": container, "ports": [m.to_json() for m in bound]},
+            [s.fileno() for s, _ in pairs],
         )
-    except BaseException:
-        os.close(go_w)
-        raise
     finally:
-        os.close(go_r)
         for sock, _ in pairs:
             sock.close()
-    return Forwarder(container, holder_pid, starting, go_w, bound)
+    entry = {**d.netd.to_json(), "ports": [m.to_json() for m in bound]}
+    state.write_json(_record_path(container), {"forwarders": [*records(container), entry]})
+    return shown(bound)
 
 
-def publish(
-    container: str, holder_pid: int, mappings: Sequence[PortMapping] | Reservation
-) -> list[PortMapping]:
-    """Bind ``mappings`` (or take over a :class:`Reservation`'s sockets) and start their
-    forwarder; the mappings as bound.
-
-    Call with the state lock held and ``container`` attached to a network.
-    """
-    return start(container, holder_pid, mappings).open()
+def shown(mappings: Sequence[PortMapping]) -> list[PortMapping]:
+    """``mappings`` as users see them: a loopback mapping's ``[::1]`` twin (bound by
+    :func:`reserve` on the same port) is not listed apart, as docker lists one line per
+    ``-p``; an ``[::1]`` mapping of its own is."""
+    v4 = {(m.host_port, m.container_port, m.protocol) for m in mappings if m.host_ip == LOOPBACK}
+    return [
+        m
+        for m in mappings
+        if m.host_ip != LOOPBACK6 or (m.host_port, m.container_port, m.protocol) not in v4
+    ]
 
 
 def published(container: str) -> list[PortMapping]:
-    """The ports of ``container`` served by a live forwarder."""
+    """The ports of ``container`` served by a live network daemon (as :func:`shown`)."""
     found = []
     for entry in records(container):
         if state.Proc(entry["pid"], entry["start"]).alive():
             found += [PortMapping(**m) for m in entry["ports"]]
-    return found
+    return shown(found)
 
 
 def unpublish(container: str) -> None:
-    """Stop every forwarder of ``container`` (their listening sockets close with them)."""
-    for entry in records(container):
-        state.Proc(entry["pid"], entry["start"]).kill()
+    """Stop serving the ports of ``container`` (their listening sockets close)."""
+    from envkit.network import control
+
+    if any(state.Proc(e["pid"], e["start"]).alive() for e in records(container)):
+        control.call("unpublish", {"container": container})
     _record_path(container).unlink(missing_ok=True)
 
 
-def restart(holder_pid: int) -> None:
-    """Re-publish every container's ports through a new holder, on the same host ports.
-
-    A forwarder lives in the network namespace of the holder it was started with; after
-    that holder died, its connections lead nowhere.
-    """
+def restart() -> None:
+    """Re-publish every container's ports through a new network daemon, on the same
+    host ports (the old daemon died, and its listening sockets with it)."""
     for container in all_containers():
-        bound = published(container)
-        unpublish(container)
-        if bound:
-            publish(container, holder_pid, bound)
-
-
-def prune_dead(container: str) -> None:
-    """Forget forwarders of ``container`` that are no longer running."""
-    alive = [e for e in records(container) if state.Proc(e["pid"], e["start"]).alive()]
-    if alive:
-        state.write_json(_record_path(container), {"forwarders": alive})
-    else:
+        bound = [PortMapping(**m) for e in records(container) for m in e["ports"]]
         _record_path(container).unlink(missing_ok=True)
+        if bound and state.container_endpoints(container):
+            # Each exactly as it was (a loopback mapping's IPv6 twin is in the list).
+            held = Reservation([])
+            try:
+                for mapping in bound:
+                    held.pairs.append(bind(mapping))
+            except BaseException:
+                held.close()
+                raise
+            publish(container, held)

@@ -3,10 +3,12 @@
 Layout::
 
     lock                          flock target: every change takes it exclusive
-    holder.json                   pid + start time of the namespace holder and egress daemon
+    holder.json                   pid + start time of the namespace holder and network daemon
+    netd.sock                     the network daemon's control socket (JSON requests)
     networks/<name>.json          one network: subnet, gateway, bridge, flags, last address
     endpoints/<name>/<ctr>.json   one container on that network: address, aliases, veth
-    forwarders/<ctr>.json         the port forwarders of a container and their bound ports
+    forwarders/<ctr>.json         the published ports of a container (served by the
+                                  network daemon named in it: pid + start time)
     leases/<name>.json            a holder lease: its owner's pid + start time (one per
                                   starting container, or per process between prepare()
                                   and its first connect)
@@ -142,11 +144,22 @@ class NetworkInfo(Value):
     """One user network as stored on disk (what ``network inspect`` shows).
 
     ``host_loopback``: containers reach the host's 127.0.0.1 at :data:`HOST_LOOPBACK`
-    (pasta's ``--map-host-loopback``); off by default.
+    (pasta's ``--map-host-loopback``); off by default. ``subnet6``/``gateway6``: the
+    IPv6 side of a dual-stack network (``""`` on an IPv4-only one).
     """
 
     __slots__ = ()
-    FIELDS = ("name", "subnet", "gateway", "bridge", "internal", "host_loopback", "last_ip")
+    FIELDS = (
+        "name",
+        "subnet",
+        "gateway",
+        "bridge",
+        "internal",
+        "host_loopback",
+        "last_ip",
+        "subnet6",
+        "gateway6",
+    )
     name: str
     subnet: str
     gateway: str
@@ -154,6 +167,8 @@ class NetworkInfo(Value):
     internal: bool
     host_loopback: bool
     last_ip: str
+    subnet6: str
+    gateway6: str
 
     def __new__(
         cls,
@@ -164,8 +179,16 @@ class NetworkInfo(Value):
         internal: bool = False,
         host_loopback: bool = False,
         last_ip: str = "",
+        subnet6: str = "",
+        gateway6: str = "",
     ) -> NetworkInfo:
-        return tuple.__new__(cls, (name, subnet, gateway, bridge, internal, host_loopback, last_ip))
+        fields = (name, subnet, gateway, bridge, internal, host_loopback, last_ip)
+        return tuple.__new__(cls, (*fields, subnet6, gateway6))
+
+    @property
+    def ipv6(self) -> bool:
+        """Whether the network is dual-stack."""
+        return bool(self.subnet6)
 
     def with_last_ip(self, ip: str) -> NetworkInfo:
         """This network with ``ip`` as the last address handed out."""
@@ -176,7 +199,7 @@ class Endpoint(Value):
     """One container attached to one network.
 
     The container side is a ``pid`` (with its start time) or a ``netns`` path with its
-    inode.
+    inode. ``ip6``: its IPv6 address on a dual-stack network, else ``""``.
     """
 
     __slots__ = ()
@@ -192,6 +215,7 @@ class Endpoint(Value):
         "netns",
         "netns_ino",
         "order",
+        "ip6",
     )
     network: str
     container: str
@@ -204,6 +228,7 @@ class Endpoint(Value):
     netns: str
     netns_ino: int
     order: int
+    ip6: str
 
     def __new__(
         cls,
@@ -218,9 +243,10 @@ class Endpoint(Value):
         netns: str = "",
         netns_ino: int = 0,
         order: int = 0,
+        ip6: str = "",
     ) -> Endpoint:
         fields = (network, container, ip, ifname, veth, tuple(aliases))
-        return tuple.__new__(cls, (*fields, pid, pid_start, netns, netns_ino, order))
+        return tuple.__new__(cls, (*fields, pid, pid_start, netns, netns_ino, order, ip6))
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
@@ -234,13 +260,33 @@ class Endpoint(Value):
         return cls(**data)
 
     def alive(self) -> bool:
-        """Whether the container's network namespace still exists."""
+        """Whether the container's network namespace still exists.
+
+        The process named by ``pid`` may have exited while the container lives on (a
+        runtime whose intermediate process hands pid 1 over and leaves): then the
+        holder's end of the veth pair tells, since the kernel deletes a pair with the
+        namespace of either end.
+        """
         if self.pid:
-            return Proc(self.pid, self.pid_start).alive()
+            return Proc(self.pid, self.pid_start).alive() or self.veth in holder_links()
         try:
             return os.stat(self.netns).st_ino == self.netns_ino
         except OSError:
             return False
+
+
+def holder_links() -> set[str]:
+    """The names of the links in the live holder's network namespace (from its
+    ``/proc/PID/net/dev``); empty when no holder runs."""
+    d = load_daemons()
+    if d is None or not d.holder.alive():
+        return set()
+    try:
+        with open(f"/proc/{d.holder.pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return set()
+    return {line.split(":", 1)[0].strip() for line in lines}
 
 
 def network_path(name: str) -> Path:
@@ -298,15 +344,16 @@ def drop_endpoint(ep: Endpoint) -> None:
 
 
 class Daemons(Value):
-    """The holder and the egress daemon of one ``$ENVKIT_HOME``."""
+    """The holder and the network daemon (:mod:`envkit.network.netd`: netlink, egress,
+    published ports) of one ``$ENVKIT_HOME``."""
 
     __slots__ = ()
-    FIELDS = ("holder", "egress")
+    FIELDS = ("holder", "netd")
     holder: Proc
-    egress: Proc | None
+    netd: Proc | None
 
-    def __new__(cls, holder: Proc, egress: Proc | None = None) -> Daemons:
-        return tuple.__new__(cls, (holder, egress))
+    def __new__(cls, holder: Proc, netd: Proc | None = None) -> Daemons:
+        return tuple.__new__(cls, (holder, netd))
 
 
 def holder_path() -> Path:
@@ -317,12 +364,12 @@ def load_daemons() -> Daemons | None:
     data = read_json(holder_path())
     if data is None:
         return None
-    egress = Proc(**data["egress"]) if data.get("egress") else None
-    return Daemons(Proc(**data["holder"]), egress)
+    netd = Proc(**data["netd"]) if data.get("netd") else None
+    return Daemons(Proc(**data["holder"]), netd)
 
 
 def save_daemons(d: Daemons) -> None:
     write_json(
         holder_path(),
-        {"holder": d.holder.to_json(), "egress": d.egress.to_json() if d.egress else None},
+        {"holder": d.holder.to_json(), "netd": d.netd.to_json() if d.netd else None},
     )

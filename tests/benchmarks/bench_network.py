@@ -182,6 +182,50 @@ class Envkit:
                 self.cli(["rm", "-f", "keeper"])
 
 
+def cli_time(env: dict[str, str], argv: Sequence[str]) -> float:
+    """Seconds one ``envkit`` command takes (it must succeed)."""
+    start = time.perf_counter()
+    subprocess.run([*envkit_cli(), *argv], check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def start_figures(tmp: Path, archive: Path, runs: int = 7) -> dict[str, float]:
+    """The start costs issue 20 bounds (medians of ``runs``, seconds):
+
+    - ``second``: ``run -d --network`` of a container while another keeps the network
+      process warm;
+    - ``first``: ``run -d --network`` when no network process runs (it starts);
+    - ``warm_http`` / ``cold_http``: ``run -d -p`` to the first HTTP answer, warm / cold.
+    """
+    home = tmp / "starts"
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    subprocess.run(
+        [*envkit_cli(), "load", "-i", str(archive)], check=True, env=env, capture_output=True
+    )
+    subprocess.run(
+        [*envkit_cli(), "network", "create", "b"], check=True, env=env, capture_output=True
+    )
+    found: dict[str, list[float]] = {"second": [], "first": []}
+    names = (f"c{i}" for i in range(10000))
+    for _ in range(runs):
+        keeper, other = next(names), next(names)
+        found["first"].append(
+            cli_time(env, ["run", "-d", "--name", keeper, "--network", "b", IMAGE, "sleep", "60"])
+        )
+        found["second"].append(
+            cli_time(env, ["run", "-d", "--name", other, "--network", "b", IMAGE, "sleep", "60"])
+        )
+        cli_time(env, ["rm", "-f", keeper, other])
+    cold = Envkit(tmp / "cold-starts", archive, warm=False)
+    warm = Envkit(tmp / "warm-starts", archive, warm=True)
+    try:
+        http = interleaved({"cold_http": cold.first_answer, "warm_http": warm.first_answer}, runs)
+    finally:
+        cold.close()
+        warm.close()
+    return {**{k: statistics.median(v) for k, v in found.items()}, **http}
+
+
 def interleaved(samplers: dict[str, Callable[[], float]], runs: int) -> dict[str, float]:
     """The median of ``runs`` samples of each sampler, taken in turns: on a shared host the
     load drifts, and it should weigh on every contender alike."""
@@ -463,7 +507,21 @@ def _rate(seconds: float | None) -> str:
     return f"{mib_s(seconds)}, " if seconds is not None else ""
 
 
-if __name__ == "__main__":
-    from tests.benchmarks.common import table
+def starts_only() -> None:
+    """``python -m tests.benchmarks.bench_network --starts``: the start figures alone."""
+    with tempfile.TemporaryDirectory(prefix="envkit-bench-net-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)
+        archive = tmp / "busybox.tar"
+        images.build_archive(archive, [images.busybox_layer()], ref=IMAGE)
+        for name, seconds in start_figures(tmp, archive).items():
+            print(f"{name:10} {seconds * 1000:6.1f} ms")
 
-    print(table(main()))
+
+if __name__ == "__main__":
+    if "--starts" in sys.argv:
+        starts_only()
+    else:
+        from tests.benchmarks.common import table
+
+        print(table(main()))

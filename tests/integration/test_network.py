@@ -115,8 +115,9 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> Non
 
 
 def daemon_pids() -> list[int]:
+    """The holder's and the network daemon's pids."""
     d = state.load_daemons()
-    return [p.pid for p in (d.holder, d.egress) if p is not None] if d else []
+    return [p.pid for p in (d.holder, d.netd) if p is not None] if d else []
 
 
 def test_containers_on_one_network_reach_each_other_by_name(net_env: Path) -> None:
@@ -271,11 +272,13 @@ def test_nothing_left_after_tear_down(net_env: Path) -> None:
     network.create("gone")
     with server("a", ["gone"]) as a:
         (mapping,) = network.publish("a", ["0:7000"])
-        pids = daemon_pids() + [r["pid"] for r in network.ports.records("a")]
-        assert len(pids) == 3 and all(state.start_time(p) for p in pids)
+        pids = daemon_pids()
+        # The network daemon serves the ports: no process of their own.
+        assert [r["pid"] for r in network.ports.records("a")] == pids[1:]
+        assert len(pids) == 2 and all(state.start_time(p) for p in pids)
         veth = a.endpoints[0].veth
-    # The sandbox's exit disconnected it, its port forwarder went, and with no user left
-    # the holder (bridges, veths and namespaces) and the egress daemon went too.
+    # The sandbox's exit disconnected it, its ports closed, and with no user left the
+    # holder (bridges, veths and namespaces) and the network daemon went too.
     assert state.load_daemons() is None
     assert all(state.start_time(p) is None for p in pids), pids
     assert not list((state.root() / "endpoints").glob("*/*.json"))
@@ -292,12 +295,10 @@ def test_reap_after_kill_9(net_env: Path) -> None:
     network.create("crash")
     srv = server("victim", ["crash"])
     (mapping,) = network.publish("victim", ["0:7000"])
-    forwarder = network.ports.records("victim")[0]["pid"]
-    holder_pid, egress_pid = daemon_pids()
+    holder_pid, netd_pid = daemon_pids()
     srv.kill()  # the container dies with nobody to disconnect it
     network.reap()
-    assert state.start_time(forwarder) is None
-    assert state.start_time(holder_pid) is None and state.start_time(egress_pid) is None
+    assert state.start_time(holder_pid) is None and state.start_time(netd_pid) is None
     assert network.inspect("crash")["containers"] == {}
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", mapping.host_port), timeout=2)
@@ -326,46 +327,28 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def test_early_forwarder_holds_clients_until_opened(net_env: Path) -> None:
-    from envkit.network import api, ports
-
-    network.create("early")
-    with server("svc", ["early"]):
-        reservation = api.reserve_ports(["0:7000"])
-        (mapping,) = reservation.mappings
-        forwarder = ports.start("svc", network.prepare(), reservation)
-        try:
-            client = socket.create_connection(("127.0.0.1", mapping.host_port), timeout=0.3)
-            with client, pytest.raises(TimeoutError):
-                client.recv(10)  # waits in the backlog: nothing relayed before open()
-            assert api.open_forwarder(forwarder) == [mapping]
-        except BaseException:
-            forwarder.cancel()
-            raise
+def test_dead_network_daemon_is_restarted_and_ports_republished(net_env: Path) -> None:
+    network.create("phoenix")
+    with server("bird", ["phoenix"]):
+        (mapping,) = network.publish("bird", ["0:7000"])
+        holder_pid, netd_pid = daemon_pids()
+        os.kill(netd_pid, signal.SIGKILL)
+        wait_for(lambda: state.start_time(netd_pid) is None, "the network daemon to die")
+        wait_for(lambda: _port_free(mapping.host_port), "its ports to close")
+        network.reap()
+        same_holder, new_netd = daemon_pids()
+        assert same_holder == holder_pid and new_netd != netd_pid
+        assert network.published("bird") == [mapping]
         with socket.create_connection(("127.0.0.1", mapping.host_port), timeout=5) as c:
-            assert c.recv(10) == b"svc"
-        assert network.published("svc") == [mapping]
+            assert c.recv(100) == b"bird"
 
 
-def test_unopened_forwarder_frees_its_ports(net_env: Path) -> None:
-    from envkit.network import api, ports
-
+def test_unpublish_frees_the_ports_at_once(net_env: Path) -> None:
     network.create("early")
-    holder = network.prepare()
     with server("svc", ["early"]):
-        reservation = api.reserve_ports(["0:7000"])
-        port = reservation.mappings[0].host_port
-        ports.start("svc", holder, reservation).cancel()
-        assert _port_free(port)
-        # A starter that dies before opening it: the forwarder goes away by itself.
-        reservation = api.reserve_ports([f"{port}:7000"])
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the child
-            ports.start("svc", holder, reservation)
-            os._exit(0)
-        reservation.close()
-        os.waitpid(child, 0)
-        wait_for(lambda: _port_free(port), "the orphaned forwarder to exit")
+        (mapping,) = network.publish("svc", ["0:7000"])
+        network.unpublish("svc")
+        assert _port_free(mapping.host_port)
         assert network.published("svc") == []
 
 
@@ -388,9 +371,8 @@ def test_an_idle_published_connection_stays_open(
     net_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connect timeout bounds the connect only, not the silences that follow."""
-    from envkit.network import ports
-
-    monkeypatch.setattr(ports, "CONNECT_TIMEOUT", 0.3)  # the forwarder is a fork of this
+    # The network daemon starts with this test's environment.
+    monkeypatch.setenv("ENVKIT_NETWORK_CONNECT_TIMEOUT", "0.3")
     network.create("idle")
     with Sandbox("slow", [PY, "-c", SLOW, "1.5"], ["idle"]):
         (mapping,) = network.publish("slow", ["0:7000"])

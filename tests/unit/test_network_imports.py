@@ -1,5 +1,6 @@
-"""What importing the network costs: no pyroute2 anywhere (envkit.network.netlink speaks
-netlink), and nothing on a warm networked start that only the holder's set-up needs."""
+"""What importing the network costs: no pyroute2 in a command (only the network daemon,
+envkit.network.netd, speaks netlink), and nothing on a warm networked start that only the
+holder's set-up needs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.unit.fresh_imports import loaded_after
     [
         "envkit.network",
         "envkit.network.attach",
-        "envkit.containers, envkit.network.sandbox, envkit.network.links",
+        "envkit.containers, envkit.network.sandbox, envkit.network.control",
     ],
 )
 def test_importing_the_network_does_not_import_pyroute2(modules: str) -> None:

@@ -1,0 +1,122 @@
+"""Talking to the network daemon (:mod:`envkit.network.netd`) from a command.
+
+Light on purpose: a command that starts a networked container imports this, never
+pyroute2. A request is one ``SOCK_SEQPACKET`` message holding a JSON object
+``{"op": NAME, "args": {...}}``, with descriptors beside it (``SCM_RIGHTS``: a
+container's network namespace, the host sockets of published ports); the answer is one
+message ``{"ok": value}`` or ``{"error": text, "hint": text}``, raised here as
+:class:`NetworkError`.
+
+The socket lives in the network state directory, whose path may be longer than the 108
+bytes a unix socket address holds: both ends name it through ``/proc/self/fd/N/`` of
+the directory opened beforehand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from envkit.host.forking import FORK_LOCK
+from envkit.network import ns, state
+from envkit.network.errors import NetworkError
+
+TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+SOCKET = "netd.sock"
+#: The largest request or answer (JSON), in bytes.
+MAX_MESSAGE = 1 << 20
+#: Seconds to wait for an answer (a bridge, a veth and a few addresses take ms).
+TIMEOUT = 30.0
+
+
+def _address(dir_fd: int) -> str:
+    return f"/proc/self/fd/{dir_fd}/{SOCKET}"
+
+
+def listen() -> socket.socket:
+    """The daemon's listening socket (the previous daemon's file replaced)."""
+    folder = state.root()
+    (folder / SOCKET).unlink(missing_ok=True)
+    dir_fd = os.open(folder, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        server.bind(_address(dir_fd))
+        server.listen(64)
+        return server
+    finally:
+        os.close(dir_fd)
+
+
+def call(op: str, args: dict[str, Any] | None = None, fds: Sequence[int] = ()) -> Any:
+    """Ask the running daemon to do ``op``; its answer. Errors: :class:`NetworkError`."""
+    message = json.dumps({"op": op, "args": args or {}}).encode()
+    dir_fd = os.open(state.root(), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as conn:
+            conn.settimeout(TIMEOUT)
+            try:
+                conn.connect(_address(dir_fd))
+                if fds:
+                    socket.send_fds(conn, [message], list(fds))
+                else:
+                    conn.send(message)
+                answer = conn.recv(MAX_MESSAGE)
+            except OSError as exc:
+                raise NetworkError(
+                    f"the network daemon did not answer {op!r}: {exc.strerror or exc}",
+                    hint=f"see {state.root() / 'logs' / 'netd.log'}",
+                ) from None
+    finally:
+        os.close(dir_fd)
+    if not answer:
+        raise NetworkError(
+            f"the network daemon closed the connection during {op!r}",
+            hint=f"see {state.root() / 'logs' / 'netd.log'}",
+        )
+    reply = json.loads(answer)
+    if "error" in reply:
+        raise NetworkError(reply["error"], hint=reply.get("hint"))
+    return reply["ok"]
+
+
+def spawn(holder_pid: int) -> ns.Starting:
+    """Start the network daemon of the holder ``holder_pid``: a fresh interpreter
+    (``python -m envkit.network.netd``), detached (double fork, new session);
+    ``wait()`` gives its pid once it serves.
+
+    Exec'd rather than forked: the daemon imports pyroute2, which a forked child of a
+    process with threads must not do, and it should not keep a copy of the caller's heap.
+    """
+    log = state.root() / "logs" / "netd.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": package_parent + (os.pathsep + path if path else "")}
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    argv = [sys.executable, "-m", "envkit.network.netd", str(holder_pid)]
+    with FORK_LOCK:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        first = os.fork()
+        if first != 0:
+            os.close(w)
+    if first == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            ns.detach(log, (w,))
+            os.set_inheritable(w, True)
+            os.execve(sys.executable, [*argv, str(w)], env)
+        except BaseException as exc:
+            try:
+                os.write(w, b"err cannot start: " + str(exc).encode(errors="replace") + b"\n")
+            finally:
+                os._exit(1)
+    return ns.Starting("network", log, r, first)
