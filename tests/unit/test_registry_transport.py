@@ -4,13 +4,17 @@ NO_PROXY, bodies cut short, TLS with custom CAs and client certificates, errors.
 
 from __future__ import annotations
 
+import os
 import shutil
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from envkit.errors import RegistryError
+from envkit.registry import transport as transport_module
 from envkit.registry.client import RegistryClient
 from envkit.registry.endpoints import Endpoint
 from envkit.registry.transport import (
@@ -261,6 +265,35 @@ def test_a_wrong_ca_is_a_tls_error_with_the_ca_hint(certs: Certs, tmp_path: Path
             client.request("GET", "/a", repo="a", scope="")
         client.close()
     assert "ca.crt" in str(caught.value.hint)
+
+
+@needs_openssl
+def test_a_ca_bundle_is_loaded_once_not_per_connection(
+    transport: HTTPTransport, certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib3 loads a CA path again for every connection (the system bundle: ~30 ms of
+    CPU each); the transport hands its pools one context with the CAs loaded."""
+    ca = tmp_path / "ca.crt"
+    shutil.copy(certs.ca, ca)
+    loads: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    tls = TLSOptions(str(ca))
+    with Server(tls=(certs.server_cert, certs.server_key)) as srv:
+        open_ = [transport.send("GET", srv.url() + "/a", {}, tls=tls) for _ in range(3)]
+        assert [r.read() for r in open_] == [b"xxxxx"] * 3
+        assert srv.handshakes == 3 and len(loads) == 1  # three connections, one load
+        shutil.copy(certs.ca, tmp_path / "new")
+        os.replace(tmp_path / "new", ca)  # a CA file replaced is read again
+        transport.send("GET", srv.url() + "/a", {}, tls=tls).read()
+        assert len(loads) == 2
+    context = transport_module._tls_context(str(ca), None)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
 def test_tls_to_a_plain_http_server_is_a_tls_error(transport: HTTPTransport) -> None:
