@@ -29,9 +29,23 @@ def survivors(record: ss.StackState) -> dict[str, str]:
         if not service.container:
             continue
         container = rs.load(rs.containers_dir() / service.container)
-        if container is not None and rs.alive(container.pid, container.pid_start):
+        if (
+            container is not None
+            and rs.alive(container.pid, container.pid_start)
+            and not _zombie(container.pid)
+        ):
             found[name] = service.container
     return found
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (it runs no more)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] in (b"Z", b"X")
 
 
 def as_seen(record: ss.StackState) -> ss.StackState:

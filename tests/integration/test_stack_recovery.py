@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def _kill_supervisor(home: Path, tmp_path: Path) -> ss.StackState:
     record = ss.require("phoenix")
     os.kill(record.supervisor, signal.SIGKILL)
     wait_for(lambda: not record.supervised)
+    time.sleep(1.0)  # containers tied to their supervisor are gone by now
     return record
 
 
