@@ -192,6 +192,19 @@ class RmiCommand:
             action="store_true",
             help="untag an image a container uses (the image stays for the container)",
         )
+        parser.epilog = (
+            "A name untags that name; an id or digest removes every name of the image. "
+            "An image's content goes with its last name. Conflicts, as docker decides "
+            "them: the last name of an image a container uses (running or stopped) is "
+            'refused ("conflict: unable to remove repository reference NAME (must force) - '
+            'container ID is using its referenced image ID"); with -f the name goes and '
+            "the image stays, unnamed (<none>), for the container, until `envkit prune` "
+            "after the container is removed. By id or digest, a stopped container's image "
+            'is refused unless -f ("unable to delete ID (must be forced) - image is being '
+            'used by stopped container ID") and a running container\'s image even with -f '
+            '("(cannot be forced) - image is being used by running container ID"). Every '
+            "IMAGE is checked before anything is removed."
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.oci.reference import parse
