@@ -201,7 +201,7 @@ class RmiCommand:
             "the image stays, unnamed (<none>), for the container, until `envkit prune` "
             "after the container is removed. By id or digest, a stopped container's image "
             'is refused unless -f ("unable to delete ID (must be forced) - image is being '
-            'used by stopped container ID") and a running container\'s image even with -f '
+            "used by stopped container ID\") and a running container's image even with -f "
             '("(cannot be forced) - image is being used by running container ID"). Every '
             "IMAGE is checked before anything is removed."
         )
