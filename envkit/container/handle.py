@@ -265,7 +265,11 @@ def adopt_orphans() -> None:
     if st.orphans():
         from envkit.container import monitor_client
 
-        monitor_client.connect().close()
+        connection = monitor_client.connect()
+        try:
+            connection.request({"op": "adopt"})
+        finally:
+            connection.close()
 
 
 def get(name_or_id: str) -> Container:

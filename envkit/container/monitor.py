@@ -103,6 +103,7 @@ class Monitor:
             "start": self.op_start,
             "started": self.op_started,
             "ping": self.op_ping,
+            "adopt": self.op_adopt,
         }
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_w = wake_w
@@ -197,6 +198,12 @@ class Monitor:
 
     def op_ping(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         self.reply(conn, {"ok": True, "pid": self.me[0], "start": self.me[1]})
+
+    def op_adopt(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        """Take over orphans now: containers whose start outlived their monitor's death
+        after this monitor came up (it adopts at its own start too)."""
+        self.adopt_orphans()
+        self.reply(conn, {"ok": True})
 
     def op_start(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
         """Fork the intermediate of a container the caller is starting."""
@@ -374,7 +381,7 @@ class Monitor:
                 continue
             if st.alive(record.supervisor, record.supervisor_start):
                 continue
-            if not st.alive(record.pid, record.pid_start):
+            if not st.alive(record.pid, record.pid_start) or record.pid in self.held:
                 continue
             try:
                 pidfd = os.pidfd_open(record.pid)
