@@ -232,16 +232,14 @@ class ContainerConfig:
         """A config from :meth:`to_wire`'s form (validated again), with ``local``
         (:data:`LOCAL_FIELDS`) given by the receiving process."""
         fields = dict(wire)
-        unknown = fields.keys() - set(cls.__slots__) | local.keys() - set(cls.LOCAL_FIELDS)
+        remote = set(cls.__slots__) - set(cls.LOCAL_FIELDS)
+        unknown = fields.keys() - remote | local.keys() - set(cls.LOCAL_FIELDS)
         if unknown:
             raise SpecError("config", "unknown fields", value=sorted(unknown))
         fields["mounts"] = [
             BindMount(*m[1:]) if m[0] == "bind" else TmpfsMount(*m[1:])
             for m in fields.get("mounts", ())
         ]
-        for name in ("groups", "layers", "argv"):
-            if name in fields:
-                fields[name] = tuple(fields[name])
         if "tty_size" in fields:
             fields["tty_size"] = tuple(fields["tty_size"])
         if fields.get("capabilities") is not None:

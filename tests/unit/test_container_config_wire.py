@@ -1,0 +1,68 @@
+"""ContainerConfig's JSON form, which the container monitor receives from a caller."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from envkit.errors import SpecError
+from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
+
+
+def _config(**changes: object) -> ContainerConfig:
+    fields: dict[str, object] = {
+        "layers": ["/l/top", "/l/base"],
+        "argv": ["sh", "-c", "echo hi"],
+        "upper_dir": "/c/upper",
+        "work_dir": "/c/work",
+        "env": {"PATH": "/bin", "A": "b=c"},
+        "cwd": "/srv",
+        "uid": 1000,
+        "gid": 1000,
+        "groups": (10, 20),
+        "hostname": "web",
+        "mounts": [BindMount("/data", "/data", True), TmpfsMount("/tmp", 1 << 20, 0o1777)],
+        "readonly_root": True,
+        "die_with_parent": False,
+        "tty": True,
+        "tty_size": (24, 80),
+        "capabilities": frozenset({0, 1, 21}),
+    }
+    fields.update(changes)
+    return ContainerConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_through_json_keeps_every_field() -> None:
+    config = _config()
+    back = ContainerConfig.from_wire(json.loads(json.dumps(config.to_wire())))
+    for name in ContainerConfig.__slots__:
+        if name in ContainerConfig.LOCAL_FIELDS:
+            continue
+        want = getattr(config, name)
+        want = list(want) if isinstance(want, tuple) and name != "tty_size" else want
+        assert getattr(back, name) == want, name
+    assert isinstance(back.mounts[0], BindMount) and isinstance(back.mounts[1], TmpfsMount)
+
+
+def test_local_fields_stay_behind_and_are_given_by_the_receiver() -> None:
+    config = _config(stdio=(0, 1, 2), userns="/proc/1/ns/user", on_namespaces=print)
+    wire = config.to_wire()
+    assert not set(ContainerConfig.LOCAL_FIELDS) & wire.keys()
+    back = ContainerConfig.from_wire(wire, stdio=(5, 6, 7), userns="/proc/self/fd/9")
+    assert back.stdio == (5, 6, 7) and back.userns == "/proc/self/fd/9"
+    assert back.on_namespaces is None
+
+
+@pytest.mark.parametrize("extra", [{"privileged": True}, {"on_namespaces": "x"}])
+def test_unknown_or_local_fields_on_the_wire_are_refused(extra: dict[str, object]) -> None:
+    wire = {**_config().to_wire(), **extra}
+    with pytest.raises(SpecError):
+        ContainerConfig.from_wire(wire)
+
+
+def test_the_wire_form_is_validated_again() -> None:
+    wire = _config().to_wire()
+    wire["cwd"] = "relative"
+    with pytest.raises(SpecError):
+        ContainerConfig.from_wire(wire)
