@@ -164,6 +164,9 @@ def _debian_image(suite: str, version: int, user: str, password: str, database: 
             "UTF8",
             "--locale=C.UTF-8",
             "--no-sync",
+            # 1 MB WAL segments instead of 16: the cluster copied to the tmpfs at each
+            # start shrinks from 39 to 24 MB (a test server never needs a big segment).
+            "--wal-segsize=1",
             "--pwfile=/dev/stdin",
         ]
     )

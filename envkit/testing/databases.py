@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from envkit.testing.resp import RespConnection
 
 #: Databases of each kind kept ready ahead of the tests that will ask for them.
-DEFAULT_READY = 3
+DEFAULT_READY = 4
 #: Seconds a test waits for its database before the fixture fails.
 WAIT_S = 120.0
 
@@ -140,7 +140,8 @@ class DatabasePool:
         self._dropping: set[str] = set()
         self._templates: dict[object, str] = {}
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._port: int | None = None
         #: Drops that failed (the filler goes on: a test server is thrown away anyway).
         self.drop_errors: list[str] = []
 
@@ -153,7 +154,9 @@ class DatabasePool:
 
     def database(self, name: str) -> Database:
         """The :class:`Database` called ``name`` on this server."""
-        recipe, host, port = self.recipe, self.service.host, self.service.port()
+        if self._port is None:  # asked once: the published port stays while it runs
+            self._port = self.service.port()
+        recipe, host, port = self.recipe, self.service.host, self._port
         url = recipe.url(host, port, name)
         return Database(name, host, port, recipe.user, recipe.password, url, self.service)
 
@@ -218,8 +221,8 @@ class DatabasePool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(WAIT_S)
         self._server.close()
 
@@ -287,30 +290,39 @@ class DatabasePool:
         return kind
 
     def _start(self) -> None:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(
-                target=self._fill, name=f"envkit-db-{self.service.name}", daemon=True
+        """Start the filler: one thread making databases, one dropping them, each with
+        its own connection, so that a drop never delays the next test's database."""
+        if self._threads or self._closed:
+            return
+        for making in (True, False):
+            role = "make" if making else "drop"
+            thread = threading.Thread(
+                target=self._fill,
+                args=(making,),
+                name=f"envkit-db-{role}-{self.service.name}",
+                daemon=True,
             )
-            self._thread.start()
+            self._threads.append(thread)
+            thread.start()
 
     def _drops_pending(self) -> set[str]:
         return set(self._drops) | self._dropping
 
-    def _fill(self) -> None:
+    def _fill(self, making: bool) -> None:
         while True:
             with self._cond:
-                job = self._next_job()
+                job = self._next_job(making)
                 while job is None:
-                    if self._closed and not self._drops:
+                    if self._closed and (making or not self._drops):
                         return
                     self._cond.wait()
-                    job = self._next_job()
+                    job = self._next_job(making)
             job()
 
-    def _next_job(self) -> Callable[[], None] | None:
-        """What to do next (under the lock): make a database a kind lacks, else drop
-        one; after :meth:`close`, only the drops."""
-        if not self._closed:
+    def _next_job(self, making: bool) -> Callable[[], None] | None:
+        """What to do next (under the lock): the maker makes a database a kind lacks,
+        the dropper drops one; after :meth:`close`, only the drops."""
+        if making and not self._closed:
             for kind in self._kinds.values():
                 if kind.paused or len(kind.ready) + kind.making >= self.ready:
                     continue
@@ -325,7 +337,7 @@ class DatabasePool:
                     break
                 kind.making += 1
                 return partial(self._make, kind, name)
-        if self._drops:
+        if not making and self._drops:
             name = self._drops.popleft()
             self._dropping.add(name)
             return partial(self._drop, name)
@@ -402,7 +414,8 @@ class PostgresServer(_Counted):
     def __init__(self, pool: DatabasePool) -> None:
         super().__init__()
         self.pool = pool
-        self._conn: PgConnection | None = None
+        self._local = threading.local()
+        self._conns: list[PgConnection] = []
 
     def prepare(self, kind: Kind) -> None:
         if kind.template is None:
@@ -410,14 +423,22 @@ class PostgresServer(_Counted):
             kind.template = self.pool.template(kind.seed, base=kind.base) if seeded else "template1"
 
     def _connection(self) -> PgConnection:
-        if self._conn is None:
+        """The calling thread's connection (the maker and the dropper have one each)."""
+        conn: PgConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
             from envkit.testing.pgwire import PgConnection
 
-            recipe, service = self.pool.recipe, self.pool.service
-            self._conn = PgConnection(
-                service.host, service.port(), recipe.user, recipe.password, recipe.database
+            recipe, pool = self.pool.recipe, self.pool
+            conn = PgConnection(
+                pool.service.host,
+                pool.database(recipe.database).port,
+                recipe.user,
+                recipe.password,
+                recipe.database,
             )
-        return self._conn
+            self._local.conn = conn
+            self._conns.append(conn)
+        return conn
 
     def create(self, name: str, kind: Kind) -> None:
         self._connection().execute(self.pool.admin.create(name, kind.template))
@@ -426,9 +447,9 @@ class PostgresServer(_Counted):
         self._connection().execute(self.pool.admin.drop(name))
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
 
 
 class ExecServer(_Counted):
@@ -461,15 +482,20 @@ class RedisServer:
 
     def __init__(self, pool: DatabasePool) -> None:
         self.pool = pool
-        self._conn: RespConnection | None = None
+        self._local = threading.local()
+        self._conns: list[RespConnection] = []
         self._free: deque[str] | None = None
 
     def _connection(self) -> RespConnection:
-        if self._conn is None:
+        """The calling thread's connection (the maker and the dropper have one each)."""
+        conn: RespConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
             from envkit.testing.resp import RespConnection
 
-            self._conn = RespConnection(self.pool.service.host, self.pool.service.port())
-        return self._conn
+            conn = RespConnection(self.pool.service.host, self.pool.database("0").port)
+            self._local.conn = conn
+            self._conns.append(conn)
+        return conn
 
     def prepare(self, kind: Kind) -> None:
         if kind.seed is not None and not callable(kind.seed):
@@ -501,9 +527,9 @@ class RedisServer:
         conn.command("FLUSHDB")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in self._conns:
+            conn.close()
+        self._conns.clear()
 
 
 def _seed_files(seed: Seed, base: Path | None) -> list[Path]:

@@ -245,7 +245,7 @@ def test_postgres_clones_template1_or_the_seeds_template() -> None:
     pool = DatabasePool(FakeHandle(postgres()), server=FakeServer)  # type: ignore[arg-type]
     server = PostgresServer(pool)
     conn = FakeSql()
-    server._conn = conn  # type: ignore[assignment]
+    server._local.conn = conn
     made: list[object] = []
 
     def template(seed: object, base: object = None) -> str:
@@ -285,7 +285,7 @@ def test_redis_hands_out_indexes_and_empties_them_for_reuse() -> None:
     pool = DatabasePool(FakeHandle(redis()), server=FakeServer)  # type: ignore[arg-type]
     server = RedisServer(pool)
     conn = FakeRedis()
-    server._conn = conn  # type: ignore[assignment]
+    server._local.conn = conn
     names = [server.allocate() for _ in range(4)]
     assert names == ["1", "2", "3", None]  # 0 is the URL's own database
     server.drop("2")
