@@ -7,14 +7,20 @@ each whose container is gone is ``exited (supervisor lost)``, its exit code unkn
 (the container was not a child of the process that looks). :func:`survivors` lists the
 containers still running: when there are any, ``up`` starts a new supervisor that adopts
 them (:meth:`envkit.stack.supervisor.Supervisor.start` with ``previous``) instead of
-removing what the old one left.
+removing what the old one left, and :func:`plan` says what it does with each service.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from envkit.stack import state as ss
+
+if TYPE_CHECKING:
+    from envkit.stack.policy import RestartManager
 
 #: How ``stack ps`` shows a container that exited while no supervisor watched it.
 LOST = "exited (supervisor lost)"
@@ -71,3 +77,66 @@ def status_text(service: ss.ServiceState) -> str:
     if service.status == "exited":
         return LOST
     return service.status
+
+
+@dataclass
+class Plan:
+    """What a new supervisor does with each service of the state a lost one left."""
+
+    #: Running, unchanged: held as they are.
+    adopt: list[str] = field(default_factory=list)
+    #: Running containers that go: their service changed or left the stack.
+    discard: list[str] = field(default_factory=list)
+    #: Services to start (new, changed, never started, or due a restart).
+    start: list[str] = field(default_factory=list)
+    #: Stopped by the user, and staying so.
+    stopped: list[str] = field(default_factory=list)
+    #: Exited while no supervisor watched: exited, exit code unknown.
+    lost: list[str] = field(default_factory=list)
+    #: Exited under the old supervisor, with a code, and not due a restart.
+    exited: list[str] = field(default_factory=list)
+
+
+def plan(
+    previous: ss.StackState,
+    order: Sequence[str],
+    keys: Mapping[str, str],
+    restarts: Mapping[str, RestartManager],
+    running: Collection[str],
+) -> Plan:
+    """Docker's daemon restart for a stack: ``previous`` is the lost supervisor's state,
+    ``order`` the services now (in start order) with their recreate ``keys`` and restart
+    managers, ``running`` the services of ``previous`` whose container still runs.
+
+    A running container of an unchanged service is adopted. One whose container exited
+    unobserved is lost, and started again if its policy says so (an unknown exit counts
+    as a failure). One the user stopped stays stopped unless its policy is ``always``.
+    New, changed and never-started services start; running containers of changed
+    services and of services no longer in the stack are discarded.
+    """
+    out = Plan()
+    for name in order:
+        old = previous.services.get(name)
+        if old is None:
+            out.start.append(name)
+            continue
+        same = old.spec_key == keys[name]
+        if name in running:
+            (out.adopt if same else out.discard).append(name)
+            if not same:
+                out.start.append(name)
+        elif not same:
+            out.start.append(name)
+        elif old.status == "stopped":
+            manager = restarts[name]
+            (out.start if manager.policy.mode == "always" else out.stopped).append(name)
+        elif not old.container:
+            out.start.append(name)
+        elif old.status == "exited" and old.exit_code is not None:
+            out.exited.append(name)
+        else:
+            out.lost.append(name)
+            if restarts[name].on_exit(None, ran_for=0.0) is not None:
+                out.start.append(name)
+    out.discard += [n for n in previous.services if n not in order and n in running]
+    return out

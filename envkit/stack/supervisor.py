@@ -206,60 +206,50 @@ class Supervisor:
         stays stopped unless its policy is ``always``. Changed and new services are
         (re)started; containers of services no longer in the stack are removed.
         """
+        from envkit.stack import recovery
+
         with self._lock:
             self.state.created = previous.created
             self.state.secrets_dir = self.state.secrets_dir or previous.secrets_dir
             self.state.networks = sorted({*self.state.networks, *previous.networks})
             self.state.volumes = sorted({*self.state.volumes, *previous.volumes})
+            for name in self.state.order:
+                if name in previous.services:
+                    count = previous.services[name].restarts
+                    self._services[name].restarts.count = count
+                    self.state.services[name].restarts = count
             self.state.save()
-        to_start: list[str] = []
-        for name in self.state.order:
-            old = previous.services.get(name)
-            if old is None:
-                to_start.append(name)
-                continue
-            svc, record = self._services[name], self.state.services[name]
-            same = old.spec_key == record.spec_key
-            svc.restarts.count = record.restarts = old.restarts
-            started = None
-            if old.container:
-                started = self.ops.adopt(self.stack, name, old.container, self.state)
-                if started is None:
-                    self.ops.forget(old.container)
-            if started is not None and same:
-                self._adopt(name, started, old)
-                self._report(f"{name}: re-adopted (container {started.container.name})")
-                continue
-            if started is not None:  # changed meanwhile: replaced
-                self._discard(started)
-                to_start.append(name)
-                continue
-            if not same:
-                to_start.append(name)
-            elif old.status == "stopped":
-                if svc.restarts.policy.mode == "always":
-                    to_start.append(name)
-                else:
-                    svc.stopped, record.status = True, "stopped"
-            elif not old.container:  # never started
-                to_start.append(name)
-            elif old.status == "exited" and old.exit_code is not None:
-                record.status, record.exit_code = old.status, old.exit_code
-            else:
-                record.status, record.exit_code = "exited", None
-                self._report(f"{name}: exited while its supervisor was lost")
-                if svc.restarts.on_exit(None, ran_for=0.0) is not None:
-                    to_start.append(name)
+        running: dict[str, Started] = {}
         for name, old in previous.services.items():
-            if name not in self._services and old.container:
-                started = self.ops.adopt(self.stack, name, old.container, self.state)
-                if started is not None:
-                    self._discard(started)
-                else:
-                    self.ops.forget(old.container)
+            if not old.container:
+                continue
+            started = self.ops.adopt(self.stack, name, old.container, self.state)
+            if started is None:
+                self.ops.forget(old.container)
+            else:
+                running[name] = started
+        keys = {n: self.state.services[n].spec_key for n in self.state.order}
+        managers = {n: self._services[n].restarts for n in self.state.order}
+        plan = recovery.plan(previous, self.state.order, keys, managers, running)
+        for name in plan.adopt:
+            self._adopt(name, running[name], previous.services[name])
+            self._report(f"{name}: re-adopted (container {running[name].container.name})")
+        for name in plan.discard:
+            self._discard(running[name])
         with self._lock:
+            for name in plan.stopped:
+                self._services[name].stopped = True
+                self.state.services[name].status = "stopped"
+            for name in plan.exited:
+                old, record = previous.services[name], self.state.services[name]
+                record.status, record.exit_code = old.status, old.exit_code
+            for name in plan.lost:
+                record = self.state.services[name]
+                record.status, record.exit_code = "exited", None
             self._save_quietly()
-        return to_start
+        for name in plan.lost:
+            self._report(f"{name}: exited while its supervisor was lost")
+        return plan.start
 
     def _adopt(self, name: str, started: Started, old: ss.ServiceState) -> None:
         """Hold ``started`` (a container found running) as service ``name``'s."""

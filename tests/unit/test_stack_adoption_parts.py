@@ -1,6 +1,7 @@
-"""The mechanics a new supervisor relies on to adopt a lost one's containers, with plain
-processes (no namespaces): output pipes that outlive their reader, and waiting for a
-process that is not a child."""
+"""Adopting a lost supervisor's containers, without namespaces: the decision for each
+service (docker's daemon-restart rules, :func:`envkit.stack.recovery.plan`), and the
+mechanics with plain processes: output pipes that outlive their reader, and waiting for
+a process that is not a child."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from envkit.stack import launcher
+import pytest
+
+from envkit.stack import launcher, recovery
+from envkit.stack import state as ss
+from envkit.stack.policy import RestartManager, RestartPolicy
 
 
 def test_a_container_pipe_survives_its_reader(tmp_path: Path) -> None:
@@ -48,3 +53,66 @@ def test_wait_exit_of_a_process_that_is_not_a_child() -> None:
 
 def test_wait_exit_returns_at_once_for_a_pid_that_is_gone() -> None:
     launcher.wait_exit(2**22 + 12345, 1)
+
+
+# -- what a new supervisor does with each service (docker's daemon restart) ---------------
+
+
+def _previous(**services: tuple[str, str, int | None]) -> ss.StackState:
+    """service=(status, container, exit code); spec keys "k"."""
+    return ss.StackState(
+        name="s",
+        order=list(services),
+        services={
+            n: ss.ServiceState(status=st, container=c, exit_code=code, spec_key="k")
+            for n, (st, c, code) in services.items()
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "container", "code", "policy", "alive", "changed", "expected"),
+    [
+        # still running
+        ("running", "c1", None, "no", True, False, {"adopt"}),
+        ("running", "c1", None, "always", True, True, {"discard", "start"}),
+        # exited while nobody watched: lost; restarted as the policy says
+        ("running", "c1", None, "no", False, False, {"lost"}),
+        ("running", "c1", None, "on-failure", False, False, {"lost", "start"}),
+        ("restarting", "c1", 1, "always", False, False, {"lost", "start"}),
+        ("running", "c1", None, "unless-stopped", False, False, {"lost", "start"}),
+        # exited with a code under the old supervisor, no restart was due
+        ("exited", "c1", 0, "on-failure", False, False, {"exited"}),
+        # stopped by the user: `always` comes back, `unless-stopped` does not
+        ("stopped", "", None, "always", False, False, {"start"}),
+        ("stopped", "", None, "unless-stopped", False, False, {"stopped"}),
+        ("stopped", "", None, "no", False, False, {"stopped"}),
+        # never started (the supervisor died while starting), or changed
+        ("created", "", None, "no", False, False, {"start"}),
+        ("exited", "c1", 0, "no", False, True, {"start"}),
+    ],
+)
+def test_plan(
+    status: str,
+    container: str,
+    code: int | None,
+    policy: str,
+    alive: bool,
+    changed: bool,
+    expected: set[str],
+) -> None:
+    previous = _previous(web=(status, container, code))
+    managers = {"web": RestartManager(RestartPolicy.parse(policy))}
+    keys = {"web": "other" if changed else "k"}
+    plan = recovery.plan(previous, ["web"], keys, managers, {"web"} if alive else set())
+    found = {kind for kind in vars(plan) if "web" in getattr(plan, kind)}
+    assert found == expected
+
+
+def test_plan_starts_new_services_and_discards_those_that_left() -> None:
+    previous = _previous(old=("running", "c1", None), gone=("running", "c2", None))
+    managers = {n: RestartManager(RestartPolicy.parse("no")) for n in ("old", "new")}
+    plan = recovery.plan(
+        previous, ["new", "old"], {"new": "k", "old": "k"}, managers, {"old", "gone"}
+    )
+    assert plan.start == ["new"] and plan.adopt == ["old"] and plan.discard == ["gone"]
