@@ -23,6 +23,8 @@ from tests import images
 from tests.integration import homes
 from tests.integration.registry_server import RegistryServer, free_port, missing_tools
 
+ROOT = Path(__file__).resolve().parents[2]
+
 if missing_tools() or not images.have_busybox():
     pytest.skip(
         f"needs {', '.join(missing_tools()) or 'busybox-static'} "
@@ -139,6 +141,32 @@ def test_push_builds_pushes_and_names_each_image_by_the_digest_the_registry_serv
     assert compose.returncode == 0, compose.stderr
     data = yaml.safe_load(compose.stdout)
     assert {n: s["image"] for n, s in data["services"].items()} == refs  # same builds
+
+
+def test_a_compose_files_build_is_pushed_and_the_export_loads_back(
+    home: Path, registry: RegistryServer, tmp_path: Path
+) -> None:
+    """examples/compose/busybox: web's ``build:`` (a Dockerfile) is built and pushed; db
+    and cache use ``busybox:1`` as the store holds it."""
+    project = tmp_path / "busybox"
+    shutil.copytree(ROOT / "examples" / "compose" / "busybox", project)
+    done = homes.cli(
+        home,
+        ["export", "--format", "compose", "--push", f"{registry.host}/team", "-o", "out"],
+        cwd=project,
+    )
+    assert done.returncode == 0, done.stderr
+    data = yaml.safe_load((project / "out" / "compose.yaml").read_text())
+    web = data["services"]["web"]["image"]
+    assert web.startswith(f"{registry.host}/team/shop-lite-web@sha256:")
+    assert _manifest_digest(registry, web) == web.partition("@")[2]
+    assert "build" not in data["services"]["web"]
+    stored = homes.cli(home, ["inspect", "busybox:1"])
+    digest = json.loads(stored.stdout)[0]["Manifest"]["Digest"]
+    assert data["services"]["db"]["image"] == f"docker.io/library/busybox@{digest}"
+    assert data["secrets"]["db_password"]["file"] == str(project / "db_password.txt")
+    again = homes.cli(home, ["config", str(project / "out" / "compose.yaml")])
+    assert again.returncode == 0, again.stderr
 
 
 def test_without_push_the_built_images_are_named_with_the_flag(
