@@ -172,3 +172,29 @@ def test_docker_compose_reads_the_shop_export_as_envkit_does(tmp_path: Path) -> 
     assert web["secrets"] == [{"source": "API_TOKEN", "target": "/run/secrets/API_TOKEN"}]
     assert config["volumes"]["db-data"]["name"] == "shop_db-data"  # type: ignore[index]
     assert shutil.which("true")
+
+
+PODMAN_COMPOSE = Path(sys.executable).parent / "podman-compose"
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("path", EXAMPLES, ids=[str(p.relative_to(ROOT)) for p in EXAMPLES])
+def test_podman_compose_accepts_the_export(path: Path, tmp_path: Path) -> None:
+    if not PODMAN_COMPOSE.exists():
+        pytest.skip(f"{PODMAN_COMPOSE} missing: pip install podman-compose")
+    stack = _stack(path, tmp_path)
+    exported = _write(tmp_path, stack)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "API_TOKEN": "x"}
+    done = subprocess.run(
+        [str(PODMAN_COMPOSE), "-f", str(exported), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert {n: s["image"] for n, s in services.items()} == {
+        s.name: f"registry.example.org/t/{s.name.lower()}@{DIGEST}" for s in stack.services
+    }
