@@ -110,6 +110,9 @@ class Kind:
     error: EnvkitError | None = None
     paused: bool = False
     template: str | None = None
+    prepared: bool = False
+    """Whether :meth:`Server.prepare` is done (its template exists): only then does
+    the filler make databases of this kind."""
 
 
 class DatabasePool:
@@ -174,6 +177,7 @@ class DatabasePool:
                 kind.error, kind.paused = exc, True
             return
         with self._cond:
+            kind.prepared = True
             self._start()
             self._cond.notify_all()
 
@@ -189,6 +193,7 @@ class DatabasePool:
             kind.error = None
         self._server.prepare(kind)  # a failing seed raises here, with its message
         with self._cond:
+            kind.prepared = True
             self._start()
             self._cond.notify_all()
             waited = self._cond.wait_for(lambda: kind.ready or kind.error, timeout)
@@ -324,7 +329,9 @@ class DatabasePool:
         the dropper drops one; after :meth:`close`, only the drops."""
         if making and not self._closed:
             for kind in self._kinds.values():
-                if kind.paused or len(kind.ready) + kind.making >= self.ready:
+                if not kind.prepared or kind.paused:
+                    continue
+                if len(kind.ready) + kind.making >= self.ready:
                     continue
                 try:
                     name = self._server.allocate()

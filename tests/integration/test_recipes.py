@@ -1,6 +1,7 @@
-"""Real application code (psycopg and redis-py from PyPI) against the PostgreSQL and
-Redis recipes built from Debian packages, through the plugin's fixtures: a fresh
-database per test, seeded once from SQL files or a callable, and Redis by its URL.
+"""Real application code (psycopg and redis-py from PyPI) against the PostgreSQL,
+Redis and MariaDB recipes built from Debian packages, through the plugin's fixtures: a
+fresh database per test, seeded once from SQL files or a callable, made ahead by the
+pool's background filler and dropped after; a fresh Redis database index per test.
 
 The first build bootstraps Debian (about a minute per recipe): marked slow. Set
 ENVKIT_TEST_RECIPES_HOME to a directory to keep the built images between runs.
@@ -9,7 +10,8 @@ ENVKIT_TEST_RECIPES_HOME to a directory to keep the built images between runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,14 @@ pg = service_fixture(postgres(version=15), scope="module")
 postgres_db = database_fixture(pg)
 items_db = database_fixture(pg, seed=seed_items)
 cache = service_fixture(redis(version=7), scope="module")
+cache_db = database_fixture(cache)
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def test_the_server_is_reached_by_its_url(pg: ServiceHandle) -> None:
@@ -87,7 +97,7 @@ def test_seed_from_sql_files(pg: ServiceHandle, tmp_path: Path) -> None:
     try:
         assert db.sql("SELECT sum(x) FROM t;").split() == ["42"]
     finally:
-        pool.drop(db)
+        pool.drop(db, wait=True)
     with psycopg.connect(pg.url) as conn:
         gone = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [db.name])
         assert gone.fetchone() == (0,)
@@ -99,6 +109,45 @@ def test_a_bad_seed_names_the_error(pg: ServiceHandle, tmp_path: Path) -> None:
     (tmp_path / "bad.sql").write_text("CREATE TABLE t (x nosuchtype);\n")
     with pytest.raises(EnvkitError, match="nosuchtype"):
         pg.databases().create("bad.sql", base=tmp_path)
+
+
+def test_databases_are_made_ahead_and_dropped_after(pg: ServiceHandle) -> None:
+    """The pool keeps databases ready (cloned over its own connection, not by psql in
+    the container) and drops a used one in the background, connections and all."""
+    pool = pg.databases()
+    db = pool.create()
+    kind = pool._kinds[None]
+    _until(lambda: len(kind.ready) == pool.ready)
+    ready = list(kind.ready)
+    with psycopg.connect(pg.url) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'test_main_%'"
+        ).fetchall()
+        clients = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'envkit'"
+        ).fetchone()
+    assert {db.name, *ready} <= {name for (name,) in rows}
+    assert clients is not None and clients[0] >= 1  # the pool's own connection
+    left_open = psycopg.connect(db.url)  # a test that forgets to close its connection
+    try:
+        pool.drop(db, wait=True)
+    finally:
+        left_open.close()
+    with psycopg.connect(pg.url) as conn:
+        gone = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [db.name])
+        assert gone.fetchone() == (0,)
+    assert pool.drop_errors == []
+
+
+@pytest.mark.parametrize("round_", [1, 2, 3])
+def test_each_test_gets_a_fresh_redis_database(cache_db: Database, round_: int) -> None:
+    client = redis_py.Redis.from_url(cache_db.url)
+    try:
+        assert client.dbsize() == 0  # emptied (FLUSHDB) after the test that used it
+        client.set("left", "behind")
+    finally:
+        client.close()
+    assert cache_db.url.endswith(f"/{cache_db.name}") and cache_db.name != "0"
 
 
 def test_redis_by_its_url(cache: ServiceHandle) -> None:

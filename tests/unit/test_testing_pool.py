@@ -295,3 +295,32 @@ def test_redis_hands_out_indexes_and_empties_them_for_reuse() -> None:
     assert pool.database("3").url == "redis://127.0.0.1:5555/3"
     with pytest.raises(EnvkitError, match="seeded by a callable"):
         server.prepare(Kind("data.sql", None))
+
+
+def test_nothing_is_made_of_a_kind_before_it_is_prepared() -> None:
+    """A seed's template is made in the thread asking; meanwhile the filler, busy with
+    another kind, must not make a database of the new kind without its template."""
+    pool, server = _pool(ready=1)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_prepare(kind: Kind) -> None:
+        if kind.seed is not None:
+            entered.set()
+            release.wait(10)
+        server.prepared.append(kind.seed)
+
+    server.prepare = slow_prepare  # type: ignore[method-assign]
+    try:
+        pool.create()
+        preparing = threading.Thread(target=lambda: pool.prepare("schema.sql"))
+        preparing.start()
+        assert entered.wait(10)
+        pool.create()  # the filler runs while the seeded kind is being prepared
+        time.sleep(0.05)
+        assert all(seed is None for _, seed in server.created)
+        release.set()
+        preparing.join(10)
+        assert pool.create("schema.sql").name in {n for n, s in server.created if s}
+    finally:
+        release.set()
+        pool.close()
