@@ -95,6 +95,8 @@ class ExportCommand:
         if args.output is None:
             sys.stdout.write(result.text)
         else:
+            for path in result.removed:
+                print(f"removed {path} (no longer in the stack)", file=sys.stderr)
             for path in result.files:
                 print(path)
         return 0

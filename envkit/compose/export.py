@@ -171,10 +171,45 @@ def _write(directory: Path, result: ExportResult) -> None:
     else:
         written = {file_name(obj): _dump(obj) for obj in result.objects}
         written["README.md"] = result.readme
+        result.removed = _stale(directory, result.objects, set(written))
     for name, text in written.items():
         path = directory / name
         path.write_text(text, encoding="utf-8")
         result.files.append(path)
+    for path in result.removed:
+        path.unlink()
+
+
+def _stale(directory: Path, objects: list[dict[str, Any]], keep: set[str]) -> list[Path]:
+    """Manifests an earlier export of the same stack wrote into ``directory`` that this
+    one does not (a service removed since): left there, ``kubectl apply -f DIR`` would
+    bring them back. Only files named as the export names them and labelled as part of
+    the stack are taken."""
+    import yaml
+
+    from envkit.compose.kubernetes import PART_OF_LABEL
+
+    part_of = {o["metadata"]["labels"].get(PART_OF_LABEL) for o in objects}
+    kinds = {"Service", "Deployment", "StatefulSet", "PersistentVolumeClaim"}
+    stale = []
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name in keep:
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if not isinstance(data, dict) or data.get("kind") not in kinds:
+            continue
+        meta = data.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, dict) else None
+        if (
+            isinstance(labels, dict)
+            and labels.get(PART_OF_LABEL) in part_of
+            and path.name == file_name(data)
+        ):
+            stale.append(path)
+    return stale
 
 
 __all__ = ["DEFAULT_WAIT_IMAGE", "ExportResult", "ExportWarning", "export", "file_name"]

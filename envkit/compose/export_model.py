@@ -31,12 +31,15 @@ class ExportResult:
     """An export: ``text`` is the whole output (one multi-document YAML for Kubernetes,
     the compose.yaml for compose); ``objects`` the Kubernetes objects and ``readme``
     the README written beside them; ``files`` the files written (none without a
-    directory); ``images`` each service's image by digest."""
+    directory) and ``removed`` the stale manifests taken away; ``images`` each
+    service's image by digest."""
 
     format: str
     text: str
     objects: list[dict[str, Any]] = field(default_factory=list)
     readme: str = ""
     files: list[Path] = field(default_factory=list)
+    #: manifests of an earlier export of the stack into the same directory, removed
+    removed: list[Path] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
     warnings: list[ExportWarning] = field(default_factory=list)

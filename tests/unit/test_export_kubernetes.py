@@ -471,3 +471,33 @@ def test_the_wait_image_is_pinned_like_every_image() -> None:
     assert "no digest is known for busybox:1.36" in str(caught.value)
     assert "envkit pull busybox:1.36" in str(caught.value)
     assert os.environ["ENVKIT_HOME"]
+
+
+def test_a_new_export_removes_the_manifests_of_services_gone_since(tmp_path: Path) -> None:
+    shop = load_stack(SHOP / "stack.py")
+    out = tmp_path / "k8s"
+    export(shop, out, format="kubernetes", wait_image=WAIT)
+    mine = out / "notes.yaml"
+    mine.write_text("kind: ConfigMap\nmetadata: {name: notes}\n")
+    other = out / "web-deployment.yaml"  # another stack's object under a name we use
+    smaller = Stack("shop", services=[shop["cache"]])
+    result = smaller.export(out, format="kubernetes")
+    removed = sorted(p.name for p in result.removed)
+    assert "db-statefulset.yaml" in removed and "web-service.yaml" in removed
+    assert "cache-deployment.yaml" not in removed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "cache-deployment.yaml",
+        "cache-service.yaml",
+        "notes.yaml",
+    ]
+    other.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"app.kubernetes.io/part-of": "another"}},
+            }
+        )
+    )
+    again = smaller.export(out, format="kubernetes")
+    assert again.removed == [] and other.exists() and mine.exists()
