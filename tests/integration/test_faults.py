@@ -548,6 +548,10 @@ def kill_loop(world: World, request: pytest.FixtureRequest, op: str, kills: int)
                 one_iteration(world, fault, i, delay, tally, baseline)
             except (Failed, subprocess.TimeoutExpired) as exc:
                 tally.failures.append(f"#{i} (kill after {delay:.3f} s of {window:.2f}): {exc}")
+                # Undo what the iteration made (best effort), so that the next one is
+                # not measured against a baseline holding it (a failure would cascade).
+                for argv in fault.after(i):
+                    world.cli(argv, fault.cwd)
                 recover(world)
                 baseline = quiet(world)
         for argv in fault.teardown:
