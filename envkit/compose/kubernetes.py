@@ -187,7 +187,10 @@ class _Exporter(ContainerParts):
     # -- Services ----------------------------------------------------------------------
 
     def _ports(self, service: Service) -> list[tuple[int, str]]:
+        """The container ports a service is known to listen on: published ones, the
+        image's EXPOSE, and those its tcp/http readiness probes connect to."""
         found = {(p.container_port, p.protocol) for p in service.ports}
+        found.update((r.port, "tcp") for r in service.ready if r.port is not None)
         facts = self.images.get(service.name)
         if facts is not None:
             found.update(facts.exposed_ports)

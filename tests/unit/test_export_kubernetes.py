@@ -18,6 +18,7 @@ from envkit.compose.kubernetes import k8s_name, stack_to_kubernetes
 from envkit.errors import EnvkitError
 from envkit.spec import Healthcheck, Image, Service, Stack
 from envkit.spec.loader import load_stack
+from envkit.spec.readiness import Ready
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "tests" / "data" / "export" / "shop"
@@ -501,3 +502,11 @@ def test_a_new_export_removes_the_manifests_of_services_gone_since(tmp_path: Pat
     )
     again = smaller.export(out, format="kubernetes")
     assert again.removed == [] and other.exists() and mine.exists()
+
+
+def test_a_readiness_probes_port_is_a_known_port() -> None:
+    svc = Service("cache", image=f"redis@{DIGEST}", ready=Ready.tcp(6379))
+    stack = Stack("s", services=[svc])
+    out = stack_to_kubernetes(stack, _facts(stack))
+    (service,) = [o for o in out.objects if o["kind"] == "Service"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [6379]
