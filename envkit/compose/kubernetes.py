@@ -207,9 +207,9 @@ class _Exporter(ContainerParts):
                 self.warn(
                     service.name,
                     "ports",
-                    f"no port is known ({', '.join(dependants)} depend on it): no Service "
-                    "is exported; declare the port (Image.expose(PORT), EXPOSE, or a "
-                    "published port)",
+                    f"no port is known (depended on by {', '.join(dependants)}): they "
+                    "cannot reach it through a Service; declare the port "
+                    "(Image.expose(PORT), EXPOSE, or a published port)",
                 )
             if stateful:  # a StatefulSet names its governing Service: a headless one
                 out.append(self._service_object(name, service, [], headless=True))
