@@ -188,6 +188,11 @@ class DatabasePool:
         resolved against ``base``): one made ahead, or the next one the filler makes.
         A seed or server failure raises :class:`EnvkitError` with the server's message."""
         with self._cond:
+            if self._closed:
+                raise EnvkitError(
+                    f"the database pool of {self._where()} is closed",
+                    hint="ask for databases while the service fixture is in scope",
+                )
             kind = self._kind(seed, base)
             kind.paused = False  # a failed kind is tried again for each test asking
             kind.error = None

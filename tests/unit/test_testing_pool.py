@@ -138,6 +138,8 @@ def test_close_finishes_the_drops_asked_for_and_makes_nothing_more() -> None:
     assert len(server.created) <= made + 1  # at most the one under way
     assert server.closed
     pool.drop(dbs[0])  # after close: ignored, no error
+    with pytest.raises(EnvkitError, match="pool of pt-pg-main-1/postgres is closed"):
+        pool.create()
 
 
 def test_each_seed_has_its_own_databases(tmp_path: Path) -> None:
