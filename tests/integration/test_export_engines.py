@@ -246,6 +246,12 @@ def _played(
         yield conf, web_port, done.stderr
     finally:
         down = _podman(conf, "kube", "down", str(manifests))
+        # the images podman pulled from this test's registry are of no further use
+        listed = _podman(conf, "images", "--format", "{{.ID}} {{.Repository}}").stdout
+        ids = {i for i, _, repo in (ln.partition(" ") for ln in listed.splitlines())
+               if repo.startswith(f"{registry.host}/")}  # fmt: skip
+        if ids:
+            _podman(conf, "rmi", "-f", *sorted(ids))
     assert down.returncode == 0, down.stderr
     left = _podman(conf, "pod", "ps", "--format", "{{.Name}}").stdout.split()
     assert "web-pod-0" not in left and "db-pod-0" not in left
