@@ -245,8 +245,6 @@ class Builder:
     def _base_state(self, base: Base, context: Path) -> ImageState:
         if isinstance(base, Scratch):
             return ImageState.scratch()
-        from envkit.plugins.manager import get_manager
-
         params = dict(base.params())
         pinned = (
             self._locked.pinned(base.ref) if self._locked and isinstance(base, FromRef) else None
@@ -255,10 +253,23 @@ class Builder:
             params["digest"] = pinned
         if isinstance(base, Archive) and not os.path.isabs(base.path):
             params["path"] = str(context / base.path)
-        desc = get_manager().image_source(base.kind).provide(params, self.store)
+        desc = self._stored_base(base, pinned)
+        if desc is None:
+            from envkit.plugins.manager import get_manager
+
+            desc = get_manager().image_source(base.kind).provide(params, self.store)
         _, manifest = self.store.image_manifest(desc)
         config = self.store.config(manifest)
         return ImageState(manifest.layers, config.raw)
+
+    def _stored_base(self, base: Base, pinned: str | None) -> Descriptor | None:
+        """A registry base already in the local store, found without the plugins when
+        only envkit's own can be installed (:func:`envkit.build.listeners.stored_ref`)."""
+        if not isinstance(base, FromRef):
+            return None
+        from envkit.build.listeners import stored_ref
+
+        return stored_ref(self.store, pinned or base.ref)
 
     # -- steps ---------------------------------------------------------------------
 

@@ -1,18 +1,26 @@
-"""Build notifications to plugins, without loading plugins nobody installed.
+"""What a build asks of plugins, without loading plugins nobody installed.
 
 ``envkit_build_step_finished`` goes to every plugin implementing it
-(:mod:`envkit.plugins.notify`). Finding that out means loading pluggy and every
-built-in plugin, about as long as the rest of a fully cached ``envkit build``; none of
-the built-in plugins listens (``tests/unit/test_build_cache_fast.py`` keeps it so).
-So the plugin manager is consulted only when a listener is possible at all: it is
-loaded already (plugins registered in-process, or another part of the command needed
-it), or an installed distribution declares ``envkit`` entry points.
+(:mod:`envkit.plugins.notify`), and a base image comes from the image source of its
+kind. Asking the plugin manager means loading pluggy and every built-in plugin, about
+as long as the rest of a fully cached ``envkit build``. None of the built-in plugins
+listens to build steps (``tests/unit/test_build_cache_fast.py`` keeps it so), and the
+built-in ``ref`` source looks a base up in the local store first. So the manager is
+consulted only when a plugin beyond the built-ins is possible at all
+(:func:`plugins_beyond_builtins`): the manager is loaded already (plugins registered
+in-process, or another part of the command needed it), or an installed distribution
+declares ``envkit`` entry points.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from envkit.oci.types import Descriptor
+    from envkit.store.layout import Store
 
 #: The entry-point group of envkit plugins (``envkit.plugins.NAME``).
 GROUP = "envkit"
@@ -22,15 +30,15 @@ _declared: bool | None = None
 
 def step_finished(step: str, key: str, *, cached: bool, seconds: float) -> None:
     """Tell plugins that build step ``step`` (cache key ``key``) finished."""
-    if not listeners_possible():
+    if not plugins_beyond_builtins():
         return
     from envkit.plugins import notify
 
     notify.build_step_finished(step, key, cached, seconds)
 
 
-def listeners_possible() -> bool:
-    """Whether a plugin could hear a build notification (see the module)."""
+def plugins_beyond_builtins() -> bool:
+    """Whether a plugin other than envkit's own could take part (see the module)."""
     manager = sys.modules.get("envkit.plugins.manager")
     if manager is not None and getattr(manager, "_manager", None) is not None:
         return True
@@ -38,6 +46,21 @@ def listeners_possible() -> bool:
     if _declared is None:
         _declared = entry_points_declared()
     return _declared
+
+
+def stored_ref(store: Store, ref: str) -> Descriptor | None:
+    """The image ``ref`` (a reference or digest) names in the local store, found as the
+    built-in ``ref`` image source finds it first, without loading the plugins, when no
+    plugin beyond envkit's own can take part; ``None`` otherwise or when it is not
+    stored (the ``ref`` source then pulls it)."""
+    if plugins_beyond_builtins():
+        return None
+    from envkit.errors import ImageNotFoundError
+
+    try:
+        return store.resolve(ref)
+    except ImageNotFoundError:
+        return None
 
 
 def entry_points_declared(path: list[str] | None = None) -> bool:

@@ -188,9 +188,13 @@ class LockResolver:
             from envkit.registry.pull import pull
 
             return LockEntry(pull(name, self.store).descriptor.digest, platform)
-        from envkit.plugins.manager import get_manager
+        from envkit.build.listeners import stored_ref
 
-        desc = get_manager().image_source("ref").provide({"ref": name}, self.store)
+        desc = stored_ref(self.store, name)
+        if desc is None:
+            from envkit.plugins.manager import get_manager
+
+            desc = get_manager().image_source("ref").provide({"ref": name}, self.store)
         return LockEntry(desc.digest, platform)
 
 

@@ -162,3 +162,30 @@ def test_a_loaded_plugin_manager_always_hears(monkeypatch: pytest.MonkeyPatch) -
     finally:
         reset_manager()
     assert heard == [("ENV A=1", True)]
+
+
+def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path) -> None:
+    """A build that executes (here --no-cache) finds a registry base already in the
+    store as the built-in ref source would, without pluggy, when no plugin beyond
+    envkit's own can be installed."""
+    from tests.images import build_archive
+
+    home = tmp_path / "home"
+    archive = tmp_path / "busybox.tar"
+    build_archive(archive, ref="busybox:1")
+    env = {**os.environ, "ENVKIT_HOME": str(home)}
+    load = [sys.executable, "-m", "envkit", "load", "-q", "-i", str(archive)]
+    subprocess.run(load, env=env, check=True, capture_output=True)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "app.py").write_text(
+        "from envkit import Image\napp = Image.from_('busybox:1').env(A='1').cmd(['true'])\n"
+    )
+    argv = ["build", f"{ctx / 'app.py'}:app", "--no-cache", "--progress", "quiet"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], env=env, capture_output=True, text=True, cwd=ctx
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["code"] == 0
+    assert "pluggy" not in found["modules"]
