@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,7 +21,20 @@ class NetworkCommand:
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
         create = sub.add_parser("create", help="create a network")
         create.add_argument("name", metavar="NAME")
-        create.add_argument("--subnet", metavar="CIDR", help="default: a free 10.89.N.0/24")
+        create.add_argument(
+            "--subnet",
+            metavar="CIDR",
+            action="append",
+            default=[],
+            help="default: a free 10.89.N.0/24; give it twice (IPv4 and IPv6) for a dual-stack "
+            "network with a subnet of your own for each",
+        )
+        create.add_argument(
+            "--ipv6",
+            action="store_true",
+            help="dual-stack: containers get an IPv6 address too (a free /64 of this home's "
+            "unique local prefix unless --subnet gives one)",
+        )
         create.add_argument("--internal", action="store_true", help="no egress, no resolver")
         create.add_argument(
             "--host-loopback",
@@ -38,9 +52,18 @@ class NetworkCommand:
         from envkit import network
 
         if args.action == "create":
+            v4, v6 = _subnets(args.subnet)
             net = network.create(
-                args.name, args.subnet, internal=args.internal, host_loopback=args.host_loopback
+                args.name,
+                v4,
+                internal=args.internal,
+                host_loopback=args.host_loopback,
+                ipv6=args.ipv6,
+                subnet6=v6,
             )
+            note = network.ipv6_egress_note(net)
+            if note:
+                print(f"envkit: note: {note}", file=sys.stderr)
             print(net.name)
         elif args.action == "ls":
             network.reap()
@@ -53,7 +76,8 @@ class NetworkCommand:
             for net in nets:
                 attached = network.inspect(net.name)["containers"]
                 internal = "yes" if net.internal else "no"
-                rows.append((net.name, net.subnet, net.gateway, internal, str(len(attached))))
+                subnet = f"{net.subnet},{net.subnet6}" if net.subnet6 else net.subnet
+                rows.append((net.name, subnet, net.gateway, internal, str(len(attached))))
             widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
             for row in rows:
                 print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -66,6 +90,20 @@ class NetworkCommand:
             network.reap()
             print(json.dumps([network.inspect(n) for n in args.names], indent=4))
         return 0
+
+
+def _subnets(given: list[str]) -> tuple[str | None, str | None]:
+    """The IPv4 and the IPv6 subnet among ``--subnet`` values (at most one of each)."""
+    from envkit.errors import NetworkError
+
+    v4 = [s for s in given if ":" not in s]
+    v6 = [s for s in given if ":" in s]
+    if len(v4) > 1 or len(v6) > 1:
+        raise NetworkError(
+            f"--subnet given {len(given)} times: {', '.join(given)}",
+            hint="give at most one IPv4 and one IPv6 subnet",
+        )
+    return (v4[0] if v4 else None), (v6[0] if v6 else None)
 
 
 COMMANDS: list[Command] = [NetworkCommand()]

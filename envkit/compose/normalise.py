@@ -61,7 +61,8 @@ def stack_to_compose(
     out: dict[str, Any] = {"name": stack.name, "services": services}
     if stack.networks:
         out["networks"] = {
-            n.name: _network(stack.name, n.name, n.internal, n.subnet) for n in stack.networks
+            n.name: _network(stack.name, n.name, n.internal, n.subnet, n.ipv6)
+            for n in stack.networks
         }
     if stack.volumes:
         out["volumes"] = {
@@ -100,8 +101,12 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def _network(project: str, name: str, internal: bool, subnet: str | None) -> dict[str, Any]:
+def _network(
+    project: str, name: str, internal: bool, subnet: str | None, ipv6: bool = False
+) -> dict[str, Any]:
     body: dict[str, Any] = {"name": f"{project}_{name}"}
+    if ipv6:
+        body["enable_ipv6"] = True
     if subnet:
         body["ipam"] = {"config": [{"subnet": subnet}]}
     if internal:

@@ -63,7 +63,7 @@ class Resources(Context):
         for net_name, body in section.items():
             where, line = f"networks.{net_name}", section.line_of(net_name)
             body = body if isinstance(body, Map) else Map()
-            internal, subnet = False, None
+            internal, subnet, ipv6 = False, None, False
             for key, value in body.items():
                 kline = body.line_of(key)
                 if key == "driver":
@@ -76,6 +76,8 @@ class Resources(Context):
                         )
                 elif key == "internal":
                     internal = value is True
+                elif key == "enable_ipv6":
+                    ipv6 = value is True
                 elif key == "ipam":
                     subnet = self.subnet(where, value, kline)
                 elif key == "name":
@@ -101,7 +103,7 @@ class Resources(Context):
                         kline, f"{where}.{key}", "unknown or unsupported network key"
                     )
             self.networks[net_name] = self.spec(
-                line, where, Network, net_name, internal=internal, subnet=subnet
+                line, where, Network, net_name, internal=internal, subnet=subnet, ipv6=ipv6
             )
 
     def subnet(self, where: str, ipam: Any, line: int) -> str | None:

@@ -15,7 +15,7 @@ from envkit.network.api import (
 )
 from envkit.network.endpoints import connect, disconnect, reap, teardown
 from envkit.network.errors import NetworkError
-from envkit.network.networks import create, inspect, list_networks, remove
+from envkit.network.networks import create, inspect, ipv6_egress_note, list_networks, remove
 from envkit.network.ports import PortMapping
 from envkit.network.state import Endpoint, NetworkInfo
 
@@ -29,6 +29,7 @@ __all__ = [
     "disconnect",
     "hosts_file",
     "inspect",
+    "ipv6_egress_note",
     "list_networks",
     "prepare",
     "publish",

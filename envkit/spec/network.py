@@ -19,12 +19,15 @@ class Network(SpecObject):
     """A network of a stack; services on it reach each other by service name and alias.
 
     ``internal=True`` gives no route to the outside. ``subnet`` (CIDR, e.g.
-    ``"10.89.0.0/24"``) fixes the address range; by default one is picked.
+    ``"10.89.0.0/24"``) fixes the address range; by default one is picked. ``ipv6=True``
+    makes it dual-stack: each service gets an IPv6 address beside its IPv4 one, and its
+    name resolves to both (compose's ``enable_ipv6``).
     """
 
     name: str
     internal: bool
     subnet: str | None
+    ipv6: bool
 
     def __init__(
         self,
@@ -32,6 +35,7 @@ class Network(SpecObject):
         *,
         internal: bool = False,
         subnet: str | None = None,
+        ipv6: bool = False,
         **unknown: Never,
     ) -> None:
         field = f"Network({name!r})"
@@ -41,12 +45,17 @@ class Network(SpecObject):
             raise SpecError(f"{field}.internal", "expected True or False", value=internal)
         object.__setattr__(self, "internal", internal)
         object.__setattr__(self, "subnet", None if subnet is None else _cidr(field, subnet))
+        if not isinstance(ipv6, bool):
+            raise SpecError(f"{field}.ipv6", "expected True or False", value=ipv6)
+        object.__setattr__(self, "ipv6", ipv6)
 
     def canonical(self) -> dict[str, Any]:
-        """Name, internal flag and subnet."""
-        return versioned(
-            "network", {"name": self.name, "internal": self.internal, "subnet": self.subnet}
-        )
+        """Name, internal flag and subnet (and ``ipv6`` when set: the form of an IPv4
+        network is the one it had before dual-stack existed)."""
+        body: dict[str, Any] = {"name": self.name, "internal": self.internal, "subnet": self.subnet}
+        if self.ipv6:
+            body["ipv6"] = True
+        return versioned("network", body)
 
 
 def _cidr(field: str, value: object) -> str:

@@ -62,6 +62,32 @@ else:
 """
 
 
+# GET / from argv[1]:80 over each family (argv[2:]: "4", "6"), the name resolved through
+# /etc/hosts; prints "<family> <first line of the answer or the error>" per family.
+DUAL_CLIENT = """
+import socket, sys, time
+for fam in sys.argv[2:]:
+    family = socket.AF_INET6 if fam == "6" else socket.AF_INET
+    result = "none"
+    for _ in range(30):
+        try:
+            addr = socket.getaddrinfo(sys.argv[1], 80, family, socket.SOCK_STREAM)[0][4]
+            with socket.socket(family, socket.SOCK_STREAM) as c:
+                c.settimeout(1)
+                c.connect(addr)
+                c.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                data = b""
+                while chunk := c.recv(4096):
+                    data += chunk
+            result = data.split(b"\\r\\n\\r\\n", 1)[-1].decode().strip()
+            break
+        except OSError as exc:
+            result = "error " + type(exc).__name__
+            time.sleep(0.1)
+    print(fam, result)
+"""
+
+
 def wget_loop(url: str, tries: int = 50) -> str:
     """A shell loop fetching ``url`` until it answers (servers start asynchronously)."""
     return (
@@ -392,3 +418,88 @@ def test_one_process_starts_and_stops_containers_concurrently(home: Path) -> Non
     assert not list((home / "network" / "leases").glob("*.json"))
     for container in (one, two, three):
         container.remove()
+
+
+def dual_client(home: Path, network_name: str, target: str, *families: str) -> str:
+    """Run :data:`DUAL_CLIENT` in a fresh container on ``network_name``."""
+    argv = [PYTHON, "-c", DUAL_CLIENT, target, *families]
+    done = cli(home, ["run", "--rm", "--network", network_name, "-v", USR, IMAGE, *argv])
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_dual_stack_containers_reach_each_other_by_name_over_both_families(home: Path) -> None:
+    ok(home, ["network", "create", "--ipv6", "dual"])
+    info = json.loads(ok(home, ["network", "inspect", "dual"]))[0]
+    assert info["ipv6"] is True and info["subnet6"].endswith("::/64")
+    httpd(home, "web6", "--network", "dual", "--network-alias", "www6")
+    web = json.loads(ok(home, ["network", "inspect", "dual"]))[0]["containers"]["web6"]
+    assert web["ip6"].startswith(info["subnet6"].split("::")[0])
+    hosts = ok(home, ["exec", "web6", "cat", "/etc/hosts"])
+    assert f"{web['ip']}\tweb6\n" in hosts and f"{web['ip6']}\tweb6\n" in hosts
+    both = dual_client(home, "dual", "web6", "4", "6")
+    assert both == "4 hello from web6\n6 hello from web6\n"
+    assert dual_client(home, "dual", "www6", "6") == "6 hello from web6\n"
+    # The container's own view: its IPv6 address and an IPv6 default route.
+    inside = ok(home, ["exec", "web6", "cat", "/proc/net/if_inet6", "/proc/net/ipv6_route"])
+    packed = web["ip6"]
+    import ipaddress
+
+    assert ipaddress.IPv6Address(packed).exploded.replace(":", "") in inside
+
+
+def test_dual_stack_networks_stay_isolated_for_both_families(home: Path) -> None:
+    ok(home, ["network", "create", "--ipv6", "red6"])
+    ok(home, ["network", "create", "--ipv6", "blue6"])
+    httpd(home, "redweb6", "--network", "red6")
+    web = json.loads(ok(home, ["network", "inspect", "red6"]))[0]["containers"]["redweb6"]
+    same = dual_client(home, "red6", web["ip6"], "6")
+    assert same == "6 hello from redweb6\n"
+    for address, family in ((web["ip6"], "6"), (web["ip"], "4")):
+        other = dual_client(home, "blue6", address, family)
+        assert other.startswith(f"{family} error"), other
+
+
+def test_published_port_answers_on_both_loopbacks(home: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+    httpd(home, "pub6", "-p", "0:80")
+    (line,) = ok(home, ["port", "pub6"]).splitlines()  # one line per -p, as docker
+    port = int(line.rsplit(":", 1)[1])
+    for url in (f"http://127.0.0.1:{port}/index.html", f"http://[::1]:{port}/index.html"):
+
+        def answers(url: str = url) -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return bool(r.read() == b"hello from pub6\n")
+            except OSError:
+                return False
+
+        wait_for(answers, f"busybox httpd through {url}")
+    ok(home, ["rm", "-f", "pub6"])
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as probe, pytest.raises(OSError):
+            probe.settimeout(2)
+            probe.connect((host, port))
+
+
+def test_a_networked_command_never_imports_pyroute2(home: Path) -> None:
+    """pyroute2 is the network daemon's: ``envkit run`` with a network (cold: the daemon
+    starts; warm: it serves) loads none of it in the command's own process."""
+    ok(home, ["network", "create", "--ipv6", "light"])
+    argv = [sys.executable, "-X", "importtime", "-m", "envkit", "run", "--rm", "--network"]
+    for warm in (False, True):  # cold: the command starts the daemon; warm: it serves
+        if warm:
+            ok(home, ["run", "-d", "--name", "keeper", "--network", "light", IMAGE, "sleep", "60"])
+        done = subprocess.run(
+            [*argv, "light", "-p", "0:80", IMAGE, "true"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ENVKIT_HOME": str(home)},
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        imported = [line for line in done.stderr.splitlines() if "import time:" in line]
+        assert any("envkit.network.control" in line for line in imported)  # the check works
+        assert not [line for line in imported if "pyroute2" in line]
