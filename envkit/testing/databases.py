@@ -94,8 +94,12 @@ class Server(Protocol):
         """Remove (or empty) database ``name``, closing what a test left connected."""
         ...
 
+    def interrupt(self) -> None:
+        """Make what the filler waits for return at once (its sockets shut down)."""
+        ...
+
     def close(self) -> None:
-        """Close the filler's connection."""
+        """Close the filler's connections."""
         ...
 
 
@@ -143,6 +147,7 @@ class DatabasePool:
         self._dropping: set[str] = set()
         self._templates: dict[object, str] = {}
         self._closed = False
+        self._drain = True
         self._threads: list[threading.Thread] = []
         self._port: int | None = None
         #: Drops that failed (the filler goes on: a test server is thrown away anyway).
@@ -226,12 +231,18 @@ class DatabasePool:
             if wait:
                 self._cond.wait_for(lambda: database.name not in self._drops_pending(), WAIT_S)
 
-    def close(self) -> None:
-        """Finish the drops asked for, stop the filler and close its connection."""
+    def close(self, *, drain: bool = True) -> None:
+        """Stop the filler and close its connections, after the drops asked for
+        (``drain``) or at once: the service fixture does not drain when the server is
+        about to be removed anyway."""
         with self._cond:
-            self._closed = True
+            self._closed, self._drain = True, drain
+            if not drain:
+                self._drops.clear()
             self._cond.notify_all()
             threads = list(self._threads)
+        if not drain:
+            self._server.interrupt()
         for thread in threads:
             thread.join(WAIT_S)
         self._server.close()
@@ -369,14 +380,16 @@ class DatabasePool:
                 kind.ready.append(name)
             else:
                 kind.error, kind.paused = error, True
-                self._drops.append(name)  # whatever part of it was made
+                if self._drain:
+                    self._drops.append(name)  # whatever part of it was made
             self._cond.notify_all()
 
     def _drop(self, name: str) -> None:
         try:
             self._server.drop(name)
         except Exception as exc:  # noted; the next drops still run
-            self.drop_errors.append(f"{name}: {exc}")
+            if self._drain:
+                self.drop_errors.append(f"{name}: {exc}")
             released = False
         else:
             released = True
@@ -458,6 +471,10 @@ class PostgresServer(_Counted):
     def drop(self, name: str) -> None:
         self._connection().execute(self.pool.admin.drop(name))
 
+    def interrupt(self) -> None:
+        for conn in list(self._conns):
+            conn.interrupt()
+
     def close(self) -> None:
         for conn in self._conns:
             conn.close()
@@ -483,6 +500,9 @@ class ExecServer(_Counted):
 
     def drop(self, name: str) -> None:
         self.pool.run(self.pool.admin.drop(name).encode(), self.pool.recipe.database)
+
+    def interrupt(self) -> None:
+        pass  # an exec in the container runs to its end
 
     def close(self) -> None:
         pass
@@ -537,6 +557,10 @@ class RedisServer:
         conn = self._connection()
         conn.command("SELECT", name)
         conn.command("FLUSHDB")
+
+    def interrupt(self) -> None:
+        for conn in list(self._conns):
+            conn.interrupt()
 
     def close(self) -> None:
         for conn in self._conns:

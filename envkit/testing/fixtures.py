@@ -52,7 +52,9 @@ def service_fixture(
                     pool.prepare(seed, base=request.config.rootpath)
             yield handle
         finally:
-            handle.close()
+            # Without --envkit-keep the server goes: dropping its used databases first
+            # would only make the teardown wait.
+            handle.close(drain=session.options.keep)
             _finish(session, stack.name, request, handle.reach)
 
     fixture.__doc__ = f"envkit service {spec.name!r} ({scope} scope)"

@@ -90,10 +90,11 @@ class ServiceHandle:
             self._pool = DatabasePool(self)
         return self._pool
 
-    def close(self) -> None:
-        """Stop making databases (the service fixture's teardown calls this)."""
+    def close(self, *, drain: bool = True) -> None:
+        """Stop making databases (the service fixture's teardown calls this);
+        ``drain``: drop those asked for first."""
         if self._pool is not None:
-            self._pool.close()
+            self._pool.close(drain=drain)
             self._pool = None
 
     def reach(self) -> str:

@@ -90,6 +90,12 @@ class PgConnection:
                 return rows
             # C (command complete), I (empty query), N (notice), S (parameter status)
 
+    def interrupt(self) -> None:
+        """Shut the socket down: a call waiting on the server (in another thread)
+        returns at once with an error."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
         """Say goodbye (``Terminate``) and close the socket."""
         with contextlib.suppress(OSError):

@@ -3,6 +3,7 @@ read back; enough for the database pool to empty a test's database index."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from envkit.errors import EnvkitError
@@ -24,6 +25,12 @@ class RespConnection:
         """Send ``words`` as one command; its reply."""
         self._sock.sendall(encode(words))
         return self._reply()
+
+    def interrupt(self) -> None:
+        """Shut the socket down: a call waiting on the server (in another thread)
+        returns at once with an error."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Close the socket."""

@@ -49,6 +49,7 @@ class FakeServer:
         self.prepared: list[object] = []
         self.fail: str | None = None
         self.closed = False
+        self.interrupted = False
         self.gate = threading.Event()
         self.gate.set()
 
@@ -71,6 +72,10 @@ class FakeServer:
     def drop(self, name: str) -> None:
         self.gate.wait(10)
         self.dropped.append(name)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.gate.set()
 
     def close(self) -> None:
         self.closed = True
@@ -326,3 +331,17 @@ def test_nothing_is_made_of_a_kind_before_it_is_prepared() -> None:
     finally:
         release.set()
         pool.close()
+
+
+def test_close_without_draining_stops_at_once() -> None:
+    """The service fixture's teardown when the server goes anyway: the queued drops
+    are forgotten and what the filler waits for is interrupted."""
+    pool, server = _pool(ready=1)
+    dbs = [pool.create() for _ in range(3)]
+    server.gate.clear()  # the filler blocks in its next call
+    for db in dbs:
+        pool.drop(db)
+    pool.close(drain=False)
+    assert server.interrupted and server.closed
+    assert len(server.dropped) <= 1  # at most the one under way when interrupted
+    assert pool.drop_errors == []

@@ -9,6 +9,7 @@ import hashlib
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -215,3 +216,34 @@ def test_resp_commands_and_replies(server) -> None:  # type: ignore[no-untyped-d
         client._reply()
     client.close()
     assert received[0].startswith(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$9\r\ndatabases\r\n")
+
+
+def test_interrupt_ends_a_query_waiting_on_the_server(server) -> None:  # type: ignore[no-untyped-def]
+    """What the pool does at close when the server is about to go anyway."""
+    done = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        _read_message(conn, startup=True)
+        conn.sendall(_message(b"R", struct.pack("!i", 0)) + _ready())
+        _read_message(conn)  # the query, never answered
+        done.wait(10)
+
+    port = server(script)
+    conn = PgConnection("127.0.0.1", port, "alice", "", "shop")
+    failures: list[BaseException] = []
+
+    def query() -> None:
+        try:
+            conn.execute("CREATE DATABASE slow")
+        except PgError as exc:
+            failures.append(exc)
+
+    waiting = threading.Thread(target=query)
+    waiting.start()
+    time.sleep(0.05)
+    conn.interrupt()
+    waiting.join(5)
+    done.set()
+    conn.close()
+    assert not waiting.is_alive()
+    assert failures and "closed the connection" in str(failures[0])
