@@ -17,15 +17,19 @@ import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envkit.build.context import ContextHasher, Selection, planned_selection
 from envkit.build.copy_layer import Kind, LayerEntry
-from envkit.build.extra_steps import AddArchive, WriteFile
 from envkit.build.image_state import ImageState
 from envkit.build.rootfs_view import RootView
 from envkit.errors import BuildError
 from envkit.runtime import image_config
 from envkit.spec import steps as st
+
+if TYPE_CHECKING:
+    # Annotations only: a build of spec steps does not load the Dockerfile steps.
+    from envkit.build.extra_steps import AddArchive, WriteFile
 
 
 def destination(step: st.Copy, state: ImageState) -> str:

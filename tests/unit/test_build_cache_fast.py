@@ -167,7 +167,7 @@ def test_a_loaded_plugin_manager_always_hears(monkeypatch: pytest.MonkeyPatch) -
 def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path) -> None:
     """A build that executes (here --no-cache) finds a registry base already in the
     store as the built-in ref source would, without pluggy, when no plugin beyond
-    envkit's own can be installed."""
+    envkit's own can be installed; its copy does not load the Dockerfile steps."""
     from tests.images import build_archive
 
     home = tmp_path / "home"
@@ -178,8 +178,10 @@ def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path
     subprocess.run(load, env=env, check=True, capture_output=True)
     ctx = tmp_path / "ctx"
     ctx.mkdir()
+    (ctx / "a.txt").write_text("alpha\n")
     (ctx / "app.py").write_text(
-        "from envkit import Image\napp = Image.from_('busybox:1').env(A='1').cmd(['true'])\n"
+        "from envkit import Image\n"
+        "app = Image.from_('busybox:1').copy('a.txt', '/a.txt').env(A='1').cmd(['true'])\n"
     )
     argv = ["build", f"{ctx / 'app.py'}:app", "--no-cache", "--progress", "quiet"]
     done = subprocess.run(
@@ -189,3 +191,4 @@ def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["code"] == 0
     assert "pluggy" not in found["modules"]
+    assert "envkit.build.extra_steps" not in found["modules"]  # copy_step needs none
