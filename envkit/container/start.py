@@ -109,11 +109,13 @@ def run(
     prepared = prepare(image, options)
     if detach:
         return Container(start_detached(prepared))
-    return _start_attached(prepared)
+    return start_attached(prepared)
 
 
-def _start_attached(prepared: Prepared) -> Container:
-    """Start a container held by this process; output to its log when no stdio given."""
+def start_attached(prepared: Prepared, *, die_with_parent: bool = True) -> Container:
+    """Start a container held by this process (pid 1 becomes its child); output to its
+    log when no stdio given. ``die_with_parent=False`` lets it outlive a ``kill -9`` of
+    this process, for a monitor that adopts it afterwards (a stack's next supervisor)."""
     from envkit.runtime.spawn import start
 
     config, pipes = prepared.config, None
@@ -121,6 +123,8 @@ def _start_attached(prepared: Prepared) -> Container:
         pipes = _log_pipes()
         config = config.replace(stdio=(pipes[0], pipes[2], pipes[4]))
     try:
+        if not die_with_parent:
+            config = config.replace(die_with_parent=False)
         engine = start(
             _networked(prepared, config),
             runtime_dir=prepared.state.path("rt"),

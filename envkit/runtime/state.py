@@ -151,6 +151,7 @@ class ContainerState:
         "seccomp": True,
         "capabilities": None,
         "networks": [],
+        "stack": "",
     }
     __slots__ = tuple(FIELDS)
 
@@ -180,6 +181,7 @@ class ContainerState:
     seccomp: bool
     capabilities: list[int] | None
     networks: list[str]
+    stack: str
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()
@@ -398,6 +400,7 @@ def orphans() -> list[ContainerState]:
         state
         for state in all_states()
         if state.detached
+        and not state.stack
         and state.status == RUNNING
         and not alive(state.supervisor, state.supervisor_start)
         and alive(state.pid, state.pid_start)
@@ -410,13 +413,14 @@ def reap(keep_orphans: bool = False) -> list[ContainerState]:
     Their init is killed if it still runs (pid and start time match), the record says
     exited with :data:`LOST_EXIT_CODE`, and ``--rm`` containers are removed. Returns the
     containers reaped. With ``keep_orphans``, the running containers of :func:`orphans`
-    are left alone (the caller has a monitor adopt them).
+    are left alone (the caller has a monitor adopt them), and so are a stack's (``stack``:
+    its next supervisor adopts them; ``down`` of the stack removes them).
     """
     reaped = []
     for state in all_states():
         if state.status == EXITED or alive(state.supervisor, state.supervisor_start):
             continue
-        if keep_orphans and state.detached and alive(state.pid, state.pid_start):
+        if keep_orphans and (state.detached or state.stack) and alive(state.pid, state.pid_start):
             continue
         if alive(state.pid, state.pid_start):
             kill_init(state, signal.SIGKILL)

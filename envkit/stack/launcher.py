@@ -220,7 +220,7 @@ class Launcher:
                 network_aliases=network["network_aliases"],
                 ports=network["ports"],
             )
-            container = start_container(image, options, mounts)
+            container = start_container(image, options, mounts, stack=stack.name)
             # Named after the container now: a new supervisor finds them by its id.
             for suffix in (".out", ".err"):
                 os.rename(fifo / f"{token}{suffix}", fifo / f"{container.id}{suffix}")
@@ -386,36 +386,25 @@ def only(stack: Stack, names: Sequence[str]) -> Stack:
 
 
 def start_container(
-    image: str, options: RunOptions, mounts: Sequence[BindMount | TmpfsMount]
+    image: str, options: RunOptions, mounts: Sequence[BindMount | TmpfsMount], stack: str = ""
 ) -> Container:
     """``envkit.run(image, ...)`` held by this process, with ``mounts`` (volumes first)
     before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
-    backend's volume may be a sized tmpfs."""
-    from envkit import containers
+    backend's volume may be a sized tmpfs. A ``stack``'s container outlives a ``kill -9``
+    of its supervisor, whose successor adopts it (its record names the stack)."""
+    from envkit.container.prepare import prepare
+    from envkit.container.start import start_attached
 
-    prepared = containers.prepare(image, options)
+    prepared = prepare(image, options)
     try:
         config = prepared.config.replace(mounts=[*mounts, *prepared.config.mounts])
+        if stack:
+            prepared.state.stack = stack
+            prepared.state.save()
     except BaseException:
         prepared.abandon()
         raise
-    return _start_attached(prepared.replace(config))
-
-
-def _start_attached(prepared: object) -> Container:
-    """The container layer's start of a container held by this process. It is moving
-    from ``envkit.containers`` to ``envkit.container.start`` (issue 15's process
-    model): whichever has it."""
-    import importlib
-
-    for module in ("envkit.container.start", "envkit.containers"):
-        try:
-            start = getattr(importlib.import_module(module), "_start_attached", None)
-        except ImportError:
-            continue
-        if start is not None:
-            return cast("Container", start(prepared))
-    raise RuntimeError("envkit's container layer has no attached start (_start_attached)")
+    return start_attached(prepared.replace(config), die_with_parent=not stack)
 
 
 def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
