@@ -148,7 +148,8 @@ class Attachment:
         go to the same daemon, which serves them from then on.
         """
         for network in self.networks:
-            endpoints.connect(network, self.container, pid, self.aliases)
+            # ``pid`` is the runtime's intermediate, which exits once pid 1 runs.
+            endpoints.connect(network, self.container, pid, self.aliases, outlives_pid=True)
             self._connected.append(network)
         if self.reservation is not None:
             self.published = api.publish(self.container, self.reservation)

@@ -66,14 +66,21 @@ def _attach(ep: Endpoint, default: bool) -> None:
 
 
 def connect(
-    network: str, container: str, target: int | str, aliases: Sequence[str] = ()
+    network: str,
+    container: str,
+    target: int | str,
+    aliases: Sequence[str] = (),
+    *,
+    outlives_pid: bool = False,
 ) -> Endpoint:
     """Attach ``container`` to ``network``; its endpoint (address, interface name).
 
     ``target`` is the container's network namespace: the pid of a process in it, or the
     path of a namespace file. The namespace must belong to the holder's user namespace
     (see :func:`envkit.network.prepare`), so the holder's side can move a veth into it.
-    The container's first network gives it its default route.
+    The container's first network gives it its default route. ``outlives_pid``: the
+    process ``target`` may exit before the container does (a runtime's intermediate);
+    the container then counts as alive while its veth exists.
     """
     state.check_name("container", container)
     for alias in aliases:
@@ -107,6 +114,7 @@ def connect(
             aliases=tuple(aliases),
             order=order,
             ip6=ip6,
+            outlives_pid=outlives_pid and isinstance(target, int),
             **ident,  # type: ignore[arg-type]
         )
         _attach(ep, default=not mine)

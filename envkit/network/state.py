@@ -200,6 +200,8 @@ class Endpoint(Value):
 
     The container side is a ``pid`` (with its start time) or a ``netns`` path with its
     inode. ``ip6``: its IPv6 address on a dual-stack network, else ``""``.
+    ``outlives_pid``: the container may outlive the process ``pid`` (a runtime's
+    intermediate, which hands pid 1 over and exits).
     """
 
     __slots__ = ()
@@ -216,6 +218,7 @@ class Endpoint(Value):
         "netns_ino",
         "order",
         "ip6",
+        "outlives_pid",
     )
     network: str
     container: str
@@ -229,6 +232,7 @@ class Endpoint(Value):
     netns_ino: int
     order: int
     ip6: str
+    outlives_pid: bool
 
     def __new__(
         cls,
@@ -244,9 +248,11 @@ class Endpoint(Value):
         netns_ino: int = 0,
         order: int = 0,
         ip6: str = "",
+        outlives_pid: bool = False,
     ) -> Endpoint:
         fields = (network, container, ip, ifname, veth, tuple(aliases))
-        return tuple.__new__(cls, (*fields, pid, pid_start, netns, netns_ino, order, ip6))
+        ident = (pid, pid_start, netns, netns_ino)
+        return tuple.__new__(cls, (*fields, *ident, order, ip6, outlives_pid))
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
@@ -262,13 +268,16 @@ class Endpoint(Value):
     def alive(self) -> bool:
         """Whether the container's network namespace still exists.
 
-        The process named by ``pid`` may have exited while the container lives on (a
-        runtime whose intermediate process hands pid 1 over and leaves): then the
-        holder's end of the veth pair tells, since the kernel deletes a pair with the
-        namespace of either end.
+        With ``outlives_pid``, the process named by ``pid`` may have exited while the
+        container lives on (a runtime whose intermediate process hands pid 1 over and
+        leaves): then the holder's end of the veth pair tells, since the kernel deletes
+        a pair with the namespace of either end (asynchronously: a container killed a
+        moment ago may still count as alive, until the next reap).
         """
         if self.pid:
-            return Proc(self.pid, self.pid_start).alive() or self.veth in holder_links()
+            if Proc(self.pid, self.pid_start).alive():
+                return True
+            return self.outlives_pid and self.veth in holder_links()
         try:
             return os.stat(self.netns).st_ino == self.netns_ino
         except OSError:
