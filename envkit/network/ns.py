@@ -1,8 +1,10 @@
 """Getting into the holder's namespaces: forked helpers and daemons.
 
-Joining a user namespace needs a single-threaded process, so every operation inside the
-holder's namespaces runs in a freshly forked child (:func:`in_holder`), and every daemon
-(:func:`daemonize`) joins the user namespace before it starts any thread.
+Joining a user namespace needs a single-threaded process, so what must run as the
+holder's root (iptables, sysctls) runs in a freshly forked child (:func:`in_holder`), the
+holder is started with :func:`daemonize`, and the network daemon
+(:mod:`envkit.network.netd`, exec'd by :func:`envkit.network.control.spawn`) joins the
+user namespace before it starts any thread.
 """
 
 from __future__ import annotations
