@@ -43,6 +43,7 @@ import sys
 
 from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_CHILD_SUBREAPER, prctl
+from envkit.host.unix_address import short_address
 from envkit.runtime import init, logs, spawn
 from envkit.runtime import state as st
 from envkit.runtime.config import ContainerConfig
@@ -456,12 +457,12 @@ def main() -> int:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
-    dir_fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
-    path = f"/proc/self/fd/{dir_fd}/{SOCKET}"
+    path = os.path.join(directory, SOCKET)
     with _quiet():
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    listener.bind(path)
+    with short_address(path) as address:
+        listener.bind(address)
     listener.listen(64)
     listener.setblocking(False)
     monitor = Monitor(listener)

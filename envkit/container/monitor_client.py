@@ -16,6 +16,7 @@ import time
 
 from envkit.container.monitor import MAX_MESSAGE, SOCKET, monitor_dir
 from envkit.errors import RuntimeError_
+from envkit.host.unix_address import short_address
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,17 +114,15 @@ def connect() -> MonitorConnection:
 
 
 def _dial(directory: str) -> MonitorConnection:
-    dir_fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
-        sock.connect(f"/proc/self/fd/{dir_fd}/{SOCKET}")
+        with short_address(os.path.join(directory, SOCKET)) as address:
+            sock.connect(address)
         connection = MonitorConnection(sock, 0, 0)
         answer = connection.request({"op": "ping"})
     except BaseException:
         sock.close()
         raise
-    finally:
-        os.close(dir_fd)
     connection.pid, connection.start = int(answer["pid"]), int(answer["start"])
     return connection
 

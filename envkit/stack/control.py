@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from envkit.errors import EnvkitError
+from envkit.host.unix_address import short_address
 
 Handler = Callable[[dict[str, Any], list[int], socket.socket], dict[str, Any] | None]
 _MAX_REQUEST = 16 << 20
@@ -291,7 +292,8 @@ class Server:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old = os.umask(0o177)
         try:
-            self._sock.bind(str(path))
+            with short_address(path) as address:
+                self._sock.bind(address)
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
@@ -375,7 +377,8 @@ def connect(path: Path, timeout: float | None = 30.0) -> socket.socket:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     conn.settimeout(timeout)
     try:
-        conn.connect(str(path))
+        with short_address(path) as address:
+            conn.connect(address)
     except OSError as exc:
         conn.close()
         raise Unreachable(
