@@ -248,7 +248,10 @@ class FakeSql:
         pass
 
 
-def test_postgres_clones_template1_or_the_seeds_template() -> None:
+def test_postgres_clones_template1_or_the_seeds_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # names carry the worker id
     pool = DatabasePool(FakeHandle(postgres()), server=FakeServer)  # type: ignore[arg-type]
     server = PostgresServer(pool)
     conn = FakeSql()
