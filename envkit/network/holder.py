@@ -166,11 +166,11 @@ def _start_netd(holder_pid: int, meanwhile: Callable[[int], None] | None) -> sta
     try:
         if meanwhile is not None:
             meanwhile(holder_pid)
-        netd = state.Proc.of(starting.wait())
     except BaseException:
         with contextlib.suppress(NetworkError):
             _kill(starting.wait())
         raise
+    netd = state.Proc.of(starting.wait())  # a daemon that failed has exited: it says why
     try:
         control.call("setup", {"bridges": [bridge_spec(n) for n in state.all_networks()]})
     except BaseException:

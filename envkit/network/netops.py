@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.iproute.linux import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from envkit.host import syscalls

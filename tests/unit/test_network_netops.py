@@ -129,3 +129,23 @@ def test_kernel_error_carries_the_message_and_errno() -> None:
     assert text == "creating bridge ek-x: File exists (errno 17)"
     plain = netops.kernel_error("deleting link v", NetlinkError(19)).message
     assert plain == f"deleting link v: {os.strerror(19)} (errno 19)"
+
+
+def test_the_daemon_loads_pyroute2_without_its_package_init() -> None:
+    """The network daemon skips pyroute2's re-exporting ``__init__`` (NDB, IPDB,
+    conntrack...): what netops uses still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from envkit.network import netd\n"
+        "netd.load_pyroute2_lightly()\n"
+        "from envkit.network import netops\n"
+        "with netops._route() as ip:\n"
+        "    assert ip.link_lookup(ifname='lo')\n"
+        "print(sorted(m for m in ('pyroute2.ndb.main', 'pyroute2.ipdb', 'pyroute2.conntrack')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
