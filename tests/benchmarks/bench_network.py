@@ -508,13 +508,15 @@ def _rate(seconds: float | None) -> str:
 
 
 def starts_only() -> None:
-    """``python -m tests.benchmarks.bench_network --starts``: the start figures alone."""
+    """``python -m tests.benchmarks.bench_network --starts [--runs N]``: the start
+    figures alone."""
     with tempfile.TemporaryDirectory(prefix="envkit-bench-net-") as tmp_name:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)
         archive = tmp / "busybox.tar"
         images.build_archive(archive, [images.busybox_layer()], ref=IMAGE)
-        for name, seconds in start_figures(tmp, archive).items():
+        runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 7
+        for name, seconds in start_figures(tmp, archive, runs).items():
             print(f"{name:10} {seconds * 1000:6.1f} ms")
 
 
