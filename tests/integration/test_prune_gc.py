@@ -69,7 +69,9 @@ def test_rmi_then_prune_collects_snapshots_but_not_a_running_containers(home: Pa
     assert used
     ok(home, ["run", "-d", "--name", "sleeper", BUSYBOX, "sleep", "60"])
     try:
-        ok(home, ["rmi", BUSYBOX, "other:1"])
+        refused = homes.cli(home, ["rmi", BUSYBOX, "other:1"])  # docker refuses the last name
+        assert refused.returncode == 2 and "sleeper" in refused.stderr, refused.stderr
+        ok(home, ["rmi", "-f", "other:1"])  # untagged; the image stays for the container
         ok(home, ["prune"])
         assert snapshot_dirs(home) == used  # the running container still uses them
         assert ok(home, ["exec", "sleeper", "echo", "alive"]) == "alive\n"
