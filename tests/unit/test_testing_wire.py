@@ -166,6 +166,9 @@ def test_startup_md5_query_rows_nulls_and_errors(server) -> None:  # type: ignor
         conn.execute("SELECT * FROM nope")
     assert info.value.sqlstate == "42P01"
     conn.close()
+    deadline = time.monotonic() + 5  # the server thread reads the Terminate after close()
+    while "goodbye" not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert seen["version"] == 196608
     assert seen["params"] == [b"user", b"alice", b"database", b"shop"]
     assert seen["password"] == (b"p", md5_password("alice", "secret", b"salt") + b"\0")
