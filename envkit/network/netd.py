@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import threading
@@ -37,6 +38,8 @@ from envkit.network.errors import NetworkError
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
 MAX_FDS = 64
+#: Seconds between two checks that the home still exists.
+HOME_CHECK_SECONDS = 10.0
 
 
 class Daemon:
@@ -210,9 +213,20 @@ def load_pyroute2_lightly() -> None:
 
 
 def _exit_with(holder_pid: int) -> None:
-    """Exit when the holder does: its namespaces, and so everything served, are gone."""
+    """Exit when the holder does: its namespaces, and so everything served, are gone.
+
+    Also end both when the home's network directory is gone (a removed
+    ``$ENVKIT_HOME``, a test's temporary home): nothing could reach or stop them then.
+    """
+    from envkit.network import state
+
     fd = os.pidfd_open(holder_pid)
-    select.select([fd], [], [])
+    folder = state.root()
+    while not select.select([fd], [], [], HOME_CHECK_SECONDS)[0]:
+        if not folder.is_dir():
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            break
     os._exit(0)
 
 
