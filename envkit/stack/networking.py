@@ -39,7 +39,7 @@ def create(stack: Stack, services: Sequence[str]) -> list[str]:
         if name in existing:
             continue
         spec = wanted[short]
-        network.create(name, spec.subnet, internal=spec.internal)
+        network.create(name, spec.subnet, internal=spec.internal, ipv6=spec.ipv6)
         created.append(name)
     return created
 

@@ -127,6 +127,28 @@ def test_client_reaches_web_by_name_after_it_is_healthy(home: Path) -> None:
     assert leftovers(home) == []
 
 
+def test_a_stack_network_with_ipv6_is_dual_stack(home: Path) -> None:
+    from envkit import Network
+
+    net = Network("dual", ipv6=True)
+    server = Service(
+        "server",
+        image=BUSYBOX,
+        init=True,
+        command=["sh", "-c", "while true; do echo hi-over-v6 | nc -l -p 9000; done"],
+        networks=[net],
+    )
+    client = Service("client", image=BUSYBOX, init=True, command=["sleep", "600"], networks=[net])
+    with Stack("dual", services=[server, client]).up() as running:
+        hosts = running["client"].exec(["cat", "/etc/hosts"]).output
+        v6 = [line.split()[0] for line in hosts.splitlines() if line.endswith("\tserver")]
+        v6 = [address for address in v6 if ":" in address]
+        assert v6, hosts  # the name resolves to an IPv6 address too
+        answer = running["client"].exec(["sh", "-c", f"echo | timeout 3 nc {v6[0]} 9000"])
+        assert answer.output == "hi-over-v6\n", answer
+    assert leftovers(home) == []
+
+
 def test_restart_policies(home: Path) -> None:
     flaky = Service(
         "flaky",
