@@ -82,12 +82,17 @@ def test_rmi_then_prune_collects_snapshots_but_not_a_running_containers(home: Pa
     assert ok(home, ["fsck"]).endswith(": ok\n")
 
 
-def test_rm_of_a_published_container_removes_its_port_log(home: Path) -> None:
+def test_rm_of_a_published_container_removes_its_network_files(home: Path) -> None:
+    """Its published ports, endpoint, hosts and resolv.conf files all go with ``rm``
+    (the network daemon forwards every port: there is no per-container log any more)."""
     ok(home, ["run", "-d", "--name", "pub", "-p", "0:80", BUSYBOX, "sleep", "60"])
-    log = home / "network" / "logs" / "ports-pub.log"
-    assert log.exists()
+
+    def files_of_pub() -> list[Path]:
+        return [p for p in (home / "network").rglob("*") if p.is_file() and "pub" in p.name]
+
+    assert files_of_pub()  # the forwarder's record, endpoint, hosts and resolv.conf
     ok(home, ["rm", "-f", "pub"])
-    assert not log.exists()
+    assert files_of_pub() == []
 
 
 def test_system_df_counts_what_is_there(home: Path) -> None:
