@@ -112,6 +112,10 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             network = Attachment.plan(record.name, options.networks, list(aliases), options.ports)
             if network is not None:
                 mounts += network.mounts()
+                # Whoever finishes the container (its monitor, a stack supervisor that
+                # adopted it) takes it off these networks.
+                record.networks = list(network.networks)
+                record.save()
         if options.limits:
             from envkit.runtime import cgroups
 

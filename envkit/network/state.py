@@ -277,11 +277,31 @@ class Endpoint(Value):
         if self.pid:
             if Proc(self.pid, self.pid_start).alive():
                 return True
-            return self.outlives_pid and self.veth in holder_links()
+            return (
+                self.outlives_pid
+                and self.veth in holder_links()
+                and _container_may_run(self.container)
+            )
         try:
             return os.stat(self.netns).st_ino == self.netns_ino
         except OSError:
             return False
+
+
+def _container_may_run(name: str) -> bool:
+    """Whether container ``name`` runs or is still starting, by its record: a start
+    killed between the connect and the move of the veth's peer into the container
+    leaves both ends in the holder, where the pair would live for ever."""
+    from envkit.errors import EnvkitError
+    from envkit.runtime import state as rs
+
+    try:
+        record = rs.find(name)
+    except EnvkitError:
+        return False
+    if record.status == rs.CREATED:
+        return rs.alive(record.supervisor, record.supervisor_start)
+    return record.status == rs.RUNNING and rs.alive(record.pid, record.pid_start)
 
 
 def holder_links() -> set[str]:

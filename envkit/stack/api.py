@@ -553,6 +553,11 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
             cleanup.remove_leftovers(leftover)
         if volumes:
             _remove_volumes(stack, record)
+    # What a killed start of this stack left beside it (an endpoint and leases of a
+    # container that never ran, records of dead owners) goes too, not at the next command.
+    from envkit.container.handle import reap
+
+    reap()
     return record is not None
 
 

@@ -271,6 +271,11 @@ class Launcher:
             real = _real(container)
             record = rs.load(real.reload().dir)
             if record is not None:
+                if container.id in self._adopted and record.networks:
+                    # Started by a lost supervisor: no Attachment here to release it.
+                    from envkit.network.attach import Attachment
+
+                    Attachment(record.name, tuple(record.networks)).release()
                 rs.remove(record)
         self._adopted.discard(container.id)
         fifo = self._fifo_dirs.pop(container.id, None)
