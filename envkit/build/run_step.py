@@ -61,8 +61,8 @@ def execute_run(
             f"{label}: the image has no file system to run a command in",
             hint="start from a base image with a shell, or copy files in before running",
         )
-    from envkit.containers import remove_state
     from envkit.runtime.spawn import StartError, start
+    from envkit.runtime.state import remove_dir
     from envkit.settings import private_dir
 
     view = RootView.of(store, state)
@@ -141,7 +141,7 @@ def execute_run(
             )
         return _store_layer(store, state_dir / "upper", stubs, epoch, compression)
     finally:
-        remove_state(state_dir)
+        remove_dir(state_dir)
 
 
 def _stubs(view: RootView, targets: list[str]) -> list[str]:

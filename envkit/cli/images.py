@@ -230,7 +230,7 @@ def _image_users(*, reap: bool = True) -> list[ImageUser]:
     from envkit.store.gc import ImageUser
 
     if reap:
-        from envkit.containers import reap as reap_records
+        from envkit.container.handle import reap as reap_records
 
         reap_records()
     return [

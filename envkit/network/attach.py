@@ -1,4 +1,4 @@
-"""One runtime container on networks: the glue :mod:`envkit.containers` uses.
+"""One runtime container on networks: the glue :mod:`envkit.container` uses.
 
 The order is the one docs/dev/network.md describes: the host ports are bound first
 (:meth:`Attachment.plan`, before anything exists, so a port in use fails at once); the

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from envkit.build.executor import Builder
     from envkit.build.lockfile import LockFile
     from envkit.build.progress import Progress
-    from envkit.containers import Container, ExecResult
+    from envkit.container.handle import Container, ExecResult
     from envkit.spec import Stack
     from envkit.spec.readiness import Ready
 
@@ -39,12 +39,12 @@ class RunningService:
 
     def container(self) -> Container:
         """The service's current container."""
-        from envkit import containers
+        from envkit.container import handle
 
         record = ss.require(self.stack).services.get(self.name)
         if record is None or not record.container:
             raise EnvkitError(f"stack {self.stack!r} has no running service {self.name!r}")
-        return containers.get(record.container)
+        return handle.get(record.container)
 
     @property
     def status(self) -> str:

@@ -63,7 +63,7 @@ def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bo
     """Run ``command`` in the container of ``record`` (a
     :class:`envkit.runtime.state.ContainerState`); whether it exited 0 within
     ``timeout`` seconds, and its output (or why it failed)."""
-    from envkit.containers import start_exec
+    from envkit.container.execute import start_exec
     from envkit.errors import EnvkitError
     from envkit.runtime.state import ContainerState
 

@@ -28,7 +28,8 @@ from envkit.stack import health, readiness, secrets, volumes
 from envkit.stack.instance import Handle, Started
 
 if TYPE_CHECKING:
-    from envkit.containers import Container, RunOptions
+    from envkit.container.handle import Container
+    from envkit.container.options import RunOptions
     from envkit.spec import Healthcheck, Stack
     from envkit.spec.readiness import Ready
     from envkit.stack.state import StackState
@@ -135,7 +136,7 @@ class Launcher:
         (its supervisor was lost): record this process as its supervisor and pump its
         output again. ``None`` when it is gone. Its start time and ports are the
         caller's to fill in from the stack's previous state."""
-        from envkit import containers
+        from envkit.container import handle
         from envkit.runtime import state as rs
 
         record = rs.load(rs.containers_dir() / container_id)
@@ -154,7 +155,7 @@ class Launcher:
                 os.close(out_r)
                 raise
             pump = _pump(state, name, out_r, err_r)
-        return Started(containers.Container(record), "", [], pump, [])
+        return Started(handle.Container(record), "", [], pump, [])
 
     def forget(self, container_id: str) -> None:
         """Remove the record of container ``container_id`` if it is there and gone."""
@@ -175,7 +176,7 @@ class Launcher:
     ) -> tuple[Container, int, int]:
         """Start service ``name``'s container with its output on two named pipes; the
         container and the pipes' read ends."""
-        from envkit.containers import RunOptions
+        from envkit.container.options import RunOptions
         from envkit.stack import environment, networking
 
         spec = stack[name]

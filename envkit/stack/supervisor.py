@@ -575,7 +575,8 @@ class Supervisor:
         return self._on_main(lambda: self._replace(stack, images, names))
 
     def _on_exec(self, request: control.Exec, call: Call) -> dict[str, Any]:
-        from envkit.containers import Container, start_exec
+        from envkit.container.execute import start_exec
+        from envkit.container.handle import Container
 
         with self._lock:
             svc = self._services.get(request.service)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from envkit.errors import EnvkitError
 
 if TYPE_CHECKING:
-    from envkit.containers import ExecResult
+    from envkit.container.handle import ExecResult
     from envkit.recipes import Recipe
     from envkit.stack.api import RunningService, RunningStack
     from envkit.testing.databases import DatabasePool

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import envkit
-from envkit import containers
+from envkit.container import handle as containers
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.runtime import caps, seccomp
 from tests.integration import homes
@@ -253,7 +253,7 @@ def test_starts_from_two_threads_never_wait_on_each_other(home: Path) -> None:
     end of file and would wait for the whole life of this container)."""
     import threading
 
-    long_lived: list[envkit.containers.Container] = []
+    long_lived: list[containers.Container] = []
     errors: list[BaseException] = []
 
     def start_long() -> None:

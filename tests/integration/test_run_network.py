@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 import envkit
-from envkit import containers, network
+from envkit import network
+from envkit.container import handle as containers
 from envkit.network import state
 from tests import images
 from tests.integration import homes

@@ -18,7 +18,7 @@ from tests.unit.fresh_imports import loaded_after
     [
         "envkit.network",
         "envkit.network.attach",
-        "envkit.containers, envkit.network.sandbox, envkit.network.control",
+        "envkit.container.start, envkit.network.sandbox, envkit.network.control",
     ],
 )
 def test_importing_the_network_does_not_import_pyroute2(modules: str) -> None:

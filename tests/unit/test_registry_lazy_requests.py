@@ -25,12 +25,12 @@ NETWORK_MODULES = (
 )
 
 CODE = (
-    "import envkit, envkit.cli, envkit.containers, envkit.stack.api\n"
+    "import envkit, envkit.cli, envkit.container.start, envkit.stack.api\n"
     "from envkit.cli import fast_parser\n"
     "fast_parser('run').parse_args(['--rm', 'example.test/app:1', 'true'])\n"
     "from envkit.store.layout import Store\n"
     "with Store.default().shared():\n"
-    "    envkit.containers._resolve_pulling('example.test/app:1', 'missing', None)\n"
+    "    envkit.container.prepare._resolve_pulling('example.test/app:1', 'missing', None)\n"
     "envkit.stack.api.pull_images({'web': 'example.test/app:1'}, 'missing')\n"
 )
 

@@ -16,7 +16,7 @@ HEAVY = ("typing", "dataclasses", "pathlib", "shutil", "socket", "subprocess", "
 PATH_MODULES = (
     "from envkit.cli import fast_parser\n"
     "fast_parser('run').parse_args(['--rm', 'img', 'true'])\n"
-    "import envkit.containers, envkit.runtime.spawn, envkit.store.resolved\n"
+    "import envkit.container.start, envkit.runtime.spawn, envkit.store.resolved\n"
     "from envkit.runtime import state\n"
     "state.reap()\n"
 )
