@@ -42,7 +42,10 @@ def main(argv: list[str]) -> int:
             if wanted and path.stem not in wanted:
                 continue
             print(f"== {path.stem}", flush=True)
-            results.extend(run_module(path.stem))
+            try:
+                results.extend(run_module(path.stem))
+            except subprocess.CalledProcessError:  # its traceback is above; keep the rest
+                results.append(Result(f"{path.stem}: FAILED (see its output above)", 0.0))
     print()
     print(table(results))
     return 0
