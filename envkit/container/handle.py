@@ -145,12 +145,19 @@ class Container:
             time.sleep(0.01)  # the supervisor is writing the exit code
 
     def stop(self, timeout: float = 10) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds (``docker stop``); the exit code."""
+        """SIGTERM, then SIGKILL after ``timeout`` seconds (``docker stop``); the exit code.
+
+        A pid 1 without a SIGTERM handler (``sleep``, a shell) never gets SIGTERM (the
+        kernel drops it for a namespace's init), so it gets SIGKILL at once instead of
+        after the wait, with the same result (137) as docker's ``stop`` gives."""
         record = self.reload()
         if record.status == st.RUNNING and self.returncode is None:
-            self.kill(signal.SIGTERM)
-            if not st.wait_gone(record.pid, record.pid_start, timeout):
+            if st.init_ignores(record.pid, signal.SIGTERM):
                 self.kill(signal.SIGKILL)
+            else:
+                self.kill(signal.SIGTERM)
+                if not st.wait_gone(record.pid, record.pid_start, timeout):
+                    self.kill(signal.SIGKILL)
         return self.wait()
 
     def remove(self, force: bool = False) -> None:

@@ -434,6 +434,21 @@ def reap(keep_orphans: bool = False) -> list[ContainerState]:
     return reaped
 
 
+def init_ignores(pid: int, sig: int) -> bool:
+    """Whether the container init ``pid`` has no handler for ``sig``, so that the kernel
+    drops the signal (a pid namespace's init gets only the signals it catches, SIGKILL
+    and SIGSTOP aside). ``stop`` then sends SIGKILL at once: waiting out a grace period
+    for a SIGTERM that was never delivered would only delay the same end."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return not int(line.split()[1], 16) & (1 << (sig - 1))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def kill_init(state: ContainerState, sig: int) -> bool:
     """Send ``sig`` to the container's init if it is still that process; whether sent."""
     if not state.pid or not alive(state.pid, state.pid_start):

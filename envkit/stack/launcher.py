@@ -16,6 +16,7 @@ supervisor opens the pipe again and pumps it into the service's log.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -256,9 +257,15 @@ class Launcher:
         return real.wait()
 
     def signal(self, container: Handle, sig: int) -> None:
-        """Send ``sig`` to the container's pid 1."""
+        """Send ``sig`` to the container's pid 1; SIGKILL for a SIGTERM it has no handler
+        for (the kernel would drop it: waiting out the grace period changes nothing)."""
+        from envkit.runtime.state import init_ignores
+
         with suppress(EnvkitError, OSError):
-            _real(container).kill(sig)
+            real = _real(container)
+            if sig == signal.SIGTERM and init_ignores(real.pid, sig):
+                sig = signal.SIGKILL
+            real.kill(sig)
 
     def release(self, started: Started) -> None:
         """Unmount the named volumes the start attached."""

@@ -202,3 +202,24 @@ def test_run_d_stop_rm_cycles_leave_nothing(home: Path) -> None:
     assert not _envkit_processes(home)
     left = sorted(p.relative_to(home) for p in (home / "containers").rglob("*"))
     assert [p for p in left if p not in files and p.parts[1] != ".exits"] == []
+
+
+def test_stop_of_a_pid_1_without_a_sigterm_handler_kills_at_once(home: Path) -> None:
+    """The kernel drops SIGTERM for such a pid 1 (``sleep``): waiting out the grace period
+    would change nothing, so ``stop`` gives SIGKILL at once (docker's result, 137, without
+    its wait). A command that handles SIGTERM still gets it."""
+    import envkit
+
+    with envkit.run(BUSYBOX, ["sleep", "300"], detach=True) as plain:
+        assert plain.stop(timeout=3600) == 128 + signal.SIGKILL
+    trap = "trap 'exit 7' TERM; while true; do sleep 0.05; done"
+    with envkit.run(BUSYBOX, ["sh", "-c", trap], detach=True) as handled:
+        wait_for(lambda: "SigCgt" in Path(f"/proc/{handled.pid}/status").read_text())
+        wait_for(lambda: not _ignores_term(handled.pid))
+        assert handled.stop(timeout=3600) == 7
+
+
+def _ignores_term(pid: int) -> bool:
+    from envkit.runtime.state import init_ignores
+
+    return init_ignores(pid, signal.SIGTERM)

@@ -66,3 +66,20 @@ def test_the_wire_form_is_validated_again() -> None:
     wire["cwd"] = "relative"
     with pytest.raises(SpecError):
         ContainerConfig.from_wire(wire)
+
+
+def test_init_ignores_reads_the_signal_handlers_of_a_process() -> None:
+    import os
+    import signal
+
+    from envkit.runtime.state import init_ignores
+
+    assert not init_ignores(os.getpid(), signal.SIGINT)  # Python's KeyboardInterrupt handler
+    saved = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    try:
+        assert init_ignores(os.getpid(), signal.SIGUSR2)
+        signal.signal(signal.SIGUSR2, lambda *_: None)
+        assert not init_ignores(os.getpid(), signal.SIGUSR2)
+    finally:
+        signal.signal(signal.SIGUSR2, saved)
+    assert not init_ignores(2**22 + 12345, signal.SIGTERM)  # no such process: wait as usual
