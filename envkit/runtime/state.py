@@ -435,18 +435,31 @@ def reap(keep_orphans: bool = False) -> list[ContainerState]:
 
 
 def init_ignores(pid: int, sig: int) -> bool:
-    """Whether the container init ``pid`` has no handler for ``sig``, so that the kernel
-    drops the signal (a pid namespace's init gets only the signals it catches, SIGKILL
-    and SIGSTOP aside). ``stop`` then sends SIGKILL at once: waiting out a grace period
-    for a SIGTERM that was never delivered would only delay the same end."""
+    """Whether the container init ``pid`` neither catches nor blocks ``sig``, so that
+    the kernel drops the signal (a pid namespace's init gets only the signals it catches
+    or blocks to wait for; SIGKILL and SIGSTOP aside). ``stop`` then sends SIGKILL at
+    once: waiting out a grace period for a SIGTERM that was never delivered would only
+    delay the same end. When in doubt, ``False``: a process inside ``sigtimedwait``
+    (tini, catatonit) shows an empty blocked mask there, since the kernel unblocks the
+    awaited signals for the wait, so a sleeping process counts only when it sleeps
+    somewhere else, as ``sleep`` in ``hrtimer_nanosleep``."""
+    bit = 1 << (sig - 1)
+    masks = {}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("SigCgt:"):
-                    return not int(line.split()[1], 16) & (1 << (sig - 1))
+                if line.startswith(("SigCgt:", "SigBlk:")):
+                    masks[line[:6]] = int(line.split()[1], 16)
     except (OSError, ValueError):
-        pass
-    return False
+        return False
+    if len(masks) != 2 or (masks["SigCgt"] | masks["SigBlk"]) & bit:
+        return False
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read().strip()
+    except OSError:
+        return False
+    return wchan not in ("", "0") and "sigtimedwait" not in wchan
 
 
 def kill_init(state: ContainerState, sig: int) -> bool:

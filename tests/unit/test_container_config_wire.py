@@ -71,15 +71,28 @@ def test_the_wire_form_is_validated_again() -> None:
 def test_init_ignores_reads_the_signal_handlers_of_a_process() -> None:
     import os
     import signal
+    import subprocess
+    import time
 
     from envkit.runtime.state import init_ignores
 
     assert not init_ignores(os.getpid(), signal.SIGINT)  # Python's KeyboardInterrupt handler
-    saved = signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+    saved = signal.signal(signal.SIGUSR2, lambda *_: None)
     try:
-        assert init_ignores(os.getpid(), signal.SIGUSR2)
-        signal.signal(signal.SIGUSR2, lambda *_: None)
+        assert not init_ignores(os.getpid(), signal.SIGUSR2)  # caught
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})  # to wait for it
         assert not init_ignores(os.getpid(), signal.SIGUSR2)
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR2})
         signal.signal(signal.SIGUSR2, saved)
+    sleeper = subprocess.Popen(["sleep", "30"])  # no handler, asleep in nanosleep
+    try:
+        deadline = time.monotonic() + 10
+        while not init_ignores(sleeper.pid, signal.SIGTERM):
+            assert time.monotonic() < deadline, "sleep never counted as ignoring SIGTERM"
+            time.sleep(0.01)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     assert not init_ignores(2**22 + 12345, signal.SIGTERM)  # no such process: wait as usual
