@@ -211,12 +211,13 @@ def test_stop_of_a_pid_1_without_a_sigterm_handler_kills_at_once(home: Path) -> 
     import envkit
 
     with envkit.run(BUSYBOX, ["sleep", "300"], detach=True) as plain:
-        assert plain.stop(timeout=3600) == 128 + signal.SIGKILL
+        wait_for(lambda: _ignores_term(plain.pid))  # once asleep (before: the grace period)
+        assert plain.stop(timeout=60) == 128 + signal.SIGKILL
     trap = "trap 'exit 7' TERM; while true; do sleep 0.05; done"
     with envkit.run(BUSYBOX, ["sh", "-c", trap], detach=True) as handled:
         wait_for(lambda: "SigCgt" in Path(f"/proc/{handled.pid}/status").read_text())
         wait_for(lambda: not _ignores_term(handled.pid))
-        assert handled.stop(timeout=3600) == 7
+        assert handled.stop(timeout=60) == 7
 
 
 def _ignores_term(pid: int) -> bool:
