@@ -40,6 +40,7 @@ import selectors
 import signal
 import socket
 import sys
+from contextlib import suppress
 
 from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_CHILD_SUBREAPER, prctl
@@ -73,7 +74,7 @@ def monitor_dir() -> str:
 class Held:
     """One container the monitor holds."""
 
-    __slots__ = ("adopted", "code", "conn", "dir", "pid", "pidfd", "streams", "writer")
+    __slots__ = ("code", "conn", "dir", "pid", "pidfd", "streams", "writer")
 
     def __init__(self, directory: str, pid: int, writer: logs.LogWriter) -> None:
         self.dir = directory
@@ -84,7 +85,6 @@ class Held:
         #: The caller's connection while it has not confirmed the start.
         self.conn: socket.socket | None = None
         self.code: int | None = None
-        self.adopted = False
         self.pidfd: int | None = None
 
 
@@ -170,12 +170,12 @@ class Monitor:
             handler(conn, request, fds)
         except Exception as exc:  # one bad request must not end the others' monitor
             for fd in fds:
-                with _quiet():
+                with suppress(OSError):
                     os.close(fd)
             self.reply(conn, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
 
     def reply(self, conn: socket.socket, answer: dict[str, Any]) -> None:
-        with _quiet():
+        with suppress(OSError):
             conn.send(json.dumps(answer).encode())
 
     def close_conn(self, conn: socket.socket) -> None:
@@ -190,7 +190,7 @@ class Monitor:
         """The caller left before it confirmed the start: the container is not started,
         and its record is the caller's to remove (or :func:`envkit.runtime.state.reap`'s)."""
         held.conn = None
-        with _quiet():
+        with suppress(OSError):
             os.kill(held.pid, signal.SIGKILL)
         held.dir = ""
         self.maybe_finish(held)
@@ -257,7 +257,7 @@ class Monitor:
     ) -> None:
         assert isinstance(fd, int)
         text = b""
-        with _quiet():
+        with suppress(OSError):
             text = os.read(fd, 32)
         self.selector.unregister(fd)
         os.close(fd)
@@ -392,7 +392,6 @@ class Monitor:
                 os.close(pidfd)
                 continue
             held = Held(record.path(), record.pid, logs.LogWriter(record.path("log")))
-            held.adopted = True
             held.pidfd = pidfd
             self.held[record.pid] = held
             for name, fifo in FIFOS.items():
@@ -414,22 +413,12 @@ def _finish(record: st.ContainerState, code: int) -> None:
         from envkit.network.attach import Attachment
 
         Attachment(record.name, tuple(record.networks)).release()
-    with _quiet():
+    with suppress(OSError):
         os.rmdir(record.path("rt"))
     if record.auto_remove:
         st.remove(record, exit_code=code)
     else:
         record.mark_exited(code)
-
-
-class _quiet:
-    """``contextlib.suppress(OSError)`` without importing contextlib."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        return isinstance(exc, OSError)
 
 
 def main() -> int:
@@ -458,7 +447,7 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     path = os.path.join(directory, SOCKET)
-    with _quiet():
+    with suppress(OSError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     with short_address(path) as address:
@@ -471,7 +460,7 @@ def main() -> int:
         monitor.serve()
     finally:
         # Unlinked under the lock: a caller that finds no socket starts the next monitor.
-        with _quiet():
+        with suppress(OSError):
             os.unlink(path)
         listener.close()
     return 0
@@ -479,7 +468,7 @@ def main() -> int:
 
 def _tell(fd: int | None, word: bytes) -> None:
     if fd is not None:
-        with _quiet():
+        with suppress(OSError):
             os.write(fd, word)
         os.close(fd)
 
