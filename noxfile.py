@@ -17,7 +17,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over envkit/."""
+    """mypy --strict over envkit/, tests/ and plugins/envkit-oci-volumes/ (pyproject ``files``)."""
     session.install("-e", ".[dev]")
     session.run("mypy")
 

@@ -120,8 +120,8 @@ def layer_tar(
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path in sorted(entries):
             info = entries[path]
-            data = payload.get(path)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            content = payload.get(path)
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
     return out.getvalue()
 
 

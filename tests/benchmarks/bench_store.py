@@ -7,6 +7,7 @@ Each run is a fresh process, as a user types it.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -64,8 +65,8 @@ def _run(work: Path) -> list[Result]:
         ("store: tag", ["tag", "bench3:1", "other:1"], ["tag", "bench3:1", "other:1"]),
     ]
     for name, ours, theirs in cases:
-        envkit_s = median_time(lambda ours=ours: envkit(*ours), RUNS)
-        peer_s = median_time(lambda theirs=theirs: sh([*base, *theirs]), RUNS) if podman else None
+        envkit_s = median_time(functools.partial(envkit, *ours), RUNS)
+        peer_s = median_time(functools.partial(sh, [*base, *theirs]), RUNS) if podman else None
         results.append(Result(name, envkit_s, "podman", peer_s))
     return results
 

@@ -11,6 +11,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -432,7 +433,7 @@ def test_skopeo_copies_a_built_image(home: Path, ctx: Path, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("network", [None, "host", "none"])
 def test_run_steps_use_the_host_network_unless_none(
-    home: Path, ctx: Path, tmp_path: Path, network: str | None
+    home: Path, ctx: Path, tmp_path: Path, network: Literal["host", "none"] | None
 ) -> None:
     image = Image.from_(BUSYBOX).run(
         "readlink /proc/self/ns/net > /netns; cat /etc/resolv.conf > /resolv || true",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import envkit
+from envkit import Image
 from envkit.errors import ImageNotFoundError
 from envkit.runtime.spawn import StartError
 from envkit.store import snapshots
@@ -87,7 +88,7 @@ def _python(home: Path, script: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _api(tmp_path: Path, image: object, cmd: list[str] | None, **kw: Any) -> tuple[int, str]:
+def _api(tmp_path: Path, image: str | Image, cmd: list[str] | None, **kw: Any) -> tuple[int, str]:
     """Run through ``envkit.run``; exit code and stdout+stderr."""
     out = tmp_path / "out.txt"
     with open(os.devnull, "rb") as stdin, open(out, "wb") as f:

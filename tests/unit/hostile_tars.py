@@ -156,7 +156,8 @@ class TarBuilder:
 
 def _number(value: int) -> bytes:
     """A 12-byte numeric header field (octal, or GNU's base-256 when too large)."""
-    return tarfile.itn(value, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+    encoded: bytes = tarfile.itn(value, 12, tarfile.GNU_FORMAT)  # type: ignore[attr-defined]
+    return encoded
 
 
 def _pax_record(key: str, value: str) -> bytes:

@@ -102,7 +102,7 @@ def test_loads_from_a_non_seekable_stream(tmp_path: Path, store: Store) -> None:
     archive = tmp_path / "img.tar"
     built = build_archive(archive, small_layers(), archive_compression="gzip")
     stream = io.BufferedReader(_Pipe(archive.read_bytes()))
-    [loaded] = load_archive(stream, store)  # type: ignore[arg-type]
+    [loaded] = load_archive(stream, store)
     assert loaded.manifest.digest == built.manifest_digest
 
 

@@ -135,7 +135,7 @@ def _key(p: dict[str, Any]) -> tuple[Any, ...]:
     "case", VOLUMES["cases"], ids=[json.dumps(c["input"]) for c in VOLUMES["cases"]]
 )
 def test_volumes_table(tmp_path: Path, case: dict[str, Any]) -> None:
-    top = {"volumes": {"db-data": {}}}
+    top: dict[str, Any] = {"volumes": {"db-data": {}}}
     if _refused(case["input"]):
         with pytest.raises(StackFileError, match="not supported"):
             _compose_form(tmp_path, {"volumes": [case["input"]]}, **top)

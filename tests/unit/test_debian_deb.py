@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_data_follows_merged_usr_symlink_like_dpkg(built_deb: Path, tmp_path: Pa
     assert "/bin/hello" in result.paths and "/usr/share/doc/hello/copyright" in result.paths
 
 
-def hostile(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+def hostile(tmp_path: Path, members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
     path = tmp_path / "evil.deb"
     path.write_bytes(deb_bytes(members, CONTROL))
     return path

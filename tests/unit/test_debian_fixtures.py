@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -85,9 +86,14 @@ def release_text(files: dict[str, bytes], suite: str = "testing") -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], compress: str = "") -> bytes:
+_WRITE_MODES: dict[str, Literal["w:", "w:gz", "w:xz"]] = {"": "w:", "gz": "w:gz", "xz": "w:xz"}
+
+
+def tar_bytes(
+    members: Sequence[tuple[tarfile.TarInfo, bytes | None]], compress: Literal["", "gz", "xz"] = ""
+) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:" + compress, format=tarfile.GNU_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode=_WRITE_MODES[compress], format=tarfile.GNU_FORMAT) as tar:
         for info, data in members:
             if data is not None:
                 info.size = len(data)
@@ -108,7 +114,7 @@ def ar_bytes(members: list[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-def deb_bytes(data_members: list[tuple[tarfile.TarInfo, bytes | None]], control: str) -> bytes:
+def deb_bytes(data_members: Sequence[tuple[tarfile.TarInfo, bytes | None]], control: str) -> bytes:
     """A .deb built by hand (for members dpkg-deb refuses to pack)."""
     ctrl = tarfile.TarInfo("./control")
     return ar_bytes(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 
 import pytest
 
@@ -13,8 +15,12 @@ from envkit.runtime import probes
 from envkit.runtime.probes import Check
 
 
-def fake(*checks: Check) -> tuple[probes.Callable[[], Check], ...]:
-    return tuple((lambda c=c: c) for c in checks)
+def fake(*checks: Check) -> tuple[Callable[[], Check], ...]:
+    return tuple(functools.partial(_returns, c) for c in checks)
+
+
+def _returns(check: Check) -> Check:
+    return check
 
 
 def test_missing_required_exits_1_with_fix(

@@ -13,7 +13,7 @@ from envkit.runtime import init, seccomp
 def test_a_machine_without_a_filter_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, real.release, real.version, "mips64"))
-    monkeypatch.setattr(seccomp.os, "uname", lambda: fake)
+    monkeypatch.setattr(os, "uname", lambda: fake)
     monkeypatch.setattr(seccomp, "_prepared", {})
     assert not seccomp.supported()
     with pytest.raises(seccomp.NoFilterError) as info:

@@ -61,7 +61,7 @@ def test_builders_never_change_their_receiver(steps: list[tuple[str, Any]], extr
 @settings(max_examples=60)
 @given(names, envs, ports, st.randoms(use_true_random=False))
 def test_mapping_order_does_not_matter(
-    name: str, env: dict[str, str], port_map: dict[int, int], rnd: Any
+    name: str, env: dict[str, str], port_map: dict[int | str, int | str], rnd: Any
 ) -> None:
     def shuffled(d: dict[Any, Any]) -> dict[Any, Any]:
         items = list(d.items())

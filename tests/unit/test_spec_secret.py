@@ -33,7 +33,7 @@ def test_from_file_names_the_secret_after_the_file() -> None:
         lambda: Secret("x", source="env:"),
         lambda: Secret.from_env("A=B"),
         lambda: Secret.from_file("/"),
-        lambda: Secret("x", source="env:X", required="no"),
+        lambda: Secret("x", source="env:X", required="no"),  # type: ignore[arg-type]
     ],
 )
 def test_validation(make: object) -> None:
@@ -111,11 +111,11 @@ def test_cache_key_depends_on_source_not_value(monkeypatch: pytest.MonkeyPatch) 
 
 def test_constructor_typos_suggest_the_option() -> None:
     with pytest.raises(SpecError) as info:
-        Secret.from_env("X", asname="y")  # type: ignore[call-arg]
+        Secret.from_env("X", asname="y")  # type: ignore[arg-type]
     assert (info.value.field, info.value.hint) == (
         "Secret.from_env.asname",
         "did you mean 'as_name'?",
     )
     with pytest.raises(SpecError, match="did you mean 'required'"):
-        Secret.from_file("x", requird=False)  # type: ignore[call-arg]
+        Secret.from_file("x", requird=False)  # type: ignore[arg-type]
     assert Secret("x", "env:X") == Secret("x", source="env:X")

@@ -50,7 +50,7 @@ def test_volume() -> None:
     with pytest.raises(SpecError, match=r"Volume\('bad/name'\).name"):
         Volume("bad/name")
     with pytest.raises(SpecError) as info:
-        Volume("data", backnd="x")  # type: ignore[call-arg]
+        Volume("data", backnd="x")  # type: ignore[arg-type]
     assert info.value.hint == "did you mean 'backend'?"
 
 

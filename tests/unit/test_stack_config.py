@@ -11,6 +11,7 @@ import pytest
 
 from envkit import Secret, Service, Stack, Volume
 from envkit.errors import SpecError
+from envkit.runtime.logs import parse_line
 from envkit.spec.readiness import Ready
 from envkit.stack import environment, readiness, top
 from envkit.stack import logs as stack_logs
@@ -115,7 +116,7 @@ def test_follow_reads_across_a_rotation(tmp_path: Path) -> None:
     writer.close()
     seen += follower.read(first=False)
     follower.close()
-    texts = [stack_logs.parse_line(line)[1] for line in seen]
+    texts = [parse_line(line)[1] for line in seen]
     assert texts == ["first\n", *(f"more {i}\n" for i in range(6))]
 
 

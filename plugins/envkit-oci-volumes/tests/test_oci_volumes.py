@@ -19,8 +19,9 @@ class TestOciBackend(BackendSuite):
     bad_options = {"repository": "Not A Repo!"}
 
     @pytest.fixture(autouse=True)
-    def _options(self, registry: Any) -> None:
-        self.options = {"repository": f"{registry.host}/envkit/suite"}
+    def _options(self, registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The suite reads the class attribute; the registry's address is known only now.
+        monkeypatch.setattr(type(self), "options", {"repository": f"{registry.host}/envkit/suite"})
 
     @pytest.fixture
     def backend(self, home: Path) -> VolumeBackend:
