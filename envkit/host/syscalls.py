@@ -1,12 +1,21 @@
 """Thin ctypes wrappers of the Linux system calls the runtime needs and Python lacks.
 
 Each raises :class:`OSError` with the errno, like the functions of :mod:`os`.
+
+This module is also the real implementation of the syscall seam
+(:class:`envkit.host.syscall_seam.Syscalls`): the container-side setup calls the kernel
+through it, and the calls it takes from :mod:`os` and :mod:`envkit.host.prctl` are
+named here too, so that a test can swap the whole module for a recording fake.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import struct
+
+from envkit.host.prctl import prctl as prctl
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -40,6 +49,20 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+# The calls of the seam that Python has: the functions of os themselves (no wrapper, no
+# cost on the real path).
+setsid = os.setsid
+setgroups = os.setgroups
+setresgid = os.setresgid
+setresuid = os.setresuid
+chdir = os.chdir
+read = os.read
+write = os.write
+fork = os.fork
+execve = os.execve
+exit_process = os._exit
+
+
 def sethostname(name: str) -> None:
     """Set the UTS namespace's host name (``sethostname(2)``).
 
@@ -58,6 +81,22 @@ def inet_dgram_socket() -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"socket: {os.strerror(err)}")
     return fd
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def link_up(name: str) -> None:
+    """Bring the interface ``name`` up in this network namespace (as ``ip link set up``)."""
+    sock = inet_dgram_socket()
+    try:
+        request = struct.pack("16sH22x", name.encode(), 0)
+        current = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), current | _IFF_UP))
+    finally:
+        os.close(sock)
 
 
 def unshare(flags: int) -> None:
@@ -86,6 +125,11 @@ def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
 
 
+def mount_flags(path: str) -> int:
+    """The ``ST_*`` flags of the mount at ``path`` (``statvfs(2)``'s ``f_flag``)."""
+    return os.statvfs(path).f_flag
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     """``pivot_root(2)``."""
     # os.uname, not platform: importing platform compiles a dozen regexes.
@@ -106,13 +150,42 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def capset(
+    effective: frozenset[int], permitted: frozenset[int], inheritable: frozenset[int]
+) -> None:
+    """``capset(2)`` for the calling thread (version 3: 64 capability bits)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for index in (0, 1):
+        lo = 32 * index
+
+        def bits(caps: frozenset[int], lo: int = lo) -> int:
+            return sum(1 << (c - lo) for c in caps if lo <= c < lo + 32)
+
+        data[index] = _CapData(bits(effective), bits(permitted), bits(inheritable))
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
 NS_GET_USERNS = 0xB701
 
 
 def owner_userns(ns_fd: int) -> int:
     """A new fd for the user namespace owning the namespace ``ns_fd`` (``NS_GET_USERNS``)."""
-    import fcntl
-
     return fcntl.ioctl(ns_fd, NS_GET_USERNS)
 
 

@@ -6,14 +6,14 @@ user namespace (so it holds every capability there and CAP_SETPCAP for the bound
 
 from __future__ import annotations
 
-import ctypes
-import os
-
-from envkit.host.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP, prctl
+from envkit.host import syscalls
+from envkit.host.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from envkit.host.syscall_seam import Syscalls
 
 NAMES = (
     "CHOWN",
@@ -81,23 +81,6 @@ DEFAULT = frozenset(
     )
 )
 
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _Header(ctypes.Structure):
-    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
-
-
-class _Data(ctypes.Structure):
-    _fields_ = (
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    )
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def last_cap() -> int:
     """The highest capability number this kernel knows."""
@@ -108,30 +91,12 @@ def last_cap() -> int:
         return len(NAMES) - 1
 
 
-def capset(
-    effective: frozenset[int], permitted: frozenset[int], inheritable: frozenset[int]
-) -> None:
-    """``capset(2)`` for the calling thread (version 3: 64 capability bits)."""
-    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_Data * 2)()
-    for index in (0, 1):
-        lo = 32 * index
-
-        def bits(caps: frozenset[int], lo: int = lo) -> int:
-            return sum(1 << (c - lo) for c in caps if lo <= c < lo + 32)
-
-        data[index] = _Data(bits(effective), bits(permitted), bits(inheritable))
-    if _libc.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"capset: {os.strerror(err)}")
-
-
-def limit_bounding_set(keep: frozenset[int], last: int) -> None:
+def limit_bounding_set(keep: frozenset[int], last: int, kernel: Syscalls = syscalls) -> None:
     """Drop every capability not in ``keep`` from the bounding set, and clear ambient."""
     for cap in range(last + 1):
         if cap not in keep:
-            prctl(PR_CAPBSET_DROP, cap)
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+            kernel.prctl(PR_CAPBSET_DROP, cap)
+    kernel.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
 
 
 def parse_mask(hex_mask: str) -> frozenset[int]:

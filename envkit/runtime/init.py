@@ -18,12 +18,8 @@ import signal
 import struct
 import termios
 
-from envkit.host.prctl import (
-    PR_SET_DUMPABLE,
-    PR_SET_NO_NEW_PRIVS,
-    PR_SET_PDEATHSIG,
-    prctl,
-)
+from envkit.host import syscalls
+from envkit.host.prctl import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG
 from envkit.runtime import caps, seccomp
 from envkit.runtime.config import ContainerConfig, ExecConfig
 
@@ -32,6 +28,8 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
     from typing import NoReturn, TypeVar
+
+    from envkit.host.syscall_seam import Syscalls
 
     T = TypeVar("T")
 
@@ -84,12 +82,12 @@ FORWARDED = frozenset(
 )
 
 
-def fail(err_fd: int, code: int, message: str) -> NoReturn:
+def fail(err_fd: int, code: int, message: str, kernel: Syscalls = syscalls) -> NoReturn:
     """Report a start failure to the spawner (``CODE\\nMESSAGE`` on the error pipe), exit."""
     try:
-        os.write(err_fd, f"{code}\n{message}".encode(errors="replace")[:8192])
+        kernel.write(err_fd, f"{code}\n{message}".encode(errors="replace")[:8192])
     finally:
-        os._exit(code)
+        kernel.exit_process(code)
 
 
 def exit_code(status: int) -> int:
@@ -99,7 +97,10 @@ def exit_code(status: int) -> int:
 
 
 def exec_command(
-    config: ContainerConfig | ExecConfig, err_fd: int, tty: int | None = None
+    config: ContainerConfig | ExecConfig,
+    err_fd: int,
+    tty: int | None = None,
+    kernel: Syscalls = syscalls,
 ) -> NoReturn:
     """In the container's pid 1 or an exec'd command: become the requested user with
     docker's privileges, then exec.
@@ -108,12 +109,13 @@ def exec_command(
     shares the caller's controlling terminal, so ``/dev/tty`` and ``TIOCSTI`` cannot
     reach the shell that started envkit. With ``tty`` (the slave side of a pty from the
     container's devpts) that terminal becomes its controlling terminal and its stdin,
-    stdout and stderr.
+    stdout and stderr. Every kernel call but the terminal's goes through ``kernel``
+    (:mod:`envkit.host.syscall_seam`).
     """
     step = ["prepare"]
     try:
         step[0] = "terminal"
-        os.setsid()
+        kernel.setsid()
         if tty is not None:
             fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
             for target in (0, 1, 2):
@@ -122,23 +124,22 @@ def exec_command(
                 os.close(tty)
         for sig in _ignored_signals():
             signal.signal(sig, signal.SIG_DFL)
-        _limit_privileges(config, step)
+        _limit_privileges(config, step, kernel)
         # A credential change resets both: this process stays unreadable by the
         # container's processes (now of its own user) until the exec, and pid 1 still
         # dies with its monitor.
-        prctl(PR_SET_DUMPABLE, 0)
+        kernel.prctl(PR_SET_DUMPABLE, 0)
         if isinstance(config, ContainerConfig) and config.die_with_parent:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        os.closerange(3, err_fd)
-        os.closerange(err_fd + 1, os.sysconf("SC_OPEN_MAX"))
+            kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.close_all_but({0, 1, 2, err_fd})
         step[0] = "seccomp"
         if config.seccomp:
-            seccomp.install(caps.seccomp_caps(config.capabilities))
+            seccomp.install(caps.seccomp_caps(config.capabilities), kernel)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         step[0] = "exec"
-        execvpe(list(config.argv), dict(config.env))
+        execvpe(list(config.argv), dict(config.env), kernel)
     except BaseException as exc:
-        _report(err_fd, config, step[0], exc)
+        _report(err_fd, config, step[0], exc, kernel)
 
 
 def _ignored_signals() -> list[int]:
@@ -147,7 +148,9 @@ def _ignored_signals() -> list[int]:
     return [sig for sig in _RESETTABLE if signal.getsignal(sig) is signal.SIG_IGN]
 
 
-def _limit_privileges(config: ContainerConfig | ExecConfig, step: list[str]) -> None:
+def _limit_privileges(
+    config: ContainerConfig | ExecConfig, step: list[str], kernel: Syscalls
+) -> None:
     """Working dir, docker's capabilities, the command's user, no_new_privs; ``step[0]``
     names the step under way, for the error message."""
     step[0] = f"working directory {config.cwd}"
@@ -155,34 +158,38 @@ def _limit_privileges(config: ContainerConfig | ExecConfig, step: list[str]) -> 
         os.makedirs(config.cwd, exist_ok=True)
     step[0] = "capabilities"
     keep = caps.DEFAULT if config.capabilities is None else config.capabilities
-    caps.limit_bounding_set(keep, caps.last_cap())
+    caps.limit_bounding_set(keep, caps.last_cap(), kernel)
     step[0] = f"user {config.uid}:{config.gid}"
     try:
-        os.setgroups(list(config.groups))
+        kernel.setgroups(list(config.groups))
     except PermissionError:
         if config.groups:
             raise  # a single-id map denies setgroups; without groups that is fine
-    os.setresgid(config.gid, config.gid, config.gid)
-    os.setresuid(config.uid, config.uid, config.uid)
+    kernel.setresgid(config.gid, config.gid, config.gid)
+    kernel.setresuid(config.uid, config.uid, config.uid)
     if config.uid == 0:
-        caps.capset(keep, keep, frozenset())
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
+        kernel.capset(keep, keep, frozenset())
+    kernel.prctl(PR_SET_NO_NEW_PRIVS, 1)
     step[0] = f"working directory {config.cwd}"
-    os.chdir(config.cwd)
+    kernel.chdir(config.cwd)
 
 
 def _report(
-    err_fd: int, config: ContainerConfig | ExecConfig, step: str, exc: BaseException
+    err_fd: int,
+    config: ContainerConfig | ExecConfig,
+    step: str,
+    exc: BaseException,
+    kernel: Syscalls,
 ) -> NoReturn:
     if isinstance(exc, OSError):
         if step == "exec":
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-            fail(err_fd, code, f"exec {config.argv[0]!r}: {exc.strerror}")
-        fail(err_fd, 1, f"{step}: {exc.strerror or exc}")
-    fail(err_fd, 1, f"{step}: {exc}")
+            fail(err_fd, code, f"exec {config.argv[0]!r}: {exc.strerror}", kernel)
+        fail(err_fd, 1, f"{step}: {exc.strerror or exc}", kernel)
+    fail(err_fd, 1, f"{step}: {exc}", kernel)
 
 
-def execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
+def execvpe(argv: list[str], env: dict[str, str], kernel: Syscalls = syscalls) -> NoReturn:
     """:func:`os.execvpe`: ``argv[0]`` searched in ``env``'s PATH, the same errors.
 
     Not os.execvpe itself: it imports :mod:`warnings` when called, and this runs after
@@ -193,7 +200,7 @@ def execvpe(argv: list[str], env: dict[str, str]) -> NoReturn:
 
     def launch(path: str) -> NoReturn:
         _refuse_interpreter(path, me)
-        os.execve(path, argv, env)
+        kernel.execve(path, argv, env)
 
     _on_path(argv[0], env, launch)
 

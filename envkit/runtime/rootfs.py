@@ -10,9 +10,7 @@ private tmpfs the spawner mounted over the state dir; host paths arrive as
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import struct
 from collections.abc import Sequence
 
 from envkit.errors import RuntimeError_
@@ -28,6 +26,10 @@ from envkit.host.syscalls import (
     MS_REMOUNT,
 )
 from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from envkit.host.syscall_seam import Syscalls
 
 MS_NOATIME = 1024
 MS_NODIRATIME = 2048
@@ -68,10 +70,6 @@ MASKED_PATHS = (
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 ROOT = "root"  # the new root's mount point, relative to the private tmpfs
-
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
 
 
 def secure_join(root: str, path: str) -> str:
@@ -120,14 +118,14 @@ def _mountpoint(root: str, path: str, directory: bool = True) -> str:
     return target
 
 
-def remount_readonly(path: str, extra: int = 0) -> None:
+def remount_readonly(path: str, extra: int = 0, kernel: Syscalls = syscalls) -> None:
     """Make the mount at ``path`` read-only, keeping the flags the kernel locks."""
-    current = os.statvfs(path).f_flag
+    current = kernel.mount_flags(path)
     flags = MS_BIND | MS_REMOUNT | MS_RDONLY | extra
     for bit, ms in _STATVFS_TO_MS.items():
         if current & bit:
             flags |= ms
-    syscalls.mount(None, path, None, flags)
+    kernel.mount(None, path, None, flags)
 
 
 def distinct_layers(layers: Sequence[str]) -> list[str]:
@@ -151,7 +149,11 @@ def distinct_layers(layers: Sequence[str]) -> list[str]:
 
 
 def mount_root(
-    config: ContainerConfig, layers: Sequence[str], upper: str | None, work: str | None
+    config: ContainerConfig,
+    layers: Sequence[str],
+    upper: str | None,
+    work: str | None,
+    kernel: Syscalls = syscalls,
 ) -> None:
     """Mount the container's root at :data:`ROOT`: overlay, or a plain read-only bind."""
     os.mkdir(ROOT, 0o755)
@@ -160,123 +162,113 @@ def mount_root(
     if upper is not None and work is not None:
         opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
         try:
-            syscalls.mount("overlay", ROOT, "overlay", 0, opts + ",userxattr")
+            kernel.mount("overlay", ROOT, "overlay", 0, opts + ",userxattr")
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-            syscalls.mount("overlay", ROOT, "overlay", 0, opts)  # kernels before 5.11
+            kernel.mount("overlay", ROOT, "overlay", 0, opts)  # kernels before 5.11
     elif len(layers) > 1:
-        syscalls.mount("overlay", ROOT, "overlay", MS_RDONLY, f"lowerdir={lower}")
+        kernel.mount("overlay", ROOT, "overlay", MS_RDONLY, f"lowerdir={lower}")
     else:
-        syscalls.mount(layers[0], ROOT, None, MS_BIND | MS_REC)
-        remount_readonly(ROOT)
+        kernel.mount(layers[0], ROOT, None, MS_BIND | MS_REC)
+        remount_readonly(ROOT, kernel=kernel)
 
 
-def mount_proc(root: str) -> None:
+def mount_proc(root: str, kernel: Syscalls = syscalls) -> None:
     """A procfs of the new pid namespace (the caller must be in it: pid 1)."""
-    syscalls.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    kernel.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root: str) -> None:
+def mount_dev(root: str, kernel: Syscalls = syscalls) -> None:
     """A tmpfs /dev with the host's harmless devices bound in, devpts, shm and mqueue."""
     dev = _mountpoint(root, "/dev")
-    syscalls.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k")
+    kernel.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k")
     for name in DEVICES:
         node = os.path.join(dev, name)
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
         # A user namespace may not mknod devices; binding the host's nodes is allowed.
-        syscalls.mount(f"/dev/{name}", node, None, MS_BIND)
+        kernel.mount(f"/dev/{name}", node, None, MS_BIND)
     for name in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, name), 0o755)
     pts = os.path.join(dev, "pts")
     opts = "newinstance,ptmxmode=0666,mode=0620"
     try:
-        syscalls.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts + ",gid=5")
+        kernel.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts + ",gid=5")
     except OSError:  # gid 5 (tty) is not mapped under a single-id map
-        syscalls.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts)
-    syscalls.mount(
+        kernel.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, opts)
+    kernel.mount(
         "shm",
         os.path.join(dev, "shm"),
         "tmpfs",
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
         "mode=1777,size=65536k",
     )
-    syscalls.mount(
-        "mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC
-    )
+    kernel.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name, target in DEV_LINKS.items():
         os.symlink(target, os.path.join(dev, name))
 
 
-def mount_sys(root: str) -> None:
+def mount_sys(root: str, kernel: Syscalls = syscalls) -> None:
     """A read-only /sys: a fresh sysfs (allowed as we own the net namespace), else a bind."""
     target = _mountpoint(root, "/sys")
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
     try:
-        syscalls.mount("sysfs", target, "sysfs", flags)
+        kernel.mount("sysfs", target, "sysfs", flags)
     except OSError:
         # Recursive: /sys carries submounts that a user namespace may only bind together.
-        syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
-        remount_readonly(target)
+        kernel.mount("/sys", target, None, MS_BIND | MS_REC)
+        remount_readonly(target, kernel=kernel)
 
 
 def mount_user(
-    root: str, mounts: Sequence[BindMount | TmpfsMount], sources: Sequence[str | None]
+    root: str,
+    mounts: Sequence[BindMount | TmpfsMount],
+    sources: Sequence[str | None],
+    kernel: Syscalls = syscalls,
 ) -> None:
     """The caller's bind and tmpfs mounts; ``sources`` are the bind sources' fd links."""
     for mount, source in zip(mounts, sources, strict=True):
         if isinstance(mount, TmpfsMount):
             target = _mountpoint(root, mount.target)
             opts = f"mode={mount.mode:o}" + (f",size={mount.size}" if mount.size else "")
-            syscalls.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+            kernel.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
             continue
         assert source is not None
         target = _mountpoint(root, mount.target, directory=os.path.isdir(source))
-        syscalls.mount(source, target, None, MS_BIND | MS_REC)
+        kernel.mount(source, target, None, MS_BIND | MS_REC)
         if mount.readonly:
-            remount_readonly(target)
+            remount_readonly(target, kernel=kernel)
 
 
-def mask_paths(root: str) -> None:
+def mask_paths(root: str, kernel: Syscalls = syscalls) -> None:
     """runc's masked paths (hidden) and read-only paths (remounted read-only)."""
     for path in MASKED_PATHS:
         target = secure_join(root, path)
         if not os.path.exists(target):
             continue
         if os.path.isdir(target):
-            syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
         else:
-            syscalls.mount("/dev/null", target, None, MS_BIND)
+            kernel.mount("/dev/null", target, None, MS_BIND)
     for path in READONLY_PATHS:
         target = secure_join(root, path)
         if os.path.exists(target):
-            syscalls.mount(target, target, None, MS_BIND | MS_REC)
-            remount_readonly(target)
+            kernel.mount(target, target, None, MS_BIND | MS_REC)
+            remount_readonly(target, kernel=kernel)
 
 
-def loopback_up() -> None:
-    """Bring ``lo`` up in the new network namespace (SIOCSIFFLAGS, as ``ip link`` does)."""
-    sock = syscalls.inet_dgram_socket()
-    try:
-        request = struct.pack("16sH22x", b"lo", 0)
-        current = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", current | _IFF_UP))
-    finally:
-        os.close(sock)
-
-
-def pivot(readonly: bool) -> None:
+def pivot(readonly: bool, kernel: Syscalls = syscalls) -> None:
     """Make :data:`ROOT` the root and detach the old one (``pivot_root(".", ".")``).
 
     pivot_root(2) stacks the old root on top of the new one when both are "."; a lazy
     unmount of "." then drops it, so no directory is needed inside a read-only image.
     """
-    os.chdir(ROOT)
-    syscalls.pivot_root(".", ".")
-    syscalls.umount(".", MNT_DETACH)
-    os.chdir("/")
+    kernel.chdir(ROOT)
+    kernel.pivot_root(".", ".")
+    kernel.umount(".", MNT_DETACH)
+    kernel.chdir("/")
     if readonly:
-        remount_readonly("/")
+        remount_readonly("/", kernel=kernel)
 
 
 def build(
@@ -285,18 +277,24 @@ def build(
     upper: str | None,
     work: str | None,
     bind_sources: Sequence[str | None],
+    kernel: Syscalls = syscalls,
 ) -> None:
-    """Every mount of the container, the hostname and loopback, then pivot_root."""
-    mount_root(config, layers, upper, work)
+    """Every mount of the container, the hostname and loopback, then pivot_root.
+
+    Mounts, pivot_root and the other kernel calls go through ``kernel``
+    (:mod:`envkit.host.syscall_seam`); mount points and ``/dev`` entries are created with
+    :mod:`os`, relative to the working directory.
+    """
+    mount_root(config, layers, upper, work, kernel)
     # Relative to the private tmpfs (the cwd): the absolute path may cross directories
     # that container root, an unprivileged id, cannot search (a 0700 ENVKIT_HOME).
     root = ROOT
-    mount_proc(root)
-    mount_dev(root)
-    mount_sys(root)
-    mount_user(root, config.mounts, bind_sources)
-    mask_paths(root)
-    syscalls.sethostname(config.hostname)
+    mount_proc(root, kernel)
+    mount_dev(root, kernel)
+    mount_sys(root, kernel)
+    mount_user(root, config.mounts, bind_sources, kernel)
+    mask_paths(root, kernel)
+    kernel.sethostname(config.hostname)
     if not config.host_network:
-        loopback_up()
-    pivot(config.readonly_root or upper is None)
+        kernel.link_up("lo")
+    pivot(config.readonly_root or upper is None, kernel)

@@ -35,7 +35,8 @@ import ctypes
 import os
 
 from envkit.errors import RuntimeError_
-from envkit.host.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prctl
+from envkit.host import syscalls
+from envkit.host.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 from envkit.runtime.caps import DEFAULT, canonical, names
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import ModuleType
     from typing import Any
+
+    from envkit.host.syscall_seam import Syscalls
 
 PROFILE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_profile")
 #: moby/profiles commit of ``default.json`` (tag seccomp/v0.2.3, vendored by moby/moby).
@@ -178,13 +181,13 @@ def _preload() -> None:
             pass  # prepare() says why, when it is asked for
 
 
-def install(caps: frozenset[str] | None = None) -> None:
+def install(caps: frozenset[str] | None = None, kernel: Syscalls = syscalls) -> None:
     """Load the filter for ``caps`` into the calling thread (needs no_new_privs or
     CAP_SYS_ADMIN); :func:`prepare` must have run for the same ``caps`` before pivot_root."""
     key = filter_key(caps)
     if key not in _prepared:
         prepare(caps)
-    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(_prepared[key][0]))
+    kernel.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(_prepared[key][0]))
 
 
 # Compilation: the generator's path, and the run-time fallback for an unusual cap set.

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import NoReturn
 
+    from envkit.host.syscall_seam import Syscalls
+
     #: ``launcher(config, runtime_dir, child_fds) -> intermediate pid``: see :func:`start`.
     Launcher = Callable[[ContainerConfig, str, list[int]], int]
 
@@ -490,10 +492,12 @@ def _monitor(
     *,
     detach: bool = False,
     adopted_r: int | None = None,
+    kernel: Syscalls = syscalls,
 ) -> NoReturn:
     """The forked monitor process (never returns into the caller's code). With
     ``detach`` it is only an intermediate: it exits once pid 1 is forked (after telling
-    ``report_w``, for a launched container: :func:`launched`)."""
+    ``report_w``, for a launched container: :func:`launched`). Its kernel calls up to
+    the fork of pid 1, and pid 1's, go through ``kernel`` (the syscall seam)."""
     step = "prepare"
     try:
         if config.stdio is not None:
@@ -510,11 +514,11 @@ def _monitor(
         # Forked from a caller with other threads, the monitor holds their starts' pipe
         # ends too, and it lives as long as its container: a sibling start reading its
         # pipe to the end would wait that long.
-        syscalls.close_all_but(keep)
+        kernel.close_all_but(keep)
         if config.die_with_parent:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
-                os._exit(1)
+                kernel.exit_process(1)
         if config.cgroup:
             step = f"join cgroup {config.cgroup}"
             with open(os.path.join(config.cgroup, "cgroup.procs"), "w") as f:
@@ -523,21 +527,21 @@ def _monitor(
             # Joined, not made: the monitor is single-threaded, as setns(CLONE_NEWUSER)
             # requires, and the namespaces unshared next belong to the joined one.
             step = f"join the user namespace {config.userns}"
-            syscalls.setns(userns, syscalls.CLONE_NEWUSER)
+            kernel.setns(userns, syscalls.CLONE_NEWUSER)
             os.close(userns)
         step = "unshare namespaces"
         flags = NAMESPACES if config.userns is None else NAMESPACES & ~syscalls.CLONE_NEWUSER
         if config.host_network:
             flags &= ~syscalls.CLONE_NEWNET
-        syscalls.unshare(flags)
-        os.write(sync_w, b"u")
-        if os.read(go_r, 1) != b"g":
-            os._exit(1)  # the caller failed to write the maps and says why itself
+        kernel.unshare(flags)
+        kernel.write(sync_w, b"u")
+        if kernel.read(go_r, 1) != b"g":
+            kernel.exit_process(1)  # the caller failed to write the maps and says why itself
         os.close(go_r)
         step = "private tmpfs over the state dir"
-        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-        syscalls.mount("tmpfs", state_dir, "tmpfs", 0, "mode=0700,uid=0,gid=0")
-        os.chdir(state_dir)
+        kernel.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        kernel.mount("tmpfs", state_dir, "tmpfs", 0, "mode=0700,uid=0,gid=0")
+        kernel.chdir(state_dir)
         # Opened now, in the new mount namespace, with the caller's ids (root's 0700
         # dirs stay reachable after the switch to container root): pid 1 uses the
         # /proc/self/fd links, which skip permission checks on the path's directories.
@@ -551,18 +555,18 @@ def _monitor(
         ]
         step = "become container root"
         with suppress(PermissionError):  # denied under a single-id map: nothing to drop
-            os.setgroups([])
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
+            kernel.setgroups([])
+        kernel.setresgid(0, 0, 0)
+        kernel.setresuid(0, 0, 0)
         if config.die_with_parent:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared it
+            kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a credential change cleared it
             if os.getppid() != parent:
-                os._exit(1)
+                kernel.exit_process(1)
         step = "fork pid 1"
-        init_pid = os.fork()
+        init_pid = kernel.fork()
         if init_pid == 0:
             os.close(sync_w)
-            _pid1(config, layers, upper, work, binds, err_w, console, adopted_r)
+            _pid1(config, layers, upper, work, binds, err_w, console, adopted_r, kernel)
         if adopted_r is not None:
             os.close(adopted_r)
         if console is not None:
@@ -581,7 +585,7 @@ def _monitor(
         _, status = os.waitpid(init_pid, 0)
         os._exit(init.exit_code(status))
     except BaseException as exc:
-        init.fail(err_w, 1, f"{step}: {_describe(exc)}")
+        init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel)
 
 
 def _pid1(
@@ -593,25 +597,26 @@ def _pid1(
     err_w: int,
     console: socket.socket | None,
     adopted_r: int | None = None,
+    kernel: Syscalls = syscalls,
 ) -> NoReturn:
     """pid 1: build the root file system, then become the command (docker's and
     podman's process model: no envkit process stays in the container's pid namespace)."""
     step = "root file system"
     try:
         # Not dumpable until the exec: it holds host paths (fds) and the caller's memory.
-        prctl(PR_SET_DUMPABLE, 0)
+        kernel.prctl(PR_SET_DUMPABLE, 0)
         if config.die_with_parent:
             if adopted_r is not None:  # re-parented to the caller, which says so
-                if not os.read(adopted_r, 1):
-                    os._exit(1)  # the caller died first
+                if not kernel.read(adopted_r, 1):
+                    kernel.exit_process(1)  # the caller died first
                 os.close(adopted_r)
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        rootfs.build(config, layers, upper, work, binds)
+            kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        rootfs.build(config, layers, upper, work, binds, kernel)
         step = "terminal"
         tty = init.open_console(console, config.tty_size) if console is not None else None
-        init.exec_command(config, err_w, tty)
+        init.exec_command(config, err_w, tty, kernel)
     except BaseException as exc:
-        init.fail(err_w, 1, f"{step}: {_describe(exc)}")
+        init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel)
 
 
 def _path_fd(path: str, *, directory: bool) -> str:
