@@ -11,7 +11,16 @@ content-addressed OCI builds and runs them on its own rootless runtime::
 
 from __future__ import annotations
 
+from envkit import wiring as _wiring
+from envkit.builtin import DEFAULT_PLUGINS as _DEFAULT_PLUGINS
+from envkit.builtin.engine import BuiltinEngine as _BuiltinEngine
 from envkit.errors import EnvkitError, SpecError
+
+# The composition root: hand the built-in plugins and the spec objects' engine down to
+# the layers below (docs/dev/architecture.md). Python runs this module before any
+# envkit.* module, so no lower layer ever runs without them.
+_wiring.add_default_plugins(*_DEFAULT_PLUGINS)
+_wiring.spec_engine = _BuiltinEngine()
 
 # Not typing.TYPE_CHECKING: importing typing costs milliseconds on every command's
 # start-up (mypy honours any constant of this name).

@@ -314,7 +314,7 @@ class Builder:
             if self._swept:
                 return
             self._swept = True
-        from envkit.store.sweep import after_crash
+        from envkit.build.sweep import after_crash
 
         after_crash(self.store)
 

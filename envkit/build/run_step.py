@@ -1,7 +1,7 @@
 """Execute one ``run`` step: a real envkit container on an overlay of the parent's layers.
 
 The container gets a fresh upper dir under ``$ENVKIT_HOME/build/<pid>-<start>-<random>/``
-(named after the building process: :mod:`envkit.store.sweep`); its command runs with
+(named after the building process: :mod:`envkit.build.sweep`); its command runs with
 the image's Env (plus the step's), WorkingDir and User, stdin from /dev/null and
 stdout+stderr into a pipe read line by line (secret values masked). Secrets and cache
 mounts are bind mounts (:mod:`envkit.build.secrets_mount`, :mod:`envkit.build.cache`).
@@ -72,7 +72,7 @@ def execute_run(
     )
     env = image_config.environment(settings, dict(step.env), home=who.home)
     cwd = image_config.workdir(settings)
-    from envkit.store.sweep import build_dir_name
+    from envkit.build.sweep import build_dir_name
 
     # Named after this process (pid and start time): what a killed build leaves is
     # told from a running one's dir, and removed by the next build, prune or fsck --repair.

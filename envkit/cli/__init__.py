@@ -21,8 +21,12 @@ import os
 import sys
 from contextlib import suppress
 
+from envkit import wiring
 from envkit.cli.verbs import BUILTIN_VERBS
 from envkit.errors import EnvkitError
+
+# The CLI's commands are a default plugin of a process that runs the CLI (only).
+wiring.add_default_plugins("envkit.cli.commands")
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -249,8 +249,8 @@ class PruneCommand:
         pass
 
     def run(self, args: argparse.Namespace) -> int:
+        from envkit.build import sweep
         from envkit.build.cache import prune_cache
-        from envkit.store import sweep
         from envkit.store.gc import drop_dangling
         from envkit.store.timestamps import human_size
 
@@ -307,7 +307,7 @@ class FsckCommand:
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        from envkit.store import sweep
+        from envkit.build import sweep
 
         store = _store()
         report = store.fsck(repair=args.repair)

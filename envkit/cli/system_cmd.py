@@ -58,8 +58,9 @@ def disk_usage() -> list[Usage]:
 
 def _images(store: Store, used_ids: set[str]) -> Usage:
     """Blobs and extracted snapshots; what images no container uses hold alone."""
+    from envkit.build import sweep
     from envkit.errors import EnvkitError
-    from envkit.store import graph, sweep
+    from envkit.store import graph
     from envkit.store.snapshots import snapshots_dir
 
     ids: set[str] = set()
@@ -90,7 +91,7 @@ def _images(store: Store, used_ids: set[str]) -> Usage:
 
 
 def _containers(records: list[ContainerState]) -> Usage:
-    from envkit.store import sweep
+    from envkit.build import sweep
 
     size = reclaimable = active = 0
     for record in records:
@@ -105,8 +106,8 @@ def _containers(records: list[ContainerState]) -> Usage:
 
 def _volumes() -> Usage:
     """The local backend's volumes; active: mounted by a stack that is up."""
+    from envkit.build import sweep
     from envkit.cli.volume_cmd import _in_use
-    from envkit.store import sweep
 
     top = sweep.home() / "volumes"
     names = sorted(os.listdir(top)) if top.is_dir() else []
@@ -124,8 +125,8 @@ def _volumes() -> Usage:
 
 def _build_cache() -> Usage:
     """Step entries, cache mounts and run steps' dirs (active: a build runs in them)."""
+    from envkit.build import sweep
     from envkit.build.cache import StepCache, mounts_dir
-    from envkit.store import sweep
 
     entries = list(StepCache().entries())
     mounts = sorted(mounts_dir().iterdir()) if mounts_dir().is_dir() else []

@@ -1,7 +1,7 @@
 """Every built-in verb and the module whose ``COMMANDS`` holds it.
 
 One table serves both paths: the plugin hook that registers the built-ins
-(:mod:`envkit.builtin.commands`) and the CLI's fast path, which parses a built-in verb
+(:mod:`envkit.cli.commands`) and the CLI's fast path, which parses a built-in verb
 without loading pluggy or discovering plugins (so a plugin cannot replace a built-in verb).
 This module imports nothing: it is on every command's start-up path.
 """

@@ -1,7 +1,9 @@
 """Loading plugins and looking up what they contribute.
 
-Built-in parts are plugins like any other: :data:`BUILTIN_PLUGINS` names their modules,
-registered before the ``envkit`` entry points. A third-party plugin that fails to load
+Built-in parts are plugins like any other: the layer above hands their modules down in
+:data:`envkit.wiring.default_plugins` (envkit's own parts from ``envkit/__init__.py``,
+the CLI's commands from ``envkit.cli``), registered before the ``envkit`` entry points.
+This frame never names them. A third-party plugin that fails to load
 (import error, bad hook signature) is reported with its name and cause in
 :attr:`PluginManager.failures` and in ``envkit plugins``; the others keep working.
 """
@@ -19,18 +21,10 @@ from typing import TypeVar
 
 import pluggy
 
+from envkit import wiring
 from envkit.errors import PluginError
 from envkit.plugins import NAME, hookspecs
 from envkit.plugins.interfaces import Command, ImageSource, SecretProvider, VolumeBackend
-
-#: Modules of envkit's own parts, registered as plugins in this order.
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "envkit.builtin.commands",
-    "envkit.builtin.image_sources",
-    "envkit.builtin.secrets",
-    "envkit.builtin.volumes",
-    "envkit.sources.debian.source",
-)
 
 T = TypeVar("T")
 
@@ -52,7 +46,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager(NAME)
         self.pm.add_hookspecs(hookspecs)
         self.infos: list[PluginInfo] = []
-        for modname in BUILTIN_PLUGINS:
+        for modname in wiring.default_plugins:
             module = importlib.import_module(modname)
             self.pm.register(module, name=modname)
             self.infos.append(PluginInfo(modname.rsplit(".", 1)[1], "builtin", modname))

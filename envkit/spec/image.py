@@ -22,6 +22,7 @@ from envkit.spec import steps as st
 from envkit.spec import validate
 from envkit.spec.bases import Archive, Base, Debian, Dockerfile, FromRef, Scratch, base_canonical
 from envkit.spec.canonical import SpecObject, versioned
+from envkit.spec.engine import engine
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.secret import Secret, secret_list
 
@@ -276,9 +277,7 @@ class Image(SpecObject):
         :class:`~envkit.errors.BuildError` when a step fails.
         """
         validate.reject_unknown("Image.build", unknown, Image.build)
-        from envkit.build.executor import build
-
-        return build(self, context, tag=tag, no_cache=no_cache, progress=progress)
+        return engine().build(self, context, tag=tag, no_cache=no_cache, progress=progress)
 
     # -- identity ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any, Never
 from envkit.errors import EnvkitError, SpecError
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
+from envkit.spec.engine import engine
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
@@ -105,12 +106,10 @@ class Secret(SpecObject):
         file's directory). Raises :class:`~envkit.errors.EnvkitError` when a required value
         is absent; returns ``b""`` when an optional one is.
         """
-        from envkit.plugins.manager import get_manager
-
         location = self.location
         if self.scheme == "file" and base_dir is not None and not os.path.isabs(location):
             location = os.path.join(base_dir, location)
-        value = get_manager().secret_provider(self.scheme).read(location)
+        value = engine().read_secret(self.scheme, location)
         if value is not None:
             return value
         if self.required:

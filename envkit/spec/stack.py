@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Never
 from envkit.errors import SpecError
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
+from envkit.spec.engine import engine
 from envkit.spec.network import DEFAULT_NETWORK, Network
 from envkit.spec.secret import Secret
 from envkit.spec.service import Service
@@ -125,9 +126,7 @@ class Stack(SpecObject):
                 running["web"].port(5000)
                 running["db"].exec(["pg_isready"])
         """
-        from envkit.stack.api import up
-
-        return up(self, services, timeout=timeout, pull=pull)
+        return engine().up(self, services, timeout=timeout, pull=pull)
 
     @classmethod
     def from_compose(
@@ -145,9 +144,7 @@ class Stack(SpecObject):
         warnings; keys it cannot honour raise :class:`~envkit.errors.StackFileError`
         naming the file and line. See docs/reference/compose.md.
         """
-        from envkit.compose import load_stack
-
-        return load_stack(path, environ=environ, profiles=profiles, stacklevel=3)
+        return engine().load_compose(path, environ=environ, profiles=profiles, stacklevel=3)
 
     def export(
         self,
@@ -169,9 +166,7 @@ class Stack(SpecObject):
 
             stack.export("k8s/", format="kubernetes", push="registry.example.org/team")
         """
-        from envkit.compose.export import export
-
-        return export(
+        return engine().export(
             self,
             directory,
             format=format,

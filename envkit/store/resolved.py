@@ -76,7 +76,7 @@ def index_stamp() -> list[int] | None:
 def holding() -> Iterator[None]:
     """The store lock, shared: hold it from picking an image's snapshots (:func:`lookup`
     or the store) until the container's record exists, so that a collection
-    (:mod:`envkit.store.sweep`, which holds it exclusive and keeps what records use)
+    (:mod:`envkit.build.sweep`, which holds it exclusive and keeps what records use)
     cannot remove them in between. A plain ``flock`` (envkit.store.locks imports
     threading and pathlib, which ``run`` does without); a second shared holder in this
     process (the store's own lock, on another descriptor) is compatible with it."""

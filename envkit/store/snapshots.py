@@ -27,7 +27,7 @@ when complete, so concurrent ``envkit run`` processes extract a layer once, and 
 leaves either nothing or a whole snapshot (``.partial-`` leftovers are garbage).
 
 Collection: ``prune`` and ``fsck --repair`` remove snapshots no image, build cache entry
-or container uses, and partial ones (:mod:`envkit.store.sweep`), under the store lock
+or container uses, and partial ones (:mod:`envkit.build.sweep`), under the store lock
 held exclusive; :func:`prepare` holds it shared throughout.
 """
 
@@ -103,7 +103,7 @@ def prepare(store: Store, layer_digests: Sequence[str], diff_ids: Sequence[str])
         )
     root = snapshots_dir()
     # Shared for the whole preparation (taken before any snapshot's own lock): a
-    # collection (envkit.store.sweep) holds it exclusive, so it never removes a snapshot
+    # collection (envkit.build.sweep) holds it exclusive, so it never removes a snapshot
     # being made or checked here, nor the lock file of one.
     with store.shared():
         hides = False

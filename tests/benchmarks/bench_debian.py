@@ -28,7 +28,7 @@ PACKAGES = ["python3"]
 
 def _envkit(home: Path) -> float:
     os.environ["ENVKIT_HOME"] = str(home)
-    from envkit.sources.debian.source import DebianSource
+    from envkit.builtin.debian.source import DebianSource
     from envkit.store.layout import Store
 
     start = time.perf_counter()
@@ -40,7 +40,7 @@ def _envkit(home: Path) -> float:
 
 
 def main() -> list[Result]:
-    from envkit.sources.debian.mirror import choose_mirror
+    from envkit.builtin.debian.mirror import choose_mirror
 
     saved = os.environ.get("ENVKIT_HOME")
     work = Path(tempfile.mkdtemp(prefix="envkit-bench-debian-"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from envkit.build import listeners
-from envkit.plugins.manager import BUILTIN_PLUGINS
+from envkit.builtin import DEFAULT_PLUGINS as BUILTIN_PLUGINS
 
 #: Modules a fully cached build of spec steps does not need (each was imported before
 #: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
@@ -28,7 +28,7 @@ NOT_NEEDED = (
     "tarfile",
     "envkit.build.extra_steps",
     "envkit.build.dockerfile",
-    "envkit.store.sweep",
+    "envkit.build.sweep",
     "envkit.build.run_step",
     "envkit.build.copy_layer",
     "traceback",

@@ -71,7 +71,7 @@ def test_unknown_command_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_builtin_verb_table_matches_the_registered_commands() -> None:
-    from envkit.builtin.commands import envkit_commands
+    from envkit.cli.commands import envkit_commands
     from envkit.cli.verbs import BUILTIN_VERBS
 
     registered = {c.name for c in envkit_commands()}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from envkit.sources.debian.deb import ar_members, control_fields, control_files, extract_data
-from envkit.sources.debian.errors import DebFormatError
+from envkit.builtin.debian.deb import ar_members, control_fields, control_files, extract_data
+from envkit.builtin.debian.errors import DebFormatError
 from tests.unit.test_debian_fixtures import deb_bytes, entry, need
 
 CONTROL = "Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@e>\nDescription: x\n"
@@ -152,7 +152,7 @@ def _tree(root: Path) -> dict[str, str]:
 def test_parallel_unpack_of_packages_sharing_directories_equals_one_by_one(
     tmp_path: Path,
 ) -> None:
-    from envkit.sources.debian.bootstrap import _unpack_all
+    from envkit.builtin.debian.bootstrap import _unpack_all
 
     dirs = [entry(f"./usr/share/{d}", tarfile.DIRTYPE, mode=0o755) for d in ("", "doc", "man")]
     debs = [
@@ -171,7 +171,7 @@ def test_parallel_unpack_of_packages_sharing_directories_equals_one_by_one(
 
 
 def test_parallel_unpack_still_raises_a_real_conflict(tmp_path: Path) -> None:
-    from envkit.sources.debian.bootstrap import _unpack_all
+    from envkit.builtin.debian.bootstrap import _unpack_all
 
     root = tmp_path / "root"
     (root / "usr/lib/full").mkdir(parents=True)

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from envkit.sources.debian.control import multiline, paragraphs
-from envkit.sources.debian.errors import MirrorError
-from envkit.sources.debian.mirror import apt_mirrors, choose_mirror
-from envkit.sources.debian.packages import (
+from envkit.builtin.debian.control import multiline, paragraphs
+from envkit.builtin.debian.errors import MirrorError
+from envkit.builtin.debian.mirror import apt_mirrors, choose_mirror
+from envkit.builtin.debian.packages import (
     PackageIndex,
     Relation,
     package_from_json,
     package_to_json,
     parse_relations,
 )
-from envkit.sources.debian.release import Release
-from envkit.sources.debian.version import compare, satisfies
+from envkit.builtin.debian.release import Release
+from envkit.builtin.debian.version import compare, satisfies
 from tests.unit.test_debian_fixtures import release_text, stanza
 
 

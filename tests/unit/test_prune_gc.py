@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from envkit.build import sweep
 from envkit.build.cache import StepCache
 from envkit.build.context import hash_file, hash_selection
 from envkit.build.image_state import ImageState
 from envkit.cli import main
 from envkit.errors import StoreError
 from envkit.runtime import state as st
-from envkit.store import resolved, snapshots, sweep
+from envkit.store import resolved, snapshots
 from envkit.store.layout import Store
 from envkit.store.locks import lock_for
 from tests.unit.store_helpers import make_image

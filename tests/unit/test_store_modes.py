@@ -69,7 +69,7 @@ def _cache() -> Path:
 
 
 def _debian_cache() -> Path:
-    from envkit.sources.debian import fetch
+    from envkit.builtin.debian import fetch
 
     return fetch.cache_root()
 

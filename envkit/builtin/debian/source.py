@@ -21,21 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envkit.builtin.debian.packages import Package, package_from_json, package_to_json
 from envkit.errors import SpecError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
-from envkit.sources.debian.packages import Package, package_from_json, package_to_json
 
 if TYPE_CHECKING:
+    from envkit.builtin.debian.fetch import Mirror
+    from envkit.builtin.debian.release import IndexFile
     from envkit.oci.types import Descriptor
-    from envkit.sources.debian.fetch import Mirror
-    from envkit.sources.debian.release import IndexFile
     from envkit.store.layout import Store
 
 ARCH = "amd64"
 #: Bumped whenever the bootstrap's output changes for the same package set.
 FORMAT = 1
-_log = logging.getLogger("envkit.sources.debian")
+_log = logging.getLogger("envkit.builtin.debian")
 
 
 class DebianSource:
@@ -61,9 +61,9 @@ def build_image(
     suite: str, requested: Sequence[str], variant: str, mirror_param: object, store: Store
 ) -> Descriptor:
     """:meth:`DebianSource.provide` with typed arguments."""
-    from envkit.sources.debian.fetch import Mirror, cache_root
-    from envkit.sources.debian.index import fetch_release, packages_file
-    from envkit.sources.debian.mirror import choose_mirror
+    from envkit.builtin.debian.fetch import Mirror, cache_root
+    from envkit.builtin.debian.index import fetch_release, packages_file
+    from envkit.builtin.debian.mirror import choose_mirror
 
     url = choose_mirror(mirror_param if isinstance(mirror_param, str) else None)
     mirror = Mirror(url)
@@ -103,9 +103,9 @@ def _resolved(
 ) -> list[Package]:
     """The package set for ``variant`` + ``requested`` from the index ``entry``; cached
     per index hash, so an unchanged index is neither parsed nor resolved again."""
-    from envkit.sources.debian.fetch import cache_root
-    from envkit.sources.debian.index import load_packages
-    from envkit.sources.debian.resolve import resolve, variant_seeds
+    from envkit.builtin.debian.fetch import cache_root
+    from envkit.builtin.debian.index import load_packages
+    from envkit.builtin.debian.resolve import resolve, variant_seeds
 
     body = {
         "format": FORMAT,
@@ -161,9 +161,9 @@ def _bootstrap(
 ) -> Descriptor:
     import secrets
 
+    from envkit.builtin.debian.bootstrap import Plan, build_rootfs
     from envkit.runtime.state import remove_dir
     from envkit.settings import private_dir
-    from envkit.sources.debian.bootstrap import Plan, build_rootfs
 
     _log.info("fetching %d Debian packages from %s", len(packages), mirror.url)
     paths = mirror.fetch_all((p.filename, p.sha256, p.size) for p in packages)
@@ -187,6 +187,7 @@ def _store_image(
     rootfs: Path, store: Store, epoch: int, suite: str, variant: str, requested: Sequence[str]
 ) -> Descriptor:
     from envkit.build.upper_layer import write_upper_layer
+    from envkit.builtin.debian.bootstrap import DEBS_MOUNT, GZIP_LEVEL
     from envkit.oci.types import (
         MT_OCI_CONFIG,
         MT_OCI_MANIFEST,
@@ -195,7 +196,6 @@ def _store_image(
         Manifest,
     )
     from envkit.runtime.config import DEFAULT_PATH
-    from envkit.sources.debian.bootstrap import DEBS_MOUNT, GZIP_LEVEL
     from envkit.store.atomic import TempFile
 
     with store.shared():

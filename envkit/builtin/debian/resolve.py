@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from envkit.sources.debian.errors import PackageNotFoundError, UnsatisfiableError
-from envkit.sources.debian.packages import Alternatives, Package, PackageIndex, Relation
-from envkit.sources.debian.version import version_key
+from envkit.builtin.debian.errors import PackageNotFoundError, UnsatisfiableError
+from envkit.builtin.debian.packages import Alternatives, Package, PackageIndex, Relation
+from envkit.builtin.debian.version import version_key
 
 _PRIORITIES = {
     "essential": (),

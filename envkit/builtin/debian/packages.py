@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from envkit.sources.debian.control import paragraphs
-from envkit.sources.debian.version import satisfies
+from envkit.builtin.debian.control import paragraphs
+from envkit.builtin.debian.version import satisfies
 
 _RELATION = re.compile(
     r"^([a-z0-9][a-z0-9+.\-]*)(?::[a-z0-9\-]+)?"  # name, architecture qualifier dropped

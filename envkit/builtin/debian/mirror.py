@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from envkit import settings
-from envkit.sources.debian.control import paragraphs
-from envkit.sources.debian.errors import MirrorError
+from envkit.builtin.debian.control import paragraphs
+from envkit.builtin.debian.errors import MirrorError
 
 APT_DIR = Path("/etc/apt")
 

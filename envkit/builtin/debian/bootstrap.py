@@ -3,7 +3,7 @@
 As debootstrap and mmdebstrap do:
 
 1. a merged-/usr skeleton, the ``Essential: yes`` packages (and the libraries they need)
-   unpacked with :func:`envkit.sources.debian.deb.extract_data`, and an empty dpkg
+   unpacked with :func:`envkit.builtin.debian.deb.extract_data`, and an empty dpkg
    database: enough for dpkg to run. This runs as root of a user namespace with the
    container id maps, so owners like ``root:shadow`` are kept.
 2. in an envkit container whose overlay upper dir *is* that root (over an empty lower
@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from envkit.sources.debian.deb import extract_data
-from envkit.sources.debian.errors import BootstrapError, DebFormatError
-from envkit.sources.debian.packages import Package
-from envkit.sources.debian.userns import call_as_container_root
+from envkit.builtin.debian.deb import extract_data
+from envkit.builtin.debian.errors import BootstrapError, DebFormatError
+from envkit.builtin.debian.packages import Package
+from envkit.builtin.debian.userns import call_as_container_root
 
 #: Where the container sees the cached .debs (removed from the image afterwards).
 DEBS_MOUNT = "/var/cache/envkit-debs"

@@ -31,6 +31,9 @@ When a running container's image can no longer be found at all, no snapshot is r
 
 A rerun of a build removes what a killed build left (:func:`after_crash`), under the
 shared lock: only build dirs and temp files whose owner pid is gone.
+
+It lives in :mod:`envkit.build`, the lowest layer that sees everything it sweeps: the
+build's dirs and caches, the runtime's records and dirs, the store's snapshots.
 """
 
 from __future__ import annotations

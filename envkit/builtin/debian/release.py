@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envkit import settings
-from envkit.sources.debian.control import multiline, paragraphs
-from envkit.sources.debian.errors import MirrorError, SignatureError
+from envkit.builtin.debian.control import multiline, paragraphs
+from envkit.builtin.debian.errors import MirrorError, SignatureError
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 

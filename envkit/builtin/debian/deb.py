@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from envkit.sources.debian.control import paragraphs
-from envkit.sources.debian.errors import DebFormatError
+from envkit.builtin.debian.control import paragraphs
+from envkit.builtin.debian.errors import DebFormatError
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60

@@ -1,1 +1,0 @@
-"""Built-in image sources that build base images without a registry (``Image.debian``)."""
