@@ -7,11 +7,12 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from envkit.errors import StoreError
-from envkit.store.locks import lock_for
+from envkit.store.locks import FileLock, lock_for
 from envkit.store.timestamps import human_size, parse_created, since
 
 HOLD_EXCLUSIVE = """
@@ -28,12 +29,38 @@ def test_one_lock_per_path_per_process(tmp_path: Path) -> None:
     assert lock_for(tmp_path / "lock") is lock_for(tmp_path / "x" / ".." / "lock")
 
 
+def _from_another_thread(lock: FileLock, mode: Literal["shared", "exclusive"]) -> str:
+    """Try to take ``lock`` in ``mode`` from a second thread, briefly: "took" or the error."""
+    outcome: list[str] = []
+
+    def attempt() -> None:
+        hold = lock.shared if mode == "shared" else lock.exclusive
+        try:
+            with hold(timeout=0.05):
+                outcome.append("took")
+        except StoreError as e:
+            outcome.append(str(e))
+
+    t = threading.Thread(target=attempt)
+    t.start()
+    t.join(10)
+    assert outcome, "the second thread hung"
+    return outcome[0]
+
+
 def test_reentrant_and_shared_inside_exclusive(tmp_path: Path) -> None:
+    # Short timeouts everywhere: a lock that were not reentrant times out instead of hanging.
     lock = lock_for(tmp_path / "lock")
-    with lock.exclusive(), lock.shared(), lock.exclusive():
-        pass
-    with lock.shared(), lock.shared():
-        pass
+    with lock.exclusive(timeout=0.05):
+        with lock.shared(timeout=0.05), lock.exclusive(timeout=0.05):
+            assert "timed out" in _from_another_thread(lock, "shared")
+        # The inner holds are gone; the outer exclusive one still keeps others out.
+        assert "timed out" in _from_another_thread(lock, "shared")
+    assert _from_another_thread(lock, "exclusive") == "took"
+    with lock.shared(timeout=0.05), lock.shared(timeout=0.05):
+        assert _from_another_thread(lock, "shared") == "took"
+        assert "timed out" in _from_another_thread(lock, "exclusive")
+    assert _from_another_thread(lock, "exclusive") == "took"
 
 
 def test_no_upgrade_from_shared(tmp_path: Path) -> None:
