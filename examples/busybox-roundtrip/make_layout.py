@@ -12,9 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from envkit.oci.digest import sha256_bytes
-from envkit.oci.layer_writer import write_layer
-from envkit.oci.types import (
+from envkit.plugins import (
     ANNOTATION_REF_NAME,
     MT_OCI_CONFIG,
     MT_OCI_MANIFEST,
@@ -22,6 +20,8 @@ from envkit.oci.types import (
     Index,
     Manifest,
     canonical_json,
+    sha256_bytes,
+    write_layer,
 )
 
 APPLETS = [

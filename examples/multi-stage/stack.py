@@ -6,8 +6,7 @@ the built artifact (the site and one static busybox to serve it).
     envkit down
 """
 
-from envkit import Image, Service, Stack
-from envkit.spec.readiness import Ready
+from envkit import Image, Ready, Service, Stack
 
 # Stage 1: everything needed to build (sources, a shell, the build script).
 builder = Image.from_("busybox:1").copy("src/", "/src/").run("sh /src/build.sh")

@@ -8,8 +8,7 @@ comes from the secret file ``db_password.txt`` (never from a layer or the enviro
     envkit down                  # `down -v` also removes the database volume
 """
 
-from envkit import Healthcheck, Image, Secret, Service, Stack, Volume
-from envkit.spec.readiness import Ready
+from envkit import Healthcheck, Image, Ready, Secret, Service, Stack, Volume
 
 db_password = Secret.from_file("db_password.txt", name="db_password")
 pgdata = Volume("pgdata")

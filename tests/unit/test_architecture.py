@@ -262,6 +262,105 @@ def test_no_import_cycle_between_packages() -> None:
     assert cycles == [], "\n".join(_cycle_witness(edges, group) for group in cycles)
 
 
+def test_spec_imports_only_the_foundation_and_oci() -> None:
+    """spec is data beside the house: at run time it reaches build, stack, compose and
+    the plugins only through the engine the top layer registered (envkit.spec.engine)."""
+    allowed = {"spec", "oci", *LAYERS[0][1]}
+    found = [
+        f"{e.where}: {e.target}"
+        for e in all_edges(PACKAGE)
+        if package_of(e.source) == "spec" and package_of(e.target) not in allowed
+    ]
+    assert found == []
+
+
+def test_the_plugin_frame_holds_no_plugin() -> None:
+    """envkit/plugins/ is the frame (hookspecs, manager, interfaces); every hook
+    implementation lives in envkit/builtin/ (or the CLI's commands in envkit/cli/)."""
+    found = []
+    for path in sorted((PACKAGE / "plugins").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Name) and d.id == "hookimpl" for d in node.decorator_list
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}")
+    assert found == []
+
+
+# -- plugins and examples use public names only -----------------------------------------
+
+#: The modules a plugin or an example may import from envkit, each by its ``__all__``.
+PUBLIC_MODULES = ("envkit", "envkit.errors", "envkit.plugins", "envkit.recipes", "envkit.testing")
+#: Code outside envkit/ that must keep to :data:`PUBLIC_MODULES`.
+PUBLIC_USERS = (ROOT / "plugins/envkit-oci-volumes/envkit_oci_volumes", ROOT / "examples")
+
+
+def public_names(module: str) -> set[str]:
+    """What ``module`` exports: its ``__all__``; for envkit.errors, its public classes."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    names = getattr(mod, "__all__", None)
+    if names is None:
+        names = [n for n in vars(mod) if not n.startswith("_")]
+    return set(names)
+
+
+def non_public_imports(paths: list[Path]) -> list[str]:
+    """``file:line: name`` of each import of envkit that is not a public name."""
+    exported = {module: public_names(module) for module in PUBLIC_MODULES}
+    problems = []
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.split(".")[0]
+                    if top == "envkit" and alias.name not in PUBLIC_MODULES:
+                        problems.append(f"{path}:{node.lineno}: import {alias.name}")
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                if node.module.split(".")[0] != "envkit":
+                    continue
+                if node.module not in exported:
+                    problems.append(f"{path}:{node.lineno}: from {node.module}")
+                    continue
+                for alias in node.names:
+                    if alias.name not in exported[node.module]:
+                        problems.append(
+                            f"{path}:{node.lineno}: {alias.name} is not in {node.module}.__all__"
+                        )
+    return problems
+
+
+def test_the_first_party_plugin_and_the_examples_import_only_public_names() -> None:
+    paths = sorted(p for root in PUBLIC_USERS for p in root.rglob("*.py"))
+    assert len(paths) > 5
+    assert non_public_imports(paths) == []
+
+
+def test_a_plugin_importing_an_internal_module_is_reported(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "from envkit.plugins import hookimpl\n"
+        "from envkit.plugins.interfaces import VolumeBackend\n"
+        "from envkit.plugins import no_such_name\n"
+        "def f():\n    import envkit.store.layout\n"
+    )
+    assert [p.split(": ", 1)[1] for p in non_public_imports([plugin])] == [
+        "from envkit.plugins.interfaces",
+        "no_such_name is not in envkit.plugins.__all__",
+        "import envkit.store.layout",
+    ]
+
+
+def test_envkit_plugins_exports_every_name_it_lists() -> None:
+    import envkit.plugins
+
+    for name in envkit.plugins.__all__:
+        assert getattr(envkit.plugins, name) is not None, name
+
+
 # -- the checker checked: a planted upward import is reported --------------------------
 
 

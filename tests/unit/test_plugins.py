@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import envkit.cli  # noqa: F401  (the CLI hands its commands down as a default plugin)
 from envkit.errors import PluginError
 from envkit.plugins import hookimpl
 from envkit.plugins.manager import PluginManager, reset_manager

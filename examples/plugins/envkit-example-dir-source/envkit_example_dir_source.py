@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envkit.errors import EnvkitError
-from envkit.plugins import hookimpl
-from envkit.plugins.interfaces import ImageSource
+from envkit.plugins import ImageSource, hookimpl
 
 if TYPE_CHECKING:
-    from envkit.oci.types import Descriptor
-    from envkit.store.layout import Store
+    from envkit.plugins import Descriptor, Store
 
 
 class RootfsDirSource:
@@ -27,9 +25,13 @@ class RootfsDirSource:
     kind = "rootfs-dir"
 
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
-        from envkit.oci.layer_writer import write_layer
-        from envkit.oci.types import MT_OCI_CONFIG, Manifest, canonical_json
-        from envkit.store.graph import host_platform
+        from envkit.plugins import (
+            MT_OCI_CONFIG,
+            Manifest,
+            canonical_json,
+            host_platform,
+            write_layer,
+        )
 
         path = Path(str(params.get("path", "")))
         if not path.is_absolute() or not path.is_dir():

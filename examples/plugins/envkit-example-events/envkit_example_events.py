@@ -14,8 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from envkit.plugins import hookimpl
-from envkit.plugins.interfaces import Command
+from envkit.plugins import Command, hookimpl
 
 
 def events_file() -> Path:
@@ -23,7 +22,7 @@ def events_file() -> Path:
     explicit = os.environ.get("ENVKIT_EVENTS_FILE")
     if explicit:
         return Path(explicit)
-    from envkit.settings import home
+    from envkit.plugins import envkit_home as home
 
     return home() / "events.jsonl"
 

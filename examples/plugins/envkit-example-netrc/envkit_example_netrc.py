@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.errors import EnvkitError
-from envkit.plugins import hookimpl
-from envkit.plugins.interfaces import SecretProvider
+from envkit.plugins import SecretProvider, hookimpl
 
 
 class NetrcSecrets:

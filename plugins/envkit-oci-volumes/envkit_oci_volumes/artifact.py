@@ -21,13 +21,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from envkit.errors import RegistryError, VolumeError
-from envkit.oci.digest import sha256_bytes
-from envkit.oci.reference import Reference
-from envkit.oci.types import MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST, Descriptor, canonical_json
-from envkit.registry import blobs, manifests
-from envkit.registry.client import RegistryClient
-from envkit.registry.progress import Progress
-from envkit.store.layout import Store
+from envkit.plugins import (
+    MT_OCI_LAYER_ZSTD,
+    MT_OCI_MANIFEST,
+    Descriptor,
+    Reference,
+    RegistryClient,
+    Store,
+    canonical_json,
+    download_blob,
+    fetch_manifest,
+    put_manifest,
+    sha256_bytes,
+    upload_blob,
+)
+from envkit.plugins import RegistryProgress as Progress
 
 ARTIFACT_TYPE = "application/vnd.envkit.volume.v1"
 CONFIG_MEDIA_TYPE = "application/vnd.envkit.volume.config.v1+json"
@@ -55,8 +63,8 @@ def push(snapshot: Path, ref: Reference, volume: str, size: int, store: Store) -
         progress = Progress.silent()
         with RegistryClient(ref.registry) as client:
             for blob in (layer, config):
-                blobs.upload(client, ref.path, blob, store, progress)
-            manifests.put(client, ref.path, ref.tag or "latest", manifest, MT_OCI_MANIFEST)
+                upload_blob(client, ref.path, blob, store, progress)
+            put_manifest(client, ref.path, ref.tag or "latest", manifest, MT_OCI_MANIFEST)
     return Descriptor(MT_OCI_MANIFEST, sha256_bytes(manifest), len(manifest))
 
 
@@ -65,7 +73,7 @@ def pull(ref: Reference, store: Store) -> Descriptor:
     descriptor (the blob is present and verified)."""
     with RegistryClient(ref.registry) as client, store.shared():
         try:
-            remote = manifests.fetch(client, ref.path, ref.tag or ref.digest or "latest")
+            remote = fetch_manifest(client, ref.path, ref.tag or ref.digest or "latest")
         except RegistryError as exc:
             raise VolumeError(f"no snapshot {ref}: {exc.message}", hint=exc.hint) from None
         data = remote.data
@@ -83,7 +91,7 @@ def pull(ref: Reference, store: Store) -> Descriptor:
         if layer.media_type != MT_OCI_LAYER_ZSTD:
             raise VolumeError(f"{ref}: unexpected layer media type {layer.media_type!r}")
         try:
-            blobs.download(client, ref.path, layer, store, Progress.silent())
+            download_blob(client, ref.path, layer, store, Progress.silent())
         except RegistryError as exc:
             raise VolumeError(f"{ref}: {exc.message}", hint=exc.hint) from None
     return layer

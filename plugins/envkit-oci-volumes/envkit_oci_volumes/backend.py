@@ -6,10 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from envkit.errors import EnvkitError, ReferenceError_, SpecError, VolumeError
-from envkit.oci.reference import Reference, parse
-from envkit.plugins.directory_backend import DirectoryBackend, check_name, restore_tree
-from envkit.plugins.interfaces import BackendCapabilities, SnapshotInfo
-from envkit.store.layout import Store
+from envkit.plugins import (
+    BackendCapabilities,
+    DirectoryBackend,
+    Reference,
+    SnapshotInfo,
+    Store,
+    check_name,
+    restore_tree,
+)
+from envkit.plugins import parse_reference as parse
 from envkit_oci_volumes import artifact
 
 
@@ -35,9 +41,9 @@ class OciVolumes(DirectoryBackend):
         """Where this backend keeps volumes, local snapshot copies and blobs."""
         if self._base is not None:
             return self._base
-        from envkit.settings import home
+        from envkit.plugins import envkit_home
 
-        return home() / "oci-volumes"
+        return envkit_home() / "oci-volumes"
 
     @property
     def root(self) -> Path:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from envkit.plugins import hookimpl
-from envkit.plugins.interfaces import VolumeBackend
+from envkit.plugins import VolumeBackend, hookimpl
 from envkit_oci_volumes.backend import OciVolumes
 
 
