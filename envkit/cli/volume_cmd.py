@@ -26,7 +26,7 @@ class VolumeCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.plugins.manager import get_manager
-        from envkit.plugins.volumes import remove_data
+        from envkit.stack.volume_backends import remove_data
 
         backends = get_manager().volume_backends()
         if args.action == "ls":

@@ -40,11 +40,11 @@ def full_name(stack: str, volume: Volume) -> str:
 
 def check(stack: Stack) -> None:
     """Raise for the first volume of ``stack`` whose backend is missing or rejects its
-    options (:func:`envkit.plugins.volumes.check`); nothing is loaded without volumes."""
+    options (:func:`envkit.stack.volume_backends.check`); nothing is loaded without volumes."""
     if stack.volumes:
-        from envkit.plugins import volumes as plugin_volumes
+        from envkit.stack import volume_backends
 
-        plugin_volumes.check(stack.volumes)
+        volume_backends.check(stack.volumes)
 
 
 def ensure(stack: Stack) -> list[str]:
@@ -124,7 +124,7 @@ def runtime_mounts(
 ) -> list[BindMount | TmpfsMount]:
     """The runtime's mounts for a service: its volumes as their backends said and its
     host paths, in the service's order."""
-    from envkit.plugins.volumes import runtime_mount
+    from envkit.stack.volume_backends import runtime_mount
 
     by_target = {a.target: a for a in attached}
     binds = iter(host_mounts(stack, service_mounts))
@@ -205,7 +205,7 @@ def remove(volumes: list[tuple[str, str]]) -> list[str]:
     """Remove ``(backend, name)`` volumes; the names removed (missing ones, and those of
     a backend no longer installed, are skipped)."""
     from envkit.plugins.manager import get_manager
-    from envkit.plugins.volumes import remove_data
+    from envkit.stack.volume_backends import remove_data
 
     removed = []
     for backend_name, name in volumes:

@@ -309,7 +309,7 @@ class BackendSuite:
         import tempfile
 
         import envkit
-        from envkit.plugins.volumes import runtime_mount
+        from envkit.stack.volume_backends import runtime_mount
 
         mount = runtime_mount(source, "/vol")
         kwargs: dict[str, object] = {}

@@ -228,7 +228,7 @@ def package_cycles(edges: list[Edge]) -> list[list[str]]:
 
 def _cycle_witness(edges: list[Edge], group: list[str]) -> str:
     members = set(group)
-    shown = {}
+    shown: dict[tuple[str, str], str] = {}
     for edge in edges:
         a, b = package_of(edge.source), package_of(edge.target)
         if a != b and a in members and b in members:

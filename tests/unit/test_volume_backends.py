@@ -13,9 +13,9 @@ from envkit.errors import PluginError, SpecError, VolumeError
 from envkit.plugins.directory_backend import DATA
 from envkit.plugins.interfaces import MountSource, VolumeBackend
 from envkit.plugins.manager import PluginManager
-from envkit.plugins.volumes import check, runtime_mount
 from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.spec import Volume
+from envkit.stack.volume_backends import check, runtime_mount
 from envkit.testing.backend_suite import BackendSuite
 
 

@@ -1,4 +1,5 @@
-"""What the stack code asks of volume backends, in one place.
+"""What the stack code asks of volume backends, in one place (the CLI's ``volume rm``
+and the backend conformance suite use it too).
 
 :func:`check` validates every volume of a stack before anything starts (a missing
 backend or a bad option is a clear error naming the volume); :func:`runtime_mount`
