@@ -53,20 +53,26 @@ DEV_LINKS = {
     "core": "/proc/kcore",
     "ptmx": "pts/ptmx",
 }
-#: runc's defaults (libcontainer/specconv): hidden behind /dev/null or an empty tmpfs.
+#: Docker's defaults (moby daemon/pkg/oci/defaults.go): hidden behind /dev/null or an
+#: empty read-only tmpfs, as runc's maskPath does.
 MASKED_PATHS = (
     "/proc/acpi",
     "/proc/asound",
+    "/proc/interrupts",  # GHSA-6fw5-f8r9-fgfm
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
     "/proc/sched_debug",
     "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",  # GHSA-jq35-85cj-fj4p
     "/sys/firmware",
-    "/sys/devices/virtual/powercap",
 )
+#: Masked too, for each CPU that has it (GHSA-6fw5-f8r9-fgfm; Docker lists the host's).
+CPU_DIR = "/sys/devices/system/cpu"
+CPU_MASKED = "thermal_throttle"
+#: Docker's read-only paths: bound on themselves and remounted read-only.
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 ROOT = "root"  # the new root's mount point, relative to the private tmpfs
@@ -240,9 +246,19 @@ def mount_user(
             remount_readonly(target, kernel=kernel)
 
 
+def masked_paths(root: str) -> list[str]:
+    """:data:`MASKED_PATHS` and each CPU's ``thermal_throttle`` in the container's /sys."""
+    try:
+        names = os.listdir(secure_join(root, CPU_DIR))
+    except OSError:
+        names = []
+    cpus = sorted(int(name[3:]) for name in names if name[:3] == "cpu" and name[3:].isdigit())
+    return [*MASKED_PATHS, *(f"{CPU_DIR}/cpu{n}/{CPU_MASKED}" for n in cpus)]
+
+
 def mask_paths(root: str, kernel: Syscalls = syscalls) -> None:
-    """runc's masked paths (hidden) and read-only paths (remounted read-only)."""
-    for path in MASKED_PATHS:
+    """Docker's masked paths (hidden) and read-only paths (remounted read-only)."""
+    for path in masked_paths(root):
         target = secure_join(root, path)
         if not os.path.exists(target):
             continue
