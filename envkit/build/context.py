@@ -50,7 +50,7 @@ from typing import Literal
 
 from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
-from envkit.errors import EnvkitError
+from envkit.errors import ContextError
 from envkit.oci.digest import CHUNK
 from envkit.store.atomic import TMP_PREFIX, atomic_write
 
@@ -63,10 +63,6 @@ _GLOB_RE = re.compile(r"(?<!\\)[*?\[]")
 
 Kind = Literal["file", "dir", "symlink"]
 StatKey = tuple[int, int, int, int, int]
-
-
-class ContextError(EnvkitError):
-    """A copy source is missing from the build context, excluded, or outside it."""
 
 
 @dataclass(frozen=True)

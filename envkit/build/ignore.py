@@ -33,14 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from envkit.errors import EnvkitError
+from envkit.errors import IgnorePatternError
 
 #: Ignore files, by precedence: the first one that exists is used, the others are not read.
 IGNORE_FILES = (".envkitignore", ".dockerignore")
-
-
-class IgnorePatternError(EnvkitError):
-    """An ignore pattern is malformed (an unterminated ``[``, a lone ``!``)."""
 
 
 def clean(path: str) -> str:

@@ -251,12 +251,12 @@ def _resolve_path(path: str, base_dir: Path) -> Path:
 
 def store_resolver(store: Store) -> Resolver:
     """A :data:`Resolver` looking references up in an envkit store (``Store``)."""
-    from envkit.errors import ReferenceError_
+    from envkit.errors import ImageNotFoundError, ReferenceError_
 
     def resolve(ref: str) -> str | None:
         try:
             return store.resolve(ref).digest
-        except ReferenceError_:
+        except (ImageNotFoundError, ReferenceError_):
             return None
 
     return resolve

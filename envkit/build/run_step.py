@@ -28,7 +28,7 @@ from envkit.build.image_state import ImageState
 from envkit.build.rootfs_view import RootView
 from envkit.build.secrets_mount import StepSecrets
 from envkit.build.upper_layer import write_upper_layer
-from envkit.errors import BuildError
+from envkit.errors import BuildError, StartError
 from envkit.host.as_root import FORK_LOCK
 from envkit.oci.layer_writer import Compression, LayerInfo
 from envkit.runtime import image_config
@@ -61,7 +61,7 @@ def execute_run(
             f"{label}: the image has no file system to run a command in",
             hint="start from a base image with a shell, or copy files in before running",
         )
-    from envkit.runtime.spawn import StartError, start
+    from envkit.runtime.spawn import start
     from envkit.runtime.state import remove_dir
     from envkit.settings import private_dir
 

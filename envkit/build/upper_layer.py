@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from envkit.errors import BuildError
-from envkit.host.as_root import ChildError, call_as_container_root
+from envkit.errors import BuildError, ChildError
+from envkit.host.as_root import call_as_container_root
 from envkit.oci.layer_writer import Compression, LayerInfo, write_layer
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

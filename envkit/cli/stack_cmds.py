@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envkit.errors import EnvkitError
+from envkit.errors import EnvkitError, SupervisorUnreachableError
 
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
@@ -436,7 +436,7 @@ def _ps(args: argparse.Namespace) -> int:
     file, services = _split(args)
     record = ss.require(_name(args, file))
     if record.supervised:
-        with contextlib.suppress(control.Unreachable):
+        with contextlib.suppress(SupervisorUnreachableError):
             answer = control.request(record.control_path, {"op": "ps"})
             record = ss.from_dict(answer["state"])
     else:
@@ -468,7 +468,7 @@ def _logs(args: argparse.Namespace) -> int:
     if record.supervised and args.follow:
         return _follow_logs(record.name, services or record.order)
     if record.supervised:
-        with contextlib.suppress(control.Unreachable):
+        with contextlib.suppress(SupervisorUnreachableError):
             answer = control.request(record.control_path, {"op": "logs", "services": services})
             sys.stdout.write(str(answer["text"]))
             return 0

@@ -24,13 +24,10 @@ from envkit.compose.loader import (
 )
 from envkit.compose.normalise import project_to_compose as to_compose
 from envkit.compose.normalise import stack_to_compose
+from envkit.errors import ComposeWarning
 
 if TYPE_CHECKING:
     from envkit.spec.stack import Stack
-
-
-class ComposeWarning(UserWarning):
-    """A compose key envkit ignores (it changes nothing), or an unset variable."""
 
 
 def load_stack(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from envkit.compose.interpolate import InterpolationError, substitute
-from envkit.errors import StackFileError
+from envkit.compose.interpolate import substitute
+from envkit.errors import InterpolationError, StackFileError
 
 _SPACE = "\t\v\f\r \x85\xa0"
 _ESCAPES = {"a": "\a", "b": "\b", "c": "\\c", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}

@@ -21,24 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from envkit.errors import EnvkitError
+from envkit.errors import InterpolationError, MissingRequired
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = (":?", "?", ":-", "-", ":+", "+")
-
-
-class InterpolationError(EnvkitError):
-    """A template is invalid, or a required variable (``${X:?...}``) has no value."""
-
-
-class MissingRequired(InterpolationError):
-    """``${NAME?reason}`` or ``${NAME:?reason}`` met an unset (or empty) variable."""
-
-    def __init__(self, variable: str, reason: str) -> None:
-        self.variable = variable
-        self.reason = reason
-        text = f"required variable {variable} is missing a value"
-        super().__init__(f"{text}: {reason}" if reason else text)
 
 
 def substitute(

@@ -18,14 +18,14 @@ from typing import Any
 
 from envkit.compose import dotenv, keys
 from envkit.compose.errors import Reporter
-from envkit.compose.interpolate import InterpolationError, substitute
+from envkit.compose.interpolate import substitute
 from envkit.compose.merge import merge_documents, resolve_extends
 from envkit.compose.model import BuildSpec, ComposeProject
 from envkit.compose.resources import Resources
 from envkit.compose.services import Services
 from envkit.compose.yaml_lines import Map, Seq, drop_resets
 from envkit.compose.yaml_lines import load as load_yaml
-from envkit.errors import SpecError, StackFileError
+from envkit.errors import InterpolationError, SpecError, StackFileError
 from envkit.spec.network import DEFAULT_NETWORK
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack

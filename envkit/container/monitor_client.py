@@ -15,7 +15,7 @@ import sys
 import time
 
 from envkit.container.monitor import MAX_MESSAGE, SOCKET, monitor_dir
-from envkit.errors import RuntimeError_
+from envkit.errors import MonitorError
 from envkit.host.unix_address import short_address
 
 TYPE_CHECKING = False
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 
 #: How long a caller waits for a monitor to come up (it is a fresh interpreter).
 START_TIMEOUT = 10.0
-
-
-class MonitorError(RuntimeError_):
-    """The monitor could not be reached or refused a request."""
 
 
 class MonitorConnection:

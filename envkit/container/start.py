@@ -13,6 +13,7 @@ import signal
 from envkit.container.handle import Container, finish, pump_logs, reap
 from envkit.container.options import RunOptions
 from envkit.container.prepare import Prepared, prepare
+from envkit.errors import MonitorError
 from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig
 
@@ -255,7 +256,7 @@ def start_detached(prepared: Prepared) -> st.ContainerState:
             raise
         try:
             connection.started(engine.pid, engine.console)
-        except (OSError, monitor_client.MonitorError):
+        except (OSError, MonitorError):
             # The monitor died at this moment (kill -9): the container runs and its
             # record says so; the next envkit command has a new monitor adopt it.
             connection.close()

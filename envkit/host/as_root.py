@@ -21,13 +21,12 @@ import errno
 import os
 from collections.abc import Callable, Sequence
 
-from envkit.errors import EnvkitError, HomeError
+from envkit.errors import ChildError, EnvkitError, HomeError
 from envkit.host import idmap, syscalls
-from envkit.host.forking import FORK_LOCK, ChildError, call_in_child, start_child
+from envkit.host.forking import FORK_LOCK, call_in_child, start_child
 
 __all__ = [
     "FORK_LOCK",
-    "ChildError",
     "call_as_container_root",
     "run_as_container_root",
     "subordinate_owners",

@@ -72,7 +72,7 @@ import sys
 import time
 from _thread import RLock
 
-from envkit.errors import EnvkitError, RuntimeError_
+from envkit.errors import ChildDied, ChildError, ChildTimeout, EnvkitError
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -97,59 +97,6 @@ os.register_at_fork(after_in_child=_reinit_lock_in_child)
 #: What a child with a ``parent_step`` writes once its ``setup`` is done, and the reply.
 _READY = b"\x00"
 _GO = b"g"
-
-
-class ChildError(RuntimeError_):
-    """What a forked child raised that is not an envkit error.
-
-    ``type_name`` is the exception's class name, ``errno`` its errno for an ``OSError``
-    (else ``None``), ``child_traceback`` the child's traceback with ``ENVKIT_DEBUG=1``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str | None = None,
-        type_name: str = "",
-        errno: int | None = None,
-        child_traceback: str = "",
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.type_name = type_name
-        self.errno = errno
-        self.child_traceback = child_traceback
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return f"{text}\n{self.child_traceback}" if self.child_traceback else text
-
-
-class ChildDied(ChildError):
-    """The child exited or was killed without an answer. ``exit_code`` is
-    :func:`os.waitstatus_to_exitcode`'s: ``-N`` when signal N killed it."""
-
-    def __init__(self, what: str, exit_code: int) -> None:
-        if exit_code < 0:
-            import signal
-
-            try:
-                name = f" ({signal.Signals(-exit_code).name})"
-            except ValueError:
-                name = ""
-            text = f"{what} was killed by signal {-exit_code}{name}"
-        else:
-            text = f"{what} exited with status {exit_code} without an answer"
-        super().__init__(text, type_name="ChildDied")
-        self.exit_code = exit_code
-
-
-class ChildTimeout(ChildError):
-    """The child gave no answer within the timeout; it was killed."""
-
-    def __init__(self, what: str, timeout: float) -> None:
-        super().__init__(f"{what} gave no answer within {timeout:g} s", type_name="ChildTimeout")
-        self.timeout = timeout
 
 
 def call_in_child(

@@ -77,7 +77,8 @@ def _still_ours(fd: int, maps: idmap.IdMaps) -> bool:
 def _make(maps: idmap.IdMaps) -> int:
     """A new user namespace with ``maps`` written, as a close-on-exec fd: a child
     unshares it, and the parent writes its maps and opens it while the child waits."""
-    from envkit.host.forking import ChildError, call_in_child
+    from envkit.errors import ChildError
+    from envkit.host.forking import call_in_child
 
     opened: list[int] = []
 

@@ -16,8 +16,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from envkit.errors import ChildError
 from envkit.host import syscalls
-from envkit.host.forking import FORK_LOCK, ChildError, call_in_child
+from envkit.host.forking import FORK_LOCK, call_in_child
 from envkit.network.errors import NetworkError
 
 TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)

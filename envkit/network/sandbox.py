@@ -18,8 +18,9 @@ import signal
 from collections.abc import Sequence
 from types import TracebackType
 
+from envkit.errors import ChildError
 from envkit.host import syscalls
-from envkit.host.forking import ChildError, start_child
+from envkit.host.forking import start_child
 from envkit.network import api, endpoints, names, ns
 from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint

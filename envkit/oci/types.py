@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from envkit.errors import EnvkitError
+from envkit.errors import ImageConfigError
 from envkit.oci.digest import sha256_bytes
 from envkit.values import Value
 
@@ -362,10 +362,6 @@ class ImageConfig(Value):
         if plat.variant:
             raw["variant"] = plat.variant
         return cls(raw=raw)
-
-
-class ImageConfigError(EnvkitError):
-    """An image config has a field of the wrong type (``"Env": [7]``)."""
 
 
 #: Fields of a config's ``config`` object and the JSON type the image spec gives them

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from envkit.errors import ChildError
 from envkit.host import syscalls
-from envkit.host.forking import ChildError, call_in_child
+from envkit.host.forking import call_in_child
 
 #: Seconds a probe's child may take (a mount on a hung file system must not hang doctor).
 PROBE_TIMEOUT = 30.0

@@ -34,7 +34,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from envkit.errors import RuntimeError_
+from envkit.errors import NoFilterError, RuntimeError_
 from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 from envkit.runtime.caps import DEFAULT, canonical, names
@@ -93,13 +93,6 @@ class _Fprog(ctypes.Structure):
 
 #: Loaded filters by capability key, each with the buffer it points into (kept alive).
 _prepared: dict[str, tuple[_Fprog, ctypes.Array[ctypes.c_char]]] = {}
-
-
-class NoFilterError(RuntimeError_):
-    """No seccomp filter exists for this machine: a container refuses to start unfiltered
-    unless asked to (``--security-opt seccomp=unconfined``)."""
-
-    exit_code = 2
 
 
 def supported() -> bool:

@@ -21,7 +21,7 @@ import os
 import signal
 from contextlib import contextmanager, suppress
 
-from envkit.errors import EnvkitError, RuntimeError_
+from envkit.errors import EnvkitError, RuntimeError_, StartError
 from envkit.host import idmap, syscalls, userns_cache
 from envkit.host.prctl import (
     PR_SET_CHILD_SUBREAPER,
@@ -66,14 +66,6 @@ PROXIED = (
     signal.SIGINT,
     signal.SIGQUIT,
 )
-
-
-class StartError(RuntimeError_):
-    """The container could not start; ``exit_code`` is 127/126 when exec itself failed."""
-
-    def __init__(self, message: str, *, exit_code: int = 1, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.exit_code = exit_code
 
 
 class Container:

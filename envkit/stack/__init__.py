@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from envkit.errors import DependencyError
     from envkit.stack.api import RunningService, RunningStack, down, up, up_foreground
     from envkit.stack.state import StackState, all_stacks
-    from envkit.stack.supervisor import DependencyError
 
 _WHERE = {
-    "DependencyError": "envkit.stack.supervisor",
+    "DependencyError": "envkit.errors",
     "RunningService": "envkit.stack.api",
     "RunningStack": "envkit.stack.api",
     "StackState": "envkit.stack.state",

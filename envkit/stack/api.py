@@ -83,7 +83,7 @@ class RunningService:
         Raises :class:`~envkit.stack.DependencyError` naming the service, what was
         seen and the tail of its logs when it cannot get ready in time.
         """
-        from envkit.stack.supervisor import DependencyError
+        from envkit.errors import DependencyError
 
         if probe is not None:
             problem = self._wait_probe(probe, probe.timeout if timeout is None else timeout)

@@ -28,16 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from envkit.errors import EnvkitError
+from envkit.errors import BadControlRequestError, EnvkitError, SupervisorUnreachableError
 from envkit.host.unix_address import short_address
 
 Handler = Callable[[dict[str, Any], list[int], socket.socket], dict[str, Any] | None]
 _MAX_REQUEST = 16 << 20
 _CRED = struct.Struct("3i")
-
-
-class Unreachable(EnvkitError):
-    """No supervisor answers on the stack's socket (it is gone, or not this user's)."""
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -47,10 +43,6 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 # -- requests ---------------------------------------------------------------------------
-
-
-class BadRequest(EnvkitError):
-    """A request whose op is unknown or whose fields have the wrong type."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,8 @@ class Request:
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Request:
-        """The request a JSON object describes; :class:`BadRequest` for a wrong field."""
+        """The request a JSON object describes; :class:`BadControlRequestError` for a
+        wrong field."""
         return cls()
 
 
@@ -113,7 +106,7 @@ class Exec(Request):
     def from_wire(cls, data: Mapping[str, Any]) -> Exec:
         service = _optional_string(data, "service")
         if not service:
-            raise BadRequest("bad request: exec needs a 'service'")
+            raise BadControlRequestError("bad request: exec needs a 'service'")
         return cls(
             service,
             _strings(data, "cmd"),
@@ -179,7 +172,7 @@ class Replace(Request):
     def from_wire(cls, data: Mapping[str, Any]) -> Replace:
         stack = data.get("stack")
         if not isinstance(stack, dict):
-            raise BadRequest("bad request: replace needs the 'stack' as a JSON object")
+            raise BadControlRequestError("bad request: replace needs the 'stack' as a JSON object")
         return cls(stack, _string_map(data, "images"), _strings(data, "services"))
 
 
@@ -194,7 +187,7 @@ def parse(data: Mapping[str, Any]) -> Request:
     op = data.get("op")
     cls = REQUESTS.get(op) if isinstance(op, str) else None
     if cls is None:
-        raise BadRequest(
+        raise BadControlRequestError(
             f"unknown request {op!r}",
             hint="requests: " + ", ".join(sorted(REQUESTS)),
         )
@@ -206,21 +199,21 @@ def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRequest(f"bad request: {key!r} must be a list of strings")
+        raise BadControlRequestError(f"bad request: {key!r} must be a list of strings")
     return tuple(value)
 
 
 def _optional_string(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     if value is not None and not isinstance(value, str):
-        raise BadRequest(f"bad request: {key!r} must be a string")
+        raise BadControlRequestError(f"bad request: {key!r} must be a string")
     return value
 
 
 def _bool(data: Mapping[str, Any], key: str) -> bool:
     value = data.get(key, False)
     if not isinstance(value, bool):
-        raise BadRequest(f"bad request: {key!r} must be true or false")
+        raise BadControlRequestError(f"bad request: {key!r} must be true or false")
     return value
 
 
@@ -229,7 +222,7 @@ def _string_map(data: Mapping[str, Any], key: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise BadRequest(f"bad request: {key!r} must map strings to strings")
+        raise BadControlRequestError(f"bad request: {key!r} must map strings to strings")
     return {str(k): v for k, v in value.items()}
 
 
@@ -270,7 +263,7 @@ class Dispatcher:
         request = parse(data)
         handler = self._handlers.get(request.op)
         if handler is None:
-            raise BadRequest(f"this supervisor does not answer {request.op!r} requests")
+            raise BadControlRequestError(f"this supervisor does not answer {request.op!r} requests")
         answer = handler(request, Call(fds, conn))
         return None if answer is None else {"ok": True, **answer}
 
@@ -373,7 +366,7 @@ def _send(conn: socket.socket, answer: dict[str, Any]) -> None:
 
 
 def connect(path: Path, timeout: float | None = 30.0) -> socket.socket:
-    """A connection to the supervisor at ``path``, or :class:`Unreachable`."""
+    """A connection to the supervisor at ``path``, or :class:`SupervisorUnreachableError`."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     conn.settimeout(timeout)
     try:
@@ -381,7 +374,7 @@ def connect(path: Path, timeout: float | None = 30.0) -> socket.socket:
             conn.connect(address)
     except OSError as exc:
         conn.close()
-        raise Unreachable(
+        raise SupervisorUnreachableError(
             f"no stack supervisor answers on {path}: {exc.strerror or exc}",
             hint="`envkit ls` shows the stacks; `envkit down -p NAME` cleans up a dead one",
         ) from None
@@ -421,7 +414,9 @@ def _read_line(conn: socket.socket) -> dict[str, Any]:
             break
         data += chunk
     if not data:
-        raise Unreachable("the stack supervisor closed the connection without answering")
+        raise SupervisorUnreachableError(
+            "the stack supervisor closed the connection without answering"
+        )
     answer = json.loads(data)
     assert isinstance(answer, dict)
     return answer

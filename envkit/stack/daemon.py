@@ -13,8 +13,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, NoReturn
 
-from envkit.errors import EnvkitError, RuntimeError_
-from envkit.stack.scheduler import DependencyError
+from envkit.errors import DependencyError, EnvkitError, RuntimeError_
 
 if TYPE_CHECKING:
     from envkit.stack.supervisor import Supervisor

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from envkit.host.forking import ChildError, call_in_child
+from envkit.errors import ChildError
+from envkit.host.forking import call_in_child
 from envkit.spec.readiness import Ready
 
 #: Seconds one HTTP try may take.

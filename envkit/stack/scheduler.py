@@ -24,10 +24,6 @@ from envkit.errors import RuntimeError_
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"
 
 
-class DependencyError(RuntimeError_):
-    """A service that others depend on did not become ready; ``up`` fails with it."""
-
-
 @dataclass
 class Launch:
     """A container start under way (in the thread that will hold the container)."""

@@ -17,14 +17,10 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envkit.errors import EnvkitError
+from envkit.errors import SpecDataError
 
 if TYPE_CHECKING:
     from envkit.spec import Stack
-
-
-class SpecDataError(EnvkitError):
-    """JSON data that is not the form :func:`encode` gives of a spec object."""
 
 
 @functools.cache

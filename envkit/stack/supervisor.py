@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from envkit.errors import EnvkitError, RuntimeError_
+from envkit.errors import BadControlRequestError, DependencyError, EnvkitError, RuntimeError_
 from envkit.plugins import notify
 from envkit.runtime.state import alive
 from envkit.spec import Stack
@@ -45,12 +45,12 @@ from envkit.stack import state as ss
 from envkit.stack.daemon import start_detached
 from envkit.stack.instance import Checks, ContainerOps, Instance, ServiceRuntime, Started
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
-from envkit.stack.scheduler import DependencyError, Launch, Scheduler, Snapshot
+from envkit.stack.scheduler import Launch, Scheduler, Snapshot
 
 if TYPE_CHECKING:
     from envkit.stack.control import Call
 
-__all__ = ["DependencyError", "Supervisor", "start_detached"]
+__all__ = ["Supervisor", "start_detached"]
 
 
 @dataclass
@@ -571,7 +571,7 @@ class Supervisor:
         images, names = dict(request.images), list(request.services)
         missing = [n for n in stack.start_order() if n not in images and n not in self.images]
         if missing:
-            raise control.BadRequest(f"replace: no image for service {missing[0]!r}")
+            raise BadControlRequestError(f"replace: no image for service {missing[0]!r}")
         return self._on_main(lambda: self._replace(stack, images, names))
 
     def _on_exec(self, request: control.Exec, call: Call) -> dict[str, Any]:

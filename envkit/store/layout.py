@@ -38,6 +38,7 @@ import re
 from pathlib import Path
 
 from envkit.errors import (
+    BlobNotFoundError,
     DigestMismatchError,
     EnvkitError,
     ImageNotFoundError,
@@ -74,10 +75,6 @@ _FIX_HINT = "run `envkit fsck --repair`, then load or pull the image again"
 #: On an index.json entry without a ref: the image lost its last name to ``rmi -f`` and
 #: is kept only while a container uses it (docker calls such an image dangling).
 ANNOTATION_DANGLING = "io.envkit.dangling"
-
-
-class BlobNotFoundError(StoreError):
-    """A blob asked for by digest is not in the store."""
 
 
 class ImageRecord(Value):

@@ -22,7 +22,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from envkit.errors import EnvkitError
+from envkit.errors import PgError
 
 PROTOCOL_3_0 = 196608
 
@@ -34,14 +34,6 @@ _AUTH_SASL_CONTINUE = 11
 _AUTH_SASL_FINAL = 12
 
 Row = tuple[str | None, ...]
-
-
-class PgError(EnvkitError):
-    """The server refused a statement or the connection: its SQLSTATE and message."""
-
-    def __init__(self, message: str, *, sqlstate: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.sqlstate = sqlstate
 
 
 class PgConnection:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from envkit.build import context as ctx
-from envkit.build.context import ContextError, ContextHasher, hash_selection
+from envkit.build.context import ContextHasher, hash_selection
+from envkit.errors import ContextError
 
 OLD = 1_600_000_000
 

@@ -10,13 +10,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from envkit.build.ignore import (
-    IgnorePatternError,
     Matcher,
     clean,
     context_matcher,
     parse_ignore,
     read_ignore_file,
 )
+from envkit.errors import IgnorePatternError
 
 # (ignore file text, path, excluded?) — the first rows are the examples of Docker's
 # .dockerignore documentation.

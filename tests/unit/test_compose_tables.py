@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from envkit.compose.dotenv import parse as parse_dotenv
-from envkit.compose.interpolate import InterpolationError, MissingRequired, substitute
-from envkit.errors import EnvkitError, StackFileError
+from envkit.compose.interpolate import substitute
+from envkit.errors import EnvkitError, InterpolationError, MissingRequired, StackFileError
 
 DATA = Path(__file__).parent.parent / "data" / "compose"
 

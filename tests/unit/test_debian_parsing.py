@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from envkit.builtin.debian.control import multiline, paragraphs
-from envkit.builtin.debian.errors import MirrorError
 from envkit.builtin.debian.mirror import apt_mirrors, choose_mirror
 from envkit.builtin.debian.packages import (
     PackageIndex,
@@ -18,6 +17,7 @@ from envkit.builtin.debian.packages import (
 )
 from envkit.builtin.debian.release import Release
 from envkit.builtin.debian.version import compare, satisfies
+from envkit.errors import MirrorError
 from tests.unit.test_debian_fixtures import release_text, stanza
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from envkit.builtin.debian.errors import PackageNotFoundError, UnsatisfiableError
 from envkit.builtin.debian.packages import PackageIndex
 from envkit.builtin.debian.resolve import resolve, variant_seeds
+from envkit.errors import PackageNotFoundError, UnsatisfiableError
 from tests.unit.test_debian_fixtures import stanza
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from envkit import cli, settings
-from envkit.errors import ArchiveError, HomeError
+from envkit.errors import ArchiveError, ChildError, HomeError
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_a_full_disk_while_writing_a_layer_is_the_homes_not_the_user_namespaces(
 
     with pytest.raises(HomeError, match=r"cannot write to ENVKIT_HOME .*No space left"):
         as_root.call_as_container_root(write)
-    with pytest.raises(as_root.ChildError, match="Input/output error"):
+    with pytest.raises(ChildError, match="Input/output error"):
         as_root.call_as_container_root(
             lambda: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error"))
         )

@@ -10,13 +10,10 @@ import time
 
 import pytest
 
-from envkit.errors import HomeError, RuntimeError_, SpecError
+from envkit.errors import ChildDied, ChildError, ChildTimeout, HomeError, RuntimeError_, SpecError
 from envkit.host import forking
 from envkit.host.forking import (
     FORK_LOCK,
-    ChildDied,
-    ChildError,
-    ChildTimeout,
     call_in_child,
     start_child,
 )

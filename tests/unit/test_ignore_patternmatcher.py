@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from envkit.build.ignore import (
-    IgnorePatternError,
     Matcher,
     ParentMatches,
     Pattern,
     docker_regexp,
     parse_ignore,
 )
+from envkit.errors import IgnorePatternError
 
 DATA = json.loads(
     (Path(__file__).parents[1] / "data" / "patternmatcher" / "patternmatcher_test.json").read_text()

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from envkit.errors import ImageConfigError
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import (
     MT_DOCKER_LIST,
     Descriptor,
     ImageConfig,
-    ImageConfigError,
     Index,
     Manifest,
 )

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from envkit.errors import RuntimeError_
+from envkit.errors import NoFilterError, RuntimeError_
 from envkit.runtime import init, seccomp
 
 
@@ -16,7 +16,7 @@ def test_a_machine_without_a_filter_refuses_to_start(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os, "uname", lambda: fake)
     monkeypatch.setattr(seccomp, "_prepared", {})
     assert not seccomp.supported()
-    with pytest.raises(seccomp.NoFilterError) as info:
+    with pytest.raises(NoFilterError) as info:
         seccomp.prepare()
     assert info.value.exit_code == 2  # a usage error: the user can opt out
     assert "seccomp=unconfined" in str(info.value)

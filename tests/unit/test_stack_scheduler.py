@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from envkit.errors import RuntimeError_
-from envkit.stack.scheduler import DependencyError, Launch, Scheduler, Snapshot, condition
+from envkit.errors import DependencyError, RuntimeError_
+from envkit.stack.scheduler import Launch, Scheduler, Snapshot, condition
 
 # -- condition(): one service against one wanted condition ---------------------------------
 

@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 
 from envkit import Healthcheck, Service, Stack
-from envkit.errors import EnvkitError
+from envkit.errors import DependencyError, EnvkitError
 from envkit.spec import Healthcheck as HealthcheckSpec
 from envkit.spec.readiness import Ready
 from envkit.stack import control, specjson
 from envkit.stack import state as ss
 from envkit.stack.instance import Handle, Started
-from envkit.stack.scheduler import DependencyError
 from envkit.stack.supervisor import Supervisor
 
 

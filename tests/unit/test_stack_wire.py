@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from envkit import Healthcheck, Image, Secret, Service, Stack, Volume
-from envkit.errors import EnvkitError, RuntimeError_
+from envkit.errors import DependencyError, EnvkitError, RuntimeError_, SpecDataError
 from envkit.spec.loader import load_stack
 from envkit.spec.readiness import Ready
 from envkit.stack import daemon, recovery, specjson
 from envkit.stack import state as ss
-from envkit.stack.scheduler import DependencyError
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/stack.py"))
 
@@ -75,7 +74,7 @@ def test_every_kind_of_spec_object_round_trips() -> None:
 def test_decoding_names_where_the_data_is_wrong() -> None:
     data = specjson.encode(Stack("s", services=[Service("web", image="busybox:1")]))
     data["fields"]["services"]["tuple"][0]["fields"]["image"] = {"type": "os.system", "fields": {}}
-    with pytest.raises(specjson.SpecDataError) as caught:
+    with pytest.raises(SpecDataError) as caught:
         specjson.decode_stack(data, "s")
     assert caught.value.message == "stack.services[0].image: 'os.system' is not a spec class"
     with pytest.raises(TypeError, match="a dict is not part of a spec"):

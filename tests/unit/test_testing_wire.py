@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from envkit.errors import EnvkitError
-from envkit.testing.pgwire import PgConnection, PgError, Scram, md5_password
+from envkit.errors import EnvkitError, PgError
+from envkit.testing.pgwire import PgConnection, Scram, md5_password
 from envkit.testing.resp import RespConnection, encode
 
 # RFC 5802 section 5 (SCRAM-SHA-1) and RFC 7677 section 3 (SCRAM-SHA-256): user "user",

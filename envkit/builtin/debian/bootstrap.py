@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envkit.builtin.debian.deb import extract_data
-from envkit.builtin.debian.errors import BootstrapError, DebFormatError
 from envkit.builtin.debian.packages import Package
 from envkit.builtin.debian.userns import call_as_container_root
+from envkit.errors import BootstrapError, DebFormatError, StartError
 
 #: Where the container sees the cached .debs (removed from the image afterwards).
 DEBS_MOUNT = "/var/cache/envkit-debs"
@@ -209,7 +209,7 @@ def _second_stage(
 ) -> None:
     from envkit.host.as_root import FORK_LOCK
     from envkit.runtime.config import BindMount, ContainerConfig
-    from envkit.runtime.spawn import StartError, start
+    from envkit.runtime.spawn import start
 
     deb_dirs = {p.parent for p in plan.debs.values()}
     if len(deb_dirs) != 1:

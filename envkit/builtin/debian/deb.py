@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envkit.builtin.debian.control import paragraphs
-from envkit.builtin.debian.errors import DebFormatError
+from envkit.errors import DebFormatError
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60

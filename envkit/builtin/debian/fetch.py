@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envkit.builtin.debian.errors import HashMismatchError, MirrorError
+from envkit.errors import HashMismatchError, MirrorError
 
 if TYPE_CHECKING:
     import requests

@@ -6,10 +6,10 @@ import gzip
 import lzma
 from pathlib import Path
 
-from envkit.builtin.debian.errors import MirrorError
 from envkit.builtin.debian.fetch import Mirror
 from envkit.builtin.debian.packages import PackageIndex
 from envkit.builtin.debian.release import IndexFile, Release, keyring, verify
+from envkit.errors import MirrorError
 
 COMPONENT = "main"
 

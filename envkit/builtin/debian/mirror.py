@@ -12,7 +12,7 @@ from pathlib import Path
 
 from envkit import settings
 from envkit.builtin.debian.control import paragraphs
-from envkit.builtin.debian.errors import MirrorError
+from envkit.errors import MirrorError
 
 APT_DIR = Path("/etc/apt")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envkit import settings
 from envkit.builtin.debian.control import multiline, paragraphs
-from envkit.builtin.debian.errors import MirrorError, SignatureError
+from envkit.errors import MirrorError, SignatureError
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from envkit.builtin.debian.errors import PackageNotFoundError, UnsatisfiableError
 from envkit.builtin.debian.packages import Alternatives, Package, PackageIndex, Relation
 from envkit.builtin.debian.version import version_key
+from envkit.errors import PackageNotFoundError, UnsatisfiableError
 
 _PRIORITIES = {
     "essential": (),

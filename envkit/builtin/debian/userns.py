@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from envkit.builtin.debian import errors
-from envkit.builtin.debian.errors import BootstrapError, DebianError
+from envkit import errors
+from envkit.errors import BootstrapError, ChildError, DebianError
 
 
 def call_as_container_root(fn: Callable[[], None], what: str) -> None:
     """Call ``fn`` in a child process that is root of a new user namespace."""
-    from envkit.errors import ChildError
     from envkit.host.as_root import call_as_container_root as call
 
     try:
