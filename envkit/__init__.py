@@ -54,13 +54,13 @@ def __getattr__(name: str) -> Any:
     # The spec objects load on first use, so `envkit` commands that never touch them
     # (run, exec, ps) do not pay for importing them.
     if name in _SPEC_NAMES:
-        from envkit import spec
+        from envkit import spec  # lazy for start-up: downward
 
         value = getattr(spec, name)
         globals()[name] = value
         return value
     if name == "run":
-        from envkit.container.start import run
+        from envkit.container.start import run  # lazy for start-up: downward
 
         globals()[name] = run
         return run

@@ -7,7 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from envkit.errors import ArchiveError, ImageNotFoundError
+from envkit.errors import (
+    ArchiveError,
+    ImageNotFoundError,
+    ReferenceError_,
+    RegistryError,
+)
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
 
@@ -54,8 +59,7 @@ class RefSource:
 
 def _remote_ref(ref: object, digest: object) -> str | None:
     """What to pull for a base missing from the store (None: not a registry reference)."""
-    from envkit.errors import ReferenceError_
-    from envkit.oci.reference import parse
+    from envkit.oci.reference import parse  # lazy for start-up: downward
 
     if not isinstance(ref, str) or not ref:
         return None
@@ -69,8 +73,7 @@ def _remote_ref(ref: object, digest: object) -> str | None:
 
 
 def _pull(remote: str, asked: str, store: Store) -> Descriptor:
-    from envkit.errors import RegistryError
-    from envkit.registry.pull import pull
+    from envkit.registry.pull import pull  # lazy for start-up: requests, downward
 
     try:
         return pull(remote, store).descriptor
@@ -92,6 +95,7 @@ class OciArchiveSource:
     kind = "oci-archive"
 
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
+        # lazy for start-up (this module loads with every plugin manager): downward
         from envkit.oci.archive_read import load_archive
         from envkit.oci.reference import parse
 

@@ -20,6 +20,7 @@ from envkit.plugins.interfaces import (
     VolumeBackend,
     VolumeInfo,
 )
+from envkit.settings import private_dir
 
 _SIZE_RE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -66,8 +67,6 @@ class TmpfsVolumes:
         """Where the volumes' option files live."""
         if self._root is not None:
             return self._root
-        from envkit.settings import private_dir
-
         return Path(private_dir("tmpfs-volumes"))
 
     def _file(self, volume: str) -> Path:

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envkit.errors import EnvkitError, SpecError, VolumeError, VolumeNotFoundError
+from envkit.oci.tarsafe import remove_at
 from envkit.plugins.interfaces import BackendCapabilities, MountSource, SnapshotInfo, VolumeInfo
+from envkit.settings import private_dir
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 DATA = "_data"
@@ -69,7 +71,7 @@ def tree_size(path: Path) -> int:
 def write_snapshot(data: Path, dest: Path) -> tuple[str, int]:
     """Write the tree ``data`` to ``dest`` (atomically) as a deterministic zstd layer tar;
     returns its digest and size."""
-    from envkit.oci.layer_writer import write_layer
+    from envkit.oci.layer_writer import write_layer  # lazy for start-up: zstd, downward
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
@@ -92,8 +94,7 @@ def restore_tree(stream: BinaryIO, volume_dir: Path) -> None:
     The tar is extracted safely into a fresh sibling, which then takes ``_data``'s place.
     Containers that have the volume mounted keep seeing the old data until restarted.
     """
-    from envkit.oci.layer_reader import extract_layer_atomic
-    from envkit.oci.tarsafe import remove_at
+    from envkit.oci.layer_reader import extract_layer_atomic  # lazy for start-up: downward
 
     data = volume_dir / DATA
     new = Path(tempfile.mkdtemp(prefix=_NEW, dir=volume_dir))
@@ -138,8 +139,6 @@ class DirectoryBackend:
         """The directory holding one directory per volume."""
         if self._root is not None:
             return self._root
-        from envkit.settings import private_dir
-
         return Path(private_dir("volumes"))
 
     @property
@@ -148,8 +147,6 @@ class DirectoryBackend:
         if self._snapshots is not None:
             return self._snapshots
         if self._root is None:
-            from envkit.settings import private_dir
-
             return Path(private_dir("volume-snapshots"))
         return self.root.parent / "volume-snapshots"
 
@@ -239,8 +236,6 @@ class DirectoryBackend:
 
     def remove(self, volume: str) -> None:
         """Delete the volume's directory (its snapshots stay)."""
-        from envkit.oci.tarsafe import remove_at
-
         path = self._existing(volume)
         fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

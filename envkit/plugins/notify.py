@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from envkit.plugins.manager import PluginManager
+from envkit.plugins.manager import PluginManager, get_manager
 
 log = logging.getLogger("envkit.plugins")
 
@@ -42,8 +40,6 @@ def build_step_finished(
 
 def _notify(manager: PluginManager | None, hook_name: str, **kwargs: object) -> None:
     if manager is None:
-        from envkit.plugins.manager import get_manager
-
         manager = get_manager()
     hook = getattr(manager.pm.hook, hook_name)
     impls = hook.get_hookimpls()
