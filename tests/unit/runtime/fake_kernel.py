@@ -60,6 +60,12 @@ _FLAG_NAMES = {
 }
 
 
+#: The seam's calls that envkit.host.syscalls takes from os as they are.
+_FROM_OS = frozenset(
+    ("setsid", "setgroups", "setresgid", "setresuid", "chdir", "read", "write", "fork", "execve")
+)
+
+
 def flag_names(flags: int) -> str:
     """``MS_BIND|MS_REC`` for ``MS_BIND | MS_REC``: readable assertion messages."""
     names = [name for bit, name in _FLAG_NAMES.items() if flags & bit]
@@ -135,6 +141,8 @@ class FakeKernel:
         self.calls.append(Call(name, args))
         for fail_name, when, err in self._failures:
             if fail_name == name and when(args):
+                if name in _FROM_OS:  # os's own functions: the bare strerror
+                    raise OSError(err, os.strerror(err))
                 what = f"mount {args[2] or ''} on {args[1]}" if name == "mount" else name
                 # The message envkit.host.syscalls gives (``_check``).
                 raise OSError(err, f"{what}: {os.strerror(err)}")
