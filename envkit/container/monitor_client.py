@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 
 from envkit.container.monitor import MAX_MESSAGE, SOCKET, monitor_dir
 from envkit.errors import MonitorError
+from envkit.host.detached import spawn_module
+from envkit.host.forking import FORK_LOCK
 from envkit.host.unix_address import short_address
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 
@@ -124,37 +125,17 @@ def _dial(directory: str) -> MonitorConnection:
 
 
 def _spawn(directory: str) -> bytes:
-    """Start a monitor (a fresh interpreter in a session of its own, not our child);
-    what it said: ``ready``, ``busy`` (another one holds the home) or nothing."""
-    import envkit
-
-    ready_r, ready_w = os.pipe()
-    env = dict(os.environ)
-    env["ENVKIT_HOME"] = os.path.dirname(directory)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(envkit.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    argv = [sys.executable, "-m", "envkit.container.monitor"]
-    middle = os.fork()
-    if middle == 0:  # pragma: no cover - exits at once, so the monitor is nobody's child
+    """Start a monitor (:func:`envkit.host.detached.spawn_module`); what it said:
+    ``ready``, ``busy`` (another one holds the home) or nothing."""
+    with FORK_LOCK:
+        ready_r, ready_w = os.pipe()
         try:
+            env = {**os.environ, "ENVKIT_HOME": os.path.dirname(directory)}
+            spawn_module("envkit.container.monitor", fds={3: ready_w}, env=env)
+        except BaseException:
             os.close(ready_r)
-            os.chdir("/")
-            os.posix_spawn(
-                sys.executable,
-                argv,
-                env,
-                setsid=True,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, ready_w, 3),
-                ],
-            )
+            raise
         finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.waitpid(middle, 0)
-    chunks = []
+            os.close(ready_w)
     with open(ready_r, "rb", closefd=True) as report:
-        chunks.append(report.read())
-    return b"".join(chunks)
+        return report.read()

@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from collections.abc import Sequence
 
+from envkit.host.detached import spawn_module
 from envkit.host.forking import FORK_LOCK
 from envkit.network import ns, state
 from envkit.network.errors import NetworkError
 
-TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 
@@ -90,33 +90,18 @@ def spawn(holder_pid: int) -> ns.Starting:
     (``python -m envkit.network.netd``), detached (double fork, new session);
     ``wait()`` gives its pid once it serves.
 
-    Exec'd rather than forked: the daemon imports pyroute2, which a forked child of a
-    process with threads must not do, and it should not keep a copy of the caller's heap.
+    Exec'd rather than forked (:mod:`envkit.host.detached`): the daemon imports pyroute2,
+    which a forked child of a process with threads must not do.
     """
     log = state.root() / "logs" / "netd.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": package_parent + (os.pathsep + path if path else "")}
-    env.pop("PYTHONPROFILEIMPORTTIME", None)
-    argv = [sys.executable, "-m", "envkit.network.netd", str(holder_pid)]
-    with FORK_LOCK:
+    with FORK_LOCK:  # the status pipe's write end is the daemon's alone
         r, w = os.pipe2(os.O_CLOEXEC)
-        first = os.fork()
-        if first != 0:
-            os.close(w)
-    if first == 0:  # pragma: no cover - runs in the child
         try:
+            spawn_module("envkit.network.netd", [str(holder_pid), "3"], fds={3: w}, stderr=str(log))
+        except BaseException:
             os.close(r)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            ns.detach(log, (w,))
-            os.set_inheritable(w, True)
-            os.execve(sys.executable, [*argv, str(w)], env)
-        except BaseException as exc:
-            try:
-                os.write(w, b"err cannot start: " + str(exc).encode(errors="replace") + b"\n")
-            finally:
-                os._exit(1)
-    return ns.Starting("network", log, r, first)
+            raise
+        finally:
+            os.close(w)
+    return ns.Starting("network", log, r)

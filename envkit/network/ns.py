@@ -21,7 +21,7 @@ from envkit.host import syscalls
 from envkit.host.forking import FORK_LOCK, call_in_child
 from envkit.network.errors import NetworkError
 
-TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any, NoReturn, TypeVar
 
@@ -114,7 +114,7 @@ class Starting:
     Lets the caller do other work while the daemon starts on another core.
     """
 
-    def __init__(self, name: str, log: Path, status: int, middle: int) -> None:
+    def __init__(self, name: str, log: Path, status: int, middle: int | None = None) -> None:
         self.name = name
         self._log = log
         self._status = status
@@ -124,8 +124,9 @@ class Starting:
         """The daemon's pid once it called ``ready()``; :class:`NetworkError` if it failed."""
         with os.fdopen(self._status, "rb") as inp:
             line = inp.readline().decode(errors="replace").strip()
-        with contextlib.suppress(ChildProcessError):  # reaped by a catch-all reaper
-            os.waitpid(self._middle, 0)
+        if self._middle is not None:
+            with contextlib.suppress(ChildProcessError):  # reaped by a catch-all reaper
+                os.waitpid(self._middle, 0)
         if line.startswith("ok "):
             return int(line[3:])
         raise NetworkError(

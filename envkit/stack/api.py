@@ -14,12 +14,13 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from envkit.errors import EnvkitError, SpecError
 from envkit.stack import state as ss
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.build.executor import Builder
     from envkit.build.lockfile import LockFile
@@ -392,27 +393,30 @@ def up(
                 pull_output=pull_output,
             )
             return RunningStack(stack)
-        previous = _previous(stack, record)
-        if previous is not None:
-            names = _with_previous(stack, names, previous)
-        images = build_images(
-            stack, names, progress, pull=pull, report=report, pull_output=pull_output
-        )
         from envkit.runtime.state import process_start
-        from envkit.stack.supervisor import Supervisor, start_detached
+        from envkit.stack import daemon
 
-        owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
-        supervisor = Supervisor(
-            stack,
-            images,
-            names,
-            file=file or _file_of(stack),
-            owner=owner,
-            timeout=timeout,
-            report=report,
-            previous=previous,
-        )
-        start_detached(supervisor)
+        starting = daemon.Starting()  # it imports on another core while images resolve
+        try:
+            previous = _previous(stack, record)
+            if previous is not None:
+                names = _with_previous(stack, names, previous)
+            images = build_images(
+                stack, names, progress, pull=pull, report=report, pull_output=pull_output
+            )
+            owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
+            request = daemon.request_of(
+                stack,
+                images,
+                names,
+                file=file or _file_of(stack),
+                owner=owner,
+                timeout=timeout,
+                previous=previous,
+            )
+            starting.start(request, report)
+        finally:
+            starting.close()
     return RunningStack(stack)
 
 

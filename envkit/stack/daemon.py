@@ -1,31 +1,138 @@
 """The detached supervisor: ``up -d`` and ``stack.up()`` run the stack in a process of
-its own (double fork, new session), which reports on a pipe whether the stack came up.
+its own, a fresh interpreter (``python -m envkit.stack.daemon``, started by
+:func:`envkit.host.detached.spawn_module`), which reports on a pipe how the start goes.
 
-The report is one JSON object: ``{"pid": N}`` once every service is ready, or the error
-that made ``up`` fail (``{"error", "hint", "dependency", "exit_code"}``), raised again
-in the caller as the same kind of error with the same exit code.
+``up`` sends the start request as one JSON object on the daemon's stdin: the stack as
+spec data (:mod:`envkit.stack.specjson`, the form a ``replace`` request uses), the image
+of each service, the services in start order, the stack file, the owner, the timeout and
+the state a killed supervisor left (:func:`request_of`). The daemon answers on fd 3 with
+JSON lines: ``{"report": LINE}`` for each service that started (``up`` prints them),
+then ``{"pid": N}`` once every service is ready, or the error that made the start fail
+(``{"error", "hint", "dependency", "exit_code"}``), raised again in the caller as the
+same kind of error with the same exit code.
+
+A fresh interpreter rather than a fork of ``up``: the daemon imports only what holding a
+stack needs, and holds nothing of ``up``'s (its heap, its files, the stack's lock).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
 from envkit.errors import DependencyError, EnvkitError, RuntimeError_
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from envkit.spec import Stack
+    from envkit.stack.state import StackState
     from envkit.stack.supervisor import Supervisor
 
+#: The daemon's end of the report pipe.
+STATUS_FD = 3
 
-def start_detached(supervisor: Supervisor) -> int:
-    """Run ``supervisor`` in a process of its own; return its pid once the stack is up,
-    or raise the error that made ``up`` fail."""
-    from envkit.runtime.detached import run_detached
 
-    report = run_detached(lambda status_w: _daemon(supervisor, status_w)).decode(errors="replace")
-    return pid_from(report)
+def request_of(
+    stack: Stack,
+    images: Mapping[str, str],
+    names: Sequence[str],
+    *,
+    file: str,
+    owner: tuple[int, int] | None,
+    timeout: float,
+    previous: StackState | None,
+) -> dict[str, Any]:
+    """The start request of a detached supervisor (plain JSON data)."""
+    from dataclasses import asdict
+
+    from envkit.stack import specjson
+
+    return {
+        "stack": specjson.encode(stack),
+        "name": stack.name,
+        "images": dict(images),
+        "names": list(names),
+        "file": file,
+        "owner": list(owner) if owner is not None else None,
+        "timeout": timeout,
+        "previous": asdict(previous) if previous is not None else None,
+    }
+
+
+class Starting:
+    """A supervisor daemon on its way: spawned first, so it imports what it needs on
+    another core while ``up`` resolves and builds the images; :meth:`start` sends it
+    the request, :meth:`close` (without a request) lets it exit."""
+
+    def __init__(self) -> None:
+        from envkit.host.detached import spawn_module
+        from envkit.host.forking import FORK_LOCK
+
+        with FORK_LOCK:  # the pipes' daemon ends are the daemon's alone
+            data_r, self._data_w = os.pipe()
+            self._status_r, status_w = os.pipe()
+            try:
+                spawn_module("envkit.stack.daemon", fds={0: data_r, STATUS_FD: status_w})
+            except BaseException:
+                os.close(self._data_w)
+                os.close(self._status_r)
+                raise
+            finally:
+                os.close(data_r)
+                os.close(status_w)
+
+    def start(self, request: dict[str, Any], report: Callable[[str], None] | None = None) -> int:
+        """Send ``request`` (:func:`request_of`); return the daemon's pid once the stack
+        is up, or raise the error that made the start fail. ``report`` gets the lines
+        the daemon reports while it starts the services."""
+        try:
+            with open(self._data_w, "wb") as data:
+                data.write(json.dumps(request).encode())
+        except BrokenPipeError:  # it died before reading: its report (none) says so below
+            pass
+        with open(self._status_r, "rb") as status:
+            self._status_r = -1
+            for line in status:
+                answer = _parse(line)
+                if "report" in answer:
+                    if report is not None:
+                        report(str(answer["report"]))
+                    continue
+                return pid_from(json.dumps(answer))
+        return pid_from("")
+
+    def close(self) -> None:
+        """Let a daemon that got no request exit (it reads end-of-file)."""
+        for fd in (self._data_w, self._status_r):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._data_w = self._status_r = -1
+
+
+def start_detached(request: dict[str, Any], report: Callable[[str], None] | None = None) -> int:
+    """Start the supervisor of ``request`` (:func:`request_of`) in a process of its own;
+    return its pid once the stack is up, or raise the error that made ``up`` fail."""
+    starting = Starting()
+    try:
+        return starting.start(request, report)
+    finally:
+        starting.close()
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return {"error": "the stack supervisor sent a report that is not JSON"}
+    if not isinstance(answer, dict):
+        return {"error": "the stack supervisor sent a report that is not a JSON object"}
+    return answer
 
 
 def pid_from(report: str) -> int:
@@ -63,39 +170,60 @@ def failure_report(exc: BaseException) -> dict[str, object]:
     return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def drop_inherited_lock(name: str) -> None:
-    """Close this process's copies of stack ``name``'s lock file descriptor.
-
-    The supervisor is forked by ``up`` while ``up`` holds the stack's lock (an ``flock``,
-    owned by the open file, which a fork shares). Kept open here, it would hold the lock
-    for the supervisor's whole life once ``up`` is killed before it unlocks, and every
-    later ``up`` and ``down`` of the stack would wait for it (the kill -9 fault suite
-    hit this). Closing the copy leaves the lock to ``up`` alone.
-    """
+def _supervisor(request: dict[str, Any], report: Callable[[str], None]) -> Supervisor:
+    """The supervisor a start request describes."""
+    from envkit.stack import specjson
     from envkit.stack import state as ss
+    from envkit.stack.supervisor import Supervisor
 
-    lock = str(ss.stacks_dir() / ".locks" / name)
-    for entry in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{entry}")
-        except OSError:
-            continue
-        if target == lock:
-            os.close(int(entry))
+    owner = request["owner"]
+    previous = request["previous"]
+    return Supervisor(
+        specjson.decode_stack(request["stack"], str(request["name"])),
+        {str(k): str(v) for k, v in request["images"].items()},
+        [str(n) for n in request["names"]],
+        file=str(request["file"]),
+        owner=(int(owner[0]), int(owner[1])) if owner is not None else None,
+        timeout=float(request["timeout"]),
+        report=report,
+        previous=ss.from_dict(previous) if previous is not None else None,
+    )
 
 
-def _daemon(supervisor: Supervisor, status_w: int) -> NoReturn:  # pragma: no cover - child
+def main() -> NoReturn:  # pragma: no cover - the daemon process
+    """The daemon's life: import, read the request, start the stack, report, hold it,
+    tear down. No request (``up`` failed before it could send one): exit quietly."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    # Imported before the request can arrive: meanwhile ``up`` builds and resolves.
+    from envkit.stack import launcher, specjson, supervisor  # noqa: F401
+
+    starting = True
+
+    def report(line: str) -> None:
+        if starting:
+            os.write(STATUS_FD, json.dumps({"report": line}).encode() + b"\n")
+
     try:
-        drop_inherited_lock(supervisor.stack.name)
-        signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
-        try:
-            supervisor.start()
-        except BaseException as exc:
-            os.write(status_w, json.dumps(failure_report(exc)).encode())
-            os._exit(1)
-        os.write(status_w, json.dumps({"pid": os.getpid()}).encode())
-        os.close(status_w)
-        supervisor.run()
-        supervisor.teardown()
+        with open(0, "rb", closefd=False) as data:
+            raw = data.read()
+        if not raw:
+            os._exit(0)
+        held = _supervisor(json.loads(raw), report)
+        signal.signal(signal.SIGTERM, lambda *_: held.request_stop())
+        held.start()
+    except BaseException as exc:
+        os.write(STATUS_FD, json.dumps(failure_report(exc)).encode() + b"\n")
+        os._exit(1)
+    try:
+        starting = False
+        os.write(STATUS_FD, json.dumps({"pid": os.getpid()}).encode() + b"\n")
+        os.close(STATUS_FD)
+        held.run()
+        held.teardown()
     finally:
         os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.errors import BadControlRequestError, DependencyError, EnvkitError, RuntimeError_
 from envkit.plugins import notify
@@ -42,15 +42,15 @@ from envkit.runtime.state import alive
 from envkit.spec import Stack
 from envkit.stack import control, health
 from envkit.stack import state as ss
-from envkit.stack.daemon import start_detached
 from envkit.stack.instance import Checks, ContainerOps, Instance, ServiceRuntime, Started
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.scheduler import Launch, Scheduler, Snapshot
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.stack.control import Call
 
-__all__ = ["Supervisor", "start_detached"]
+__all__ = ["Supervisor"]
 
 
 @dataclass
