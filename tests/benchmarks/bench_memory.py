@@ -27,6 +27,7 @@ from tests.benchmarks.common import (
     private_podman,
     sh,
 )
+from tests.integration.homes import envkit_processes
 
 REF = "busybox:1"
 COUNT = 10
@@ -53,20 +54,6 @@ def pss_mb(pids: list[int]) -> float:
         except OSError:
             continue
     return total / 1024
-
-
-def envkit_pids(home: Path) -> list[int]:
-    mine = f"ENVKIT_HOME={home}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def conmon_pids(base: Path) -> list[int]:
@@ -100,15 +87,15 @@ def _envkit(base: Path) -> tuple[float, float, float, float]:
             starts.append(time.perf_counter() - begin)
             if i == COUNT - 1:
                 _settle()
-                ten = pss_mb(envkit_pids(home))
+                ten = pss_mb(envkit_processes(home))
         _settle()
-        twenty = pss_mb(envkit_pids(home))
+        twenty = pss_mb(envkit_processes(home))
         sh([*cli, "rm", "-f", *(f"m{i}" for i in range(2 * COUNT))])
         (base / "stack.py").write_text(STACK)
         subprocess.run([*cli, "up", "-d"], cwd=base, check=True, capture_output=True)
         try:
             _settle()
-            stack = pss_mb(envkit_pids(home))
+            stack = pss_mb(envkit_processes(home))
         finally:
             subprocess.run([*cli, "down"], cwd=base, check=True, capture_output=True)
     return ten, (twenty - ten) / COUNT, statistics.median(starts[1:]), stack

@@ -50,6 +50,23 @@ def cli(
     )
 
 
+def envkit_processes(home: Path) -> list[int]:
+    """Processes of ``home`` other than containers' commands and this one: any whose
+    environment names the home (monitors, helpers; the commands get the image's
+    environment). Read from /proc, so callers need not import envkit."""
+    mine = f"ENVKIT_HOME={home}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def loaded_home(work: Path, layers: Sequence[bytes] | None = None, ref: str = "busybox:1") -> Path:
     """``work/home``, holding the image of ``layers`` (default: the test busybox) as
     ``ref``, loaded through ``envkit load`` as a user would. Skips as
