@@ -116,6 +116,7 @@ def test_a_fully_cached_build_writes_nothing(project: Path, tmp_path: Path) -> N
 def test_no_builtin_plugin_listens_to_build_steps() -> None:
     """What lets a build skip loading the plugins when no third-party plugin is
     installed (envkit/build/listeners.py): a built-in listener would go unheard."""
+    assert "envkit.builtin.volumes" in BUILTIN_PLUGINS, BUILTIN_PLUGINS
     for name in BUILTIN_PLUGINS:
         module = importlib.import_module(name)
         assert not hasattr(module, "envkit_build_step_finished"), name

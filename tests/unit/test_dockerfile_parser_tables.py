@@ -51,6 +51,7 @@ def test_parser_negative_testfiles(name: str) -> None:
 
 
 def test_parse_words() -> None:
+    assert len(HEREDOC["parse_words"]) == 8  # the upstream table's cases
     for case in HEREDOC["parse_words"]:
         assert parse_words(case["input"], "\\") == case["expect"]
 
@@ -82,6 +83,7 @@ def test_too_long_line_is_refused() -> None:
 
 def test_heredocs_extracted() -> None:
     result = parse(HEREDOC["extract"]["dockerfile"])
+    assert len(HEREDOC["extract"]["heredocs"]) == len(result.root.children) - 1 == 27
     for index, expected in enumerate(HEREDOC["extract"]["heredocs"]):
         child = result.root.children[index + 1]
         found = [

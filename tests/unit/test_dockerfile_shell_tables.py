@@ -103,6 +103,7 @@ def test_mandatory_env_vars(case: dict[str, Any]) -> None:
 
 def test_shell_pattern_to_regex() -> None:
     table = CASES["convert_shell_pattern_to_regex"]
+    assert (len(table["valid"]), len(table["invalid"])) == (4, 3)  # the upstream table's cases
     for pattern, expected in table["valid"].items():
         assert shell_pattern_regex(pattern, greedy=True, anchored=True).pattern == expected
     for pattern in table["invalid"]:
@@ -111,6 +112,7 @@ def test_shell_pattern_to_regex() -> None:
 
 
 def test_reverse_pattern() -> None:
+    assert len(CASES["reverse_pattern"]) == 5  # the upstream table's cases
     for pattern, expected in CASES["reverse_pattern"].items():
         assert reverse_pattern(pattern) == expected
 

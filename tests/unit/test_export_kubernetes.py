@@ -429,6 +429,8 @@ def test_secret_values_are_in_no_exported_file(
     values = ["tok-value-never-written", (SHOP / "db_password.txt").read_text().strip()]
     for fmt in ("kubernetes", "compose"):
         result = export(stack, tmp_path / fmt, format=fmt, wait_image=WAIT)
+        names = {path.name for path in result.files}
+        assert {"compose": "compose.yaml", "kubernetes": "web-statefulset.yaml"}[fmt] in names
         for path in result.files:
             text = path.read_bytes()
             assert not [v for v in values if v.encode() in text], path

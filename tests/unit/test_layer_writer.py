@@ -102,7 +102,9 @@ def test_determinism_across_creation_order_and_mtimes(tmp_path: Path) -> None:
     two.mkdir()
     _tree(one, ["a", "b", "c"])
     _tree(two, ["c", "b", "a"])
-    for path in two.rglob("*"):
+    touched = list(two.rglob("*"))
+    assert len(touched) == 8  # dir, sub, a, b, c, sub/x, link, hard
+    for path in touched:
         os.utime(path, (EPOCH + 999, EPOCH + 12345), follow_symlinks=False)
     for compression in ("zstd", "gzip", "none"):
         first, _ = _write(one, compression=compression, source_date_epoch=EPOCH)

@@ -138,6 +138,7 @@ def test_parse_reference_with_tag_and_digest() -> None:
 
 def test_invalid_reference_components() -> None:
     case = DATA["TestInvalidReferenceComponents"]
+    assert case["invalid_names"] and case["invalid_tags"]
     for name in case["invalid_names"]:
         with pytest.raises(ReferenceError_):
             ref.parse_normalized(name)
