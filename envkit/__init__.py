@@ -22,9 +22,7 @@ from envkit.errors import EnvkitError, SpecError
 _wiring.add_default_plugins(*_DEFAULT_PLUGINS)
 _wiring.spec_engine = _BuiltinEngine()
 
-# Not typing.TYPE_CHECKING: importing typing costs milliseconds on every command's
-# start-up (mypy honours any constant of this name).
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

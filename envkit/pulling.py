@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from envkit.errors import ImageNotFoundError, RegistryError, SpecError
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import TextIO
 

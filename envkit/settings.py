@@ -12,7 +12,7 @@ import stat
 
 from envkit.errors import EnvkitError, HomeError
 
-TYPE_CHECKING = False  # typing is not imported at run time (every command's start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any

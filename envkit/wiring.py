@@ -13,7 +13,7 @@ This module is in the foundation and imports nothing, so it costs no start-up ti
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.spec.engine import Engine
 

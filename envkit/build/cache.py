@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit import settings
 from envkit.build.image_state import ImageState
@@ -29,6 +28,7 @@ from envkit.errors import BuildError
 from envkit.store.atomic import atomic_write
 from envkit.store.locks import lock_for
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

@@ -17,7 +17,6 @@ import stat
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.build.context import ContextHasher, Selection, planned_selection
 from envkit.build.copy_layer import Kind, LayerEntry
@@ -27,6 +26,7 @@ from envkit.errors import BuildError
 from envkit.runtime import image_config
 from envkit.spec import steps as st
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     # Annotations only: a build of spec steps does not load the Dockerfile steps.
     from envkit.build.extra_steps import AddArchive, WriteFile

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from envkit.build.cache import StepCache
 from envkit.build.image_state import ImageState, build_epoch
@@ -34,6 +34,7 @@ from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, FromRef, Scratch
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

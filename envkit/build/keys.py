@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.build.context import ContextHasher, hash_file
 from envkit.oci.digest import sha256_bytes
@@ -34,6 +34,7 @@ from envkit.spec.bases import Archive, Base, Dockerfile, FromRef, base_canonical
 from envkit.spec.canonical import FORMAT_VERSION
 from envkit.spec.image import Image
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

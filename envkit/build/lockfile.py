@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.errors import ReferenceError_, StackFileError
 from envkit.oci.reference import parse
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Platform
     from envkit.store.layout import Store

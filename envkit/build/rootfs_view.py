@@ -13,10 +13,10 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from envkit.runtime.rootfs import secure_join
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.build.image_state import ImageState
     from envkit.store.layout import Store

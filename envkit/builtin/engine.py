@@ -7,7 +7,7 @@ them all with ``envkit`` would cost every command (``envkit run`` builds nothing
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping, Sequence

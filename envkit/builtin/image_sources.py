@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.errors import (
     ArchiveError,
@@ -16,6 +16,7 @@ from envkit.errors import (
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Descriptor
     from envkit.store.layout import Store

@@ -28,7 +28,7 @@ from envkit.errors import EnvkitError
 # The CLI's commands are a default plugin of a process that runs the CLI (only).
 wiring.add_default_plugins("envkit.cli.commands")
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any

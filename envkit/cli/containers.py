@@ -12,10 +12,10 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError, SpecError
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
 

@@ -7,7 +7,7 @@ import sys
 
 from envkit.errors import RegistryError
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
 

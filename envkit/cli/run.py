@@ -9,7 +9,7 @@ import sys
 
 from envkit.errors import SpecError
 
-TYPE_CHECKING = False  # typing is not imported at run time: `run` starts containers
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path

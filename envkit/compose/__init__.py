@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from envkit.compose.loader import (
     COMPOSE_FILES,
@@ -26,6 +25,7 @@ from envkit.compose.normalise import project_to_compose as to_compose
 from envkit.compose.normalise import stack_to_compose
 from envkit.errors import ComposeWarning
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.spec.stack import Stack
 

@@ -14,12 +14,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.compose.export_model import EXPOSE_TYPES, FORMATS, ExportResult, ExportWarning
 from envkit.errors import EnvkitError
 from envkit.spec.stack import Stack
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.compose.export_images import ImageFacts
     from envkit.store.layout import Store

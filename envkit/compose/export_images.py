@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.errors import EnvkitError, ReferenceError_
 from envkit.oci.reference import parse
@@ -33,6 +33,7 @@ from envkit.spec.bases import FromRef
 from envkit.spec.image import Image
 from envkit.spec.stack import Stack
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

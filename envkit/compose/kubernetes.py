@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.export_model import EXPOSE_TYPES, ExportWarning
@@ -26,6 +26,7 @@ from envkit.spec.service import Service
 from envkit.spec.stack import Stack
 from envkit.spec.volume import Volume
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

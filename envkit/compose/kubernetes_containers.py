@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.kubernetes_names import k8s_name
@@ -19,6 +19,7 @@ from envkit.spec.readiness import Ready
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

@@ -7,8 +7,7 @@ from envkit.errors import RuntimeError_
 from envkit.runtime import image_config
 from envkit.runtime import state as st
 
-# typing is not imported at run time: this module is on `envkit run`'s start-up path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 

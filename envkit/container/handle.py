@@ -12,8 +12,7 @@ from envkit.container.execute import start_exec
 from envkit.errors import EnvkitError, RuntimeError_
 from envkit.runtime import state as st
 
-# typing is not imported at run time: this module is on `envkit run`'s start-up path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import threading
     from collections.abc import Mapping, Sequence

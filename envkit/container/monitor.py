@@ -49,7 +49,7 @@ from envkit.runtime import init, logs, spawn
 from envkit.runtime import state as st
 from envkit.runtime.config import ContainerConfig
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

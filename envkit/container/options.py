@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from envkit.runtime.config import BindMount
 
-# typing is not imported at run time: this module is on `envkit run`'s start-up path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import TextIO

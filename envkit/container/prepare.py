@@ -13,8 +13,7 @@ from envkit.runtime import image_config
 from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
-# typing is not imported at run time: this module is on `envkit run`'s start-up path.
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import TextIO
 

@@ -74,7 +74,7 @@ from _thread import RLock
 
 from envkit.errors import ChildDied, ChildError, ChildTimeout, EnvkitError
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn, TypeVar

@@ -9,7 +9,7 @@ from envkit.network import control, holder, ipam, state
 from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
-TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from envkit.network import state
 from envkit.network.errors import NetworkError
 
-TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

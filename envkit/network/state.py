@@ -35,7 +35,7 @@ from envkit.network.errors import NetworkError
 from envkit.store.locks import lock_for
 from envkit.values import Value as Value  # network.ports subclasses state.Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (networked start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from envkit.errors import ArchiveError, DigestMismatchError, ReferenceError_, StoreError
 from envkit.oci import compression
@@ -37,6 +37,7 @@ from envkit.oci.types import (
 )
 from envkit.settings import SPACE_ERRNOS, storage_error
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

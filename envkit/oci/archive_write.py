@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import BinaryIO, cast
 
 from envkit.errors import ArchiveError, ReferenceError_, StoreError
 from envkit.oci import compression
@@ -37,6 +37,7 @@ from envkit.oci.types import (
     compression_of,
 )
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

@@ -13,7 +13,7 @@ import re
 
 from envkit.errors import DigestMismatchError, StoreError
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from hashlib import _Hash
     from hashlib import sha256 as _builtin_sha256

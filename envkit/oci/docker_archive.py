@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from envkit.errors import ArchiveError, DigestMismatchError, ReferenceError_, StoreError
 from envkit.oci import compression
@@ -38,6 +38,7 @@ from envkit.oci.types import (
     Manifest,
 )
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

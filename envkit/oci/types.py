@@ -21,7 +21,7 @@ from envkit.errors import ImageConfigError
 from envkit.oci.digest import sha256_bytes
 from envkit.values import Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

@@ -50,7 +50,7 @@ hookimpl = pluggy.HookimplMarker(NAME)
 #: Marks a function as an envkit hook specification (used by hookspecs.py).
 hookspec = pluggy.HookspecMarker(NAME)
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

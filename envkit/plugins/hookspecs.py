@@ -7,10 +7,10 @@ plugins and rejects two parts with the same name, naming both plugins.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from envkit.plugins import hookspec
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command, ImageSource, SecretProvider, VolumeBackend
 

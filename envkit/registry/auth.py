@@ -20,7 +20,7 @@ from envkit.errors import RegistryError
 from envkit.registry.transport import TransportError
 from envkit.values import Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.registry.credentials import Credentials
     from envkit.registry.transport import Response, TLSOptions, Transport

@@ -29,7 +29,7 @@ from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
 from envkit.store.layout import Store
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from hashlib import _Hash

@@ -28,7 +28,7 @@ from envkit.registry.transport import (
     TransportError,
 )
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any

@@ -12,7 +12,7 @@ from envkit import settings
 from envkit.oci.reference import DEFAULT_REGISTRY
 from envkit.values import Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
 

@@ -8,7 +8,7 @@ from envkit.registry import credentials
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import TypeVar

@@ -8,7 +8,7 @@ import time
 
 from envkit.values import Record
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import TextIO
 

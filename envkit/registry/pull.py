@@ -17,7 +17,7 @@ from envkit.store.graph import host_platform
 from envkit.store.layout import Store
 from envkit.values import Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
 

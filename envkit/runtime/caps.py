@@ -9,7 +9,7 @@ from __future__ import annotations
 from envkit.host import syscalls
 from envkit.host.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

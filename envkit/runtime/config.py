@@ -11,7 +11,7 @@ import os
 
 from envkit.errors import SpecError
 
-TYPE_CHECKING = False  # typing itself is not imported at run time: see BindMount
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any

@@ -17,7 +17,7 @@ import os
 from envkit.errors import SpecError
 from envkit.runtime.config import DEFAULT_PATH
 
-TYPE_CHECKING = False  # typing is not imported at run time (envkit run's start-up)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 

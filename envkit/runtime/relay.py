@@ -15,7 +15,7 @@ import select
 
 from envkit.runtime.tty import write_all
 
-TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import threading
 

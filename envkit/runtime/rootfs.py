@@ -27,7 +27,7 @@ from envkit.host.syscalls import (
 )
 from envkit.runtime.config import BindMount, ContainerConfig, TmpfsMount
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.host.syscall_seam import Syscalls
 

@@ -39,7 +39,7 @@ from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 from envkit.runtime.caps import DEFAULT, canonical, names
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import ModuleType

@@ -33,7 +33,7 @@ from envkit.host.prctl import (
 from envkit.runtime import caps, init, rootfs, seccomp
 from envkit.runtime.config import BindMount, ContainerConfig
 
-TYPE_CHECKING = False  # typing is not imported at run time: `envkit run`'s start-up path
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Iterator

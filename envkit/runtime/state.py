@@ -26,7 +26,7 @@ from contextlib import suppress
 
 from envkit.errors import EnvkitError, SpecError
 
-TYPE_CHECKING = False  # typing is not imported at run time: see ContainerState
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import logging
     from os import PathLike

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Never
+from typing import Any, Literal, Never
 from urllib.parse import urlsplit
 
 from envkit.errors import ReferenceError_, SpecError
@@ -26,6 +26,7 @@ from envkit.spec.engine import engine
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.secret import Secret, secret_list
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.build.executor import BuildResult
     from envkit.build.progress import Progress

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Never
+from typing import Any, Never
 
 from envkit.errors import SpecError
 from envkit.spec import validate
@@ -19,6 +19,7 @@ from envkit.spec.secret import Secret
 from envkit.spec.service import Service
 from envkit.spec.volume import Volume
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.compose.export_model import ExportResult
     from envkit.stack.api import RunningStack

@@ -8,12 +8,13 @@ entry of the Image's ``"steps"`` list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from envkit.spec.canonical import pairs_to_dict
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.secret import Secret
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.spec.image import Image
 

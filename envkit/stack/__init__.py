@@ -11,8 +11,9 @@ files and the control socket, not the supervisor and the spec objects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.errors import DependencyError
     from envkit.stack.api import RunningService, RunningStack, down, up, up_foreground

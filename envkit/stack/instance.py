@@ -16,12 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from envkit.stack.health import HealthTracker
 from envkit.stack.policy import RestartManager, RestartPolicy
 from envkit.stack.scheduler import Launch, Snapshot
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.spec import Healthcheck, Service, Stack
     from envkit.spec.readiness import Ready

@@ -21,13 +21,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from envkit.errors import EnvkitError
 from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.stack import health, readiness, secrets, volumes
 from envkit.stack.instance import Handle, Started
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.container.handle import Container
     from envkit.container.options import RunOptions

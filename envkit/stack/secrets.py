@@ -13,10 +13,10 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     # Annotations only: `down` removes secret dirs without loading the spec objects.
     from envkit.runtime.config import BindMount

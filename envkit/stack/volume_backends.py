@@ -10,10 +10,10 @@ mount for one container.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError, PluginError, SpecError, VolumeError
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import MountSource, VolumeBackend
     from envkit.plugins.manager import PluginManager

@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from envkit.errors import EnvkitError, VolumeError
 from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.spec import Stack, Volume
 from envkit.spec.mounts import Mount
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import MountSource, VolumeBackend
 

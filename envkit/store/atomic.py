@@ -11,7 +11,7 @@ import errno
 import fcntl
 import os
 
-TYPE_CHECKING = False  # typing is not imported at run time: the warm pull/push path
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from pathlib import Path
     from typing import BinaryIO

@@ -19,7 +19,7 @@ from envkit.oci.types import Index, canonical_json
 from envkit.store import graph
 from envkit.store.atomic import atomic_write, fsync_dir, is_live
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import FsckReport, Store
 

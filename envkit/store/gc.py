@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
 
 from envkit.errors import EnvkitError, ReferenceError_, StoreError
 from envkit.oci.reference import parse
@@ -17,6 +16,7 @@ from envkit.store import graph
 from envkit.store.atomic import fsync_dir, is_live
 from envkit.values import Value
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

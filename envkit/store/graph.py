@@ -9,7 +9,7 @@ from envkit.errors import DigestMismatchError, StoreError
 from envkit.oci.types import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, Platform
 from envkit.values import Record
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
 

@@ -7,11 +7,12 @@ their compressed digest and their diff id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.errors import ReferenceError_
 from envkit.oci.reference import Reference, parse
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.store.layout import Store
 

@@ -60,7 +60,7 @@ from envkit.store.atomic import TempFile, atomic_write
 from envkit.store.locks import FileLock, lock_for
 from envkit.values import Record, Value
 
-TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager

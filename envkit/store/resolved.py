@@ -27,7 +27,7 @@ import json
 import os
 from contextlib import contextmanager, suppress
 
-TYPE_CHECKING = False  # typing is not imported at run time (see the module doc)
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 

@@ -13,8 +13,9 @@ See docs/reference/testing.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.testing.databases import Database, DatabasePool, Seed
     from envkit.testing.fixtures import database_fixture, service_fixture, stack_fixture

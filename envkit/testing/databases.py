@@ -28,11 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 from envkit.errors import EnvkitError
 from envkit.testing.session import worker_id
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.recipes import Recipe, SqlAdmin
     from envkit.testing.handles import ServiceHandle

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -11,6 +11,7 @@ from envkit.errors import EnvkitError
 from envkit.testing.plugin import FAILED_KEY
 from envkit.testing.session import ServiceSession
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.recipes import Recipe
     from envkit.spec import Service, Stack

@@ -19,13 +19,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envkit.builtin.debian.packages import Package, package_from_json, package_to_json
 from envkit.errors import SpecError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.builtin.debian.fetch import Mirror
     from envkit.builtin.debian.release import IndexFile
