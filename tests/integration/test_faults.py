@@ -477,8 +477,9 @@ def faults(world: World, request: pytest.FixtureRequest) -> dict[str, Fault]:
 
 def one_iteration(
     world: World, fault: Fault, i: int, delay: float, tally: Tally, baseline: Residue
-) -> None:
-    """``before``, the command killed after ``delay`` s, then the checks (see module)."""
+) -> float:
+    """``before``, the command killed after ``delay`` s, then the checks (see module);
+    returns how long the rerun took (the next kill window)."""
     for argv in fault.before(i):
         world.ok(argv, fault.cwd)
     proc = world.spawn(fault.argv(i), fault.cwd)
@@ -500,7 +501,9 @@ def one_iteration(
         raise Failed(f"fsck after the kill: {damage}")
     if leftovers and i % 2 == 0:  # every other time repair first, else let prune do it
         world.ok(["fsck", "--repair"])
+    t0 = time.monotonic()
     world.ok(fault.argv(i), fault.cwd)  # the rerun
+    rerun = time.monotonic() - t0
     if wrong := fault.verify(i):
         raise Failed(f"after the rerun: {wrong}")
     for argv in fault.after(i):
@@ -510,6 +513,7 @@ def one_iteration(
         raise Failed("fsck after prune is not clean")
     if problems := settle(world, baseline):
         raise Failed(f"left after prune: {problems}")
+    return rerun
 
 
 def kill_loop(world: World, request: pytest.FixtureRequest, op: str, kills: int) -> Tally:
@@ -545,7 +549,11 @@ def kill_loop(world: World, request: pytest.FixtureRequest, op: str, kills: int)
             tally.tried += 1
             delay = rng.uniform(floor, window)
             try:
-                one_iteration(world, fault, i, delay, tally, baseline)
+                rerun = one_iteration(world, fault, i, delay, tally, baseline)
+                # Aim at the latest run's length: a warm-up slowed by a busy host made
+                # most kills land after the end (7 of 30 killed in a loaded run).
+                if rerun > floor:
+                    window = rerun
             except (Failed, subprocess.TimeoutExpired) as exc:
                 tally.failures.append(f"#{i} (kill after {delay:.3f} s of {window:.2f}): {exc}")
                 # Undo what the iteration made (best effort), so that the next one is
