@@ -11,7 +11,7 @@ import pytest
 from envkit_oci_volumes import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, OciVolumes
 
 from envkit.errors import SpecError, VolumeError
-from envkit.plugins.interfaces import VolumeBackend
+from envkit.plugins import VolumeBackend
 from envkit.testing.backend_suite import BackendSuite
 
 
