@@ -15,7 +15,7 @@ start-up path of ``envkit run`` of a stored image stays as it was.
 
 from __future__ import annotations
 
-from envkit.errors import ImageNotFoundError, RegistryError, SpecError
+from envkit.errors import ImageNotFoundError, ReferenceError_, RegistryError, SpecError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ def check(policy: object, field: str = "pull") -> str:
 def remote(ref: str) -> str | None:
     """The normalised reference to pull for ``ref`` as ``run`` and ``up`` name an image,
     or ``None`` when it names no registry image (an id, a digest, not a reference)."""
-    from envkit.errors import ReferenceError_
     from envkit.oci.reference import parse
 
     if ref.startswith("sha256:") or (len(ref) == 64 and set(ref) <= _HEX):
@@ -55,7 +54,6 @@ def remote(ref: str) -> str | None:
 
 def familiar(ref: str) -> str:
     """``ref`` as docker prints it (``busybox:latest``, ``127.0.0.1:5000/app:1``)."""
-    from envkit.errors import ReferenceError_
     from envkit.oci.reference import parse
 
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit.build.context import ContextHasher, hash_file
+from envkit.errors import ImageNotFoundError, ReferenceError_
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import canonical_json
 from envkit.spec import steps as st
@@ -252,7 +253,6 @@ def _resolve_path(path: str, base_dir: Path) -> Path:
 
 def store_resolver(store: Store) -> Resolver:
     """A :data:`Resolver` looking references up in an envkit store (``Store``)."""
-    from envkit.errors import ImageNotFoundError, ReferenceError_
 
     def resolve(ref: str) -> str | None:
         try:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
+from envkit.errors import ImageNotFoundError
+
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Descriptor
@@ -55,7 +57,6 @@ def stored_ref(store: Store, ref: str) -> Descriptor | None:
     stored (the ``ref`` source then pulls it)."""
     if plugins_beyond_builtins():
         return None
-    from envkit.errors import ImageNotFoundError
 
     try:
         return store.resolve(ref)

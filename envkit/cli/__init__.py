@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib
 import os
 import sys
 from contextlib import suppress
@@ -24,6 +25,7 @@ from contextlib import suppress
 from envkit import wiring
 from envkit.cli.verbs import BUILTIN_VERBS
 from envkit.errors import EnvkitError
+from envkit.settings import debug, storage_error
 
 # The CLI's commands are a default plugin of a process that runs the CLI (only).
 wiring.add_default_plugins("envkit.cli.commands")
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per registered command."""
-    from envkit.plugins.manager import get_manager
+    from envkit.plugins.manager import get_manager  # lazy for start-up: pluggy, downward
 
     parser = argparse.ArgumentParser(
         prog="envkit",
@@ -53,8 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def fast_parser(verb: str) -> argparse.ArgumentParser:
     """The parser of one built-in verb (no plugins loaded)."""
-    import importlib
-
     module = importlib.import_module(BUILTIN_VERBS[verb])
     command = next(c for c in module.COMMANDS if c.name == verb)
     parser = argparse.ArgumentParser(
@@ -70,8 +70,6 @@ class _Formatter(argparse.HelpFormatter):
     ``add_argument`` and shutil's import (bz2, lzma) would cost every ``envkit run``."""
 
     def __init__(self, prog: str) -> None:
-        import os
-
         columns = os.environ.get("COLUMNS", "")
         if columns.isdigit():
             width = int(columns)
@@ -92,6 +90,7 @@ class _VersionAction(argparse.Action):
 
 
 def _version() -> str:
+    # lazy for start-up: importlib.metadata (and email) only for --version
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -107,8 +106,6 @@ def error(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
-    from envkit.settings import debug
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in BUILTIN_VERBS:
@@ -136,8 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A home (or temp dir) that cannot be written, wherever the write was: one line
         # naming the place and the fix, as for any bad input the user can fix.
-        from envkit.settings import storage_error
-
         translated = storage_error(exc)
         if translated is None or debug():
             raise

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from envkit.errors import NetworkError
+
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
@@ -94,8 +96,6 @@ class NetworkCommand:
 
 def _subnets(given: list[str]) -> tuple[str | None, str | None]:
     """The IPv4 and the IPv6 subnet among ``--subnet`` values (at most one of each)."""
-    from envkit.errors import NetworkError
-
     v4 = [s for s in given if ":" not in s]
     v6 = [s for s in given if ":" in s]
     if len(v4) > 1 or len(v6) > 1:

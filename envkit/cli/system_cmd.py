@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from envkit.errors import EnvkitError
+
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
@@ -59,7 +61,6 @@ def disk_usage() -> list[Usage]:
 def _images(store: Store, used_ids: set[str]) -> Usage:
     """Blobs and extracted snapshots; what images no container uses hold alone."""
     from envkit.build import sweep
-    from envkit.errors import EnvkitError
     from envkit.store import graph
     from envkit.store.snapshots import snapshots_dir
 

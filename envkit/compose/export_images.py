@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envkit.errors import EnvkitError, ReferenceError_
+from envkit.errors import EnvkitError, ImageNotFoundError, ReferenceError_, StoreError
 from envkit.oci.reference import parse
 from envkit.spec.bases import FromRef
 from envkit.spec.image import Image
@@ -177,8 +177,6 @@ def pin_images(
 def _pinned_ref(store: Store, ref: str) -> ImageFacts | None:
     """The digest-pinned form of the registry reference ``ref`` and its config, or
     ``None`` when neither the reference nor the store gives a digest."""
-    from envkit.errors import ImageNotFoundError, StoreError
-
     parsed = parse(ref)
     desc = None
     try:

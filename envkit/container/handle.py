@@ -9,7 +9,7 @@ import signal
 import time
 
 from envkit.container.execute import start_exec
-from envkit.errors import EnvkitError, RuntimeError_
+from envkit.errors import EnvkitError, NetworkError, RuntimeError_
 from envkit.runtime import state as st
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -185,7 +185,6 @@ class Container:
         for mapping in self.ports():
             if mapping.container_port == container_port and mapping.protocol == protocol:
                 return mapping.host_port
-        from envkit.errors import NetworkError
 
         raise NetworkError(
             f"container {self.name} does not publish port {container_port}/{protocol}",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 
+from envkit.errors import ChildError
 from envkit.host import idmap, syscalls
 
 _starts = 0
@@ -77,7 +78,6 @@ def _still_ours(fd: int, maps: idmap.IdMaps) -> bool:
 def _make(maps: idmap.IdMaps) -> int:
     """A new user namespace with ``maps`` written, as a close-on-exec fd: a child
     unshares it, and the parent writes its maps and opens it while the child waits."""
-    from envkit.errors import ChildError
     from envkit.host.forking import call_in_child
 
     opened: list[int] = []

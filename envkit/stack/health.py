@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from envkit.errors import EnvkitError
 from envkit.spec import Healthcheck
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
@@ -64,7 +65,6 @@ def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bo
     :class:`envkit.runtime.state.ContainerState`); whether it exited 0 within
     ``timeout`` seconds, and its output (or why it failed)."""
     from envkit.container.execute import start_exec
-    from envkit.errors import EnvkitError
     from envkit.runtime.state import ContainerState
 
     assert isinstance(record, ContainerState)

@@ -109,7 +109,7 @@ def build_rootfs(plan: Plan, workdir: Path, on_output: Callable[[str], None] | N
     for path in (rootfs, lower, work):
         path.mkdir(mode=0o755)
     if os.geteuid() == 0:  # container root is a subordinate id, which must own the root
-        from envkit.host import idmap
+        from envkit.host import idmap  # lazy: only as root (downward)
 
         maps = idmap.plan()
         os.chown(rootfs, maps.to_host_uid(0), maps.to_host_gid(0))
@@ -164,7 +164,7 @@ def _unpack_all(debs: Sequence[Path], rootfs: Path) -> None:
     failed: essential packages share directories, never files, so a failure is either
     a race on a path two of them create (which the ordered retry settles) or real (and
     raised by it)."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # lazy for start-up: only to unpack
 
     def unpack(deb: Path) -> Path | None:
         try:
@@ -207,6 +207,7 @@ def _second_stage(
     work: Path,
     on_output: Callable[[str], None],
 ) -> None:
+    # lazy for start-up: the runtime loads only when a bootstrap runs (downward)
     from envkit.host.as_root import FORK_LOCK
     from envkit.runtime.config import BindMount, ContainerConfig
     from envkit.runtime.spawn import start

@@ -88,7 +88,7 @@ def _decompressed(raw: BinaryIO, name: str, where: str) -> BinaryIO:
     if name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     if name.endswith(".zst"):
-        import zstandard
+        import zstandard  # lazy for start-up: few .debs are zstd-compressed
 
         return zstandard.ZstdDecompressor().stream_reader(raw)
     raise DebFormatError(f"{where}: unsupported member compression {name!r}")

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from envkit.errors import HashMismatchError, MirrorError
+from envkit.settings import private_dir
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ _CHUNK = 1 << 20
 
 def cache_root() -> Path:
     """``$ENVKIT_HOME/cache/debian``."""
-    from envkit.settings import private_dir
-
     return Path(private_dir("cache")) / "debian"
 
 
@@ -44,7 +43,7 @@ class Mirror:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests
+            import requests  # lazy for start-up: requests only when a mirror is asked
 
             self._session = requests.Session()
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=PARALLEL, max_retries=2)
@@ -54,7 +53,7 @@ class Mirror:
 
     def get(self, path: str) -> bytes | None:
         """The bytes of ``path`` below the mirror; ``None`` when the mirror says 404."""
-        import requests
+        import requests  # lazy for start-up: requests only when a mirror is asked
 
         url = f"{self.url}/{path}"
         try:
@@ -80,7 +79,7 @@ class Mirror:
         dest = self.cached_path(sha256)
         if dest.is_file() and dest.stat().st_size == size:
             return dest
-        import requests
+        import requests  # lazy for start-up: requests only when a mirror is asked
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         url = f"{self.url}/{path}"

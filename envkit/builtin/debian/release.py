@@ -42,7 +42,7 @@ class Release:
 
     def timestamp(self) -> int | None:
         """The ``Date:`` field in seconds since 1970 (None when absent or unreadable)."""
-        from email.utils import parsedate_to_datetime
+        from email.utils import parsedate_to_datetime  # lazy for start-up: email is slow
 
         try:
             return int(parsedate_to_datetime(self.date).timestamp())

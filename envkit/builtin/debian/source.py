@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit.builtin.debian.packages import Package, package_from_json, package_to_json
-from envkit.errors import SpecError
+from envkit.errors import EnvkitError, SpecError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
 
@@ -62,6 +62,7 @@ def build_image(
     suite: str, requested: Sequence[str], variant: str, mirror_param: object, store: Store
 ) -> Descriptor:
     """:meth:`DebianSource.provide` with typed arguments."""
+    # lazy for start-up: this module loads with every plugin manager (downward)
     from envkit.builtin.debian.fetch import Mirror, cache_root
     from envkit.builtin.debian.index import fetch_release, packages_file
     from envkit.builtin.debian.mirror import choose_mirror
@@ -74,7 +75,7 @@ def build_image(
     key = image_key(suite, variant, url, packages)
     images = cache_root() / "images"
     images.mkdir(parents=True, exist_ok=True)
-    from envkit.store.locks import lock_for
+    from envkit.store.locks import lock_for  # lazy for start-up: see build_image (downward)
 
     with lock_for(images / f"{key}.lock").exclusive():
         found = _cached_image(images / key, store)
@@ -104,6 +105,7 @@ def _resolved(
 ) -> list[Package]:
     """The package set for ``variant`` + ``requested`` from the index ``entry``; cached
     per index hash, so an unchanged index is neither parsed nor resolved again."""
+    # lazy for start-up: this module loads with every plugin manager (downward)
     from envkit.builtin.debian.fetch import cache_root
     from envkit.builtin.debian.index import load_packages
     from envkit.builtin.debian.resolve import resolve, variant_seeds
@@ -134,8 +136,6 @@ def _resolved(
 
 def _cached_image(path: Path, store: Store) -> Descriptor | None:
     """The image recorded under ``path``, unless it was removed or pruned since."""
-    from envkit.errors import EnvkitError
-
     try:
         return store.resolve(path.read_text().strip())
     except (OSError, EnvkitError):
@@ -143,7 +143,7 @@ def _cached_image(path: Path, store: Store) -> Descriptor | None:
 
 
 def _epoch(release_time: int | None) -> int:
-    from envkit.oci.layer_writer import source_date_epoch_from_env
+    from envkit.oci.layer_writer import source_date_epoch_from_env  # lazy for start-up
 
     env = source_date_epoch_from_env()
     if env is not None:
@@ -160,6 +160,7 @@ def _bootstrap(
     store: Store,
     epoch: int,
 ) -> Descriptor:
+    # lazy for start-up: this module loads with every plugin manager (downward)
     import secrets
 
     from envkit.builtin.debian.bootstrap import Plan, build_rootfs
@@ -187,6 +188,7 @@ def _bootstrap(
 def _store_image(
     rootfs: Path, store: Store, epoch: int, suite: str, variant: str, requested: Sequence[str]
 ) -> Descriptor:
+    # lazy for start-up: this module loads with every plugin manager (downward)
     from envkit.build.upper_layer import write_upper_layer
     from envkit.builtin.debian.bootstrap import DEBS_MOUNT, GZIP_LEVEL
     from envkit.oci.types import (

@@ -13,14 +13,13 @@ from collections.abc import Callable
 
 from envkit import errors
 from envkit.errors import BootstrapError, ChildError, DebianError
+from envkit.host import as_root
 
 
 def call_as_container_root(fn: Callable[[], None], what: str) -> None:
     """Call ``fn`` in a child process that is root of a new user namespace."""
-    from envkit.host.as_root import call_as_container_root as call
-
     try:
-        call(fn)
+        as_root.call_as_container_root(fn)
     except ChildError as exc:
         message = f"{what}: {exc.message}"
         hint = exc.hint or "ENVKIT_DEBUG=1 shows more; `envkit doctor` checks user namespaces"
