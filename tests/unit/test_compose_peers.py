@@ -193,7 +193,9 @@ def test_merged_files(
 
 
 def _records(table: str, tmp_path: Path, key: str) -> None:
-    for i, case in enumerate(json.loads((DATA / table).read_text())["cases"]):
+    cases = json.loads((DATA / table).read_text())["cases"]
+    assert cases, f"{table} holds no cases"
+    for i, case in enumerate(cases):
         folder = tmp_path / f"{key}{i}" / "proj"
         folder.mkdir(parents=True)
         service = {"image": "busybox", key: [case["input"]]}

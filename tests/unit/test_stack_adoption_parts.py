@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,7 +53,14 @@ def test_wait_exit_of_a_process_that_is_not_a_child() -> None:
 
 
 def test_wait_exit_returns_at_once_for_a_pid_that_is_gone() -> None:
-    launcher.wait_exit(2**22 + 12345, 1)
+    gone = 2**22 + 12345  # above the kernel's largest pid_max: never a live process
+    assert not os.path.exists(f"/proc/{gone}")
+    began = time.monotonic()
+    waiter = threading.Thread(target=launcher.wait_exit, args=(gone, 1), daemon=True)
+    waiter.start()
+    waiter.join(timeout=10)  # a wait that does not notice would block for an hour
+    assert not waiter.is_alive()
+    assert time.monotonic() - began < 1
 
 
 # -- what a new supervisor does with each service (docker's daemon restart) ---------------
