@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import ast
 import io
+import subprocess
+import sys
 import textwrap
 import tokenize
 from collections.abc import Iterator
@@ -294,6 +296,33 @@ def test_the_plugin_frame_holds_no_plugin() -> None:
             ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.name}")
     assert found == []
+
+
+def _run_python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return done.stdout.strip()
+
+
+def test_the_library_never_loads_the_command_line() -> None:
+    """A library process's plugin manager has envkit's built-in parts and no CLI."""
+    out = _run_python(
+        "import sys; from envkit.plugins.manager import get_manager; m = get_manager(); "
+        "print(sorted(m.image_sources()), sorted(m.commands()), "
+        "sorted(n for n in sys.modules if n.startswith('envkit.cli')))"
+    )
+    assert out == "['debian', 'oci-archive', 'ref'] [] []"
+
+
+def test_the_spec_engine_is_there_however_spec_is_reached() -> None:
+    """Python runs envkit/__init__.py before any envkit module, so the engine the top
+    layer registers is there even for ``from envkit.spec.image import Image``."""
+    out = _run_python(
+        "from envkit.spec.image import Image; from envkit.spec.engine import engine; "
+        "print(type(engine()).__name__)"
+    )
+    assert out == "BuiltinEngine"
 
 
 # -- lazy imports say why ----------------------------------------------------------------
