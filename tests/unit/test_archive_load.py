@@ -238,7 +238,8 @@ def test_docker_archive_with_linked_layers(tmp_path: Path, store: Store) -> None
         for member in src.getmembers():
             data = src.extractfile(member)
             if member.name == "manifest.json":
-                entries = json.loads(data.read())  # type: ignore[union-attr]
+                assert data is not None
+                entries = json.loads(data.read())
                 entries[0]["Layers"][0] = "legacy/layer.tar"
                 raw = json.dumps(entries).encode()
                 member.size = len(raw)
@@ -267,7 +268,9 @@ def test_corrupt_blob_is_refused_and_nothing_tagged(tmp_path: Path, store: Store
     built = build_archive(archive, small_layers())
     layer = "blobs/sha256/" + built.layer_digests[1].split(":")[1]
     with tarfile.open(archive) as tar:
-        original = tar.extractfile(layer).read()  # type: ignore[union-attr]
+        member = tar.extractfile(layer)
+        assert member is not None
+        original = member.read()
     bad = tmp_path / "bad.tar"
     _rewrite_member(archive, bad, layer, original[:-1] + bytes([original[-1] ^ 1]))
     with pytest.raises(ArchiveError) as err:

@@ -38,11 +38,13 @@ def _load(tmp_path: Path, store: Store, ref: str = "busybox:1", compression: str
 
 def _members(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as tar:
-        return {
-            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-            for m in tar.getmembers()
-            if m.isfile()
-        }
+        return {m.name: _read(tar, m) for m in tar.getmembers() if m.isfile()}
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    data = tar.extractfile(member)
+    assert data is not None, member.name
+    return data.read()
 
 
 def test_oci_archive_round_trips_with_the_same_digests(tmp_path: Path, store: Store) -> None:

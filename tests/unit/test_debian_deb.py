@@ -80,7 +80,9 @@ def hostile(tmp_path: Path, members: Sequence[tuple[tarfile.TarInfo, bytes | Non
     ],
     ids=["dotdot", "nested-dotdot", "absolute-dotdot"],
 )
-def test_dotdot_members_are_refused(tmp_path: Path, members: list) -> None:  # type: ignore[type-arg]
+def test_dotdot_members_are_refused(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     with pytest.raises(DebFormatError, match="climbs out"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envkit.builtin.debian.packages import PackageIndex
+from envkit.builtin.debian.packages import Package, PackageIndex
 from envkit.builtin.debian.resolve import resolve, variant_seeds
 from envkit.errors import PackageNotFoundError, UnsatisfiableError
 from tests.unit.test_debian_fixtures import stanza
@@ -31,7 +31,7 @@ BASE = index(
 )
 
 
-def names(pkgs: list) -> list[str]:  # type: ignore[type-arg]
+def names(pkgs: list[Package]) -> list[str]:
     return [f"{p.name}={p.version}" for p in pkgs]
 
 

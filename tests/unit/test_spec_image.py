@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +160,9 @@ def test_config_steps() -> None:
         lambda: Image.scratch().workdir(""),
     ],
 )
-def test_step_validation(make: object) -> None:
+def test_step_validation(make: Callable[[], object]) -> None:
     with pytest.raises(SpecError):
-        make()  # type: ignore[operator]
+        make()
 
 
 def test_builder_methods_return_new_images() -> None:

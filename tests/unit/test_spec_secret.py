@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,9 @@ def test_from_file_names_the_secret_after_the_file() -> None:
         lambda: Secret("x", source="env:X", required="no"),  # type: ignore[arg-type]
     ],
 )
-def test_validation(make: object) -> None:
+def test_validation(make: Callable[[], object]) -> None:
     with pytest.raises(SpecError):
-        make()  # type: ignore[operator]
+        make()
 
 
 def test_reveal_reads_only_when_called(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ import pytest
 from envkit.errors import EnvkitError, SpecError
 from envkit.recipes import mariadb, postgres, redis
 from envkit.recipes.postgres import PostgresAdmin, quote_identifier
+from envkit.recipes.recipe import Recipe
 from envkit.testing.plugin import Options
 from envkit.testing.session import ServiceSession
 
@@ -26,7 +27,9 @@ def test_urls_quote_credentials_and_name_the_database() -> None:
 
 
 @pytest.mark.parametrize("recipe", [postgres(), redis(), mariadb()], ids=lambda r: r.name)
-def test_debian_servers_run_as_their_own_user_with_a_check_and_a_free_port(recipe) -> None:  # type: ignore[no-untyped-def]
+def test_debian_servers_run_as_their_own_user_with_a_check_and_a_free_port(
+    recipe: Recipe,
+) -> None:
     service = recipe.service
     assert service.user not in (None, "root", "0")
     assert service.healthcheck is not None and service.healthcheck.interval <= 0.1
@@ -36,7 +39,7 @@ def test_debian_servers_run_as_their_own_user_with_a_check_and_a_free_port(recip
 def test_postgres_data_lives_on_a_tmpfs() -> None:
     service = postgres().service
     assert service.tmpfs == ("/var/lib/postgresql/data",)
-    assert "fsync=off" in service.command[-1]  # type: ignore[index]
+    assert service.command is not None and "fsync=off" in service.command[-1]
 
 
 def test_debian_versions_are_checked_with_the_way_out() -> None:

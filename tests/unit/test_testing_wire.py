@@ -49,13 +49,13 @@ SCRAM_EXAMPLES = [
 )
 def test_scram_examples_of_the_rfcs(
     source: str,
-    digest: Callable[..., object],
+    digest: Callable[..., hashlib._Hash],
     nonce: str,
     server_first: str,
     client_final: str,
     server_final: str,
 ) -> None:
-    scram = Scram("pencil", digest, user="user", nonce=nonce)  # type: ignore[arg-type]
+    scram = Scram("pencil", digest, user="user", nonce=nonce)
     assert scram.client_first() == f"n,,n=user,r={nonce}"
     assert scram.client_final(server_first) == client_final
     scram.verify_server(server_final)  # no error: the server knew the password
@@ -98,8 +98,12 @@ def _read_message(conn: socket.socket, startup: bool = False) -> tuple[bytes, by
     return kind, exactly(length - 4)
 
 
+#: The ``server`` fixture: starts a scripted one-connection server, returns its port.
+Serve = Callable[[Callable[[socket.socket], None]], int]
+
+
 @pytest.fixture
-def server() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
+def server() -> Iterator[Serve]:
     """A one-connection scripted server on loopback; the script gets the socket."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -133,7 +137,7 @@ def _ready() -> bytes:
     return _message(b"Z", b"I")
 
 
-def test_startup_md5_query_rows_nulls_and_errors(server) -> None:  # type: ignore[no-untyped-def]
+def test_startup_md5_query_rows_nulls_and_errors(server: Serve) -> None:
     seen: dict[str, object] = {}
 
     def script(conn: socket.socket) -> None:
@@ -176,7 +180,7 @@ def test_startup_md5_query_rows_nulls_and_errors(server) -> None:  # type: ignor
     assert seen["goodbye"] == b"X"
 
 
-def test_a_refused_login_raises_the_servers_message(server) -> None:  # type: ignore[no-untyped-def]
+def test_a_refused_login_raises_the_servers_message(server: Serve) -> None:
     def script(conn: socket.socket) -> None:
         _read_message(conn, startup=True)
         fatal = b'SFATAL\0C28P01\0Mpassword authentication failed for user "alice"\0\0'
@@ -187,7 +191,7 @@ def test_a_refused_login_raises_the_servers_message(server) -> None:  # type: ig
         PgConnection("127.0.0.1", port, "alice", "wrong", "shop")
 
 
-def test_a_server_without_scram_sha_256_is_named(server) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_without_scram_sha_256_is_named(server: Serve) -> None:
     def script(conn: socket.socket) -> None:
         _read_message(conn, startup=True)
         conn.sendall(_message(b"R", struct.pack("!i", 10) + b"SCRAM-SHA-256-PLUS\0\0"))
@@ -199,7 +203,7 @@ def test_a_server_without_scram_sha_256_is_named(server) -> None:  # type: ignor
         PgConnection("127.0.0.1", port, "alice", "secret", "shop")
 
 
-def test_resp_commands_and_replies(server) -> None:  # type: ignore[no-untyped-def]
+def test_resp_commands_and_replies(server: Serve) -> None:
     received: list[bytes] = []
 
     def script(conn: socket.socket) -> None:
@@ -221,7 +225,7 @@ def test_resp_commands_and_replies(server) -> None:  # type: ignore[no-untyped-d
     assert received[0].startswith(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$9\r\ndatabases\r\n")
 
 
-def test_interrupt_ends_a_query_waiting_on_the_server(server) -> None:  # type: ignore[no-untyped-def]
+def test_interrupt_ends_a_query_waiting_on_the_server(server: Serve) -> None:
     """What the pool does at close when the server is about to go anyway."""
     done = threading.Event()
 
