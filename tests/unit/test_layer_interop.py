@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit.oci.layer_writer import write_layer
+from envkit.oci.layer_writer import Compression, write_layer
 from envkit.oci.types import (
     ANNOTATION_REF_NAME,
     MT_OCI_CONFIG,
@@ -36,14 +36,16 @@ def _put(layout: Path, data: bytes) -> str:
 
 # umoci 0.4 (Debian 12) predates zstd layers.
 @pytest.mark.parametrize("compression", ["gzip", "none"])
-def test_umoci_unpacks_an_envkit_layer_to_the_same_tree(tmp_path: Path, compression: str) -> None:
+def test_umoci_unpacks_an_envkit_layer_to_the_same_tree(
+    tmp_path: Path, compression: Compression
+) -> None:
     src, layout, bundle = tmp_path / "src", tmp_path / "layout", tmp_path / "bundle"
     src.mkdir()
     make_tree(src)
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     out = io.BytesIO()
-    info = write_layer(src, out, compression=compression)  # type: ignore[arg-type]
+    info = write_layer(src, out, compression=compression)
     assert _put(layout, out.getvalue()) == info.digest
     config = ImageConfig.empty()
     config.raw["rootfs"]["diff_ids"] = [info.diff_id]

@@ -13,7 +13,7 @@ import pytest
 
 from envkit.errors import LayerError
 from envkit.oci.layer_reader import PARTIAL_INFIX, extract_layer, extract_layer_atomic
-from envkit.oci.layer_writer import write_layer
+from envkit.oci.layer_writer import Compression, write_layer
 
 EPOCH = 1_650_000_000
 
@@ -75,12 +75,12 @@ def make_tree(root: Path) -> None:
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
-def test_roundtrip_gives_an_identical_tree(tmp_path: Path, compression: str) -> None:
+def test_roundtrip_gives_an_identical_tree(tmp_path: Path, compression: Compression) -> None:
     src, dest = tmp_path / "src", tmp_path / "dest"
     src.mkdir()
     make_tree(src)
     out = io.BytesIO()
-    info = write_layer(src, out, compression=compression)  # type: ignore[arg-type]
+    info = write_layer(src, out, compression=compression)
     out.seek(0)
     report = extract_layer(out, dest)
     assert describe(dest) == describe(src)

@@ -13,6 +13,7 @@ from envkit import pulling
 from envkit.errors import ImageNotFoundError, RegistryError, SpecError
 from envkit.oci.reference import parse
 from envkit.oci.types import Descriptor
+from envkit.registry.progress import Progress
 from envkit.registry.pull import PulledImage
 from envkit.stack import api
 from envkit.store.layout import Store
@@ -50,14 +51,20 @@ class FakeRegistry:
         self.fail = fail
         self.pulled: list[str] = []
 
-    def __call__(self, ref: str, store: Store | None = None, **kw: object) -> PulledImage:
-        progress = kw.get("progress")
+    def __call__(
+        self,
+        ref: str,
+        store: Store | None = None,
+        *,
+        progress: Progress | None = None,
+        **kw: object,
+    ) -> PulledImage:
         self.pulled.append(ref)
         if self.fail:
             raise RegistryError(self.fail, hint="check that the registry is running")
         desc = make_image(self.store, ref)
         if progress is not None:
-            progress.message(f"1: Pulling from {parse(ref).path}")  # type: ignore[attr-defined]
+            progress.message(f"1: Pulling from {parse(ref).path}")
         return PulledImage(parse(ref), desc, desc, parse(ref).registry, 1)
 
 
