@@ -45,6 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.runtime import state
+from envkit.settings import home_dir
+from envkit.store.atomic import TMP_PREFIX, is_live
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -81,8 +84,6 @@ class SweepReport:
 
 
 def home() -> Path:
-    from envkit.settings import home_dir
-
     return Path(home_dir())
 
 
@@ -91,21 +92,17 @@ def home() -> Path:
 
 def build_dir_name() -> str:
     """A new build dir's name: this process's pid and start time, and a random part."""
-    from envkit.runtime.state import process_start
-
     pid = os.getpid()
-    return f"{pid}-{process_start(pid) or 0}-{os.urandom(8).hex()}"
+    return f"{pid}-{state.process_start(pid) or 0}-{os.urandom(8).hex()}"
 
 
 def _owner_alive(name: str) -> bool | None:
     """Whether the process a build dir (or temp file) is named after runs; ``None``
     when the name carries no owner (made by an older envkit)."""
-    from envkit.runtime.state import alive
-
     parts = name.split("-")
     if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
         return None
-    return alive(int(parts[0]), int(parts[1]))
+    return state.alive(int(parts[0]), int(parts[1]))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -135,7 +132,7 @@ def dead_build_dirs(root: Path, *, exclusive: bool) -> list[Path]:
 
 def dead_runtime_dirs() -> list[Path]:
     """``$TMPDIR/envkit-ctr-*`` dirs of the caller that are empty and mounted nowhere."""
-    import tempfile
+    import tempfile  # lazy for start-up: a build's crash sweep does not need it
 
     top = Path(tempfile.gettempdir())
     candidates = []
@@ -181,8 +178,6 @@ def _unescape(text: str) -> str:
 
 def orphan_port_logs(root: Path) -> list[Path]:
     """Port forwarder logs of containers that no longer exist."""
-    from envkit.runtime import state
-
     top = root / "network" / "logs"
     names = _listdir(top)
     if not names:
@@ -210,8 +205,6 @@ def dead_cache_tmp_files(root: Path) -> list[Path]:
 
 
 def _dead_tmp_in(top: Path) -> list[Path]:
-    from envkit.store.atomic import TMP_PREFIX, is_live
-
     found = []
     for name in _listdir(top):
         if not name.startswith(TMP_PREFIX):
@@ -227,8 +220,6 @@ def snapshots_in_use(store: Store) -> tuple[set[str], str]:
     """Names of the snapshots (``<hex>``, ``chain-<hex>``) that images in the store,
     build cache entries and containers use; and why nothing may be collected ("" when
     the answer is complete)."""
-    from envkit.runtime import state
-
     used: set[str] = set()
     configs: dict[str, list[str]] = {}  # image id -> diff_ids
     for _, desc in store.entries():
@@ -256,7 +247,7 @@ def snapshots_in_use(store: Store) -> tuple[set[str], str]:
 
 
 def snapshot_names(diff_ids: Iterable[str]) -> set[str]:
-    from envkit.store.snapshots import chain_id
+    from envkit.store.snapshots import chain_id  # lazy: only prune and fsck (downward)
 
     ids = [str(d) for d in diff_ids]
     names = set()
@@ -270,6 +261,7 @@ def snapshot_names(diff_ids: Iterable[str]) -> set[str]:
 
 
 def _cache_states() -> Iterator[list[str]]:
+    # lazy: only prune and fsck read the build cache (a build's crash sweep does not)
     from envkit.build.cache import StepCache
     from envkit.build.image_state import ImageState
 
@@ -301,7 +293,7 @@ def _run_cache() -> dict[str, set[str]]:
 
 def _base(name: str) -> str:
     """The snapshot a file of ``snapshots/`` belongs to."""
-    from envkit.oci.layer_reader import PARTIAL_INFIX
+    from envkit.oci.layer_reader import PARTIAL_INFIX  # lazy: only prune and fsck (downward)
 
     base = name.lstrip(".").split(PARTIAL_INFIX, 1)[0]
     for suffix in (".json", ".lock"):
@@ -314,7 +306,7 @@ def snapshot_files(store: Store) -> tuple[list[Path], list[Path], str]:
 
     Call with the store lock held exclusive, or shared for a report that may include
     extractions in progress."""
-    from envkit.store.snapshots import snapshots_dir
+    from envkit.store.snapshots import snapshots_dir  # lazy: only prune and fsck (downward)
 
     top = snapshots_dir()
     names = _listdir(top)
@@ -362,7 +354,7 @@ def collect(store: Store, *, snapshots: bool = True) -> SweepReport:
     for path in dead_cache_tmp_files(root):
         report.freed_bytes += _remove(path)
         report.cache_tmp_files.append(str(path))
-    from envkit.build.context import unused_snapshot_files
+    from envkit.build.context import unused_snapshot_files  # lazy: only prune and fsck
 
     for path in unused_snapshot_files(root / "cache" / "context"):
         report.freed_bytes += _remove(path)
@@ -406,8 +398,6 @@ def check(store: Store) -> SweepReport:
 
 
 def _extracting(path: Path) -> bool:
-    from envkit.store.atomic import is_live
-
     return is_live(path.parent / f"{_base(path.name)}.lock")
 
 
@@ -428,9 +418,7 @@ def _remove(path: Path) -> int:
     size = disk_usage(path)
     try:
         if path.is_dir() and not path.is_symlink():
-            from envkit.runtime.state import remove_dir
-
-            remove_dir(path)
+            state.remove_dir(path)
             if path.exists():
                 return 0
         else:

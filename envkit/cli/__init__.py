@@ -5,6 +5,8 @@ Every verb is a :class:`envkit.plugins.interfaces.Command` registered through th
 (:data:`~envkit.cli.verbs.BUILTIN_VERBS`) take a fast path: a parser of that one command,
 without loading pluggy or discovering plugins, because for ``run`` and ``exec`` start-up
 time is the container's start-up time. A plugin therefore cannot replace a built-in verb.
+For the same reason a command module imports what its verb does inside ``run()`` (as pip's
+``commands_dict``): building one verb's parser loads nothing else.
 
 ``main`` owns exit codes and error rendering: an :class:`~envkit.errors.EnvkitError`
 becomes one message on stderr and its

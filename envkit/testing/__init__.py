@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'envkit.testing' has no attribute {name!r}")
-    from importlib import import_module
+    from importlib import import_module  # lazy for start-up (see above)
 
     value = getattr(import_module(f"envkit.testing.{home}"), name)
     globals()[name] = value

@@ -306,6 +306,7 @@ class BackendSuite:
 
     # -- real containers (opt-in) -------------------------------------------------------
     def _run(self, image: str, script: str, source: MountSource) -> tuple[int, str]:
+        # lazy: only the opt-in container tests run containers (downward)
         import tempfile
 
         import envkit

@@ -452,7 +452,7 @@ class PostgresServer(_Counted):
         """The calling thread's connection (the maker and the dropper have one each)."""
         conn: PgConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            from envkit.testing.pgwire import PgConnection
+            from envkit.testing.pgwire import PgConnection  # lazy: PostgreSQL pools only
 
             recipe, pool = self.pool.recipe, self.pool
             conn = PgConnection(
@@ -523,7 +523,7 @@ class RedisServer:
         """The calling thread's connection (the maker and the dropper have one each)."""
         conn: RespConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            from envkit.testing.resp import RespConnection
+            from envkit.testing.resp import RespConnection  # lazy: Redis pools only
 
             conn = RespConnection(self.pool.service.host, self.pool.database("0").port)
             self._local.conn = conn

@@ -33,6 +33,7 @@ def service_fixture(
     module (``pg = service_fixture(...)``), or ``name``. A service that never becomes
     ready fails the fixture with its last health check output and log lines.
     """
+    # lazy for start-up: envkit.testing loads no spec objects until a fixture is made
     from envkit.recipes import Recipe
 
     recipe = service if isinstance(service, Recipe) else None
@@ -40,6 +41,7 @@ def service_fixture(
     seeds: list[Seed] = []  # of the database fixtures on this one, made ahead
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[ServiceHandle]:
+        # lazy for start-up: envkit.testing loads no spec objects until a fixture runs
         from envkit.spec import Stack
         from envkit.testing.handles import ServiceHandle
 
@@ -74,6 +76,7 @@ def stack_fixture(
     yields a :class:`~envkit.testing.handles.StackHandle` (``handle["db"].port(5432)``)
     and brings it down, volumes included, after ``scope``. The stack runs under a
     name of its own per fixture, xdist worker and pytest process."""
+    # lazy for start-up: envkit.testing loads no spec objects until a fixture is made
     from envkit.recipes import Recipe
     from envkit.spec import Stack
 
@@ -92,7 +95,7 @@ def stack_fixture(
         volumes, networks, base_dir = (), (), None
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
-        from envkit.testing.handles import StackHandle
+        from envkit.testing.handles import StackHandle  # lazy for start-up (downward)
 
         session = ServiceSession.of(request.config)
         renamed = Stack(

@@ -85,7 +85,7 @@ class ServiceHandle:
     def databases(self) -> DatabasePool:
         """Fresh databases on this server (a recipe with SQL databases only)."""
         if self._pool is None:
-            from envkit.testing.databases import DatabasePool
+            from envkit.testing.databases import DatabasePool  # lazy: recipes with databases
 
             self._pool = DatabasePool(self)
         return self._pool

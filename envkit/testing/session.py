@@ -58,7 +58,7 @@ class ServiceSession:
         A failure raises the :class:`~envkit.errors.EnvkitError` of ``up``: which
         service was not ready, its last health check output and its last log lines.
         """
-        from envkit.stack.api import up
+        from envkit.stack.api import up  # lazy for start-up: the stack layer, downward
 
         running = up(stack, timeout=self.options.timeout, owned=not self.options.keep)
         self._up[stack.name] = running
