@@ -38,11 +38,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(argv: list[str], **kwargs: object) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+def _run(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr}")
-    return str(proc.stdout)
+    return proc.stdout
 
 
 def make_ca_and_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
@@ -105,9 +105,10 @@ class RegistryServer:
         }
         if self.tls:
             self.ca, crt, key = make_ca_and_cert(self.base / "tls")
-            http["tls"] = {"certificate": str(crt), "key": str(key)}
+            tls: dict[str, object] = {"certificate": str(crt), "key": str(key)}
             if self.client_ca is not None:
-                http["tls"]["clientcas"] = [str(self.client_ca)]  # type: ignore[index]
+                tls["clientcas"] = [str(self.client_ca)]
+            http["tls"] = tls
         if self.users:
             lines = [
                 _run(["htpasswd", "-Bbn", user, password]).strip()

@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -28,10 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
 
 
-def sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    env = kw.pop("env", None) or {k: v for k, v in os.environ.items() if k != "ENVKIT_DEBUG"}
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        argv, capture_output=True, text=True, check=False, timeout=600, env=env, **kw
+def sh(
+    argv: list[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = env or {k: v for k, v in os.environ.items() if k != "ENVKIT_DEBUG"}
+    return subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=600, env=env, cwd=cwd
     )
 
 

@@ -49,10 +49,8 @@ Store(Path(sys.argv[1])).ingest(sys.stdin.buffer)
 """
 
 
-def _spawn(code: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
-        [sys.executable, "-c", code, *args], cwd=ROOT, **kwargs
-    )
+def _spawn(code: str, *args: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdin=stdin)
 
 
 def test_concurrent_writers_taggers_and_pruner(tmp_path: Path) -> None:
