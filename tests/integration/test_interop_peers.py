@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,7 @@ def skopeo_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, imag
     return archive, built
 
 
-def skopeo_inspect(archive: Path) -> tuple[dict[str, object], dict[str, object]]:
+def skopeo_inspect(archive: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inspect output, raw manifest) of the single image of an OCI archive."""
     info = json.loads(run(["skopeo", "inspect", f"oci-archive:{archive}"]))
     raw = json.loads(run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"]))
@@ -145,7 +146,7 @@ def test_skopeo_archive_round_trips_through_envkit_to_podman(
     info, raw = skopeo_inspect(out)
     assert info["Digest"] == built.manifest_digest
     assert info["Layers"] == list(built.layer_digests)
-    assert raw["config"]["digest"] == built.config_digest  # type: ignore[index]
+    assert raw["config"]["digest"] == built.config_digest
 
     assert (
         podman("load", "-i", str(out)).strip().endswith("Loaded image: docker.io/library/busybox:1")

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tests.integration.registry_server import _run, make_ca_and_cert
@@ -115,7 +116,9 @@ class Server(ThreadingHTTPServer):
         self.handshakes += 1
         return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
-    def finish_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
         if isinstance(request, ssl.SSLSocket):
             try:
                 request.settimeout(5)

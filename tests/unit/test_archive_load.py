@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from typing_extensions import Buffer
 
 from envkit.cli import main
 from envkit.errors import ArchiveError
@@ -51,9 +52,10 @@ class _Pipe(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        chunk = self._data.read(min(len(buffer), 4096))
-        buffer[: len(chunk)] = chunk
+    def readinto(self, buffer: Buffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._data.read(min(len(view), 4096))
+        view[: len(chunk)] = chunk
         return len(chunk)
 
 

@@ -12,6 +12,7 @@ from envkit.errors import EnvkitError, SpecError
 from envkit.recipes import mariadb, postgres, redis
 from envkit.recipes.postgres import PostgresAdmin, quote_identifier
 from envkit.recipes.recipe import Recipe
+from envkit.spec.bases import FromRef
 from envkit.testing.plugin import Options
 from envkit.testing.session import ServiceSession
 
@@ -54,7 +55,8 @@ def test_debian_versions_are_checked_with_the_way_out() -> None:
 
 def test_registry_images_take_the_version_from_the_tag() -> None:
     pg = postgres(image="postgres:16")
-    assert str(pg.service.image.base.ref).endswith("postgres:16")  # type: ignore[union-attr]
+    base = pg.service.image.base
+    assert isinstance(base, FromRef) and str(base.ref).endswith("postgres:16")
     assert pg.admin is not None and "STRATEGY FILE_COPY" in pg.admin.create("a", "t")
     old = postgres(image="postgres:14-alpine")
     assert old.admin is not None and "STRATEGY" not in old.admin.create("a", "t")
