@@ -23,6 +23,7 @@ from pathlib import Path
 
 from envkit.network import state
 from envkit.network.errors import NetworkError
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -39,21 +40,14 @@ LOOPBACK = "127.0.0.1"
 LOOPBACK6 = "::1"
 
 
-class PortMapping(state.Value):
+class PortMapping(Value):
     """``host_ip:host_port`` on the host to ``container_port`` of the container
     (``host_ip`` of either family; written ``[::1]:8080`` for IPv6)."""
 
-    __slots__ = ()
-    FIELDS = ("host_port", "container_port", "protocol", "host_ip")
     host_port: int
     container_port: int
-    protocol: str
-    host_ip: str
-
-    def __new__(
-        cls, host_port: int, container_port: int, protocol: str = "tcp", host_ip: str = "127.0.0.1"
-    ) -> PortMapping:
-        return tuple.__new__(cls, (host_port, container_port, protocol, host_ip))
+    protocol: str = "tcp"
+    host_ip: str = "127.0.0.1"
 
     @classmethod
     def parse(cls, text: str) -> PortMapping:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from envkit import settings
 from envkit.network.errors import NetworkError
+from envkit.records import Value
 from envkit.store.locks import lock_for
-from envkit.values import Value as Value  # network.ports subclasses state.Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -99,13 +99,8 @@ def start_time(pid: int) -> int | None:
 class Proc(Value):
     """A process we started, named by pid and start time."""
 
-    __slots__ = ()
-    FIELDS = ("pid", "start")
     pid: int
     start: int
-
-    def __new__(cls, pid: int, start: int) -> Proc:
-        return tuple.__new__(cls, (pid, start))
 
     @classmethod
     def of(cls, pid: int) -> Proc:
@@ -148,42 +143,15 @@ class NetworkInfo(Value):
     IPv6 side of a dual-stack network (``""`` on an IPv4-only one).
     """
 
-    __slots__ = ()
-    FIELDS = (
-        "name",
-        "subnet",
-        "gateway",
-        "bridge",
-        "internal",
-        "host_loopback",
-        "last_ip",
-        "subnet6",
-        "gateway6",
-    )
     name: str
     subnet: str
     gateway: str
     bridge: str
-    internal: bool
-    host_loopback: bool
-    last_ip: str
-    subnet6: str
-    gateway6: str
-
-    def __new__(
-        cls,
-        name: str,
-        subnet: str,
-        gateway: str,
-        bridge: str,
-        internal: bool = False,
-        host_loopback: bool = False,
-        last_ip: str = "",
-        subnet6: str = "",
-        gateway6: str = "",
-    ) -> NetworkInfo:
-        fields = (name, subnet, gateway, bridge, internal, host_loopback, last_ip)
-        return tuple.__new__(cls, (*fields, subnet6, gateway6))
+    internal: bool = False
+    host_loopback: bool = False
+    last_ip: str = ""
+    subnet6: str = ""
+    gateway6: str = ""
 
     @property
     def ipv6(self) -> bool:
@@ -204,55 +172,19 @@ class Endpoint(Value):
     intermediate, which hands pid 1 over and exits).
     """
 
-    __slots__ = ()
-    FIELDS = (
-        "network",
-        "container",
-        "ip",
-        "ifname",
-        "veth",
-        "aliases",
-        "pid",
-        "pid_start",
-        "netns",
-        "netns_ino",
-        "order",
-        "ip6",
-        "outlives_pid",
-    )
     network: str
     container: str
     ip: str
     ifname: str
     veth: str
-    aliases: tuple[str, ...]
-    pid: int
-    pid_start: int
-    netns: str
-    netns_ino: int
-    order: int
-    ip6: str
-    outlives_pid: bool
-
-    def __new__(
-        cls,
-        network: str,
-        container: str,
-        ip: str,
-        ifname: str,
-        veth: str,
-        aliases: tuple[str, ...] = (),
-        pid: int = 0,
-        pid_start: int = 0,
-        netns: str = "",
-        netns_ino: int = 0,
-        order: int = 0,
-        ip6: str = "",
-        outlives_pid: bool = False,
-    ) -> Endpoint:
-        fields = (network, container, ip, ifname, veth, tuple(aliases))
-        ident = (pid, pid_start, netns, netns_ino)
-        return tuple.__new__(cls, (*fields, *ident, order, ip6, outlives_pid))
+    aliases: tuple[str, ...] = ()
+    pid: int = 0
+    pid_start: int = 0
+    netns: str = ""
+    netns_ino: int = 0
+    order: int = 0
+    ip6: str = ""
+    outlives_pid: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
@@ -376,13 +308,8 @@ class Daemons(Value):
     """The holder and the network daemon (:mod:`envkit.network.netd`: netlink, egress,
     published ports) of one ``$ENVKIT_HOME``."""
 
-    __slots__ = ()
-    FIELDS = ("holder", "netd")
     holder: Proc
-    netd: Proc | None
-
-    def __new__(cls, holder: Proc, netd: Proc | None = None) -> Daemons:
-        return tuple.__new__(cls, (holder, netd))
+    netd: Proc | None = None
 
 
 def holder_path() -> Path:

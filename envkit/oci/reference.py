@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 
 from envkit.errors import ReferenceError_
-from envkit.values import Value
+from envkit.records import Value
 
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_REGISTRY = "index.docker.io"
@@ -63,17 +63,10 @@ _HINT_FORMAT = (
 class Reference(Value):
     """A parsed, normalised image reference (ordered by its fields, as a tuple)."""
 
-    __slots__ = ()
-    FIELDS = ("registry", "path", "tag", "digest")
     registry: str
     path: str
-    tag: str | None
-    digest: str | None
-
-    def __new__(
-        cls, registry: str, path: str, tag: str | None = None, digest: str | None = None
-    ) -> Reference:
-        return tuple.__new__(cls, (registry, path, tag, digest))
+    tag: str | None = None
+    digest: str | None = None
 
     @property
     def name(self) -> str:
@@ -118,15 +111,10 @@ class Split(Value):
     """A reference as distribution's ``Parse`` reads it: no default registry, tag and
     digest both kept. ``domain`` is ``""`` when the text names no registry."""
 
-    __slots__ = ()
-    FIELDS = ("domain", "path", "tag", "digest")
     domain: str
     path: str
     tag: str | None
     digest: str | None
-
-    def __new__(cls, domain: str, path: str, tag: str | None, digest: str | None) -> Split:
-        return tuple.__new__(cls, (domain, path, tag, digest))
 
     @property
     def name(self) -> str:

@@ -19,7 +19,7 @@ import json
 
 from envkit.errors import ImageConfigError
 from envkit.oci.digest import sha256_bytes
-from envkit.values import Value
+from envkit.records import Value, field
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -77,22 +77,11 @@ def compression_of(media_type: str) -> str:
 class Platform(Value):
     """An OS and architecture an image is built for."""
 
-    __slots__ = ()
-    FIELDS = ("os", "architecture", "variant", "extra")
     KNOWN = frozenset({"os", "architecture", "variant"})
-    os: str
-    architecture: str
-    variant: str
-    extra: dict[str, Any]
-
-    def __new__(
-        cls,
-        os: str = "linux",
-        architecture: str = "amd64",
-        variant: str = "",
-        extra: dict[str, Any] | None = None,
-    ) -> Platform:
-        return tuple.__new__(cls, (os, architecture, variant, {} if extra is None else extra))
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self[:3] == other[:3]
@@ -120,29 +109,14 @@ class Descriptor(Value):
     """A typed pointer to content: media type, digest and size (and, in an index, the
     platform). Annotations do not take part in equality or the hash."""
 
-    __slots__ = ()
-    FIELDS = ("media_type", "digest", "size", "annotations", "platform", "extra")
     KNOWN = frozenset({"mediaType", "digest", "size", "annotations", "platform"})
     media_type: str
     digest: str
     size: int
-    annotations: dict[str, str]
-    platform: Platform | None
-    extra: dict[str, Any]
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     """Fields not modelled: ``urls``, ``data``, ``artifactType``, ..."""
-
-    def __new__(
-        cls,
-        media_type: str,
-        digest: str,
-        size: int,
-        annotations: dict[str, str] | None = None,
-        platform: Platform | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Descriptor:
-        notes = {} if annotations is None else annotations
-        more = {} if extra is None else extra
-        return tuple.__new__(cls, (media_type, digest, size, notes, platform, more))
 
     def _key(self) -> tuple[object, ...]:
         return (self[0], self[1], self[2], self[4])
@@ -183,27 +157,13 @@ class Manifest(Value):
     """An image manifest: one config and an ordered list of layers. Annotations do not
     take part in equality or the hash."""
 
-    __slots__ = ()
-    FIELDS = ("config", "layers", "media_type", "annotations", "extra")
     KNOWN = frozenset({"schemaVersion", "mediaType", "config", "layers", "annotations"})
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    media_type: str
-    annotations: dict[str, str]
-    extra: dict[str, Any]
+    media_type: str = MT_OCI_MANIFEST
+    annotations: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     """Fields not modelled: ``subject``, ``artifactType``, ..."""
-
-    def __new__(
-        cls,
-        config: Descriptor,
-        layers: tuple[Descriptor, ...],
-        media_type: str = MT_OCI_MANIFEST,
-        annotations: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Manifest:
-        notes = {} if annotations is None else annotations
-        more = {} if extra is None else extra
-        return tuple.__new__(cls, (config, layers, media_type, notes, more))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self[:3] == other[:3]
@@ -245,23 +205,12 @@ class Index(Value):
     """An image index: a list of manifests (per platform, or per ref in a layout).
     Annotations do not take part in equality or the hash."""
 
-    __slots__ = ()
-    FIELDS = ("manifests", "annotations", "extra")
     KNOWN = frozenset({"schemaVersion", "manifests", "annotations"})
-    manifests: tuple[Descriptor, ...]
-    annotations: dict[str, str]
-    extra: dict[str, Any]
+    manifests: tuple[Descriptor, ...] = ()
+    annotations: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     """Fields not modelled: ``subject``, ``artifactType``, and the ``mediaType`` read
     (a Docker manifest list keeps its own)."""
-
-    def __new__(
-        cls,
-        manifests: tuple[Descriptor, ...] = (),
-        annotations: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Index:
-        notes = {} if annotations is None else annotations
-        return tuple.__new__(cls, (manifests, notes, {} if extra is None else extra))
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self[0] == other[0]
@@ -300,12 +249,7 @@ class ImageConfig(Value):
     the image id, as in docker.
     """
 
-    __slots__ = ()
-    FIELDS = ("raw",)
     raw: dict[str, Any]
-
-    def __new__(cls, raw: dict[str, Any]) -> ImageConfig:
-        return tuple.__new__(cls, (raw,))
 
     @property
     def config(self) -> dict[str, Any]:

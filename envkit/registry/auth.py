@@ -17,8 +17,8 @@ import time
 from urllib.parse import urlencode
 
 from envkit.errors import RegistryError
+from envkit.records import Value, field
 from envkit.registry.transport import TransportError
-from envkit.values import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -35,13 +35,8 @@ class Challenge(Value):
     """One parsed ``WWW-Authenticate`` challenge: ``scheme`` in lower case ("bearer" or
     "basic") and its parameters."""
 
-    __slots__ = ()
-    FIELDS = ("scheme", "params")
     scheme: str
-    params: dict[str, str]
-
-    def __new__(cls, scheme: str, params: dict[str, str] | None = None) -> Challenge:
-        return tuple.__new__(cls, (scheme, {} if params is None else params))
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def parse_challenge(header: str) -> Challenge | None:
@@ -66,13 +61,8 @@ def basic_header(creds: Credentials) -> str:
 
 
 class _Token(Value):
-    __slots__ = ()
-    FIELDS = ("value", "expires")
     value: str
     expires: float
-
-    def __new__(cls, value: str, expires: float) -> _Token:
-        return tuple.__new__(cls, (value, expires))
 
 
 class Authenticator:

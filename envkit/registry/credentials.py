@@ -19,7 +19,7 @@ import os
 from envkit import settings
 from envkit.errors import RegistryError
 from envkit.oci.reference import DEFAULT_REGISTRY
-from envkit.values import Value
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -36,13 +36,8 @@ class Credentials(Value):
     """A user name and a secret (a password, or an identity token); the secret is left
     out of the repr."""
 
-    __slots__ = ()
-    FIELDS = ("username", "secret")
     username: str
     secret: str
-
-    def __new__(cls, username: str, secret: str) -> Credentials:
-        return tuple.__new__(cls, (username, secret))
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from envkit import settings
 from envkit.oci.reference import DEFAULT_REGISTRY
-from envkit.values import Value
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -28,23 +28,11 @@ class Endpoint(Value):
     False (no verification).
     """
 
-    __slots__ = ()
-    FIELDS = ("name", "host", "plain_http_allowed", "verify", "client_cert")
     name: str
     host: str
     plain_http_allowed: bool
     verify: bool | str
-    client_cert: tuple[str, str] | None
-
-    def __new__(
-        cls,
-        name: str,
-        host: str,
-        plain_http_allowed: bool,
-        verify: bool | str,
-        client_cert: tuple[str, str] | None = None,
-    ) -> Endpoint:
-        return tuple.__new__(cls, (name, host, plain_http_allowed, verify, client_cert))
+    client_cert: tuple[str, str] | None = None
 
     def urls(self) -> list[str]:
         """Base URLs to try, in order.

@@ -16,9 +16,9 @@ from envkit.oci.types import (
     Descriptor,
     Platform,
 )
+from envkit.records import Value
 from envkit.registry.client import RegistryClient, scope
 from envkit.registry.transport import BodyError
-from envkit.values import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -34,17 +34,10 @@ class RemoteManifest(Value):
     """A manifest or index as the registry served it: exact bytes, type and digest, and
     the parsed document."""
 
-    __slots__ = ()
-    FIELDS = ("raw", "media_type", "digest", "data")
     raw: bytes
     media_type: str
     digest: str
     data: dict[str, Any]
-
-    def __new__(
-        cls, raw: bytes, media_type: str, digest: str, data: dict[str, Any]
-    ) -> RemoteManifest:
-        return tuple.__new__(cls, (raw, media_type, digest, data))
 
     @property
     def descriptor(self) -> Descriptor:

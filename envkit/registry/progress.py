@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from envkit.values import Record
+from envkit.records import Record
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -30,13 +30,10 @@ def human(size: float) -> str:
 
 
 class _Line(Record):
-    __slots__ = FIELDS = ("digest", "size", "done", "status")
-
-    def __init__(self, digest: str, size: int, done: int = 0, status: str = "Waiting") -> None:
-        self.digest = digest
-        self.size = size
-        self.done = done
-        self.status = status
+    digest: str
+    size: int
+    done: int = 0
+    status: str = "Waiting"
 
 
 class Progress:

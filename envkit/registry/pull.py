@@ -7,6 +7,7 @@ import os
 from envkit.errors import RegistryError, StoreError
 from envkit.oci.reference import Reference, parse
 from envkit.oci.types import Descriptor, Manifest, Platform
+from envkit.records import Value
 from envkit.registry import blobs, manifests
 from envkit.registry.client import RegistryClient
 from envkit.registry.endpoints import mirrors_for
@@ -15,7 +16,6 @@ from envkit.registry.progress import Progress
 from envkit.store.atomic import fsync_dir
 from envkit.store.graph import host_platform
 from envkit.store.layout import Store
-from envkit.values import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -32,23 +32,11 @@ class PulledImage(Value):
     registry serves the ref), the platform's manifest, the registry used, and how many
     blobs were fetched (0: everything was present)."""
 
-    __slots__ = ()
-    FIELDS = ("ref", "descriptor", "manifest", "source", "downloaded")
     ref: Reference
     descriptor: Descriptor
     manifest: Descriptor
     source: str
     downloaded: int
-
-    def __new__(
-        cls,
-        ref: Reference,
-        descriptor: Descriptor,
-        manifest: Descriptor,
-        source: str,
-        downloaded: int,
-    ) -> PulledImage:
-        return tuple.__new__(cls, (ref, descriptor, manifest, source, downloaded))
 
 
 def pull(

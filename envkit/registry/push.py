@@ -7,13 +7,13 @@ import contextlib
 from envkit.errors import ReferenceError_, RegistryError, StoreError
 from envkit.oci.reference import Reference, parse
 from envkit.oci.types import Descriptor, Manifest
+from envkit.records import Value
 from envkit.registry import blobs, manifests
 from envkit.registry.client import RegistryClient
 from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
 from envkit.store import graph
 from envkit.store.layout import Store
-from envkit.values import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -28,18 +28,11 @@ class PushedImage(Value):
     """What a push did: the ref written, the digest the registry now serves for it, and
     how many blobs were uploaded, mounted or found present."""
 
-    __slots__ = ()
-    FIELDS = ("ref", "digest", "uploaded", "mounted", "existing")
     ref: Reference
     digest: str
     uploaded: int
     mounted: int
     existing: int
-
-    def __new__(
-        cls, ref: Reference, digest: str, uploaded: int, mounted: int, existing: int
-    ) -> PushedImage:
-        return tuple.__new__(cls, (ref, digest, uploaded, mounted, existing))
 
 
 def push(

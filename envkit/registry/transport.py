@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 
-from envkit.values import Value
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -92,15 +92,8 @@ class TLSOptions(Value):
     """How to check a server: ``verify`` is True (system CAs), a CA bundle path, or
     False (no check); ``client_cert`` a (certificate, key) pair of paths."""
 
-    __slots__ = ()
-    FIELDS = ("verify", "client_cert")
-    verify: bool | str
-    client_cert: tuple[str, str] | None
-
-    def __new__(
-        cls, verify: bool | str = True, client_cert: tuple[str, str] | None = None
-    ) -> TLSOptions:
-        return tuple.__new__(cls, (verify, client_cert))
+    verify: bool | str = True
+    client_cert: tuple[str, str] | None = None
 
 
 #: The system's CAs, no client certificate.

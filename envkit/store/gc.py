@@ -12,9 +12,9 @@ import os
 from envkit.errors import EnvkitError, ReferenceError_, StoreError
 from envkit.oci.reference import parse
 from envkit.oci.types import Descriptor
+from envkit.records import Value
 from envkit.store import graph
 from envkit.store.atomic import fsync_dir, is_live
-from envkit.values import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -91,15 +91,10 @@ class ImageUser(Value):
     """A container that uses an image: its image id (the config digest), container id,
     name and whether it runs (``rmi`` checks these, as docker's daemon does)."""
 
-    __slots__ = ()
-    FIELDS = ("image_id", "container_id", "name", "running")
     image_id: str
     container_id: str
     name: str
     running: bool
-
-    def __new__(cls, image_id: str, container_id: str, name: str, running: bool) -> ImageUser:
-        return tuple.__new__(cls, (image_id, container_id, name, running))
 
     @property
     def shown(self) -> str:

@@ -7,7 +7,7 @@ import os
 
 from envkit.errors import DigestMismatchError, StoreError
 from envkit.oci.types import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest, Platform
-from envkit.values import Record
+from envkit.records import Record, field
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -105,12 +105,9 @@ class Closure(Record):
     """The blobs one image reaches: present ones in walk order, missing ones, and
     unreadable ones (digest -> why)."""
 
-    __slots__ = FIELDS = ("present", "missing", "unreadable")
-
-    def __init__(self) -> None:
-        self.present: list[str] = []
-        self.missing: list[str] = []
-        self.unreadable: dict[str, str] = {}
+    present: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -55,10 +55,10 @@ from envkit.oci.types import (
     Manifest,
     canonical_json,
 )
+from envkit.records import Record, Value, field
 from envkit.store import graph
 from envkit.store.atomic import TempFile, atomic_write
 from envkit.store.locks import FileLock, lock_for
-from envkit.values import Record, Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -83,18 +83,11 @@ class ImageRecord(Value):
     image id, ``size`` the bytes of manifest, config and compressed layers, ``created``
     the config's "created" field ("" when absent)."""
 
-    __slots__ = ()
-    FIELDS = ("ref", "manifest", "config_digest", "size", "created")
     ref: str
     manifest: Descriptor
     config_digest: str
     size: int
     created: str
-
-    def __new__(
-        cls, ref: str, manifest: Descriptor, config_digest: str, size: int, created: str
-    ) -> ImageRecord:
-        return tuple.__new__(cls, (ref, manifest, config_digest, size, created))
 
 
 class FsckReport(Record):
@@ -110,28 +103,15 @@ class FsckReport(Record):
     either way.
     """
 
-    __slots__ = FIELDS = (
-        "corrupt_blobs",
-        "missing_blobs",
-        "partial_files",
-        "resumable",
-        "broken_refs",
-        "repaired",
-        "layout_errors",
-        "remaining",
-        "repair_attempted",
-    )
-
-    def __init__(self) -> None:
-        self.corrupt_blobs: list[str] = []
-        self.missing_blobs: list[str] = []
-        self.partial_files: list[str] = []
-        self.resumable: list[str] = []
-        self.broken_refs: list[str] = []
-        self.repaired: list[str] = []
-        self.layout_errors: list[str] = []
-        self.remaining: list[str] = []
-        self.repair_attempted = False
+    corrupt_blobs: list[str] = field(default_factory=list)
+    missing_blobs: list[str] = field(default_factory=list)
+    partial_files: list[str] = field(default_factory=list)
+    resumable: list[str] = field(default_factory=list)
+    broken_refs: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    layout_errors: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
+    repair_attempted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -155,24 +135,18 @@ class FsckReport(Record):
 class PruneReport(Record):
     """What :meth:`Store.prune` removed."""
 
-    __slots__ = FIELDS = ("removed_blobs", "freed_bytes", "removed_tmp")
-
-    def __init__(self) -> None:
-        self.removed_blobs: list[str] = []
-        self.freed_bytes = 0
-        self.removed_tmp: list[str] = []
+    removed_blobs: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    removed_tmp: list[str] = field(default_factory=list)
 
 
 class RemoveReport(Record):
     """What :meth:`Store.remove` did, in the order ``docker rmi`` prints it: refs
     untagged (normalised), blob digests deleted."""
 
-    __slots__ = FIELDS = ("untagged", "deleted", "freed_bytes")
-
-    def __init__(self) -> None:
-        self.untagged: list[str] = []
-        self.deleted: list[str] = []
-        self.freed_bytes = 0
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
 
 
 class Store:

@@ -133,7 +133,7 @@ def test_records_are_immutable_values_that_round_trip_through_json() -> None:
     )
     assert A.with_last_ip("10.89.0.9").last_ip == "10.89.0.9" and A.last_ip == ""
     with pytest.raises(AttributeError):
-        mapping.host_port = 1
+        mapping.host_port = 1  # type: ignore[misc]
 
 
 def test_rules_are_skipped_without_iptables(monkeypatch: pytest.MonkeyPatch) -> None:

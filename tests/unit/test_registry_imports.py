@@ -3,7 +3,7 @@
 Issue #5 times both against ``skopeo copy`` in a fresh process, where imports are most
 of a warm pull's time (docs/dev/registry.md). These modules cost milliseconds each and
 loading the registry path needs none of them: HTTP is requests, imported on the first
-request (:mod:`envkit.registry.transport`), records are :class:`envkit.values.Value` (no
+request (:mod:`envkit.registry.transport`), records are :class:`envkit.records.Value` (no
 dataclasses, inspect), hashing of small documents needs no hashlib, typing or secrets. A
 new top-level import of one of them would quietly undo that. (``pathlib`` still arrives
 through ``envkit.store.locks``: the store's contract hands out ``Path`` objects.)
