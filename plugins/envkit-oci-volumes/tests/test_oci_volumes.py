@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import pytest
 from envkit_oci_volumes import ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, OciVolumes
@@ -15,11 +15,18 @@ from envkit.plugins import VolumeBackend
 from envkit.testing.backend_suite import BackendSuite
 
 
+class Registry(Protocol):
+    """What these tests use of the ``registry`` fixture (envkit's test registry server)."""
+
+    host: str  # 127.0.0.1:PORT
+    url: str  # http://127.0.0.1:PORT
+
+
 class TestOciBackend(BackendSuite):
     bad_options = {"repository": "Not A Repo!"}
 
     @pytest.fixture(autouse=True)
-    def _options(self, registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def _options(self, registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
         # The suite reads the class attribute; the registry's address is known only now.
         monkeypatch.setattr(type(self), "options", {"repository": f"{registry.host}/envkit/suite"})
 
@@ -29,7 +36,7 @@ class TestOciBackend(BackendSuite):
 
 
 def test_a_snapshot_seeds_a_volume_on_another_machine(
-    registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = f"{registry.host}/ci/seed"
     monkeypatch.setenv("ENVKIT_HOME", str(tmp_path / "machine-a"))
@@ -51,7 +58,7 @@ def test_a_snapshot_seeds_a_volume_on_another_machine(
     assert b.snapshot("data", "v1-again").digest == snap.digest  # same data, same digest
 
 
-def test_the_registry_holds_an_oci_artifact(registry: Any, home: Path) -> None:
+def test_the_registry_holds_an_oci_artifact(registry: Registry, home: Path) -> None:
     backend = OciVolumes()
     backend.create("art", {"repository": f"{registry.host}/envkit/art"})
     (backend.mountpoint("art") / "f").write_text("x")
@@ -68,7 +75,7 @@ def test_the_registry_holds_an_oci_artifact(registry: Any, home: Path) -> None:
     assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
-def test_a_missing_seed_leaves_no_volume(registry: Any, home: Path) -> None:
+def test_a_missing_seed_leaves_no_volume(registry: Registry, home: Path) -> None:
     backend = OciVolumes()
     with pytest.raises(VolumeError, match="no snapshot"):
         backend.create("v", {"repository": f"{registry.host}/envkit/none", "seed": "absent"})
