@@ -85,6 +85,9 @@ class Syscalls(Protocol):
     def setsid(self) -> None:
         """``setsid(2)``."""
 
+    def take_terminal(self, tty: int) -> None:
+        """``tty`` as controlling terminal (``TIOCSCTTY``) and as fds 0, 1 and 2."""
+
     def chdir(self, path: str, /) -> None:
         """``chdir(2)``."""
 

@@ -14,6 +14,7 @@ import ctypes
 import fcntl
 import os
 import struct
+import termios
 
 from envkit.host.prctl import prctl as prctl
 
@@ -97,6 +98,16 @@ def link_up(name: str) -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), current | _IFF_UP))
     finally:
         os.close(sock)
+
+
+def take_terminal(tty: int) -> None:
+    """Make the terminal ``tty`` this session's controlling terminal (``TIOCSCTTY``) and
+    stdin, stdout and stderr; ``tty`` itself is closed unless it is one of them."""
+    fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(tty, target)
+    if tty > 2:
+        os.close(tty)
 
 
 def unshare(flags: int) -> None:

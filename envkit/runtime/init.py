@@ -109,7 +109,7 @@ def exec_command(
     shares the caller's controlling terminal, so ``/dev/tty`` and ``TIOCSTI`` cannot
     reach the shell that started envkit. With ``tty`` (the slave side of a pty from the
     container's devpts) that terminal becomes its controlling terminal and its stdin,
-    stdout and stderr. Every kernel call but the terminal's goes through ``kernel``
+    stdout and stderr. Every kernel call goes through ``kernel``
     (:mod:`envkit.host.syscall_seam`).
     """
     step = ["prepare"]
@@ -117,11 +117,7 @@ def exec_command(
         step[0] = "terminal"
         kernel.setsid()
         if tty is not None:
-            fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
-            for target in (0, 1, 2):
-                os.dup2(tty, target)
-            if tty > 2:
-                os.close(tty)
+            kernel.take_terminal(tty)
         for sig in _ignored_signals():
             signal.signal(sig, signal.SIG_DFL)
         _limit_privileges(config, step, kernel)

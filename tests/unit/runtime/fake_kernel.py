@@ -234,6 +234,9 @@ class FakeKernel:
     def setsid(self) -> None:
         self._record("setsid")
 
+    def take_terminal(self, tty: int) -> None:
+        self._record("take_terminal", tty)
+
     def chdir(self, path: str, /) -> None:
         self._record("chdir", path)
         if self._new_root is None:
