@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -104,8 +105,12 @@ def test_the_plugin_guide_from_an_empty_folder(venv: Path, tmp_path: Path) -> No
 
 
 @pytest.fixture(scope="module")
-def oci_venv(venv: Path) -> Path:
-    ok(sh([str(venv / "bin/pip"), "install", "-q", str(ROOT / "plugins/envkit-oci-volumes")]))
+def oci_venv(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Installed from a copy: pip's build writes build/ and *.egg-info beside the sources.
+    source = tmp_path_factory.mktemp("oci-volumes") / "envkit-oci-volumes"
+    leftovers = shutil.ignore_patterns("build", "*.egg-info", ".pytest_cache", "__pycache__")
+    shutil.copytree(ROOT / "plugins/envkit-oci-volumes", source, ignore=leftovers)
+    ok(sh([str(venv / "bin/pip"), "install", "-q", str(source)]))
     return venv
 
 
