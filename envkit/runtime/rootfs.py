@@ -185,8 +185,9 @@ def mount_proc(root: str, kernel: Syscalls = syscalls) -> None:
     kernel.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root: str, kernel: Syscalls = syscalls) -> None:
-    """A tmpfs /dev with the host's harmless devices bound in, devpts, shm and mqueue."""
+def mount_dev(root: str, kernel: Syscalls = syscalls, *, console: bool = False) -> None:
+    """A tmpfs /dev with the host's harmless devices bound in, devpts, shm and mqueue;
+    with ``console``, the empty file :func:`mount_console` mounts the terminal on."""
     dev = _mountpoint(root, "/dev")
     kernel.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k")
     for name in DEVICES:
@@ -194,6 +195,8 @@ def mount_dev(root: str, kernel: Syscalls = syscalls) -> None:
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY, 0o666))
         # A user namespace may not mknod devices; binding the host's nodes is allowed.
         kernel.mount(f"/dev/{name}", node, None, MS_BIND)
+    if console:
+        os.close(os.open(os.path.join(dev, "console"), os.O_CREAT | os.O_WRONLY, 0o666))
     for name in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, name), 0o755)
     pts = os.path.join(dev, "pts")
@@ -273,6 +276,13 @@ def mask_paths(root: str, kernel: Syscalls = syscalls) -> None:
             remount_readonly(target, kernel=kernel)
 
 
+def mount_console(tty: int, kernel: Syscalls = syscalls) -> None:
+    """Bind the terminal ``tty`` (from the container's devpts) on ``/dev/console``, after
+    pivot_root: the runtime spec's default devices include it when there is a terminal
+    (runc's ``mountConsole``)."""
+    kernel.mount(f"/proc/self/fd/{tty}", "/dev/console", None, MS_BIND)
+
+
 def pivot(readonly: bool, kernel: Syscalls = syscalls) -> None:
     """Make :data:`ROOT` the root and detach the old one (``pivot_root(".", ".")``).
 
@@ -306,7 +316,7 @@ def build(
     # that container root, an unprivileged id, cannot search (a 0700 ENVKIT_HOME).
     root = ROOT
     mount_proc(root, kernel)
-    mount_dev(root, kernel)
+    mount_dev(root, kernel, console=config.tty)
     mount_sys(root, kernel)
     mount_user(root, config.mounts, bind_sources, kernel)
     mask_paths(root, kernel)

@@ -605,7 +605,10 @@ def _pid1(
             kernel.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         rootfs.build(config, layers, upper, work, binds, kernel)
         step = "terminal"
-        tty = init.open_console(console, config.tty_size) if console is not None else None
+        tty = None
+        if console is not None:
+            tty = init.open_console(console, config.tty_size)
+            rootfs.mount_console(tty, kernel)
         init.exec_command(config, err_w, tty, kernel)
     except BaseException as exc:
         init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel)

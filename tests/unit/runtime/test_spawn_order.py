@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,7 +94,13 @@ def container(layer: Path, **changes: object) -> ContainerConfig:
 
 
 def start(
-    kernel: FakeKernel, config: ContainerConfig, pipes: Pipes, state: Path, *, go: bytes = b"g"
+    kernel: FakeKernel,
+    config: ContainerConfig,
+    pipes: Pipes,
+    state: Path,
+    *,
+    go: bytes = b"g",
+    console: socket.socket | None = None,
 ) -> ProcessGone:
     """The intermediate, then (fork: the child's side) pid 1, with the caller's "go"
     already sent; how the process ended."""
@@ -103,7 +110,7 @@ def start(
         os.close(pipes.go_w)  # the caller failed and closed its end
     with pytest.raises(ProcessGone) as ended:
         spawn._monitor(
-            config, str(state), pipes.sync_w, pipes.go_r, pipes.err_w, os.getppid(), None,
+            config, str(state), pipes.sync_w, pipes.go_r, pipes.err_w, os.getppid(), console,
             kernel=kernel,
         )  # fmt: skip
     return ended.value
@@ -346,3 +353,37 @@ def test_a_caller_that_cannot_write_the_maps_never_says_go(layer: Path, pipes: P
             pipes.err_r,
         )  # fmt: skip
     assert _empty(pipes.go_r)
+
+
+def test_a_terminal_is_bound_on_dev_console(
+    kernel: FakeKernel, layer: Path, pipes: Pipes, pid1_dir: Path
+) -> None:
+    # OCI runtime spec, config-linux.md "Default Devices": "/dev/console is set up if
+    # terminal is enabled in the config by bind mounting the pseudoterminal pty to
+    # /dev/console" (runc: mountConsole, after pivot_root).
+    ours, theirs = socket.socketpair()
+    try:
+        start(kernel, container(layer, tty=True), pipes, pid1_dir, console=theirs)
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    finally:
+        ours.close()
+    for fd in fds:
+        os.close(fd)  # the master, as the caller would get it
+    slave = int(kernel.calls[first(kernel, "take_terminal")].args[0])  # type: ignore[call-overload]
+    os.close(slave)
+    assert os.path.isfile(os.path.join(str(pid1_dir), "root", "dev", "console"))
+    at = first(kernel, "pivot_root")
+    assert kernel.calls[at + 2 : at + 6] == [
+        Call("chdir", ("/",)),
+        Call("mount", (f"/proc/self/fd/{slave}", "/dev/console", None, MS_BIND, None)),
+        Call("setsid", ()),
+        Call("take_terminal", (slave,)),
+    ]
+
+
+def test_no_terminal_no_dev_console(
+    kernel: FakeKernel, layer: Path, pipes: Pipes, pid1_dir: Path
+) -> None:
+    start(kernel, container(layer), pipes, pid1_dir)
+    assert not os.path.lexists(os.path.join(str(pid1_dir), "root", "dev", "console"))
+    assert all(c.args[1] != "/dev/console" for c in kernel.calls if c.name == "mount")
