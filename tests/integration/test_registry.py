@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -111,8 +112,16 @@ def test_cli_pull_prints_plain_lines_and_the_ref(
     capsys.readouterr()
     assert main(["pull", f"{registry.host}/cli/busybox:2"]) == 0
     out = capsys.readouterr().out
-    assert "Pull complete" in out or "Already exists" in out
-    assert out.strip().endswith(f"{registry.host}/cli/busybox:2")
+    # docker pull's lines; every layer is new (the store removed the image's blobs).
+    lines = out.splitlines()
+    assert lines[0] == "2: Pulling from cli/busybox", out
+    layers = lines[1:-3]
+    assert layers and all(re.fullmatch(r"[0-9a-f]{12}: Pull complete", ln) for ln in layers), out
+    assert re.fullmatch(r"Digest: sha256:[0-9a-f]{64}", lines[-3]), out
+    assert lines[-2:] == [
+        f"Status: Downloaded newer image for {registry.host}/cli/busybox:2",
+        f"{registry.host}/cli/busybox:2",
+    ], out
     assert main(["pull", f"{registry.host}/cli/busybox:nope"]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and "cli/busybox" in err and "Traceback" not in err

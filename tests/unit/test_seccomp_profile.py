@@ -434,4 +434,6 @@ class _Uname:
 def test_preparing_loads_no_heavy_module(tmp_path: Path) -> None:
     code = "from envkit.runtime import seccomp\nseccomp.prepare()\n"
     heavy = ("typing", "dataclasses", "json", "pathlib", "subprocess", "tempfile", "importlib")
-    assert loaded_after(code, tmp_path, heavy) == [] or not seccomp.supported()
+    if not seccomp.supported():
+        pytest.skip(f"no shipped filter for {os.uname().machine}: prepare() refuses")
+    assert loaded_after(code, tmp_path, heavy) == []
