@@ -55,6 +55,7 @@ def export(
     registry, and (``strict``) any warning.
     """
     _check_options(format, namespace, expose)
+    # lazy for start-up: bad options are reported before the store is opened (downward)
     from envkit.compose.export_images import pin_images
     from envkit.store.layout import Store
 
@@ -111,7 +112,7 @@ def _check_options(format: str, namespace: str | None, expose: str) -> None:
 
 def _dump(data: Any) -> str:
     """Block YAML without anchors or aliases (each object stands alone)."""
-    import yaml
+    import yaml  # lazy for start-up: PyYAML only when YAML is written
 
     class Dumper(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
@@ -131,6 +132,7 @@ def _kubernetes(
     wait: str | None,
     store: Store,
 ) -> ExportResult:
+    # lazy: only the format asked for is loaded
     from envkit.compose.kubernetes import stack_to_kubernetes
     from envkit.compose.kubernetes_readme import readme, secret_commands
 
@@ -154,7 +156,7 @@ def _kubernetes(
 
 
 def _compose(stack: Stack, images: Mapping[str, ImageFacts]) -> ExportResult:
-    from envkit.compose.export_compose import stack_to_compose_file
+    from envkit.compose.export_compose import stack_to_compose_file  # lazy: this format only
 
     data, warnings = stack_to_compose_file(stack, images)
     return ExportResult("compose", _dump(data), warnings=warnings)
@@ -186,6 +188,7 @@ def _stale(directory: Path, objects: list[dict[str, Any]], keep: set[str]) -> li
     one does not (a service removed since): left there, ``kubectl apply -f DIR`` would
     bring them back. Only files named as the export names them and labelled as part of
     the stack are taken."""
+    # lazy: PyYAML and the Kubernetes writer only when a directory is rewritten
     import yaml
 
     from envkit.compose.kubernetes import PART_OF_LABEL

@@ -71,7 +71,7 @@ class ImageFacts:
             return int(name), int(group) if group else None
         if store is None or self.store_digest is None:
             return None
-        from envkit.runtime import image_config
+        from envkit.runtime import image_config  # lazy: only for a user given by name
 
         layers = self._image_layers(store)
         try:
@@ -86,7 +86,7 @@ class ImageFacts:
 
     def _image_layers(self, store: Store) -> tuple[str, ...]:
         if self._layers is None:
-            from envkit.store import snapshots
+            from envkit.store import snapshots  # lazy: only to read /etc/passwd (downward)
 
             assert self.store_digest is not None
             _, manifest = store.image_manifest(store.resolve(self.store_digest))
@@ -132,7 +132,7 @@ def pin_images(
     :class:`EnvkitError` naming every service whose image is in no registry, and every
     reference that was never pulled.
     """
-    from envkit.store.layout import Store
+    from envkit.store.layout import Store  # lazy for start-up (downward)
 
     store = store or Store.default()
     built = [s.name for s in stack.services if is_built(s.image)]
@@ -200,6 +200,7 @@ def _pinned_ref(store: Store, ref: str) -> ImageFacts | None:
 def _build_and_push(
     stack: Stack, names: Sequence[str], prefix: str, store: Store, progress: bool
 ) -> dict[str, ImageFacts]:
+    # lazy: the build and push layers only with push= (downward)
     from envkit.build.executor import Builder
     from envkit.build.lockfile import LOCK_NAME, LockFile
     from envkit.build.progress import for_stream

@@ -136,7 +136,7 @@ class Services(ServiceLinks):
                 "args and target need the build context to be the compose file's directory",
                 "move the compose file beside the build context, or drop args/target",
             )
-        from envkit.build.dockerfile import parse_dockerfile
+        from envkit.build.dockerfile import parse_dockerfile  # lazy: only with args/target
 
         args = {k: v for k, v in spec.args if v is not None}
         try:

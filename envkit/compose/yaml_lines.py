@@ -102,7 +102,7 @@ _FLOAT = re.compile(
 
 def load(text: str, source: str) -> Any:
     """The document in ``text`` (``source`` names the file in errors); ``None`` if empty."""
-    import yaml
+    import yaml  # lazy for start-up: PyYAML only when a file is read (see envkit.compose)
 
     class Loader(yaml.SafeLoader):
         pass

@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     module = _HOMES.get(name)
     if module is None:
         raise AttributeError(f"module 'envkit.container' has no attribute {name!r}")
-    from importlib import import_module
+    from importlib import import_module  # lazy for start-up (see above)
 
     value = getattr(import_module(f"envkit.container.{module}"), name)
     globals()[name] = value

@@ -27,6 +27,7 @@ def start_exec(
     """Start ``cmd`` in a running container as ``docker exec``: the container's env,
     working dir and user unless overridden; returns an
     :class:`envkit.runtime.nsexec.ExecProcess`."""
+    # lazy: only exec needs these, not run (downward)
     from envkit.runtime import nsexec
     from envkit.runtime.config import ExecConfig
 

@@ -176,7 +176,7 @@ class Container:
         """Its published ports as bound (``envkit port NAME``); ``[]`` when it runs no more."""
         if not self.reload().running:
             return []
-        from envkit.network import ports
+        from envkit.network import ports  # lazy: only for a running container
 
         return ports.published(self.name)
 
@@ -193,7 +193,7 @@ class Container:
 
     def logs(self) -> str:
         """The container's output so far (captured output only: see :func:`run`)."""
-        from envkit.runtime import logs
+        from envkit.runtime import logs  # lazy: only when the log is read
 
         return logs.text(self._state.path("log"))
 
@@ -257,10 +257,11 @@ def reap() -> None:
     :func:`envkit.runtime.state.reap`), then their networks, ports and namespace holder."""
     adopt_orphans()
     st.reap(keep_orphans=True)
+    # lazy: reap runs at most once per command (downward)
     from envkit import settings
 
     if os.path.exists(os.path.join(settings.home_dir(), "network", "holder.json")):
-        from envkit import network
+        from envkit import network  # lazy: only when a network holder exists
 
         network.reap()
 
@@ -268,7 +269,7 @@ def reap() -> None:
 def adopt_orphans() -> None:
     """Start a monitor when detached containers run without one: it adopts them."""
     if st.orphans():
-        from envkit.container import monitor_client
+        from envkit.container import monitor_client  # lazy: only when orphans run
 
         connection = monitor_client.connect()
         try:
@@ -318,7 +319,7 @@ def finish(
 
 
 def pump_logs(path: str, streams: dict[int, str]) -> None:
-    from envkit.runtime import logs
+    from envkit.runtime import logs  # lazy: only when output is captured
 
     writer = logs.LogWriter(path)
     try:

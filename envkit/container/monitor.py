@@ -66,7 +66,7 @@ FIFOS = {"stdout": "stdout.fifo", "stderr": "stderr.fifo"}
 
 def monitor_dir() -> str:
     """``$ENVKIT_HOME/monitor``: the monitor's socket, lock and log."""
-    from envkit.settings import private_dir
+    from envkit.settings import private_dir  # lazy: the monitor process stays small
 
     return private_dir("monitor")
 
@@ -410,7 +410,7 @@ class Monitor:
 def _finish(record: st.ContainerState, code: int) -> None:
     """After the container's end: leave its networks, then record the code or ``--rm``."""
     if record.networks:
-        from envkit.network.attach import Attachment
+        from envkit.network.attach import Attachment  # lazy: only networked containers
 
         Attachment(record.name, tuple(record.networks)).release()
     with suppress(OSError):

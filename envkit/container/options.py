@@ -84,7 +84,7 @@ class RunOptions:
         pull_output: TextIO | None = None,
     ) -> None:
         if pull not in ("missing", "always", "never"):
-            from envkit.pulling import check
+            from envkit.pulling import check  # lazy: only for a bad policy (its error)
 
             check(pull, "pull")
         self.cmd = cmd

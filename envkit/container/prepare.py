@@ -54,7 +54,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
     """Snapshots of the image's layers, the container's record and dirs, the engine's
     config (and its cgroup when limits are asked for)."""
     ref = _image_ref(image)
-    from envkit.store.resolved import holding
+    from envkit.store.resolved import holding  # lazy for start-up: run's fast path (downward)
 
     # Until the record exists, prune keeps the snapshots picked here (see holding).
     with holding():
@@ -71,12 +71,12 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         mounts = _mounts(options)
         capabilities = None
         if options.cap_add or options.cap_drop:
-            from envkit.runtime import caps
+            from envkit.runtime import caps  # lazy: only with --cap-add/--cap-drop
 
             capabilities = caps.resolve(options.cap_add, options.cap_drop)
         engine_argv = argv
         if options.init:
-            from envkit.runtime import init
+            from envkit.runtime import init  # lazy: only with --init
 
             mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
             engine_argv = [init.INIT_PATH, "--", *argv]
@@ -101,6 +101,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         os.mkdir(record.path("work"))
         hostname = options.hostname or record.id[:12]
         if options.networks or options.ports:
+            # lazy: only with networks or ports (downward)
             from envkit.network.attach import Attachment
             from envkit.network.state import NAME_RE
 
@@ -116,7 +117,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
                 record.networks = list(network.networks)
                 record.save()
         if options.limits:
-            from envkit.runtime import cgroups
+            from envkit.runtime import cgroups  # lazy: only with limits
 
             record.cgroup = cgroups.create(options.limits, f"envkit-{record.id[:12]}")
             record.save()
@@ -151,12 +152,13 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
 def _resolve(ref: str) -> Resolved:
     """The image's id, config and snapshot lower dirs: remembered from an earlier run
     (:mod:`envkit.store.resolved`), else from the store, extracting missing snapshots."""
-    from envkit.store import resolved
+    from envkit.store import resolved  # lazy for start-up: run's fast path (downward)
 
     found = resolved.lookup(ref)
     if found is not None:
         return found
     stamp = resolved.index_stamp()
+    # lazy: only when the run-cache misses (downward)
     from envkit.store import snapshots
     from envkit.store.layout import Store
 
@@ -175,7 +177,7 @@ def _resolve_pulling(ref: str, policy: str, output: TextIO | None) -> Resolved:
     (:mod:`envkit.pulling`, imported only when the store lacks the image or the policy is
     ``always``). Called holding the store lock shared, as a pull itself holds it."""
     if policy == "always":
-        from envkit import pulling
+        from envkit import pulling  # lazy: only when pulling (see the docstring)
 
         if pulling.remote(ref) is not None:
             pulling.pull(ref, missing=False, stream=output)
@@ -183,7 +185,7 @@ def _resolve_pulling(ref: str, policy: str, output: TextIO | None) -> Resolved:
     try:
         return _resolve(ref)
     except ImageNotFoundError as exc:
-        from envkit import pulling
+        from envkit import pulling  # lazy: only when pulling (see the docstring)
 
         if policy == "never":
             raise pulling.not_present(ref, exc) from None
@@ -216,7 +218,7 @@ def _mounts(options: RunOptions) -> list[Mount]:
 
 
 def terminal_size() -> tuple[int, int]:
-    from envkit.runtime.tty import window_size
+    from envkit.runtime.tty import window_size  # lazy: only with a terminal
 
     return window_size(0, 1)
 

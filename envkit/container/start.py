@@ -77,7 +77,7 @@ def run(
     """
     limits = None
     if memory is not None or cpus is not None or pids_limit is not None:
-        from envkit.runtime.cgroups import Limits
+        from envkit.runtime.cgroups import Limits  # lazy: only with limits
 
         limits = Limits.parse(
             memory,
@@ -116,7 +116,7 @@ def start_attached(prepared: Prepared, *, die_with_parent: bool = True) -> Conta
     """Start a container held by this process (pid 1 becomes its child); output to its
     log when no stdio given. ``die_with_parent=False`` lets it outlive a ``kill -9`` of
     this process, for a monitor that adopts it afterwards (a stack's next supervisor)."""
-    from envkit.runtime.spawn import start
+    from envkit.runtime.spawn import start  # lazy: each start loads its own path
 
     config, pipes = prepared.config, None
     if config.stdio is None:
@@ -140,7 +140,7 @@ def start_attached(prepared: Prepared, *, die_with_parent: bool = True) -> Conta
     prepared.state.mark_running(engine.pid)
     pump = None
     if pipes is not None:
-        import threading
+        import threading  # lazy: only to pump captured output
 
         pump = threading.Thread(
             target=pump_logs,
@@ -169,6 +169,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
     the caller's terminal to a pty of the container. Signals sent to the caller are
     passed on. The container's record stays (exited) unless ``options.remove``.
     """
+    # lazy: each start loads its own path (downward)
     from envkit.runtime import relay
     from envkit.runtime.spawn import proxy_signals, start
 
@@ -197,7 +198,7 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
         prepared.state.mark_running(engine.pid)
         with proxy_signals(engine):
             if engine.console is not None:
-                from envkit.runtime import tty
+                from envkit.runtime import tty  # lazy: only with a terminal
 
                 try:
                     tty.attach(engine.console, 0 if interactive else None, 1)
@@ -222,6 +223,7 @@ def start_detached(prepared: Prepared) -> st.ContainerState:
     containers; this process does its part of the start (id maps, networks) and leaves.
     Start failures come back here as :class:`StartError`.
     """
+    # lazy: each start loads its own path (downward)
     from envkit.container import monitor_client
     from envkit.runtime.spawn import start
 
