@@ -36,12 +36,15 @@ def _config(**changes: object) -> ContainerConfig:
 def test_round_trip_through_json_keeps_every_field() -> None:
     config = _config()
     back = ContainerConfig.from_wire(json.loads(json.dumps(config.to_wire())))
+    compared = []
     for name in ContainerConfig.__slots__:
         if name in ContainerConfig.LOCAL_FIELDS:
             continue
         want = getattr(config, name)
         want = list(want) if isinstance(want, tuple) and name != "tty_size" else want
         assert getattr(back, name) == want, name
+        compared.append(name)
+    assert {"argv", "env", "layers", "mounts"} <= set(compared), compared
     assert isinstance(back.mounts[0], BindMount) and isinstance(back.mounts[1], TmpfsMount)
 
 

@@ -100,6 +100,7 @@ def test_json_form_has_no_heredocs() -> None:
 
 def test_heredoc_helpers() -> None:
     helpers = HEREDOC["helpers"]
+    assert helpers["not_heredocs"] and helpers["valid"] and helpers["invalid"]
     for src in helpers["not_heredocs"]:
         assert parse_heredoc(src) is None, src
     for src in helpers["valid"]:

@@ -159,6 +159,7 @@ def test_rmi_then_prune_removes_the_image_snapshots(
     kept = make_image(store, "kept:1", files={"b": b"b"})
     gone_dirs = layer_snapshots(store, gone.digest)
     kept_dirs = layer_snapshots(store, kept.digest)
+    assert (len(gone_dirs), len(kept_dirs)) == (2, 1)
     assert main(["rmi", "gone:1"]) == 0
     assert main(["prune"]) == 0
     out = capsys.readouterr().out
