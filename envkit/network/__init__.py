@@ -5,6 +5,7 @@ See docs/dev/network.md for the design and docs/reference/network.md for the use
 
 from __future__ import annotations
 
+from envkit.errors import NetworkError
 from envkit.network.api import (
     hosts_file,
     prepare,
@@ -14,7 +15,6 @@ from envkit.network.api import (
     unpublish,
 )
 from envkit.network.endpoints import connect, disconnect, reap, teardown
-from envkit.network.errors import NetworkError
 from envkit.network.networks import create, inspect, ipv6_egress_note, list_networks, remove
 from envkit.network.ports import PortMapping
 from envkit.network.state import Endpoint, NetworkInfo

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from envkit.errors import NetworkError
 from envkit.network import endpoints, names, ports, state
-from envkit.network.errors import NetworkError
 from envkit.network.ports import PortMapping
 
 

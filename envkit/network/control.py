@@ -19,10 +19,10 @@ import os
 import socket
 from collections.abc import Sequence
 
+from envkit.errors import NetworkError
 from envkit.host.detached import spawn_module
 from envkit.host.forking import FORK_LOCK
 from envkit.network import ns, state
-from envkit.network.errors import NetworkError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ import threading
 from collections.abc import Sequence
 
 from envkit import settings
+from envkit.errors import NetworkError
 from envkit.network import ns, relay, state
-from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 SO_ORIGINAL_DST = 80

@@ -8,9 +8,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, holder, ipam, names, networks, ns, state
-from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
 
 

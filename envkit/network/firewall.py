@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from envkit.errors import NetworkError
 from envkit.network import state
 from envkit.network.egress import EGRESS_PORT
-from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 RESTORE = "iptables-legacy-restore"

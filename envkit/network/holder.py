@@ -16,9 +16,9 @@ import os
 import signal
 from collections.abc import Callable
 
+from envkit.errors import NetworkError
 from envkit.host import idmap, syscalls
 from envkit.network import control, egress, ns, state
-from envkit.network.errors import NetworkError
 
 SLEEP = "/bin/sleep"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from envkit.network.errors import NetworkError
+from envkit.errors import NetworkError
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.89.0.0/16")
 DEFAULT_PREFIX = 24

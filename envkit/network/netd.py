@@ -32,9 +32,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, egress, ns, relay
-from envkit.network.errors import NetworkError
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
 MAX_FDS = 64

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from pyroute2.iproute.linux import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
+from envkit.errors import NetworkError
 from envkit.host import syscalls
-from envkit.network.errors import NetworkError
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
+from envkit.errors import NetworkError
 from envkit.network import control, holder, ipam, state
-from envkit.network.errors import NetworkError
 from envkit.network.state import NetworkInfo
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing

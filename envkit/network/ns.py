@@ -16,10 +16,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from envkit.errors import ChildError
+from envkit.errors import ChildError, NetworkError
 from envkit.host import syscalls
 from envkit.host.forking import FORK_LOCK, call_in_child
-from envkit.network.errors import NetworkError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from envkit.errors import NetworkError
 from envkit.network import state
-from envkit.network.errors import NetworkError
 from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing

@@ -18,11 +18,10 @@ import signal
 from collections.abc import Sequence
 from types import TracebackType
 
-from envkit.errors import ChildError
+from envkit.errors import ChildError, NetworkError
 from envkit.host import syscalls
 from envkit.host.forking import start_child
 from envkit.network import api, endpoints, names, ns
-from envkit.network.errors import NetworkError
 from envkit.network.state import Endpoint
 
 

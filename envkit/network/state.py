@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envkit import settings
-from envkit.network.errors import NetworkError
+from envkit.errors import NetworkError
 from envkit.records import Value
 from envkit.store.locks import lock_for
 
