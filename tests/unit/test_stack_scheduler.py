@@ -314,7 +314,7 @@ def test_a_stop_request_interrupts_a_start() -> None:
         _start(host, ["db", "web"])
 
 
-def test_the_first_start_runs_alone() -> None:
+def test_the_first_start_runs_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """The first container of a stack is started before any other is launched (the
     start path's imports and the network's daemons), later ones side by side."""
     host = FakeHost({"a": FakeService(slow=2), "b": FakeService(), "c": FakeService()})
@@ -326,7 +326,7 @@ def test_the_first_start_runs_alone() -> None:
         launched_while_a_started.append(a is None or a.done.is_set())
         return original(name)
 
-    host.launch = launch  # type: ignore[method-assign]
+    monkeypatch.setattr(host, "launch", launch)
 
     def finish_a_later() -> None:
         time.sleep(0.05)

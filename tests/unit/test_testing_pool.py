@@ -22,19 +22,25 @@ from envkit.testing.databases import (
     RedisServer,
     Server,
 )
+from envkit.testing.handles import ServiceHandle
 
 
-class FakeHandle:
-    """What the pool uses of a ServiceHandle."""
+class FakeHandle(ServiceHandle):
+    """A ServiceHandle with no running service behind it: what the pool uses of one."""
 
-    host = "127.0.0.1"
-    name = "postgres"
-    stack = "pt-pg-main-1"
-
-    def __init__(self, recipe: Recipe) -> None:
+    def __init__(self, recipe: Recipe) -> None:  # no RunningService: nothing to start
         self.recipe = recipe
+        self._pool = None
 
-    def port(self, container_port: int | None = None) -> int:
+    @property
+    def name(self) -> str:
+        return "postgres"
+
+    @property
+    def stack(self) -> str:
+        return "pt-pg-main-1"
+
+    def port(self, container_port: int | None = None, protocol: str = "tcp") -> int:
         return 5555
 
 
@@ -88,7 +94,7 @@ def _pool(ready: int = 3, recipe: Recipe | None = None) -> tuple[DatabasePool, F
         made.append(FakeServer(pool))
         return made[0]
 
-    pool = DatabasePool(FakeHandle(recipe or postgres()), ready=ready, server=server)  # type: ignore[arg-type]
+    pool = DatabasePool(FakeHandle(recipe or postgres()), ready=ready, server=server)
     return pool, made[0]
 
 
@@ -182,16 +188,14 @@ def test_a_failure_reaches_the_test_asking_and_is_tried_again_for_the_next() -> 
 
 
 def test_a_server_that_cannot_be_reached_fails_the_test_with_the_reason() -> None:
-    def server(pool: DatabasePool) -> Server:
-        fake = FakeServer(pool)
-
-        def unreachable() -> str | None:
+    class Unreachable(FakeServer):
+        def allocate(self) -> str | None:
             raise ConnectionRefusedError(111, "Connection refused")
 
-        fake.allocate = unreachable  # type: ignore[method-assign]
-        return fake
+    def server(pool: DatabasePool) -> Server:
+        return Unreachable(pool)
 
-    pool = DatabasePool(FakeHandle(postgres()), server=server)  # type: ignore[arg-type]
+    pool = DatabasePool(FakeHandle(postgres()), server=server)
     try:
         with pytest.raises(EnvkitError, match=r"cannot reach pt-pg-main-1/postgres.*refused"):
             pool.create()
@@ -231,9 +235,9 @@ def test_a_service_without_databases_is_refused() -> None:
 
     plain = Recipe(Service("web", image="busybox"), 80, "http")
     with pytest.raises(EnvkitError, match="no databases to hand out"):
-        DatabasePool(FakeHandle(plain))  # type: ignore[arg-type]
-    DatabasePool(FakeHandle(redis()), server=FakeServer)  # type: ignore[arg-type]
-    DatabasePool(FakeHandle(mariadb()), server=FakeServer)  # type: ignore[arg-type]
+        DatabasePool(FakeHandle(plain))
+    DatabasePool(FakeHandle(redis()), server=FakeServer)
+    DatabasePool(FakeHandle(mariadb()), server=FakeServer)
 
 
 class FakeSql:
@@ -252,7 +256,7 @@ def test_postgres_clones_template1_or_the_seeds_template(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # names carry the worker id
-    pool = DatabasePool(FakeHandle(postgres()), server=FakeServer)  # type: ignore[arg-type]
+    pool = DatabasePool(FakeHandle(postgres()), server=FakeServer)
     server = PostgresServer(pool)
     conn = FakeSql()
     server._local.conn = conn
@@ -262,7 +266,7 @@ def test_postgres_clones_template1_or_the_seeds_template(
         made.append(seed)
         return "envkit_template_1"
 
-    pool.template = template  # type: ignore[method-assign]
+    monkeypatch.setattr(pool, "template", template)
     plain, seeded = Kind(None, None), Kind("schema.sql", None)
     for kind in (plain, seeded, seeded):
         server.prepare(kind)
@@ -292,7 +296,7 @@ class FakeRedis:
 
 
 def test_redis_hands_out_indexes_and_empties_them_for_reuse() -> None:
-    pool = DatabasePool(FakeHandle(redis()), server=FakeServer)  # type: ignore[arg-type]
+    pool = DatabasePool(FakeHandle(redis()), server=FakeServer)
     server = RedisServer(pool)
     conn = FakeRedis()
     server._local.conn = conn
@@ -307,7 +311,7 @@ def test_redis_hands_out_indexes_and_empties_them_for_reuse() -> None:
         server.prepare(Kind("data.sql", None))
 
 
-def test_nothing_is_made_of_a_kind_before_it_is_prepared() -> None:
+def test_nothing_is_made_of_a_kind_before_it_is_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
     """A seed's template is made in the thread asking; meanwhile the filler, busy with
     another kind, must not make a database of the new kind without its template."""
     pool, server = _pool(ready=1)
@@ -319,7 +323,7 @@ def test_nothing_is_made_of_a_kind_before_it_is_prepared() -> None:
             release.wait(10)
         server.prepared.append(kind.seed)
 
-    server.prepare = slow_prepare  # type: ignore[method-assign]
+    monkeypatch.setattr(server, "prepare", slow_prepare)
     try:
         pool.create()
         preparing = threading.Thread(target=lambda: pool.prepare("schema.sql"))
