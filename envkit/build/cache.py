@@ -114,7 +114,7 @@ def prune_cache(store: Store, *, everything: bool = False) -> CachePruneReport:
     """Drop step entries whose layers are not all reached by an image in the store
     (``everything``: drop all). Takes the store lock exclusive: call it before
     :meth:`Store.prune`, in the same exclusive section, so no entry outlives its blobs."""
-    from envkit.store.gc import reachable
+    from envkit.store.gc import reachable  # lazy: only prune (downward)
 
     cache = StepCache()
     report = CachePruneReport()
@@ -142,7 +142,7 @@ def mount_dir(cache_id: str) -> Path:
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            from envkit.host import idmap
+            from envkit.host import idmap  # lazy: only as root (downward)
 
             maps = idmap.plan()
             os.chown(path, maps.to_host_uid(0), maps.to_host_gid(0))
@@ -151,7 +151,7 @@ def mount_dir(cache_id: str) -> Path:
 
 def export_mounts(out: Path) -> list[str]:
     """Write every cache mount to the tar ``out``; returns the cache ids written."""
-    import tarfile
+    import tarfile  # lazy: only to export cache mounts
 
     root = mounts_dir()
     ids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -170,6 +170,7 @@ def export_mounts(out: Path) -> list[str]:
 
 def import_mounts(src: Path) -> list[str]:
     """Extract a tar written by :func:`export_mounts` into the cache mounts (merging)."""
+    # lazy: only to import cache mounts (downward)
     import tarfile
 
     from envkit.oci.layer_reader import extract_layer
@@ -201,7 +202,7 @@ def _id_shift(direction: int) -> _Shift:
     identity for an unprivileged caller, whose files all stand for container root."""
     if os.geteuid() != 0:
         return lambda uid, gid: (0, 0) if direction < 0 else (uid, gid)
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only as root (downward)
 
     maps = idmap.plan()
     base_u, base_g = maps.to_host_uid(0), maps.to_host_gid(0)

@@ -16,6 +16,7 @@ import posixpath
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from envkit.build.context import ContextHasher, Selection, planned_selection
@@ -171,8 +172,6 @@ def _member_entry(tar: tarfile.TarFile, member: tarfile.TarInfo, dst: str) -> La
 
 
 def _override(entry: LayerEntry, step: st.Copy, uid: int, gid: int) -> LayerEntry:
-    from dataclasses import replace
-
     mode = step.chmod if step.chmod is not None else entry.mode
     if step.chown is None:
         uid, gid = entry.uid, entry.gid

@@ -17,6 +17,7 @@ and on another machine.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -28,22 +29,25 @@ from typing import Any, cast
 from envkit.build.cache import StepCache
 from envkit.build.image_state import ImageState, build_epoch
 from envkit.build.keys import BuildPlan, StagePlan, StepPlan, plan, store_resolver
+from envkit.build.listeners import step_finished, stored_ref
+from envkit.build.lockfile import LOCK_NAME, LockFile
 from envkit.build.progress import Progress
 from envkit.errors import BuildError
-from envkit.oci.types import MT_OCI_MANIFEST, Descriptor
+from envkit.oci.reference import parse
+from envkit.oci.types import MT_OCI_MANIFEST, Descriptor, canonical_json
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, FromRef, Scratch
+from envkit.store.layout import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from envkit.build.copy_layer import LayerEntry
-    from envkit.build.lockfile import LockFile, LockResolver
+    from envkit.build.lockfile import LockResolver
     from envkit.build.rootfs_view import RootView
     from envkit.oci.layer_writer import Compression, LayerInfo
     from envkit.spec.image import Image
-    from envkit.store.layout import Store
 
 #: Label holding the envkit form of the health check (seconds as floats, exactly).
 HEALTHCHECK_LABEL = "io.envkit.healthcheck"
@@ -96,9 +100,6 @@ def build(
     Unpinned bases go through ``<context>/envkit.lock`` only when that file exists
     (:mod:`envkit.build.lockfile`); ``envkit build`` creates it.
     """
-    from envkit.build.lockfile import LOCK_NAME, LockFile
-    from envkit.store.layout import Store
-
     lock_path = Path(context).absolute() / LOCK_NAME
     builder = Builder(
         store or Store.default(),
@@ -149,8 +150,6 @@ class Builder:
         """Build one image (see :func:`build`)."""
         context = context.absolute()
         if tag is not None:
-            from envkit.oci.reference import parse
-
             parse(tag)  # a bad tag fails before any work
         with self.store.shared():
             the_plan = self._plan(image, context)
@@ -199,7 +198,7 @@ class Builder:
             if len(todo) == 1:
                 results[todo[0]] = run(todo[0])
             elif todo:
-                from concurrent.futures import ThreadPoolExecutor
+                from concurrent.futures import ThreadPoolExecutor  # lazy: only for parallel stages
 
                 with ThreadPoolExecutor(max_workers=min(len(todo), 4)) as pool:
                     futures = {i: pool.submit(run, i) for i in todo}
@@ -256,6 +255,7 @@ class Builder:
             params["path"] = str(context / base.path)
         desc = self._stored_base(base, pinned)
         if desc is None:
+            # lazy: pluggy only when the store lacks a base
             from envkit.plugins.manager import get_manager
 
             desc = get_manager().image_source(base.kind).provide(params, self.store)
@@ -268,7 +268,6 @@ class Builder:
         only envkit's own can be installed (:func:`envkit.build.listeners.stored_ref`)."""
         if not isinstance(base, FromRef):
             return None
-        from envkit.build.listeners import stored_ref
 
         return stored_ref(self.store, pinned or base.ref)
 
@@ -315,6 +314,7 @@ class Builder:
             if self._swept:
                 return
             self._swept = True
+        # lazy: a fully cached build does not load it
         from envkit.build.sweep import after_crash
 
         after_crash(self.store)
@@ -333,11 +333,12 @@ class Builder:
         created_by = label.split("] ", 1)[-1]
         xs = _extra_steps()
         if xs is not None and isinstance(step, xs.ExpandCopy | xs.ExpandWriteFile):
-            from envkit.build.dockerfile_expand import resolve
+            from envkit.build.dockerfile_expand import resolve  # lazy: only Dockerfile steps
 
             step = resolve(step, state.settings)[0]
             created_by = describe(step)
         if isinstance(step, st.Run):
+            # lazy: a fully cached build does not load it
             from envkit.build.run_step import execute_run
 
             info = execute_run(
@@ -375,6 +376,7 @@ class Builder:
             if source is None:
                 raise BuildError(f"copy {step.src}: its source stage was not built (envkit bug)")
             from_view = RootView.of(self.store, source)
+        # lazy: only executed copies
         from envkit.host.as_root import subordinate_owners, with_container_owners
 
         if from_view is None or not subordinate_owners():
@@ -393,6 +395,7 @@ class Builder:
         digest, size, diff_id, media_type, skipped = cast(
             "list[Any]", with_container_owners(write, BuildError)
         )
+        # lazy: a fully cached build does not load it
         from envkit.oci.layer_writer import LayerInfo
 
         return LayerInfo(str(digest), int(size), str(diff_id), str(media_type), tuple(skipped))
@@ -406,7 +409,7 @@ class Builder:
         from_view: RootView | None,
         context: Path,
     ) -> list[LayerEntry]:
-        from envkit.build import copy_step
+        from envkit.build import copy_step  # lazy: only executed copies
 
         xs = _extra_steps()
         if xs is not None and isinstance(step, xs.WriteFile):
@@ -420,6 +423,7 @@ class Builder:
         return copy_step.context_entries(step, state, view, selection, read_from)
 
     def _write_entries(self, entries: list[LayerEntry]) -> LayerInfo:
+        # lazy: a fully cached build does not load it
         from envkit.build.copy_layer import write_entries
         from envkit.store.atomic import TempFile
 
@@ -441,8 +445,6 @@ class Builder:
         return desc
 
     def _tagged(self, tag: str) -> str | None:
-        from envkit.oci.reference import parse
-
         found = self.store.refs().get(str(parse(tag)))
         return None if found is None else found.digest
 
@@ -452,7 +454,7 @@ def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> di
     settings = state.settings
     xs = _extra_steps()
     if xs is not None and isinstance(step, xs.ExpandConfig):
-        from envkit.build.dockerfile_expand import resolve
+        from envkit.build.dockerfile_expand import resolve  # lazy: only Dockerfile steps
 
         change: dict[str, Any] = {}
         current = state
@@ -500,8 +502,6 @@ def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> di
 
 def healthcheck_change(step: st.SetHealthcheck, settings: dict[str, Any]) -> dict[str, Any]:
     """Docker's ``Healthcheck`` (durations in ns) plus the exact envkit form as a label."""
-    from envkit.oci.types import canonical_json
-
     check = step.healthcheck
     labels = dict(settings.get("Labels") or {})
     labels[HEALTHCHECK_LABEL] = canonical_json(check.canonical()).decode()
@@ -621,8 +621,6 @@ def _describe_healthcheck(step: st.SetHealthcheck) -> str:
 
 
 def _json_argv(argv: Sequence[str]) -> str:
-    import json
-
     return json.dumps(list(argv), ensure_ascii=False)
 
 
@@ -630,13 +628,10 @@ def _quote(value: str) -> str:
     """A value as ENV/LABEL print it: quoted when it holds white space or quotes."""
     if value and not any(c.isspace() or c in "\"'\\$" for c in value):
         return value
-    import json
 
     return json.dumps(value, ensure_ascii=False)
 
 
 def _notify(label: str, key: str, *, cached: bool, seconds: float) -> None:
     """``envkit_build_step_finished`` for plugins (a listener never fails the build)."""
-    from envkit.build.listeners import step_finished
-
     step_finished(label, key, cached=cached, seconds=seconds)

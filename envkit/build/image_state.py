@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.oci.digest import sha256_bytes
-from envkit.oci.types import MT_OCI_CONFIG, MT_OCI_MANIFEST, Descriptor, Manifest, canonical_json
+from envkit.oci.types import (
+    MT_OCI_CONFIG,
+    MT_OCI_MANIFEST,
+    Descriptor,
+    ImageConfig,
+    Manifest,
+    canonical_json,
+)
 
 
 def build_epoch() -> int:
@@ -43,8 +50,6 @@ class ImageState:
     @classmethod
     def scratch(cls) -> ImageState:
         """An empty image for the host's platform."""
-        from envkit.oci.types import ImageConfig
-
         return cls((), ImageConfig.empty().raw)
 
     @property

@@ -230,6 +230,7 @@ def _flatten(
     own = [(step, context, dockerfile) for step in image.steps]
     if not isinstance(image.base, Dockerfile):
         return image.base, own
+    # lazy: a fully cached build does not load it
     from envkit.build.dockerfile import parse_dockerfile
 
     df_context = _resolve_path(image.base.context, context)

@@ -34,7 +34,7 @@ def step_finished(step: str, key: str, *, cached: bool, seconds: float) -> None:
     """Tell plugins that build step ``step`` (cache key ``key``) finished."""
     if not plugins_beyond_builtins():
         return
-    from envkit.plugins import notify
+    from envkit.plugins import notify  # lazy: pluggy only with third-party plugins (downward)
 
     notify.build_step_finished(step, key, cached, seconds)
 

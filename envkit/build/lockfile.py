@@ -103,6 +103,7 @@ class LockFile:
         """Write the file atomically if the entries changed; whether it was written."""
         if not self.changed:
             return False
+        # lazy: only when the lock changed (downward)
         from envkit.oci.archive_write import atomic_output
 
         with atomic_output(self.path) as out:
@@ -164,6 +165,7 @@ class LockResolver:
     def __call__(self, ref: str) -> str | None:
         parsed = parse(ref)
         if parsed.digest is not None:
+            # lazy: keys loads the spec objects, which `envkit pull REF` does not need
             from envkit.build.keys import store_resolver
 
             return store_resolver(self.store)(ref)
@@ -182,17 +184,18 @@ class LockResolver:
         return self.pins.get(str(parse(ref)))
 
     def _resolve(self, name: str) -> LockEntry:
-        from envkit.store.graph import host_platform
+        from envkit.store.graph import host_platform  # lazy: only unpinned bases (downward)
 
         platform = platform_text(host_platform())
         if self.update:
-            from envkit.registry.pull import pull
+            from envkit.registry.pull import pull  # lazy: requests only with --pull (downward)
 
             return LockEntry(pull(name, self.store).descriptor.digest, platform)
-        from envkit.build.listeners import stored_ref
+        from envkit.build.listeners import stored_ref  # lazy: only unpinned bases
 
         desc = stored_ref(self.store, name)
         if desc is None:
+            # lazy: pluggy only when the store lacks it
             from envkit.plugins.manager import get_manager
 
             desc = get_manager().image_source("ref").provide({"ref": name}, self.store)
@@ -212,7 +215,7 @@ def update_lock(file: Path, store: Store) -> tuple[LockFile, list[LockChange]]:
     """Resolve again, at their registries, every reference of the lock beside ``file``
     and every unpinned base of the stack ``file`` builds (when ``file`` exists); write
     the lock atomically if a digest moved. Returns the lock and one change per reference."""
-    from envkit.build.keys import plan
+    from envkit.build.keys import plan  # lazy: as store_resolver above
 
     lock = LockFile.beside(file)
     before = dict(lock.entries)
@@ -220,7 +223,7 @@ def update_lock(file: Path, store: Store) -> tuple[LockFile, list[LockChange]]:
     for ref in sorted(before):
         resolver(ref)
     if file.is_file():
-        from envkit.spec.loader import load_stack
+        from envkit.spec.loader import load_stack  # lazy: only with a stack file (downward)
 
         stack = load_stack(file)
         context = stack.base_dir or file.absolute().parent

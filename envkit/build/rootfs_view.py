@@ -45,7 +45,7 @@ class RootView:
         owners as they are."""
         self.layers = tuple(layers)
         self._base_uid, self._base_gid = (0, 0) if as_container_root else _host_root()
-        from envkit.host import idmap
+        from envkit.host import idmap  # lazy: only as root (downward)
 
         rootless = os.geteuid() != 0 and not as_container_root
         self._maps = idmap.plan() if rootless else None
@@ -59,7 +59,7 @@ class RootView:
         """The view of ``state``'s layers (extracted once, shared with ``envkit run``)."""
         if not state.layers:
             return cls(())
-        from envkit.store import snapshots
+        from envkit.store import snapshots  # lazy: only images with layers (downward)
 
         snap = snapshots.prepare(store, [d.digest for d in state.layers], state.diff_ids)
         return cls(snap.layers)
@@ -78,7 +78,7 @@ class RootView:
 
     def read_text(self, path: str) -> str:
         """The text of a file of the image, ``""`` when absent."""
-        from envkit.runtime.image_config import read_image_file
+        from envkit.runtime.image_config import read_image_file  # lazy: only when read
 
         return read_image_file(self.layers, path)
 
@@ -129,7 +129,7 @@ def _host_root() -> tuple[int, int]:
     """The host ids of container root for snapshots extracted as root, else (0, 0)."""
     if os.geteuid() != 0:
         return 0, 0
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only as root (downward)
 
     maps = idmap.plan()
     return maps.to_host_uid(0), maps.to_host_gid(0)

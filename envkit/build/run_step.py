@@ -61,6 +61,7 @@ def execute_run(
             f"{label}: the image has no file system to run a command in",
             hint="start from a base image with a shell, or copy files in before running",
         )
+    # lazy: only when a run step executes (downward)
     from envkit.runtime.spawn import start
     from envkit.runtime.state import remove_dir
     from envkit.settings import private_dir
@@ -72,6 +73,7 @@ def execute_run(
     )
     env = image_config.environment(settings, dict(step.env), home=who.home)
     cwd = image_config.workdir(settings)
+    # lazy: a fully cached build does not load it
     from envkit.build.sweep import build_dir_name
 
     # Named after this process (pid and start time): what a killed build leaves is

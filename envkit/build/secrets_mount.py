@@ -90,7 +90,7 @@ def _container_root() -> tuple[int, int] | None:
     """As root: the host ids of container root, who must be able to read the files."""
     if os.geteuid() != 0:
         return None
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only as root (downward)
 
     maps = idmap.plan()
     return maps.to_host_uid(0), maps.to_host_gid(0)
