@@ -2,12 +2,12 @@
 
 youki's ``Syscall`` trait, in Python. The runtime's container-side code (the
 intermediate and pid 1 in :mod:`envkit.runtime.spawn`, the root file system in
-:mod:`envkit.runtime.rootfs`, the command's last steps in :mod:`envkit.runtime.init`)
-takes a ``kernel: Syscalls`` argument that defaults to the module
-:mod:`envkit.host.syscalls` itself, so the real path costs one attribute lookup per call,
-as before. Unit tests pass a recording fake instead (``tests/unit/runtime/fake_kernel.py``)
-and check the order and the arguments of the security-relevant steps without root,
-namespaces or forks.
+:mod:`envkit.runtime.rootfs`, the command's last steps in :mod:`envkit.runtime.init`,
+``envkit exec``'s helper in :mod:`envkit.runtime.nsexec`) takes a ``kernel: Syscalls``
+argument that defaults to the module :mod:`envkit.host.syscalls` itself, so the real path
+costs one attribute lookup per call, as before. Unit tests pass a recording fake instead
+(``tests/unit/runtime/fake_kernel.py``) and check the order and the arguments of the
+security-relevant steps without root, namespaces or forks.
 
 Only what changes kernel state, or the process, goes through the seam; reading and
 creating files in the container's root (mount points, ``/dev`` nodes and links) is plain
@@ -84,6 +84,9 @@ class Syscalls(Protocol):
     # The process.
     def setsid(self) -> None:
         """``setsid(2)``."""
+
+    def hide_command_line(self) -> None:
+        """Overwrite this process's command line and environment strings in memory."""
 
     def take_terminal(self, tty: int) -> None:
         """``tty`` as controlling terminal (``TIOCSCTTY``) and as fds 0, 1 and 2."""

@@ -16,6 +16,7 @@ import os
 import struct
 import termios
 
+from envkit.host.prctl import hide_command_line as hide_command_line
 from envkit.host.prctl import prctl as prctl
 
 CLONE_NEWNS = 0x00020000

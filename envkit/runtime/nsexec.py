@@ -19,24 +19,24 @@ command exec'd), the same one a container's own start uses.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 from contextlib import suppress
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from envkit.errors import RuntimeError_
+from envkit.host import syscalls
 from envkit.host.forking import FORK_LOCK
-from envkit.host.prctl import PR_SET_DUMPABLE, hide_command_line, prctl
-from envkit.host.syscalls import close_all_but
+from envkit.host.prctl import PR_SET_DUMPABLE
 from envkit.runtime import caps, init, seccomp
 from envkit.runtime.config import ExecConfig
 
+if TYPE_CHECKING:
+    from envkit.host.syscall_seam import Syscalls
+
 #: Joined in this order: the user namespace first, as runc's nsexec does.
 NAMESPACES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup")
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ExecProcess:
@@ -135,43 +135,47 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
 
 
 def _helper(
-    config: ExecConfig, fds: list[int], err_w: int, console: socket.socket | None
+    config: ExecConfig,
+    fds: list[int],
+    err_w: int,
+    console: socket.socket | None,
+    kernel: Syscalls = syscalls,
 ) -> NoReturn:
+    """The exec helper (forked by :func:`start`); its kernel calls, and the command's up
+    to the exec, go through ``kernel`` (the syscall seam)."""
     step = "prepare"
     try:
         # Before anything of the container can see this process: not dumpable (no
         # ptrace, no /proc/PID/{environ,fd,exe,mem} for the container's processes, which
         # run as the same host uid when rootless), the caller's command line and
         # environment wiped from memory, and no fd but those the command needs.
-        prctl(PR_SET_DUMPABLE, 0)
-        hide_command_line()
+        kernel.prctl(PR_SET_DUMPABLE, 0)
+        kernel.hide_command_line()
         if config.stdio is not None:
             for target, fd in enumerate(config.stdio):
                 os.dup2(fd, target)
         keep = {0, 1, 2, err_w, *fds}
         if console is not None:
             keep.add(console.fileno())
-        close_all_but(keep)
+        kernel.close_all_but(keep)
         for ns, fd in zip(NAMESPACES, fds, strict=True):
             step = f"join the {ns} namespace"
-            if _libc.setns(fd, 0) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
+            kernel.setns(fd, 0)
             os.close(fd)
         step = "become container root"
         with suppress(PermissionError):  # denied under a single-id map: nothing to drop
-            os.setgroups([])
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
-        prctl(PR_SET_DUMPABLE, 0)  # a credential change may reset it
+            kernel.setgroups([])
+        kernel.setresgid(0, 0, 0)
+        kernel.setresuid(0, 0, 0)
+        kernel.prctl(PR_SET_DUMPABLE, 0)  # a credential change may reset it
         step = "terminal"
         tty = init.open_console(console, config.tty_size) if console is not None else None
         step = "fork into the pid namespace"
         for sig in init.FORWARDED:
             signal.signal(sig, signal.SIG_IGN)
-        child = os.fork()
+        child = kernel.fork()
         if child == 0:
-            init.exec_command(config, err_w, tty)
+            init.exec_command(config, err_w, tty, kernel)
         if tty is not None:
             os.close(tty)
         os.close(err_w)
@@ -183,10 +187,10 @@ def _helper(
                 break
             except InterruptedError:
                 continue
-        os._exit(init.exit_code(status))
+        kernel.exit_process(init.exit_code(status))
     except BaseException as exc:
         text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        init.fail(err_w, 1, f"{step}: {text}")
+        init.fail(err_w, 1, f"{step}: {text}", kernel)
 
 
 def _read_all(fd: int) -> str:

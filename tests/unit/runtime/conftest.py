@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from envkit.runtime import init
 from tests.unit.runtime.fake_kernel import FakeKernel
 from tests.unit.runtime.reference_tables import PROC_ENTRIES, SYS_ENTRIES
 
@@ -39,8 +40,10 @@ def layer(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _signals_restored() -> Iterator[None]:
     # init.exec_command resets ignored signals (Python ignores SIGPIPE and SIGXFSZ) for
-    # the command: give them back to the test process.
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGPIPE, signal.SIGXFSZ)}
+    # the command, the exec helper ignores those it forwards: give them back to the
+    # test process.
+    signals = {signal.SIGPIPE, signal.SIGXFSZ, *init.FORWARDED}
+    saved = {sig: signal.getsignal(sig) for sig in signals}
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)

@@ -234,6 +234,9 @@ class FakeKernel:
     def setsid(self) -> None:
         self._record("setsid")
 
+    def hide_command_line(self) -> None:
+        self._record("hide_command_line")
+
     def take_terminal(self, tty: int) -> None:
         self._record("take_terminal", tty)
 

@@ -64,23 +64,28 @@ class Pipes:
         self.sync_r, self.sync_w = os.pipe()
         self.go_r, self.go_w = os.pipe()
         self.err_r, self.err_w = os.pipe()
+        self._fds = (self.sync_r, self.sync_w, self.go_r, self.go_w, self.err_r, self.err_w)
+        self._inodes = {fd: os.fstat(fd).st_ino for fd in self._fds}
 
     def close(self) -> None:
-        for fd in (self.sync_r, self.sync_w, self.go_r, self.go_w, self.err_r, self.err_w):
-            with contextlib.suppress(OSError):  # closed by the code under test
-                os.close(fd)
+        """Close the ends the code under test left open (not a reused number)."""
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                if os.fstat(fd).st_ino == self._inodes[fd]:
+                    os.close(fd)
 
 
 @pytest.fixture
-def pipes() -> Iterator[Pipes]:
+def pipes(tmp_path: Path) -> Iterator[Pipes]:
     opened = set(os.listdir("/proc/self/fd"))
     p = Pipes()
     yield p
-    p.close()
-    # The O_PATH descriptors the intermediate opened for the layers.
+    # The O_PATH descriptors the intermediate opened for the layers (in tmp_path).
     for fd in set(os.listdir("/proc/self/fd")) - opened:
         with contextlib.suppress(OSError):
-            os.close(int(fd))
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path)):
+                os.close(int(fd))
+    p.close()
 
 
 def container(layer: Path, **changes: object) -> ContainerConfig:
