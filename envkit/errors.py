@@ -276,7 +276,7 @@ class ChildDied(ChildError):
 
     def __init__(self, what: str, exit_code: int) -> None:
         if exit_code < 0:
-            import signal
+            import signal  # lazy: only for a killed child's message
 
             try:
                 name = f" ({signal.Signals(-exit_code).name})"

@@ -16,6 +16,7 @@ start-up path of ``envkit run`` of a stored image stays as it was.
 from __future__ import annotations
 
 from envkit.errors import ImageNotFoundError, ReferenceError_, RegistryError, SpecError
+from envkit.oci.reference import parse
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ def check(policy: object, field: str = "pull") -> str:
 def remote(ref: str) -> str | None:
     """The normalised reference to pull for ``ref`` as ``run`` and ``up`` name an image,
     or ``None`` when it names no registry image (an id, a digest, not a reference)."""
-    from envkit.oci.reference import parse
-
     if ref.startswith("sha256:") or (len(ref) == 64 and set(ref) <= _HEX):
         return None
     try:
@@ -54,8 +53,6 @@ def remote(ref: str) -> str | None:
 
 def familiar(ref: str) -> str:
     """``ref`` as docker prints it (``busybox:latest``, ``127.0.0.1:5000/app:1``)."""
-    from envkit.oci.reference import parse
-
     try:
         return parse(ref).familiar
     except ReferenceError_:
@@ -83,6 +80,7 @@ def pull(ref: str, *, missing: bool, stream: TextIO | None = None) -> PulledImag
     target = remote(ref)
     if target is None:
         raise ImageNotFoundError(f"{ref!r} names no image of a registry: nothing to pull")
+    # lazy for start-up: requests and the registry client only when pulling (see above)
     from envkit.registry.progress import Progress
     from envkit.registry.pull import pull as pull_ref
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def home() -> Path:
     """The envkit home: store, state and volumes live below it."""
-    from pathlib import Path
+    from pathlib import Path  # lazy for start-up: pathlib only when a Path is asked for
 
     return Path(home_dir())
 
@@ -251,6 +251,6 @@ def debug() -> bool:
 
 def store_root() -> Path:
     """Where the OCI image layout of the local store lives."""
-    from pathlib import Path
+    from pathlib import Path  # lazy for start-up: pathlib only when a Path is asked for
 
     return Path(private_dir("store"))

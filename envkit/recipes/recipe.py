@@ -76,6 +76,6 @@ class Recipe:
 
 def shell_quote(words: Sequence[str]) -> str:
     """``words`` as one POSIX shell command line."""
-    import shlex
+    import shlex  # lazy: only when a command line is built
 
     return " ".join(shlex.quote(w) for w in words)
