@@ -480,7 +480,7 @@ def test_published_port_answers_on_both_loopbacks(home: Path) -> None:
         wait_for(answers, f"busybox httpd through {url}")
     ok(home, ["rm", "-f", "pub6"])
     for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        with socket.socket(family) as probe, pytest.raises(OSError):
+        with socket.socket(family) as probe, pytest.raises(ConnectionRefusedError):
             probe.settimeout(2)
             probe.connect((host, port))
 

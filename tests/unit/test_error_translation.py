@@ -109,12 +109,12 @@ def test_the_cli_prints_one_message_and_exits_2(
     assert "Traceback" not in err and len(err.splitlines()) == 2  # the message and its hint
     # ENVKIT_DEBUG=1 shows the traceback, as for every error.
     monkeypatch.setenv("ENVKIT_DEBUG", "1")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Read-only file system"):
         cli.main(["ps"])
     # Any other OSError is not dressed up as one.
     monkeypatch.delenv("ENVKIT_DEBUG")
     _cli_raising(monkeypatch, OSError(errno.EIO, "Input/output error"))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Input/output error"):
         cli.main(["ps"])
 
 

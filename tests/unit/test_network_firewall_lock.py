@@ -31,7 +31,7 @@ def test_iptables_gets_the_opened_lock_by_descriptor(envkit_home: Path) -> None:
     again = firewall.lock_file()  # a new call replaces (and closes) the old descriptor
     assert again == lock and firewall._lock_for_iptables("/elsewhere") == "/elsewhere"
     assert firewall._opened is not None and firewall._opened[1] != fd
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd)
 
 
@@ -42,6 +42,6 @@ def test_release_closes_the_descriptor(envkit_home: Path) -> None:
     fd = opened[1]
     firewall.release_lock()
     assert firewall._opened is None
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd)
     firewall.release_lock()  # twice is fine

@@ -62,8 +62,9 @@ def test_reveal_file_relative_to_base_dir(tmp_path: Path) -> None:
     (tmp_path / "pw.txt").write_bytes(b"pw\n")
     assert Secret.from_file("pw.txt").reveal(base_dir=tmp_path) == b"pw\n"
     assert Secret.from_file(tmp_path / "pw.txt").reveal() == b"pw\n"
-    with pytest.raises(EnvkitError):
+    with pytest.raises(EnvkitError, match=r"secret 'missing\.txt': file:missing\.txt has no") as e:
         Secret.from_file("missing.txt").reveal(base_dir=tmp_path)
+    assert e.value.hint == f"create {tmp_path / 'missing.txt'}, or pass required=False"
 
 
 def test_unknown_scheme_is_reported_when_revealed() -> None:
