@@ -212,9 +212,18 @@ def test_stop_of_a_pid_1_without_a_sigterm_handler_kills_at_once(home: Path) -> 
         assert plain.stop(timeout=60) == 128 + signal.SIGKILL
     trap = "trap 'exit 7' TERM; while true; do sleep 0.05; done"
     with envkit.run(BUSYBOX, ["sh", "-c", trap], detach=True) as handled:
-        wait_for(lambda: "SigCgt" in Path(f"/proc/{handled.pid}/status").read_text())
+        wait_for(lambda: _catches(handled.pid, signal.SIGTERM))  # the trap is set
         wait_for(lambda: not _ignores_term(handled.pid))
         assert handled.stop(timeout=60) == 7
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler for ``sig`` (its bit in SigCgt of /proc/PID/status).
+    Every status file has a SigCgt line: the bit is what tells a trap is set."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
 
 
 def _ignores_term(pid: int) -> bool:
