@@ -26,8 +26,8 @@ def typecheck(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff")
-    session.run("ruff", "check", "envkit", "tests")
-    session.run("ruff", "format", "--check", "envkit", "tests")
+    session.run("ruff", "check", "envkit", "tests", "plugins")
+    session.run("ruff", "format", "--check", "envkit", "tests", "plugins")
 
 
 @nox.session

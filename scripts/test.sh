@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
-echo "== ruff";  .venv/bin/ruff check envkit tests && .venv/bin/ruff format --check envkit tests
+echo "== ruff";  .venv/bin/ruff check envkit tests plugins && .venv/bin/ruff format --check envkit tests plugins
 echo "== mypy";  .venv/bin/mypy  # envkit, tests and plugins/envkit-oci-volumes (pyproject [tool.mypy] files)
 echo "== pytest"
 .venv/bin/python -m pytest -m "not slow" "$@"
