@@ -192,6 +192,7 @@ def resolve_images(contents: ArchiveContents, store: Store, want: Platform) -> l
     if "index.json" in contents.metadata:
         found = images_from_layout(contents, store, want)
     elif "manifest.json" in contents.metadata:
+        # lazy: only docker archives
         from envkit.oci.docker_archive import images_from_docker_manifest
 
         found = images_from_docker_manifest(contents, store)
@@ -397,6 +398,7 @@ def _buffered(stream: BinaryIO) -> BinaryIO:
 
 def decompression_errors() -> tuple[type[BaseException], ...]:
     """What reading a corrupt or truncated compressed stream raises."""
+    # lazy: only to classify a decompression error
     import lzma
     import zlib
 

@@ -146,7 +146,7 @@ def _closure(store: Store, desc: Descriptor, blobs: dict[str, int], depth: int =
 def _write_docker(
     store: Store, images: list[SavedImage], out: BinaryIO, tmpdir: Path | None
 ) -> None:
-    from envkit.oci.docker_archive import DockerImage, docker_image
+    from envkit.oci.docker_archive import DockerImage, docker_image  # lazy: only docker archives
 
     # docker's unit is the image id: manifests sharing a config are one image.
     by_config: dict[str, tuple[Manifest, list[str]]] = {}

@@ -43,16 +43,16 @@ def open_decompressed(stream: BinaryIO, kind: str | None = None) -> BinaryIO:
     if kind == "gzip":
         return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if kind == "zstd":
-        import zstandard
+        import zstandard  # lazy for start-up: each codec only when used
 
         reader = zstandard.ZstdDecompressor().stream_reader(stream, closefd=False)
         return cast(BinaryIO, io.BufferedReader(reader))
     if kind == "xz":
-        import lzma
+        import lzma  # lazy for start-up: each codec only when used
 
         return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
     if kind == "bzip2":
-        import bz2
+        import bz2  # lazy for start-up: each codec only when used
 
         return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
     return stream
@@ -68,7 +68,7 @@ def open_compressor(stream: BinaryIO, kind: str, level: int | None = None) -> Bi
             filename="", mode="wb", fileobj=stream, mtime=0, compresslevel=level or 6
         )
     if kind == "zstd":
-        import zstandard
+        import zstandard  # lazy for start-up: each codec only when used
 
         cctx = zstandard.ZstdCompressor(level=level or 3)
         return cast(BinaryIO, cctx.stream_writer(stream, closefd=False))

@@ -54,7 +54,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def new_sha256(data: bytes = b"") -> _Hash:
     """A SHA-256 hasher (OpenSSL's, for streams and large content)."""
-    import hashlib
+    import hashlib  # lazy for start-up: OpenSSL's hashlib only for large content
 
     return hashlib.sha256(data)
 

@@ -34,6 +34,7 @@ from typing import BinaryIO, TypeVar, cast
 
 import zstandard
 
+from envkit import settings
 from envkit.errors import EnvkitError, LayerError
 from envkit.oci.compression import detect, open_decompressed
 from envkit.oci.hashing_io import HashingReader
@@ -87,9 +88,7 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 def max_layer_size() -> int:
     """``ENVKIT_MAX_LAYER_SIZE`` (or ``max_layer_size`` in config.toml) in bytes:
     a number with an optional k, m, g or t (powers of 1024; ``GiB``, ``gb`` accepted)."""
-    from envkit.settings import get
-
-    text = get("max_layer_size", "").strip()
+    text = settings.get("max_layer_size", "").strip()
     if not text:
         return DEFAULT_MAX_LAYER_SIZE
     number = text.rstrip("bBiI")

@@ -50,14 +50,14 @@ class Credentials(Value):
 
 def auth_file() -> Path:
     """envkit's credential file."""
-    from pathlib import Path
+    from pathlib import Path  # lazy for start-up: pathlib only when credentials are read
 
     return Path(settings.private_home()) / "auth.json"
 
 
 def docker_config() -> Path:
     """docker's client config (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``)."""
-    from pathlib import Path
+    from pathlib import Path  # lazy for start-up: pathlib only when credentials are read
 
     base = os.environ.get("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
@@ -116,7 +116,7 @@ def _from_auths(data: dict[str, Any], registry: str, path: Path) -> Credentials 
 
 def helper_get(helper: str, registry: str) -> Credentials | None:
     """Ask ``docker-credential-<helper>`` for ``registry``; None when it knows nothing."""
-    import subprocess
+    import subprocess  # lazy: only with a credential helper
 
     server = DOCKER_HUB_KEY if registry == DEFAULT_REGISTRY else registry
     program = f"docker-credential-{helper}"

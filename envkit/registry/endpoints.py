@@ -9,6 +9,7 @@ certificate beside it as ``client.cert`` and ``client.key`` (both, or an error).
 from __future__ import annotations
 
 from envkit import settings
+from envkit.errors import RegistryError
 from envkit.oci.reference import DEFAULT_REGISTRY
 from envkit.records import Value
 
@@ -108,7 +109,6 @@ def endpoint(registry: str) -> Endpoint:
     if cert.is_file() or key.is_file():
         if not (cert.is_file() and key.is_file()):
             have, lacking = (cert, key) if cert.is_file() else (key, cert)
-            from envkit.errors import RegistryError
 
             raise RegistryError(
                 f"{registry}: {have} has no {lacking.name} beside it (a TLS client "

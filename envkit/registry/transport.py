@@ -169,7 +169,7 @@ class Response:
 
     def json(self) -> Any:
         """The body parsed as JSON (``ValueError`` when it is not)."""
-        import json
+        import json  # lazy: only for JSON bodies
 
         return json.loads(self.content)
 
@@ -237,7 +237,7 @@ class HTTPTransport:
     ) -> Response:
         """Send the request (GET and HEAD follow redirects); see :class:`Transport`."""
         session = self.session
-        import requests
+        import requests  # lazy for start-up: requests on the first request (see the module)
 
         data = body() if callable(body) else body
         sent = {"Accept-Encoding": "identity", **headers}
@@ -282,7 +282,7 @@ def _import_requests() -> None:
     collector paused: its import allocates tens of thousands of objects that live as
     long as the process, and the collections they trigger find nothing to free (~7 of
     ~70 ms of CPU here, docs/dev/registry.md)."""
-    import gc
+    import gc  # lazy: only for the import of requests (see above)
 
     paused = gc.isenabled()
     gc.disable()
@@ -296,6 +296,7 @@ def _import_requests() -> None:
 def _new_session(user_agent: str) -> requests.Session:
     """A session with large I/O blocks and no ``.netrc`` credentials."""
     _import_requests()
+    # lazy for start-up: requests on the first request (see the module)
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -362,6 +363,7 @@ _CONTEXT_LOCK = threading.Lock()
 def _tls_context(verify: bool | str, cert: Any) -> Any:
     """The shared context that verifies against ``verify`` (True: requests' CA bundle),
     or ``None`` when its CAs cannot be loaded: requests then reports that as it does."""
+    # lazy for start-up: requests and ssl only for TLS (see the module)
     import os
     import ssl
 
@@ -397,7 +399,7 @@ def _no_auth(request: Any) -> Any:
 
 
 def _wrap(resp: requests.Response) -> Response:
-    import requests
+    import requests  # lazy for start-up: loaded by the request that made resp
 
     def chunks(size: int) -> Iterator[bytes]:
         try:
@@ -490,6 +492,7 @@ def tls_kind(text: str) -> TLSKind:
 
 def _translate(exc: BaseException, url: str) -> TransportError:
     """The :class:`TransportError` for what requests (or what it wraps) raised."""
+    # lazy for start-up: only to translate an error (requests is loaded by then)
     import ssl
 
     import requests

@@ -18,6 +18,7 @@ from envkit.oci.digest import CHUNK, is_digest, new_sha256
 from envkit.oci.types import Index, canonical_json
 from envkit.store import graph
 from envkit.store.atomic import atomic_write, fsync_dir, is_live
+from envkit.store.layout import LAYOUT_VERSION, FsckReport
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ RESUMABLE_SUFFIX = ".partial"
 
 def check(store: Store) -> FsckReport:
     """Find every problem; change nothing."""
-    from envkit.store.layout import FsckReport
-
     report = FsckReport()
     _check_layout(store, report)
     for path, digest in _blob_files(store):
@@ -118,8 +117,6 @@ def _check_layout(store: Store, report: FsckReport) -> None:
 
 
 def _repair_layout(store: Store, problem: str) -> str:
-    from envkit.store.layout import LAYOUT_VERSION
-
     if problem.startswith("oci-layout"):
         layout = canonical_json({"imageLayoutVersion": LAYOUT_VERSION})
         atomic_write(store.layout_path, layout, store.tmp_dir)

@@ -15,6 +15,7 @@ from envkit.oci.types import Descriptor
 from envkit.records import Value
 from envkit.store import graph
 from envkit.store.atomic import fsync_dir, is_live
+from envkit.store.layout import PruneReport, RemoveReport, is_dangling
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ def reachable(store: Store, entries: list[Descriptor]) -> set[str]:
 
 def prune(store: Store) -> PruneReport:
     """Delete every blob no index.json entry reaches, and every tmp leftover."""
-    from envkit.store.layout import PruneReport
-
     report = PruneReport()
     keep = reachable(store, [desc for _, desc in store.entries()])
     for digest in store.blobs():
@@ -70,8 +69,6 @@ def drop_dangling(store: Store, users: Sequence[ImageUser]) -> list[str]:
     :func:`prune`. Images loaded, built or pulled by digest without a name are not
     dangling and stay. Returns the manifest digests dropped; hold the store lock
     exclusive, with ``users`` every container there is."""
-    from envkit.store.layout import is_dangling
-
     drop: set[str] = set()
     for ref, desc in store.entries():
         if ref or not is_dangling(desc):
@@ -117,8 +114,6 @@ def remove_image(
     unnamed, for its containers. By id, a running container's image is refused even
     with ``force``, a stopped one's without it. A refusal changes nothing.
     """
-    from envkit.store.layout import RemoveReport
-
     report = RemoveReport()
     target = _as_ref(store, ref_or_id)
     desc = store.resolve(ref_or_id)

@@ -33,10 +33,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 from pathlib import Path
 
+from envkit import settings
 from envkit.errors import (
     BlobNotFoundError,
     DigestMismatchError,
@@ -162,9 +164,7 @@ class Store:
     @classmethod
     def default(cls) -> Store:
         """The store under ``$ENVKIT_HOME``."""
-        from envkit.settings import store_root
-
-        return cls(store_root())
+        return cls(settings.store_root())
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -643,14 +643,14 @@ class Store:
         """``docker rmi``: untag a ref (or every ref of an image given by id or digest),
         then delete the image's blobs that no remaining ref reaches. Containers in
         ``users`` make it a conflict as in docker (see :func:`envkit.store.gc.remove_image`)."""
-        from envkit.store.gc import remove_image
+        from envkit.store.gc import remove_image  # lazy: gc imports this module; only rmi
 
         with self.exclusive():
             return remove_image(self, ref_or_id, force=force, users=users)
 
     def prune(self) -> PruneReport:
         """Remove blobs no ref reaches (and stale tmp files). Takes the lock exclusive."""
-        from envkit.store.gc import prune
+        from envkit.store.gc import prune  # lazy: gc imports this module; only prune
 
         with self.exclusive():
             return prune(self)
@@ -658,7 +658,7 @@ class Store:
     def fsck(self, repair: bool = False) -> FsckReport:
         """Check every blob against its digest and every ref's closure; with ``repair``
         remove corrupt blobs, tmp leftovers and refs whose image is incomplete."""
-        from envkit.store.fsck import check, repair_store
+        from envkit.store.fsck import check, repair_store  # lazy: fsck imports this module
 
         if repair:
             with self.exclusive():
@@ -701,8 +701,6 @@ class _VerifyingReader(io.RawIOBase):
 
 
 def _json_object(raw: bytes) -> dict[str, object]:
-    import json
-
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")

@@ -27,6 +27,8 @@ import json
 import os
 from contextlib import contextmanager, suppress
 
+from envkit.settings import home_dir, private_dir
+
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -48,8 +50,6 @@ class Resolved:
 
 
 def _home() -> str:
-    from envkit.settings import home_dir
-
     return home_dir()
 
 
@@ -57,8 +57,6 @@ def _entry_path(name: str) -> str:
     # crc32, not sha256: hashlib costs milliseconds to import. A collision only makes
     # two names take turns in one file: an entry is used for the name it records.
     import zlib
-
-    from envkit.settings import private_dir
 
     return os.path.join(private_dir("run-cache"), f"{zlib.crc32(name.encode()):08x}.json")
 
@@ -80,7 +78,7 @@ def holding() -> Iterator[None]:
     cannot remove them in between. A plain ``flock`` (envkit.store.locks imports
     threading and pathlib, which ``run`` does without); a second shared holder in this
     process (the store's own lock, on another descriptor) is compatible with it."""
-    import fcntl
+    import fcntl  # lazy: only while a run picks snapshots
 
     store = os.path.join(_home(), "store")
     os.makedirs(store, exist_ok=True)

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from envkit.errors import LayerError, StoreError
+from envkit.settings import private_dir
 from envkit.store.layout import Store
 from envkit.store.locks import lock_for
 
@@ -69,8 +70,6 @@ class Snapshot:
 
 def snapshots_dir() -> Path:
     """``$ENVKIT_HOME/snapshots``."""
-    from envkit.settings import private_dir
-
     return Path(private_dir("snapshots"))
 
 
@@ -124,6 +123,7 @@ def _layer(store: Store, root: Path, digest: str, diff_id: str) -> tuple[Path, i
     if meta.exists():
         return dest, _marks(meta)
     root.mkdir(parents=True, exist_ok=True)
+    # lazy for start-up: tar and zstd only to extract
     from envkit.oci.layer_reader import PARTIAL_INFIX
 
     with lock_for(root / f"{hexd}.lock").exclusive():
@@ -166,6 +166,7 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
                     with store.open_blob(digest) as stream:
                         extract_layer(stream, tmp, unprivileged=_unprivileged())
 
+            # lazy: only as container root (downward)
             from envkit.host.as_root import with_container_owners
 
             with store.shared():
@@ -186,6 +187,7 @@ def _unprivileged() -> bool:
 def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
     """Extract layer ``digest`` into ``dest`` (atomically); its diff_id and its count of
     whiteouts and opaque directories."""
+    # lazy for start-up: tar and zstd only to extract
     from envkit.oci.layer_reader import extract_layer_atomic
 
     def extract() -> tuple[str, int]:
@@ -193,7 +195,7 @@ def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
             report = extract_layer_atomic(stream, dest, unprivileged=_unprivileged())
         return report.diff_id, report.whiteouts + report.opaque_dirs
 
-    from envkit.host.as_root import with_container_owners
+    from envkit.host.as_root import with_container_owners  # lazy: only as container root (downward)
 
     # A failure there comes back as the LayerError an extraction here would raise.
     found, marks = cast("Sequence[Any]", with_container_owners(extract, LayerError))
@@ -208,6 +210,7 @@ def _remove(path: Path) -> None:
     except FileNotFoundError:
         pass
     except PermissionError:
+        # lazy: only as container root (downward)
         from envkit.host.as_root import call_as_container_root, subordinate_owners
 
         if not subordinate_owners():
@@ -219,7 +222,7 @@ def _shift_owners(top: Path) -> None:
     """As root: give every file to the host ids its container owner maps to."""
     if os.geteuid() != 0:
         return
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only as root (downward)
 
     maps = idmap.plan()
     paths = [str(top)]
