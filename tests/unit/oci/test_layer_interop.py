@@ -20,7 +20,7 @@ from envkit.oci.types import (
     Index,
     Manifest,
 )
-from tests.unit.test_layer_roundtrip import describe, make_tree
+from tests.unit.oci.test_layer_roundtrip import describe, make_tree
 
 pytestmark = [
     pytest.mark.peers,

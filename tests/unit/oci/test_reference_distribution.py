@@ -17,7 +17,7 @@ from envkit.oci import reference as ref
 
 DATA = json.loads(
     (
-        Path(__file__).parents[1] / "data" / "distribution_reference" / "reference_tests.json"
+        Path(__file__).parents[2] / "data" / "distribution_reference" / "reference_tests.json"
     ).read_text()
 )
 #: The words of each Go error value's message.
