@@ -15,7 +15,7 @@ import pytest
 
 from envkit.build.dockerfile_lex import ShellLex, reverse_pattern, shell_pattern_regex
 
-DATA = Path(__file__).parent.parent / "data" / "buildkit_shell"
+DATA = Path(__file__).parents[2] / "data" / "buildkit_shell"
 CASES: dict[str, Any] = json.loads((DATA / "lex_cases.json").read_text(encoding="utf-8"))
 
 

@@ -21,7 +21,7 @@ from envkit.build.extra_steps import ExpandConfig
 from envkit.build.image_state import ImageState
 from envkit.spec import steps as st
 
-DATA = Path(__file__).parent.parent / "data" / "official_dockerfiles"
+DATA = Path(__file__).parents[2] / "data" / "official_dockerfiles"
 EXPECTED: dict[str, Any] = json.loads((DATA / "expected.json").read_text())
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -24,7 +24,7 @@ from envkit.build.dockerfile_parser import (
     parse_words,
 )
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).parents[2] / "data"
 POSITIVE = sorted(p.name for p in (DATA / "buildkit_parser").iterdir() if p.is_dir())
 NEGATIVE = sorted(p.name for p in (DATA / "buildkit_parser_negative").iterdir() if p.is_dir())
 HEREDOC: dict[str, Any] = json.loads(

@@ -23,7 +23,7 @@ from envkit.build.ignore import (
 from envkit.errors import IgnorePatternError
 
 DATA = json.loads(
-    (Path(__file__).parents[1] / "data" / "patternmatcher" / "patternmatcher_test.json").read_text()
+    (Path(__file__).parents[2] / "data" / "patternmatcher" / "patternmatcher_test.json").read_text()
 )
 _KINDS = {
     "exactMatch": "exact",

@@ -4,7 +4,7 @@ Golden files pin the keys of a few specs over a fixed context tree; a failure me
 key changed. If that was on purpose (the keys of every cached build change with it),
 bump ``envkit.spec.canonical.FORMAT_VERSION`` and regenerate with::
 
-    ENVKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_build_keys.py
+    ENVKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/build/test_keys.py
 """
 
 from __future__ import annotations
