@@ -7,7 +7,7 @@ import pytest
 from envkit.builtin.debian.packages import Package, PackageIndex
 from envkit.builtin.debian.resolve import resolve, variant_seeds
 from envkit.errors import PackageNotFoundError, UnsatisfiableError
-from tests.unit.test_debian_fixtures import stanza
+from tests.unit.builtin.debian.fixtures import stanza
 
 
 def index(*stanzas: str) -> PackageIndex:

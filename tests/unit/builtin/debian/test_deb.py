@@ -13,7 +13,7 @@ import pytest
 
 from envkit.builtin.debian.deb import ar_members, control_fields, control_files, extract_data
 from envkit.errors import DebFormatError
-from tests.unit.test_debian_fixtures import deb_bytes, entry, need
+from tests.unit.builtin.debian.fixtures import deb_bytes, entry, need
 
 CONTROL = "Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@e>\nDescription: x\n"
 

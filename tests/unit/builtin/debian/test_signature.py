@@ -13,7 +13,7 @@ from envkit.builtin.debian.fetch import Mirror
 from envkit.builtin.debian.index import fetch_release, load_packages, packages_file
 from envkit.builtin.debian.release import verify
 from envkit.errors import HashMismatchError, MirrorError, SignatureError
-from tests.unit.test_debian_fixtures import Signer, need, release_text, serve, stanza
+from tests.unit.builtin.debian.fixtures import Signer, need, release_text, serve, stanza
 
 
 @pytest.fixture(scope="module")

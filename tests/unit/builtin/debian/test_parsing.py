@@ -18,7 +18,7 @@ from envkit.builtin.debian.packages import (
 from envkit.builtin.debian.release import Release
 from envkit.builtin.debian.version import compare, satisfies
 from envkit.errors import MirrorError
-from tests.unit.test_debian_fixtures import release_text, stanza
+from tests.unit.builtin.debian.fixtures import release_text, stanza
 
 
 def test_paragraphs_keep_continuations_and_split_on_blank_lines() -> None:
