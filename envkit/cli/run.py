@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from envkit.plugins.interfaces import Command
-    from envkit.runtime.cgroups import Limits
 
 
 class RunCommand:
@@ -93,7 +92,6 @@ class RunCommand:
         from envkit.container.prepare import prepare
         from envkit.container.start import run_foreground, start_detached
 
-        limits = _limits(args)
         if args.detach and args.interactive:
             raise SpecError("-d/-i", "a detached container has no stdin to attach")
         if args.tty and not args.detach and not os.isatty(0) and args.interactive:
@@ -105,7 +103,7 @@ class RunCommand:
             env.update(parse_env_file(path))
         env.update(parse_env(args.env))
         options = RunOptions(
-            cmd=args.cmd or None,
+            args.cmd or None,
             entrypoint=_entrypoint(args.entrypoint),
             env=env,
             volumes=args.volume,
@@ -120,15 +118,18 @@ class RunCommand:
             cap_drop=args.cap_drop,
             name=args.name,
             remove=args.rm,
+            detach=args.detach,
             tty=args.tty,
-            limits=limits,
-            networks=args.network,
+            memory=args.memory,
+            cpus=args.cpus,
+            pids_limit=args.pids_limit,
+            network=args.network,
             network_aliases=args.network_alias,
             ports=args.publish,
             pull=args.pull,
             pull_output=sys.stderr,
         )
-        if args.detach:
+        if options.detach:
             from envkit.container.handle import reap
 
             reap()
@@ -190,14 +191,6 @@ def _entrypoint(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [value] if value else []
-
-
-def _limits(args: argparse.Namespace) -> Limits | None:
-    if args.memory is None and args.cpus is None and args.pids_limit is None:
-        return None
-    from envkit.runtime.cgroups import Limits
-
-    return Limits.parse(args.memory, args.cpus, args.pids_limit)
 
 
 COMMANDS: list[Command] = [RunCommand()]

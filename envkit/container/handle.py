@@ -9,15 +9,19 @@ import signal
 import time
 
 from envkit.container.execute import start_exec
+from envkit.container.options import EXEC_KEYWORDS, check_keywords
 from envkit.errors import EnvkitError, NetworkError, RuntimeError_
 from envkit.runtime import state as st
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from types import TracebackType
 
+    from typing_extensions import Unpack
+
+    from envkit.container.run_kwargs import ExecKwargs
     from envkit.network.attach import Attachment
     from envkit.network.ports import PortMapping
     from envkit.runtime.spawn import Container as Engine
@@ -197,17 +201,14 @@ class Container:
 
         return logs.text(self._state.path("log"))
 
-    def exec(
-        self,
-        cmd: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        user: str | None = None,
-        stdio: tuple[int, int, int] | None = None,
-    ) -> ExecResult:
+    def exec(self, cmd: Sequence[str], **options: Unpack[ExecKwargs]) -> ExecResult:
         """Run ``cmd`` in the running container; its exit code and output (stdout and
-        stderr together; ``""`` when ``stdio`` was given)."""
+        stderr together; ``""`` when ``stdio`` was given). The keyword options (``env``,
+        ``workdir``, ``user``, ``stdio``) are documented in
+        :class:`envkit.container.run_kwargs.ExecKwargs`."""
+        check_keywords("Container.exec", options, EXEC_KEYWORDS)
+        env, workdir, user = options.get("env"), options.get("workdir"), options.get("user")
+        stdio = options.get("stdio")
         if stdio is not None:
             process = start_exec(
                 self.reload(), cmd, env=env, workdir=workdir, user=user, stdio=stdio

@@ -1,4 +1,5 @@
-"""The options of ``docker run`` besides the image: :class:`RunOptions`."""
+"""The options of ``docker run`` besides the image: :class:`RunOptions`, and the keyword
+names that ``envkit.run()`` and :meth:`Container.exec` check at run time."""
 
 from __future__ import annotations
 
@@ -6,107 +7,123 @@ from envkit.runtime.config import BindMount
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import TextIO
 
+    from typing_extensions import Unpack
+
+    from envkit.container.run_kwargs import RunKwargs
     from envkit.network.attach import PortsSpec
     from envkit.runtime.cgroups import Limits
 
+#: The keys of :class:`envkit.container.run_kwargs.ExecKwargs`, for the run-time check
+#: (the TypedDict is for type checkers: ``envkit run`` does not import ``typing``).
+EXEC_KEYWORDS = ("env", "workdir", "user", "stdio")
+
+#: The keys of :class:`envkit.container.run_kwargs.RunKwargs`, documented there.
+RUN_KEYWORDS = (
+    *EXEC_KEYWORDS,
+    "entrypoint",
+    "volumes",
+    "tmpfs",
+    "hostname",
+    "read_only",
+    "name",
+    "detach",
+    "remove",
+    "memory",
+    "cpus",
+    "pids_limit",
+    "network",
+    "network_aliases",
+    "ports",
+    "init",
+    "seccomp",
+    "cap_add",
+    "cap_drop",
+    "pull",
+    "pull_output",
+)
+
+
+def check_keywords(function: str, given: Iterable[str], known: tuple[str, ...]) -> None:
+    """Raise Python's own ``TypeError`` for a keyword ``function`` does not take (a
+    ``**options: Unpack[...]`` signature accepts any name at run time)."""
+    for key in given:
+        if key not in known:
+            raise TypeError(f"{function}() got an unexpected keyword argument {key!r}")
+
 
 class RunOptions:
-    """What ``docker run`` takes besides the image; ``None`` means "the image's".
-
-    ``stdio``: host fds for the command's 0, 1, 2 (``None``: captured into the
-    container's log). ``networks``: networks to join (``--network``; ``["none"]``:
-    loopback only); empty means none, unless ``ports`` are published, which joins the
-    default network ``envkit``. ``ports``: ``{host: container}`` or ``-p`` strings
-    (``[IP:]HOST:CONTAINER[/udp]``). ``init``: a small init as pid 1 in front of the
-    command (``--init``; :func:`envkit.runtime.init.find_init`). ``seccomp=False``: no
-    seccomp filter (``--security-opt seccomp=unconfined``). ``cap_add``/``cap_drop``:
-    capability names added to or dropped from docker's defaults (``--cap-add``,
-    ``--cap-drop``; ``ALL`` for all); the seccomp filter follows them. ``pull``: docker's
-    ``--pull`` policy for an image that is not in the store (``missing``, ``always``,
-    ``never``; :mod:`envkit.pulling`), with docker's pull lines on ``pull_output``
-    (``None``: silent). Not a dataclass: this module is on ``envkit run``'s start-up
-    path (see :class:`envkit.runtime.config.BindMount`).
+    """What ``docker run`` takes besides the image: ``cmd`` and the keywords of
+    :class:`envkit.container.run_kwargs.RunKwargs` (as ``envkit.run()`` takes them; each
+    keeps its name as an attribute), plus ``tty`` (``-t``: the caller's terminal on a
+    pty of the container, for the CLI, which attaches it). Derived: ``limits``
+    (:class:`envkit.runtime.cgroups.Limits` from ``memory``, ``cpus``, ``pids_limit``,
+    ``None`` without any; parsed here, so a bad size fails before anything is made) and
+    ``networks`` (``network`` as a list). ``None`` means "the image's". Not a dataclass:
+    this module is on ``envkit run``'s start-up path (see
+    :class:`envkit.runtime.config.BindMount`).
     """
 
-    __slots__ = (
-        "cap_add",
-        "cap_drop",
-        "cmd",
-        "entrypoint",
-        "env",
-        "hostname",
-        "init",
-        "limits",
-        "name",
-        "network_aliases",
-        "networks",
-        "ports",
-        "pull",
-        "pull_output",
-        "read_only",
-        "remove",
-        "seccomp",
-        "stdio",
-        "tmpfs",
-        "tty",
-        "user",
-        "volumes",
-        "workdir",
-    )
+    __slots__ = ("cmd", "tty", "limits", "networks", *RUN_KEYWORDS)
 
     def __init__(
         self,
         cmd: Sequence[str] | None = None,
-        entrypoint: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        volumes: Sequence[str | BindMount] = (),
-        tmpfs: Sequence[str] = (),
-        workdir: str | None = None,
-        user: str | None = None,
-        hostname: str | None = None,
-        read_only: bool = False,
-        name: str | None = None,
-        stdio: tuple[int, int, int] | None = None,
-        remove: bool = False,
+        *,
         tty: bool = False,
-        limits: Limits | None = None,
-        networks: Sequence[str] = (),
-        network_aliases: Sequence[str] = (),
-        ports: PortsSpec = (),
-        init: bool = False,
-        seccomp: bool = True,
-        cap_add: Sequence[str] = (),
-        cap_drop: Sequence[str] = (),
-        pull: str = "missing",
-        pull_output: TextIO | None = None,
+        **options: Unpack[RunKwargs],
     ) -> None:
+        check_keywords("RunOptions", options, RUN_KEYWORDS)
+        pull = options.get("pull", "missing")
         if pull not in ("missing", "always", "never"):
             from envkit.pulling import check  # lazy: only for a bad policy (its error)
 
             check(pull, "pull")
         self.cmd = cmd
-        self.entrypoint = entrypoint
-        self.env: Mapping[str, str] = {} if env is None else env
-        self.volumes = volumes
-        self.tmpfs = tmpfs
-        self.workdir = workdir
-        self.user = user
-        self.hostname = hostname
-        self.read_only = read_only
-        self.name = name
-        self.stdio = stdio
-        self.remove = remove
         self.tty = tty
-        self.limits = limits
-        self.networks = networks
-        self.network_aliases = network_aliases
-        self.ports = ports
-        self.init = init
-        self.seccomp = seccomp
-        self.cap_add = cap_add
-        self.cap_drop = cap_drop
+        self.env: Mapping[str, str] = dict(options.get("env") or {})
+        self.workdir = options.get("workdir")
+        self.user = options.get("user")
+        self.stdio = options.get("stdio")
+        self.entrypoint = options.get("entrypoint")
+        self.volumes: Sequence[str | BindMount] = options.get("volumes", ())
+        self.tmpfs: Sequence[str] = options.get("tmpfs", ())
+        self.hostname = options.get("hostname")
+        self.read_only = options.get("read_only", False)
+        self.name = options.get("name")
+        self.detach = options.get("detach", False)
+        self.remove = options.get("remove", False)
+        self.memory = options.get("memory")
+        self.cpus = options.get("cpus")
+        self.pids_limit = options.get("pids_limit")
+        self.limits = _limits(self.memory, self.cpus, self.pids_limit)
+        self.network = options.get("network")
+        self.networks = _networks(self.network)
+        self.network_aliases: Sequence[str] = options.get("network_aliases", ())
+        self.ports: PortsSpec = options.get("ports", ())
+        self.init = options.get("init", False)
+        self.seccomp = options.get("seccomp", True)
+        self.cap_add: Sequence[str] = options.get("cap_add", ())
+        self.cap_drop: Sequence[str] = options.get("cap_drop", ())
         self.pull = pull
-        self.pull_output = pull_output
+        self.pull_output: TextIO | None = options.get("pull_output")
+
+
+def _limits(
+    memory: str | int | None, cpus: str | float | None, pids_limit: int | str | None
+) -> Limits | None:
+    if memory is None and cpus is None and pids_limit is None:
+        return None
+    from envkit.runtime.cgroups import Limits  # lazy: only with limits (downward)
+
+    return Limits.parse(
+        None if memory is None else str(memory),
+        None if cpus is None else str(cpus),
+        None if pids_limit is None else str(pids_limit),
+    )
+
+
+def _networks(network: str | Sequence[str] | None) -> list[str]:
+    return [network] if isinstance(network, str) else list(network or ())

@@ -11,103 +11,44 @@ import os
 import signal
 
 from envkit.container.handle import Container, finish, pump_logs, reap
-from envkit.container.options import RunOptions
+from envkit.container.options import RUN_KEYWORDS, RunOptions, check_keywords
 from envkit.container.prepare import Prepared, prepare
 from envkit.errors import MonitorError
 from envkit.runtime import state as st
-from envkit.runtime.config import BindMount, ContainerConfig
+from envkit.runtime.config import ContainerConfig
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
-    from envkit.network.attach import PortsSpec
+    from typing_extensions import Unpack
+
+    from envkit.container.run_kwargs import RunKwargs
     from envkit.spec import Image
 
 
 def run(
-    image: str | Image,
-    cmd: Sequence[str] | None = None,
-    *,
-    entrypoint: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    volumes: Sequence[str | BindMount] = (),
-    tmpfs: Sequence[str] = (),
-    workdir: str | None = None,
-    user: str | None = None,
-    hostname: str | None = None,
-    read_only: bool = False,
-    name: str | None = None,
-    stdio: tuple[int, int, int] | None = None,
-    detach: bool = False,
-    remove: bool = False,
-    memory: str | None = None,
-    cpus: str | float | None = None,
-    pids_limit: int | None = None,
-    network: str | Sequence[str] | None = None,
-    network_aliases: Sequence[str] = (),
-    ports: PortsSpec = (),
-    init: bool = False,
-    cap_add: Sequence[str] = (),
-    cap_drop: Sequence[str] = (),
-    pull: str = "missing",
+    image: str | Image, cmd: Sequence[str] | None = None, **options: Unpack[RunKwargs]
 ) -> Container:
     """Start a container of ``image`` (a name, id or digest in the store, or
     ``Image.from_(ref)``) and return it once its command runs.
 
-    ``cmd`` replaces the image's Cmd, ``entrypoint`` its Entrypoint (and clears Cmd);
-    ``volumes`` are ``"SRC:DST[:ro]"`` strings or :class:`BindMount`; ``tmpfs`` are
-    container paths. Output goes to the container's log (:meth:`Container.logs`) unless
-    ``stdio`` gives host fds for 0, 1, 2. The container belongs to this process and dies
-    with it, unless ``detach=True``: then a supervisor process of its own holds it and
-    it runs on after this process (``envkit ps`` shows it). ``remove=True`` deletes it
-    when it exits (``--rm``). ``memory`` (``"256m"``), ``cpus`` and ``pids_limit`` need
-    a delegated cgroup v2 subtree. ``network`` names the network(s) to join (see
-    :mod:`envkit.network`; default: loopback only), ``ports`` publishes ports as
-    ``{host: container}`` on 127.0.0.1 (host port 0: a free one, :meth:`Container.port`
-    tells which); publishing without ``network`` joins the default network ``envkit``.
-    The command is the container's pid 1, as in docker; ``init=True`` puts a small init
-    in front (``docker run --init``). ``cap_add``/``cap_drop`` change docker's default
-    capabilities (``--cap-add``/``--cap-drop``). ``pull``: as ``docker run --pull``,
-    ``"missing"`` pulls an image that is not in the store from its registry (silently),
-    ``"always"`` pulls the name first every time, ``"never"`` uses the store alone::
+    ``cmd`` replaces the image's Cmd. The keyword options are docker run's, each typed
+    and documented in :class:`envkit.container.run_kwargs.RunKwargs`; another keyword
+    raises ``TypeError``. Output goes to the container's log (:meth:`Container.logs`)
+    unless ``stdio`` gives host fds for 0, 1, 2. The container belongs to this process
+    and dies with it, unless ``detach=True``: then this home's monitor holds it and it
+    runs on after this process (``envkit ps`` shows it). The command is the container's
+    pid 1, as in docker (``init=True`` puts a small init in front). An image that is not
+    in the store is pulled from its registry first, silently (``pull="missing"``)::
 
         with envkit.run("busybox", ["sh", "-c", "echo hi"]) as c:
             assert c.wait() == 0 and c.logs() == "hi\\n"
     """
-    limits = None
-    if memory is not None or cpus is not None or pids_limit is not None:
-        from envkit.runtime.cgroups import Limits  # lazy: only with limits
-
-        limits = Limits.parse(
-            memory,
-            None if cpus is None else str(cpus),
-            None if pids_limit is None else str(pids_limit),
-        )
-    options = RunOptions(
-        cmd=cmd,
-        entrypoint=entrypoint,
-        env=dict(env or {}),
-        volumes=volumes,
-        tmpfs=tmpfs,
-        workdir=workdir,
-        user=user,
-        hostname=hostname,
-        read_only=read_only,
-        name=name,
-        stdio=stdio,
-        remove=remove,
-        limits=limits,
-        networks=[network] if isinstance(network, str) else list(network or ()),
-        network_aliases=network_aliases,
-        ports=ports,
-        init=init,
-        cap_add=cap_add,
-        cap_drop=cap_drop,
-        pull=pull,
-    )
-    prepared = prepare(image, options)
-    if detach:
+    check_keywords("run", options, RUN_KEYWORDS)
+    run_options = RunOptions(cmd, **options)
+    prepared = prepare(image, run_options)
+    if run_options.detach:
         return Container(start_detached(prepared))
     return start_attached(prepared)
 

@@ -22,10 +22,13 @@ from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from envkit.build.executor import Builder
     from envkit.build.lockfile import LockFile
     from envkit.build.progress import Progress
     from envkit.container.handle import Container, ExecResult
+    from envkit.container.run_kwargs import ExecKwargs
     from envkit.spec import Stack
     from envkit.spec.readiness import Ready
 
@@ -61,9 +64,10 @@ class RunningService:
         """The host port (on 127.0.0.1) that ``container_port`` is published on."""
         return self.container().port(container_port, protocol)
 
-    def exec(self, cmd: Sequence[str], **options: object) -> ExecResult:
-        """Run ``cmd`` in the service's container: its exit code and output."""
-        return self.container().exec(cmd, **options)  # type: ignore[arg-type]
+    def exec(self, cmd: Sequence[str], **options: Unpack[ExecKwargs]) -> ExecResult:
+        """Run ``cmd`` in the service's container: its exit code and output (the options
+        of :meth:`envkit.container.Container.exec`)."""
+        return self.container().exec(cmd, **options)
 
     @property
     def ready(self) -> bool:

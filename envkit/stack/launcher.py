@@ -182,15 +182,6 @@ class Launcher:
         from envkit.stack import environment, networking
 
         spec = stack[name]
-        limits = None
-        if spec.memory is not None or spec.cpus is not None or spec.pids_limit is not None:
-            from envkit.runtime.cgroups import Limits
-
-            limits = Limits.parse(
-                None if spec.memory is None else str(spec.memory),
-                None if spec.cpus is None else str(spec.cpus),
-                None if spec.pids_limit is None else str(spec.pids_limit),
-            )
         network = networking.run_options(stack, name)
         fifo = state.dir / "fifo"
         fifo.mkdir(mode=0o700, exist_ok=True)
@@ -205,7 +196,7 @@ class Launcher:
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             options = RunOptions(
-                cmd=None if spec.command is None else list(spec.command),
+                None if spec.command is None else list(spec.command),
                 entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
                 env=environment.service_env(stack, name),
                 tmpfs=[t.split(":", 1)[0] for t in spec.tmpfs],
@@ -218,8 +209,10 @@ class Launcher:
                 cap_drop=spec.cap_drop,
                 name=f"{stack.name}-{name}-1",
                 stdio=(null, out_w, err_w),
-                limits=limits,
-                networks=network["network"],
+                memory=spec.memory,
+                cpus=spec.cpus,
+                pids_limit=spec.pids_limit,
+                network=network["network"],
                 network_aliases=network["network_aliases"],
                 ports=network["ports"],
             )
