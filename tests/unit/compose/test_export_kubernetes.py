@@ -20,7 +20,7 @@ from envkit.spec import Healthcheck, Image, Service, Stack
 from envkit.spec.loader import load_stack
 from envkit.spec.readiness import Ready
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHOP = ROOT / "tests" / "data" / "export" / "shop"
 #: The Kubernetes version the manifests are validated against (kubernetes-validate's
 #: schemas are per version; 1.30 is the oldest release still widely run).

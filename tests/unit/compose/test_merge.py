@@ -1,5 +1,5 @@
 """Merging compose files (compose-spec 13-merge.md): the rules, and errors naming the file
-and line a merged value came from. tests/unit/test_compose_peers.py checks the same cases
+and line a merged value came from. tests/unit/compose/test_peers.py checks the same cases
 against docker-compose."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from envkit.compose import load
 from envkit.errors import StackFileError
 from envkit.spec import Healthcheck, Image, Volume
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "compose" / "merge"
+DATA = Path(__file__).resolve().parents[2] / "data" / "compose" / "merge"
 
 
 def test_spec_rules(tmp_path: Path) -> None:

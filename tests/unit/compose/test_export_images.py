@@ -17,7 +17,7 @@ from envkit.spec import Image, Service, Stack
 from envkit.store.layout import Store
 from tests.unit.store_helpers import make_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHOP = ROOT / "tests" / "data" / "export" / "shop"
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/home/app:/bin/sh\n"
 GROUP = b"root:x:0:\napp:x:4321:\nstaff:x:50:app\n"
