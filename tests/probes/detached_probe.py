@@ -1,4 +1,4 @@
-"""Run by tests/unit/test_host_detached.py through ``spawn_module``: reports on fd 3
+"""Run by tests/unit/host/test_detached.py through ``spawn_module``: reports on fd 3
 (as JSON) what the daemon it became can see of its start, then echoes its stdin."""
 
 import json
