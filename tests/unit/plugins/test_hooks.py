@@ -19,7 +19,7 @@ from envkit.plugins.manager import PluginManager
 from envkit.spec import Secret
 from envkit.store.layout import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "plugins"
 
 
