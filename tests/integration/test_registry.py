@@ -265,7 +265,7 @@ def test_ref_image_source_pulls_a_missing_base(
 def test_warm_pull_and_push_import_no_heavy_module(
     registry: RegistryServer, store: Store, tmp_path: Path, envkit_home: Path
 ) -> None:
-    from tests.unit.test_registry_imports import NOT_BY_REQUESTS as HEAVY
+    from tests.unit.registry.test_imports import NOT_BY_REQUESTS as HEAVY
 
     load_busybox(store, tmp_path)
     ref = f"{registry.host}/warm/busybox:1"

@@ -16,7 +16,7 @@ from envkit.registry import credentials
 from envkit.registry.credentials import Credentials
 from envkit.registry.endpoints import endpoint, is_loopback, mirrors_for
 from envkit.registry.login import login, registry_name
-from tests.unit.test_registry_fakes import FakeNet, FakeRegistry, client_factory
+from tests.unit.registry.test_fakes import FakeNet, FakeRegistry, client_factory
 
 SECRET = "hunter2-secret"
 

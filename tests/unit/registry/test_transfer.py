@@ -16,7 +16,7 @@ from envkit.registry.pull import pull
 from envkit.registry.push import push
 from envkit.store.layout import Store
 from tests import images
-from tests.unit.test_registry_fakes import (
+from tests.unit.registry.test_fakes import (
     FakeNet,
     FakeRegistry,
     client_factory,

@@ -14,7 +14,7 @@ from pathlib import Path
 from envkit.store.layout import Store
 from tests import images
 from tests.unit.fresh_imports import loaded_after
-from tests.unit.test_registry_fakes import store_image
+from tests.unit.registry.test_fakes import store_image
 
 NETWORK_MODULES = (
     "requests",

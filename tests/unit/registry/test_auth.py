@@ -10,7 +10,7 @@ from envkit.registry import manifests
 from envkit.registry.auth import parse_challenge
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
-from tests.unit.test_registry_fakes import FakeNet, FakeRegistry, serve_image
+from tests.unit.registry.test_fakes import FakeNet, FakeRegistry, serve_image
 
 SECRET = "s3cret-Pa55"
 
