@@ -18,7 +18,7 @@ Output, for x86_64 (with i386 and x32) and aarch64 (with arm):
 - ``<arch>-default+<CAP>.bpf``: the same plus one capability the profile names;
 - ``index.json``: what exists, the libseccomp version that compiled it, the profile
   names this libseccomp does not know (left to the default action, as runc does);
-- ``tests/unit/data/seccomp_syscalls_<arch>.json``: libseccomp's syscall name -> number
+- ``tests/unit/runtime/data/seccomp_syscalls_<arch>.json``: libseccomp's syscall name -> number
   table of each architecture in the filters, for the table test.
 
 The compilation itself is :func:`envkit.runtime.seccomp.compile_bpf`, the same code the
@@ -39,7 +39,7 @@ sys.path.insert(0, ROOT)
 
 from envkit.runtime import seccomp  # noqa: E402
 
-DATA = os.path.join(ROOT, "tests", "unit", "data")
+DATA = os.path.join(ROOT, "tests", "unit", "runtime", "data")
 #: Syscall number ranges scanned for the name tables (x32 adds its bit; arm's private
 #: calls live at 0x0f0000).
 SCAN = {
@@ -140,7 +140,9 @@ def outputs() -> dict[str, bytes]:
         for arch in entry["architectures"]:  # type: ignore[attr-defined]
             table = syscall_table(sc, arch, names)
             label = arch.removeprefix("SCMP_ARCH_").lower()
-            path = os.path.join("tests", "unit", "data", f"seccomp_syscalls_{label}.json")
+            path = os.path.join(
+                "tests", "unit", "runtime", "data", f"seccomp_syscalls_{label}.json"
+            )
             files[path] = (json.dumps(table, indent=1) + "\n").encode()
     index["machines"] = machines
     index_path = os.path.join("envkit", "runtime", "seccomp_profile", "index.json")

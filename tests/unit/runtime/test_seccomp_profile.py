@@ -20,7 +20,7 @@ from envkit.runtime import caps, seccomp
 from tests.seccomp_bpf import AUDIT_ARCH, X32_SYSCALL_BIT, parse, run, seccomp_data, verdict
 from tests.unit.fresh_imports import loaded_after
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DATA = Path(__file__).parent / "data"
 PROFILE: dict[str, Any] = json.loads(Path(seccomp.PROFILE_DIR, "default.json").read_text())
 INDEX: dict[str, Any] = json.loads(Path(seccomp.PROFILE_DIR, "index.json").read_text())
