@@ -28,6 +28,8 @@ from envkit.spec.secret import Secret, secret_list
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import Self
+
     from envkit.build.executor import BuildResult
     from envkit.build.progress import Progress
 
@@ -51,7 +53,7 @@ class Image(SpecObject):
     # -- constructors ------------------------------------------------------------------
 
     @classmethod
-    def from_(cls, ref: str) -> Image:
+    def from_(cls, ref: str) -> Self:
         """Start from an image by reference (``"python:3.11-slim"``, ``"name@sha256:..."``).
 
         The reference is normalised as docker does (``busybox`` is
@@ -65,7 +67,7 @@ class Image(SpecObject):
         return cls(FromRef(str(parsed)))
 
     @classmethod
-    def scratch(cls) -> Image:
+    def scratch(cls) -> Self:
         """Start from an empty root file system."""
         return cls(Scratch())
 
@@ -77,7 +79,7 @@ class Image(SpecObject):
         variant: str = "minbase",
         mirror: str | None = None,
         **unknown: Never,
-    ) -> Image:
+    ) -> Self:
         """Bootstrap a Debian ``suite`` with ``packages`` installed.
 
         ``variant`` is the bootstrap variant (``minbase`` by default); ``mirror`` an
@@ -111,7 +113,7 @@ class Image(SpecObject):
         return cls(Debian(suite, tuple(sorted(set(names))), variant, mirror))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Image:
+    def load(cls, path: str | os.PathLike[str]) -> Self:
         """Start from an image archive (OCI archive or ``docker save`` output) on disk."""
         return cls(Archive(validate.path("Image.load(path)", path)))
 
@@ -121,7 +123,7 @@ class Image(SpecObject):
         path: str | os.PathLike[str] = "Dockerfile",
         context: str | os.PathLike[str] = ".",
         **unknown: Never,
-    ) -> Image:
+    ) -> Self:
         """Build from a Dockerfile with ``context`` as build context.
 
         Recorded now; the Dockerfile importer arrives with a later build stage.
@@ -145,7 +147,7 @@ class Image(SpecObject):
         network: Literal["host", "none"] | None = None,
         env: Mapping[str, str] | None = None,
         **unknown: Never,
-    ) -> Image:
+    ) -> Self:
         """Run a command: a string runs through ``/bin/sh -c``, a list is run as is.
 
         ``secrets`` are mounted at /run/secrets/<name> for this step only and never reach
@@ -183,7 +185,7 @@ class Image(SpecObject):
         chown: str | None = None,
         chmod: str | int | None = None,
         **unknown: Never,
-    ) -> Image:
+    ) -> Self:
         """Copy ``src`` to ``dst`` (relative ``dst``: below the working directory).
 
         ``src`` is in the build context (relative to the stack file's directory), or in
@@ -204,7 +206,7 @@ class Image(SpecObject):
             st.Copy(source, target, from_, patterns, owner, _mode("Image.copy(chmod)", chmod))
         )
 
-    def env(self, values: Mapping[str, str] | None = None, /, **kw: str) -> Image:
+    def env(self, values: Mapping[str, str] | None = None, /, **kw: str) -> Self:
         """Set environment variables: ``.env(PORT="5000")`` or ``.env({"PORT": "5000"})``."""
         merged = {**(values or {}), **kw}
         if not merged:
@@ -213,15 +215,15 @@ class Image(SpecObject):
             st.Env(validate.str_mapping("Image.env", merged, key_check=validate.env_name))
         )
 
-    def workdir(self, path: str) -> Image:
+    def workdir(self, path: str) -> Self:
         """Set the working directory of later steps and of containers (created if needed)."""
         return self._then(st.Workdir(validate.string("Image.workdir(path)", path)))
 
-    def user(self, user: str | int) -> Image:
+    def user(self, user: str | int) -> Self:
         """Run later steps and containers as ``"uid[:gid]"`` or ``"name[:group]"``."""
         return self._then(st.User(validate.user("Image.user", user)))
 
-    def expose(self, port: int | str, proto: str = "tcp") -> Image:
+    def expose(self, port: int | str, proto: str = "tcp") -> Self:
         """Declare that containers listen on ``port`` (``5000``, or ``"5000/udp"``)."""
         if isinstance(port, str) and "/" in port:
             port, proto = port.split("/", 1)
@@ -230,25 +232,25 @@ class Image(SpecObject):
             st.Expose(number, validate.choice("Image.expose(proto)", proto, PROTOCOLS))
         )
 
-    def entrypoint(self, argv: Sequence[str] | str) -> Image:
+    def entrypoint(self, argv: Sequence[str] | str) -> Self:
         """Set the entrypoint: a list (exec form) or a string (run by ``/bin/sh -c``).
 
         An empty list clears the base image's entrypoint.
         """
         return self._then(st.Entrypoint(_command("Image.entrypoint", argv, allow_empty=True)))
 
-    def cmd(self, argv: Sequence[str] | str) -> Image:
+    def cmd(self, argv: Sequence[str] | str) -> Self:
         """Set the default command: a list (exec form) or a string (run by ``/bin/sh -c``)."""
         return self._then(st.Cmd(_command("Image.cmd", argv, allow_empty=True)))
 
-    def label(self, values: Mapping[str, str] | None = None, /, **kw: str) -> Image:
+    def label(self, values: Mapping[str, str] | None = None, /, **kw: str) -> Self:
         """Add labels: ``.label(maintainer="team@example.org")`` or a mapping."""
         merged = {**(values or {}), **kw}
         if not merged:
             raise SpecError("Image.label", "no labels given", hint='e.g. .label(team="web")')
         return self._then(st.Label(validate.str_mapping("Image.label", merged)))
 
-    def healthcheck(self, check: Healthcheck) -> Image:
+    def healthcheck(self, check: Healthcheck) -> Self:
         """Set the health check containers of this image run."""
         if not isinstance(check, Healthcheck):
             raise SpecError(
@@ -282,8 +284,8 @@ class Image(SpecObject):
 
     # -- identity ----------------------------------------------------------------------
 
-    def _then(self, step: st.Step) -> Image:
-        return Image(self.base, (*self.steps, step))
+    def _then(self, step: st.Step) -> Self:
+        return type(self)(self.base, (*self.steps, step))
 
     @property
     def secrets(self) -> tuple[Secret, ...]:

@@ -24,6 +24,10 @@ from envkit.errors import SpecError
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Self
+
 Kind = Literal["tcp", "http", "log", "command"]
 
 #: Seconds a probe may take to pass, counted from the container's start.
@@ -73,7 +77,7 @@ class Ready(SpecObject):
     @classmethod
     def tcp(
         cls, port: int, *, timeout: float = DEFAULT_TIMEOUT, interval: float = DEFAULT_INTERVAL
-    ) -> Ready:
+    ) -> Self:
         """Ready once something listens on TCP ``port`` in the container's network."""
         return cls("tcp", port=port, timeout=timeout, interval=interval)
 
@@ -86,7 +90,7 @@ class Ready(SpecObject):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         interval: float = DEFAULT_INTERVAL,
-    ) -> Ready:
+    ) -> Self:
         """Ready once ``GET path`` on ``port`` (inside the container's network) answers
         ``status``."""
         return cls("http", port=port, path=path, status=status, timeout=timeout, interval=interval)
@@ -94,7 +98,7 @@ class Ready(SpecObject):
     @classmethod
     def log(
         cls, regex: str, *, timeout: float = DEFAULT_TIMEOUT, interval: float = DEFAULT_INTERVAL
-    ) -> Ready:
+    ) -> Self:
         """Ready once a line the container wrote (stdout or stderr) matches ``regex``."""
         return cls("log", pattern=regex, timeout=timeout, interval=interval)
 
@@ -105,7 +109,7 @@ class Ready(SpecObject):
         *,
         timeout: float = DEFAULT_TIMEOUT,
         interval: float = DEFAULT_INTERVAL,
-    ) -> Ready:
+    ) -> Self:
         """Ready once ``argv`` run in the container (as ``exec``) exits 0."""
         checked = validate.argv("Ready.command.argv", argv)
         return cls("command", argv=checked, timeout=timeout, interval=interval)

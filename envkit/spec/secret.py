@@ -19,6 +19,10 @@ from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 from envkit.spec.engine import engine
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Self
+
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
@@ -60,7 +64,7 @@ class Secret(SpecObject):
     @classmethod
     def from_env(
         cls, name: str, *, required: bool = True, as_name: str | None = None, **unknown: Never
-    ) -> Secret:
+    ) -> Self:
         """The value of environment variable ``name``, read when needed.
 
         The secret is named after the variable, unchanged (``/run/secrets/DB_PASSWORD``),
@@ -78,7 +82,7 @@ class Secret(SpecObject):
         name: str | None = None,
         required: bool = True,
         **unknown: Never,
-    ) -> Secret:
+    ) -> Self:
         """The bytes of the file at ``path``, read when needed.
 
         A relative path is relative to the stack file's directory. The secret is named

@@ -21,6 +21,8 @@ from envkit.spec.volume import Volume
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import Self
+
     from envkit.compose.export_model import ExportResult
     from envkit.stack.api import RunningStack
 
@@ -178,7 +180,7 @@ class Stack(SpecObject):
             wait_image=wait_image,
         )
 
-    def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Stack:
+    def with_base_dir(self, base_dir: str | os.PathLike[str]) -> Self:
         """This stack with relative paths resolved against ``base_dir`` (made absolute)."""
         clone = copy.copy(self)
         object.__setattr__(clone, "base_dir", Path(base_dir).absolute())
