@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from collections.abc import Callable, Sequence
 
 from envkit.errors import ChildError, EnvkitError, HomeError
@@ -99,8 +100,6 @@ def run_as_container_root(argv: Sequence[str]) -> int:
     ``idmap.plan()``, as ``podman unshare`` does; its exit code (128+N on signal N, 127
     when it cannot be run). Files of container users show with their container owners
     there, so they can be listed, changed or removed."""
-    import signal
-
     maps = idmap.plan()
     try:
         pid = start_child(

@@ -68,6 +68,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import sys
 import time
 from _thread import RLock
@@ -341,8 +342,6 @@ def _reap(pid: int) -> int:
 
 def _kill(pid: int) -> None:
     """Kill and reap the child: nothing is left behind when the caller gives up."""
-    import signal
-
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     _reap(pid)

@@ -47,7 +47,7 @@ def join_path(maps: idmap.IdMaps) -> str | None:
         # Two threads' first starts racing here both make their own namespace: harmless.
         _starts = 1
         return None
-    from envkit.host.forking import FORK_LOCK
+    from envkit.host.forking import FORK_LOCK  # lazy for start-up: a one-off run never forks here
 
     # The fork lock guards this module's state too: the namespace is made by a fork, and
     # a second lock around a fork is what the fork lock's policy rules out.
@@ -78,7 +78,7 @@ def _still_ours(fd: int, maps: idmap.IdMaps) -> bool:
 def _make(maps: idmap.IdMaps) -> int:
     """A new user namespace with ``maps`` written, as a close-on-exec fd: a child
     unshares it, and the parent writes its maps and opens it while the child waits."""
-    from envkit.host.forking import call_in_child
+    from envkit.host.forking import call_in_child  # lazy for start-up, as in join_path
 
     opened: list[int] = []
 
