@@ -6,7 +6,7 @@ from pathlib import Path
 
 from envkit.spec.loader import load_stack
 
-HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello" / "stack.py"
+HELLO = Path(__file__).resolve().parents[3] / "examples" / "hello" / "stack.py"
 
 
 def test_hello_example_loads() -> None:

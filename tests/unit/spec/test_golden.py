@@ -3,7 +3,7 @@
 A failure here means a canonical form changed. If that was on purpose, bump
 ``envkit.spec.canonical.FORMAT_VERSION`` and regenerate with::
 
-    ENVKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_spec_golden.py
+    ENVKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/unit/spec/test_golden.py
 """
 
 from __future__ import annotations
