@@ -16,7 +16,7 @@ from envkit.spec.readiness import Ready
 from envkit.stack import daemon, recovery, specjson
 from envkit.stack import state as ss
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/stack.py"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*/stack.py"))
 
 
 def _round_trip(stack: Stack) -> Stack:
