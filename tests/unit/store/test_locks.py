@@ -95,7 +95,7 @@ def test_exclusive_waits_for_other_thread(tmp_path: Path) -> None:
 
 def test_other_process_blocks_until_timeout(tmp_path: Path) -> None:
     path = tmp_path / "lock"
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD_EXCLUSIVE, str(path)],
         cwd=root,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from envkit.store.layout import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 WRITER = """
 import sys
