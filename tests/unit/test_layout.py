@@ -94,8 +94,8 @@ def test_misplaced_tests_are_found(tmp_path: Path) -> None:
     for rel in files:
         (unit / rel).parent.mkdir(parents=True, exist_ok=True)
         (unit / rel).write_text("")
-    for folder in ("store", "nowhere", "builtin/debian"):
-        (unit / folder / "__init__.py").write_text("")
+    for name in ("store", "nowhere", "builtin/debian"):
+        (unit / name / "__init__.py").write_text("")
     found = misplaced(unit, package, {"test_house.py"})
     assert [line.split(":")[0] for line in found] == [
         "builtin/debian/test_deb.py",
