@@ -4,7 +4,7 @@
 (:mod:`envkit.plugins.notify`), and a base image comes from the image source of its
 kind. Asking the plugin manager means loading pluggy and every built-in plugin, about
 as long as the rest of a fully cached ``envkit build``. None of the built-in plugins
-listens to build steps (``tests/unit/test_build_cache_fast.py`` keeps it so), and the
+listens to build steps (``tests/unit/build/test_cache_fast.py`` keeps it so), and the
 built-in ``ref`` source looks a base up in the local store first. So the manager is
 consulted only when a plugin beyond the built-ins is possible at all
 (:func:`plugins_beyond_builtins`): the manager is loaded already (plugins registered

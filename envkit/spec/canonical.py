@@ -4,7 +4,7 @@ The canonical form is plain JSON data (dicts, lists, strings, numbers, booleans,
 stable across runs and machines: mappings are emitted with sorted keys by
 :func:`envkit.oci.types.canonical_json`, sets of things are sorted lists, and every object
 carries ``"v": FORMAT_VERSION``. Bump the version when the form changes on purpose (the
-golden tests under tests/unit/golden pin it); it is the input of build cache keys.
+golden tests under tests/unit/spec/golden pin it); it is the input of build cache keys.
 """
 
 from __future__ import annotations
