@@ -10,7 +10,7 @@ from pathlib import Path
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
-from envkit.network import control, holder, ipam, names, networks, ns, state
+from envkit.network import control, holder, ipam, names, networks, ns, ports, state
 from envkit.network.state import Endpoint
 
 
@@ -147,8 +147,6 @@ def _detach(ep: Endpoint) -> None:
     state.drop_endpoint(ep)
     names.refresh(affected)
     if not state.container_endpoints(ep.container):
-        from envkit.network import ports
-
         ports.unpublish(ep.container)
         names.forget(ep.container)
 
@@ -158,8 +156,6 @@ def ensure_running() -> state.Daemons:
 
     Call with the state lock held, after :func:`reap_locked`.
     """
-    from envkit.network import ports
-
     if holder.current() is not None:
         d, _, new_netd = holder.ensure()
         if new_netd:  # the old daemon died: its published ports went with it
@@ -253,8 +249,6 @@ def _live_leases() -> bool:
 
 def reap_locked() -> None:
     """Forget what died: endpoints of gone containers, their forwarders, a dead holder."""
-    from envkit.network import ports
-
     for ep in state.endpoints():
         if not ep.alive():
             _detach(ep)
@@ -280,8 +274,6 @@ def reap() -> None:
 
 def teardown() -> None:
     """Remove everything running: forwarders, veths, bridges, daemons (networks stay)."""
-    from envkit.network import ports
-
     with state.locked():
         for container in ports.all_containers():
             ports.unpublish(container)
@@ -296,8 +288,6 @@ def teardown() -> None:
 def stop_if_unused() -> None:
     """Stop the holder and network daemon when no container and no published port needs
     them."""
-    from envkit.network import ports
-
     if state.endpoints() or any(ports.records(c) for c in ports.all_containers()):
         return
     if _live_leases():

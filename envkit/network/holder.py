@@ -108,7 +108,7 @@ def set_up_firewall(holder_pid: int) -> None:
 
 def sync_firewall(holder_pid: int) -> None:
     """Rewrite the holder's iptables rules from the networks on disk."""
-    from envkit.network import firewall
+    from envkit.network import firewall  # lazy, as in set_up_firewall: only where rules change
 
     networks = state.all_networks()
     text = firewall.rules(networks, egress.HOST_LOOPBACK)
@@ -186,7 +186,7 @@ def stop_daemons(d: state.Daemons) -> None:
             proc.kill()
     state.holder_path().unlink(missing_ok=True)
     (state.root() / control.SOCKET).unlink(missing_ok=True)
-    from envkit.network import firewall
+    from envkit.network import firewall  # lazy, as in set_up_firewall: only to stop
 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(firewall.lock_file())
@@ -198,7 +198,7 @@ def require_tools() -> None:
         raise NetworkError(
             "this kernel has no user namespaces", hint="envkit doctor checks the kernel"
         )
-    import shutil
+    import shutil  # lazy for start-up: only the holder's set-up checks its tools
 
     if shutil.which("iptables-legacy-restore") is None:
         raise NetworkError(

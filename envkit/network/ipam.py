@@ -8,6 +8,7 @@ and a stale hosts entry cannot silently point at someone else.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -87,8 +88,6 @@ def allocate(subnet: str, used: Iterable[str], last: str = "") -> str:
 
 def ula_prefix(seed: str) -> ipaddress.IPv6Network:
     """The unique local /48 of an envkit home: ``fd`` and 40 bits of sha256(``seed``)."""
-    import hashlib
-
     global_id = int(hashlib.sha256(seed.encode()).hexdigest()[:10], 16)
     return ipaddress.IPv6Network(((0xFD << 120) | (global_id << 80), 48))
 

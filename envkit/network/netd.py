@@ -21,6 +21,7 @@ commands under the state lock; the daemon only executes. See docs/dev/network.md
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import select
@@ -29,12 +30,13 @@ import socket
 import sys
 import threading
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
-from envkit.network import control, egress, ns, relay
+from envkit.network import control, egress, ns, ports, relay, state
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
 MAX_FDS = 64
@@ -81,8 +83,6 @@ class Daemon:
         return None
 
     def publish(self, args: dict[str, Any], fds: list[int]) -> Any:
-        from envkit.network import ports
-
         container = args["container"]
         mappings = [ports.PortMapping(**m) for m in args["ports"]]
         if len(fds) != len(mappings):
@@ -150,8 +150,6 @@ class Daemon:
 
 def _forward(container: str, sock: socket.socket, mapping: Any) -> None:
     """Serve one published listener (in the holder's namespace) until unpublished."""
-    from envkit.network import ports
-
     port = mapping.container_port
     if mapping.protocol == "tcp":
 
@@ -197,9 +195,6 @@ def load_pyroute2_lightly() -> None:
     stands in for it; the submodules import each other by their full names. Nothing
     changes where pyroute2 was imported already, or cannot be found.
     """
-    import importlib.util
-    import types
-
     if "pyroute2" in sys.modules:
         return
     spec = importlib.util.find_spec("pyroute2")
@@ -218,8 +213,6 @@ def _exit_with(holder_pid: int) -> None:
     Also end both when the home's network directory is gone (a removed
     ``$ENVKIT_HOME``, a test's temporary home): nothing could reach or stop them then.
     """
-    from envkit.network import state
-
     fd = os.pidfd_open(holder_pid)
     folder = state.root()
     while not select.select([fd], [], [], HOME_CHECK_SECONDS)[0]:

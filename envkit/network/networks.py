@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 
 from envkit.errors import NetworkError
-from envkit.network import control, holder, ipam, state
+from envkit.network import control, egress, holder, ipam, state
 from envkit.network.state import NetworkInfo
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -72,8 +72,6 @@ def create(
 def ipv6_egress_note(net: NetworkInfo) -> str | None:
     """What to tell the user about IPv6 egress of ``net``: ``None`` when it works (or
     does not apply: an IPv4-only or internal network)."""
-    from envkit.network import egress
-
     if not net.subnet6 or net.internal or egress.host_has_ipv6_route():
         return None
     return (

@@ -19,6 +19,7 @@ from pathlib import Path
 from envkit.errors import ChildError, NetworkError
 from envkit.host import syscalls
 from envkit.host.forking import FORK_LOCK, call_in_child
+from envkit.network import state
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -138,8 +139,6 @@ def spawn_daemon(
     name: str, body: Callable[[Callable[[], None]], None], keep: tuple[int, ...] = ()
 ) -> Starting:
     """:func:`daemonize` without waiting for ``ready()``: call ``wait()`` on the result."""
-    from envkit.network import state
-
     log = state.root() / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with FORK_LOCK:  # the status pipe's write end is the daemon's alone

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.errors import NetworkError
-from envkit.network import state
+from envkit.network import control, state
 from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -209,8 +209,6 @@ def publish(container: str, mappings: Sequence[PortMapping] | Reservation) -> li
 
     Call with the state lock held, the daemons running and ``container`` attached.
     """
-    from envkit.network import control
-
     reservation = mappings if isinstance(mappings, Reservation) else reserve(mappings)
     pairs, reservation.pairs = reservation.pairs, []
     bound = [m for _, m in pairs]
@@ -256,8 +254,6 @@ def published(container: str) -> list[PortMapping]:
 
 def unpublish(container: str) -> None:
     """Stop serving the ports of ``container`` (their listening sockets close)."""
-    from envkit.network import control
-
     if any(state.Proc(e["pid"], e["start"]).alive() for e in records(container)):
         control.call("unpublish", {"container": container})
     _record_path(container).unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envkit import settings
-from envkit.errors import NetworkError
+from envkit.errors import EnvkitError, NetworkError
 from envkit.records import Value
 from envkit.store.locks import lock_for
 
@@ -224,8 +224,7 @@ def _container_may_run(name: str) -> bool:
     """Whether container ``name`` runs or is still starting, by its record: a start
     killed between the connect and the move of the veth's peer into the container
     leaves both ends in the holder, where the pair would live for ever."""
-    from envkit.errors import EnvkitError
-    from envkit.runtime import state as rs
+    from envkit.runtime import state as rs  # lazy: downward; keeps it out of the network daemon
 
     try:
         record = rs.find(name)
