@@ -10,7 +10,10 @@ whole house listed below. docs/dev/architecture.md ("Where tests go") says the s
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,6 +68,24 @@ def misplaced(unit: Path, package: Path, allowed_at_top: set[str]) -> list[str]:
 def test_every_test_file_mirrors_the_package() -> None:
     allowed = set(HOUSE_TESTS) | set(NOT_YET_MOVED)
     assert misplaced(ROOT / "tests" / "unit", ROOT / "envkit", allowed) == []
+
+
+def test_pytest_collects_every_test_folder(pytestconfig: pytest.Config) -> None:
+    """pytest's default ``norecursedirs`` skips any folder named ``build`` (or ``dist``,
+    ``venv``): a package of that name would be tested only when named on the command
+    line. pyproject.toml lists the patterns without it."""
+    patterns: list[str] = pytestconfig.getini("norecursedirs")
+    unit = ROOT / "tests" / "unit"
+    skipped = [
+        f"{folder.relative_to(unit)} (norecursedirs {pattern!r})"
+        for folder in sorted(p for p in unit.rglob("*") if p.is_dir())
+        if any(is_test_file(f) for f in folder.iterdir())
+        for pattern in patterns
+        # as pytest matches them: by name, or by path when the pattern has a slash
+        if fnmatch(folder.name, pattern)
+        or ("/" in pattern and fnmatch(str(folder), f"*/{pattern}"))
+    ]
+    assert skipped == []
 
 
 def test_the_lists_name_files_that_exist() -> None:
