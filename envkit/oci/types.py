@@ -83,11 +83,14 @@ class Platform(Value):
     variant: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def _key(self) -> tuple[object, ...]:
+        return (self.os, self.architecture, self.variant)
+
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self[:3] == other[:3]
+        return type(other) is type(self) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self[:3])
+        return hash(self._key())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.extra, "architecture": self.architecture, "os": self.os}
@@ -119,7 +122,7 @@ class Descriptor(Value):
     """Fields not modelled: ``urls``, ``data``, ``artifactType``, ..."""
 
     def _key(self) -> tuple[object, ...]:
-        return (self[0], self[1], self[2], self[4])
+        return (self.media_type, self.digest, self.size, self.platform)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self._key() == other._key()
@@ -165,11 +168,14 @@ class Manifest(Value):
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields not modelled: ``subject``, ``artifactType``, ..."""
 
+    def _key(self) -> tuple[object, ...]:
+        return (self.config, self.layers, self.media_type)
+
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self[:3] == other[:3]
+        return type(other) is type(self) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self[:3])
+        return hash(self._key())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -213,10 +219,10 @@ class Index(Value):
     (a Docker manifest list keeps its own)."""
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self[0] == other[0]
+        return type(other) is type(self) and self.manifests == other.manifests
 
     def __hash__(self) -> int:
-        return hash(self[0])
+        return hash(self.manifests)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

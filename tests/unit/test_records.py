@@ -8,7 +8,16 @@ from typing import ClassVar
 
 import pytest
 
-from envkit.records import Record, Value, field
+from envkit.records import (
+    FrozenInstanceError,
+    Record,
+    Value,
+    asdict,
+    field,
+    fields,
+    is_record,
+    replace,
+)
 
 
 class Point(Value):
@@ -106,3 +115,141 @@ def test_a_record_is_mutable_slotted_and_unhashable() -> None:
     assert repr(report) == "Report(found=['a'], count=1)"
     with pytest.raises(TypeError):
         hash(report)
+
+
+# The immutable kind carries what were frozen dataclasses: slotted, never a tuple.
+
+
+class Spec(Value):
+    name: str
+    tags: tuple[str, ...] = ()
+    note: str = field(default="", compare=False, repr=False)
+
+
+class Version(Value, order=True):
+    major: int
+    minor: int = 0
+
+
+class Checked(Value):
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ValueError("low above high")
+
+
+class Parsed(Value, init=False):
+    text: str
+    words: tuple[str, ...]
+
+    def __init__(self, text: str) -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "words", tuple(text.split()))
+
+
+class Counted(Record):
+    name: str
+    seen: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.seen.append(self.name)
+
+
+def test_a_value_is_slotted_and_not_a_tuple() -> None:
+    s = Spec("a", ("x",))
+    assert not isinstance(s, tuple)
+    assert not hasattr(s, "__dict__")
+    assert is_record(s) and is_record(Spec) and not is_record(("a",)) and not is_record(Value)
+
+
+def test_assigning_or_deleting_raises_frozen_instance_error() -> None:
+    s = Spec("a")
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'name'"):
+        s.name = "b"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError, match="cannot delete field 'name'"):
+        del s.name
+    with pytest.raises(AttributeError):  # FrozenInstanceError is an AttributeError
+        setattr(s, "other", 1)  # noqa: B010 (the point is a name that is not a field)
+    assert s.name == "a"
+
+
+def test_equality_and_hash_skip_fields_with_compare_false() -> None:
+    assert Spec("a", note="x") == Spec("a", note="y")
+    assert hash(Spec("a", note="x")) == hash(Spec("a", note="y")) == hash(("a", ()))
+    assert Spec("a") != Spec("b")
+    assert len({Spec("a"), Spec("a", note="z"), Spec("b")}) == 2
+
+
+def test_repr_leaves_out_fields_with_repr_false() -> None:
+    assert repr(Spec("a", ("x",), note="hidden")) == "Spec(name='a', tags=('x',))"
+
+
+def test_order_true_orders_values_of_one_class_by_their_fields() -> None:
+    assert Version(1, 2) < Version(1, 3) < Version(2) and Version(2) >= Version(1, 9)
+    assert sorted([Version(2), Version(1, 5), Version(1)]) == [
+        Version(1),
+        Version(1, 5),
+        Version(2),
+    ]
+    with pytest.raises(TypeError):
+        assert Version(1) < Point(1)  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        assert Point(1) < Point(2)  # type: ignore[operator]  # not ordered without order=True
+
+
+def test_replace_fields_and_asdict_as_dataclasses_gives_them() -> None:
+    s = Spec("a", ("x",))
+    assert replace(s, tags=("y",)) == Spec("a", ("y",)) and s.tags == ("x",)
+    with pytest.raises(TypeError, match="'nope'"):
+        replace(s, nope=1)
+    assert [f.name for f in fields(Spec)] == ["name", "tags", "note"]
+    assert [f.compare for f in fields(s)] == [True, True, False]
+    with pytest.raises(TypeError):
+        fields(("a",))
+    tagged = Tagged("t", {"k": "v"})
+    assert asdict(tagged) == {"name": "t", "labels": {"k": "v"}}
+    assert asdict(tagged)["labels"] is not tagged.labels
+    assert asdict(Report(["a"], 2)) == {"found": ["a"], "count": 2}
+
+    class Nested(Value):
+        points: tuple[Point, ...]
+        named: dict[str, list[Point]]
+
+    assert asdict(Nested((Point(1),), {"a": [Point(2, 3)]})) == {
+        "points": ({"x": 1, "y": 0},),
+        "named": {"a": [{"x": 2, "y": 3}]},
+    }
+    with pytest.raises(TypeError):
+        asdict(Spec)
+
+
+def test_post_init_runs_after_init_and_after_replace() -> None:
+    assert Checked(1, 2).high == 2
+    with pytest.raises(ValueError, match="low above high"):
+        Checked(3, 2)
+    with pytest.raises(ValueError, match="low above high"):
+        replace(Checked(1, 2), low=5)
+    assert Counted("a").seen == ["a"]
+
+
+def test_a_class_with_its_own_init_keeps_it() -> None:
+    p = Parsed("a b c")
+    assert p.words == ("a", "b", "c")
+    assert p == Parsed("a b c") and hash(p) == hash(Parsed("a b c"))
+    assert repr(p) == "Parsed(text='a b c', words=('a', 'b', 'c'))"
+    with pytest.raises(FrozenInstanceError):
+        p.text = "d"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Spec("a", ("x",), note="n"), Version(1, 2), Checked(1, 2), Parsed("a b"), Counted("c")],
+    ids=lambda v: type(v).__name__,
+)
+def test_pickle_copy_and_deepcopy_keep_every_field(value: object) -> None:
+    for again in (pickle.loads(pickle.dumps(value)), copy.copy(value), copy.deepcopy(value)):
+        assert type(again) is type(value)
+        assert again == value
+        assert all(getattr(again, f.name) == getattr(value, f.name) for f in fields(value))

@@ -157,7 +157,8 @@ def test_parse_any_reference(row: dict[str, Any]) -> None:
     else:
         assert isinstance(found, ref.Reference)
         expected = ref.split(row["Equivalent"])
-        assert (found.registry, found.path, found.tag, found.digest) == tuple(expected)
+        found_parts = (found.registry, found.path, found.tag, found.digest)
+        assert found_parts == (expected.domain, expected.path, expected.tag, expected.digest)
 
 
 @pytest.mark.parametrize("row", DATA["TestNormalizedSplitHostname"], ids=_ids("input"))
