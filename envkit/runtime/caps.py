@@ -6,6 +6,7 @@ user namespace (so it holds every capability there and CAP_SETPCAP for the bound
 
 from __future__ import annotations
 
+from envkit.errors import SpecError
 from envkit.host import syscalls
 from envkit.host.prctl import PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAPBSET_DROP
 
@@ -109,7 +110,6 @@ def resolve(add: Sequence[str] = (), drop: Sequence[str] = ()) -> frozenset[int]
     """docker's ``--cap-add`` / ``--cap-drop``: :data:`DEFAULT` with ``drop`` removed,
     then ``add`` added. Names with or without ``CAP_``, any case; ``ALL`` means every
     capability (drops first, as docker applies them)."""
-    from envkit.errors import SpecError
 
     def numbers(option: str, names: Sequence[str]) -> set[int]:
         found: set[int] = set()

@@ -170,7 +170,7 @@ def remove(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        import logging
+        import logging  # lazy: a rare warning; logging costs ~3 ms to import
 
         logging.getLogger("envkit.cgroups").warning("cannot remove cgroup %s: %s", path, exc)
 

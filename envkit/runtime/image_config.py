@@ -140,7 +140,7 @@ def read_image_file(layers: Sequence[str], path: str) -> str:
 
     Symlinks resolve inside each layer (never out to the host); ``""`` when absent.
     """
-    from envkit.runtime.rootfs import secure_join
+    from envkit.runtime.rootfs import secure_join  # lazy: keeps ctypes off `envkit ps`/`down`
 
     for layer in layers:
         host = secure_join(layer, path)

@@ -18,6 +18,7 @@ import signal
 import struct
 import termios
 
+from envkit.errors import RuntimeError_
 from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG
 from envkit.runtime import caps, seccomp
@@ -46,8 +47,6 @@ def find_init() -> str:
     for path in (override,) if override else INIT_CANDIDATES:
         if os.access(path, os.X_OK):
             return path
-    from envkit.errors import RuntimeError_
-
     raise RuntimeError_(
         f"--init needs a static init on the host; none of {', '.join(INIT_CANDIDATES)} exists"
         if not override

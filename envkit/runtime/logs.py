@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import time
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -56,8 +57,6 @@ class LogWriter:
 
 def pump(writer: LogWriter, streams: dict[int, str]) -> None:
     """Copy ``fd -> stream name`` pipes into ``writer`` until every one is at EOF."""
-    import select
-
     open_fds = dict(streams)
     while open_fds:
         ready, _, _ = select.select(list(open_fds), [], [])

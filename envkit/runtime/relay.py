@@ -55,7 +55,7 @@ class TerminalRelay:
 
     def start(self) -> None:
         """Close this process's copies of the container's ends and start copying."""
-        import threading
+        import threading  # lazy for start-up: `envkit run` without a terminal has no threads
 
         for fd in self._container_ends:
             os.close(fd)

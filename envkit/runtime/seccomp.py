@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 from envkit.errors import NoFilterError, RuntimeError_
 from envkit.host import syscalls
@@ -188,7 +189,7 @@ def install(caps: frozenset[str] | None = None, kernel: Syscalls = syscalls) -> 
 
 def load_profile() -> dict[str, Any]:
     """Docker's default profile as shipped."""
-    import json
+    import json  # lazy for start-up: a start loads the compiled filter, not the profile
 
     with open(os.path.join(PROFILE_DIR, "default.json")) as f:
         profile: dict[str, Any] = json.load(f)
@@ -339,8 +340,7 @@ def compile_bpf(config: dict[str, Any], libseccomp: ModuleType) -> tuple[bytes, 
 def import_libseccomp() -> ModuleType:
     """libseccomp's Python bindings (``python3-seccomp``), also from the system's
     dist-packages when this interpreter is a venv's; a clear error when missing."""
-    import importlib
-    import sys
+    import importlib  # lazy for start-up: only to compile a filter
 
     try:
         return importlib.import_module("seccomp")

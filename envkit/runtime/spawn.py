@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+from _thread import allocate_lock
 from contextlib import contextmanager, suppress
 
 from envkit.errors import EnvkitError, RuntimeError_, StartError
@@ -171,7 +173,7 @@ def start(
         if shared is not None:
             config = config.replace(userns=shared)
     if maps.warning:
-        import logging
+        import logging  # lazy: a rare warning; logging costs ~3 ms to import
 
         logging.getLogger("envkit.runtime").warning(maps.warning)
     maps.to_host_uid(config.uid)
@@ -183,7 +185,7 @@ def start(
     if os.geteuid() == 0:
         _give_to_container_root(config, maps)
     if runtime_dir is None:
-        import tempfile
+        import tempfile  # lazy for start-up: `envkit run` passes its runtime dir
 
         state_dir = tempfile.mkdtemp(prefix="envkit-ctr-")
     else:
@@ -309,11 +311,9 @@ def _fork_lock() -> RLock | None:
     """:data:`envkit.host.forking.FORK_LOCK` in a process with threads (another thread's
     fork must not inherit this start's pipe ends); ``None`` in one without, which need
     not pay for the import (``envkit run``)."""
-    import sys
-
     if "threading" not in sys.modules:
         return None
-    from envkit.host.forking import FORK_LOCK
+    from envkit.host.forking import FORK_LOCK  # lazy for start-up: `envkit run` has no threads
 
     return FORK_LOCK
 
@@ -325,8 +325,6 @@ class _Subreaper:
     container monitor, a stack supervisor) stays one."""
 
     def __init__(self) -> None:
-        from _thread import allocate_lock
-
         self._lock = allocate_lock()
         self._users = 0
         self._ours = False
@@ -351,7 +349,7 @@ _subreaper = _Subreaper()
 
 def _receive_console(sock: socket.socket) -> int | None:
     """The pty master pid 1 sent over the console socket (runc's --console-socket)."""
-    import socket
+    import socket  # lazy for start-up: a tty's start, which imported it before its forks
 
     _, fds, _, _ = socket.recv_fds(sock, 1, 1)
     return fds[0] if fds else None
@@ -415,7 +413,7 @@ def _remove_state_dir(path: str) -> None:
     except FileNotFoundError:
         pass
     except OSError:
-        import shutil
+        import shutil  # lazy: error path only
 
         shutil.rmtree(path, ignore_errors=True)
 
@@ -460,7 +458,7 @@ def launched(config: ContainerConfig, state_dir: str, fds: list[int], report_w: 
     is then re-parented to the launcher, which must be a child subreaper
     (``PR_SET_CHILD_SUBREAPER``) and waits for it.
     """
-    import socket
+    import socket  # no import in this forked child: the monitor that forked it has socket
 
     sync_w, go_r, err_w = fds[:3]
     console = socket.socket(fileno=fds[3]) if len(fds) > 3 else None
@@ -630,7 +628,7 @@ def _describe(exc: BaseException) -> str:
         return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     text = f"{type(exc).__name__}: {exc}"
     if os.environ.get("ENVKIT_DEBUG"):
-        import traceback
+        import traceback  # lazy: ENVKIT_DEBUG only
 
         text += "\n" + "".join(traceback.format_exception(exc))
     return text
@@ -646,8 +644,6 @@ def proxy_signals(container: Container) -> Iterator[None]:
     ``init=True`` puts an init in front that passes them on. A second SIGINT (Ctrl-C
     pressed again) kills the container, as a second Ctrl-C stops ``docker compose up``.
     """
-    import sys
-
     # Signal handlers can only be set from the main thread. A process that never
     # imported threading has no other thread (and need not pay for the import here).
     threading = sys.modules.get("threading")

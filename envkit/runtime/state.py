@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import suppress
+from functools import partial
 
 from envkit.errors import EnvkitError, SpecError
+from envkit.settings import private_dir
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def _log() -> logging.Logger:
-    import logging
+    import logging  # lazy: only to report a problem; logging costs ~3 ms to import
 
     return logging.getLogger("envkit.state")
 
@@ -209,7 +213,7 @@ class ContainerState:
     @property
     def dir(self) -> Path:
         """``$ENVKIT_HOME/containers/<id>``."""
-        from pathlib import Path
+        from pathlib import Path  # lazy for start-up: no pathlib on `envkit run`'s path
 
         return Path(self.path())
 
@@ -241,7 +245,7 @@ class ContainerState:
         """Record the exit code and time, and drop the cgroup."""
         self.status, self.exit_code, self.finished = EXITED, code, time.time()
         if self.cgroup:
-            from envkit.runtime import cgroups
+            from envkit.runtime import cgroups  # lazy for start-up: only with limits
 
             cgroups.remove(self.cgroup)
             self.cgroup = ""
@@ -251,14 +255,12 @@ class ContainerState:
 
 def containers_dir() -> Path:
     """Where every container's dir lives."""
-    from pathlib import Path
+    from pathlib import Path  # lazy for start-up: no pathlib on `envkit run`'s path
 
     return Path(_root())
 
 
 def _root() -> str:
-    from envkit.settings import private_dir
-
     return private_dir("containers")
 
 
@@ -366,7 +368,7 @@ def remove(state: ContainerState, exit_code: int | None = None) -> None:
             home = os.path.dirname(_root())
             os.unlink(os.path.join(home, "network", "logs", f"ports-{state.name}.log"))
     if state.cgroup:
-        from envkit.runtime import cgroups
+        from envkit.runtime import cgroups  # lazy for start-up: only with limits
 
         cgroups.remove(state.cgroup)
     remove_dir(state.path())
@@ -475,8 +477,6 @@ def kill_init(state: ContainerState, sig: int) -> bool:
 
 def wait_gone(pid: int, start: int, timeout: float) -> bool:
     """Wait up to ``timeout`` s for process ``pid`` (started at ``start``) to end."""
-    import select
-
     if not alive(pid, start):
         return True
     try:
@@ -537,8 +537,6 @@ def _claim_name(top: str, name: str | None, container_id: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    import re
-
     if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name) or len(name) > 128:
         raise SpecError(
             "--name",
@@ -612,8 +610,7 @@ def _remove_tree(top: str | PathLike[str]) -> None:
 
 def _remove_in_userns(top: str | PathLike[str]) -> bool:
     """:func:`_remove_tree` as root of a new user namespace with the container's maps."""
-    from functools import partial
-
+    # lazy for start-up: only when a plain remove failed (as_root forks: host.forking)
     from envkit.host import idmap
     from envkit.host.as_root import call_as_container_root
 

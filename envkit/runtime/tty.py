@@ -46,7 +46,7 @@ def attach(master: int, stdin: int | None = 0, stdout: int = 1) -> None:
     """
     saved = None
     if stdin is not None and os.isatty(stdin):
-        import tty
+        import tty  # lazy for start-up: only an interactive terminal
 
         saved = termios.tcgetattr(stdin)
         tty.setraw(stdin)
