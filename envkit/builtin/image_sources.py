@@ -15,6 +15,7 @@ from envkit.errors import (
 )
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
+from envkit.plugins.overrides import override
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def _param(params: Mapping[str, Any], key: str, kind: str) -> str:
     return value
 
 
-class RefSource:
+class RefSource(ImageSource):
     """An image by ref, manifest digest or id: from the local store, else pulled from its
     registry (``envkit pull``).
 
@@ -42,6 +43,7 @@ class RefSource:
 
     kind = "ref"
 
+    @override
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
         digest = params.get("digest")
         ref = params.get("ref")
@@ -85,7 +87,7 @@ def _pull(remote: str, asked: str, store: Store) -> Descriptor:
         ) from exc
 
 
-class OciArchiveSource:
+class OciArchiveSource(ImageSource):
     """An image from an archive file (``Image.load("x.tar")``), loaded into the store.
 
     ``params``: ``{"path": "/abs/x.tar"}``, optionally ``"ref"`` to choose one image of
@@ -95,6 +97,7 @@ class OciArchiveSource:
 
     kind = "oci-archive"
 
+    @override
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
         # lazy for start-up (this module loads with every plugin manager): downward
         from envkit.oci.archive_read import load_archive

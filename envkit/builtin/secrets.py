@@ -12,23 +12,26 @@ from pathlib import Path
 from envkit.errors import EnvkitError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import SecretProvider
+from envkit.plugins.overrides import override
 
 
-class EnvSecrets:
+class EnvSecrets(SecretProvider):
     """``Secret.from_env("NAME")``: the value of an environment variable."""
 
     scheme = "env"
 
+    @override
     def read(self, location: str) -> bytes | None:
         value = os.environ.get(location)
         return None if value is None else value.encode()
 
 
-class FileSecrets:
+class FileSecrets(SecretProvider):
     """``Secret.from_file("path")``: the bytes of a file."""
 
     scheme = "file"
 
+    @override
     def read(self, location: str) -> bytes | None:
         try:
             return Path(location).read_bytes()
@@ -38,7 +41,7 @@ class FileSecrets:
             raise EnvkitError(f"secret file {location}: {exc.strerror}") from None
 
 
-class CmdSecrets:
+class CmdSecrets(SecretProvider):
     """``Secret("token", source="cmd:pass show ci/token")``: what a command prints.
 
     The location is split like a shell would (``shlex``) but run without one. One
@@ -50,6 +53,7 @@ class CmdSecrets:
     scheme = "cmd"
     timeout = 60.0
 
+    @override
     def read(self, location: str) -> bytes | None:
         try:
             argv = shlex.split(location)

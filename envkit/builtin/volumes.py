@@ -20,6 +20,7 @@ from envkit.plugins.interfaces import (
     VolumeBackend,
     VolumeInfo,
 )
+from envkit.plugins.overrides import override
 from envkit.settings import private_dir
 
 _SIZE_RE = re.compile(r"^(\d+)([kmg]?)$", re.IGNORECASE)
@@ -45,7 +46,7 @@ def parse_size(value: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-class TmpfsVolumes:
+class TmpfsVolumes(VolumeBackend):
     """Volumes in memory: each container that mounts one gets a fresh tmpfs of at most
     ``size`` bytes (option ``size``, default 64m; ``mode``, default 1777).
 
@@ -72,6 +73,7 @@ class TmpfsVolumes:
     def _file(self, volume: str) -> Path:
         return self.root / (check_name("Volume.name", volume) + ".json")
 
+    @override
     def capabilities(self) -> BackendCapabilities:
         """Private to each container, not persistent, no host path, no snapshots;
         the size is enforced by the kernel."""
@@ -79,6 +81,7 @@ class TmpfsVolumes:
             shared=False, persistent=False, host_path=False, snapshots=False, size_limit=True
         )
 
+    @override
     def validate(self, options: Mapping[str, str]) -> None:
         """Options ``size`` (``64m``) and ``mode`` (octal, ``1777``)."""
         unknown = sorted(set(options) - {"size", "mode"})
@@ -93,6 +96,7 @@ class TmpfsVolumes:
         if "mode" in options:
             _parse_mode(options["mode"])
 
+    @override
     def create(self, volume: str, options: Mapping[str, str]) -> None:
         """Record the volume's options (idempotent when they are the same)."""
         self.validate(options)
@@ -127,25 +131,30 @@ class TmpfsVolumes:
             raise VolumeError(f"{self._file(volume)}: unreadable ({exc})") from None
         return {str(k): str(v) for k, v in data.items()}
 
+    @override
     def remove(self, volume: str) -> None:
         """Forget the volume (its data died with the containers that used it)."""
         self._options(volume)
         self._file(volume).unlink(missing_ok=True)
 
+    @override
     def mount(self, volume: str, mount_id: str) -> MountSource:
         """A fresh tmpfs of the volume's size and mode, for the runtime to mount."""
         options = self._options(volume)
         size = parse_size(options.get("size", self.default_size))
         return MountSource.tmpfs(size, _parse_mode(options.get("mode", "1777")))
 
+    @override
     def unmount(self, volume: str, mount_id: str) -> None:
         """Nothing to do: the tmpfs goes with the container's mount namespace."""
         self._options(volume)
 
+    @override
     def get(self, volume: str) -> VolumeInfo:
         """Name, backend and options; no host path, size unknown."""
         return VolumeInfo(volume, self.name, self._options(volume))
 
+    @override
     def list(self) -> list[str]:
         """The volumes created and not removed."""
         try:
@@ -154,19 +163,23 @@ class TmpfsVolumes:
             return []
         return sorted(n for n in names if NAME_RE.match(n))
 
+    @override
     def size(self, volume: str) -> int:
         """Unknown (-1): the data lives only inside containers."""
         self._options(volume)
         return -1
 
+    @override
     def snapshot(self, volume: str, name: str) -> SnapshotInfo:
         """Not supported: there is no host copy of the data."""
         raise self._no_host_data(volume, "snapshot")
 
+    @override
     def restore(self, volume: str, name: str) -> None:
         """Not supported: there is no host copy of the data."""
         raise self._no_host_data(volume, "restore")
 
+    @override
     def mountpoint(self, volume: str) -> Path:
         """Not supported: a tmpfs volume has no host directory."""
         raise self._no_host_data(volume, "give a host directory for")

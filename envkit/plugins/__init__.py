@@ -25,7 +25,8 @@ modules behind these names may move, these names stay. What this module exports:
   :class:`Command`, :class:`ImageSource`, :class:`SecretProvider`,
   :class:`VolumeBackend`, :class:`MountSource`, :class:`BackendCapabilities`,
   :class:`VolumeInfo`, :class:`SnapshotInfo`, and :class:`DirectoryBackend`, a volume
-  backend over plain directories to extend (with :func:`check_name`, :func:`restore_tree`);
+  backend over plain directories to extend (with :func:`check_name`, :func:`restore_tree`),
+  and :func:`override` to mark the methods that implement or override one (PEP 698);
 - what image sources and registry-backed backends work with: the local :class:`Store`,
   the OCI records (:class:`Descriptor`, :class:`Manifest`, :class:`Index`,
   :func:`canonical_json`, the ``MT_OCI_*`` media types, :data:`ANNOTATION_REF_NAME`),
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
         VolumeInfo,
     )
     from envkit.plugins.manager import PluginManager, get_manager
+    from envkit.plugins.overrides import override
     from envkit.registry.blobs import download as download_blob
     from envkit.registry.blobs import upload as upload_blob
     from envkit.registry.client import RegistryClient
@@ -110,6 +112,7 @@ _LAZY: dict[str, tuple[str, str]] = {
         for name in ("DirectoryBackend", "check_name", "restore_tree")
     },
     "PluginManager": ("envkit.plugins.manager", "PluginManager"),
+    "override": ("envkit.plugins.overrides", "override"),
     "get_manager": ("envkit.plugins.manager", "get_manager"),
     **{
         name: ("envkit.oci.types", name)
@@ -171,6 +174,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "host_platform",
+    "override",
     "parse_reference",
     "put_manifest",
     "restore_tree",

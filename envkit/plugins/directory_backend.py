@@ -26,7 +26,14 @@ from typing import BinaryIO
 
 from envkit.errors import EnvkitError, SpecError, VolumeError, VolumeNotFoundError
 from envkit.oci.tarsafe import remove_at
-from envkit.plugins.interfaces import BackendCapabilities, MountSource, SnapshotInfo, VolumeInfo
+from envkit.plugins.interfaces import (
+    BackendCapabilities,
+    MountSource,
+    SnapshotInfo,
+    VolumeBackend,
+    VolumeInfo,
+)
+from envkit.plugins.overrides import override
 from envkit.settings import private_dir
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -117,7 +124,7 @@ def restore_tree(stream: BinaryIO, volume_dir: Path) -> None:
         os.close(fd)
 
 
-class DirectoryBackend:
+class DirectoryBackend(VolumeBackend):
     """Volumes as directories under ``root``; snapshots as files under ``snapshots``.
 
     Subclasses set :attr:`name`, list their options in :attr:`option_names` and check
@@ -174,10 +181,12 @@ class DirectoryBackend:
                 os.rename(olds[0], path / DATA)
 
     # -- the backend interface --------------------------------------------------------
+    @override
     def capabilities(self) -> BackendCapabilities:
         """Shared, persistent host directories with snapshots; no size limit."""
         return BackendCapabilities()
 
+    @override
     def validate(self, options: Mapping[str, str]) -> None:
         """Reject options this backend does not know, then check each value."""
         unknown = sorted(set(options) - self.option_names)
@@ -194,6 +203,7 @@ class DirectoryBackend:
     def check_option(self, key: str, value: str) -> None:
         """Raise :class:`SpecError` when ``value`` is not valid for option ``key``."""
 
+    @override
     def create(self, volume: str, options: Mapping[str, str]) -> None:
         """Create the volume's directory and record its options; an existing volume
         must have been created with the same options."""
@@ -234,6 +244,7 @@ class DirectoryBackend:
             raise VolumeError(f"{path}: unreadable ({exc})") from None
         return {str(k): str(v) for k, v in data.items()}
 
+    @override
     def remove(self, volume: str) -> None:
         """Delete the volume's directory (its snapshots stay)."""
         path = self._existing(volume)
@@ -244,14 +255,17 @@ class DirectoryBackend:
         finally:
             os.close(fd)
 
+    @override
     def mount(self, volume: str, mount_id: str) -> MountSource:
         """The volume's data directory, bind-mounted as is."""
         return MountSource.bind(self._existing(volume) / DATA)
 
+    @override
     def unmount(self, volume: str, mount_id: str) -> None:
         """Nothing to undo for a bind mount; checks the volume still exists."""
         self._existing(volume)
 
+    @override
     def get(self, volume: str) -> VolumeInfo:
         """Name, backend, options, data directory and size."""
         path = self._existing(volume)
@@ -259,6 +273,7 @@ class DirectoryBackend:
             volume, self.name, self.options(volume), str(path / DATA), tree_size(path / DATA)
         )
 
+    @override
     def list(self) -> list[str]:
         """Every directory under :attr:`root` holding a ``_data`` directory."""
         try:
@@ -273,10 +288,12 @@ class DirectoryBackend:
                 names.append(entry.name)
         return names
 
+    @override
     def size(self, volume: str) -> int:
         """Apparent bytes of the volume's files."""
         return tree_size(self._existing(volume) / DATA)
 
+    @override
     def mountpoint(self, volume: str) -> Path:
         """``<root>/<volume>/_data`` (whether or not it exists yet)."""
         return self._dir(volume) / DATA
@@ -286,6 +303,7 @@ class DirectoryBackend:
         check_name("snapshot name", name)
         return self.snapshots_root / check_name("Volume.name", volume) / (name + SNAPSHOT_SUFFIX)
 
+    @override
     def snapshot(self, volume: str, name: str) -> SnapshotInfo:
         """Write the volume's data as ``<snapshots>/<volume>/<name>.tar.zst``."""
         path = self._existing(volume)
@@ -298,6 +316,7 @@ class DirectoryBackend:
             ) from None
         return SnapshotInfo(volume, name, digest, size, str(dest))
 
+    @override
     def restore(self, volume: str, name: str) -> None:
         """Replace the volume's data with the snapshot file's."""
         path = self._existing(volume)

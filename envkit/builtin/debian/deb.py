@@ -23,6 +23,11 @@ from typing import BinaryIO
 
 from envkit.builtin.debian.control import paragraphs
 from envkit.errors import DebFormatError
+from envkit.plugins.overrides import override
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60
@@ -68,15 +73,18 @@ class _Slice(io.RawIOBase):
         self._left = size
         stream.seek(offset)
 
+    @override
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    @override
+    def readinto(self, buffer: Buffer) -> int:
         if self._left <= 0:
             return 0
-        data = self._stream.read(min(len(buffer), self._left))
-        self._left -= len(data)
-        buffer[: len(data)] = data
+        with memoryview(buffer) as view, view.cast("B") as octets:
+            data = self._stream.read(min(len(octets), self._left))
+            self._left -= len(data)
+            octets[: len(data)] = data
         return len(data)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from envkit.builtin.debian.control import paragraphs
 from envkit.builtin.debian.version import satisfies
+from envkit.plugins.overrides import override
 
 _RELATION = re.compile(
     r"^([a-z0-9][a-z0-9+.\-]*)(?::[a-z0-9\-]+)?"  # name, architecture qualifier dropped
@@ -38,6 +39,7 @@ class Relation:
             return False
         return satisfies(version, self.op, self.version)
 
+    @override
     def __str__(self) -> str:
         return self.name if self.op is None else f"{self.name} ({self.op} {self.version})"
 
@@ -83,6 +85,7 @@ class Package:
         """Pre-Depends then Depends: what must be installed with it."""
         return self.pre_depends + self.depends
 
+    @override
     def __str__(self) -> str:
         return f"{self.name}={self.version}"
 

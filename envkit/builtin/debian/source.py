@@ -25,6 +25,7 @@ from envkit.builtin.debian.packages import Package, package_from_json, package_t
 from envkit.errors import EnvkitError, SpecError
 from envkit.plugins import hookimpl
 from envkit.plugins.interfaces import ImageSource
+from envkit.plugins.overrides import override
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ FORMAT = 1
 _log = logging.getLogger("envkit.builtin.debian")
 
 
-class DebianSource:
+class DebianSource(ImageSource):
     """Debian root file systems from a Debian mirror, without a registry.
 
     ``params``: ``{"suite": "bookworm", "packages": [...], "variant": "minbase",
@@ -48,6 +49,7 @@ class DebianSource:
 
     kind = "debian"
 
+    @override
     def provide(self, params: Mapping[str, Any], store: Store) -> Descriptor:
         """Bootstrap the image (or find it cached); its manifest descriptor."""
         suite = _text(params, "suite", "bookworm")

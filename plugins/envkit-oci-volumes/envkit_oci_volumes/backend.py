@@ -13,6 +13,7 @@ from envkit.plugins import (
     SnapshotInfo,
     Store,
     check_name,
+    override,
     restore_tree,
 )
 from envkit.plugins import parse_reference as parse
@@ -46,10 +47,12 @@ class OciVolumes(DirectoryBackend):
         return envkit_home() / "oci-volumes"
 
     @property
+    @override
     def root(self) -> Path:
         return self.base / "volumes"
 
     @property
+    @override
     def snapshots_root(self) -> Path:
         return self.base / "snapshots"
 
@@ -58,10 +61,12 @@ class OciVolumes(DirectoryBackend):
         """A private OCI layout the artifacts' blobs pass through."""
         return Store(self.base / "store")
 
+    @override
     def capabilities(self) -> BackendCapabilities:
         """Local directories (shared, persistent) whose snapshots are global."""
         return BackendCapabilities(scope="local", snapshots=True)
 
+    @override
     def validate(self, options: Mapping[str, str]) -> None:
         """``repository`` is required; ``seed`` is a snapshot name."""
         super().validate(options)
@@ -72,6 +77,7 @@ class OciVolumes(DirectoryBackend):
                 hint='e.g. options={"repository": "127.0.0.1:5000/team/seed"}',
             )
 
+    @override
     def check_option(self, key: str, value: str) -> None:
         if key == "repository":
             self._repository(value)
@@ -98,6 +104,7 @@ class OciVolumes(DirectoryBackend):
         check_name("snapshot name", name)
         return self._repository(self.options(volume)["repository"]).with_tag(name)
 
+    @override
     def create(self, volume: str, options: Mapping[str, str]) -> None:
         """Create the volume; a new one with a ``seed`` starts with that snapshot."""
         new = volume not in self.list()
@@ -109,6 +116,7 @@ class OciVolumes(DirectoryBackend):
                 self.remove(volume)  # a volume without its seed must not look ready
                 raise
 
+    @override
     def snapshot(self, volume: str, name: str) -> SnapshotInfo:
         """Write the data as a layer tar and push it as ``<repository>:<name>``."""
         local = super().snapshot(volume, name)
@@ -122,6 +130,7 @@ class OciVolumes(DirectoryBackend):
             ) from None
         return SnapshotInfo(volume, name, local.digest, local.size, str(ref))
 
+    @override
     def restore(self, volume: str, name: str) -> None:
         """Pull ``<repository>:<name>`` and make it the volume's data."""
         path = self._existing(volume)
