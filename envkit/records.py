@@ -21,7 +21,9 @@ from __future__ import annotations
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, ClassVar, Self, dataclass_transform
+    from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
+
+    _R = TypeVar("_R")
 else:
 
     def dataclass_transform(**_options: object) -> Callable[[type], type]:
@@ -230,18 +232,12 @@ class _Base(metaclass=_RecordMeta):
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
-@dataclass_transform(
-    eq_default=True, order_default=False, frozen_default=True, field_specifiers=(field,)
-)
-class Value(_Base):
-    """An immutable record: fields by name (in ``__slots__``), no ``__dict__``.
-
-    Subclasses declare their fields as annotations (with defaults), as a frozen
-    dataclass does. Assigning to a field raises :class:`FrozenInstanceError`. Two
-    values are equal when they are of the same class and their compared fields are
-    equal; a value hashes its compared fields; ``class X(Value, order=True)`` orders
-    values of one class by their fields, as ``@dataclass(order=True)`` does. A class
-    that writes its own ``__init__`` sets its fields with ``object.__setattr__``.
+class Frozen(_Base):
+    """An immutable record that writes its own ``__init__`` (setting its fields with
+    ``object.__setattr__``), which its subclasses inherit: what
+    ``@dataclass(frozen=True, init=False)`` was. Everything else is :class:`Value`'s;
+    type checkers see a plain class (a ``dataclass_transform`` base would give every
+    subclass a generated ``__init__`` instead of the inherited one).
     """
 
     __slots__ = ()
@@ -275,6 +271,23 @@ class Value(_Base):
         return copy
 
 
+@dataclass_transform(
+    eq_default=True, order_default=False, frozen_default=True, field_specifiers=(field,)
+)
+class Value(Frozen):
+    """An immutable record: fields by name (in ``__slots__``), no ``__dict__``.
+
+    Subclasses declare their fields as annotations (with defaults), as a frozen
+    dataclass does. Assigning to a field raises :class:`FrozenInstanceError`. Two
+    values are equal when they are of the same class and their compared fields are
+    equal; a value hashes its compared fields; ``class X(Value, order=True)`` orders
+    values of one class by their fields, as ``@dataclass(order=True)`` does.
+    ``__post_init__``, when defined, runs after the fields are set.
+    """
+
+    __slots__ = ()
+
+
 @dataclass_transform(eq_default=True, order_default=False, field_specifiers=(field,))
 class Record(_Base):
     """A mutable record (a report filled in as work goes on): fields declared as a
@@ -288,7 +301,7 @@ class Record(_Base):
 def is_record(obj: object) -> bool:
     """Whether ``obj`` is a record class or an instance of one (``dataclasses.is_dataclass``)."""
     cls = obj if isinstance(obj, type) else type(obj)
-    return issubclass(cls, _Base) and cls is not Value and cls is not Record
+    return issubclass(cls, _Base) and cls not in (Frozen, Value, Record)
 
 
 def fields(obj: object) -> tuple[Field, ...]:
@@ -299,7 +312,7 @@ def fields(obj: object) -> tuple[Field, ...]:
     return found
 
 
-def replace(obj: Any, **changes: Any) -> Any:
+def replace(obj: _R, **changes: Any) -> _R:
     """A new record of ``obj``'s class with ``changes`` applied, built through its
     ``__init__`` (and ``__post_init__``), as :func:`dataclasses.replace`."""
     names = [f.name for f in fields(obj)]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from envkit.errors import StackFileError
+from envkit.records import Record, field
 
 
-@dataclass
-class Reporter:
+class Reporter(Record):
     """Collects warnings and raises errors for one compose file (``source``)."""
 
     source: str

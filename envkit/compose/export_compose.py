@@ -9,12 +9,12 @@ compose's two labels on each service (see :func:`pinned_stack`).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from envkit import records
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.export_model import ExportWarning
 from envkit.compose.normalise import stack_to_compose
@@ -42,7 +42,7 @@ def pinned_stack(stack: Stack, images: Mapping[str, ImageFacts]) -> Stack:
             clone,
             "volumes",
             tuple(
-                dataclasses.replace(m, source=absolute(m.source))
+                records.replace(m, source=absolute(m.source))
                 if isinstance(m.source, str)
                 else m
                 for m in service.volumes

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from envkit.errors import EnvkitError, ImageNotFoundError, ReferenceError_, StoreError
 from envkit.oci.reference import parse
+from envkit.records import Record, field
 from envkit.spec.bases import FromRef
 from envkit.spec.image import Image
 from envkit.spec.stack import Stack
@@ -38,8 +38,7 @@ if TYPE_CHECKING:
     from envkit.store.layout import Store
 
 
-@dataclass
-class ImageFacts:
+class ImageFacts(Record):
     """A pinned image: its reference by digest and what its config says.
 
     ``config`` is the image config's ``config`` object (empty when the image is not in

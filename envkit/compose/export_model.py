@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from envkit.records import Record, Value, field
 
 #: The formats :func:`envkit.compose.export.export` writes.
 FORMATS = ("kubernetes", "compose")
@@ -12,8 +13,7 @@ FORMATS = ("kubernetes", "compose")
 EXPOSE_TYPES = {"clusterip": "ClusterIP", "nodeport": "NodePort", "loadbalancer": "LoadBalancer"}
 
 
-@dataclass(frozen=True)
-class ExportWarning:
+class ExportWarning(Value):
     """Something of the stack the target format cannot express, named by service (or
     ``None`` for the stack as a whole) and key, with what the export did instead."""
 
@@ -26,8 +26,7 @@ class ExportWarning:
         return f"{where}: {self.key}: {self.message}"
 
 
-@dataclass
-class ExportResult:
+class ExportResult(Record):
     """An export: ``text`` is the whole output (one multi-document YAML for Kubernetes,
     the compose.yaml for compose); ``objects`` the Kubernetes objects and ``readme``
     the README written beside them; ``files`` the files written (none without a

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.export_model import EXPOSE_TYPES, ExportWarning
 from envkit.compose.kubernetes_containers import ContainerParts
 from envkit.compose.kubernetes_names import NAME_LABEL, PART_OF_LABEL, k8s_name, secret_name
+from envkit.records import Record, field
 from envkit.spec.network import DEFAULT_NETWORK
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
@@ -41,8 +41,7 @@ _SIZE_RE = re.compile(r"^([0-9]+)([kmgt]?)$", re.IGNORECASE)
 _SIZE_UNITS = {"": "", "k": "Ki", "m": "Mi", "g": "Gi", "t": "Ti"}
 
 
-@dataclass
-class KubernetesExport:
+class KubernetesExport(Record):
     """The objects (in apply order), and what could not be expressed."""
 
     objects: list[dict[str, Any]] = field(default_factory=list)

@@ -4,14 +4,13 @@ besides it (how each image is built, names as written)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from envkit.records import Value, field
 from envkit.spec.stack import Stack
 
 
-@dataclass(frozen=True)
-class BuildSpec:
+class BuildSpec(Value):
     """A service's ``build:`` as compose normalises it (absolute context)."""
 
     context: str
@@ -20,8 +19,7 @@ class BuildSpec:
     target: str | None = None
 
 
-@dataclass(frozen=True)
-class ComposeProject:
+class ComposeProject(Value):
     """A loaded compose file: the Stack and what the normalised form shows besides it."""
 
     path: Path

@@ -16,12 +16,12 @@ import ipaddress
 import os
 import posixpath
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envkit.compose.errors import Reporter
 from envkit.compose.yaml_lines import Map
+from envkit.records import Value
 from envkit.spec.ports import DEFAULT_HOST_IP, PROTOCOLS, PortMapping
 
 _WINDOWS_PATH_RE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -30,8 +30,7 @@ _VOLUME_MODES = {"ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delega
 _PROPAGATION = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
 
 
-@dataclass(frozen=True)
-class MountSpec:
+class MountSpec(Value):
     """One entry of a service's ``volumes``: ``kind`` is volume, bind or tmpfs."""
 
     kind: str

@@ -8,12 +8,12 @@ directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from envkit.records import Value
 
-@dataclass(frozen=True)
-class FromRef:
+
+class FromRef(Value):
     """``Image.from_(ref)``: an image by name or digest (normalised reference)."""
 
     ref: str
@@ -23,8 +23,7 @@ class FromRef:
         return {"ref": self.ref}
 
 
-@dataclass(frozen=True)
-class Scratch:
+class Scratch(Value):
     """``Image.scratch()``: an empty root file system."""
 
     kind = "scratch"
@@ -33,8 +32,7 @@ class Scratch:
         return {}
 
 
-@dataclass(frozen=True)
-class Debian:
+class Debian(Value):
     """``Image.debian(...)``: a Debian root file system bootstrapped from a mirror."""
 
     suite: str
@@ -52,8 +50,7 @@ class Debian:
         }
 
 
-@dataclass(frozen=True)
-class Archive:
+class Archive(Value):
     """``Image.load(path)``: an OCI archive or a docker-archive on disk."""
 
     path: str
@@ -63,8 +60,7 @@ class Archive:
         return {"path": self.path}
 
 
-@dataclass(frozen=True)
-class Dockerfile:
+class Dockerfile(Value):
     """``Image.from_dockerfile(...)``: recorded now, imported by a later build stage."""
 
     path: str

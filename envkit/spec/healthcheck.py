@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Never
 
 from envkit.errors import SpecError
+from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 
 _FORMS = ("CMD", "CMD-SHELL", "NONE")
 
 
-@dataclass(frozen=True, init=False)
-class Healthcheck(SpecObject):
+class Healthcheck(Frozen, SpecObject):
     """A command run in the container; exit code 0 means healthy.
 
     ``test`` is a list (exec form, run without a shell) or a string (run by ``/bin/sh -c``).

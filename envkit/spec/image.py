@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Never
 from urllib.parse import urlsplit
 
 from envkit.errors import ReferenceError_, SpecError
 from envkit.oci.reference import parse as parse_reference
+from envkit.records import Value
 from envkit.spec import steps as st
 from envkit.spec import validate
 from envkit.spec.bases import Archive, Base, Debian, Dockerfile, FromRef, Scratch, base_canonical
@@ -42,8 +42,7 @@ _PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:[:][a-z0-9-]+)?(?:=[A-Za-z0-9
 _CACHE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
-class Image(SpecObject):
+class Image(Value, SpecObject):
     """An image recipe. Build one with a constructor (:meth:`from_`, :meth:`scratch`,
     :meth:`debian`, :meth:`load`, :meth:`from_dockerfile`) and the step methods."""
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from envkit.errors import SpecError
+from envkit.records import Value
 from envkit.spec import validate
 from envkit.spec.volume import Volume
 
 _PATH_PREFIXES = ("/", "./", "../", "~")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Value):
     """A named volume or a host path (bind mount) mounted at ``target``."""
 
     source: Volume | str

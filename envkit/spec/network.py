@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any, Never
 
 from envkit.errors import SpecError
+from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 
@@ -14,8 +14,7 @@ from envkit.spec.canonical import SpecObject, versioned
 DEFAULT_NETWORK = "default"
 
 
-@dataclass(frozen=True, init=False)
-class Network(SpecObject):
+class Network(Frozen, SpecObject):
     """A network of a stack; services on it reach each other by service name and alias.
 
     ``internal=True`` gives no route to the outside. ``subnet`` (CIDR, e.g.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from envkit.errors import SpecError
+from envkit.records import Value
 from envkit.spec import validate
 
 #: Host address a port is published on when none is given: loopback, unlike docker's
@@ -15,8 +15,7 @@ DEFAULT_HOST_IP = "127.0.0.1"
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
-@dataclass(frozen=True, order=True)
-class PortMapping:
+class PortMapping(Value, order=True):
     """Host ``host_ip:host_port`` forwards to ``container_port`` (host port 0: any free)."""
 
     host_port: int

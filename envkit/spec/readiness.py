@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from envkit.errors import SpecError
+from envkit.records import Value
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 
@@ -36,8 +36,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_INTERVAL = 0.1
 
 
-@dataclass(frozen=True)
-class Ready(SpecObject):
+class Ready(Value, SpecObject):
     """A readiness probe; build one with :meth:`tcp`, :meth:`http`, :meth:`log` or
     :meth:`command` (the constructor is their common form)."""
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Never
 
 from envkit.errors import EnvkitError, SpecError
+from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 from envkit.spec.engine import engine
@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
-@dataclass(frozen=True, init=False)
-class Secret(SpecObject):
+class Secret(Frozen, SpecObject):
     """A secret, by name and source.
 
     ``Secret(name, source="scheme:location")`` reads through the provider plugin of

@@ -6,10 +6,10 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Never, cast
 
 from envkit.errors import SpecError
+from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, pairs_to_dict, versioned
 from envkit.spec.healthcheck import Healthcheck
@@ -33,8 +33,7 @@ _MEMORY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?$", re.IGNORECA
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-@dataclass(frozen=True, init=False)
-class Service(SpecObject):
+class Service(Frozen, SpecObject):
     """A container of a stack. See docs/reference/spec.md for every option.
 
     Mappings and lists whose order carries no meaning (env, ports, volumes, secrets,

@@ -6,11 +6,11 @@ import copy
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Never
 
 from envkit.errors import SpecError
+from envkit.records import Frozen, field
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
 from envkit.spec.engine import engine
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-@dataclass(frozen=True, init=False)
-class Stack(SpecObject):
+class Stack(Frozen, SpecObject):
     """A named set of services, validated as a whole.
 
     ``services`` are stored sorted by name. ``volumes`` and ``networks`` hold those given

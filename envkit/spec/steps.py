@@ -7,9 +7,9 @@ entry of the Image's ``"steps"`` list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
+from envkit.records import Value
 from envkit.spec.canonical import pairs_to_dict
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.secret import Secret
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 Pairs = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Value):
     """Run ``argv`` in the image being built (a shell command is ``/bin/sh -c``)."""
 
     argv: tuple[str, ...]
@@ -42,8 +41,7 @@ class Run:
         }
 
 
-@dataclass(frozen=True)
-class Copy:
+class Copy(Value):
     """Copy ``src`` (build context, or ``from_``'s file system) to ``dst``."""
 
     src: str
@@ -65,8 +63,7 @@ class Copy:
         }
 
 
-@dataclass(frozen=True)
-class Env:
+class Env(Value):
     """Set environment variables."""
 
     values: Pairs
@@ -75,8 +72,7 @@ class Env:
         return {"op": "env", "values": pairs_to_dict(self.values)}
 
 
-@dataclass(frozen=True)
-class Workdir:
+class Workdir(Value):
     """Set (and create) the working directory."""
 
     path: str
@@ -85,8 +81,7 @@ class Workdir:
         return {"op": "workdir", "path": self.path}
 
 
-@dataclass(frozen=True)
-class User:
+class User(Value):
     """Set the user later steps and containers run as."""
 
     user: str
@@ -95,8 +90,7 @@ class User:
         return {"op": "user", "user": self.user}
 
 
-@dataclass(frozen=True)
-class Expose:
+class Expose(Value):
     """Declare a port the image listens on."""
 
     port: int
@@ -106,8 +100,7 @@ class Expose:
         return {"op": "expose", "port": self.port, "proto": self.proto}
 
 
-@dataclass(frozen=True)
-class Entrypoint:
+class Entrypoint(Value):
     """Set the entrypoint (exec form; a shell command is ``/bin/sh -c``)."""
 
     argv: tuple[str, ...]
@@ -116,8 +109,7 @@ class Entrypoint:
         return {"op": "entrypoint", "argv": list(self.argv)}
 
 
-@dataclass(frozen=True)
-class Cmd:
+class Cmd(Value):
     """Set the default command (arguments of the entrypoint, if any)."""
 
     argv: tuple[str, ...]
@@ -126,8 +118,7 @@ class Cmd:
         return {"op": "cmd", "argv": list(self.argv)}
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(Value):
     """Add labels to the image config."""
 
     values: Pairs
@@ -136,8 +127,7 @@ class Label:
         return {"op": "label", "values": pairs_to_dict(self.values)}
 
 
-@dataclass(frozen=True)
-class SetHealthcheck:
+class SetHealthcheck(Value):
     """Set the image's health check."""
 
     healthcheck: Healthcheck

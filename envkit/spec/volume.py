@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Never
 
+from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, pairs_to_dict, versioned
 
 
-@dataclass(frozen=True, init=False)
-class Volume(SpecObject):
+class Volume(Frozen, SpecObject):
     """A named volume, stored by a volume backend plugin (``"local"`` by default).
 
     ``options`` are passed to the backend, which rejects the ones it does not know when

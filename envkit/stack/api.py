@@ -104,9 +104,9 @@ class RunningService:
             raise DependencyError("\n".join(lines), hint=f"`envkit logs -p {self.stack}`")
 
     def _wait_probe(self, probe: Ready, timeout: float) -> str | None:
-        import dataclasses
         import time
 
+        from envkit import records
         from envkit.stack import readiness
         from envkit.stack.logs import lines_since
 
@@ -117,7 +117,7 @@ class RunningService:
             container.pid, container.reload, lambda: lines_since(path, record.started_at)
         )
         return readiness.wait(
-            dataclasses.replace(probe, timeout=timeout),
+            records.replace(probe, timeout=timeout),
             target,
             time.monotonic(),
             lambda: container.reload().running,

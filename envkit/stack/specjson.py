@@ -12,11 +12,11 @@ The round trip is exact: the decoded stack is equal to the sent one, with the sa
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
 
+from envkit import records
 from envkit.errors import SpecDataError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -83,7 +83,7 @@ def encode(value: object) -> Any:
     name = _name_of(type(value))
     if name is None:
         raise TypeError(f"a {type(value).__name__} is not part of a spec")
-    fields = dataclasses.fields(value)  # type: ignore[arg-type]
+    fields = records.fields(value)
     return {"type": name, "fields": {f.name: encode(getattr(value, f.name)) for f in fields}}
 
 
@@ -103,7 +103,7 @@ def decode(data: Any, where: str = "stack") -> Any:
     cls = spec_types().get(str(data["type"]))
     if cls is None:
         raise SpecDataError(f"{where}: {data['type']!r} is not a spec class")
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in records.fields(cls)]
     given = data["fields"]
     if sorted(given) != sorted(names):
         raise SpecDataError(

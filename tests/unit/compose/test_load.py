@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 import warnings
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from envkit import records
 from envkit.compose import ComposeProject, ComposeWarning, find_compose_file, load, to_compose
 from envkit.errors import StackFileError
 from envkit.spec import Healthcheck, Image, Network, Secret, Stack, Volume
@@ -30,7 +30,7 @@ def loaded(tmp_path: Path, text: str, **kw: Any) -> ComposeProject:
     path = write(tmp_path, text)
     project = load(path, **kw)
     prefix = f"{path.parent}/"
-    return dataclasses.replace(
+    return records.replace(
         project, warnings=tuple(w.removeprefix(prefix) for w in project.warnings)
     )
 
