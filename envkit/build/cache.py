@@ -19,12 +19,12 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from envkit import settings
 from envkit.build.image_state import ImageState
 from envkit.errors import BuildError
+from envkit.records import Record, field
 from envkit.store.atomic import atomic_write
 from envkit.store.locks import lock_for
 
@@ -102,8 +102,7 @@ class StepCache:
                 yield self.root / name
 
 
-@dataclass
-class CachePruneReport:
+class CachePruneReport(Record):
     """What :func:`prune_cache` removed."""
 
     removed: list[str] = field(default_factory=list)  # step keys

@@ -44,7 +44,6 @@ import re
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +51,7 @@ from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
 from envkit.errors import ContextError
 from envkit.oci.digest import CHUNK
+from envkit.records import Value
 from envkit.store.atomic import TMP_PREFIX, atomic_write
 
 INDEX_VERSION = 2
@@ -65,8 +65,7 @@ Kind = Literal["file", "dir", "symlink"]
 StatKey = tuple[int, int, int, int, int]
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Value):
     """One selected path: ``path`` in the context, ``dest`` where it lands below the
     copy's destination (``"."`` for a copied directory itself)."""
 
@@ -85,8 +84,7 @@ class Entry:
         return os.fsencode(f"{self.dest}\0{self.kind}\0{self.mode:04o}\0{value}\0")
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(Value):
     """The entries a copy source selects, and their digest."""
 
     src: str

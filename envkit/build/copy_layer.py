@@ -20,7 +20,6 @@ import io
 import os
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import BinaryIO, Literal, cast
 
 from envkit.errors import BuildError
@@ -28,12 +27,12 @@ from envkit.oci.compression import open_compressor
 from envkit.oci.digest import CHUNK
 from envkit.oci.hashing_io import HashingWriter
 from envkit.oci.layer_writer import MEDIA_TYPES, Compression, LayerInfo
+from envkit.records import Value
 
 Kind = Literal["file", "dir", "symlink"]
 
 
-@dataclass(frozen=True)
-class LayerEntry:
+class LayerEntry(Value):
     """One entry of a copy layer. ``path`` is relative to the image root (no leading /)."""
 
     path: str

@@ -16,7 +16,6 @@ import posixpath
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from envkit.build.context import ContextHasher, Selection, planned_selection
@@ -24,6 +23,7 @@ from envkit.build.copy_layer import Kind, LayerEntry
 from envkit.build.image_state import ImageState
 from envkit.build.rootfs_view import RootView
 from envkit.errors import BuildError
+from envkit.records import replace
 from envkit.runtime import image_config
 from envkit.spec import steps as st
 

@@ -22,7 +22,6 @@ import os
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +49,7 @@ from envkit.build.extra_steps import (
     WriteFile,
 )
 from envkit.errors import EnvkitError, SpecError
+from envkit.records import Record, Value, field, replace
 from envkit.spec import steps as st
 from envkit.spec.bases import Dockerfile
 from envkit.spec.healthcheck import Healthcheck
@@ -79,8 +79,7 @@ def _platform_args() -> dict[str, str]:
     }  # fmt: skip
 
 
-@dataclass
-class _Stage:
+class _Stage(Record):
     """One FROM stage being imported.
 
     ``scope`` is the build environment the Dockerfile defines, in BuildKit's order (ARG
@@ -763,8 +762,7 @@ def _is_archive_file(path: Path) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-@dataclass(frozen=True)
-class ImportedDockerfile:
+class ImportedDockerfile(Value):
     """What :func:`import_dockerfile` read: the stages by name and the warnings."""
 
     image: Image

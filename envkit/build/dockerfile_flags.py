@@ -8,9 +8,9 @@ the importer adds the file and line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from envkit.errors import SpecError
+from envkit.records import Value
 from envkit.spec.secret import Secret
 
 #: BuildKit's flags per instruction: name -> "bool" | "string" | "strings".
@@ -86,8 +86,7 @@ def parse_flags(flags: list[str], name: str) -> dict[str, list[str]]:
     return found
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Value):
     """What one ``RUN --mount`` gives: a build secret, or a cache (target, id)."""
 
     secret: Secret | None = None

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+from envkit.records import Record, field
 
 _EOF = ""
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
@@ -27,8 +28,7 @@ def is_space(ch: str) -> bool:
     return ch.isspace() and ch not in "\x1c\x1d\x1e\x1f"
 
 
-@dataclass
-class WordResult:
+class WordResult(Record):
     """What one expansion gave: the word, its split words, the variables it used."""
 
     result: str
@@ -68,8 +68,7 @@ class _Words:
         return self.words
 
 
-@dataclass
-class ShellLex:
+class ShellLex(Record):
     """BuildKit's ``shell.Lex``: the options are its fields of the same names."""
 
     escape: str = "\\"

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from envkit.build.dockerfile_lex import ShellLex, is_space
+from envkit.records import Record, Value, field
 
 MAX_LINE = 64 * 1024
 _WHITESPACE_RE = re.compile(r"[\t\v\f\r ]+")
@@ -35,8 +35,7 @@ class ParseError(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
-class Heredoc:
+class Heredoc(Value):
     """One ``<<NAME`` document; ``expand`` is false when the name was quoted."""
 
     name: str
@@ -46,16 +45,14 @@ class Heredoc:
     fd: int = 0
 
 
-@dataclass(frozen=True)
-class ParseWarning:
+class ParseWarning(Value):
     """A parser warning (BuildKit's ``Warning``): its text and the line it is about."""
 
     short: str
     line: int
 
 
-@dataclass
-class Node:
+class Node(Record):
     """BuildKit's ``Node``: ``value``, the ``next`` argument, ``children`` sub-nodes."""
 
     value: str = ""
@@ -101,8 +98,7 @@ class Node:
         return "".join(out).strip(" \t\n\r\v\f")
 
 
-@dataclass
-class ParseResult:
+class ParseResult(Record):
     """The root node (its children are the instructions), the escape token, warnings."""
 
     root: Node

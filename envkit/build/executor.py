@@ -22,7 +22,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -35,6 +34,7 @@ from envkit.build.progress import Progress
 from envkit.errors import BuildError
 from envkit.oci.reference import parse
 from envkit.oci.types import MT_OCI_MANIFEST, Descriptor, canonical_json
+from envkit.records import Record, Value, field
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, FromRef, Scratch
 from envkit.store.layout import Store
@@ -53,8 +53,7 @@ if TYPE_CHECKING:
 HEALTHCHECK_LABEL = "io.envkit.healthcheck"
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Value):
     """A built image: its manifest in the store, its id, and what the build did."""
 
     manifest: Descriptor
@@ -70,8 +69,7 @@ class BuildResult:
         return self.manifest.digest
 
 
-@dataclass
-class _Counters:
+class _Counters(Record):
     lock: threading.Lock = field(default_factory=threading.Lock)
     executed: int = 0
     cached: int = 0

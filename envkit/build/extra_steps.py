@@ -9,14 +9,13 @@ once it grows those methods.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from envkit.records import Value
 from envkit.spec.canonical import pairs_to_dict
 from envkit.spec.steps import Copy, Label, Pairs
 
 
-@dataclass(frozen=True)
 class AddArchive(Copy):
     """``ADD archive.tar.gz /dst``: the local tar archive ``src`` extracted below ``dst``."""
 
@@ -24,7 +23,6 @@ class AddArchive(Copy):
         return {**super().canonical(), "op": "add-archive"}
 
 
-@dataclass(frozen=True)
 class WriteFile(Copy):
     """``COPY <<EOF /dst``: a file at ``dst`` holding ``content`` (``src`` is unused)."""
 
@@ -46,7 +44,6 @@ class WriteFile(Copy):
 # (empty) except where said. The executor tests for them before Label.
 
 
-@dataclass(frozen=True)
 class SetVolumes(Label):
     """``VOLUME /data``: mount points recorded in the config's ``Volumes``."""
 
@@ -56,7 +53,6 @@ class SetVolumes(Label):
         return {"op": "volume", "paths": list(self.paths)}
 
 
-@dataclass(frozen=True)
 class SetStopSignal(Label):
     """``STOPSIGNAL SIGQUIT``: the config's ``StopSignal``."""
 
@@ -66,7 +62,6 @@ class SetStopSignal(Label):
         return {"op": "stopsignal", "signal": self.signal}
 
 
-@dataclass(frozen=True)
 class SetAuthor(Label):
     """``MAINTAINER name``: the config's top-level ``author``."""
 
@@ -76,8 +71,7 @@ class SetAuthor(Label):
         return {"op": "maintainer", "author": self.author}
 
 
-@dataclass(frozen=True)
-class Deferred:
+class Deferred(Value):
     """Words of a Dockerfile instruction that name variables the Dockerfile does not set.
 
     BuildKit expands them at build time against the base image's config ``Env``; so does
@@ -99,7 +93,6 @@ class Deferred:
         }
 
 
-@dataclass(frozen=True)
 class ExpandConfig(Label):
     """A config instruction (ENV, LABEL, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL) whose
     words are expanded when the build reaches it (see :class:`Deferred`)."""
@@ -110,7 +103,6 @@ class ExpandConfig(Label):
         return {"op": "expand-config", **self.deferred.canonical()}
 
 
-@dataclass(frozen=True)
 class ExpandCopy(Copy):
     """A COPY/ADD whose ``dst``, ``chown`` or ``chmod`` name base-image variables:
     ``deferred.words`` are ``(dst, chown, chmod)`` (empty string: not given)."""
@@ -123,7 +115,6 @@ class ExpandCopy(Copy):
         return {**body, "expand": self.deferred.canonical()}
 
 
-@dataclass(frozen=True)
 class ExpandWriteFile(WriteFile):
     """``COPY <<EOF`` whose destination, owner, mode or content name base-image
     variables: ``deferred.words`` are ``(dst, chown, chmod, content)``."""

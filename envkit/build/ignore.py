@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from envkit.errors import IgnorePatternError
+from envkit.records import Value, field
 
 #: Ignore files, by precedence: the first one that exists is used, the others are not read.
 IGNORE_FILES = (".envkitignore", ".dockerignore")
@@ -389,8 +389,7 @@ def _go_escape(ch: str, in_class: bool) -> str:
     raise ValueError(f"invalid escape sequence '\\{ch}'")
 
 
-@dataclass(frozen=True)
-class Pattern:
+class Pattern(Value):
     """One compiled pattern: ``text`` without its ``!``, and whether it re-includes.
 
     ``kind`` is patternmatcher's match type: ``exact`` (the path is the pattern),

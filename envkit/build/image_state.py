@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from envkit.oci.digest import sha256_bytes
@@ -22,6 +21,7 @@ from envkit.oci.types import (
     Manifest,
     canonical_json,
 )
+from envkit.records import Value, field
 
 
 def build_epoch() -> int:
@@ -40,8 +40,7 @@ def rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-@dataclass(frozen=True)
-class ImageState:
+class ImageState(Value):
     """Layers (manifest descriptors, base first) and the full config document."""
 
     layers: tuple[Descriptor, ...] = ()

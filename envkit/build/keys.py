@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from envkit.build.context import ContextHasher, hash_file
 from envkit.errors import ImageNotFoundError, ReferenceError_
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import canonical_json
+from envkit.records import Value
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, Dockerfile, FromRef, base_canonical
 from envkit.spec.canonical import FORMAT_VERSION
@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 Resolver = Callable[[str], str | None]
 
 
-@dataclass(frozen=True)
-class StepPlan:
+class StepPlan(Value):
     """One step of a stage with its cache key."""
 
     step: st.Step
@@ -62,8 +61,7 @@ class StepPlan:
         return str(self.step.canonical()["op"])
 
 
-@dataclass(frozen=True)
-class StagePlan:
+class StagePlan(Value):
     """An image to build: its base key and its steps in order."""
 
     index: int
@@ -79,8 +77,7 @@ class StagePlan:
         return self.steps[-1].key if self.steps else self.base_key
 
 
-@dataclass(frozen=True)
-class BuildPlan:
+class BuildPlan(Value):
     """Every stage needed for an image, dependencies first; the image itself is last."""
 
     stages: tuple[StagePlan, ...]

@@ -25,12 +25,12 @@ The file is JSON, keys sorted, one entry per normalised reference::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envkit.errors import ReferenceError_, StackFileError
 from envkit.oci.reference import parse
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -41,8 +41,7 @@ LOCK_NAME = "envkit.lock"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class LockEntry:
+class LockEntry(Value):
     """What one reference is locked to: a manifest (or index) digest, for a platform."""
 
     digest: str
@@ -202,8 +201,7 @@ class LockResolver:
         return LockEntry(desc.digest, platform)
 
 
-@dataclass(frozen=True)
-class LockChange:
+class LockChange(Value):
     """One reference of :func:`update_lock`: the digest before (None: new) and after."""
 
     ref: str

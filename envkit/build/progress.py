@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TextIO
+
+from envkit.records import Record, field
 
 TAIL = 6
 
@@ -78,8 +79,7 @@ class PlainProgress(Progress):
         self._line(text)
 
 
-@dataclass
-class _Step:
+class _Step(Record):
     label: str
     state: str = "running"  # running, cached, done, failed
     began: float = field(default_factory=time.monotonic)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
+from envkit.records import Value
 from envkit.runtime.rootfs import secure_join
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from envkit.store.layout import Store
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(Value):
     """A path of the image: where it is on the host and its container metadata."""
 
     host: str

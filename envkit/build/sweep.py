@@ -41,10 +41,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.records import Record, field
 from envkit.runtime import state
 from envkit.settings import home_dir
 from envkit.store.atomic import TMP_PREFIX, is_live
@@ -60,8 +60,7 @@ RUNTIME_DIR_PREFIX = "envkit-ctr-"
 PORT_LOG_PREFIX = "ports-"
 
 
-@dataclass
-class SweepReport:
+class SweepReport(Record):
     """What :func:`collect` found (``check``) or removed; paths are absolute."""
 
     build_dirs: list[str] = field(default_factory=list)
