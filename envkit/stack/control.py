@@ -24,12 +24,12 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from envkit.errors import BadControlRequestError, EnvkitError, SupervisorUnreachableError
 from envkit.host.unix_address import short_address
+from envkit.records import Record, Value, field
 
 Handler = Callable[[dict[str, Any], list[int], socket.socket], dict[str, Any] | None]
 _MAX_REQUEST = 16 << 20
@@ -45,8 +45,7 @@ def peer_uid(conn: socket.socket) -> int:
 # -- requests ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(Value):
     """Base of the typed requests; ``op`` names each on the wire."""
 
     op: ClassVar[str] = ""
@@ -54,7 +53,7 @@ class Request:
     def to_wire(self) -> dict[str, Any]:
         """The JSON object sent for this request."""
         body: dict[str, Any] = {"op": self.op}
-        for name in self.__dataclass_fields__:
+        for name in self.FIELDS:
             value = getattr(self, name)
             body[name] = list(value) if isinstance(value, tuple) else value
         return body
@@ -66,14 +65,12 @@ class Request:
         return cls()
 
 
-@dataclass(frozen=True)
 class Ps(Request):
     """The stack's state (``{"state": StackState as JSON}``)."""
 
     op: ClassVar[str] = "ps"
 
 
-@dataclass(frozen=True)
 class Logs(Request):
     """The output of ``services`` (all when empty): ``{"text": ...}``, or with ``follow``
     the text streamed until the stack stops."""
@@ -87,7 +84,6 @@ class Logs(Request):
         return cls(_strings(data, "services"), _bool(data, "follow"))
 
 
-@dataclass(frozen=True)
 class Exec(Request):
     """Run ``cmd`` in ``service``'s container on the caller's stdio (three fds):
     ``{"exit_code": N, "error": text}``."""
@@ -116,14 +112,12 @@ class Exec(Request):
         )
 
 
-@dataclass(frozen=True)
 class Down(Request):
     """Stop the stack (``{"pid": supervisor pid}``); the caller waits for the pid."""
 
     op: ClassVar[str] = "down"
 
 
-@dataclass(frozen=True)
 class Stop(Request):
     """Stop ``services`` (all when empty) until a ``start``: ``{"services": [...]}``."""
 
@@ -135,21 +129,18 @@ class Stop(Request):
         return cls(_strings(data, "services"))
 
 
-@dataclass(frozen=True)
 class Start(Stop):
     """Start stopped ``services`` (all stopped ones when empty)."""
 
     op: ClassVar[str] = "start"
 
 
-@dataclass(frozen=True)
 class Restart(Stop):
     """Stop, then start ``services`` (all when empty), each with a new container."""
 
     op: ClassVar[str] = "restart"
 
 
-@dataclass(frozen=True)
 class Replace(Request):
     """Bring the stack to a new definition: ``stack`` is its JSON form
     (:func:`envkit.stack.specjson.encode`), ``images`` service -> image to run,
@@ -229,8 +220,7 @@ def _string_map(data: Mapping[str, Any], key: str) -> dict[str, str]:
 # -- dispatch ---------------------------------------------------------------------------
 
 
-@dataclass
-class Call:
+class Call(Record):
     """The connection a request came on: the fds passed with it (a handler that keeps
     one removes it from the list) and the socket, for answers streamed as text."""
 

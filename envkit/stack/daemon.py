@@ -48,8 +48,7 @@ def request_of(
     previous: StackState | None,
 ) -> dict[str, Any]:
     """The start request of a detached supervisor (plain JSON data)."""
-    from dataclasses import asdict
-
+    from envkit.records import asdict
     from envkit.stack import specjson
 
     return {

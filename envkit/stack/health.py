@@ -15,9 +15,9 @@ import os
 import select
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from envkit.errors import EnvkitError
+from envkit.records import Record
 from envkit.spec import Healthcheck
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
@@ -31,8 +31,7 @@ def argv(check: Healthcheck) -> list[str]:
     return ["/bin/sh", "-c", rest[0]] if kind == "CMD-SHELL" else rest
 
 
-@dataclass
-class HealthTracker:
+class HealthTracker(Record):
     """The status of one container's checks, fed with each result."""
 
     check: Healthcheck

@@ -15,9 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from envkit.records import Record, field
 from envkit.stack.health import HealthTracker
 from envkit.stack.policy import RestartManager, RestartPolicy
 from envkit.stack.scheduler import Launch, Snapshot
@@ -48,8 +48,7 @@ class Handle(Protocol):
         ...
 
 
-@dataclass
-class Started:
+class Started(Record):
     """What :meth:`ContainerOps.start` gives back: the container and what came with it."""
 
     container: Handle
@@ -124,8 +123,7 @@ class ContainerOps(Protocol):
         ...
 
 
-@dataclass
-class Instance:
+class Instance(Record):
     """One container of a service, as the supervisor holds it."""
 
     started: Started
@@ -149,8 +147,7 @@ class Instance:
         return self.started.container
 
 
-@dataclass
-class ServiceRuntime:
+class ServiceRuntime(Record):
     """One service of a running stack: its spec, restart manager and current
     container."""
 

@@ -12,7 +12,7 @@ not restarted by the supervisor that stopped it. Restarts wait an exponential ba
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from envkit.records import Value
 
 #: A container that ran this long before exiting starts a new backoff sequence.
 STABLE_AFTER = 10.0
@@ -20,8 +20,7 @@ FIRST_DELAY = 0.1
 MAX_DELAY = 60.0
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
+class RestartPolicy(Value):
     """A parsed ``Service.restart`` value (the spec validated its form)."""
 
     mode: str

@@ -19,10 +19,10 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from envkit.errors import ChildError
 from envkit.host.forking import call_in_child
+from envkit.records import Record
 from envkit.spec.readiness import Ready
 
 #: Seconds one HTTP try may take.
@@ -32,8 +32,7 @@ HTTP_CHILD_TIMEOUT = HTTP_TRY_TIMEOUT + 3.0
 _LISTEN = "0A"
 
 
-@dataclass
-class Target:
+class Target(Record):
     """What a probe looks at: the container's init pid, a way to get its runtime record
     (for ``command``) and the lines it wrote since it started (for ``log``)."""
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 
+from envkit.records import Record, field
 from envkit.stack import state as ss
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -79,8 +79,7 @@ def status_text(service: ss.ServiceState) -> str:
     return service.status
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     """What a new supervisor does with each service of the state a lost one left."""
 
     #: Running, unchanged: held as they are.

@@ -16,16 +16,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from envkit.errors import RuntimeError_
+from envkit.records import Record, Value, field
 
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"
 
 
-@dataclass
-class Launch:
+class Launch(Record):
     """A container start under way (in the thread that will hold the container)."""
 
     done: threading.Event = field(default_factory=threading.Event)
@@ -37,8 +36,7 @@ class Launch:
         self.done.set()
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Value):
     """What the scheduler needs to know of one service at one moment."""
 
     #: ``created``, ``running``, ``restarting``, ``exited`` or ``stopped``.

@@ -21,10 +21,10 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.records import Record, asdict, field
 from envkit.runtime.state import alive, process_start
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 STARTING, RUNNING, STOPPING, FAILED = "starting", "running", "stopping", "failed"
 
 
-@dataclass
-class ServiceState:
+class ServiceState(Record):
     """One service: its current container and what the supervisor saw of it."""
 
     container: str = ""  #: container id ("" before the first start)
@@ -56,8 +55,7 @@ class ServiceState:
     ports: list[str] = field(default_factory=list)
 
 
-@dataclass
-class StackState:
+class StackState(Record):
     """One stack (``state.json``)."""
 
     name: str
@@ -166,7 +164,7 @@ def from_dict(data: dict[str, object]) -> StackState:
     """A :class:`StackState` from its JSON form (unknown fields ignored)."""
     raw = data.get("services")
     services = {k: _service(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-    known = StackState.__dataclass_fields__
+    known = StackState.FIELDS
     fields = {k: v for k, v in data.items() if k in known and k != "services"}
     return StackState(services=services, **fields)  # type: ignore[arg-type]
 
@@ -191,7 +189,7 @@ def all_stacks() -> list[StackState]:
 
 
 def _service(data: dict[str, object]) -> ServiceState:
-    known = ServiceState.__dataclass_fields__
+    known = ServiceState.FIELDS
     return ServiceState(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 

@@ -33,11 +33,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from envkit.errors import BadControlRequestError, DependencyError, EnvkitError, RuntimeError_
 from envkit.plugins import notify
+from envkit.records import Record, asdict, field
 from envkit.runtime.state import alive
 from envkit.spec import Stack
 from envkit.stack import control, health
@@ -53,8 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor"]
 
 
-@dataclass
-class _Job:
+class _Job(Record):
     """Work a control request hands to the main thread (which orders starts and stops)."""
 
     run: Callable[[], dict[str, object]]

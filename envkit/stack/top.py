@@ -9,11 +9,11 @@ descendant.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from envkit.records import Value
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Value):
     """One process: its host pid, its pid inside the container, owner and command."""
 
     pid: int

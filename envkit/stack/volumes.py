@@ -16,12 +16,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from envkit.errors import EnvkitError, VolumeError
+from envkit.records import Value
 from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.spec import Stack, Volume
 from envkit.spec.mounts import Mount
@@ -65,8 +65,7 @@ def ensure(stack: Stack) -> list[str]:
     return created
 
 
-@dataclass(frozen=True)
-class Attached:
+class Attached(Value):
     """A named volume its backend mounted for one container."""
 
     backend: VolumeBackend

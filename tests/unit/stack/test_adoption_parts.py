@@ -113,7 +113,7 @@ def test_plan(
     managers = {"web": RestartManager(RestartPolicy.parse(policy))}
     keys = {"web": "other" if changed else "k"}
     plan = recovery.plan(previous, ["web"], keys, managers, {"web"} if alive else set())
-    found = {kind for kind in vars(plan) if "web" in getattr(plan, kind)}
+    found = {kind for kind in plan.FIELDS if "web" in getattr(plan, kind)}
     assert found == expected
 
 

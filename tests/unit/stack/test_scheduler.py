@@ -8,11 +8,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pytest
 
 from envkit.errors import DependencyError, RuntimeError_
+from envkit.records import replace
 from envkit.stack.scheduler import Launch, Scheduler, Snapshot, condition
 
 # -- condition(): one service against one wanted condition ---------------------------------
@@ -135,7 +136,7 @@ class FakeHost:
             for after, key, value in list(svc.script):
                 if self.now >= svc.started_at + after - 1e-9:
                     svc.script.remove((after, key, value))
-                    svc.snapshot = replace(svc.snapshot, **{key: value})  # type: ignore[arg-type]
+                    svc.snapshot = replace(svc.snapshot, **{key: value})
 
     def stopping(self) -> bool:
         return self.stop_requested
