@@ -14,7 +14,7 @@ annotated with them::
 Only type checkers and callers import this module: the code that runs containers names
 it under ``TYPE_CHECKING`` (it costs ``typing``, which ``envkit run`` does not load) and
 checks keywords at run time against :data:`envkit.container.options.RUN_KEYWORDS` and
-``EXEC_KEYWORDS``; ``tests/unit/test_run_options.py`` checks that they agree key for key.
+``EXEC_KEYWORDS``; ``tests/unit/container/test_run_options.py`` checks that they agree key for key.
 """
 
 from __future__ import annotations

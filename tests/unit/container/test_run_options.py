@@ -25,7 +25,7 @@ from envkit.runtime.config import BindMount
 from envkit.stack.api import RunningService
 from tests.unit.fresh_imports import loaded_after
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 #: A value of every key (what a caller may pass; memory etc. as the CLI gives them).
 EVERY_KEY: RunKwargs = {
