@@ -11,6 +11,7 @@ files and the control socket, not the supervisor and the spec objects.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -43,8 +44,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    import importlib
-
     if name not in _WHERE:
         raise AttributeError(f"module 'envkit.stack' has no attribute {name!r}")
     return getattr(importlib.import_module(_WHERE[name]), name)

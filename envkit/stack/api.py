@@ -10,13 +10,25 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from envkit.errors import EnvkitError, SpecError
+from envkit import records
+from envkit.errors import (
+    DependencyError,
+    EnvkitError,
+    ImageNotFoundError,
+    RegistryError,
+    SpecError,
+)
+from envkit.runtime.state import process_start, wait_gone
+from envkit.stack import cleanup, secrets
 from envkit.stack import state as ss
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 
@@ -43,7 +55,7 @@ class RunningService:
 
     def container(self) -> Container:
         """The service's current container."""
-        from envkit.container import handle
+        from envkit.container import handle  # lazy for start-up: `envkit up` opens none
 
         record = ss.require(self.stack).services.get(self.name)
         if record is None or not record.container:
@@ -88,14 +100,12 @@ class RunningService:
         Raises :class:`~envkit.stack.DependencyError` naming the service, what was
         seen and the tail of its logs when it cannot get ready in time.
         """
-        from envkit.errors import DependencyError
-
         if probe is not None:
             problem = self._wait_probe(probe, probe.timeout if timeout is None else timeout)
         else:
             problem = self._wait_state(UP_TIMEOUT if timeout is None else timeout)
         if problem is not None:
-            from envkit.stack.logs import tail
+            from envkit.stack.logs import tail  # lazy: logs are read only to explain
 
             lines = [f"stack {self.stack}: {self.name} is not ready: {problem}"]
             last = tail(ss.stack_dir(self.stack) / "logs" / self.name, 10)
@@ -104,9 +114,7 @@ class RunningService:
             raise DependencyError("\n".join(lines), hint=f"`envkit logs -p {self.stack}`")
 
     def _wait_probe(self, probe: Ready, timeout: float) -> str | None:
-        import time
-
-        from envkit import records
+        # lazy: only a probe's wait; readiness forks its probes (host.forking)
         from envkit.stack import readiness
         from envkit.stack.logs import lines_since
 
@@ -124,8 +132,6 @@ class RunningService:
         )
 
     def _wait_state(self, timeout: float) -> str | None:
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             record = ss.require(self.stack).services.get(self.name)
@@ -145,7 +151,7 @@ class RunningService:
 
     def logs(self) -> str:
         """Everything the service wrote so far, restarts included."""
-        from envkit.stack.logs import service_text
+        from envkit.stack.logs import service_text  # lazy: only where logs are read
 
         return service_text(self.stack, self.name)
 
@@ -172,9 +178,7 @@ class RunningStack:
 
     def logs(self) -> str:
         """The output of every service, each line prefixed with ``service |``."""
-        import io
-
-        from envkit.stack.logs import stream
+        from envkit.stack.logs import stream  # lazy: only where logs are read
 
         buffer = io.StringIO()
         stream(self.name, [s.name for s in self.stack.services], buffer)
@@ -240,7 +244,8 @@ def check(stack: Stack, names: Sequence[str]) -> None:
     volume whose backend is not installed or rejects its options, a ``healthy``
     dependency without a health check or ``ready`` probe, a missing secret file or
     variable, an env file that is missing or malformed."""
-    from envkit.stack import environment, secrets, volumes
+    # lazy: they import the spec (and volumes logging), which `down -p NAME` never loads
+    from envkit.stack import environment, volumes
 
     volumes.check(stack)
     for name in names:
@@ -275,9 +280,7 @@ def build_images(
     :func:`pull_images`); anything else is built from the stack's directory, tagged
     ``<stack>-<svc>:latest``.
     """
-    from pathlib import Path
-
-    from envkit.spec.bases import FromRef
+    from envkit.spec.bases import FromRef  # lazy: no spec objects for `down -p NAME`
 
     builder: Builder | None = None
     context = stack.base_dir or Path.cwd()
@@ -318,8 +321,8 @@ def pull_images(
     service). Each ref is pulled once; ``report`` gets a line for each pull (``db:
     pulling busybox:1 (not in the store)``, then what it got), ``output`` the pull's own
     progress lines (``None``: none)."""
+    # lazy: only `up` pulls; keeps the pull policy and the store off `down`
     from envkit import pulling
-    from envkit.errors import ImageNotFoundError, RegistryError
     from envkit.store.layout import Store
 
     pulling.check(policy)
@@ -397,8 +400,7 @@ def up(
                 pull_output=pull_output,
             )
             return RunningStack(stack)
-        from envkit.runtime.state import process_start
-        from envkit.stack import daemon
+        from envkit.stack import daemon  # lazy: only `up -d`; not loaded by `down`
 
         starting = daemon.Starting()  # it imports on another core while images resolve
         try:
@@ -438,7 +440,7 @@ def up_foreground(
 ) -> None:
     """``envkit up`` without ``-d``: hold the stack in this process until SIGINT or
     SIGTERM (or ``envkit down`` from elsewhere), then stop it gracefully."""
-    from envkit.stack.supervisor import Supervisor
+    from envkit.stack.supervisor import Supervisor  # lazy: a detached up runs it elsewhere
 
     names = selected(stack, services)
     check(stack, names)
@@ -503,6 +505,7 @@ def recreate(
     """``up`` of a stack that is up: build, then have its supervisor recreate the
     services that changed (see :func:`changed_services`); those, or ``[]`` when the
     stack is up to date."""
+    # lazy: only a stack that is up is asked (control loads socket); not loaded by `down`
     from envkit.stack import control, specjson
 
     images = build_images(stack, names, progress, pull=pull, report=report, pull_output=pull_output)
@@ -523,7 +526,7 @@ def recreate(
 def lifecycle(stack: str, op: str, services: Sequence[str] = ()) -> list[str]:
     """``stop``, ``start`` or ``restart`` services of stack ``stack`` (all when none
     are named) through its supervisor; the services it acted on."""
-    from envkit.stack import control
+    from envkit.stack import control  # lazy, as in recreate
 
     record = ss.require(stack)
     if not record.supervised:
@@ -545,9 +548,6 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
     Works from any process: the supervisor is asked to stop (SIGTERM) and waited for;
     if it is gone, what it left is removed here.
     """
-    from envkit.runtime.state import wait_gone
-    from envkit.stack import cleanup
-
     name = stack if isinstance(stack, str) else stack.name
     with ss.locked(name):
         record = ss.load(name)
@@ -571,7 +571,7 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
 
 def _ask_down(record: ss.StackState) -> None:
     """Ask the supervisor to stop, over its socket; a signal when it does not answer."""
-    from envkit.stack import control
+    from envkit.stack import control  # lazy, as in recreate
 
     try:
         control.request(record.control_path, control.Down(), timeout=5)
@@ -580,7 +580,7 @@ def _ask_down(record: ss.StackState) -> None:
 
 
 def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:
-    from envkit.stack import volumes as vol
+    from envkit.stack import volumes as vol  # lazy: only `down -v`
 
     pairs = {tuple(v.split(":", 1)) for v in (record.volumes if record else [])}
     if not isinstance(stack, str):
@@ -592,7 +592,7 @@ def _previous(stack: Stack, record: ss.StackState | None) -> ss.StackState | Non
     """The state of ``stack`` when its supervisor was lost but containers of it still
     run (a new supervisor adopts them); else ``None``, after what a killed supervisor
     left is cleaned (:func:`_clear_previous`)."""
-    from envkit.stack import recovery
+    from envkit.stack import recovery  # lazy: only `up`; not loaded by `down`
 
     if record is not None and not record.supervised and recovery.survivors(record):
         return record
@@ -607,8 +607,6 @@ def _with_previous(stack: Stack, names: Sequence[str], previous: ss.StackState) 
 
 def _clear_previous(name: str) -> None:
     """Refuse a stack that is up; clean what a killed supervisor left."""
-    from envkit.stack import cleanup
-
     record = ss.load(name)
     if record is None:
         return
@@ -632,7 +630,7 @@ def _restore(previous: Mapping[signal.Signals, Any]) -> None:
 def _lock_of(stack: Stack) -> LockFile | None:
     """The ``envkit.lock`` beside the stack file (as ``envkit build FILE`` uses it); none
     for a stack made in Python without a file."""
-    from envkit.build.lockfile import LOCK_NAME, LockFile
+    from envkit.build.lockfile import LOCK_NAME, LockFile  # lazy: the build (~20 ms)
 
     if stack.base_dir is None:
         return None

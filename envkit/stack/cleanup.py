@@ -7,13 +7,14 @@ import signal
 from contextlib import suppress
 
 from envkit.errors import EnvkitError
+from envkit.runtime import state as rs
 from envkit.stack import secrets
 from envkit.stack import state as ss
 
 
 def remove_networks(names: list[str]) -> None:
     """Remove a stack's networks (those in use by others stay)."""
-    from envkit.stack import networking
+    from envkit.stack import networking  # lazy: it imports the spec; `down -p NAME` does not
 
     networking.remove(names)
 
@@ -27,8 +28,6 @@ def remove_leftovers(record: ss.StackState) -> None:
     """Remove the containers, networks, secret files, non-persistent volumes and state
     of a stack whose supervisor is gone (``kill -9``): what its own teardown would have
     removed."""
-    from envkit.runtime import state as rs
-
     rs.reap()
     for service in record.services.values():
         if not service.container:
@@ -42,7 +41,7 @@ def remove_leftovers(record: ss.StackState) -> None:
         with suppress(EnvkitError, OSError):
             rs.remove(found)
     with suppress(EnvkitError):
-        from envkit import network
+        from envkit import network  # lazy: keeps the network package off `up` and `down`
 
         network.reap()
     remove_networks(record.networks)

@@ -17,6 +17,7 @@ up. docs/dev/stack.md lists the requests and their answers.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import socket
@@ -414,8 +415,6 @@ def _read_line(conn: socket.socket) -> dict[str, Any]:
 
 def stream_text(path: Path, payload: Request | dict[str, Any]) -> Iterator[str]:
     """Send a streaming request (``logs`` with ``follow``); the text as it comes."""
-    import codecs
-
     if isinstance(payload, Request):
         payload = payload.to_wire()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -24,6 +24,10 @@ import signal
 from typing import Any, NoReturn
 
 from envkit.errors import DependencyError, EnvkitError, RuntimeError_
+from envkit.records import asdict
+from envkit.settings import storage_error
+from envkit.stack import specjson
+from envkit.stack import state as ss
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -48,9 +52,6 @@ def request_of(
     previous: StackState | None,
 ) -> dict[str, Any]:
     """The start request of a detached supervisor (plain JSON data)."""
-    from envkit.records import asdict
-    from envkit.stack import specjson
-
     return {
         "stack": specjson.encode(stack),
         "name": stack.name,
@@ -69,6 +70,7 @@ class Starting:
     the request, :meth:`close` (without a request) lets it exit."""
 
     def __init__(self) -> None:
+        # lazy: only `up` spawns; keeps host.forking off `down`, which imports this module
         from envkit.host.detached import spawn_module
         from envkit.host.forking import FORK_LOCK
 
@@ -161,8 +163,6 @@ def failure_report(exc: BaseException) -> dict[str, object]:
             "dependency": isinstance(exc, DependencyError),
             "exit_code": exc.exit_code,
         }
-    from envkit.settings import storage_error
-
     home = storage_error(exc) if isinstance(exc, OSError) else None
     if home is not None:
         return {"error": home.message, "hint": home.hint, "exit_code": home.exit_code}
@@ -171,9 +171,7 @@ def failure_report(exc: BaseException) -> dict[str, object]:
 
 def _supervisor(request: dict[str, Any], report: Callable[[str], None]) -> Supervisor:
     """The supervisor a start request describes."""
-    from envkit.stack import specjson
-    from envkit.stack import state as ss
-    from envkit.stack.supervisor import Supervisor
+    from envkit.stack.supervisor import Supervisor  # lazy: loaded by main(); `up` never needs it
 
     owner = request["owner"]
     previous = request["previous"]

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import time
 from collections.abc import Sequence
 
+from envkit.container.execute import start_exec
 from envkit.errors import EnvkitError
 from envkit.records import Record
+from envkit.runtime.state import ContainerState
 from envkit.spec import Healthcheck
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
@@ -63,9 +66,6 @@ def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bo
     """Run ``command`` in the container of ``record`` (a
     :class:`envkit.runtime.state.ContainerState`); whether it exited 0 within
     ``timeout`` seconds, and its output (or why it failed)."""
-    from envkit.container.execute import start_exec
-    from envkit.runtime.state import ContainerState
-
     assert isinstance(record, ContainerState)
     read_fd, write_fd = os.pipe()
     try:
@@ -94,8 +94,6 @@ def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bo
             output += chunk
             del output[:-OUTPUT_LIMIT]
     if timed_out:
-        import signal
-
         process.kill(signal.SIGKILL)
         process.wait()
         return False, f"health check exceeded its timeout of {timeout:g} s"

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from envkit.records import Record, field
 from envkit.stack.health import HealthTracker
+from envkit.stack.logs import lines_since
 from envkit.stack.policy import RestartManager, RestartPolicy
 from envkit.stack.scheduler import Launch, Snapshot
 
@@ -226,8 +227,6 @@ class Checks:
     def ready_probes(self, name: str, svc: ServiceRuntime, instance: Instance) -> None:
         """Try ``svc``'s ``ready`` probes on ``instance``, in order, until all passed or
         one ran out of time; record the outcome (unless the instance was replaced)."""
-        from envkit.stack.logs import lines_since
-
         path = self.state.log_path(name)
 
         def alive() -> bool:

@@ -16,6 +16,7 @@ supervisor opens the pipe again and pumps it into the service's log.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -23,16 +24,27 @@ from contextlib import suppress
 from pathlib import Path
 from typing import cast
 
+from envkit.container import handle
+from envkit.container.options import RunOptions
+from envkit.container.prepare import prepare
+from envkit.container.start import start_attached
 from envkit.errors import EnvkitError
+from envkit.runtime import image_config
+from envkit.runtime import logs as runtime_logs
+from envkit.runtime import state as rs
 from envkit.runtime.config import BindMount, TmpfsMount
-from envkit.stack import health, readiness, secrets, volumes
+from envkit.runtime.state import alive, init_ignores, wait_gone
+from envkit.spec import Stack
+from envkit.stack import cleanup, environment, health, networking, readiness, secrets, volumes
 from envkit.stack.instance import Handle, Started
+from envkit.stack.logs import RotatingLogWriter
+from envkit.store import snapshots
+from envkit.store.layout import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.container.handle import Container
-    from envkit.container.options import RunOptions
-    from envkit.spec import Healthcheck, Stack
+    from envkit.spec import Healthcheck
     from envkit.spec.readiness import Ready
     from envkit.stack.state import StackState
 
@@ -62,8 +74,6 @@ class Launcher:
     def prepare(self, stack: Stack, names: Sequence[str], state: StackState) -> None:
         """Secret files, volumes and networks that services ``names`` need and that do
         not exist yet."""
-        from envkit.stack import networking
-
         subset = only(stack, names)
         if any(stack[n].secrets for n in names):
             if not state.secrets_dir:
@@ -80,8 +90,6 @@ class Launcher:
     def teardown(self, state: StackState, failed: bool) -> None:
         """Remove the stack's networks and secret files, the volumes a failed ``up``
         created and those whose backend keeps no data."""
-        from envkit.stack import cleanup
-
         cleanup.remove_networks(self.created_networks or state.networks)
         secrets.remove(state.secrets_dir)
         if failed and self.created_volumes:
@@ -94,9 +102,6 @@ class Launcher:
     def start(self, stack: Stack, name: str, image: str, state: StackState) -> Started:
         """Start a container of service ``name`` (in the thread that will hold it),
         its output pumped into the service's log."""
-        from envkit.runtime import logs as runtime_logs
-        from envkit.stack import networking
-
         spec = stack[name]
         key = (image, spec.user)
         if key not in self._image_users:
@@ -138,9 +143,6 @@ class Launcher:
         (its supervisor was lost): record this process as its supervisor and pump its
         output again. ``None`` when it is gone. Its start time and ports are the
         caller's to fill in from the stack's previous state."""
-        from envkit.container import handle
-        from envkit.runtime import state as rs
-
         record = rs.load(rs.containers_dir() / container_id)
         if record is None or not rs.alive(record.pid, record.pid_start):
             return None
@@ -161,8 +163,6 @@ class Launcher:
 
     def forget(self, container_id: str) -> None:
         """Remove the record of container ``container_id`` if it is there and gone."""
-        from envkit.runtime import state as rs
-
         record = rs.load(rs.containers_dir() / container_id)
         if record is not None and not rs.alive(record.pid, record.pid_start):
             with suppress(EnvkitError, OSError):
@@ -178,9 +178,6 @@ class Launcher:
     ) -> tuple[Container, int, int]:
         """Start service ``name``'s container with its output on two named pipes; the
         container and the pipes' read ends."""
-        from envkit.container.options import RunOptions
-        from envkit.stack import environment, networking
-
         spec = stack[name]
         network = networking.run_options(stack, name)
         fifo = state.dir / "fifo"
@@ -236,8 +233,6 @@ class Launcher:
     def wait(self, container: Handle) -> int | None:
         """Wait until the container is gone; its exit code, ``None`` for an adopted
         one (not a child of this process: its exit status went to another)."""
-        from envkit.runtime import state as rs
-
         real = _real(container)
         if real.id in self._adopted:
             record = real.reload()
@@ -253,8 +248,6 @@ class Launcher:
     def signal(self, container: Handle, sig: int) -> None:
         """Send ``sig`` to the container's pid 1; SIGKILL for a SIGTERM it has no handler
         for (the kernel would drop it: waiting out the grace period changes nothing)."""
-        from envkit.runtime.state import init_ignores
-
         with suppress(EnvkitError, OSError):
             real = _real(container)
             if sig == signal.SIGTERM and init_ignores(real.pid, sig):
@@ -267,8 +260,6 @@ class Launcher:
 
     def remove(self, container: Handle) -> None:
         """Remove the container's record and runtime dir, and its named pipes."""
-        from envkit.runtime import state as rs
-
         with suppress(EnvkitError, OSError):
             real = _real(container)
             record = rs.load(real.reload().dir)
@@ -310,10 +301,6 @@ class Launcher:
 def wait_exit(pid: int, start: int) -> None:
     """Wait until process ``pid`` (started at ``start``) is gone, though it is not a
     child: a pidfd becomes readable when the process exits."""
-    import select
-
-    from envkit.runtime.state import alive, wait_gone
-
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -360,9 +347,6 @@ def _open_reader(path: Path) -> int:
 
 def _pump(state: StackState, name: str, out_r: int, err_r: int) -> threading.Thread:
     """A thread copying the two pipes into the service's log until both are at EOF."""
-    from envkit.runtime import logs as runtime_logs
-    from envkit.stack.logs import RotatingLogWriter
-
     log_path = state.log_path(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     writer = RotatingLogWriter(str(log_path))
@@ -384,8 +368,6 @@ def _real(container: Handle) -> Container:
 
 def only(stack: Stack, names: Sequence[str]) -> Stack:
     """``stack`` restricted to services ``names`` (all of them: the stack itself)."""
-    from envkit.spec import Stack
-
     if len(names) == len(stack.services):
         return stack
     clone = Stack(stack.name, [stack[n] for n in names])
@@ -399,9 +381,6 @@ def start_container(
     before the ones ``options`` make: ``run``'s ``volumes`` take only binds, and a
     backend's volume may be a sized tmpfs. A ``stack``'s container outlives a ``kill -9``
     of its supervisor, whose successor adopts it (its record names the stack)."""
-    from envkit.container.prepare import prepare
-    from envkit.container.start import start_attached
-
     prepared = prepare(image, options)
     try:
         config = prepared.config.replace(mounts=[*mounts, *prepared.config.mounts])
@@ -417,10 +396,6 @@ def start_container(
 def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
     """The container uid and gid a service runs as (its ``user`` or the image's), and
     the image's lower dirs (top first)."""
-    from envkit.runtime import image_config
-    from envkit.store import snapshots
-    from envkit.store.layout import Store
-
     store = Store.default()
     _, manifest = store.image_manifest(store.resolve(image))
     config = store.config(manifest)

@@ -12,7 +12,9 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from envkit import network
 from envkit.errors import EnvkitError
+from envkit.network import PortMapping
 from envkit.spec import Stack
 
 
@@ -29,8 +31,6 @@ def names(stack: Stack, services: Sequence[str]) -> list[str]:
 
 def create(stack: Stack, services: Sequence[str]) -> list[str]:
     """Create the networks ``services`` need that do not exist; the names created."""
-    from envkit import network
-
     existing = {n.name for n in network.list_networks()}
     wanted = {n.name: n for s in services for n in stack.service_networks(s)}
     created = []
@@ -46,8 +46,6 @@ def create(stack: Stack, services: Sequence[str]) -> list[str]:
 
 def run_options(stack: Stack, service: str) -> dict[str, Any]:
     """The network arguments of :func:`envkit.run` for a service of ``stack``."""
-    from envkit.network import PortMapping
-
     spec = stack[service]
     return {
         "network": [full_name(stack.name, n.name) for n in stack.service_networks(service)],
@@ -68,8 +66,6 @@ def describe_ports(container: object) -> list[str]:
 
 def remove(names: Sequence[str]) -> None:
     """Remove networks ``names``; those still in use or already gone are left alone."""
-    from envkit import network
-
     for name in names:
         with contextlib.suppress(EnvkitError):
             network.remove(name)

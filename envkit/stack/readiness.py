@@ -24,6 +24,7 @@ from envkit.errors import ChildError
 from envkit.host.forking import call_in_child
 from envkit.records import Record
 from envkit.spec.readiness import Ready
+from envkit.stack import health
 
 #: Seconds one HTTP try may take.
 HTTP_TRY_TIMEOUT = 2.0
@@ -56,8 +57,6 @@ def probe_once(ready: Ready, target: Target) -> tuple[bool, str]:
             if pattern.search(line):
                 return True, line.rstrip("\n")
         return False, "no matching log line yet"
-    from envkit.stack import health
-
     assert ready.argv is not None
     return health.run_once(target.record(), ready.argv, max(ready.interval, 5.0))
 
@@ -94,7 +93,7 @@ def _http(ready: Ready, pid: int) -> tuple[bool, str]:
     if address is None:
         return False, f"nothing listens on port {ready.port}"
     host = "127.0.0.1" if address in ("0.0.0.0", "::", "::ffff:0.0.0.0") else address
-    from envkit.runtime.nsexec import target_process
+    from envkit.runtime.nsexec import target_process  # lazy: only an http probe uses it
 
     try:
         # Joined through the command process: the init is not dumpable, so an

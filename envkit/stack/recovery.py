@@ -16,6 +16,7 @@ import copy
 from collections.abc import Collection, Mapping, Sequence
 
 from envkit.records import Record, field
+from envkit.runtime import state as rs
 from envkit.stack import state as ss
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -28,8 +29,6 @@ LOST = "exited (supervisor lost)"
 
 def survivors(record: ss.StackState) -> dict[str, str]:
     """Service -> container id of the containers of ``record`` that still run."""
-    from envkit.runtime import state as rs
-
     found = {}
     for name, service in record.services.items():
         if not service.container:

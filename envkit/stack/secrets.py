@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.runtime.config import BindMount
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     # Annotations only: `down` removes secret dirs without loading the spec objects.
-    from envkit.runtime.config import BindMount
     from envkit.spec import Secret, Stack
 
 MOUNT_DIR = "/run/secrets"
@@ -27,7 +27,7 @@ MOUNT_DIR = "/run/secrets"
 
 def private_dir(stack: str) -> Path:
     """A new 0700 dir for the secret files of ``stack``."""
-    import tempfile
+    import tempfile  # lazy: only the supervisor makes one; tempfile stays off `up`/`down`
 
     for base in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir()):
         if base and os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK):
@@ -66,8 +66,6 @@ def _write(path: Path, value: bytes) -> None:
 
 def mounts(secrets: tuple[Secret, ...], directory: Path) -> list[BindMount]:
     """Read-only bind mounts of a service's secret files at /run/secrets/<name>."""
-    from envkit.runtime.config import BindMount
-
     return [
         BindMount(str(directory / s.name), f"{MOUNT_DIR}/{s.name}", readonly=True) for s in secrets
     ]
@@ -82,7 +80,7 @@ def hand_to(secrets: tuple[Secret, ...], directory: Path, uid: int, gid: int) ->
     """
     if not secrets:
         return
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only the supervisor; id maps stay off `up`/`down`
 
     maps = idmap.plan()
     for secret in secrets:

@@ -18,30 +18,26 @@ from typing import Any
 
 from envkit import records
 from envkit.errors import SpecDataError
-
-TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
-if TYPE_CHECKING:
-    from envkit.spec import Stack
+from envkit.spec import (
+    Stack,
+    bases,
+    healthcheck,
+    image,
+    mounts,
+    network,
+    ports,
+    readiness,
+    secret,
+    service,
+    stack,
+    steps,
+    volume,
+)
 
 
 @functools.cache
 def spec_types() -> dict[str, type]:
     """The classes :func:`decode` rebuilds, by name: every spec dataclass."""
-    from envkit.spec import (
-        bases,
-        healthcheck,
-        image,
-        mounts,
-        network,
-        ports,
-        readiness,
-        secret,
-        service,
-        stack,
-        steps,
-        volume,
-    )
-
     classes: list[type] = [
         stack.Stack,
         service.Service,
@@ -118,8 +114,6 @@ def decode(data: Any, where: str = "stack") -> Any:
 
 def decode_stack(data: Any, name: str) -> Stack:
     """The :class:`~envkit.spec.Stack` of ``data``, which must be named ``name``."""
-    from envkit.spec import Stack
-
     stack = decode(data)
     if not isinstance(stack, Stack) or stack.name != name:
         raise SpecDataError(f"replace: expected a Stack named {name!r}")

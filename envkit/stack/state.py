@@ -24,8 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.oci.types import canonical_json
 from envkit.records import Record, asdict, field
 from envkit.runtime.state import alive, process_start
+from envkit.settings import private_dir
+from envkit.store.locks import lock_for
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -108,9 +111,9 @@ def spec_key(stack: Stack, service: str, image: str) -> str:
     """What makes ``up`` recreate a service's container when it changes: its canonical
     form (with the networks it joins and their definitions), the variables it gets
     from env files, and the id of its image (a reference is resolved in the store)."""
+    # lazy: only `up` compares services: hashlib, and environment (it imports the spec)
     import hashlib
 
-    from envkit.oci.types import canonical_json
     from envkit.stack import environment
 
     canonical = stack.canonical()
@@ -125,7 +128,7 @@ def spec_key(stack: Stack, service: str, image: str) -> str:
 
 
 def _image_id(image: str) -> str:
-    from envkit.store.layout import Store
+    from envkit.store.layout import Store  # lazy: the store stays off `down`
 
     try:
         return str(Store.default().resolve(image))
@@ -135,8 +138,6 @@ def _image_id(image: str) -> str:
 
 def stacks_dir() -> Path:
     """Where every stack's dir lives."""
-    from envkit.settings import private_dir
-
     return Path(private_dir("stacks"))
 
 
@@ -196,8 +197,6 @@ def _service(data: dict[str, object]) -> ServiceState:
 @contextmanager
 def locked(name: str, timeout: float = 600) -> Iterator[None]:
     """Hold the stack's lock: one ``up`` or ``down`` of it at a time, across processes."""
-    from envkit.store.locks import lock_for
-
     path = stacks_dir() / ".locks" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with lock_for(path).exclusive(timeout):

@@ -27,6 +27,7 @@ thread; the control server a thread a connection.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import queue
 import signal
@@ -35,15 +36,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from envkit.container.execute import start_exec
+from envkit.container.handle import Container
 from envkit.errors import BadControlRequestError, DependencyError, EnvkitError, RuntimeError_
 from envkit.plugins import notify
 from envkit.records import Record, asdict, field
 from envkit.runtime.state import alive
 from envkit.spec import Stack
-from envkit.stack import control, health
+from envkit.stack import cleanup, control, health, specjson
 from envkit.stack import state as ss
 from envkit.stack.instance import Checks, ContainerOps, Instance, ServiceRuntime, Started
+from envkit.stack.launcher import Launcher
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
+from envkit.stack.logs import stream, tail
 from envkit.stack.scheduler import Launch, Scheduler, Snapshot
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -86,8 +91,6 @@ class Supervisor:
         previous: ss.StackState | None = None,
     ) -> None:
         if ops is None:
-            from envkit.stack.launcher import Launcher
-
             ops = Launcher()
         self.stack = stack
         self.images = dict(images)
@@ -170,8 +173,6 @@ class Supervisor:
         for svc in self._services.values():
             if svc.health_thread is not None:
                 svc.health_thread.join(5)
-        from envkit.stack import cleanup
-
         self.ops.teardown(self.state, failed)
         if self._server is not None:
             self._server.close()
@@ -205,7 +206,7 @@ class Supervisor:
         stays stopped unless its policy is ``always``. Changed and new services are
         (re)started; containers of services no longer in the stack are removed.
         """
-        from envkit.stack import recovery
+        from envkit.stack import recovery  # lazy: only a take-over; one module less held
 
         with self._lock:
             self.state.created = previous.created
@@ -347,8 +348,6 @@ class Supervisor:
     ) -> DependencyError:
         """The error for service ``name`` that will never be ``wanted``: what was seen,
         its last health check output and its last log lines."""
-        from envkit.stack.logs import tail
-
         record = self.state.services[name]
         who = f"{waiter} depends on {name} being {wanted}" if waiter else f"{name} is not ready"
         lines = [f"stack {self.stack.name}: {who}, but {problem}"]
@@ -564,8 +563,6 @@ class Supervisor:
         return self._on_main(lambda: self._lifecycle(request.op, names))
 
     def _on_replace(self, request: control.Replace, call: Call) -> dict[str, Any]:
-        from envkit.stack import specjson
-
         stack = specjson.decode_stack(request.stack, self.stack.name)
         images, names = dict(request.images), list(request.services)
         missing = [n for n in stack.start_order() if n not in images and n not in self.images]
@@ -574,9 +571,6 @@ class Supervisor:
         return self._on_main(lambda: self._replace(stack, images, names))
 
     def _on_exec(self, request: control.Exec, call: Call) -> dict[str, Any]:
-        from envkit.container.execute import start_exec
-        from envkit.container.handle import Container
-
         with self._lock:
             svc = self._services.get(request.service)
             instance = svc.instance if svc is not None else None
@@ -604,10 +598,6 @@ class Supervisor:
         return {"exit_code": code, "error": process.error}
 
     def _on_logs(self, request: control.Logs, call: Call) -> dict[str, Any] | None:
-        import io
-
-        from envkit.stack.logs import stream
-
         names = self._known(request.services)
         if not request.follow:
             buffer = io.StringIO()

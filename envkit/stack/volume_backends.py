@@ -10,14 +10,15 @@ mount for one container.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from envkit.errors import EnvkitError, PluginError, SpecError, VolumeError
+from envkit.runtime.config import BindMount, TmpfsMount
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import MountSource, VolumeBackend
     from envkit.plugins.manager import PluginManager
-    from envkit.runtime.config import BindMount, TmpfsMount
     from envkit.spec import Volume
 
 
@@ -28,9 +29,7 @@ def remove_data(backend: VolumeBackend, name: str) -> None:
     try:
         backend.remove(name)
     except PermissionError:
-        from functools import partial
-
-        from envkit.host.as_root import call_as_container_root
+        from envkit.host.as_root import call_as_container_root  # lazy: refused only; it forks
 
         call_as_container_root(partial(backend.remove, name))
 
@@ -41,7 +40,7 @@ def check(volumes: Iterable[Volume], manager: PluginManager | None = None) -> No
     Errors name the volume (``Volume('db-data')``) and keep the backend's hint.
     """
     if manager is None:
-        from envkit.plugins.manager import get_manager
+        from envkit.plugins.manager import get_manager  # lazy for start-up: pluggy, plugins
 
         manager = get_manager()
     for volume in volumes:
@@ -69,7 +68,7 @@ def check(volumes: Iterable[Volume], manager: PluginManager | None = None) -> No
 def backend_for(volume: Volume, manager: PluginManager | None = None) -> VolumeBackend:
     """The backend that stores ``volume``."""
     if manager is None:
-        from envkit.plugins.manager import get_manager
+        from envkit.plugins.manager import get_manager  # lazy for start-up: pluggy, plugins
 
         manager = get_manager()
     return manager.volume_backend(volume.backend)
@@ -79,8 +78,6 @@ def runtime_mount(
     source: MountSource, target: str, readonly: bool = False
 ) -> BindMount | TmpfsMount:
     """The runtime's mount of ``source`` at container path ``target``."""
-    from envkit.runtime.config import BindMount, TmpfsMount
-
     if source.kind == "bind":
         return BindMount(source.source, target, readonly=readonly)
     if source.kind == "tmpfs":

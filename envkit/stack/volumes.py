@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -43,7 +44,7 @@ def check(stack: Stack) -> None:
     """Raise for the first volume of ``stack`` whose backend is missing or rejects its
     options (:func:`envkit.stack.volume_backends.check`); nothing is loaded without volumes."""
     if stack.volumes:
-        from envkit.stack import volume_backends
+        from envkit.stack import volume_backends  # lazy: nothing loaded without volumes
 
         volume_backends.check(stack.volumes)
 
@@ -124,7 +125,7 @@ def runtime_mounts(
 ) -> list[BindMount | TmpfsMount]:
     """The runtime's mounts for a service: its volumes as their backends said and its
     host paths, in the service's order."""
-    from envkit.stack.volume_backends import runtime_mount
+    from envkit.stack.volume_backends import runtime_mount  # lazy, as in check
 
     by_target = {a.target: a for a in attached}
     binds = iter(host_mounts(stack, service_mounts))
@@ -173,7 +174,7 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
     """Give the empty volumes a service mounts to its container user (docker gives a new
     volume the owner of the image's dir; an empty one here has no other owner yet).
     Only bind mounts have a host directory to chown; a tmpfs is made by the runtime."""
-    from envkit.host import idmap
+    from envkit.host import idmap  # lazy: only the supervisor; id maps stay off `up`
 
     dirs = [d for a in attached if (d := a.host_dir) is not None]
     if not dirs:
@@ -196,7 +197,7 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
 def _chown_as_container_root(path: Path, uid: int, gid: int) -> None:
     """Chown ``path`` to container ids ``uid:gid`` from inside a user namespace mapped
     as the containers' are: how an unprivileged caller hands a dir to a subordinate id."""
-    from envkit.host.as_root import call_as_container_root
+    from envkit.host.as_root import call_as_container_root  # lazy: refused only; it forks
 
     call_as_container_root(lambda: os.chown(path, uid, gid))
 
@@ -204,6 +205,7 @@ def _chown_as_container_root(path: Path, uid: int, gid: int) -> None:
 def remove(volumes: list[tuple[str, str]]) -> list[str]:
     """Remove ``(backend, name)`` volumes; the names removed (missing ones, and those of
     a backend no longer installed, are skipped)."""
+    # lazy for start-up: pluggy and the plugins, only where there are volumes
     from envkit.plugins.manager import get_manager
     from envkit.stack.volume_backends import remove_data
 
@@ -224,7 +226,7 @@ def remove_transient(entries: Iterable[str]) -> list[str]:
     pairs = [tuple(e.split(":", 1)) for e in entries]
     if not pairs:
         return []
-    from envkit.plugins.manager import get_manager
+    from envkit.plugins.manager import get_manager  # lazy for start-up, as in remove
 
     manager = get_manager()
     transient: list[tuple[str, str]] = []
@@ -245,6 +247,7 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
     ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
     the image is their union with the upper layer winning).
     """
+    # lazy: only the supervisor seeds; as_root forks and rootfs uses ctypes
     from envkit.host.as_root import with_container_owners
     from envkit.runtime.rootfs import secure_join
 
@@ -281,8 +284,6 @@ def _seed_one(sources: Sequence[str], volume: str) -> None:
 def _copy_tree(source: str, target: str) -> None:
     """Merge ``source`` into ``target`` (what is in ``source`` wins), never following a
     symlink of either tree."""
-    import shutil
-
     for root, dirs, names in os.walk(source):
         relative = os.path.relpath(root, source)
         here = os.path.normpath(os.path.join(target, relative))
