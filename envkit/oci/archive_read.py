@@ -18,7 +18,6 @@ import re
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -35,6 +34,7 @@ from envkit.oci.types import (
     Manifest,
     Platform,
 )
+from envkit.records import Record, Value, field
 from envkit.settings import SPACE_ERRNOS, storage_error
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -50,8 +50,7 @@ _MAX_METADATA = 16 << 20
 _MAX_INDEX_DEPTH = 8
 
 
-@dataclass(frozen=True)
-class LoadedImage:
+class LoadedImage(Value):
     """One image an archive held, now in the store."""
 
     manifest: Descriptor
@@ -59,8 +58,7 @@ class LoadedImage:
     refs: tuple[str, ...]  # normalised refs tagged; empty when the archive named none
 
 
-@dataclass
-class ArchiveContents:
+class ArchiveContents(Record):
     """What streaming an archive produced: metadata in memory, blobs in the store."""
 
     name: str  # how errors name the archive (its path, or "<stdin>")

@@ -17,7 +17,6 @@ import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -36,6 +35,7 @@ from envkit.oci.types import (
     canonical_json,
     compression_of,
 )
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ FORMATS = ("oci-archive", "docker-archive")
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
 
 
-@dataclass(frozen=True)
-class SavedImage:
+class SavedImage(Value):
     """One image written to an archive, and the ref it is named by (``""``: by id)."""
 
     ref: str

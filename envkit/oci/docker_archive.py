@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from envkit.errors import ArchiveError, DigestMismatchError, ReferenceError_, StoreError
@@ -37,6 +36,7 @@ from envkit.oci.types import (
     ImageConfig,
     Manifest,
 )
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -174,8 +174,7 @@ def _refs(tags: list[str], archive: str) -> list[str]:
 # -- writing -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DockerLayer:
+class DockerLayer(Value):
     """One layer to write: the stored blob and the uncompressed digest docker expects."""
 
     blob: Descriptor
@@ -186,8 +185,7 @@ class DockerLayer:
         return hex_of(self.diff_id) + ".tar"
 
 
-@dataclass(frozen=True)
-class DockerImage:
+class DockerImage(Value):
     """One image of a docker archive being written."""
 
     config: Descriptor

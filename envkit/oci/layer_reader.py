@@ -28,7 +28,6 @@ import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
@@ -48,6 +47,7 @@ from envkit.oci.tarsafe import (
     remove_at,
 )
 from envkit.oci.whiteouts import WH_META_PREFIX, WH_OPAQUE, is_overlay_xattr, whiteout_target
+from envkit.records import Record, field
 
 #: Name infix of the temporary siblings :func:`extract_layer_atomic` works in; one left
 #: behind (the process was killed) is garbage and may be removed.
@@ -110,8 +110,7 @@ def _human(size: int) -> str:
     return f"{size} bytes"
 
 
-@dataclass
-class ExtractReport:
+class ExtractReport(Record):
     """What an extraction did.
 
     ``diff_id`` and ``size`` describe the uncompressed tar (compare ``diff_id`` with the

@@ -17,7 +17,6 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
@@ -31,6 +30,7 @@ from envkit.oci.types import (
     Descriptor,
 )
 from envkit.oci.whiteouts import WH_OPAQUE, WH_PREFIX, is_overlay_xattr, overlay_xattr
+from envkit.records import Value
 
 Compression = Literal["zstd", "gzip", "none"]
 
@@ -47,8 +47,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-@dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(Value):
     """What a manifest and an image config need to know about a written layer.
 
     ``digest`` and ``size`` describe the bytes written (compressed); ``diff_id`` is the
