@@ -22,13 +22,13 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envkit.builtin.debian.deb import extract_data
 from envkit.builtin.debian.packages import Package
 from envkit.builtin.debian.userns import call_as_container_root
 from envkit.errors import BootstrapError, DebFormatError, StartError
+from envkit.records import Value, replace
 
 #: Where the container sees the cached .debs (removed from the image afterwards).
 DEBS_MOUNT = "/var/cache/envkit-debs"
@@ -68,8 +68,7 @@ _UNLINK = (
 )
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Value):
     """What to bootstrap: the packages (sorted), their cached .debs, and the mirror."""
 
     packages: Sequence[Package]

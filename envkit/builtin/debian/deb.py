@@ -17,13 +17,13 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from envkit.builtin.debian.control import paragraphs
 from envkit.errors import DebFormatError
 from envkit.plugins.overrides import override
+from envkit.records import Record, Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ _HEADER = 60
 _MAX_LINKS = 40
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(Value):
     """One member of an ar archive: its name, and where its data starts and ends."""
 
     name: str
@@ -142,8 +141,7 @@ def control_fields(path: Path) -> dict[str, str]:
     return next(paragraphs(text), {})
 
 
-@dataclass
-class ExtractResult:
+class ExtractResult(Record):
     """What :func:`extract_data` did: the paths it created (``/usr/bin/x`` form) and
     the members it left out (device nodes and fifos, which dpkg creates itself)."""
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from envkit.builtin.debian.control import paragraphs
 from envkit.builtin.debian.version import satisfies
 from envkit.plugins.overrides import override
+from envkit.records import Value
 
 _RELATION = re.compile(
     r"^([a-z0-9][a-z0-9+.\-]*)(?::[a-z0-9\-]+)?"  # name, architecture qualifier dropped
@@ -23,8 +23,7 @@ _RELATION = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Relation:
+class Relation(Value):
     """One package name, optionally with a version constraint (``libc6 (>= 2.36)``)."""
 
     name: str
@@ -48,8 +47,7 @@ class Relation:
 Alternatives = tuple[Relation, ...]
 
 
-@dataclass(frozen=True)
-class Package:
+class Package(Value):
     """One binary package as the index describes it.
 
     ``depends_text`` and ``pre_depends_text`` are the fields as the index spells them,
@@ -57,6 +55,8 @@ class Package:
     hundred of the sixty thousand packages of an index, and parsing every relation
     took most of the time of loading it.
     """
+
+    __slots__ = ("__dict__",)  # where cached_property keeps the parsed relations
 
     name: str
     version: str

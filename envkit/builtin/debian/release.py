@@ -11,18 +11,17 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from envkit import settings
 from envkit.builtin.debian.control import multiline, paragraphs
 from envkit.errors import MirrorError, SignatureError
+from envkit.records import Value
 
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
-@dataclass(frozen=True)
-class IndexFile:
+class IndexFile(Value):
     """A file the Release lists: its path below ``dists/<suite>/``, sha256 and size."""
 
     path: str
@@ -30,8 +29,7 @@ class IndexFile:
     size: int
 
 
-@dataclass(frozen=True)
-class Release:
+class Release(Value):
     """The parts of a verified Release file the bootstrap uses."""
 
     suite: str
