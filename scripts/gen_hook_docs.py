@@ -7,7 +7,6 @@ name each of its arguments.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import sys
 from pathlib import Path
@@ -52,14 +51,19 @@ def _signature(func: Any, skip_self: bool = False) -> str:
 
 
 def _render_class(cls: type) -> list[str]:
+    from envkit import records
+
     parts = [f"### `{cls.__name__}`\n", _doc(cls) + "\n"]
-    if dataclasses.is_dataclass(cls):
-        rows = [f"- `{f.name}: {f.type}`" for f in dataclasses.fields(cls)]
+    if records.is_record(cls):
+        hints: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            hints.update(vars(klass).get("__annotations__", {}))
+        rows = [f"- `{f.name}: {hints[f.name]}`" for f in records.fields(cls)]
         parts.append("Fields:\n\n" + "\n".join(rows) + "\n")
     annotations = {
         k: v for k, v in vars(cls).get("__annotations__", {}).items() if not k.startswith("_")
     }
-    if annotations and not dataclasses.is_dataclass(cls):
+    if annotations and not records.is_record(cls):
         rows = [f"- `{name}: {kind}`" for name, kind in annotations.items()]
         parts.append("Attributes:\n\n" + "\n".join(rows) + "\n")
     methods = []

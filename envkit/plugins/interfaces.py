@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from envkit.records import Value, field
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -67,8 +68,7 @@ class SecretProvider(Protocol):
         """The secret's value, or ``None`` when it does not exist."""
 
 
-@dataclass(frozen=True)
-class MountSource:
+class MountSource(Value):
     """What a container mounts for a volume; the container runtime applies it.
 
     ``kind="bind"``: bind-mount the host path ``source``. ``kind="tmpfs"``: mount a
@@ -92,8 +92,7 @@ class MountSource:
         return cls("tmpfs", "", {"size": str(size), "mode": f"{mode:o}"})
 
 
-@dataclass(frozen=True)
-class BackendCapabilities:
+class BackendCapabilities(Value):
     """What a backend's volumes can do; the conformance suite and the stack read it.
 
     ``scope`` is docker's: ``"local"`` (this machine) or ``"global"`` (the same volume
@@ -112,8 +111,7 @@ class BackendCapabilities:
     size_limit: bool = False
 
 
-@dataclass(frozen=True)
-class VolumeInfo:
+class VolumeInfo(Value):
     """One volume as its backend describes it (docker's ``volume inspect``)."""
 
     name: str
@@ -125,8 +123,7 @@ class VolumeInfo:
     size: int = -1
 
 
-@dataclass(frozen=True)
-class SnapshotInfo:
+class SnapshotInfo(Value):
     """A point-in-time copy of a volume's data, made by :meth:`VolumeBackend.snapshot`.
 
     ``digest`` names the content (sha256 of the snapshot's layer tar, equal for equal

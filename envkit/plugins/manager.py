@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,12 +24,12 @@ from envkit import wiring
 from envkit.errors import PluginError
 from envkit.plugins import NAME, hookspecs
 from envkit.plugins.interfaces import Command, ImageSource, SecretProvider, VolumeBackend
+from envkit.records import Value
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(Value):
     """One loaded (or failed) plugin, as ``envkit plugins`` lists it."""
 
     name: str
@@ -149,8 +148,7 @@ def _lookup(parts: dict[str, T], name: str, what: str) -> T:
         ) from None
 
 
-@dataclass(frozen=True)
-class _EntryPoint:
+class _EntryPoint(Value):
     name: str
     value: str  # "module" or "module:attr"
     origin: str  # "<distribution> <version>"
