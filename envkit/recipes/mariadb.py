@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from envkit.errors import SpecError
 from envkit.recipes.recipe import Recipe, shell_quote
+from envkit.records import Value
 from envkit.spec import Healthcheck, Image, Service
 
 PORT = 3306
@@ -17,8 +17,7 @@ _TEMPLATE_DIR = "/var/lib/envkit-mysql"
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-@dataclass(frozen=True)
-class MariadbAdmin:
+class MariadbAdmin(Value):
     """Databases of a MariaDB server, managed through the ``mariadb`` client in its
     container. MariaDB has no template databases: a fresh one is created empty and
     the seed replayed into it."""

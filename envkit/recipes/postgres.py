@@ -4,10 +4,10 @@ official ``postgres`` image."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from envkit.errors import SpecError
 from envkit.recipes.recipe import Recipe, shell_quote
+from envkit.records import Value
 from envkit.spec import Healthcheck, Image, Service
 
 PORT = 5432
@@ -27,8 +27,7 @@ _TEMPLATE_CLUSTER = "/var/lib/postgresql/envkit-cluster"
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-@dataclass(frozen=True)
-class PostgresAdmin:
+class PostgresAdmin(Value):
     """Databases of a PostgreSQL server, managed through ``psql`` in its container."""
 
     psql: tuple[str, ...]

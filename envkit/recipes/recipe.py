@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from envkit.records import Value
 from envkit.spec import Service
 
 
@@ -38,8 +38,7 @@ class SqlAdmin(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Recipe:
+class Recipe(Value):
     """A ready service: pass it to :func:`envkit.testing.service_fixture`, or use
     ``recipe.service`` in a :class:`~envkit.Stack` of your own.
 

@@ -25,12 +25,12 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
 from envkit.errors import EnvkitError
+from envkit.records import Record, Value, field
 from envkit.testing.session import worker_id
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -46,8 +46,7 @@ DEFAULT_READY = 4
 WAIT_S = 120.0
 
 
-@dataclass(frozen=True)
-class Database:
+class Database(Value):
     """A database of a running server: ``name``, ``host``, ``port``, ``user``,
     ``password`` and ``url`` (connect with any client library)."""
 
@@ -104,8 +103,7 @@ class Server(Protocol):
         ...
 
 
-@dataclass
-class Kind:
+class Kind(Record):
     """The databases of one seed: those ready, those being made, the last failure."""
 
     seed: Seed

@@ -16,10 +16,11 @@ Options, each an ini value (``[pytest] envkit_keep = true``) and a flag:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -36,8 +37,7 @@ SESSION_KEY = pytest.StashKey["ServiceSession"]()
 FAILED_KEY = pytest.StashKey[bool]()
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(Value):
     """The plugin's settings: a flag wins over the ini value."""
 
     keep: bool = False
