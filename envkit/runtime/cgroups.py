@@ -14,10 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.errors import RuntimeError_, SpecError
+from envkit.records import Value
 
 CPU_PERIOD = 100_000  # microseconds, docker's and the kernel's default period
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -28,8 +28,7 @@ DELEGATION_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Value):
     """The limits asked for; ``None``: no limit."""
 
     memory: int | None = None  #: bytes

@@ -13,19 +13,18 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.errors import ChildError
 from envkit.host import syscalls
 from envkit.host.forking import call_in_child
+from envkit.records import Value
 
 #: Seconds a probe's child may take (a mount on a hung file system must not hang doctor).
 PROBE_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(Value):
     """One probe's result. ``required`` gaps stop containers; others limit features."""
 
     name: str

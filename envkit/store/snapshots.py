@@ -40,19 +40,18 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 from envkit.errors import LayerError, StoreError
+from envkit.records import Value
 from envkit.settings import private_dir
 from envkit.store.layout import Store
 from envkit.store.locks import lock_for
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Value):
     """The lower dirs of one image, **top first** (overlayfs' ``lowerdir`` order)."""
 
     layers: tuple[str, ...]
