@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 
 from envkit.plugins.interfaces import Command
+from envkit.records import asdict
 
 
 class DoctorCommand:

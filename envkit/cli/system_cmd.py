@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.errors import EnvkitError
+from envkit.records import Record
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -17,8 +17,7 @@ if TYPE_CHECKING:
     from envkit.store.layout import Store
 
 
-@dataclass
-class Usage:
+class Usage(Record):
     """One row of ``system df``: bytes on disk and what ``prune`` (or ``rm``) frees."""
 
     type: str
