@@ -179,10 +179,10 @@ class _RecordMeta(type):
         inherited = {n for base in bases for n in getattr(base, "FIELDS", ())}
         fields = _collect(name, bases, namespace)
         names = tuple(f.name for f in fields)
-        if "__slots__" not in namespace:
-            namespace["__slots__"] = tuple(
-                n for n in names if n not in inherited and n not in namespace
-            )
+        # A class may name more slots itself (``"__dict__"`` for a cached_property).
+        extra = tuple(namespace.get("__slots__", ()))
+        own = tuple(n for n in names if n not in inherited and n not in namespace)
+        namespace["__slots__"] = own + tuple(n for n in extra if n not in own)
         namespace["__record_fields__"] = tuple(fields)
         namespace["FIELDS"] = names
         namespace["_COMPARED"] = tuple(f.name for f in fields if f.compare)

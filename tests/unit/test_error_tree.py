@@ -43,6 +43,14 @@ _TRANSPORT = Internal(
 
 #: ``path: {class: Internal}``: exceptions that are control flow inside their package.
 INTERNAL: dict[str, dict[str, Internal]] = {
+    "envkit/records.py": {
+        "FrozenInstanceError": Internal(
+            "envkit/records.py",
+            "a programming error, not a failure envkit reports: assigning to an immutable "
+            "record raises it as a frozen dataclass raises dataclasses.FrozenInstanceError "
+            "(an AttributeError); nothing in envkit raises it on purpose or catches it",
+        ),
+    },
     "envkit/registry/transport.py": {
         "TransportError": _TRANSPORT,
         "NameResolutionError": _TRANSPORT,
