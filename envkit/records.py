@@ -10,10 +10,19 @@ slotted). :func:`replace`, :func:`fields`, :func:`asdict` and :func:`is_record` 
 for their :mod:`dataclasses` namesakes. Every record class of envkit is one of these two
 (``tests/unit/test_records.py`` fails on an ``import dataclasses`` under ``envkit/``).
 
-Why not :mod:`dataclasses`: a dataclass writes its methods as source text and
-runs it through ``exec``, ~350 us per frozen class, and importing it imports :mod:`inspect`; a
-class here is made by a metaclass from shared functions, ~13 us.
-MEASUREMENTS
+:class:`Frozen` is the immutable kind for a class that writes its own ``__init__``
+(what ``@dataclass(frozen=True, init=False)`` was: ``Stack``, ``Service``, ...).
+
+Why not :mod:`dataclasses` (chosen once, for the whole package): a dataclass writes its
+methods as source text and runs it through ``exec``, ~350 us per frozen class, and
+importing it imports :mod:`inspect`; a class here is made by a metaclass from shared
+functions, ~13 us. Measured with all 121 dataclasses converted (Python 3.11, medians of
+20 alternating runs against the same tree with dataclasses): a cold
+``envkit build --no-cache`` of a small scratch image 138 -> 119 ms (-14%), the same
+build fully cached 100 -> 83 ms (-17%), ``import envkit.spec`` 66 -> 51 ms (-22%),
+``envkit --help`` 98 -> 97 ms (pluggy still imports :mod:`inspect`), ``import envkit``
+unchanged (13 ms: it loads no record class). The image built is byte-identical, and
+the spec's canonical form and cache keys do not change (the golden tests pin them).
 """
 
 from __future__ import annotations

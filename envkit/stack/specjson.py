@@ -2,7 +2,7 @@
 
 ``up`` of a stack that is up sends the new :class:`~envkit.spec.Stack` to its
 supervisor. It goes as plain JSON: each spec object is ``{"type": NAME, "fields":
-{...}}`` with its dataclass fields, tuples are ``{"tuple": [...]}`` and paths ``{"path":
+{...}}`` with its record fields, tuples are ``{"tuple": [...]}`` and paths ``{"path":
 "..."}``. Only the spec classes listed in :func:`spec_types` are rebuilt, field by field
 and without running their constructors (the sender's constructors validated them), so
 what arrives can make nothing but spec objects: no code runs, unlike ``pickle.loads``.
@@ -37,7 +37,7 @@ from envkit.spec import (
 
 @functools.cache
 def spec_types() -> dict[str, type]:
-    """The classes :func:`decode` rebuilds, by name: every spec dataclass."""
+    """The classes :func:`decode` rebuilds, by name: every spec record class."""
     classes: list[type] = [
         stack.Stack,
         service.Service,
