@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 from contextlib import suppress
-from typing import TYPE_CHECKING, NoReturn
 
 from envkit.errors import RuntimeError_
 from envkit.host import syscalls
@@ -32,7 +31,10 @@ from envkit.host.prctl import PR_SET_DUMPABLE
 from envkit.runtime import caps, init, seccomp
 from envkit.runtime.config import ExecConfig
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from envkit.host.syscall_seam import Syscalls
 
 #: Joined in this order: the user namespace first, as runc's nsexec does.
