@@ -252,9 +252,13 @@ class PruneCommand:
     def run(self, args: argparse.Namespace) -> int:
         from envkit.build import sweep
         from envkit.build.cache import prune_cache
+        from envkit.container.handle import reap
         from envkit.store.gc import drop_dangling
         from envkit.store.timestamps import human_size
 
+        # Killed commands' records finished and their network daemons stopped when nothing
+        # needs them (a killed `up` leaves a holder under a dead lease), before the lock.
+        reap()
         store = _store()
         with store.exclusive():  # no build or run may start between these
             dangling = drop_dangling(store, _image_users(reap=False))

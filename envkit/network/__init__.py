@@ -11,6 +11,7 @@ from envkit.network.api import (
     prepare,
     publish,
     published,
+    release,
     resolv_conf,
     unpublish,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "publish",
     "published",
     "reap",
+    "release",
     "remove",
     "resolv_conf",
     "teardown",

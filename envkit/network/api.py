@@ -27,6 +27,14 @@ def prepare(lease: str | None = None) -> int:
         return pid
 
 
+def release(lease: str) -> None:
+    """Drop ``lease``, taken by :func:`prepare`; the holder and the network daemon stop
+    when nothing else needs them (no container, published port or other lease)."""
+    with state.locked():
+        endpoints.release_lease(lease)
+        endpoints.stop_if_unused()
+
+
 def reserve_ports(mappings: Sequence[PortMapping | str]) -> ports.Reservation:
     """Bind the host side of ``mappings`` now, before the container exists.
 

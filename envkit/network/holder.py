@@ -141,8 +141,10 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool, bool]:
     their network namespaces be reached again. Call with the state lock held.
     """
     d = state.load_daemons()
-    if d is not None and d.holder.alive():
-        if d.netd is not None and d.netd.alive():
+    # A holder on record without a network daemon was being started by a caller that
+    # was killed (its firewall may be missing): it is stopped and made again below.
+    if d is not None and d.holder.alive() and d.netd is not None:
+        if d.netd.alive():
             return d, False, False
         d = state.Daemons(d.holder, _start_netd(d.holder.pid, None))
         state.save_daemons(d)
@@ -150,6 +152,9 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool, bool]:
     if d is not None:
         stop_daemons(d)
     holder = _start_holder(adopt)
+    # On record before the network daemon starts (~0.15 s): a caller killed meanwhile
+    # leaves a holder the next reap finds and stops, not one nobody knows of.
+    state.save_daemons(state.Daemons(holder, None))
     try:
         d = state.Daemons(holder, _start_netd(holder.pid, set_up_firewall))
     except BaseException:

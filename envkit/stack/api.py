@@ -403,6 +403,7 @@ def up(
         from envkit.stack import daemon  # lazy: only `up -d`; not loaded by `down`
 
         starting = daemon.Starting()  # it imports on another core while images resolve
+        lease: str | None = None
         try:
             previous = _previous(stack, record)
             if previous is not None:
@@ -410,6 +411,7 @@ def up(
             images = build_images(
                 stack, names, progress, pull=pull, report=report, pull_output=pull_output
             )
+            lease = _network_early(stack, names)
             owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
             request = daemon.request_of(
                 stack,
@@ -423,7 +425,29 @@ def up(
             starting.start(request, report)
         finally:
             starting.close()
+            if lease is not None:
+                from envkit import network  # lazy: only a networked `up`, downward
+
+                network.release(lease)
     return RunningStack(stack)
+
+
+def _network_early(stack: Stack, names: Sequence[str]) -> str | None:
+    """Start the network holder and daemon here, while the supervisor imports on the
+    other core: its first container would otherwise wait for them in turn (a fresh
+    network daemon imports pyroute2). Returns the lease that keeps them up until the
+    supervisor has connected its containers (release it then), or ``None`` when no
+    service joins a network."""
+    from envkit.stack import networking  # lazy: only `up`, downward
+
+    if not networking.names(stack, names):
+        return None
+    from envkit import network  # lazy: only a networked `up`, downward
+    from envkit.network.endpoints import lease_name
+
+    lease = lease_name()
+    network.prepare(lease)
+    return lease
 
 
 def up_foreground(

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -386,3 +387,21 @@ def test_an_idle_published_connection_stays_open(
                 continue
             break
         assert received == b"late answer"
+
+
+def test_a_holder_whose_starter_was_killed_is_stopped_by_the_next_reap(net_env: Path) -> None:
+    """The holder goes on record before its network daemon starts (~0.15 s): a caller
+    killed in between (a killed `up`) leaves a record without a daemon, which the next
+    command's reap stops, instead of a holder nobody knows of (the kill -9 suite found
+    `sleep infinity` left over)."""
+    stand_in = subprocess.Popen(["sleep", "600"])  # stands for a half-started holder
+    try:
+        state.root().mkdir(parents=True, exist_ok=True)
+        state.save_daemons(state.Daemons(state.Proc.of(stand_in.pid), None))
+        network.reap()
+        assert stand_in.wait(timeout=10) == -signal.SIGKILL
+        assert state.load_daemons() is None
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+            stand_in.wait()

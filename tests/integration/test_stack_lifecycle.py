@@ -270,3 +270,18 @@ def test_named_volume_is_seeded_from_the_image_on_first_use(home: Path, tmp_path
     with stack.up() as running:  # not empty any more: kept, not seeded again
         assert running["user"].exec(["cat", "/seed/sub/file"]).output == "changed\n"
     down(stack, volumes=True)
+
+
+def test_up_starts_the_network_early_and_leaves_no_lease_of_its_own(home: Path) -> None:
+    """``up`` starts the network daemons itself, under a lease, while the supervisor
+    imports; once the stack is up the lease is gone (the containers keep the holder up),
+    so ``down`` stops the holder as before instead of leaving it to the caller's process."""
+    from envkit.network import state as network_state
+
+    stack = Stack("early-net", services=[Service("a", image=BUSYBOX, command=["sleep", "60"])])
+    leases = network_state.root() / "leases"
+    with up(stack):
+        mine = [p.name for p in leases.glob(f"{os.getpid()}*.json")] if leases.is_dir() else []
+        assert mine == []
+        assert network_state.load_daemons() is not None
+    assert network_state.load_daemons() is None  # nothing needs the holder any more
