@@ -30,7 +30,7 @@ from envkit.store.locks import lock_for
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 ENTRY_VERSION = 1
 

@@ -30,7 +30,7 @@ from envkit.spec import steps as st
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     # Annotations only: a build of spec steps does not load the Dockerfile steps.
-    from envkit.build.extra_steps import AddArchive, WriteFile
+    from envkit.build.dockerfile_steps import AddArchive, WriteFile
 
 
 def destination(step: st.Copy, state: ImageState) -> str:

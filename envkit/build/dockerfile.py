@@ -40,7 +40,7 @@ from envkit.build.dockerfile_parser import (
     parse,
     parse_heredoc,
 )
-from envkit.build.extra_steps import (
+from envkit.build.dockerfile_steps import (
     AddArchive,
     Deferred,
     ExpandCopy,

@@ -5,7 +5,7 @@ COPY/ADD against the build's environment at that instruction: the base image's c
 ``Env`` (with a default ``PATH`` when it has none), then the Dockerfile's ARG and ENV in
 order. The import resolves what the Dockerfile itself defines; a word naming anything
 else (``ENV PATH=/opt/venv/bin:$PATH``) becomes a step holding a
-:class:`~envkit.build.extra_steps.Deferred`, which :func:`resolve` turns into ordinary
+:class:`~envkit.build.dockerfile_steps.Deferred`, which :func:`resolve` turns into ordinary
 steps against the image's config once the build has it.
 
 :func:`config_steps` is shared by both paths, so an instruction gives the same steps
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envkit.build.dockerfile_lex import ShellLex
-from envkit.build.extra_steps import (
+from envkit.build.dockerfile_steps import (
     AddArchive,
     Deferred,
     ExpandConfig,

@@ -37,7 +37,7 @@ from envkit.oci.types import MT_OCI_MANIFEST, Descriptor, canonical_json
 from envkit.records import Record, Value, field
 from envkit.spec import steps as st
 from envkit.spec.bases import Archive, Base, FromRef, Scratch
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -329,7 +329,7 @@ class Builder:
     ) -> ImageState:
         step = planned.step
         created_by = label.split("] ", 1)[-1]
-        xs = _extra_steps()
+        xs = _dockerfile_steps()
         if xs is not None and isinstance(step, xs.ExpandCopy | xs.ExpandWriteFile):
             from envkit.build.dockerfile_expand import resolve  # lazy: only Dockerfile steps
 
@@ -409,7 +409,7 @@ class Builder:
     ) -> list[LayerEntry]:
         from envkit.build import copy_step  # lazy: only executed copies
 
-        xs = _extra_steps()
+        xs = _dockerfile_steps()
         if xs is not None and isinstance(step, xs.WriteFile):
             return copy_step.write_file_entries(step, state, view)
         read_from = planned.context or context
@@ -450,7 +450,7 @@ class Builder:
 def config_change(step: st.Step, state: ImageState, cmd_set: bool = False) -> dict[str, Any]:
     """What a config-only step changes in the config's ``config`` object."""
     settings = state.settings
-    xs = _extra_steps()
+    xs = _dockerfile_steps()
     if xs is not None and isinstance(step, xs.ExpandConfig):
         from envkit.build.dockerfile_expand import resolve  # lazy: only Dockerfile steps
 
@@ -529,7 +529,7 @@ def describe(step: st.Step) -> str:
 
 
 def _describe(step: st.Step) -> str:
-    xs = _extra_steps()
+    xs = _dockerfile_steps()
     if xs is not None:
         found = _describe_extra(step, xs)
         if found is not None:
@@ -560,7 +560,7 @@ def _describe(step: st.Step) -> str:
 
 
 def _describe_extra(step: st.Step, xs: Any) -> str | None:
-    """The line of a Dockerfile-only step (``xs`` is :mod:`envkit.build.extra_steps`),
+    """The line of a Dockerfile-only step (``xs`` is :mod:`envkit.build.dockerfile_steps`),
     or ``None`` for any other step."""
     if isinstance(step, xs.ExpandConfig):
         words = step.deferred.words
@@ -577,18 +577,18 @@ def _describe_extra(step: st.Step, xs: Any) -> str | None:
     return None
 
 
-def _extra_steps() -> Any:
-    """:mod:`envkit.build.extra_steps` when it is loaded, else ``None``.
+def _dockerfile_steps() -> Any:
+    """:mod:`envkit.build.dockerfile_steps` when it is loaded, else ``None``.
 
     Its steps (what a Dockerfile imports to) exist only once the module is loaded, so a
     build of spec steps never imports it: a fully cached build pays for nothing it
     does not use.
     """
-    return sys.modules.get("envkit.build.extra_steps")
+    return sys.modules.get("envkit.build.dockerfile_steps")
 
 
 def _describe_copy(step: st.Copy) -> str:
-    xs = _extra_steps()
+    xs = _dockerfile_steps()
     flags = " --from=stage" if step.from_ is not None else ""
     if xs is not None and isinstance(step, xs.ExpandCopy | xs.ExpandWriteFile):
         dst, chown, chmod = step.deferred.words[:3]

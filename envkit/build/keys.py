@@ -37,7 +37,7 @@ from envkit.spec.image import Image
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: Maps a normalised image reference to its manifest digest, or ``None`` when unknown.
 Resolver = Callable[[str], str | None]
@@ -241,7 +241,7 @@ def _writes_file(step: st.Step) -> bool:
     """Whether ``step`` is a Dockerfile here-document (a ``WriteFile``), which reads
     nothing from the context. Such steps exist only once their module is loaded, so a
     build of spec steps does not import it."""
-    extra = sys.modules.get("envkit.build.extra_steps")
+    extra = sys.modules.get("envkit.build.dockerfile_steps")
     return extra is not None and isinstance(step, extra.WriteFile)
 
 

@@ -22,7 +22,7 @@ from envkit.errors import ImageNotFoundError
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Descriptor
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: The entry-point group of envkit plugins (``envkit.plugins.NAME``).
 GROUP = "envkit"

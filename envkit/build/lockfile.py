@@ -35,7 +35,7 @@ from envkit.records import Value
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Platform
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 LOCK_NAME = "envkit.lock"
 FORMAT_VERSION = 1

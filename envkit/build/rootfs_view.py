@@ -19,7 +19,7 @@ from envkit.runtime.rootfs import secure_join
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.build.image_state import ImageState
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 class Found(Value):

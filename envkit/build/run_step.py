@@ -35,7 +35,7 @@ from envkit.runtime import image_config
 from envkit.runtime.config import BindMount, ContainerConfig, Mount
 from envkit.spec import steps as st
 from envkit.store.atomic import TempFile
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 #: Mount points the runtime creates in every root when the image lacks them.
 RUNTIME_MOUNTS = ("/proc", "/dev", "/sys")

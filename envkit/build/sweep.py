@@ -53,7 +53,7 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: Prefix of the runtime's default state dirs under $TMPDIR (envkit/runtime/spawn.py).
 RUNTIME_DIR_PREFIX = "envkit-ctr-"

@@ -20,7 +20,7 @@ from envkit.plugins.overrides import override
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Descriptor
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 def _param(params: Mapping[str, Any], key: str, kind: str) -> str:

@@ -26,7 +26,7 @@ class LoadCommand:
     def run(self, args: argparse.Namespace) -> int:
         from envkit.oci.archive_read import load_archive
         from envkit.oci.reference import parse
-        from envkit.store.layout import Store
+        from envkit.store.store import Store
 
         if args.file and args.input and args.file != args.input:
             raise ArchiveError(
@@ -72,7 +72,7 @@ class SaveCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.oci.archive_write import save_archive
-        from envkit.store.layout import Store
+        from envkit.store.store import Store
 
         store = Store.default()
         if args.output and args.output != "-":

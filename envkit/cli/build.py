@@ -54,7 +54,7 @@ class BuildCommand:
         from envkit.build.executor import Builder
         from envkit.build.lockfile import LockFile
         from envkit.build.progress import for_stream
-        from envkit.store.layout import Store
+        from envkit.store.store import Store
 
         path_text, sep, name = args.target.rpartition(":")
         one = bool(sep) and name.isidentifier() and not Path(args.target).exists()
@@ -134,7 +134,7 @@ class CacheCommand:
             ids = cache.import_mounts(Path(args.file))
             print(f"imported {len(ids)} cache mount(s): {', '.join(ids) or 'none'}")
         else:
-            from envkit.store.layout import Store
+            from envkit.store.store import Store
 
             report = cache.prune_cache(Store.default(), everything=args.all)
             print(f"removed {len(report.removed)} cached step(s)")

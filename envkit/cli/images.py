@@ -12,11 +12,11 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from envkit.runtime.state import ContainerState
     from envkit.store.gc import ImageUser
-    from envkit.store.layout import ImageRecord, Store
+    from envkit.store.store import ImageRecord, Store
 
 
 def _store() -> Store:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     return Store.default()
 

@@ -62,7 +62,7 @@ class PullCommand:
 
 def _update(file: Path, quiet: bool) -> int:
     from envkit.build.lockfile import update_lock
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     if file.is_dir():
         file = file / "stack.py"

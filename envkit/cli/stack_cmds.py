@@ -533,7 +533,7 @@ def _lifecycle(args: argparse.Namespace, op: str) -> int:
 
 def _top(args: argparse.Namespace) -> int:
     from envkit.runtime import state as rs
-    from envkit.stack.top import processes
+    from envkit.stack.processes import processes
 
     file, services = _split(args)
     record = _running(args, file)

@@ -14,7 +14,7 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import Command
     from envkit.runtime.state import ContainerState
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 class Usage(Record):
@@ -44,7 +44,7 @@ class Usage(Record):
 def disk_usage() -> list[Usage]:
     """Images, containers, local volumes and the build cache of ``$ENVKIT_HOME``."""
     from envkit.runtime import state
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     store = Store.default()
     records = state.all_states()

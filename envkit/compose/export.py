@@ -23,7 +23,7 @@ from envkit.spec.stack import Stack
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.compose.export_images import ImageFacts
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: The image Kubernetes init containers wait with (``depends_on`` healthy): a shell
 #: and busybox's ``nc``. Pinned by digest like every image (pull it first).
@@ -57,7 +57,7 @@ def export(
     _check_options(format, namespace, expose)
     # lazy for start-up: bad options are reported before the store is opened (downward)
     from envkit.compose.export_images import pin_images
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     store = store or Store.default()
     needs_wait = format == "kubernetes" and any(

@@ -42,9 +42,7 @@ def pinned_stack(stack: Stack, images: Mapping[str, ImageFacts]) -> Stack:
             clone,
             "volumes",
             tuple(
-                records.replace(m, source=absolute(m.source))
-                if isinstance(m.source, str)
-                else m
+                records.replace(m, source=absolute(m.source)) if isinstance(m.source, str) else m
                 for m in service.volumes
             ),
         )

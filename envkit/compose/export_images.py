@@ -35,7 +35,7 @@ from envkit.spec.stack import Stack
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 class ImageFacts(Record):
@@ -131,7 +131,7 @@ def pin_images(
     :class:`EnvkitError` naming every service whose image is in no registry, and every
     reference that was never pulled.
     """
-    from envkit.store.layout import Store  # lazy for start-up (downward)
+    from envkit.store.store import Store  # lazy for start-up (downward)
 
     store = store or Store.default()
     built = [s.name for s in stack.services if is_built(s.image)]

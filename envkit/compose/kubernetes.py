@@ -28,7 +28,7 @@ from envkit.spec.volume import Volume
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: Storage a PersistentVolumeClaim asks for when the volume has no ``size`` option.
 DEFAULT_STORAGE = "1Gi"

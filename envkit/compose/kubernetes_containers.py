@@ -21,7 +21,7 @@ from envkit.spec.stack import Stack
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 class ContainerParts:

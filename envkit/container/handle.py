@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from envkit.container.run_kwargs import ExecKwargs
     from envkit.network.attach import Attachment
     from envkit.network.ports import PortMapping
-    from envkit.runtime.spawn import Container as Engine
+    from envkit.runtime.spawn import ContainerProcess as Engine
 
 
 class ExecResult(tuple[int, str]):

@@ -160,7 +160,7 @@ def _resolve(ref: str) -> Resolved:
     stamp = resolved.index_stamp()
     # lazy: only when the run-cache misses (downward)
     from envkit.store import snapshots
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     store = Store.default()
     _, manifest = store.image_manifest(store.resolve(ref))

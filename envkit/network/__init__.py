@@ -6,7 +6,7 @@ See docs/dev/network.md for the design and docs/reference/network.md for the use
 from __future__ import annotations
 
 from envkit.errors import NetworkError
-from envkit.network.api import (
+from envkit.network.containers import (
     hosts_file,
     prepare,
     publish,

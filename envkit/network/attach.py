@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Mapping, Sequence
 
 from envkit.errors import NetworkError
-from envkit.network import api, endpoints, names, networks, ports, state
+from envkit.network import containers, endpoints, names, networks, ports, state
 from envkit.network.ports import PortMapping
 from envkit.runtime.config import BindMount
 
@@ -130,7 +130,7 @@ class Attachment:
         """
         if self._lease is None:
             self._lease = endpoints.lease_name()
-        self._holder = api.prepare(self._lease)
+        self._holder = containers.prepare(self._lease)
         return f"/proc/{self._holder}/ns/user"
 
     def mounts(self) -> list[BindMount]:
@@ -152,7 +152,7 @@ class Attachment:
             endpoints.connect(network, self.container, pid, self.aliases, outlives_pid=True)
             self._connected.append(network)
         if self.reservation is not None:
-            self.published = api.publish(self.container, self.reservation)
+            self.published = containers.publish(self.container, self.reservation)
 
     def close_ports(self) -> None:
         """Give back host ports not handed to the network daemon (a process that will

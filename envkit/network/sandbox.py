@@ -21,7 +21,7 @@ from types import TracebackType
 from envkit.errors import ChildError, NetworkError
 from envkit.host import syscalls
 from envkit.host.forking import start_child
-from envkit.network import api, endpoints, names, ns
+from envkit.network import containers, endpoints, names, ns
 from envkit.network.state import Endpoint
 
 
@@ -40,7 +40,7 @@ class Sandbox:
             raise NetworkError("a sandbox needs at least one network")
         self.name = name
         self.endpoints: list[Endpoint] = []
-        holder_pid = api.prepare()
+        holder_pid = containers.prepare()
 
         def connect(pid: int) -> None:
             for network in networks:

@@ -39,7 +39,7 @@ from envkit.settings import SPACE_ERRNOS, storage_error
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 _BLOB_RE = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 #: Files read into memory rather than into the store: layout and docker metadata.

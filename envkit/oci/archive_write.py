@@ -39,7 +39,7 @@ from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 FORMATS = ("oci-archive", "docker-archive")
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})

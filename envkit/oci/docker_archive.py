@@ -40,7 +40,7 @@ from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 _HEX_NAME_RE = re.compile(r"(?:^|/)([a-f0-9]{64})(?:\.json)?$")
 _LAYER_TYPES = {"": MT_OCI_LAYER, "gzip": MT_OCI_LAYER_GZIP, "zstd": MT_OCI_LAYER_ZSTD}

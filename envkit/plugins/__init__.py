@@ -90,7 +90,7 @@ if TYPE_CHECKING:
     from envkit.registry.progress import Progress as RegistryProgress
     from envkit.settings import home as envkit_home
     from envkit.store.graph import host_platform
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 #: Public name -> (module, attribute) of the names loaded on first use.
 _LAZY: dict[str, tuple[str, str]] = {
@@ -139,7 +139,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "put_manifest": ("envkit.registry.manifests", "put"),
     "envkit_home": ("envkit.settings", "home"),
     "host_platform": ("envkit.store.graph", "host_platform"),
-    "Store": ("envkit.store.layout", "Store"),
+    "Store": ("envkit.store.store", "Store"),
 }
 
 __all__ = [

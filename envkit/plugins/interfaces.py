@@ -18,7 +18,7 @@ from envkit.records import Value, field
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from envkit.oci.types import Descriptor
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 @runtime_checkable

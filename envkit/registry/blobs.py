@@ -27,7 +27,7 @@ from envkit.registry.progress import Progress
 from envkit.registry.transport import BodyError
 from envkit.store.atomic import fsync_dir
 from envkit.store.fsck import RESUMABLE_PREFIX, RESUMABLE_SUFFIX
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
 from envkit.store.atomic import fsync_dir
 from envkit.store.graph import host_platform
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from envkit.registry.client import RegistryClient
 from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
 from envkit.store import graph
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

@@ -99,7 +99,7 @@ class ContainerConfig:
     the caller's (the caller passes signals on: :func:`envkit.runtime.spawn.proxy_signals`).
     ``tty`` gives the command a
     pseudo-terminal from the container's devpts, whose master comes back to the caller as
-    :attr:`envkit.runtime.spawn.Container.console`; ``tty_size`` is its initial
+    :attr:`envkit.runtime.spawn.ContainerProcess.console`; ``tty_size`` is its initial
     ``(rows, columns)``. ``cgroup`` is the host path of a cgroup v2 directory the
     container joins (:mod:`.cgroups`). ``userns`` is a user namespace to *join*
     (``/proc/PID/ns/user``, e.g. of :func:`envkit.network.prepare`'s holder) instead of

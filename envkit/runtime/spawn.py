@@ -70,7 +70,7 @@ PROXIED = (
 )
 
 
-class Container:
+class ContainerProcess:
     """A started container: its pid 1 on the host, ``wait()`` and ``kill()``.
 
     Use as a context manager to make sure it is stopped and cleaned up.
@@ -122,7 +122,7 @@ class Container:
             self._pidfd = None
         _remove_state_dir(self._state_dir)
 
-    def __enter__(self) -> Container:
+    def __enter__(self) -> ContainerProcess:
         return self
 
     def __exit__(
@@ -153,7 +153,7 @@ def start(
     *,
     launcher: Launcher | None = None,
     reparent: bool = False,
-) -> Container:
+) -> ContainerProcess:
     """Start a container and return once its command was exec'd.
 
     ``runtime_dir`` is an empty directory the monitor mounts its private tmpfs over
@@ -277,16 +277,16 @@ def start(
         os.close(sync_r)
         os.close(go_w)
     if launcher is not None:
-        container = Container(None, init_pid, state_dir)
+        container = ContainerProcess(None, init_pid, state_dir)
     elif reparent:
         os.waitpid(monitor, 0)  # it exits once pid 1 is forked: pid 1 is our child now
         _subreaper.release()
         if adopted_w is not None:
             os.write(adopted_w, b"a")
             os.close(adopted_w)
-        container = Container(init_pid, init_pid, state_dir, parent=os.getpid())
+        container = ContainerProcess(init_pid, init_pid, state_dir, parent=os.getpid())
     else:
-        container = Container(monitor, init_pid, state_dir)
+        container = ContainerProcess(monitor, init_pid, state_dir)
     try:
         report = _read_all(err_r)
     finally:
@@ -635,7 +635,7 @@ def _describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def proxy_signals(container: Container) -> Iterator[None]:
+def proxy_signals(container: ContainerProcess) -> Iterator[None]:
     """Pass the signals of :data:`PROXIED` the caller receives to the container's pid 1
     while it runs (docker's ``--sig-proxy``).
 

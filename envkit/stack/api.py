@@ -301,7 +301,7 @@ def build_images(
             # Only now: the build engine takes ~20 ms to import, and a stack of plain
             # image references never needs it.
             from envkit.build.executor import Builder
-            from envkit.store.layout import Store
+            from envkit.store.store import Store
 
             builder = Builder(Store.default(), progress=progress, lock=_lock_of(stack))
         images[name] = builder.build(image, context, tag=f"{stack.name}-{name}:latest").image_id
@@ -323,7 +323,7 @@ def pull_images(
     progress lines (``None``: none)."""
     # lazy: only `up` pulls; keeps the pull policy and the store off `down`
     from envkit import pulling
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     pulling.check(policy)
     if not refs:

@@ -39,7 +39,7 @@ from envkit.stack import cleanup, environment, health, networking, readiness, se
 from envkit.stack.instance import Handle, Started
 from envkit.stack.logs import RotatingLogWriter
 from envkit.store import snapshots
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:

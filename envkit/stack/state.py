@@ -128,7 +128,7 @@ def spec_key(stack: Stack, service: str, image: str) -> str:
 
 
 def _image_id(image: str) -> str:
-    from envkit.store.layout import Store  # lazy: the store stays off `down`
+    from envkit.store.store import Store  # lazy: the store stays off `down`
 
     try:
         return str(Store.default().resolve(image))

@@ -18,11 +18,11 @@ from envkit.oci.digest import CHUNK, is_digest, new_sha256
 from envkit.oci.types import Index, canonical_json
 from envkit.store import graph
 from envkit.store.atomic import atomic_write, fsync_dir, is_live
-from envkit.store.layout import LAYOUT_VERSION, FsckReport
+from envkit.store.store import LAYOUT_VERSION, FsckReport
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import FsckReport, Store
+    from envkit.store.store import FsckReport, Store
 
 
 #: Names of interrupted downloads the registry client resumes (envkit/registry/blobs.py).

@@ -15,13 +15,13 @@ from envkit.oci.types import Descriptor
 from envkit.records import Value
 from envkit.store import graph
 from envkit.store.atomic import fsync_dir, is_live
-from envkit.store.layout import PruneReport, RemoveReport, is_dangling
+from envkit.store.store import PruneReport, RemoveReport, is_dangling
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from envkit.store.layout import PruneReport, RemoveReport, Store
+    from envkit.store.store import PruneReport, RemoveReport, Store
 
 
 def reachable(store: Store, entries: list[Descriptor]) -> set[str]:

@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from typing import Any
 
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
 

@@ -14,7 +14,7 @@ from envkit.oci.reference import Reference, parse
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 
 def inspect_image(store: Store, ref_or_id: str) -> dict[str, Any]:

@@ -47,8 +47,8 @@ from typing import Any, cast
 from envkit.errors import LayerError, StoreError
 from envkit.records import Value
 from envkit.settings import private_dir
-from envkit.store.layout import Store
 from envkit.store.locks import lock_for
+from envkit.store.store import Store
 
 
 class Snapshot(Value):

@@ -91,7 +91,7 @@ def _run(work: Path) -> list[Result]:
     # The library calls alone: the CLI runs above include interpreter start-up and imports.
     from envkit.oci.archive_read import load_archive
     from envkit.oci.archive_write import save_archive
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     lib_load_s = median_time(
         lambda: load_archive(archive, Store(state["home"] / "store")), RUNS, lambda: fresh("home")

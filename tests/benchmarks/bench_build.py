@@ -91,7 +91,7 @@ def _envkit(
     (``None`` without the peer)."""
     from envkit.build.executor import Builder
     from envkit.spec.loader import load_image
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     home = base / "home"
     env = {**os.environ, "ENVKIT_HOME": str(home)}

@@ -29,7 +29,7 @@ PACKAGES = ["python3"]
 def _envkit(home: Path) -> float:
     os.environ["ENVKIT_HOME"] = str(home)
     from envkit.builtin.debian.source import DebianSource
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     start = time.perf_counter()
     DebianSource().provide(

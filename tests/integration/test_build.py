@@ -21,7 +21,7 @@ from envkit.build import cache
 from envkit.build.executor import BuildResult, build
 from envkit.build.progress import PlainProgress
 from envkit.errors import BuildError
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration import homes
 

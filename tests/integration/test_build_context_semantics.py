@@ -17,7 +17,7 @@ import pytest
 
 from envkit import Image
 from envkit.build.executor import BuildResult, build
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration import homes
 

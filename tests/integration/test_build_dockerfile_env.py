@@ -17,7 +17,7 @@ import envkit
 from envkit import Image
 from envkit.build.executor import build
 from envkit.build.progress import PlainProgress
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration import homes
 

@@ -51,7 +51,7 @@ def test_bootstrap_run_and_rebuild_from_cache(envkit_home: Path, userns: None) -
     images = envkit_home / "cache" / "debian" / "images"
     keys = [p for p in images.iterdir() if not p.name.endswith(".lock")]
     assert len(keys) == 1
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     base = Store.default().resolve(keys[0].read_text().strip())  # the bootstrap's own image
     assert Store.default().manifest(base).layers[0].media_type.endswith("tar+gzip")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 
 pytestmark = pytest.mark.peers

@@ -21,7 +21,7 @@ from envkit.cli import main
 from envkit.errors import RegistryError
 from envkit.oci.archive_read import load_archive
 from envkit.registry import pull, push
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration.registry_server import RegistryServer, ThrottledProxy, missing_tools
 

@@ -13,7 +13,7 @@ import pytest
 from envkit.cli import main
 from envkit.oci.archive_read import load_archive
 from envkit.registry import push
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration.registry_server import RegistryServer, missing_tools
 

@@ -15,7 +15,7 @@ from envkit.cli import main
 from envkit.errors import RegistryError
 from envkit.oci.archive_read import load_archive
 from envkit.registry import pull, push
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.integration.registry_server import RegistryServer, make_ca_and_cert, missing_tools
 from tests.unit.http_servers import make_client_cert

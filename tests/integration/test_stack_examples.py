@@ -35,7 +35,7 @@ def copy_example(name: str, tmp_path: Path) -> Path:
 
 
 def test_multi_stage_final_image_carries_only_the_artifact(home: Path, tmp_path: Path) -> None:
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     here = copy_example("multi-stage", tmp_path)
     up = cli(home, ["up", "-d"], cwd=here, timeout=300)

@@ -19,7 +19,7 @@ from envkit.oci.types import (
     ImageConfig,
     Manifest,
 )
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 
 def make_layer_tar(files: Mapping[str, bytes]) -> bytes:

@@ -481,12 +481,12 @@ def test_a_plugin_importing_an_internal_module_is_reported(tmp_path: Path) -> No
         "from envkit.plugins import hookimpl\n"
         "from envkit.plugins.interfaces import VolumeBackend\n"
         "from envkit.plugins import no_such_name\n"
-        "def f():\n    import envkit.store.layout\n"
+        "def f():\n    import envkit.store.store\n"
     )
     assert [p.split(": ", 1)[1] for p in non_public_imports([plugin])] == [
         "from envkit.plugins.interfaces",
         "no_such_name is not in envkit.plugins.__all__",
-        "import envkit.store.layout",
+        "import envkit.store.store",
     ]
 
 

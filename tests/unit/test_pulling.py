@@ -16,7 +16,7 @@ from envkit.oci.types import Descriptor
 from envkit.registry.progress import Progress
 from envkit.registry.pull import PulledImage
 from envkit.stack import api
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 DIGEST = "sha256:" + "ab" * 32

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from envkit.builtin.debian.fetch import Mirror
     from envkit.builtin.debian.release import IndexFile
     from envkit.oci.types import Descriptor
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
 ARCH = "amd64"
 #: Bumped whenever the bootstrap's output changes for the same package set.

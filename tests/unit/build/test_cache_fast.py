@@ -27,7 +27,7 @@ NOT_NEEDED = (
     "envkit.plugins.manager",
     "envkit.oci.layer_writer",
     "tarfile",
-    "envkit.build.extra_steps",
+    "envkit.build.dockerfile_steps",
     "envkit.build.dockerfile",
     "envkit.build.sweep",
     "envkit.build.run_step",
@@ -193,4 +193,4 @@ def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["code"] == 0
     assert "pluggy" not in found["modules"]
-    assert "envkit.build.extra_steps" not in found["modules"]  # copy_step needs none
+    assert "envkit.build.dockerfile_steps" not in found["modules"]  # copy_step needs none

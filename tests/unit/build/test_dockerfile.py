@@ -12,7 +12,7 @@ import pytest
 from envkit import Image, Secret
 from envkit.build.dockerfile import expand, parse_dockerfile
 from envkit.build.dockerfile_lex import expand_word, expand_words, parse_duration
-from envkit.build.extra_steps import AddArchive, WriteFile
+from envkit.build.dockerfile_steps import AddArchive, WriteFile
 from envkit.errors import SpecError
 
 SH = ["/bin/sh", "-c"]

@@ -14,8 +14,8 @@ import pytest
 from envkit import Image
 from envkit.build.dockerfile import import_dockerfile, parse_dockerfile
 from envkit.build.dockerfile_expand import DEFAULT_PATH, resolve
+from envkit.build.dockerfile_steps import ExpandConfig, ExpandCopy, ExpandWriteFile, WriteFile
 from envkit.build.executor import config_change, describe
-from envkit.build.extra_steps import ExpandConfig, ExpandCopy, ExpandWriteFile, WriteFile
 from envkit.build.image_state import ImageState
 from envkit.errors import BuildError, SpecError
 from envkit.spec import steps as st

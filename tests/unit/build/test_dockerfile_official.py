@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from envkit.build.dockerfile import import_dockerfile
+from envkit.build.dockerfile_steps import ExpandConfig
 from envkit.build.executor import config_change, describe
-from envkit.build.extra_steps import ExpandConfig
 from envkit.build.image_state import ImageState
 from envkit.spec import steps as st
 

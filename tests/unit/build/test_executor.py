@@ -21,7 +21,7 @@ from envkit.build.secrets_mount import StepSecrets
 from envkit.errors import LayerError
 from envkit.oci.types import Descriptor
 from envkit.spec import steps as st
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 
 def _steps(image: Image) -> tuple[st.Step, ...]:

@@ -12,7 +12,7 @@ from envkit.build.keys import plan
 from envkit.build.lockfile import LOCK_NAME, LockEntry, LockFile
 from envkit.errors import StackFileError
 from envkit.spec.image import Image
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 D1 = "sha256:" + "1" * 64

@@ -21,8 +21,8 @@ from envkit.cli import main
 from envkit.errors import StoreError
 from envkit.runtime import state as st
 from envkit.store import resolved, snapshots
-from envkit.store.layout import Store
 from envkit.store.locks import lock_for
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 

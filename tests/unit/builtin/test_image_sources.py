@@ -10,7 +10,7 @@ from envkit.errors import ArchiveError, ImageNotFoundError
 from envkit.oci.archive_read import load_archive
 from envkit.oci.archive_write import save_archive
 from envkit.plugins.manager import PluginManager
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.images import build_archive, docker_archive, layer_tar
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envkit.cli import main
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 

@@ -14,7 +14,7 @@ from envkit.compose.export import export
 from envkit.compose.export_images import pin_images, push_prefix
 from envkit.errors import EnvkitError
 from envkit.spec import Image, Service, Stack
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 ROOT = Path(__file__).resolve().parents[3]

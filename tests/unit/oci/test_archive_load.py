@@ -14,7 +14,7 @@ from envkit.cli import main
 from envkit.errors import ArchiveError
 from envkit.oci.archive_read import host_platform, load_archive
 from envkit.oci.types import Platform
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.images import (
     MT_INDEX,

@@ -121,7 +121,7 @@ def test_a_device_entry_replaces_lower_content_with_nothing(
 def test_snapshots_of_a_layer_with_devices_hold_no_device_node(envkit_home: Path) -> None:
     from envkit.oci.digest import sha256_bytes
     from envkit.store import snapshots
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     store = Store.default()
     desc = store.write_blob(DEVICES)

@@ -163,7 +163,7 @@ def test_an_env_step_on_a_base_with_a_bad_env_names_the_image_and_field(
     from envkit import Image
     from envkit.build.executor import build
     from envkit.oci.types import MT_OCI_CONFIG, MT_OCI_MANIFEST
-    from envkit.store.layout import Store
+    from envkit.store.store import Store
 
     store = Store.default()
     raw = _config({"Env": [7], "Cmd": ["/bin/sh"]})

@@ -17,7 +17,7 @@ from envkit.errors import EnvkitError
 from envkit.plugins import hookimpl, notify
 from envkit.plugins.manager import PluginManager
 from envkit.spec import Secret
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "plugins"

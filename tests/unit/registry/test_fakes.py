@@ -22,7 +22,7 @@ from envkit.oci.types import Descriptor
 from envkit.registry.client import RegistryClient
 from envkit.registry.credentials import Credentials
 from envkit.registry.transport import Headers, Response, TLSOptions, TransportError
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 
 if TYPE_CHECKING:

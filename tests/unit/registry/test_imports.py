@@ -52,7 +52,7 @@ PATH_MODULES = (
     "fast_parser('pull').parse_args(['-q', 'registry.test/a:1'])\n"
     "fast_parser('push').parse_args(['-q', 'a:1', 'registry.test/a:1'])\n"
     "import envkit.registry.pull, envkit.registry.push, envkit.registry.progress\n"
-    "from envkit.store.layout import Store\n"
+    "from envkit.store.store import Store\n"
     "Store.default()\n"
 )
 

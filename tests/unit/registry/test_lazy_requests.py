@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.unit.fresh_imports import loaded_after
 from tests.unit.registry.test_fakes import store_image
@@ -28,7 +28,7 @@ CODE = (
     "import envkit, envkit.cli, envkit.container.start, envkit.stack.api\n"
     "from envkit.cli import fast_parser\n"
     "fast_parser('run').parse_args(['--rm', 'example.test/app:1', 'true'])\n"
-    "from envkit.store.layout import Store\n"
+    "from envkit.store.store import Store\n"
     "with Store.default().shared():\n"
     "    envkit.container.prepare._resolve_pulling('example.test/app:1', 'missing', None)\n"
     "envkit.stack.api.pull_images({'web': 'example.test/app:1'}, 'missing')\n"

@@ -15,7 +15,7 @@ from envkit.registry.client import RegistryClient
 from envkit.registry.endpoints import Endpoint
 from envkit.registry.parallel import map_parallel
 from envkit.registry.progress import Progress
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.http_servers import Answer, Handler, Server
 
 BLOB = os.urandom(3 << 20)

@@ -14,7 +14,7 @@ from envkit.registry import blobs as blob_transfer
 from envkit.registry.credentials import Credentials
 from envkit.registry.pull import pull
 from envkit.registry.push import push
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests import images
 from tests.unit.registry.test_fakes import (
     FakeNet,

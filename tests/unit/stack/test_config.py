@@ -13,7 +13,7 @@ from envkit import Secret, Service, Stack, Volume
 from envkit.errors import SpecError
 from envkit.runtime.logs import parse_line
 from envkit.spec.readiness import Ready
-from envkit.stack import environment, readiness, top
+from envkit.stack import environment, processes, readiness
 from envkit.stack import logs as stack_logs
 from envkit.stack import state as ss
 
@@ -134,7 +134,7 @@ def test_top_lists_this_process_and_its_children() -> None:
 
     child = subprocess.Popen(["sleep", "30"])
     try:
-        found = {p.pid: p for p in top.processes(os.getpid())}
+        found = {p.pid: p for p in processes.processes(os.getpid())}
         assert child.pid in found and found[child.pid].command == "sleep 30"
     finally:
         child.kill()

@@ -10,14 +10,14 @@ import threading
 import time
 from pathlib import Path
 
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 
 WRITER = """
 import sys
 from pathlib import Path
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 store = Store(Path(sys.argv[1]))
@@ -33,7 +33,7 @@ for i in range(int(sys.argv[3])):
 PRUNER = """
 import sys
 from pathlib import Path
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 store = Store(Path(sys.argv[1]))
 for _ in range(int(sys.argv[2])):
@@ -43,7 +43,7 @@ for _ in range(int(sys.argv[2])):
 INGEST = """
 import sys
 from pathlib import Path
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 Store(Path(sys.argv[1])).ingest(sys.stdin.buffer)
 """

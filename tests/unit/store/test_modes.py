@@ -25,7 +25,7 @@ import pytest
 from envkit import settings
 from envkit.oci.digest import sha256_bytes
 from envkit.store import snapshots
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 
 def mode(path: Path) -> int:

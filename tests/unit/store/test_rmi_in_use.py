@@ -17,7 +17,7 @@ import pytest
 from envkit.cli import main
 from envkit.errors import StoreError
 from envkit.store.gc import ImageUser
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 

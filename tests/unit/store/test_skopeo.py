@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 pytestmark = pytest.mark.peers

@@ -11,7 +11,7 @@ import pytest
 
 from envkit.oci.digest import sha256_bytes
 from envkit.store import snapshots
-from envkit.store.layout import Store
+from envkit.store.store import Store
 
 
 def hardlink_layer() -> bytes:

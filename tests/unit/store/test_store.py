@@ -11,7 +11,7 @@ import pytest
 from envkit.errors import DigestMismatchError, ImageNotFoundError, ReferenceError_, StoreError
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import MT_OCI_INDEX, MT_OCI_MANIFEST, Descriptor, Index, Platform
-from envkit.store.layout import Store
+from envkit.store.store import Store
 from tests.unit.store_helpers import make_image
 
 
