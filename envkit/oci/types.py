@@ -81,16 +81,7 @@ class Platform(Value):
     os: str = "linux"
     architecture: str = "amd64"
     variant: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.os, self.architecture, self.variant)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.extra, "architecture": self.architecture, "os": self.os}
@@ -116,19 +107,10 @@ class Descriptor(Value):
     media_type: str
     digest: str
     size: int
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
     platform: Platform | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Fields not modelled: ``urls``, ``data``, ``artifactType``, ..."""
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.media_type, self.digest, self.size, self.platform)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -164,18 +146,9 @@ class Manifest(Value):
     config: Descriptor
     layers: tuple[Descriptor, ...]
     media_type: str = MT_OCI_MANIFEST
-    annotations: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Fields not modelled: ``subject``, ``artifactType``, ..."""
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.config, self.layers, self.media_type)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

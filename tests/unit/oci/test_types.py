@@ -17,6 +17,7 @@ from envkit.oci.types import (
     ImageConfig,
     Index,
     Manifest,
+    Platform,
 )
 
 HEX = "a" * 64
@@ -77,6 +78,20 @@ def test_extra_fields_take_no_part_in_equality() -> None:
         del doc[key]
     assert with_extra == Manifest.from_json(doc)
     assert hash(with_extra) == hash(Manifest.from_json(doc))
+
+
+def test_annotations_and_platform_extras_take_no_part_in_equality() -> None:
+    """As the descriptors' docstring says: what identifies content is its media type,
+    digest, size (and platform); annotations and unmodelled fields do not."""
+    plain = Descriptor("application/octet-stream", "sha256:" + "a" * 64, 3)
+    noted = Descriptor(
+        plain.media_type, plain.digest, plain.size, annotations={"k": "v"}, extra={"urls": []}
+    )
+    assert plain == noted and hash(plain) == hash(noted)
+    assert plain != Descriptor(plain.media_type, plain.digest, 4)
+    assert Platform("linux", "arm64", extra={"os.version": "x"}) == Platform("linux", "arm64")
+    assert Platform("linux", "arm64") != Platform("linux", "arm64", "v8")
+    assert repr(noted).startswith("Descriptor(media_type=")
 
 
 def test_index_keeps_its_media_type_subject_and_platform_fields() -> None:
