@@ -186,16 +186,10 @@ class Index(Value):
 
     KNOWN = frozenset({"schemaVersion", "manifests", "annotations"})
     manifests: tuple[Descriptor, ...] = ()
-    annotations: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Fields not modelled: ``subject``, ``artifactType``, and the ``mediaType`` read
     (a Docker manifest list keeps its own)."""
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.manifests == other.manifests
-
-    def __hash__(self) -> int:
-        return hash(self.manifests)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
