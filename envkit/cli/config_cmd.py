@@ -51,24 +51,9 @@ class ConfigCommand:
     help = "load a stack file and print its resolved form"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        from envkit.cli.stack_cmds import FileOption, add_profile_option
+        from envkit.cli.stack_cmds import add_file_arguments, add_profile_option
 
-        parser.add_argument(
-            "file",
-            nargs="?",
-            help="stack file or compose file (default: ./stack.py, else compose.yaml)",
-        )
-        parser.add_argument(
-            "-f",
-            "--file",
-            dest="file_option",
-            action=FileOption,
-            metavar="FILE",
-            help="the same as FILE; repeated, compose files are merged in order",
-        )
-        parser.add_argument(
-            "--stack", metavar="NAME", help="the stack to show when the file defines several"
-        )
+        add_file_arguments(parser, "show")
         parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
         add_profile_option(parser)
         form = parser.add_mutually_exclusive_group()

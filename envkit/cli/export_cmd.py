@@ -25,20 +25,9 @@ class ExportCommand:
     help = "write a stack as Kubernetes manifests or a compose.yaml, images by digest"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        from envkit.cli.stack_cmds import FileOption, add_profile_option
+        from envkit.cli.stack_cmds import add_file_arguments, add_profile_option
 
-        parser.add_argument(
-            "file",
-            nargs="?",
-            help="stack file or compose file (default: ./stack.py, else compose.yaml)",
-        )
-        parser.add_argument(
-            "-f", "--file", dest="file_option", action=FileOption, metavar="FILE",
-            help="the same as FILE; repeated, compose files are merged in order",
-        )  # fmt: skip
-        parser.add_argument(
-            "--stack", metavar="NAME", help="the stack to export when the file defines several"
-        )
+        add_file_arguments(parser, "export")
         parser.add_argument(
             "--format", required=True, choices=["kubernetes", "compose"], help="what to write"
         )

@@ -88,6 +88,24 @@ def _more(args: argparse.Namespace) -> list[str]:
     return list(getattr(args, "more_files", None) or [])
 
 
+def add_file_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``[FILE]``, ``-f FILE`` (repeatable) and ``--stack NAME`` of the commands that read
+    a stack file without starting it (``config``, ``export``); ``what`` they do with the
+    stack, for ``--stack``'s help."""
+    parser.add_argument(
+        "file",
+        nargs="?",
+        help="stack file or compose file (default: ./stack.py, else compose.yaml)",
+    )
+    parser.add_argument(
+        "-f", "--file", dest="file_option", action=FileOption, metavar="FILE",
+        help="the same as FILE; repeated, compose files are merged in order",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stack", metavar="NAME", help=f"the stack to {what} when the file defines several"
+    )
+
+
 def add_profile_option(parser: argparse.ArgumentParser) -> None:
     """compose's ``--profile NAME`` (repeatable) for a compose file's services."""
     parser.add_argument(
