@@ -14,8 +14,8 @@ one run:
 
 The containers of both testcontainers suites run the envkit recipe's image (saved from
 envkit's store and loaded into podman), so every tool starts the same server. Each suite
-is a whole ``pytest`` run, interpreter start included, after one untimed warm-up run,
-with only its own tool's pytest plugin loaded (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` and
+is a whole ``pytest`` run, interpreter start included, after one untimed warm-up run
+(envkit's and pytest-postgresql's: the median of :data:`RUNS` runs), with only its own tool's pytest plugin loaded (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` and
 ``-p``), as in a project that uses that tool: the dev venv also holds hypothesis, whose
 plugin alone takes 0.3-0.6 s to import here, and every suite would pay for it.
 
@@ -45,6 +45,10 @@ from tests.benchmarks.bench_run import _unmount_below
 from tests.benchmarks.common import Result, have, private_podman
 
 TESTS = int(os.environ.get("ENVKIT_BENCH_TESTS", "21"))
+#: Timed runs of the second-long suites (envkit's, pytest-postgresql's): their medians.
+#: The testcontainers suites (6 and 45 s) are timed once; their run-to-run variation is
+#: small beside their length.
+RUNS = 5
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
 #: Records pytest's setup and teardown durations of every test (all suites).
@@ -157,10 +161,16 @@ def _suite(project: Path, files: dict[str, str]) -> None:
 
 
 def _pytest(
-    project: Path, env: dict[str, str], *extra: str, user: str | None = None, warm: bool = True
+    project: Path,
+    env: dict[str, str],
+    *extra: str,
+    user: str | None = None,
+    warm: bool = True,
+    runs: int = 1,
 ) -> Figures:
-    """A whole pytest run in ``project`` (after an untimed warm-up run when ``warm``),
-    with the plugins ``extra`` names (``-p``) and no others."""
+    """Whole pytest runs in ``project`` (after an untimed warm-up run when ``warm``),
+    with the plugins ``extra`` names (``-p``) and no others: the medians of ``runs``
+    timed runs (a second-long suite varies by a tenth of a second from run to run)."""
     times = project / "times.json"
     env = {**env, "BENCH_TIMES": str(times), "PYTHONPATH": str(project)}
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -168,7 +178,8 @@ def _pytest(
     argv += ["-p", "bench_times", *extra]
     if user is not None:
         argv = ["runuser", "-u", user, "--", "env", *(f"{k}={v}" for k, v in env.items()), *argv]
-    for run in ("warm-up", "timed") if warm else ("timed",):
+    figures: list[Figures] = []
+    for run in ["warm-up"] * warm + ["timed"] * runs:
         start = time.perf_counter()
         done = subprocess.run(
             argv, cwd=project, env=env, capture_output=True, text=True, check=False
@@ -176,10 +187,20 @@ def _pytest(
         elapsed = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"{run}: " + done.stdout[-1500:] + done.stderr[-500:])
-    recorded = json.loads(times.read_text())
-    setups = [d for when, d in recorded if when == "setup"]
-    teardowns = [d for when, d in recorded if when == "teardown"]
-    return elapsed, setups[0], statistics.median(setups[1:]), statistics.median(teardowns[:-1])
+        if run == "timed":
+            recorded = json.loads(times.read_text())
+            setups = [d for when, d in recorded if when == "setup"]
+            teardowns = [d for when, d in recorded if when == "teardown"]
+            figures.append(
+                (
+                    elapsed,
+                    setups[0],
+                    statistics.median(setups[1:]),
+                    statistics.median(teardowns[:-1]),
+                )
+            )
+    whole, first, fresh, drop = (statistics.median(column) for column in zip(*figures, strict=True))
+    return whole, first, fresh, drop
 
 
 def _envkit(base: Path, home: Path) -> Figures:
@@ -188,7 +209,7 @@ def _envkit(base: Path, home: Path) -> Figures:
     _built_id(home)  # cached after the first time: not timed
     project = base / "envkit-suite"
     _suite(project, {"conftest.py": CONFTEST, "test_fresh.py": TEST.format(tests=TESTS)})
-    return _pytest(project, env, "-p", "envkit.testing.plugin")
+    return _pytest(project, env, "-p", "envkit.testing.plugin", runs=RUNS)
 
 
 def _pytest_postgresql(base: Path) -> tuple[Figures | None, str]:
@@ -219,7 +240,7 @@ def _pytest_postgresql(base: Path) -> tuple[Figures | None, str]:
         extra.append(f"--basetemp={scratch / 'tmp'}")
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM")}
         env["HOME"] = str(scratch)
-        return _pytest(project, env, *extra, user=user), ""
+        return _pytest(project, env, *extra, user=user, runs=RUNS), ""
     except RuntimeError as exc:
         return None, f"pytest-postgresql failed: {_first_error(str(exc))}"
     finally:
