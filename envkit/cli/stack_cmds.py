@@ -47,6 +47,17 @@ class FileOption(argparse.Action):
             namespace.more_files = [*more, values]
 
 
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (``-t``), or argparse's usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def _add_target(
     parser: argparse.ArgumentParser, *, positional: bool, short_file: bool = True
 ) -> None:
@@ -348,6 +359,10 @@ class DownCommand:
         parser.add_argument(
             "-v", "--volumes", action="store_true", help="remove the stack's named volumes"
         )
+        parser.add_argument(
+            "-t", "--timeout", type=_seconds, metavar="SECONDS",
+            help="seconds each container gets to stop before SIGKILL (default 10; 0: at once)",
+        )  # fmt: skip
         add_profile_option(parser)
         _add_target(parser, positional=True)
 
@@ -370,7 +385,7 @@ class DownCommand:
             target = _load(file, args.stack, args.profile, _more(args))
         else:
             target = _name(args, None)
-        was_up = api.down(target, volumes=args.volumes)
+        was_up = api.down(target, volumes=args.volumes, grace=args.timeout)
         name = target if isinstance(target, str) else target.name
         print(f"{name}: {'down' if was_up else 'was not up'}", file=sys.stderr)
         return 0

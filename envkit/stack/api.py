@@ -197,9 +197,9 @@ class RunningStack:
         """Stop and start services (all when none are named), each with a new container."""
         lifecycle(self.name, "restart", services)
 
-    def down(self, volumes: bool = False) -> None:
+    def down(self, volumes: bool = False, grace: float | None = None) -> None:
         """Stop and remove the stack (see :func:`down`)."""
-        down(self.stack, volumes=volumes)
+        down(self.stack, volumes=volumes, grace=grace)
 
     def __enter__(self) -> RunningStack:
         return self
@@ -565,18 +565,28 @@ def lifecycle(stack: str, op: str, services: Sequence[str] = ()) -> list[str]:
     return [str(n) for n in answer.get("services", [])]
 
 
-def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRACE + 20) -> bool:
+def down(
+    stack: Stack | str,
+    *,
+    volumes: bool = False,
+    timeout: float | None = None,
+    grace: float | None = None,
+) -> bool:
     """Stop and remove a stack: its containers, networks, secret files and state;
     with ``volumes`` its named volumes too. Whether it was up.
 
-    Works from any process: the supervisor is asked to stop (SIGTERM) and waited for;
-    if it is gone, what it left is removed here.
+    Works from any process: the supervisor is asked to stop and waited for (``timeout``
+    seconds, by default the grace period and 20 more); if it is gone, what it left is
+    removed here. ``grace``: seconds each container gets between SIGTERM and SIGKILL
+    (compose's ``down -t``; default 10; 0 kills at once, as ``docker rm -f``).
     """
+    if timeout is None:
+        timeout = (STOP_GRACE if grace is None else grace) + 20
     name = stack if isinstance(stack, str) else stack.name
     with ss.locked(name):
         record = ss.load(name)
         if record is not None and record.supervised:
-            _ask_down(record)
+            _ask_down(record, grace)
             if not wait_gone(record.supervisor, record.supervisor_start, timeout):
                 os.kill(record.supervisor, signal.SIGKILL)
                 wait_gone(record.supervisor, record.supervisor_start, 5)
@@ -593,12 +603,12 @@ def down(stack: Stack | str, *, volumes: bool = False, timeout: float = STOP_GRA
     return record is not None
 
 
-def _ask_down(record: ss.StackState) -> None:
+def _ask_down(record: ss.StackState, grace: float | None = None) -> None:
     """Ask the supervisor to stop, over its socket; a signal when it does not answer."""
     from envkit.stack import control  # lazy, as in recreate
 
     try:
-        control.request(record.control_path, control.Down(), timeout=5)
+        control.request(record.control_path, control.Down(grace), timeout=5)
     except EnvkitError:
         os.kill(record.supervisor, signal.SIGTERM)
 

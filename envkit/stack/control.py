@@ -114,9 +114,21 @@ class Exec(Request):
 
 
 class Down(Request):
-    """Stop the stack (``{"pid": supervisor pid}``); the caller waits for the pid."""
+    """Stop the stack (``{"pid": supervisor pid}``); the caller waits for the pid.
+    ``grace``: seconds between SIGTERM and SIGKILL (compose's ``down -t``; ``None``:
+    the supervisor's own, 10)."""
 
     op: ClassVar[str] = "down"
+    grace: float | None = None
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Down:
+        grace = data.get("grace")
+        if grace is not None and (
+            isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
+        ):
+            raise BadControlRequestError("bad request: 'grace' must be seconds, 0 or more")
+        return cls(None if grace is None else float(grace))
 
 
 class Stop(Request):

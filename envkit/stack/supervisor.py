@@ -554,6 +554,8 @@ class Supervisor:
             return {"state": asdict(self.state)}
 
     def _on_down(self, request: control.Down, call: Call) -> dict[str, Any]:
+        if request.grace is not None:
+            self.stop_grace = request.grace
         self.request_stop()
         self._wake()  # the main loop stops now, not at its next tick
         return {"pid": os.getpid()}

@@ -387,6 +387,9 @@ def test_replace_refuses_another_stack(running: Callable[..., Supervisor]) -> No
         ({"op": "logs", "follow": "yes"}, "'follow' must be true or false"),
         ({"op": "exec", "cmd": ["sh"]}, "exec needs a 'service'"),
         ({"op": "exec", "service": "web", "cmd": ["sh"], "env": {"A": 1}}, "'env' must map"),
+        ({"op": "down", "grace": -1}, "'grace' must be seconds, 0 or more"),
+        ({"op": "down", "grace": "10"}, "'grace' must be seconds, 0 or more"),
+        ({"op": "down", "grace": True}, "'grace' must be seconds, 0 or more"),
     ],
 )
 def test_bad_requests_get_one_message(
@@ -403,6 +406,7 @@ def test_every_request_class_round_trips_through_its_wire_form() -> None:
         control.Logs(("web",), follow=True),
         control.Exec("web", ("sh", "-c", "true"), {"A": "1"}, "/tmp", "nobody"),
         control.Down(),
+        control.Down(0.0),
         control.Stop(("a", "b")),
         control.Start(),
         control.Restart(("a",)),
@@ -413,7 +417,7 @@ def test_every_request_class_round_trips_through_its_wire_form() -> None:
     for request in requests:
         wire = json.loads(json.dumps(request.to_wire()))
         assert control.parse(wire) == request
-    assert sorted(control.REQUESTS) == sorted(r.op for r in requests)
+    assert sorted(control.REQUESTS) == sorted({r.op for r in requests})
 
 
 def test_the_cli_forms_of_requests_parse() -> None:
@@ -448,6 +452,34 @@ def test_down_over_the_socket_stops_the_loop(envkit_home: Path) -> None:
     supervisor.teardown()
     assert ops.of("web")[0].gone.is_set() and ops.torn_down
     assert ss.load("dn") is None and not supervisor.state.control_path.exists()
+
+
+def test_down_with_a_grace_of_0_kills_at_once(envkit_home: Path) -> None:
+    """compose's ``down -t 0``: the grace the request names replaces the supervisor's
+    own (here an hour), so the teardown does not wait for the SIGTERM to work."""
+    class DeafToTerm(FakeOps):
+        """Containers whose pid 1 ignores SIGTERM (as ``sleep`` does): only SIGKILL ends them."""
+
+        def signal(self, container: Handle, sig: int) -> None:
+            assert isinstance(container, FakeContainer)
+            self.signals.append((container.service, sig))
+            if sig == signal.SIGKILL:
+                container.exit(128 + sig)
+
+    ops = DeafToTerm()
+    stack = Stack("dk", services=[Service("web", image="busybox:1")])
+    supervisor = Supervisor(stack, {"web": "x"}, ["web"], ops=ops, stop_grace=3600)
+    supervisor.start()
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    control.request(supervisor.state.control_path, control.Down(0))
+    thread.join(5)
+    assert supervisor.stop_grace == 0
+    start = time.monotonic()
+    supervisor.teardown()
+    assert time.monotonic() - start < 30
+    assert ops.signals == [("web", signal.SIGTERM), ("web", signal.SIGKILL)]
+    assert ops.of("web")[0].gone.is_set()
 
 
 # -- taking over from a lost supervisor ---------------------------------------------------
