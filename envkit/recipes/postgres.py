@@ -118,7 +118,14 @@ def postgres(
         )
     binaries = f"/usr/lib/postgresql/{version}/bin"
     settings = [w for s in FAST_SETTINGS for w in ("-c", s)]
-    start = f"set -e; cp -a {_TEMPLATE_CLUSTER} {DATA_MOUNT}/pgdata; exec " + shell_quote(
+    # tar into tar, not cp -a: reading and writing run on two cores (28 MB, ~1000 files:
+    # 35 ms instead of 64 ms on the first database's path). dash has no pipefail: a copy
+    # cut short fails the extracting tar (a truncated archive), or postgres on its data.
+    copy = (
+        f"mkdir -m 700 {DATA_MOUNT}/pgdata; "
+        f"tar -C {_TEMPLATE_CLUSTER} -cf - . | tar -C {DATA_MOUNT}/pgdata -xf -"
+    )
+    start = f"set -e; {copy}; exec " + shell_quote(
         [
             f"{binaries}/postgres",
             "-D",
@@ -137,7 +144,7 @@ def postgres(
         ports={0: PORT},
         healthcheck=Healthcheck(
             [f"{binaries}/pg_isready", "-q", "-h", "127.0.0.1", "-U", user, "-d", database],
-            interval=0.05,
+            interval=0.02,
             timeout=5,
             retries=600,
         ),
