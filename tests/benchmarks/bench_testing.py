@@ -15,9 +15,11 @@ one run:
 The containers of both testcontainers suites run the envkit recipe's image (saved from
 envkit's store and loaded into podman), so every tool starts the same server. Each suite
 is a whole ``pytest`` run, interpreter start included, after one untimed warm-up run
-(envkit's and pytest-postgresql's: the median of :data:`RUNS` runs), with only its own tool's pytest plugin loaded (``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` and
-``-p``), as in a project that uses that tool: the dev venv also holds hypothesis, whose
-plugin alone takes 0.3-0.6 s to import here, and every suite would pay for it.
+(envkit's and pytest-postgresql's: the median of :data:`RUNS` runs, testcontainers'
+session suite of 3), with only its own tool's pytest plugin loaded
+(``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1`` and ``-p``), as in a project that uses that tool:
+the dev venv also holds hypothesis, whose plugin alone takes 0.3-0.6 s to import here,
+and every suite would pay for it.
 
 Targets (issue 21): envkit >= 4x faster than the session pattern and >= 40x faster than
 a container per test, within 1.5x of pytest-postgresql; each further database's setup
@@ -46,8 +48,8 @@ from tests.benchmarks.common import Result, have, private_podman
 
 TESTS = int(os.environ.get("ENVKIT_BENCH_TESTS", "21"))
 #: Timed runs of the second-long suites (envkit's, pytest-postgresql's): their medians.
-#: The testcontainers suites (6 and 45 s) are timed once; their run-to-run variation is
-#: small beside their length.
+#: testcontainers' session suite (4-7 s from run to run here) takes the median of 3, its
+#: container-per-test suite (42-63 s) one run.
 RUNS = 5
 PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 
@@ -300,7 +302,8 @@ def _testcontainers(base: Path, home: Path) -> tuple[Figures | None, Figures | N
             _suite(project, {"conftest.py": conftest, "test_fresh.py": TC_TEST.format(tests=TESTS)})
             try:
                 # The per-test pattern is slow enough that a warm-up run adds nothing.
-                results.append(_pytest(project, tc_env, warm=name == "tc-session"))
+                session = name == "tc-session"
+                results.append(_pytest(project, tc_env, warm=session, runs=3 if session else 1))
             except RuntimeError as exc:
                 results.append(None)
                 notes.append(f"{name} failed: {_first_error(str(exc))}")
