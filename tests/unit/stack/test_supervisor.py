@@ -457,6 +457,7 @@ def test_down_over_the_socket_stops_the_loop(envkit_home: Path) -> None:
 def test_down_with_a_grace_of_0_kills_at_once(envkit_home: Path) -> None:
     """compose's ``down -t 0``: the grace the request names replaces the supervisor's
     own (here an hour), so the teardown does not wait for the SIGTERM to work."""
+
     class DeafToTerm(FakeOps):
         """Containers whose pid 1 ignores SIGTERM (as ``sleep`` does): only SIGKILL ends them."""
 
