@@ -107,3 +107,25 @@ SYS_ENTRIES = (
     "devices/system/cpu/cpufreq/",
     "fs/cgroup/",
 )
+
+
+def root_init_steps(err_w: int) -> list[str]:
+    """What pid 1 does last, as container root, from its session to the exec (runc's
+    standard_init_linux.go order): credentials before no_new_privs, the seccomp filter
+    last before execve. ``err_w``: the error pipe's write end, the one fd kept open."""
+    return [
+        "setsid",  # a session of its own: never the caller's terminal
+        "drop bounding capabilities",  # needs CAP_SETPCAP: before the user changes
+        "clear ambient capabilities",
+        "setgroups []",
+        "setresgid 0 0 0",
+        "setresuid 0 0 0",
+        "capset",
+        "no_new_privs",
+        "chdir /",
+        "not dumpable",  # a credential change resets both
+        "die with the parent",
+        f"close fds but {sorted({0, 1, 2, err_w})}",
+        "seccomp filter",  # last before exec
+        "execve /app",
+    ]

@@ -42,14 +42,6 @@ def namespace_fds(tmp_path: Path) -> Iterator[list[int]]:
                 os.close(fd)
 
 
-@pytest.fixture
-def err_pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
-
-
 def helper(kernel: FakeKernel, fds: list[int], err_w: int) -> ProcessGone:
     with pytest.raises(ProcessGone) as ended:
         nsexec._helper(ExecConfig(argv=["/bin/sh", "-c", "id"]), fds, err_w, None, kernel)

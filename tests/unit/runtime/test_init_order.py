@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -27,17 +26,9 @@ from envkit.runtime import caps, init, seccomp
 from envkit.runtime.config import ContainerConfig, ExecConfig
 from tests.unit.runtime.call_labels import steps
 from tests.unit.runtime.fake_kernel import FakeKernel, ProcessGone
+from tests.unit.runtime.reference_tables import root_init_steps
 
 pytestmark = pytest.mark.usefixtures("pid1_dir")
-
-
-@pytest.fixture
-def err_pipe() -> Iterator[tuple[int, int]]:
-    """The start's error pipe: (read end, write end)."""
-    r, w = os.pipe()
-    yield r, w
-    os.close(r)
-    os.close(w)
 
 
 def config(**changes: object) -> ContainerConfig:
@@ -57,22 +48,7 @@ def test_root_takes_dockers_capabilities_then_no_new_privs_then_the_filter(
 ) -> None:
     gone = run(kernel, config(), err_pipe[1])
     assert (gone.how, gone.value) == ("execve", "/app")
-    assert steps(kernel) == [
-        "setsid",  # a session of its own: never the caller's terminal
-        "drop bounding capabilities",  # needs CAP_SETPCAP: before the user changes
-        "clear ambient capabilities",
-        "setgroups []",
-        "setresgid 0 0 0",
-        "setresuid 0 0 0",
-        "capset",
-        "no_new_privs",
-        "chdir /",
-        "not dumpable",  # a credential change resets both
-        "die with the parent",
-        f"close fds but {sorted({0, 1, 2, err_pipe[1]})}",
-        "seccomp filter",  # last before exec
-        "execve /app",
-    ]
+    assert steps(kernel) == root_init_steps(err_pipe[1])
     execve = kernel.calls[-1]
     assert execve.args[1:] == (["/app", "serve"], {"A": "1"})
 

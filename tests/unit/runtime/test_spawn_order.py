@@ -44,6 +44,7 @@ from envkit.runtime import spawn
 from envkit.runtime.config import ContainerConfig
 from tests.unit.runtime.call_labels import label_of
 from tests.unit.runtime.fake_kernel import Call, FakeKernel, ProcessGone
+from tests.unit.runtime.reference_tables import root_init_steps
 
 ALL_NAMESPACES = (
     CLONE_NEWUSER
@@ -169,20 +170,7 @@ def test_the_start_in_order(kernel: FakeKernel, layer: Path, pipes: Pipes, pid1_
         "pivot_root . .",
         f"umount . {MNT_DETACH}",
         "chdir /",
-        "setsid",
-        "drop bounding capabilities",
-        "clear ambient capabilities",
-        "setgroups []",
-        "setresgid 0 0 0",
-        "setresuid 0 0 0",
-        "capset",
-        "no_new_privs",
-        "chdir /",
-        "not dumpable",
-        "die with the parent",
-        f"close fds but {sorted({0, 1, 2, pipes.err_w})}",
-        "seccomp filter",
-        "execve /app",
+        *root_init_steps(pipes.err_w),
     ]
 
 
