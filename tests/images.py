@@ -347,3 +347,12 @@ def docker_archive(
             tar.addfile(info, io.BytesIO(data))
     archive.write_bytes(out.getvalue())
     return built
+
+
+def small_layers() -> list[bytes]:
+    """Two tiny layers (a file and a directory; an executable script): an image to load,
+    save and push that holds something in each layer."""
+    return [
+        layer_tar({"etc/hostname": b"box\n"}, dirs=("tmp",)),
+        layer_tar({"app/run.sh": b"#!/bin/sh\necho hi\n"}, executable=("app/run.sh",)),
+    ]

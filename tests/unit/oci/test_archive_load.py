@@ -24,23 +24,12 @@ from tests.images import (
     image_blobs,
     layer_tar,
     sha256,
+    small_layers,
     tar_directory,
     write_layout,
 )
 
 AMD64 = Platform("linux", "amd64")
-
-
-def small_layers() -> list[bytes]:
-    return [
-        layer_tar({"etc/hostname": b"box\n"}, dirs=("tmp",)),
-        layer_tar({"app/run.sh": b"#!/bin/sh\necho hi\n"}, executable=("app/run.sh",)),
-    ]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
 
 
 class _Pipe(io.RawIOBase):

@@ -14,19 +14,7 @@ from envkit.errors import ArchiveError, ImageNotFoundError
 from envkit.oci.archive_read import load_archive
 from envkit.oci.archive_write import save_archive
 from envkit.store.store import Store
-from tests.images import build_archive, layer_tar, sha256
-
-
-def small_layers() -> list[bytes]:
-    return [
-        layer_tar({"etc/hostname": b"box\n"}, dirs=("tmp",)),
-        layer_tar({"app/run.sh": b"#!/bin/sh\necho hi\n"}, executable=("app/run.sh",)),
-    ]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+from tests.images import build_archive, sha256, small_layers
 
 
 def _load(tmp_path: Path, store: Store, ref: str = "busybox:1", compression: str = "gzip") -> str:
