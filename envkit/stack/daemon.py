@@ -99,13 +99,13 @@ class Starting:
         with open(self._status_r, "rb") as status:
             self._status_r = -1
             for line in status:
-                answer = _parse(line)
+                answer = _parse(line, "the stack supervisor sent a report that is not JSON")
                 if "report" in answer:
                     if report is not None:
                         report(str(answer["report"]))
                     continue
-                return pid_from(json.dumps(answer))
-        return pid_from("")
+                return _pid_or_raise(answer)
+        return _pid_or_raise({"error": DIED})
 
     def close(self) -> None:
         """Let a daemon that got no request exit (it reads end-of-file)."""
@@ -126,11 +126,16 @@ def start_detached(request: dict[str, Any], report: Callable[[str], None] | None
         starting.close()
 
 
-def _parse(line: bytes) -> dict[str, Any]:
+#: What ``up`` says when the daemon ended without a report.
+DIED = "the stack supervisor died while starting the stack"
+
+
+def _parse(text: bytes | str, not_json: str) -> dict[str, Any]:
+    """A report line as a JSON object; ``{"error": ...}`` when it is not one."""
     try:
-        answer = json.loads(line)
+        answer = json.loads(text)
     except ValueError:
-        return {"error": "the stack supervisor sent a report that is not JSON"}
+        return {"error": not_json}
     if not isinstance(answer, dict):
         return {"error": "the stack supervisor sent a report that is not a JSON object"}
     return answer
@@ -138,12 +143,10 @@ def _parse(line: bytes) -> dict[str, Any]:
 
 def pid_from(report: str) -> int:
     """The supervisor's pid from its report, or the error it reported, raised."""
-    try:
-        answer = json.loads(report)
-    except ValueError:
-        answer = {"error": "the stack supervisor died while starting the stack"}
-    if not isinstance(answer, dict):
-        answer = {"error": "the stack supervisor sent a report that is not a JSON object"}
+    return _pid_or_raise(_parse(report, DIED))
+
+
+def _pid_or_raise(answer: dict[str, Any]) -> int:
     if "pid" in answer:
         return int(answer["pid"])
     error_class = DependencyError if answer.get("dependency") else RuntimeError_
