@@ -125,7 +125,9 @@ class Down(Request):
     def from_wire(cls, data: Mapping[str, Any]) -> Down:
         grace = data.get("grace")
         if grace is not None and (
-            isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
+            isinstance(grace, bool)
+            or not isinstance(grace, int | float)
+            or not 0 <= grace < float("inf")  # also refuses nan
         ):
             raise BadControlRequestError("bad request: 'grace' must be seconds, 0 or more")
         return cls(None if grace is None else float(grace))

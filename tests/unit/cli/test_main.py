@@ -89,3 +89,13 @@ def test_builtin_verbs_start_without_pluggy(envkit_home: object) -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "ten"])
+def test_down_refuses_a_grace_that_is_not_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["down", "-t", value, "-p", "none"])
+    assert exc.value.code == 2
+    assert "is not a number of seconds" in capsys.readouterr().err

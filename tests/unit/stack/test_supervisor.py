@@ -390,6 +390,7 @@ def test_replace_refuses_another_stack(running: Callable[..., Supervisor]) -> No
         ({"op": "down", "grace": -1}, "'grace' must be seconds, 0 or more"),
         ({"op": "down", "grace": "10"}, "'grace' must be seconds, 0 or more"),
         ({"op": "down", "grace": True}, "'grace' must be seconds, 0 or more"),
+        ({"op": "down", "grace": float("inf")}, "'grace' must be seconds, 0 or more"),
     ],
 )
 def test_bad_requests_get_one_message(
