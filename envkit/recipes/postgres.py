@@ -3,9 +3,11 @@ official ``postgres`` image."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from envkit.errors import SpecError
+from envkit.recipes import scram
 from envkit.recipes.recipe import Recipe, shell_quote
 from envkit.records import Value
 from envkit.spec import Healthcheck, Image, Service
@@ -178,7 +180,8 @@ def _debian_image(suite: str, version: int, user: str, password: str, database: 
     )
     # Clients reach the server through the stack network's gateway, not loopback.
     hba = f"echo 'host all all all scram-sha-256' >> {_TEMPLATE_CLUSTER}/pg_hba.conf"
-    script = f"printf '%s\\n' {shell_quote([password])} | {initdb} && {hba}"
+    secret = _stored_password(user, password)
+    script = f"printf '%s\\n' {shell_quote([secret])} | {initdb} && {hba}"
     if database != "postgres":
         single = shell_quote(
             [f"{binaries}/postgres", "--single", "-D", _TEMPLATE_CLUSTER, "postgres"]
@@ -190,6 +193,20 @@ def _debian_image(suite: str, version: int, user: str, password: str, database: 
         .run(script)
         .user("root")
     )
+
+
+def _stored_password(user: str, password: str) -> str:
+    """What initdb stores for ``user``: a SCRAM secret of few rounds, so that a client
+    connects in a fraction of a millisecond instead of ~5 ms (:mod:`envkit.recipes.scram`);
+    the password itself when it is empty or not printable ASCII. The salt is derived from the
+    credentials, so the image's build step (and its cache key) stays the same."""
+    if not password:
+        return password
+    try:
+        salt = hashlib.sha256(f"envkit-postgres\0{user}\0{password}".encode()).digest()[:16]
+        return scram.postgres_secret(password, salt)
+    except ValueError:
+        return password
 
 
 def _from_registry(image: str, version: int, user: str, password: str, database: str) -> Recipe:

@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable
 
 from envkit.errors import PgError
+from envkit.recipes import scram
 
 PROTOCOL_3_0 = 196608
 
@@ -235,16 +236,13 @@ class Scram:
         if not nonce.startswith(self.nonce) or not salt or not iterations.isdigit():
             raise PgError(f"SCRAM: unexpected server message {server_first!r}")
         name = self.digest().name
-        salted = hashlib.pbkdf2_hmac(
-            name, self.password.encode(), base64.b64decode(salt), int(iterations)
+        client_key, stored_key, server_key = scram.keys(
+            self.password.encode(), base64.b64decode(salt), int(iterations), name
         )
-        client_key = hmac.digest(salted, b"Client Key", name)
-        stored_key = self.digest(client_key).digest()
         without_proof = f"c=biws,r={nonce}"
         auth_message = f"{self._first_bare},{server_first},{without_proof}".encode()
         signature = hmac.digest(stored_key, auth_message, name)
         proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        server_key = hmac.digest(salted, b"Server Key", name)
         self._server_signature = hmac.digest(server_key, auth_message, name)
         return f"{without_proof},p={base64.b64encode(proof).decode()}"
 
