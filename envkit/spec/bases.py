@@ -8,9 +8,11 @@ directory.
 
 from __future__ import annotations
 
-from typing import Any
-
 from envkit.records import Value
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class FromRef(Value):

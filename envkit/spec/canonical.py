@@ -9,10 +9,12 @@ golden tests under tests/unit/spec/golden pin it); it is the input of build cach
 
 from __future__ import annotations
 
-from typing import Any
-
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import canonical_json
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Version of the canonical form; part of every cache key.
 FORMAT_VERSION = 1

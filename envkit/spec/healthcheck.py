@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Never
 
 from envkit.errors import SpecError
 from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, versioned
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any, Never
 
 _FORMS = ("CMD", "CMD-SHELL", "NONE")
 

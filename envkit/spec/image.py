@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Never
 from urllib.parse import urlsplit
 
 from envkit.errors import ReferenceError_, SpecError
@@ -28,7 +27,7 @@ from envkit.spec.secret import Secret, secret_list
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from typing import Self
+    from typing import Any, Literal, Never, Self
 
     from envkit.build.executor import BuildResult
     from envkit.build.progress import Progress

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from envkit.errors import SpecError, StackFileError
 from envkit.spec.image import Image
-from envkit.spec.stack import Stack
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from envkit.spec.stack import Stack
 
 #: Default stack file name, looked up in the current directory.
 DEFAULT_FILE = "stack.py"
@@ -119,6 +122,9 @@ def _error_from(exc: BaseException, filename: str, shown: str) -> StackFileError
 
 
 def _find_stacks(module: types.ModuleType) -> list[Stack]:
+    # lazy for start-up: `envkit build app.py:web` (load_image) needs no Stack
+    from envkit.spec.stack import Stack
+
     found: list[Stack] = []
     for value in vars(module).values():
         # One Stack bound to two names (or two equal ones) is one choice, not two.

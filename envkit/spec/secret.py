@@ -11,7 +11,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Never
 
 from envkit.errors import EnvkitError, SpecError
 from envkit.records import Frozen
@@ -21,7 +20,7 @@ from envkit.spec.engine import engine
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from typing import Self
+    from typing import Any, Never, Self
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
 

@@ -7,8 +7,6 @@ entry of the Image's ``"steps"`` list.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from envkit.records import Value
 from envkit.spec.canonical import pairs_to_dict
 from envkit.spec.healthcheck import Healthcheck
@@ -16,6 +14,8 @@ from envkit.spec.secret import Secret
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from envkit.spec.image import Image
 
 Pairs = tuple[tuple[str, str], ...]

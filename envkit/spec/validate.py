@@ -6,12 +6,14 @@ and returns the value normalised (a tuple for a sequence, sorted pairs for a map
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 
 from envkit.errors import SpecError
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _USER_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
@@ -26,7 +28,9 @@ def reject_unknown(owner: str, unknown: Mapping[str, object], func: Callable[...
     """
     if not unknown:
         return
-    import inspect  # only on this error path: spec objects are built at every start-up
+    # lazy: only on this error path (spec objects are built at every start-up)
+    import difflib
+    import inspect
 
     valid = [
         p.name
@@ -163,6 +167,8 @@ def choice(field: str, value: object, options: Iterable[str]) -> str:
     """One of ``options``."""
     allowed = list(options)
     if value not in allowed:
+        import difflib  # lazy: only on this error path
+
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "use one of: " + ", ".join(allowed)
         raise SpecError(field, "not a valid choice", value=value, hint=hint)
