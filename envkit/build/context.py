@@ -45,7 +45,6 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
@@ -54,6 +53,12 @@ from envkit.oci.digest import CHUNK
 from envkit.records import Value
 from envkit.store.atomic import TMP_PREFIX, atomic_write
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Kind = Literal["file", "dir", "symlink"]
+
 INDEX_VERSION = 2
 #: Seconds an unreferenced snapshot blob is kept (a concurrent build may still read it).
 SNAPSHOT_GRACE_S = 24 * 3600
@@ -61,7 +66,6 @@ SNAPSHOT_GRACE_S = 24 * 3600
 _FICLONE = 0x40049409
 _GLOB_RE = re.compile(r"(?<!\\)[*?\[]")
 
-Kind = Literal["file", "dir", "symlink"]
 StatKey = tuple[int, int, int, int, int]
 
 

@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
 
 from envkit.build.cache import StepCache
 from envkit.build.image_state import ImageState, build_epoch
@@ -42,6 +41,7 @@ from envkit.store.store import Store
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from envkit.build.copy_layer import LayerEntry
     from envkit.build.lockfile import LockResolver
@@ -390,9 +390,9 @@ class Builder:
             info = self._write_entries(entries)
             return [info.digest, info.size, info.diff_id, info.media_type, list(info.skipped)]
 
-        digest, size, diff_id, media_type, skipped = cast(
-            "list[Any]", with_container_owners(write, BuildError)
-        )
+        result = with_container_owners(write, BuildError)
+        assert isinstance(result, list)
+        digest, size, diff_id, media_type, skipped = result
         # lazy: a fully cached build does not load it
         from envkit.oci.layer_writer import LayerInfo
 

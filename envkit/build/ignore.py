@@ -30,10 +30,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
 
 from envkit.errors import IgnorePatternError
 from envkit.records import Value, field
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Literal
+
+    MatchType = Literal["exact", "prefix", "suffix", "regexp"]
 
 #: Ignore files, by precedence: the first one that exists is used, the others are not read.
 IGNORE_FILES = (".envkitignore", ".dockerignore")
@@ -220,8 +225,6 @@ def _class_char(chunk: str, i: int) -> tuple[int, str]:
 
 
 # -- patternmatcher's compile ---------------------------------------------------------
-
-MatchType = Literal["exact", "prefix", "suffix", "regexp"]
 
 #: Characters patternmatcher escapes in its regular expression (``shouldEscape``).
 _GO_ESCAPED = frozenset(".+()|{}$")

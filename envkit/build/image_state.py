@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from envkit.oci.digest import sha256_bytes
 from envkit.oci.types import (
@@ -22,6 +21,10 @@ from envkit.oci.types import (
     canonical_json,
 )
 from envkit.records import Value, field
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def build_epoch() -> int:

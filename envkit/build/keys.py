@@ -23,7 +23,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from envkit.build.context import ContextHasher, hash_file
 from envkit.errors import ImageNotFoundError, ReferenceError_
@@ -37,6 +36,8 @@ from envkit.spec.image import Image
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from envkit.store.store import Store
 
 #: Maps a normalised image reference to its manifest digest, or ``None`` when unknown.

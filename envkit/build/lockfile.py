@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from envkit.errors import ReferenceError_, StackFileError
 from envkit.oci.reference import parse
@@ -34,6 +33,8 @@ from envkit.records import Value
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from envkit.oci.types import Platform
     from envkit.store.store import Store
 

@@ -16,9 +16,12 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import TextIO
 
 from envkit.records import Record, field
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import TextIO
 
 TAIL = 6
 

@@ -22,8 +22,9 @@ from envkit.builtin import DEFAULT_PLUGINS as BUILTIN_PLUGINS
 #: Modules a fully cached build of spec steps does not need (each was imported before
 #: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
 #: steps, the crash sweep, datetime and traceback; the spec objects an Image is not made
-#: of, and difflib (only for "did you mean" hints).
+#: of, difflib (only for "did you mean" hints) and typing (only for type checkers).
 NOT_NEEDED = (
+    "typing",
     "envkit.spec.service",
     "envkit.spec.stack",
     "envkit.spec.network",
