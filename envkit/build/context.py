@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -49,7 +48,7 @@ from pathlib import Path
 from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
 from envkit.errors import ContextError
-from envkit.oci.digest import CHUNK
+from envkit.oci.digest import CHUNK, new_sha256, sha256_bytes
 from envkit.records import Value
 from envkit.store.atomic import TMP_PREFIX, atomic_write
 
@@ -130,7 +129,7 @@ def planned_selection(context: Path, digest: str) -> Selection | None:
 
 def _context_name(context: Path) -> tuple[str, str]:
     root = str(context.resolve())
-    return root, hashlib.sha256(os.fsencode(root)).hexdigest()
+    return root, sha256_bytes(os.fsencode(root)).removeprefix("sha256:")
 
 
 def snapshot_dir(context: Path) -> Path:
@@ -143,7 +142,7 @@ def hash_file(path: Path) -> str:
     """The sha256 digest of a regular file's content (a symlink is not followed)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as stream:
-        h = hashlib.sha256()
+        h = new_sha256()
         while chunk := stream.read(CHUNK):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
@@ -353,11 +352,11 @@ class ContextHasher:
             for entry in self._collect(root, matcher, src):
                 entries[entry.dest] = entry
         ordered = tuple(entries[d] for d in sorted(entries))
-        h = hashlib.sha256()
-        for entry in ordered:
-            h.update(entry.record())
+        # One bytes object: a small context's records hash with the built-in SHA-256, so
+        # a build that reads every digest from the index never imports hashlib (OpenSSL).
+        digest = sha256_bytes(b"".join(entry.record() for entry in ordered))
         snapshot = str(self.snapshot) if self.index is not None else ""
-        selection = Selection(src, ordered, "sha256:" + h.hexdigest(), self._hashed, snapshot)
+        selection = Selection(src, ordered, digest, self._hashed, snapshot)
         _remember(selection)
         return selection
 
@@ -547,7 +546,7 @@ def _clone_and_hash(src: int, out: int) -> str:
             _NO_CLONE.add(device)
             return ""
         raise
-    h = hashlib.sha256()
+    h = new_sha256()
     offset = 0
     while chunk := os.pread(out, CHUNK, offset):
         h.update(chunk)
@@ -556,7 +555,7 @@ def _clone_and_hash(src: int, out: int) -> str:
 
 
 def _copy_and_hash(src: int, out: int) -> str:
-    h = hashlib.sha256()
+    h = new_sha256()
     while chunk := os.read(src, CHUNK):
         h.update(chunk)
         view = memoryview(chunk)

@@ -22,8 +22,10 @@ from envkit.builtin import DEFAULT_PLUGINS as BUILTIN_PLUGINS
 #: Modules a fully cached build of spec steps does not need (each was imported before
 #: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
 #: steps, the crash sweep, datetime and traceback; the spec objects an Image is not made
-#: of, difflib (only for "did you mean" hints) and typing (only for type checkers).
+#: of, difflib (only for "did you mean" hints), typing (only for type checkers) and
+#: hashlib (OpenSSL: only to hash a context file the index does not know).
 NOT_NEEDED = (
+    "hashlib",
     "typing",
     "envkit.spec.service",
     "envkit.spec.stack",
