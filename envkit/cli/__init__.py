@@ -6,7 +6,10 @@ Every verb is a :class:`envkit.plugins.interfaces.Command` registered through th
 without loading pluggy or discovering plugins, because for ``run`` and ``exec`` start-up
 time is the container's start-up time. A plugin therefore cannot replace a built-in verb.
 For the same reason a command module imports what its verb does inside ``run()`` (as pip's
-``commands_dict``): building one verb's parser loads nothing else.
+``commands_dict``): building one verb's parser loads nothing else. A built-in command may
+also have ``run_plain(argv)``: it runs a command line in its plain form without argparse
+(:mod:`envkit.cli.parsing` holds the parsers), or returns ``None`` to have argparse parse
+it; ``envkit build`` does, as its start-up is a good part of a cached build.
 
 ``main`` owns exit codes and error rendering: an :class:`~envkit.errors.EnvkitError`
 becomes one message on stderr and its
@@ -17,7 +20,6 @@ read-only, full (:func:`envkit.settings.storage_error`), wherever it was raised.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import importlib
 import os
@@ -34,71 +36,41 @@ wiring.add_default_plugins("envkit.cli.commands")
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
-    from typing import Any
+
+    from envkit.plugins.interfaces import Command
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per registered command."""
-    from envkit.plugins.manager import get_manager  # lazy for start-up: pluggy, downward
+    from envkit.cli import parsing  # lazy for start-up: argparse only to parse with it
 
-    parser = argparse.ArgumentParser(
-        prog="envkit",
-        description="Images and stacks described in Python, run rootless.",
-    )
-    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, command in sorted(get_manager().commands().items()):
-        sp = sub.add_parser(name, help=command.help, description=command.help)
-        command.configure(sp)
-        sp.set_defaults(_command=command)
-    return parser
+    return parsing.build_parser()
 
 
 def fast_parser(verb: str) -> argparse.ArgumentParser:
     """The parser of one built-in verb (no plugins loaded)."""
+    from envkit.cli import parsing  # lazy for start-up: argparse only to parse with it
+
+    return parsing.fast_parser(verb)
+
+
+def builtin_command(verb: str) -> Command:
+    """The command of a built-in verb, from its module (no plugins loaded)."""
     module = importlib.import_module(BUILTIN_VERBS[verb])
-    command = next(c for c in module.COMMANDS if c.name == verb)
-    parser = argparse.ArgumentParser(
-        prog=f"envkit {verb}", description=command.help, formatter_class=_Formatter
-    )
-    command.configure(parser)
-    parser.set_defaults(_command=command)
-    return parser
+    command: Command = next(c for c in module.COMMANDS if c.name == verb)
+    return command
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, but sized without :mod:`shutil`: argparse makes one per
-    ``add_argument`` and shutil's import (bz2, lzma) would cost every ``envkit run``."""
-
-    def __init__(self, prog: str) -> None:
-        columns = os.environ.get("COLUMNS", "")
-        if columns.isdigit():
-            width = int(columns)
-        else:
-            try:
-                width = os.get_terminal_size(1).columns
-            except OSError:
-                width = 80
-        super().__init__(prog, width=width - 2)
-
-
-class _VersionAction(argparse.Action):
-    """``--version``: the package metadata is looked up only when asked for."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
-        print(_version())
-        parser.exit()
-
-
-def _version() -> str:
-    # lazy for start-up: importlib.metadata (and email) only for --version
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return "envkit " + version("envkit")
-    except PackageNotFoundError:
-        return "envkit (not installed)"
+def _run_plain(verb: str, argv: list[str]) -> int | None:
+    """Run a built-in verb without argparse when its command can take ``argv`` as it is
+    (its ``run_plain``); ``None`` when argparse is to parse the command line."""
+    run_plain = getattr(builtin_command(verb), "run_plain", None)
+    if run_plain is None:
+        return None
+    code = run_plain(argv)
+    return None if code is None else int(code)
 
 
 def error(message: str) -> None:
@@ -111,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in BUILTIN_VERBS:
+            code = _run_plain(argv[0], argv[1:])
+            if code is not None:
+                return code
             parser = fast_parser(argv[0])
             argv = argv[1:]
         else:

@@ -10,17 +10,29 @@ to stdout, progress to stderr (a live view on a terminal, plain lines otherwise)
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from envkit.errors import BuildError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
     from envkit.build.executor import Builder
     from envkit.plugins.interfaces import Command
 
 PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
+
+#: The options of ``envkit build`` that take a value, as :meth:`BuildCommand.configure`
+#: declares them: each spelling and the attribute it sets.
+_VALUED = {
+    "-t": "tag",
+    "--tag": "tag",
+    "--context": "context",
+    "--progress": "progress",
+    "--stack": "stack",
+}
 
 
 class BuildCommand:
@@ -50,7 +62,13 @@ class BuildCommand:
         )
         parser.add_argument("--stack", metavar="NAME", help="the stack to build, if several")
 
-    def run(self, args: argparse.Namespace) -> int:
+    def run_plain(self, argv: Sequence[str]) -> int | None:
+        """:meth:`run` for a command line in its plain form (:func:`plain_options`),
+        without argparse; ``None`` for any other, which argparse then parses."""
+        options = plain_options(argv)
+        return None if options is None else self.run(options)
+
+    def run(self, args: argparse.Namespace | PlainOptions) -> int:
         from envkit.build.executor import Builder
         from envkit.build.lockfile import LockFile
         from envkit.build.progress import for_stream
@@ -73,7 +91,9 @@ class BuildCommand:
         finally:
             progress.close()
 
-    def _one(self, builder: Builder, path: Path, name: str, args: argparse.Namespace) -> int:
+    def _one(
+        self, builder: Builder, path: Path, name: str, args: argparse.Namespace | PlainOptions
+    ) -> int:
         from envkit.spec.loader import load_image
 
         image = load_image(path, name)
@@ -82,7 +102,7 @@ class BuildCommand:
         print(result.image_id)
         return 0
 
-    def _stack(self, builder: Builder, path: Path, args: argparse.Namespace) -> int:
+    def _stack(self, builder: Builder, path: Path, args: argparse.Namespace | PlainOptions) -> int:
         from envkit.spec.loader import load_stack
 
         if args.tag:
@@ -101,6 +121,48 @@ class BuildCommand:
             result = builder.build(image, context, tag=tag)
             print(f"{service.name}: {result.image_id}")
         return 0
+
+
+class PlainOptions:
+    """The options of a plain command line, as argparse's Namespace holds them
+    (``vars()`` of both is the same dict, but for argparse's ``_command``)."""
+
+    def __init__(self) -> None:
+        self.target = "stack.py"
+        self.tag: str | None = None
+        self.context: str | None = None
+        self.no_cache = False
+        self.progress = "auto"
+        self.stack: str | None = None
+
+
+def plain_options(argv: Sequence[str]) -> PlainOptions | None:
+    """What argparse makes of ``argv`` when it is in the plain form: options spelt out
+    in full, each value in the next word and not starting with ``-``, a ``--progress``
+    mode of :data:`PROGRESS_MODES`, at most one FILE. ``None`` for any other
+    (``--help``, ``--tag=x``, ``-tx``, ``--no-c``, ``--``, an error), which argparse
+    parses as always (tests/unit/cli/test_build_plain.py compares the two).
+    """
+    found = PlainOptions()
+    target = None
+    words = iter(argv)
+    for word in words:
+        if word == "--no-cache":
+            found.no_cache = True
+        elif word in _VALUED:
+            value = next(words, None)
+            if value is None or value.startswith("-"):
+                return None
+            setattr(found, _VALUED[word], value)
+        elif word.startswith("-") or target is not None:
+            return None
+        else:
+            target = word
+    if found.progress not in PROGRESS_MODES:
+        return None
+    if target is not None:
+        found.target = target
+    return found
 
 
 class CacheCommand:

@@ -23,8 +23,12 @@ from envkit.builtin import DEFAULT_PLUGINS as BUILTIN_PLUGINS
 #: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
 #: steps, the crash sweep, datetime and traceback; the spec objects an Image is not made
 #: of, difflib (only for "did you mean" hints), typing (only for type checkers) and
-#: hashlib (OpenSSL: only to hash a context file the index does not know).
+#: hashlib (OpenSSL: only to hash a context file the index does not know), and argparse
+#: (a plain command line is run without it).
 NOT_NEEDED = (
+    "argparse",
+    "gettext",
+    "locale",
     "hashlib",
     "typing",
     "envkit.spec.service",
