@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 from envkit.errors import NetworkError
 from envkit.host.detached import spawn_module
@@ -80,6 +81,69 @@ def call(op: str, args: dict[str, Any] | None = None, fds: Sequence[int] = ()) -
             hint=f"see {state.root() / 'logs' / 'netd.log'}",
         )
     reply = json.loads(answer)
+    if "error" in reply:
+        raise NetworkError(reply["error"], hint=reply.get("hint"))
+    return reply["ok"]
+
+
+def send(conn: socket.socket, value: Any, fds: Sequence[int] = ()) -> None:
+    """One message on ``conn``: ``value`` as JSON, ``fds`` beside it (``SCM_RIGHTS``)."""
+    data = json.dumps(value).encode()
+    if fds:
+        socket.send_fds(conn, [data], list(fds))
+    else:
+        conn.send(data)
+
+
+def receive(conn: socket.socket, max_fds: int) -> tuple[Any, list[int]]:
+    """One message from ``conn``: its JSON value and the descriptors beside it (at most
+    ``max_fds``, close-on-exec: a process spawned meanwhile must not inherit a
+    container's namespace or a published port). :class:`EOFError` when the peer closed;
+    ``ValueError`` when the message is not JSON (its descriptors closed then)."""
+    size = socket.CMSG_SPACE(max_fds * 4)
+    data, ancillary, _, _ = conn.recvmsg(MAX_MESSAGE, size, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(
+                int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)
+            )
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        raise EOFError("the peer closed the connection")
+    try:
+        return json.loads(data), fds
+    except ValueError:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def reply_of(fn: Callable[..., Any], *args: Any, who: str = "the network daemon") -> dict[str, Any]:
+    """The answer to a request that ``fn(*args)`` serves: ``{"ok": value}``, or
+    ``{"error": text, "hint": text}`` for what it raised, in the words :func:`call`
+    shows. ``who`` names the process in the message of a bug (any other exception,
+    logged with its traceback on stderr)."""
+    try:
+        return {"ok": fn(*args)}
+    except NetworkError as exc:
+        return {"error": exc.message, "hint": exc.hint}
+    except (KeyError, ValueError, TypeError) as exc:
+        return {"error": f"bad request to {who}: {exc!r}"}
+    except OSError as exc:
+        return {"error": f"{exc.strerror or exc} (errno {exc.errno})"}
+    except Exception as exc:  # a bug: said, and logged with its traceback
+        import traceback  # lazy: only a bug's reply needs it
+
+        traceback.print_exc()
+        return {"error": f"{who} failed: {exc!r}"}
+
+
+def result_of(reply: dict[str, Any]) -> Any:
+    """The value of an answer made by :func:`reply_of`; its error raised as
+    :class:`NetworkError`."""
     if "error" in reply:
         raise NetworkError(reply["error"], hint=reply.get("hint"))
     return reply["ok"]

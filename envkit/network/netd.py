@@ -1,14 +1,16 @@
 """The network daemon: one long-lived process per ``$ENVKIT_HOME`` beside the holder.
 
 ``python -m envkit.network.netd HOLDER_PID STATUS_FD`` (started by
-:func:`envkit.network.control.spawn`). It joins the holder's user namespace, imports
-pyroute2 once, and then serves, until the holder dies:
+:func:`envkit.network.control.spawn`). It joins the holder's user namespace and then
+serves, until the holder dies:
 
 - requests on its control socket (``$ENVKIT_HOME/network/netd.sock``, a
   ``SOCK_SEQPACKET`` unix socket: one JSON object per message, descriptors beside it
   with ``SCM_RIGHTS``; a reply ``{"ok": value}`` or ``{"error": text}``), dispatched
-  through :data:`HANDLERS`, never unpickled: bridges, veth pairs, addresses, routes
-  (:mod:`envkit.network.netops`), and published ports;
+  through :data:`HANDLERS`, never unpickled. The netlink requests (bridges, veth pairs,
+  addresses, routes) go on to its netlink worker, a child process that imports pyroute2
+  and lives only while there is netlink work (:mod:`envkit.network.netlink_client`,
+  :mod:`envkit.network.netlink_worker`): the daemon itself never imports pyroute2;
 - egress: the transparent TCP proxy and the DNS relay (:mod:`envkit.network.egress`);
 - published ports of every container: the host sockets the commands bound arrive with
   a ``publish`` request and are relayed into the holder's namespace (one thread per
@@ -21,22 +23,19 @@ commands under the state lock; the daemon only executes. See docs/dev/network.md
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import json
 import os
 import select
 import signal
 import socket
 import sys
 import threading
-import traceback
-import types
 from collections.abc import Callable
 from typing import Any
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, egress, ns, ports, relay, state
+from envkit.network.netlink_client import NetlinkWorker
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
 MAX_FDS = 64
@@ -45,13 +44,14 @@ HOME_CHECK_SECONDS = 10.0
 
 
 class Daemon:
-    """What the handlers act on: the holder's netlink, its namespace, the forwarders."""
+    """What the handlers act on: the holder's namespace, the netlink worker, the
+    forwarders."""
 
-    def __init__(self, holder_pid: int) -> None:
-        from envkit.network import netops  # pyroute2: here, once, in this process only
-
+    def __init__(self, holder_pid: int, netlink: Callable[[int], NetlinkWorker] = NetlinkWorker):
         self.holder_pid = holder_pid
-        self.links = netops.Holder(holder_pid)
+        #: The holder's network namespace (the port threads join it; the worker gets it).
+        self.netns = os.open(f"/proc/{holder_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.netlink = netlink(self.netns)
         #: Published listeners per container.
         self.published: dict[str, list[socket.socket]] = {}
         self.lock = threading.Lock()
@@ -60,27 +60,6 @@ class Daemon:
 
     def ping(self, args: dict[str, Any], fds: list[int]) -> Any:
         return os.getpid()
-
-    def setup(self, args: dict[str, Any], fds: list[int]) -> Any:
-        self.links.setup(args["bridges"])
-        return None
-
-    def bridge(self, args: dict[str, Any], fds: list[int]) -> Any:
-        self.links.bridge(**args)
-        return None
-
-    def remove_link(self, args: dict[str, Any], fds: list[int]) -> Any:
-        self.links.remove_link(args["name"])
-        return None
-
-    def link_names(self, args: dict[str, Any], fds: list[int]) -> Any:
-        return self.links.link_names()
-
-    def attach(self, args: dict[str, Any], fds: list[int]) -> Any:
-        if len(fds) != 1:
-            raise NetworkError("attach needs the container's network namespace")
-        self.links.attach(fds[0], args)
-        return None
 
     def publish(self, args: dict[str, Any], fds: list[int]) -> Any:
         container = args["container"]
@@ -113,7 +92,7 @@ class Daemon:
     def _in_holder(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(*args)`` in a daemon thread inside the holder's network namespace (the
         threads it starts are there too)."""
-        fd = self.links.netns
+        fd = self.netns
 
         def run() -> None:
             syscalls.setns(fd, syscalls.CLONE_NEWNET)
@@ -125,27 +104,32 @@ class Daemon:
         """One request on ``conn``, answered, then ``conn`` closed."""
         fds: list[int] = []
         try:
-            data, fds, _, _ = socket.recv_fds(conn, control.MAX_MESSAGE, MAX_FDS)
             try:
-                request = json.loads(data)
-                handler = HANDLERS[request["op"]]
-                reply: dict[str, Any] = {"ok": handler(self, request.get("args", {}), fds)}
-            except NetworkError as exc:
-                reply = {"error": exc.message, "hint": exc.hint}
-            except (KeyError, ValueError, TypeError) as exc:
+                request, fds = control.receive(conn, MAX_FDS)
+            except ValueError as exc:
                 reply = {"error": f"bad request to the network daemon: {exc!r}"}
-            except OSError as exc:
-                reply = {"error": f"{exc.strerror or exc} (errno {exc.errno})"}
-            except Exception as exc:  # a bug: said, and logged with its traceback
-                traceback.print_exc()
-                reply = {"error": f"the network daemon failed: {exc!r}"}
-            conn.send(json.dumps(reply).encode())
-        except OSError:
+            else:
+                reply = control.reply_of(_dispatch, self, request, fds)
+            control.send(conn, reply)
+        except (OSError, EOFError):
             pass
         finally:
             for fd in fds:
                 os.close(fd)
             conn.close()
+
+
+def _dispatch(daemon: Daemon, request: dict[str, Any], fds: list[int]) -> Any:
+    return HANDLERS[request["op"]](daemon, request.get("args", {}), fds)
+
+
+def _netlink(op: str) -> Callable[[Daemon, dict[str, Any], list[int]], Any]:
+    """The handler of ``op``: the netlink worker's answer."""
+
+    def handler(daemon: Daemon, args: dict[str, Any], fds: list[int]) -> Any:
+        return daemon.netlink.call(op, args, fds)
+
+    return handler
 
 
 def _forward(container: str, sock: socket.socket, mapping: Any) -> None:
@@ -176,35 +160,15 @@ def _forward(container: str, sock: socket.socket, mapping: Any) -> None:
 #: The requests the daemon answers, by ``op``.
 HANDLERS: dict[str, Callable[[Daemon, dict[str, Any], list[int]], Any]] = {
     "ping": Daemon.ping,
-    "setup": Daemon.setup,
-    "bridge": Daemon.bridge,
-    "remove_link": Daemon.remove_link,
-    "link_names": Daemon.link_names,
-    "attach": Daemon.attach,
+    # Netlink: done by the worker (bridges, veth pairs, addresses, routes).
+    "setup": _netlink("setup"),
+    "bridge": _netlink("bridge"),
+    "remove_link": _netlink("remove_link"),
+    "link_names": _netlink("link_names"),
+    "attach": _netlink("attach"),
     "publish": Daemon.publish,
     "unpublish": Daemon.unpublish,
 }
-
-
-def load_pyroute2_lightly() -> None:
-    """Let ``import pyroute2.X`` skip the package's ``__init__``.
-
-    That ``__init__`` only re-exports, importing every pyroute2 family (NDB, IPDB,
-    conntrack, nftables, wireless...): 40% of the import's time and ~6 MB of the
-    daemon's memory, none of it used here. A plain package module with pyroute2's path
-    stands in for it; the submodules import each other by their full names. Nothing
-    changes where pyroute2 was imported already, or cannot be found.
-    """
-    if "pyroute2" in sys.modules:
-        return
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    package = types.ModuleType("pyroute2")
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__spec__ = spec
-    package.__file__ = spec.origin
-    sys.modules["pyroute2"] = package
 
 
 def _exit_with(holder_pid: int) -> None:
@@ -224,15 +188,17 @@ def _exit_with(holder_pid: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """The daemon's life: join, import, listen, say ``ok PID`` on the status fd, serve."""
+    """The daemon's life: join, start the netlink worker, listen, say ``ok PID`` on the
+    status fd, serve."""
     holder_pid, status = int(argv[1]), int(argv[2])
     try:
         # setns(CLONE_NEWUSER) needs a single-threaded process: first thing, before any
         # import that might start a thread. Not as the namespace's root: the daemon keeps
         # the caller's uid, so it can read the caller's files (a 0700 home, as root).
         ns.join_userns(holder_pid, become_root=False)
-        load_pyroute2_lightly()
         daemon = Daemon(holder_pid)
+        # Now: it imports pyroute2 while this process and its caller set up the rest.
+        daemon.netlink.start()
         listeners = egress.listeners_in(holder_pid)
         server = control.listen()
     except BaseException as exc:

@@ -1,13 +1,15 @@
 """Netlink work of the network daemon, through pyroute2: bridges, veth pairs, addresses,
 routes, moving links between namespaces, link state.
 
-Only :mod:`envkit.network.netd` imports this module (pyroute2's import costs 0.1-0.2 s,
-paid once per daemon, never by a command). A netlink socket belongs to the network
-namespace of the thread that made it, and pyroute2 (0.9) makes one socket and event loop
-per thread that uses an ``IPRoute``. So the holder's side is served by one long-lived
-worker thread that joined the holder's network namespace (requests reach it through a
-queue, one at a time); a container's side is configured by a short-lived thread that
-joins the container's namespace (``setns`` of a network namespace moves one thread).
+Only the netlink worker (:mod:`envkit.network.netlink_worker`, a child of the network
+daemon that lives while there is netlink work) imports this module: pyroute2's import
+costs 0.1-0.2 s and ~10 MB, paid neither by a command nor by the daemon for the life of
+the home. A netlink socket belongs to the network namespace of the thread that made it,
+and pyroute2 (0.9) makes one socket and event loop per thread that uses an ``IPRoute``.
+So the holder's side is served by one thread that joined the holder's network namespace
+and lives as long as the worker (requests reach it through a queue, one at a time); a
+container's side is configured by a short-lived thread that joins the container's
+namespace (``setns`` of a network namespace moves one thread).
 
 Errors are :class:`~envkit.errors.NetworkError` naming the object and carrying the
 kernel's own words (its extended ACK message where it gives one, else strerror).
@@ -100,8 +102,9 @@ class Holder:
     """Netlink in the holder's network namespace (where the bridges are), done by one
     worker thread that lives there: one rtnetlink socket, one request at a time."""
 
-    def __init__(self, holder_pid: int) -> None:
-        self.netns = os.open(f"/proc/{holder_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, netns: int) -> None:
+        """``netns``: an fd of the holder's network namespace (kept open, not closed)."""
+        self.netns = netns
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]]
         self._jobs = queue.SimpleQueue()
         started = threading.Event()

@@ -40,7 +40,7 @@ def in_new_netns(fn: Callable[[], Any]) -> Any:
 
 def _holder_and_container() -> dict[str, Any]:
     # The "holder" is this namespace; the "container" a second one made by a child.
-    holder = netops.Holder(os.getpid())
+    holder = netops.Holder(os.open(f"/proc/{os.getpid()}/ns/net", os.O_RDONLY))
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     child = os.fork()
@@ -131,16 +131,16 @@ def test_kernel_error_carries_the_message_and_errno() -> None:
     assert plain == f"deleting link v: {os.strerror(19)} (errno 19)"
 
 
-def test_the_daemon_loads_pyroute2_without_its_package_init() -> None:
-    """The network daemon skips pyroute2's re-exporting ``__init__`` (NDB, IPDB,
+def test_the_netlink_worker_loads_pyroute2_without_its_package_init() -> None:
+    """The netlink worker skips pyroute2's re-exporting ``__init__`` (NDB, IPDB,
     conntrack...): what netops uses still works."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
-        "from envkit.network import netd\n"
-        "netd.load_pyroute2_lightly()\n"
+        "from envkit.network import netlink_worker\n"
+        "netlink_worker.load_pyroute2_lightly()\n"
         "from envkit.network import netops\n"
         "with netops._route() as ip:\n"
         "    assert ip.link_lookup(ifname='lo')\n"
