@@ -2,10 +2,13 @@
 
 ``$ENVKIT_HOME/cache/steps/<key hex>.json`` holds the image state after a step (its
 layers and config, :class:`~envkit.build.image_state.ImageState`), written atomically. An
-entry is only used while every layer blob it lists is in the store. Builds hold the
-store lock shared while they write blobs and entries; :func:`prune_cache` runs under the
-exclusive lock before the store's prune and drops every entry whose layers no image in
-the store reaches, so no entry outlives its blobs. A per-key lock
+entry is only used while every layer blob it lists is in the store. Entries are not
+fsynced (as the context's snapshot files): an entry names only blobs committed (fsynced)
+before it, and what a crash can make of an entry that was not yet on disk, none, an
+empty or a cut one, reads as a miss, so a crash costs at most running its step again.
+Builds hold the store lock shared while they write blobs and entries; :func:`prune_cache`
+runs under the exclusive lock before the store's prune and drops every entry whose
+layers no image in the store reaches, so no entry outlives its blobs. A per-key lock
 (``<key hex>.lock``) makes concurrent builds of the same step run it once.
 
 ``$ENVKIT_HOME/cache/mounts/<id>/`` are the cache mount directories. They are never part
@@ -25,7 +28,7 @@ from envkit import settings
 from envkit.build.image_state import ImageState
 from envkit.errors import BuildError
 from envkit.records import Record, field
-from envkit.store.atomic import atomic_write
+from envkit.store.atomic import TempFile
 from envkit.store.locks import lock_for
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -81,10 +84,16 @@ class StepCache:
         return state
 
     def put(self, key: str, state: ImageState) -> None:
-        """Record the state after step ``key`` (atomically; the last writer wins)."""
+        """Record the state after step ``key`` (atomically, not fsynced: see the module's
+        doc; the last writer wins)."""
         self.root.mkdir(parents=True, exist_ok=True)
         body = {"v": ENTRY_VERSION, "key": key, "state": state.to_json()}
-        atomic_write(self.path(key), json.dumps(body, sort_keys=True).encode(), self.root)
+        dest = self.path(key)
+        # A locked temp file beside it (a killed build's is swept), renamed into place
+        # unsynced; closing it then finds nothing left to remove.
+        with TempFile(self.root, dest.name.replace(".", "_")) as tmp:
+            tmp.write(json.dumps(body, sort_keys=True).encode())
+            os.replace(tmp.path, dest)
 
     def lock(self, key: str) -> AbstractContextManager[None]:
         """An exclusive lock on ``key``: one build at a time executes that step."""
