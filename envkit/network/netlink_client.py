@@ -205,13 +205,13 @@ class NetlinkWorker:
     def _end(self, worker: _Running, kill: bool) -> str:
         """Close ``worker``'s socket, kill it if ``kill`` (or if it does not exit within
         :data:`EXIT_GRACE`), reap it; how it ended (``"exited with status 1"``)."""
-        self._worker = None
         worker.conn.close()
         if kill or not select.select([worker.pidfd], [], [], EXIT_GRACE)[0]:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(worker.pidfd, signal.SIGKILL)
         os.close(worker.pidfd)
         _, status = os.waitpid(worker.pid, 0)
+        self._worker = None
         return _ended(status)
 
 
