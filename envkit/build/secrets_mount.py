@@ -10,8 +10,6 @@ the values in the step's output before it reaches the build log or an error mess
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +39,8 @@ class StepSecrets:
     def __enter__(self) -> StepSecrets:
         if not self._secrets:
             return self
+        import tempfile  # lazy: only a step with secrets (shutil and tempfile cost ~2.5 ms)
+
         self._dir = tempfile.mkdtemp(prefix="envkit-secrets-", dir=_tmp_root())
         try:
             owner = _container_root()
@@ -71,6 +71,8 @@ class StepSecrets:
 
     def _remove(self) -> None:
         if self._dir is not None:
+            import shutil  # lazy: only a step with secrets
+
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
