@@ -33,18 +33,15 @@ held exclusive; :func:`prepare` holds it shared throughout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
 
 from envkit.errors import LayerError, StoreError
+from envkit.oci.digest import sha256_bytes
 from envkit.records import Value
 from envkit.settings import private_dir
 from envkit.store.locks import lock_for
@@ -78,7 +75,7 @@ def chain_id(diff_ids: Sequence[str]) -> str:
         raise StoreError("an image without layers has no chain id")
     chain = diff_ids[0]
     for diff_id in diff_ids[1:]:
-        chain = "sha256:" + hashlib.sha256(f"{chain} {diff_id}".encode()).hexdigest()
+        chain = sha256_bytes(f"{chain} {diff_id}".encode())
     return chain
 
 
@@ -156,6 +153,8 @@ def _chain(store: Store, root: Path, layer_digests: Sequence[str], diff_ids: Seq
     with lock_for(root / f"{dest.name}.lock").exclusive():
         if dest.exists():
             return dest
+        import tempfile  # lazy for start-up: only to make a snapshot
+
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{PARTIAL_INFIX}", dir=root))
         try:
             os.chmod(tmp, 0o755)
@@ -197,13 +196,17 @@ def _extract(store: Store, digest: str, dest: Path) -> tuple[str, int]:
     from envkit.host.as_root import with_container_owners  # lazy: only as container root (downward)
 
     # A failure there comes back as the LayerError an extraction here would raise.
-    found, marks = cast("Sequence[Any]", with_container_owners(extract, LayerError))
+    result = with_container_owners(extract, LayerError)
+    assert isinstance(result, tuple | list)  # a list when it came back from the namespace
+    found, marks = result
     return str(found), int(marks)
 
 
 def _remove(path: Path) -> None:
     """Remove a snapshot (or a partial one); files of subordinate ids from inside the
     user namespace they were extracted in."""
+    import shutil  # lazy for start-up: only to remove one (bz2, lzma: ~1.5 ms)
+
     try:
         shutil.rmtree(path)
     except FileNotFoundError:
