@@ -20,16 +20,21 @@ import io
 import os
 import tarfile
 from collections.abc import Iterable
-from typing import BinaryIO, Literal, cast
 
 from envkit.errors import BuildError
 from envkit.oci.compression import open_compressor
 from envkit.oci.digest import CHUNK
 from envkit.oci.hashing_io import HashingWriter
-from envkit.oci.layer_writer import MEDIA_TYPES, Compression, LayerInfo
+from envkit.oci.layer_writer import MEDIA_TYPES, LayerInfo
 from envkit.records import Value
 
-Kind = Literal["file", "dir", "symlink"]
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO, Literal
+
+    from envkit.oci.layer_writer import Compression
+
+    Kind = Literal["file", "dir", "symlink"]
 
 
 class LayerEntry(Value):
@@ -62,7 +67,7 @@ def write_entries(
     unique = {e.path: e for e in entries}
     compressed = HashingWriter(out)
     kind = "" if compression == "none" else compression
-    compressor = open_compressor(cast(BinaryIO, compressed), kind)
+    compressor = open_compressor(compressed, kind)  # type: ignore[arg-type]
     plain = HashingWriter(compressor)
     with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(unique, key=sort_key):
@@ -108,7 +113,7 @@ def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: LayerEntry) ->
     with os.fdopen(fd, "rb") as stream:
         info.size = os.fstat(fd).st_size
         checked = _Checked(stream)
-        tar.addfile(info, cast(BinaryIO, checked))
+        tar.addfile(info, checked)
     if entry.digest and checked.digest != entry.digest:
         if _is_snapshot_blob(entry):
             os.unlink(entry.host)  # damaged: the next build reads the context file again

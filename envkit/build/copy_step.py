@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from envkit.build.context import ContextHasher, Selection, planned_selection
-from envkit.build.copy_layer import Kind, LayerEntry
+from envkit.build.copy_layer import LayerEntry
 from envkit.build.image_state import ImageState
 from envkit.build.rootfs_view import RootView
 from envkit.errors import BuildError
@@ -29,8 +29,12 @@ from envkit.spec import steps as st
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from envkit.build.copy_layer import Kind
+
     # Annotations only: a build of spec steps does not load the Dockerfile steps.
     from envkit.build.dockerfile_steps import AddArchive, WriteFile
+
+    Item = tuple[str, Kind, int, str, str, str]  # dest, kind, mode, host, target, digest
 
 
 def destination(step: st.Copy, state: ImageState) -> str:
@@ -176,9 +180,6 @@ def _override(entry: LayerEntry, step: st.Copy, uid: int, gid: int) -> LayerEntr
     if step.chown is None:
         uid, gid = entry.uid, entry.gid
     return replace(entry, uid=uid, gid=gid, mode=mode if entry.kind != "symlink" else 0o777)
-
-
-Item = tuple[str, Kind, int, str, str, str]  # dest, kind, mode, host, target, digest
 
 
 def _place(

@@ -21,11 +21,16 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from envkit.errors import BuildError, ChildError
 from envkit.host.as_root import call_as_container_root
-from envkit.oci.layer_writer import Compression, LayerInfo, write_layer
+from envkit.oci.layer_writer import LayerInfo, write_layer
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+    from envkit.oci.layer_writer import Compression
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
-from typing import BinaryIO, cast
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -46,7 +49,7 @@ def open_decompressed(stream: BinaryIO, kind: str | None = None) -> BinaryIO:
         import zstandard  # lazy for start-up: each codec only when used
 
         reader = zstandard.ZstdDecompressor().stream_reader(stream, closefd=False)
-        return cast(BinaryIO, io.BufferedReader(reader))
+        return io.BufferedReader(reader)
     if kind == "xz":
         import lzma  # lazy for start-up: each codec only when used
 
@@ -71,9 +74,9 @@ def open_compressor(stream: BinaryIO, kind: str, level: int | None = None) -> Bi
         import zstandard  # lazy for start-up: each codec only when used
 
         cctx = zstandard.ZstdCompressor(level=level or 3)
-        return cast(BinaryIO, cctx.stream_writer(stream, closefd=False))
+        return cctx.stream_writer(stream, closefd=False)
     if kind == "":
-        return cast(BinaryIO, _NoCloseWriter(stream))
+        return _NoCloseWriter(stream)  # type: ignore[return-value]
     raise ValueError(f"unsupported compression {kind!r}")
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 class HashingWriter(io.RawIOBase):

@@ -18,7 +18,6 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
 
 from envkit.errors import LayerError
 from envkit.oci.compression import open_compressor
@@ -32,7 +31,13 @@ from envkit.oci.types import (
 from envkit.oci.whiteouts import WH_OPAQUE, WH_PREFIX, is_overlay_xattr, overlay_xattr
 from envkit.records import Value
 
-Compression = Literal["zstd", "gzip", "none"]
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO, Literal
+
+    Compression = Literal["zstd", "gzip", "none"]
+else:
+    Compression = str  # for type checkers the Literal: annotations are never evaluated
 
 MEDIA_TYPES: dict[str, str] = {
     "zstd": MT_OCI_LAYER_ZSTD,
@@ -115,7 +120,7 @@ def write_layer(
         ) from None
     compressed = HashingWriter(out)
     kind = "" if compression == "none" else compression
-    compressor = open_compressor(cast(BinaryIO, compressed), kind, level)
+    compressor = open_compressor(compressed, kind, level)  # type: ignore[arg-type]
     plain = HashingWriter(compressor)
     try:
         with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:
