@@ -427,7 +427,9 @@ class Builder:
 
         with self.store.shared(), TempFile(self.store.tmp_dir, "layer") as tmp:
             info = write_entries(entries, tmp.file, epoch=self.epoch, compression=self.compression)
-            tmp.commit(self.store.blob_path(info.digest), replace=False)
+            # A layer the store has (a rebuild's) is dropped unsynced: see run_step.
+            if not self.store.has_blob(info.digest):
+                tmp.commit(self.store.blob_path(info.digest), replace=False)
         return info
 
     # -- result --------------------------------------------------------------------

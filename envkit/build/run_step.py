@@ -180,5 +180,8 @@ def _store_layer(
 ) -> LayerInfo:
     with store.shared(), TempFile(store.tmp_dir, "layer") as tmp:
         info = write_upper_layer(upper, tmp.file, stubs=stubs, epoch=epoch, compression=compression)
-        tmp.commit(store.blob_path(info.digest), replace=False)
+        # A layer the store has (a rebuild's, --no-cache's) is dropped without an fsync:
+        # the build holds the store lock shared, so no prune removes the stored one.
+        if not store.has_blob(info.digest):
+            tmp.commit(store.blob_path(info.digest), replace=False)
     return info
