@@ -85,14 +85,20 @@ class StepCache:
 
     def put(self, key: str, state: ImageState) -> None:
         """Record the state after step ``key`` (atomically, not fsynced: see the module's
-        doc; the last writer wins)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        doc; the last writer wins). An entry that says the same already is kept."""
         body = {"v": ENTRY_VERSION, "key": key, "state": state.to_json()}
+        data = json.dumps(body, sort_keys=True).encode()
         dest = self.path(key)
+        try:
+            if dest.read_bytes() == data:
+                return  # a --no-cache rebuild's step, unchanged
+        except OSError:
+            pass
+        self.root.mkdir(parents=True, exist_ok=True)
         # A locked temp file beside it (a killed build's is swept), renamed into place
         # unsynced; closing it then finds nothing left to remove.
         with TempFile(self.root, dest.name.replace(".", "_")) as tmp:
-            tmp.write(json.dumps(body, sort_keys=True).encode())
+            tmp.write(data)
             os.replace(tmp.path, dest)
 
     def lock(self, key: str) -> AbstractContextManager[None]:

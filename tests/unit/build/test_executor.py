@@ -160,6 +160,22 @@ def test_step_cache_entries_need_their_blobs(envkit_home: Path) -> None:
     assert cache.get(key, store) is None
 
 
+def test_step_cache_rewrites_an_entry_only_when_it_changes(envkit_home: Path) -> None:
+    store = Store.default()
+    cache = StepCache()
+    key = "sha256:" + "a" * 64
+    state = ImageState.scratch().with_settings({"WorkingDir": "/app"}, "WORKDIR /app")
+    cache.put(key, state)
+    first = cache.path(key).stat()
+    cache.put(key, state)  # a --no-cache rebuild records the same state: kept as it is
+    assert cache.path(key).stat().st_ino == first.st_ino
+    changed = state.with_settings({"User": "app"}, "USER app")
+    cache.put(key, changed)  # cut or damaged entries, or another state: written anew
+    assert cache.path(key).stat().st_ino != first.st_ino
+    assert cache.get(key, store) == changed
+    assert sorted(p.name for p in cache.root.iterdir()) == [f"{'a' * 64}.json"]
+
+
 def test_plain_progress_lines() -> None:
     out = io.StringIO()
     progress = PlainProgress(out)
