@@ -15,7 +15,6 @@ fails rather than cache a lie.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -23,7 +22,7 @@ from collections.abc import Iterable
 
 from envkit.errors import BuildError
 from envkit.oci.compression import open_compressor
-from envkit.oci.digest import CHUNK
+from envkit.oci.digest import CHUNK, StreamSha256
 from envkit.oci.hashing_io import HashingWriter
 from envkit.oci.layer_writer import MEDIA_TYPES, LayerInfo
 from envkit.records import Value
@@ -138,7 +137,7 @@ class _Checked:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._hash = hashlib.sha256()
+        self._hash = StreamSha256()  # a small file's without importing hashlib
 
     def read(self, size: int = CHUNK) -> bytes:
         data = self._stream.read(size)

@@ -59,6 +59,36 @@ def new_sha256(data: bytes = b"") -> _Hash:
     return hashlib.sha256(data)
 
 
+class StreamSha256:
+    """A SHA-256 of content fed in pieces that may turn out small: the first
+    :data:`SMALL` bytes are kept, and only content that grows past them goes to
+    OpenSSL's hasher (:func:`new_sha256`). A small layer or file is hashed with the
+    built-in SHA-256, as :func:`sha256_bytes` does, and imports no hashlib; the digest
+    is the same either way."""
+
+    __slots__ = ("_hash", "_head")
+
+    def __init__(self) -> None:
+        self._hash: _Hash | None = None
+        self._head = bytearray()
+
+    def update(self, data: bytes | memoryview) -> None:
+        """Add ``data`` to the hashed content."""
+        if self._hash is not None:
+            self._hash.update(data)
+            return
+        self._head += data
+        if len(self._head) > SMALL:
+            self._hash = new_sha256(bytes(self._head))
+            self._head = bytearray()
+
+    def hexdigest(self) -> str:
+        """The hex digest of everything added so far."""
+        if self._hash is not None:
+            return self._hash.hexdigest()
+        return _builtin_sha256(bytes(self._head)).hexdigest()
+
+
 def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
     """The digest and size of everything left in ``stream``."""
     h = new_sha256()

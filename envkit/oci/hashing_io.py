@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
+
+from envkit.oci.digest import StreamSha256, new_sha256
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ class HashingWriter(io.RawIOBase):
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._hash = hashlib.sha256()
+        # A small layer (a copy's, a run step's) is hashed without importing hashlib.
+        self._hash = StreamSha256()
         self.size = 0
 
     def writable(self) -> bool:
@@ -41,7 +43,7 @@ class HashingReader(io.RawIOBase):
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._hash = hashlib.sha256()
+        self._hash = new_sha256()
         self.size = 0
 
     def readable(self) -> bool:
