@@ -15,8 +15,6 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from typing import Any
-
     from envkit.spec.healthcheck import Healthcheck
     from envkit.spec.image import Image
     from envkit.spec.network import Network
@@ -41,16 +39,17 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'envkit.spec' has no attribute {name!r}")
-    from importlib import import_module  # lazy for start-up: a name loads its own module
+if not TYPE_CHECKING:  # type checkers see the names imported above, and no other
 
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module 'envkit.spec' has no attribute {name!r}")
+        from importlib import import_module  # lazy for start-up: a name loads its own module
 
+        value = getattr(import_module(home), name)
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
