@@ -27,6 +27,11 @@ import re
 from envkit.errors import ReferenceError_
 from envkit.records import Value
 
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    #: A registry host with an optional port (distribution's ``DomainRegexp``).
+    DOMAIN_RE: re.Pattern[str]
+
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_REGISTRY = "index.docker.io"
 DEFAULT_TAG = "latest"
@@ -45,7 +50,6 @@ _DOMAIN_AND_PORT = rf"(?:{_DOMAIN_NAME}|{_IPV6})(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
 
-DOMAIN_RE = re.compile(_DOMAIN_AND_PORT, re.ASCII)
 NAME_RE = re.compile(rf"(?:({_DOMAIN_AND_PORT})/)?({_REMOTE_NAME})", re.ASCII)
 REFERENCE_RE = re.compile(
     rf"((?:{_DOMAIN_AND_PORT}/)?{_REMOTE_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII
@@ -253,3 +257,14 @@ def is_valid(text: str) -> bool:
     except ReferenceError_:
         return False
     return True
+
+
+if not TYPE_CHECKING:  # type checkers see DOMAIN_RE declared above, and no other name
+
+    def __getattr__(name: str) -> re.Pattern[str]:
+        # DOMAIN_RE is compiled on first use: envkit matches whole references only, and
+        # every start-up that parses one would pay ~0.2 ms for it.
+        if name == "DOMAIN_RE":
+            value = globals()[name] = re.compile(_DOMAIN_AND_PORT, re.ASCII)
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,9 +36,10 @@ SHELL = ("/bin/sh", "-c")
 DEBIAN_VARIANTS = ("minbase", "buildd", "essential", "apt", "required", "important", "standard")
 PROTOCOLS = ("tcp", "udp", "sctp")
 
-_SUITE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(?:[:][a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$")
-_CACHE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Patterns, compiled by re on first use (most images use none of them).
+_SUITE_RE = r"^[a-z][a-z0-9-]*$"
+_PACKAGE_RE = r"^[a-z0-9][a-z0-9+.-]+(?:[:][a-z0-9-]+)?(?:=[A-Za-z0-9.+~:-]+)?$"
+_CACHE_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Image(Value, SpecObject):
@@ -86,11 +87,11 @@ class Image(Value, SpecObject):
         """
         field = "Image.debian"
         validate.reject_unknown(field, unknown, Image.debian)
-        if not isinstance(suite, str) or not _SUITE_RE.match(suite):
+        if not isinstance(suite, str) or not re.match(_SUITE_RE, suite):
             raise SpecError(f"{field}(suite)", "invalid suite", value=suite, hint='e.g. "bookworm"')
         names = validate.strings(f"{field}(packages)", packages)
         for pkg in names:
-            if not _PACKAGE_RE.match(pkg):
+            if not re.match(_PACKAGE_RE, pkg):
                 raise SpecError(
                     f"{field}(packages)",
                     "invalid Debian package name",
@@ -161,7 +162,7 @@ class Image(Value, SpecObject):
             "Image.run(caches)", caches or {}, key_check=validate.absolute_path
         )
         for target, cache_id in cache_pairs:
-            if not _CACHE_ID_RE.match(cache_id):
+            if not re.match(_CACHE_ID_RE, cache_id):
                 raise SpecError(
                     f"Image.run(caches)[{target!r}]",
                     "invalid cache id",

@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from typing import Any, Never, Self
 
-_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*$")
+_SCHEME_RE = r"^[a-z][a-z0-9+.-]*$"  # compiled by re on first use
 
 
 class Secret(Frozen, SpecObject):
@@ -45,7 +45,7 @@ class Secret(Frozen, SpecObject):
         checked = validate.name(f"{field}.name", name, what="secret name")
         text = validate.string(f"{field}.source", source)
         scheme, sep, location = text.partition(":")
-        if not sep or not _SCHEME_RE.match(scheme) or not location:
+        if not sep or not re.match(_SCHEME_RE, scheme) or not location:
             raise SpecError(
                 f"{field}.source",
                 "expected 'scheme:location'",

@@ -15,9 +15,10 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from typing import Any
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Patterns, compiled by re on first use (an Image's build needs neither).
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 _USER_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
-_USER_RE = re.compile(rf"^{_USER_PART}(?::{_USER_PART})?$")
+_USER_RE = rf"^{_USER_PART}(?::{_USER_PART})?$"
 
 
 def reject_unknown(owner: str, unknown: Mapping[str, object], func: Callable[..., Any]) -> None:
@@ -45,7 +46,7 @@ def reject_unknown(owner: str, unknown: Mapping[str, object], func: Callable[...
 
 def name(field: str, value: object, *, what: str = "name") -> str:
     """A name of a service, volume, network or secret: letters, digits, ``_ . -``."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not re.match(_NAME_RE, value):
         raise SpecError(
             field,
             f"invalid {what}",
@@ -128,7 +129,7 @@ def user(field: str, value: object) -> str:
     """``uid[:gid]`` or ``name[:group]``; an int is taken as a uid."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
-    if not isinstance(value, str) or not _USER_RE.match(value):
+    if not isinstance(value, str) or not re.match(_USER_RE, value):
         raise SpecError(
             field, "invalid user", value=value, hint='use "uid[:gid]" or "name[:group]"'
         )
