@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 GROUP = "envkit"
 
 _declared: bool | None = None
+_SECTION = f"[{GROUP}]".encode()
 
 
 def step_finished(step: str, key: str, *, cached: bool, seconds: float) -> None:
@@ -76,14 +77,28 @@ def entry_points_declared(path: list[str] | None = None) -> bool:
         for name in names:
             if not name.endswith((".dist-info", ".egg-info")):
                 continue
-            try:
-                with open(os.path.join(entry or ".", name, "entry_points.txt")) as f:
-                    text = f.read()
-            except OSError:
-                continue
-            if any(line.strip() == f"[{GROUP}]" for line in text.splitlines()):
+            data = _read(os.path.join(entry or ".", name, "entry_points.txt"))
+            if any(line.strip() == _SECTION for line in data.splitlines()):
                 return True
     return False
+
+
+def _read(path: str) -> bytes:
+    """The bytes of ``path`` (``b""`` when it cannot be read): a text file object per
+    distribution cost ~35 us, of every build."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def reset() -> None:
