@@ -14,7 +14,7 @@ from typing import Any
 
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.kubernetes_names import k8s_name
-from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.healthcheck import DEFAULT_START_INTERVAL, Healthcheck
 from envkit.spec.readiness import Ready
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
@@ -163,6 +163,23 @@ class ContainerParts:
             container["readinessProbe"] = readiness
             if service.restart != "no" and check is not None and not check.disabled:
                 container["livenessProbe"] = dict(readiness)
+            if check is not None and not check.disabled and _has_start_interval(check):
+                # The start interval as a startup probe: it runs every start_interval
+                # and holds the other probes back until it passes (so they need no
+                # initial delay); it gives up when docker would call the container
+                # unhealthy: start_period, then retries failures at interval.
+                period = max(1, math.ceil(check.start_interval))
+                allowed = check.start_period + check.retries * check.interval
+                container["startupProbe"] = {
+                    **readiness,
+                    "periodSeconds": period,
+                    "failureThreshold": max(1, math.ceil(allowed / period)),
+                }
+                for key in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    if key in container:
+                        container[key] = {
+                            k: v for k, v in container[key].items() if k != "initialDelaySeconds"
+                        }
 
     def _ready_probe(self, service: Service, probe: Ready) -> dict[str, Any] | None:
         timing = {
@@ -218,6 +235,12 @@ class ContainerParts:
                 }
             )
         return out
+
+
+def _has_start_interval(check: Healthcheck) -> bool:
+    """Whether ``check`` runs more often while starting: a start period and a start
+    interval of its own (docker's default start interval is left to the initial delay)."""
+    return check.start_period > 0 and check.start_interval != DEFAULT_START_INTERVAL
 
 
 def _exec_probe(check: Healthcheck) -> dict[str, Any]:

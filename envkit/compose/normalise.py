@@ -15,6 +15,7 @@ from typing import Any
 from envkit.compose import durations
 from envkit.compose.model import BuildSpec, ComposeProject
 from envkit.spec.bases import Dockerfile, FromRef
+from envkit.spec.healthcheck import DEFAULT_START_INTERVAL
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
 
@@ -213,6 +214,11 @@ def _healthcheck(service: Service) -> dict[str, Any]:
         "timeout": durations.format_seconds(check.timeout),
         "retries": check.retries,
         "start_period": durations.format_seconds(check.start_period),
+        **(
+            {"start_interval": durations.format_seconds(check.start_interval)}
+            if check.start_interval != DEFAULT_START_INTERVAL
+            else {}
+        ),
     }
 
 

@@ -143,7 +143,7 @@ class ServiceLinks(Context):
                 "copy the image's HEALTHCHECK command here",
             )
         times: dict[str, float] = {}
-        for key in ("interval", "timeout", "start_period"):
+        for key in ("interval", "timeout", "start_period", "start_interval"):
             if value.get(key) is not None:
                 seconds = durations.parse(str(value[key]))
                 if seconds is None or seconds < 0:
@@ -154,18 +154,13 @@ class ServiceLinks(Context):
                         'e.g. "30s", "1m30s", "500ms"',
                     )
                 times[key] = seconds
-        if "start_interval" in value:
-            rep.warn(
-                value.line_of("start_interval"),
-                f"{where}.start_interval",
-                "ignored: envkit checks every interval from the start",
-            )
         if isinstance(test, str):
             form: list[str] | str = test
         elif isinstance(test, list):
             form = [scalar_text(t) for t in test]
         else:
             raise rep.error(value.line_of("test"), f"{where}.test", "expected a string or a list")
+        # 0 is "the default" for the durations, as docker reads them (timeoutWithDefault).
         kwargs: dict[str, Any] = {k: v for k, v in times.items() if v > 0 or k == "start_period"}
         if value.get("retries") is not None:
             kwargs["retries"] = value["retries"]

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 _FORMS = ("CMD", "CMD-SHELL", "NONE")
 
+#: Docker's interval between runs during the start period when none is given
+#: (moby daemon/health.go ``defaultStartInterval``).
+DEFAULT_START_INTERVAL = 5.0
+
 
 class Healthcheck(Frozen, SpecObject):
     """A command run in the container; exit code 0 means healthy.
@@ -24,9 +28,12 @@ class Healthcheck(Frozen, SpecObject):
     a list that already starts with ``"CMD"``/``"CMD-SHELL"`` is kept, and ``["NONE"]``
     disables a check inherited from the base image.
 
-    The check first runs ``start_period`` seconds after start, then every ``interval``
-    seconds; a run longer than ``timeout`` fails; ``retries`` failures in a row make the
-    container unhealthy. Failures during ``start_period`` do not count.
+    The check runs at once when the container starts, then every ``interval`` seconds;
+    a run longer than ``timeout`` fails; ``retries`` failures in a row make the container
+    unhealthy. Failures during ``start_period`` do not count, and while the container is
+    still ``starting`` within ``start_period`` the runs come every ``start_interval``
+    seconds instead (docker's ``--start-interval``, default 5 s: it has no effect without a
+    ``start_period``). So a server can be checked often until it is up, and rarely after.
     """
 
     test: tuple[str, ...]
@@ -34,6 +41,7 @@ class Healthcheck(Frozen, SpecObject):
     timeout: float
     retries: int
     start_period: float
+    start_interval: float
 
     def __init__(
         self,
@@ -42,6 +50,7 @@ class Healthcheck(Frozen, SpecObject):
         timeout: float = 30.0,
         retries: int = 3,
         start_period: float = 0.0,
+        start_interval: float = DEFAULT_START_INTERVAL,
         **unknown: Never,
     ) -> None:
         validate.reject_unknown("Healthcheck", unknown, Healthcheck.__init__)
@@ -73,6 +82,11 @@ class Healthcheck(Frozen, SpecObject):
             "start_period",
             validate.number("Healthcheck.start_period", start_period, positive=False),
         )
+        set_(
+            self,
+            "start_interval",
+            validate.number("Healthcheck.start_interval", start_interval),
+        )
 
     @property
     def disabled(self) -> bool:
@@ -80,7 +94,9 @@ class Healthcheck(Frozen, SpecObject):
         return self.test == ("NONE",)
 
     def canonical(self) -> dict[str, Any]:
-        """Test in docker's form; durations in seconds."""
+        """Test in docker's form; durations in seconds. ``start_interval`` only when it is
+        not docker's default, so the form (and cache key) of a check without one stays
+        what it was before the field existed."""
         return versioned(
             "healthcheck",
             {
@@ -89,5 +105,10 @@ class Healthcheck(Frozen, SpecObject):
                 "timeout": self.timeout,
                 "retries": self.retries,
                 "start_period": self.start_period,
+                **(
+                    {"start_interval": self.start_interval}
+                    if self.start_interval != DEFAULT_START_INTERVAL
+                    else {}
+                ),
             },
         )

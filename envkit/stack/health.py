@@ -1,7 +1,9 @@
 """Health checks: docker's model, run by the stack supervisor.
 
 The test runs in the container (as ``docker exec`` would) at once when the container
-starts, then every ``interval`` seconds; a run longer than ``timeout`` is killed and
+starts, then every ``interval`` seconds, or every ``start_interval`` seconds while the
+container is still ``starting`` and less than ``start_period`` has passed since its start
+(docker's ``getInterval`` in moby's daemon/health.go); a run longer than ``timeout`` is killed and
 fails. ``retries`` failures in a row make the container ``unhealthy``; a success makes it
 ``healthy``. While the container has never been healthy, failures of runs that began
 within ``start_period`` of the start do not count, but a success there does (docker's
@@ -55,11 +57,22 @@ class HealthTracker(Record):
                 self.status = UNHEALTHY
         return self.status
 
-    def next_run(self, last_run_started: float | None) -> float:
-        """When the next run is due (monotonic seconds)."""
+    def interval(self, now: float) -> float:
+        """The wait between runs as of ``now``: ``start_interval`` while the status is
+        still ``starting`` and ``start_period`` has not passed since the start, else
+        ``interval`` (docker's rule: without a ``start_period`` there is no start interval)."""
+        if self.status == STARTING and now - self.started < self.check.start_period:
+            return self.check.start_interval
+        return self.check.interval
+
+    def next_run(self, last_run_started: float | None, now: float | None = None) -> float:
+        """When the next run is due (monotonic seconds): at once for the first, then one
+        :meth:`interval` (as of ``now``, when the last result came in; by default when the
+        last run began) after the last run began."""
         if last_run_started is None:
             return self.started
-        return last_run_started + self.check.interval
+        when = last_run_started if now is None else now
+        return last_run_started + self.interval(when)
 
 
 def run_once(record: object, command: Sequence[str], timeout: float) -> tuple[bool, str]:

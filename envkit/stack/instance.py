@@ -267,7 +267,7 @@ class Checks:
                 continue
             if instance is not last_instance:
                 last_instance, last_run = instance, None
-            due = instance.tracker.next_run(last_run)
+            due = instance.tracker.next_run(last_run, time.monotonic())
             if self.stopping.wait(max(0.0, due - time.monotonic())):
                 return
             last_run = time.monotonic()
