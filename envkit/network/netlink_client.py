@@ -18,8 +18,8 @@ the ambient capabilities the worker needs are raised on this thread only
 (capabilities are per thread).
 
 A worker that dies or stops answering during a request gives that request a clear
-:class:`~envkit.errors.NetworkError` (how it ended; see ``netd.log``, where its stderr
-goes); the next request starts a new worker.
+:class:`~envkit.errors.NetworkError` (how it ended; its stderr goes to
+``network/logs/netlink-worker.log``); the next request starts a new worker.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from envkit.network import control, state
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 #: Seconds without a request after which the worker is let go (it exits). Longer than
@@ -161,7 +162,16 @@ class NetlinkWorker:
             os.set_inheritable(netns, True)
             argv = [sys.executable, "-m", self.module, str(os.getpid())]
             argv += [str(theirs.fileno()), str(netns)]
-            pid = os.posix_spawn(sys.executable, argv, os.environ)
+            log = log_path()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            stderr = (
+                os.POSIX_SPAWN_OPEN,
+                2,
+                str(log),
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                0o600,
+            )
+            pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=[stderr])
         except BaseException:
             mine.close()
             raise
@@ -226,8 +236,13 @@ def _ended(status: int) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
+def log_path() -> Path:
+    """Where the workers' stderr goes (appended): ``network/logs/netlink-worker.log``."""
+    return state.root() / "logs" / "netlink-worker.log"
+
+
 def _hint() -> str:
-    return f"see {state.root() / 'logs' / 'netd.log'}"
+    return f"see {log_path()}"
 
 
 def _raise_ambient(caps: frozenset[int]) -> None:

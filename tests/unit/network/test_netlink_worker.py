@@ -21,7 +21,7 @@ import pytest
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
-from envkit.network import control, netd
+from envkit.network import control, netd, netlink_client
 from envkit.network.netlink_client import NETLINK_CAPS, NetlinkWorker
 from tests.unit.fresh_imports import loaded_after
 
@@ -115,7 +115,7 @@ def test_a_worker_dying_during_a_request_is_a_clear_error_and_is_replaced(
         worker.call(op, args)
     assert caught.value.message == f"the network daemon's netlink worker {ended} during {op!r}"
     assert caught.value.hint is not None
-    assert "netd.log" in caught.value.hint
+    assert str(netlink_client.log_path()) in caught.value.hint
     assert "the next request starts a new worker" in caught.value.hint
     assert worker.running() is None
     second = worker.call("pid", {})
