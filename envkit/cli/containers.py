@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 
@@ -69,19 +68,29 @@ class PsCommand:
 
 
 class StopCommand:
-    """``envkit stop [-t N] NAME...``."""
+    """``envkit stop [-s SIG] [-t N] NAME...``."""
 
     name = "stop"
-    help = "stop containers: SIGTERM, then SIGKILL after a grace period"
+    help = "stop containers: their stop signal (default SIGTERM), SIGKILL after a grace period"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-t", "--time", type=float, default=10, metavar="N", help="seconds")
+        parser.add_argument(
+            "-t", "--time", "--timeout", type=float, default=10, metavar="N", help="seconds"
+        )
+        parser.add_argument(
+            "-s",
+            "--signal",
+            metavar="SIG",
+            help="signal to send first, name or number (default: the container's stop "
+            "signal: --stop-signal, the image's STOPSIGNAL, else SIGTERM)",
+        )
         parser.add_argument("containers", nargs="+", metavar="NAME")
 
     def run(self, args: argparse.Namespace) -> int:
         from envkit.container.handle import get
 
-        return _each(args.containers, lambda ref: get(ref).stop(timeout=args.time))
+        sig = None if args.signal is None else parse_signal(args.signal)
+        return _each(args.containers, lambda ref: get(ref).stop(timeout=args.time, signal=sig))
 
 
 class KillCommand:
@@ -288,15 +297,16 @@ def status_text(record: ContainerState, now: float) -> str:
 
 
 def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9``."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
+    """``KILL``, ``SIGKILL``, ``kill``, ``9``, ``RTMIN+3``: docker's Linux signal table
+    (:mod:`envkit.spec.signals`)."""
+    from envkit.spec.signals import number  # lazy: only for stop -s and kill
+
     try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise SpecError("--signal", "unknown signal", value=text) from None
+        return number(text)
+    except ValueError:
+        raise SpecError(
+            "--signal", "unknown signal", value=text, hint="e.g. SIGQUIT, QUIT or 3"
+        ) from None
 
 
 def _ago(seconds: float) -> str:

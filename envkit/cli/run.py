@@ -78,6 +78,12 @@ class RunCommand:
             "'envkit' unless --network is given",
         )
         add(
+            "--stop-signal",
+            metavar="SIG",
+            help="signal that `envkit stop` sends first (default: the image's STOPSIGNAL, "
+            "else SIGTERM)",
+        )
+        add(
             "--pull",
             choices=("missing", "always", "never"),
             default="missing",
@@ -128,6 +134,7 @@ class RunCommand:
             ports=args.publish,
             pull=args.pull,
             pull_output=sys.stderr,
+            stop_signal=args.stop_signal,
         )
         if options.detach:
             from envkit.container.handle import reap

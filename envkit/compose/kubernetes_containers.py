@@ -85,6 +85,14 @@ class ContainerParts:
                 "init",
                 "Kubernetes runs no init process in a container: build one (tini) into the image",
             )
+        if service.stop_signal is not None:
+            self.warn(
+                service.name,
+                "stop_signal",
+                f"{service.stop_signal}: a pod spec of Kubernetes 1.30 has no stop signal "
+                "(lifecycle.stopSignal is alpha since 1.33): set STOPSIGNAL in the image, "
+                "which the container runtime (containerd, CRI-O) uses",
+            )
         if service.restart.startswith("on-failure"):
             self.warn(
                 service.name,

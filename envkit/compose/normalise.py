@@ -192,6 +192,8 @@ def _service(
             {"source": secret_keys.get(s.name, s.name), "target": f"/run/secrets/{s.name}"}
             for s in service.secrets
         ]
+    if service.stop_signal:
+        out["stop_signal"] = service.stop_signal
     if service.tmpfs:
         out["tmpfs"] = list(service.tmpfs)
     if service.user:

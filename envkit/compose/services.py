@@ -81,6 +81,8 @@ class Services(ServiceLinks):
         for key in ("cap_add", "cap_drop"):
             if body.get(key) is not None:
                 options[key] = list(body[key])
+        if body.get("stop_signal") is not None:
+            options["stop_signal"] = str(body["stop_signal"])
         if body.get("labels") is not None:
             options["labels"] = self.pairs(
                 body["labels"], f"{where}.labels", body.line_of("labels")

@@ -10,7 +10,7 @@ import time
 
 from envkit.container.execute import start_exec
 from envkit.container.options import EXEC_KEYWORDS, check_keywords
-from envkit.errors import EnvkitError, NetworkError, RuntimeError_
+from envkit.errors import EnvkitError, NetworkError, RuntimeError_, SpecError
 from envkit.runtime import state as st
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from envkit.network.attach import Attachment
     from envkit.network.ports import PortMapping
     from envkit.runtime.spawn import ContainerProcess as Engine
+
+_SIGTERM, _SIGKILL = int(signal.SIGTERM), int(signal.SIGKILL)
 
 
 class ExecResult(tuple[int, str]):
@@ -147,20 +149,32 @@ class Container:
                 continue
             time.sleep(0.01)  # the supervisor is writing the exit code
 
-    def stop(self, timeout: float = 10) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds (``docker stop``); the exit code.
+    def stop(self, timeout: float = 10, signal: int | str | None = None) -> int:
+        """The stop signal, then SIGKILL after ``timeout`` seconds (``docker stop``); the
+        exit code.
 
-        A pid 1 without a SIGTERM handler (``sleep``, a shell) never gets SIGTERM (the
-        kernel drops it for a namespace's init), so it gets SIGKILL at once instead of
-        after the wait, with the same result (137) as docker's ``stop`` gives."""
+        The stop signal is ``signal`` (a number or a name: ``"SIGQUIT"``, ``"QUIT"``,
+        ``docker stop -s``), else the container's own (``stop_signal=`` of
+        ``envkit.run()`` / ``--stop-signal``, else its image's ``StopSignal``), else
+        SIGTERM. A pid 1 without a handler for it (``sleep``, a shell for SIGTERM) never
+        gets it (the kernel drops it for a namespace's init), so it gets SIGKILL at once
+        instead of after the wait, with the same result (137) as docker's ``stop`` gives."""
         record = self.reload()
+        sig = record.stop_signal or _SIGTERM
+        if signal is not None:
+            from envkit.spec.signals import number  # lazy: only with a signal given
+
+            try:
+                sig = number(signal)
+            except ValueError as exc:
+                raise SpecError("signal", str(exc), hint="e.g. SIGQUIT, QUIT or 3") from None
         if record.status == st.RUNNING and self.returncode is None:
-            if st.init_ignores(record.pid, signal.SIGTERM):
-                self.kill(signal.SIGKILL)
+            if sig == _SIGKILL or st.init_ignores(record.pid, sig):
+                self.kill(_SIGKILL)
             else:
-                self.kill(signal.SIGTERM)
+                self.kill(sig)
                 if not st.wait_gone(record.pid, record.pid_start, timeout):
-                    self.kill(signal.SIGKILL)
+                    self.kill(_SIGKILL)
         return self.wait()
 
     def remove(self, force: bool = False) -> None:

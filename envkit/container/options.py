@@ -3,6 +3,7 @@ names that ``envkit.run()`` and :meth:`Container.exec` check at run time."""
 
 from __future__ import annotations
 
+from envkit.errors import SpecError
 from envkit.runtime.config import BindMount
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -43,6 +44,7 @@ RUN_KEYWORDS = (
     "cap_drop",
     "pull",
     "pull_output",
+    "stop_signal",
 )
 
 
@@ -109,6 +111,14 @@ class RunOptions:
         self.cap_drop: Sequence[str] = options.get("cap_drop", ())
         self.pull = pull
         self.pull_output: TextIO | None = options.get("pull_output")
+        self.stop_signal: str | int | None = options.get("stop_signal")
+        if self.stop_signal is not None:
+            from envkit.spec.signals import number  # lazy: only with a stop signal
+
+            try:
+                number(self.stop_signal)
+            except ValueError as exc:
+                raise SpecError("stop_signal", str(exc), hint="e.g. SIGQUIT, QUIT or 3") from None
 
 
 def _limits(

@@ -80,6 +80,11 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
 
             mounts.append(BindMount(init.find_init(), init.INIT_PATH, readonly=True))
             engine_argv = [init.INIT_PATH, "--", *argv]
+        stop_signal = 15  # SIGTERM
+        if options.stop_signal is not None or settings.get("StopSignal"):
+            from envkit.spec import signals  # lazy: only with a stop signal
+
+            stop_signal = signals.stop_signal(options.stop_signal, settings.get("StopSignal"))
         record = st.create(
             name=options.name,
             image=ref,
@@ -94,6 +99,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             tty=options.tty,
             seccomp=options.seccomp,
             capabilities=None if capabilities is None else sorted(capabilities),
+            stop_signal=stop_signal,
         )
     network: Attachment | None = None
     try:

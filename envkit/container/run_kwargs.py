@@ -131,3 +131,8 @@ class RunKwargs(ExecKwargs, total=False):
     pull_output: TextIO | None
     """Where docker's pull lines go (e.g. ``sys.stderr``). Default ``None``: a pull is
     silent."""
+
+    stop_signal: str | int | None
+    """The signal :meth:`Container.stop` sends first (``--stop-signal``): a name
+    (``"SIGQUIT"``, ``"QUIT"``) or number. Default: the image's ``StopSignal``, else
+    SIGTERM."""

@@ -122,9 +122,11 @@ class ContainerState:
     and its start time (clock ticks since boot, /proc/PID/stat field 22), which tells a
     recycled pid apart; ``supervisor``/``supervisor_start`` the process that holds the
     container and records its end. ``env``, ``cwd``, ``uid``, ``gid`` and ``groups`` are
-    what ``exec`` repeats. ``cgroup`` is the host path of the container's cgroup (removed
-    at exit), ``""`` for none. A plain class rather than a dataclass: it is on ``envkit
-    run``'s start-up path (see :class:`envkit.runtime.config.BindMount`).
+    what ``exec`` repeats. ``stop_signal`` is the signal ``stop`` sends first
+    (``--stop-signal``, the image's ``StopSignal``, else SIGTERM). ``cgroup`` is the host
+    path of the container's cgroup (removed at exit), ``""`` for none. A plain class
+    rather than a dataclass: it is on ``envkit run``'s start-up path (see
+    :class:`envkit.runtime.config.BindMount`).
     """
 
     #: Every field and its default, in ``state.json``'s order.
@@ -156,6 +158,7 @@ class ContainerState:
         "capabilities": None,
         "networks": [],
         "stack": "",
+        "stop_signal": 15,
     }
     __slots__ = tuple(FIELDS)
 
@@ -186,6 +189,7 @@ class ContainerState:
     capabilities: list[int] | None
     networks: list[str]
     stack: str
+    stop_signal: int
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()

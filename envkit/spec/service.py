@@ -19,6 +19,7 @@ from envkit.spec.network import Network
 from envkit.spec.ports import PortMapping, parse_ports
 from envkit.spec.readiness import Ready, ready_list
 from envkit.spec.secret import Secret, secret_list
+from envkit.spec.signals import name as signal_name
 from envkit.spec.volume import Volume
 
 Condition = Literal["started", "healthy", "completed"]
@@ -68,6 +69,7 @@ class Service(Frozen, SpecObject):
     init: bool
     cap_add: tuple[str, ...]
     cap_drop: tuple[str, ...]
+    stop_signal: str | None
 
     def __init__(
         self,
@@ -99,6 +101,7 @@ class Service(Frozen, SpecObject):
         init: bool = False,
         cap_add: Sequence[str] = (),
         cap_drop: Sequence[str] = (),
+        stop_signal: str | int | None = None,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -173,6 +176,7 @@ class Service(Frozen, SpecObject):
         set_(self, "init", init)
         set_(self, "cap_add", _capabilities(f"{svc}.cap_add", cap_add))
         set_(self, "cap_drop", _capabilities(f"{svc}.cap_drop", cap_drop))
+        set_(self, "stop_signal", _stop_signal(f"{svc}.stop_signal", stop_signal))
         _check_targets(svc, self)
 
     @property
@@ -214,6 +218,7 @@ class Service(Frozen, SpecObject):
                 **({"init": True} if self.init else {}),
                 **({"cap_add": list(self.cap_add)} if self.cap_add else {}),
                 **({"cap_drop": list(self.cap_drop)} if self.cap_drop else {}),
+                **({"stop_signal": self.stop_signal} if self.stop_signal else {}),
             },
         )
 
@@ -233,6 +238,21 @@ def _capabilities(field: str, value: Sequence[str]) -> tuple[str, ...]:
             )
         found.add(upper if upper == "ALL" or upper.startswith("CAP_") else f"CAP_{upper}")
     return tuple(sorted(found))
+
+
+def _stop_signal(field: str, value: object) -> str | None:
+    """A signal name (``"SIGQUIT"``, ``"quit"``) or number (``3``), stored by its
+    canonical name (:mod:`envkit.spec.signals`); ``None``: the image's, else SIGTERM."""
+    if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise SpecError(field, "expected a signal name or number", value=value)
+    try:
+        return signal_name(value)
+    except ValueError as exc:
+        raise SpecError(
+            field, str(exc), value=value, hint='e.g. "SIGQUIT", "QUIT" or 3 (Linux signals)'
+        ) from None
 
 
 def _image(field: str, value: object) -> Image:

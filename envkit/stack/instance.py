@@ -61,6 +61,9 @@ class Started(Record):
     pump: threading.Thread | None = None
     #: What its start attached (named volumes): released when it is gone.
     attached: list[Any] = field(default_factory=list)
+    #: The signal that stops it, then SIGKILL after the grace period: the service's
+    #: ``stop_signal``, else its image's ``StopSignal``, else SIGTERM (docker's order).
+    stop_signal: int = 15
 
 
 class ContainerOps(Protocol):

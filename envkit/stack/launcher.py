@@ -133,7 +133,12 @@ class Launcher:
             raise
         pump_thread = _pump(state, name, out_r, err_r)
         return Started(
-            container, started_at, networking.describe_ports(container), pump_thread, attached
+            container,
+            started_at,
+            networking.describe_ports(container),
+            pump_thread,
+            attached,
+            container.reload().stop_signal,
         )
 
     def adopt(
@@ -159,7 +164,7 @@ class Launcher:
                 os.close(out_r)
                 raise
             pump = _pump(state, name, out_r, err_r)
-        return Started(handle.Container(record), "", [], pump, [])
+        return Started(handle.Container(record), "", [], pump, [], record.stop_signal)
 
     def forget(self, container_id: str) -> None:
         """Remove the record of container ``container_id`` if it is there and gone."""
@@ -212,6 +217,7 @@ class Launcher:
                 network=network["network"],
                 network_aliases=network["network_aliases"],
                 ports=network["ports"],
+                stop_signal=spec.stop_signal,
             )
             container = start_container(image, options, mounts, stack=stack.name)
             # Named after the container now: a new supervisor finds them by its id.
@@ -246,11 +252,12 @@ class Launcher:
         return real.wait()
 
     def signal(self, container: Handle, sig: int) -> None:
-        """Send ``sig`` to the container's pid 1; SIGKILL for a SIGTERM it has no handler
-        for (the kernel would drop it: waiting out the grace period changes nothing)."""
+        """Send ``sig`` to the container's pid 1; SIGKILL for a (stop) signal it has no
+        handler for (the kernel would drop it: waiting out the grace period changes
+        nothing)."""
         with suppress(EnvkitError, OSError):
             real = _real(container)
-            if sig == signal.SIGTERM and init_ignores(real.pid, sig):
+            if sig != signal.SIGKILL and init_ignores(real.pid, sig):
                 sig = signal.SIGKILL
             real.kill(sig)
 

@@ -288,7 +288,7 @@ class Supervisor:
             gone.set()
 
         threading.Thread(target=watch, name="envkit-discard", daemon=True).start()
-        self.ops.signal(started.container, signal.SIGTERM)
+        self.ops.signal(started.container, started.stop_signal)
         if not gone.wait(self.stop_grace):
             self.ops.signal(started.container, signal.SIGKILL)
             gone.wait(10)
@@ -449,8 +449,9 @@ class Supervisor:
             svc.health_thread.start()
 
     def _stop_instances(self, names: Sequence[str]) -> None:
-        """SIGTERM the containers of services ``names``, SIGKILL those still there after
-        the grace period, and remove them (no restart follows)."""
+        """Send the containers of services ``names`` their stop signal (SIGTERM unless the
+        service or its image says otherwise), SIGKILL those still there after the grace
+        period, and remove them (no restart follows)."""
         for name in names:
             launch = self._services[name].launch
             if launch is not None:
@@ -462,7 +463,7 @@ class Supervisor:
                 instance.discarded = True
         for _, instance in instances:
             if not instance.exited:
-                self.ops.signal(instance.container, signal.SIGTERM)
+                self.ops.signal(instance.container, instance.started.stop_signal)
         deadline = time.monotonic() + self.stop_grace
         for _, instance in instances:
             if instance.keeper is None:

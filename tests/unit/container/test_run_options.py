@@ -53,6 +53,7 @@ EVERY_KEY: RunKwargs = {
     "cap_drop": ["CHOWN"],
     "pull": "never",
     "pull_output": io.StringIO(),
+    "stop_signal": "SIGQUIT",
 }
 
 #: Attributes of RunOptions that are not keywords of envkit.run, and why.
@@ -68,7 +69,7 @@ def test_the_typeddicts_and_the_runtime_tuples_agree_key_for_key() -> None:
     assert RunKwargs.__optional_keys__ == frozenset(RUN_KEYWORDS)
     assert RunKwargs.__required_keys__ == frozenset()
     assert ExecKwargs.__optional_keys__ == frozenset(EXEC_KEYWORDS)
-    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 24
+    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 25
     assert set(EVERY_KEY) == set(RUN_KEYWORDS)
 
 
