@@ -191,6 +191,7 @@ def main(argv: list[str]) -> None:
     """The daemon's life: join, start the netlink worker, listen, say ``ok PID`` on the
     status fd, serve."""
     holder_pid, status = int(argv[1]), int(argv[2])
+    os.set_inheritable(status, False)  # the caller's, not the netlink worker's
     try:
         # setns(CLONE_NEWUSER) needs a single-threaded process: first thing, before any
         # import that might start a thread. Not as the namespace's root: the daemon keeps
