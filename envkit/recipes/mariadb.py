@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from envkit.errors import SpecError
+from envkit.recipes.checks import server_check
 from envkit.recipes.recipe import Recipe, shell_quote
 from envkit.records import Value
-from envkit.spec import Healthcheck, Image, Service
+from envkit.spec import Image, Service
 
 PORT = 3306
 DEBIAN_VERSIONS = {"bookworm": "10.11", "trixie": "11.8"}
@@ -71,9 +72,7 @@ def mariadb(
             env=env,
             tmpfs=["/var/lib/mysql"],
             ports={0: PORT},
-            healthcheck=Healthcheck(
-                ["healthcheck.sh", "--connect", "--innodb_initialized"], interval=0.1, retries=600
-            ),
+            healthcheck=server_check(["healthcheck.sh", "--connect", "--innodb_initialized"]),
         )
         admin = MariadbAdmin(("mariadb", "-uroot", f"-p{password}"))
         return Recipe(service, PORT, "mysql", user, password, database, admin)
@@ -131,11 +130,8 @@ def mariadb(
         command=["sh", "-c", start],
         tmpfs=[DATA_MOUNT],
         ports={0: PORT},
-        healthcheck=Healthcheck(
-            ["mariadb", f"--socket={SOCKET}", "--user=mysql", "-e", "SELECT 1"],
-            interval=0.05,
-            timeout=5,
-            retries=600,
+        healthcheck=server_check(
+            ["mariadb", f"--socket={SOCKET}", "--user=mysql", "-e", "SELECT 1"]
         ),
     )
     admin = MariadbAdmin(("mariadb", f"--socket={SOCKET}", "--user=mysql"))

@@ -8,9 +8,10 @@ import re
 
 from envkit.errors import SpecError
 from envkit.recipes import scram
+from envkit.recipes.checks import server_check
 from envkit.recipes.recipe import Recipe, shell_quote
 from envkit.records import Value
-from envkit.spec import Healthcheck, Image, Service
+from envkit.spec import Image, Service
 
 PORT = 5432
 #: The major version each Debian suite ships.
@@ -144,12 +145,12 @@ def postgres(
         command=["sh", "-c", start],
         tmpfs=[DATA_MOUNT],
         ports={0: PORT},
-        healthcheck=Healthcheck(
-            [f"{binaries}/pg_isready", "-q", "-h", "127.0.0.1", "-U", user, "-d", database],
-            interval=0.02,
-            timeout=5,
-            retries=600,
+        healthcheck=server_check(
+            [f"{binaries}/pg_isready", "-q", "-h", "127.0.0.1", "-U", user, "-d", database]
         ),
+        # Immediate shutdown: the data is on a tmpfs that goes with the container, so
+        # the shutdown checkpoint of SIGTERM's smart shutdown would be written for nothing.
+        stop_signal="SIGQUIT",
     )
     admin = PostgresAdmin((f"{binaries}/psql", "-h", DATA_MOUNT), user, version)
     return Recipe(service, PORT, "postgresql", user, password, database, admin)
@@ -226,12 +227,10 @@ def _from_registry(image: str, version: int, user: str, password: str, database:
         command=["postgres", *(w for s in FAST_SETTINGS for w in ("-c", s))],
         tmpfs=[DATA_MOUNT],
         ports={0: PORT},
-        healthcheck=Healthcheck(
-            ["pg_isready", "-q", "-h", "127.0.0.1", "-U", user, "-d", database],
-            interval=0.1,
-            timeout=5,
-            retries=600,
+        healthcheck=server_check(
+            ["pg_isready", "-q", "-h", "127.0.0.1", "-U", user, "-d", database]
         ),
+        # Stopped with the image's STOPSIGNAL (SIGINT, fast shutdown, in the official image).
     )
     admin = PostgresAdmin(("psql",), user, int(major.group(1)) if major else version)
     return Recipe(service, PORT, "postgresql", user, password, database, admin)

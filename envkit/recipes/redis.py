@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from envkit.errors import SpecError
+from envkit.recipes.checks import server_check
 from envkit.recipes.recipe import Recipe
-from envkit.spec import Healthcheck, Image, Service
+from envkit.spec import Image, Service
 
 PORT = 6379
 DEBIAN_VERSIONS = {"bookworm": 7, "trixie": 8}
@@ -18,7 +19,9 @@ def redis(version: int = 7, *, image: str | None = None, suite: str = "bookworm"
     Built from Debian ``suite``'s ``redis-server`` package by default;
     ``image="redis:7"`` uses an official registry image. The URL names database 0.
     """
-    check = Healthcheck(["redis-cli", "-h", "127.0.0.1", "ping"], interval=0.05, retries=600)
+    # SIGTERM stays the stop signal: with --save "" and no AOF redis writes nothing at
+    # shutdown, and it exits at once.
+    check = server_check(["redis-cli", "-h", "127.0.0.1", "ping"])
     if image is not None:
         # The official entrypoint drops to the redis user itself.
         service = Service(
