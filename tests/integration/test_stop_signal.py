@@ -2,7 +2,8 @@
 detached container (from another process), ``stop -s``, an image's ``STOPSIGNAL``, and a
 stack service going down. Each container is a busybox shell as pid 1 that traps one
 signal and exits with a code naming it, so the exit code tells which signal came (a
-shell without a handler for the signal sent would be killed: 137)."""
+shell without a handler for the signal sent would be killed: 137). And a stack's health
+check on docker's start interval."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envkit import Image, Service, Stack
+from envkit import Healthcheck, Image, Service, Stack
 from envkit.container import handle as containers
 from envkit.stack import down
 from envkit.stack import state as ss
@@ -171,3 +172,36 @@ def test_a_stack_service_goes_down_with_its_stop_signal(home: Path, tmp_path: Pa
         assert running["db"].exec(["true"]).exit_code == 0
     assert (out / "got").read_text() == "QUIT\n"
     assert (out / "web").read_text() == "TERM\n"
+
+
+def test_a_stack_health_check_runs_every_start_interval_until_healthy_then_rarely(
+    home: Path, tmp_path: Path
+) -> None:
+    """docker's start interval on the real runtime: the service is up after ~0.3 s and
+    found healthy within a start interval (not after the 30 s interval); then no run
+    comes for the rest of this test."""
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    check = Healthcheck(
+        "echo run >> /out/runs; test -f /tmp/up",
+        interval=30,
+        start_period=60,
+        start_interval=0.05,
+        retries=3,
+    )
+    server = Service(
+        "slow",
+        image=BUSYBOX,
+        command=["sh", "-c", "sleep 0.3; touch /tmp/up; while true; do sleep 0.05; done"],
+        volumes={str(out): "/out"},
+        healthcheck=check,
+    )
+    started = time.monotonic()
+    with Stack("startint", services=[server]).up() as running:
+        assert running["slow"].health == "healthy"
+        assert time.monotonic() - started < 20
+        first = (out / "runs").read_text().count("run")
+        assert first >= 3  # failed runs every 50 ms while it started
+        time.sleep(1.0)
+        assert (out / "runs").read_text().count("run") == first  # then the 30 s interval
