@@ -52,7 +52,7 @@ from envkit.errors import EnvkitError, SpecError
 from envkit.records import Record, Value, field, replace
 from envkit.spec import steps as st
 from envkit.spec.bases import Dockerfile
-from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.healthcheck import DEFAULT_START_INTERVAL, Healthcheck
 from envkit.spec.image import SHELL, Image
 from envkit.spec.secret import Secret
 
@@ -520,7 +520,7 @@ class _Importer:
             if not test:
                 raise self.error(node, "Missing command after HEALTHCHECK CMD")
             options: dict[str, float] = {}
-            for name in ("interval", "timeout", "start-period"):
+            for name in ("interval", "timeout", "start-period", "start-interval"):
                 text = flags.get(name, [""])[-1]
                 if text:
                     try:
@@ -544,6 +544,7 @@ class _Importer:
                     interval=options.get("interval") or 30.0,
                     timeout=options.get("timeout") or 30.0,
                     start_period=options.get("start_period", 0.0),
+                    start_interval=options.get("start_interval") or DEFAULT_START_INTERVAL,
                     retries=count,
                 )
             except (SpecError, ValueError) as exc:

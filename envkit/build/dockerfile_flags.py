@@ -42,7 +42,6 @@ UNSUPPORTED = {
     ("ADD", "checksum"): "remote content is not supported",
     ("ADD", "keep-git-dir"): "remote content is not supported",
     ("ADD", "unpack"): "not supported yet",
-    ("HEALTHCHECK", "start-interval"): "envkit's Healthcheck has no start interval",
 }
 
 

@@ -513,6 +513,8 @@ def healthcheck_change(step: st.SetHealthcheck, settings: dict[str, Any]) -> dic
             Retries=check.retries,
             StartPeriod=int(check.start_period * 1e9),
         )
+        if check.start_interval_set:
+            docker["StartInterval"] = int(check.start_interval * 1e9)
     return {"Healthcheck": docker, "Labels": labels}
 
 
@@ -615,6 +617,8 @@ def _describe_healthcheck(step: st.SetHealthcheck) -> str:
         f"--interval={check.interval:g}s --timeout={check.timeout:g}s "
         f"--start-period={check.start_period:g}s --retries={check.retries}"
     )
+    if check.start_interval_set:
+        options += f" --start-interval={check.start_interval:g}s"
     if test[:1] == ["CMD-SHELL"] and len(test) == 2:
         return f"HEALTHCHECK {options} CMD {test[1]}"
     return f"HEALTHCHECK {options} CMD {_json_argv(test[1:])}"

@@ -93,6 +93,12 @@ class Healthcheck(Frozen, SpecObject):
         """Whether this check turns an inherited one off (``["NONE"]``)."""
         return self.test == ("NONE",)
 
+    @property
+    def start_interval_set(self) -> bool:
+        """Whether ``start_interval`` is not docker's default (an image config and a
+        Dockerfile line then name it; docker omits an unset one)."""
+        return self.start_interval != DEFAULT_START_INTERVAL
+
     def canonical(self) -> dict[str, Any]:
         """Test in docker's form; durations in seconds. ``start_interval`` only when it is
         not docker's default, so the form (and cache key) of a check without one stays
@@ -105,10 +111,6 @@ class Healthcheck(Frozen, SpecObject):
                 "timeout": self.timeout,
                 "retries": self.retries,
                 "start_period": self.start_period,
-                **(
-                    {"start_interval": self.start_interval}
-                    if self.start_interval != DEFAULT_START_INTERVAL
-                    else {}
-                ),
+                **({"start_interval": self.start_interval} if self.start_interval_set else {}),
             },
         )

@@ -113,6 +113,14 @@ TABLE = [
             "interval": 90.0, "timeout": 5.0, "retries": 2, "start_period": 0.0,
         }},
     ]),
+    # docker 25's --start-interval (the dockerfile reference's HEALTHCHECK options).
+    ("FROM busybox\nHEALTHCHECK --start-period=1m --start-interval=50ms CMD pg_isready", [
+        {"op": "healthcheck", "healthcheck": {
+            "v": 1, "kind": "healthcheck", "test": ["CMD-SHELL", "pg_isready"],
+            "interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 60.0,
+            "start_interval": 0.05,
+        }},
+    ]),
     ("FROM busybox\nHEALTHCHECK NONE", [
         {"op": "healthcheck", "healthcheck": {
             "v": 1, "kind": "healthcheck", "test": ["NONE"],
@@ -226,6 +234,7 @@ ERRORS = [
     ('FROM scratch\nENV A="${B:?B is required}"', 2, "B is required"),
     ("FROM busybox\nENV A=${B:?B is required}", 2, 'can\'t find = in "is"'),
     ("FROM busybox\nHEALTHCHECK --interval=soon CMD true", 2, "invalid duration"),
+    ("FROM busybox\nHEALTHCHECK --start-interval=0.5ms CMD true", 2, "cannot be less than 1ms"),
     ("FROM busybox\nUSER 'bad user'", 2, "invalid user"),
     ("# escape=x\nFROM busybox", 1, "invalid escape"),
     ("", 1, "file with no instructions"),

@@ -80,6 +80,17 @@ def test_healthcheck_in_docker_form_and_exact_label() -> None:
     assert config_change(off, ImageState.scratch())["Healthcheck"] == {"Test": ["NONE"]}
 
 
+def test_a_start_interval_is_in_the_config_and_the_history_only_when_set() -> None:
+    check = Healthcheck("true", start_period=60, start_interval=0.05)
+    step = Image.scratch().healthcheck(check).steps[0]
+    change = config_change(step, ImageState.scratch())
+    assert change["Healthcheck"]["StartInterval"] == 50_000_000
+    assert "--start-interval=0.05s" in describe(step)
+    plain = Image.scratch().healthcheck(Healthcheck("true", start_period=60)).steps[0]
+    assert "StartInterval" not in config_change(plain, ImageState.scratch())["Healthcheck"]
+    assert "--start-interval" not in describe(plain)
+
+
 def test_describe_never_shows_a_secret_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN", "hunter2")
     step = Image.scratch().run("make", secrets=[Secret.from_env("TOKEN")]).steps[0]
