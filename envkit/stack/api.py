@@ -242,21 +242,24 @@ def selected(stack: Stack, services: Sequence[str]) -> list[str]:
 def check(stack: Stack, names: Sequence[str]) -> None:
     """What can be checked before anything starts (the spec checked the rest): a
     volume whose backend is not installed or rejects its options, a ``healthy``
-    dependency without a health check or ``ready`` probe, a missing secret file or
-    variable, an env file that is missing or malformed."""
+    dependency whose health check is disabled (``["NONE"]``) and that has no ``ready``
+    probe (one with no check of its own may inherit its image's: the start tells), a
+    missing secret file or variable, an env file that is missing or malformed."""
     # lazy: they import the spec (and volumes logging), which `down -p NAME` never loads
     from envkit.stack import environment, volumes
 
     volumes.check(stack)
     for name in names:
         for target, condition in stack[name].depends_on:
+            # No check of its own may still mean its image's (docker's inheritance):
+            # only a disabled one is known to be none before the image is resolved.
             check_ = stack[target].healthcheck
-            no_check = check_ is None or check_.disabled
-            if condition == "healthy" and no_check and not stack[target].ready:
+            disabled = check_ is not None and check_.disabled
+            if condition == "healthy" and disabled and not stack[target].ready:
                 raise SpecError(
                     f"Service({name!r}).depends_on",
-                    f"waits for {target!r} to be healthy, but {target!r} has no health "
-                    "check and no ready probe",
+                    f"waits for {target!r} to be healthy, but {target!r} has its health "
+                    "check disabled and no ready probe",
                     hint=f"give {target} a healthcheck=Healthcheck(...) or ready=Ready.tcp(...), "
                     'or use "started"',
                 )

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from envkit.records import Record, field
 from envkit.stack.health import HealthTracker
+from envkit.stack.image_health import effective
 from envkit.stack.logs import lines_since
 from envkit.stack.policy import RestartManager, RestartPolicy
 from envkit.stack.scheduler import Launch, Snapshot
@@ -64,6 +65,12 @@ class Started(Record):
     #: The signal that stops it, then SIGKILL after the grace period: the service's
     #: ``stop_signal``, else its image's ``StopSignal``, else SIGTERM (docker's order).
     stop_signal: int = 15
+    #: The health check its image carries (docker's ``Healthcheck``, or envkit's exact
+    #: label): the one it runs when the service has none of its own
+    #: (:func:`envkit.stack.image_health.effective`); ``None``: none.
+    image_healthcheck: Healthcheck | None = None
+    #: Why the image's health check is ignored (it is malformed), or ``""``.
+    image_healthcheck_problem: str = ""
 
 
 class ContainerOps(Protocol):
@@ -165,17 +172,30 @@ class ServiceRuntime(Record):
     stopped: bool = False
     #: The start under way or last made.
     launch: Launch | None = None
+    #: The health check its containers run: its own, else its image's once a start
+    #: read it (:meth:`use_image_check`); ``None``: none (or disabled).
+    healthcheck: Healthcheck | None = None
+    #: A malformed image check was said (in ``up``'s output) already.
+    image_check_reported: bool = False
 
     @classmethod
     def of(cls, spec: Service, restarts: int = 0) -> ServiceRuntime:
         """A service not started yet (``restarts``: the count it had so far)."""
-        return cls(spec, RestartManager(RestartPolicy.parse(spec.restart), restarts))
+        own = effective(spec.healthcheck, None)
+        return cls(
+            spec, RestartManager(RestartPolicy.parse(spec.restart), restarts), healthcheck=own
+        )
 
     @property
     def checked(self) -> bool:
-        """Whether it has a health check (not disabled)."""
-        check = self.spec.healthcheck
-        return check is not None and not check.disabled
+        """Whether it has a health check (its own or its image's, not disabled)."""
+        return self.healthcheck is not None
+
+    def use_image_check(self, started: Started) -> Healthcheck | None:
+        """Take the image's check that ``started`` read (docker's inheritance: the
+        service's own check wins, ``["NONE"]`` turns both off); the effective check."""
+        self.healthcheck = effective(self.spec.healthcheck, started.image_healthcheck)
+        return self.healthcheck
 
     def on_exit(
         self, instance: Instance, code: int | None, now: float, stopping: bool
@@ -258,8 +278,6 @@ class Checks:
     def health_checks(self, name: str, svc: ServiceRuntime) -> None:
         """Run ``svc``'s health check on whatever container it has now, on the
         schedule of its tracker, until the stack stops or the service is replaced."""
-        check = svc.spec.healthcheck
-        assert check is not None
         last_instance: Instance | None = None
         last_run: float | None = None
         while not self.stopping.is_set() and self.services.get(name) is svc:
@@ -274,7 +292,7 @@ class Checks:
             if self.stopping.wait(max(0.0, due - time.monotonic())):
                 return
             last_run = time.monotonic()
-            ok, output = self.ops.health_check(instance.container, check)
+            ok, output = self.ops.health_check(instance.container, instance.tracker.check)
             with self.lock:
                 if svc.instance is not instance or instance.exited:
                     continue

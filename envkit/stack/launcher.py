@@ -19,7 +19,7 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import cast
@@ -29,13 +29,24 @@ from envkit.container.options import RunOptions
 from envkit.container.prepare import prepare
 from envkit.container.start import start_attached
 from envkit.errors import EnvkitError
+from envkit.records import Value
 from envkit.runtime import image_config
 from envkit.runtime import logs as runtime_logs
 from envkit.runtime import state as rs
 from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.runtime.state import alive, init_ignores, wait_gone
 from envkit.spec import Stack
-from envkit.stack import cleanup, environment, health, networking, readiness, secrets, volumes
+from envkit.stack import (
+    cleanup,
+    environment,
+    health,
+    image_health,
+    networking,
+    readiness,
+    secrets,
+    volumes,
+)
+from envkit.stack.image_health import ImageCheck
 from envkit.stack.instance import Handle, Started
 from envkit.stack.logs import RotatingLogWriter
 from envkit.store import snapshots
@@ -61,7 +72,10 @@ class Launcher:
         #: open, it would hold their write ends, and that start would wait forever for
         #: the end of file it reads up to.
         self._spawn_lock = threading.Lock()
-        self._image_users: dict[tuple[str, str | None], tuple[int, int, tuple[str, ...]]] = {}
+        #: What each (image, user) runs as, and its image's health check.
+        self._image_users: dict[tuple[str, str | None], ImageFacts] = {}
+        #: Each image's health check (what docker's containers inherit).
+        self._image_checks: dict[str, ImageCheck] = {}
         self.created_volumes: list[str] = []
         self.created_networks: list[str] = []
         #: Ids of the containers taken over from a lost supervisor.
@@ -105,8 +119,10 @@ class Launcher:
         spec = stack[name]
         key = (image, spec.user)
         if key not in self._image_users:
-            self._image_users[key] = image_user(image, spec.user)
-        uid, gid, layers = self._image_users[key]
+            self._image_users[key] = image_facts(image, spec.user)
+        facts = self._image_users[key]
+        uid, gid, layers, image_check = facts.uid, facts.gid, facts.layers, facts.health
+        self._image_checks.setdefault(image, image_check)
         with self._files_lock:
             attached = volumes.attach(
                 stack, spec.volumes, f"{stack.name}-{name}-{os.urandom(6).hex()}"
@@ -139,6 +155,8 @@ class Launcher:
             pump_thread,
             attached,
             container.reload().stop_signal,
+            image_check.check,
+            image_check.problem,
         )
 
     def adopt(
@@ -164,7 +182,23 @@ class Launcher:
                 os.close(out_r)
                 raise
             pump = _pump(state, name, out_r, err_r)
-        return Started(handle.Container(record), "", [], pump, [], record.stop_signal)
+        image = state.services[name].image_id if name in state.services else ""
+        check = ImageCheck()
+        if image:
+            if image not in self._image_checks:
+                with suppress(EnvkitError, OSError):
+                    self._image_checks[image] = image_health.from_image(image_settings(image))
+            check = self._image_checks.get(image, check)
+        return Started(
+            handle.Container(record),
+            "",
+            [],
+            pump,
+            [],
+            record.stop_signal,
+            check.check,
+            check.problem,
+        )
 
     def forget(self, container_id: str) -> None:
         """Remove the record of container ``container_id`` if it is there and gone."""
@@ -400,9 +434,21 @@ def start_container(
     return start_attached(prepared.replace(config), die_with_parent=not stack)
 
 
-def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]:
-    """The container uid and gid a service runs as (its ``user`` or the image's), and
-    the image's lower dirs (top first)."""
+class ImageFacts(Value):
+    """What a service's container gets from its image, read at its first start."""
+
+    #: The container uid and gid it runs as (its ``user`` or the image's).
+    uid: int
+    gid: int
+    #: The image's lower dirs (top first).
+    layers: tuple[str, ...]
+    #: The image's health check (:func:`envkit.stack.image_health.from_image`).
+    health: ImageCheck
+
+
+def image_facts(image: str, user: str | None) -> ImageFacts:
+    """The container uid and gid a service runs as (its ``user`` or the image's), the
+    image's lower dirs (top first) and its health check, from one read of its config."""
     store = Store.default()
     _, manifest = store.image_manifest(store.resolve(image))
     config = store.config(manifest)
@@ -412,4 +458,11 @@ def image_user(image: str, user: str | None) -> tuple[int, int, tuple[str, ...]]
         image_config.read_image_file(snapshot.layers, "/etc/passwd"),
         image_config.read_image_file(snapshot.layers, "/etc/group"),
     )
-    return who.uid, who.gid, snapshot.layers
+    return ImageFacts(who.uid, who.gid, snapshot.layers, image_health.from_image(config.config))
+
+
+def image_settings(image: str) -> Mapping[str, object]:
+    """The ``config`` object of ``image``'s config (its ``Env``, ``Healthcheck``, ...)."""
+    store = Store.default()
+    _, manifest = store.image_manifest(store.resolve(image))
+    return store.config(manifest).config

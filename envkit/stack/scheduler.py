@@ -22,6 +22,9 @@ from envkit.errors import RuntimeError_
 from envkit.records import Record, Value, field
 
 HEALTHY, UNHEALTHY = "healthy", "unhealthy"
+#: Why ``healthy`` never holds for a service with no health check (its own or its
+#: image's) and no ``ready`` probe.
+NO_HEALTH_CHECK = "it has no health check"
 
 
 class Launch(Record):
@@ -78,7 +81,7 @@ def condition(service: Snapshot | None, wanted: str) -> str | None:
     if wanted == "started":
         return None
     if not service.checked:
-        return "it has no health check"
+        return NO_HEALTH_CHECK
     if service.health == UNHEALTHY:
         return "its health check failed"
     if service.ready == "failed":

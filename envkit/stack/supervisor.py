@@ -49,7 +49,7 @@ from envkit.stack.instance import Checks, ContainerOps, Instance, ServiceRuntime
 from envkit.stack.launcher import Launcher
 from envkit.stack.limits import STOP_GRACE, UP_TIMEOUT
 from envkit.stack.logs import stream, tail
-from envkit.stack.scheduler import Launch, Scheduler, Snapshot
+from envkit.stack.scheduler import NO_HEALTH_CHECK, Launch, Scheduler, Snapshot
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -255,10 +255,7 @@ class Supervisor:
         """Hold ``started`` (a container found running) as service ``name``'s."""
         svc = self._services[name]
         started.started_at, started.ports = old.started_at, list(old.ports)
-        tracker = None
-        if svc.checked:
-            assert svc.spec.healthcheck is not None
-            tracker = health.HealthTracker(svc.spec.healthcheck, time.monotonic())
+        tracker = self._tracker(name, svc, started)
         instance = Instance(started, time.monotonic(), None, tracker, adopted=True)
         instance.announced.set()  # plugins heard of its start from the lost supervisor
         instance.keeper = threading.Thread(
@@ -349,6 +346,8 @@ class Supervisor:
         """The error for service ``name`` that will never be ``wanted``: what was seen,
         its last health check output and its last log lines."""
         record = self.state.services[name]
+        if problem == NO_HEALTH_CHECK:
+            return self._no_health_check(name, wanted, waiter)
         who = f"{waiter} depends on {name} being {wanted}" if waiter else f"{name} is not ready"
         lines = [f"stack {self.stack.name}: {who}, but {problem}"]
         if record.health_output.strip():
@@ -363,6 +362,27 @@ class Supervisor:
             "\n".join(lines),
             hint="everything started was stopped again; `envkit up` (foreground) shows the logs",
         )
+
+    def _no_health_check(self, name: str, wanted: str, waiter: str | None) -> DependencyError:
+        """Compose's error for a ``healthy`` dependency whose container has no health
+        check (none of its own, none or a disabled one in its image): bad input, exit 2."""
+        record = self.state.services[name]
+        container = record.container_name or f"{self.stack.name}-{name}-1"
+        who = f"{waiter} depends on {name} being {wanted}: " if waiter else ""
+        own = self._services[name].spec.healthcheck
+        why = (
+            "its healthcheck is disabled"
+            if own is not None
+            else "it has none of its own and its image has none"
+        )
+        error = DependencyError(
+            f"stack {self.stack.name}: {who}container {container} has no healthcheck "
+            f"configured ({why})",
+            hint=f"give {name} a healthcheck=Healthcheck(...) or ready=Ready.tcp(...), "
+            f'or make {waiter or "the dependent"} wait for "started"',
+        )
+        error.exit_code = 2
+        return error
 
     # -- containers --------------------------------------------------------------------
 
@@ -404,16 +424,29 @@ class Supervisor:
         """Start a container of service ``name`` (in the thread that will hold it)."""
         svc = self._services[name]
         started = self.ops.start(self.stack, name, self.images[name], self.state)
-        tracker = None
-        if svc.checked:
-            assert svc.spec.healthcheck is not None
-            tracker = health.HealthTracker(svc.spec.healthcheck, time.monotonic())
+        tracker = self._tracker(name, svc, started)
         instance = Instance(started, time.monotonic(), threading.current_thread(), tracker)
         with self._lock:
             svc.instance, svc.stopped = instance, False
             self._record_start(name, instance)
         self._watch(name, instance)
         return instance
+
+    def _tracker(
+        self, name: str, svc: ServiceRuntime, started: Started
+    ) -> health.HealthTracker | None:
+        """The health tracker of ``started`` (a new container of service ``name``): over
+        the service's own check, else its image's (docker's inheritance); ``None`` when
+        it has neither. A malformed image check is said once (and not run)."""
+        with self._lock:
+            check = svc.use_image_check(started)
+            problem = started.image_healthcheck_problem
+            say = svc.spec.healthcheck is None and problem and not svc.image_check_reported
+            if say:
+                svc.image_check_reported = True
+        if say:
+            self._report(f"{name}: the image's health check is ignored: {problem}")
+        return None if check is None else health.HealthTracker(check, time.monotonic())
 
     def _record_start(self, name: str, instance: Instance) -> None:
         spec, started = self._services[name].spec, instance.started

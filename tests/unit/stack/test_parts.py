@@ -78,12 +78,15 @@ def test_selected_services_bring_their_dependencies_in_order() -> None:
 
 
 def test_healthy_condition_needs_a_health_check() -> None:
-    db = Service("db", image="busybox:1")
+    db = Service("db", image="busybox:1", healthcheck=Healthcheck(["NONE"]))
     web = Service("web", image="busybox:1", depends_on={db: "healthy"})
     stack = Stack("s", services=[web, db])
-    with pytest.raises(SpecError, match="has no health check"):
+    with pytest.raises(SpecError, match="health check disabled"):
         api.check(stack, stack.start_order())
     api.check(_stack(), _stack().start_order())
+    # No check of its own: its image's may do (docker's inheritance; the start tells).
+    inherits = Stack("s", services=[web, Service("db", image="busybox:1")])
+    api.check(inherits, inherits.start_order())
 
 
 def test_state_round_trips_and_ignores_unknown_fields(envkit_home: Path) -> None:
