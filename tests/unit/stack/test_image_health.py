@@ -32,7 +32,7 @@ from envkit.stack import image_health, scheduler
 from envkit.stack import state as ss
 from envkit.stack.instance import Started
 from envkit.stack.supervisor import Supervisor
-from tests.unit.stack.test_supervisor import FakeOps, _ps, _until
+from tests.unit.stack.test_supervisor import FakeOps, _left_running, _ps, _until
 
 S = 1_000_000_000  # nanoseconds in a second
 
@@ -221,6 +221,14 @@ class ImageOps(FakeOps):
         started.image_healthcheck, started.image_healthcheck_problem = check, problem
         return started
 
+    def adopt(
+        self, stack: Stack, name: str, container_id: str, state: ss.StackState
+    ) -> Started | None:
+        started = super().adopt(stack, name, container_id, state)
+        if started is not None:
+            started.image_healthcheck = self.images.get(name, (None, ""))[0]
+        return started
+
     def health_check(self, container: object, check: Healthcheck) -> tuple[bool, str]:
         self.checks.append((getattr(container, "service", ""), check.test))
         return super().health_check(container, check)  # type: ignore[arg-type]
@@ -306,6 +314,33 @@ def test_a_malformed_image_check_is_reported_once_and_not_run(
     _until(lambda: len(ops.of("job")) >= 2)
     assert report.count(f"job: the image's health check is ignored: {problem}") == 1
     assert ops.checks == []
+
+
+def test_an_adopted_container_runs_its_images_check(supervisors: list[Supervisor]) -> None:
+    db = Service("db", image="img")
+    stack = Stack("adopt", services=[db])
+    ops = ImageOps({"db": (QUICK, "")})
+    alive = _left_running(ops, "adopt", "db", 7)
+    previous = ss.StackState(
+        name="adopt",
+        supervisor=999_999_999,  # not alive
+        order=["db"],
+        services={
+            "db": ss.ServiceState(
+                container=alive.id,
+                status="running",
+                image_id="img",
+                spec_key=ss.spec_key(stack, "db", "img"),
+            )
+        },
+    )
+    supervisor = Supervisor(stack, {"db": "img"}, ["db"], ops=ops, stop_grace=1, previous=previous)
+    supervisors.append(supervisor)
+    supervisor.start()
+    threading.Thread(target=supervisor.run, daemon=True).start()
+    assert ops.adopted == [alive.id] and ops.started == []
+    _until(lambda: _ps(supervisor).services["db"].health == "healthy")
+    assert ops.checks[0] == ("db", ("CMD-SHELL", "image-check"))
 
 
 def test_the_schedulers_reason_is_the_supervisors_trigger() -> None:
