@@ -34,7 +34,7 @@ from typing import Any
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
-from envkit.network import control, egress, ns, ports, relay, state
+from envkit.network import control, egress, netlink_worker, ns, ports, relay, state
 from envkit.network.netlink_client import NetlinkWorker
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
@@ -47,11 +47,18 @@ class Daemon:
     """What the handlers act on: the holder's namespace, the netlink worker, the
     forwarders."""
 
-    def __init__(self, holder_pid: int, netlink: Callable[[int], NetlinkWorker] = NetlinkWorker):
+    def __init__(
+        self, holder_pid: int, netlink: Callable[[int], NetlinkWorker] | None = None
+    ) -> None:
+        """``netlink(netns)`` makes the netlink worker's owner (default: the first worker
+        forked now, so only while the daemon is single-threaded)."""
         self.holder_pid = holder_pid
         #: The holder's network namespace (the port threads join it; the worker gets it).
         self.netns = os.open(f"/proc/{holder_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.netlink = netlink(self.netns)
+        if netlink is None:
+            self.netlink = NetlinkWorker(self.netns, fork=netlink_worker.run)
+        else:
+            self.netlink = netlink(self.netns)
         #: Published listeners per container.
         self.published: dict[str, list[socket.socket]] = {}
         self.lock = threading.Lock()
@@ -197,9 +204,9 @@ def main(argv: list[str]) -> None:
         # import that might start a thread. Not as the namespace's root: the daemon keeps
         # the caller's uid, so it can read the caller's files (a 0700 home, as root).
         ns.join_userns(holder_pid, become_root=False)
+        # Its netlink worker is forked now (single-threaded still): it imports pyroute2
+        # while this process and its caller set up the rest.
         daemon = Daemon(holder_pid)
-        # Now: it imports pyroute2 while this process and its caller set up the rest.
-        daemon.netlink.start()
         listeners = egress.listeners_in(holder_pid)
         server = control.listen()
     except BaseException as exc:

@@ -4,9 +4,10 @@ start it on demand, hand it requests one at a time, let it go when idle.
 pyroute2 costs ~10 MB of memory and 0.1-0.2 s of import, and the daemon needs netlink
 only while networks and containers are set up or torn down. So the daemon keeps no
 pyroute2: a child process does the netlink work and exits :data:`IDLE_SECONDS` after
-its last request; the next request starts a new one. The daemon starts the first at its
-own start, so that it imports while the daemon and its caller set up the rest (the
-first ``setup`` waits for it).
+its last request; the next request starts a new one. The daemon forks the first at its
+own start, while it is single-threaded (``fork=``), so that it imports pyroute2 while
+the daemon and its caller set up the rest (the first ``setup`` waits for it); later
+ones are exec'd (``python -m``; the daemon has threads then).
 
 One thread of the daemon owns the worker (:class:`NetlinkWorker`): it spawns it, sends
 the requests the handler threads queue, reads the answers, and closes the worker's
@@ -32,7 +33,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from envkit.host import syscalls
 from envkit.host.prctl import PR_CAP_AMBIENT, prctl
@@ -84,6 +85,11 @@ class NetlinkWorker:
     ``module``, ``idle`` and ``caps`` are the worker's module, :data:`IDLE_SECONDS` and
     the capabilities passed on (:data:`NETLINK_CAPS`; none for a test's fake worker);
     ``timeout`` bounds the wait for one answer (a worker that exceeds it is killed).
+
+    With ``fork``, the first worker is forked here, and runs ``fork(parent_pid, conn,
+    netns)`` (:func:`envkit.network.netlink_worker.run`): only for a single-threaded
+    caller whose calling thread lives as long as the process (the worker's
+    ``PR_SET_PDEATHSIG`` follows that thread).
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class NetlinkWorker:
         idle: float = IDLE_SECONDS,
         caps: frozenset[int] = NETLINK_CAPS,
         timeout: float = control.TIMEOUT,
+        fork: Callable[[int, socket.socket, int], object] | None = None,
     ) -> None:
         self.netns = netns
         self.module = module
@@ -105,6 +112,8 @@ class NetlinkWorker:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._worker: _Running | None = None
         self._caps_passed = False
+        if fork is not None:
+            self._worker = self._fork(fork)
         threading.Thread(target=self._own, daemon=True, name="envkit-netlink-owner").start()
 
     # -- what the daemon's threads call ---------------------------------------------------
@@ -179,6 +188,26 @@ class NetlinkWorker:
             theirs.close()
             if netns >= 0:
                 os.close(netns)
+        mine.settimeout(self.timeout)
+        self.spawned.append(pid)
+        return _Running(pid, mine)
+
+    def _fork(self, body: Callable[[int, socket.socket, int], object]) -> _Running:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        log = log_path()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        stderr = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker
+            try:
+                os.dup2(stderr, 2)
+                syscalls.close_all_but({0, 1, 2, theirs.fileno(), self.netns})
+                body(parent, theirs, self.netns)
+            finally:
+                os._exit(1)
+        os.close(stderr)
+        theirs.close()
         mine.settimeout(self.timeout)
         self.spawned.append(pid)
         return _Running(pid, mine)

@@ -16,10 +16,15 @@ container's netns), answered with ``{"ok": value}`` or ``{"error": text, "hint":
 the messages of the daemon's control socket (:mod:`envkit.network.control`), in the same
 words. ``NETNS_FD`` is the holder's network namespace, opened by the daemon.
 
-The worker is the daemon's child, so it is in the holder's user namespace; its
-capabilities there (``CAP_NET_ADMIN``, ``CAP_SYS_ADMIN`` for ``setns``) survive the
-``execve`` as ambient capabilities the daemon raised (the daemon's uid is not root in
-that namespace when the host's root runs it). It dies with the daemon: the kernel
+The daemon's first worker is forked, not exec'd: the daemon forks it at its start, while
+it is still single-threaded, and the child goes on at :func:`run` with everything but
+pyroute2 imported already (an exec'd worker would first pay an interpreter and envkit's
+imports, ~35 ms, on the path of a cold ``up``). Later workers are exec'd (the daemon has
+threads then). Either way the worker is the daemon's child, so it is in the holder's
+user namespace; an exec'd one keeps its capabilities there (``CAP_NET_ADMIN``,
+``CAP_SYS_ADMIN`` for ``setns``) as ambient capabilities the daemon raised (the
+daemon's uid is not root in that namespace when the host's root runs it, and
+``execve`` drops a non-root uid's capabilities). It dies with the daemon: the kernel
 sends it ``SIGKILL`` then (``PR_SET_PDEATHSIG``), and it checks that the daemon had not
 died before that was set.
 """
@@ -32,6 +37,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 import types
 from collections.abc import Callable, Mapping
 
@@ -41,7 +47,7 @@ from envkit.network import control
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from envkit.network.netops import Holder
 
@@ -119,11 +125,10 @@ def stay_with(parent: int) -> None:
         os._exit(1)
 
 
-def main(argv: list[str]) -> None:
-    """The worker's life: stay with the daemon, import, greet, serve, exit."""
-    parent, sock_fd, netns = int(argv[1]), int(argv[2]), int(argv[3])
+def run(parent: int, conn: socket.socket, netns: int) -> NoReturn:
+    """The worker's life once started (exec'd, or forked by the daemon while it was
+    single-threaded): stay with ``parent``, import, greet, serve, exit."""
     stay_with(parent)
-    conn = socket.socket(fileno=sock_fd)
     try:
         load_pyroute2_lightly()
         from envkit.network import netops  # lazy: pyroute2, after load_pyroute2_lightly
@@ -133,7 +138,8 @@ def main(argv: list[str]) -> None:
         message = str(exc) if isinstance(exc, NetworkError | OSError) else repr(exc)
         with contextlib.suppress(OSError):
             control.send(conn, {"error": f"the netlink worker failed to start: {message}"})
-        raise
+        traceback.print_exc()
+        os._exit(1)
     try:
         control.send(conn, {"ok": os.getpid()})
     except OSError:  # let go before it served (the daemon's idle time passed, or it died)
@@ -141,6 +147,12 @@ def main(argv: list[str]) -> None:
     serve(conn, table)
     # Not a normal exit: pyroute2's threads need not be joined, nothing is left to flush.
     os._exit(0)
+
+
+def main(argv: list[str]) -> NoReturn:
+    """``python -m envkit.network.netlink_worker DAEMON_PID SOCKET_FD NETNS_FD``."""
+    parent, sock_fd, netns = int(argv[1]), int(argv[2]), int(argv[3])
+    run(parent, socket.socket(fileno=sock_fd), netns)
 
 
 if __name__ == "__main__":

@@ -32,13 +32,12 @@ def _caps(args: dict[str, Any], fds: list[int]) -> Any:
     return [cap for cap in range(64) if mask & (1 << cap)]
 
 
-def main(argv: list[str]) -> None:
-    parent, sock_fd, netns = int(argv[1]), int(argv[2]), int(argv[3])
+def run(parent: int, conn: socket.socket, netns: int) -> None:
+    """As :func:`envkit.network.netlink_worker.run`, with the fake's requests."""
     netlink_worker.stay_with(parent)
-    conn = socket.socket(fileno=sock_fd)
     if os.environ.get("FAKE_WORKER_START") == "fail":
         control.send(conn, {"error": "the netlink worker failed to start: no pyroute2"})
-        sys.exit(1)
+        os._exit(1)
     control.send(conn, {"ok": os.getpid()})
     netlink_worker.serve(
         conn,
@@ -54,6 +53,11 @@ def main(argv: list[str]) -> None:
             "hang": lambda args, fds: time.sleep(60),
         },
     )
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    run(int(argv[1]), socket.socket(fileno=int(argv[2])), int(argv[3]))
 
 
 if __name__ == "__main__":

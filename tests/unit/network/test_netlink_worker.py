@@ -24,6 +24,7 @@ from envkit.host import syscalls
 from envkit.network import control, netd, netlink_client
 from envkit.network.netlink_client import NETLINK_CAPS, NetlinkWorker
 from tests.unit.fresh_imports import loaded_after
+from tests.unit.network import fake_netlink_worker
 
 FAKE = "tests.unit.network.fake_netlink_worker"
 ROOT = str(Path(__file__).resolve().parents[3])
@@ -43,8 +44,8 @@ def netns() -> Iterator[int]:
     os.close(fd)
 
 
-def fake(netns: int, **kwargs: float) -> NetlinkWorker:
-    return NetlinkWorker(netns, module=FAKE, caps=frozenset(), **kwargs)
+def fake(netns: int, idle: float = 3.0, timeout: float = 30.0) -> NetlinkWorker:
+    return NetlinkWorker(netns, module=FAKE, caps=frozenset(), idle=idle, timeout=timeout)
 
 
 def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -78,6 +79,21 @@ def test_start_spawns_a_worker_that_the_first_request_uses(netns: int) -> None:
     until(lambda: worker.running() is not None)
     assert worker.call("pid", {}) == worker.spawned[0]
     assert len(worker.spawned) == 1
+
+
+def test_the_first_worker_may_be_forked_and_later_ones_are_execd(netns: int) -> None:
+    worker = NetlinkWorker(
+        netns, module=FAKE, caps=frozenset(), idle=0.3, fork=fake_netlink_worker.run
+    )
+    first = worker.spawned[0]  # there at once, before any request
+    assert worker.running() == first
+    assert FAKE.encode() not in Path(f"/proc/{first}/cmdline").read_bytes()
+    assert worker.call("pid", {}) == first
+    assert worker.call("netns", {}) == os.readlink(f"/proc/self/fd/{netns}")
+    until(lambda: worker.running() is None)
+    second = worker.call("pid", {})
+    assert second != first
+    assert FAKE.encode() in Path(f"/proc/{second}/cmdline").read_bytes()
 
 
 def test_an_idle_worker_exits_and_the_next_request_starts_another(netns: int) -> None:
