@@ -25,6 +25,7 @@ A worker that dies or stops answering during a request gives that request a clea
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import queue
@@ -107,8 +108,8 @@ class NetlinkWorker:
         self.idle = idle
         self.caps = caps
         self.timeout = timeout
-        #: pids of the workers spawned so far, oldest first (for tests and logs).
-        self.spawned: list[int] = []
+        #: pids of the last workers started, oldest first (for tests and debugging).
+        self.spawned: collections.deque[int] = collections.deque(maxlen=8)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._worker: _Running | None = None
         self._caps_passed = False

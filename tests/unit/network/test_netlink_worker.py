@@ -69,7 +69,7 @@ def test_one_worker_answers_request_after_request(netns: int) -> None:
     first = worker.call("pid", {})
     assert worker.call("echo", {"a": [1, "b"]}) == {"a": [1, "b"]}
     assert worker.call("pid", {}) == first
-    assert worker.spawned == [first]
+    assert list(worker.spawned) == [first]
     assert worker.running() == first
 
 
@@ -104,7 +104,7 @@ def test_an_idle_worker_exits_and_the_next_request_starts_another(netns: int) ->
         os.kill(first, 0)
     second = worker.call("pid", {})
     assert second != first
-    assert worker.spawned == [first, second]
+    assert list(worker.spawned) == [first, second]
 
 
 def test_requests_keep_the_worker(netns: int) -> None:
