@@ -45,10 +45,11 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-#: Seconds without a request after which the worker is let go (it exits). Longer than
-#: the gaps within one ``up`` or ``run`` (a container's start between its ``setup`` and
-#: ``attach``), shorter than a stack's steady state is worth measuring at.
-IDLE_SECONDS = 3.0
+#: Seconds without a request after which the worker is let go (it exits). A new worker
+#: costs the next networked start ~0.1 s (81 -> 182 ms for a ``run --rm -p`` beside a
+#: running stack, measured with 3 s): a minute keeps it for commands a person types one
+#: after another, and a stack left running still sheds the worker's ~10 MB.
+IDLE_SECONDS = 60.0
 #: The module the worker runs (``python -m``).
 WORKER_MODULE = "envkit.network.netlink_worker"
 #: ``CAP_NET_ADMIN`` (netlink changes) and ``CAP_SYS_ADMIN`` (``setns`` into the holder's
