@@ -239,11 +239,27 @@ QUICK = Healthcheck("image-check", interval=0.02, timeout=1, retries=5)
 
 @pytest.fixture
 def supervisors(envkit_home: Path) -> Iterator[list[Supervisor]]:
+    """Supervisors a test starts with :func:`_run`; each stopped, its ``run`` thread
+    joined, then torn down (in this order, as the daemon does: a ``run`` still handling
+    an exit would save the state teardown removes)."""
     held: list[Supervisor] = []
     yield held
     for supervisor in held:
         supervisor.request_stop()
+        for thread in _RUNS.pop(id(supervisor), []):
+            thread.join(10)
         supervisor.teardown()
+
+
+#: The ``run`` threads of the supervisors started here, by ``id(supervisor)``.
+_RUNS: dict[int, list[threading.Thread]] = {}
+
+
+def _run(supervisor: Supervisor) -> None:
+    """``supervisor.run()`` in a thread the ``supervisors`` fixture joins."""
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    _RUNS.setdefault(id(supervisor), []).append(thread)
+    thread.start()
 
 
 def _start(held: list[Supervisor], stack: Stack, ops: FakeOps, report: list[str]) -> Supervisor:
@@ -253,7 +269,7 @@ def _start(held: list[Supervisor], stack: Stack, ops: FakeOps, report: list[str]
     )
     held.append(supervisor)
     supervisor.start()
-    threading.Thread(target=supervisor.run, daemon=True).start()
+    _run(supervisor)
     return supervisor
 
 
@@ -337,7 +353,7 @@ def test_an_adopted_container_runs_its_images_check(supervisors: list[Supervisor
     supervisor = Supervisor(stack, {"db": "img"}, ["db"], ops=ops, stop_grace=1, previous=previous)
     supervisors.append(supervisor)
     supervisor.start()
-    threading.Thread(target=supervisor.run, daemon=True).start()
+    _run(supervisor)
     assert ops.adopted == [alive.id] and ops.started == []
     _until(lambda: _ps(supervisor).services["db"].health == "healthy")
     assert ops.checks[0] == ("db", ("CMD-SHELL", "image-check"))

@@ -539,7 +539,8 @@ def test_a_new_supervisor_adopts_what_a_lost_one_left(running: Callable[..., Sup
         stack, {n: "busybox:1" for n in names}, names, ops=ops, stop_grace=1, previous=previous
     )
     supervisor.start()
-    threading.Thread(target=supervisor.run, daemon=True).start()
+    running = threading.Thread(target=supervisor.run, daemon=True)
+    running.start()
     try:
         state = _ps(supervisor)
         assert state.services["web"].container == alive_web.id  # adopted, not restarted
@@ -562,7 +563,7 @@ def test_a_new_supervisor_adopts_what_a_lost_one_left(running: Callable[..., Sup
         assert _ps(supervisor).services["web"].restarts == 5
     finally:
         supervisor.request_stop()
-        time.sleep(0.3)
+        running.join(10)  # as the daemon: run returns before teardown removes the state
         supervisor.teardown()
 
 
