@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from envkit.runtime.spawn import ContainerProcess as Engine
 
 _SIGTERM, _SIGKILL = int(signal.SIGTERM), int(signal.SIGKILL)
+#: Seconds ``remove(force=True)`` waits for a SIGKILLed process to be gone.
+KILL_WAIT = 5.0
 
 
 class ExecResult(tuple[int, str]):
@@ -188,6 +190,10 @@ class Container:
                 )
             self.kill(signal.SIGKILL)
             self.wait()
+            # As docker's rm -f: the process is gone when the container is. The wait can
+            # end before it is (its monitor was killed and the record finished from
+            # outside), and a SIGKILL takes effect when the process next runs.
+            st.wait_gone(record.pid, record.pid_start, KILL_WAIT)
         st.remove(self.reload())
 
     def ports(self) -> list[PortMapping]:
