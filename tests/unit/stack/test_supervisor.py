@@ -539,8 +539,8 @@ def test_a_new_supervisor_adopts_what_a_lost_one_left(running: Callable[..., Sup
         stack, {n: "busybox:1" for n in names}, names, ops=ops, stop_grace=1, previous=previous
     )
     supervisor.start()
-    running = threading.Thread(target=supervisor.run, daemon=True)
-    running.start()
+    run_thread = threading.Thread(target=supervisor.run, daemon=True)
+    run_thread.start()
     try:
         state = _ps(supervisor)
         assert state.services["web"].container == alive_web.id  # adopted, not restarted
@@ -563,7 +563,7 @@ def test_a_new_supervisor_adopts_what_a_lost_one_left(running: Callable[..., Sup
         assert _ps(supervisor).services["web"].restarts == 5
     finally:
         supervisor.request_stop()
-        running.join(10)  # as the daemon: run returns before teardown removes the state
+        run_thread.join(10)  # as the daemon: run returns before teardown removes the state
         supervisor.teardown()
 
 
