@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv == ["--version"]:  # as the full parser answers it, without building it
+            from envkit.cli.parsing import version_text  # lazy: argparse only to parse
+
+            print(version_text())
+            return 0
         if argv and argv[0] in BUILTIN_VERBS:
             code = _run_plain(argv[0], argv[1:])
             if code is not None:

@@ -66,11 +66,12 @@ class _VersionAction(argparse.Action):
     """``--version``: the package metadata is looked up only when asked for."""
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> None:
-        print(_version())
+        print(version_text())
         parser.exit()
 
 
-def _version() -> str:
+def version_text() -> str:
+    """``envkit X.Y.Z``, what ``envkit --version`` prints."""
     # lazy for start-up: importlib.metadata (and email) only for --version
     from importlib.metadata import PackageNotFoundError, version
 

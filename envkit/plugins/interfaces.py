@@ -7,7 +7,6 @@ attributes and methods below. The ``name`` of each is how users select it
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,8 @@ from envkit.records import Value, field
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    import argparse
+
     from envkit.oci.types import Descriptor
     from envkit.store.store import Store
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,20 @@ def test_down_refuses_a_grace_that_is_not_seconds(
         main(["down", "-t", value, "-p", "none"])
     assert exc.value.code == 2
     assert "is not a number of seconds" in capsys.readouterr().err
+
+
+def test_version_is_answered_without_building_the_parser(tmp_path: Path) -> None:
+    """``envkit --version`` prints what the full parser's action prints, and loads no
+    plugin (pluggy) and no argparse parser of the commands to do so."""
+    from tests.unit.fresh_imports import loaded_after
+
+    code = "from envkit.cli import main\nassert main(['--version']) == 0"
+    assert loaded_after(code, tmp_path, ["pluggy", "envkit.plugins.manager"]) == []
+
+
+def test_version_text_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.cli.parsing import version_text
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out == version_text() + "\n" and out.startswith("envkit ")
