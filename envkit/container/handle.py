@@ -175,7 +175,7 @@ class Container:
                 self.kill(_SIGKILL)
             else:
                 self.kill(sig)
-                if not st.wait_gone(record.pid, record.pid_start, timeout):
+                if not st.wait_gone_or_ignored(record.pid, record.pid_start, sig, timeout):
                     self.kill(_SIGKILL)
         return self.wait()
 

@@ -440,6 +440,10 @@ def reap(keep_orphans: bool = False) -> list[ContainerState]:
     return reaped
 
 
+#: Seconds between two looks at whether a container init ignores its stop signal.
+IGNORE_POLL = 0.1
+
+
 def init_ignores(pid: int, sig: int) -> bool:
     """Whether the container init ``pid`` neither catches nor blocks ``sig``, so that
     the kernel drops the signal (a pid namespace's init gets only the signals it catches
@@ -466,6 +470,21 @@ def init_ignores(pid: int, sig: int) -> bool:
     except OSError:
         return False
     return wchan not in ("", "0") and "sigtimedwait" not in wchan
+
+
+def wait_gone_or_ignored(pid: int, start: int, sig: int, timeout: float) -> bool:
+    """After ``sig`` was sent to the container init ``pid``: wait up to ``timeout`` s for
+    it to end; ``True`` once it did, ``False`` at the timeout or as soon as the init is
+    seen ignoring ``sig`` (:func:`init_ignores`, looked at every ``IGNORE_POLL`` s: a
+    busy init, say a shell between two commands, is not seen asleep at every look, and a
+    dropped signal will not end it however long one waits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if wait_gone(pid, start, max(0.0, min(left, IGNORE_POLL))):
+            return True
+        if left <= IGNORE_POLL or init_ignores(pid, sig):
+            return False
 
 
 def kill_init(state: ContainerState, sig: int) -> bool:

@@ -99,3 +99,38 @@ def test_init_ignores_reads_the_signal_handlers_of_a_process() -> None:
         sleeper.kill()
         sleeper.wait()
     assert not init_ignores(2**22 + 12345, signal.SIGTERM)  # no such process: wait as usual
+
+
+def test_a_stop_wait_ends_early_once_the_init_is_seen_ignoring_the_signal() -> None:
+    """``wait_gone_or_ignored``: a process that will never get the signal ends the wait
+    at the next look (not the whole timeout); one that catches it is waited for, and one
+    that ends meanwhile is ``True``."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from envkit.runtime.state import IGNORE_POLL, process_start, wait_gone_or_ignored
+
+    def started(argv: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+        proc = subprocess.Popen(argv)
+        threading.Thread(target=proc.wait, daemon=True).start()  # reaped when it ends
+        return proc, process_start(proc.pid) or 0
+
+    sleeper, start = started(["sleep", "30"])  # no USR2 handler, asleep in nanosleep
+    try:
+        began = time.monotonic()
+        assert not wait_gone_or_ignored(sleeper.pid, start, signal.SIGUSR2, 20)
+        assert time.monotonic() - began < 10
+    finally:
+        sleeper.kill()
+    catcher, start = started(["sh", "-c", "trap 'exit 3' USR2; while :; do sleep 0.05; done"])
+    try:
+        time.sleep(0.2)  # its trap is set
+        began = time.monotonic()
+        assert not wait_gone_or_ignored(catcher.pid, start, signal.SIGUSR2, 3 * IGNORE_POLL)
+        assert time.monotonic() - began >= 2 * IGNORE_POLL  # waited: it would get USR2
+    finally:
+        catcher.kill()
+    ending, start = started(["sh", "-c", "trap 'exit 3' USR2; sleep 0.3"])
+    assert wait_gone_or_ignored(ending.pid, start, signal.SIGUSR2, 10)
