@@ -105,6 +105,12 @@ class ContainerOps(Protocol):
         """Send ``sig`` to the container's pid 1 (nothing if it is gone)."""
         ...
 
+    def ignores(self, container: Handle, sig: int) -> bool:
+        """Whether the container's pid 1 is seen ignoring ``sig`` now (no handler, not
+        blocked, asleep: the kernel drops it), so that waiting for it to work is
+        pointless; ``False`` when in doubt or gone."""
+        ...
+
     def release(self, started: Started) -> None:
         """Give back what the start attached (the container is gone)."""
         ...

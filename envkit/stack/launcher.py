@@ -295,6 +295,12 @@ class Launcher:
                 sig = signal.SIGKILL
             real.kill(sig)
 
+    def ignores(self, container: Handle, sig: int) -> bool:
+        """Whether pid 1 is seen ignoring ``sig`` now (:func:`init_ignores`)."""
+        with suppress(EnvkitError, OSError):
+            return init_ignores(_real(container).pid, sig)
+        return False
+
     def release(self, started: Started) -> None:
         """Unmount the named volumes the start attached."""
         volumes.detach(started.attached)

@@ -41,7 +41,7 @@ from envkit.container.handle import Container
 from envkit.errors import BadControlRequestError, DependencyError, EnvkitError, RuntimeError_
 from envkit.plugins import notify
 from envkit.records import Record, asdict, field
-from envkit.runtime.state import alive
+from envkit.runtime.state import IGNORE_POLL, alive
 from envkit.spec import Stack
 from envkit.stack import cleanup, control, health, specjson
 from envkit.stack import state as ss
@@ -501,10 +501,19 @@ class Supervisor:
         for _, instance in instances:
             if instance.keeper is None:
                 continue
-            instance.keeper.join(max(0.0, deadline - time.monotonic()))
-            if instance.keeper.is_alive():
-                self.ops.signal(instance.container, signal.SIGKILL)
-                instance.keeper.join()
+            # Looked at again during the wait, as envkit stop does: a busy pid 1 (a shell
+            # between two commands) was not asleep when the signal went, and a signal the
+            # kernel dropped never ends it.
+            while True:
+                left = deadline - time.monotonic()
+                instance.keeper.join(max(0.0, min(left, IGNORE_POLL)))
+                if not instance.keeper.is_alive():
+                    break
+                sig = instance.started.stop_signal
+                if left <= IGNORE_POLL or self.ops.ignores(instance.container, sig):
+                    self.ops.signal(instance.container, signal.SIGKILL)
+                    instance.keeper.join()
+                    break
         for _, instance in instances:
             if instance.started.pump is not None:
                 instance.started.pump.join(5)

@@ -109,6 +109,9 @@ class FakeOps:
         self.signals.append((container.service, sig))
         container.exit(128 + sig)
 
+    def ignores(self, container: Handle, sig: int) -> bool:
+        return False
+
     def release(self, started: Started) -> None:
         pass
 
@@ -482,6 +485,36 @@ def test_down_with_a_grace_of_0_kills_at_once(envkit_home: Path) -> None:
     assert time.monotonic() - start < 30
     assert ops.signals == [("web", signal.SIGTERM), ("web", signal.SIGKILL)]
     assert ops.of("web")[0].gone.is_set()
+
+
+def test_a_pid_1_seen_ignoring_its_stop_signal_during_the_grace_is_killed_then(
+    envkit_home: Path,
+) -> None:
+    """The stop signal went while pid 1 was busy (not seen ignoring it); a later look
+    sees it ignore the signal: SIGKILL then, not after the whole grace period."""
+
+    class BusyThenDeaf(FakeOps):
+        looks = 0
+
+        def signal(self, container: Handle, sig: int) -> None:
+            assert isinstance(container, FakeContainer)
+            self.signals.append((container.service, sig))
+            if sig == signal.SIGKILL:
+                container.exit(128 + sig)
+
+        def ignores(self, container: Handle, sig: int) -> bool:
+            BusyThenDeaf.looks += 1
+            return BusyThenDeaf.looks >= 3  # busy at the first looks
+
+    ops = BusyThenDeaf()
+    stack = Stack("bz", services=[Service("web", image="busybox:1")])
+    supervisor = Supervisor(stack, {"web": "x"}, ["web"], ops=ops, stop_grace=3600)
+    supervisor.start()
+    start = time.monotonic()
+    supervisor.teardown()
+    assert time.monotonic() - start < 30
+    assert ops.signals == [("web", signal.SIGTERM), ("web", signal.SIGKILL)]
+    assert BusyThenDeaf.looks == 3
 
 
 # -- taking over from a lost supervisor ---------------------------------------------------
