@@ -59,17 +59,19 @@ def _ready(home: Path, name: str) -> None:
         time.sleep(0.05)
 
 
+def _started(home: Path, name: str, script: str, *flags: str, image: str = BUSYBOX) -> None:
+    """``envkit run -d [flags] --name NAME IMAGE sh -c SCRIPT``, once it said ``ready``."""
+    run = cli(home, ["run", "-d", *flags, "--name", name, image, "sh", "-c", script])
+    assert run.returncode == 0, run.stderr
+    _ready(home, name)
+
+
 def _exit_code(home: Path, name: str) -> int | None:
     return containers.get(name).reload().exit_code
 
 
 def test_run_stop_signal_is_what_stop_sends_from_another_process(home: Path) -> None:
-    script = trapping(("QUIT", 3), ("TERM", 15))
-    run = cli(
-        home, ["run", "-d", "--stop-signal", "SIGQUIT", "--name", "q", BUSYBOX, "sh", "-c", script]
-    )
-    assert run.returncode == 0, run.stderr
-    _ready(home, "q")
+    _started(home, "q", trapping(("QUIT", 3), ("TERM", 15)), "--stop-signal", "SIGQUIT")
     assert containers.get("q").reload().stop_signal == 3
     stop = cli(home, ["stop", "-t", "10", "q"])
     assert stop.returncode == 0 and stop.stdout == "q\n", stop.stderr
@@ -77,45 +79,20 @@ def test_run_stop_signal_is_what_stop_sends_from_another_process(home: Path) -> 
 
 
 def test_without_a_stop_signal_stop_sends_sigterm(home: Path) -> None:
-    run = cli(
-        home, ["run", "-d", "--name", "t", BUSYBOX, "sh", "-c", trapping(("QUIT", 3), ("TERM", 15))]
-    )
-    assert run.returncode == 0, run.stderr
-    _ready(home, "t")
+    _started(home, "t", trapping(("QUIT", 3), ("TERM", 15)))
     assert cli(home, ["stop", "t"]).returncode == 0
     assert _exit_code(home, "t") == 15
 
 
 def test_stop_dash_s_overrides_the_containers_signal(home: Path) -> None:
-    script = trapping(("QUIT", 3), ("USR1", 10))
-    run = cli(
-        home, ["run", "-d", "--stop-signal", "QUIT", "--name", "u", BUSYBOX, "sh", "-c", script]
-    )
-    assert run.returncode == 0, run.stderr
-    _ready(home, "u")
+    _started(home, "u", trapping(("QUIT", 3), ("USR1", 10)), "--stop-signal", "QUIT")
     assert cli(home, ["stop", "-s", "usr1", "u"]).returncode == 0
     assert _exit_code(home, "u") == 10
 
 
 def test_a_stop_signal_pid_1_has_no_handler_for_kills_at_once(home: Path) -> None:
     """The generalised init_ignores: no trap for USR2, so no 10 s wait, SIGKILL (137)."""
-    run = cli(
-        home,
-        [
-            "run",
-            "-d",
-            "--stop-signal",
-            "USR2",
-            "--name",
-            "k",
-            BUSYBOX,
-            "sh",
-            "-c",
-            trapping(("QUIT", 3)),
-        ],
-    )
-    assert run.returncode == 0, run.stderr
-    _ready(home, "k")
+    _started(home, "k", trapping(("QUIT", 3)), "--stop-signal", "USR2")
     started = time.monotonic()
     assert cli(home, ["stop", "-t", "10", "k"]).returncode == 0
     assert time.monotonic() - started < 8
@@ -140,9 +117,7 @@ def test_the_images_stopsignal_is_used_unless_the_run_says_otherwise(
     assert built.image_id
     script = trapping(("USR2", 12), ("QUIT", 3), ("TERM", 15))
     for name, extra, expected in (("img", [], 12), ("over", ["--stop-signal", "QUIT"], 3)):
-        run = cli(home, ["run", "-d", *extra, "--name", name, "stopsig:1", "sh", "-c", script])
-        assert run.returncode == 0, run.stderr
-        _ready(home, name)
+        _started(home, name, script, *extra, image="stopsig:1")
         assert cli(home, ["stop", name]).returncode == 0
         assert _exit_code(home, name) == expected, name
 

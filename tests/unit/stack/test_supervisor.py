@@ -458,18 +458,19 @@ def test_down_over_the_socket_stops_the_loop(envkit_home: Path) -> None:
     assert ss.load("dn") is None and not supervisor.state.control_path.exists()
 
 
+class DeafToTerm(FakeOps):
+    """Containers whose pid 1 ignores SIGTERM (as ``sleep`` does): only SIGKILL ends them."""
+
+    def signal(self, container: Handle, sig: int) -> None:
+        assert isinstance(container, FakeContainer)
+        self.signals.append((container.service, sig))
+        if sig == signal.SIGKILL:
+            container.exit(128 + sig)
+
+
 def test_down_with_a_grace_of_0_kills_at_once(envkit_home: Path) -> None:
     """compose's ``down -t 0``: the grace the request names replaces the supervisor's
     own (here an hour), so the teardown does not wait for the SIGTERM to work."""
-
-    class DeafToTerm(FakeOps):
-        """Containers whose pid 1 ignores SIGTERM (as ``sleep`` does): only SIGKILL ends them."""
-
-        def signal(self, container: Handle, sig: int) -> None:
-            assert isinstance(container, FakeContainer)
-            self.signals.append((container.service, sig))
-            if sig == signal.SIGKILL:
-                container.exit(128 + sig)
 
     ops = DeafToTerm()
     stack = Stack("dk", services=[Service("web", image="busybox:1")])
@@ -493,14 +494,8 @@ def test_a_pid_1_seen_ignoring_its_stop_signal_during_the_grace_is_killed_then(
     """The stop signal went while pid 1 was busy (not seen ignoring it); a later look
     sees it ignore the signal: SIGKILL then, not after the whole grace period."""
 
-    class BusyThenDeaf(FakeOps):
+    class BusyThenDeaf(DeafToTerm):
         looks = 0
-
-        def signal(self, container: Handle, sig: int) -> None:
-            assert isinstance(container, FakeContainer)
-            self.signals.append((container.service, sig))
-            if sig == signal.SIGKILL:
-                container.exit(128 + sig)
 
         def ignores(self, container: Handle, sig: int) -> bool:
             BusyThenDeaf.looks += 1
