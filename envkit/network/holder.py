@@ -34,8 +34,12 @@ def _hold(go_r: int, done_w: int, adopt: int | None, ready: Callable[[], None]) 
         os._exit(1)
     syscalls.unshare(syscalls.CLONE_NEWNET)
     os.write(done_w, b"n")
-    os.close(go_r)
     os.close(done_w)
+    # Live on only once the caller has this holder on record (a second byte): a caller
+    # killed before that closes the pipe, and a holder nobody knows of must not stay.
+    if os.read(go_r, 1) != b"k":
+        os._exit(1)
+    os.close(go_r)
     # Only the namespaces matter now: exec a tiny sleeper instead of keeping a copy of
     # the caller's Python heap alive.
     if os.path.exists(SLEEP):
@@ -43,7 +47,29 @@ def _hold(go_r: int, done_w: int, adopt: int | None, ready: Callable[[], None]) 
     ns.never_returns()
 
 
-def _start_holder(adopt: int | None) -> state.Proc:
+class _NewHolder:
+    """A holder that has made its namespaces and waits for :meth:`keep`: until then it
+    exits as soon as its caller dies (the pipe's write end closes with it)."""
+
+    def __init__(self, proc: state.Proc, go_w: int) -> None:
+        self.proc = proc
+        self._go_w = go_w
+
+    def keep(self) -> None:
+        """Let the holder live on: call once it is on record."""
+        try:
+            os.write(self._go_w, b"k")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give up the holder (it exits, unless :meth:`keep` ran)."""
+        if self._go_w >= 0:
+            os.close(self._go_w)
+            self._go_w = -1
+
+
+def _start_holder(adopt: int | None) -> _NewHolder:
     """A new holder; in the user namespace ``adopt`` (an fd) if given, else a new one."""
     maps = idmap.plan()
     go_r, go_w = os.pipe()
@@ -51,6 +77,10 @@ def _start_holder(adopt: int | None) -> state.Proc:
     keep = (go_r, done_w) if adopt is None else (go_r, done_w, adopt)
     try:
         pid = ns.daemonize("holder", lambda ready: _hold(go_r, done_w, adopt, ready), keep)
+    except BaseException:
+        os.close(go_w)
+        os.close(done_r)
+        raise
     finally:
         os.close(go_r)
         os.close(done_w)
@@ -62,12 +92,12 @@ def _start_holder(adopt: int | None) -> state.Proc:
         if os.read(done_r, 1) != b"n":
             raise NetworkError("the namespace holder died while unsharing its network namespace")
     except BaseException:
+        os.close(go_w)
         _kill(pid)
         raise
     finally:
-        os.close(go_w)
         os.close(done_r)
-    return proc
+    return _NewHolder(proc, go_w)
 
 
 def _kill(pid: int) -> None:
@@ -151,10 +181,18 @@ def ensure(adopt: int | None = None) -> tuple[state.Daemons, bool, bool]:
         return d, False, True
     if d is not None:
         stop_daemons(d)
-    holder = _start_holder(adopt)
+    new = _start_holder(adopt)
+    holder = new.proc
     # On record before the network daemon starts (~0.15 s): a caller killed meanwhile
-    # leaves a holder the next reap finds and stops, not one nobody knows of.
-    state.save_daemons(state.Daemons(holder, None))
+    # leaves a holder the next reap finds and stops, not one nobody knows of; and one
+    # killed before this save leaves a holder that exits by itself (it waits for keep()).
+    try:
+        state.save_daemons(state.Daemons(holder, None))
+        new.keep()
+    except BaseException:
+        new.close()
+        _kill(holder.pid)
+        raise
     try:
         d = state.Daemons(holder, _start_netd(holder.pid, set_up_firewall))
     except BaseException:

@@ -405,3 +405,34 @@ def test_a_holder_whose_starter_was_killed_is_stopped_by_the_next_reap(net_env: 
         if stand_in.poll() is None:
             stand_in.kill()
             stand_in.wait()
+
+
+# Starts a holder with the record's save replaced by: print the holder, die by SIGKILL.
+KILLED_BEFORE_RECORD = """
+import os, signal
+from envkit.network import holder, state
+def killed(d):
+    print(d.holder.pid, d.holder.start, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+state.save_daemons = killed
+holder.ensure()
+"""
+
+
+def test_a_holder_whose_starter_was_killed_before_the_record_exits_by_itself(
+    net_env: Path,
+) -> None:
+    """Between the holder's start and its record (holder.json) no reap can find it: a
+    caller killed there must not leave a `sleep infinity` behind (the kill -9 suite
+    found one after `up`). The holder waits for its caller's word, and exits without."""
+    out = subprocess.run(
+        [PY, "-c", KILLED_BEFORE_RECORD], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    pid, start = map(int, out.stdout.split())
+    left = state.Proc(pid, start)
+    try:
+        wait_for(lambda: not left.alive(), "the unrecorded holder to exit", timeout=10)
+    finally:
+        left.kill()  # a failed run must not leak it either
+    assert state.load_daemons() is None
