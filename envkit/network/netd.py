@@ -30,12 +30,15 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, egress, netlink_worker, ns, ports, relay, state
 from envkit.network.netlink_client import NetlinkWorker
+
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Descriptors one request may carry (a container's netns, its published sockets).
 MAX_FDS = 64

@@ -32,12 +32,10 @@ died before that was set.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
 import sys
-import traceback
 import types
 from collections.abc import Callable, Mapping
 
@@ -68,6 +66,8 @@ def load_pyroute2_lightly() -> None:
     """
     if "pyroute2" in sys.modules:
         return
+    import importlib.util  # lazy: only the worker, never the daemon that forks it
+
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or not spec.submodule_search_locations:
         return
@@ -138,7 +138,7 @@ def run(parent: int, conn: socket.socket, netns: int) -> NoReturn:
         message = str(exc) if isinstance(exc, NetworkError | OSError) else repr(exc)
         with contextlib.suppress(OSError):
             control.send(conn, {"error": f"the netlink worker failed to start: {message}"})
-        traceback.print_exc()
+        sys.__excepthook__(type(exc), exc, exc.__traceback__)  # no traceback module
         os._exit(1)
     try:
         control.send(conn, {"ok": os.getpid()})

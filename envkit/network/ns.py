@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import traceback
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -161,7 +161,7 @@ def spawn_daemon(
             os._exit(0)
         except BaseException as exc:
             message = str(exc) if isinstance(exc, NetworkError | OSError) else repr(exc)
-            traceback.print_exc()
+            sys.__excepthook__(type(exc), exc, exc.__traceback__)  # no traceback module
             try:
                 os.write(w, b"err " + message.encode(errors="replace") + b"\n")
             finally:

@@ -59,3 +59,30 @@ def test_planning_and_connecting_code_loads_nothing_it_does_not_use(tmp_path: Pa
         "a.close_ports()\n"
     )
     assert loaded_after(code, tmp_path, NOT_ON_A_WARM_START) == []
+
+
+#: The commands' side of the network, and what only a failure or the worker needs: a
+#: running network daemon holds none of it (each module is memory for its whole life).
+NOT_IN_THE_DAEMON = (
+    "envkit.network.containers",
+    "envkit.network.endpoints",
+    "envkit.network.networks",
+    "envkit.network.holder",
+    "pyroute2",
+    "typing",
+    "traceback",
+    "importlib.util",
+)
+
+
+def test_the_network_daemon_loads_only_what_it_serves_from(tmp_path: Path) -> None:
+    assert loaded_after("import envkit.network.netd", tmp_path, NOT_IN_THE_DAEMON) == []
+
+
+def test_the_network_package_still_gives_every_public_name() -> None:
+    import envkit.network
+
+    for name in envkit.network.__all__:
+        assert getattr(envkit.network, name) is not None
+    with pytest.raises(AttributeError):
+        getattr(envkit.network, "no_such_name")  # noqa: B009
