@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 from collections.abc import Sequence
@@ -12,10 +11,11 @@ from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, holder, ipam, names, networks, ns, ports, state
 from envkit.network.state import Endpoint
+from envkit.oci.digest import sha256_bytes  # the interpreter's SHA-256: no OpenSSL loaded
 
 
 def veth_name(network: str, container: str) -> str:
-    digest = hashlib.sha256(f"{network}\0{container}".encode()).hexdigest()
+    digest = sha256_bytes(f"{network}\0{container}".encode()).removeprefix("sha256:")
     return "vek" + digest[:12]
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 
 from envkit.errors import NetworkError
 from envkit.network import control, egress, holder, ipam, state
 from envkit.network.state import NetworkInfo
+from envkit.oci.digest import sha256_bytes
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def bridge_name(network: str) -> str:
     """``ek-`` and 12 hex digits: unique per name and within the 15 bytes of IFNAMSIZ."""
-    return "ek-" + hashlib.sha256(network.encode()).hexdigest()[:12]
+    # The interpreter's own SHA-256: hashlib would load OpenSSL into a stack supervisor.
+    return "ek-" + sha256_bytes(network.encode()).removeprefix("sha256:")[:12]
 
 
 def create(

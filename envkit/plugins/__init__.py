@@ -36,24 +36,24 @@ modules behind these names may move, these names stay. What this module exports:
   :func:`download_blob`, :func:`fetch_manifest`, :func:`put_manifest`) and
   :func:`envkit_home`.
 
-Only the markers are imported with this module (``envkit --help`` imports it); the other
-names load on first use, each from the layer below that holds it.
+Every name but :data:`NAME` loads on first use (pluggy itself with the markers), each
+from the layer below that holds it.
 """
 
 from __future__ import annotations
 
-import pluggy
-
 NAME = "envkit"
-
-#: Marks a function as an implementation of an envkit hook.
-hookimpl = pluggy.HookimplMarker(NAME)
-#: Marks a function as an envkit hook specification (used by hookspecs.py).
-hookspec = pluggy.HookspecMarker(NAME)
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from typing import Any
+
+    import pluggy
+
+    #: Marks a function as an implementation of an envkit hook.
+    hookimpl: pluggy.HookimplMarker
+    #: Marks a function as an envkit hook specification (used by hookspecs.py).
+    hookspec: pluggy.HookspecMarker
 
     from envkit.oci.digest import sha256_bytes
     from envkit.oci.layer_writer import write_layer
@@ -185,7 +185,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use: a plugin that needs only hookimpl pays for nothing else.
+    # Loaded on first use: a plugin that needs only hookimpl pays for nothing else, and
+    # a process that tells no plugin anything (a stack supervisor) holds no pluggy.
+    if name in ("hookimpl", "hookspec"):
+        import pluggy  # lazy: see above (only where a plugin or hook is defined)
+
+        marker = pluggy.HookimplMarker if name == "hookimpl" else pluggy.HookspecMarker
+        globals()[name] = value = marker(NAME)
+        return value
     try:
         module_name, attribute = _LAZY[name]
     except KeyError:

@@ -4,17 +4,22 @@ Each function calls its hook on every plugin that implements it, one at a time: 
 listener that raises is logged (``envkit.plugins`` logger, with the plugin's name) and
 the others still hear of the event; nothing a listener does can fail a stack or a build.
 With ``ENVKIT_TRACE_PLUGINS=1`` each call is shown on stderr like the other hook calls.
+
+Without a manager given or loaded, and with no plugin beyond the built-ins installed
+(:mod:`envkit.plugins.presence`), nobody listens: nothing is loaded, and a stack
+supervisor holds no pluggy for its whole life.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
-from envkit.plugins.manager import PluginManager, get_manager
+from envkit.plugins.presence import plugins_beyond_builtins
 
-log = logging.getLogger("envkit.plugins")
+TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
+if TYPE_CHECKING:
+    from envkit.plugins.manager import PluginManager
 
 
 def service_started(stack: str, service: str, *, manager: PluginManager | None = None) -> None:
@@ -40,6 +45,10 @@ def build_step_finished(
 
 def _notify(manager: PluginManager | None, hook_name: str, **kwargs: object) -> None:
     if manager is None:
+        if not plugins_beyond_builtins():
+            return
+        from envkit.plugins.manager import get_manager  # lazy: pluggy only with plugins
+
         manager = get_manager()
     hook = getattr(manager.pm.hook, hook_name)
     impls = hook.get_hookimpls()
@@ -53,7 +62,9 @@ def _notify(manager: PluginManager | None, hook_name: str, **kwargs: object) -> 
         try:
             impl.function(*[kwargs[name] for name in impl.argnames])
         except Exception as exc:  # a listener must not break what it listens to
-            log.warning(
+            import logging  # lazy: only for a listener that failed
+
+            logging.getLogger("envkit.plugins").warning(
                 "plugin %s failed in %s: %s: %s", impl.plugin_name, hook_name,
                 type(exc).__name__, exc,
             )  # fmt: skip

@@ -14,7 +14,7 @@ import io
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -415,6 +415,7 @@ def up(
                 stack, names, progress, pull=pull, report=report, pull_output=pull_output
             )
             lease = _network_early(stack, names)
+            snapshots_early(images.values())
             owner = (os.getpid(), process_start(os.getpid()) or 0) if owned else None
             request = daemon.request_of(
                 stack,
@@ -433,6 +434,19 @@ def up(
 
                 network.release(lease)
     return RunningStack(stack)
+
+
+def snapshots_early(images: Iterable[str]) -> None:
+    """Extract the images' layers here, while the supervisor imports on the other core:
+    it then finds them made, and never loads the layer reader, OpenSSL's hashlib and the
+    decompressors, which it would hold for the stack's whole life (issue 15's memory).
+    Nothing to do, and no such import, for images extracted already."""
+    from envkit.store import snapshots  # lazy: only `up`, downward
+    from envkit.store.store import Store
+
+    store = Store.default()
+    for image in sorted(set(images)):
+        snapshots.prepare_image(store, image)
 
 
 def _network_early(stack: Stack, names: Sequence[str]) -> str | None:
@@ -540,6 +554,7 @@ def recreate(
         if report is not None:
             report("up to date")
         return []
+    snapshots_early(images[n] for n in names)
     # The stack goes as JSON data of spec objects, never pickled: the supervisor
     # rebuilds only spec classes from it (envkit.stack.specjson).
     request = control.Replace(specjson.encode(stack), images, tuple(names))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 from contextlib import suppress
 
@@ -21,6 +20,8 @@ def remove_networks(names: list[str]) -> None:
 
 def remove_state_dir(name: str) -> None:
     """Delete ``$ENVKIT_HOME/stacks/<name>`` (state and logs)."""
+    import shutil  # lazy: a supervisor needs it only at its end (it loads zlib, bz2, lzma)
+
     shutil.rmtree(ss.stack_dir(name), ignore_errors=True)
 
 

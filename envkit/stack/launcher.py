@@ -458,6 +458,7 @@ def image_facts(image: str, user: str | None) -> ImageFacts:
     store = Store.default()
     _, manifest = store.image_manifest(store.resolve(image))
     config = store.config(manifest)
+    # Made by `up` already (api.snapshots_early): a look here, unless pruned meanwhile.
     snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
     who = image_config.resolve_user(
         user if user is not None else str(config.config.get("User") or ""),

@@ -10,7 +10,6 @@ there is no ``/dev/shm``), and is removed by ``down``.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,4 +99,6 @@ def hand_to(secrets: tuple[Secret, ...], directory: Path, uid: int, gid: int) ->
 def remove(directory: str) -> None:
     """Delete a stack's secret dir (no error when it is already gone)."""
     if directory:
+        import shutil  # lazy: a supervisor needs it only at its end (it loads zlib, bz2, lzma)
+
         shutil.rmtree(directory, ignore_errors=True)

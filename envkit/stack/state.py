@@ -111,9 +111,10 @@ def spec_key(stack: Stack, service: str, image: str) -> str:
     """What makes ``up`` recreate a service's container when it changes: its canonical
     form (with the networks it joins and their definitions), the variables it gets
     from env files, and the id of its image (a reference is resolved in the store)."""
-    # lazy: only `up` compares services: hashlib, and environment (it imports the spec)
-    import hashlib
-
+    # lazy: only `up` compares services; environment imports the spec. The digest is
+    # the interpreter's own SHA-256: hashlib would load OpenSSL (~1.3 MB) into a
+    # supervisor for this one small hash.
+    from envkit.oci.digest import sha256_bytes
     from envkit.stack import environment
 
     canonical = stack.canonical()
@@ -124,7 +125,7 @@ def spec_key(stack: Stack, service: str, image: str) -> str:
     except EnvkitError:
         env = {}
     data = {"service": body, "networks": networks, "env": env, "image": _image_id(image)}
-    return "sha256:" + hashlib.sha256(canonical_json(data)).hexdigest()
+    return sha256_bytes(canonical_json(data))
 
 
 def _image_id(image: str) -> str:

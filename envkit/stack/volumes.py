@@ -13,9 +13,7 @@ Each container start asks the backends to :func:`attach` its volumes (``mount``,
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -31,7 +29,6 @@ TYPE_CHECKING = False  # as typing's (type checkers honour the name), without im
 if TYPE_CHECKING:
     from envkit.plugins.interfaces import MountSource, VolumeBackend
 
-log = logging.getLogger("envkit.stack")
 _T = TypeVar("_T")
 
 
@@ -146,7 +143,11 @@ def detach(attached: Sequence[Attached]) -> None:
         try:
             _call(volume.backend, "unmount", volume.backend.unmount, volume.name, volume.mount_id)
         except EnvkitError as exc:
-            log.warning("unmount of volume %s failed: %s", volume.name, exc.message)
+            import logging  # lazy: only for a failure (a supervisor holds it for life)
+
+            logging.getLogger("envkit.stack").warning(
+                "unmount of volume %s failed: %s", volume.name, exc.message
+            )
 
 
 def _call(
@@ -261,7 +262,10 @@ def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
         if not sources or any(volume.iterdir()):
             continue
         # Rootless, the caller could neither read a 0700 directory of a subordinate id
-        # nor give the copy its owner: the copy is made as container root then.
+        # nor give the copy its owner: the copy is made as container root then. shutil
+        # copies: imported here, before the fork (the child imports nothing).
+        import shutil  # noqa: F401
+
         with_container_owners(partial(_seed_one, sources, str(volume)), _seed_error)
         seeded.append(mount.name)
     return seeded
@@ -284,6 +288,8 @@ def _seed_one(sources: Sequence[str], volume: str) -> None:
 def _copy_tree(source: str, target: str) -> None:
     """Merge ``source`` into ``target`` (what is in ``source`` wins), never following a
     symlink of either tree."""
+    import shutil  # loaded by seed() before the fork: a look-up in sys.modules here
+
     for root, dirs, names in os.walk(source):
         relative = os.path.relpath(root, source)
         here = os.path.normpath(os.path.join(target, relative))

@@ -79,6 +79,13 @@ def chain_id(diff_ids: Sequence[str]) -> str:
     return chain
 
 
+def prepare_image(store: Store, image: str) -> Snapshot:
+    """:func:`prepare` for the image ``image`` (an id, digest or reference in the store)."""
+    _, manifest = store.image_manifest(store.resolve(image))
+    config = store.config(manifest)
+    return prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+
+
 def prepare(store: Store, layer_digests: Sequence[str], diff_ids: Sequence[str]) -> Snapshot:
     """Make sure the snapshots of an image exist; its lower dirs, top first.
 

@@ -230,3 +230,44 @@ def _ignores_term(pid: int) -> bool:
     from envkit.runtime.state import init_ignores
 
     return init_ignores(pid, signal.SIGTERM)
+
+
+#: Shared libraries a running stack's long-lived processes must not hold: OpenSSL
+#: (hashlib: ~1.4 MB of each holder's memory) and the compression libraries that
+#: shutil loads. Names are hashed with the interpreter's own SHA-256 instead, and
+#: shutil is imported only where a stack ends or a volume is seeded.
+NOT_HELD_BY_A_STACK = ("libcrypto", "_hashlib", "_lzma", "_bz2")
+
+NETWORKED_STACK = """
+from envkit import Network, Service, Stack
+
+net = Network("lean")
+stack = Stack("lean", services=[
+    Service(f"s{i}", image="busybox:1", command=["sleep", "600"], networks=[net])
+    for i in range(2)
+])
+"""
+
+
+def test_a_running_stack_holds_no_openssl_or_compression_library(
+    home: Path, tmp_path: Path
+) -> None:
+    """What a 10-service stack costs is mostly its supervisor and the network daemon
+    (issue 15's memory figure): neither may keep libraries only a moment of their start
+    needed. The netlink worker (a child of the network daemon, gone when idle) is not
+    looked at."""
+    (tmp_path / "stack.py").write_text(NETWORKED_STACK)
+    up = homes.cli(home, ["up", "-d"], cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    try:
+        mine = homes.envkit_processes(home)
+        held = [p for p in mine if _ppid(p) not in mine]  # not a helper's child
+        commands = [_cmdline(p) for p in held]
+        assert any("envkit.stack.daemon" in c for c in commands), commands
+        assert any("envkit.network.netd" in c for c in commands), commands
+        for pid in held:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            loaded = [lib for lib in NOT_HELD_BY_A_STACK if lib in maps]
+            assert loaded == [], (_cmdline(pid), loaded)
+    finally:
+        assert cli(home, ["down", "-p", "lean"]).returncode == 0

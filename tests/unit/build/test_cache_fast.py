@@ -6,7 +6,6 @@ No timing is asserted here: the figures live in tests/benchmarks/bench_build.py.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -15,9 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from envkit.build import listeners
-from envkit.builtin import DEFAULT_PLUGINS as BUILTIN_PLUGINS
 
 #: Modules a fully cached build of spec steps does not need (each was imported before
 #: issue 21): the plugin frame, the layer writer and its compressors, the Dockerfile
@@ -125,58 +121,6 @@ def test_a_fully_cached_build_writes_nothing(project: Path, tmp_path: Path) -> N
     _build(project, home)
     assert _tree(home) == before
     assert _tree(project) == context_before
-
-
-def test_no_builtin_plugin_listens_to_build_steps() -> None:
-    """What lets a build skip loading the plugins when no third-party plugin is
-    installed (envkit/build/listeners.py): a built-in listener would go unheard."""
-    assert "envkit.builtin.volumes" in BUILTIN_PLUGINS, BUILTIN_PLUGINS
-    for name in BUILTIN_PLUGINS:
-        module = importlib.import_module(name)
-        assert not hasattr(module, "envkit_build_step_finished"), name
-
-
-def _dist(path: Path, name: str, entry_points: str | None) -> None:
-    info = path / f"{name}-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Name: {name}\nVersion: 1.0\n")
-    if entry_points is not None:
-        (info / "entry_points.txt").write_text(entry_points)
-
-
-def test_entry_points_declared_finds_an_envkit_section(tmp_path: Path) -> None:
-    _dist(tmp_path, "other", "[console_scripts]\nx = other:main\n")
-    _dist(tmp_path, "plain", None)
-    assert not listeners.entry_points_declared([str(tmp_path), str(tmp_path / "missing")])
-    _dist(tmp_path, "envkit_backend", "[envkit]\nbackend = envkit_backend.plugin\n")
-    assert listeners.entry_points_declared([str(tmp_path)])
-
-
-def test_a_loaded_plugin_manager_always_hears(monkeypatch: pytest.MonkeyPatch) -> None:
-    from envkit.plugins.manager import PluginManager, reset_manager
-
-    heard: list[tuple[str, bool]] = []
-
-    class Listener:
-        from envkit.plugins import hookimpl
-
-        @hookimpl
-        def envkit_build_step_finished(
-            self, step: str, key: str, cached: bool, seconds: float
-        ) -> None:
-            heard.append((step, cached))
-
-    monkeypatch.setattr(listeners, "_declared", False)  # as with no plugin installed
-    reset_manager(None)
-    listeners.step_finished("ENV A=1", "sha256:" + "0" * 64, cached=True, seconds=0.0)
-    manager = PluginManager(load_entry_points=False)
-    manager.register(Listener(), name="listener")
-    reset_manager(manager)
-    try:
-        listeners.step_finished("ENV A=1", "sha256:" + "0" * 64, cached=True, seconds=0.0)
-    finally:
-        reset_manager()
-    assert heard == [("ENV A=1", True)]
 
 
 def test_a_base_in_the_store_is_found_without_loading_the_plugins(tmp_path: Path) -> None:
