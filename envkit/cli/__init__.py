@@ -108,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not output_reader_gone():
+            # A helper's socket or pipe, not our output: the command did not do its job.
+            if debug():
+                raise
+            error(f"a helper process went away in the middle of the command: {exc}")
+            return 1
         # The reader of our output went away (`envkit images | head`): not an error.
         sys.stderr.close()
         return 0
@@ -120,6 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         error(str(translated))
         return translated.exit_code
+
+
+def output_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (``poll`` says ``POLLERR`` then):
+    what a ``BrokenPipeError`` means only when it came from our output."""
+    import select  # lazy: only after a broken pipe
+
+    poller = select.poll()
+    poller.register(1, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLNVAL) for _, events in poller.poll(0))
 
 
 def entry() -> None:

@@ -39,8 +39,11 @@ class MonitorConnection:
         self._directory = ""
 
     def request(self, message: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-        socket.send_fds(self.sock, [json.dumps(message).encode()], list(fds))
-        data = self.sock.recv(MAX_MESSAGE)
+        try:
+            socket.send_fds(self.sock, [json.dumps(message).encode()], list(fds))
+            data = self.sock.recv(MAX_MESSAGE)
+        except (BrokenPipeError, ConnectionResetError):
+            data = b""  # killed meanwhile: as an end of file (an EPIPE is not our output's)
         if not data:
             raise MonitorError(
                 "the container monitor went away during the start",

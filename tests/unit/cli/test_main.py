@@ -117,3 +117,80 @@ def test_version_text_is_the_package_version(capsys: pytest.CaptureFixture[str])
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
     assert out == version_text() + "\n" and out.startswith("envkit ")
+
+
+class LosesAHelper:
+    name = "lose"
+    help = "a helper's socket breaks (EPIPE) in the middle of the command"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:
+        import socket
+
+        ours, helper = socket.socketpair()
+        helper.close()
+        with ours:
+            ours.send(b"request")  # raises BrokenPipeError
+        return 0
+
+
+class LosingPlugin:
+    @hookimpl
+    def envkit_commands(self) -> list[LosesAHelper]:
+        return [LosesAHelper()]
+
+
+def test_a_broken_pipe_that_is_not_our_output_is_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run -d` whose monitor was killed mid-start once exited 0 printing nothing: an
+    EPIPE on the monitor's socket was taken for `envkit images | head`."""
+    monkeypatch.delenv("ENVKIT_DEBUG", raising=False)
+    m = PluginManager(load_entry_points=False)
+    m.register(LosingPlugin(), name="losing")
+    reset_manager(m)
+    try:
+        assert main(["lose"]) == 1
+    finally:
+        reset_manager()
+    err = capsys.readouterr().err
+    assert err.startswith("envkit: error: a helper process went away"), err
+    assert "Traceback" not in err
+
+
+def test_a_reader_that_went_away_is_not_an_error() -> None:
+    """`envkit ... | head`: the reader leaves, the command ends quietly with 0."""
+    import subprocess
+    import sys
+
+    script = (
+        "import argparse, sys\n"
+        "from envkit.cli import main\n"
+        "from envkit.plugins import hookimpl\n"
+        "from envkit.plugins.manager import PluginManager, reset_manager\n"
+        "class Loud:\n"
+        "    name, help = 'loud', 'print a lot'\n"
+        "    def configure(self, parser): pass\n"
+        "    def run(self, args):\n"
+        "        for i in range(10**6): print('line', i)\n"
+        "        return 0\n"
+        "class P:\n"
+        "    @hookimpl\n"
+        "    def envkit_commands(self): return [Loud()]\n"
+        "m = PluginManager(load_entry_points=False); m.register(P(), name='p'); reset_manager(m)\n"
+        "import os; os._exit(main(['loud']))\n"
+    )
+    import os
+
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=write, stderr=subprocess.PIPE)
+    os.close(write)
+    try:
+        assert os.read(read, 100)
+    finally:
+        os.close(read)  # as `head` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
