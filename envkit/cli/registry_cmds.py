@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from envkit.cli import plain
 from envkit.errors import RegistryError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
     from pathlib import Path
 
     # Typing only: importing it loads pluggy, 15 ms on every pull and push.
     from envkit.plugins.interfaces import Command
+
+
+#: The switches of a plain ``pull`` or ``push`` command line.
+QUIET = {"-q": "quiet", "--quiet": "quiet"}
 
 
 class PullCommand:
@@ -38,7 +44,14 @@ class PullCommand:
             help="resolve the bases of FILE and its envkit.lock again, rewrite the lock",
         )
 
-    def run(self, args: argparse.Namespace) -> int:
+    def run_plain(self, argv: Sequence[str]) -> int | None:
+        """:meth:`run` for ``pull [-q] REF`` without argparse; ``None`` for other forms."""
+        args = plain.read(
+            argv, QUIET, ["ref"], 1, {"platform": None, "quiet": False, "update": False}
+        )
+        return None if args is None else self.run(args)
+
+    def run(self, args: argparse.Namespace | plain.PlainArgs) -> int:
         from envkit.registry.progress import Progress, for_terminal
         from envkit.registry.pull import pull
 
@@ -96,7 +109,12 @@ class PushCommand:
         )
         parser.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
 
-    def run(self, args: argparse.Namespace) -> int:
+    def run_plain(self, argv: Sequence[str]) -> int | None:
+        """:meth:`run` for ``push [-q] IMAGE [REF]`` without argparse; ``None`` else."""
+        args = plain.read(argv, QUIET, ["image", "ref"], 1, {"quiet": False})
+        return None if args is None else self.run(args)
+
+    def run(self, args: argparse.Namespace | plain.PlainArgs) -> int:
         from envkit.registry.progress import Progress, for_terminal
         from envkit.registry.push import push
 
