@@ -40,16 +40,6 @@ _HOMES = {
 
 
 if not TYPE_CHECKING:  # type checkers see the names imported above, and no other
+    from envkit.lazy_names import attributes
 
-    def __getattr__(name: str) -> object:
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module 'envkit.spec' has no attribute {name!r}")
-        from importlib import import_module  # lazy for start-up: a name loads its own module
-
-        value = getattr(import_module(home), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = attributes(__name__, _HOMES, globals(), __all__)

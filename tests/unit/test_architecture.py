@@ -39,7 +39,7 @@ PACKAGE = ROOT / "envkit"
 #: Bottom to top. A package may import its own layer's packages (without a cycle) and any
 #: below. docs/dev/architecture.md draws it and says what each package holds.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "records", "settings", "wiring")),
+    ("foundation", ("errors", "lazy_names", "records", "settings", "wiring")),
     ("host", ("host",)),
     ("oci", ("oci",)),
     # Beside the house: data, reaching build and stack only through its engine (see

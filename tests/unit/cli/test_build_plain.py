@@ -8,15 +8,14 @@ malformed forms, and on seeded random longer ones.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import random
 
 import pytest
 
-from envkit.cli import fast_parser, main
+from envkit.cli import main
 from envkit.cli.build import plain_options
+from tests.unit.cli.verb_parsers import parsed
 
 WORDS = (
     "-t",
@@ -44,24 +43,11 @@ WORDS = (
 )
 
 
-def _argparse(argv: list[str]) -> dict[str, object] | None:
-    """What the verb's parser makes of ``argv`` (``None``: it exits, on error or help)."""
-    parser = fast_parser("build")
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
-            found = vars(parser.parse_args(argv))
-    except SystemExit:
-        return None
-    found.pop("_command")
-    return found
-
-
 def _check(argv: list[str]) -> bool:
     plain = plain_options(argv)
     if plain is None:
         return False
-    assert vars(plain) == _argparse(argv), argv
+    assert vars(plain) == parsed("build", argv), argv
     return True
 
 

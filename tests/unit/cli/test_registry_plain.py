@@ -8,14 +8,13 @@ forms, as for ``build`` (tests/unit/cli/test_build_plain.py).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 from pathlib import Path
 
 import pytest
 
-from envkit.cli import builtin_command, fast_parser
+from envkit.cli import builtin_command
+from tests.unit.cli.verb_parsers import parsed
 from tests.unit.fresh_imports import loaded_after
 
 WORDS = (
@@ -37,19 +36,6 @@ WORDS = (
     "--qu",
     "-x",
 )
-
-
-def _argparse(verb: str, argv: list[str]) -> dict[str, object] | None:
-    """What the verb's parser makes of ``argv`` (``None``: it exits, on error or help)."""
-    parser = fast_parser(verb)
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
-            found = vars(parser.parse_args(argv))
-    except SystemExit:
-        return None
-    found.pop("_command")
-    return found
 
 
 def _plain(verb: str, argv: list[str]) -> dict[str, object] | None:
@@ -79,7 +65,7 @@ def test_every_short_command_line_reads_as_argparse_reads_it(verb: str) -> None:
         for argv in itertools.product(WORDS, repeat=n):
             plain = _plain(verb, list(argv))
             if plain is not None:
-                assert plain == _argparse(verb, list(argv)), argv
+                assert plain == parsed(verb, list(argv)), argv
                 taken += 1
     assert taken > 20  # the plain forms are read here, not all left to argparse
 
@@ -94,7 +80,7 @@ def test_every_short_command_line_reads_as_argparse_reads_it(verb: str) -> None:
     ],
 )
 def test_the_usual_forms_are_plain(verb: str, argv: list[str]) -> None:
-    assert _plain(verb, argv) == _argparse(verb, argv)
+    assert _plain(verb, argv) == parsed(verb, argv)
 
 
 def test_a_plain_pull_imports_no_argparse(tmp_path: Path) -> None:
