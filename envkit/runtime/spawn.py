@@ -553,9 +553,20 @@ def _monitor(
             if os.getppid() != parent:
                 kernel.exit_process(1)
         step = "fork pid 1"
+        handed_r = handed_w = -1
+        if detach:
+            # pid 1 goes on only once its pid is reported: an intermediate killed before
+            # that (`kill -9` of what bears the monitor's name) leaves no container nobody
+            # knows of; pid 1 reads end of file then and exits.
+            handed_r, handed_w = os.pipe()
         init_pid = kernel.fork()
         if init_pid == 0:
             os.close(sync_w)
+            if detach:
+                os.close(handed_w)
+                if kernel.read(handed_r, 1) != b"h":
+                    kernel.exit_process(1)
+                os.close(handed_r)
             _pid1(config, layers, upper, work, binds, err_w, console, adopted_r, kernel)
         if adopted_r is not None:
             os.close(adopted_r)
@@ -565,9 +576,11 @@ def _monitor(
         os.close(sync_w)
         os.close(err_w)
         if detach:
+            os.close(handed_r)
             if report_w is not None:
                 with suppress(OSError):  # the monitor died: pid 1 is adopted later
                     os.write(report_w, str(init_pid).encode())
+            os.write(handed_w, b"h")
             os._exit(0)  # pid 1 goes to the subreaper above
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         for sig in init.FORWARDED:

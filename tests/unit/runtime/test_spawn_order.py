@@ -380,3 +380,23 @@ def test_no_terminal_no_dev_console(
     start(kernel, container(layer), pipes, pid1_dir)
     assert not os.path.lexists(os.path.join(str(pid1_dir), "root", "dev", "console"))
     assert all(c.args[1] != "/dev/console" for c in kernel.calls if c.name == "mount")
+
+
+def test_pid_1_of_an_intermediate_killed_before_reporting_it_exits(
+    kernel: FakeKernel, layer: Path, pipes: Pipes, pid1_dir: Path
+) -> None:
+    """A detached start's intermediate exits once pid 1 is forked and its pid reported;
+    killed in between (a `kill -9` of what bears the monitor's name, as the kill -9 loop
+    of test_process_model does), it must not leave a container nobody knows of. pid 1
+    waits for the intermediate's word first; here (the fake fork runs the child's side
+    only) the word never comes, and pid 1 exits before anything of the container."""
+    os.write(pipes.go_w, b"g")
+    with pytest.raises(ProcessGone) as ended:
+        spawn._monitor(
+            container(layer), str(pid1_dir), pipes.sync_w, pipes.go_r, pipes.err_w,
+            os.getppid(), None, detach=True, kernel=kernel,
+        )  # fmt: skip
+    assert (ended.value.how, ended.value.value) == ("exit", 1)
+    names = [call.name for call in kernel.calls]
+    after_fork = names[names.index("fork") + 1 :]
+    assert after_fork == ["read", "exit_process"], after_fork
