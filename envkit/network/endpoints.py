@@ -248,7 +248,9 @@ def _live_leases() -> bool:
 
 
 def reap_locked() -> None:
-    """Forget what died: endpoints of gone containers, their forwarders, a dead holder."""
+    """Forget what died: endpoints of gone containers, their forwarders, a dead holder,
+    the temp files of killed writers."""
+    state.sweep_temp_files()
     for ep in state.endpoints():
         if not ep.alive():
             _detach(ep)

@@ -83,6 +83,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def sweep_temp_files() -> None:
+    """Remove what :func:`write_json` left half-done: a writer killed between its temp
+    file and the rename leaves ``.NAME.PID.tmp``, whose PID no longer runs (the kill -9
+    suite found one under ``leases/`` after ``up``)."""
+    folder = root()
+    for path in folder.rglob(".*.tmp") if folder.is_dir() else ():
+        pid_text = path.name.rsplit(".", 2)[-2]
+        if pid_text.isdigit() and start_time(int(pid_text)) is None:
+            path.unlink(missing_ok=True)
+
+
 def start_time(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot; ``None`` if it does not exist."""
     try:
