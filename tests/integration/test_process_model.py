@@ -119,7 +119,7 @@ def test_kill_9_of_the_monitor_at_random_moments(home: Path) -> None:
     for round_ in range(20):
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "envkit", "run", "-d", BUSYBOX, "sleep", "300"],
+                [sys.executable, "-m", "envkit", "run", "-d", BUSYBOX, "sleep", KILL9_SLEEP],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
@@ -153,20 +153,38 @@ def test_kill_9_of_the_monitor_at_random_moments(home: Path) -> None:
         if ids:
             assert cli(home, ["rm", "-f", *ids]).returncode == 0
         assert not [r for r in state.all_states()]
-        assert not [p for p in _sleepers(home)]
+        left = _sleepers(KILL9_SLEEP)
+        assert not left, (round_, [_described(pid) for pid in left])
     assert started, "no `run -d` succeeded: nothing was checked"
 
 
-def _sleepers(home: Path) -> list[int]:
+#: The command of the kill -9 loop's containers: a duration of its own, so that a
+#: `sleep` another test left (or is still tearing down) is not taken for one of them.
+KILL9_SLEEP = "301"
+
+
+def _sleepers(duration: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if _cmdline(int(entry)) == "sleep 300 ":
+                if _cmdline(int(entry)) == f"sleep {duration} ":
                     found.append(int(entry))
             except OSError:
                 continue
     return found
+
+
+def _described(pid: int) -> str:
+    """A leftover process for the failure message: parent, state, age."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        age = uptime - int(fields[19]) / ticks
+    except (OSError, ValueError, IndexError):
+        return f"{pid}: gone"
+    return f"{pid}: ppid {fields[1]}, state {fields[0]}, {age:.1f} s old"
 
 
 def _fds() -> int:
