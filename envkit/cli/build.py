@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envkit.cli import plain
 from envkit.errors import BuildError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -32,6 +33,15 @@ _VALUED = {
     "--context": "context",
     "--progress": "progress",
     "--stack": "stack",
+}
+#: What argparse sets when an option is not given.
+_DEFAULTS = {
+    "target": "stack.py",
+    "tag": None,
+    "context": None,
+    "no_cache": False,
+    "progress": "auto",
+    "stack": None,
 }
 
 
@@ -68,7 +78,7 @@ class BuildCommand:
         options = plain_options(argv)
         return None if options is None else self.run(options)
 
-    def run(self, args: argparse.Namespace | PlainOptions) -> int:
+    def run(self, args: argparse.Namespace | plain.PlainArgs) -> int:
         from envkit.build.executor import Builder
         from envkit.build.lockfile import LockFile
         from envkit.build.progress import for_stream
@@ -92,7 +102,7 @@ class BuildCommand:
             progress.close()
 
     def _one(
-        self, builder: Builder, path: Path, name: str, args: argparse.Namespace | PlainOptions
+        self, builder: Builder, path: Path, name: str, args: argparse.Namespace | plain.PlainArgs
     ) -> int:
         from envkit.spec.loader import load_image
 
@@ -102,7 +112,9 @@ class BuildCommand:
         print(result.image_id)
         return 0
 
-    def _stack(self, builder: Builder, path: Path, args: argparse.Namespace | PlainOptions) -> int:
+    def _stack(
+        self, builder: Builder, path: Path, args: argparse.Namespace | plain.PlainArgs
+    ) -> int:
         from envkit.spec.loader import load_stack
 
         if args.tag:
@@ -123,45 +135,16 @@ class BuildCommand:
         return 0
 
 
-class PlainOptions:
-    """The options of a plain command line, as argparse's Namespace holds them
-    (``vars()`` of both is the same dict, but for argparse's ``_command``)."""
-
-    def __init__(self) -> None:
-        self.target = "stack.py"
-        self.tag: str | None = None
-        self.context: str | None = None
-        self.no_cache = False
-        self.progress = "auto"
-        self.stack: str | None = None
-
-
-def plain_options(argv: Sequence[str]) -> PlainOptions | None:
+def plain_options(argv: Sequence[str]) -> plain.PlainArgs | None:
     """What argparse makes of ``argv`` when it is in the plain form: options spelt out
     in full, each value in the next word and not starting with ``-``, a ``--progress``
     mode of :data:`PROGRESS_MODES`, at most one FILE. ``None`` for any other
     (``--help``, ``--tag=x``, ``-tx``, ``--no-c``, ``--``, an error), which argparse
     parses as always (tests/unit/cli/test_build_plain.py compares the two).
     """
-    found = PlainOptions()
-    target = None
-    words = iter(argv)
-    for word in words:
-        if word == "--no-cache":
-            found.no_cache = True
-        elif word in _VALUED:
-            value = next(words, None)
-            if value is None or value.startswith("-"):
-                return None
-            setattr(found, _VALUED[word], value)
-        elif word.startswith("-") or target is not None:
-            return None
-        else:
-            target = word
-    if found.progress not in PROGRESS_MODES:
+    found = plain.read(argv, {"--no-cache": "no_cache"}, ["target"], 0, _DEFAULTS, _VALUED)
+    if found is None or found.progress not in PROGRESS_MODES:
         return None
-    if target is not None:
-        found.target = target
     return found
 
 

@@ -8,10 +8,9 @@ form (``--help``, ``--opt=value``, ``--``, bundled short options, errors) to arg
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
 
@@ -33,22 +32,33 @@ def read(
     positionals: Sequence[str],
     required: int,
     defaults: Mapping[str, object],
+    valued: Mapping[str, str] | None = None,
 ) -> PlainArgs | None:
-    """``argv`` made of switches (``flags``: word -> attribute, set to ``True``) and at
-    least ``required``, at most ``len(positionals)`` words that do not start with ``-``
-    (named by ``positionals``, in order, side by side: argparse takes a run of them at
-    once, so one after a switch after another is its error); ``None`` for anything
-    else. ``defaults`` are the other attributes argparse would set."""
+    """``argv`` made of switches (``flags``: word -> attribute, set to ``True``), options
+    with a value (``valued``: word -> attribute, the value in the next word and not
+    starting with ``-``) and at least ``required``, at most ``len(positionals)`` words
+    that do not start with ``-`` (named by ``positionals``, in order, side by side:
+    argparse takes a run of them at once, so one after an option after another is its
+    error); ``None`` for anything else. ``defaults`` are the other attributes argparse
+    would set (a positional's default among them)."""
     values = dict(defaults)
     for name in positionals:
         values.setdefault(name, None)
+    valued = valued or {}
     taken = 0
     run_ended = False
-    for word in argv:
-        if word in flags:
-            values[flags[word]] = True
+    words = iter(argv)
+    for word in words:
+        if word in flags or word in valued:
+            if word in valued:
+                value = next(words, None)
+                if value is None or value.startswith("-"):
+                    return None
+                values[valued[word]] = value
+            else:
+                values[flags[word]] = True
             run_ended = taken > 0
-        elif word.startswith("-") or not word or taken == len(positionals) or run_ended:
+        elif word.startswith("-") or taken == len(positionals) or run_ended:
             return None
         else:
             values[positionals[taken]] = word
