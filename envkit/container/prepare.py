@@ -168,10 +168,7 @@ def _resolve(ref: str) -> Resolved:
     from envkit.store import snapshots
     from envkit.store.store import Store
 
-    store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(ref))
-    config = store.config(manifest)
-    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    manifest, config, snapshot = snapshots.prepare_image(Store.default(), ref)
     found = resolved.Resolved(str(manifest.config.digest), dict(config.config), snapshot.layers)
     if stamp is not None:
         resolved.remember(ref, found, snapshot.marks, stamp)

@@ -11,11 +11,11 @@ from envkit.errors import NetworkError
 from envkit.host import syscalls
 from envkit.network import control, holder, ipam, names, networks, ns, ports, state
 from envkit.network.state import Endpoint
-from envkit.oci.digest import sha256_bytes  # the interpreter's SHA-256: no OpenSSL loaded
+from envkit.oci.digest import hex_of, sha256_bytes  # the interpreter's SHA-256: no OpenSSL loaded
 
 
 def veth_name(network: str, container: str) -> str:
-    digest = sha256_bytes(f"{network}\0{container}".encode()).removeprefix("sha256:")
+    digest = hex_of(sha256_bytes(f"{network}\0{container}".encode()))
     return "vek" + digest[:12]
 
 

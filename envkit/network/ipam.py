@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from envkit.errors import NetworkError
-from envkit.oci.digest import sha256_bytes  # the interpreter's SHA-256: no OpenSSL loaded
+from envkit.oci.digest import hex_of, sha256_bytes  # the interpreter's SHA-256: no OpenSSL loaded
 
 DEFAULT_POOL = ipaddress.IPv4Network("10.89.0.0/16")
 DEFAULT_PREFIX = 24
@@ -88,7 +88,7 @@ def allocate(subnet: str, used: Iterable[str], last: str = "") -> str:
 
 def ula_prefix(seed: str) -> ipaddress.IPv6Network:
     """The unique local /48 of an envkit home: ``fd`` and 40 bits of sha256(``seed``)."""
-    global_id = int(sha256_bytes(seed.encode()).removeprefix("sha256:")[:10], 16)
+    global_id = int(hex_of(sha256_bytes(seed.encode()))[:10], 16)
     return ipaddress.IPv6Network(((0xFD << 120) | (global_id << 80), 48))
 
 

@@ -7,7 +7,7 @@ import ipaddress
 from envkit.errors import NetworkError
 from envkit.network import control, egress, holder, ipam, state
 from envkit.network.state import NetworkInfo
-from envkit.oci.digest import sha256_bytes
+from envkit.oci.digest import hex_of, sha256_bytes
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def bridge_name(network: str) -> str:
     """``ek-`` and 12 hex digits: unique per name and within the 15 bytes of IFNAMSIZ."""
     # The interpreter's own SHA-256: hashlib would load OpenSSL into a stack supervisor.
-    return "ek-" + sha256_bytes(network.encode()).removeprefix("sha256:")[:12]
+    return "ek-" + hex_of(sha256_bytes(network.encode()))[:12]
 
 
 def create(

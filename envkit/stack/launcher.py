@@ -455,11 +455,8 @@ class ImageFacts(Value):
 def image_facts(image: str, user: str | None) -> ImageFacts:
     """The container uid and gid a service runs as (its ``user`` or the image's), the
     image's lower dirs (top first) and its health check, from one read of its config."""
-    store = Store.default()
-    _, manifest = store.image_manifest(store.resolve(image))
-    config = store.config(manifest)
     # Made by `up` already (api.snapshots_early): a look here, unless pruned meanwhile.
-    snapshot = snapshots.prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    _, config, snapshot = snapshots.prepare_image(Store.default(), image)
     who = image_config.resolve_user(
         user if user is not None else str(config.config.get("User") or ""),
         image_config.read_image_file(snapshot.layers, "/etc/passwd"),

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from envkit.errors import LayerError, StoreError
 from envkit.oci.digest import sha256_bytes
+from envkit.oci.types import ImageConfig, Manifest
 from envkit.records import Value
 from envkit.settings import private_dir
 from envkit.store.locks import lock_for
@@ -79,11 +80,12 @@ def chain_id(diff_ids: Sequence[str]) -> str:
     return chain
 
 
-def prepare_image(store: Store, image: str) -> Snapshot:
-    """:func:`prepare` for the image ``image`` (an id, digest or reference in the store)."""
+def prepare_image(store: Store, image: str) -> tuple[Manifest, ImageConfig, Snapshot]:
+    """:func:`prepare` for the image ``image`` (an id, digest or reference in the store);
+    its manifest and config, read on the way, with the snapshot."""
     _, manifest = store.image_manifest(store.resolve(image))
     config = store.config(manifest)
-    return prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
+    return manifest, config, prepare(store, [d.digest for d in manifest.layers], config.diff_ids)
 
 
 def prepare(store: Store, layer_digests: Sequence[str], diff_ids: Sequence[str]) -> Snapshot:
