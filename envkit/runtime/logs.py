@@ -13,54 +13,23 @@ import os
 import select
 import time
 from collections.abc import Callable, Iterator
-from typing import IO
+
+from envkit.runtime.logfile import LogWriter, timestamp
+
+__all__ = ["LogWriter", "follow", "parse_line", "pump", "records", "text", "timestamp"]
 
 
-def timestamp(now: float | None = None) -> str:
-    """RFC 3339 with nanoseconds, UTC (docker's log time format)."""
-    now = time.time() if now is None else now
-    whole = int(now)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((now - whole) * 1e9):09d}Z"
-    )
-
-
-class LogWriter:
-    """Appends the output of a container's streams to its log, line by line."""
-
-    def __init__(self, path: str) -> None:
-        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        self._partial: dict[str, bytes] = {}
-
-    def feed(self, stream: str, data: bytes) -> None:
-        """Write the complete lines of ``data``; keep a partial last line for later."""
-        data = self._partial.pop(stream, b"") + data
-        *lines, rest = data.split(b"\n")
-        for line in lines:
-            self._write(stream, line + b"\n")
-        if rest:
-            self._partial[stream] = rest
-        self._file.flush()
-
-    def close(self) -> None:
-        """Write what is left of partial lines and close the file."""
-        for stream, rest in self._partial.items():
-            self._write(stream, rest)
-        self._partial.clear()
-        self._file.close()
-
-    def _write(self, stream: str, data: bytes) -> None:
-        text = data.decode("utf-8", errors="replace")
-        record = {"log": text, "stream": stream, "time": timestamp()}
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def pump(writer: LogWriter, streams: dict[int, str]) -> None:
-    """Copy ``fd -> stream name`` pipes into ``writer`` until every one is at EOF."""
+def pump(writer: LogWriter, streams: dict[int, str], stop: int | None = None) -> None:
+    """Copy ``fd -> stream name`` pipes into ``writer`` until every one is at EOF, or
+    until descriptor ``stop`` is readable (then the pipes are closed, what is in them
+    left for another reader)."""
     open_fds = dict(streams)
+    watched = [*open_fds, *([] if stop is None else [stop])]
     while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [])
+        ready, _, _ = select.select(watched, [], [])
         for fd in ready:
+            if fd == stop:
+                continue
             try:
                 data = os.read(fd, 65536)
             except OSError:  # EIO: a pty whose last slave closed
@@ -70,6 +39,11 @@ def pump(writer: LogWriter, streams: dict[int, str]) -> None:
             else:
                 os.close(fd)
                 del open_fds[fd]
+                watched.remove(fd)
+        if stop in ready:
+            for fd in open_fds:
+                os.close(fd)
+            return
 
 
 def records(path: str) -> Iterator[tuple[str, str, str]]:

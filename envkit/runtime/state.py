@@ -526,6 +526,17 @@ def process_start(pid: int) -> int | None:
     return None if state in (b"Z", b"X") else start
 
 
+def is_child(pid: int, start: int) -> bool:
+    """Whether process ``pid``, started at ``start``, is this process's child (a zombie
+    too: its exit status is still to be collected here)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return int(fields[1]) == os.getpid() and int(fields[19]) == start
+
+
 def alive(pid: int, start: int) -> bool:
     """Whether process ``pid`` runs and is the one that started at ``start``."""
     return pid > 0 and process_start(pid) == start

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import select
 import socket
 import struct
 import threading
@@ -41,6 +42,14 @@ def peer_uid(conn: socket.socket) -> int:
     """The uid of the process at the other end of unix socket ``conn``."""
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
     return int(_CRED.unpack(raw)[1])
+
+
+def hung_up(conn: socket.socket) -> bool:
+    """Whether the caller at the other end of ``conn`` closed it (it sends nothing
+    after its request: anything readable is the end of the stream)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 # -- requests ---------------------------------------------------------------------------
@@ -278,49 +287,95 @@ class Dispatcher:
 
 class Server:
     """Serves ``handler`` on ``path`` from a daemon thread; ``handler(request, fds,
-    conn)`` returns the answer, or ``None`` when it wrote the answer itself."""
+    conn)`` returns the answer, or ``None`` when it wrote the answer itself.
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    ``listening`` is a listening socket's descriptor to serve instead of binding
+    ``path`` anew: the one a supervisor kept through its hold phase, with the
+    connections waiting on it (:mod:`envkit.stack.holding`).
+    """
+
+    def __init__(self, path: Path, handler: Handler, listening: int | None = None) -> None:
         self.path = path
         self.handler = handler
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
-        with suppress(FileNotFoundError):
-            path.unlink()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o177)
-        try:
-            with short_address(path) as address:
-                self._sock.bind(address)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        self._sock.listen(16)
-        self._thread = threading.Thread(target=self._serve, name="envkit-control", daemon=True)
+        if listening is not None:
+            os.set_inheritable(listening, False)
+            self._sock = socket.socket(fileno=listening)
+        else:
+            self._sock = _bind(path)
+        self._sock.setblocking(False)  # accepted after poll: a caller gone meanwhile
+        self._thread: threading.Thread | None = None
         self._closed = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self._answering = 0
 
     def start(self) -> None:
-        """Start answering."""
+        """Start answering (again, after :meth:`pause`)."""
+        self._thread = threading.Thread(target=self._serve, name="envkit-control", daemon=True)
         self._thread.start()
+
+    def pause(self) -> bool:
+        """Stop accepting; ``True`` when no connection is being answered either
+        (connections that arrive meanwhile wait in the socket's backlog). ``False``:
+        some is, and the server accepts again."""
+        os.write(self._wake_w, b"p")
+        if self._thread is not None:
+            self._thread.join()
+        os.read(self._wake_r, 1)
+        with self._lock:
+            idle = self._answering == 0
+        if not idle:
+            self.start()
+        return idle
+
+    def listening_fd(self) -> int:
+        """The listening socket's descriptor."""
+        return self._sock.fileno()
 
     def close(self) -> None:
         """Stop answering and remove the socket file."""
+        if self._closed:
+            return
         self._closed = True
+        os.write(self._wake_w, b"c")
         with suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         with suppress(FileNotFoundError):
             self.path.unlink()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        if self._thread is None or not self._thread.is_alive():
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _serve(self) -> None:
+        poller = select.poll()
+        poller.register(self._sock.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not self._closed:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._wake_r in ready or self._closed:
+                return
             try:
                 conn, _ = self._sock.accept()
+            except BlockingIOError:
+                continue
             except OSError:
                 return
+            conn.setblocking(True)
+            with self._lock:
+                self._answering += 1
             threading.Thread(
-                target=self._answer, args=(conn,), name="envkit-control-conn", daemon=True
+                target=self._answer_counted, args=(conn,), name="envkit-control-conn", daemon=True
             ).start()
+
+    def _answer_counted(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            with self._lock:
+                self._answering -= 1
 
     def _answer(self, conn: socket.socket) -> None:
         fds: list[int] = []
@@ -347,6 +402,24 @@ class Server:
             if answer is not None:
                 with suppress(OSError):
                     _send(conn, answer)
+
+
+def _bind(path: Path) -> socket.socket:
+    """A listening unix socket at ``path`` (0600 in a 0700 dir), replacing a stale one."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    with suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        with short_address(path) as address:
+            sock.bind(address)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    return sock
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:

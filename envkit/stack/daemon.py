@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from typing import Any, NoReturn
 
 from envkit.errors import DependencyError, EnvkitError, RuntimeError_
@@ -172,12 +173,20 @@ def failure_report(exc: BaseException) -> dict[str, object]:
     return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _supervisor(request: dict[str, Any], report: Callable[[str], None]) -> Supervisor:
-    """The supervisor a start request describes."""
+def _supervisor(
+    request: dict[str, Any], report: Callable[[str], None], listening: int | None = None
+) -> Supervisor:
+    """The supervisor a start request describes; with ``listening`` (the control
+    socket), the one that resumes after its hold phase, taking its stack over as its
+    state file says."""
+    from envkit.stack import holding  # lazy: loaded by main(), as the supervisor
     from envkit.stack.supervisor import Supervisor  # lazy: loaded by main(); `up` never needs it
 
     owner = request["owner"]
     previous = request["previous"]
+    if listening is not None:
+        held = ss.load(str(request["name"]))
+        previous = asdict(held) if held is not None else None
     return Supervisor(
         specjson.decode_stack(request["stack"], str(request["name"])),
         {str(k): str(v) for k, v in request["images"].items()},
@@ -187,18 +196,26 @@ def _supervisor(request: dict[str, Any], report: Callable[[str], None]) -> Super
         timeout=float(request["timeout"]),
         report=report,
         previous=ss.from_dict(previous) if previous is not None else None,
+        hold_after=holding.hold_after() if holding.supported() else None,
+        listening=listening,
     )
 
 
 def main() -> NoReturn:  # pragma: no cover - the daemon process
     """The daemon's life: import, read the request, start the stack, report, hold it,
-    tear down. No request (``up`` failed before it could send one): exit quietly."""
+    tear down. No request (``up`` failed before it could send one): exit quietly.
+
+    ``--resume FD``: the hold program (:mod:`envkit.stack.hold`) became this process
+    again, the request on stdin, the control socket's listening descriptor ``FD``;
+    nobody reads reports, and a ``SIGTERM`` that came meanwhile is pending (blocked)."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     # Imported before the request can arrive: meanwhile ``up`` builds and resolves.
     from envkit.stack import launcher, specjson, supervisor  # noqa: F401
 
-    starting = True
+    resume = sys.argv[1:2] == ["--resume"]
+    listening = int(sys.argv[2]) if resume else None
+    starting = not resume
 
     def report(line: str) -> None:
         if starting:
@@ -209,16 +226,19 @@ def main() -> NoReturn:  # pragma: no cover - the daemon process
             raw = data.read()
         if not raw:
             os._exit(0)
-        held = _supervisor(json.loads(raw), report)
+        held = _supervisor(json.loads(raw), report, listening)
         signal.signal(signal.SIGTERM, lambda *_: held.request_stop())
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         held.start()
     except BaseException as exc:
-        os.write(STATUS_FD, json.dumps(failure_report(exc)).encode() + b"\n")
+        failure = json.dumps(failure_report(exc)).encode() + b"\n"
+        os.write(2 if resume else STATUS_FD, failure)
         os._exit(1)
     try:
-        starting = False
-        os.write(STATUS_FD, json.dumps({"pid": os.getpid()}).encode() + b"\n")
-        os.close(STATUS_FD)
+        if not resume:
+            starting = False
+            os.write(STATUS_FD, json.dumps({"pid": os.getpid()}).encode() + b"\n")
+            os.close(STATUS_FD)
         held.run()
         held.teardown()
     finally:

@@ -71,6 +71,8 @@ class Started(Record):
     image_healthcheck: Healthcheck | None = None
     #: Why the image's health check is ignored (it is malformed), or ``""``.
     image_healthcheck_problem: str = ""
+    #: ``attached`` as the stack's state records it (:attr:`ServiceState.mounts`).
+    mounts: list[list[str]] = field(default_factory=list)
 
 
 class ContainerOps(Protocol):
@@ -95,6 +97,10 @@ class ContainerOps(Protocol):
 
     def forget(self, container_id: str) -> None:
         """Remove the record of container ``container_id`` if it is gone."""
+        ...
+
+    def gone(self, container: Handle) -> None:
+        """Wait until ``container``'s pid 1 has exited (its exit not collected yet)."""
         ...
 
     def wait(self, container: Handle) -> int | None:
@@ -132,6 +138,19 @@ class ContainerOps(Protocol):
         alive: Callable[[], bool],
     ) -> str | None:
         """Try ``probe`` until it passes (``None``) or runs out of time (why)."""
+        ...
+
+    def hold(
+        self,
+        held: Sequence[tuple[str, Started]],
+        state: StackState,
+        listening: int,
+        owner: tuple[int, int] | None,
+        request: Mapping[str, object],
+    ) -> None:
+        """Replace this process with the hold program, which keeps the containers
+        ``held`` (service, start) until an event makes it resume the supervisor with
+        ``request``; returns when it cannot (everything runs as before)."""
         ...
 
     def teardown(self, state: StackState, failed: bool) -> None:

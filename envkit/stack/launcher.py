@@ -34,12 +34,14 @@ from envkit.runtime import image_config
 from envkit.runtime import logs as runtime_logs
 from envkit.runtime import state as rs
 from envkit.runtime.config import BindMount, TmpfsMount
+from envkit.runtime.init import exit_code
 from envkit.runtime.state import alive, init_ignores, wait_gone
 from envkit.spec import Stack
 from envkit.stack import (
     cleanup,
     environment,
     health,
+    holding,
     image_health,
     networking,
     readiness,
@@ -48,7 +50,7 @@ from envkit.stack import (
 )
 from envkit.stack.image_health import ImageCheck
 from envkit.stack.instance import Handle, Started
-from envkit.stack.logs import RotatingLogWriter
+from envkit.stack.logs import MAX_BYTES, MAX_FILES, RotatingLogWriter
 from envkit.store import snapshots
 from envkit.store.store import Store
 
@@ -80,6 +82,11 @@ class Launcher:
         self.created_networks: list[str] = []
         #: Ids of the containers taken over from a lost supervisor.
         self._adopted: set[str] = set()
+        #: Those of them that are this process's children (it held the stack before,
+        #: in its hold phase): their exit statuses are collected here.
+        self._children: set[str] = set()
+        #: Readable once the log pumps are to stop (:meth:`hold`).
+        self._pumps_stop = os.pipe2(os.O_CLOEXEC)
         #: Where each container's named pipes are (container id -> dir).
         self._fifo_dirs: dict[str, Path] = {}
 
@@ -147,7 +154,7 @@ class Launcher:
             with self._files_lock:
                 volumes.detach(attached)
             raise
-        pump_thread = _pump(state, name, out_r, err_r)
+        pump_thread = _pump(state, name, out_r, err_r, self._pumps_stop[0])
         return Started(
             container,
             started_at,
@@ -157,6 +164,7 @@ class Launcher:
             container.reload().stop_signal,
             image_check.check,
             image_check.problem,
+            volumes.recorded(attached),
         )
 
     def adopt(
@@ -167,7 +175,11 @@ class Launcher:
         output again. ``None`` when it is gone. Its start time and ports are the
         caller's to fill in from the stack's previous state."""
         record = rs.load(rs.containers_dir() / container_id)
-        if record is None or not rs.alive(record.pid, record.pid_start):
+        if record is None:
+            return None
+        if rs.is_child(record.pid, record.pid_start):
+            self._children.add(record.id)
+        elif not rs.alive(record.pid, record.pid_start):
             return None
         record.supervisor, record.supervisor_start = os.getpid(), rs.process_start(os.getpid()) or 0
         record.save()
@@ -181,7 +193,7 @@ class Launcher:
             except OSError:
                 os.close(out_r)
                 raise
-            pump = _pump(state, name, out_r, err_r)
+            pump = _pump(state, name, out_r, err_r, self._pumps_stop[0])
         image = state.services[name].image_id if name in state.services else ""
         check = ImageCheck()
         if image:
@@ -189,15 +201,17 @@ class Launcher:
                 with suppress(EnvkitError, OSError):
                     self._image_checks[image] = image_health.from_image(image_settings(image))
             check = self._image_checks.get(image, check)
+        mounts = state.services[name].mounts if name in state.services else []
         return Started(
             handle.Container(record),
             "",
             [],
             pump,
-            [],
+            volumes.reattached(mounts),
             record.stop_signal,
             check.check,
             check.problem,
+            [list(m) for m in mounts],
         )
 
     def forget(self, container_id: str) -> None:
@@ -270,20 +284,31 @@ class Launcher:
                 os.close(fd)
         return container, out_r, err_r
 
-    def wait(self, container: Handle) -> int | None:
-        """Wait until the container is gone; its exit code, ``None`` for an adopted
-        one (not a child of this process: its exit status went to another)."""
+    def gone(self, container: Handle) -> None:
+        """Wait until the container's pid 1 has exited, its exit status not collected."""
         real = _real(container)
-        if real.id in self._adopted:
+        if real.id in self._adopted and real.id not in self._children:
             record = real.reload()
             wait_exit(record.pid, record.pid_start)
-            with suppress(OSError):
-                record.mark_exited(rs.LOST_EXIT_CODE)
-            return None
+            return
         start = rs.process_start(container.pid) or 0
         while not rs.wait_gone(container.pid, start, 3600):
             pass
-        return real.wait()
+
+    def wait(self, container: Handle) -> int | None:
+        """Wait until the container is gone; its exit code, ``None`` for an adopted
+        one that is not a child of this process (its exit status went to another)."""
+        self.gone(container)
+        real = _real(container)
+        if real.id not in self._adopted:
+            return real.wait()
+        record = real.reload()
+        code: int | None = None
+        if real.id in self._children:
+            code = exit_code(os.waitpid(record.pid, 0)[1])
+        with suppress(OSError):
+            record.mark_exited(rs.LOST_EXIT_CODE if code is None else code)
+        return code
 
     def signal(self, container: Handle, sig: int) -> None:
         """Send ``sig`` to the container's pid 1; SIGKILL for a (stop) signal it has no
@@ -323,6 +348,65 @@ class Launcher:
             if fifo is not None:
                 with suppress(FileNotFoundError):
                     os.unlink(fifo / f"{container.id}{suffix}")
+
+    # -- the hold phase -----------------------------------------------------------------
+
+    def hold(
+        self,
+        held: Sequence[tuple[str, Started]],
+        state: StackState,
+        listening: int,
+        owner: tuple[int, int] | None,
+        request: Mapping[str, object],
+    ) -> None:
+        """Replace this process with the hold program (:mod:`envkit.stack.hold`), which
+        watches the containers ``held`` (service, what its start gave) and pumps their
+        output, until an event makes it resume the full supervisor with ``request``.
+        Returns when it cannot (no pidfds, a container's pipes or process gone): then
+        everything runs as before."""
+        if not holding.supported():
+            return
+        watch: list[tuple[int, int]] = []
+        logs: list[tuple[str, str, str]] = []
+        for name, started in held:
+            container = started.container
+            start = rs.process_start(container.pid)
+            fifo = self._fifo_dirs.get(container.id)
+            if start is None or fifo is None or started.pump is None:
+                return
+            watch.append((container.pid, start))
+            out, err = (str(fifo / f"{container.id}{suffix}") for suffix in (".out", ".err"))
+            logs.append((str(state.log_path(name)), out, err))
+        argv = holding.program_argv(
+            listening=listening,
+            rotate=(MAX_BYTES, MAX_FILES),
+            watch=watch,
+            owner=owner,
+            logs=logs,
+        )
+        stop, self._pumps_stop = self._pumps_stop, os.pipe2(os.O_CLOEXEC)
+        os.write(stop[1], b"s")
+        for _, started in held:
+            if started.pump is not None:
+                started.pump.join()
+        for fd in stop:
+            os.close(fd)
+        try:
+            holding.become(argv, request, listening)
+        except OSError as exc:
+            import logging  # lazy: only for a failure
+
+            logging.getLogger("envkit.stack").warning("cannot hold the stack: %s", exc)
+        for name, started in held:  # still here: pump again
+            ident = started.container.id
+            with suppress(OSError):
+                out_r = _open_reader(self._fifo_dirs[ident] / f"{ident}.out")
+                try:
+                    err_r = _open_reader(self._fifo_dirs[ident] / f"{ident}.err")
+                except OSError:
+                    os.close(out_r)
+                    raise
+                started.pump = _pump(state, name, out_r, err_r, self._pumps_stop[0])
 
     # -- checks ------------------------------------------------------------------------
 
@@ -386,21 +470,31 @@ def _fifo(path: Path) -> tuple[int, int]:
 
 
 def _open_reader(path: Path) -> int:
-    """``path``'s read end, blocking (opened without waiting for a writer)."""
+    """``path``'s read end, blocking (opened without waiting for a writer), that sees
+    the end of file once no writer is left."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    os.set_blocking(fd, True)
+    try:
+        # Opened with no writer (a container that exited, its status not collected
+        # yet), the kernel reports no hang-up to this reader until a writer has come
+        # and gone (fs/pipe.c suppresses it "until we have seen a writer"): one does.
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
-def _pump(state: StackState, name: str, out_r: int, err_r: int) -> threading.Thread:
-    """A thread copying the two pipes into the service's log until both are at EOF."""
+def _pump(state: StackState, name: str, out_r: int, err_r: int, stop: int) -> threading.Thread:
+    """A thread copying the two pipes into the service's log until both are at EOF or
+    ``stop`` is readable."""
     log_path = state.log_path(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     writer = RotatingLogWriter(str(log_path))
 
     def pump() -> None:
         try:
-            runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"})
+            runtime_logs.pump(writer, {out_r: "stdout", err_r: "stderr"}, stop)
         finally:
             writer.close()
 

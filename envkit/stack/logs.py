@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -30,26 +30,7 @@ class RotatingLogWriter(LogWriter):
     ``max_bytes``, keeping ``max_files`` files."""
 
     def __init__(self, path: str, max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> None:
-        super().__init__(path)
-        self.path = path
-        self.max_bytes = max_bytes
-        self.max_files = max(1, max_files)
-
-    def _write(self, stream: str, data: bytes) -> None:
-        super()._write(stream, data)
-        if self._file.tell() >= self.max_bytes:
-            self._rotate()
-
-    def _rotate(self) -> None:
-        self._file.close()
-        if self.max_files == 1:
-            os.truncate(self.path, 0)
-        else:
-            for n in range(self.max_files - 1, 0, -1):
-                older = f"{self.path}.{n - 1}" if n > 1 else self.path
-                if os.path.exists(older):
-                    os.replace(older, f"{self.path}.{n}")
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        super().__init__(path, max_bytes, max_files)
 
 
 def files(path: Path) -> list[Path]:
@@ -153,16 +134,23 @@ def stream(
     follow: bool = False,
     stop: threading.Event | None = None,
     poll: float = 0.1,
+    gone: Callable[[], bool] | None = None,
 ) -> None:
     """Write the services' output to ``out`` as ``name | line``; with ``follow``, keep
-    writing what they add until the stack is down or ``stop`` is set."""
+    writing what they add until the stack is down, ``stop`` is set or ``gone()`` (the
+    reader went away) is true."""
     width = max((len(s) for s in services), default=0)
     top = ss.stack_dir(stack) / "logs"
     followers = {s: _Follower(top / s) for s in services}
     first = True
     try:
         while True:
-            ending = not follow or (stop is not None and stop.is_set()) or not _up(stack)
+            ending = (
+                not follow
+                or (stop is not None and stop.is_set())
+                or (gone is not None and gone())
+                or not _up(stack)
+            )
             wrote = False
             for service, follower in followers.items():
                 for line in follower.read(first):

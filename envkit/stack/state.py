@@ -56,6 +56,10 @@ class ServiceState(Record):
     restarts: int = 0
     exit_code: int | None = None
     ports: list[str] = field(default_factory=list)
+    #: The named volumes its backends mounted for the current container, as
+    #: ``[backend, volume, mount id]``: whoever holds the container next (a supervisor
+    #: that takes over, or resumes after its hold phase) tells the backends it is gone.
+    mounts: list[list[str]] = field(default_factory=list)
 
 
 class StackState(Record):

@@ -89,6 +89,8 @@ class Supervisor:
         report: Callable[[str], None] | None = None,
         ops: ContainerOps | None = None,
         previous: ss.StackState | None = None,
+        hold_after: float | None = None,
+        listening: int | None = None,
     ) -> None:
         if ops is None:
             ops = Launcher()
@@ -119,6 +121,14 @@ class Supervisor:
         self._server: control.Server | None = None
         #: The state a lost supervisor left: :meth:`start` takes its containers over.
         self.previous = previous
+        #: Idle seconds before :meth:`run` holds (``None``: never; :mod:`holding`).
+        self.hold_after = hold_after
+        #: The control socket kept through a hold phase, served again.
+        self._listening = listening
+        #: Held by a keeper from collecting its container's exit status until the
+        #: main thread has it: a hold must not begin in between (the exit is lost).
+        self._reap_gate = threading.Lock()
+        self._quiet_since = time.monotonic()
         self._checks = Checks(
             self.ops, self._lock, self._stopping, self._services, self.state, self._changed
         )
@@ -131,12 +141,18 @@ class Supervisor:
         ready. On any failure everything started is torn down and the error raised."""
         try:
             self.state.claim()
-            self.state.save()
-            self._serve()
+            resuming = self._listening is not None
+            if not resuming:
+                self.state.save()
+                self._serve()
             names = self.state.order
             if self.previous is not None:
                 # First, before anything else could reap them as orphans.
                 names = self._take_over(self.previous)
+            if resuming:
+                # After the take-over: a request that woke the hold waits in the backlog
+                # until the state it asks about is whole again.
+                self._serve()
             self.ops.prepare(self.stack, self.state.order, self.state)
             self._scheduler.start(self.state.order, names, self.timeout)
             with self._lock:
@@ -156,6 +172,8 @@ class Supervisor:
             while self._deferred:
                 self._do(self._deferred.pop(0))
             self._tick(0.2, jobs=True)
+            if self._hold_due():
+                self._try_hold()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from a signal handler or another thread)."""
@@ -190,7 +208,7 @@ class Supervisor:
         for kind in (control.Stop, control.Start, control.Restart):
             table.on(kind, self._on_lifecycle)
         table.on(control.Replace, self._on_replace)
-        self._server = control.Server(self.state.control_path, table)
+        self._server = control.Server(self.state.control_path, table, self._listening)
         self._server.start()
 
     # -- taking over from a lost supervisor ----------------------------------------------
@@ -218,6 +236,8 @@ class Supervisor:
                     count = previous.services[name].restarts
                     self._services[name].restarts.count = count
                     self.state.services[name].restarts = count
+                    # What its volumes' backends mounted: released when it is gone.
+                    self.state.services[name].mounts = previous.services[name].mounts
             self.state.save()
         running: dict[str, Started] = {}
         for name, old in previous.services.items():
@@ -274,7 +294,7 @@ class Supervisor:
         self._watch(name, instance, probes=old.ready != "ready")
 
     def _watch_adopted(self, name: str, instance: Instance) -> None:
-        self._gone(name, instance, self.ops.wait(instance.container))
+        self._collect(name, instance)
 
     def _discard(self, started: Started) -> None:
         """Stop and remove an adopted container that is not wanted any more."""
@@ -402,8 +422,14 @@ class Supervisor:
             notify.service_started(self.stack.name, name)
         finally:
             instance.announced.set()
-        code = self.ops.wait(instance.container)
-        self._gone(name, instance, code)
+        self._collect(name, instance)
+
+    def _collect(self, name: str, instance: Instance) -> None:
+        """Wait until ``instance``'s container is gone, then collect its exit and hand
+        it to the main thread (behind the reap gate: a hold waits or gives up)."""
+        self.ops.gone(instance.container)
+        with self._reap_gate:
+            self._gone(name, instance, self.ops.wait(instance.container))
 
     def _gone(self, name: str, instance: Instance, code: int | None) -> None:
         """``instance``'s container is gone: release it, tell plugins, and hand the exit
@@ -459,6 +485,7 @@ class Supervisor:
         record.ready_output = ""
         record.started_at = started.started_at
         record.ports = list(started.ports)
+        record.mounts = [list(m) for m in started.mounts]
         self.state.save()
 
     def _watch(self, name: str, instance: Instance, *, probes: bool = True) -> None:
@@ -535,6 +562,7 @@ class Supervisor:
         except queue.Empty:
             pass
         else:
+            self._quiet_since = time.monotonic()
             if isinstance(event, _Job):
                 if jobs:
                     self._do(event)
@@ -589,6 +617,81 @@ class Supervisor:
             self.state.services[name].restarts += 1
             self._save_quietly()
         self._report(f"{name}: restarted")
+
+    # -- the hold phase ----------------------------------------------------------------
+
+    def _hold_due(self) -> bool:
+        """Whether the stack has been quiet for :attr:`hold_after` seconds."""
+        if self.hold_after is None or self._stopping.is_set():
+            return False
+        return time.monotonic() - self._quiet_since >= self.hold_after
+
+    def _holdable(self) -> list[tuple[str, Instance]] | None:
+        """The running containers when the stack is idle (nothing under way or due),
+        else ``None``."""
+        with self._lock:
+            if self.state.status != ss.RUNNING or self._deferred or not self._events.empty():
+                return None
+            held = []
+            for name, svc in self._services.items():
+                if svc.restart_at is not None or svc.health_thread is not None:
+                    return None
+                if svc.launch is not None and not svc.launch.done.is_set():
+                    return None
+                instance = svc.instance
+                if instance is None or instance.exited:
+                    continue
+                if instance.tracker is not None or not instance.announced.is_set():
+                    return None
+                if self.state.services[name].ready == "waiting":
+                    return None
+                held.append((name, instance))
+            return held
+
+    def _try_hold(self) -> None:
+        """Become the hold program if the stack is idle (:mod:`envkit.stack.holding`);
+        back here, the next try comes after another quiet period."""
+        self._quiet_since = time.monotonic()
+        server = self._server
+        if server is None or self._holdable() is None:
+            return
+        if not self._reap_gate.acquire(blocking=False):
+            return
+        try:
+            if not server.pause():
+                return
+            try:
+                held = self._holdable()  # again: an exit may have come meanwhile
+                if held is not None:
+                    from envkit.stack.daemon import request_of  # lazy: a cycle at import
+
+                    request = request_of(
+                        self.stack,
+                        self.images,
+                        self.state.order,
+                        file=self.state.file,
+                        owner=self.owner,
+                        timeout=self.timeout,
+                        previous=None,
+                    )
+                    # A SIGTERM from here on stays pending through the exec; one that came
+                    # before has run its handler by the check below.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                    try:
+                        if not self._stopping.is_set():
+                            self.ops.hold(
+                                [(n, i.started) for n, i in held],
+                                self.state,
+                                server.listening_fd(),
+                                self.owner,
+                                request,
+                            )
+                    finally:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+            finally:
+                server.start()
+        finally:
+            self._reap_gate.release()
 
     # -- control requests --------------------------------------------------------------
 
@@ -650,7 +753,14 @@ class Supervisor:
             return {"text": buffer.getvalue()}
         out = call.conn.makefile("w", encoding="utf-8", errors="replace")
         try:
-            stream(self.stack.name, names, out, follow=True, stop=self._stopping)
+            stream(
+                self.stack.name,
+                names,
+                out,
+                follow=True,
+                stop=self._stopping,
+                gone=lambda: control.hung_up(call.conn),
+            )
         except OSError:
             pass  # the caller hung up
         finally:

@@ -136,6 +136,31 @@ def runtime_mounts(
     return out
 
 
+def recorded(attached: Sequence[Attached]) -> list[list[str]]:
+    """``attached`` as the stack's state keeps it (:attr:`ServiceState.mounts`)."""
+    return [[volume.backend.name, volume.name, volume.mount_id] for volume in attached]
+
+
+def reattached(entries: Sequence[Sequence[str]]) -> list[Attached]:
+    """What :func:`recorded` kept, for :func:`detach` once the container is gone (no
+    mount source or target: only the backend, the volume and the mount id are used).
+    A backend no longer installed is skipped."""
+    if not entries:
+        return []  # no plugin manager to load
+    from envkit.plugins.interfaces import MountSource  # lazy: no import for types only
+    from envkit.plugins.manager import get_manager  # lazy, as in attach
+
+    manager = get_manager()
+    found = []
+    for backend_name, name, mount_id in entries:
+        try:
+            backend = manager.volume_backend(backend_name)
+        except EnvkitError:
+            continue
+        found.append(Attached(backend, name, mount_id, MountSource.bind(""), "", False))
+    return found
+
+
 def detach(attached: Sequence[Attached]) -> None:
     """Tell each backend its volume's container is gone (``unmount``). Failures are
     logged, never raised: the container is gone either way."""

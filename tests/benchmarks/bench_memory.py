@@ -10,8 +10,10 @@ count, as podman's figure counts conmon only.
 The stack is measured in its steady state: after the network daemon's netlink worker
 (:mod:`envkit.network.netlink_worker`, pyroute2) has let go, i.e. once
 :data:`~envkit.network.netlink_client.IDLE_SECONDS` plus a margin have passed since
-``up -d`` returned; the figure names each kind of process (supervisor, netd, holder, and
-a netlink worker if one were still there).
+``up -d`` returned; by then the idle stack's supervisor is in its hold phase (after
+:data:`~envkit.stack.holding.HOLD_AFTER` seconds, docs/dev/stack.md). The figure names
+each kind of process (supervisor, netd, holder, and a netlink worker if one were still
+there).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def pss_mb(pids: list[int]) -> float:
 
 #: What a process of the home is, by a part of its command line (first match).
 KINDS = (
+    ("envkit/stack/hold.py", "supervisor (hold phase)"),
     ("envkit.stack", "supervisor"),
     ("envkit.network.netlink_worker", "netlink worker"),
     ("envkit.network.netd", "netd"),

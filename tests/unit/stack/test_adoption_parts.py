@@ -6,6 +6,7 @@ a process that is not a child."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -29,6 +30,30 @@ def test_a_container_pipe_survives_its_reader(tmp_path: Path) -> None:
     try:
         assert os.read(again, 100) == b"before\nmeanwhile\n"
         os.close(both)  # the container exits: end of file for the new reader
+        assert os.read(again, 100) == b""
+    finally:
+        os.close(again)
+
+
+def test_a_pipe_reopened_after_its_writer_died_still_ends(tmp_path: Path) -> None:
+    """A container that exited while held (its status not collected yet): the new
+    reader must see what it wrote, then the end of file, as select reports it (the
+    pump waits in select). Linux reports no hang-up to a reader opened with no writer
+    until a writer has come and gone; before the fix the pump waited forever."""
+    path = tmp_path / "c.out"
+    os.mkfifo(path)
+    held = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the hold program's reader
+    container = os.open(path, os.O_WRONLY)
+    os.write(container, b"last words\n")
+    os.close(container)  # it exited: no writer left, its output still in the pipe
+    again = launcher._open_reader(path)  # the resumed supervisor
+    os.close(held)
+    try:
+        ready, _, _ = select.select([again], [], [], 2)
+        assert ready == [again]
+        assert os.read(again, 100) == b"last words\n"
+        ready, _, _ = select.select([again], [], [], 2)
+        assert ready == [again], "no end of file reported: the pump would wait forever"
         assert os.read(again, 100) == b""
     finally:
         os.close(again)

@@ -11,7 +11,7 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,8 @@ class FakeOps:
         self.alive: dict[str, FakeContainer] = {}
         self.adopted: list[str] = []
         self.forgotten: list[str] = []
+        #: The services of each hold the supervisor asked for (a fake cannot exec).
+        self.holds: list[list[str]] = []
 
     def prepare(self, stack: Stack, names: Sequence[str], state: ss.StackState) -> None:
         self.prepared.append(list(names))
@@ -95,6 +97,21 @@ class FakeOps:
 
     def forget(self, container_id: str) -> None:
         self.forgotten.append(container_id)
+
+    def gone(self, container: Handle) -> None:
+        assert isinstance(container, FakeContainer)
+        container.gone.wait()
+
+    def hold(
+        self,
+        held: Sequence[tuple[str, Started]],
+        state: ss.StackState,
+        listening: int,
+        owner: tuple[int, int] | None,
+        request: Mapping[str, object],
+    ) -> None:
+        assert request["names"] == state.order and request["previous"] is None
+        self.holds.append([name for name, _ in held])
 
     def wait(self, container: Handle) -> int | None:
         assert isinstance(container, FakeContainer)
@@ -146,10 +163,15 @@ def running(envkit_home: Path) -> Iterator[Callable[..., Supervisor]]:
     """Start a supervisor over fakes and run it in a thread; stopped after the test."""
     held: list[tuple[Supervisor, threading.Thread]] = []
 
-    def start(stack: Stack, ops: FakeOps) -> Supervisor:
+    def start(stack: Stack, ops: FakeOps, hold_after: float | None = None) -> Supervisor:
         names = stack.start_order()
         supervisor = Supervisor(
-            stack, {n: "busybox:1" for n in names}, names, ops=ops, stop_grace=1
+            stack,
+            {n: "busybox:1" for n in names},
+            names,
+            ops=ops,
+            stop_grace=1,
+            hold_after=hold_after,
         )
         supervisor.start()
         thread = threading.Thread(target=supervisor.run, daemon=True)
@@ -611,3 +633,62 @@ def test_an_adopted_container_whose_service_changed_is_replaced(envkit_home: Pat
         assert supervisor.state.services["web"].container == ops.of("web")[0].id
     finally:
         supervisor.teardown()
+
+
+# -- the hold phase ----------------------------------------------------------------------------
+
+
+def test_an_idle_stack_holds_its_running_containers_and_still_answers(
+    running: Callable[..., Supervisor],
+) -> None:
+    ops = FakeOps(exits={"job": [(0.0, 0)]})
+    stack = Stack(
+        "quiet",
+        services=[Service("web", image="busybox:1"), Service("job", image="busybox:1")],
+    )
+    supervisor = running(stack, ops, hold_after=0.05)
+    _until(lambda: len(ops.holds) >= 2)
+    # The job exited (no restart): only web's container is held. The fake cannot exec,
+    # so the supervisor goes on, and its control socket answers again.
+    assert ops.holds[0] == ["web"]
+    assert _ps(supervisor).services["web"].status == "running"
+
+
+def test_a_stack_with_a_health_check_never_holds(running: Callable[..., Supervisor]) -> None:
+    ops = FakeOps()
+    checked = Service("db", image="busybox:1", healthcheck=_quick_health(retries=3))
+    running(Stack("checked", services=[checked]), ops, hold_after=0.0)
+    time.sleep(0.5)
+    assert ops.holds == []
+
+
+def test_a_due_restart_keeps_the_supervisor_from_holding(
+    running: Callable[..., Supervisor],
+) -> None:
+    ops = FakeOps(exits={"flaky": [(0.0, 1)] * 50})
+    flaky = Service("flaky", image="busybox:1", restart="always")
+    running(Stack("flaky", services=[flaky]), ops, hold_after=0.0)
+    _until(lambda: len(ops.of("flaky")) >= 4)
+    # Each hold decision sees the container that runs now; none while one is due.
+    for held in ops.holds:
+        assert held in ([], ["flaky"])
+
+
+def test_no_hold_while_a_control_connection_is_answered(
+    running: Callable[..., Supervisor],
+) -> None:
+    ops = FakeOps()
+    supervisor = running(Stack("busy", services=[Service("web", image="busybox:1")]), ops)
+    follow = control.connect(supervisor.state.control_path)
+    try:
+        follow.sendall(b'{"op": "logs", "services": [], "follow": true}\n')
+        time.sleep(0.2)
+        server = supervisor._server
+        assert server is not None
+        assert server.pause() is False  # refused, and it accepts again
+        assert _ps(supervisor).status == ss.RUNNING
+    finally:
+        follow.close()
+    _until(lambda: server.pause())
+    server.start()
+    assert _ps(supervisor).status == ss.RUNNING

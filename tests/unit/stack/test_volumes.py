@@ -146,3 +146,22 @@ def test_check_names_the_volume_of_a_missing_backend(backends: tuple[Recording, 
     with pytest.raises(PluginError, match=r"Volume\('v'\): no volume backend named 'nosuch'"):
         volumes.check(stack)
     volumes.check(Stack("empty", services=[Service("a", image="busybox:1")]))
+
+
+def test_recorded_mounts_are_unmounted_by_another_process(
+    backends: tuple[Recording, Local], tmp_path: Path
+) -> None:
+    """What the state keeps of a container's mounts lets a supervisor that takes the
+    container over (after kill -9, or after its hold phase) unmount them."""
+    rec, _ = backends
+    scratch = Volume("scratch", backend="rec", options={"size": "1m"})
+    stack = stack_of((scratch, "/a"), (Volume("data", backend="dirs"), "/c"), base=tmp_path)
+    volumes.ensure(stack)
+    attached = volumes.attach(stack, stack["app"].volumes, "s-app-7")
+    kept = volumes.recorded(attached)
+    assert kept == [["rec", "s_scratch", "s-app-7"], ["dirs", "s_data", "s-app-7"]]
+    again = volumes.reattached([*kept, ["gone-backend", "s_x", "s-app-7"]])
+    assert [(a.backend.name, a.name, a.mount_id) for a in again] == [tuple(k) for k in kept]
+    volumes.detach(again)
+    assert rec.calls[-1] == ("unmount", "s_scratch", "s-app-7")
+    assert volumes.reattached([]) == []
