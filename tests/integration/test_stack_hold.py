@@ -73,6 +73,16 @@ def _supervisor(home: Path) -> int:
     return pid
 
 
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie too). Not an empty cmdline: it is
+    also empty for an instant of an exec."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def _held(pid: int) -> bool:
     return "envkit/stack/hold.py" in _cmdline(pid)
 
@@ -133,14 +143,14 @@ def test_a_held_stack_keeps_its_logs_exit_codes_and_restarts(
     down = homes.cli(loaded_home, ["down", "-p", "held"])
     assert down.returncode == 0, down.stderr
     assert not (loaded_home / "stacks" / "held").exists()
-    assert not _cmdline(pid)
+    wait_for(lambda: _gone(pid), timeout=10)
 
 
 def test_sigterm_to_a_held_supervisor_stops_the_stack(loaded_home: Path, stack_dir: Path) -> None:
     pid = _up(loaded_home, stack_dir)
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not _cmdline(pid), timeout=30)
-    assert not (loaded_home / "stacks" / "held").exists()
+    wait_for(lambda: not (loaded_home / "stacks" / "held").exists(), timeout=30)
+    wait_for(lambda: _gone(pid), timeout=10)
     assert all("sleep 617" not in _cmdline(int(p)) for p in os.listdir("/proc") if p.isdigit())
 
 
@@ -150,7 +160,7 @@ def test_kill_9_of_a_held_supervisor_then_up_adopts_the_containers(
     pid = _up(loaded_home, stack_dir)
     idle = _state(loaded_home)["services"]["idle"]["container"]  # type: ignore[index]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _cmdline(pid), timeout=10)
+    wait_for(lambda: _gone(pid), timeout=10)
     time.sleep(0.2)
     again = homes.cli(loaded_home, ["up", "-d"], cwd=stack_dir, env=HOLD)
     assert again.returncode == 0, again.stderr
@@ -177,8 +187,8 @@ def test_the_owner_of_a_held_stack_ending_stops_it(loaded_home: Path, tmp_path: 
             wait_for(lambda: _held(pid), timeout=20)
             owner.kill()
             owner.wait()
-            wait_for(lambda: not _cmdline(pid), timeout=30)
-            assert not (loaded_home / "stacks" / "held").exists()
+            wait_for(lambda: not (loaded_home / "stacks" / "held").exists(), timeout=30)
+            wait_for(lambda: _gone(pid), timeout=10)
         finally:
             if owner.poll() is None:
                 owner.kill()
