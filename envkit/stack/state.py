@@ -54,6 +54,9 @@ class ServiceState(Record):
     #: recreate only the services that changed.
     spec_key: str = ""
     restarts: int = 0
+    #: The restart backoff now (seconds, docker's; 0: none): a supervisor that takes
+    #: the stack over goes on doubling it.
+    backoff: float = 0.0
     exit_code: int | None = None
     ports: list[str] = field(default_factory=list)
     #: The named volumes its backends mounted for the current container, as

@@ -236,6 +236,9 @@ class Supervisor:
                     count = previous.services[name].restarts
                     self._services[name].restarts.count = count
                     self.state.services[name].restarts = count
+                    backoff = previous.services[name].backoff
+                    self._services[name].restarts.delay = backoff
+                    self.state.services[name].backoff = backoff
                     # What its volumes' backends mounted: released when it is gone.
                     self.state.services[name].mounts = previous.services[name].mounts
             self.state.save()
@@ -276,7 +279,7 @@ class Supervisor:
         svc = self._services[name]
         started.started_at, started.ports = old.started_at, list(old.ports)
         tracker = self._tracker(name, svc, started)
-        instance = Instance(started, time.monotonic(), None, tracker, adopted=True)
+        instance = Instance(started, _monotonic_of(old.started_at), None, tracker, adopted=True)
         instance.announced.set()  # plugins heard of its start from the lost supervisor
         instance.keeper = threading.Thread(
             target=self._watch_adopted,
@@ -586,6 +589,7 @@ class Supervisor:
             record = self.state.services[name]
             record.status, record.exit_code = "exited", code
             due = svc.on_exit(instance, code, time.monotonic(), self._stopping.is_set())
+            record.backoff = svc.restarts.delay
             if due is not None:
                 record.status = "restarting"
             self._save_quietly()
@@ -830,6 +834,7 @@ class Supervisor:
                     # A manual start resets the restart count, as `docker start` does.
                     self._services[name].restarts.reset()
                     self.state.services[name].restarts = 0
+                    self.state.services[name].backoff = 0.0
             self._scheduler.start(self.state.order, idle, self.timeout)
         return {"services": list(names)}
 
@@ -880,3 +885,16 @@ class Supervisor:
         """Save the state unless the stack dir is already gone (torn down)."""
         if self.state.dir.exists():
             self.state.save()
+
+
+def _monotonic_of(started_at: str) -> float:
+    """The monotonic time of wall-clock ``started_at`` (RFC 3339, a container's start
+    as the state records it): how long an adopted container ran counts from its start,
+    not from its adoption. Now when it cannot be read."""
+    from envkit.store.timestamps import parse_created  # lazy: only a take-over
+
+    when = parse_created(started_at)
+    now = time.monotonic()
+    if when is None:
+        return now
+    return now - max(0.0, time.time() - when.timestamp())

@@ -692,3 +692,65 @@ def test_no_hold_while_a_control_connection_is_answered(
     _until(lambda: server.pause())
     server.start()
     assert _ps(supervisor).status == ss.RUNNING
+
+
+def _adopting(ops: FakeOps, backoff: float, started_at: str) -> tuple[Supervisor, FakeContainer]:
+    """A supervisor that takes over a crash-looping ``always`` service whose container
+    a lost (or held) supervisor left running."""
+    stack = Stack("loop", services=[Service("crashy", image="busybox:1", restart="always")])
+    left = _left_running(ops, "loop", "crashy", 903)
+    record = ss.ServiceState(
+        container=left.id,
+        status="running",
+        restarts=7,
+        backoff=backoff,
+        image_id="busybox:1",
+        spec_key=ss.spec_key(stack, "crashy", "busybox:1"),
+        started_at=started_at,
+    )
+    previous = ss.StackState(
+        name="loop", supervisor=999_999_999, order=["crashy"], services={"crashy": record}
+    )
+    supervisor = Supervisor(
+        stack, {"crashy": "busybox:1"}, ["crashy"], ops=ops, stop_grace=1, previous=previous
+    )
+    supervisor.start()
+    return supervisor, left
+
+
+def test_a_taken_over_crash_loop_keeps_its_backoff(envkit_home: Path) -> None:
+    """docker's backoff doubles across a take-over (after kill -9, or the hold phase
+    of an idle stack): a crash loop does not restart every 100 ms again."""
+    ops = FakeOps()
+    now = time.time()
+    supervisor, left = _adopting(ops, 3.2, _rfc3339(now - 1))
+    try:
+        left.exit(1)
+        _until(lambda: supervisor._services["crashy"].restart_at is not None or _drain(supervisor))
+        svc = supervisor._services["crashy"]
+        assert svc.restarts.delay == 6.4
+        assert supervisor.state.services["crashy"].backoff == 6.4
+    finally:
+        supervisor.teardown()
+
+
+def test_an_adopted_container_that_ran_long_restarts_a_new_backoff(envkit_home: Path) -> None:
+    """How long it ran counts from its real start (``started_at``), not the take-over."""
+    ops = FakeOps()
+    supervisor, left = _adopting(ops, 3.2, _rfc3339(time.time() - 30))
+    try:
+        left.exit(1)
+        _until(lambda: supervisor._services["crashy"].restart_at is not None or _drain(supervisor))
+        assert supervisor._services["crashy"].restarts.delay == 0.1
+    finally:
+        supervisor.teardown()
+
+
+def _drain(supervisor: Supervisor) -> bool:
+    supervisor.wait_event(0.01)
+    return False
+
+
+def _rfc3339(when: float) -> str:
+    whole = int(when)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((when % 1) * 1e9):09d}Z"
