@@ -118,26 +118,31 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
     prepared = prepare(image, options)
     config = prepared.config
     shield = None
-    with open(os.devnull, "rb") as devnull:
-        if config.stdio is None and not config.tty:
-            stdin = 0 if interactive else devnull.fileno()
-            shield = relay.shield((stdin, 1, 2))
-            config = config.replace(stdio=(stdin, 1, 2) if shield is None else shield.stdio)
+    # Signals that come once the command runs are the container's, even before this
+    # process could say so (a Ctrl-C just after the exec is not envkit's own).
+    with proxy_signals() as proxy:
+        with open(os.devnull, "rb") as devnull:
+            if config.stdio is None and not config.tty:
+                stdin = 0 if interactive else devnull.fileno()
+                shield = relay.shield((stdin, 1, 2))
+                config = config.replace(stdio=(stdin, 1, 2) if shield is None else shield.stdio)
+            try:
+                engine = start(
+                    _networked(prepared, config),
+                    runtime_dir=prepared.state.path("rt"),
+                    reparent=True,
+                )
+            except BaseException:
+                if shield is not None:
+                    shield.finish()
+                prepared.abandon()
+                raise
+        code: int | None = None
         try:
-            engine = start(
-                _networked(prepared, config), runtime_dir=prepared.state.path("rt"), reparent=True
-            )
-        except BaseException:
+            proxy.attach(engine)
             if shield is not None:
-                shield.finish()
-            prepared.abandon()
-            raise
-    if shield is not None:
-        shield.start()
-    code: int | None = None
-    try:
-        prepared.state.mark_running(engine.pid)
-        with proxy_signals(engine):
+                shield.start()
+            prepared.state.mark_running(engine.pid)
             if engine.console is not None:
                 from envkit.runtime import tty  # lazy: only with a terminal
 
@@ -146,13 +151,13 @@ def run_foreground(image: str | Image, options: RunOptions, *, interactive: bool
                 finally:
                     os.close(engine.console)
             code = engine.wait()
-    finally:
-        if code is None:  # interrupted: make sure nothing of it outlives this call
-            engine.kill(signal.SIGKILL)
-            code = engine.wait()
-        if shield is not None:
-            shield.finish()
-        finish(prepared.state, code, None, prepared.network)
+        finally:
+            if code is None:  # interrupted: make sure nothing of it outlives this call
+                engine.kill(signal.SIGKILL)
+                code = engine.wait()
+            if shield is not None:
+                shield.finish()
+            finish(prepared.state, code, None, prepared.network)
     return code
 
 

@@ -142,7 +142,8 @@ def run(config: ContainerConfig) -> int:
     stdio is inherited (or ``config.stdio``). While waiting, the signals of
     :data:`PROXIED` sent to the caller are passed to the container's pid 1.
     """
-    with start(config) as container, proxy_signals(container):
+    with proxy_signals() as proxy, start(config) as container:
+        proxy.attach(container)
         return container.wait()
 
 
@@ -647,37 +648,60 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+class SignalProxy:
+    """Passes the signals of :data:`PROXIED` to a container's pid 1 (docker's
+    ``--sig-proxy``); those that come before :meth:`attach` wait for the container
+    (a Ctrl-C just after the command's exec is passed on, not taken as envkit's own)."""
+
+    def __init__(self) -> None:
+        self._container: ContainerProcess | None = None
+        self._pending: list[int] = []
+        self._interrupts = 0
+
+    def attach(self, container: ContainerProcess) -> None:
+        """Pass signals to ``container`` from now on, and those that came before."""
+        self._container = container
+        while self._pending:
+            container.kill(self._pending.pop(0))
+
+    def __call__(self, sig: int, _frame: object) -> None:
+        if sig == signal.SIGINT:
+            self._interrupts += 1
+            if self._interrupts > 1:  # a second Ctrl-C: stop it for good (compose's rule)
+                sig = signal.SIGKILL
+        if self._container is None:
+            self._pending.append(sig)
+        else:
+            self._container.kill(sig)
+
+
 @contextmanager
-def proxy_signals(container: ContainerProcess) -> Iterator[None]:
+def proxy_signals(container: ContainerProcess | None = None) -> Iterator[SignalProxy]:
     """Pass the signals of :data:`PROXIED` the caller receives to the container's pid 1
-    while it runs (docker's ``--sig-proxy``).
+    while it runs (docker's ``--sig-proxy``): ``container``, or the one given to the
+    proxy's :meth:`~SignalProxy.attach` (enter this before the start: signals that come
+    meanwhile wait for the container).
 
     pid 1 gets only the signals it handles (the kernel drops others sent to a pid
     namespace's init), as in docker: ``sleep`` as pid 1 ignores SIGINT and SIGTERM,
     ``init=True`` puts an init in front that passes them on. A second SIGINT (Ctrl-C
     pressed again) kills the container, as a second Ctrl-C stops ``docker compose up``.
     """
+    proxy = SignalProxy()
+    if container is not None:
+        proxy.attach(container)
     # Signal handlers can only be set from the main thread. A process that never
     # imported threading has no other thread (and need not pay for the import here).
     threading = sys.modules.get("threading")
     if threading is not None and threading.current_thread() is not threading.main_thread():
-        yield
+        yield proxy
         return
-
-    interrupts = [0]
-
-    def proxy(sig: int, _frame: object) -> None:
-        if sig == signal.SIGINT:
-            interrupts[0] += 1
-            if interrupts[0] > 1:  # a second Ctrl-C: stop it for good (compose's rule)
-                sig = signal.SIGKILL
-        container.kill(sig)
 
     saved = {sig: signal.getsignal(sig) for sig in PROXIED}
     try:
         for sig in PROXIED:
             signal.signal(sig, proxy)
-        yield
+        yield proxy
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
