@@ -235,6 +235,20 @@ def release_lease(lease: str) -> None:
     _lease_path(lease).unlink(missing_ok=True)
 
 
+def release_own_leases() -> None:
+    """Drop every lease the calling process holds, before it ``exec``s with its
+    containers connected (a stack supervisor entering its hold phase): the exec loses
+    the lease names, while the same pid and start time would keep the leases alive
+    until the process ends, and with them the holder after its last container."""
+    folder = state.root() / "leases"
+    if not folder.is_dir():
+        return
+    with state.locked():
+        for path in folder.glob(f"{os.getpid()}-*.json"):
+            path.unlink(missing_ok=True)
+        _lease_path(process_lease()).unlink(missing_ok=True)
+
+
 def _live_leases() -> bool:
     folder = state.root() / "leases"
     alive = False

@@ -384,6 +384,10 @@ class Launcher:
             owner=owner,
             logs=logs,
         )
+        if state.networks:
+            from envkit.network import endpoints  # loaded already: the containers use it
+
+            endpoints.release_own_leases()
         stop, self._pumps_stop = self._pumps_stop, os.pipe2(os.O_CLOEXEC)
         os.write(stop[1], b"s")
         for _, started in held:

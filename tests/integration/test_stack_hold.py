@@ -47,8 +47,7 @@ def stack_dir(loaded_home: Path, tmp_path: Path) -> Iterator[Path]:
     (tmp_path / "stack.py").write_text(STACK)
     yield tmp_path
     homes.cli(loaded_home, ["down", "-p", "held"])
-    # Nothing of the home stays: no supervisor, and no network holder or daemon either
-    # (a stack its owner's end took down leaves them to the next command's reap).
+    # Nothing of the home stays: no supervisor, no network holder or daemon.
     wait_for(lambda: homes.envkit_processes(loaded_home) == [], timeout=15)
 
 
@@ -187,6 +186,9 @@ def test_the_owner_of_a_held_stack_ending_stops_it(loaded_home: Path, stack_dir:
             owner.wait()
             wait_for(lambda: not (loaded_home / "stacks" / "held").exists(), timeout=30)
             wait_for(lambda: _gone(pid), timeout=10)
+            # Its network holder and daemon go with it, as after `down`, not at the
+            # home's next command.
+            wait_for(lambda: homes.envkit_processes(loaded_home) == [], timeout=15)
         finally:
             if owner.poll() is None:
                 owner.kill()

@@ -26,3 +26,21 @@ def test_temp_files_of_dead_writers_are_swept_and_live_ones_kept(envkit_home: Pa
     assert not dead.exists()
     assert live.exists() and kept.exists()
     assert (state.root() / "networks" / "n.json").exists()
+
+
+def test_a_process_about_to_exec_drops_its_own_leases_only(envkit_home: Path) -> None:
+    """A stack supervisor entering its hold phase ``exec``s with the same pid and start
+    time: its leases would count as alive until it ends, and kept the holder and network
+    daemon up after a teardown (found with the owner of a held stack killed)."""
+    from envkit.network import endpoints
+
+    with state.locked():
+        endpoints.take_lease(endpoints.lease_name())
+        endpoints.take_lease(endpoints.lease_name())
+        endpoints.take_lease(endpoints.process_lease())
+    leases = state.root() / "leases"
+    other = leases / "1-abcdef.json"
+    other.write_text('{"pid": 1, "start": 1}')
+    assert len(list(leases.glob("*.json"))) == 4
+    endpoints.release_own_leases()
+    assert sorted(leases.glob("*.json")) == [other]
