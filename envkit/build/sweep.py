@@ -10,8 +10,9 @@
 * **port logs** ``$ENVKIT_HOME/network/logs/ports-<name>.log`` of containers that no
   longer exist;
 * **cache temp files** ``tmp-*`` beside the build cache's step entries and context
-  indexes (``$ENVKIT_HOME/cache/steps``, ``cache/context``: they are written there and
-  renamed into place) whose writer is gone;
+  indexes (``$ENVKIT_HOME/cache/steps``, ``cache/context``), the run-cache's entries
+  (``run-cache/``) and the credentials file (``auth.json``): they are written there
+  and renamed into place; those whose writer is gone;
 * **snapshots** (``$ENVKIT_HOME/snapshots``) that no image in the store, no build cache
   entry and no container uses, and partial extractions;
 * **build context snapshots** (``$ENVKIT_HOME/cache/context/<ctx>.files/``): blobs their
@@ -197,10 +198,15 @@ def dead_tmp_files(store: Store) -> list[Path]:
 
 
 def dead_cache_tmp_files(root: Path) -> list[Path]:
-    """Temp files of the build cache (step entries and context indexes are written
-    beside their final name) whose writer is gone."""
+    """Temp files written beside their final name whose writer is gone: of the build
+    cache (step entries, context indexes), the run-cache and the credentials file."""
     cache = root / "cache"
-    return [*_dead_tmp_in(cache / "steps"), *_dead_tmp_in(cache / "context")]
+    return [
+        *_dead_tmp_in(cache / "steps"),
+        *_dead_tmp_in(cache / "context"),
+        *_dead_tmp_in(root / "run-cache"),
+        *_dead_tmp_in(root),
+    ]
 
 
 def _dead_tmp_in(top: Path) -> list[Path]:

@@ -20,6 +20,7 @@ from envkit import settings
 from envkit.errors import RegistryError
 from envkit.oci.reference import DEFAULT_REGISTRY
 from envkit.records import Value
+from envkit.store.atomic import temp_name
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def lookup(registry: str) -> Credentials | None:
 def _write_private(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` atomically with a file only its owner can read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temp_name("credentials"))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 TMP_PREFIX = "tmp-"
 
 
+def temp_name(purpose: str) -> str:
+    """A new temp file name naming its writer, ``tmp-<purpose>-<pid>-<random>``:
+    ``prune`` and ``fsck --repair`` remove those whose writer is gone."""
+    return f"{TMP_PREFIX}{purpose}-{os.getpid()}-{os.urandom(8).hex()}"
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -35,8 +41,7 @@ class TempFile:
     """
 
     def __init__(self, tmp_dir: Path, purpose: str = "blob") -> None:
-        name = f"{TMP_PREFIX}{purpose}-{os.getpid()}-{os.urandom(8).hex()}"
-        self.path = tmp_dir / name
+        self.path = tmp_dir / temp_name(purpose)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)

@@ -28,6 +28,7 @@ import os
 from contextlib import contextmanager, suppress
 
 from envkit.settings import home_dir, private_dir
+from envkit.store.atomic import temp_name
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def remember(name: str, resolved: Resolved, marks: Sequence[str], stamp: list[in
         "layers": list(resolved.layers),
         "marks": list(marks),
     }
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = os.path.join(os.path.dirname(path), temp_name("run-cache"))
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "w") as f:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,40 @@ def test_build_cache_temp_files_of_killed_builds_are_removed(
     made[1].write_bytes(b"again")
     assert main(["fsck", "--repair"]) == 0
     assert not any(p.exists() for p in made) and live.exists()
+    assert main(["fsck"]) == 0
+
+
+def _killed_before_rename(write: Callable[[], object]) -> None:
+    """Run ``write`` in a child killed where it would rename its temp file into place."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.replace = lambda *_: os._exit(9)  # type: ignore[assignment]
+        try:
+            write()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 9
+
+
+def test_temp_files_of_a_killed_login_and_run_are_removed(
+    store: Store, envkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `login` killed while writing auth.json left a copy of the credentials beside
+    it, and a run killed while remembering its image a run-cache entry, that nothing
+    removed: fsck reports them, prune removes them."""
+    from envkit.registry import credentials
+
+    _killed_before_rename(lambda: credentials.save("r.test", credentials.Credentials("u", "pw")))
+    entry = resolved.Resolved("sha256:" + "a" * 64, {}, [])
+    _killed_before_rename(lambda: resolved.remember("img:1", entry, [], [0, 0]))
+    left = sorted([*envkit_home.glob("tmp-*"), *(envkit_home / "run-cache").glob("tmp-*")])
+    assert len(left) == 2, left
+    assert main(["fsck"]) == 1
+    out = capsys.readouterr().out
+    assert all(f"leftover {p}" in out for p in left), out
+    assert main(["prune"]) == 0
+    assert not any(p.exists() for p in left)
     assert main(["fsck"]) == 0
 
 
