@@ -25,6 +25,13 @@ else:
             return dumps(text, ensure_ascii=False)
 
 
+#: Docker's log buffer (moby daemon/logger/copier.go): a line longer than this is logged
+#: in pieces of this many bytes, each a record whose ``log`` has no newline (docker's
+#: partial messages), so a container writing without newlines cannot grow the writer's
+#: memory, and its output shows in the log as it comes.
+MAX_LINE = 16 * 1024
+
+
 def timestamp(now: float | None = None) -> str:
     """RFC 3339 with nanoseconds, UTC (docker's log time format)."""
     now = time.time() if now is None else now
@@ -41,6 +48,13 @@ def record(stream: str, data: bytes) -> bytes:
     return f'{{"log": {text}, "stream": "{stream}", "time": "{timestamp()}"}}\n'.encode()
 
 
+def _pieces(stream: str, line: bytes) -> list[bytes]:
+    """The records of the whole :data:`MAX_LINE` pieces at the start of ``line``."""
+    return [
+        record(stream, line[i : i + MAX_LINE]) for i in range(0, len(line) - MAX_LINE + 1, MAX_LINE)
+    ]
+
+
 class LogWriter:
     """Appends the output of a container's streams to its log, line by line; past
     ``max_bytes`` (when given) the file is renamed ``<path>.1`` (older ones shift to
@@ -55,10 +69,17 @@ class LogWriter:
         self._partial: dict[str, bytes] = {}
 
     def feed(self, stream: str, data: bytes) -> None:
-        """Write the complete lines of ``data``; keep a partial last line for later."""
+        """Write the complete lines of ``data``, and :data:`MAX_LINE` pieces of longer
+        ones; keep the rest of a last line for later."""
         data = self._partial.pop(stream, b"") + data
         *lines, rest = data.split(b"\n")
-        self._write([record(stream, line + b"\n") for line in lines])
+        out: list[bytes] = []
+        for line in lines:
+            out += _pieces(stream, line)
+            out.append(record(stream, line[len(line) - len(line) % MAX_LINE :] + b"\n"))
+        out += _pieces(stream, rest)
+        self._write(out)
+        rest = rest[len(rest) - len(rest) % MAX_LINE :]
         if rest:
             self._partial[stream] = rest
 

@@ -132,6 +132,17 @@ def test_logs_follow_ends_with_the_container(home: Path) -> None:
     assert "Exited (0)" in cli(home, ["ps", "-a"]).stdout
 
 
+def test_output_without_newlines_shows_in_the_log_while_it_runs(home: Path) -> None:
+    """As docker's json-file, in 16 KiB pieces: before, the monitor kept the whole line
+    in memory (growing without bound) and the log stayed empty until the exit."""
+    script = "while true; do echo -n xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done"
+    cid = cli(home, ["run", "-d", BUSYBOX, "sh", "-c", script]).stdout.strip()
+    wait_for(lambda: len(cli(home, ["logs", cid]).stdout) >= 2 * 16384, timeout=30)
+    text = cli(home, ["logs", cid]).stdout
+    assert set(text) == {"x"}
+    cli(home, ["rm", "-f", cid])
+
+
 def test_run_with_tty_resize_and_ctrl_c(home: Path) -> None:
     """-it under a pty as a terminal would give it: tty inside, window size, Ctrl-C."""
     script = "tty; stty size; echo ready; sleep 30; echo not-reached"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -116,6 +117,48 @@ def test_log_lines_keep_stream_and_partial_lines(tmp_path: Path) -> None:
     ]
     assert all(when.endswith("Z") and "T" in when for _, _, when in records)
     assert logs.text(path) == "one\nerr\ntwo\nthree"
+
+
+# (fed in pieces, a line's records): docker's json-file splits a line at its 16 KiB log
+# buffer (moby daemon/logger/copier.go), the pieces without newline.
+K16 = 16 * 1024
+LONG_LINES = [
+    ([b"a" * 40000 + b"\n"], [K16, K16, 40000 - 2 * K16 + 1]),
+    ([b"b" * K16 + b"\n"], [K16, 1]),
+    ([b"c" * (K16 - 1) + b"\n"], [K16]),
+    ([b"d" * 10000, b"d" * 10000, b"\n"], [K16, 20000 - K16 + 1]),
+    ([b"e" * 3 * K16], [K16, K16, K16]),
+    ([b"f" * (K16 + 5)], [K16, 5]),
+]
+
+
+@pytest.mark.parametrize(("chunks", "sizes"), LONG_LINES)
+def test_long_lines_are_logged_in_16k_pieces(
+    tmp_path: Path, chunks: list[bytes], sizes: list[int]
+) -> None:
+    path = str(tmp_path / "log")
+    writer = logs.LogWriter(path)
+    for chunk in chunks:
+        writer.feed("stdout", chunk)
+    writer.close()
+    texts = [t for _, t, _ in logs.records(path)]
+    assert [len(t) for t in texts] == sizes
+    assert "".join(texts).encode() == b"".join(chunks)
+    assert all("\n" not in t for t in texts[:-1])
+
+
+def test_output_without_newlines_is_logged_as_it_comes(tmp_path: Path) -> None:
+    """A container writing without newlines (``yes | tr -d '\\n'``) grew its monitor's
+    memory without bound (each chunk copied the whole pending line again) and its log
+    stayed empty until it exited."""
+    path = str(tmp_path / "log")
+    writer = logs.LogWriter(path)
+    for _ in range(2000):
+        writer.feed("stdout", b"y" * 4096)
+    assert os.path.getsize(path) >= 2000 * 4096 - K16
+    assert sum(len(p) for p in writer._partial.values()) < K16
+    writer.close()
+    assert len(logs.text(path)) == 2000 * 4096
 
 
 def test_remove_dir_removes_closed_dirs_and_never_follows_symlinks(tmp_path: Path) -> None:
