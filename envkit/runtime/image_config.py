@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from envkit.errors import SpecError
 from envkit.runtime.config import DEFAULT_PATH
@@ -138,7 +139,8 @@ def resolve_user(spec: str, passwd: str = "", group: str = "") -> ExecUser:
 def read_image_file(layers: Sequence[str], path: str) -> str:
     """The text of ``path`` in the image whose lower dirs are ``layers`` (top first).
 
-    Symlinks resolve inside each layer (never out to the host); ``""`` when absent.
+    Symlinks resolve inside each layer (never out to the host); ``""`` when absent or
+    not a regular file (a named pipe of a hostile image must not block the reader).
     """
     from envkit.runtime.rootfs import secure_join  # lazy: keeps ctypes off `envkit ps`/`down`
 
@@ -146,10 +148,14 @@ def read_image_file(layers: Sequence[str], path: str) -> str:
         host = secure_join(layer, path)
         if os.path.lexists(host):
             try:
-                with open(host, encoding="utf-8", errors="replace") as f:
-                    return f.read(1 << 20)
+                fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
             except OSError:
                 return ""
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return ""
+            with open(fd, encoding="utf-8", errors="replace") as f:
+                return f.read(1 << 20)
     return ""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,25 @@ def test_read_image_file_top_layer_wins_and_stays_inside(tmp_path: Path) -> None
     (top / "etc" / "group").symlink_to("/../../../../etc/hostname-not-here")
     assert read_image_file([str(top)], "/etc/group") == ""
     assert read_image_file([str(top)], "/etc/missing") == ""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_read_image_file_of_a_non_regular_file_is_empty_at_once(tmp_path: Path, kind: str) -> None:
+    """An image whose /etc/passwd is a named pipe made `run -u`, `exec -u`, a stack's
+    start and a build's chown block for ever on opening it (layers may hold FIFOs)."""
+    layer = tmp_path / "layer"
+    (layer / "etc").mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(layer / "etc" / "passwd")
+    else:
+        (layer / "etc" / "passwd").mkdir()
+    done: list[str] = []
+    reader = threading.Thread(
+        target=lambda: done.append(read_image_file([str(layer)], "/etc/passwd")), daemon=True
+    )
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock the reader, then fail
+        os.close(os.open(layer / "etc" / "passwd", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading a FIFO /etc/passwd blocked")
+    assert done == [""]
