@@ -177,7 +177,9 @@ def serve_in_threads(listeners: Sequence[socket.socket]) -> None:
         if sock.type == socket.SOCK_DGRAM:
             relay.in_thread(relay.serve_udp, sock, _dns_upstream, 5.0)
         else:
-            relay.in_thread(relay.serve_tcp, sock, _proxy_connect)
+            relay.in_thread(
+                relay.serve_tcp, sock, _proxy_connect, relay.MAX_CONNECTIONS, relay.MAX_PER_CLIENT
+            )
 
 
 def host_has_ipv6_route(path: str = "/proc/net/ipv6_route") -> bool:

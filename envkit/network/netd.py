@@ -189,7 +189,9 @@ def _exit_with(holder_pid: int) -> None:
     """
     fd = os.pidfd_open(holder_pid)
     folder = state.root()
-    while not select.select([fd], [], [], HOME_CHECK_SECONDS)[0]:
+    poll = select.poll()  # not select(): descriptors may pass 1023 (the limit is raised)
+    poll.register(fd, select.POLLIN)
+    while not poll.poll(HOME_CHECK_SECONDS * 1000):
         if not folder.is_dir():
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
@@ -217,12 +219,30 @@ def main(argv: list[str]) -> None:
         os.write(status, b"err " + message.encode(errors="replace") + b"\n")
         raise
     threading.Thread(target=_exit_with, args=(holder_pid,), daemon=True).start()
+    _raise_descriptor_limit()
     egress.serve_in_threads(listeners)
     os.write(status, b"ok %d\n" % os.getpid())
     os.close(status)
-    while True:
-        conn, _ = server.accept()
-        threading.Thread(target=daemon.handle, args=(conn,), daemon=True).start()
+
+    def serve(conn: socket.socket, _peer: str) -> None:
+        try:
+            threading.Thread(target=daemon.handle, args=(conn,), daemon=True).start()
+        except RuntimeError:  # no thread to be had now: the caller gets an error
+            conn.close()
+
+    relay.accept_forever(server, serve)
+
+
+def _raise_descriptor_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard one, as Go programs (podman's
+    rootlessport, docker) do: each relayed connection holds six, and a soft limit of
+    1024 would end at ~170 connections for every container of the home."""
+    import resource  # lazy: only here
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == "__main__":

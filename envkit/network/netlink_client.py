@@ -247,7 +247,10 @@ class NetlinkWorker:
         """Close ``worker``'s socket, kill it if ``kill`` (or if it does not exit within
         :data:`EXIT_GRACE`), reap it; how it ended (``"exited with status 1"``)."""
         worker.conn.close()
-        if kill or not select.select([worker.pidfd], [], [], EXIT_GRACE)[0]:
+        # poll, not select: the daemon's descriptors may pass 1023.
+        poll = select.poll()
+        poll.register(worker.pidfd, select.POLLIN)
+        if kill or not poll.poll(EXIT_GRACE * 1000):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(worker.pidfd, signal.SIGKILL)
         os.close(worker.pidfd)

@@ -10,7 +10,9 @@ busybox image as a hostile container would:
 - pid 1 is the user's command (or the init of ``--init``); no host path in any
   cmdline or environ a container can read;
 - escape attempts as container root (mount, umount, /proc/sys and /sys writes, sysrq,
-  keyctl, bpf, unshare -U, mknod, writes through /proc/N/exe, AF_VSOCK).
+  keyctl, bpf, unshare -U, mknod, writes through /proc/N/exe, AF_VSOCK);
+- a flood of connections through the network daemon's egress proxy: bounded per
+  container address, the others still served.
 
 Each test also checks that its probe ran, so a broken probe cannot pass. As root and
 rootless (``scripts/test-rootless.sh tests/integration/test_hardening.py``).
@@ -18,12 +20,14 @@ rootless (``scripts/test-rootless.sh tests/integration/test_hardening.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -433,3 +437,60 @@ def test_vsock_is_refused_with_eperm(home: Path) -> None:
     vsock = attempts["vsock"]
     assert vsock.blocked, f"socket(AF_VSOCK) worked in the container: {vsock.detail}"
     assert vsock.errno == 1, f"socket(AF_VSOCK) failed, but not with EPERM: {vsock.detail}"
+
+
+# -- 6. a flood of connections through envkit's network daemon -----------------------------
+
+
+class _Echo:
+    """An echo server on the host's 127.0.0.1 that answers one byte and closes: the
+    relay still holds the connection for the client that keeps its end open (and this
+    process's descriptors, 1024 for a rootless test user, do not run out)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.server = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(conn.recv(1))
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_connection_flood_is_bounded_and_others_keep_their_egress(home: Path) -> None:
+    """A container opening connections without end through the egress proxy made the
+    network daemon start two threads and hold six descriptors for each, for every
+    container of the home: now one container address gets at most
+    ``relay.MAX_PER_CLIENT`` at once, the rest are reset, and another container still
+    gets through."""
+    from envkit.network import relay
+
+    echo = _Echo()
+    try:
+        assert cli(home, ["network", "create", "flood", "--host-loopback"]).returncode == 0
+        argv = ["/probes/flood", "169.254.1.2", str(echo.port)]
+        run = [sys.executable, "-m", "envkit", "run", "-i", "--rm", "--network", "flood", IMAGE]
+        over = relay.MAX_PER_CLIENT + 50
+        with subprocess.Popen(
+            [*run, *argv, str(over)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as flood:
+            assert flood.stdout is not None and flood.stdin is not None
+            report = flood.stdout.readline()
+            expected = f"FLOOD relayed={relay.MAX_PER_CLIENT} refused=50 failed=0\n"
+            assert report == expected, report
+            other = cli(home, ["run", "--rm", "--network", "flood", IMAGE, *argv, "3"])
+            assert "FLOOD relayed=3 refused=0" in other.stdout, other
+            flood.stdin.close()
+            assert flood.wait(60) == 0
+    finally:
+        echo.close()
