@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from envkit.cli import shown
 from envkit.errors import EnvkitError, SpecError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -54,16 +55,14 @@ class PsCommand:
                 (
                     r.id if args.no_trunc else r.id[:12],
                     r.image,
-                    f'"{command}"',
+                    shown.quoted(command),
                     f"{_ago(now - r.created)} ago",
                     status_text(r, now),
                     ", ".join(published.get(r.name, [])) if r.status == st.RUNNING else "",
                     r.name,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        shown.table(rows)
         return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from envkit.cli import shown
 from envkit.plugins.interfaces import Command
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -69,11 +70,7 @@ class ImagesCommand:
         columns += ["IMAGE ID", "CREATED", "SIZE"]
         keys = ["Repository", "Tag", *(["Digest"] if args.digests else [])]
         keys += ["ID", "CreatedSince", "Size"]
-        table = [columns, *([str(row[k]) for k in keys] for row in rows)]
-        widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-        for line in table:
-            cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
-            print("   ".join(cells).rstrip())
+        shown.table([columns, *([str(row[k]) for k in keys] for row in rows)])
         return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from envkit.cli import shown
 from envkit.errors import NetworkError
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
@@ -80,9 +81,7 @@ class NetworkCommand:
                 internal = "yes" if net.internal else "no"
                 subnet = f"{net.subnet},{net.subnet6}" if net.subnet6 else net.subnet
                 rows.append((net.name, subnet, net.gateway, internal, str(len(attached))))
-            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-            for row in rows:
-                print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            shown.table(rows)
         elif args.action == "rm":
             network.reap()
             for name in args.names:

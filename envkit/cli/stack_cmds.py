@@ -638,9 +638,9 @@ class TopCommand:
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    from envkit.cli import shown  # lazy: only the commands that print a table
+
+    shown.table(rows, gap=2)
 
 
 COMMANDS: list[Command] = [

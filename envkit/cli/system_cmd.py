@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from envkit.cli import shown
 from envkit.errors import EnvkitError
 from envkit.records import Record
 
@@ -167,10 +168,7 @@ class SystemCommand:
             return 0
         header = ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
         keys = ["Type", "TotalCount", "Active", "Size", "Reclaimable"]
-        table = [header, *([str(row[k]) for k in keys] for row in rows)]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        for line in table:
-            print("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        shown.table([header, *([str(row[k]) for k in keys] for row in rows)])
         return 0
 
 

@@ -3,7 +3,8 @@ envkit itself. Attack probes in C (``tests/probes``, built in the session) run i
 busybox image as a hostile container would:
 
 - TIOCSTI from run, exec, build RUN (Image file and Dockerfile) and foreground ``up``,
-  with the caller's shell on a real pty: not one character may reach it;
+  with the caller's shell on a real pty: not one character may reach it; escape
+  sequences in a command or a process's argv are printed escaped by ``ps`` and ``top``;
 - a tracer that races every new process of the container's pid namespace while envkit
   execs into it and runs health checks: no caller environment, host fd, host executable
   or traceable host process;
@@ -173,6 +174,34 @@ def test_no_terminal_injection(home: Path, tmp_path: Path, scenario: str, redire
         f"TIOCSTI from `{scenario}` pushed {report.injected} characters into a terminal "
         f"(the caller's, or one it shares): {report.lines}"
     )
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"
+
+
+def test_escape_sequences_a_container_chose_never_reach_the_terminal(
+    home: Path, tmp_path: Path
+) -> None:
+    """``ps`` printed a container's command, and ``top`` its processes' arguments, as
+    they were: an escape sequence in an image's Cmd or in a process's argv drove the
+    caller's terminal (title, screen, colours). Now quoted as docker's ``ps`` does
+    (Go's strconv.Quote) and shown as ``?`` as procps' ``ps`` (docker's ``top``) does."""
+    (tmp_path / "stack.py").write_text(
+        "from envkit import Service, Stack\n"
+        f"stack = Stack('esc', services=[Service('svc', image={IMAGE!r}, command=["
+        f"'sh', '-c', 'sleep 300; true', {ESCAPES!r}])])\n"
+    )
+    up = homes.cli(home, ["up", "-d"], cwd=tmp_path)
+    assert up.returncode == 0, up.stderr
+    try:
+        ps = cli(home, ["ps", "--no-trunc"])
+        assert "\\x1b]0;pwned\\a\\x1b[2J" in ps.stdout, ps.stdout
+        top = homes.cli(home, ["top"], cwd=tmp_path)
+        assert "?]0;pwned??[2J?[31m" in top.stdout, top.stdout
+        for out in (ps.stdout, top.stdout):
+            assert "\x1b" not in out and "\x07" not in out
+    finally:
+        homes.cli(home, ["down"], cwd=tmp_path)
 
 
 # -- 2. helpers that join a container, raced by a tracer inside it -------------------------
