@@ -139,7 +139,7 @@ def _killed_before_rename(write: Callable[[], object]) -> None:
     """Run ``write`` in a child killed where it would rename its temp file into place."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.replace = lambda *_: os._exit(9)  # type: ignore[assignment]
+        os.replace = lambda *_: os._exit(9)
         try:
             write()
         finally:
