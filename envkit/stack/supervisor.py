@@ -142,7 +142,11 @@ class Supervisor:
         try:
             self.state.claim()
             resuming = self._listening is not None
-            if not resuming:
+            if resuming:
+                # Back from the hold phase: the stack was up all along, and `ls` reads
+                # the record while this process takes it over again.
+                self.state.status = ss.RUNNING
+            else:
                 self.state.save()
                 self._serve()
             names = self.state.order

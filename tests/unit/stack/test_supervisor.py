@@ -635,6 +635,57 @@ def test_an_adopted_container_whose_service_changed_is_replaced(envkit_home: Pat
         supervisor.teardown()
 
 
+def test_a_resumed_supervisor_never_records_its_stack_as_starting(
+    envkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back from its hold phase, the supervisor took its stack over with the record
+    saying "starting" (~0.1 s): `envkit ls`, which reads the record, showed it."""
+    import socket
+
+    stack = Stack("woke", services=[Service("web", image="busybox:1")])
+    ops = FakeOps()
+    old = _left_running(ops, "woke", "web", 904)
+    previous = ss.StackState(
+        name="woke",
+        order=["web"],
+        status=ss.RUNNING,
+        services={
+            "web": ss.ServiceState(
+                container=old.id,
+                status="running",
+                image_id="busybox:1",
+                spec_key=ss.spec_key(stack, "web", "busybox:1"),
+            )
+        },
+    )
+    saved: list[str] = []
+    real_save = ss.StackState.save
+
+    def save(self: ss.StackState) -> None:
+        saved.append(self.status)
+        real_save(self)
+
+    monkeypatch.setattr(ss.StackState, "save", save)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ss.stack_dir("woke").mkdir(parents=True)
+    listener.bind(str(ss.stack_dir("woke") / "control.sock"))
+    listener.listen()
+    supervisor = Supervisor(
+        stack,
+        {"web": "busybox:1"},
+        ["web"],
+        ops=ops,
+        previous=previous,
+        listening=listener.detach(),
+    )
+    supervisor.start()
+    try:
+        assert saved and ss.STARTING not in saved, saved
+        assert supervisor.state.services["web"].container == old.id
+    finally:
+        supervisor.teardown()
+
+
 # -- the hold phase ----------------------------------------------------------------------------
 
 
