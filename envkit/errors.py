@@ -39,6 +39,7 @@ The tree, with the exit codes that differ from 2 (bad input the user can fix)::
     │   └── VolumeNotFoundError                 no volume of that name
     ├── RuntimeError_               exit 1      the runtime could not run a container
     │   ├── NoFilterError           exit 2      no seccomp filter for this machine
+    │   ├── UnmappedIdError         exit 2      a container uid/gid the id maps lack
     │   ├── StartError              exit 1/126/127  the container could not start
     │   ├── ChildError                          a forked helper raised a non-envkit error
     │   │   ├── ChildDied           exit -N/N   it exited or was killed without an answer
@@ -232,6 +233,13 @@ class RuntimeError_(EnvkitError):
 class NoFilterError(RuntimeError_):
     """No seccomp filter exists for this machine: a container refuses to start unfiltered
     unless asked to (``--security-opt seccomp=unconfined``)."""
+
+    exit_code = 2
+
+
+class UnmappedIdError(RuntimeError_):
+    """A container uid or gid (``--user``, an image's ``USER``, a ``chown``) that the
+    user namespace's id maps do not cover: input the user can fix."""
 
     exit_code = 2
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from envkit.errors import RuntimeError_
+from envkit.errors import RuntimeError_, UnmappedIdError
 
 RANGE = 65536
 #: Host ids for container 0..65535 when root has no ``/etc/subuid`` entry. High above
@@ -88,11 +88,11 @@ class IdMaps:
         return len(self.uids) == 1 and self.uids[0].count == 1
 
     def to_host_uid(self, uid: int) -> int:
-        """The host uid that container ``uid`` is; :class:`RuntimeError_` if unmapped."""
+        """The host uid that container ``uid`` is; :class:`UnmappedIdError` if unmapped."""
         return _to_host(self.uids, uid, "uid")
 
     def to_host_gid(self, gid: int) -> int:
-        """The host gid that container ``gid`` is; :class:`RuntimeError_` if unmapped."""
+        """The host gid that container ``gid`` is; :class:`UnmappedIdError` if unmapped."""
         return _to_host(self.gids, gid, "gid")
 
     def to_container_uid(self, uid: int) -> int:
@@ -179,7 +179,7 @@ def _to_host(extents: tuple[Extent, ...], cid: int, kind: str) -> int:
     for e in extents:
         if e.inside <= cid < e.inside + e.count:
             return e.outside + cid - e.inside
-    raise RuntimeError_(
+    raise UnmappedIdError(
         f"container {kind} {cid} has no host {kind} in this user namespace",
         hint=f"grant a subordinate range (usermod --add-subuids/--add-subgids) or run as {kind} 0",
     )

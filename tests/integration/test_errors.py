@@ -97,6 +97,17 @@ def test_a_published_port_in_use_exits_2_naming_it(home: Path, tmp_path: Path) -
             assert leftovers(home) == [], argv
 
 
+# -- a user the id maps lack ------------------------------------------------------------
+
+
+def test_a_user_the_id_maps_lack_exits_2_with_the_fix(home: Path) -> None:
+    """``--user`` past the subordinate range is input the user can fix: exit 2, as any
+    bad input (it was 1, the runtime's code)."""
+    done = homes.cli(home, ["run", "--rm", "--user", "99999999999", IMAGE, "true"])
+    one_error(done, "uid 99999999999 has no host uid", "subordinate range")
+    assert leftovers(home) == []
+
+
 # -- an unwritable home -----------------------------------------------------------------
 
 # Commands that write the home; `ps` only reads it, and may succeed.
