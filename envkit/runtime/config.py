@@ -53,6 +53,14 @@ class BindMount(tuple[str, str, bool]):
         parts = text.split(":")
         if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
             raise SpecError("mount", "expected SRC:DST[:ro|rw]", value=text)
+        if not parts[0].startswith("/"):
+            raise SpecError(
+                "mount",
+                "the source must be an absolute host path",
+                value=text,
+                hint="give the host path in full (e.g. $PWD/data:/data); named volumes are "
+                "a stack's (Volume), not run's yet",
+            )
         return cls(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
 
 

@@ -134,3 +134,13 @@ def test_a_stop_wait_ends_early_once_the_init_is_seen_ignoring_the_signal() -> N
         catcher.kill()
     ending, start = started(["sh", "-c", "trap 'exit 3' USR2; sleep 0.3"])
     assert wait_gone_or_ignored(ending.pid, start, signal.SIGUSR2, 10)
+
+
+@pytest.mark.parametrize("text", ["relative:/x", "data:/var/lib/data", "./here:/x:ro"])
+def test_a_relative_or_named_volume_source_says_what_run_takes(text: str) -> None:
+    """docker reads ``-v name:/path`` as a named volume; run takes bind mounts only, and
+    said so with the repr of a mount the user never wrote."""
+    with pytest.raises(SpecError) as raised:
+        BindMount.parse(text)
+    assert f"(got {text!r})" in str(raised.value)
+    assert raised.value.hint is not None and "$PWD" in raised.value.hint
