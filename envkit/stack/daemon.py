@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from envkit.errors import DependencyError, EnvkitError, RuntimeError_
@@ -201,6 +202,26 @@ def _supervisor(
     )
 
 
+#: The supervisor's own warnings and failures (its hold program's too), in the stack's dir.
+LOG_NAME = "supervisor.log"
+#: Past this size the log starts over when a supervisor starts.
+LOG_MAX_BYTES = 1 << 20
+
+
+def _stderr_to(path: Path) -> None:
+    """Make ``path`` this process's stderr (appended to; emptied first past
+    :data:`LOG_MAX_BYTES`), kept through the hold program's ``exec`` and back: a
+    detached supervisor's stderr was /dev/null, so its warnings left no trace."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > LOG_MAX_BYTES:
+            flags |= os.O_TRUNC
+    fd = os.open(path, flags, 0o600)
+    os.dup2(fd, 2)  # dup2 leaves fd 2 inheritable
+    os.close(fd)
+
+
 def main() -> NoReturn:  # pragma: no cover - the daemon process
     """The daemon's life: import, read the request, start the stack, report, hold it,
     tear down. No request (``up`` failed before it could send one): exit quietly.
@@ -227,6 +248,9 @@ def main() -> NoReturn:  # pragma: no cover - the daemon process
         if not raw:
             os._exit(0)
         held = _supervisor(json.loads(raw), report, listening)
+        if not resume:  # a resumed one has it still: the hold program's exec kept fd 2
+            with contextlib.suppress(OSError):  # no log is no reason to fail the stack
+                _stderr_to(ss.stack_dir(held.state.name) / LOG_NAME)
         signal.signal(signal.SIGTERM, lambda *_: held.request_stop())
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         held.start()

@@ -192,3 +192,16 @@ def test_the_owner_of_a_held_stack_ending_stops_it(loaded_home: Path, stack_dir:
         finally:
             if owner.poll() is None:
                 owner.kill()
+
+
+def test_the_supervisor_and_its_hold_program_write_their_errors_to_the_stack_dir(
+    loaded_home: Path, stack_dir: Path
+) -> None:
+    """A detached supervisor's stderr was /dev/null: a hold program that failed (and
+    resumed at once, to try again later) or a supervisor's warning left no trace. Now
+    both write to ``stacks/<name>/supervisor.log``, through the hold's exec too."""
+    pid = _up(loaded_home, stack_dir)
+    log = loaded_home / "stacks" / "held" / "supervisor.log"
+    wait_for(lambda: _held(pid), timeout=20)
+    assert Path(os.readlink(f"/proc/{pid}/fd/2")) == log
+    assert log.exists()
