@@ -89,10 +89,23 @@ def _copy_all(src: socket.socket, dst: socket.socket) -> None:
         dst.sendall(view[:n])
 
 
+def _reset(client: socket.socket) -> None:
+    """Close ``client`` with a reset: it sees a refused connection, not an empty answer."""
+    with contextlib.suppress(OSError):
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+
+
 def splice(a: socket.socket, b: socket.socket) -> None:
-    """Relay both directions between ``a`` and ``b`` until both are done; close them."""
-    other = threading.Thread(target=_pump, args=(b, a), daemon=True)
-    other.start()
+    """Relay both directions between ``a`` and ``b`` until both are done; close them
+    (at once, the connection refused, when no second thread can start)."""
+    other = threading.Thread(target=_pump, args=(b, a), daemon=True, name="envkit-relay-back")
+    try:
+        other.start()
+    except RuntimeError:  # no thread to be had (RLIMIT_NPROC, memory)
+        _reset(a)
+        b.close()
+        return
     _pump(a, b)
     other.join()
     a.close()
@@ -102,13 +115,6 @@ def splice(a: socket.socket, b: socket.socket) -> None:
 def _tune(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _reset(client: socket.socket) -> None:
-    """Close ``client`` with a reset: it sees a refused connection, not an empty answer."""
-    with contextlib.suppress(OSError):
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.close()
 
 
 def accept_forever(listener: socket.socket, serve: Callable[[socket.socket, str], None]) -> None:
@@ -158,7 +164,7 @@ def serve_tcp(
         try:
             try:
                 upstream = connect(client)
-            except OSError:
+            except Exception:  # a refusal for this client, whatever broke in the look-up
                 upstream = None
             if upstream is None:
                 _reset(client)

@@ -200,6 +200,34 @@ def test_a_thread_that_cannot_start_resets_that_client_only(
     listener.close()
 
 
+def test_no_thread_for_the_second_direction_resets_and_frees_the_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    echo = _Echo()
+    listener = socket.create_server(("127.0.0.1", 0))
+    relay.in_thread(relay.serve_tcp, listener, echo.connect, 1)
+    real_start = threading.Thread.start
+    refused = [1]
+
+    def start(self: threading.Thread) -> None:
+        if refused and self.name == "envkit-relay-back":
+            refused.pop()
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert _relayed(listener) is None
+    for _ in range(100):  # the one slot (limit 1) comes back
+        conn = _relayed(listener)
+        if conn is not None:
+            conn.close()
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the slot of the refused connection never came back")
+    listener.close()
+
+
 def test_udp_clients_past_the_limit_are_dropped() -> None:
     asked: list[tuple[str, int]] = []
     upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
