@@ -177,22 +177,27 @@ def test_accept_failures_out_of_descriptors_do_not_end_the_listener() -> None:
     real.close()
 
 
+def _refuse_one_thread(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The next start of a thread named ``name`` fails as with RLIMIT_NPROC reached."""
+    real_start = threading.Thread.start
+    refused = [1]
+
+    def start(self: threading.Thread) -> None:
+        if refused and self.name == name:
+            refused.pop()
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+
 def test_a_thread_that_cannot_start_resets_that_client_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     echo = _Echo()
     listener = socket.create_server(("127.0.0.1", 0))
     relay.in_thread(relay.serve_tcp, listener, echo.connect)
-    real_start = threading.Thread.start
-    refused = [1]
-
-    def start(self: threading.Thread) -> None:
-        if refused and self.name.startswith("envkit-relay"):
-            refused.pop()
-            raise RuntimeError("can't start new thread")
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
+    _refuse_one_thread(monkeypatch, "envkit-relay")
     assert _relayed(listener) is None
     conn = _relayed(listener)
     assert conn is not None
@@ -206,16 +211,7 @@ def test_no_thread_for_the_second_direction_resets_and_frees_the_slot(
     echo = _Echo()
     listener = socket.create_server(("127.0.0.1", 0))
     relay.in_thread(relay.serve_tcp, listener, echo.connect, 1)
-    real_start = threading.Thread.start
-    refused = [1]
-
-    def start(self: threading.Thread) -> None:
-        if refused and self.name == "envkit-relay-back":
-            refused.pop()
-            raise RuntimeError("can't start new thread")
-        real_start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
+    _refuse_one_thread(monkeypatch, "envkit-relay-back")
     assert _relayed(listener) is None
     for _ in range(100):  # the one slot (limit 1) comes back
         conn = _relayed(listener)
