@@ -48,11 +48,11 @@ def record(stream: str, data: bytes) -> bytes:
     return f'{{"log": {text}, "stream": "{stream}", "time": "{timestamp()}"}}\n'.encode()
 
 
-def _pieces(stream: str, line: bytes) -> list[bytes]:
-    """The records of the whole :data:`MAX_LINE` pieces at the start of ``line``."""
-    return [
-        record(stream, line[i : i + MAX_LINE]) for i in range(0, len(line) - MAX_LINE + 1, MAX_LINE)
-    ]
+def _pieces(stream: str, line: bytes) -> tuple[list[bytes], bytes]:
+    """The records of the whole :data:`MAX_LINE` pieces at the start of ``line``, and
+    the rest of it (shorter than :data:`MAX_LINE`)."""
+    whole = len(line) - len(line) % MAX_LINE
+    return [record(stream, line[i : i + MAX_LINE]) for i in range(0, whole, MAX_LINE)], line[whole:]
 
 
 class LogWriter:
@@ -75,11 +75,14 @@ class LogWriter:
         *lines, rest = data.split(b"\n")
         out: list[bytes] = []
         for line in lines:
-            out += _pieces(stream, line)
-            out.append(record(stream, line[len(line) - len(line) % MAX_LINE :] + b"\n"))
-        out += _pieces(stream, rest)
+            if len(line) >= MAX_LINE:
+                pieces, line = _pieces(stream, line)
+                out += pieces
+            out.append(record(stream, line + b"\n"))
+        if len(rest) >= MAX_LINE:
+            pieces, rest = _pieces(stream, rest)
+            out += pieces
         self._write(out)
-        rest = rest[len(rest) - len(rest) % MAX_LINE :]
         if rest:
             self._partial[stream] = rest
 
