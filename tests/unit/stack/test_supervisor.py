@@ -640,8 +640,6 @@ def test_a_resumed_supervisor_never_records_its_stack_as_starting(
 ) -> None:
     """Back from its hold phase, the supervisor took its stack over with the record
     saying "starting" (~0.1 s): `envkit ls`, which reads the record, showed it."""
-    import socket
-
     stack = Stack("woke", services=[Service("web", image="busybox:1")])
     ops = FakeOps()
     old = _left_running(ops, "woke", "web", 904)
@@ -666,10 +664,8 @@ def test_a_resumed_supervisor_never_records_its_stack_as_starting(
         real_save(self)
 
     monkeypatch.setattr(ss.StackState, "save", save)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    ss.stack_dir("woke").mkdir(parents=True)
-    listener.bind(str(ss.stack_dir("woke") / "control.sock"))
-    listener.listen()
+    # as the supervisor binds it: a pytest tmp path can pass the 108 bytes of sun_path
+    listener = control._bind(ss.stack_dir("woke") / "control.sock")
     supervisor = Supervisor(
         stack,
         {"web": "busybox:1"},
