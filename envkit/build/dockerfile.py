@@ -69,14 +69,35 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_.]*$")
 
 
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+# a variant that names the architecture's baseline, as containerd's platforms.Normalize drops it
+_BASELINE_VARIANTS = {("amd64", "v1"), ("arm64", "v8")}
+
+
 def _platform_args() -> dict[str, str]:
     machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+    arch = _ARCH_ALIASES.get(machine, machine)
     plat = f"linux/{arch}"
     return {
         "TARGETPLATFORM": plat, "TARGETOS": "linux", "TARGETARCH": arch, "TARGETVARIANT": "",
         "BUILDPLATFORM": plat, "BUILDOS": "linux", "BUILDARCH": arch, "BUILDVARIANT": "",
     }  # fmt: skip
+
+
+def _normalised_platform(text: str) -> str:
+    """``os/arch[/variant]`` as containerd normalises it: aliases of an architecture and
+    its baseline variant are the architecture (``linux/x86_64``, ``linux/amd64/v1``:
+    ``linux/amd64``); a lone architecture is Linux's."""
+    parts = text.strip().lower().split("/")
+    if len(parts) == 1 and parts[0] != "linux":
+        parts = ["linux", *parts]
+    if len(parts) < 2:
+        return "/".join(parts)
+    arch = _ARCH_ALIASES.get(parts[1], parts[1])
+    rest = parts[2:]
+    if rest and (arch, rest[0]) in _BASELINE_VARIANTS:
+        rest = rest[1:]
+    return "/".join([parts[0], arch, *rest])
 
 
 class _Stage(Record):
@@ -254,7 +275,7 @@ class _Importer:
             handler(node)
 
     def do_from(self, node: Node) -> None:
-        self.flags(node, "FROM")
+        flags = self.flags(node, "FROM")
         args = node.args()
         name: str | None = None
         if len(args) == 3 and args[1].lower() == "as":
@@ -282,7 +303,11 @@ class _Importer:
             raise self.error(
                 node, "FROM requires either one or three arguments", hint="FROM busybox AS build"
             )
-        scope = {k: v for k, v in self.global_args.items() if v is not None}
+        # BuildKit's global scope: the automatic platform args, then the ARGs before FROM
+        scope = {**_platform_args()}
+        scope.update({k: v for k, v in self.global_args.items() if v is not None})
+        for wanted in flags.get("platform", []):
+            self.check_platform(node, wanted, scope, name)
         ref = self.lex(node, args[0], scope).result
         if not ref:
             raise self.error(node, f"FROM: base name ({args[0]}) should not be blank")
@@ -308,6 +333,31 @@ class _Importer:
                 raise self.error(node, f"FROM: {exc.message}", exc.hint) from None
             stage = _Stage(image, name, False)
         self.stages.append(stage)
+
+    def check_platform(
+        self, node: Node, word: str, scope: Mapping[str, str], stage_name: str | None
+    ) -> None:
+        """``FROM --platform=word``: envkit builds for the host, so the word must name the
+        host's platform (``$BUILDPLATFORM``, ``$TARGETPLATFORM``, ``linux/amd64`` on amd64)."""
+        found = self.lex(node, word, scope)
+        host = _platform_args()["TARGETPLATFORM"]
+        if not found.matched and not found.unmatched:
+            # BuildKit's lint, and its opt-out: a stage named after the platform
+            parts = [p for p in found.result.lower().split("/") if p]
+            if not any(p in (stage_name or "") for p in parts):
+                quoted = json.dumps(found.result)
+                self.warn(
+                    node,
+                    "FromPlatformFlagConstDisallowed",
+                    f"FROM --platform flag should not use constant value {quoted}",
+                )
+        if _normalised_platform(found.result) != host:
+            raise self.error(
+                node,
+                f"FROM --platform={found.result}: envkit builds for the host platform ({host}) "
+                "and runs no other",
+                hint="drop --platform, or write --platform=$BUILDPLATFORM",
+            )
 
     def find_stage(self, ref: str) -> _Stage | None:
         for stage in self.stages:
@@ -846,7 +896,10 @@ def expand(image: Image, base_dir: str | os.PathLike[str] = ".") -> Image:
         return Image(image.base, steps)
     df_path = _resolve(image.base.path, root)
     df_context = _resolve(image.base.context, root)
-    parsed = expand(parse_dockerfile(df_path, df_context), df_context)
+    df = image.base
+    parsed = expand(
+        parse_dockerfile(df_path, df_context, dict(df.args), target=df.target), df_context
+    )
     return Image(parsed.base, (*parsed.steps, *steps))
 
 

@@ -33,7 +33,6 @@ FLAGS: dict[str, dict[str, str]] = {
 
 #: Flags Docker accepts that envkit cannot honour, and why.
 UNSUPPORTED = {
-    ("FROM", "platform"): "envkit builds for the host platform",
     ("RUN", "security"): "envkit runs build steps with the default security only",
     ("RUN", "device"): "envkit gives build steps no devices",
     ("COPY", "exclude"): "not supported yet; use a .dockerignore",

@@ -233,7 +233,7 @@ def _flatten(
 
     df_context = _resolve_path(image.base.context, context)
     df_path = _resolve_path(image.base.path, context)
-    parsed = parse_dockerfile(df_path, df_context)
+    parsed = parse_dockerfile(df_path, df_context, dict(image.base.args), target=image.base.target)
     base, inner = _flatten(parsed, df_context, df_path)
     return base, [*inner, *own]
 

@@ -126,7 +126,7 @@ def _service(
     out: dict[str, Any] = {}
     base = service.image.base
     if build is None and image is None and isinstance(base, Dockerfile) and not service.image.steps:
-        build = BuildSpec(context=base.context, dockerfile=base.path)
+        build = BuildSpec(base.context, base.path, base.args, base.target)
     if build is not None:
         body: dict[str, Any] = {"context": build.context, "dockerfile": build.dockerfile}
         if build.args:

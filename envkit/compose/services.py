@@ -14,7 +14,6 @@ from envkit.compose.context import scalar_text
 from envkit.compose.model import BuildSpec
 from envkit.compose.service_links import ServiceLinks
 from envkit.compose.yaml_lines import Map, Seq
-from envkit.errors import EnvkitError
 from envkit.spec.image import Image
 from envkit.spec.service import Service
 
@@ -123,30 +122,18 @@ class Services(ServiceLinks):
         spec = self.build_spec(build, f"{where}.build", body.line_of("build"))
         self.builds[name] = spec
         dockerfile = os.path.join(spec.context, spec.dockerfile)
-        if not spec.args and spec.target is None:
-            return self.spec(
-                body.line_of("build"),
-                f"{where}.build",
-                Image.from_dockerfile,
-                dockerfile,
-                spec.context,
-            )
-        if Path(spec.context) != self.base:
-            raise rep.error(
-                body.line_of("build"),
-                f"{where}.build",
-                "args and target need the build context to be the compose file's directory",
-                "move the compose file beside the build context, or drop args/target",
-            )
-        from envkit.build.dockerfile import parse_dockerfile  # lazy: only with args/target
-
+        # a build arg compose cannot resolve (no value, none in the environment) is left
+        # out, so the Dockerfile's own default applies, as compose does
         args = {k: v for k, v in spec.args if v is not None}
-        try:
-            return parse_dockerfile(dockerfile, spec.context, args, target=spec.target)
-        except EnvkitError as exc:
-            raise rep.error(
-                body.line_of("build"), f"{where}.build", exc.message, exc.hint
-            ) from None
+        return self.spec(
+            body.line_of("build"),
+            f"{where}.build",
+            Image.from_dockerfile,
+            dockerfile,
+            spec.context,
+            args=args,
+            target=spec.target,
+        )
 
     def build_spec(self, value: Any, where: str, line: int) -> BuildSpec:
         rep = self.rep

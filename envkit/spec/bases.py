@@ -63,14 +63,26 @@ class Archive(Value):
 
 
 class Dockerfile(Value):
-    """``Image.from_dockerfile(...)``: recorded now, imported by a later build stage."""
+    """``Image.from_dockerfile(...)``: recorded now, imported by a later build stage.
+
+    ``args`` are ``--build-arg`` values (sorted pairs); ``target`` the stage to build
+    (None: the last one).
+    """
 
     path: str
     context: str
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
     kind = "dockerfile"
 
     def params(self) -> dict[str, Any]:
-        return {"path": self.path, "context": self.context}
+        # args and target only when given: a plain Dockerfile keeps the key it always had
+        out: dict[str, Any] = {"path": self.path, "context": self.context}
+        if self.args:
+            out["args"] = dict(self.args)
+        if self.target is not None:
+            out["target"] = self.target
+        return out
 
 
 Base = FromRef | Scratch | Debian | Archive | Dockerfile

@@ -121,17 +121,28 @@ class Image(Value, SpecObject):
         cls,
         path: str | os.PathLike[str] = "Dockerfile",
         context: str | os.PathLike[str] = ".",
+        *,
+        args: Mapping[str, str | int | float] | None = None,
+        target: str | None = None,
         **unknown: Never,
     ) -> Self:
-        """Build from a Dockerfile with ``context`` as build context.
+        """Build from a Dockerfile with ``context`` as build context, as ``docker build``
+        does: ``args`` are its ``--build-arg`` values, ``target`` the stage to build
+        (``--target``; default: the last stage).
 
-        Recorded now; the Dockerfile importer arrives with a later build stage.
+        Recorded now; the Dockerfile is read when the image is built.
         """
         validate.reject_unknown("Image.from_dockerfile", unknown, Image.from_dockerfile)
         return cls(
             Dockerfile(
                 validate.path("Image.from_dockerfile(path)", path),
                 validate.path("Image.from_dockerfile(context)", context),
+                validate.str_mapping(
+                    "Image.from_dockerfile(args)", args or {}, key_check=validate.env_name
+                ),
+                None
+                if target is None
+                else validate.string("Image.from_dockerfile(target)", target),
             )
         )
 

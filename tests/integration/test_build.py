@@ -347,6 +347,32 @@ def test_scratch_image_from_copies_and_dockerfile(home: Path, ctx: Path) -> None
     assert [[m.name for m in layer] for layer in _layer_members(scratch)] == [["app.txt"]]
 
 
+def test_dockerfile_build_args_and_target_in_a_context_of_its_own(home: Path, ctx: Path) -> None:
+    """``Image.from_dockerfile("web/Dockerfile", "web", args=..., target=...)``, as
+    compose's ``build: {context: web, target: builder, args: ...}``: the target stage is
+    built (not the last), with the arg, reading web/ as its context; the host platform
+    in ``FROM --platform=$BUILDPLATFORM`` is accepted."""
+    web = ctx / "web"
+    web.mkdir()
+    (web / "in-web.txt").write_text("from web\n")
+    (web / "Dockerfile").write_text(
+        f"FROM --platform=$BUILDPLATFORM {BUSYBOX} AS builder\nARG GREETING=default\n"
+        "COPY in-web.txt /in-web.txt\nRUN echo $GREETING > /greeting\n"
+        "FROM builder AS later\nRUN touch /later\n"
+    )
+    image = Image.from_dockerfile(
+        "web/Dockerfile", "web", args={"GREETING": "hi"}, target="builder"
+    )
+    result = build(image, ctx)
+    names = {m.name for layer in _layer_members(result)[1:] for m in layer}
+    assert {"in-web.txt", "greeting"} <= names
+    assert "later" not in names
+    cached = build(image, ctx)
+    assert cached.executed == 0 and cached.digest == result.digest
+    other = build(Image.from_dockerfile("web/Dockerfile", "web", args={"GREETING": "yo"}), ctx)
+    assert other.digest != result.digest
+
+
 def test_concurrent_builds_share_entries_and_run_a_step_once(home: Path, tmp_path: Path) -> None:
     (tmp_path / "img.py").write_text(
         "from envkit import Image\n"

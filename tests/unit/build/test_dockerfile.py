@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from envkit import Image, Secret
-from envkit.build.dockerfile import expand, parse_dockerfile
+from envkit.build.dockerfile import _platform_args, expand, import_dockerfile, parse_dockerfile
 from envkit.build.dockerfile_lex import expand_word, expand_words, parse_duration
 from envkit.build.dockerfile_steps import AddArchive, WriteFile
 from envkit.errors import SpecError
@@ -225,7 +225,8 @@ ERRORS = [
     ("FROM busybox\nRUN --mount=type=secret,id=t,target=/etc/t make", 2, "outside /run/secrets"),
     ("FROM busybox\nRUN --mount=type=cache,target=/c,uid=1 make", 2, "uid="),
     ("FROM busybox\nCOPY --exclude=*.md . /", 2, "--exclude is not supported"),
-    ("FROM --platform=linux/arm64 busybox", 1, "--platform"),
+    ("FROM --platform=linux/s390x busybox", 1, "envkit builds for the host platform"),
+    ("ARG P=windows/amd64\nFROM --platform=$P busybox", 2, "--platform=windows/amd64"),
     ("RUN true", 1, "before the first FROM"),
     ("FROM busybox\nFROBNICATE", 2, "unknown instruction"),
     ("FROM busybox\nCOPY a b c", 2, "must end with /"),
@@ -273,3 +274,39 @@ def test_durations() -> None:
     assert parse_duration("250ms") == 0.25
     with pytest.raises(ValueError):
         parse_duration("10")
+
+
+# (FROM line, whether BuildKit's FromPlatformFlagConstDisallowed lint warns); the host of
+# these tests is linux/amd64 (the machine the suite runs on)
+HOST_PLATFORMS = [
+    ("FROM --platform=$BUILDPLATFORM busybox", False),
+    ("FROM --platform=${TARGETPLATFORM} busybox AS build", False),
+    ("FROM --platform=$TARGETOS/$TARGETARCH busybox", False),
+    ("FROM --platform=linux/amd64 busybox", True),
+    ("FROM --platform=linux/x86_64 busybox", True),
+    ("FROM --platform=linux/amd64/v1 busybox", True),
+    ("FROM --platform=amd64 busybox", True),
+    ("FROM --platform=linux/amd64 busybox AS build_amd64", False),  # the lint's opt-out
+]
+
+
+@pytest.mark.parametrize(("text", "lint"), HOST_PLATFORMS)
+def test_from_platform_naming_the_host_is_accepted(
+    tmp_path: Path, text: str, lint: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """awesome-compose's ``FROM --platform=$BUILDPLATFORM python AS builder``: the
+    platform args are in the global scope, and the host's platform builds as without
+    the flag."""
+    if _platform_args()["TARGETPLATFORM"] != "linux/amd64":
+        pytest.skip("the table is written for a linux/amd64 host")
+    (tmp_path / "Dockerfile").write_text(text + "\nRUN true\n")
+    imported = import_dockerfile(tmp_path / "Dockerfile", tmp_path)
+    assert imported.image.base == Image.from_("busybox").base
+    warned = [w for w in imported.warnings if w.startswith("FromPlatformFlagConstDisallowed")]
+    assert bool(warned) == lint, imported.warnings
+
+
+def test_platform_args_expand_in_the_base_name_without_an_arg(tmp_path: Path) -> None:
+    image = _parse(tmp_path, "FROM busybox:$TARGETOS-$TARGETARCH\n")
+    arch = _platform_args()["TARGETARCH"]
+    assert image.base == Image.from_(f"busybox:linux-{arch}").base

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from envkit import records
+from envkit.build.dockerfile import expand
 from envkit.compose import ComposeProject, ComposeWarning, find_compose_file, load, to_compose
 from envkit.errors import StackFileError
 from envkit.spec import Healthcheck, Image, Network, Secret, Stack, Volume
@@ -520,16 +521,36 @@ def test_build_args_and_target_import_the_dockerfile(tmp_path: Path) -> None:
         "FROM base AS other\n"
     )
     image = load(path, environ={}).stack["a"].image
-    assert image.base == FromRef("docker.io/library/busybox:latest")
-    steps = [step.canonical() for step in image.steps]
+    # FROM_ENV has no value and none in the environment: left out, as compose does
+    assert image.base == Dockerfile(
+        f"{path.parent}/Dockerfile", str(path.parent), (("VERSION", "2"),), "app"
+    )
+    expanded = expand(image)
+    assert expanded.base == FromRef("docker.io/library/busybox:latest")
+    steps = [step.canonical() for step in expanded.steps]
     assert steps[0]["argv"] == ["/bin/sh", "-c", "echo $VERSION"]
     assert steps[0]["env"] == {"VERSION": "2"}
     assert steps[-1] == {"op": "cmd", "argv": ["true"]}
 
 
-def test_build_args_with_another_context_are_refused(tmp_path: Path) -> None:
-    text = "services:\n  a:\n    build:\n      context: web\n      args: [A=1]\n"
-    assert "args and target need the build context" in error(tmp_path, text)
+def test_build_args_and_target_with_a_context_of_its_own(tmp_path: Path) -> None:
+    """awesome-compose's shape: ``context: app`` beside ``target:`` (a Dockerfile in a
+    subdirectory); its COPY reads that subdirectory."""
+    text = (
+        "services:\n  a:\n    build:\n      context: web\n      target: builder\n"
+        "      args: [A=1]\n"
+    )
+    path = write(tmp_path, text)
+    web = path.parent / "web"
+    web.mkdir()
+    (web / "Dockerfile").write_text(
+        "FROM busybox AS builder\nARG A=0\nCOPY . /src\nRUN echo $A\nFROM builder AS dev\n"
+    )
+    image = load(path, environ={}).stack["a"].image
+    assert image.base == Dockerfile(f"{web}/Dockerfile", str(web), (("A", "1"),), "builder")
+    steps = [step.canonical() for step in expand(image).steps]
+    assert [s["op"] for s in steps] == ["copy", "run"]
+    assert steps[1]["env"] == {"A": "1"}
 
 
 def test_unsupported_and_ignored_keys(tmp_path: Path) -> None:

@@ -32,6 +32,25 @@ def test_constructors_record_their_base() -> None:
     assert deb == bases.Debian("bookworm", ("ca-certificates", "curl"), "minbase", None)
 
 
+def test_from_dockerfile_records_build_args_and_target() -> None:
+    """``docker build --build-arg A=1 --target t``; a plain Dockerfile keeps the canonical
+    form (and so the cache key) it had before build args existed."""
+    plain = Image.from_dockerfile("app/Dockerfile", "app")
+    assert plain.canonical()["base"] == {
+        "kind": "dockerfile",
+        "path": "app/Dockerfile",
+        "context": "app",
+    }
+    img = Image.from_dockerfile("app/Dockerfile", "app", args={"B": 2, "A": "x"}, target="dev")
+    assert img.base == bases.Dockerfile("app/Dockerfile", "app", (("A", "x"), ("B", "2")), "dev")
+    assert img.canonical()["base"]["args"] == {"A": "x", "B": "2"}
+    assert img.canonical()["base"]["target"] == "dev"
+    assert img.canonical() != plain.canonical()
+    with pytest.raises(SpecError) as info:
+        Image.from_dockerfile(args={"A=B": "1"})
+    assert info.value.field == "Image.from_dockerfile(args)"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
