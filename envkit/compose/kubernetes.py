@@ -2,9 +2,10 @@
 
 Each service becomes a Deployment, or a StatefulSet when it mounts named volumes (its
 own volumes as ``volumeClaimTemplates``; a volume several services share as one
-PersistentVolumeClaim). Every service with a known port (published, or ``EXPOSE`` in
-its image) gets a ClusterIP Service of its own name, so the others reach it by name as
-on envkit's networks; each alias is one more Service. Published ports get a Service
+PersistentVolumeClaim; compose's anonymous volumes are an ``emptyDir``). Every service
+with a known port (published, or ``EXPOSE`` in its image) gets a ClusterIP Service of
+its own name, so the others reach it by name as on envkit's networks; each alias is one
+more Service. Published ports get a Service
 ``NAME-published`` of the ``--expose`` type (NodePort or LoadBalancer) when asked.
 Secrets are referenced by name, never written (see :mod:`envkit.compose.kubernetes_readme`).
 What Kubernetes cannot express is an :class:`ExportWarning` naming the service and key.
@@ -87,7 +88,7 @@ class _Exporter(ContainerParts):
         self.part_of = k8s_name(stack.name)
         users: dict[str, list[str]] = {}
         for service in stack.services:
-            for volume in service.volume_objects:
+            for volume in _claimed(service):
                 users.setdefault(volume.name, []).append(service.name)
         self.volume_users = users
         self.ports = {s.name: self._ports(s) for s in stack.services}
@@ -201,7 +202,7 @@ class _Exporter(ContainerParts):
         ports = self.ports[service.name]
         dependants = [s.name for s in self.stack.services if service.name in dict(s.depends_on)]
         out: list[dict[str, Any]] = []
-        stateful = bool(service.volume_objects)
+        stateful = bool(_claimed(service))
         if not ports:
             if dependants:
                 self.warn(
@@ -298,7 +299,7 @@ class _Exporter(ContainerParts):
         if annotations:
             template["metadata"]["annotations"] = annotations
         spec: dict[str, Any] = {"replicas": 1, "selector": {"matchLabels": labels}}
-        if service.volume_objects:
+        if _claimed(service):
             kind = "StatefulSet"
             spec["serviceName"] = name
         else:
@@ -335,7 +336,9 @@ class _Exporter(ContainerParts):
             if mount.read_only:
                 entry["readOnly"] = True
             mounts.append(entry)
-            if self._shared(volume):
+            if volume.anonymous:  # lives as long as the container: the pod's, in Kubernetes
+                volumes.append({"name": claim, "emptyDir": {}})
+            elif self._shared(volume):
                 volumes.append(
                     {
                         "name": claim,
@@ -416,3 +419,8 @@ __all__ = [
     "secret_name",
     "stack_to_kubernetes",
 ]
+
+
+def _claimed(service: Service) -> tuple[Volume, ...]:
+    """The service's volumes that become claims: all but anonymous ones (an emptyDir)."""
+    return tuple(v for v in service.volume_objects if not v.anonymous)

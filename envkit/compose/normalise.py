@@ -14,10 +14,13 @@ from typing import Any
 
 from envkit.compose import durations
 from envkit.compose.model import BuildSpec, ComposeProject
+from envkit.compose.service_links import anonymous_volume
 from envkit.spec.bases import Dockerfile, FromRef
 from envkit.spec.healthcheck import DEFAULT_START_INTERVAL
+from envkit.spec.mounts import Mount
 from envkit.spec.service import Service
 from envkit.spec.stack import Stack
+from envkit.spec.volume import Volume
 
 _CONDITIONS = {
     "started": "service_started",
@@ -65,6 +68,13 @@ def stack_to_compose(
             n.name: _network(stack.name, n.name, n.internal, n.subnet, n.ipv6)
             for n in stack.networks
         }
+    # compose's anonymous volumes (`- /path`) have no name and no top-level entry
+    unnamed = {
+        m.source
+        for s in stack.services
+        for m in s.volumes
+        if isinstance(m.source, Volume) and _unnamed(s.name, m.source, m.target)
+    }
     if stack.volumes:
         out["volumes"] = {
             v.name: {
@@ -72,7 +82,10 @@ def stack_to_compose(
                 **({"driver_opts": dict(v.options)} if v.options else {}),
             }
             for v in stack.volumes
+            if v not in unnamed
         }
+        if not out["volumes"]:
+            del out["volumes"]
     secrets: dict[str, Any] = {}
     for secret in stack.secrets:
         key = keys_of.get(secret.name, secret.name)
@@ -199,7 +212,7 @@ def _service(
     if service.user:
         out["user"] = service.user
     if service.volumes:
-        out["volumes"] = [_mount(m.canonical()) for m in service.volumes]
+        out["volumes"] = [_mount(service.name, m) for m in service.volumes]
     if service.workdir:
         out["working_dir"] = service.workdir
     return out
@@ -224,12 +237,18 @@ def _healthcheck(service: Service) -> dict[str, Any]:
     }
 
 
-def _mount(mount: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "type": mount["type"],
-        "source": mount["source"],
-        "target": mount["target"],
-    }
+def _unnamed(service: str, volume: Volume, target: str) -> bool:
+    """Whether compose writes ``volume`` as an anonymous one (``- TARGET``): it is the
+    volume the loader makes of that (another anonymous volume keeps its name)."""
+    return volume.anonymous and volume == anonymous_volume(service, target)
+
+
+def _mount(service: str, spec: Mount) -> dict[str, Any]:
+    mount = spec.canonical()
+    out: dict[str, Any] = {"type": mount["type"]}
+    if not (isinstance(spec.source, Volume) and _unnamed(service, spec.source, spec.target)):
+        out["source"] = mount["source"]
+    out["target"] = mount["target"]
     if mount["read_only"]:
         out["read_only"] = True
     out["volume" if mount["type"] == "volume" else "bind"] = (

@@ -8,6 +8,7 @@ from typing import Any
 from envkit.compose import durations, syntax
 from envkit.compose.context import Context, scalar_text
 from envkit.compose.yaml_lines import Map, Seq
+from envkit.oci.digest import hex_of, sha256_bytes
 from envkit.spec.healthcheck import Healthcheck
 from envkit.spec.network import DEFAULT_NETWORK, Network
 from envkit.spec.secret import Secret
@@ -20,10 +21,18 @@ _CONDITIONS = {
 }
 
 
+def anonymous_volume(service: str, target: str) -> Volume:
+    """The volume of compose's ``- /path`` in ``service``: named after the service and a
+    digest of the path, so the same file gives the same volume (a recreated container
+    finds its data, as compose carries anonymous volumes over)."""
+    digest = hex_of(sha256_bytes(f"{service}\0{target}".encode()))
+    return Volume(f"{service}-anon-{digest[:12]}", anonymous=True)
+
+
 class ServiceLinks(Context):
     """Reads what ties a service to volumes, secrets, other services and networks."""
 
-    def mounts(self, body: Map, where: str, options: dict[str, Any]) -> None:
+    def mounts(self, service: str, body: Map, where: str, options: dict[str, Any]) -> None:
         if body.get("volumes") is None:
             return
         volumes: dict[Volume | str, str] = {}
@@ -41,6 +50,8 @@ class ServiceLinks(Context):
                 options.setdefault("tmpfs", []).append(entry)
             elif mount.kind == "bind":
                 volumes[mount.source] = mount.target + suffix
+            elif not mount.source:
+                volumes[anonymous_volume(service, mount.target)] = mount.target + suffix
             else:
                 volume = self.volumes.get(mount.source)
                 if volume is None:

@@ -56,7 +56,7 @@ class Services(ServiceLinks):
             options["ports"] = syntax.ports(
                 rep, f"{where}.ports", body["ports"], body.line_of("ports")
             )
-        self.mounts(body, where, options)
+        self.mounts(name, body, where, options)
         options["secrets"] = self.service_secrets(body, where)
         if body.get("healthcheck") is not None:
             options["healthcheck"] = self.healthcheck(

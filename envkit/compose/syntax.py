@@ -34,7 +34,7 @@ class MountSpec(Value):
     """One entry of a service's ``volumes``: ``kind`` is volume, bind or tmpfs."""
 
     kind: str
-    source: str  # volume name, absolute host path, or "" (tmpfs)
+    source: str  # volume name, absolute host path, or "" (tmpfs, an anonymous volume)
     target: str
     read_only: bool = False
     tmpfs_options: str = ""
@@ -193,13 +193,8 @@ def _short_volume(
     rep: Reporter, where: str, text: str, line: int, base: Path, home: str | None
 ) -> MountSpec:
     parts = text.split(":")
-    if len(parts) == 1:
-        raise rep.error(
-            line,
-            where,
-            f"anonymous volume {text!r} is not supported",
-            f"name it: add 'NAME:{text}' here and NAME under the top-level volumes:",
-        )
+    if len(parts) == 1:  # compose's anonymous volume: a target alone
+        return MountSpec("volume", "", _target(rep, where, line, text))
     if len(parts) > 3:
         raise rep.error(line, where, f"invalid volume {text!r}", 'use "SOURCE:TARGET[:MODE]"')
     source, target = parts[0], parts[1]
@@ -261,14 +256,11 @@ def _long_volume(rep: Reporter, where: str, item: Map, base: Path, home: str | N
             f"volume type {kind!r} is not supported",
             "use volume, bind or tmpfs",
         )
-    if not isinstance(source, str) or not source:
-        if kind == "volume":
-            raise rep.error(
-                item.line,
-                where,
-                "anonymous volume is not supported",
-                "give it a source: a name declared under the top-level volumes:",
-            )
+    if source is None or source == "":
+        source = ""  # a volume without a source is compose's anonymous volume
+    if not isinstance(source, str):
+        raise rep.error(item.line_of("source"), f"{where}.source", "expected a string")
+    if not source and kind == "bind":
         raise rep.error(item.line, where, "a bind mount needs 'source'")
     if kind == "bind":
         if _WINDOWS_PATH_RE.match(source):

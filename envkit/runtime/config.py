@@ -275,7 +275,12 @@ class ContainerConfig:
             raise SpecError("cwd", "must be an absolute container path", value=self.cwd)
         for mount in self.mounts:
             if not mount.target.startswith("/") or mount.target.rstrip("/") == "":
-                raise SpecError("mounts", "target must be an absolute path below /", value=mount)
+                raise SpecError(
+                    "mounts",
+                    "target must be an absolute path below /",
+                    value=mount.target,
+                    hint="mount it at a directory below /, e.g. /data",
+                )
             if isinstance(mount, BindMount) and not os.path.isabs(mount.source):
                 raise SpecError("mounts", "bind source must be an absolute host path", value=mount)
         for key in self.env:

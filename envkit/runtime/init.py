@@ -18,7 +18,7 @@ import signal
 import struct
 import termios
 
-from envkit.errors import RuntimeError_
+from envkit.errors import EnvkitError, RuntimeError_
 from envkit.host import syscalls
 from envkit.host.prctl import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG
 from envkit.runtime import caps, seccomp
@@ -82,11 +82,20 @@ FORWARDED = frozenset(
 
 
 def fail(err_fd: int, code: int, message: str, kernel: Syscalls = syscalls) -> NoReturn:
-    """Report a start failure to the spawner (``CODE\\nMESSAGE`` on the error pipe), exit."""
+    """Report a start failure to the spawner (``CODE\\nMESSAGE`` on the error pipe,
+    ``MESSAGE\\0HINT`` when there is a hint), exit."""
     try:
         kernel.write(err_fd, f"{code}\n{message}".encode(errors="replace")[:8192])
     finally:
         kernel.exit_process(code)
+
+
+def parse_report(report: str) -> tuple[str, str, str | None]:
+    """The code text, message and hint (None when there is none) of a :func:`fail`
+    report."""
+    code_text, _, rest = report.partition("\n")
+    message, marker, hint = rest.partition("\0")
+    return code_text, message, hint if marker else None
 
 
 def exit_code(status: int) -> int:
@@ -181,6 +190,8 @@ def _report(
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             fail(err_fd, code, f"exec {config.argv[0]!r}: {exc.strerror}", kernel)
         fail(err_fd, 1, f"{step}: {exc.strerror or exc}", kernel)
+    if isinstance(exc, EnvkitError) and exc.hint:
+        fail(err_fd, 1, f"{step}: {exc.message}\0{exc.hint}", kernel)
     fail(err_fd, 1, f"{step}: {exc}", kernel)
 
 

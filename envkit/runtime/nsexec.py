@@ -128,10 +128,10 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
                 _, received, _, _ = socket.recv_fds(parent_sock, 1, 1)
                 process.console = received[0] if received else None
     if report:
-        code_text, _, message = report.partition("\n")
+        code_text, message, hint = init.parse_report(report)
         code = process.wait()
         if code not in (126, 127) or not code_text.isdigit():
-            raise RuntimeError_(f"exec failed: {message}", hint="ENVKIT_DEBUG=1 shows more")
+            raise RuntimeError_(f"exec failed: {message}", hint=hint or "ENVKIT_DEBUG=1 shows more")
         process.error = message
     return process
 

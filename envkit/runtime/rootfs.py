@@ -236,17 +236,47 @@ def mount_user(
     kernel: Syscalls = syscalls,
 ) -> None:
     """The caller's bind and tmpfs mounts; ``sources`` are the bind sources' fd links."""
+
+    def mountpoint(mount: BindMount | TmpfsMount, directory: bool = True) -> str:
+        try:
+            return _mountpoint(root, mount.target, directory)
+        except RuntimeError_ as exc:
+            raise _inside_bind(exc, mount.target, mounts) from None
+
     for mount, source in zip(mounts, sources, strict=True):
         if isinstance(mount, TmpfsMount):
-            target = _mountpoint(root, mount.target)
+            target = mountpoint(mount)
             opts = f"mode={mount.mode:o}" + (f",size={mount.size}" if mount.size else "")
             kernel.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
             continue
         assert source is not None
-        target = _mountpoint(root, mount.target, directory=os.path.isdir(source))
+        target = mountpoint(mount, directory=os.path.isdir(source))
         kernel.mount(source, target, None, MS_BIND | MS_REC)
         if mount.readonly:
             remount_readonly(target, kernel=kernel)
+
+
+def _inside_bind(
+    exc: RuntimeError_, path: str, mounts: Sequence[BindMount | TmpfsMount]
+) -> RuntimeError_:
+    """``exc`` with a hint naming the host directory to create ``path`` in, when
+    ``path`` lies in a host directory bind-mounted above it (compose's ``./app:/app``
+    with ``- /app/node_modules``), which container root may not write."""
+    parents = [
+        m
+        for m in mounts
+        if isinstance(m, BindMount)
+        and m.target != path
+        and path.startswith(m.target.rstrip("/") + "/")
+    ]
+    if not parents:
+        return exc
+    parent = max(parents, key=lambda m: len(m.target))
+    host = os.path.join(parent.source, path[len(parent.target.rstrip("/")) + 1 :])
+    return RuntimeError_(
+        f"{exc.message}: it is inside {parent.target}, the host directory {parent.source}",
+        hint=f"create {host} on the host (container root cannot), or mount it elsewhere",
+    )
 
 
 def masked_paths(root: str) -> list[str]:

@@ -299,11 +299,11 @@ def start(
     if report:
         if launcher is None:
             container.wait()
-        code_text, _, message = report.partition("\n")
+        code_text, message, hint = init.parse_report(report)
         raise StartError(
             f"container did not start: {message}",
             exit_code=int(code_text) if code_text.isdigit() else 1,
-            hint="ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
+            hint=hint or "ENVKIT_DEBUG=1 shows where; `envkit doctor` checks the host",
         )
     return container
 
@@ -386,10 +386,10 @@ def _handshake(
 
 def _early_failure(err_r: int) -> StartError:
     report = _read_all(err_r)
-    _, _, message = report.partition("\n")
+    _, message, hint = init.parse_report(report)
     return StartError(
         f"container did not start: {message or 'the monitor process died'}",
-        hint="`envkit doctor` checks user namespaces, overlayfs and subordinate ids",
+        hint=hint or "`envkit doctor` checks user namespaces, overlayfs and subordinate ids",
     )
 
 
@@ -636,8 +636,9 @@ def _path_fd(path: str, *, directory: bool) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    """The report text of ``exc`` (with its hint, as :func:`init.parse_report` reads it)."""
     if isinstance(exc, EnvkitError):
-        return exc.message
+        return f"{exc.message}\0{exc.hint}" if exc.hint else exc.message
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     text = f"{type(exc).__name__}: {exc}"

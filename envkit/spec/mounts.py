@@ -54,7 +54,7 @@ def parse_mounts(field: str, value: object) -> tuple[Mount, ...]:
         target, mode = text, "rw"
         if text.endswith((":ro", ":rw")):
             target, mode = text[:-3], text[-2:]
-        target = validate.absolute_path(item, target)
+        target = validate.mount_target(item, target)
         if target in mounts:
             raise SpecError(field, "two mounts share a target", value=target)
         mounts[target] = Mount(_source(item, source), target, mode == "ro")

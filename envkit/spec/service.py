@@ -321,7 +321,7 @@ def _networks(field: str, value: object) -> tuple[Network, ...]:
 def _tmpfs(field: str, value: object) -> tuple[str, ...]:
     entries = validate.strings(field, value)
     for entry in entries:
-        validate.absolute_path(field, entry.split(":", 1)[0])
+        validate.mount_target(field, entry.split(":", 1)[0])
     return tuple(sorted(set(entries)))
 
 

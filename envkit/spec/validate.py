@@ -6,6 +6,7 @@ and returns the value normalised (a tuple for a sequence, sorted pairs for a map
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -56,6 +57,13 @@ def name(field: str, value: object, *, what: str = "name") -> str:
     return value
 
 
+def boolean(field: str, value: object) -> bool:
+    """True or False (not a truthy value)."""
+    if not isinstance(value, bool):
+        raise SpecError(field, "expected True or False", value=value)
+    return value
+
+
 def string(field: str, value: object, *, allow_empty: bool = False) -> str:
     """A plain string without NUL bytes."""
     if not isinstance(value, str):
@@ -79,6 +87,20 @@ def absolute_path(field: str, value: object) -> str:
     text = string(field, value)
     if not text.startswith("/"):
         raise SpecError(field, "must be an absolute path", value=value, hint=f"use '/{text}'")
+    return text
+
+
+def mount_target(field: str, value: object) -> str:
+    """Where a mount goes in a container: an absolute path below ``/`` (docker refuses
+    a mount over the root: "destination can't be '/'")."""
+    text = absolute_path(field, value)
+    if posixpath.normpath(text) == "/":
+        raise SpecError(
+            field,
+            "cannot mount over the container's root",
+            value=value,
+            hint="mount it at a directory below /, e.g. /data",
+        )
     return text
 
 

@@ -51,4 +51,5 @@ def remove_leftovers(record: ss.StackState) -> None:
         from envkit.stack import volumes  # imports the spec: only when there are some
 
         volumes.remove_transient(record.volumes)
+        volumes.remove_entries(record.anonymous_volumes)
     remove_state_dir(record.name)

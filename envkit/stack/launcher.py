@@ -104,19 +104,24 @@ class Launcher:
         self.created_volumes += volumes.ensure(subset)
         entries = [f"{v.backend}:{volumes.full_name(stack.name, v)}" for v in subset.volumes]
         state.volumes = sorted({*state.volumes, *entries})
+        anonymous = [
+            f"{v.backend}:{volumes.full_name(stack.name, v)}" for v in subset.volumes if v.anonymous
+        ]
+        state.anonymous_volumes = sorted({*state.anonymous_volumes, *anonymous})
         state.networks = sorted({*state.networks, *networking.names(stack, names)})
         state.save()
         self.created_networks += networking.create(stack, names)
 
     def teardown(self, state: StackState, failed: bool) -> None:
         """Remove the stack's networks and secret files, the volumes a failed ``up``
-        created and those whose backend keeps no data."""
+        created, its anonymous volumes and those whose backend keeps no data."""
         cleanup.remove_networks(self.created_networks or state.networks)
         secrets.remove(state.secrets_dir)
         if failed and self.created_volumes:
             pairs = [tuple(v.split(":", 1)) for v in state.volumes]
             volumes.remove([(b, n) for b, n in pairs if n in self.created_volumes])
         volumes.remove_transient(state.volumes)
+        volumes.remove_entries(state.anonymous_volumes)
 
     # -- containers --------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ class StackState(Record):
     secrets_dir: str = ""
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    #: Those of ``volumes`` that are compose's anonymous volumes: ``down`` removes them.
+    anonymous_volumes: list[str] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
     services: dict[str, ServiceState] = field(default_factory=dict)
 

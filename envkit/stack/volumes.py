@@ -2,8 +2,8 @@
 
 A stack's volume ``data`` is the backend's volume ``<stack>_data`` (compose's naming),
 so two stacks never share one by accident. It is created on the first ``up``, kept by
-``down`` (unless its backend's volumes are not ``persistent``, like ``tmpfs``) and
-removed by ``down -v`` (or ``envkit volume rm``).
+``down`` (unless its backend's volumes are not ``persistent``, like ``tmpfs``, or it is
+compose's anonymous volume) and removed by ``down -v`` (or ``envkit volume rm``).
 
 Each container start asks the backends to :func:`attach` its volumes (``mount``, one
 ``mount_id`` per container) and the runtime mounts what they answer; :func:`detach`
@@ -245,11 +245,22 @@ def remove(volumes: list[tuple[str, str]]) -> list[str]:
     return removed
 
 
+def _pairs(entries: Iterable[str]) -> list[tuple[str, str]]:
+    """``backend:name`` entries (as a stack state lists volumes) as pairs."""
+    return [(backend, name) for backend, _, name in (e.partition(":") for e in entries)]
+
+
+def remove_entries(entries: Iterable[str]) -> list[str]:
+    """Remove the ``backend:name`` volumes; the names removed."""
+    pairs = _pairs(entries)
+    return remove(pairs) if pairs else []
+
+
 def remove_transient(entries: Iterable[str]) -> list[str]:
     """Remove the ``backend:name`` volumes (a stack state's ``volumes``) whose backend
     does not keep data across ``down`` (``capabilities().persistent`` false, like
     ``tmpfs``); the names removed. A backend no longer installed is skipped."""
-    pairs = [tuple(e.split(":", 1)) for e in entries]
+    pairs = _pairs(entries)
     if not pairs:
         return []
     from envkit.plugins.manager import get_manager  # lazy for start-up, as in remove

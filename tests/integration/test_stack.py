@@ -19,7 +19,7 @@ import pytest
 
 from envkit import Healthcheck, Secret, Service, Stack, Volume
 from envkit.errors import EnvkitError
-from envkit.stack import DependencyError, down
+from envkit.stack import DependencyError, RunningStack, down
 from envkit.stack import state as ss
 from tests import images
 from tests.integration import homes
@@ -195,6 +195,58 @@ def test_volume_persists_across_down_and_up_until_down_v(home: Path) -> None:
     assert "vols_data" in cli(home, ["volume", "ls", "-q"]).stdout.split()
     down(stack, volumes=True)
     assert "vols_data" not in cli(home, ["volume", "ls", "-q"]).stdout.split()
+
+
+def test_compose_anonymous_volumes_live_as_long_as_the_stack(home: Path, tmp_path: Path) -> None:
+    """compose's ``- /project/deps`` under a bind mount of ``./app:/project`` (the
+    node_modules pattern) and ``- /etc``: each is a volume of its own, seeded from the
+    image (/etc), hiding the host directory (deps), kept when the service's container is
+    recreated (as compose carries it over) and removed by ``down``; the next ``up``
+    starts from a fresh one."""
+    app = tmp_path / "app"
+    app.mkdir()
+    if os.geteuid() == 0:
+        # as root, container root is a subordinate id that may not create the mount point
+        # in the host's directory (the error says so); rootless, the runtime creates it
+        (app / "deps").mkdir()
+    (tmp_path / "compose.yaml").write_text(
+        "name: anon\n"
+        "services:\n"
+        "  web:\n"
+        f"    image: {BUSYBOX}\n"
+        "    init: true\n"
+        "    command: [sh, -c, 'echo run >> /project/deps/runs; sleep 600']\n"
+        "    volumes:\n"
+        "      - ./app:/project\n"
+        "      - /project/deps\n"
+        "      - type: volume\n"
+        "        target: /etc\n"
+    )
+    stack = Stack.from_compose(tmp_path / "compose.yaml")
+    anonymous = sorted(v.name for v in stack.volumes)
+    assert len(anonymous) == 2 and all(v.anonymous for v in stack.volumes), stack.volumes
+
+    def runs(running: RunningStack) -> int:
+        out = running["web"].exec(["cat", "/project/deps/runs"]).output
+        return len(out.split())
+
+    with stack.up() as running:
+        wait_for(lambda: running["web"].exec(["test", "-s", "/project/deps/runs"]).exit_code == 0)
+        assert running["web"].exec(["grep", "-q", "^root:", "/etc/passwd"]).exit_code == 0
+        listed = cli(home, ["volume", "ls", "-q"]).stdout.split()
+        assert sorted(n for n in listed if n.startswith("anon_")) == [
+            f"anon_{name}" for name in anonymous
+        ]
+        running.restart("web")
+        wait_for(lambda: runs(running) == 2)
+    assert not (app / "deps" / "runs").exists(), "the volume did not hide the host directory"
+    assert not [
+        n for n in cli(home, ["volume", "ls", "-q"]).stdout.split() if n.startswith("anon_")
+    ]
+    with stack.up() as running:
+        wait_for(lambda: running["web"].exec(["test", "-s", "/project/deps/runs"]).exit_code == 0)
+        assert runs(running) == 1
+    assert leftovers(home) == []
 
 
 def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:

@@ -16,7 +16,7 @@ from envkit.compose.export import export
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.kubernetes import k8s_name, stack_to_kubernetes
 from envkit.errors import EnvkitError
-from envkit.spec import Healthcheck, Image, Service, Stack
+from envkit.spec import Healthcheck, Image, Service, Stack, Volume
 from envkit.spec.loader import load_stack
 from envkit.spec.readiness import Ready
 
@@ -512,3 +512,19 @@ def test_a_readiness_probes_port_is_a_known_port() -> None:
     out = stack_to_kubernetes(stack, _facts(stack))
     (service,) = [o for o in out.objects if o["kind"] == "Service"]
     assert [p["port"] for p in service["spec"]["ports"]] == [6379]
+
+
+def test_an_anonymous_volume_is_an_empty_dir_of_the_pod() -> None:
+    """compose's ``- /app/node_modules`` lives as long as the container: in Kubernetes,
+    an ``emptyDir`` of the pod, so the service stays a Deployment (no claim)."""
+    scratch = Volume("web-anon-0123456789ab", anonymous=True)
+    stack = Stack("anon", services=[Service("web", image="busybox", volumes={scratch: "/scratch"})])
+    objects, _ = _objects(stack)
+    assert ("StatefulSet", "web") not in objects
+    pod = objects[("Deployment", "web")]["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "web-anon-0123456789ab", "emptyDir": {}}]
+    assert _container(objects[("Deployment", "web")])["volumeMounts"] == [
+        {"name": "web-anon-0123456789ab", "mountPath": "/scratch"}
+    ]
+    assert not any(kind == "PersistentVolumeClaim" for kind, _ in objects)
+    _validate(list(objects.values()))

@@ -315,13 +315,58 @@ def test_volumes_named_bind_tmpfs(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("volumes: [other:/x]", "compose.yaml:4: services.a.volumes: refers to undefined volume"),
-        ("volumes: [/anon]", "compose.yaml:4: services.a.volumes[0]: anonymous volume"),
+        ("volumes: [/anon/../..]", "cannot mount over the container's root"),
         ("volumes: [data:relative]", "must be an absolute path"),
     ],
 )
 def test_volume_errors(tmp_path: Path, body: str, message: str) -> None:
     text = f"services:\n  a:\n    image: busybox\n    {body}\nvolumes:\n  data:\n"
     assert message in error(tmp_path, text)
+
+
+def test_anonymous_volumes_are_volumes_of_their_service_and_path(tmp_path: Path) -> None:
+    """compose's ``- /path`` and ``{type: volume, target: /path}``: an anonymous volume
+    named after the service and the path (the same each load), written back without a
+    name and without a top-level entry, as ``docker compose config`` writes it."""
+    text = """\
+        services:
+          web:
+            image: busybox
+            volumes:
+              [./app:/app, /app/node_modules, {type: volume, target: /cache, read_only: true}]
+          worker:
+            image: busybox
+            volumes: [/app/node_modules]
+        """
+    project = loaded(tmp_path, text)
+    mounts = {m.target: m for m in project.stack["web"].volumes}
+    modules, cache = mounts["/app/node_modules"].source, mounts["/cache"].source
+    assert isinstance(modules, Volume) and isinstance(cache, Volume)
+    assert modules.anonymous and cache.anonymous and mounts["/cache"].read_only
+    assert modules.name.startswith("web-anon-") and modules != cache
+    other = project.stack["worker"].volumes[0].source
+    assert other != modules, "two services share an anonymous volume"
+    assert loaded(tmp_path, text).stack == project.stack
+    form = to_compose(project)
+    assert "volumes" not in form
+    written = {m["target"]: m for m in form["services"]["web"]["volumes"]}
+    assert written["/app/node_modules"] == {
+        "type": "volume",
+        "target": "/app/node_modules",
+        "volume": {},
+    }
+    assert written["/cache"]["read_only"] is True and "source" not in written["/cache"]
+
+
+def test_a_python_anonymous_volume_of_another_name_keeps_its_name() -> None:
+    from envkit.compose import stack_to_compose
+    from envkit.spec import Service
+
+    mine = Volume("mine", anonymous=True)
+    stack = Stack("demo", services=[Service("web", image="busybox", volumes={mine: "/d"})])
+    form = stack_to_compose(stack)
+    assert form["services"]["web"]["volumes"][0]["source"] == "mine"
+    assert form["volumes"] == {"mine": {"name": "demo_mine"}}
 
 
 def test_external_volume_is_refused(tmp_path: Path) -> None:
@@ -638,7 +683,7 @@ services:
       back: {aliases: [www]}
   db:
     image: postgres:15
-    volumes: [db-data:/var/lib/postgresql/data, ./init:/docker-entrypoint-initdb.d:ro]
+    volumes: [db-data:/var/lib/postgresql/data, ./init:/docker-entrypoint-initdb.d:ro, /scratch]
     healthcheck: {test: [CMD, pg_isready], interval: 2s, retries: 30}
     tmpfs: [/run]
     networks: [back]

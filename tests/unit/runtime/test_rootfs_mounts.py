@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from envkit.errors import RuntimeError_
 from envkit.host.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -275,3 +276,28 @@ def test_a_failing_mount_names_its_path_and_stops_the_build(
     assert failed.value.strerror == "mount mqueue on root/dev/mqueue: Operation not permitted"
     assert kernel.calls[-1].name == "mount" and kernel.calls[-1].args[2] == "mqueue"
     assert "pivot_root" not in kernel.names()
+
+
+def test_a_mount_point_refused_inside_a_bind_mount_names_the_host_directory(
+    kernel: FakeKernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose's ``./app:/app`` with ``- /app/node_modules``: as root, container root (a
+    subordinate id) may not create ``node_modules`` in the host's ``./app``; the error
+    says which host directory to create, not "a read-only root needs it in the image"."""
+    app = tmp_path / "app"
+    refused = "cannot create mount point /app/node_modules in the container root"
+
+    def mountpoint(root: str, path: str, directory: bool = True) -> str:
+        if path == "/app/node_modules":
+            raise RuntimeError_(f"{refused}: Permission denied", hint="not this one")
+        return str(tmp_path / path.lstrip("/"))
+
+    monkeypatch.setattr(rootfs, "_mountpoint", mountpoint)
+    mounts = (BindMount(str(app), "/app"), TmpfsMount("/app/node_modules"))
+    rootfs.mount_user(str(tmp_path), [BindMount(str(app), "/app")], [str(app)], kernel)
+    with pytest.raises(RuntimeError_) as caught:
+        rootfs.mount_user(str(tmp_path), mounts, [str(app), None], kernel)
+    assert caught.value.message.startswith(refused)
+    assert f"the host directory {app}" in caught.value.message
+    assert caught.value.hint is not None
+    assert f"create {app}/node_modules on the host" in caught.value.hint

@@ -80,7 +80,14 @@ def test_volumes() -> None:
 
 @pytest.mark.parametrize(
     "volumes",
-    [{"./x": "relative"}, {"./x": "/a", "./y": "/a:ro"}, {"bad name": "/x"}, ["./x:/x"]],
+    [
+        {"./x": "relative"},
+        {"./x": "/a", "./y": "/a:ro"},
+        {"bad name": "/x"},
+        ["./x:/x"],
+        {"./x": "/"},  # docker: "destination can't be '/'"
+        {"data": "/a/..:ro"},
+    ],
 )
 def test_bad_volumes(volumes: object) -> None:
     with pytest.raises(SpecError) as info:
@@ -135,6 +142,7 @@ def test_memory(value: object, expected: int) -> None:
         ("aliases", ["no spaces"]),
         ("workdir", "app"),
         ("tmpfs", ["run"]),
+        ("tmpfs", ["/:size=1m"]),
         ("read_only", "yes"),
         ("user", "a b"),
         ("env", {"A": None}),
