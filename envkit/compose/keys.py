@@ -18,7 +18,7 @@ SERVICE = frozenset(
         "volumes", "networks", "depends_on", "healthcheck", "restart", "secrets", "user",
         "working_dir", "init", "profiles", "hostname", "tmpfs", "read_only", "mem_limit",
         "cpus", "pids_limit", "cap_add", "cap_drop", "labels", "deploy", "scale",
-        "stop_signal",
+        "stop_signal", "stop_grace_period",
     }
 )  # fmt: skip
 
@@ -27,7 +27,6 @@ SERVICE_IGNORED = {
     "container_name": "envkit names containers after the stack and service",
     "expose": "services on a network reach each other's ports anyway",
     "logging": "envkit keeps each service's output in its own log (envkit logs)",
-    "stop_grace_period": "envkit waits its own grace period before SIGKILL",
     "tty": "containers of a stack run without a terminal",
     "stdin_open": "containers of a stack run without stdin",
     "platform": "envkit builds and runs for this machine's platform",

@@ -13,6 +13,7 @@ What Kubernetes cannot express is an :class:`ExportWarning` naming the service a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -282,6 +283,9 @@ class _Exporter(ContainerParts):
         if init:
             pod["initContainers"] = init
         pod["containers"] = [container]
+        if service.stop_grace_period is not None:
+            # whole seconds: the API field is an integer; rounded up, never shorter
+            pod["terminationGracePeriodSeconds"] = math.ceil(service.stop_grace_period)
         if volumes:
             pod["volumes"] = volumes
         if service.hostname:

@@ -205,6 +205,8 @@ def _service(
             {"source": secret_keys.get(s.name, s.name), "target": f"/run/secrets/{s.name}"}
             for s in service.secrets
         ]
+    if service.stop_grace_period is not None:
+        out["stop_grace_period"] = durations.format_seconds(service.stop_grace_period)
     if service.stop_signal:
         out["stop_signal"] = service.stop_signal
     if service.tmpfs:

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from envkit.compose import dotenv, keys, syntax
+from envkit.compose import dotenv, durations, keys, syntax
 from envkit.compose.context import scalar_text
 from envkit.compose.model import BuildSpec
 from envkit.compose.service_links import ServiceLinks
@@ -82,6 +82,17 @@ class Services(ServiceLinks):
                 options[key] = list(body[key])
         if body.get("stop_signal") is not None:
             options["stop_signal"] = str(body["stop_signal"])
+        if body.get("stop_grace_period") is not None:
+            value = body["stop_grace_period"]
+            seconds = durations.parse(str(value))
+            if seconds is None or seconds < 0:
+                raise rep.error(
+                    body.line_of("stop_grace_period"),
+                    f"{where}.stop_grace_period",
+                    f"invalid duration {value!r}",
+                    'e.g. "30s", "1m30s"',
+                )
+            options["stop_grace_period"] = seconds
         if body.get("labels") is not None:
             options["labels"] = self.pairs(
                 body["labels"], f"{where}.labels", body.line_of("labels")

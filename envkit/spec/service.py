@@ -70,6 +70,7 @@ class Service(Frozen, SpecObject):
     cap_add: tuple[str, ...]
     cap_drop: tuple[str, ...]
     stop_signal: str | None
+    stop_grace_period: float | None
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class Service(Frozen, SpecObject):
         cap_add: Sequence[str] = (),
         cap_drop: Sequence[str] = (),
         stop_signal: str | int | None = None,
+        stop_grace_period: float | None = None,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -177,6 +179,13 @@ class Service(Frozen, SpecObject):
         set_(self, "cap_add", _capabilities(f"{svc}.cap_add", cap_add))
         set_(self, "cap_drop", _capabilities(f"{svc}.cap_drop", cap_drop))
         set_(self, "stop_signal", _stop_signal(f"{svc}.stop_signal", stop_signal))
+        set_(
+            self,
+            "stop_grace_period",
+            None
+            if stop_grace_period is None
+            else validate.number(f"{svc}.stop_grace_period", stop_grace_period, positive=False),
+        )
         _check_targets(svc, self)
 
     @property
@@ -219,6 +228,11 @@ class Service(Frozen, SpecObject):
                 **({"cap_add": list(self.cap_add)} if self.cap_add else {}),
                 **({"cap_drop": list(self.cap_drop)} if self.cap_drop else {}),
                 **({"stop_signal": self.stop_signal} if self.stop_signal else {}),
+                **(
+                    {"stop_grace_period": self.stop_grace_period}
+                    if self.stop_grace_period is not None
+                    else {}
+                ),
             },
         )
 

@@ -594,17 +594,18 @@ def down(
     with ``volumes`` its named volumes too. Whether it was up.
 
     Works from any process: the supervisor is asked to stop and waited for (``timeout``
-    seconds, by default the grace period and 20 more); if it is gone, what it left is
-    removed here. ``grace``: seconds each container gets between SIGTERM and SIGKILL
-    (compose's ``down -t``; default 10; 0 kills at once, as ``docker rm -f``).
+    seconds, by default the longest grace period of its services and 20 more); if it is
+    gone, what it left is removed here. ``grace``: seconds each container gets between
+    its stop signal and SIGKILL (compose's ``down -t``, which overrides each service's
+    ``stop_grace_period``; default 10; 0 kills at once, as ``docker rm -f``).
     """
-    if timeout is None:
-        timeout = (STOP_GRACE if grace is None else grace) + 20
     name = stack if isinstance(stack, str) else stack.name
     with ss.locked(name):
         record = ss.load(name)
         if record is not None and record.supervised:
-            _ask_down(record, grace)
+            longest = _ask_down(record, grace)
+            if timeout is None:
+                timeout = (longest if longest is not None else STOP_GRACE) + 20
             if not wait_gone(record.supervisor, record.supervisor_start, timeout):
                 os.kill(record.supervisor, signal.SIGKILL)
                 wait_gone(record.supervisor, record.supervisor_start, 5)
@@ -621,14 +622,21 @@ def down(
     return record is not None
 
 
-def _ask_down(record: ss.StackState, grace: float | None = None) -> None:
-    """Ask the supervisor to stop, over its socket; a signal when it does not answer."""
+def _ask_down(record: ss.StackState, grace: float | None = None) -> float | None:
+    """Ask the supervisor to stop, over its socket; a signal when it does not answer.
+    The longest grace period it will wait, when it says (None: the default's, or
+    ``grace``)."""
     from envkit.stack import control  # lazy, as in recreate
 
     try:
-        control.request(record.control_path, control.Down(grace), timeout=5)
+        answer = control.request(record.control_path, control.Down(grace), timeout=5)
     except EnvkitError:
         os.kill(record.supervisor, signal.SIGTERM)
+        return grace
+    longest = answer.get("grace")
+    if isinstance(longest, int | float) and not isinstance(longest, bool) and longest >= 0:
+        return float(longest)
+    return grace
 
 
 def _remove_volumes(stack: Stack | str, record: ss.StackState | None) -> None:

@@ -99,6 +99,8 @@ class Supervisor:
         self.owner = owner
         self.timeout = timeout
         self.stop_grace = stop_grace
+        #: ``down -t``'s grace, which overrides every service's own (compose's rule)
+        self.grace_given: float | None = None
         self.ops = ops
         self._report = report or (lambda _line: None)
         self.state = ss.StackState(
@@ -262,7 +264,7 @@ class Supervisor:
             self._adopt(name, running[name], previous.services[name])
             self._report(f"{name}: re-adopted (container {running[name].container.name})")
         for name in plan.discard:
-            self._discard(running[name])
+            self._discard(running[name], self.grace(name))
         with self._lock:
             for name in plan.stopped:
                 self._services[name].stopped = True
@@ -303,7 +305,19 @@ class Supervisor:
     def _watch_adopted(self, name: str, instance: Instance) -> None:
         self._collect(name, instance)
 
-    def _discard(self, started: Started) -> None:
+    def grace(self, name: str) -> float:
+        """Seconds between service ``name``'s stop signal and SIGKILL: ``down -t``'s,
+        else the service's ``stop_grace_period``, else the default."""
+        if self.grace_given is not None:
+            return self.grace_given
+        own = self.stack[name].stop_grace_period if name in self.stack else None
+        return self.stop_grace if own is None else own
+
+    def longest_grace(self) -> float:
+        """The longest :meth:`grace` of the stack's services (what a ``down`` waits)."""
+        return max([self.grace(s.name) for s in self.stack.services], default=self.stop_grace)
+
+    def _discard(self, started: Started, grace: float) -> None:
         """Stop and remove an adopted container that is not wanted any more."""
         gone = threading.Event()
 
@@ -313,7 +327,7 @@ class Supervisor:
 
         threading.Thread(target=watch, name="envkit-discard", daemon=True).start()
         self.ops.signal(started.container, started.stop_signal)
-        if not gone.wait(self.stop_grace):
+        if not gone.wait(grace):
             self.ops.signal(started.container, signal.SIGKILL)
             gone.wait(10)
         if started.pump is not None:
@@ -531,10 +545,11 @@ class Supervisor:
         for _, instance in instances:
             if not instance.exited:
                 self.ops.signal(instance.container, instance.started.stop_signal)
-        deadline = time.monotonic() + self.stop_grace
-        for _, instance in instances:
+        begun = time.monotonic()
+        for name, instance in instances:
             if instance.keeper is None:
                 continue
+            deadline = begun + self.grace(name)
             # Looked at again during the wait, as envkit stop does: a busy pid 1 (a shell
             # between two commands) was not asleep when the signal went, and a signal the
             # kernel dropped never ends it.
@@ -709,10 +724,10 @@ class Supervisor:
 
     def _on_down(self, request: control.Down, call: Call) -> dict[str, Any]:
         if request.grace is not None:
-            self.stop_grace = request.grace
+            self.stop_grace = self.grace_given = request.grace
         self.request_stop()
         self._wake()  # the main loop stops now, not at its next tick
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "grace": self.longest_grace()}
 
     def _on_lifecycle(self, request: control.Stop, call: Call) -> dict[str, Any]:
         names = self._known(request.services)

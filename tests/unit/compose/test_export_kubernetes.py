@@ -528,3 +528,11 @@ def test_an_anonymous_volume_is_an_empty_dir_of_the_pod() -> None:
     ]
     assert not any(kind == "PersistentVolumeClaim" for kind, _ in objects)
     _validate(list(objects.values()))
+
+
+def test_stop_grace_period_is_the_pods_termination_grace() -> None:
+    stack = Stack("gp", services=[Service("db", image="busybox", stop_grace_period=1.5)])
+    objects, _ = _objects(stack)
+    pod = objects[("Deployment", "db")]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 2  # whole seconds, never shorter
+    _validate(list(objects.values()))

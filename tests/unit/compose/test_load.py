@@ -369,6 +369,16 @@ def test_a_python_anonymous_volume_of_another_name_keeps_its_name() -> None:
     assert form["volumes"] == {"mine": {"name": "demo_mine"}}
 
 
+def test_stop_grace_period_is_the_services_grace(tmp_path: Path) -> None:
+    project = loaded(
+        tmp_path, "services:\n  db:\n    image: busybox\n    stop_grace_period: 1m30s\n"
+    )
+    assert project.stack["db"].stop_grace_period == 90
+    assert to_compose(project)["services"]["db"]["stop_grace_period"] == "1m30s"
+    bad = "services:\n  db:\n    image: busybox\n    stop_grace_period: soon\n"
+    assert "compose.yaml:4: services.db.stop_grace_period: invalid duration" in error(tmp_path, bad)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)

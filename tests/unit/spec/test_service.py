@@ -143,6 +143,8 @@ def test_memory(value: object, expected: int) -> None:
         ("workdir", "app"),
         ("tmpfs", ["run"]),
         ("tmpfs", ["/:size=1m"]),
+        ("stop_grace_period", -1),
+        ("stop_grace_period", "30s"),
         ("read_only", "yes"),
         ("user", "a b"),
         ("env", {"A": None}),

@@ -118,3 +118,13 @@ def test_stop_signal_selection(given: str | int | None, image: str | None, expec
 def test_a_bad_given_signal_is_an_error_not_a_fallback() -> None:
     with pytest.raises(ValueError, match="invalid signal"):
         signals.stop_signal("SIGBOGUS", "SIGQUIT")
+
+
+def test_stop_grace_period_is_in_the_canonical_form_only_when_set() -> None:
+    """compose's ``stop_grace_period`` in seconds; 0 kills at once (as ``down -t 0``)."""
+    plain = Service("db", image=Image.scratch())
+    assert plain.stop_grace_period is None and "stop_grace_period" not in plain.canonical()
+    patient = Service("db", image=Image.scratch(), stop_grace_period=90)
+    assert patient.canonical()["stop_grace_period"] == 90
+    assert Service("db", image=Image.scratch(), stop_grace_period=0).stop_grace_period == 0
+    assert plain.cache_key() != patient.cache_key()

@@ -510,6 +510,35 @@ def test_down_with_a_grace_of_0_kills_at_once(envkit_home: Path) -> None:
     assert ops.of("web")[0].gone.is_set()
 
 
+def test_a_service_stop_grace_period_is_its_own_and_down_t_overrides_it(
+    envkit_home: Path,
+) -> None:
+    """compose's ``stop_grace_period``: each service waits its own grace (here 0.2 s
+    against the supervisor's default of an hour); the answer to ``down`` names the
+    longest, which the caller waits for; ``down -t`` replaces every service's."""
+    ops = DeafToTerm()
+    quick = Service("quick", image="busybox:1", stop_grace_period=0.2)
+    slow = Service("slow", image="busybox:1", stop_grace_period=90)
+    stack = Stack("gp", services=[quick, slow])
+    supervisor = Supervisor(stack, {"quick": "x", "slow": "x"}, ["quick", "slow"], ops=ops)
+    assert (supervisor.grace("quick"), supervisor.grace("slow")) == (0.2, 90)
+    supervisor.start()
+    start = time.monotonic()
+    supervisor._stop_instances(["quick"])
+    assert time.monotonic() - start < 30
+    assert ops.signals == [("quick", signal.SIGTERM), ("quick", signal.SIGKILL)]
+    thread = threading.Thread(target=supervisor.run, daemon=True)
+    thread.start()
+    answer = control.request(supervisor.state.control_path, control.Down())
+    assert answer["grace"] == 90
+    thread.join(5)
+    supervisor.grace_given = 3  # what `down -t 3` sets
+    assert (supervisor.grace("quick"), supervisor.grace("slow")) == (3, 3)
+    supervisor.grace_given = 0
+    supervisor.teardown()
+    assert ops.of("slow")[0].gone.is_set()
+
+
 def test_a_pid_1_seen_ignoring_its_stop_signal_during_the_grace_is_killed_then(
     envkit_home: Path,
 ) -> None:
