@@ -34,7 +34,14 @@ class RunCommand:
         add("-e", "--env", action="append", default=[], metavar="K=V", help="set a variable")
         add("--env-file", action="append", default=[], metavar="FILE", help="K=V lines")
         add("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
-        add("--tmpfs", action="append", default=[], metavar="DST", help="mount a fresh tmpfs")
+        add(
+            "--tmpfs",
+            action="append",
+            default=[],
+            metavar="DST[:OPTS]",
+            help="mount a fresh tmpfs (options: size=64m, mode=1770)",
+        )
+        add("--shm-size", metavar="SIZE", help="size of /dev/shm, e.g. 1g (default 64m)")
         add("-w", "--workdir", metavar="DIR", help="working directory inside the container")
         add("-u", "--user", metavar="USER[:GROUP]", help="name or uid, optionally :group")
         add("--hostname", metavar="NAME", help="default: the short container id")
@@ -127,6 +134,7 @@ class RunCommand:
             detach=args.detach,
             tty=args.tty,
             memory=args.memory,
+            shm_size=args.shm_size,
             cpus=args.cpus,
             pids_limit=args.pids_limit,
             network=args.network,

@@ -20,7 +20,7 @@ from typing import Any
 
 from envkit.compose.export_images import ImageFacts
 from envkit.compose.export_model import EXPOSE_TYPES, ExportWarning
-from envkit.compose.kubernetes_containers import ContainerParts
+from envkit.compose.kubernetes_containers import ContainerParts, bytes_quantity
 from envkit.compose.kubernetes_names import NAME_LABEL, PART_OF_LABEL, k8s_name, secret_name
 from envkit.records import Record, field
 from envkit.spec.network import DEFAULT_NETWORK
@@ -370,6 +370,10 @@ class _Exporter(ContainerParts):
                     self.warn(service.name, f"tmpfs[{path}]", f"option {option!r} is not exported")
             volumes.append({"name": f"tmpfs-{index}", "emptyDir": empty})
             mounts.append({"name": f"tmpfs-{index}", "mountPath": path})
+        if service.shm_size is not None:  # Kubernetes' /dev/shm is the runtime's 64Mi
+            shm = {"medium": "Memory", "sizeLimit": bytes_quantity(service.shm_size)}
+            volumes.append({"name": "dshm", "emptyDir": shm})
+            mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         for secret in service.secrets:
             volume_name = k8s_name(f"secret-{secret.name}")
             volumes.append(

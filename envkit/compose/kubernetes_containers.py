@@ -65,7 +65,7 @@ class ContainerParts:
         self._probes(service, container)
         resources: dict[str, str] = {}
         if service.memory is not None:
-            resources["memory"] = _bytes_quantity(service.memory)
+            resources["memory"] = bytes_quantity(service.memory)
         if service.cpus is not None:
             resources["cpu"] = f"{max(1, round(service.cpus * 1000))}m"
         if resources:
@@ -262,7 +262,7 @@ def _exec_probe(check: Healthcheck) -> dict[str, Any]:
     return probe
 
 
-def _bytes_quantity(amount: int) -> str:
+def bytes_quantity(amount: int) -> str:
     """Bytes as the largest exact binary unit (``536870912`` is ``512Mi``)."""
     for unit, size in (("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
         if amount % size == 0:

@@ -205,6 +205,8 @@ def _service(
             {"source": secret_keys.get(s.name, s.name), "target": f"/run/secrets/{s.name}"}
             for s in service.secrets
         ]
+    if service.shm_size is not None:
+        out["shm_size"] = str(service.shm_size)  # bytes, as compose writes it
     if service.stop_grace_period is not None:
         out["stop_grace_period"] = durations.format_seconds(service.stop_grace_period)
     if service.stop_signal:

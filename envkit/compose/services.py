@@ -14,6 +14,8 @@ from envkit.compose.context import scalar_text
 from envkit.compose.model import BuildSpec
 from envkit.compose.service_links import ServiceLinks
 from envkit.compose.yaml_lines import Map, Seq
+from envkit.errors import SpecError
+from envkit.runtime.config import TmpfsMount
 from envkit.spec.image import Image
 from envkit.spec.service import Service
 
@@ -77,6 +79,22 @@ class Services(ServiceLinks):
             options.setdefault("tmpfs", []).extend(
                 [value] if isinstance(value, str) else list(value)
             )
+        for entry in options.get("tmpfs", []):
+            try:  # what the runtime will make of it, checked now to name the line
+                TmpfsMount.parse(str(entry))
+            except SpecError as exc:
+                line = body.line_of("tmpfs" if "tmpfs" in body else "volumes")
+                raise rep.error(line, f"{where}.tmpfs", exc.message, exc.hint) from None
+        if body.get("shm_size") is not None:
+            options["shm_size"] = scalar_text(body["shm_size"])
+        for entry in options.get("tmpfs", []):
+            try:  # what the runtime will make of it, checked now to name the line
+                TmpfsMount.parse(str(entry))
+            except SpecError as exc:
+                line = body.line_of("tmpfs" if "tmpfs" in body else "volumes")
+                raise rep.error(line, f"{where}.tmpfs", exc.message, exc.hint) from None
+        if body.get("shm_size") is not None:
+            options["shm_size"] = scalar_text(body["shm_size"])
         for key in ("cap_add", "cap_drop"):
             if body.get(key) is not None:
                 options[key] = list(body[key])

@@ -45,6 +45,7 @@ RUN_KEYWORDS = (
     "pull",
     "pull_output",
     "stop_signal",
+    "shm_size",
 )
 
 
@@ -111,6 +112,7 @@ class RunOptions:
         self.cap_drop: Sequence[str] = options.get("cap_drop", ())
         self.pull = pull
         self.pull_output: TextIO | None = options.get("pull_output")
+        self.shm_size: int = _shm_size(options.get("shm_size"))
         self.stop_signal: str | int | None = options.get("stop_signal")
         if self.stop_signal is not None:
             from envkit.spec.signals import number  # lazy: only with a stop signal
@@ -133,6 +135,15 @@ def _limits(
         None if cpus is None else str(cpus),
         None if pids_limit is None else str(pids_limit),
     )
+
+
+def _shm_size(value: str | int | None) -> int:
+    """Bytes of /dev/shm, 0 for the default."""
+    if value is None:
+        return 0
+    from envkit.spec import validate  # lazy: only with --shm-size
+
+    return validate.size("shm_size", value, what="size of /dev/shm")
 
 
 def _networks(network: str | Sequence[str] | None) -> list[str]:

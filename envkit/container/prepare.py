@@ -146,6 +146,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             cgroup=record.cgroup or None,
             seccomp=options.seccomp,
             capabilities=capabilities,
+            shm_size=options.shm_size,
         )
     except BaseException:
         if network is not None:
@@ -216,7 +217,7 @@ def _mounts(options: RunOptions) -> list[Mount]:
     mounts: list[Mount] = []
     for volume in options.volumes:
         mounts.append(volume if isinstance(volume, BindMount) else BindMount.parse(volume))
-    mounts += [TmpfsMount(target) for target in options.tmpfs]
+    mounts += [TmpfsMount.parse(entry) for entry in options.tmpfs]
     return mounts
 
 

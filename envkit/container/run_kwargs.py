@@ -64,7 +64,13 @@ class RunKwargs(ExecKwargs, total=False):
     :class:`envkit.runtime.config.BindMount` (``-v``)."""
 
     tmpfs: Sequence[str]
-    """Container paths that each get a fresh tmpfs (``--tmpfs``)."""
+    """Container paths that each get a fresh tmpfs (``--tmpfs``): ``PATH`` or
+    ``PATH:OPTIONS`` with docker's ``size=64m`` and ``mode=1770`` (``rw``, ``nosuid``,
+    ``nodev``, ``exec`` are accepted: every tmpfs is so; others are refused)."""
+
+    shm_size: str | int | None
+    """The size of ``/dev/shm`` (``--shm-size``): ``"1g"``, ``"256m"`` or bytes.
+    Default: docker's 64m."""
 
     hostname: str | None
     """The container's hostname (``--hostname``). Default: the first 12 hex digits of its

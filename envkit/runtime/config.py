@@ -88,6 +88,33 @@ class TmpfsMount(tuple[str, int, int]):
     def __repr__(self) -> str:
         return f"TmpfsMount(target={self[0]!r}, size={self[1]!r}, mode={self[2]:#o})"
 
+    #: Options docker's ``--tmpfs`` takes that every envkit tmpfs has anyway.
+    IMPLIED = frozenset({"rw", "nosuid", "nodev", "exec"})
+
+    @classmethod
+    def parse(cls, text: str) -> TmpfsMount:
+        """``PATH[:OPTIONS]`` as docker's ``--tmpfs`` and compose's ``tmpfs:`` take it:
+        ``size=`` (``64m``, ``1g``, bytes) and ``mode=`` (octal) are honoured."""
+        target, _, options = text.partition(":")
+        size, mode = 0, 0o1777
+        for option in filter(None, options.split(",")):
+            key, eq, value = option.partition("=")
+            if key == "size" and eq:
+                from envkit.spec import validate  # lazy: only with a size
+
+                size = validate.size("tmpfs", value, what="tmpfs size")
+            elif key == "mode" and eq and 0 < len(value) <= 4 and set(value) <= set("01234567"):
+                mode = int(value, 8)
+            elif option not in cls.IMPLIED:
+                raise SpecError(
+                    "tmpfs",
+                    f"unsupported tmpfs option {option!r}",
+                    value=text,
+                    hint="envkit's tmpfs is writable, nosuid and nodev; give size=SIZE and "
+                    "mode=OCTAL, e.g. /run:size=64m,mode=1770",
+                )
+        return cls(target, size, mode)
+
 
 Mount = BindMount | TmpfsMount
 
@@ -143,6 +170,7 @@ class ContainerConfig:
         "on_namespaces",
         "readonly_root",
         "seccomp",
+        "shm_size",
         "stdio",
         "tty",
         "tty_size",
@@ -176,6 +204,7 @@ class ContainerConfig:
         on_namespaces: Callable[[int], None] | None = None,
         host_network: bool = False,
         capabilities: frozenset[int] | None = None,
+        shm_size: int = 0,
     ) -> None:
         self.layers = layers
         self.argv = argv
@@ -199,6 +228,7 @@ class ContainerConfig:
         self.on_namespaces = on_namespaces
         self.host_network = host_network
         self.capabilities = capabilities
+        self.shm_size = shm_size
         self._validate()
 
     def replace(self, **changes: Any) -> ContainerConfig:
@@ -286,6 +316,12 @@ class ContainerConfig:
         for key in self.env:
             if not key or "=" in key or "\0" in key:
                 raise SpecError("env", "bad variable name", value=key)
+        if (
+            isinstance(self.shm_size, bool)
+            or not isinstance(self.shm_size, int)
+            or self.shm_size < 0
+        ):
+            raise SpecError("shm_size", "bytes, 0 for docker's 64m", value=self.shm_size)
         if min((self.uid, self.gid, *self.groups)) < 0:
             raise SpecError("uid/gid", "ids must not be negative")
         if self.userns is not None and not os.path.isabs(self.userns):

@@ -185,9 +185,12 @@ def mount_proc(root: str, kernel: Syscalls = syscalls) -> None:
     kernel.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root: str, kernel: Syscalls = syscalls, *, console: bool = False) -> None:
-    """A tmpfs /dev with the host's harmless devices bound in, devpts, shm and mqueue;
-    with ``console``, the empty file :func:`mount_console` mounts the terminal on."""
+def mount_dev(
+    root: str, kernel: Syscalls = syscalls, *, console: bool = False, shm_size: int = 0
+) -> None:
+    """A tmpfs /dev with the host's harmless devices bound in, devpts, shm (``shm_size``
+    bytes, 0: docker's 64m) and mqueue; with ``console``, the empty file
+    :func:`mount_console` mounts the terminal on."""
     dev = _mountpoint(root, "/dev")
     kernel.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k")
     for name in DEVICES:
@@ -210,7 +213,7 @@ def mount_dev(root: str, kernel: Syscalls = syscalls, *, console: bool = False) 
         os.path.join(dev, "shm"),
         "tmpfs",
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        "mode=1777,size=65536k",
+        f"mode=1777,size={shm_size}" if shm_size else "mode=1777,size=65536k",
     )
     kernel.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name, target in DEV_LINKS.items():
@@ -346,7 +349,7 @@ def build(
     # that container root, an unprivileged id, cannot search (a 0700 ENVKIT_HOME).
     root = ROOT
     mount_proc(root, kernel)
-    mount_dev(root, kernel, console=config.tty)
+    mount_dev(root, kernel, console=config.tty, shm_size=config.shm_size)
     mount_sys(root, kernel)
     mount_user(root, config.mounts, bind_sources, kernel)
     mask_paths(root, kernel)

@@ -30,8 +30,6 @@ _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-_MEMORY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 class Service(Frozen, SpecObject):
@@ -71,6 +69,7 @@ class Service(Frozen, SpecObject):
     cap_drop: tuple[str, ...]
     stop_signal: str | None
     stop_grace_period: float | None
+    shm_size: int | None
 
     def __init__(
         self,
@@ -104,6 +103,7 @@ class Service(Frozen, SpecObject):
         cap_drop: Sequence[str] = (),
         stop_signal: str | int | None = None,
         stop_grace_period: float | None = None,
+        shm_size: str | int | None = None,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -158,7 +158,11 @@ class Service(Frozen, SpecObject):
         if not isinstance(read_only, bool):
             raise SpecError(f"{svc}.read_only", "expected True or False", value=read_only)
         set_(self, "read_only", read_only)
-        set_(self, "memory", None if memory is None else _memory(f"{svc}.memory", memory))
+        set_(
+            self,
+            "memory",
+            None if memory is None else validate.size(f"{svc}.memory", memory, what="memory size"),
+        )
         set_(self, "cpus", None if cpus is None else validate.number(f"{svc}.cpus", cpus))
         set_(
             self,
@@ -185,6 +189,13 @@ class Service(Frozen, SpecObject):
             None
             if stop_grace_period is None
             else validate.number(f"{svc}.stop_grace_period", stop_grace_period, positive=False),
+        )
+        set_(
+            self,
+            "shm_size",
+            None
+            if shm_size is None
+            else validate.size(f"{svc}.shm_size", shm_size, what="size of /dev/shm"),
         )
         _check_targets(svc, self)
 
@@ -233,6 +244,7 @@ class Service(Frozen, SpecObject):
                     if self.stop_grace_period is not None
                     else {}
                 ),
+                **({"shm_size": self.shm_size} if self.shm_size is not None else {}),
             },
         )
 
@@ -337,19 +349,6 @@ def _tmpfs(field: str, value: object) -> tuple[str, ...]:
     for entry in entries:
         validate.mount_target(field, entry.split(":", 1)[0])
     return tuple(sorted(set(entries)))
-
-
-def _memory(field: str, value: object) -> int:
-    """Bytes from ``268435456``, ``"256m"``, ``"1.5g"``, ``"512MiB"``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        amount = value
-    elif isinstance(value, str) and (match := _MEMORY_RE.match(value.strip())):
-        amount = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    else:
-        raise SpecError(field, "invalid memory size", value=value, hint='e.g. "256m" or "1g"')
-    if amount <= 0:
-        raise SpecError(field, "must be > 0", value=value)
-    return amount
 
 
 def _env_files(field: str, value: object) -> tuple[str, ...]:

@@ -90,6 +90,24 @@ def absolute_path(field: str, value: object) -> str:
     return text
 
 
+_SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size(field: str, value: object, *, what: str = "size") -> int:
+    """Bytes (> 0) from ``268435456``, ``"256m"``, ``"1.5g"``, ``"512MiB"``, ``"1gb"``
+    (1024-based, as docker and compose count)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        amount = value
+    elif isinstance(value, str) and (match := _SIZE_RE.match(value.strip())):
+        amount = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    else:
+        raise SpecError(field, f"invalid {what}", value=value, hint='e.g. "256m" or "1g"')
+    if amount <= 0:
+        raise SpecError(field, "must be > 0", value=value)
+    return amount
+
+
 def mount_target(field: str, value: object) -> str:
     """Where a mount goes in a container: an absolute path below ``/`` (docker refuses
     a mount over the root: "destination can't be '/'")."""

@@ -249,6 +249,35 @@ def test_compose_anonymous_volumes_live_as_long_as_the_stack(home: Path, tmp_pat
     assert leftovers(home) == []
 
 
+def test_shm_size_and_tmpfs_options_reach_the_container(home: Path) -> None:
+    """compose's ``shm_size`` and a tmpfs's ``size``/``mode`` (before, the supervisor
+    dropped a tmpfs's options and /dev/shm was always 64m); ``envkit run`` takes
+    docker's ``--shm-size`` and ``--tmpfs PATH:OPTS`` the same way."""
+    web = Service(
+        "web",
+        image=BUSYBOX,
+        init=True,
+        command=["sleep", "600"],
+        shm_size="8m",
+        tmpfs=["/run:size=1m,mode=1770"],
+    )
+
+    def options(mounts: str) -> dict[str, str]:
+        """The mount options of each mount point in /proc/mounts text."""
+        return {f[1]: f[3] for f in (line.split() for line in mounts.splitlines()) if len(f) > 3}
+
+    with Stack("shm", services=[web]).up() as running:
+        found = options(running["web"].exec(["cat", "/proc/mounts"]).output)
+        assert "size=8192k" in found["/dev/shm"].split(","), found["/dev/shm"]
+        assert {"size=1024k", "mode=1770"} <= set(found["/run"].split(",")), found["/run"]
+    sized = ["--shm-size", "16m", "--tmpfs", "/scratch:size=2m"]
+    done = cli(home, ["run", "--rm", *sized, BUSYBOX, "cat", "/proc/mounts"])
+    assert done.returncode == 0, done.stderr
+    found = options(done.stdout)
+    assert "size=16384k" in found["/dev/shm"].split(",") and "size=2048k" in found["/scratch"]
+    assert leftovers(home) == []
+
+
 def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     # As an unprivileged caller too: the dir is handed to the container user's
     # subordinate id from inside a user namespace (a plain chown is refused there).

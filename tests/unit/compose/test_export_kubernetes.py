@@ -536,3 +536,13 @@ def test_stop_grace_period_is_the_pods_termination_grace() -> None:
     pod = objects[("Deployment", "db")]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 2  # whole seconds, never shorter
     _validate(list(objects.values()))
+
+
+def test_shm_size_is_a_memory_empty_dir_at_dev_shm() -> None:
+    stack = Stack("shm", services=[Service("db", image="busybox", shm_size="1g")])
+    objects, _ = _objects(stack)
+    pod = objects[("Deployment", "db")]["spec"]["template"]["spec"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}} in pod["volumes"]
+    mounts = _container(objects[("Deployment", "db")])["volumeMounts"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in mounts
+    _validate(list(objects.values()))

@@ -379,6 +379,26 @@ def test_stop_grace_period_is_the_services_grace(tmp_path: Path) -> None:
     assert "compose.yaml:4: services.db.stop_grace_period: invalid duration" in error(tmp_path, bad)
 
 
+def test_shm_size_and_tmpfs_options_reach_the_service(tmp_path: Path) -> None:
+    """compose's ``shm_size: 1gb`` (bytes in its normalised form) and a tmpfs with
+    docker's size and mode options; a read-only tmpfs is refused (the runtime's tmpfs is
+    writable), naming the line."""
+    text = (
+        "services:\n  db:\n    image: busybox\n    shm_size: 1gb\n"
+        "    tmpfs: ['/run:size=1m,mode=1770']\n"
+    )
+    project = loaded(tmp_path, text)
+    assert project.stack["db"].shm_size == 1 << 30
+    assert project.stack["db"].tmpfs == ("/run:size=1m,mode=1770",)
+    assert to_compose(project)["services"]["db"]["shm_size"] == str(1 << 30)
+    ro = (
+        "services:\n  db:\n    image: busybox\n    volumes:\n"
+        "      - {type: tmpfs, target: /x, read_only: true}\n"
+    )
+    assert "compose.yaml:4: services.db.tmpfs:" in error(tmp_path, ro)
+    assert "unsupported tmpfs option 'ro'" in error(tmp_path, ro)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)

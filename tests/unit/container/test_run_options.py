@@ -21,7 +21,7 @@ from envkit.container.options import EXEC_KEYWORDS, RUN_KEYWORDS, RunOptions
 from envkit.container.run_kwargs import ExecKwargs, RunKwargs
 from envkit.errors import SpecError
 from envkit.runtime.cgroups import Limits
-from envkit.runtime.config import BindMount
+from envkit.runtime.config import BindMount, TmpfsMount
 from envkit.stack.api import RunningService
 from tests.unit.fresh_imports import loaded_after
 
@@ -54,6 +54,7 @@ EVERY_KEY: RunKwargs = {
     "pull": "never",
     "pull_output": io.StringIO(),
     "stop_signal": "SIGQUIT",
+    "shm_size": 1 << 30,  # kept as bytes ("1g" is parsed to them)
 }
 
 #: Attributes of RunOptions that are not keywords of envkit.run, and why.
@@ -69,7 +70,7 @@ def test_the_typeddicts_and_the_runtime_tuples_agree_key_for_key() -> None:
     assert RunKwargs.__optional_keys__ == frozenset(RUN_KEYWORDS)
     assert RunKwargs.__required_keys__ == frozenset()
     assert ExecKwargs.__optional_keys__ == frozenset(EXEC_KEYWORDS)
-    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 25
+    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 26
     assert set(EVERY_KEY) == set(RUN_KEYWORDS)
 
 
@@ -153,6 +154,20 @@ def test_envkit_run_accepts_every_key_and_passes_it_on(monkeypatch: pytest.Monke
     assert options.tty is False
     assert options.limits == Limits.parse("256m", "0.5", "100")
     assert options.networks == ["front", "back"]
+
+
+def test_shm_size_and_tmpfs_options_as_docker_takes_them() -> None:
+    assert RunOptions(shm_size="1g").shm_size == 1 << 30
+    assert RunOptions().shm_size == 0  # docker's 64m
+    with pytest.raises(SpecError):
+        RunOptions(shm_size="lots")
+    assert TmpfsMount.parse("/run:rw,size=1m,mode=1770,nosuid") == TmpfsMount(
+        "/run", 1 << 20, 0o1770
+    )
+    assert TmpfsMount.parse("/run") == TmpfsMount("/run")
+    for bad in ("/run:ro", "/run:noexec", "/run:mode=999", "/run:size=lots"):
+        with pytest.raises(SpecError):
+            TmpfsMount.parse(bad)
 
 
 def test_the_defaults() -> None:

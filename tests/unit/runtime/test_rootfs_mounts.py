@@ -48,7 +48,11 @@ NOT_MOUNTED_YET = {"/sys/fs/cgroup"}
 
 
 def build(
-    kernel: FakeKernel, layer: Path, *, mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    kernel: FakeKernel,
+    layer: Path,
+    *,
+    mounts: tuple[BindMount | TmpfsMount, ...] = (),
+    shm_size: int = 0,
 ) -> ContainerConfig:
     config = ContainerConfig(
         layers=[str(layer)],
@@ -57,6 +61,7 @@ def build(
         work_dir=str(layer.parent / "work"),
         hostname="web",
         mounts=mounts,
+        shm_size=shm_size,
     )
     sources = [m.source if isinstance(m, BindMount) else None for m in mounts]
     rootfs.build(config, [str(layer)], config.upper_dir, config.work_dir, sources, kernel)
@@ -301,3 +306,20 @@ def test_a_mount_point_refused_inside_a_bind_mount_names_the_host_directory(
     assert f"the host directory {app}" in caught.value.message
     assert caught.value.hint is not None
     assert f"create {app}/node_modules on the host" in caught.value.hint
+
+
+def test_shm_size_sizes_dev_shm_and_a_tmpfs_takes_its_size_and_mode(
+    kernel: FakeKernel, layer: Path
+) -> None:
+    """``--shm-size 1g`` (compose's ``shm_size``) and ``--tmpfs /run:size=1m,mode=1770``."""
+    build(kernel, layer, mounts=(TmpfsMount("/run", 1 << 20, 0o1770),), shm_size=1 << 30)
+    (shm,) = at(kernel, "/dev/shm")
+    assert shm.data == f"mode=1777,size={1 << 30}"
+    (run,) = at(kernel, "/run")
+    assert run.data == f"mode=1770,size={1 << 20}"
+
+
+def test_the_default_dev_shm_is_dockers_64m(kernel: FakeKernel, layer: Path) -> None:
+    build(kernel, layer)
+    (shm,) = at(kernel, "/dev/shm")
+    assert shm.data == "mode=1777,size=65536k"

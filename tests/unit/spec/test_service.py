@@ -144,6 +144,8 @@ def test_memory(value: object, expected: int) -> None:
         ("tmpfs", ["run"]),
         ("tmpfs", ["/:size=1m"]),
         ("stop_grace_period", -1),
+        ("shm_size", "lots"),
+        ("shm_size", 0),
         ("stop_grace_period", "30s"),
         ("read_only", "yes"),
         ("user", "a b"),
