@@ -150,6 +150,8 @@ class ContainerParts:
             caps["drop"] = [c.removeprefix("CAP_") for c in service.cap_drop]
         if caps:
             security["capabilities"] = caps
+        if not service.seccomp:
+            security["seccompProfile"] = {"type": "Unconfined"}
         return security
 
     def _probes(self, service: Service, container: dict[str, Any]) -> None:

@@ -205,6 +205,8 @@ def _service(
             {"source": secret_keys.get(s.name, s.name), "target": f"/run/secrets/{s.name}"}
             for s in service.secrets
         ]
+    if not service.seccomp:
+        out["security_opt"] = ["seccomp=unconfined"]
     if service.shm_size is not None:
         out["shm_size"] = str(service.shm_size)  # bytes, as compose writes it
     if service.stop_grace_period is not None:

@@ -87,14 +87,8 @@ class Services(ServiceLinks):
                 raise rep.error(line, f"{where}.tmpfs", exc.message, exc.hint) from None
         if body.get("shm_size") is not None:
             options["shm_size"] = scalar_text(body["shm_size"])
-        for entry in options.get("tmpfs", []):
-            try:  # what the runtime will make of it, checked now to name the line
-                TmpfsMount.parse(str(entry))
-            except SpecError as exc:
-                line = body.line_of("tmpfs" if "tmpfs" in body else "volumes")
-                raise rep.error(line, f"{where}.tmpfs", exc.message, exc.hint) from None
-        if body.get("shm_size") is not None:
-            options["shm_size"] = scalar_text(body["shm_size"])
+        if body.get("security_opt") is not None:
+            self.security_options(body, where, options)
         for key in ("cap_add", "cap_drop"):
             if body.get(key) is not None:
                 options[key] = list(body[key])
@@ -123,6 +117,33 @@ class Services(ServiceLinks):
             SERVICE_LABEL: name,
         }
         return self.spec(line, where, Service, name, **options)
+
+    def security_options(self, body: Map, where: str, options: dict[str, Any]) -> None:
+        """``security_opt`` as docker takes it (``KEY=VALUE`` or ``KEY:VALUE``)."""
+        rep, line = self.rep, body.line_of("security_opt")
+        value = body["security_opt"]
+        if not isinstance(value, list):
+            raise rep.error(line, f"{where}.security_opt", "expected a list")
+        for i, item in enumerate(value):
+            text = str(item)
+            key, _, setting = text.replace(":", "=", 1).partition("=")
+            iwhere = f"{where}.security_opt[{i}]"
+            if key == "no-new-privileges" and setting in ("", "true"):
+                continue  # envkit always sets no_new_privs
+            if key == "seccomp" and setting == "unconfined":
+                options["seccomp"] = False
+            elif key == "no-new-privileges" and setting == "false":
+                rep.warn(line, iwhere, "ignored: envkit always sets no_new_privs")
+            elif key in ("apparmor", "label"):
+                rep.warn(line, iwhere, f"ignored: envkit applies no {key} profile")
+            else:
+                raise rep.error(
+                    line,
+                    iwhere,
+                    f"{text!r} is not supported",
+                    "envkit takes seccomp=unconfined and no-new-privileges; it applies "
+                    "Docker's default seccomp profile otherwise",
+                )
 
     def image(self, name: str, body: Map, where: str) -> Image:
         """The service's image: ``image:`` by reference, or ``build:`` through envkit's

@@ -70,6 +70,7 @@ class Service(Frozen, SpecObject):
     stop_signal: str | None
     stop_grace_period: float | None
     shm_size: int | None
+    seccomp: bool
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class Service(Frozen, SpecObject):
         stop_signal: str | int | None = None,
         stop_grace_period: float | None = None,
         shm_size: str | int | None = None,
+        seccomp: bool = True,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -197,6 +199,7 @@ class Service(Frozen, SpecObject):
             if shm_size is None
             else validate.size(f"{svc}.shm_size", shm_size, what="size of /dev/shm"),
         )
+        set_(self, "seccomp", validate.boolean(f"{svc}.seccomp", seccomp))
         _check_targets(svc, self)
 
     @property
@@ -245,6 +248,7 @@ class Service(Frozen, SpecObject):
                     else {}
                 ),
                 **({"shm_size": self.shm_size} if self.shm_size is not None else {}),
+                **({"seccomp": False} if not self.seccomp else {}),
             },
         )
 

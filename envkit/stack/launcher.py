@@ -256,6 +256,7 @@ class Launcher:
                 env=environment.service_env(stack, name),
                 tmpfs=list(spec.tmpfs),
                 shm_size=spec.shm_size,
+                seccomp=spec.seccomp,
                 workdir=spec.workdir,
                 user=spec.user,
                 hostname=spec.hostname or name,

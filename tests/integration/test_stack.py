@@ -278,6 +278,21 @@ def test_shm_size_and_tmpfs_options_reach_the_container(home: Path) -> None:
     assert leftovers(home) == []
 
 
+def test_a_service_without_seccomp_runs_unfiltered_and_the_default_is_filtered(
+    home: Path,
+) -> None:
+    """compose's ``security_opt: [seccomp=unconfined]`` (``Service(seccomp=False)``)."""
+    plain = Service("plain", image=BUSYBOX, init=True, command=["sleep", "600"])
+    loose = Service("loose", image=BUSYBOX, init=True, command=["sleep", "600"], seccomp=False)
+    with Stack("sec", services=[plain, loose]).up() as running:
+        modes = {
+            name: running[name].exec(["grep", "^Seccomp:", "/proc/self/status"]).output.split()
+            for name in ("plain", "loose")
+        }
+    assert modes == {"plain": ["Seccomp:", "2"], "loose": ["Seccomp:", "0"]}
+    assert leftovers(home) == []
+
+
 def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     # As an unprivileged caller too: the dir is handed to the container user's
     # subordinate id from inside a user namespace (a plain chown is refused there).

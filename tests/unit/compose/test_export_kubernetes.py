@@ -546,3 +546,11 @@ def test_shm_size_is_a_memory_empty_dir_at_dev_shm() -> None:
     mounts = _container(objects[("Deployment", "db")])["volumeMounts"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in mounts
     _validate(list(objects.values()))
+
+
+def test_seccomp_unconfined_is_the_containers_seccomp_profile() -> None:
+    stack = Stack("sc", services=[Service("a", image="busybox", seccomp=False)])
+    objects, _ = _objects(stack)
+    security = _container(objects[("Deployment", "a")])["securityContext"]
+    assert security["seccompProfile"] == {"type": "Unconfined"}
+    _validate(list(objects.values()))

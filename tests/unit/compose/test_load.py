@@ -399,6 +399,33 @@ def test_shm_size_and_tmpfs_options_reach_the_service(tmp_path: Path) -> None:
     assert "unsupported tmpfs option 'ro'" in error(tmp_path, ro)
 
 
+@pytest.mark.parametrize(
+    ("options", "seccomp", "warned"),
+    [
+        ("['no-new-privileges:true']", True, False),  # always set by envkit
+        ("[no-new-privileges]", True, False),
+        ("['seccomp:unconfined']", False, False),
+        ("['seccomp=unconfined', 'apparmor:unconfined', 'label=disable']", False, True),
+        ("['no-new-privileges=false']", True, True),
+    ],
+)
+def test_security_opt_as_docker_takes_it(
+    tmp_path: Path, options: str, seccomp: bool, warned: bool
+) -> None:
+    project = loaded(
+        tmp_path, f"services:\n  a:\n    image: busybox\n    security_opt: {options}\n"
+    )
+    assert project.stack["a"].seccomp is seccomp
+    assert bool(project.warnings) is warned, project.warnings
+    again = to_compose(project)["services"]["a"]
+    assert ("security_opt" in again) is not seccomp
+
+
+def test_a_security_opt_envkit_cannot_honour_is_refused(tmp_path: Path) -> None:
+    text = "services:\n  a:\n    image: busybox\n    security_opt: ['seccomp=/x.json']\n"
+    assert "services.a.security_opt[0]: 'seccomp=/x.json' is not supported" in error(tmp_path, text)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)

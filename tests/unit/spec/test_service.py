@@ -146,6 +146,7 @@ def test_memory(value: object, expected: int) -> None:
         ("stop_grace_period", -1),
         ("shm_size", "lots"),
         ("shm_size", 0),
+        ("seccomp", "no"),
         ("stop_grace_period", "30s"),
         ("read_only", "yes"),
         ("user", "a b"),
