@@ -42,6 +42,13 @@ class RunCommand:
             help="mount a fresh tmpfs (options: size=64m, mode=1770)",
         )
         add("--shm-size", metavar="SIZE", help="size of /dev/shm, e.g. 1g (default 64m)")
+        add(
+            "--ulimit",
+            action="append",
+            default=[],
+            metavar="NAME=SOFT[:HARD]",
+            help="a resource limit, e.g. nofile=1024:2048 (-1: unlimited)",
+        )
         add("-w", "--workdir", metavar="DIR", help="working directory inside the container")
         add("-u", "--user", metavar="USER[:GROUP]", help="name or uid, optionally :group")
         add("--hostname", metavar="NAME", help="default: the short container id")
@@ -135,6 +142,7 @@ class RunCommand:
             tty=args.tty,
             memory=args.memory,
             shm_size=args.shm_size,
+            ulimits=_ulimits(args.ulimit),
             cpus=args.cpus,
             pids_limit=args.pids_limit,
             network=args.network,
@@ -199,6 +207,15 @@ def _seccomp(options: Sequence[str]) -> bool:
                 "applies Docker's default seccomp profile otherwise",
             )
     return confined
+
+
+def _ulimits(flags: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``--ulimit NAME=SOFT[:HARD]`` flags by name (a later one wins, as docker's)."""
+    if not flags:
+        return {}
+    from envkit.spec.ulimits import parse_flag  # lazy: only with --ulimit
+
+    return {name: (soft, hard) for name, soft, hard in map(parse_flag, flags)}
 
 
 def _entrypoint(value: str | None) -> list[str] | None:

@@ -85,6 +85,13 @@ class ContainerParts:
                 "init",
                 "Kubernetes runs no init process in a container: build one (tini) into the image",
             )
+        if service.ulimits:
+            self.warn(
+                service.name,
+                "ulimits",
+                "a pod spec has no per-container resource limits of this kind: the node's "
+                "container runtime sets them (containerd's and CRI-O's defaults)",
+            )
         if service.stop_signal is not None:
             self.warn(
                 service.name,

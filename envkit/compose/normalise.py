@@ -207,6 +207,11 @@ def _service(
         ]
     if not service.seccomp:
         out["security_opt"] = ["seccomp=unconfined"]
+    if service.ulimits:
+        out["ulimits"] = {
+            name: soft if soft == hard else {"soft": soft, "hard": hard}
+            for name, soft, hard in service.ulimits
+        }
     if service.shm_size is not None:
         out["shm_size"] = str(service.shm_size)  # bytes, as compose writes it
     if service.stop_grace_period is not None:

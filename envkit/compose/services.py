@@ -18,6 +18,7 @@ from envkit.errors import SpecError
 from envkit.runtime.config import TmpfsMount
 from envkit.spec.image import Image
 from envkit.spec.service import Service
+from envkit.spec.ulimits import parse as parse_ulimits
 
 #: Labels on every service of a compose file (compose puts them on its containers).
 PROJECT_LABEL = "com.docker.compose.project"
@@ -89,6 +90,15 @@ class Services(ServiceLinks):
             options["shm_size"] = scalar_text(body["shm_size"])
         if body.get("security_opt") is not None:
             self.security_options(body, where, options)
+        if body.get("ulimits") is not None:
+            found = self.spec(
+                body.line_of("ulimits"),
+                f"{where}.ulimits",
+                parse_ulimits,
+                "ulimits",
+                body["ulimits"],
+            )
+            options["ulimits"] = {name: (soft, hard) for name, soft, hard in found}
         for key in ("cap_add", "cap_drop"):
             if body.get(key) is not None:
                 options[key] = list(body[key])

@@ -46,6 +46,7 @@ RUN_KEYWORDS = (
     "pull_output",
     "stop_signal",
     "shm_size",
+    "ulimits",
 )
 
 
@@ -113,6 +114,7 @@ class RunOptions:
         self.pull = pull
         self.pull_output: TextIO | None = options.get("pull_output")
         self.shm_size: int = _shm_size(options.get("shm_size"))
+        self.ulimits: tuple[tuple[str, int, int], ...] = _ulimits(options.get("ulimits"))
         self.stop_signal: str | int | None = options.get("stop_signal")
         if self.stop_signal is not None:
             from envkit.spec.signals import number  # lazy: only with a stop signal
@@ -144,6 +146,15 @@ def _shm_size(value: str | int | None) -> int:
     from envkit.spec import validate  # lazy: only with --shm-size
 
     return validate.size("shm_size", value, what="size of /dev/shm")
+
+
+def _ulimits(value: Mapping[str, int | tuple[int, int]] | None) -> tuple[tuple[str, int, int], ...]:
+    """(name, soft, hard) limits from ``{name: n or (soft, hard)}``."""
+    if not value:
+        return ()
+    from envkit.spec import ulimits  # lazy: only with limits
+
+    return ulimits.parse("ulimits", value)
 
 
 def _networks(network: str | Sequence[str] | None) -> list[str]:

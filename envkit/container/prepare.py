@@ -147,6 +147,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             seccomp=options.seccomp,
             capabilities=capabilities,
             shm_size=options.shm_size,
+            ulimits=options.ulimits,
         )
     except BaseException:
         if network is not None:

@@ -72,6 +72,11 @@ class RunKwargs(ExecKwargs, total=False):
     """The size of ``/dev/shm`` (``--shm-size``): ``"1g"``, ``"256m"`` or bytes.
     Default: docker's 64m."""
 
+    ulimits: Mapping[str, int | tuple[int, int]]
+    """Resource limits of the container's processes (``--ulimit``): docker's names
+    (``nofile``, ``nproc``, ``core``, ...) to a number or ``(soft, hard)``; ``-1`` is
+    unlimited. Raising a hard limit needs root (rootless: refused, naming the limit)."""
+
     hostname: str | None
     """The container's hostname (``--hostname``). Default: the first 12 hex digits of its
     id."""

@@ -175,6 +175,7 @@ class ContainerConfig:
         "tty",
         "tty_size",
         "uid",
+        "ulimits",
         "upper_dir",
         "userns",
         "work_dir",
@@ -205,6 +206,7 @@ class ContainerConfig:
         host_network: bool = False,
         capabilities: frozenset[int] | None = None,
         shm_size: int = 0,
+        ulimits: Sequence[tuple[str, int, int]] = (),
     ) -> None:
         self.layers = layers
         self.argv = argv
@@ -229,6 +231,9 @@ class ContainerConfig:
         self.host_network = host_network
         self.capabilities = capabilities
         self.shm_size = shm_size
+        self.ulimits: tuple[tuple[str, int, int], ...] = tuple(
+            (str(name), int(soft), int(hard)) for name, soft, hard in ulimits
+        )
         self._validate()
 
     def replace(self, **changes: Any) -> ContainerConfig:
@@ -278,6 +283,8 @@ class ContainerConfig:
             BindMount(*m[1:]) if m[0] == "bind" else TmpfsMount(*m[1:])
             for m in fields.get("mounts", ())
         ]
+        if "ulimits" in fields:
+            fields["ulimits"] = [tuple(u) for u in fields["ulimits"]]
         if "tty_size" in fields:
             fields["tty_size"] = tuple(fields["tty_size"])
         if fields.get("capabilities") is not None:

@@ -33,6 +33,7 @@ from envkit.runtime.config import ExecConfig
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import NoReturn
 
     from envkit.host.syscall_seam import Syscalls
@@ -82,6 +83,26 @@ def target_process(init_pid: int) -> int:
     return int(children[0]) if children else init_pid
 
 
+def container_limits(pid: int) -> list[tuple[int, tuple[int, int]]]:
+    """The resource limits of container process ``pid`` that differ from this
+    process's (docker's exec runs with the container's ``--ulimit``s); none when they
+    cannot be read."""
+    import resource  # lazy: exec only
+
+    found = []
+    for name in dir(resource):
+        if not name.startswith("RLIMIT_"):
+            continue
+        which = getattr(resource, name)
+        try:
+            theirs = resource.prlimit(pid, which)
+        except OSError:
+            return []
+        if theirs != resource.getrlimit(which):
+            found.append((which, theirs))
+    return found
+
+
 def start(init_pid: int, config: ExecConfig) -> ExecProcess:
     """Start ``config.argv`` in the container whose init is ``init_pid``.
 
@@ -92,6 +113,7 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
         # Before the fork: the filter's file is not in the container.
         seccomp.prepare(caps.seccomp_caps(config.capabilities))
     target = target_process(init_pid)
+    limits = container_limits(target)
     fds = []
     try:
         for ns in NAMESPACES:
@@ -114,7 +136,7 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
             os.close(err_r)
             if parent_sock is not None:
                 parent_sock.close()
-            _helper(config, fds, err_w, child_sock)
+            _helper(config, fds, err_w, child_sock, limits=limits)
         for fd in (*fds, err_w):
             os.close(fd)
         if child_sock is not None:
@@ -142,11 +164,21 @@ def _helper(
     err_w: int,
     console: socket.socket | None,
     kernel: Syscalls = syscalls,
+    *,
+    limits: Sequence[tuple[int, tuple[int, int]]] = (),
 ) -> NoReturn:
     """The exec helper (forked by :func:`start`); its kernel calls, and the command's up
-    to the exec, go through ``kernel`` (the syscall seam)."""
+    to the exec, go through ``kernel`` (the syscall seam). ``limits``: the container's
+    resource limits, taken on before joining its user namespace (a raised hard limit
+    needs this process's host capability)."""
     step = "prepare"
     try:
+        if limits:
+            step = "resource limits"
+            import resource  # loaded by container_limits before the fork
+
+            for which, pair in limits:
+                resource.setrlimit(which, pair)
         # Before anything of the container can see this process: not dumpable (no
         # ptrace, no /proc/PID/{environ,fd,exe,mem} for the container's processes, which
         # run as the same host uid when rootless), the caller's command line and

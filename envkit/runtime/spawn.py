@@ -38,7 +38,7 @@ from envkit.runtime.config import BindMount, ContainerConfig
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from threading import RLock
     from types import TracebackType
     from typing import NoReturn
@@ -377,11 +377,50 @@ def _handshake(
     if config.on_namespaces is not None:
         config.on_namespaces(monitor)
         _check_bind_sources(config)
+    if config.ulimits:
+        apply_ulimits(monitor, config.ulimits)
     os.write(go_w, b"g")
     pid_text = os.read(sync_r, 32)
     if not pid_text:
         raise _early_failure(err_r)
     return int(pid_text)
+
+
+def apply_ulimits(pid: int, ulimits: Sequence[tuple[str, int, int]]) -> None:
+    """Set ``ulimits`` (docker's names, -1 unlimited) on ``pid`` from the host side, as
+    runc does with prlimit: its children (the container's pid 1) inherit them. A hard
+    limit above this process's needs CAP_SYS_RESOURCE on the host (root)."""
+    import resource  # lazy: only with --ulimit
+
+    for name, soft, hard in ulimits:
+        which = getattr(resource, f"RLIMIT_{name.upper()}")
+        limits = (
+            resource.RLIM_INFINITY if soft == -1 else soft,
+            resource.RLIM_INFINITY if hard == -1 else hard,
+        )
+        try:
+            resource.prlimit(pid, which, limits)
+        except (PermissionError, ValueError) as exc:
+            _, own = resource.getrlimit(which)
+            mine = "unlimited" if own == resource.RLIM_INFINITY else str(own)
+            if _may_raise_limits():
+                why, hint = f"the kernel refused it ({exc})", "nofile is at most fs.nr_open"
+            else:
+                why = f"above this user's hard limit ({mine}); raising it needs CAP_SYS_RESOURCE"
+                hint = f"ask for at most {mine}, or raise the user's hard limit (limits.conf)"
+            raise StartError(
+                f"ulimit {name}={soft}:{hard}: {why}", exit_code=2, hint=hint
+            ) from None
+
+
+def _may_raise_limits() -> bool:
+    """Whether this process holds CAP_SYS_RESOURCE (root of a normal host does; root of
+    a container may not)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return caps.CAP["SYS_RESOURCE"] in caps.parse_mask(line.split()[1])
+    return False
 
 
 def _early_failure(err_r: int) -> StartError:

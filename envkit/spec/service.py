@@ -20,6 +20,7 @@ from envkit.spec.ports import PortMapping, parse_ports
 from envkit.spec.readiness import Ready, ready_list
 from envkit.spec.secret import Secret, secret_list
 from envkit.spec.signals import name as signal_name
+from envkit.spec.ulimits import parse as parse_ulimits
 from envkit.spec.volume import Volume
 
 Condition = Literal["started", "healthy", "completed"]
@@ -71,6 +72,7 @@ class Service(Frozen, SpecObject):
     stop_grace_period: float | None
     shm_size: int | None
     seccomp: bool
+    ulimits: tuple[tuple[str, int, int], ...]
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class Service(Frozen, SpecObject):
         stop_grace_period: float | None = None,
         shm_size: str | int | None = None,
         seccomp: bool = True,
+        ulimits: Mapping[str, int | tuple[int, int] | Mapping[str, int]] | None = None,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -200,6 +203,7 @@ class Service(Frozen, SpecObject):
             else validate.size(f"{svc}.shm_size", shm_size, what="size of /dev/shm"),
         )
         set_(self, "seccomp", validate.boolean(f"{svc}.seccomp", seccomp))
+        set_(self, "ulimits", parse_ulimits(f"{svc}.ulimits", ulimits or {}))
         _check_targets(svc, self)
 
     @property
@@ -249,6 +253,7 @@ class Service(Frozen, SpecObject):
                 ),
                 **({"shm_size": self.shm_size} if self.shm_size is not None else {}),
                 **({"seccomp": False} if not self.seccomp else {}),
+                **({"ulimits": [list(u) for u in self.ulimits]} if self.ulimits else {}),
             },
         )
 

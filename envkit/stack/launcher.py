@@ -257,6 +257,7 @@ class Launcher:
                 tmpfs=list(spec.tmpfs),
                 shm_size=spec.shm_size,
                 seccomp=spec.seccomp,
+                ulimits={name: (soft, hard) for name, soft, hard in spec.ulimits},
                 workdir=spec.workdir,
                 user=spec.user,
                 hostname=spec.hostname or name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -290,6 +291,39 @@ def test_a_service_without_seccomp_runs_unfiltered_and_the_default_is_filtered(
             for name in ("plain", "loose")
         }
     assert modes == {"plain": ["Seccomp:", "2"], "loose": ["Seccomp:", "0"]}
+    assert leftovers(home) == []
+
+
+def test_ulimits_reach_the_container_and_one_above_the_hard_limit_is_refused(
+    home: Path,
+) -> None:
+    """compose's ``ulimits`` (``Service(ulimits=...)``) and ``run --ulimit``: lower limits
+    than envkit's own always work (root and rootless); a hard limit above envkit's own is
+    refused with exit 2 naming it, unless envkit may raise it (CAP_SYS_RESOURCE)."""
+    web = Service(
+        "web",
+        image=BUSYBOX,
+        init=True,
+        command=["sleep", "600"],
+        ulimits={"nofile": (512, 1024), "core": 0},
+    )
+    with Stack("lim", services=[web]).up() as running:
+        shown = running["web"].exec(["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"]).output
+    assert shown.split() == ["512", "1024", "0"]
+    done = cli(
+        home, ["run", "--rm", "--ulimit", "nofile=256:300", BUSYBOX, "sh", "-c", "ulimit -n"]
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["256"], done
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    above = min(hard + 1, 1 << 20)  # fs.nr_open's default caps nofile for everyone
+    with open("/proc/self/status") as status:
+        may_raise = any(
+            line.startswith("CapEff:") and int(line.split()[1], 16) >> 24 & 1 for line in status
+        )
+    if above > hard and not may_raise:
+        refused = cli(home, ["run", "--rm", "--ulimit", f"nofile={above}", BUSYBOX, "true"])
+        assert refused.returncode == 2, refused
+        assert f"ulimit nofile={above}:{above}: above this user's hard limit" in refused.stderr
     assert leftovers(home) == []
 
 

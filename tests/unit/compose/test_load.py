@@ -426,6 +426,21 @@ def test_a_security_opt_envkit_cannot_honour_is_refused(tmp_path: Path) -> None:
     assert "services.a.security_opt[0]: 'seccomp=/x.json' is not supported" in error(tmp_path, text)
 
 
+def test_ulimits_as_compose_writes_them(tmp_path: Path) -> None:
+    text = (
+        "services:\n  db:\n    image: busybox\n    ulimits:\n      nproc: 65535\n"
+        "      nofile: {soft: 20000, hard: 40000}\n"
+    )
+    project = loaded(tmp_path, text)
+    assert project.stack["db"].ulimits == (("nofile", 20000, 40000), ("nproc", 65535, 65535))
+    assert to_compose(project)["services"]["db"]["ulimits"] == {
+        "nofile": {"soft": 20000, "hard": 40000},
+        "nproc": 65535,
+    }
+    bad = "services:\n  db:\n    image: busybox\n    ulimits: {nofiles: 1}\n"
+    assert "compose.yaml:4: services.db.ulimits:" in error(tmp_path, bad)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)

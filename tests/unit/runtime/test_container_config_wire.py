@@ -27,6 +27,8 @@ def _config(**changes: object) -> ContainerConfig:
         "die_with_parent": False,
         "tty": True,
         "tty_size": (24, 80),
+        "ulimits": [("nofile", 1024, 2048), ("core", -1, -1)],
+        "shm_size": 1 << 30,
         "capabilities": frozenset({0, 1, 21}),
     }
     fields.update(changes)
@@ -41,7 +43,9 @@ def test_round_trip_through_json_keeps_every_field() -> None:
         if name in ContainerConfig.LOCAL_FIELDS:
             continue
         want = getattr(config, name)
-        want = list(want) if isinstance(want, tuple) and name != "tty_size" else want
+        # tuples stay tuples where the config makes them so, others come back as lists
+        kept = name in ("tty_size", "ulimits")
+        want = list(want) if isinstance(want, tuple) and not kept else want
         assert getattr(back, name) == want, name
         compared.append(name)
     assert {"argv", "env", "layers", "mounts"} <= set(compared), compared
