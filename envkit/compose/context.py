@@ -53,6 +53,8 @@ class Context:
         self.built_refs: dict[str, Image] = {}
         self.builds: dict[str, BuildSpec] = {}
         self.service_networks: dict[str, dict[str, tuple[str, ...]]] = {}
+        #: names other services' ``links: [SERVICE:ALIAS]`` give each service
+        self.link_aliases: dict[str, set[str]] = {}
 
     # -- helpers -------------------------------------------------------------------------
 

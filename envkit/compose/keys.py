@@ -18,7 +18,7 @@ SERVICE = frozenset(
         "volumes", "networks", "depends_on", "healthcheck", "restart", "secrets", "user",
         "working_dir", "init", "profiles", "hostname", "tmpfs", "read_only", "mem_limit",
         "cpus", "pids_limit", "cap_add", "cap_drop", "labels", "deploy", "scale",
-        "stop_signal", "stop_grace_period", "shm_size", "security_opt", "ulimits",
+        "stop_signal", "stop_grace_period", "shm_size", "security_opt", "ulimits", "links",
     }
 )  # fmt: skip
 

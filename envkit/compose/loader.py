@@ -227,6 +227,7 @@ class _Project(Resources, Services):
         self.top_networks(name)
         self.top_secrets(name)
         active = self.active(services)
+        self.read_links(services, active)
         built: list[Service] = []
         # Services that build first: another may run the image one of them builds.
         builders = [n for n in active if services[n].get("build") is not None]

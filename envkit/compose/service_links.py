@@ -177,10 +177,40 @@ class ServiceLinks(Context):
             kwargs["retries"] = value["retries"]
         return self.spec(value.line_of("test"), where, Healthcheck, form, **kwargs)
 
+    def read_links(self, services: Map, active: list[str]) -> None:
+        """compose's legacy ``links: [SERVICE[:ALIAS]]``: each ALIAS becomes a name of
+        SERVICE on its networks (:attr:`link_aliases`); :meth:`depends_on` adds the
+        dependency a link implies."""
+        for name in active:
+            body = services[name]
+            value = body.get("links")
+            if value is None:
+                continue
+            line = body.line_of("links")
+            if not isinstance(value, list):
+                raise self.rep.error(line, f"services.{name}.links", "expected a list")
+            for i, item in enumerate(value):
+                target, _, alias = str(item).partition(":")
+                if target not in active:
+                    raise self.rep.error(
+                        line,
+                        f"services.{name}.links[{i}]",
+                        f"links to {target!r}, which is not an active service",
+                        "fix the name or add the service",
+                    )
+                if alias and alias != target:
+                    self.link_aliases.setdefault(target, set()).add(alias)
+
+    def links(self, body: Map) -> list[str]:
+        """The services ``body`` links to."""
+        value = body.get("links")
+        return [str(item).partition(":")[0] for item in value] if isinstance(value, list) else []
+
     def depends_on(self, name: str, body: Map, where: str, active: list[str]) -> dict[str, str]:
+        linked = dict.fromkeys(self.links(body), "started")  # a link is a dependency, too
         value = body.get("depends_on")
         if value is None:
-            return {}
+            return linked
         line = body.line_of("depends_on")
         services = self.mapping(self.doc, "services")
         out: dict[str, str] = {}
@@ -237,7 +267,7 @@ class ServiceLinks(Context):
                     "fix the name or add the service",
                 )
             out[target] = condition
-        return out
+        return {**linked, **out}
 
     def service_network_options(
         self, name: str, body: Map, where: str, options: dict[str, Any]
@@ -251,8 +281,11 @@ class ServiceLinks(Context):
                 "services join the stack's networks",
             )
         joined: dict[str, tuple[str, ...]] = {}
+        linked = tuple(sorted(self.link_aliases.get(name, ())))
         if value is None:
-            self.service_networks[name] = {DEFAULT_NETWORK: ()}
+            self.service_networks[name] = {DEFAULT_NETWORK: linked}
+            if linked:
+                options["aliases"] = list(linked)
             return
         if isinstance(value, Seq):
             joined = {str(n): () for n in value}
@@ -303,5 +336,8 @@ class ServiceLinks(Context):
             networks.append(found)
         if list(joined) != [DEFAULT_NETWORK]:  # the default alone: as when none is named
             options["networks"] = networks
+        # a link's alias is a name on every network of the service (compose scopes it to
+        # the linking container; envkit's names are per network)
+        joined = {net: tuple(sorted({*names, *linked})) for net, names in joined.items()}
         options["aliases"] = sorted({a for names in joined.values() for a in names})
         self.service_networks[name] = joined

@@ -441,6 +441,30 @@ def test_ulimits_as_compose_writes_them(tmp_path: Path) -> None:
     assert "compose.yaml:4: services.db.ulimits:" in error(tmp_path, bad)
 
 
+def test_links_are_dependencies_and_their_aliases_names_of_the_target(tmp_path: Path) -> None:
+    """compose's legacy ``links``: ``db`` and ``cache:redis`` make web depend on both
+    (started, as a link implies) and make ``redis`` a name of cache; a declared
+    ``depends_on`` condition wins."""
+    text = """\
+        services:
+          web:
+            image: busybox
+            links: [db, "cache:redis"]
+            depends_on: {db: {condition: service_healthy}}
+          db:
+            image: busybox
+            healthcheck: {test: [CMD, "true"]}
+          cache:
+            image: busybox
+        """
+    stack = loaded(tmp_path, text).stack
+    assert dict(stack["web"].depends_on) == {"db": "healthy", "cache": "started"}
+    assert stack["cache"].aliases == ("redis",)
+    assert stack["db"].aliases == ()
+    bad = "services:\n  web:\n    image: busybox\n    links: [nothere]\n"
+    assert "services.web.links[0]: links to 'nothere'" in error(tmp_path, bad)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)
