@@ -613,6 +613,7 @@ class _Importer:
         flags = self.flags(node, "RUN")
         secrets: list[Secret] = []
         caches: dict[str, str] = {}
+        binds: dict[str, str] = {}
         for spec in flags.get("mount", []):
             text = self.known_word(node, stage, spec, "--mount")
             try:
@@ -623,6 +624,8 @@ class _Importer:
                 secrets.append(mount.secret)
             if mount.cache is not None:
                 caches[mount.cache[0]] = mount.cache[1]
+            if mount.bind is not None:
+                binds[mount.bind[0]] = mount.bind[1]
         network = flags.get("network", [None])[-1]
         if network not in (None, "default", "none", "host"):
             raise self.error(
@@ -640,7 +643,7 @@ class _Importer:
         env = stage.args_in_force()
         try:
             stage.image = stage.image.run(
-                argv, secrets=secrets, caches=caches, network=net, env=env
+                argv, secrets=secrets, caches=caches, network=net, env=env, binds=binds
             )
         except SpecError as exc:
             raise self.error(node, f"RUN: {exc.message}", exc.hint) from None

@@ -85,15 +85,19 @@ def parse_flags(flags: list[str], name: str) -> dict[str, list[str]]:
 
 
 class Mount(Value):
-    """What one ``RUN --mount`` gives: a build secret, or a cache (target, id)."""
+    """What one ``RUN --mount`` gives: a build secret, a cache (target, id) or a bind of
+    the build context (target, source)."""
 
     secret: Secret | None = None
     cache: tuple[str, str] | None = None
+    bind: tuple[str, str] | None = None
 
 
 def run_mount(text: str, given: dict[str, Secret]) -> Mount:
     """``RUN --mount=<text>``: ``type=secret`` (its source from ``given`` by id, else the
-    environment variable of that name) or ``type=cache``; other types are refused."""
+    environment variable of that name), ``type=cache`` or ``type=bind`` (the default
+    type: a build context path, ``.`` unless ``source=`` says); other types, and a bind
+    ``from=`` another stage or image, are refused."""
     options: dict[str, str] = {}
     for part in text.split(","):
         key, eq, value = part.partition("=")
@@ -110,9 +114,22 @@ def run_mount(text: str, given: dict[str, Secret]) -> Mount:
         ident = options.pop("id", None) or target.strip("/").replace("/", "_") or "root"
         _reject(options, kind)
         return Mount(cache=(target, ident))
+    if kind == "bind":
+        if not target:
+            raise FlagError("RUN: a bind mount needs target=", "target=requirements.txt")
+        if "from" in options:
+            raise FlagError(
+                "RUN --mount=type=bind,from= is not supported yet",
+                "COPY --from=STAGE what the step needs first",
+            )
+        source = options.pop("source", None) or options.pop("src", None) or "."
+        for flag in ("rw", "readwrite", "ro", "readonly"):
+            options.pop(flag, None)  # writes to a bind are discarded either way
+        _reject(options, kind)
+        return Mount(bind=(target, source))
     raise FlagError(
         f"RUN --mount=type={kind} is not supported",
-        "envkit supports type=secret and type=cache; copy files with COPY",
+        "envkit supports type=secret, type=cache and type=bind; copy files with COPY",
     )
 
 

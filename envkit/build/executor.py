@@ -348,6 +348,8 @@ class Builder:
                 epoch=self.epoch,
                 compression=self.compression,
                 on_output=lambda line: self.progress.output(sid, line),
+                bind_context=planned.context or context,
+                bind_inputs=planned.inputs,
             )
             return state.with_layer(info.descriptor(), info.diff_id, created_by)
         if isinstance(step, st.Copy):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from envkit.build.context import ContextHasher, hash_file
@@ -128,6 +128,16 @@ def step_definition(step: st.Step) -> dict[str, Any]:
     return body
 
 
+def bind_inputs(hasher: ContextHasher, binds: Sequence[tuple[str, str]]) -> str:
+    """What a run's context binds show it (:func:`bind_key` of their selections)."""
+    return bind_key([(target, hasher.select(src).digest) for target, src in binds])
+
+
+def bind_key(digests: Sequence[tuple[str, str]]) -> str:
+    """The inputs of a run's binds: each target with its selection's digest."""
+    return key_of({"binds": [list(pair) for pair in digests]})
+
+
 def step_key(parent: str, step: st.Step, inputs: str | None = None) -> str:
     """The cache key of ``step`` run on ``parent`` reading ``inputs``."""
     secrets: list[str] = []
@@ -195,6 +205,9 @@ class _Planner:
                     read_from = step_context
                     hasher = self._hasher(step_context, dockerfile)
                     inputs = hasher.select(step.src, step.ignore).digest
+            elif isinstance(step, st.Run) and step.binds:
+                read_from = step_context
+                inputs = bind_inputs(self._hasher(step_context, dockerfile), step.binds)
             key = step_key(parent, step, inputs)
             planned.append(StepPlan(step, key, parent, inputs, read_from, from_stage))
             parent = key

@@ -53,6 +53,8 @@ def execute_run(
     epoch: int,
     compression: Compression,
     on_output: Callable[[str], None],
+    bind_context: Path | None = None,
+    bind_inputs: str | None = None,
 ) -> LayerInfo:
     """Run ``step`` on ``state``; its layer, written to the store. Raises
     :class:`BuildError` naming the step, its exit code and last output lines."""
@@ -86,6 +88,11 @@ def execute_run(
             mounts: list[Mount] = list(secret_mounts.mounts)
             for target, cache_id in step.caches:
                 mounts.append(BindMount(str(cache.mount_dir(cache_id)), target))
+            if step.binds:
+                from envkit.build.context_binds import context_binds  # lazy: binds only
+
+                context = bind_context or base_dir or Path.cwd()
+                mounts += context_binds(step.binds, context, bind_inputs, state_dir / "binds", cwd)
             host_network = step.network != "none"
             if host_network and os.path.isfile(HOST_RESOLV_CONF):
                 mounts.append(BindMount(HOST_RESOLV_CONF, "/etc/resolv.conf", readonly=True))

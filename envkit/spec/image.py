@@ -156,6 +156,7 @@ class Image(Value, SpecObject):
         caches: Mapping[str, str] | None = None,
         network: Literal["host", "none"] | None = None,
         env: Mapping[str, str] | None = None,
+        binds: Mapping[str, str | os.PathLike[str]] | None = None,
         **unknown: Never,
     ) -> Self:
         """Run a command: a string runs through ``/bin/sh -c``, a list is run as is.
@@ -164,7 +165,10 @@ class Image(Value, SpecObject):
         the layer. ``caches`` maps a target path to a cache id: a directory kept between
         builds (``{"/root/.cache/pip": "pip"}``), not part of the layer. ``network``:
         ``None`` (default build network), ``"host"`` or ``"none"``. ``env`` applies to
-        this step only.
+        this step only. ``binds`` maps a target path (relative: below the working
+        directory) to a build context path, shown to this step only and not part of the
+        layer (a Dockerfile's ``RUN --mount=type=bind``): the step runs again when those
+        files change, as a copy would. Writes to them are discarded.
         """
         validate.reject_unknown("Image.run", unknown, Image.run)
         argv = _command("Image.run(cmd)", cmd)
@@ -183,7 +187,16 @@ class Image(Value, SpecObject):
         if network is not None:
             validate.choice("Image.run(network)", network, ("host", "none"))
         env_pairs = validate.str_mapping("Image.run(env)", env or {}, key_check=validate.env_name)
-        return self._then(st.Run(argv, found, cache_pairs, network, env_pairs))
+        bind_pairs = tuple(
+            sorted(
+                (
+                    validate.string("Image.run(binds)", target),
+                    validate.path("Image.run(binds)", src),
+                )
+                for target, src in (binds or {}).items()
+            )
+        )
+        return self._then(st.Run(argv, found, cache_pairs, network, env_pairs, bind_pairs))
 
     def copy(
         self,

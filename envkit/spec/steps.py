@@ -29,6 +29,7 @@ class Run(Value):
     caches: Pairs = ()  # (target path, cache id)
     network: Literal["host", "none"] | None = None
     env: Pairs = ()
+    binds: Pairs = ()  # (target path, build context source), read-only for the step
 
     def canonical(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,8 @@ class Run(Value):
             "caches": pairs_to_dict(self.caches),
             "network": self.network,
             "env": pairs_to_dict(self.env),
+            # only when given: a run without binds keeps the key it always had
+            **({"binds": pairs_to_dict(self.binds)} if self.binds else {}),
         }
 
 

@@ -373,6 +373,37 @@ def test_dockerfile_build_args_and_target_in_a_context_of_its_own(home: Path, ct
     assert other.digest != result.digest
 
 
+def test_run_mount_bind_shows_context_files_to_one_step_only(
+    home: Path, ctx: Path, tmp_path: Path
+) -> None:
+    """``docker init``'s ``RUN --mount=type=bind,source=F,target=F`` and
+    ``--mount=type=bind,target=.,rw``: the step reads the context files (the ignore file
+    applies: no secret.key), what it writes there is discarded, nothing of the mounts is
+    in the layer, and the step runs again when, and only when, a bound file changes."""
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BUSYBOX}\nWORKDIR /w\n"
+        "RUN --mount=type=bind,source=app.txt,target=app.txt cat app.txt > /seen-app\n"
+        "RUN --mount=type=bind,target=.,rw ls -a . > /seen-all && echo x > scribble\n"
+    )
+    image = Image.from_dockerfile("Dockerfile", context=".")
+    first = build(image, ctx, tag="bind:1")
+    code, out = _run("bind:1", ["sh", "-c", "cat /seen-app; cat /seen-all; ls -a /w"], tmp_path)
+    assert code == 0, out
+    seen_app, rest = out.split("\n", 1)
+    assert seen_app == "app v1"
+    assert "src" in rest.split() and "app.txt" in rest.split()
+    assert "secret.key" not in rest.split(), "the ignore file did not apply to the bind"
+    assert "scribble" not in rest.split(), "a write to a bind reached the image"
+    names = {m.name for layer in _layer_members(first)[1:] for m in layer}
+    assert not {"w/app.txt", "w/scribble", "w/src"} & names, names
+    (ctx / "secret.key").write_text("changed, but ignored\n")
+    assert build(image, ctx).executed == 0
+    (ctx / "src" / "main.sh").write_text("echo changed\n")
+    assert build(image, ctx).executed == 1  # the "." bind only
+    (ctx / "app.txt").write_text("app v2\n")
+    assert build(image, ctx).executed == 2
+
+
 def test_concurrent_builds_share_entries_and_run_a_step_once(home: Path, tmp_path: Path) -> None:
     (tmp_path / "img.py").write_text(
         "from envkit import Image\n"

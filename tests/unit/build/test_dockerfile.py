@@ -220,7 +220,9 @@ ERRORS = [
     ("FROM busybox\nEXPOSE", 2, "EXPOSE requires at least one argument"),
     ('FROM busybox\nCMD [ "echo", [ "nested json" ] ]', 2, "arrays must be comprised of strings"),
     ("FROM busybox\nADD https://example.org/x.tgz /x", 2, "URL"),
-    ("FROM busybox\nRUN --mount=type=bind,source=.,target=/s make", 2, "type=bind"),
+    ("FROM busybox\nRUN --mount=type=bind,from=build,target=/s make", 2, "from= is not"),
+    ("FROM busybox\nRUN --mount=type=bind,source=. make", 2, "needs target="),
+    ("FROM busybox\nRUN --mount=type=tmpfs,target=/t make", 2, "type=tmpfs is not"),
     ("FROM busybox\nRUN --mount=type=secret,id=t,env=T make", 2, "env="),
     ("FROM busybox\nRUN --mount=type=secret,id=t,target=/etc/t make", 2, "outside /run/secrets"),
     ("FROM busybox\nRUN --mount=type=cache,target=/c,uid=1 make", 2, "uid="),
@@ -310,3 +312,22 @@ def test_platform_args_expand_in_the_base_name_without_an_arg(tmp_path: Path) ->
     image = _parse(tmp_path, "FROM busybox:$TARGETOS-$TARGETARCH\n")
     arch = _platform_args()["TARGETARCH"]
     assert image.base == Image.from_(f"busybox:linux-{arch}").base
+
+
+def test_run_mount_bind_is_a_bind_of_the_build_context(tmp_path: Path) -> None:
+    """``docker init``'s templates: ``--mount=type=bind,source=F,target=F`` and
+    ``--mount=type=bind,target=.`` (the whole context); ``rw`` is accepted (writes are
+    discarded) and a mount without ``type=`` is a bind, as BuildKit's default."""
+    image = _parse(
+        tmp_path,
+        "FROM busybox\nWORKDIR /app\n"
+        "RUN --mount=type=bind,source=requirements.txt,target=requirements.txt \\\n"
+        "    --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt\n"
+        "RUN --mount=target=.,rw go build\n",
+    )
+    runs = [s for s in image.steps if s.canonical()["op"] == "run"]
+    assert runs[0].canonical()["binds"] == {"requirements.txt": "requirements.txt"}
+    assert runs[0].canonical()["caches"] == {"/root/.cache/pip": "root_.cache_pip"}
+    assert runs[1].canonical()["binds"] == {".": "."}
+    plain = _parse(tmp_path, "FROM busybox\nRUN true\n")
+    assert "binds" not in plain.steps[0].canonical()  # its key stays what it was

@@ -186,3 +186,15 @@ def test_dockerfile_base_is_imported_with_its_own_context(context: Path, tmp_pat
     assert ops == [("copy", sub), ("copy", context)]
     alone = plan(Image.scratch().copy("main.py", "/main.py"), sub)
     assert p.final.steps[0].key == alone.final.steps[0].key
+
+
+def test_a_run_binding_context_files_reruns_when_they_change_only(context: Path) -> None:
+    """``RUN --mount=type=bind``: the bound files are the run's inputs, as a copy's."""
+    image = Image.from_("busybox:1").run("pip install -r r.txt", binds={"r.txt": "app.py"})
+    first = _keys(plan(image, context))
+    (context / "src/notes.md").write_text("ignored and not bound\n")
+    assert _keys(plan(image, context)) == first
+    (context / "app.py").write_text("print('changed')\n")
+    assert _keys(plan(image, context)) != first
+    plain = Image.from_("busybox:1").run("pip install -r r.txt")
+    assert _keys(plan(plain, context)) != first
