@@ -12,10 +12,8 @@ Each container start asks the backends to :func:`attach` its volumes (``mount``,
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -200,32 +198,11 @@ def hand_to(attached: Sequence[Attached], uid: int, gid: int) -> None:
     """Give the empty volumes a service mounts to its container user (docker gives a new
     volume the owner of the image's dir; an empty one here has no other owner yet).
     Only bind mounts have a host directory to chown; a tmpfs is made by the runtime."""
-    from envkit.host import idmap  # lazy: only the supervisor; id maps stay off `up`
-
     dirs = [d for a in attached if (d := a.host_dir) is not None]
-    if not dirs:
-        return
-    maps = idmap.plan()
-    for path in dirs:
-        try:
-            if any(path.iterdir()):
-                continue
-            host = maps.to_host_uid(uid), maps.to_host_gid(gid)
-            if os.stat(path).st_uid != host[0]:
-                try:
-                    os.chown(path, *host)
-                except PermissionError:
-                    _chown_as_container_root(path, uid, gid)
-        except (OSError, EnvkitError):
-            continue  # the id is not mapped: container root keeps it
+    if dirs:
+        from envkit.container.volume_seed import hand_empty_to  # lazy: the supervisor's
 
-
-def _chown_as_container_root(path: Path, uid: int, gid: int) -> None:
-    """Chown ``path`` to container ids ``uid:gid`` from inside a user namespace mapped
-    as the containers' are: how an unprivileged caller hands a dir to a subordinate id."""
-    from envkit.host.as_root import call_as_container_root  # lazy: refused only; it forks
-
-    call_as_container_root(lambda: os.chown(path, uid, gid))
+        hand_empty_to(dirs, uid, gid)
 
 
 def remove(volumes: list[tuple[str, str]]) -> list[str]:
@@ -279,86 +256,15 @@ def remove_transient(entries: Iterable[str]) -> list[str]:
 def seed(attached: Sequence[Attached], layers: Sequence[str]) -> list[str]:
     """Copy the image's content at each named volume's mount path into the volume when
     the volume is empty (docker's rule), owners and modes kept; the volumes seeded.
-    Only volumes mounted as a host directory (a bind) writable are seeded.
-
-    ``layers`` are the image's lower dirs, top first (snapshots carry no whiteouts, so
-    the image is their union with the upper layer winning).
+    Only volumes mounted as a host directory (a bind) writable are seeded
+    (:func:`envkit.container.volume_seed.seed_dir`).
     """
-    # lazy: only the supervisor seeds; as_root forks and rootfs uses ctypes
-    from envkit.host.as_root import with_container_owners
-    from envkit.runtime.rootfs import secure_join
+    from envkit.container.volume_seed import seed_dir  # lazy: only the supervisor seeds
 
-    seeded = []
-    for mount in attached:
-        volume = mount.host_dir
-        if volume is None or mount.read_only:
-            continue
-        sources = [secure_join(layer, mount.target) for layer in reversed(layers)]
-        sources = [s for s in sources if os.path.isdir(s) and not os.path.islink(s)]
-        if not sources or any(volume.iterdir()):
-            continue
-        # Rootless, the caller could neither read a 0700 directory of a subordinate id
-        # nor give the copy its owner: the copy is made as container root then. shutil
-        # copies: imported here, before the fork (the child imports nothing).
-        import shutil  # noqa: F401
-
-        with_container_owners(partial(_seed_one, sources, str(volume)), _seed_error)
-        seeded.append(mount.name)
-    return seeded
-
-
-def _seed_error(message: str, hint: str | None = None) -> VolumeError:
-    # The child's hint (if any) gives way to what to check on this host.
-    return VolumeError(
-        f"cannot seed a volume from the image: {message}",
-        hint="`envkit doctor` checks user namespaces and subordinate ids",
-    )
-
-
-def _seed_one(sources: Sequence[str], volume: str) -> None:
-    for source in sources:
-        _copy_tree(source, volume)
-    _copy_owner(sources[-1], volume)
-
-
-def _copy_tree(source: str, target: str) -> None:
-    """Merge ``source`` into ``target`` (what is in ``source`` wins), never following a
-    symlink of either tree."""
-    import shutil  # loaded by seed() before the fork: a look-up in sys.modules here
-
-    for root, dirs, names in os.walk(source):
-        relative = os.path.relpath(root, source)
-        here = os.path.normpath(os.path.join(target, relative))
-        for name in dirs:
-            src, dst = os.path.join(root, name), os.path.join(here, name)
-            if os.path.islink(src):
-                names.append(name)  # copied as a link below, never walked into
-                continue
-            if os.path.lexists(dst) and not os.path.isdir(dst):
-                os.unlink(dst)
-            os.makedirs(dst, exist_ok=True)
-            _copy_owner(src, dst)
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-        for name in names:
-            src, dst = os.path.join(root, name), os.path.join(here, name)
-            if os.path.lexists(dst):
-                if os.path.isdir(dst) and not os.path.islink(dst):
-                    shutil.rmtree(dst)
-                else:
-                    os.unlink(dst)
-            if os.path.islink(src):
-                os.symlink(os.readlink(src), dst)
-            elif os.path.isfile(src):
-                shutil.copy2(src, dst, follow_symlinks=False)
-            else:
-                continue  # device nodes and fifos are not volume content
-            _copy_owner(src, dst)
-
-
-def _copy_owner(source: str, target: str) -> None:
-    st = os.lstat(source)
-    # An unprivileged caller keeps its own ids: container root owns the copy then.
-    with contextlib.suppress(OSError):
-        os.lchown(target, st.st_uid, st.st_gid)
-    if not os.path.islink(target):
-        os.chmod(target, st.st_mode & 0o7777)
+    return [
+        mount.name
+        for mount in attached
+        if (volume := mount.host_dir) is not None
+        and not mount.read_only
+        and seed_dir(volume, layers, mount.target)
+    ]
