@@ -33,7 +33,14 @@ class RunCommand:
         add("--name", metavar="NAME", help="container name (default: a generated one)")
         add("-e", "--env", action="append", default=[], metavar="K=V", help="set a variable")
         add("--env-file", action="append", default=[], metavar="FILE", help="K=V lines")
-        add("-v", "--volume", action="append", default=[], metavar="SRC:DST[:ro]")
+        add(
+            "-v",
+            "--volume",
+            action="append",
+            default=[],
+            metavar="SRC:DST[:ro]",
+            help="bind a host path (absolute or ./relative) or mount a named volume",
+        )
         add(
             "--tmpfs",
             action="append",

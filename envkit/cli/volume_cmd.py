@@ -46,25 +46,34 @@ class VolumeCommand:
             if not holders:
                 raise EnvkitError(f"no volume named {name!r}", hint="`envkit volume ls` lists them")
             if name in in_use:
-                raise EnvkitError(
-                    f"volume {name!r} is in use by stack {in_use[name]!r}",
-                    hint=f"`envkit down -p {in_use[name]}` first (or `down -v` removes it too)",
+                kind, holder = in_use[name]
+                hint = (
+                    f"`envkit down -p {holder}` first (or `down -v` removes it too)"
+                    if kind == "stack"
+                    else f"`envkit rm -f {holder}` first"
                 )
+                raise EnvkitError(f"volume {name!r} is in use by {kind} {holder!r}", hint=hint)
             for backend in holders:
                 remove_data(backends[backend], name)
             print(name)
         return 0
 
 
-def _in_use() -> dict[str, str]:
-    """Volume name -> the stack that is up and mounts it."""
+def _in_use() -> dict[str, tuple[str, str]]:
+    """Volume name -> ("stack", name) of a stack that is up and mounts it, or
+    ("container", name) of a container (running or not) that mounts it, as docker
+    refuses to remove a volume any container refers to."""
+    from envkit.runtime.state import all_states
     from envkit.stack.state import all_stacks
 
-    found = {}
+    found: dict[str, tuple[str, str]] = {}
+    for container in all_states():
+        for volume in container.volumes:
+            found[volume] = ("container", container.name)
     for record in all_stacks():
         if record.supervised:
             for entry in record.volumes:
-                found[entry.split(":", 1)[1]] = record.name
+                found[entry.split(":", 1)[1]] = ("stack", record.name)
     return found
 
 

@@ -15,6 +15,7 @@ from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import TextIO
 
     from envkit.network.attach import Attachment
@@ -68,7 +69,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         argv = image_config.command(settings, options.cmd, options.entrypoint)
         env = image_config.environment(settings, options.env, home=who.home)
         cwd = image_config.workdir(settings, options.workdir)
-        mounts = _mounts(options)
+        mounts, named = _mounts(options)
         capabilities = None
         if options.cap_add or options.cap_drop:
             from envkit.runtime import caps  # lazy: only with --cap-add/--cap-drop
@@ -100,11 +101,14 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             seccomp=options.seccomp,
             capabilities=None if capabilities is None else sorted(capabilities),
             stop_signal=stop_signal,
+            volumes=sorted({name for name, _, _ in named}),
         )
     network: Attachment | None = None
     try:
         os.mkdir(record.path("upper"))
         os.mkdir(record.path("work"))
+        if named:
+            mounts += _named_volumes(named, record.id, layers, who.uid, who.gid)
         hostname = options.hostname or record.id[:12]
         if options.networks or options.ports:
             # lazy: only with networks or ports (downward)
@@ -214,11 +218,53 @@ def _image_ref(image: object) -> str:
     raise SpecError("image", "expected an image name, id or Image.from_(ref)", value=image)
 
 
-def _mounts(options: RunOptions) -> list[Mount]:
+def _mounts(options: RunOptions) -> tuple[list[Mount], list[tuple[str, str, bool]]]:
+    """The bind and tmpfs mounts of ``options``, and its named volumes as (name, target,
+    read-only): docker's ``-v NAME:/path``, where a relative ``./dir`` is a host path
+    (made absolute, as docker's CLI does since 23.0)."""
     mounts: list[Mount] = []
+    named: list[tuple[str, str, bool]] = []
     for volume in options.volumes:
-        mounts.append(volume if isinstance(volume, BindMount) else BindMount.parse(volume))
+        if isinstance(volume, BindMount):
+            mounts.append(volume)
+            continue
+        source, sep, rest = volume.partition(":")
+        if source.startswith("."):
+            volume = os.path.abspath(source) + sep + rest
+        elif sep and source and not source.startswith("/"):
+            from envkit.plugins.directory_backend import check_name  # lazy: named only
+
+            parsed = BindMount.parse("/" + volume)  # the target and mode, checked as a bind's
+            named.append((check_name("volume name", source), parsed.target, parsed.readonly))
+            continue
+        mounts.append(BindMount.parse(volume))
     mounts += [TmpfsMount.parse(entry) for entry in options.tmpfs]
+    return mounts, named
+
+
+def _named_volumes(
+    named: list[tuple[str, str, bool]], mount_id: str, layers: Sequence[str], uid: int, gid: int
+) -> list[Mount]:
+    """Bind mounts of the local backend's volumes ``named``, each created when missing
+    and, when empty, seeded from the image's files at its target (docker's rule) or
+    handed to the container's user; they outlive the container (``envkit volume rm``)."""
+    # lazy: pluggy and the seeding helpers, only with named volumes
+    from pathlib import Path
+
+    from envkit.container.volume_seed import hand_empty_to, seed_dir
+    from envkit.plugins.manager import get_manager
+
+    backend = get_manager().volume_backend("local")
+    have = set(backend.list())
+    mounts: list[Mount] = []
+    for name, target, readonly in named:
+        if name not in have:
+            backend.create(name, {})
+            have.add(name)
+        path = Path(backend.mount(name, mount_id).source)
+        if not readonly and not seed_dir(path, layers, target):
+            hand_empty_to([path], uid, gid)
+        mounts.append(BindMount(str(path), target, readonly=readonly))
     return mounts
 
 

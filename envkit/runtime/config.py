@@ -56,10 +56,10 @@ class BindMount(tuple[str, str, bool]):
         if not parts[0].startswith("/"):
             raise SpecError(
                 "mount",
-                "the source must be an absolute host path",
+                "the source must be a host path or a volume name",
                 value=text,
-                hint="give the host path in full (e.g. $PWD/data:/data); named volumes are "
-                "a stack's (Volume), not run's yet",
+                hint="give the host path in full (e.g. $PWD/data:/data), or a volume name "
+                "(letters, digits, '_', '.', '-')",
             )
         return cls(parts[0], parts[1], readonly=len(parts) == 3 and parts[2] == "ro")
 

@@ -159,6 +159,7 @@ class ContainerState:
         "networks": [],
         "stack": "",
         "stop_signal": 15,
+        "volumes": [],
     }
     __slots__ = tuple(FIELDS)
 
@@ -190,6 +191,9 @@ class ContainerState:
     networks: list[str]
     stack: str
     stop_signal: int
+    #: The named volumes it mounts (``run -v NAME:/path``): ``volume rm`` refuses them
+    #: while the container exists, as docker does.
+    volumes: list[str]
 
     def __init__(self, **values: Any) -> None:
         unknown = values.keys() - self.FIELDS.keys()

@@ -208,6 +208,50 @@ def _read_until(fd: int, marker: bytes | None, timeout: float = 20) -> bytes:
     return data
 
 
+def test_run_named_volumes_persist_seed_and_are_refused_to_rm_while_used(
+    home: Path, tmp_path: Path
+) -> None:
+    """docker's ``run -v NAME:/path``: the local volume NAME is made on first use,
+    seeded from the image's files at the path when empty, kept after ``--rm``, and
+    ``volume rm`` refuses it while a container refers to it; ``-v ./dir:/x`` is a host
+    path relative to the caller's directory (docker's CLI since 23.0)."""
+    first = cli(
+        home, ["run", "--rm", "-v", "rundata:/data", BUSYBOX, "sh", "-c", "echo one > /data/f"]
+    )
+    assert first.returncode == 0, first.stderr
+    again = [
+        "run",
+        "--rm",
+        "-v",
+        "rundata:/data",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo two >> /data/f; cat /data/f",
+    ]
+    done = cli(home, again)
+    assert done.stdout.split() == ["one", "two"], done
+    seeded = cli(home, ["run", "--rm", "-v", "runbin:/bin", BUSYBOX, "ls", "/bin/busybox"])
+    assert seeded.returncode == 0 and "/bin/busybox" in seeded.stdout, seeded
+    held = cli(
+        home, ["run", "-d", "--name", "holder", "-v", "rundata:/data", BUSYBOX, "sleep", "60"]
+    )
+    assert held.returncode == 0, held.stderr
+    refused = cli(home, ["volume", "rm", "rundata"])
+    assert refused.returncode == 2 and "in use by container 'holder'" in refused.stderr
+    assert cli(home, ["rm", "-f", "holder"]).returncode == 0
+    assert cli(home, ["volume", "rm", "rundata", "runbin"]).returncode == 0
+    assert cli(home, ["volume", "ls", "-q"]).stdout.split() == []
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "note.txt").write_text("relative\n")
+    relative = homes.cli(
+        home, ["run", "--rm", "-v", "./here:/x:ro", BUSYBOX, "cat", "/x/note.txt"], cwd=tmp_path
+    )
+    assert relative.stdout == "relative\n", relative
+    bad = cli(home, ["run", "--rm", "-v", "bad name:/x", BUSYBOX, "true"])
+    assert bad.returncode == 2 and "volume name" in bad.stderr, bad
+
+
 def test_python_api(home: Path) -> None:
     with envkit.run(BUSYBOX, ["sh", "-c", "echo hi; echo err >&2"]) as c:
         assert c.wait() == 0
