@@ -47,7 +47,7 @@ from pathlib import Path
 
 from envkit import settings
 from envkit.build.ignore import Matcher, ParentMatches, Pattern, clean, context_matcher
-from envkit.errors import ContextError
+from envkit.errors import ContextError, RuntimeError_
 from envkit.oci.digest import CHUNK, new_sha256, sha256_bytes
 from envkit.records import Value
 from envkit.store.atomic import TMP_PREFIX, atomic_write
@@ -341,6 +341,7 @@ class ContextHasher:
         if path == "." and not ignore:
             self._walked_all = True
         roots = self._glob(path, matcher) if _GLOB_RE.search(path) else [path]
+        roots = [self._in_context(root) for root in roots]
         if not roots:
             raise ContextError(
                 f"copy source {src!r} matches no file in the build context {self.context}",
@@ -377,7 +378,7 @@ class ContextHasher:
             nxt: list[str] = []
             for d in found:
                 try:
-                    names = sorted(os.listdir(self.context / (d or ".")))
+                    names = sorted(os.listdir(self.context / self._in_context(d, last=True)))
                 except (NotADirectoryError, FileNotFoundError):
                     continue
                 nxt.extend(_join(d, n) for n in names if compiled.match(n))
@@ -385,10 +386,29 @@ class ContextHasher:
         return [
             p
             for p in found
-            if os.path.lexists(self.context / p)
+            if os.path.lexists(self.context / self._in_context(p))
             and not matcher.excluded(p)
             and not self._in_home(p)
         ]
+
+    def _in_context(self, rel: str, *, last: bool = False) -> str:
+        """``rel`` with the symlinks of its directories (and of its last part with
+        ``last``) resolved inside the context, as BuildKit resolves them: an absolute
+        target is taken from the context root, and none leads out of it (a repository's
+        ``keys -> ~/.ssh`` must not copy the host's keys)."""
+        from envkit.runtime.rootfs import secure_join  # lazy: sources with a directory
+
+        head, _, tail = rel.rpartition("/") if not last else (rel, "", "")
+        if not head or head == ".":
+            return rel
+        try:
+            resolved = os.path.relpath(secure_join(str(self.context), head), self.context)
+        except RuntimeError_:
+            raise ContextError(
+                f"copy source {rel!r}: too many symbolic links in the build context",
+                hint="fix the symlink loop",
+            ) from None
+        return _join("" if resolved == "." else resolved, tail) if tail else resolved
 
     def _in_home(self, rel: str) -> bool:
         """Whether ``rel`` is the envkit home or inside it."""

@@ -72,8 +72,17 @@ def _write(selection: Selection, context: Path, root: Path) -> Path:
         return path
     top = root / "src"
     top.mkdir()
+    real_top = os.path.realpath(top)
     for entry in entries:
         path = top if entry.dest == "." else top / entry.dest
+        parent = os.path.realpath(path.parent)
+        if path != top and parent != real_top and not parent.startswith(real_top + os.sep):
+            # a dest below a symlink another match wrote (a glob's "x" link beside a
+            # directory holding "x/f"): never follow it out of the step's directory
+            raise BuildError(
+                f"run: the bind of {selection.src!r} has {entry.dest!r} below a symlink",
+                hint="bind a directory that holds no such overlap",
+            )
         if entry.kind == "dir":
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, entry.mode)

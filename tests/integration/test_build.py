@@ -20,7 +20,7 @@ from envkit import Healthcheck, Image, Secret
 from envkit.build import cache
 from envkit.build.executor import BuildResult, build
 from envkit.build.progress import PlainProgress
-from envkit.errors import BuildError
+from envkit.errors import BuildError, ContextError
 from envkit.store.store import Store
 from tests import images
 from tests.integration import homes
@@ -402,6 +402,29 @@ def test_run_mount_bind_shows_context_files_to_one_step_only(
     assert build(image, ctx).executed == 1  # the "." bind only
     (ctx / "app.txt").write_text("app v2\n")
     assert build(image, ctx).executed == 2
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "COPY keys/* /k/",
+        "COPY keys/id_rsa /k/",
+        "RUN --mount=type=bind,source=keys/id_rsa,target=/k cat /k",
+    ],
+)
+def test_a_repositorys_symlink_never_copies_host_files_into_the_image(
+    home: Path, ctx: Path, tmp_path: Path, line: str
+) -> None:
+    """An attack: a cloned repository ships ``keys -> <the user's ~/.ssh>`` and a
+    Dockerfile copying ``keys/*``. The link resolves inside the context, as BuildKit
+    resolves it, so the build fails (not found) instead of putting the key in a layer."""
+    outside = tmp_path / "home-ssh"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("HOST SECRET KEY\n")
+    (ctx / "keys").symlink_to(outside)
+    (ctx / "Dockerfile").write_text(f"FROM {BUSYBOX}\n{line}\n")
+    with pytest.raises(ContextError):
+        build(Image.from_dockerfile("Dockerfile", context="."), ctx)
 
 
 def test_concurrent_builds_share_entries_and_run_a_step_once(home: Path, tmp_path: Path) -> None:

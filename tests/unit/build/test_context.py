@@ -84,6 +84,37 @@ def test_bad_sources_are_named(tree: Path) -> None:
         hash_selection(tree, "src/*.rs")
 
 
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+@pytest.mark.parametrize("source", ["keys/id_rsa", "keys/*", "keys/*/../id_rsa", "keys/./"])
+def test_a_symlinked_directory_never_leads_out_of_the_context(
+    tree: Path, tmp_path: Path, link: str, source: str
+) -> None:
+    """A repository's ``keys -> /home/me/.ssh`` with ``COPY keys/* /k/`` (or
+    ``keys/id_rsa``): the link is resolved inside the context, as BuildKit resolves it
+    (an absolute target from the context root), so no host file outside the context is
+    read; it used to copy the host's file into the image."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("HOST SECRET\n")
+    target = str(outside) if link == "absolute" else os.path.relpath(outside, tree)
+    (tree / "keys").symlink_to(target)
+    try:
+        sel = hash_selection(tree, source)
+    except ContextError:
+        return  # refused: as BuildKit's "not found"
+    read = [e for e in sel.entries if e.kind == "file"]
+    assert read == [], f"read from outside the context: {[e.path for e in read]}"
+
+
+def test_a_symlinked_directory_inside_the_context_still_works(tree: Path) -> None:
+    (tree / "alias").symlink_to("src")  # relative, inside the context
+    (tree / "rooted").symlink_to("/src")  # absolute: taken from the context root
+    assert _dests(hash_selection(tree, "alias/a.py")) == ["a.py"]
+    assert _dests(hash_selection(tree, "rooted/*.py")) == ["a.py", "b.py"]
+    entry = hash_selection(tree, "alias/a.py").entries[0]
+    assert entry.path == "src/a.py"
+
+
 def test_digest_ignores_mtime_owner_and_location(tree: Path, tmp_path: Path) -> None:
     first = hash_selection(tree).digest
     copy = tmp_path / "elsewhere"
