@@ -50,6 +50,14 @@ class RunCommand:
         )
         add("--shm-size", metavar="SIZE", help="size of /dev/shm, e.g. 1g (default 64m)")
         add(
+            "--add-host",
+            action="append",
+            default=[],
+            metavar="NAME:IP",
+            help="a line of /etc/hosts (IP may be host-gateway: the host, on a network "
+            "made with --host-loopback)",
+        )
+        add(
             "--ulimit",
             action="append",
             default=[],
@@ -150,6 +158,7 @@ class RunCommand:
             memory=args.memory,
             shm_size=args.shm_size,
             ulimits=_ulimits(args.ulimit),
+            extra_hosts=args.add_host,
             cpus=args.cpus,
             pids_limit=args.pids_limit,
             network=args.network,

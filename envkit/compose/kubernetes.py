@@ -142,6 +142,20 @@ class _Exporter(ContainerParts):
         elif nets and nets[0].name != DEFAULT_NETWORK:
             pass  # one plain network: exactly what a namespace gives
 
+    def _host_aliases(self, service: Service) -> list[dict[str, Any]]:
+        """``extra_hosts`` as the pod's ``hostAliases`` (one entry per address)."""
+        by_ip: dict[str, list[str]] = {}
+        for name, address in service.extra_hosts:
+            if address == "host-gateway":
+                self.warn(
+                    service.name,
+                    f"extra_hosts.{name}",
+                    "host-gateway (the host) has no address in a cluster: not exported",
+                )
+                continue
+            by_ip.setdefault(address, []).append(name)
+        return [{"ip": ip, "hostnames": names} for ip, names in by_ip.items()]
+
     def _shared(self, volume: Volume) -> bool:
         return len(self.volume_users.get(volume.name, [])) > 1
 
@@ -283,6 +297,9 @@ class _Exporter(ContainerParts):
         if init:
             pod["initContainers"] = init
         pod["containers"] = [container]
+        aliases = self._host_aliases(service)
+        if aliases:
+            pod["hostAliases"] = aliases
         if service.stop_grace_period is not None:
             # whole seconds: the API field is an integer; rounded up, never shorter
             pod["terminationGracePeriodSeconds"] = math.ceil(service.stop_grace_period)

@@ -163,6 +163,8 @@ def _service(
         out["entrypoint"] = list(service.entrypoint)
     if service.env:
         out["environment"] = dict(service.env)
+    if service.extra_hosts:
+        out["extra_hosts"] = [f"{name}={address}" for name, address in service.extra_hosts]
     if service.healthcheck is not None:
         out["healthcheck"] = _healthcheck(service)
     if service.hostname:

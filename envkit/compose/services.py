@@ -16,6 +16,7 @@ from envkit.compose.service_links import ServiceLinks
 from envkit.compose.yaml_lines import Map, Seq
 from envkit.errors import SpecError
 from envkit.runtime.config import TmpfsMount
+from envkit.spec.hosts import parse as parse_hosts
 from envkit.spec.image import Image
 from envkit.spec.service import Service
 from envkit.spec.ulimits import parse as parse_ulimits
@@ -90,6 +91,15 @@ class Services(ServiceLinks):
             options["shm_size"] = scalar_text(body["shm_size"])
         if body.get("security_opt") is not None:
             self.security_options(body, where, options)
+        if body.get("extra_hosts") is not None:
+            options["extra_hosts"] = self.spec(
+                body.line_of("extra_hosts"),
+                f"{where}.extra_hosts",
+                parse_hosts,
+                "extra_hosts",
+                body["extra_hosts"],
+            )
+            options["extra_hosts"] = [f"{n}:{a}" for n, a in options["extra_hosts"]]
         if body.get("ulimits") is not None:
             found = self.spec(
                 body.line_of("ulimits"),

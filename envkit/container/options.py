@@ -47,6 +47,7 @@ RUN_KEYWORDS = (
     "stop_signal",
     "shm_size",
     "ulimits",
+    "extra_hosts",
 )
 
 
@@ -115,6 +116,7 @@ class RunOptions:
         self.pull_output: TextIO | None = options.get("pull_output")
         self.shm_size: int = _shm_size(options.get("shm_size"))
         self.ulimits: tuple[tuple[str, int, int], ...] = _ulimits(options.get("ulimits"))
+        self.extra_hosts: tuple[tuple[str, str], ...] = _extra_hosts(options.get("extra_hosts"))
         self.stop_signal: str | int | None = options.get("stop_signal")
         if self.stop_signal is not None:
             from envkit.spec.signals import number  # lazy: only with a stop signal
@@ -155,6 +157,14 @@ def _ulimits(value: Mapping[str, int | tuple[int, int]] | None) -> tuple[tuple[s
     from envkit.spec import ulimits  # lazy: only with limits
 
     return ulimits.parse("ulimits", value)
+
+
+def _extra_hosts(value: Mapping[str, str] | Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    from envkit.spec import hosts  # lazy: only with --add-host
+
+    return hosts.parse("extra_hosts", value)
 
 
 def _networks(network: str | Sequence[str] | None) -> list[str]:

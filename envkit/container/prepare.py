@@ -110,7 +110,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         if named:
             mounts += _named_volumes(named, record.id, layers, who.uid, who.gid)
         hostname = options.hostname or record.id[:12]
-        if options.networks or options.ports:
+        if options.networks or options.ports or options.extra_hosts:
             # lazy: only with networks or ports (downward)
             from envkit.network.attach import Attachment
             from envkit.network.state import NAME_RE
@@ -119,7 +119,13 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             extra = [hostname] if NAME_RE.match(hostname) else []
             aliases = dict.fromkeys([*options.network_aliases, *extra])
             aliases.pop(record.name, None)
-            network = Attachment.plan(record.name, options.networks, list(aliases), options.ports)
+            network = Attachment.plan(
+                record.name,
+                options.networks,
+                list(aliases),
+                options.ports,
+                extra_hosts=options.extra_hosts,
+            )
             if network is not None:
                 mounts += network.mounts()
                 # Whoever finishes the container (its monitor, a stack supervisor that

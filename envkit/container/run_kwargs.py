@@ -72,6 +72,11 @@ class RunKwargs(ExecKwargs, total=False):
     """The size of ``/dev/shm`` (``--shm-size``): ``"1g"``, ``"256m"`` or bytes.
     Default: docker's 64m."""
 
+    extra_hosts: Mapping[str, str] | Sequence[str]
+    """Lines of the container's /etc/hosts (``--add-host NAME:IP``, compose's
+    ``extra_hosts``): ``["db:10.0.0.5"]`` or ``{"db": "10.0.0.5"}``; ``host-gateway``
+    is the host's loopback, on a network made with ``host_loopback``. Needs a network."""
+
     ulimits: Mapping[str, int | tuple[int, int]]
     """Resource limits of the container's processes (``--ulimit``): docker's names
     (``nofile``, ``nproc``, ``core``, ...) to a number or ``(soft, hard)``; ``-1`` is

@@ -76,10 +76,12 @@ class Attachment:
         networks: tuple[str, ...],
         aliases: tuple[str, ...] = (),
         reservation: ports.Reservation | None = None,
+        extra_hosts: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.container = container
         self.networks = networks
         self.aliases = aliases
+        self.extra_hosts = extra_hosts
         self.reservation = reservation
         #: The ports as published, once connected (port 0 resolved).
         self.published: list[PortMapping] = []
@@ -99,18 +101,21 @@ class Attachment:
         requested: Sequence[str],
         aliases: Sequence[str] = (),
         published: PortsSpec = (),
+        extra_hosts: Sequence[tuple[str, str]] = (),
     ) -> Attachment | None:
         """Check names, create the default network if needed, bind the host ports.
 
         ``None`` when the container gets no network (loopback only). Raises
-        :class:`NetworkError` (a port in use, an unknown network) before anything starts.
+        :class:`NetworkError` (a port in use, an unknown network, ``host-gateway`` on
+        networks that do not reach the host) before anything starts.
         """
         mappings = parse_ports(published)
         chosen = choose_networks(requested, bool(mappings))
         if not chosen:
-            if aliases:
+            if aliases or extra_hosts:
+                flag = "--add-host" if extra_hosts else "--network-alias"
                 raise NetworkError(
-                    "--network-alias needs a network",
+                    f"{flag} needs a network",
                     hint="add --network NAME (envkit network create NAME makes one)",
                 )
             return None
@@ -119,8 +124,10 @@ class Attachment:
             state.check_name("alias", alias)
         for name in chosen:
             ensure_network(name)
+        if any(address == "host-gateway" for _, address in extra_hosts):
+            _check_host_gateway(chosen)
         reservation = ports.reserve(mappings) if mappings else None
-        return cls(container, tuple(chosen), tuple(aliases), reservation)
+        return cls(container, tuple(chosen), tuple(aliases), reservation, tuple(extra_hosts))
 
     def userns(self) -> str:
         """The holder's user namespace for the runtime to join (starts the holder).
@@ -149,7 +156,14 @@ class Attachment:
         """
         for network in self.networks:
             # ``pid`` is the runtime's intermediate, which exits once pid 1 runs.
-            endpoints.connect(network, self.container, pid, self.aliases, outlives_pid=True)
+            endpoints.connect(
+                network,
+                self.container,
+                pid,
+                self.aliases,
+                outlives_pid=True,
+                extra_hosts=self.extra_hosts,
+            )
             self._connected.append(network)
         if self.reservation is not None:
             self.published = containers.publish(self.container, self.reservation)
@@ -175,3 +189,16 @@ class Attachment:
             if not state.container_endpoints(self.container):
                 ports.unpublish(self.container)
             endpoints.stop_if_unused()
+
+
+def _check_host_gateway(chosen: Sequence[str]) -> None:
+    """``host-gateway`` is the host's loopback, which only a network made with
+    ``host_loopback`` reaches: refuse it on others (the name would lead nowhere)."""
+    if not any(
+        (net := state.load_network(name)) is not None and net.host_loopback for name in chosen
+    ):
+        raise NetworkError(
+            "host-gateway (--add-host NAME:host-gateway) needs a network that reaches the "
+            f"host; {', '.join(chosen)} does not",
+            hint="envkit network create --host-loopback NAME, then --network NAME",
+        )

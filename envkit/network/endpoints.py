@@ -72,6 +72,7 @@ def connect(
     aliases: Sequence[str] = (),
     *,
     outlives_pid: bool = False,
+    extra_hosts: Sequence[tuple[str, str]] = (),
 ) -> Endpoint:
     """Attach ``container`` to ``network``; its endpoint (address, interface name).
 
@@ -115,6 +116,7 @@ def connect(
             order=order,
             ip6=ip6,
             outlives_pid=outlives_pid and isinstance(target, int),
+            extra_hosts=tuple(extra_hosts),
             **ident,  # type: ignore[arg-type]
         )
         _attach(ep, default=not mine)

@@ -60,6 +60,9 @@ def render_hosts(
             lines += [f"{ip}\t{alias}\n" for ip in _addresses(ep)]
     if any(networks[n].host_loopback for n in my_nets if n in networks):
         lines.append(f"{HOST_LOOPBACK}\t{HOST_LOOPBACK_NAME}\n")
+    extra = dict.fromkeys(pair for ep in mine for pair in ep.extra_hosts)
+    for name, address in extra:  # --add-host, in the order given, once each
+        lines.append(f"{HOST_LOOPBACK if address == 'host-gateway' else address}\t{name}\n")
     return "".join(lines)
 
 

@@ -196,16 +196,21 @@ class Endpoint(Value):
     order: int = 0
     ip6: str = ""
     outlives_pid: bool = False
+    #: ``(name, address)`` lines of its hosts file (``--add-host``); ``host-gateway``
+    #: stands for the host (its loopback, on a network that reaches it)
+    extra_hosts: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = super().to_json()
         data["aliases"] = list(self.aliases)
+        data["extra_hosts"] = [list(pair) for pair in self.extra_hosts]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Endpoint:
         data = dict(data)
         data["aliases"] = tuple(data.get("aliases", ()))
+        data["extra_hosts"] = tuple((str(n), str(a)) for n, a in data.get("extra_hosts", ()))
         return cls(**data)
 
     def alive(self) -> bool:

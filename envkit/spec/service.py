@@ -13,6 +13,7 @@ from envkit.records import Frozen
 from envkit.spec import validate
 from envkit.spec.canonical import SpecObject, pairs_to_dict, versioned
 from envkit.spec.healthcheck import Healthcheck
+from envkit.spec.hosts import parse as parse_hosts
 from envkit.spec.image import Image
 from envkit.spec.mounts import Mount, parse_mounts
 from envkit.spec.network import Network
@@ -73,6 +74,7 @@ class Service(Frozen, SpecObject):
     shm_size: int | None
     seccomp: bool
     ulimits: tuple[tuple[str, int, int], ...]
+    extra_hosts: tuple[tuple[str, str], ...]
 
     def __init__(
         self,
@@ -109,6 +111,7 @@ class Service(Frozen, SpecObject):
         shm_size: str | int | None = None,
         seccomp: bool = True,
         ulimits: Mapping[str, int | tuple[int, int] | Mapping[str, int]] | None = None,
+        extra_hosts: Mapping[str, str] | Sequence[str] = (),
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -204,6 +207,7 @@ class Service(Frozen, SpecObject):
         )
         set_(self, "seccomp", validate.boolean(f"{svc}.seccomp", seccomp))
         set_(self, "ulimits", parse_ulimits(f"{svc}.ulimits", ulimits or {}))
+        set_(self, "extra_hosts", parse_hosts(f"{svc}.extra_hosts", extra_hosts))
         _check_targets(svc, self)
 
     @property
@@ -254,6 +258,9 @@ class Service(Frozen, SpecObject):
                 **({"shm_size": self.shm_size} if self.shm_size is not None else {}),
                 **({"seccomp": False} if not self.seccomp else {}),
                 **({"ulimits": [list(u) for u in self.ulimits]} if self.ulimits else {}),
+                **(
+                    {"extra_hosts": [list(h) for h in self.extra_hosts]} if self.extra_hosts else {}
+                ),
             },
         )
 

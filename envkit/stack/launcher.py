@@ -258,6 +258,7 @@ class Launcher:
                 shm_size=spec.shm_size,
                 seccomp=spec.seccomp,
                 ulimits={name: (soft, hard) for name, soft, hard in spec.ulimits},
+                extra_hosts=[f"{name}:{address}" for name, address in spec.extra_hosts],
                 workdir=spec.workdir,
                 user=spec.user,
                 hostname=spec.hostname or name,

@@ -30,16 +30,31 @@ def names(stack: Stack, services: Sequence[str]) -> list[str]:
 
 
 def create(stack: Stack, services: Sequence[str]) -> list[str]:
-    """Create the networks ``services`` need that do not exist; the names created."""
+    """Create the networks ``services`` need that do not exist; the names created.
+
+    A network that a service with ``extra_hosts`` naming ``host-gateway`` joins reaches
+    the host's loopback (compose's ``host.docker.internal:host-gateway``)."""
     existing = {n.name for n in network.list_networks()}
     wanted = {n.name: n for s in services for n in stack.service_networks(s)}
+    to_host = {
+        n.name
+        for s in stack.services
+        if any(address == "host-gateway" for _, address in s.extra_hosts)
+        for n in stack.service_networks(s.name)
+    }
     created = []
     for short in sorted(wanted):
         name = full_name(stack.name, short)
         if name in existing:
             continue
         spec = wanted[short]
-        network.create(name, spec.subnet, internal=spec.internal, ipv6=spec.ipv6)
+        network.create(
+            name,
+            spec.subnet,
+            internal=spec.internal,
+            ipv6=spec.ipv6,
+            host_loopback=short in to_host,
+        )
         created.append(name)
     return created
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,24 @@ def loaded_home(work: Path, layers: Sequence[bytes] | None = None, ref: str = "b
     done = cli(home, ["load", "-i", str(archive)])
     assert done.returncode == 0, done.stderr
     return home
+
+
+@contextmanager
+def host_http_server(directory: Path) -> Iterator[int]:
+    """``python -m http.server`` serving ``directory`` on the host's 127.0.0.1 (what a
+    container reaches at host.envkit.internal on a --host-loopback network); its port."""
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
+        cwd=str(directory),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline().split(" port ")[1].split()[0])
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()

@@ -223,16 +223,7 @@ def test_internal_network_has_no_egress(home: Path, tmp_path: Path) -> None:
     # forwarder (host.envkit.internal on a --host-loopback network): tests send traffic
     # only to this machine's loopback and to namespaces they made.
     (tmp_path / "out.txt").write_text("from the host\n")
-    server = subprocess.Popen(
-        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"],
-        cwd=str(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().split(" port ")[1].split()[0])
+    with homes.host_http_server(tmp_path) as port:
         url = f"http://host.envkit.internal:{port}/out.txt"
         ok(home, ["network", "create", "open", "--host-loopback"])
         ok(home, ["network", "create", "sealed", "--internal", "--host-loopback"])
@@ -244,11 +235,30 @@ def test_internal_network_has_no_egress(home: Path, tmp_path: Path) -> None:
         assert sealed.returncode == 1 and sealed.stdout.endswith("unreachable\n")
         resolv = ok(home, ["run", "--rm", "--network", "sealed", IMAGE, "cat", "/etc/resolv.conf"])
         assert "nameserver" not in resolv
-    finally:
-        server.kill()
-        server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+
+
+def test_add_host_lines_and_host_gateway_reaching_the_hosts_loopback(
+    home: Path, tmp_path: Path
+) -> None:
+    """docker's ``--add-host NAME:IP`` and ``NAME:host-gateway`` (compose's
+    ``extra_hosts: [host.docker.internal:host-gateway]``): lines of the managed
+    /etc/hosts; host-gateway is the host's loopback on a network that reaches it, and
+    refused (exit 2, with the fix) on one that does not."""
+    (tmp_path / "out.txt").write_text("from the host\n")
+    with homes.host_http_server(tmp_path) as port:
+        ok(home, ["network", "create", "tohost", "--host-loopback"])
+        gateway = ["--add-host", "host.docker.internal:host-gateway"]
+        both = ["--network", "tohost", "--add-host", "db.example:10.1.2.3", *gateway]
+        hosts = ok(home, ["run", "--rm", *both, IMAGE, "cat", "/etc/hosts"])
+        assert "10.1.2.3\tdb.example\n" in hosts
+        assert "169.254.1.2\thost.docker.internal\n" in hosts
+        url = f"http://host.docker.internal:{port}/out.txt"
+        out = ok(home, ["run", "--rm", *both, IMAGE, "sh", "-c", wget_loop(url)])
+        assert out == "from the host\n"
+        refused = cli(home, ["run", "--rm", "--network", "envkit", *gateway, IMAGE, "true"])
+        assert refused.returncode == 2 and "--host-loopback" in refused.stderr, refused
+        alone = cli(home, ["run", "--rm", "--add-host", "a:10.0.0.1", IMAGE, "true"])
+        assert alone.returncode == 2 and "--add-host needs a network" in alone.stderr, alone
 
 
 def test_published_port_answers_from_the_host(home: Path) -> None:

@@ -327,6 +327,29 @@ def test_ulimits_reach_the_container_and_one_above_the_hard_limit_is_refused(
     assert leftovers(home) == []
 
 
+def test_extra_hosts_host_gateway_reaches_a_server_on_the_hosts_loopback(
+    home: Path, tmp_path: Path
+) -> None:
+    """compose's ``extra_hosts: [host.docker.internal:host-gateway]``: the stack's
+    network is made to reach the host's loopback, where a test server answers."""
+    (tmp_path / "out.txt").write_text("from the host\n")
+    with homes.host_http_server(tmp_path) as port:
+        app = Service(
+            "app",
+            image=BUSYBOX,
+            init=True,
+            command=["sleep", "600"],
+            extra_hosts=["host.docker.internal:host-gateway", "db.example:10.1.2.3"],
+        )
+        url = f"http://host.docker.internal:{port}/out.txt"
+        with Stack("gw", services=[app]).up() as running:
+            hosts = running["app"].exec(["cat", "/etc/hosts"]).output
+            assert "10.1.2.3\tdb.example\n" in hosts
+            fetched = running["app"].exec(["wget", "-qO-", url])
+            assert fetched.output == "from the host\n", fetched
+    assert leftovers(home) == []
+
+
 def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     # As an unprivileged caller too: the dir is handed to the container user's
     # subordinate id from inside a user namespace (a plain chown is refused there).

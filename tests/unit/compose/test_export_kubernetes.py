@@ -554,3 +554,13 @@ def test_seccomp_unconfined_is_the_containers_seccomp_profile() -> None:
     security = _container(objects[("Deployment", "a")])["securityContext"]
     assert security["seccompProfile"] == {"type": "Unconfined"}
     _validate(list(objects.values()))
+
+
+def test_extra_hosts_are_the_pods_host_aliases_and_host_gateway_a_warning() -> None:
+    hosts = ["db:10.0.0.5", "db2:10.0.0.5", "x:host-gateway"]
+    stack = Stack("eh", services=[Service("a", image="busybox", extra_hosts=hosts)])
+    objects, warnings = _objects(stack)
+    pod = objects[("Deployment", "a")]["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "10.0.0.5", "hostnames": ["db", "db2"]}]
+    assert any("host-gateway" in w for w in warnings)
+    _validate(list(objects.values()))

@@ -465,6 +465,24 @@ def test_links_are_dependencies_and_their_aliases_names_of_the_target(tmp_path: 
     assert "services.web.links[0]: links to 'nothere'" in error(tmp_path, bad)
 
 
+def test_extra_hosts_as_compose_writes_them(tmp_path: Path) -> None:
+    text = (
+        "services:\n  a:\n    image: busybox\n    extra_hosts:\n"
+        "      - somehost:162.242.195.82\n      - host.docker.internal:host-gateway\n"
+    )
+    project = loaded(tmp_path, text)
+    assert project.stack["a"].extra_hosts == (
+        ("host.docker.internal", "host-gateway"),
+        ("somehost", "162.242.195.82"),
+    )
+    assert to_compose(project)["services"]["a"]["extra_hosts"] == [
+        "host.docker.internal=host-gateway",
+        "somehost=162.242.195.82",
+    ]
+    bad = "services:\n  a:\n    image: busybox\n    extra_hosts: [db:nowhere]\n"
+    assert "compose.yaml:4: services.a.extra_hosts:" in error(tmp_path, bad)
+
+
 def test_external_volume_is_refused(tmp_path: Path) -> None:
     text = "services:\n  a:\n    image: busybox\nvolumes:\n  data:\n    external: true\n"
     assert "compose.yaml:6: volumes.data.external: external volumes" in error(tmp_path, text)
