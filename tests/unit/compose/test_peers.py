@@ -347,3 +347,24 @@ def test_web_postgres_redis_with_volume_and_secret(
     (folder / "web.Dockerfile").write_text("ARG PYTHON\nFROM python:${PYTHON}\n")
     form = agree(folder, monkeypatch, capsys)
     assert form["secrets"]["db_password"]["file"] == str(folder / "secrets" / "db_password.txt")
+
+
+AWESOME = json.loads((DATA / "awesome" / "index.json").read_text())["projects"]
+
+
+@pytest.mark.parametrize(
+    "project",
+    [p for p in AWESOME if "refused" not in p],
+    ids=[p["dir"] for p in AWESOME if "refused" not in p],
+)
+def test_awesome_compose_projects_agree(
+    project: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docker/awesome-compose's files (tests/unit/compose/test_awesome_compose.py):
+    envkit's normalised form agrees with Docker Compose's on every compared key."""
+    folder = tmp_path / project["dir"]
+    shutil.copytree(DATA / "awesome" / project["dir"], folder)
+    agree(folder, monkeypatch, capsys, file=project["file"])
