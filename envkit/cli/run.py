@@ -58,6 +58,13 @@ class RunCommand:
             "made with --host-loopback)",
         )
         add(
+            "--sysctl",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a kernel parameter of the container's namespaces (net.*, fs.mqueue.*, ...)",
+        )
+        add(
             "--ulimit",
             action="append",
             default=[],
@@ -159,6 +166,7 @@ class RunCommand:
             shm_size=args.shm_size,
             ulimits=_ulimits(args.ulimit),
             extra_hosts=args.add_host,
+            sysctls=args.sysctl,
             cpus=args.cpus,
             pids_limit=args.pids_limit,
             network=args.network,

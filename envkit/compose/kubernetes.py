@@ -300,6 +300,10 @@ class _Exporter(ContainerParts):
         aliases = self._host_aliases(service)
         if aliases:
             pod["hostAliases"] = aliases
+        if service.sysctls:  # a cluster allows the "safe" ones unless its kubelet says more
+            pod["securityContext"] = {
+                "sysctls": [{"name": n, "value": v} for n, v in service.sysctls]
+            }
         if service.stop_grace_period is not None:
             # whole seconds: the API field is an integer; rounded up, never shorter
             pod["terminationGracePeriodSeconds"] = math.ceil(service.stop_grace_period)

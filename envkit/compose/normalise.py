@@ -220,6 +220,8 @@ def _service(
         out["stop_grace_period"] = durations.format_seconds(service.stop_grace_period)
     if service.stop_signal:
         out["stop_signal"] = service.stop_signal
+    if service.sysctls:
+        out["sysctls"] = dict(service.sysctls)
     if service.tmpfs:
         out["tmpfs"] = list(service.tmpfs)
     if service.user:

@@ -19,6 +19,7 @@ from envkit.runtime.config import TmpfsMount
 from envkit.spec.hosts import parse as parse_hosts
 from envkit.spec.image import Image
 from envkit.spec.service import Service
+from envkit.spec.sysctls import parse as parse_sysctls
 from envkit.spec.ulimits import parse as parse_ulimits
 
 #: Labels on every service of a compose file (compose puts them on its containers).
@@ -100,6 +101,16 @@ class Services(ServiceLinks):
                 body["extra_hosts"],
             )
             options["extra_hosts"] = [f"{n}:{a}" for n, a in options["extra_hosts"]]
+        if body.get("sysctls") is not None:
+            options["sysctls"] = dict(
+                self.spec(
+                    body.line_of("sysctls"),
+                    f"{where}.sysctls",
+                    parse_sysctls,
+                    "sysctls",
+                    body["sysctls"],
+                )
+            )
         if body.get("ulimits") is not None:
             found = self.spec(
                 body.line_of("ulimits"),

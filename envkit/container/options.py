@@ -48,6 +48,7 @@ RUN_KEYWORDS = (
     "shm_size",
     "ulimits",
     "extra_hosts",
+    "sysctls",
 )
 
 
@@ -117,6 +118,7 @@ class RunOptions:
         self.shm_size: int = _shm_size(options.get("shm_size"))
         self.ulimits: tuple[tuple[str, int, int], ...] = _ulimits(options.get("ulimits"))
         self.extra_hosts: tuple[tuple[str, str], ...] = _extra_hosts(options.get("extra_hosts"))
+        self.sysctls: tuple[tuple[str, str], ...] = _sysctls(options.get("sysctls"))
         self.stop_signal: str | int | None = options.get("stop_signal")
         if self.stop_signal is not None:
             from envkit.spec.signals import number  # lazy: only with a stop signal
@@ -165,6 +167,14 @@ def _extra_hosts(value: Mapping[str, str] | Sequence[str] | None) -> tuple[tuple
     from envkit.spec import hosts  # lazy: only with --add-host
 
     return hosts.parse("extra_hosts", value)
+
+
+def _sysctls(value: Mapping[str, str | int] | Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    from envkit.spec import sysctls  # lazy: only with --sysctl
+
+    return sysctls.parse("sysctls", value)
 
 
 def _networks(network: str | Sequence[str] | None) -> list[str]:

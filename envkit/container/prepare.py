@@ -158,6 +158,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             capabilities=capabilities,
             shm_size=options.shm_size,
             ulimits=options.ulimits,
+            sysctls=options.sysctls,
         )
     except BaseException:
         if network is not None:

@@ -77,6 +77,11 @@ class RunKwargs(ExecKwargs, total=False):
     ``extra_hosts``): ``["db:10.0.0.5"]`` or ``{"db": "10.0.0.5"}``; ``host-gateway``
     is the host's loopback, on a network made with ``host_loopback``. Needs a network."""
 
+    sysctls: Mapping[str, str | int] | Sequence[str]
+    """Kernel parameters of the container's own namespaces (``--sysctl NAME=VALUE``):
+    ``net.*``, ``fs.mqueue.*`` and the IPC ``kernel.msg*``/``sem``/``shm*`` ones, as
+    runc allows them; set before the command starts."""
+
     ulimits: Mapping[str, int | tuple[int, int]]
     """Resource limits of the container's processes (``--ulimit``): docker's names
     (``nofile``, ``nproc``, ``core``, ...) to a number or ``(soft, hard)``; ``-1`` is

@@ -172,6 +172,7 @@ class ContainerConfig:
         "seccomp",
         "shm_size",
         "stdio",
+        "sysctls",
         "tty",
         "tty_size",
         "uid",
@@ -207,6 +208,7 @@ class ContainerConfig:
         capabilities: frozenset[int] | None = None,
         shm_size: int = 0,
         ulimits: Sequence[tuple[str, int, int]] = (),
+        sysctls: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.layers = layers
         self.argv = argv
@@ -233,6 +235,9 @@ class ContainerConfig:
         self.shm_size = shm_size
         self.ulimits: tuple[tuple[str, int, int], ...] = tuple(
             (str(name), int(soft), int(hard)) for name, soft, hard in ulimits
+        )
+        self.sysctls: tuple[tuple[str, str], ...] = tuple(
+            (str(name), str(value)) for name, value in sysctls
         )
         self._validate()
 
@@ -283,6 +288,8 @@ class ContainerConfig:
             BindMount(*m[1:]) if m[0] == "bind" else TmpfsMount(*m[1:])
             for m in fields.get("mounts", ())
         ]
+        if "sysctls" in fields:
+            fields["sysctls"] = [tuple(pair) for pair in fields["sysctls"]]
         if "ulimits" in fields:
             fields["ulimits"] = [tuple(u) for u in fields["ulimits"]]
         if "tty_size" in fields:

@@ -185,6 +185,25 @@ def mount_proc(root: str, kernel: Syscalls = syscalls) -> None:
     kernel.mount("proc", _mountpoint(root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
+def set_sysctls(root: str, sysctls: Sequence[tuple[str, str]]) -> None:
+    """Write each kernel parameter through the container's fresh /proc (before
+    /proc/sys is made read-only): the namespaces it owns hold them."""
+    for name, value in sysctls:
+        path = os.path.join(root, "proc", "sys", *name.split("."))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RuntimeError_(
+                f"sysctl {name}={value}: {exc.strerror}",
+                hint="check the name and value (sysctl -a shows the host's); a user "
+                "namespace may set only what the container's namespaces own",
+            ) from None
+
+
 def mount_dev(
     root: str, kernel: Syscalls = syscalls, *, console: bool = False, shm_size: int = 0
 ) -> None:
@@ -349,6 +368,7 @@ def build(
     # that container root, an unprivileged id, cannot search (a 0700 ENVKIT_HOME).
     root = ROOT
     mount_proc(root, kernel)
+    set_sysctls(root, config.sysctls)
     mount_dev(root, kernel, console=config.tty, shm_size=config.shm_size)
     mount_sys(root, kernel)
     mount_user(root, config.mounts, bind_sources, kernel)

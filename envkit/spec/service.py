@@ -21,6 +21,7 @@ from envkit.spec.ports import PortMapping, parse_ports
 from envkit.spec.readiness import Ready, ready_list
 from envkit.spec.secret import Secret, secret_list
 from envkit.spec.signals import name as signal_name
+from envkit.spec.sysctls import parse as parse_sysctls
 from envkit.spec.ulimits import parse as parse_ulimits
 from envkit.spec.volume import Volume
 
@@ -75,6 +76,7 @@ class Service(Frozen, SpecObject):
     seccomp: bool
     ulimits: tuple[tuple[str, int, int], ...]
     extra_hosts: tuple[tuple[str, str], ...]
+    sysctls: tuple[tuple[str, str], ...]
 
     def __init__(
         self,
@@ -112,6 +114,7 @@ class Service(Frozen, SpecObject):
         seccomp: bool = True,
         ulimits: Mapping[str, int | tuple[int, int] | Mapping[str, int]] | None = None,
         extra_hosts: Mapping[str, str] | Sequence[str] = (),
+        sysctls: Mapping[str, str | int] | Sequence[str] = (),
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -208,6 +211,7 @@ class Service(Frozen, SpecObject):
         set_(self, "seccomp", validate.boolean(f"{svc}.seccomp", seccomp))
         set_(self, "ulimits", parse_ulimits(f"{svc}.ulimits", ulimits or {}))
         set_(self, "extra_hosts", parse_hosts(f"{svc}.extra_hosts", extra_hosts))
+        set_(self, "sysctls", parse_sysctls(f"{svc}.sysctls", sysctls))
         _check_targets(svc, self)
 
     @property
@@ -261,6 +265,7 @@ class Service(Frozen, SpecObject):
                 **(
                     {"extra_hosts": [list(h) for h in self.extra_hosts]} if self.extra_hosts else {}
                 ),
+                **({"sysctls": dict(self.sysctls)} if self.sysctls else {}),
             },
         )
 

@@ -259,6 +259,7 @@ class Launcher:
                 seccomp=spec.seccomp,
                 ulimits={name: (soft, hard) for name, soft, hard in spec.ulimits},
                 extra_hosts=[f"{name}:{address}" for name, address in spec.extra_hosts],
+                sysctls=dict(spec.sysctls),
                 workdir=spec.workdir,
                 user=spec.user,
                 hostname=spec.hostname or name,

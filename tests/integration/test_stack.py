@@ -350,6 +350,42 @@ def test_extra_hosts_host_gateway_reaches_a_server_on_the_hosts_loopback(
     assert leftovers(home) == []
 
 
+def test_sysctls_of_the_containers_namespaces_are_set_and_the_hosts_untouched(
+    home: Path,
+) -> None:
+    """compose's ``sysctls`` (wireguard's ``net.ipv4.conf.all.src_valid_mark=1``, redis's
+    ``net.core.somaxconn``) and ``run --sysctl``: written in the container's own network
+    namespace, never the host's."""
+    host_value = Path("/proc/sys/net/core/somaxconn").read_text()
+    web = Service(
+        "web",
+        image=BUSYBOX,
+        init=True,
+        command=["sleep", "600"],
+        sysctls={"net.core.somaxconn": 511, "net.ipv4.conf.all.src_valid_mark": 1},
+    )
+    with Stack("sys", services=[web]).up() as running:
+        shown = (
+            running["web"]
+            .exec(
+                [
+                    "cat",
+                    "/proc/sys/net/core/somaxconn",
+                    "/proc/sys/net/ipv4/conf/all/src_valid_mark",
+                ]
+            )
+            .output
+        )
+    assert shown.split() == ["511", "1"]
+    one = ["--sysctl", "net.core.somaxconn=600"]
+    done = cli(home, ["run", "--rm", *one, BUSYBOX, "cat", "/proc/sys/net/core/somaxconn"])
+    assert done.stdout == "600\n", done
+    refused = cli(home, ["run", "--rm", "--sysctl", "kernel.panic=1", BUSYBOX, "true"])
+    assert refused.returncode == 2 and "not a parameter of the container's" in refused.stderr
+    assert Path("/proc/sys/net/core/somaxconn").read_text() == host_value
+    assert leftovers(home) == []
+
+
 def test_an_empty_named_volume_belongs_to_the_service_user(home: Path) -> None:
     # As an unprivileged caller too: the dir is handed to the container user's
     # subordinate id from inside a user namespace (a plain chown is refused there).

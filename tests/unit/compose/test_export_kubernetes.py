@@ -564,3 +564,11 @@ def test_extra_hosts_are_the_pods_host_aliases_and_host_gateway_a_warning() -> N
     assert pod["hostAliases"] == [{"ip": "10.0.0.5", "hostnames": ["db", "db2"]}]
     assert any("host-gateway" in w for w in warnings)
     _validate(list(objects.values()))
+
+
+def test_sysctls_are_the_pods_security_context() -> None:
+    service = Service("a", image="busybox", sysctls={"net.core.somaxconn": 1024})
+    objects, _ = _objects(Stack("sc", services=[service]))
+    pod = objects[("Deployment", "a")]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}
+    _validate(list(objects.values()))

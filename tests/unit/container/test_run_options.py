@@ -57,6 +57,7 @@ EVERY_KEY: RunKwargs = {
     "shm_size": 1 << 30,  # kept as bytes ("1g" is parsed to them)
     "ulimits": {"nofile": (1024, 2048)},  # kept as ((name, soft, hard), ...)
     "extra_hosts": ["db:10.0.0.5"],  # kept as ((name, address), ...)
+    "sysctls": {"net.core.somaxconn": 1024},  # kept as ((name, value), ...)
 }
 
 #: Attributes of RunOptions that are not keywords of envkit.run, and why.
@@ -72,7 +73,7 @@ def test_the_typeddicts_and_the_runtime_tuples_agree_key_for_key() -> None:
     assert RunKwargs.__optional_keys__ == frozenset(RUN_KEYWORDS)
     assert RunKwargs.__required_keys__ == frozenset()
     assert ExecKwargs.__optional_keys__ == frozenset(EXEC_KEYWORDS)
-    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 28
+    assert len(set(RUN_KEYWORDS)) == len(RUN_KEYWORDS) == 29
     assert set(EVERY_KEY) == set(RUN_KEYWORDS)
 
 
@@ -152,10 +153,11 @@ def test_envkit_run_accepts_every_key_and_passes_it_on(monkeypatch: pytest.Monke
     (options,) = seen
     assert options.cmd == ["echo", "hi"]
     for key, value in EVERY_KEY.items():
-        if key not in ("ulimits", "extra_hosts"):
+        if key not in ("ulimits", "extra_hosts", "sysctls"):
             assert getattr(options, key) == value, key
     assert options.ulimits == (("nofile", 1024, 2048),)
     assert options.extra_hosts == (("db", "10.0.0.5"),)
+    assert options.sysctls == (("net.core.somaxconn", "1024"),)
     assert options.tty is False
     assert options.limits == Limits.parse("256m", "0.5", "100")
     assert options.networks == ["front", "back"]

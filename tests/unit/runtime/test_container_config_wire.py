@@ -29,6 +29,7 @@ def _config(**changes: object) -> ContainerConfig:
         "tty_size": (24, 80),
         "ulimits": [("nofile", 1024, 2048), ("core", -1, -1)],
         "shm_size": 1 << 30,
+        "sysctls": [("net.core.somaxconn", "1024")],
         "capabilities": frozenset({0, 1, 21}),
     }
     fields.update(changes)
@@ -44,7 +45,7 @@ def test_round_trip_through_json_keeps_every_field() -> None:
             continue
         want = getattr(config, name)
         # tuples stay tuples where the config makes them so, others come back as lists
-        kept = name in ("tty_size", "ulimits")
+        kept = name in ("tty_size", "ulimits", "sysctls")
         want = list(want) if isinstance(want, tuple) and not kept else want
         assert getattr(back, name) == want, name
         compared.append(name)
