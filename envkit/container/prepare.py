@@ -113,18 +113,14 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         if options.networks or options.ports or options.extra_hosts:
             # lazy: only with networks or ports (downward)
             from envkit.network.attach import Attachment
-            from envkit.network.state import NAME_RE
 
-            # As docker, the container's hostname resolves too (when it is a valid name).
-            extra = [hostname] if NAME_RE.match(hostname) else []
-            aliases = dict.fromkeys([*options.network_aliases, *extra])
-            aliases.pop(record.name, None)
             network = Attachment.plan(
                 record.name,
                 options.networks,
-                list(aliases),
+                options.network_aliases,
                 options.ports,
                 extra_hosts=options.extra_hosts,
+                hostname=hostname,
             )
             if network is not None:
                 mounts += network.mounts()

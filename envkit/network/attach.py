@@ -102,6 +102,7 @@ class Attachment:
         aliases: Sequence[str] = (),
         published: PortsSpec = (),
         extra_hosts: Sequence[tuple[str, str]] = (),
+        hostname: str | None = None,
     ) -> Attachment | None:
         """Check names, create the default network if needed, bind the host ports.
 
@@ -122,6 +123,9 @@ class Attachment:
         state.check_name("container", container)
         for alias in aliases:
             state.check_name("alias", alias)
+        # As docker, the container's hostname resolves too (when it is a valid name).
+        named = [*aliases, *([hostname] if hostname and state.NAME_RE.match(hostname) else [])]
+        aliases = [a for a in dict.fromkeys(named) if a != container]
         for name in chosen:
             ensure_network(name)
         if any(address == "host-gateway" for _, address in extra_hosts):

@@ -373,6 +373,9 @@ def test_no_network_by_default(home: Path) -> None:
     assert "eth0" not in out and "lo:" in out and "managed by envkit" not in out
     refused = cli(home, ["run", "--rm", "--network", "none", "-p", "0:80", IMAGE, "true"])
     assert refused.returncode == 2 and "--network none" in refused.stderr
+    # docker's --network none: loopback only (it used to fail on the hostname's alias)
+    alone = cli(home, ["run", "--rm", "--network", "none", IMAGE, "cat", "/proc/net/dev"])
+    assert alone.returncode == 0 and "lo:" in alone.stdout and "eth0" not in alone.stdout, alone
     missing = cli(home, ["run", "--rm", "--network", "nosuch", IMAGE, "true"])
     assert missing.returncode == 2 and "envkit network create nosuch" in missing.stderr
     assert not (home / "network" / "holder.json").exists()
