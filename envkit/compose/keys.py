@@ -19,7 +19,7 @@ SERVICE = frozenset(
         "working_dir", "init", "profiles", "hostname", "tmpfs", "read_only", "mem_limit",
         "cpus", "pids_limit", "cap_add", "cap_drop", "labels", "deploy", "scale",
         "stop_signal", "stop_grace_period", "shm_size", "security_opt", "ulimits", "links",
-        "extra_hosts", "sysctls",
+        "extra_hosts", "sysctls", "network_mode",
     }
 )  # fmt: skip
 

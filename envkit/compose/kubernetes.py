@@ -300,6 +300,12 @@ class _Exporter(ContainerParts):
         aliases = self._host_aliases(service)
         if aliases:
             pod["hostAliases"] = aliases
+        if service.network_mode == "host":
+            pod["hostNetwork"] = True
+        elif service.network_mode == "none":
+            self.warn(
+                service.name, "network_mode", "none: a pod always has a network; not exported"
+            )
         if service.sysctls:  # a cluster allows the "safe" ones unless its kubelet says more
             pod["securityContext"] = {
                 "sysctls": [{"name": n, "value": v} for n, v in service.sysctls]

@@ -182,9 +182,13 @@ def _service(
         out["labels"] = labels
     if service.memory is not None:
         out["mem_limit"] = str(service.memory)
-    out["networks"] = {
-        net: ({"aliases": list(aliases)} if aliases else None) for net, aliases in networks.items()
-    }
+    if service.network_mode is not None:
+        out["network_mode"] = service.network_mode
+    else:
+        out["networks"] = {
+            net: ({"aliases": list(aliases)} if aliases else None)
+            for net, aliases in networks.items()
+        }
     if service.pids_limit is not None:
         out["pids_limit"] = service.pids_limit
     if service.ports:

@@ -273,13 +273,25 @@ class ServiceLinks(Context):
         self, name: str, body: Map, where: str, options: dict[str, Any]
     ) -> None:
         value = body.get("networks")
-        if "network_mode" in body:
-            raise self.rep.error(
+        mode = body.get("network_mode")
+        if mode == "bridge":  # docker's default bridge: the stack's default network here
+            self.rep.warn(
                 body.line_of("network_mode"),
                 f"{where}.network_mode",
-                "not supported",
-                "services join the stack's networks",
+                "bridge: the service joins the stack's default network",
             )
+        elif mode is not None:
+            if mode not in ("host", "none"):
+                raise self.rep.error(
+                    body.line_of("network_mode"),
+                    f"{where}.network_mode",
+                    f"{mode!r} is not supported",
+                    "use host, none or bridge (sharing another service's or container's "
+                    "network namespace is not supported)",
+                )
+            options["network_mode"] = mode
+            self.service_networks[name] = {}
+            return
         joined: dict[str, tuple[str, ...]] = {}
         linked = tuple(sorted(self.link_aliases.get(name, ())))
         if value is None:

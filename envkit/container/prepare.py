@@ -13,6 +13,9 @@ from envkit.runtime import image_config
 from envkit.runtime import state as st
 from envkit.runtime.config import BindMount, ContainerConfig, Mount, TmpfsMount
 
+#: docker's network name for the caller's own network namespace.
+HOST_NETWORK = "host"
+
 TYPE_CHECKING = False  # as typing's (type checkers honour the name), without importing typing
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,7 +113,10 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
         if named:
             mounts += _named_volumes(named, record.id, layers, who.uid, who.gid)
         hostname = options.hostname or record.id[:12]
-        if options.networks or options.ports or options.extra_hosts:
+        host_network = _host_network(options)
+        if host_network:
+            mounts += _host_name_files()
+        elif options.networks or options.ports or options.extra_hosts:
             # lazy: only with networks or ports (downward)
             from envkit.network.attach import Attachment
 
@@ -152,6 +158,7 @@ def prepare(image: str | Image, options: RunOptions) -> Prepared:
             cgroup=record.cgroup or None,
             seccomp=options.seccomp,
             capabilities=capabilities,
+            host_network=host_network,
             shm_size=options.shm_size,
             ulimits=options.ulimits,
             sysctls=options.sysctls,
@@ -243,6 +250,31 @@ def _mounts(options: RunOptions) -> tuple[list[Mount], list[tuple[str, str, bool
         mounts.append(BindMount.parse(volume))
     mounts += [TmpfsMount.parse(entry) for entry in options.tmpfs]
     return mounts, named
+
+
+def _host_network(options: RunOptions) -> bool:
+    """``--network host`` (docker's): the container stays in the caller's network
+    namespace, alone (no other network, published port, alias or --add-host)."""
+    if HOST_NETWORK not in options.networks:
+        return False
+    if len(options.networks) > 1 or options.ports or options.network_aliases or options.extra_hosts:
+        raise SpecError(
+            "--network host",
+            "cannot be combined with other networks, published ports, aliases or --add-host",
+            hint="on the host's network a port is the host's: drop -p (the service listens "
+            "on the host directly)",
+        )
+    return True
+
+
+def _host_name_files() -> list[Mount]:
+    """The host's /etc/resolv.conf and /etc/hosts, read-only, as docker gives a
+    host-network container."""
+    return [
+        BindMount(path, path, readonly=True)
+        for path in ("/etc/resolv.conf", "/etc/hosts")
+        if os.path.exists(path)
+    ]
 
 
 def _named_volumes(

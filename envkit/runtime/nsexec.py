@@ -115,9 +115,15 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
     target = target_process(init_pid)
     limits = container_limits(target)
     fds = []
+    joined = []
     try:
         for ns in NAMESPACES:
-            fds.append(os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+            fd = os.open(f"/proc/{target}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            if ns == "net" and os.fstat(fd).st_ino == os.stat("/proc/self/ns/net").st_ino:
+                os.close(fd)  # a host-network container: its network namespace is ours
+                continue
+            fds.append(fd)
+            joined.append(ns)
     except OSError as exc:
         for fd in fds:
             os.close(fd)
@@ -136,7 +142,7 @@ def start(init_pid: int, config: ExecConfig) -> ExecProcess:
             os.close(err_r)
             if parent_sock is not None:
                 parent_sock.close()
-            _helper(config, fds, err_w, child_sock, limits=limits)
+            _helper(config, fds, err_w, child_sock, limits=limits, names=joined)
         for fd in (*fds, err_w):
             os.close(fd)
         if child_sock is not None:
@@ -166,6 +172,7 @@ def _helper(
     kernel: Syscalls = syscalls,
     *,
     limits: Sequence[tuple[int, tuple[int, int]]] = (),
+    names: Sequence[str] = NAMESPACES,
 ) -> NoReturn:
     """The exec helper (forked by :func:`start`); its kernel calls, and the command's up
     to the exec, go through ``kernel`` (the syscall seam). ``limits``: the container's
@@ -192,7 +199,7 @@ def _helper(
         if console is not None:
             keep.add(console.fileno())
         kernel.close_all_but(keep)
-        for ns, fd in zip(NAMESPACES, fds, strict=True):
+        for ns, fd in zip(names, fds, strict=True):
             step = f"join the {ns} namespace"
             kernel.setns(fd, 0)
             os.close(fd)

@@ -77,6 +77,7 @@ class Service(Frozen, SpecObject):
     ulimits: tuple[tuple[str, int, int], ...]
     extra_hosts: tuple[tuple[str, str], ...]
     sysctls: tuple[tuple[str, str], ...]
+    network_mode: str | None
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class Service(Frozen, SpecObject):
         ulimits: Mapping[str, int | tuple[int, int] | Mapping[str, int]] | None = None,
         extra_hosts: Mapping[str, str] | Sequence[str] = (),
         sysctls: Mapping[str, str | int] | Sequence[str] = (),
+        network_mode: Literal["host", "none"] | None = None,
         **unknown: Never,
     ) -> None:
         svc = f"Service({name!r})"
@@ -212,6 +214,7 @@ class Service(Frozen, SpecObject):
         set_(self, "ulimits", parse_ulimits(f"{svc}.ulimits", ulimits or {}))
         set_(self, "extra_hosts", parse_hosts(f"{svc}.extra_hosts", extra_hosts))
         set_(self, "sysctls", parse_sysctls(f"{svc}.sysctls", sysctls))
+        set_(self, "network_mode", _network_mode(svc, network_mode, self))
         _check_targets(svc, self)
 
     @property
@@ -266,6 +269,7 @@ class Service(Frozen, SpecObject):
                     {"extra_hosts": [list(h) for h in self.extra_hosts]} if self.extra_hosts else {}
                 ),
                 **({"sysctls": dict(self.sysctls)} if self.sysctls else {}),
+                **({"network_mode": self.network_mode} if self.network_mode else {}),
             },
         )
 
@@ -370,6 +374,22 @@ def _tmpfs(field: str, value: object) -> tuple[str, ...]:
     for entry in entries:
         validate.mount_target(field, entry.split(":", 1)[0])
     return tuple(sorted(set(entries)))
+
+
+def _network_mode(svc: str, mode: object, service: Service) -> str | None:
+    """compose's ``network_mode``: ``"host"`` (the host's network namespace) or
+    ``"none"`` (loopback only); either takes the place of networks, ports and aliases."""
+    if mode is None:
+        return None
+    validate.choice(f"{svc}.network_mode", mode, ("host", "none"))
+    if service.networks or service.ports or service.aliases or service.extra_hosts:
+        raise SpecError(
+            f"{svc}.network_mode",
+            f"network_mode {mode!r} cannot be combined with networks, ports, aliases or "
+            "extra_hosts",
+            hint="drop them: on the host's network a port is the host's",
+        )
+    return str(mode)
 
 
 def _env_files(field: str, value: object) -> tuple[str, ...]:

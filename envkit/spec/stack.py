@@ -94,6 +94,8 @@ class Stack(Frozen, SpecObject):
     def service_networks(self, name: str) -> tuple[Network, ...]:
         """The networks service ``name`` joins (``"default"`` when it names none)."""
         service = self[name]
+        if service.network_mode is not None:
+            return ()
         if service.networks:
             return service.networks
         return tuple(n for n in self.networks if n.name == DEFAULT_NETWORK)
@@ -259,7 +261,10 @@ def _networks(owner: str, declared: object, services: tuple[Service, ...]) -> tu
     given = [n if isinstance(n, Network) else Network(validate.string(field, n)) for n in declared]
     used = [n for s in services for n in s.networks]
     found = _unique_by_name(field, "network", [*given, *used])
-    if any(not s.networks for s in services) and DEFAULT_NETWORK not in found:
+    if (
+        any(not s.networks and s.network_mode is None for s in services)
+        and DEFAULT_NETWORK not in found
+    ):
         found[DEFAULT_NETWORK] = Network(DEFAULT_NETWORK)
     return tuple(found[n] for n in sorted(found))
 

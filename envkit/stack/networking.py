@@ -62,6 +62,8 @@ def create(stack: Stack, services: Sequence[str]) -> list[str]:
 def run_options(stack: Stack, service: str) -> dict[str, Any]:
     """The network arguments of :func:`envkit.run` for a service of ``stack``."""
     spec = stack[service]
+    if spec.network_mode is not None:  # the host's network, or none
+        return {"network": [spec.network_mode], "network_aliases": [], "ports": []}
     return {
         "network": [full_name(stack.name, n.name) for n in stack.service_networks(service)],
         "network_aliases": [service, *(a for a in spec.aliases if a != service)],

@@ -376,6 +376,12 @@ def test_no_network_by_default(home: Path) -> None:
     # docker's --network none: loopback only (it used to fail on the hostname's alias)
     alone = cli(home, ["run", "--rm", "--network", "none", IMAGE, "cat", "/proc/net/dev"])
     assert alone.returncode == 0 and "lo:" in alone.stdout and "eth0" not in alone.stdout, alone
+    # docker's --network host: the caller's network namespace, alone
+    hostnet = cli(home, ["run", "--rm", "--network", "host", IMAGE, "cat", "/proc/net/dev"])
+    assert hostnet.returncode == 0, hostnet
+    assert hostnet.stdout.count(":") == Path("/proc/net/dev").read_text().count(":")
+    both = cli(home, ["run", "--rm", "--network", "host", "-p", "0:80", IMAGE, "true"])
+    assert both.returncode == 2 and "--network host" in both.stderr, both
     missing = cli(home, ["run", "--rm", "--network", "nosuch", IMAGE, "true"])
     assert missing.returncode == 2 and "envkit network create nosuch" in missing.stderr
     assert not (home / "network" / "holder.json").exists()

@@ -28,7 +28,7 @@ from tests.integration import homes
 pytestmark = pytest.mark.rootless
 
 BUSYBOX = "busybox:1"
-APPLETS = (*images.APPLETS, "httpd", "timeout", "wc", "tail")
+APPLETS = (*images.APPLETS, "httpd", "timeout", "wc", "tail", "ip")
 SECRET_VALUE = "pa55-word-7f3c9e"
 
 
@@ -383,6 +383,24 @@ def test_sysctls_of_the_containers_namespaces_are_set_and_the_hosts_untouched(
     refused = cli(home, ["run", "--rm", "--sysctl", "kernel.panic=1", BUSYBOX, "true"])
     assert refused.returncode == 2 and "not a parameter of the container's" in refused.stderr
     assert Path("/proc/sys/net/core/somaxconn").read_text() == host_value
+    assert leftovers(home) == []
+
+
+def test_network_mode_host_shares_the_hosts_network_and_none_has_loopback_only(
+    home: Path,
+) -> None:
+    """compose's ``network_mode: host`` (plex's) and ``none``; exec (health checks
+    too) works in both, and a host-network service cannot change the host's links."""
+    host = Service("media", image=BUSYBOX, init=True, command=["sleep", "600"], network_mode="host")
+    none = Service("job", image=BUSYBOX, init=True, command=["sleep", "600"], network_mode="none")
+    host_links = Path("/proc/net/dev").read_text().count(":")
+    with Stack("nm", services=[host, none]).up() as running:
+        seen = running["media"].exec(["cat", "/proc/net/dev"]).output.count(":")
+        assert seen == host_links
+        down = running["media"].exec(["ip", "link", "set", "lo", "down"])
+        assert down.exit_code != 0 and "not permitted" in down.output, down
+        alone = running["job"].exec(["cat", "/proc/net/dev"]).output
+        assert "lo:" in alone and alone.count(":") == 1
     assert leftovers(home) == []
 
 

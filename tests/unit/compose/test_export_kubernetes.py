@@ -572,3 +572,10 @@ def test_sysctls_are_the_pods_security_context() -> None:
     pod = objects[("Deployment", "a")]["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}
     _validate(list(objects.values()))
+
+
+def test_network_mode_host_is_the_pods_host_network() -> None:
+    stack = Stack("nm", services=[Service("media", image="busybox", network_mode="host")])
+    objects, _ = _objects(stack)
+    assert objects[("Deployment", "media")]["spec"]["template"]["spec"]["hostNetwork"] is True
+    _validate(list(objects.values()))

@@ -524,10 +524,34 @@ def test_networks_and_aliases(tmp_path: Path) -> None:
 def test_network_errors(tmp_path: Path) -> None:
     base = "services:\n  a:\n    image: busybox\n"
     assert "refers to undefined network nope" in error(tmp_path, base + "    networks: [nope]\n")
-    message = error(tmp_path, base + "    network_mode: host\n")
-    assert "compose.yaml:4: services.a.network_mode: not supported" in message
+    message = error(tmp_path, base + "    network_mode: service:b\n")
+    assert "compose.yaml:4: services.a.network_mode: 'service:b' is not supported" in message
+    both = base + "    network_mode: host\n    ports: ['80:80']\n"
+    assert "cannot be combined with networks, ports" in error(tmp_path, both)
     message = error(tmp_path, base + "networks:\n  n:\n    driver: overlay\n")
     assert "compose.yaml:6: networks.n.driver: network driver 'overlay'" in message
+
+
+def test_network_mode_host_and_none_take_no_network(tmp_path: Path) -> None:
+    """plex's ``network_mode: host``; ``none`` for a job with no network; ``bridge`` is
+    the stack's default network (with a warning)."""
+    project = loaded(
+        tmp_path,
+        """\
+        services:
+          media: {image: busybox, network_mode: host}
+          job: {image: busybox, network_mode: none}
+          web: {image: busybox, network_mode: bridge}
+        """,
+    )
+    stack = project.stack
+    assert (stack["media"].network_mode, stack["job"].network_mode) == ("host", "none")
+    assert stack.service_networks("media") == () and stack.service_networks("job") == ()
+    assert stack["web"].network_mode is None
+    assert [n.name for n in stack.networks] == ["default"]
+    assert any("network_mode: bridge" in str(w) for w in project.warnings)
+    form = to_compose(project)["services"]
+    assert form["media"]["network_mode"] == "host" and "networks" not in form["media"]
 
 
 def test_secrets_file_environment_short_long(tmp_path: Path) -> None:

@@ -147,6 +147,7 @@ def test_memory(value: object, expected: int) -> None:
         ("shm_size", "lots"),
         ("shm_size", 0),
         ("seccomp", "no"),
+        ("network_mode", "bridge"),
         ("stop_grace_period", "30s"),
         ("read_only", "yes"),
         ("user", "a b"),
