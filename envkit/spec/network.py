@@ -40,13 +40,9 @@ class Network(Frozen, SpecObject):
         field = f"Network({name!r})"
         validate.reject_unknown(field, unknown, Network.__init__)
         object.__setattr__(self, "name", validate.name(f"{field}.name", name, what="network name"))
-        if not isinstance(internal, bool):
-            raise SpecError(f"{field}.internal", "expected True or False", value=internal)
-        object.__setattr__(self, "internal", internal)
+        object.__setattr__(self, "internal", validate.boolean(f"{field}.internal", internal))
         object.__setattr__(self, "subnet", None if subnet is None else _cidr(field, subnet))
-        if not isinstance(ipv6, bool):
-            raise SpecError(f"{field}.ipv6", "expected True or False", value=ipv6)
-        object.__setattr__(self, "ipv6", ipv6)
+        object.__setattr__(self, "ipv6", validate.boolean(f"{field}.ipv6", ipv6))
 
     def canonical(self) -> dict[str, Any]:
         """Name, internal flag and subnet (and ``ipv6`` when set: the form of an IPv4

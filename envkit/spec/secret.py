@@ -52,8 +52,7 @@ class Secret(Frozen, SpecObject):
                 value=source,
                 hint='e.g. "env:DB_PASSWORD" or "file:./db_password.txt"',
             )
-        if not isinstance(required, bool):
-            raise SpecError(f"{field}.required", "expected True or False", value=required)
+        validate.boolean(f"{field}.required", required)
         object.__setattr__(self, "name", checked)
         object.__setattr__(self, "scheme", scheme)
         object.__setattr__(self, "location", location)

@@ -168,9 +168,7 @@ class Service(Frozen, SpecObject):
             )
         set_(self, "hostname", hostname)
         set_(self, "tmpfs", _tmpfs(f"{svc}.tmpfs", tmpfs))
-        if not isinstance(read_only, bool):
-            raise SpecError(f"{svc}.read_only", "expected True or False", value=read_only)
-        set_(self, "read_only", read_only)
+        set_(self, "read_only", validate.boolean(f"{svc}.read_only", read_only))
         set_(
             self,
             "memory",
@@ -190,9 +188,7 @@ class Service(Frozen, SpecObject):
         set_(self, "labels", validate.str_mapping(f"{svc}.labels", labels or {}))
         set_(self, "ready", ready_list(f"{svc}.ready", ready))
         set_(self, "env_file", _env_files(f"{svc}.env_file", env_file))
-        if not isinstance(init, bool):
-            raise SpecError(f"{svc}.init", "expected True or False", value=init)
-        set_(self, "init", init)
+        set_(self, "init", validate.boolean(f"{svc}.init", init))
         set_(self, "cap_add", _capabilities(f"{svc}.cap_add", cap_add))
         set_(self, "cap_drop", _capabilities(f"{svc}.cap_drop", cap_drop))
         set_(self, "stop_signal", _stop_signal(f"{svc}.stop_signal", stop_signal))
