@@ -81,11 +81,19 @@ FORWARDED = frozenset(
 )
 
 
-def fail(err_fd: int, code: int, message: str, kernel: Syscalls = syscalls) -> NoReturn:
+def fail(
+    err_fd: int,
+    code: int,
+    message: str,
+    kernel: Syscalls = syscalls,
+    *,
+    hint: str | None = None,
+) -> NoReturn:
     """Report a start failure to the spawner (``CODE\\nMESSAGE`` on the error pipe,
-    ``MESSAGE\\0HINT`` when there is a hint), exit."""
+    ``MESSAGE\\0HINT`` with a hint: :func:`parse_report` reads it), exit."""
+    text = f"{message}\0{hint}" if hint else message
     try:
-        kernel.write(err_fd, f"{code}\n{message}".encode(errors="replace")[:8192])
+        kernel.write(err_fd, f"{code}\n{text}".encode(errors="replace")[:8192])
     finally:
         kernel.exit_process(code)
 
@@ -190,8 +198,8 @@ def _report(
             code = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             fail(err_fd, code, f"exec {config.argv[0]!r}: {exc.strerror}", kernel)
         fail(err_fd, 1, f"{step}: {exc.strerror or exc}", kernel)
-    if isinstance(exc, EnvkitError) and exc.hint:
-        fail(err_fd, 1, f"{step}: {exc.message}\0{exc.hint}", kernel)
+    if isinstance(exc, EnvkitError):
+        fail(err_fd, 1, f"{step}: {exc.message}", kernel, hint=exc.hint)
     fail(err_fd, 1, f"{step}: {exc}", kernel)
 
 

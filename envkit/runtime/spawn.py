@@ -506,7 +506,7 @@ def launched(config: ContainerConfig, state_dir: str, fds: list[int], report_w: 
         if config.seccomp:
             seccomp.prepare(caps.seccomp_caps(config.capabilities))
     except BaseException as exc:
-        init.fail(err_w, 1, f"seccomp: {_describe(exc)}")
+        _fail(err_w, "seccomp", exc)
     _monitor(config, state_dir, sync_w, go_r, err_w, os.getppid(), console, report_w, detach=True)
 
 
@@ -628,7 +628,7 @@ def _monitor(
         _, status = os.waitpid(init_pid, 0)
         os._exit(init.exit_code(status))
     except BaseException as exc:
-        init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel)
+        _fail(err_w, step, exc, kernel)
 
 
 def _pid1(
@@ -662,7 +662,7 @@ def _pid1(
             rootfs.mount_console(tty, kernel)
         init.exec_command(config, err_w, tty, kernel)
     except BaseException as exc:
-        init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel)
+        _fail(err_w, step, exc, kernel)
 
 
 def _path_fd(path: str, *, directory: bool) -> str:
@@ -674,10 +674,15 @@ def _path_fd(path: str, *, directory: bool) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+def _fail(err_w: int, step: str, exc: BaseException, kernel: Syscalls = syscalls) -> NoReturn:
+    """Report ``exc`` as the failure of ``step`` (with an envkit error's hint), exit."""
+    hint = exc.hint if isinstance(exc, EnvkitError) else None
+    init.fail(err_w, 1, f"{step}: {_describe(exc)}", kernel, hint=hint)
+
+
 def _describe(exc: BaseException) -> str:
-    """The report text of ``exc`` (with its hint, as :func:`init.parse_report` reads it)."""
     if isinstance(exc, EnvkitError):
-        return f"{exc.message}\0{exc.hint}" if exc.hint else exc.message
+        return exc.message
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
     text = f"{type(exc).__name__}: {exc}"
