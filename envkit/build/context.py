@@ -340,8 +340,7 @@ class ContextHasher:
         path = source_path(src)
         if path == "." and not ignore:
             self._walked_all = True
-        roots = self._glob(path, matcher) if _GLOB_RE.search(path) else [path]
-        roots = [self._in_context(root) for root in roots]
+        roots = self._glob(path, matcher) if _GLOB_RE.search(path) else [self._in_context(path)]
         if not roots:
             raise ContextError(
                 f"copy source {src!r} matches no file in the build context {self.context}",
@@ -383,10 +382,11 @@ class ContextHasher:
                     continue
                 nxt.extend(_join(d, n) for n in names if compiled.match(n))
             found = nxt
+        # the matches, their directories resolved inside the context (see _in_context)
         return [
-            p
+            real
             for p in found
-            if os.path.lexists(self.context / self._in_context(p))
+            if os.path.lexists(self.context / (real := self._in_context(p)))
             and not matcher.excluded(p)
             and not self._in_home(p)
         ]
