@@ -93,14 +93,14 @@ class Services(ServiceLinks):
         if body.get("security_opt") is not None:
             self.security_options(body, where, options)
         if body.get("extra_hosts") is not None:
-            options["extra_hosts"] = self.spec(
+            hosts = self.spec(
                 body.line_of("extra_hosts"),
                 f"{where}.extra_hosts",
                 parse_hosts,
                 "extra_hosts",
                 body["extra_hosts"],
             )
-            options["extra_hosts"] = [f"{n}:{a}" for n, a in options["extra_hosts"]]
+            options["extra_hosts"] = [f"{name}:{address}" for name, address in hosts]
         if body.get("sysctls") is not None:
             options["sysctls"] = dict(
                 self.spec(
